@@ -1,0 +1,75 @@
+"""Core ML: coremltools' scikit-learn converter where it still works, and a structure check as the
+"runtime" (Core ML predicts only on macOS: reported as not executed, never as passed)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from converters._deps import require, version_of
+from packager.errors import ConversionError, InputFileError, UnsupportedConversion
+from packager.plugins import converts, runs
+
+SKLEARN_MAX = (1, 5, 1)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+@converts("sklearn", to="coreml", note="coremltools' scikit-learn converter: scikit-learn <= 1.5.1 only")
+def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
+    from packager.convert import Artifact
+
+    installed = version_of("scikit-learn")
+    if _version_tuple(installed) > SKLEARN_MAX:
+        raise UnsupportedConversion(
+            f"coremltools disables its scikit-learn converter above scikit-learn 1.5.1 (installed: {installed})",
+            "convert to ONNX instead (Core ML apps can load ONNX via coremltools' ONNX-free paths), "
+            "or run this conversion in an environment with scikit-learn<=1.5.1",
+        )
+    ct = require("coremltools", "coreml", "Core ML export")
+    names = signature.input_names if signature.columnar else [f"x{i}" for i in range(signature.inputs[0].shape[1])]
+    try:
+        mlmodel = ct.converters.sklearn.convert(model, names, signature.output_names[0])
+    except Exception as exc:
+        raise ConversionError(f"coremltools cannot convert {type(model).__name__}: {exc}", "use --to onnx") from exc
+    path = out / "model.mlmodel"
+    mlmodel.save(str(path))
+    return Artifact(path, {"converter": "coremltools", "converter_version": version_of("coremltools")})
+
+
+@runs("coreml")
+class CoreMLStructureCheck:
+    """Reads the spec: inputs, outputs, spec version. Execution needs macOS."""
+
+    name = "coremltools (structure check)"
+    executes = False
+
+    def version(self) -> str:
+        return version_of("coremltools")
+
+    def versions(self) -> dict[str, str]:
+        return {"coremltools": self.version()}
+
+    def requirements(self) -> list[str]:
+        return [f"coremltools=={self.version()}"]
+
+    def check(self, path: Path, signature) -> dict[str, Any]:
+        return {"reason": "Core ML models execute only on macOS; the spec was read and checked", **self.inspect(path)}
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        ct = require("coremltools", "coreml", "reading Core ML models")
+        try:
+            spec = ct.utils.load_spec(str(path))
+        except Exception as exc:
+            raise InputFileError(f"{Path(path).name} is not a readable Core ML model: {exc}", "re-export it") from exc
+        return {
+            "spec_version": spec.specificationVersion,
+            "model_type": spec.WhichOneof("Type"),
+            "inputs": [f.name for f in spec.description.input],
+            "outputs": [f.name for f in spec.description.output],
+        }

@@ -1,0 +1,58 @@
+"""`packager convert`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from packager.commands._render import conversion_table, progress_reporter, result_row
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--to", "targets", multiple=True, default=("onnx",), show_default=True,
+              help="Target format (repeatable); 'all' = every target the source framework reaches.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Package directory (one sub-folder per target when several).")
+@click.option("--quantize", is_flag=False, flag_value="dynamic", default=None, metavar="[dynamic|static|fp16|auto]",
+              help="Quantize the result; bare --quantize means dynamic int8.")
+@click.option("--calibration", type=click.Path(path_type=Path), help="Calibration rows for --quantize static (.npy/.csv/.parquet).")
+@click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
+@click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
+@click.option("--opset", type=int, help="ONNX opset to target (default: the converter's).")
+@click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
+@click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def command(source, targets, out, quantize, calibration, sample, input_shape, opset, trust, accept_mismatch, force, as_json):
+    """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
+    from packager.cli import emit_json
+    from packager.convert import convert, load_source
+    from packager.errors import PackagerError
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    wanted = list(targets)
+    if "all" in wanted:
+        wanted = registry.targets_of(load_source(source, trust=trust, registry=registry).framework)
+    several = len(wanted) > 1
+    base = out or Path.cwd() / f"{source.stem}-packages" if several else out
+    rows, failed = [], False
+    with progress_reporter(as_json) as report:
+        for target in wanted:
+            destination = (base / target) if several else base
+            try:
+                package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
+                                  input_shape=input_shape, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                                  overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
+                rows.append(result_row(target, package=package))
+            except PackagerError as exc:
+                if not several:
+                    raise
+                failed = True
+                rows.append(result_row(target, error=exc))
+    if as_json:
+        emit_json(rows)
+    else:
+        conversion_table(rows)
+    if failed:
+        raise SystemExit(1)

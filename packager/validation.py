@@ -1,0 +1,141 @@
+"""Proving a converted artifact: run it in its own runtime and compare with the source model.
+
+Tolerances are declarative, per target format and quantization mode (like Optimum's
+``ATOL_FOR_VALIDATION``). Every output is compared and every mismatch collected before the
+verdict, so the report shows the whole picture, not the first failure.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+PASSED, FAILED, NOT_EXECUTED = "passed", "failed", "structure-checked, not executed"
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How close a converted output must be: allclose(atol, rtol); labels must agree this often."""
+
+    atol: float
+    rtol: float
+    min_label_agreement: float = 1.0
+
+
+EXACT = Tolerance(0.0, 0.0, 1.0)
+TOLERANCES: dict[tuple[str, str | None], Tolerance] = {
+    ("onnx", None): Tolerance(1e-4, 1e-3, 0.99),
+    ("onnx", "fp16"): Tolerance(1e-2, 1e-2, 0.98),
+    ("onnx", "dynamic"): Tolerance(0.1, 0.1, 0.95),
+    ("onnx", "static"): Tolerance(0.15, 0.15, 0.9),
+    ("pmml", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("mleap", None): Tolerance(1e-6, 1e-5, 1.0),
+}
+
+
+def tolerance_for(target: str, quantization: str | None) -> Tolerance:
+    return TOLERANCES.get((target, quantization)) or TOLERANCES.get((target, None)) or EXACT
+
+
+@dataclass(frozen=True)
+class OutputComparison:
+    """How one output of the artifact compares with the same output of the source."""
+
+    name: str
+    kind: str  # "numeric" or "label"
+    max_abs: float | None
+    max_rel: float | None
+    agreement: float | None  # labels: fraction equal
+    passed: bool
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """The proof attached to every package."""
+
+    status: str
+    runtime: str
+    runtime_version: str
+    samples: int
+    tolerance: Tolerance
+    outputs: tuple[OutputComparison, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+    accepted_mismatch: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["outputs"] = [asdict(o) for o in self.outputs]
+        data["details"] = dict(self.details)
+        return data
+
+    def failures(self) -> list[str]:
+        return [f"{o.name}: {o.note}" for o in self.outputs if not o.passed]
+
+
+def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], tolerance: Tolerance, label_outputs: set[str]) -> tuple[OutputComparison, ...]:
+    """Compare every expected output present in ``actual``; absent ones are reported as failures."""
+    results = []
+    for name, want in expected.items():
+        if name not in actual:
+            results.append(OutputComparison(name, "missing", None, None, None, False, "the artifact does not produce this output"))
+        elif name in label_outputs or _is_text(want):
+            results.append(_compare_labels(name, want, actual[name], tolerance))
+        else:
+            results.append(_compare_numeric(name, want, actual[name], tolerance))
+    return tuple(results)
+
+
+def _is_text(array: Any) -> bool:
+    import numpy as np
+
+    return np.asarray(array).dtype.kind in "OUSb"
+
+
+def _compare_labels(name: str, want: Any, got: Any, tol: Tolerance) -> OutputComparison:
+    import numpy as np
+
+    want, got = np.asarray(want).reshape(-1), np.asarray(got).reshape(-1)
+    if want.shape != got.shape:
+        return OutputComparison(name, "label", None, None, None, False, f"shape {got.shape} != expected {want.shape}")
+    if want.dtype.kind != got.dtype.kind:
+        want, got = want.astype(str), got.astype(str)
+    agreement = float(np.mean(want == got)) if want.size else 1.0
+    passed = agreement >= tol.min_label_agreement
+    note = "" if passed else f"labels agree on {agreement:.2%} < required {tol.min_label_agreement:.2%}"
+    return OutputComparison(name, "label", None, None, agreement, passed, note)
+
+
+def _compare_numeric(name: str, want: Any, got: Any, tol: Tolerance) -> OutputComparison:
+    import numpy as np
+
+    want = np.asarray(want, dtype=np.float64)
+    got = np.asarray(got, dtype=np.float64)
+    if want.size == got.size and want.shape != got.shape:
+        got = got.reshape(want.shape)  # (n,) vs (n, 1): same values, layout differs by runtime
+    if want.shape != got.shape:
+        return OutputComparison(name, "numeric", None, None, None, False, f"shape {got.shape} != expected {want.shape}")
+    if want.size == 0:
+        return OutputComparison(name, "numeric", 0.0, 0.0, None, True)
+    diff = np.abs(want - got)
+    finite = np.isfinite(want) & np.isfinite(got)
+    same_nonfinite = bool(np.array_equal(np.isnan(want), np.isnan(got)) and np.all(want[~finite & ~np.isnan(want)] == got[~finite & ~np.isnan(want)]))
+    max_abs = float(diff[finite].max()) if finite.any() else 0.0
+    rel = diff[finite] / np.maximum(np.abs(want[finite]), 1e-12)
+    max_rel = float(rel.max()) if rel.size else 0.0
+    close = bool(np.allclose(got, want, atol=tol.atol, rtol=tol.rtol, equal_nan=True)) and same_nonfinite
+    note = "" if close else f"max abs diff {max_abs:.3g} exceeds atol {tol.atol:g} + rtol {tol.rtol:g}·|expected|"
+    return OutputComparison(name, "numeric", max_abs, max_rel, None, close, note)
+
+
+def build_report(outputs: tuple[OutputComparison, ...], *, runtime: str, runtime_version: str, samples: int, tolerance: Tolerance, details: Mapping[str, Any] | None = None) -> ValidationReport:
+    status = PASSED if outputs and all(o.passed for o in outputs) else FAILED
+    return ValidationReport(status, runtime, runtime_version, samples, tolerance, outputs, dict(details or {}))
+
+
+def not_executed_report(*, runtime: str, runtime_version: str, details: Mapping[str, Any]) -> ValidationReport:
+    """For formats with no runtime on this OS: the structure was checked, nothing was run."""
+    return ValidationReport(NOT_EXECUTED, runtime, runtime_version, 0, EXACT, (), dict(details))
