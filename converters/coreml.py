@@ -22,7 +22,7 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 @converts("sklearn", to="coreml", note="coremltools' scikit-learn converter: scikit-learn <= 1.5.1 only")
 def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     installed = version_of("scikit-learn")
     if _version_tuple(installed) > SKLEARN_MAX:

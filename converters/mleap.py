@@ -32,7 +32,7 @@ def _import_mleap() -> None:
 @converts("sklearn", to="mleap", note="Bundle.ML zip; round-trip validated for linear models, structure-checked otherwise")
 def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
     """A FeatureExtractor over the signature's columns, then the (copied) estimator, as an MLeap pipeline."""
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     if signature.columnar:
         raise UnsupportedConversion("mleap's scikit-learn support has no ColumnTransformer", "use --to onnx or pmml for column pipelines")

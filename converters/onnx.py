@@ -100,7 +100,7 @@ def _first_line(exc: Exception) -> str:
 @quantizes("onnx", modes={"dynamic", "static", "fp16", "auto"})
 def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None):
     """onnxruntime.quantization for int8, onnxruntime's float16 converter for fp16."""
-    from packager.convert import QuantizeResult
+    from packager.conversion import QuantizeResult
 
     onnx = require("onnx", "sklearn", "ONNX quantization")
     model = onnx.load(str(src))

@@ -37,11 +37,12 @@ def _java_failure(lines: list[str]) -> str:
 @converts("sklearn", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
     """Wrap in a PMMLPipeline with the signature's field names and run the sklearn2pmml JVM."""
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     if not hasattr(model, "predict"):
+        last = model.steps[-1][1] if hasattr(model, "steps") else model
         raise UnsupportedConversion(
-            f"PMML cannot hold a bare transformer ({type(model).__name__}): a PMML document needs a model element",
+            f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
     java = java_version()
@@ -78,6 +79,7 @@ class PmmlRuntime:
 
     name = "jpmml-evaluator"
     executes = True
+    may_omit_auxiliary_outputs = True  # e.g. no probabilities for SVC, affinities instead of KMeans distances
 
     def version(self) -> str:
         return version_of("jpmml_evaluator")

@@ -252,11 +252,12 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
 @converts("sklearn", to="onnx", quantize={"dynamic", "static", "fp16"})
 def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
     """skl2onnx with ZipMap off, a dynamic batch axis, and outputs named as in the signature."""
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
     from sklearn.base import is_classifier
 
     skl2onnx = require("skl2onnx", "sklearn", "ONNX export of scikit-learn models")
     onnx = require("onnx", "sklearn", "ONNX export")
+    _patch_skl2onnx_bool_attributes()
     kwargs: dict[str, Any] = {"initial_types": _onnx_initial_types(signature), "target_opset": options.opset}
     if is_classifier(model):
         kwargs["options"] = {"zipmap": False}
@@ -274,6 +275,24 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     onnx.save(proto, str(path))
     opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
     return Artifact(path, {"opset": opsets, "ir_version": proto.ir_version, "converter": "skl2onnx", "converter_version": version_of("skl2onnx")})
+
+
+def _patch_skl2onnx_bool_attributes() -> None:
+    """skl2onnx 1.20 passes HistGradientBoosting's numpy-bool ``missing_go_to_left`` into an ONNX ints
+    attribute, which protobuf >= 5 rejects ("Expected an int, got a boolean"). Cast it to int."""
+    from skl2onnx.common import tree_ensemble
+
+    original = tree_ensemble.add_node
+    if getattr(original, "_packager_patched", False):
+        return
+
+    def add_node(*args, **kwargs):
+        if "nodes_missing_value_tracks_true" in kwargs:
+            kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
+        return original(*args, **kwargs)
+
+    add_node._packager_patched = True
+    tree_ensemble.add_node = add_node
 
 
 def _onnx_initial_types(signature: Signature) -> list:
@@ -311,7 +330,7 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
 
 @converts("sklearn", to="pickle", note="runs any code on load: prefer skops for untrusted consumers")
 def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     path = out / "model.pkl"
     with path.open("wb") as fh:
@@ -321,7 +340,7 @@ def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="joblib")
 def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     joblib = require("joblib", "sklearn", "joblib export")
     path = out / "model.joblib"
@@ -331,7 +350,7 @@ def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="skops", note="the safe choice: loading runs no code")
 def sklearn_to_skops(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.convert import Artifact
+    from packager.conversion import Artifact
 
     sio = require("skops.io", "sklearn", "skops export")
     path = out / "model.skops"

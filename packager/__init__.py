@@ -10,9 +10,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "convert": "packager.convert",
-    "load_source": "packager.convert",
-    "Package": "packager.convert",
+    "convert": "packager.conversion",
+    "load_source": "packager.conversion",
+    "Package": "packager.conversion",
     "validate": "packager.inspection",
     "inspect": "packager.inspection",
     "support_matrix": "packager.matrix",

@@ -21,7 +21,7 @@ def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry |
     if runtime is not None and hasattr(runtime, "inspect"):
         info.update(runtime.inspect(path))
     if any(fmt in p.cls.file_formats for p in registry.frameworks.values()):
-        from packager.convert import load_source, prepare_inputs
+        from packager.conversion import load_source, prepare_inputs
 
         source = load_source(path, trust=trust, registry=registry)
         signature, _, _ = prepare_inputs(source, registry=registry)
@@ -35,7 +35,7 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     The quantization mode (and so the tolerance) is read from the package manifest next to the
     artifact when there is one; ``atol``/``rtol`` override it.
     """
-    from packager.convert import load_source, prepare_inputs, validate_artifact
+    from packager.conversion import load_source, prepare_inputs, validate_artifact
 
     registry = registry or default_registry()
     artifact = Path(artifact)

@@ -49,6 +49,7 @@ ALLOWED_FUNCTIONS = frozenset({
     "pandas._libs.tslibs.timestamps._unpickle_timestamp",
     "scipy.sparse._csr.csr_matrix", "sklearn.tree._tree.__pyx_unpickle_Tree",
     "sklearn.neighbors._kd_tree.newObj", "sklearn.neighbors._ball_tree.newObj",
+    "sklearn.metrics._dist_metrics.newObj",  # Cython helper: cls.__new__(cls) for a DistanceMetric
 })
 ALLOWED_BUILTINS = frozenset({
     "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex", "builtins.bytearray",
@@ -91,6 +92,8 @@ def import_refusal(module: str, name: str) -> str | None:
     obj = _resolve(module, name)
     if obj is None:
         return f"{dotted} does not exist in the installed {top}"
+    if _is_cython_unpickler(module, name):
+        return None
     if isinstance(obj, type):
         full = f"{obj.__module__}.{obj.__qualname__}"
         if dotted in DENIED_CLASSES or full in DENIED_CLASSES or _is_memmap(obj):
@@ -109,6 +112,12 @@ def _resolve(module: str, name: str) -> Any:
         return obj
     except Exception:
         return None
+
+
+def _is_cython_unpickler(module: str, name: str) -> bool:
+    """Cython's generated ``__pyx_unpickle_<Class>`` only rebuilds <Class> of the same module."""
+    prefix = "__pyx_unpickle_"
+    return name.startswith(prefix) and isinstance(_resolve(module, name[len(prefix):]), type)
 
 
 def _is_memmap(obj: type) -> bool:
@@ -159,6 +168,8 @@ def scan_pickle_imports(stream: BinaryIO, label: str) -> list[PickleImport]:
                 memo[int(arg)] = stack[-1] if stack else None
             elif name in ("GET", "BINGET", "LONG_BINGET"):
                 stack.append(memo.get(int(arg)))
+            elif name == "POP":
+                stack.pop() if stack else None
             elif name == "STOP":
                 break
             else:

@@ -76,12 +76,14 @@ class ValidationReport:
         return [f"{o.name}: {o.note}" for o in self.outputs if not o.passed]
 
 
-def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], tolerance: Tolerance, label_outputs: set[str]) -> tuple[OutputComparison, ...]:
-    """Compare every expected output present in ``actual``; absent ones are reported as failures."""
+def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], tolerance: Tolerance, label_outputs: set[str], optional: frozenset[str] = frozenset()) -> tuple[OutputComparison, ...]:
+    """Compare every expected output; an absent one fails unless the format may omit it (``optional``)."""
     results = []
     for name, want in expected.items():
         if name not in actual:
-            results.append(OutputComparison(name, "missing", None, None, None, False, "the artifact does not produce this output"))
+            allowed = name in optional
+            note = "not produced by this format (recorded, not compared)" if allowed else "the artifact does not produce this output"
+            results.append(OutputComparison(name, "missing", None, None, None, allowed, note))
         elif name in label_outputs or _is_text(want):
             results.append(_compare_labels(name, want, actual[name], tolerance))
         else:
@@ -132,7 +134,8 @@ def _compare_numeric(name: str, want: Any, got: Any, tol: Tolerance) -> OutputCo
 
 
 def build_report(outputs: tuple[OutputComparison, ...], *, runtime: str, runtime_version: str, samples: int, tolerance: Tolerance, details: Mapping[str, Any] | None = None) -> ValidationReport:
-    status = PASSED if outputs and all(o.passed for o in outputs) else FAILED
+    compared = [o for o in outputs if o.kind != "missing"]
+    status = PASSED if compared and all(o.passed for o in outputs) else FAILED
     return ValidationReport(status, runtime, runtime_version, samples, tolerance, outputs, dict(details or {}))
 
 

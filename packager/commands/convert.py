@@ -26,7 +26,7 @@ from packager.commands._render import conversion_table, progress_reporter, resul
 def command(source, targets, out, quantize, calibration, sample, input_shape, opset, trust, accept_mismatch, force, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
-    from packager.convert import convert, load_source
+    from packager.conversion import convert, load_source
     from packager.errors import PackagerError
     from packager.plugins import default_registry
 

@@ -14,7 +14,7 @@ def command(out, as_json):
     (plus int8 and fp16 ONNX), validate each in its own runtime, and print the results."""
     from packager.cli import emit_json
     from packager.commands._render import conversion_table, progress_reporter, result_row
-    from packager.convert import convert
+    from packager.conversion import convert
     from packager.errors import PackagerError
     from packager.plugins import default_registry
 

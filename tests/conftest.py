@@ -1,0 +1,31 @@
+"""Shared fixtures: real fitted models built once per test session by fixtures/build.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fixtures.build import build  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory):
+    """name -> fixtures.build.Fixture (model pickle + sample file)."""
+    return build(tmp_path_factory.mktemp("fixtures"))
+
+
+@pytest.fixture(scope="session")
+def fixture_dir(fixtures) -> Path:
+    return Path(next(iter(fixtures.values())).model).parent
+
+
+def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python_prelude: str = "") -> subprocess.CompletedProcess:
+    """Run the real CLI in a subprocess (its exit code and stderr are part of the contract)."""
+    code = f"{python_prelude}\nimport sys\nfrom packager.cli import run\nsys.argv = ['packager', *sys.argv[1:]]\nrun()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=600)

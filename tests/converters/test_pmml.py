@@ -1,0 +1,46 @@
+"""scikit-learn -> PMML through sklearn2pmml, scored by JPMML (a real JVM) and compared."""
+from __future__ import annotations
+
+import pytest
+
+from packager.conversion import convert
+from packager.errors import UnsupportedConversion
+from packager.inspection import inspect
+
+pytestmark = pytest.mark.java
+
+PMML_MODELS = ["logreg", "forest", "gboost", "histgb", "svc", "knn", "mlp", "linear", "ridge", "forest_regressor", "kmeans", "columns"]
+
+
+@pytest.mark.parametrize("name", PMML_MODELS)
+def test_pmml_conversion_reproduces_the_model(fixtures, tmp_path, name):
+    fixture = fixtures[name]
+    package = convert(fixture.model, to="pmml", sample=fixture.sample, out=tmp_path / "pkg")
+    report = package.manifest.validation
+    assert report["status"] == "passed" and report["runtime"] == "jpmml-evaluator"
+    first = report["outputs"][0]
+    assert first["kind"] != "missing"
+    if first["kind"] == "label":
+        assert first["agreement"] == 1.0
+    else:
+        assert first["max_abs"] < 1e-3
+
+
+def test_outputs_pmml_cannot_express_are_recorded_not_hidden(fixtures, tmp_path):
+    package = convert(fixtures["svc"].model, to="pmml", sample=fixtures["svc"].sample, out=tmp_path / "pkg")
+    outputs = {o["name"]: o for o in package.manifest.validation["outputs"]}
+    assert outputs["probabilities"]["kind"] == "missing"
+    assert "not produced by this format" in outputs["probabilities"]["note"]
+
+
+def test_column_pipeline_keeps_string_fields(fixtures, tmp_path):
+    package = convert(fixtures["columns"].model, to="pmml", sample=fixtures["columns"].sample, out=tmp_path / "pkg")
+    info = inspect(package.model_path)
+    assert {"age", "income", "city", "plan"} <= set(info["data_fields"])
+    assert info["models"] == ["RegressionModel"]
+
+
+def test_pipeline_ending_in_a_transformer_is_refused(fixtures, tmp_path):
+    with pytest.raises(UnsupportedConversion, match="ends in a transformer \\(PCA\\)"):
+        convert(fixtures["pca"].model, to="pmml", out=tmp_path / "pkg")
+    assert not (tmp_path / "pkg").exists()
