@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from converters._deps import require, version_of
-from packager.errors import ConversionError, InputFileError, NotQuantizable
+from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed
 from packager.plugins import quantizes, runs
 
 # operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
@@ -36,7 +36,7 @@ class OnnxRuntime:
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         ort = _ort()
         options = ort.SessionOptions()
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # failures surface as our errors, not as log lines
         if threads:
             options.intra_op_num_threads = threads
         try:
@@ -50,7 +50,13 @@ class OnnxRuntime:
         if missing:
             raise InputFileError(f"the ONNX model needs inputs {missing} that the sample lacks", f"the sample has {sorted(feeds)}")
         names = [o.name for o in session.get_outputs()]
-        values = session.run(None, inputs)
+        try:
+            values = session.run(None, inputs)
+        except Exception as exc:
+            raise ValidationFailed(
+                f"onnxruntime cannot run the model on the sample: {_first_line(exc)}",
+                "the converter produced a graph that fails on these inputs; try another --opset or report it to the converter",
+            ) from exc
         wanted = signature.output_names if signature is not None and signature.outputs else names
         if set(wanted) <= set(names):
             return {n: v for n, v in zip(names, values) if n in wanted}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from converters._deps import java_version, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsupportedConversion
+from packager.errors import ConversionError, InputFileError, UnsupportedConversion, ValidationFailed
 from packager.plugins import converts, runs
 
 TARGET_FIELD = "y"
@@ -110,7 +110,10 @@ class PmmlRuntime:
             frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in signature.input_names})
         else:
             frame = pd.DataFrame(np.asarray(feeds[signature.input_names[0]], dtype=np.float64), columns=pmml_field_names(signature))
-        result = evaluator.evaluateAll(frame)
+        try:
+            result = evaluator.evaluateAll(frame)
+        except Exception as exc:
+            raise ValidationFailed(f"JPMML cannot score the sample: {str(exc).splitlines()[0][:300]}", "the PMML document does not accept these inputs") from exc
         return _map_outputs(result, signature.output_names)
 
     def inspect(self, path: Path) -> dict[str, Any]:

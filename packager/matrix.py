@@ -42,3 +42,22 @@ def matrix_markdown(rows: list[MatrixRow]) -> str:
         check = r.validated_by if r.executes else f"{r.validated_by} — not executed"
         lines.append(f"| {r.source} | {r.target} | `{r.extension or 'folder'}` | {', '.join(r.quantize) or '—'} | {check} | {r.note} |")
     return "\n".join(lines)
+
+
+START, END = "<!-- support-matrix:start -->", "<!-- support-matrix:end -->"
+
+
+def render_readme(text: str, rows: list[MatrixRow]) -> str:
+    """Replace the README's generated block with the current matrix."""
+    before, _, rest = text.partition(START)
+    _, _, after = rest.partition(END)
+    return f"{before}{START}\n{matrix_markdown(rows)}\n{END}{after}"
+
+
+if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    readme = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    readme.write_text(render_readme(readme.read_text(), support_matrix()))
+    print(f"updated the support matrix in {readme}")

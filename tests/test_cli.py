@@ -1,0 +1,159 @@
+"""The CLI contract: exit codes, one-line errors without tracebacks, JSON output, nothing half-written."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_cli
+
+
+def _no_partial_dirs(folder: Path) -> bool:
+    return not any(".partial" in p.name for p in folder.iterdir())
+
+
+def test_convert_onnx_quantized_end_to_end(fixtures, tmp_path):
+    out = tmp_path / "out"
+    result = run_cli("convert", fixtures["mlp"].model, "--to", "onnx", "--quantize", "--sample", fixtures["mlp"].sample, "-o", str(out), "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "passed" and row["quantization"] == "dynamic"
+    assert row["size"] < row["size_before_quantization"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["quantization"]["applied"] is True
+
+
+def test_convert_to_several_targets_writes_one_folder_each(fixtures, tmp_path):
+    out = tmp_path / "many"
+    result = run_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert (out / "onnx" / "model.onnx").is_file() and (out / "skops" / "model.skops").is_file()
+    assert "passed" in result.stdout
+
+
+def test_table_output_names_each_target(fixtures, tmp_path):
+    result = run_cli("convert", fixtures["forest"].model, "--to", "onnx", "--quantize", "auto", "-o", str(tmp_path / "o"))
+    assert result.returncode == 0, result.stderr
+    assert "onnx" in result.stdout and "passed" in result.stdout and "nothing to quantize" in result.stdout
+
+
+@pytest.mark.parametrize("case", ["truncated", "random", "wrong_extension_junk", "missing"])
+def test_bad_input_files_give_one_line_and_exit_4(fixtures, tmp_path, case):
+    data = Path(fixtures["logreg"].model).read_bytes()
+    source = tmp_path / "model.pkl"
+    if case == "truncated":
+        source.write_bytes(data[: len(data) // 2])
+    elif case == "random":
+        source.write_bytes(os.urandom(2048))
+    elif case == "wrong_extension_junk":
+        source = tmp_path / "model.onnx"
+        source.write_bytes(b"this is not a model\n" * 20)
+    out = tmp_path / "out"
+    result = run_cli("convert", str(source if case != "missing" else tmp_path / "absent.pkl"), "-o", str(out))
+    assert result.returncode == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: InputFileError: ")
+    assert "Traceback" not in result.stderr
+    assert not out.exists() and _no_partial_dirs(tmp_path)
+
+
+def test_wrong_extension_with_valid_content_still_converts(fixtures, tmp_path):
+    source = tmp_path / "model.onnx"
+    shutil.copy(fixtures["linear"].model, source)
+    result = run_cli("convert", str(source), "--to", "onnx", "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_unsafe_pickle_is_refused_with_exit_5_and_trust_is_recorded(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(pickle.dumps(_Evil(str(marker))))
+    result = run_cli("convert", str(evil), "-o", str(tmp_path / "o"))
+    assert result.returncode == 5
+    assert "imports posix.system" in result.stderr or "imports os.system" in result.stderr
+    assert "--trust" in result.stderr and not marker.exists()
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_unsupported_estimator_exits_6(tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.semi_supervised import LabelSpreading
+
+    X, y = load_iris(return_X_y=True)
+    source = tmp_path / "ls.pkl"
+    source.write_bytes(pickle.dumps(LabelSpreading().fit(X, y)))
+    result = run_cli("convert", str(source), "-o", str(tmp_path / "o"))
+    assert result.returncode == 6
+    assert result.stderr.count("\n") == 1 and "skl2onnx has no ONNX converter for LabelSpreading" in result.stderr
+
+
+def test_missing_optional_dependency_exits_3(fixtures, tmp_path):
+    prelude = "import sys; sys.modules['skl2onnx'] = None"
+    result = run_cli("convert", fixtures["logreg"].model, "-o", str(tmp_path / "o"), python_prelude=prelude)
+    assert result.returncode == 3
+    assert "pip install 'packager[sklearn]'" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.java
+def test_missing_java_exits_3(fixtures, tmp_path):
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
+    result = run_cli("convert", fixtures["logreg"].model, "--to", "pmml", "-o", str(tmp_path / "o"), env=env)
+    assert result.returncode == 3
+    assert "default-jre-headless" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_not_quantizable_exits_8(fixtures, tmp_path):
+    result = run_cli("convert", fixtures["forest"].model, "--quantize", "-o", str(tmp_path / "o"))
+    assert result.returncode == 8
+    assert "TreeEnsembleClassifier" in result.stderr and "--quantize auto" in result.stderr
+
+
+def test_existing_output_needs_force(fixtures, tmp_path):
+    out = tmp_path / "o"
+    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
+    again = run_cli("convert", fixtures["ridge"].model, "-o", str(out))
+    assert again.returncode == 10 and "--force" in again.stderr
+    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out), "--force").returncode == 0
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run_cli("--debug", "convert", str(tmp_path / "absent.pkl"), "-o", str(tmp_path / "o"))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_validate_passes_for_the_right_source_and_fails_for_another(fixtures, tmp_path):
+    out = tmp_path / "o"
+    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
+    good = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["ridge"].model, "--sample", fixtures["ridge"].sample, "--json")
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["status"] == "passed"
+    bad = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["linear"].model, "--sample", fixtures["ridge"].sample, "--atol", "1e-6", "--rtol", "1e-7")
+    assert bad.returncode == 9 and "validation failed" in bad.stderr
+
+
+def test_inspect_json(fixtures):
+    result = run_cli("inspect", fixtures["columns"].model, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["format"] == "pickle" and info["framework"] == "sklearn" and info["estimator"] == "Pipeline"
+    assert [s["name"] for s in info["signature"]["inputs"]] == ["age", "income", "city", "plan"]
+
+
+def test_formats_json_is_the_registry():
+    result = run_cli("formats", "--json")
+    rows = json.loads(result.stdout)
+    pairs = {(r["source"], r["target"]) for r in rows}
+    assert {("sklearn", "onnx"), ("sklearn", "pmml"), ("sklearn", "skops")} <= pairs
