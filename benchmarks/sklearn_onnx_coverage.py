@@ -35,6 +35,36 @@ def _datasets():
     }
 
 
+def _construct(name: str, cls, kind: str, X, y):
+    """Defaults where the estimator has them; the smallest sensible arguments where it requires some."""
+    import inspect
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    regression = kind == "regressor" or "Regressor" in name
+    base = Ridge() if regression else LogisticRegression(max_iter=500)
+    pair = [("linear", base), ("tree", DecisionTreeRegressor(max_depth=3) if regression else DecisionTreeClassifier(max_depth=3))]
+    required = {p.name for p in inspect.signature(cls).parameters.values() if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD}
+    args = {}
+    for param in required:
+        args[param] = {"estimator": base, "estimators": pair, "transformers": [("scale", StandardScaler(), [0, 1, 2, 3])],
+                       "transformer_list": [("scale", StandardScaler())], "dictionary": np.eye(8)[:4]}.get(param)
+    extra = {"CCA": {"n_components": 1}, "PLSCanonical": {"n_components": 1}, "PLSSVD": {"n_components": 1},
+             "GaussianRandomProjection": {"n_components": 4}, "SparseRandomProjection": {"n_components": 4}}.get(name, {})
+    model = cls(**args, **extra)
+    fit_X, fit_y, sample = X[:160], y[:160], X[160:]
+    if name.startswith("MultiTask"):
+        fit_y = np.c_[y[:160], y[:160] * 0.5]
+    if name in ("GammaRegressor", "PoissonRegressor"):
+        fit_y = np.abs(fit_y) + 1
+    if name == "IsotonicRegression":
+        fit_X, sample = X[:160, :1], X[160:, :1]
+    return model, fit_X, fit_y, sample
+
+
 def walk(out_dir: Path) -> list[dict]:
     from sklearn.utils import all_estimators
 
@@ -52,14 +82,14 @@ def walk(out_dir: Path) -> list[dict]:
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        model = cls()
-                        model.fit(X[:160], y[:160])
+                        model, fit_X, fit_y, sample = _construct(name, cls, kind, X, y)
+                        model.fit(fit_X, fit_y)
                 except Exception as exc:
                     row.update(status=NOT_FITTED, detail=f"{type(exc).__name__}: {str(exc).splitlines()[0][:140] if str(exc) else ''}")
                     rows.append(row)
                     continue
                 try:
-                    package = convert(model, to="onnx", sample=X[160:], out=Path(work) / f"{kind}-{name}")
+                    package = convert(model, to="onnx", sample=sample, out=Path(work) / f"{kind}-{name}")
                     row.update(status=VALIDATED, detail=_max_diff(package.manifest.validation))
                 except ValidationFailed as exc:
                     row.update(status=CONVERTED_NOT_VALID, detail=exc.one_line()[:200])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from converters._deps import require, version_of
+from packager.deps import Runtime, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
 
@@ -43,20 +43,12 @@ def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
 
 
 @runs("coreml")
-class CoreMLStructureCheck:
+class CoreMLStructureCheck(Runtime):
     """Reads the spec: inputs, outputs, spec version. Execution needs macOS."""
 
     name = "coremltools (structure check)"
+    distribution = "coremltools"
     executes = False
-
-    def version(self) -> str:
-        return version_of("coremltools")
-
-    def versions(self) -> dict[str, str]:
-        return {"coremltools": self.version()}
-
-    def requirements(self) -> list[str]:
-        return [f"coremltools=={self.version()}"]
 
     def check(self, path: Path, signature) -> dict[str, Any]:
         return {"reason": "Core ML models execute only on macOS; the spec was read and checked", **self.inspect(path)}

@@ -14,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from converters._deps import require, version_of
+from packager.deps import Runtime, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
 
@@ -70,20 +70,11 @@ def _zip_dir(folder: Path, target: Path) -> None:
 
 
 @runs("mleap")
-class MleapRuntime:
+class MleapRuntime(Runtime):
     """Round trip through mleap's deserializers where they exist."""
 
     name = "mleap (python)"
-    executes = True
-
-    def version(self) -> str:
-        return version_of("mleap")
-
-    def versions(self) -> dict[str, str]:
-        return {"mleap": self.version()}
-
-    def requirements(self) -> list[str]:
-        return [f"mleap=={self.version()}", "# scoring: MLeap runtime (JVM) or mleap's Python deserializers"]
+    distribution = "mleap"
 
     def can_execute(self, path: Path) -> bool:
         ops = set(_read_bundle(Path(path), deserialize=False)["nodes"].values())

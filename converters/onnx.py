@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from converters._deps import require, version_of
+from packager.deps import Runtime, require, version_of
 from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed
 from packager.plugins import quantizes, runs
 
@@ -18,20 +18,14 @@ def _ort():
 
 
 @runs("onnx")
-class OnnxRuntime:
+class OnnxRuntime(Runtime):
     """onnxruntime on the CPU; output names follow the signature (positionally when they differ)."""
 
     name = "onnxruntime"
-    executes = True
-
-    def version(self) -> str:
-        return version_of("onnxruntime")
+    distribution = "onnxruntime"
 
     def versions(self) -> dict[str, str]:
-        return {"onnx": version_of("onnx"), "onnxruntime": version_of("onnxruntime")}
-
-    def requirements(self) -> list[str]:
-        return [f"onnxruntime=={version_of('onnxruntime')}", "numpy"]
+        return {"onnx": version_of("onnx"), **super().versions()}
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         ort = _ort()

@@ -1,36 +1,26 @@
 """Runtimes for Python-object formats (pickle, joblib, skops): load through the safety layer, predict
-with whichever framework plugin claims the object."""
+with whichever framework plugin loads that format."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from converters._deps import version_of
+from packager.deps import Runtime, version_of
 from packager.plugins import runs
 
 
-class _PythonObjectRuntime:
-    executes = True
+class _PythonObjectRuntime(Runtime):
     format = ""
 
-    def version(self) -> str:
-        import platform
-
-        return platform.python_version()
-
-    def versions(self) -> dict[str, str]:
-        return {}
-
     def requirements(self) -> list[str]:
-        return [f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
+        return [*super().requirements(), f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
         from packager.plugins import default_registry
 
         registry = default_registry()
         plugin = registry.framework(registry.framework_for_format(self.format))
-        model = plugin.load(path, self.format, trust=trust)
-        return plugin, model
+        return plugin, plugin.load(path, self.format, trust=trust)
 
     def predict(self, handle: Any, signature, feeds) -> dict[str, Any]:
         plugin, model = handle
@@ -39,29 +29,17 @@ class _PythonObjectRuntime:
 
 @runs("pickle")
 class PickleRuntime(_PythonObjectRuntime):
-    name = "python pickle"
-    format = "pickle"
+    name, format, distribution = "pickle (scikit-learn)", "pickle", "scikit-learn"
+
+    def requirements(self) -> list[str]:
+        return [f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
 
 
 @runs("joblib")
 class JoblibRuntime(_PythonObjectRuntime):
-    name = "joblib"
-    format = "joblib"
-
-    def version(self) -> str:
-        return version_of("joblib")
-
-    def requirements(self) -> list[str]:
-        return [*super().requirements(), f"joblib=={version_of('joblib')}"]
+    name, format, distribution = "joblib", "joblib", "joblib"
 
 
 @runs("skops")
 class SkopsRuntime(_PythonObjectRuntime):
-    name = "skops"
-    format = "skops"
-
-    def version(self) -> str:
-        return version_of("skops")
-
-    def requirements(self) -> list[str]:
-        return [*super().requirements(), f"skops=={version_of('skops')}"]
+    name, format, distribution = "skops", "skops", "skops"

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from converters._deps import java_version, require, version_of
+from packager.deps import Runtime, java_version, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion, ValidationFailed
 from packager.plugins import converts, runs
 
@@ -74,21 +74,18 @@ def pmml_field_names(signature) -> list[str]:
 
 
 @runs("pmml")
-class PmmlRuntime:
+class PmmlRuntime(Runtime):
     """JPMML-Evaluator through jpmml_evaluator (JPype backend)."""
 
     name = "jpmml-evaluator"
-    executes = True
+    distribution = "jpmml_evaluator"
     may_omit_auxiliary_outputs = True  # e.g. no probabilities for SVC, affinities instead of KMeans distances
 
-    def version(self) -> str:
-        return version_of("jpmml_evaluator")
-
     def versions(self) -> dict[str, str]:
-        return {"jpmml_evaluator": self.version(), "sklearn2pmml": version_of("sklearn2pmml")}
+        return {**super().versions(), "sklearn2pmml": version_of("sklearn2pmml")}
 
     def requirements(self) -> list[str]:
-        return [f"jpmml_evaluator=={self.version()}", "JPype1", "pandas", "# and a Java 11+ runtime"]
+        return [*super().requirements(), "JPype1", "pandas", "# and a Java 11+ runtime"]
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
         from packager.xmlsafe import check_xml

@@ -12,8 +12,8 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from converters._deps import require, version_of
-from packager.errors import ConversionError, InputFileError, PackagerWarning, UnsupportedConversion, UsageError
+from packager.deps import require, version_of
+from packager.errors import ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -97,9 +97,22 @@ class Sklearn:
 
     def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
         X = _native_input(model, signature, feeds)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return {name: method(X) for name, method in _output_methods(model).items()}
+        methods = _output_methods(model)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return {name: _dense(method(X)) for name, method in methods.items()}
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise SampleError(
+                f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first})",
+                "give --sample FILE with rows like the training data",
+            ) from exc
+
+
+def _dense(values: Any) -> Any:
+    """Sparse outputs (TfidfTransformer, KNeighborsTransformer) compare as dense arrays."""
+    return values.toarray() if hasattr(values, "toarray") else values
 
 
 def _step_names(model: Any) -> list[str]:
@@ -202,9 +215,12 @@ def _native_input(model: Any, signature: Signature, feeds: dict[str, Any]):
 def _output_methods(model: Any) -> dict[str, Any]:
     """Output name -> bound method, in the order skl2onnx emits the graph outputs."""
     from sklearn.base import is_classifier, is_outlier_detector, is_regressor
+    from sklearn.feature_selection import SelectorMixin
 
     methods: dict[str, Any] = {}
-    if is_classifier(model):
+    if isinstance(model, SelectorMixin):  # RFE(LogisticRegression()) is tagged a classifier but exports as a selector
+        methods[VARIABLE] = model.transform
+    elif is_classifier(model):
         methods[LABEL] = model.predict
         if hasattr(model, "predict_proba"):
             methods[PROBABILITIES] = model.predict_proba
@@ -232,7 +248,10 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     from packager.safety import TRUST_HINT, import_refusal
     from packager.errors import UnsafeModelError
 
+    from packager.zipsafe import check_zip
+
     sio = require("skops.io", "sklearn", "reading .skops files")
+    check_zip(path)
     try:
         untrusted = sio.get_untrusted_types(file=path)
         for dotted in untrusted:
@@ -265,9 +284,7 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
         # standard MatMul/Add instead of ai.onnx.ml linear ops, so weights become quantizable tensors
         kwargs["black_op"] = {"LinearClassifier", "LinearRegressor"}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proto = skl2onnx.convert_sklearn(model, **kwargs)
+        proto = _convert_with_skl2onnx(skl2onnx, model, kwargs)
     except Exception as exc:
         raise _skl2onnx_error(model, exc) from exc
     _rename_outputs(proto, signature.output_names)
@@ -275,6 +292,18 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     onnx.save(proto, str(path))
     opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
     return Artifact(path, {"opset": opsets, "ir_version": proto.ir_version, "converter": "skl2onnx", "converter_version": version_of("skl2onnx")})
+
+
+def _convert_with_skl2onnx(skl2onnx: Any, model: Any, kwargs: dict[str, Any]) -> Any:
+    """Some classifiers (LinearSVC, wrappers such as RFE) have no ZipMap option: retry without it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return skl2onnx.convert_sklearn(model, **kwargs)
+        except NameError as exc:
+            if "zipmap" not in str(exc) or "options" not in kwargs:
+                raise
+            return skl2onnx.convert_sklearn(model, **{k: v for k, v in kwargs.items() if k != "options"})
 
 
 def _patch_skl2onnx_bool_attributes() -> None:
@@ -308,6 +337,11 @@ def _skl2onnx_error(model: Any, exc: Exception) -> Exception:
         return UnsupportedConversion(
             f"skl2onnx has no ONNX converter for {type(model).__name__} ({text[:160]})",
             "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter",
+        )
+    if isinstance(exc, NotImplementedError) or "not supported" in text or "not implemented" in text.lower():
+        return UnsupportedConversion(
+            f"skl2onnx does not support this {type(model).__name__} configuration ({text[:200]})",
+            "change the estimator's parameters as the message says, or use --to pmml / skops",
         )
     return ConversionError(f"skl2onnx failed on {type(model).__name__}: {type(exc).__name__}: {text[:200]}", "try another --opset, or report the model to skl2onnx")
 

@@ -27,6 +27,10 @@ class UsageError(PackagerError):
     exit_code = 2
 
 
+class SampleError(UsageError):
+    """The source model itself fails on the sample inputs (unknown categories, wrong kind of data)."""
+
+
 class InputFileError(PackagerError):
     """A file the user gave cannot be read: missing, truncated, random bytes, unknown format."""
 

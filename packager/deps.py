@@ -1,4 +1,4 @@
-"""Importing optional frameworks with an error that names the extra to install."""
+"""Optional dependencies: importing them with an error naming the extra, their versions, Java, runtime base."""
 from __future__ import annotations
 
 import importlib
@@ -46,3 +46,20 @@ def java_version() -> str:
     if major < 11:
         raise MissingDependency(f"PMML needs Java 11+, found Java {version}", hint)
     return version
+
+
+class Runtime:
+    """Base of format runtimes: one distribution gives the version, the manifest entry and the requirement."""
+
+    name = ""
+    distribution = ""
+    executes = True
+
+    def version(self) -> str:
+        return version_of(self.distribution)
+
+    def versions(self) -> dict[str, str]:
+        return {self.distribution: self.version()}
+
+    def requirements(self) -> list[str]:
+        return [f"{self.distribution}=={self.version()}"]
