@@ -12,7 +12,19 @@ COMMANDS = {
     "validate": ("packager.commands.validate", "Check that an artifact reproduces its source model."),
     "inspect": ("packager.commands.inspect", "Show a model file's format, framework, signature and size."),
     "formats": ("packager.commands.formats", "Show the support matrix: sources, targets, quantization, runtimes."),
-    "demo": ("packager.commands.demo", "Convert a bundled fixture model to every reachable format and show the results."),
+    "demo": ("packager.commands.demo", "Convert a bundled model to every format, push it to the registry, show the results."),
+    "push": ("packager.commands.registry:push", "Store a package as the next version of a model in the registry."),
+    "pull": ("packager.commands.registry:pull", "Write a stored version's files to a folder (digests re-verified)."),
+    "list": ("packager.commands.registry:list_", "List models (latest versions), or the versions of one model."),
+    "show": ("packager.commands.registry:show", "Show one version: manifest, params, metrics, validation, lineage."),
+    "compare": ("packager.commands.registry:compare", "Params and metrics of several versions side by side."),
+    "search": ("packager.commands.registry:search", 'Find versions: metric.accuracy > 0.9 and tag.team = "fraud".'),
+    "alias": ("packager.commands.registry:alias", "Point an alias (production, staging, ...) at a version, or remove it."),
+    "tag": ("packager.commands.registry:tag", "Set or remove tags on a version."),
+    "delete": ("packager.commands.registry:delete", "Delete a version (its blobs are freed by gc)."),
+    "gc": ("packager.commands.registry:gc", "Free blobs that no version references."),
+    "verify": ("packager.commands.registry:verify", "Re-hash every stored blob; report missing or corrupt files by version."),
+    "lineage": ("packager.commands.registry:lineage", "Print the derivation tree of a version (source -> ONNX -> int8)."),
 }
 
 
@@ -25,7 +37,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in COMMANDS:
             return None
-        return importlib.import_module(COMMANDS[name][0]).command
+        module, _, attribute = COMMANDS[name][0].partition(":")
+        return getattr(importlib.import_module(module), attribute or "command")
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         with formatter.section("Commands"):

@@ -166,20 +166,49 @@ def convert(
             step(f"quantizing ({quantize})")
             artifact, quant = _quantize(registry, to, artifact, quantize, calibration, signature, source, feeds)
         step(f"validating in the {to} runtime")
-        label_outputs = registry.framework(source.framework).label_outputs(source.model)
-        tolerance = tolerance_for(to, quant.mode if quant.applied else None)
-        report = validate_artifact(registry, to, artifact.path, signature, feeds, expected, tolerance, label_outputs, trust)
-        if report.status == "failed":
-            if not accept_mismatch:
-                raise ValidationFailed(
-                    f"the {to} artifact does not reproduce the source: " + "; ".join(report.failures()),
-                    "check the sample data or converter options; --accept-mismatch keeps it anyway (recorded in the manifest)",
-                    report=report,
-                )
-            report = replace(report, accepted_mismatch=True)
+        report = _validate_conversion(registry, source, to, artifact, quant, signature, feeds, expected, trust, accept_mismatch)
         step("writing the package")
         manifest = _write_package(staging, registry, source, conversion, artifact, signature, feeds, quant, report, trust, to)
     return Package(destination.absolute(), manifest)
+
+
+def _validate_conversion(registry, source, to, artifact, quant, signature, feeds, expected, trust, accept_mismatch) -> ValidationReport:
+    """Validate with the tolerance of the target and quantization; a failure raises unless accepted."""
+    label_outputs = registry.framework(source.framework).label_outputs(source.model)
+    tolerance = tolerance_for(to, quant.mode if quant.applied else None)
+    report = validate_artifact(registry, to, artifact.path, signature, feeds, expected, tolerance, label_outputs, trust)
+    if report.status != "failed":
+        return report
+    if not accept_mismatch:
+        raise ValidationFailed(
+            f"the {to} artifact does not reproduce the source: " + "; ".join(report.failures()),
+            "check the sample data or converter options; --accept-mismatch keeps it anyway (recorded in the manifest)",
+            report=report,
+        )
+    return replace(report, accepted_mismatch=True)
+
+
+def package_source(path: str | Path, out: str | Path, *, trust: bool = False, registry: PluginRegistry | None = None) -> Package:
+    """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage."""
+    import shutil
+
+    registry = registry or default_registry()
+    path = Path(path)
+    source = load_source(path, trust=trust, registry=registry)
+    signature, feeds, _ = prepare_inputs(source, registry=registry)
+    with staging_dir(Path(out), True) as staging:
+        target = staging / path.name
+        shutil.copy2(path, target) if path.is_file() else shutil.copytree(path, target)
+        write_json(staging / INPUT_EXAMPLE, input_example(feeds))
+        framework = registry.framework(source.framework)
+        manifest = Manifest(
+            format=source.info.format or "unknown", model_file=path.name,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), source=source.info, signature=signature,
+            quantization=Quantization(None, False), conversion={"converter": "none: the source model as given"},
+            validation={"status": "source", "runtime": source.framework, "runtime_version": framework.versions().get(source.framework, ""), "samples": 0, "outputs": []},
+            versions={**framework.versions(), "packager": __version__}, files=digest_files(staging), trusted_source=trust)
+        write_json(staging / MANIFEST, manifest.to_dict())
+    return Package(Path(out).absolute(), manifest)
 
 
 def _stem(source: Source) -> str:

@@ -157,3 +157,36 @@ def test_formats_json_is_the_registry():
     rows = json.loads(result.stdout)
     pairs = {(r["source"], r["target"]) for r in rows}
     assert {("sklearn", "onnx"), ("sklearn", "pmml"), ("sklearn", "skops")} <= pairs
+
+
+def test_accept_mismatch_keeps_the_artifact_and_records_it(tmp_path):
+    import numpy as np
+    from sklearn.decomposition import KernelPCA
+
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.standard_normal((200, 8))).astype(np.float32)
+    source = tmp_path / "kpca.pkl"
+    source.write_bytes(pickle.dumps(KernelPCA().fit(X[:160])))
+    np.save(tmp_path / "rows.npy", X[160:])
+    strict = run_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "strict"))
+    assert strict.returncode == 9 and "exceeds atol" in strict.stderr and not (tmp_path / "strict").exists()
+    kept = run_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "--accept-mismatch", "-o", str(tmp_path / "kept"))
+    assert kept.returncode == 0, kept.stderr
+    manifest = json.loads((tmp_path / "kept" / "manifest.json").read_text())
+    assert manifest["accepted_mismatch"] is True and manifest["validation"]["status"] == "failed"
+
+
+def test_csv_sample_for_a_column_pipeline(fixtures, fixture_dir, tmp_path):
+    result = run_cli("convert", fixtures["columns"].model, "--sample", str(fixture_dir / "customers_sample.csv"), "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(result.stdout)
+    assert row["samples"] == 150 and row["label_agreement"] == 1.0
+
+
+def test_demo_converts_to_every_reachable_target(tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["target"]: r for r in json.loads(result.stdout)}
+    for target in ("onnx", "onnx+dynamic", "onnx+fp16", "pmml", "skops", "joblib", "pickle", "mleap"):
+        assert rows[target]["status"] == "passed", rows[target]
+    assert rows["coreml"]["status"] == "refused" and "1.5.1" in rows["coreml"]["error"]

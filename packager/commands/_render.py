@@ -56,7 +56,8 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
             size = f"{human_size(r['size_before_quantization'])} → {size}"
         diff = f"{r['max_abs_diff']:.2e}" if r["max_abs_diff"] is not None else "—"
         agree = f"{r['label_agreement']:.1%}" if r["label_agreement"] is not None else "—"
-        table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, r["runtime"], _relative(r["path"]))
+        where = _relative(r["path"]) + (f"  → {r['pushed']}" if r.get("pushed") else "")
+        table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, r["runtime"], where)
     console()(table)
 
 

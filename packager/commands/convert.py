@@ -22,8 +22,11 @@ from packager.commands._render import conversion_table, progress_reporter, resul
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
 @click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--push", "push_name", metavar="NAME", help="Push each package to the registry as a version of NAME (source first, with lineage).")
+@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
+@click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, opset, trust, accept_mismatch, force, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, opset, trust, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
     from packager.conversion import convert, load_source
@@ -31,6 +34,12 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, op
     from packager.plugins import default_registry
 
     registry = default_registry()
+    store = None
+    if push_name:
+        from packager.registry.api import Registry
+        from packager.registry.refs import check_name
+
+        store = Registry(registry_url, blobs) if check_name(push_name) else None
     wanted = list(targets)
     if "all" in wanted:
         wanted = registry.targets_of(load_source(source, trust=trust, registry=registry).framework)
@@ -44,7 +53,11 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, op
                 package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
                                   input_shape=input_shape, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
                                   overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
-                rows.append(result_row(target, package=package))
+                row = result_row(target, package=package)
+                if store is not None:
+                    report(f"{target}: pushing to the registry")
+                    row["pushed"] = store.push_conversion(package, push_name, source, trust=trust).ref
+                rows.append(row)
             except PackagerError as exc:
                 if not several:
                     raise

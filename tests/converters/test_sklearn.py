@@ -124,3 +124,10 @@ def test_manifest_contents(fixtures, tmp_path):
     from packager.package import sha256_file
 
     assert manifest["files"]["model.onnx"] == sha256_file(package.model_path)
+
+
+def test_input_shape_must_agree_with_the_model(fixtures, tmp_path):
+    with pytest.raises(UsageError, match="--input-shape gives X shape \\(5,\\), but the model expects \\(13,\\)"):
+        convert(fixtures["forest"].model, to="onnx", input_shape="1,5", out=tmp_path / "pkg")
+    package = convert(fixtures["forest"].model, to="onnx", input_shape="-1,13", out=tmp_path / "ok")
+    assert package.manifest.signature.inputs[0].shape == (None, 13)
