@@ -2,6 +2,7 @@
 package versions, pip freeze), container/conda files, and data references."""
 from __future__ import annotations
 
+import functools
 import platform
 import re
 import subprocess
@@ -40,7 +41,9 @@ def git_info(cwd: Path) -> dict[str, Any] | None:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def pip_freeze() -> str:
+    """The environment does not change within one process: freeze it once."""
     try:
         done = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, timeout=120)
         return done.stdout if done.returncode == 0 else ""

@@ -95,8 +95,9 @@ class _Parser:
         kind, text = self.take()
         if kind == "paren" and text == "(":
             node = self.or_expr()
-            if self.take() != ("paren", ")"):
+            if self.peek() != ("paren", ")"):
                 raise UsageError("a '(' in the search is not closed", HINT)
+            self.take()
             return node
         if kind != "word":
             raise UsageError(f"expected a field name, found {text!r}", HINT)

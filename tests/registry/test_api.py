@@ -1,0 +1,135 @@
+"""Registry behaviour on both backends (SQLite + folder, PostgreSQL + S3 via a real moto server)."""
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+
+from packager.registry.api import NotFound, Registry
+from packager.registry.blobs import BlobCorrupt
+from packager.registry.catalog import schema_revision
+
+
+def _same_tree(a: Path, b: Path) -> bool:
+    names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
+    return names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()) and all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+
+
+def test_push_pull_round_trip_is_byte_identical(registry, package_dirs, tmp_path):
+    info = registry.push(package_dirs["onnx"], "fraud", description="first")
+    assert info.ref == "fraud@1" and len(info.id) == 36
+    pulled = registry.pull("fraud@1", tmp_path / "pulled")
+    assert _same_tree(package_dirs["onnx"], pulled)
+
+
+def test_identical_content_is_stored_once(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "fraud")
+    before = sorted(registry.blobs.digests())
+    second = registry.push(package_dirs["onnx"], "fraud")
+    assert second.version == 2
+    assert sorted(registry.blobs.digests()) == before
+    assert registry.get("fraud@1").digest == second.digest
+
+
+def test_references_resolve(registry, package_dirs):
+    one = registry.push(package_dirs["onnx"], "fraud", aliases=["production"])
+    two = registry.push(package_dirs["int8"], "fraud")
+    assert registry.get("fraud").id == two.id
+    assert registry.get("fraud@production").id == one.id
+    assert registry.get(f"fraud@sha256:{two.digest}").id == two.id
+    assert registry.get(one.id).ref == "fraud@1"
+    with pytest.raises(NotFound, match="fraud@7 is not in the registry"):
+        registry.get("fraud@7")
+
+
+def test_alias_moves_atomically(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "fraud", aliases=["production"])
+    registry.push(package_dirs["int8"], "fraud")
+    moved = registry.set_alias("fraud@2", "production")
+    assert moved.aliases == ("production",)
+    assert registry.get("fraud@1").aliases == ()
+    assert registry.get("fraud@production").version == 2
+    registry.remove_alias("fraud", "production")
+    with pytest.raises(NotFound):
+        registry.get("fraud@production")
+
+
+def test_tags_params_metrics_and_list(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "fraud", params={"depth": 6}, metrics={"accuracy": "0.93"}, tags={"team": "risk"})
+    registry.push(package_dirs["ridge"], "prices")
+    tagged = registry.tag("fraud@1", {"stage": "candidate"}, remove=["team"])
+    assert tagged.tags == {"stage": "candidate"} and tagged.params == {"depth": "6"} and tagged.metrics == {"accuracy": 0.93}
+    assert [v.ref for v in registry.list()] == ["fraud@1", "prices@1"]
+    registry.push(package_dirs["int8"], "fraud")
+    assert [v.ref for v in registry.list("fraud")] == ["fraud@2", "fraud@1"]
+
+
+def test_delete_then_gc_frees_only_unreferenced_blobs(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "fraud")
+    registry.push(package_dirs["int8"], "fraud")
+    int8_model = json.loads((package_dirs["int8"] / "manifest.json").read_text())["files"]["model.onnx"]
+    registry.delete("fraud@2")
+    assert int8_model in set(registry.blobs.digests())
+    result = registry.gc()
+    assert result["blobs_removed"] >= 2
+    assert int8_model not in set(registry.blobs.digests())
+    assert registry.verify() == []
+    assert registry.get("fraud@1").version == 1
+
+
+def test_corrupt_blob_is_detected_by_pull_and_verify(tmp_path, package_dirs):
+    registry = Registry(f"sqlite:///{tmp_path / 'c.db'}", str(tmp_path / "objects"))
+    info = registry.push(package_dirs["onnx"], "fraud")
+    model = next(f for f in info.files if f.path == "model.onnx")
+    blob = tmp_path / "objects" / "sha256" / model.digest[:2] / model.digest[2:]
+    data = bytearray(blob.read_bytes())
+    data[100] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    with pytest.raises(BlobCorrupt, match="fraud@1: model.onnx: blob sha256:.* is corrupt"):
+        registry.pull("fraud@1", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    problems = registry.verify()
+    assert problems == [{"ref": "fraud@1", "path": "model.onnx", "digest": model.digest, "problem": "corrupt"}]
+    blob.unlink()
+    assert registry.verify()[0]["problem"] == "missing"
+
+
+def test_lineage_is_captured(registry, package_dirs, tmp_path):
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n3,4\n")
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("FROM python:3.11\n")
+    info = registry.push(package_dirs["onnx"], "fraud", data=[str(data), "s3://lake/snapshots/2026-11-01"], dockerfile=dockerfile)
+    lineage = info.lineage
+    assert lineage["environment"]["python"].startswith("3.11")
+    assert lineage["environment"]["packages"]["onnxruntime"]
+    assert lineage["git"]["commit"] and len(lineage["git"]["commit"]) == 40  # the tests run inside the project's repo
+    local, remote = lineage["data"]
+    assert local["rows"] == 2 and local["size"] == data.stat().st_size and len(local["sha256"]) == 64
+    assert remote == {"uri": "s3://lake/snapshots/2026-11-01", "sha256": None, "size": None, "rows": None}
+    paths = {f.path for f in info.files if f.role == "lineage"}
+    assert paths == {"lineage/pip-freeze.txt", "lineage/Dockerfile"}
+    assert lineage["dockerfile"]["path"] == "lineage/Dockerfile"
+
+
+def test_conversion_lineage_tree(registry, fixtures, tmp_path):
+    from packager.conversion import convert
+
+    mlp = fixtures["mlp"]
+    onnx = convert(mlp.model, to="onnx", sample=mlp.sample, out=tmp_path / "onnx")
+    int8 = convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=tmp_path / "int8")
+    first = registry.push_conversion(onnx, "mlp", mlp.model)
+    second = registry.push_conversion(int8, "mlp", mlp.model)
+    assert (first.ref, second.ref) == ("mlp@2", "mlp@3")  # the source pickle became mlp@1
+    source = registry.get("mlp@1")
+    assert source.format == "pickle" and source.validation == "source"
+    tree = registry.lineage("mlp@3")
+    assert tree["ref"] == "mlp@1"
+    assert [c["ref"] for c in tree["children"]] == ["mlp@2"]
+    assert tree["children"][0]["children"][0] == {**tree["children"][0]["children"][0], "ref": "mlp@3", "quantization": "dynamic", "focus": True}
+
+
+def test_schema_is_migrated_to_head(registry):
+    assert schema_revision(registry.engine) == "0001"

@@ -1,0 +1,43 @@
+"""The search language: parsing, errors, and semantics against a real catalog."""
+from __future__ import annotations
+
+import pytest
+
+from packager.errors import UsageError
+from packager.registry.query import BoolOp, Comparison, parse
+
+
+def test_precedence_and_parentheses():
+    node = parse('metric.acc > 0.9 and tag.team = "fraud" or not format = onnx')
+    assert node == BoolOp("or", (BoolOp("and", (Comparison("metric.acc", ">", 0.9), Comparison("tag.team", "=", "fraud"))),
+                                 BoolOp("not", (Comparison("format", "=", "onnx"),))))
+    grouped = parse("metric.acc > 0.9 and (tag.team = fraud or alias = production)")
+    assert grouped.op == "and" and grouped.items[1].op == "or"
+
+
+@pytest.mark.parametrize("bad,message", [("metric.acc >", "ends too early"), ("colour = red", "unknown search field"),
+                                         ("metric.acc > 0.9 and", "ends too early"), ("(format = onnx", "not closed"),
+                                         ("format onnx", "expected an operator"), ("metric.acc > high", "is a number")])
+def test_bad_expressions_say_what_is_wrong(registry, bad, message):
+    with pytest.raises(UsageError, match=message):
+        registry.search(bad)
+
+
+def test_semantics(registry, package_dirs):
+    onnx, int8 = package_dirs["onnx"], package_dirs["int8"]
+    registry.push(onnx, "fraud", metrics={"accuracy": 0.95, "auc": 0.97}, params={"depth": "6"}, tags={"team": "fraud"}, aliases=["production"])
+    registry.push(int8, "fraud", metrics={"accuracy": 0.91}, params={"depth": "12"}, tags={"team": "fraud"})
+    registry.push(onnx, "churn", metrics={"accuracy": 0.88}, tags={"team": "growth"})
+
+    def refs(expression):
+        return sorted(v.ref for v in registry.search(expression))
+
+    assert refs('metric.accuracy > 0.9 and tag.team = "fraud" and format = "onnx"') == ["fraud@1", "fraud@2"]
+    assert refs("metric.accuracy >= 0.95") == ["fraud@1"]
+    assert refs("quantization = dynamic") == ["fraud@2"]
+    assert refs("alias = production") == ["fraud@1"]
+    assert refs("param.depth > 8") == ["fraud@2"]  # numeric comparison of a param
+    assert refs("metric.auc > 0") == ["fraud@1"]  # versions without the metric never match
+    assert refs("not tag.team = fraud") == ["churn@1"]
+    assert refs("name ~ ur or version = 2") == ["churn@1", "fraud@2"]
+    assert refs("metric.accuracy < 0.9 or (tag.team = fraud and metric.accuracy < 0.92)") == ["churn@1", "fraud@2"]

@@ -1,0 +1,83 @@
+"""Real services for the registry's team backends, started on loopback by the test session:
+a PostgreSQL server (Debian's binaries, a throw-away data dir) and moto's S3-compatible server."""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _pg_bin(name: str) -> str:
+    found = shutil.which(name) or next(iter(sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)), None)
+    if not found:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: apt-get install postgresql (make setup does it)")
+    return found
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def start_postgres() -> tuple[str, callable]:
+    """initdb + pg_ctl start on a free port in a fresh temp dir; returns (URL, stop)."""
+    import tempfile
+
+    workdir = Path(tempfile.mkdtemp(prefix="packager-pg-"))  # not under pytest's root-only tmp: postgres must reach it
+    data, sockets = workdir / "pgdata", workdir / "pgsock"
+    data.mkdir(parents=True)
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        shutil.chown(data, "postgres")
+        shutil.chown(sockets, "postgres")
+    subprocess.run(_as_postgres([_pg_bin("initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"]), check=True, capture_output=True)
+    port = free_port()
+    options = f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
+    subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "pg.log"), "-w", "start"]), check=True, capture_output=True)
+    subprocess.run(_as_postgres([_pg_bin("createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "packager"]), check=True, capture_output=True)
+
+    def stop() -> None:
+        subprocess.run(_as_postgres([_pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    return f"postgresql://postgres@127.0.0.1:{port}/packager", stop
+
+
+def start_moto() -> tuple[str, callable]:
+    """moto's server mode: a real HTTP S3 endpoint on loopback; returns (endpoint URL, stop)."""
+    port = free_port()
+    exe = shutil.which("moto_server", path=str(Path(sys.executable).parent)) or shutil.which("moto_server")
+    if not exe:
+        raise RuntimeError("moto_server is not installed: pip install 'moto[server]' (in the dev extra)")
+    process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(endpoint, timeout=1)
+            break
+        except Exception:
+            time.sleep(0.1)
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(10)
+
+    return endpoint, stop
+
+
+def make_bucket(endpoint: str, bucket: str) -> None:
+    import boto3
+
+    boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
