@@ -89,5 +89,23 @@ class PluginError(PackagerError):
     exit_code = 11
 
 
+class BlobCorrupt(PackagerError):
+    """A stored blob is missing or does not hash to its name."""
+
+    exit_code = 12
+
+
+class CatalogError(PackagerError):
+    """The registry's catalog database cannot be opened or written."""
+
+    exit_code = 13
+
+
+class NotFound(PackagerError):
+    """A model, version or alias the registry does not hold."""
+
+    exit_code = 14
+
+
 class PackagerWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. a pickle from another version)."""

@@ -230,7 +230,7 @@ def gc(registry_url, blobs, as_json):
 @registry_options
 def verify(registry_url, blobs, as_json):
     """Re-hash every blob; list missing or corrupt ones by version. Exit 12 if any."""
-    from packager.registry.blobs import BlobCorrupt
+    from packager.errors import BlobCorrupt
 
     problems = open_registry(registry_url, blobs).verify()
     if as_json:

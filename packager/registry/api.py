@@ -10,30 +10,22 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import shutil
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from packager.errors import InputFileError, OutputExists, UsageError
+from packager.errors import BlobCorrupt, InputFileError, NotFound, UsageError
 from packager.package import MANIFEST, staging_dir
 from packager.registry import lineage as lineage_capture
 from packager.registry import schema as t
-from packager.registry.blobs import BlobCorrupt, open_blob_store
+from packager.registry.blobs import open_blob_store
 from packager.registry.catalog import make_engine, migrate, write
 from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
-from packager.errors import PackagerError
 
 DERIVED_FROM = "derived-from"
-
-
-class NotFound(PackagerError):
-    """A model, version or alias that the catalog does not hold."""
-
-    exit_code = 14
-
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -118,7 +110,10 @@ class Registry:
         metrics = {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()}
         tags = {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()}
         aliases = [check_alias(a) for a in aliases]
+        freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
+        freezing.start()
         entries = [self._store(path, rel, "package") for rel, path in _package_files(package_dir)]
+        freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
         entries += extra
         version_id = str(uuid.uuid4())
@@ -489,22 +484,40 @@ def _move_alias(conn, model_id: int, alias: str, version_id: str) -> None:
 
 
 def _version_infos(conn, rows) -> list[VersionInfo]:
-    return [_version_info(conn, row, full=False) for row in rows]
+    """Summaries for many versions with four batched look-ups, not four per version."""
+    ids = [row.id for row in rows]
+    extras = _batched_children(conn, ids)
+    return [_build_info(row, *(extras[k].get(row.id, {}) for k in ("aliases", "params", "metrics", "tags"))) for row in rows]
+
+
+def _batched_children(conn, ids: list[str]) -> dict[str, dict[str, Any]]:
+    from sqlalchemy import select
+
+    found: dict[str, dict[str, Any]] = {"aliases": {}, "params": {}, "metrics": {}, "tags": {}}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        for alias in conn.execute(select(t.aliases.c.version_id, t.aliases.c.alias).where(t.aliases.c.version_id.in_(chunk))):
+            found["aliases"].setdefault(alias.version_id, {})[alias.alias] = True
+        for name, table in (("params", t.params), ("metrics", t.metrics), ("tags", t.tags)):
+            for row in conn.execute(select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(chunk))):
+                found[name].setdefault(row.version_id, {})[row.key] = row.value
+    return found
 
 
 def _version_info(conn, row, full: bool = True) -> VersionInfo:
     from sqlalchemy import select
 
+    if not full:
+        return _version_infos(conn, [row])[0]
     vid = row.id
-    aliases = tuple(conn.execute(select(t.aliases.c.alias).where(t.aliases.c.version_id == vid).order_by(t.aliases.c.alias)).scalars())
-    params = dict(conn.execute(select(t.params.c.key, t.params.c.value).where(t.params.c.version_id == vid)).all())
-    metrics = dict(conn.execute(select(t.metrics.c.key, t.metrics.c.value).where(t.metrics.c.version_id == vid)).all())
-    tags = dict(conn.execute(select(t.tags.c.key, t.tags.c.value).where(t.tags.c.version_id == vid)).all())
-    extra: dict[str, Any] = {}
-    if full:
-        files = tuple(FileEntry(r.path, r.digest, r.size, r.role) for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path)))
-        parents = tuple(conn.execute(select(t.edges.c.parent_id).where(t.edges.c.child_id == vid)).scalars())
-        extra = {"files": files, "parents": parents, "lineage": json.loads(row.lineage), "manifest": json.loads(row.manifest)}
+    extras = _batched_children(conn, [vid])
+    files = tuple(FileEntry(r.path, r.digest, r.size, r.role) for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path)))
+    parents = tuple(conn.execute(select(t.edges.c.parent_id).where(t.edges.c.child_id == vid)).scalars())
+    return _build_info(row, *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
+                       files=files, parents=parents, lineage=json.loads(row.lineage), manifest=json.loads(row.manifest))
+
+
+def _build_info(row, aliases, params, metrics, tags, **extra) -> VersionInfo:
     created = row.created.isoformat(timespec="seconds") if hasattr(row.created, "isoformat") else str(row.created)
-    return VersionInfo(vid, row.name, row.version, created, row.digest, row.format, row.quantization, row.validation, row.size,
-                       row.description, aliases, params, metrics, tags, **extra)
+    return VersionInfo(row.id, row.name, row.version, created, row.digest, row.format, row.quantization, row.validation, row.size,
+                       row.description, tuple(sorted(aliases)), params, metrics, tags, **extra)

@@ -8,18 +8,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from packager.errors import MissingDependency, PackagerError, UsageError
+from packager.errors import CatalogError, MissingDependency, UsageError
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 MAX_ATTEMPTS = 60
-
-
-class CatalogError(PackagerError):
-    """The catalog database cannot be opened or written."""
-
-    exit_code = 13
 
 
 def make_engine(url: str):
@@ -31,9 +25,11 @@ def make_engine(url: str):
     except ImportError:
         raise MissingDependency("the registry needs SQLAlchemy", "pip install packager") from None
     try:
-        make_url(url)
+        backend = make_url(url).get_backend_name()
     except ArgumentError:
-        raise UsageError(f"invalid catalog URL {url!r}", "use sqlite:///path/catalog.db or postgresql://user@host:port/db") from None
+        backend = None
+    if backend not in ("sqlite", "postgresql"):
+        raise UsageError(f"invalid catalog URL {url!r}", "use sqlite:///path/catalog.db or postgresql://user@host:port/db")
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     if url.startswith("sqlite"):
@@ -63,12 +59,17 @@ def migrate(engine) -> None:
     """Bring the schema to the newest revision (idempotent; run on every open)."""
     from alembic import command
     from alembic.config import Config
+    from sqlalchemy.exc import OperationalError
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        where = engine.url.render_as_string(hide_password=True)
+        raise CatalogError(f"cannot open the catalog {where}: {str(exc.orig).strip().splitlines()[0]}", "check the URL, that the server runs and that you may connect") from None
 
 
 def schema_revision(engine) -> str | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from packager.registry.api import NotFound, Registry
-from packager.registry.blobs import BlobCorrupt
+from packager.errors import BlobCorrupt, NotFound
+from packager.registry.api import Registry
 from packager.registry.catalog import schema_revision
 
 
