@@ -14,6 +14,16 @@ sys.path.insert(0, str(ROOT))
 from fixtures.build import build  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_registry_home(tmp_path_factory):
+    """No test writes to the user's ~/.packager: the embedded registry lives in a temp folder."""
+    home = tmp_path_factory.mktemp("packager-home")
+    previous = {k: os.environ.pop(k, None) for k in ("PACKAGER_REGISTRY", "PACKAGER_BLOBS")}
+    os.environ["PACKAGER_HOME"] = str(home)
+    yield home
+    os.environ.update({k: v for k, v in previous.items() if v is not None})
+
+
 @pytest.fixture(scope="session")
 def fixtures(tmp_path_factory):
     """name -> fixtures.build.Fixture (model pickle + sample file)."""

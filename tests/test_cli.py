@@ -184,9 +184,15 @@ def test_csv_sample_for_a_column_pipeline(fixtures, fixture_dir, tmp_path):
 
 
 def test_demo_converts_to_every_reachable_target(tmp_path):
-    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--json")
+    env = {**os.environ, "PACKAGER_HOME": str(tmp_path / "home")}
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--json", env=env)
     assert result.returncode == 0, result.stderr
-    rows = {r["target"]: r for r in json.loads(result.stdout)}
+    report = json.loads(result.stdout)
+    rows = {r["target"]: r for r in report["results"]}
     for target in ("onnx", "onnx+dynamic", "onnx+fp16", "pmml", "skops", "joblib", "pickle", "mleap"):
         assert rows[target]["status"] == "passed", rows[target]
+        assert rows[target]["pushed"].startswith("digits-demo@")
     assert rows["coreml"]["status"] == "refused" and "1.5.1" in rows["coreml"]["error"]
+    assert report["registry"] == f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
+    onnx = next(c for c in report["lineage"]["children"] if c["ref"] == rows["onnx"]["pushed"])
+    assert {c["quantization"] for c in onnx["children"]} == {"dynamic", "fp16"}

@@ -38,18 +38,34 @@ def _emit(data: Any) -> None:
 @click.option("--dockerfile", type=click.Path(path_type=Path))
 @click.option("--conda-env", type=click.Path(path_type=Path))
 @click.option("--description")
+@click.option("--lineage", "lineage_file", type=click.Path(path_type=Path), help="JSON object whose keys override the captured lineage (e.g. git, data).")
 @registry_options
-def push(package_dir, name, params, metrics, tags, aliases, data, dockerfile, conda_env, description, registry_url, blobs, as_json):
+def push(package_dir, name, params, metrics, tags, aliases, data, dockerfile, conda_env, description, lineage_file, registry_url, blobs, as_json):
     """Store PACKAGE_DIR (written by `packager convert -o`) as the next version of NAME."""
     from packager.registry.refs import parse_pairs
 
     info = open_registry(registry_url, blobs).push(
         package_dir, name, params=parse_pairs(params, "param"), metrics=parse_pairs(metrics, "metric"), tags=parse_pairs(tags, "tag"),
-        aliases=aliases, data=data, dockerfile=dockerfile, conda_env=conda_env, description=description)
+        aliases=aliases, data=data, dockerfile=dockerfile, conda_env=conda_env, description=description,
+        lineage=_read_lineage(lineage_file) if lineage_file else None)
     if as_json:
         _emit(info.to_dict(full=False))
     else:
         click.echo(f"{info.ref} {info.id}")
+
+
+def _read_lineage(path: Path) -> dict:
+    import json
+
+    from packager.errors import InputFileError
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"--lineage {path}: cannot read a JSON object ({exc})", "give a JSON file such as {\"git\": {\"commit\": \"...\"}}") from None
+    if not isinstance(data, dict):
+        raise InputFileError(f"--lineage {path}: the JSON is not an object", "give a JSON object whose keys replace captured ones")
+    return data
 
 
 @click.command("pull")

@@ -133,3 +133,29 @@ def test_conversion_lineage_tree(registry, fixtures, tmp_path):
 
 def test_schema_is_migrated_to_head(registry):
     assert schema_revision(registry.engine) == "0001"
+
+
+def test_credentials_are_stripped_from_remotes():
+    from packager.registry.lineage import strip_credentials
+
+    assert strip_credentials("https://alice:s3cret@github.example/org/repo.git") == "https://github.example/org/repo.git"
+    assert strip_credentials("https://token@host/repo") == "https://host/repo"
+    assert strip_credentials("git@github.example:org/repo.git") == "git@github.example:org/repo.git"
+
+
+def test_git_remote_is_captured_without_credentials(tmp_path, package_dirs):
+    import subprocess
+
+    repo = tmp_path / "training-code"
+    repo.mkdir()
+    for args in (["init", "-q", "-b", "trainer"], ["remote", "add", "origin", "https://bob:hunter2@git.example/ml/train.git"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / "train.py").write_text("print('fit')\n")
+    subprocess.run(["git", "add", "."], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x"], cwd=repo, check=True)
+    (repo / "train.py").write_text("print('fit more')\n")
+    registry = Registry(f"sqlite:///{tmp_path / 'c.db'}", str(tmp_path / "o"))
+    info = registry.push(package_dirs["onnx"], "m", capture_cwd=repo, lineage={"note": "override wins"})
+    git = info.lineage["git"]
+    assert git["remote"] == "https://git.example/ml/train.git" and git["branch"] == "trainer" and git["dirty"] is True
+    assert info.lineage["note"] == "override wins"
