@@ -106,7 +106,7 @@ class MleapRuntime(Runtime):
 
 
 def _read_bundle(path: Path, deserialize: bool = True) -> dict[str, Any]:
-    from packager.zipsafe import check_zip
+    from packager.safety.zips import check_zip
 
     check_zip(path)
     with tempfile.TemporaryDirectory() as work:

@@ -88,7 +88,7 @@ class PmmlRuntime(Runtime):
         return [*super().requirements(), "JPype1", "pandas", "# and a Java 11+ runtime"]
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
-        from packager.xmlsafe import check_xml
+        from packager.safety.xml import check_xml
 
         check_xml(path)
         java_version()
@@ -114,7 +114,7 @@ class PmmlRuntime(Runtime):
         return _map_outputs(result, signature.output_names)
 
     def inspect(self, path: Path) -> dict[str, Any]:
-        from packager.xmlsafe import parse_xml
+        from packager.safety.xml import parse_xml
 
         root = parse_xml(path)
         ns = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""

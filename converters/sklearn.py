@@ -248,7 +248,7 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     from packager.safety import TRUST_HINT, import_refusal
     from packager.errors import UnsafeModelError
 
-    from packager.zipsafe import check_zip
+    from packager.safety.zips import check_zip
 
     sio = require("skops.io", "sklearn", "reading .skops files")
     check_zip(path)

@@ -78,8 +78,12 @@ def load_source(model_or_path: Any, *, trust: bool = False, registry: PluginRegi
     """Load a model file through its framework plugin (safely), or wrap an in-memory model."""
     registry = registry or default_registry()
     if isinstance(model_or_path, (str, Path)):
+        from packager.safety import check_file
+
         path = Path(model_or_path)
         fmt = detect_format(path)
+        if not trust:
+            check_file(path, fmt)
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
         model = plugin.load(path, fmt, trust=trust)

@@ -126,7 +126,7 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return "pmml"
     if head[4:8] == b"TFL3":
         return "tflite"
-    if _looks_like_pickle(path, head):
+    if _looks_like_pickle(path, head) or _looks_like_old_pickle(path, head):
         return "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
     if any(head.startswith(m) for m in COMPRESSION_MAGICS) and path.suffix.lower() in (".joblib", ".pkl", ".gz", ".z"):
         return "joblib"
@@ -153,6 +153,21 @@ def _looks_like_pickle(path: Path, head: bytes) -> bool:
             return True  # joblib appends raw array bytes after pickle opcodes; STOP is not last
         fh.seek(-1, 2)
         return fh.read(1) == b"."
+
+
+def _looks_like_old_pickle(path: Path, head: bytes) -> bool:
+    """Protocol 0/1 pickles have no PROTO header: accept them when the opcodes parse to STOP."""
+    import pickletools
+
+    if head[:1] not in b"(cSIVNFLdl]}iKJMGTUX" or path.stat().st_size > 64 << 20:
+        return False
+    try:
+        for opcode, _, _ in pickletools.genops(path.read_bytes()):
+            if opcode.name == "STOP":
+                return True
+    except Exception:
+        return False
+    return False
 
 
 def _detect_zip(path: Path) -> str | None:

@@ -13,9 +13,13 @@ from packager.validation import ValidationReport, Tolerance, tolerance_for
 
 def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
     """Format, size, and what the format's runtime or the source framework can tell about the file."""
+    from packager.safety import check_file
+
     registry = registry or default_registry()
     path = Path(path)
     fmt = detect_format(path)
+    if not trust:
+        check_file(path, fmt)
     info: dict[str, Any] = {"file": str(path), "format": fmt, "title": FORMATS[fmt].title if fmt in FORMATS else fmt, "size": path_size(path)}
     runtime = registry.runtime(fmt)
     if runtime is not None and hasattr(runtime, "inspect"):

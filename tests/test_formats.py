@@ -67,7 +67,7 @@ def test_truncated_files_are_refused_with_a_hint(artifacts, tmp_path, fmt):
 
 
 def _parse_pmml(path):
-    from packager.xmlsafe import parse_xml
+    from packager.safety.xml import parse_xml
 
     detect_format(path)
     parse_xml(path)

@@ -106,7 +106,7 @@ def test_truncated_pickle_is_an_input_error(fixtures, tmp_path):
 
 
 def test_pmml_with_external_entity_is_refused(tmp_path):
-    from packager.xmlsafe import parse_xml
+    from packager.safety.xml import parse_xml
 
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret")

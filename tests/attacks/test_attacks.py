@@ -1,0 +1,111 @@
+"""Every file of the attack corpus is refused with a clear one-line error, and its payload's side
+effect (creating the marker file) never happens; benign files of every framework still load."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from packager.errors import InputFileError, PackagerError, UnsafeModelError
+from tests.attacks.build_corpus import benign_keras, benign_torch, build
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    marker = root / "PWNED"
+    benign = benign_keras(benign_torch(root / "benign"))
+    return build(root / "attacks", str(marker), benign), marker, benign
+
+
+def _refusal(load, attack) -> str | None:
+    """None when refused as expected, else what went wrong."""
+    expected = {"unsafe": UnsafeModelError, "input": InputFileError, "either": (UnsafeModelError, InputFileError)}[attack.expect]
+    try:
+        load(attack.path)
+    except expected as exc:
+        line = exc.one_line()
+        if "\n" in line or len(line) > 600 or not exc.hint:
+            return f"unclear message: {line!r}"
+        return None
+    except PackagerError as exc:
+        return f"wrong error type {type(exc).__name__}: {exc.one_line()}"
+    except Exception as exc:  # anything else escaping is a defect
+        return f"unexpected {type(exc).__name__}: {exc}"
+    return "loaded without complaint"
+
+
+def test_corpus_is_large_enough(corpus):
+    attacks, _, _ = corpus
+    assert len([a for a in attacks if a.expect == "unsafe"]) >= 30
+    assert len(attacks) >= 50
+
+
+@pytest.mark.parametrize("entry", ["inspect", "convert"])
+def test_every_attack_is_refused_without_side_effects(corpus, entry, tmp_path):
+    from packager.conversion import convert
+    from packager.inspection import inspect
+
+    attacks, marker, _ = corpus
+    load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=tmp_path / path.name))
+    failures = {a.name: why for a in attacks if (why := _refusal(load, a))}
+    assert failures == {}
+    assert not marker.exists(), "a payload ran"
+    assert not any(tmp_path.iterdir()), "a refused conversion left files behind"
+
+
+def test_refusals_name_the_offending_import_and_offset(corpus):
+    from packager.inspection import inspect
+
+    attacks, _, _ = corpus
+    by_name = {a.name: a.path for a in attacks}
+    with pytest.raises(UnsafeModelError, match=r"imports os\.system at byte \d+"):
+        inspect(by_name["stack_global_memo.pkl"])
+    with pytest.raises(UnsafeModelError, match=r"data\.pkl imports os\.system at byte \d+"):
+        inspect(by_name["torchscript_evil_data_pkl.pt"])
+    with pytest.raises(UnsafeModelError, match=r"model/inner/wrap.* is a Lambda layer|deep_evil is a Lambda layer"):
+        inspect(by_name["lambda_nested_submodel.keras"])
+    with pytest.raises(UnsafeModelError, match=r"model\.pt:.*data\.pkl imports os\.system"):
+        inspect(by_name["pt2_nested_evil_archive.pt2"])
+    with pytest.raises(UnsafeModelError, match="escapes its folder"):
+        inspect(by_name["traversal_torchscript.pt"])
+    with pytest.raises(UnsafeModelError, match="zip bomb"):
+        inspect(by_name["bomb.skops"])
+
+
+def test_benign_torch_files_pass_the_check_and_load_safely(corpus):
+    import torch
+
+    from packager.safety import check_file
+
+    _, _, benign = corpus
+    for name, fmt in (("state.pth", "torch"), ("script.pt", "torchscript"), ("program.pt2", "pt2")):
+        check_file(benign / name, fmt)
+    state = torch.load(benign / "state.pth", weights_only=True)
+    assert set(state) >= {"fc.weight", "bn.running_mean"}
+    scripted = torch.jit.load(benign / "script.pt")
+    program = torch.export.load(benign / "program.pt2")
+    x = torch.randn(2, 4)  # the exported program was traced with a static batch of 2
+    torch.testing.assert_close(scripted(x), program.module()(x))
+
+
+def test_benign_keras_files_pass_the_check_and_load_in_safe_mode(corpus):
+    import keras
+    import numpy as np
+
+    from packager.safety import check_file
+
+    _, _, benign = corpus
+    check_file(benign / "model.keras", "keras")
+    check_file(benign / "model.h5", "hdf5")
+    a = keras.models.load_model(benign / "model.keras", safe_mode=True)
+    b = keras.models.load_model(benign / "model.h5", safe_mode=True, compile=False)
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype("float32")
+    np.testing.assert_allclose(a.predict(x, verbose=0), b.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_trust_skips_the_check_and_is_recorded(fixtures, tmp_path):
+    from packager.conversion import convert
+
+    package = convert(fixtures["ridge"].model, to="onnx", trust=True, out=tmp_path / "p")
+    assert package.manifest.trusted_source is True
