@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager import __version__
-from packager.errors import NotQuantizable, UnsupportedConversion, UsageError, ValidationFailed
+from packager.errors import NotQuantizable, UnsupportedConversion, UsageError, ValidationFailed, reading
 from packager.formats import FORMATS, detect_format
 from packager.package import (
     INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, digest_files,
@@ -86,9 +86,11 @@ def load_source(model_or_path: Any, *, trust: bool = False, registry: PluginRegi
             check_file(path, fmt)
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
-        model = plugin.load(path, fmt, trust=trust)
+        with reading(f"{path.name} ({fmt})"):
+            model = plugin.load(path, fmt, trust=trust)
+            details = plugin.describe(model)
         digest = sha256_file(path) if path.is_file() else None
-        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, plugin.describe(model)))
+        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))
     name = registry.framework_for_object(model_or_path)
     plugin = registry.framework(name)
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
@@ -103,11 +105,13 @@ def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None =
     registry = registry or default_registry()
     plugin = registry.framework(source.framework)
     data = load_sample(sample) if isinstance(sample, (str, Path)) else sample
-    signature = plugin.signature(source.model, data)
-    if input_shape:
-        signature = _apply_input_shape(signature, parse_input_shape(input_shape))
-    feeds = plugin.feeds(source.model, signature, data)
-    expected = plugin.predict(source.model, signature, feeds)
+    label = f"the model in {source.info.file}" if source.info.file else f"the {source.framework} model"
+    with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
+        signature = plugin.signature(source.model, data)
+        if input_shape:
+            signature = _apply_input_shape(signature, parse_input_shape(input_shape))
+        feeds = plugin.feeds(source.model, signature, data)
+        expected = plugin.predict(source.model, signature, feeds)
     outputs = tuple(spec_of(name, value) for name, value in expected.items())
     return signature.with_outputs(outputs), feeds, expected
 

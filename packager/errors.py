@@ -5,6 +5,8 @@ line and exits with ``exit_code``. Tracebacks are shown only with ``--debug``.
 """
 from __future__ import annotations
 
+import contextlib
+
 
 class PackagerError(Exception):
     """Base of every error packager raises on purpose."""
@@ -109,3 +111,16 @@ class NotFound(PackagerError):
 
 class PackagerWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. a pickle from another version)."""
+
+
+@contextlib.contextmanager
+def reading(label: str, hint: str = "the file is truncated or corrupt; re-export it from the training code"):
+    """At a file-reading boundary, any failure of the library doing the reading becomes one
+    InputFileError naming the file (ours pass through unchanged)."""
+    try:
+        yield
+    except PackagerError:
+        raise
+    except Exception as exc:  # zipfile, protobuf, h5py, skops, numpy ... each has its own errors
+        text = " ".join(str(exc).split())[:200] or "no detail"
+        raise InputFileError(f"{label} cannot be read ({type(exc).__name__}: {text})", hint) from exc

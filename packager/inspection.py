@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from packager.errors import reading
 from packager.formats import FORMATS, detect_format
 from packager.package import MANIFEST, path_size
 from packager.plugins import PluginRegistry, default_registry
@@ -23,7 +24,8 @@ def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry |
     info: dict[str, Any] = {"file": str(path), "format": fmt, "title": FORMATS[fmt].title if fmt in FORMATS else fmt, "size": path_size(path)}
     runtime = registry.runtime(fmt)
     if runtime is not None and hasattr(runtime, "inspect"):
-        info.update(runtime.inspect(path))
+        with reading(f"{path.name} ({fmt})"):
+            info.update(runtime.inspect(path))
     if any(fmt in p.cls.file_formats for p in registry.frameworks.values()):
         from packager.conversion import load_source, prepare_inputs
 

@@ -193,7 +193,33 @@ def check_imports(imports: list[PickleImport], label: str) -> None:
             )
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+def check_ndarray_state(obj: Any, state: Any, label: str) -> None:
+    """numpy trusts an array's pickled state: an object array whose element count disagrees with
+    its shape, or whose data is raw bytes, makes numpy read memory it does not own (a crash)."""
+    try:
+        import numpy
+    except ImportError:
+        return
+    if not isinstance(obj, numpy.ndarray) or not isinstance(state, tuple) or len(state) != 5:
+        return
+    _, shape, dtype, _, data = state
+    try:
+        count = int(numpy.prod(shape, dtype=numpy.int64)) if isinstance(shape, tuple) else -1
+        itemsize = dtype.itemsize if isinstance(dtype, numpy.dtype) else -1
+    except Exception:
+        count = itemsize = -1
+    valid = (
+        isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(dtype, numpy.dtype)
+        and (len(data) == count if dtype.hasobject and isinstance(data, list) else
+             not dtype.hasobject and isinstance(data, (bytes, bytearray)) and len(data) == count * itemsize)
+    )
+    if not valid:
+        raise InputFileError(f"{label} holds a numpy array whose data does not match its shape {shape!r} and dtype", "the file is corrupt or crafted; re-export it")
+
+
+class _RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler: find_class enforces the allow-list, BUILD checks numpy array states."""
+
     label = "pickle"
 
     def find_class(self, module: str, name: str) -> Any:
@@ -201,6 +227,13 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if reason:
             raise UnsafeModelError(f"{self.label} imports {module}.{name}: {reason}", TRUST_HINT)
         return super().find_class(module, name)
+
+    def load_build(self) -> None:
+        check_ndarray_state(self.stack[-2], self.stack[-1], self.label)
+        super().load_build()
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = load_build
 
 
 def load_pickle(path: str | Path, *, trust: bool = False) -> Any:
@@ -235,6 +268,13 @@ def load_joblib(path: str | Path, *, trust: bool = False) -> Any:
                 offset = self.file_handle.tell() if hasattr(self.file_handle, "tell") else "?"
                 raise UnsafeModelError(f"{path.name} imports {module}.{name} near byte {offset}: {reason}", TRUST_HINT)
             return super().find_class(module, name)
+
+        def load_build(self) -> None:
+            check_ndarray_state(self.stack[-2], self.stack[-1], path.name)
+            super().load_build()
+
+        dispatch = dict(NumpyUnpickler.dispatch)
+        dispatch[pickle.BUILD[0]] = load_build
 
     def load() -> Any:
         with path.open("rb") as raw, _validate_fileobject_and_memmap(raw, str(path), None) as (stream, _):

@@ -159,3 +159,17 @@ def test_git_remote_is_captured_without_credentials(tmp_path, package_dirs):
     git = info.lineage["git"]
     assert git["remote"] == "https://git.example/ml/train.git" and git["branch"] == "trainer" and git["dirty"] is True
     assert info.lineage["note"] == "override wins"
+
+
+def test_pull_never_writes_outside_its_folder(tmp_path, package_dirs):
+    from sqlalchemy import update
+
+    from packager.registry import schema
+
+    registry = Registry(f"sqlite:///{tmp_path / 'c.db'}", str(tmp_path / "objects"))
+    info = registry.push(package_dirs["onnx"], "m")
+    with registry.engine.begin() as conn:  # a tampered catalog row
+        conn.execute(update(schema.files).where(schema.files.c.version_id == info.id, schema.files.c.path == "model.onnx").values(path="../../escaped.onnx"))
+    with pytest.raises(BlobCorrupt, match="outside the package folder"):
+        registry.pull("m@1", tmp_path / "deep" / "out")
+    assert not (tmp_path / "escaped.onnx").exists() and not (tmp_path / "deep" / "out").exists()
