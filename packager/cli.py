@@ -62,6 +62,11 @@ def _configure_warnings(debug: bool) -> None:
 
     if debug:
         return
+    import logging
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # converters' progress bars (coremltools) stay off the terminal
+    logging.disable(logging.WARNING)  # library log lines (torch.onnx, onnxruntime.quantization): our errors say what matters
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("always", category=PackagerWarning)
     warnings.showwarning = lambda message, category, *a, **k: click.echo(f"warning: {message}", err=True)

@@ -18,7 +18,7 @@ from packager.package import (
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.samples import load_sample
-from packager.signature import Signature, TensorSpec, batch_size, parse_input_shape, spec_of
+from packager.signature import Signature, TensorSpec, batch_size, parse_input_shape, spec_of, synthesize
 from packager.validation import ValidationReport, build_report, compare_outputs, not_executed_report, tolerance_for
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "auto")
@@ -32,6 +32,7 @@ class ConvertOptions:
     opset: int | None = None
     quantize: str | None = None
     trust: bool = False
+    example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,9 @@ def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None =
     registry = registry or default_registry()
     plugin = registry.framework(source.framework)
     data = load_sample(sample) if isinstance(sample, (str, Path)) else sample
+    if data is None and input_shape:  # shapes but no data: synthesize rows of those shapes
+        shapes = parse_input_shape(input_shape)
+        data = synthesize(Signature(tuple(TensorSpec(n, "float32", (None, *s[1:])) for n, s in shapes.items())), rows=8)
     label = f"the model in {source.info.file}" if source.info.file else f"the {source.framework} model"
     with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
         signature = plugin.signature(source.model, data)
@@ -165,12 +169,15 @@ def convert(
     step("inferring the signature and sample inputs")
     signature, feeds, expected = prepare_inputs(source, sample, input_shape, registry)
     destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
-    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust)
+    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()})
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = conversion.func(source.model, signature, staging, options)
         quant = Quantization(None, False)
-        if quantize:
+        if quantize and "quantized_in_conversion" in artifact.details:  # e.g. TorchScript int8: done while tracing
+            done = artifact.details["quantized_in_conversion"]
+            quant = Quantization(done["mode"], True, "", done["size_before"], path_size(artifact.path))
+        elif quantize:
             step(f"quantizing ({quantize})")
             artifact, quant = _quantize(registry, to, artifact, quantize, calibration, signature, source, feeds)
         step(f"validating in the {to} runtime")

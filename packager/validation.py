@@ -24,6 +24,9 @@ class Tolerance:
 EXACT = Tolerance(0.0, 0.0, 1.0)
 TOLERANCES: dict[tuple[str, str | None], Tolerance] = {
     ("onnx", None): Tolerance(1e-4, 1e-3, 0.99),
+    ("torchscript", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("torchscript", "dynamic"): Tolerance(0.1, 0.1, 0.95),
+    ("pt2", None): Tolerance(1e-5, 1e-4, 1.0),
     ("onnx", "fp16"): Tolerance(1e-2, 1e-2, 0.98),
     ("onnx", "dynamic"): Tolerance(0.1, 0.1, 0.95),
     ("onnx", "static"): Tolerance(0.15, 0.15, 0.9),
