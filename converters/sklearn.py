@@ -176,8 +176,6 @@ def _as_matrix(sample: Any):
 
 
 def _column_feeds(signature: Signature, sample: Any) -> dict[str, Any]:
-    import numpy as np
-
     if not hasattr(sample, "columns"):
         raise UsageError("this model selects columns by name, so the sample must be a table", "give --sample as .csv or .parquet with the training columns")
     missing = [s.name for s in signature.inputs if s.name not in sample.columns]

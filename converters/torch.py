@@ -7,7 +7,6 @@ model's class, which the CLI does not take yet (refused with a clear message).
 from __future__ import annotations
 
 import io
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Mapping

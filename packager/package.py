@@ -152,14 +152,3 @@ def _json_default(value: Any) -> Any:
 
 def input_example(feeds: Mapping[str, Any], rows: int = 5) -> dict[str, Any]:
     return {name: array[:rows].tolist() for name, array in feeds.items()}
-
-
-def load_input_example(package_dir: str | Path, signature: Signature) -> dict[str, Any]:
-    import numpy as np
-
-    data = json.loads((Path(package_dir) / INPUT_EXAMPLE).read_text())
-    feeds = {}
-    for spec in signature.inputs:
-        dtype = object if spec.is_text else spec.dtype
-        feeds[spec.name] = np.asarray(data[spec.name], dtype=dtype)
-    return feeds

@@ -122,7 +122,3 @@ def synthesize(signature: Signature, rows: int = 64, seed: int = 0) -> dict[str,
 
 def batch_size(feeds: Feeds) -> int:
     return len(next(iter(feeds.values())))
-
-
-def head(feeds: Feeds, rows: int) -> dict[str, "np.ndarray"]:
-    return {name: array[:rows] for name, array in feeds.items()}

@@ -38,7 +38,6 @@ def result_row(target: str, package: Any = None, error: Exception | None = None)
 
 
 def conversion_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 

@@ -20,7 +20,6 @@ def command(file, trust, as_json):
     if as_json:
         emit_json(info)
         return
-    from rich.markup import escape
     from rich.table import Table
 
     from packager.commands._render import console

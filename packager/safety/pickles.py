@@ -11,8 +11,6 @@ holds functions that run arbitrary Python, ``numpy.memmap`` writes files).
 """
 from __future__ import annotations
 
-import bz2
-import gzip
 import importlib
 import io
 import lzma
@@ -63,7 +61,6 @@ ALLOWED_BUILTINS = frozenset({
 })
 _IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
-_MAX_DEPTH_PICKLE_INSIDE_PICKLE = 0
 
 
 @dataclass(frozen=True)
@@ -283,17 +280,6 @@ def load_joblib(path: str | Path, *, trust: bool = False) -> Any:
             return Restricted(str(path), stream, "auto", mmap_mode=None).load()
 
     return _guarded_load(load, path)
-
-
-def decompressed_head(path: Path, size: int = 1 << 16) -> bytes:
-    """The first bytes of a possibly compressed (joblib) file, decompressed."""
-    raw = path.read_bytes()[: 4 << 20]
-    for opener in (gzip.decompress, bz2.decompress, lzma.decompress, zlib.decompress):
-        try:
-            return opener(raw)[:size]
-        except Exception:
-            continue
-    return raw[:size]
 
 
 def _guarded_load(load, path: Path) -> Any:

@@ -5,14 +5,12 @@ naively. Every payload's side effect is creating ``marker`` — the tests check 
 """
 from __future__ import annotations
 
-import io
 import json
 import pickle
 import shutil
 import struct
 import sys
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 

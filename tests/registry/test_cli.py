@@ -68,7 +68,7 @@ def test_verify_reports_corruption_by_version(home, package_dirs, tmp_path):
     blob.write_bytes(b"garbage")
     result = cli(home, "verify")
     assert result.returncode == 12
-    assert f"corrupt  m@1  model.onnx" in result.stdout
+    assert "corrupt  m@1  model.onnx" in result.stdout
     pulled = cli(home, "pull", "m@1", "-o", str(tmp_path / "out"))
     assert pulled.returncode == 12 and "m@1: model.onnx" in pulled.stderr and not (tmp_path / "out").exists()
 

@@ -2,7 +2,6 @@
 and store consistent (verify clean, orphans collected by gc)."""
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
