@@ -112,9 +112,10 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
         mode = "dynamic"
     if mode in ("dynamic", "static") and not int8_ops:
         raise NotQuantizable(f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT)
+    settings: dict = {}
     try:
         if mode == "dynamic":
-            _dynamic(src, dst)
+            settings = _dynamic(src, dst)
         elif mode == "static":
             _static(src, dst, calibration)
         else:
@@ -123,13 +124,26 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
         raise
     except Exception as exc:
         raise ConversionError(f"onnxruntime quantization ({mode}) failed: {_first_line(exc)}", "try another --quantize mode, or --quantize auto") from exc
-    return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], "tool": f"onnxruntime {version_of('onnxruntime')}"})
+    return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], **settings, "tool": f"onnxruntime {version_of('onnxruntime')}"})
 
 
-def _dynamic(src: Path, dst: Path) -> None:
+def cpu_has_vnni() -> bool:
+    """VNNI (AVX512-VNNI / AVX-VNNI) computes u8*s8 without the 16-bit saturation of AVX2's VPMADDUBSW."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def _dynamic(src: Path, dst: Path) -> dict:
+    """Per-channel int8 weights; on x86 without VNNI also reduce_range (7-bit weights), or u8*s8
+    products saturate and accuracy collapses (measured: transformer cosine 0.965 -> 0.9997)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    reduce_range = not cpu_has_vnni()
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    return {"per_channel": True, "reduce_range": reduce_range}
 
 
 class _FeedsReader:

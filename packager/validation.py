@@ -50,6 +50,7 @@ class OutputComparison:
     agreement: float | None  # labels: fraction equal
     passed: bool
     note: str = ""
+    cosine: float | None = None  # numeric outputs: the lowest per-sample cosine similarity
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,18 @@ def _compare_numeric(name: str, want: Any, got: Any, tol: Tolerance) -> OutputCo
     max_rel = float(rel.max()) if rel.size else 0.0
     close = bool(np.allclose(got, want, atol=tol.atol, rtol=tol.rtol, equal_nan=True)) and same_nonfinite
     note = "" if close else f"max abs diff {max_abs:.3g} exceeds atol {tol.atol:g} + rtol {tol.rtol:g}·|expected|"
-    return OutputComparison(name, "numeric", max_abs, max_rel, None, close, note)
+    return OutputComparison(name, "numeric", max_abs, max_rel, None, close, note, _min_cosine(want, got))
+
+
+def _min_cosine(want, got) -> float | None:
+    import numpy as np
+
+    if not (np.isfinite(want).all() and np.isfinite(got).all()):
+        return None
+    a, b = want.reshape(len(want), -1) if want.ndim else want.reshape(1, -1), got.reshape(len(got), -1) if got.ndim else got.reshape(1, -1)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    keep = norms > 0
+    return float(((a * b).sum(axis=1)[keep] / norms[keep]).min()) if keep.any() else None
 
 
 def build_report(outputs: tuple[OutputComparison, ...], *, runtime: str, runtime_version: str, samples: int, tolerance: Tolerance, details: Mapping[str, Any] | None = None) -> ValidationReport:

@@ -87,3 +87,15 @@ def test_torchscript_file_through_the_cli(models, tmp_path):
     torch.save(model.state_dict(), tmp_path / "weights.pth")
     refused = run_cli("convert", str(tmp_path / "weights.pth"), "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o2"))
     assert refused.returncode == 2 and "state dict" in refused.stderr
+
+
+@pytest.mark.slow
+def test_transformer_encoder_int8_stays_close_to_fp32(tmp_path):
+    model, ids = torch_models.transformer_encoder()
+    assert sum(p.numel() for p in model.parameters()) > 3_000_000
+    fp32 = convert(model, to="onnx", sample=ids, out=tmp_path / "fp32")
+    int8 = convert(model, to="onnx", quantize="dynamic", sample=ids, out=tmp_path / "int8")
+    assert fp32.manifest.validation["status"] == "passed" and int8.manifest.validation["status"] == "passed"
+    assert int8.manifest.validation["outputs"][0]["cosine"] >= 0.99
+    quant = int8.manifest.quantization
+    assert quant.size_before / quant.size_after > 3
