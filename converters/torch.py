@@ -186,17 +186,11 @@ def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
                            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "ir_version": proto.ir_version, "torch": version_of("torch")})
 
 
-class _quiet:
-    """The dynamo exporter prints progress to stdout."""
+def _quiet():
+    """The dynamo exporter and coremltools print progress to stdout."""
+    import contextlib
 
-    def __enter__(self):
-        import contextlib
-
-        self._redirect = contextlib.redirect_stdout(io.StringIO())
-        return self._redirect.__enter__()
-
-    def __exit__(self, *exc):
-        return self._redirect.__exit__(*exc)
+    return contextlib.redirect_stdout(io.StringIO())
 
 
 @converts("torch", to="pt2", note="torch.export with a dynamic batch axis")

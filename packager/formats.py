@@ -182,11 +182,11 @@ def _detect_zip(path: Path) -> str | None:
     name_set = set(names)
     if "schema.json" in name_set:
         return "skops"
-    if "config.json" in name_set and any(n.endswith(".weights.h5") for n in names) or "metadata.json" in name_set and "config.json" in name_set:
+    if "config.json" in name_set and ("metadata.json" in name_set or any(n.endswith(".weights.h5") for n in names)):
         return "keras"
     if "bundle.json" in name_set or any(n.endswith("/bundle.json") and n.count("/") == 1 for n in names):
         return "mleap"
-    if any(n.endswith("/archive_format") or n.endswith("serialized_exported_program.json") for n in names) or any("/models/" in n and n.endswith(".json") for n in names) and path.suffix == ".pt2":
+    if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
         return "pt2"
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return "torchscript"

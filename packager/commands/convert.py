@@ -39,7 +39,8 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, op
         from packager.registry.api import Registry
         from packager.registry.refs import check_name
 
-        store = Registry(registry_url, blobs) if check_name(push_name) else None
+        check_name(push_name)  # before any conversion work
+        store = Registry(registry_url, blobs)
     wanted = list(targets)
     if "all" in wanted:
         wanted = registry.targets_of(load_source(source, trust=trust, registry=registry).framework)

@@ -250,7 +250,8 @@ class Registry:
     def remove_alias(self, name: str, alias: str) -> None:
         from sqlalchemy import delete, select
 
-        check_name(name), check_alias(alias)
+        check_name(name)
+        check_alias(alias)
 
         def work(conn):
             model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()

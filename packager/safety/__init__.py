@@ -17,7 +17,8 @@ def check_file(path: str | Path, fmt: str) -> None:
     """Raise UnsafeModelError (or InputFileError) if loading ``path`` as ``fmt`` could run code or escape."""
     path = Path(path)
     if fmt == "pickle":
-        check_imports(scan_pickle_imports(path.open("rb"), path.name), path.name)
+        with path.open("rb") as stream:
+            check_imports(scan_pickle_imports(stream, path.name), path.name)
     elif fmt in ("torch", "torchscript", "pt2"):
         from packager.safety.torch import check_torch_archive
 
