@@ -7,7 +7,7 @@ from typing import Any
 
 from packager.deps import Runtime, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
-from packager.plugins import converts, runs
+from packager.plugins import converts, quantizes, runs
 
 SKLEARN_MAX = (1, 5, 1)
 
@@ -65,3 +65,54 @@ class CoreMLStructureCheck(Runtime):
             "inputs": [f.name for f in spec.description.input],
             "outputs": [f.name for f in spec.description.output],
         }
+
+
+@runs("mlpackage")
+class MLPackageStructureCheck(CoreMLStructureCheck):
+    """The same check for ML programs (.mlpackage folders)."""
+
+
+# ---------------------------------------------------------------- quantization (weights only: runs on Linux)
+
+@quantizes("coreml", modes={"weights", "fp16"})
+def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any:
+    """8-bit linear (``weights``) or 16-bit float weights for a neural network .mlmodel."""
+    from packager.conversion import QuantizeResult
+
+    ct = require("coremltools", "coreml", "Core ML quantization")
+    from coremltools.models.neural_network import quantization_utils
+
+    bits = 8 if mode == "weights" else 16
+    with _quiet():
+        quantized = quantization_utils.quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear")
+    ct.utils.save_spec(quantized.get_spec(), str(dst))
+    return QuantizeResult(True, "", {"mode": mode, "bits": bits, "tool": f"coremltools {version_of('coremltools')} quantization_utils"})
+
+
+@quantizes("mlpackage", modes={"weights"})
+def quantize_ml_program(src: Path, dst: Path, mode: str, calibration) -> Any:
+    """8-bit symmetric linear weights for an ML program (its default weights are already fp16)."""
+    from packager.conversion import QuantizeResult
+
+    ct = require("coremltools", "coreml", "Core ML quantization")
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric"))
+    with _quiet():
+        quantized = linear_quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), config=config)
+        quantized.save(str(dst))
+    return QuantizeResult(True, "", {"mode": mode, "bits": 8, "tool": f"coremltools {version_of('coremltools')} optimize.coreml"})
+
+
+def _quiet():
+    """coremltools prints progress bars and "Failed to load" notices on Linux."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack

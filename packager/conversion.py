@@ -21,7 +21,7 @@ from packager.samples import load_sample
 from packager.signature import Signature, TensorSpec, batch_size, parse_input_shape, spec_of, synthesize
 from packager.validation import ValidationReport, build_report, compare_outputs, not_executed_report, tolerance_for
 
-QUANTIZE_MODES = ("dynamic", "static", "fp16", "auto")
+QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
 Progress = Callable[[str], None]
 
 
@@ -33,6 +33,7 @@ class ConvertOptions:
     quantize: str | None = None
     trust: bool = False
     example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
+    calibration: Mapping[str, Any] | None = None  # calibration rows, for converters that quantize while converting
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,8 @@ def convert(
     step("inferring the signature and sample inputs")
     signature, feeds, expected = prepare_inputs(source, sample, input_shape, registry)
     destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
-    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()})
+    calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
+    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()}, calibration=calibration_feeds)
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = conversion.func(source.model, signature, staging, options)
@@ -179,7 +181,7 @@ def convert(
             quant = Quantization(done["mode"], True, "", done["size_before"], path_size(artifact.path))
         elif quantize:
             step(f"quantizing ({quantize})")
-            artifact, quant = _quantize(registry, to, artifact, quantize, calibration, signature, source, feeds)
+            artifact, quant = _quantize(registry, to, artifact, quantize, calibration_feeds)
         step(f"validating in the {to} runtime")
         report = _validate_conversion(registry, source, to, artifact, quant, signature, feeds, expected, trust, accept_mismatch)
         step("writing the package")
@@ -239,19 +241,26 @@ def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
         raise UsageError("--calibration is only used with --quantize static", "add --quantize static or drop --calibration")
 
 
-def _quantize(registry, to, artifact, mode, calibration, signature, source, feeds):
+def _calibration_feeds(registry, source, signature, calibration) -> dict | None:
+    if calibration is None:
+        return None
+    data = load_sample(calibration) if isinstance(calibration, (str, Path)) else calibration
+    return registry.framework(source.framework).feeds(source.model, signature, data)
+
+
+def _quantize(registry, to, artifact, mode, calibration_feeds):
     quantizer = registry.quantizers.get(to)
     if quantizer is None:
         raise NotQuantizable(f"{to} artifacts cannot be quantized by packager", "drop --quantize")
-    calibration_feeds = None
-    if calibration is not None:
-        data = load_sample(calibration) if isinstance(calibration, (str, Path)) else calibration
-        calibration_feeds = registry.framework(source.framework).feeds(source.model, signature, data)
     quantized = artifact.path.with_name(f"{artifact.path.stem}.{mode}{artifact.path.suffix}")
     before = path_size(artifact.path)
     result: QuantizeResult = quantizer.func(artifact.path, quantized, mode, calibration_feeds)
     if not result.applied:
         return artifact, Quantization(mode, False, result.reason, before, before)
+    if artifact.path.is_dir():  # a folder format (.mlpackage, SavedModel): a rename cannot overwrite it
+        import shutil
+
+        shutil.rmtree(artifact.path)
     quantized.replace(artifact.path)
     details = {**artifact.details, "quantization": dict(result.details)}
     return Artifact(artifact.path, details), Quantization(result.details.get("mode", mode), True, result.reason, before, path_size(artifact.path))

@@ -108,7 +108,7 @@ def synthesize(signature: Signature, rows: int = 64, seed: int = 0) -> dict[str,
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in signature.inputs:
-        shape = tuple(rows if i == 0 else (d or 1) for i, d in enumerate(spec.shape or (None,)))
+        shape = tuple(rows if i == 0 else (d or 8) for i, d in enumerate(spec.shape or (None,)))  # 8: any free length
         if spec.is_text:
             feeds[spec.name] = rng.choice(np.array(["a", "b", "c"], dtype=object), size=shape)
         elif np.dtype(spec.dtype).kind in "iu":

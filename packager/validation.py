@@ -30,6 +30,17 @@ TOLERANCES: dict[tuple[str, str | None], Tolerance] = {
     ("onnx", "fp16"): Tolerance(1e-2, 1e-2, 0.98),
     ("onnx", "dynamic"): Tolerance(0.1, 0.1, 0.95),
     ("onnx", "static"): Tolerance(0.15, 0.15, 0.9),
+    ("torchscript", "static"): Tolerance(0.15, 0.15, 0.9),
+    ("keras", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("keras", "dynamic"): Tolerance(0.1, 0.1, 0.95),
+    ("hdf5", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("hdf5", "dynamic"): Tolerance(0.1, 0.1, 0.95),
+    ("savedmodel", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("pb", None): Tolerance(1e-5, 1e-4, 1.0),
+    ("tflite", None): Tolerance(1e-4, 1e-3, 0.99),
+    ("tflite", "fp16"): Tolerance(1e-2, 1e-2, 0.98),
+    ("tflite", "dynamic"): Tolerance(0.1, 0.1, 0.95),
+    ("tflite", "static"): Tolerance(0.15, 0.15, 0.9),
     ("pmml", None): Tolerance(1e-5, 1e-4, 1.0),
     ("mleap", None): Tolerance(1e-6, 1e-5, 1.0),
 }
@@ -51,6 +62,7 @@ class OutputComparison:
     passed: bool
     note: str = ""
     cosine: float | None = None  # numeric outputs: the lowest per-sample cosine similarity
+    top1: float | None = None  # scores over classes (rows x >=2 columns): how often the argmax agrees
 
 
 @dataclass(frozen=True)
@@ -150,7 +162,16 @@ def _compare_numeric(name: str, want: Any, got: Any, tol: Tolerance) -> OutputCo
     max_rel = float(rel.max()) if rel.size else 0.0
     close = bool(np.allclose(got, want, atol=tol.atol, rtol=tol.rtol, equal_nan=True)) and same_nonfinite
     note = "" if close else f"max abs diff {max_abs:.3g} exceeds atol {tol.atol:g} + rtol {tol.rtol:g}·|expected|"
-    return OutputComparison(name, "numeric", max_abs, max_rel, None, close, note, _min_cosine(want, got))
+    return OutputComparison(name, "numeric", max_abs, max_rel, None, close, note, _min_cosine(want, got), _top1(want, got))
+
+
+def _top1(want, got) -> float | None:
+    """Classifier logits/probabilities: the fraction of rows whose best class is the same."""
+    import numpy as np
+
+    if want.ndim != 2 or want.shape[1] < 2 or not len(want):
+        return None
+    return float(np.mean(np.argmax(want, axis=1) == np.argmax(got, axis=1)))
 
 
 def _min_cosine(want, got) -> float | None:

@@ -21,7 +21,8 @@ def result_row(target: str, package: Any = None, error: Exception | None = None)
     m = package.manifest
     v = m.validation
     numeric = [o["max_abs"] for o in v["outputs"] if o["max_abs"] is not None]
-    labels = [o["agreement"] for o in v["outputs"] if o["agreement"] is not None]
+    labels = [o["agreement"] if o["agreement"] is not None else o.get("top1") for o in v["outputs"]]
+    labels = [a for a in labels if a is not None]  # label agreement, or top-1 agreement of class scores
     q = m.quantization
     return {
         "target": target,
@@ -42,7 +43,7 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="packager results")
-    for column in ("target", "status", "size", "quantization", "max |diff|", "labels agree", "validated by", "file / reason"):
+    for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "validated by", "file / reason"):
         table.add_column(column, overflow="fold")
     styles = {"passed": "green", "failed": "red", "refused": "yellow"}
     for r in rows:

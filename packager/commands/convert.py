@@ -13,8 +13,8 @@ from packager.commands._render import conversion_table, progress_reporter, resul
 @click.option("--to", "targets", multiple=True, default=("onnx",), show_default=True,
               help="Target format (repeatable); 'all' = every target the source framework reaches.")
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Package directory (one sub-folder per target when several).")
-@click.option("--quantize", is_flag=False, flag_value="dynamic", default=None, metavar="[dynamic|static|fp16|auto]",
-              help="Quantize the result; bare --quantize means dynamic int8.")
+@click.option("--quantize", is_flag=False, flag_value="dynamic", default=None, metavar="[dynamic|static|fp16|weights|auto]",
+              help="Quantize the result; bare --quantize means dynamic int8; weights = 8-bit weights only (Core ML).")
 @click.option("--calibration", type=click.Path(path_type=Path), help="Calibration rows for --quantize static (.npy/.csv/.parquet).")
 @click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
 @click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")

@@ -37,11 +37,11 @@ def _print(report) -> None:
     from packager.commands._render import console
 
     table = Table(title=f"validation: {report.status} ({report.runtime} {report.runtime_version}, {report.samples} samples, atol={report.tolerance.atol:g}, rtol={report.tolerance.rtol:g})")
-    for column in ("output", "kind", "max abs", "max rel", "labels agree", "ok"):
+    for column in ("output", "kind", "max abs", "max rel", "labels / top-1 agree", "ok"):
         table.add_column(column)
     for o in report.outputs:
         fmt = lambda v: "—" if v is None else f"{v:.3g}"
-        agree = "—" if o.agreement is None else f"{o.agreement:.2%}"
+        agree = f"{o.agreement:.2%}" if o.agreement is not None else f"top-1 {o.top1:.2%}" if o.top1 is not None else "—"
         table.add_row(o.name, o.kind, fmt(o.max_abs), fmt(o.max_rel), agree, "yes" if o.passed else f"[red]no[/] {o.note}")
     console()(table)
     if report.details.get("reason"):

@@ -1,0 +1,183 @@
+"""Keras and TensorFlow sources to every target, validated in each target's own runtime, on the shapes
+real models have: an MLP, a CNN with BatchNorm and Dropout, a GRU over integer ids of any length,
+two inputs and two outputs. Quantized variants must be smaller and within their tolerance."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fixtures import keras_models
+from packager.conversion import convert
+from packager.errors import ConversionError, UnsafeModelError
+from tests.conftest import run_cli
+
+MODELS = ["mlp", "cnn", "gru_ids", "two_inputs"]
+EXECUTED_TARGETS = ["keras", "hdf5", "savedmodel", "pb", "onnx", "tflite"]
+# what a format cannot hold, refused with a clear message (measured with Keras 3.15 / TF 2.21 / coremltools 9)
+REFUSED = {
+    ("gru_ids", "tflite"): "TFLite cannot lower this recurrent layer",
+    ("gru_ids", "coreml"): "coremltools cannot convert",
+    ("gru_ids", "mlpackage"): "coremltools cannot convert",
+}
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {name: getattr(keras_models, name)() for name in MODELS}
+
+
+def _rows(sample) -> int:
+    return len(next(iter(sample.values()))) if isinstance(sample, dict) else len(sample)
+
+
+@pytest.mark.parametrize("target", EXECUTED_TARGETS)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_shape_converts_and_validates(models, tmp_path, name, target):
+    model, sample = models[name]
+    if (name, target) in REFUSED:
+        with pytest.raises(ConversionError, match=REFUSED[name, target]):
+            convert(model, to=target, sample=sample, out=tmp_path / "p")
+        assert not (tmp_path / "p").exists()  # nothing half-written
+        return
+    package = convert(model, to=target, sample=sample, out=tmp_path / "p")
+    report = package.manifest.validation
+    assert report["status"] == "passed", report
+    assert report["samples"] == _rows(sample)
+    assert len(report["outputs"]) == len(model.outputs)
+    assert all(o["max_abs"] < 1e-4 for o in report["outputs"])
+    assert package.model_path.exists()
+
+
+def test_class_scores_report_top1_agreement(models, tmp_path):
+    model, sample = models["mlp"]
+    package = convert(model, to="onnx", sample=sample, out=tmp_path / "p")
+    (logits,) = package.manifest.validation["outputs"]
+    assert logits["top1"] == 1.0 and logits["cosine"] > 0.9999
+
+
+@pytest.mark.parametrize("name,target", [(n, t) for n in MODELS for t in ("coreml", "mlpackage")])
+def test_coreml_is_structure_checked_never_passed(models, tmp_path, name, target):
+    model, sample = models[name]
+    if (name, target) in REFUSED:
+        with pytest.raises(ConversionError, match=REFUSED[name, target]):
+            convert(model, to=target, sample=sample, out=tmp_path / "p")
+        return
+    package = convert(model, to=target, sample=sample, out=tmp_path / "p")
+    report = package.manifest.validation
+    assert report["status"] == "structure-checked, not executed" and report["samples"] == 0
+    assert report["details"]["inputs"] == [i.name for i in model.inputs]
+    assert report["details"]["model_type"] == ("mlProgram" if target == "mlpackage" else "neuralNetwork")
+
+
+def test_ids_keep_integer_type_and_any_sequence_length(models, tmp_path):
+    model, sample = models["gru_ids"]
+    package = convert(model, to="onnx", sample=sample, out=tmp_path / "p")
+    assert package.manifest.signature.inputs[0].dtype == "int32"
+    assert package.manifest.signature.inputs[0].shape == (None, None)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(package.model_path), providers=["CPUExecutionProvider"])
+    longer = np.concatenate([sample, sample], axis=1)[:3]  # another batch size and sequence length
+    got = session.run(None, {session.get_inputs()[0].name: longer})[0]
+    np.testing.assert_allclose(got, model(longer, training=False).numpy(), atol=1e-5)
+
+
+QUANTIZED = [
+    ("mlp", "keras", "dynamic"), ("mlp", "hdf5", "dynamic"),
+    ("mlp", "tflite", "dynamic"), ("mlp", "tflite", "static"), ("mlp", "tflite", "fp16"),
+    ("cnn", "tflite", "static"), ("mlp", "onnx", "dynamic"), ("mlp", "onnx", "fp16"),
+]
+
+
+@pytest.mark.parametrize("name,target,mode", QUANTIZED)
+def test_quantized_is_smaller_and_within_tolerance(models, tmp_path, name, target, mode):
+    model, sample = models[name]
+    calibration = sample if mode == "static" else None
+    package = convert(model, to=target, quantize=mode, sample=sample, calibration=calibration, out=tmp_path / "q")
+    quant = package.manifest.quantization
+    assert quant.applied and quant.mode == mode
+    assert quant.size_after < quant.size_before, (quant.size_before, quant.size_after)
+    report = package.manifest.validation
+    assert report["status"] == "passed" and report["tolerance"]["atol"] >= 0.01
+    assert all(o["top1"] is None or o["top1"] >= 0.9 for o in report["outputs"])
+
+
+def test_keras_int8_leaves_the_callers_model_alone(models, tmp_path):
+    model, sample = models["mlp"]
+    before = [w.copy() for w in model.get_weights()]
+    convert(model, to="keras", quantize="dynamic", sample=sample, out=tmp_path / "q")
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert not any("quantiz" in type(layer).__name__.lower() or getattr(layer, "quantization_mode", None) for layer in model.layers)
+
+
+@pytest.mark.parametrize("target,mode", [("coreml", "weights"), ("coreml", "fp16"), ("mlpackage", "weights")])
+def test_coreml_weight_quantization_shrinks_the_model(models, tmp_path, target, mode):
+    model, sample = models["mlp"]
+    package = convert(model, to=target, quantize=mode, sample=sample, out=tmp_path / "q")
+    quant = package.manifest.quantization
+    assert quant.applied and quant.size_after < quant.size_before
+    assert package.manifest.validation["status"] == "structure-checked, not executed"
+    import coremltools as ct
+
+    assert ct.utils.load_spec(str(package.model_path)).description.input[0].name == "features"
+
+
+# ---------------------------------------------------------------- TensorFlow sources and files
+
+@pytest.fixture(scope="module")
+def tf_files(models, tmp_path_factory):
+    """A SavedModel folder and a frozen .pb of the two-input model, written by packager itself."""
+    root = tmp_path_factory.mktemp("tf")
+    model, sample = models["two_inputs"]
+    saved = convert(model, to="savedmodel", sample=sample, out=root / "sm").model_path
+    frozen = convert(model, to="pb", sample=sample, out=root / "pb").model_path
+    np.savez(root / "sample.npz", **sample)
+    return {"savedmodel": saved, "pb": frozen, "sample": root / "sample.npz", "expected": model([sample["x"], sample["y"]], training=False)}
+
+
+@pytest.mark.parametrize("source", ["savedmodel", "pb"])
+@pytest.mark.parametrize("target", ["onnx", "tflite", "savedmodel", "pb"])
+def test_tensorflow_files_convert_and_validate(tf_files, tmp_path, source, target):
+    if source == target:
+        pytest.skip("same format")
+    package = convert(tf_files[source], to=target, sample=tf_files["sample"], out=tmp_path / "p")
+    report = package.manifest.validation
+    assert report["status"] == "passed" and len(report["outputs"]) == 2
+    assert package.manifest.source.format == source and package.manifest.source.framework == "tensorflow"
+    assert [s.name for s in package.manifest.signature.inputs] == ["x", "y"]
+
+
+def test_tensorflow_file_to_coreml_and_quantized_tflite(tf_files, tmp_path):
+    coreml = convert(tf_files["savedmodel"], to="coreml", out=tmp_path / "c")  # no sample: shapes from the signature
+    assert coreml.manifest.validation["status"] == "structure-checked, not executed"
+    tflite = convert(tf_files["pb"], to="tflite", quantize="fp16", sample=tf_files["sample"], out=tmp_path / "t")
+    assert tflite.manifest.quantization.applied and tflite.manifest.validation["status"] == "passed"
+
+
+# ---------------------------------------------------------------- CLI and safety
+
+def test_keras_file_through_the_cli_needs_no_sample(models, tmp_path):
+    model, _ = models["cnn"]
+    model.save(tmp_path / "cnn.keras")
+    result = run_cli("convert", str(tmp_path / "cnn.keras"), "--to", "onnx", "--to", "tflite", "-o", str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["status"] for r in rows] == ["passed", "passed"]
+    assert all(r["max_abs_diff"] < 1e-4 for r in rows)
+
+
+def test_lambda_layer_is_refused_unless_trusted(tmp_path):
+    model, sample = keras_models.with_lambda()
+    model.save(tmp_path / "lambda.keras")
+    refused = run_cli("convert", str(tmp_path / "lambda.keras"), "--to", "onnx", "-o", str(tmp_path / "out"))
+    assert refused.returncode == UnsafeModelError.exit_code
+    assert "Lambda layer" in refused.stderr and "--trust" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "out").exists()
+    trusted = run_cli("convert", str(tmp_path / "lambda.keras"), "--to", "hdf5", "-o", str(tmp_path / "ok"), "--trust", "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    (row,) = json.loads(trusted.stdout)
+    assert row["status"] == "passed"
+    manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
+    assert manifest["trusted_source"] is True
