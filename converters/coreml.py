@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.deps import Runtime, require, version_of
+from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, quantizes, runs
 
@@ -83,7 +83,7 @@ def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any
     from coremltools.models.neural_network import quantization_utils
 
     bits = 8 if mode == "weights" else 16
-    with _quiet():
+    with quiet_output():
         quantized = quantization_utils.quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear")
     ct.utils.save_spec(quantized.get_spec(), str(dst))
     return QuantizeResult(True, "", {"mode": mode, "bits": bits, "tool": f"coremltools {version_of('coremltools')} quantization_utils"})
@@ -98,21 +98,7 @@ def quantize_ml_program(src: Path, dst: Path, mode: str, calibration) -> Any:
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 
     config = OptimizationConfig(global_config=OpLinearQuantizerConfig(mode="linear_symmetric"))
-    with _quiet():
+    with quiet_output():
         quantized = linear_quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), config=config)
         quantized.save(str(dst))
     return QuantizeResult(True, "", {"mode": mode, "bits": 8, "tool": f"coremltools {version_of('coremltools')} optimize.coreml"})
-
-
-def _quiet():
-    """coremltools prints progress bars and "Failed to load" notices on Linux."""
-    import contextlib
-    import io
-    import warnings
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    return stack

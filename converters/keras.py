@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, require, version_of
+from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsafeModelError
 from packager.plugins import converts, framework, runs
 from packager.safety import TRUST_HINT
@@ -78,7 +78,7 @@ def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[
 def load_keras(path: Path, *, trust: bool = False) -> Any:
     keras = _keras()
     try:
-        with tfc.quiet("Keras load"):
+        with quiet_output():
             return keras.models.load_model(str(path), safe_mode=not trust, compile=False)
     except ValueError as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
@@ -102,7 +102,7 @@ def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
 
     path = out / f"model{suffix}"
     details: dict[str, Any] = {"saved_by": "keras", "keras": version_of("keras")}
-    with tfc.quiet("Keras save"):
+    with quiet_output():
         model.save(str(path))
         if options.quantize == "dynamic":
             size_before = path.stat().st_size
@@ -120,7 +120,7 @@ def _int8_copy(model: Any) -> Any:
     try:
         copy.quantize("int8")
     except Exception as exc:
-        raise ConversionError(f"Keras int8 quantization failed: {tfc._first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+        raise ConversionError(f"Keras int8 quantization failed: {tfc.first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
     return copy
 
 
@@ -139,7 +139,7 @@ def keras_to_savedmodel(model: Any, signature: Signature, out: Path, options) ->
     from packager.conversion import Artifact
 
     path = out / "saved_model"
-    with tfc.quiet("Keras export"):
+    with quiet_output():
         model.export(str(path), format="tf_saved_model", verbose=False)
     return Artifact(path, {"converter": "keras Model.export", "keras": version_of("keras")})
 

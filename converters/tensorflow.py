@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from packager.deps import Runtime, require, version_of
+from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UsageError
 from packager.plugins import converts, framework, runs
 from packager.signature import Signature, TensorSpec
@@ -187,7 +186,7 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
 
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
-    with quiet("tf2onnx"):
+    with quiet_output():
         proto, _ = tf2onnx.convert.from_function(graph.function, input_signature=tensor_specs(graph.inputs), opset=options.opset)
     path = out / "model.onnx"
     onnx.save(proto, str(path))
@@ -201,7 +200,7 @@ def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options)
     require("tensorflow", "tensorflow", "frozen GraphDefs")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    with quiet("freezing the graph"):
+    with quiet_output():
         frozen = convert_variables_to_constants_v2(graph.concrete())
     path = out / "model.pb"
     path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
@@ -222,7 +221,7 @@ def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, option
     serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
     module.serve = serve
     path = out / "saved_model"
-    with quiet("saving the SavedModel"):
+    with quiet_output():
         tf.saved_model.save(module, str(path), signatures={SERVING: serve.get_concrete_function()})
     return Artifact(path, {"converter": "tf.saved_model.save", "signature": SERVING})
 
@@ -257,13 +256,13 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
     if options is not None and options.quantize:
         _configure_quantization(tf, converter, graph, options)
     try:
-        with quiet("TFLite conversion"):
+        with quiet_output():
             return converter.convert()
     except Exception as exc:
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
-        raise ConversionError(f"TFLite cannot convert this model: {_first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
+        raise ConversionError(f"TFLite cannot convert this model: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
 
 
 def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) -> None:
@@ -289,10 +288,10 @@ def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *,
     ct = require("coremltools", "coreml", "Core ML export")
     inputs = [ct.TensorType(name=spec.name, shape=coreml_shape(ct, spec)) for spec in graph.inputs]
     try:
-        with quiet("coremltools"):
+        with quiet_output():
             model = ct.convert([graph.concrete()], source="tensorflow", inputs=inputs, convert_to="mlprogram" if package else "neuralnetwork")
     except Exception as exc:
-        raise ConversionError(f"coremltools cannot convert this graph: {_first_line(exc)}", "use --to onnx or --to tflite") from exc
+        raise ConversionError(f"coremltools cannot convert this graph: {first_line(exc)}", "use --to onnx or --to tflite") from exc
     path = out / ("model.mlpackage" if package else "model.mlmodel")
     model.save(str(path))
     return Artifact(path, {"converter": "coremltools (TensorFlow concrete function)", "converter_version": version_of("coremltools"),
@@ -377,10 +376,10 @@ class TFLiteRuntime(Runtime):
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         tf = tf_module()
         try:
-            with quiet("TFLite interpreter"):
+            with quiet_output():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
-            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {_first_line(exc)}", "re-export it") from exc
+            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
         return interpreter
 
     def predict(self, interpreter: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -393,18 +392,6 @@ class TFLiteRuntime(Runtime):
 
 # ---------------------------------------------------------------- helpers
 
-def quiet(label: str):
-    """TensorFlow, tf2onnx and coremltools print progress and warnings: keep them off the user's terminal."""
-    import contextlib
-    import io
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    return stack
-
-
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -18,7 +18,8 @@ from packager.package import (
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.samples import load_sample
-from packager.signature import Signature, TensorSpec, batch_size, parse_input_shape, spec_of, synthesize
+from packager.signature import (Signature, TensorSpec, batch_size, parse_dynamic_axes, parse_input_shape, spec_of, synthesize,
+                                with_dynamic_axes)
 from packager.validation import ValidationReport, build_report, compare_outputs, not_executed_report, tolerance_for
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
@@ -34,6 +35,7 @@ class ConvertOptions:
     trust: bool = False
     example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
     calibration: Mapping[str, Any] | None = None  # calibration rows, for converters that quantize while converting
+    script: bool = False  # TorchScript: torch.jit.script instead of trace
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,9 @@ class Package:
         return self.manifest.validation
 
 
-def load_source(model_or_path: Any, *, trust: bool = False, registry: PluginRegistry | None = None) -> Source:
-    """Load a model file through its framework plugin (safely), or wrap an in-memory model."""
+def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None, registry: PluginRegistry | None = None) -> Source:
+    """Load a model file through its framework plugin (safely), or wrap an in-memory model.
+    ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into."""
     registry = registry or default_registry()
     if isinstance(model_or_path, (str, Path)):
         from packager.safety import check_file
@@ -88,8 +91,10 @@ def load_source(model_or_path: Any, *, trust: bool = False, registry: PluginRegi
             check_file(path, fmt)
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
+        if model_class and not getattr(plugin, "takes_model_class", False):
+            raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)", "drop --model-class; it is for PyTorch state dicts")
         with reading(f"{path.name} ({fmt})"):
-            model = plugin.load(path, fmt, trust=trust)
+            model = plugin.load(path, fmt, trust=trust, **({"model_class": model_class} if model_class else {}))
             details = plugin.describe(model)
         digest = sha256_file(path) if path.is_file() else None
         return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))
@@ -102,7 +107,8 @@ def _class_name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None = None, registry: PluginRegistry | None = None) -> tuple[Signature, dict, dict]:
+def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None = None, registry: PluginRegistry | None = None,
+                   dynamic_axes: str | Mapping[str | None, Any] | None = None) -> tuple[Signature, dict, dict]:
     """Signature (inputs and outputs), sample feeds, and the source model's outputs on them."""
     registry = registry or default_registry()
     plugin = registry.framework(source.framework)
@@ -115,6 +121,9 @@ def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None =
         signature = plugin.signature(source.model, data)
         if input_shape:
             signature = _apply_input_shape(signature, parse_input_shape(input_shape))
+        if dynamic_axes:
+            axes = parse_dynamic_axes(dynamic_axes) if isinstance(dynamic_axes, str) else {k: tuple(v) for k, v in dynamic_axes.items()}
+            signature = with_dynamic_axes(signature, axes)
         feeds = plugin.feeds(source.model, signature, data)
         expected = plugin.predict(source.model, signature, feeds)
     outputs = tuple(spec_of(name, value) for name, value in expected.items())
@@ -148,6 +157,9 @@ def convert(
     sample: Any = None,
     calibration: Any = None,
     input_shape: str | None = None,
+    dynamic_axes: str | Mapping[str | None, Any] | None = None,
+    model_class: str | None = None,
+    script: bool = False,
     opset: int | None = None,
     trust: bool = False,
     accept_mismatch: bool = False,
@@ -160,7 +172,7 @@ def convert(
     step = progress or (lambda message: None)
     _check_quantize_args(quantize, calibration)
     step("loading the source model")
-    source = load_source(model_or_path, trust=trust, registry=registry)
+    source = load_source(model_or_path, trust=trust, model_class=model_class, registry=registry)
     conversion = registry.conversion(source.framework, to)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
@@ -168,10 +180,11 @@ def convert(
             f"supported modes: {', '.join(sorted(conversion.quantize)) or 'none'}",
         )
     step("inferring the signature and sample inputs")
-    signature, feeds, expected = prepare_inputs(source, sample, input_shape, registry)
+    signature, feeds, expected = prepare_inputs(source, sample, input_shape, registry, dynamic_axes)
     destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
-    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()}, calibration=calibration_feeds)
+    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()},
+                             calibration=calibration_feeds, script=script)
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = conversion.func(source.model, signature, staging, options)
@@ -205,14 +218,15 @@ def _validate_conversion(registry, source, to, artifact, quant, signature, feeds
     return replace(report, accepted_mismatch=True)
 
 
-def package_source(path: str | Path, out: str | Path, *, trust: bool = False, registry: PluginRegistry | None = None) -> Package:
+def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None,
+                   model_class: str | None = None, registry: PluginRegistry | None = None) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage."""
     import shutil
 
     registry = registry or default_registry()
     path = Path(path)
-    source = load_source(path, trust=trust, registry=registry)
-    signature, feeds, _ = prepare_inputs(source, registry=registry)
+    source = load_source(path, trust=trust, model_class=model_class, registry=registry)
+    signature, feeds, _ = prepare_inputs(source, sample, input_shape, registry=registry)
     with staging_dir(Path(out), True) as staging:
         target = staging / path.name
         shutil.copy2(path, target) if path.is_file() else shutil.copytree(path, target)

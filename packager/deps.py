@@ -48,6 +48,21 @@ def java_version() -> str:
     return version
 
 
+def quiet_output():
+    """Converters print progress bars, notices and warnings (coremltools, tf2onnx, the dynamo
+    exporter): keep them off the user's terminal. Their failures still surface as exceptions."""
+    import contextlib
+    import io
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
 class Runtime:
     """Base of format runtimes: one distribution gives the version, the manifest entry and the requirement."""
 

@@ -5,7 +5,7 @@ as ``--input-shape``. Inputs travel through packager as *feeds*: ``{input name: 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Mapping
 
 from packager.errors import UsageError
@@ -99,6 +99,40 @@ def parse_input_shape(text: str) -> dict[str, tuple[int | None, ...]]:
     if not shapes:
         raise UsageError("--input-shape is empty", "give a shape such as 1,20")
     return shapes
+
+
+def parse_dynamic_axes(text: str) -> dict[str | None, tuple[int, ...]]:
+    """Parse ``--dynamic-axes``: ``"1"`` (the only input's axis 1) or ``"ids:1;mask:1,2"``. Axis 0
+    (the batch) is always dynamic."""
+    axes: dict[str | None, tuple[int, ...]] = {}
+    for part in (p for p in text.split(";") if p.strip()):
+        name, _, numbers = part.rpartition(":")
+        try:
+            found = tuple(int(a) for a in numbers.split(",") if a.strip())
+        except ValueError:
+            raise UsageError(f"--dynamic-axes {text!r} is not a list of axes", "write e.g. 1 or ids:1;mask:1 (axis numbers, 0 = batch)") from None
+        if not found or any(a < 0 for a in found):
+            raise UsageError(f"--dynamic-axes {text!r} has no valid axis", "axes are numbers >= 1, e.g. 1 for a sequence length")
+        axes[name.strip() or None] = found
+    return axes
+
+
+def with_dynamic_axes(signature: Signature, axes: dict[str | None, tuple[int, ...]]) -> Signature:
+    """The signature with the named axes made dynamic (None)."""
+    if None in axes:
+        if len(signature.inputs) != 1:
+            raise UsageError("--dynamic-axes without an input name, but the model has several inputs", f"name them: e.g. {signature.input_names[0]}:1")
+        axes = {signature.input_names[0]: axes[None]}
+    unknown = set(axes) - set(signature.input_names)
+    if unknown:
+        raise UsageError(f"--dynamic-axes names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
+    specs = []
+    for spec in signature.inputs:
+        wanted = axes.get(spec.name, ())
+        if any(a >= len(spec.shape) for a in wanted):
+            raise UsageError(f"--dynamic-axes: input {spec.name} has {len(spec.shape)} axes, not {max(wanted) + 1}", "count axes from 0 (the batch)")
+        specs.append(replace(spec, shape=tuple(None if i in wanted else d for i, d in enumerate(spec.shape))))
+    return Signature(tuple(specs), signature.outputs, signature.columnar)
 
 
 def synthesize(signature: Signature, rows: int = 64, seed: int = 0) -> dict[str, "np.ndarray"]:

@@ -18,6 +18,9 @@ from packager.commands._render import conversion_table, progress_reporter, resul
 @click.option("--calibration", type=click.Path(path_type=Path), help="Calibration rows for --quantize static (.npy/.csv/.parquet).")
 @click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
 @click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
+@click.option("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
+@click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.")
+@click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
 @click.option("--opset", type=int, help="ONNX opset to target (default: the converter's).")
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
 @click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
@@ -26,7 +29,7 @@ from packager.commands._render import conversion_table, progress_reporter, resul
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, opset, trust, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, opset, trust, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
     from packager.conversion import convert, load_source
@@ -43,21 +46,22 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, op
         store = Registry(registry_url, blobs)
     wanted = list(targets)
     if "all" in wanted:
-        wanted = registry.targets_of(load_source(source, trust=trust, registry=registry).framework)
+        wanted = registry.targets_of(load_source(source, trust=trust, model_class=model_class, registry=registry).framework)
     several = len(wanted) > 1
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
+    source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
     rows, failed = [], False
     with progress_reporter(as_json) as report:
         for target in wanted:
             destination = (base / target) if several else base
             try:
                 package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
-                                  input_shape=input_shape, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                                  input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
                                   overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
                 row = result_row(target, package=package)
                 if store is not None:
                     report(f"{target}: pushing to the registry")
-                    row["pushed"] = store.push_conversion(package, push_name, source, trust=trust).ref
+                    row["pushed"] = store.push_conversion(package, push_name, source, trust=trust, source_options=source_options).ref
                 rows.append(row)
             except PackagerError as exc:
                 if not several:

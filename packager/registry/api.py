@@ -356,11 +356,12 @@ class Registry:
         return {"ref": info.ref, "version": info.version, "format": info.format, "quantization": info.quantization,
                 "digest": info.digest, "focus": node_id == focus, "children": kids}
 
-    def push_conversion(self, package, name: str, source_path: str | Path, *, trust: bool = False, **push_args) -> VersionInfo:
+    def push_conversion(self, package, name: str, source_path: str | Path, *, trust: bool = False, source_options: dict | None = None, **push_args) -> VersionInfo:
         """Push a converted package with a derived-from edge to its source (pushed first when not yet stored).
 
         A quantized artifact derives from the newest unquantized version of the same format made from
-        that source, when there is one, so lineage reads source -> ONNX -> int8 ONNX.
+        that source, when there is one, so lineage reads source -> ONNX -> int8 ONNX. ``source_options``
+        (sample, input_shape, model_class) are what the source needs to be loaded and described.
         """
         from packager.conversion import package_source
 
@@ -368,7 +369,7 @@ class Registry:
         source_version = self.find_by_file_digest(name, digest) if digest else None
         if source_version is None:
             with tempfile.TemporaryDirectory() as work:
-                source_package = package_source(source_path, Path(work) / "source", trust=trust)
+                source_package = package_source(source_path, Path(work) / "source", trust=trust, **(source_options or {}))
                 source_version = self.push(source_package.path, name, description=f"source model {Path(source_path).name}")
         parent = source_version
         if package.manifest.quantization.applied:
