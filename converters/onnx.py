@@ -117,7 +117,7 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
         if mode == "dynamic":
             settings = _dynamic(src, dst)
         elif mode == "static":
-            _static(src, dst, calibration)
+            settings = _static(src, dst, calibration)
         else:
             _fp16(model, dst, onnx, ml_ops)
     except NotQuantizable:
@@ -157,15 +157,19 @@ class _FeedsReader:
         return next(self._batches, None)
 
 
-def _static(src: Path, dst: Path, calibration: Mapping[str, Any] | None) -> None:
+def _static(src: Path, dst: Path, calibration: Mapping[str, Any] | None) -> dict:
+    """QDQ int8, per-channel weights; reduce_range without VNNI for the same saturation reason as
+    dynamic (measured on a Keras MLP: max diff 0.34 -> 0.014)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if not calibration:
         raise NotQuantizable("--quantize static needs calibration data", "pass --calibration FILE")
     session = OnnxRuntime().load(src)
     feeds = {i.name: _cast(calibration[i.name], i.type) for i in session.get_inputs()}
-    quantize_static(str(src), str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    reduce_range = not cpu_has_vnni()
+    quantize_static(str(src), str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    return {"format": "QDQ", "per_channel": True, "reduce_range": reduce_range}
 
 
 def _fp16(model: Any, dst: Path, onnx: Any, ml_ops: list[str]) -> None:

@@ -382,6 +382,13 @@ class TFLiteRuntime(Runtime):
             raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
         return interpreter
 
+    def inspect(self, path: Path) -> dict[str, Any]:
+        interpreter = self.load(path)
+        def describe(details):
+            return [{"name": d["name"], "dtype": d["dtype"].__name__, "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]]} for d in details]
+        return {"signatures": interpreter.get_signature_list(), "inputs": describe(interpreter.get_input_details()),
+                "outputs": describe(interpreter.get_output_details()), "tensors": len(interpreter.get_tensor_details())}
+
     def predict(self, interpreter: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         runner = interpreter.get_signature_runner()
         names = interpreter.get_signature_list()[SERVING if SERVING in interpreter.get_signature_list() else next(iter(interpreter.get_signature_list()))]["inputs"]

@@ -66,6 +66,7 @@ def _configure_warnings(debug: bool) -> None:
     import os
 
     os.environ.setdefault("TQDM_DISABLE", "1")  # converters' progress bars (coremltools) stay off the terminal
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices, whoever imports it
     logging.disable(logging.WARNING)  # library log lines (torch.onnx, onnxruntime.quantization): our errors say what matters
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("always", category=PackagerWarning)

@@ -20,13 +20,14 @@ def command(file, trust, as_json):
     if as_json:
         emit_json(info)
         return
+    from rich.markup import escape
     from rich.table import Table
 
     from packager.commands._render import console
 
     table = Table(show_header=False, title=str(file))
     for key, value in info.items():
-        table.add_row(key, human_size(value) if key == "size" else _show(value))
+        table.add_row(key, human_size(value) if key == "size" else escape(_show(value)))
     console()(table)
 
 

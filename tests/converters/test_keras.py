@@ -87,7 +87,7 @@ def test_ids_keep_integer_type_and_any_sequence_length(models, tmp_path):
 QUANTIZED = [
     ("mlp", "keras", "dynamic"), ("mlp", "hdf5", "dynamic"),
     ("mlp", "tflite", "dynamic"), ("mlp", "tflite", "static"), ("mlp", "tflite", "fp16"),
-    ("cnn", "tflite", "static"), ("mlp", "onnx", "dynamic"), ("mlp", "onnx", "fp16"),
+    ("cnn", "tflite", "static"), ("mlp", "onnx", "dynamic"), ("mlp", "onnx", "static"), ("mlp", "onnx", "fp16"),
 ]
 
 
@@ -128,13 +128,20 @@ def test_coreml_weight_quantization_shrinks_the_model(models, tmp_path, target, 
 
 @pytest.fixture(scope="module")
 def tf_files(models, tmp_path_factory):
-    """A SavedModel folder and a frozen .pb of the two-input model, written by packager itself."""
+    """SavedModel folders and frozen .pb files of the two-input model and the MLP, written by packager itself."""
     root = tmp_path_factory.mktemp("tf")
-    model, sample = models["two_inputs"]
-    saved = convert(model, to="savedmodel", sample=sample, out=root / "sm").model_path
-    frozen = convert(model, to="pb", sample=sample, out=root / "pb").model_path
-    np.savez(root / "sample.npz", **sample)
-    return {"savedmodel": saved, "pb": frozen, "sample": root / "sample.npz", "expected": model([sample["x"], sample["y"]], training=False)}
+    files = {}
+    for name in ("two_inputs", "mlp"):
+        model, sample = models[name]
+        files[name, "savedmodel"] = convert(model, to="savedmodel", sample=sample, out=root / name / "sm").model_path
+        files[name, "pb"] = convert(model, to="pb", sample=sample, out=root / name / "pb").model_path
+        if isinstance(sample, dict):
+            np.savez(root / name / "sample.npz", **sample)
+            files[name, "sample"] = root / name / "sample.npz"
+        else:
+            np.save(root / name / "sample.npy", sample)
+            files[name, "sample"] = root / name / "sample.npy"
+    return files
 
 
 @pytest.mark.parametrize("source", ["savedmodel", "pb"])
@@ -142,18 +149,34 @@ def tf_files(models, tmp_path_factory):
 def test_tensorflow_files_convert_and_validate(tf_files, tmp_path, source, target):
     if source == target:
         pytest.skip("same format")
-    package = convert(tf_files[source], to=target, sample=tf_files["sample"], out=tmp_path / "p")
+    package = convert(tf_files["two_inputs", source], to=target, sample=tf_files["two_inputs", "sample"], out=tmp_path / "p")
     report = package.manifest.validation
     assert report["status"] == "passed" and len(report["outputs"]) == 2
     assert package.manifest.source.format == source and package.manifest.source.framework == "tensorflow"
     assert [s.name for s in package.manifest.signature.inputs] == ["x", "y"]
 
 
-def test_tensorflow_file_to_coreml_and_quantized_tflite(tf_files, tmp_path):
-    coreml = convert(tf_files["savedmodel"], to="coreml", out=tmp_path / "c")  # no sample: shapes from the signature
-    assert coreml.manifest.validation["status"] == "structure-checked, not executed"
-    tflite = convert(tf_files["pb"], to="tflite", quantize="fp16", sample=tf_files["sample"], out=tmp_path / "t")
-    assert tflite.manifest.quantization.applied and tflite.manifest.validation["status"] == "passed"
+@pytest.mark.parametrize("source", ["savedmodel", "pb"])
+@pytest.mark.parametrize("target", ["coreml", "mlpackage"])
+def test_tensorflow_files_to_coreml_need_no_sample(tf_files, tmp_path, source, target):
+    package = convert(tf_files["two_inputs", source], to=target, out=tmp_path / "c")  # shapes from the signature / placeholders
+    report = package.manifest.validation
+    assert report["status"] == "structure-checked, not executed" and report["details"]["inputs"] == ["x", "y"]
+
+
+TF_QUANTIZED = [("savedmodel", "tflite", "dynamic"), ("pb", "tflite", "static"), ("savedmodel", "tflite", "fp16"),
+                ("pb", "onnx", "dynamic"), ("savedmodel", "onnx", "static"), ("savedmodel", "onnx", "fp16"),
+                ("savedmodel", "coreml", "weights"), ("pb", "coreml", "fp16"), ("savedmodel", "mlpackage", "weights")]
+
+
+@pytest.mark.parametrize("source,target,mode", TF_QUANTIZED)
+def test_tensorflow_files_quantize_smaller_and_within_tolerance(tf_files, tmp_path, source, target, mode):
+    sample = tf_files["mlp", "sample"]
+    package = convert(tf_files["mlp", source], to=target, quantize=mode, sample=sample, calibration=sample if mode == "static" else None, out=tmp_path / "q")
+    quant = package.manifest.quantization
+    assert quant.applied and quant.size_after < quant.size_before, (quant.size_before, quant.size_after)
+    status = package.manifest.validation["status"]
+    assert status == ("structure-checked, not executed" if target in ("coreml", "mlpackage") else "passed")
 
 
 # ---------------------------------------------------------------- CLI and safety
