@@ -56,6 +56,16 @@ class OnnxRuntime(Runtime):
             return {n: v for n, v in zip(names, values) if n in wanted}
         return dict(zip(wanted, values))
 
+    def signature_of(self, session: Any) -> Any:
+        """For a bare .onnx file (no manifest): the graph's declared inputs and outputs."""
+        from packager.signature import Signature, TensorSpec
+
+        def spec(value: Any) -> TensorSpec:
+            dtype = _ONNX_TYPES.get(value.type, "float32")
+            return TensorSpec(value.name, dtype, tuple(d if isinstance(d, int) else None for d in value.shape))
+
+        return Signature(tuple(spec(v) for v in session.get_inputs()), tuple(spec(v) for v in session.get_outputs()))
+
     def details(self, session: Any) -> dict[str, Any]:
         return {"providers": session.get_providers()}
 
@@ -81,6 +91,10 @@ def _value_info(value: Any) -> dict[str, Any]:
     tensor = value.type.tensor_type
     dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
     return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?", "shape": dims}
+
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32",
+               "tensor(string)": "str", "tensor(bool)": "bool", "tensor(float16)": "float16"}
 
 
 def _cast(array: Any, onnx_type: str) -> Any:

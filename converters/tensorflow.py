@@ -382,6 +382,13 @@ class TFLiteRuntime(Runtime):
             raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
         return interpreter
 
+    def signature_of(self, interpreter: Any) -> Signature:
+        """For a bare .tflite file: the serving signature's inputs, in its order."""
+        runner = interpreter.get_signature_runner()
+        def specs(details: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(name, d["dtype"].__name__, tuple(int(x) if x >= 0 else None for x in d["shape_signature"])) for name, d in details.items())
+        return Signature(specs(runner.get_input_details()), specs(dict(sorted(runner.get_output_details().items(), key=lambda kv: natural_key(kv[0])))))
+
     def inspect(self, path: Path) -> dict[str, Any]:
         interpreter = self.load(path)
         def describe(details):

@@ -1,0 +1,285 @@
+"""Streaming tabular and array data in fixed-size batches, and turning a batch into model feeds.
+
+Memory stays bounded by the batch size whatever the file size: Parquet is read row group by row
+group, CSV and JSON Lines block by block (pyarrow), .npy through a memory map. Columns are matched
+to the signature by name, and every mismatch is found before any batch is read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from packager.errors import InputFileError, UsageError
+from packager.signature import Signature, TensorSpec
+
+INPUT_SUFFIXES = (".csv", ".parquet", ".npy", ".jsonl")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".npy")
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """An input file: its kind, column names (tables) or array shape (.npy), and row count when cheap to know."""
+
+    path: Path
+    kind: str  # "parquet", "csv", "jsonl" or "npy"
+    columns: tuple[str, ...] = ()
+    shape: tuple[int, ...] = ()
+    rows: int | None = None
+
+
+def open_source(path: str | Path) -> DataSource:
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"input file {path} does not exist", "check the path")
+    kind = path.suffix.lower().lstrip(".")
+    if f".{kind}" not in INPUT_SUFFIXES:
+        raise UsageError(f"input {path.name} has an unsupported type .{kind}", f"use one of {', '.join(INPUT_SUFFIXES)}")
+    try:
+        return _describe(path, kind)
+    except Exception as exc:
+        raise InputFileError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", f"check that it is a valid {kind} file") from exc
+
+
+def _describe(path: Path, kind: str) -> DataSource:
+    if kind == "npy":
+        import numpy as np
+
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+        return DataSource(path, kind, shape=tuple(array.shape), rows=int(array.shape[0]))
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        meta = pq.ParquetFile(path)
+        return DataSource(path, kind, columns=tuple(meta.schema_arrow.names), rows=meta.metadata.num_rows)
+    first = next(_table_batches(path, kind, 1 << 16), None)
+    return DataSource(path, kind, columns=tuple(first.schema.names) if first is not None else ())
+
+
+def iter_batches(source: DataSource, batch_size: int) -> Iterator[Any]:
+    """pyarrow RecordBatches (tables) or numpy slices (.npy) of exactly ``batch_size`` rows (the last may be shorter)."""
+    if source.kind == "npy":
+        import numpy as np
+
+        array = np.load(source.path, mmap_mode="r", allow_pickle=False)
+        for start in range(0, array.shape[0], batch_size):
+            yield np.array(array[start:start + batch_size])  # a writable copy: torch refuses read-only memory
+        return
+    yield from _rebatch(_table_batches(source.path, source.kind, batch_size), batch_size)
+
+
+def _table_batches(path: Path, kind: str, batch_size: int) -> Iterator[Any]:
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+    elif kind == "csv":
+        import pyarrow.csv as pcsv
+
+        yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=8 << 20))
+    else:
+        import pyarrow.json as pjson
+
+        # pyarrow.json has no streaming reader before 19: read in line blocks
+        import pyarrow as pa
+
+        block: list[bytes] = []
+        with path.open("rb") as handle:
+            for line in handle:
+                block.append(line)
+                if len(block) >= batch_size:
+                    yield from pjson.read_json(pa.py_buffer(b"".join(block))).to_batches()
+                    block = []
+        if block:
+            yield from pjson.read_json(pa.py_buffer(b"".join(block))).to_batches()
+
+
+def _rebatch(batches: Iterator[Any], size: int) -> Iterator[Any]:
+    """Re-cut a stream of RecordBatches into batches of ``size`` rows (zero-copy slices, one concat per batch)."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    held = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(size - held, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            held += take
+            batch = batch.slice(take)
+            if held == size:
+                yield _concat(pa, pending)
+                pending, held = [], 0
+    if held:
+        yield _concat(pa, pending)
+
+
+def _concat(pa: Any, parts: list[Any]) -> Any:
+    return parts[0] if len(parts) == 1 else pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+
+
+# ---------------------------------------------------------------- matching data to a signature
+
+@dataclass(frozen=True)
+class FeedPlan:
+    """How a batch becomes feeds: which columns make which input."""
+
+    signature: Signature
+    columns: dict[str, tuple[str, ...]]  # input name -> table columns ((): the .npy array)
+
+    def feeds(self, batch: Any) -> dict[str, Any]:
+        import numpy as np
+
+        if not hasattr(batch, "schema"):  # a numpy batch from .npy
+            spec = self.signature.inputs[0]
+            return {spec.name: batch.astype(_numpy_dtype(spec), copy=False)}
+        feeds = {}
+        for spec in self.signature.inputs:
+            arrays = [batch.column(name).to_numpy(zero_copy_only=False) for name in self.columns[spec.name]]
+            matrix = np.column_stack(arrays) if len(arrays) > 1 or self.signature.columnar else arrays[0].reshape(-1, 1)
+            feeds[spec.name] = matrix.astype(_numpy_dtype(spec), copy=False)
+        return feeds
+
+
+def plan_feeds(signature: Signature, source: DataSource) -> FeedPlan:
+    """Match the input's columns to the signature by name; raise before any work when they do not fit."""
+    if source.kind == "npy":
+        return _plan_array(signature, source)
+    columns = list(source.columns)
+    if signature.columnar or len(signature.inputs) > 1:
+        missing = [s.name for s in signature.inputs if s.name not in columns]
+        if missing:
+            raise UsageError(f"{source.path.name} lacks the columns {missing} the model needs", f"it has {columns[:20]}; rename the columns to the model's inputs {signature.input_names}")
+        return FeedPlan(signature, {s.name: (s.name,) for s in signature.inputs})
+    spec = signature.inputs[0]
+    width = _width(spec)
+    if spec.name in columns and width == 1:
+        return FeedPlan(signature, {spec.name: (spec.name,)})
+    features = [c for c in columns if c not in _IGNORED]
+    if width is not None and len(features) != width:
+        raise UsageError(f"{source.path.name} has {len(features)} columns, the model's input {spec.name} takes {width} features",
+                         f"give exactly {width} feature columns (found {features[:10]}{'…' if len(features) > 10 else ''})")
+    return FeedPlan(signature, {spec.name: tuple(features)})
+
+
+_IGNORED = frozenset({"__index_level_0__"})
+
+
+def _plan_array(signature: Signature, source: DataSource) -> FeedPlan:
+    if len(signature.inputs) != 1:
+        raise UsageError(f"a .npy file holds one array, the model has inputs {signature.input_names}", "give a Parquet/CSV file with one column per input")
+    spec = signature.inputs[0]
+    want, got = spec.shape[1:], source.shape[1:]
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
+        raise UsageError(f"{source.path.name} holds rows of shape {got}, the model's input {spec.name} takes {tuple(want)}", "reshape the array to (rows, *input shape)")
+    return FeedPlan(signature, {spec.name: ()})
+
+
+def _width(spec: TensorSpec) -> int | None:
+    return spec.shape[1] if len(spec.shape) == 2 else None
+
+
+def _numpy_dtype(spec: TensorSpec) -> Any:
+    return object if spec.is_text else spec.dtype
+
+
+# ---------------------------------------------------------------- writing outputs
+
+def output_columns(outputs: dict[str, Any]) -> dict[str, Any]:
+    """Model outputs as flat table columns: a (n, k) output becomes name_0 … name_{k-1}."""
+    import numpy as np
+
+    columns = {}
+    for name, value in outputs.items():
+        array = np.asarray(value)
+        if array.ndim <= 1 or (array.ndim == 2 and array.shape[1] == 1):
+            columns[name] = array.reshape(len(array))
+        else:
+            flat = array.reshape(len(array), -1)
+            for j in range(flat.shape[1]):
+                columns[f"{name}_{j}"] = flat[:, j]
+    return columns
+
+
+class OutputWriter:
+    """Writes batches of outputs to ``target`` through a temp file renamed at the end (never half-written)."""
+
+    def __init__(self, target: Path, overwrite: bool = False):
+        from packager.errors import OutputExists
+
+        self.target = Path(target)
+        self.kind = self.target.suffix.lower().lstrip(".")
+        if f".{self.kind}" not in OUTPUT_SUFFIXES:
+            raise UsageError(f"output {self.target.name} has an unsupported type .{self.kind}", f"use one of {', '.join(OUTPUT_SUFFIXES)}")
+        if self.target.exists() and not overwrite:
+            raise OutputExists(f"{self.target} already exists", "choose another -o or pass --force")
+        self.temp = self.target.with_name(f".{self.target.name}.partial")
+        self._writer: Any = None
+        self._parts: list[Path] = []
+        self.rows = 0
+
+    def write(self, outputs: dict[str, Any]) -> None:
+        if self.kind == "npy":
+            self._write_npy_part(outputs)
+            return
+        import pyarrow as pa
+
+        table = pa.table(output_columns(outputs))
+        if self._writer is None:
+            self._writer = self._open(table.schema)
+        self._writer.write_table(table) if self.kind == "parquet" else self._writer.write(table)
+        self.rows += table.num_rows
+
+    def _open(self, schema: Any) -> Any:
+        if self.kind == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetWriter(self.temp, schema)
+        import pyarrow.csv as pcsv
+
+        return pcsv.CSVWriter(self.temp, schema)
+
+    def _write_npy_part(self, outputs: dict[str, Any]) -> None:
+        import numpy as np
+
+        if len(outputs) != 1:
+            raise UsageError(f"a .npy file holds one array, the model produces {list(outputs)}", "write Parquet or CSV (-o out.parquet), or choose one with --output NAME")
+        (value,) = outputs.values()
+        part = self.temp.with_name(f"{self.temp.name}.{len(self._parts)}.npy")
+        np.save(part, np.asarray(value))
+        self._parts.append(part)
+        self.rows += len(value)
+
+    def close(self) -> None:
+        if self.kind == "npy":
+            self._assemble_npy()
+        elif self._writer is not None:
+            self._writer.close()
+        if not self.temp.exists():
+            raise UsageError("the input has no rows: nothing was written", "check the input file")
+        self.temp.replace(self.target)
+
+    def _assemble_npy(self) -> None:
+        """One memory-mapped .npy from the parts, so memory stays at one batch."""
+        import numpy as np
+
+        if not self._parts:
+            return
+        first = np.load(self._parts[0], mmap_mode="r")
+        out = np.lib.format.open_memmap(self.temp, mode="w+", dtype=first.dtype, shape=(self.rows, *first.shape[1:]))
+        at = 0
+        for part in self._parts:
+            chunk = np.load(part, mmap_mode="r")
+            out[at:at + len(chunk)] = chunk
+            at += len(chunk)
+            part.unlink()
+        out.flush()
+        del out
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except Exception:
+                pass
+        for leftover in [self.temp, *self._parts]:
+            leftover.unlink(missing_ok=True)

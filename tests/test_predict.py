@@ -1,0 +1,172 @@
+"""`packager predict` and `packager bench`: every runnable format over real data files, streamed in
+batches, compared with the source model; column mismatches refused before any work; Dask on a
+real 2-worker LocalCluster."""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from packager.conversion import convert
+from packager.errors import UsageError
+from packager.inference import load_predictor, predict_file, resolve
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def wine(fixtures, tmp_path_factory):
+    """The wine forest, its ONNX package, and its test rows as .npy/.parquet/.csv/.jsonl."""
+    root = tmp_path_factory.mktemp("predict")
+    fixture = fixtures["forest"]
+    X = np.load(fixture.sample).astype(np.float32)
+    X = np.concatenate([X] * 3)  # a few batches' worth
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    files = {"npy": root / "rows.npy", "parquet": root / "rows.parquet", "csv": root / "rows.csv", "jsonl": root / "rows.jsonl"}
+    np.save(files["npy"], X)
+    frame.to_parquet(files["parquet"], row_group_size=40)
+    frame.to_csv(files["csv"], index=False)
+    frame.to_json(files["jsonl"], orient="records", lines=True)
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx")
+    with open(fixture.model, "rb") as fh:
+        model = pickle.load(fh)
+    return {"X": X, "files": files, "package": package.path, "model": model, "pickle": fixture.model, "root": root}
+
+
+def _probabilities(frame: pd.DataFrame) -> np.ndarray:
+    return frame[[c for c in frame.columns if c.startswith("probabilities_")]].to_numpy()
+
+
+@pytest.mark.parametrize("kind", ["npy", "parquet", "csv", "jsonl"])
+def test_every_input_type_streams_through_onnx(wine, tmp_path, kind):
+    predictor = load_predictor(resolve(wine["package"]))
+    result = predict_file(predictor, wine["files"][kind], tmp_path / "out.parquet", batch_size=7)
+    assert result.rows == len(wine["X"]) and result.batches == -(-len(wine["X"]) // 7)
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    np.testing.assert_allclose(_probabilities(out), wine["model"].predict_proba(wine["X"]), atol=1e-5)
+    np.testing.assert_array_equal(out["label"].to_numpy(), wine["model"].predict(wine["X"]))
+
+
+@pytest.mark.parametrize("suffix", ["csv", "npy"])
+def test_outputs_to_csv_and_npy(wine, tmp_path, suffix):
+    target = tmp_path / f"out.{suffix}"
+    args = ["--output", "probabilities"] if suffix == "npy" else []
+    result = run_cli("predict", str(wine["package"]), str(wine["files"]["parquet"]), "-o", str(target), "--batch-size", "50", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == len(wine["X"])
+    got = np.load(target) if suffix == "npy" else _probabilities(pd.read_csv(target))
+    np.testing.assert_allclose(got, wine["model"].predict_proba(wine["X"]), atol=1e-5)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
+    native = run_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
+    assert native.returncode == 0, native.stderr
+    np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "native.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-12)
+
+
+def test_column_mismatch_is_refused_before_any_work(wine, tmp_path):
+    narrow = tmp_path / "narrow.parquet"
+    pd.read_parquet(wine["files"]["parquet"]).iloc[:, :5].to_parquet(narrow)
+    result = run_cli("predict", str(wine["package"]), str(narrow), "-o", str(tmp_path / "out.parquet"))
+    assert result.returncode == UsageError.exit_code
+    assert "has 5 columns" in result.stderr and "takes 13 features" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.parquet").exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def test_named_columns_are_matched_by_name(fixtures, tmp_path):
+    """A column pipeline: inputs are found by column name, whatever the column order."""
+    fixture = fixtures["columns"]
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx")
+    frame = pd.read_parquet(fixture.sample)
+    shuffled = tmp_path / "shuffled.parquet"
+    frame[list(reversed(frame.columns))].to_parquet(shuffled)
+    predict_file(load_predictor(resolve(package.path)), shuffled, tmp_path / "out.parquet", batch_size=16)
+    with open(fixture.model, "rb") as fh:
+        model = pickle.load(fh)
+    np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "out.parquet")), model.predict_proba(frame), atol=1e-5)
+    frame.drop(columns=["city"]).to_parquet(tmp_path / "missing.parquet")
+    with pytest.raises(UsageError, match=r"lacks the columns \['city'\]"):
+        predict_file(load_predictor(resolve(package.path)), tmp_path / "missing.parquet", tmp_path / "never.parquet")
+    assert not (tmp_path / "never.parquet").exists()
+
+
+def test_a_registry_reference_is_pulled_and_run(wine, tmp_path):
+    pushed = run_cli("push", str(wine["package"]), "--name", "wine-forest", "--json")
+    assert pushed.returncode == 0, pushed.stderr
+    result = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"), "--json")
+    assert result.returncode == 0, result.stderr
+    np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "out.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-5)
+    again = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"))
+    assert again.returncode == 10 and "--force" in again.stderr
+
+
+@pytest.mark.parametrize("target", ["tflite", "keras", "savedmodel"])
+def test_keras_artifacts_run_over_npy(tmp_path, target):
+    from fixtures import keras_models
+
+    model, sample = keras_models.cnn()
+    package = convert(model, to=target, sample=sample, out=tmp_path / "p")
+    rows = np.concatenate([sample] * 4)
+    np.save(tmp_path / "images.npy", rows)
+    predict_file(load_predictor(resolve(package.path)), tmp_path / "images.npy", tmp_path / "out.npy", batch_size=5)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model(rows, training=False).numpy(), atol=1e-4)
+
+
+def test_torchscript_runs_with_fixed_threads(tmp_path):
+    import torch
+
+    from fixtures import torch_models
+
+    model, sample = torch_models.lstm_ids()
+    package = convert(model, to="torchscript", sample=sample, out=tmp_path / "p")
+    np.save(tmp_path / "ids.npy", sample)
+    predictor = load_predictor(resolve(package.path), threads=1)
+    predict_file(predictor, tmp_path / "ids.npy", tmp_path / "out.npy", batch_size=10)
+    assert torch.get_num_threads() == 1
+    with torch.no_grad():
+        np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model(torch.from_numpy(sample)).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_dask_engine_on_a_two_worker_local_cluster(wine, tmp_path):
+    big = pd.read_parquet(wine["files"]["parquet"])
+    parts = tmp_path / "input"
+    parts.mkdir()
+    for i in range(4):  # four files: four partitions
+        big.to_parquet(parts / f"part-{i}.parquet")
+    single = tmp_path / "all.parquet"
+    pd.concat([big] * 4).to_parquet(single, row_group_size=100)
+    from packager.distributed import predict_on_dask
+
+    result = predict_on_dask(resolve(wine["package"]), single, tmp_path / "out", batch_size=64, workers=2)
+    assert result.workers == 2 and result.rows == 4 * len(big)
+    assert all(count <= 1 for count in result.loads_per_worker.values()) and sum(result.loads_per_worker.values()) >= 1
+    out = pd.read_parquet(tmp_path / "out")
+    expected = wine["model"].predict_proba(np.concatenate([wine["X"]] * 4))
+    np.testing.assert_allclose(_probabilities(out), expected, atol=1e-5)
+    cli = run_cli("predict", str(wine["package"]), str(wine["files"]["csv"]), "-o", str(tmp_path / "cli-out"), "--engine", "dask", "--json")
+    assert cli.returncode == 0, cli.stderr
+    assert json.loads(cli.stdout)["rows"] == len(big)
+    wrong = run_cli("predict", str(wine["package"]), str(wine["files"]["npy"]), "-o", str(tmp_path / "x"), "--engine", "dask")
+    assert wrong.returncode == 2 and "Parquet or CSV" in wrong.stderr
+
+
+def test_bench_reports_every_artifact_against_the_baseline(wine, tmp_path):
+    result = run_cli("bench", str(wine["package"]), "--baseline", wine["pickle"], "--data", str(wine["files"]["parquet"]),
+                     "--batch-sizes", "1,16", "--min-seconds", "0.05", "-o", str(tmp_path / "bench"), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    baseline, onnx = report["artifacts"]
+    assert baseline["baseline"] and not onnx["baseline"] and onnx["format"] == "onnx"
+    for artifact in (baseline, onnx):
+        assert [m["batch_size"] for m in artifact["measurements"]] == [1, 16]
+        assert all(m["p50_ms"] <= m["p95_ms"] <= m["p99_ms"] and m["rows_per_second"] > 0 for m in artifact["measurements"])
+        assert artifact["peak_rss_mb"] > 10 and artifact["size_bytes"] > 0 and artifact["load_seconds"] > 0
+    assert report["machine"]["threads"] == 1 and report["machine"]["cores"] >= 1
+    table = (tmp_path / "bench" / "bench.md").read_text()
+    assert "× baseline" in table and "onnx" in table
+    assert (tmp_path / "bench" / "bench.png").read_bytes()[:4] == b"\x89PNG"
