@@ -85,7 +85,6 @@ def run_bench(refs: list[str], data: str | Path, settings: BenchSettings, *, bas
 
 def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None) -> ArtifactBench:
     import os
-    import resource
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["OMP_NUM_THREADS"] = str(settings.threads)
@@ -93,10 +92,21 @@ def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, s
         call, info = _load_baseline(ref, model_class, settings.threads, data) if kind == "baseline" else _load_artifact(ref, settings.threads, registry_url, blobs)
         feeds = _bench_feeds(info.pop("signature"), data, max(settings.batch_sizes))
         measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak, 1), baseline=kind == "baseline", **info)
-    except PackagerError as exc:
-        return ArtifactBench(ref, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), exc.one_line())
+        return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
+    except Exception as exc:  # one artifact failing must not lose the others' measurements
+        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        return ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), message)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage: ru_maxrss survives fork and exec,
+    so a child spawned from a 2 GB parent would report 2 GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _load_artifact(ref: str, threads: int, registry_url: str | None, blobs: str | None) -> tuple[Any, dict[str, Any]]:

@@ -35,7 +35,7 @@ def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: 
     """A package folder, a bare model file/folder, or a registry reference (pulled once into a cache)."""
     path = Path(ref_or_path)
     if path.is_dir() and (path / MANIFEST).is_file():
-        return _from_package(path, str(ref_or_path))
+        return _from_package(path, path.absolute().name)
     if path.exists():
         return Artifact(path, detect_format(path), None, None, path.name)
     if any(sep in str(ref_or_path) for sep in ("/", "\\")) or Path(str(ref_or_path)).suffix:
@@ -81,10 +81,10 @@ class Predictor:
 def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
     registry = registry or default_registry()
     runtime = registry.runtime(artifact.format)
-    if runtime is None or not runtime.executes:
+    if runtime is None or not runtime.executes or not getattr(runtime, "can_execute", lambda p: True)(artifact.path):
         from packager.errors import UnsupportedConversion
 
-        why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} does not execute here (Core ML needs macOS)"
+        why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
         raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that")
     if artifact.manifest is None and not trust:
         from packager.safety import check_file
