@@ -110,3 +110,7 @@ def emit_json(data: Any) -> None:
     from packager.package import _json_default
 
     click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+if __name__ == "__main__":
+    run()
