@@ -36,6 +36,9 @@ bench: setup
 	$(BIN)/python benchmarks/cli_startup.py
 	$(BIN)/python benchmarks/sklearn_onnx_coverage.py
 	$(BIN)/python benchmarks/registry_bench.py
+	$(BIN)/python benchmarks/transformer_int8.py
+	$(BIN)/python benchmarks/format_bench.py
+	$(BIN)/python benchmarks/predict_streaming.py
 
 readme: setup
 	$(BIN)/python -m packager.matrix README.md
