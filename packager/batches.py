@@ -72,7 +72,8 @@ def _table_batches(path: Path, kind: str, batch_size: int) -> Iterator[Any]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
-        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+        # pre_buffer=False: with it, pyarrow keeps every read range cached and RSS grows to the file size
+        yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=batch_size)
     elif kind == "csv":
         import pyarrow.csv as pcsv
 

@@ -109,6 +109,12 @@ class NotFound(PackagerError):
     exit_code = 14
 
 
+class Unauthorized(PackagerError):
+    """A registry server refused the request: missing or wrong token (HTTP 401)."""
+
+    exit_code = 15
+
+
 class PackagerWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. a pickle from another version)."""
 

@@ -39,3 +39,17 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python
     """Run the real CLI in a subprocess (its exit code and stderr are part of the contract)."""
     code = f"{python_prelude}\nimport sys\nfrom packager.cli import run\nsys.argv = ['packager', *sys.argv[1:]]\nrun()"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def package_dirs(fixtures, tmp_path_factory):
+    """Two real packages (ONNX and its int8 variant) to push."""
+    from packager.conversion import convert
+
+    out = tmp_path_factory.mktemp("packages")
+    mlp = fixtures["mlp"]
+    return {
+        "onnx": convert(mlp.model, to="onnx", sample=mlp.sample, out=out / "onnx").path,
+        "int8": convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=out / "int8").path,
+        "ridge": convert(fixtures["ridge"].model, to="onnx", out=out / "ridge").path,
+    }

@@ -81,3 +81,37 @@ def make_bucket(endpoint: str, bucket: str) -> None:
     import boto3
 
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
+
+
+def start_registry_server(home: Path, token_file: Path | None = None, read_token: bool = False) -> tuple[str, callable]:
+    """`packager serve` in a subprocess on a free loopback port, over the registry in ``home``; returns (URL, stop)."""
+    port = free_port()
+    command = [sys.executable, "-m", "packager.cli", "serve", "--port", str(port)]
+    if token_file:
+        command += ["--token-file", str(token_file)]
+    if read_token:
+        command += ["--read-token"]
+    env = {k: v for k, v in os.environ.items() if k not in ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_TOKEN")}
+    env["PACKAGER_HOME"] = str(home)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"packager serve exited: {process.stderr.read().decode()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/api/v1/openapi.json", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError("packager serve did not start within 30 s")
+
+    def stop() -> None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+    return url, stop

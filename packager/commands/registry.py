@@ -44,14 +44,16 @@ def push(package_dir, name, params, metrics, tags, aliases, data, dockerfile, co
     """Store PACKAGE_DIR (written by `packager convert -o`) as the next version of NAME."""
     from packager.registry.refs import parse_pairs
 
-    info = open_registry(registry_url, blobs).push(
+    registry = open_registry(registry_url, blobs)
+    info = registry.push(
         package_dir, name, params=parse_pairs(params, "param"), metrics=parse_pairs(metrics, "metric"), tags=parse_pairs(tags, "tag"),
         aliases=aliases, data=data, dockerfile=dockerfile, conda_env=conda_env, description=description,
         lineage=_read_lineage(lineage_file) if lineage_file else None)
+    uploaded = getattr(registry, "bytes_uploaded", None)  # through a server: what actually crossed the wire
     if as_json:
-        _emit(info.to_dict(full=False))
+        _emit({**info.to_dict(full=False), **({"uploaded_bytes": uploaded} if uploaded is not None else {})})
     else:
-        click.echo(f"{info.ref} {info.id}")
+        click.echo(f"{info.ref} {info.id}" + (f"  ({uploaded:,} bytes uploaded)" if uploaded is not None else ""))
 
 
 def _read_lineage(path: Path) -> dict:

@@ -87,6 +87,15 @@ class Registry:
     """The model registry. ``url``: catalog database URL (default: SQLite under $PACKAGER_HOME);
     ``blobs``: a folder or ``s3://bucket/prefix`` (default: $PACKAGER_HOME/objects)."""
 
+    def __new__(cls, url: str | None = None, blobs: str | None = None, **kwargs: Any):
+        """``Registry("http://host:port")`` (or PACKAGER_REGISTRY) is a client of a `packager serve` server."""
+        url = url or os.environ.get("PACKAGER_REGISTRY")
+        if cls is Registry and url and url.startswith(("http://", "https://")):
+            from packager.registry.remote import RemoteRegistry
+
+            return super().__new__(RemoteRegistry)
+        return super().__new__(cls)
+
     def __init__(self, url: str | None = None, blobs: str | None = None):
         home = default_home()
         self.url = url or os.environ.get("PACKAGER_REGISTRY") or f"sqlite:///{home / 'catalog.db'}"
@@ -106,27 +115,35 @@ class Registry:
         check_name(name)
         package_dir = Path(package_dir)
         manifest = _read_manifest(package_dir)
-        params = {check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()}
-        metrics = {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()}
-        tags = {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()}
-        aliases = [check_alias(a) for a in aliases]
+        _checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
         freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
         freezing.start()
-        entries = [self._store(path, rel, "package") for rel, path in _package_files(package_dir)]
+        entries = self._store_many([(path, rel, "package") for rel, path in _package_files(package_dir)])
         freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
-        entries += extra
+        return self.record(name, manifest, entries + extra, record, params=params, metrics=metrics, tags=tags, aliases=aliases,
+                           description=description, parents=parents)
+
+    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
+               params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+               aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
+        """The catalog half of a push: every blob is already stored; one transaction makes the version visible."""
+        check_name(name)
+        params, metrics, tags, aliases = _checked_values(params, metrics, tags, aliases)
+        missing = [e.path for e in entries if not self.blobs.exists(e.digest)]
+        if missing:
+            raise BlobCorrupt(f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version")
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
         row = {"id": version_id, "created": _now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
                "quantization": _quantization(manifest), "validation": manifest.get("validation", {}).get("status"),
-               "size": size, "description": description, "manifest": json.dumps(manifest), "lineage": json.dumps(record)}
+               "size": size, "description": description, "manifest": json.dumps(manifest), "lineage": json.dumps(dict(lineage))}
 
         def work(conn):
             model_id = _ensure_model(conn, name)
             number = _next_version(conn, model_id)
             conn.execute(t.versions.insert().values(model_id=model_id, version=number, **row))
-            _insert_children(conn, version_id, entries, params, metrics, tags, record.get("data", []))
+            _insert_children(conn, version_id, entries, params, metrics, tags, lineage.get("data", []))
             for parent in parents:
                 conn.execute(t.edges.insert().values(child_id=version_id, parent_id=parent, relation=DERIVED_FROM))
             for alias in aliases:
@@ -139,6 +156,10 @@ class Registry:
     def _store(self, path: Path, rel: str, role: str) -> FileEntry:
         blob = self.blobs.put_file(path)
         return FileEntry(rel, blob.digest, blob.size, role)
+
+    def _store_many(self, files: list[tuple[Path, str, str]]) -> list[FileEntry]:
+        """(path, relative name, role) -> entries; a remote registry overrides this to upload only missing blobs."""
+        return [self._store(path, rel, role) for path, rel, role in files]
 
     def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
         record: dict[str, Any] = {
@@ -399,6 +420,13 @@ class Registry:
 
 
 # ---------------------------------------------------------------------- helpers
+
+def _checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, list]:
+    return ({check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
+            {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
+            {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
+            [check_alias(a) for a in aliases])
+
 
 def _now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)

@@ -99,6 +99,10 @@ class LocalBlobStore:
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
 
+    def local_path(self, digest: str) -> Path:
+        """Where the blob lives on disk (the registry server serves it directly, with Range support)."""
+        return self._path(digest)
+
     def size(self, digest: str) -> int | None:
         path = self._path(digest)
         return path.stat().st_size if path.is_file() else None
@@ -187,6 +191,12 @@ class S3BlobStore:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+
+    def chunks(self, digest: str, size: int = 1 << 20) -> Iterator[bytes]:
+        """The blob's bytes, streamed (for the registry server's downloads)."""
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
+        while chunk := body.read(size):
+            yield chunk
 
     def copy_to(self, digest: str, target: Path, size: int) -> None:
         from botocore.exceptions import ClientError

@@ -61,17 +61,3 @@ def registry(backend):
     from packager.registry.api import Registry
 
     return Registry(*backend)
-
-
-@pytest.fixture(scope="session")
-def package_dirs(fixtures, tmp_path_factory):
-    """Two real packages (ONNX and its int8 variant) to push."""
-    from packager.conversion import convert
-
-    out = tmp_path_factory.mktemp("packages")
-    mlp = fixtures["mlp"]
-    return {
-        "onnx": convert(mlp.model, to="onnx", sample=mlp.sample, out=out / "onnx").path,
-        "int8": convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=out / "int8").path,
-        "ridge": convert(fixtures["ridge"].model, to="onnx", out=out / "ridge").path,
-    }

@@ -1,0 +1,146 @@
+"""The registry server, live on a loopback port: pushes and pulls through it are byte-identical and
+deduplicated, concurrent clients lose nothing, tokens guard writes, the REST API answers as its
+OpenAPI schema says (ETag, Range, typed errors)."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from packager.errors import NotFound, Unauthorized
+from packager.registry.api import Registry
+from tests.conftest import run_cli
+from tests.services import start_registry_server
+
+TOKEN = "s3cret-token-for-tests"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("server-home")
+    token_file = home / "tokens"
+    token_file.write_text(f"# writers\n{TOKEN}\n")
+    url, stop = start_registry_server(home, token_file)
+    yield url
+    stop()
+
+
+def _remote(url: str, token: str | None):
+    from packager.registry.remote import RemoteRegistry
+
+    return RemoteRegistry(url, token=token)
+
+
+def test_registry_url_selects_the_remote_client(server):
+    from packager.registry.remote import RemoteRegistry
+
+    assert isinstance(Registry(server), RemoteRegistry)
+
+
+def test_push_then_pull_elsewhere_is_byte_identical_and_a_second_push_uploads_nothing(server, package_dirs, tmp_path):
+    first = _remote(server, TOKEN)
+    info = first.push(package_dirs["onnx"], "served-mlp", params={"lr": "0.01"}, metrics={"accuracy": 0.97})
+    assert first.bytes_uploaded > 0 and info.version >= 1
+    again = _remote(server, TOKEN)
+    second = again.push(package_dirs["onnx"], "served-mlp")
+    assert again.bytes_uploaded == 0 and again.blobs_uploaded == 0  # every blob was already there
+    assert second.version == info.version + 1 and second.digest == info.digest
+    env = {**os.environ, "PACKAGER_HOME": str(tmp_path / "other-home"), "PACKAGER_REGISTRY": server}
+    pulled = run_cli("pull", info.ref, "-o", str(tmp_path / "pulled"), env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    for path in Path(package_dirs["onnx"]).rglob("*"):
+        if path.is_file():
+            assert filecmp.cmp(path, tmp_path / "pulled" / path.relative_to(package_dirs["onnx"]), shallow=False), path
+
+
+def test_cli_push_through_the_server_reports_uploaded_bytes(server, package_dirs, tmp_path):
+    env = {**os.environ, "PACKAGER_REGISTRY": server, "PACKAGER_TOKEN": TOKEN}
+    first = run_cli("push", str(package_dirs["ridge"]), "--name", "served-ridge", "--json", env=env)
+    assert first.returncode == 0, first.stderr
+    second = run_cli("push", str(package_dirs["ridge"]), "--name", "served-ridge", "--json", env=env)
+    assert json.loads(first.stdout)["uploaded_bytes"] > 0 and json.loads(second.stdout)["uploaded_bytes"] == 0
+    listed = run_cli("list", "served-ridge", "--json", env=env)
+    assert [v["version"] for v in json.loads(listed.stdout)] == [2, 1]
+
+
+def test_writes_need_the_token_and_nothing_is_written_without_it(server, package_dirs):
+    anonymous = _remote(server, None)
+    with pytest.raises(Unauthorized, match="writing needs a valid token"):
+        anonymous.push(package_dirs["int8"], "unauthorized-model")
+    with pytest.raises(Unauthorized, match="not valid"):
+        _remote(server, "wrong").push(package_dirs["int8"], "unauthorized-model")
+    with pytest.raises(NotFound):
+        anonymous.get("unauthorized-model")  # reads are open: and nothing was recorded
+    refused = run_cli("push", str(package_dirs["int8"]), "--name", "unauthorized-model", env={**os.environ, "PACKAGER_REGISTRY": server})
+    assert refused.returncode == Unauthorized.exit_code and "PACKAGER_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_read_token_closes_reads_too(tmp_path):
+    (tmp_path / "tokens").write_text(TOKEN + "\n")
+    url, stop = start_registry_server(tmp_path / "home", tmp_path / "tokens", read_token=True)
+    try:
+        with pytest.raises(Unauthorized, match="reading this registry needs a token"):
+            _remote(url, None).list()
+        assert _remote(url, TOKEN).list() == []
+    finally:
+        stop()
+
+
+def test_rest_api_aliases_tags_lineage_download(server, package_dirs):
+    import httpx
+
+    writer = _remote(server, TOKEN)
+    source = writer.push(package_dirs["onnx"], "api-model", tags={"team": "fraud"})
+    child = writer.push(package_dirs["int8"], "api-model", parents=[source.id])
+    http = httpx.Client(base_url=f"{server}/api/v1")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert http.put("/models/api-model/aliases/production", json={"ref": child.ref}, headers=auth).json()["aliases"] == ["production"]
+    assert http.get("/versions/api-model@production").json()["version"] == child.version
+    assert http.patch(f"/versions/{child.ref}/tags", json={"set": {"stage": "canary"}}, headers=auth).json()["tags"] == {"stage": "canary"}
+    assert [v["ref"] for v in http.get("/search", params={"q": 'tag.stage = "canary"'}).json()] == [child.ref]
+    tree = http.get(f"/versions/{child.ref}/lineage").json()
+    assert tree["ref"] == source.ref and tree["children"][0]["ref"] == child.ref
+    entry = next(f for f in writer.get(child.ref).files if f.path == "model.onnx")
+    whole = http.get(f"/versions/{child.ref}/files/model.onnx")
+    assert whole.status_code == 200 and whole.headers["etag"] == f'"{entry.digest}"' and len(whole.content) == entry.size
+    part = http.get(f"/versions/{child.ref}/files/model.onnx", headers={"Range": "bytes=10-19"})
+    assert part.status_code == 206 and part.content == whole.content[10:20]
+    assert http.get(f"/versions/{child.ref}/files/model.onnx", headers={"If-None-Match": f'"{entry.digest}"'}).status_code == 304
+    missing = http.get("/versions/api-model@99")
+    assert missing.status_code == 404 and missing.json()["error"] == "NotFound"
+    assert http.delete(f"/versions/{child.ref}").status_code == 401
+    assert http.delete(f"/versions/{child.ref}", headers=auth).json()["ref"] == child.ref
+    schema = http.get("/openapi.json").json()
+    assert {"/api/v1/models", "/api/v1/versions", "/api/v1/blobs/missing", "/api/v1/versions/{ref}/files/{path}"} <= set(schema["paths"])
+
+
+def test_a_corrupted_upload_is_refused(server):
+    import hashlib
+
+    import httpx
+
+    digest = hashlib.sha256(b"the real bytes").hexdigest()
+    response = httpx.put(f"{server}/api/v1/blobs/{digest}", content=b"other bytes", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status_code == 409 and response.json()["error"] == "BlobCorrupt"
+    assert httpx.post(f"{server}/api/v1/blobs/missing", json={"digests": [digest]}, headers={"Authorization": f"Bearer {TOKEN}"}).json()["missing"] == [digest]
+
+
+def _push_many(url: str, package: str, client: int, count: int) -> list[str]:
+    from packager.registry.remote import RemoteRegistry
+
+    registry = RemoteRegistry(url, token=TOKEN)
+    return [registry.push(package, "concurrent-model", params={"client": str(client), "i": str(i)}).id for i in range(count)]
+
+
+@pytest.mark.slow
+def test_four_clients_pushing_25_each_lose_nothing(server, package_dirs):
+    with ProcessPoolExecutor(4) as pool:
+        ids = [i for batch in pool.map(_push_many, [server] * 4, [str(package_dirs["ridge"])] * 4, range(4), [25] * 4) for i in batch]
+    assert len(set(ids)) == 100
+    versions = _remote(server, None).list("concurrent-model")
+    assert sorted(v.version for v in versions) == list(range(1, 101))
+    assert {(v.params["client"], v.params["i"]) for v in versions} == {(str(c), str(i)) for c in range(4) for i in range(25)}
