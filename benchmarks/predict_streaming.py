@@ -67,7 +67,7 @@ def bare_loop(model: Path, data: Path, out: Path, batch: int) -> float:
     session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     writer = None
-    for record in pq.ParquetFile(data).iter_batches(batch_size=batch):
+    for record in pq.ParquetFile(data, pre_buffer=False).iter_batches(batch_size=batch):  # the same reader settings as predict
         X = np.column_stack([c.to_numpy() for c in record.columns]).astype(np.float32, copy=False)
         label, proba = session.run(None, {name: X})
         table = pa.table({"label": label, **{f"probabilities_{j}": proba[:, j] for j in range(proba.shape[1])}})
@@ -86,7 +86,7 @@ def packager_predict(package: Path, data: Path, out: Path, batch: int) -> float:
     return time.perf_counter() - started
 
 
-def overhead(package: Path, work: Path, rows: int = 2_000_000, batch: int = 1024, rounds: int = 5) -> dict:
+def overhead(package: Path, work: Path, rows: int = 2_000_000, batch: int = 1024, rounds: int = 7) -> dict:
     data = work / "overhead.parquet"
     write_parquet(data, rows, row_group=128 * 1024)
     model = package / "model.onnx"
@@ -95,8 +95,9 @@ def overhead(package: Path, work: Path, rows: int = 2_000_000, batch: int = 1024
         bare.append(bare_loop(model, data, work / "bare.parquet", batch))
         ours.append(packager_predict(package, data, work / "ours.parquet", batch))
     ratio = statistics.median(o / b for o, b in zip(ours, bare))
+    best = min(ours) / min(bare)
     return {"rows": rows, "batch": batch, "bare_seconds": bare, "predict_seconds": ours, "median_ratio": round(ratio, 4),
-            "overhead_percent": round((ratio - 1) * 100, 2), "target_percent": 5.0}
+            "overhead_percent": round((ratio - 1) * 100, 2), "best_of_each_ratio": round(best, 4), "target_percent": 5.0}
 
 
 def streaming(package: Path, work: Path, gigabytes: float) -> dict:

@@ -39,11 +39,11 @@ class OnnxRuntime(Runtime):
             raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {_first_line(exc)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
 
     def predict(self, session: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        inputs = {i.name: _cast(feeds[i.name], i.type) for i in session.get_inputs() if i.name in feeds}
-        missing = [i.name for i in session.get_inputs() if i.name not in feeds]
+        declared, names = _io(session)
+        missing = [name for name in declared if name not in feeds]
         if missing:
             raise InputFileError(f"the ONNX model needs inputs {missing} that the sample lacks", f"the sample has {sorted(feeds)}")
-        names = [o.name for o in session.get_outputs()]
+        inputs = {name: _cast(feeds[name], kind) for name, kind in declared.items()}
         try:
             values = session.run(None, inputs)
         except Exception as exc:
@@ -83,6 +83,15 @@ class OnnxRuntime(Runtime):
             "outputs": [_value_info(v) for v in proto.graph.output],
             "operators": sorted({n.op_type for n in proto.graph.node}),
         }
+
+
+def _io(session: Any) -> tuple[dict[str, str], list[str]]:
+    """Input name -> type and output names, asked once per session (batch inference calls predict per batch)."""
+    cached = getattr(session, "_packager_io", None)
+    if cached is None:
+        cached = ({i.name: i.type for i in session.get_inputs()}, [o.name for o in session.get_outputs()])
+        session._packager_io = cached
+    return cached
 
 
 def _value_info(value: Any) -> dict[str, Any]:

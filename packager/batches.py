@@ -57,7 +57,7 @@ def _describe(path: Path, kind: str) -> DataSource:
 
 
 def iter_batches(source: DataSource, batch_size: int) -> Iterator[Any]:
-    """pyarrow RecordBatches (tables) or numpy slices (.npy) of exactly ``batch_size`` rows (the last may be shorter)."""
+    """pyarrow RecordBatches (tables) or numpy slices (.npy) of at most ``batch_size`` rows."""
     if source.kind == "npy":
         import numpy as np
 
@@ -65,7 +65,9 @@ def iter_batches(source: DataSource, batch_size: int) -> Iterator[Any]:
         for start in range(0, array.shape[0], batch_size):
             yield np.array(array[start:start + batch_size])  # a writable copy: torch refuses read-only memory
         return
-    yield from _rebatch(_table_batches(source.path, source.kind, batch_size), batch_size)
+    batches = _table_batches(source.path, source.kind, batch_size)
+    # Parquet already yields batch_size rows (fewer at row-group ends): re-cutting would only cost
+    yield from batches if source.kind == "parquet" else _rebatch(batches, batch_size)
 
 
 def _table_batches(path: Path, kind: str, batch_size: int) -> Iterator[Any]:
@@ -134,11 +136,20 @@ class FeedPlan:
             spec = self.signature.inputs[0]
             return {spec.name: batch.astype(_numpy_dtype(spec), copy=False)}
         feeds = {}
+        index = {name: i for i, name in enumerate(batch.schema.names)}  # by position: a lookup by name per column costs
         for spec in self.signature.inputs:
-            arrays = [batch.column(name).to_numpy(zero_copy_only=False) for name in self.columns[spec.name]]
+            arrays = [_to_numpy(batch.column(index[name])) for name in self.columns[spec.name]]
             matrix = np.column_stack(arrays) if len(arrays) > 1 or self.signature.columnar else arrays[0].reshape(-1, 1)
             feeds[spec.name] = matrix.astype(_numpy_dtype(spec), copy=False)
         return feeds
+
+
+def _to_numpy(column: Any) -> Any:
+    """Zero-copy where possible (null-free numbers: ~4x cheaper per batch), a converting copy otherwise."""
+    try:
+        return column.to_numpy()
+    except Exception:  # pyarrow.ArrowInvalid: strings, nulls, booleans need the copy
+        return column.to_numpy(zero_copy_only=False)
 
 
 def plan_feeds(signature: Signature, source: DataSource) -> FeedPlan:
