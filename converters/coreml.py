@@ -42,6 +42,25 @@ def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
     return Artifact(path, {"converter": "coremltools", "converter_version": version_of("coremltools")})
 
 
+def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, origin: str, what: str, **kwargs: Any) -> Any:
+    """One coremltools conversion for every deep-learning source: dynamic axes become RangeDims;
+    ``package`` picks an ML program (.mlpackage) over a neural network (.mlmodel)."""
+    from packager.conversion import Artifact
+
+    ct = require("coremltools", "coreml", "Core ML export")
+    inputs = [ct.TensorType(name=s.name, shape=tuple(ct.RangeDim(1, 4096) if d is None else d for d in s.shape)) for s in specs]
+    kind = "mlprogram" if package else "neuralnetwork"
+    try:
+        with quiet_output():
+            model = ct.convert(convertible, inputs=inputs, convert_to=kind, **kwargs)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ConversionError(f"coremltools cannot convert {what}: {type(exc).__name__}: {first}", "use --to onnx") from exc
+    path = out / ("model.mlpackage" if package else "model.mlmodel")
+    model.save(str(path))
+    return Artifact(path, {"converter": f"coremltools ({origin})", "converter_version": version_of("coremltools"), "model_type": kind})
+
+
 @runs("coreml")
 class CoreMLStructureCheck(Runtime):
     """Reads the spec: inputs, outputs, spec version. Execution needs macOS."""

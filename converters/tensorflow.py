@@ -281,25 +281,10 @@ def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) ->
 
 
 def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *, package: bool = False) -> Any:
-    """Through one concrete function (the only Keras 3 route coremltools takes); ``package`` picks
-    an ML program (.mlpackage) over a neural network (.mlmodel)."""
-    from packager.conversion import Artifact
+    """Through one concrete function (the only Keras 3 route coremltools takes)."""
+    from converters.coreml import convert_to_coreml
 
-    ct = require("coremltools", "coreml", "Core ML export")
-    inputs = [ct.TensorType(name=spec.name, shape=coreml_shape(ct, spec)) for spec in graph.inputs]
-    try:
-        with quiet_output():
-            model = ct.convert([graph.concrete()], source="tensorflow", inputs=inputs, convert_to="mlprogram" if package else "neuralnetwork")
-    except Exception as exc:
-        raise ConversionError(f"coremltools cannot convert this graph: {first_line(exc)}", "use --to onnx or --to tflite") from exc
-    path = out / ("model.mlpackage" if package else "model.mlmodel")
-    model.save(str(path))
-    return Artifact(path, {"converter": "coremltools (TensorFlow concrete function)", "converter_version": version_of("coremltools"),
-                           "model_type": "mlprogram" if package else "neuralnetwork"})
-
-
-def coreml_shape(ct: Any, spec: TensorSpec) -> tuple:
-    return tuple(ct.RangeDim(1, 4096) if d is None else d for d in spec.shape)
+    return convert_to_coreml([graph.concrete()], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow")
 
 
 @converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")

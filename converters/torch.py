@@ -318,21 +318,10 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
 
 
 def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package: bool) -> Any:
-    from packager.conversion import Artifact
+    from converters.coreml import convert_to_coreml
 
-    ct = require("coremltools", "coreml", "Core ML export")
-    example = _example(signature, options)
-    traced = _trace(model, example)
-    inputs = [ct.TensorType(name=s.name, shape=tuple(ct.RangeDim(1, 4096) if d is None else d for d in s.shape)) for s in signature.inputs]
-    try:
-        with quiet_output():
-            mlmodel = ct.convert(traced, inputs=inputs, convert_to="mlprogram" if package else "neuralnetwork")
-    except Exception as exc:
-        raise ConversionError(f"coremltools cannot convert {type(model).__name__}: {str(exc).splitlines()[0][:200]}", "use --to onnx") from exc
-    path = out / ("model.mlpackage" if package else "model.mlmodel")
-    mlmodel.save(str(path))
-    return Artifact(path, {"converter": "coremltools (traced TorchScript)", "converter_version": version_of("coremltools"),
-                           "model_type": "mlprogram" if package else "neuralnetwork"})
+    traced = _trace(model, _example(signature, options))
+    return convert_to_coreml(traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__)
 
 
 @converts("torch", to="coreml", quantize={"weights", "fp16"}, note="coremltools from a traced module (.mlmodel, neural network)")
