@@ -229,6 +229,22 @@ class Registry:
         with self.engine.connect() as conn:
             return _version_infos(conn, conn.execute(query).all())
 
+    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per model: version count, the formats of all its versions, in one grouped query (the UI's model list)."""
+        from sqlalchemy import func, select
+
+        query = (select(t.models.c.name, func.count(t.versions.c.id).label("versions"), t.versions.c.format)
+                 .join(t.versions, t.versions.c.model_id == t.models.c.id).group_by(t.models.c.name, t.versions.c.format))
+        if names is not None:
+            query = query.where(t.models.c.name.in_(list(names)))
+        summary: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for name, count, fmt in conn.execute(query).all():
+                entry = summary.setdefault(name, {"name": name, "versions": 0, "formats": []})
+                entry["versions"] += count
+                entry["formats"].append(fmt)
+        return [dict(v, formats=sorted(v["formats"])) for _, v in sorted(summary.items())]
+
     def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
         from sqlalchemy import select
 

@@ -28,7 +28,8 @@ def status_of(error: PackagerError) -> int:
     return 500
 
 
-def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRouter:
+def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
+    """FastAPI dependencies: may this request read, may it write (bearer tokens, constant-time compare)."""
     def bearer(authorization: str | None) -> str | None:
         if authorization and authorization.lower().startswith("bearer "):
             return authorization[7:].strip()
@@ -49,6 +50,11 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
             raise Unauthorized("writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens" if token is None
                                else "the token is not valid for this server: check PACKAGER_TOKEN")
 
+    return can_read, can_write
+
+
+def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRouter:
+    can_read, can_write = guards(tokens, read_token)
     read = [Depends(can_read)]
     write = [Depends(can_read), Depends(can_write)]
     router = APIRouter(prefix="/api/v1")

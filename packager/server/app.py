@@ -13,7 +13,10 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
     from fastapi.responses import JSONResponse
 
     from packager import __version__
-    from packager.server.api import build_router, status_of
+    from fastapi.staticfiles import StaticFiles
+
+    from packager.server.api import build_router, guards, status_of
+    from packager.server.ui import HERE, build_ui
 
     tokens = frozenset(t for t in tokens if t)
     if read_token and not tokens:
@@ -21,11 +24,19 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
     app = FastAPI(title="packager registry", version=__version__, openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.registry = registry
     app.include_router(build_router(registry, tokens, read_token))
+    app.include_router(build_ui(registry, guards(tokens, read_token)[0]))
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(PackagerError)
-    async def packager_error(request: Request, exc: PackagerError) -> JSONResponse:
+    async def packager_error(request: Request, exc: PackagerError) -> Any:
         status = status_of(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if not request.url.path.startswith("/api/"):  # a page: a readable error page, same status
+            from fastapi.responses import HTMLResponse
+            from html import escape
+
+            body = f'<!doctype html><link rel="stylesheet" href="/static/style.css"><main><p class="error">{escape(exc.one_line())}</p><p><a href="/">back to the models</a></p></main>'
+            return HTMLResponse(body, status_code=status, headers=headers)
         return JSONResponse({"error": type(exc).__name__, "message": exc.what, "hint": exc.hint}, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
