@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from packager.errors import PackagerError, UsageError
 
 HERE = Path(__file__).parent
+PAGE = 200  # models per list page
 PALETTE = ("#1f3f99", "#14633a", "#a4161a", "#b26b00", "#6b2fa3")
 
 
@@ -24,24 +25,28 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     env.filters["urlencode"] = lambda s: quote(str(s), safe="@")
     router = APIRouter(dependencies=[Depends(read_guard)], include_in_schema=False)
 
-    def page(name: str, **context: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(name).render(registry_url=getattr(registry, "url", ""), **context))
+    def page(template: str, **context: Any) -> HTMLResponse:
+        return HTMLResponse(env.get_template(template).render(registry_url=getattr(registry, "url", ""), **context))
 
     @router.get("/", response_class=HTMLResponse)
-    def models(q: str = Query(default="", max_length=2000)) -> HTMLResponse:
+    def models(q: str = Query(default="", max_length=2000), page_number: int = Query(default=1, ge=1, alias="page")) -> HTMLResponse:
         error = ""
         try:
-            latest = registry.search(q, limit=10_000) if q else registry.list()
+            found = registry.search(q, limit=10_000) if q else registry.list()
         except PackagerError as exc:
-            latest, error = [], exc.one_line()
+            found, error = [], exc.one_line()
         newest: dict[str, Any] = {}
-        for info in latest:  # search returns newest first per model
+        aliases: dict[str, set[str]] = {}
+        for info in found:  # search returns every matching version, newest first per model
             newest.setdefault(info.name, info)
-        summaries = {s["name"]: s for s in registry.model_summaries(list(newest))}
-        rows = [{"name": name, "latest": info, "aliases": _aliases_of(registry, name) if q else info.aliases,
-                 "versions": summaries.get(name, {}).get("versions", 1), "formats": summaries.get(name, {}).get("formats", [info.format])}
-                for name, info in sorted(newest.items())]
-        return page("models.html", rows=rows, q=q, error=error)
+            aliases.setdefault(info.name, set()).update(info.aliases)
+        names = sorted(newest)
+        pages = max(1, -(-len(names) // PAGE))
+        shown = names[(page_number - 1) * PAGE: page_number * PAGE]
+        summaries = {s["name"]: s for s in registry.model_summaries(shown)}
+        rows = [{"name": name, "latest": newest[name], "aliases": sorted(aliases[name]), "versions": summaries.get(name, {}).get("versions", 1),
+                 "formats": summaries.get(name, {}).get("formats", [newest[name].format])} for name in shown]
+        return page("models.html", rows=rows, total=len(names), q=q, error=error, page_number=page_number, pages=pages)
 
     @router.get("/models/{name}", response_class=HTMLResponse)
     def model(name: str) -> HTMLResponse:
@@ -65,10 +70,6 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
         return page("compare.html", versions=versions, rows=comparison_rows(versions), chart=metrics_svg(versions))
 
     return router
-
-
-def _aliases_of(registry: Any, name: str) -> list[str]:
-    return sorted(a for v in registry.list(name) for a in v.aliases)
 
 
 def _filesize(size: Any) -> str:

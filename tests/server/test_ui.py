@@ -30,6 +30,13 @@ def test_model_list_and_search(server, pushed):  # noqa: F811
     assert bad.status_code == 200 and 'class="error"' in bad.text
 
 
+def test_model_page_lists_versions_with_metrics_and_alias_badges(server, pushed):  # noqa: F811
+    page = httpx.get(f"{server}/models/ui-model")
+    assert page.status_code == 200
+    assert page.text.count('name="ref"') == 2 and "<th>accuracy</th>" in page.text and "production → v2" in page.text
+    assert httpx.get(f"{server}/models/no-such-model").status_code == 200  # an empty model page, not an error
+
+
 def test_version_page_shows_validation_lineage_graph_and_downloads(server, pushed):  # noqa: F811
     source, child = pushed
     page = httpx.get(f"{server}/versions/{child.ref}")
