@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml constraints.txt
 	@missing=""; \
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing (Java for PMML, PostgreSQL for the registry tests)"; \
+		echo "installing Debian packages:$$missing (Java for PMML, PostgreSQL for the registry tests, Chromium for the UI tests)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/transformer_int8.py
 	$(BIN)/python benchmarks/format_bench.py
 	$(BIN)/python benchmarks/predict_streaming.py
+	$(BIN)/python benchmarks/ui_bench.py
 
 readme: setup
 	$(BIN)/python -m packager.matrix README.md

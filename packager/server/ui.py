@@ -26,7 +26,7 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     router = APIRouter(dependencies=[Depends(read_guard)], include_in_schema=False)
 
     def page(template: str, **context: Any) -> HTMLResponse:
-        return HTMLResponse(env.get_template(template).render(registry_url=getattr(registry, "url", ""), **context))
+        return HTMLResponse(env.get_template(template).render(**context))  # never the catalog URL: it may hold a password
 
     @router.get("/", response_class=HTMLResponse)
     def models(q: str = Query(default="", max_length=2000), page_number: int = Query(default=1, ge=1, alias="page")) -> HTMLResponse:
@@ -101,8 +101,9 @@ def metrics_svg(versions: list[Any]) -> str:
     keys = sorted({k for v in versions for k in v.metrics})
     if not keys:
         return '<p class="muted">These versions record no metrics.</p>'
-    bar, gap, height = 18, 28, 160
-    width = 60 + len(keys) * (len(versions) * bar + gap)
+    gap, height = 28, 160
+    bar = 34
+    width = max(60 + len(keys) * (len(versions) * bar + gap), 60 + len(versions) * 150)
     parts = [f'<svg id="metrics-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" role="img" aria-label="metrics chart">']
     x = 50
     for key in keys:
@@ -110,12 +111,13 @@ def metrics_svg(versions: list[Any]) -> str:
         top = max((abs(val) for val in values if val is not None), default=1.0) or 1.0
         for i, val in enumerate(values):
             if val is not None:
-                h = abs(val) / top * height
-                parts.append(f'<rect x="{x + i * bar}" y="{10 + height - h:.1f}" width="{bar - 3}" height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(versions[i].ref)} {escape(key)} = {val:g}</title></rect>')
+                h = abs(val) / top * (height - 14)
+                parts.append(f'<rect x="{x + i * bar}" y="{10 + height - h:.1f}" width="{bar - 3}" height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(versions[i].ref)} {escape(key)} = {val:g}</title></rect>'
+                             f'<text x="{x + i * bar}" y="{6 + height - h:.1f}" font-size="10">{val:.4g}</text>')
         parts.append(f'<text x="{x}" y="{height + 28}">{escape(key)}</text>')
         x += len(versions) * bar + gap
     for i, v in enumerate(versions):
-        parts.append(f'<rect x="{50 + i * 110}" y="{height + 40}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{64 + i * 110}" y="{height + 49}">{escape(v.ref)}</text>')
+        parts.append(f'<rect x="{50 + i * 150}" y="{height + 40}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{64 + i * 150}" y="{height + 49}">{escape(v.ref)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
