@@ -130,10 +130,12 @@ def _load_baseline(path: str, model_class: str | None, threads: int, data: str) 
     from packager.plugins import default_registry
     from packager.samples import load_sample
 
-    _native_threads(threads)
+    from packager.inference import limit_threads
+
     started = time.perf_counter()
     source = load_source(path, model_class=model_class)
     loaded = time.perf_counter() - started
+    limit_threads(source.info.format or source.framework, threads)
     plugin = default_registry().framework(source.framework)
     signature = plugin.signature(source.model, _head(load_sample(data)))
     info = {"label": f"{Path(path).name} (native {source.framework})", "format": source.info.format or source.framework,
@@ -144,15 +146,6 @@ def _load_baseline(path: str, model_class: str | None, threads: int, data: str) 
 
 def _head(sample: Any) -> Any:
     return sample.head(8) if hasattr(sample, "head") else sample[:8]
-
-
-def _native_threads(threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
 
 
 def _bench_feeds(signature: Any, data: str, rows: int) -> dict[str, Any]:

@@ -26,7 +26,6 @@ class DaskResult:
     output: str
     workers: int
     loads_per_worker: dict[str, int]
-    load_seconds: float = 0.0
 
     @property
     def rows_per_second(self) -> float:

@@ -90,7 +90,7 @@ def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: boo
         from packager.safety import check_file
 
         check_file(artifact.path, artifact.format)
-    _limit_threads(artifact.format, threads)
+    limit_threads(artifact.format, threads)
     started = time.perf_counter()
     kwargs = {"threads": threads} if threads and "threads" in runtime.load.__code__.co_varnames else {}
     handle = runtime.load(artifact.path, trust=trust or artifact.manifest is not None and artifact.manifest.trusted_source, **kwargs)
@@ -99,9 +99,9 @@ def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: boo
     return Predictor(artifact, signature, runtime, handle, loaded, threads)
 
 
-def _limit_threads(fmt: str, threads: int | None) -> None:
+def limit_threads(fmt: str, threads: int | None) -> None:
     """Runtimes without a per-session setting get their process-wide one (torch)."""
-    if threads and fmt in ("torchscript", "pt2"):
+    if threads and fmt in ("torchscript", "pt2", "torch"):
         import torch
 
         torch.set_num_threads(threads)

@@ -39,8 +39,8 @@ def command(model, data, output, batch_size, threads, outputs, engine, scheduler
     if as_json:
         emit_json(summary)
     else:
-        click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s "
-                   f"({summary['rows_per_second']:,.0f} rows/s; model loaded in {summary['load_seconds']:.2f} s)")
+        loaded = f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary else f"; {summary['workers']} Dask workers"
+        click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
 
 
 def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet) -> dict:
