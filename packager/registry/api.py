@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
 import tempfile
 import threading
@@ -133,6 +134,7 @@ class Registry:
         missing = [e.path for e in entries if not self.blobs.exists(e.digest)]
         if missing:
             raise BlobCorrupt(f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version")
+        parent_ids = list(dict.fromkeys(self.get(parent).id for parent in parents))  # a reference or an id; unknown -> NotFound
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
         row = {"id": version_id, "created": _now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
@@ -144,7 +146,7 @@ class Registry:
             number = _next_version(conn, model_id)
             conn.execute(t.versions.insert().values(model_id=model_id, version=number, **row))
             _insert_children(conn, version_id, entries, params, metrics, tags, lineage.get("data", []))
-            for parent in parents:
+            for parent in parent_ids:
                 conn.execute(t.edges.insert().values(child_id=version_id, parent_id=parent, relation=DERIVED_FROM))
             for alias in aliases:
                 _move_alias(conn, model_id, alias, version_id)
@@ -457,9 +459,12 @@ def _is_uuid(text: str) -> bool:
 
 def _number(key: str, value: Any) -> float:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"metric {key}={value!r} is not a number", "metrics are numbers; use --param or --tag for text") from None
+    if not math.isfinite(number):  # JSON cannot carry it, and no comparison means anything
+        raise UsageError(f"metric {key}={value!r} is not a finite number", "record NaN or infinite results as a tag")
+    return number
 
 
 def _quantization(manifest: Mapping[str, Any]) -> str | None:

@@ -8,9 +8,14 @@ metric.<key>, param.<key>, tag.<key>. Operators: = != > >= < <= ~ (contains).
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Float
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from packager.errors import UsageError
 
@@ -118,16 +123,16 @@ def _check_field(name: str) -> str:
 
 
 def _value(kind: str, text: str) -> Any:
+    """A quoted string (backslash escapes the next character), else a number when it reads as one, else the word."""
     if kind == "str":
-        return bytes(text[1:-1], "utf-8").decode("unicode_escape")
-    try:
+        return re.sub(r"\\(.)", r"\1", text[1:-1], flags=re.DOTALL)
+    if re.fullmatch(r"[+-]?[0-9]{1,18}", text):  # beyond that a database integer overflows: compare as a float
         return int(text)
-    except ValueError:
-        pass
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         return text
+    return number if math.isfinite(number) else text
 
 
 def parse(text: str):
@@ -149,19 +154,48 @@ def compile_filter(node, t) -> Any:
         return exists(select(1).where(table.c.version_id == t.versions.c.id, table.c.key == field[7:], _op(table.c.value, op, value)))
     if field.startswith(("param.", "tag.")):
         table = t.params if field.startswith("param.") else t.tags
-        key = field.split(".", 1)[1]
-        column = table.c.value
-        if op in (">", ">=", "<", "<=") and isinstance(value, (int, float)):
-            from sqlalchemy import Float, cast
-
-            column = cast(column, Float)
-        return exists(select(1).where(table.c.version_id == t.versions.c.id, table.c.key == key, _op(column, op, value if op in (">", ">=", "<", "<=") and isinstance(value, (int, float)) else str(value))))
+        numeric = op in (">", ">=", "<", "<=") and isinstance(value, (int, float))
+        column = as_number(table.c.value) if numeric else table.c.value  # text values never match a numeric comparison
+        return exists(select(1).where(table.c.version_id == t.versions.c.id, table.c.key == field.split(".", 1)[1],
+                                      _op(column, op, value if numeric else str(value))))
     if field == "alias":
         return exists(select(1).where(t.aliases.c.version_id == t.versions.c.id, _op(t.aliases.c.alias, op, str(value))))
     if field == "name":
         return _op(t.models.c.name, op, str(value))
-    column = t.versions.c[field]
-    return _op(column, op, value if field == "version" else str(value))
+    if field == "version" and not isinstance(value, int):
+        raise UsageError(f"version is a whole number; {value!r} is not", "example: version >= 3")
+    if field == "created":
+        value = _timestamp(value)
+    return _op(t.versions.c[field], op, value if field in ("version", "created") else str(value))
+
+
+def _timestamp(value: Any):
+    import datetime as dt
+
+    try:
+        stamp = dt.datetime.fromisoformat(str(value))
+    except ValueError:
+        raise UsageError(f"created is a date; {value!r} is not", 'example: created >= "2026-11-01" (ISO 8601)') from None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.timezone.utc)
+
+
+class as_number(FunctionElement):
+    """A text column as a float where it holds a well-formed number, else NULL (Postgres would raise on a bad CAST)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(as_number)
+def _as_number_default(element, compiler, **kw):  # SQLite: CAST('6abc' AS NUMERIC) is 6, but only a real number equals its own cast
+    column = compiler.process(element.clauses, **kw)
+    return f"(CASE WHEN CAST({column} AS NUMERIC) = {column} THEN CAST({column} AS REAL) END)"
+
+
+@compiles(as_number, "postgresql")
+def _as_number_postgres(element, compiler, **kw):
+    column = compiler.process(element.clauses, **kw)
+    return f"(CASE WHEN {column} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' THEN CAST({column} AS DOUBLE PRECISION) END)"
 
 
 def _op(column, op: str, value: Any):

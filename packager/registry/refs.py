@@ -28,11 +28,13 @@ class ModelRef:
         check_name(name)
         if not sep:
             return cls(name)
-        if selector.isdigit():
+        if selector.isascii() and selector.isdigit():
+            if len(selector) > 9:
+                raise UsageError(f"{text!r}: version numbers have at most 9 digits", f"see `packager list {name}` for its versions")
             return cls(name, version=int(selector))
         if selector.startswith("sha256:"):
             digest = selector[len("sha256:"):]
-            if not DIGEST_RE.match(digest):
+            if not DIGEST_RE.fullmatch(digest):
                 raise UsageError(f"{text!r}: a digest is 64 lowercase hex characters", "copy it from `packager show` or `packager list`")
             return cls(name, digest=digest)
         check_alias(selector)
@@ -49,7 +51,7 @@ class ModelRef:
 
 
 def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
+    if not NAME_RE.fullmatch(name or ""):
         raise UsageError(
             f"invalid model name {name!r}",
             "use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
@@ -58,13 +60,13 @@ def check_name(name: str) -> str:
 
 
 def check_alias(alias: str) -> str:
-    if not ALIAS_RE.match(alias or "") or alias.isdigit():
+    if not ALIAS_RE.fullmatch(alias or ""):
         raise UsageError(f"invalid alias {alias!r}", "use a word such as production or staging (letters, digits, '.', '_', '-')")
     return alias
 
 
 def check_key(key: str, what: str = "key") -> str:
-    if not KEY_RE.match(key or ""):
+    if not KEY_RE.fullmatch(key or ""):
         raise UsageError(f"invalid {what} {key!r}", "use letters, digits, '_', '.', '-' or '/' (at most 128)")
     return key
 

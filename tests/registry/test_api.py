@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from packager.errors import BlobCorrupt, NotFound
+from packager.errors import BlobCorrupt, NotFound, UsageError
 from packager.registry.api import Registry
 from packager.registry.catalog import schema_revision
 
@@ -64,6 +64,23 @@ def test_tags_params_metrics_and_list(registry, package_dirs):
     assert [v.ref for v in registry.list()] == ["fraud@1", "prices@1"]
     registry.push(package_dirs["int8"], "fraud")
     assert [v.ref for v in registry.list("fraud")] == ["fraud@2", "fraud@1"]
+
+
+def test_non_finite_metrics_and_unknown_parents_are_refused_before_anything_is_recorded(registry, package_dirs):
+    for bad in (float("nan"), "inf", float("-inf")):
+        with pytest.raises(UsageError, match="not a finite number"):
+            registry.push(package_dirs["onnx"], "fraud", metrics={"loss": bad})
+    with pytest.raises(NotFound, match="fraud@7"):
+        registry.push(package_dirs["onnx"], "fraud", parents=["fraud@7"])
+    assert registry.list() == []
+
+
+def test_parents_are_given_by_reference_or_id(registry, package_dirs):
+    source = registry.push(package_dirs["onnx"], "fraud")
+    by_ref = registry.push(package_dirs["int8"], "fraud", parents=["fraud@1"])
+    by_id = registry.push(package_dirs["int8"], "fraud-copy", parents=[source.id])
+    assert by_ref.parents == (source.id,) and by_id.parents == (source.id,)
+    assert sorted(child["ref"] for child in registry.lineage("fraud@1")["children"]) == ["fraud-copy@1", "fraud@2"]
 
 
 def test_delete_then_gc_frees_only_unreferenced_blobs(registry, package_dirs):

@@ -41,3 +41,32 @@ def test_semantics(registry, package_dirs):
     assert refs("not tag.team = fraud") == ["churn@1"]
     assert refs("name ~ ur or version = 2") == ["churn@1", "fraud@2"]
     assert refs("metric.accuracy < 0.9 or (tag.team = fraud and metric.accuracy < 0.92)") == ["churn@1", "fraud@2"]
+
+
+def test_values_beyond_database_integers_and_non_ascii_strings(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "huge", metrics={"accuracy": 0.95}, tags={"team": 'fraud "é"'})
+
+    def refs(expression):
+        return [v.ref for v in registry.search(expression)]
+
+    assert refs("metric.accuracy > -99999999999999999999999 and param.x < 99999999999999999999") == []  # no integer overflow
+    assert refs("metric.accuracy > -99999999999999999999999") == ["huge@1"]
+    with pytest.raises(UsageError, match="whole number"):
+        refs("version < 99999999999999999999999")
+    with pytest.raises(UsageError, match="is a number"):
+        refs("metric.accuracy < 1e400")  # not a finite number
+    assert refs(r'tag.team = "fraud \"é\""') == ["huge@1"]  # backslash escapes the quote; non-ASCII is kept
+    assert parse(r'tag.x = "a\\b"') == Comparison("tag.x", "=", "a\\b")
+
+
+def test_numeric_comparisons_skip_text_values_and_bad_literals_are_usage_errors(registry, package_dirs):
+    """Postgres raises on CAST('auto' AS FLOAT) and on comparing an integer column with text: both were server errors."""
+    registry.push(package_dirs["onnx"], "mixed", params={"lr": "0.1"})
+    registry.push(package_dirs["onnx"], "mixed", params={"lr": "auto"})
+    registry.push(package_dirs["onnx"], "mixed", params={"lr": "6abc"})
+    assert [v.ref for v in registry.search("param.lr > 0.05")] == ["mixed@1"]
+    assert [v.ref for v in registry.search("param.lr = auto")] == ["mixed@2"]
+    assert len(registry.search('created >= "2000-01-01" and created < "2999-01-01T00:00:00+00:00"')) == 3
+    for bad, message in [("version > abc", "whole number"), ("version = 1.5", "whole number"), ("created > yesterday", "is a date")]:
+        with pytest.raises(UsageError, match=message):
+            registry.search(bad)
