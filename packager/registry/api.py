@@ -138,7 +138,7 @@ class Registry:
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
         row = {"id": version_id, "created": _now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
-               "quantization": _quantization(manifest), "validation": manifest.get("validation", {}).get("status"),
+               "quantization": _quantization(manifest), "validation": (manifest.get("validation") or {}).get("status"),
                "size": size, "description": description, "manifest": json.dumps(manifest), "lineage": json.dumps(dict(lineage))}
 
         def work(conn):

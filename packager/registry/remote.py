@@ -71,13 +71,13 @@ class RemoteRegistry(Registry):
                 while chunk := handle.read(CHUNK):
                     yield chunk
 
-        self._call("PUT", f"/blobs/{digest}", content=stream(), headers={"Content-Type": "application/octet-stream"})
+        self._call("PUT", f"/blobs/sha256/{digest}", content=stream(), headers={"Content-Type": "application/octet-stream"})
         self.bytes_uploaded += path.stat().st_size
         self.blobs_uploaded += 1
 
     def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
                params=None, metrics=None, tags=None, aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
-        body = {"name": name, "manifest": dict(manifest), "files": [vars(e) for e in entries], "lineage": dict(lineage),
+        body = {"name": name, "manifest": dict(manifest), "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries}, "lineage": dict(lineage),
                 "params": {k: str(v) for k, v in (params or {}).items()}, "metrics": dict(metrics or {}), "tags": dict(tags or {}),
                 "aliases": list(aliases), "description": description, "parents": list(parents)}
         return _info(self._call("POST", "/versions", json=body))

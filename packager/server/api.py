@@ -8,14 +8,16 @@ with a matching status, so the remote client can raise the same typed error.
 import hashlib
 import hmac
 import tempfile
-from pathlib import Path
+import pathlib
 from typing import Any
 
 # this module is imported only by `packager serve` (FastAPI resolves these annotations at runtime)
-from fastapi import APIRouter, Body, Depends, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from packager.errors import BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, Unauthorized, UsageError
+from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
+                                     Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
 
 STATUS = {Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409, CatalogError: 503}
 CHUNK = 1 << 20
@@ -53,34 +55,52 @@ def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
     return can_read, can_write
 
 
+def _errors(*statuses: int) -> dict[int, dict]:
+    """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
+    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 422, 503, *statuses})}
+
+
+DESCRIPTIONS = {400: "Bad request (UsageError)", 401: "Missing or wrong token (Unauthorized)", 404: "No such model, version or file (NotFound)",
+                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)", 422: "The request does not match this schema",
+                503: "The catalog or blob store is unavailable (CatalogError)"}
+NAME_PATH = Path(pattern=NAME)
+ALIAS_PATH = Path(pattern=ALIAS)
+REF_PATH = Path(pattern=REF, max_length=300)
+LIMIT = Query(default=None, ge=1, le=100_000)
+
+
 def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRouter:
     can_read, can_write = guards(tokens, read_token)
     read = [Depends(can_read)]
     write = [Depends(can_read), Depends(can_write)]
     router = APIRouter(prefix="/api/v1")
 
-    @router.get("/models", dependencies=read, summary="The latest version of every model")
-    def list_models(limit: int | None = Query(default=None, ge=1, le=100_000)) -> list[dict]:
+    @router.get("/models", dependencies=read, responses=_errors(), summary="The latest version of every model")
+    def list_models(limit: int | None = LIMIT) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.list(None, limit)]
 
-    @router.get("/models/{name}/versions", dependencies=read, summary="Every version of one model, newest first")
-    def list_versions(name: str, limit: int | None = Query(default=None, ge=1, le=100_000)) -> list[dict]:
+    @router.get("/models/{name}/versions", dependencies=read, responses=_errors(), summary="Every version of one model, newest first")
+    def list_versions(name: str = NAME_PATH, limit: int | None = LIMIT) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.list(name, limit)]
 
-    @router.get("/search", dependencies=read, summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")")
-    def search(q: str = Query(min_length=1, max_length=2000), limit: int = Query(default=100, ge=1, le=10_000)) -> list[dict]:
+    @router.get("/search", dependencies=read, responses=_errors(), summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")")
+    def search(q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]), limit: int = Query(default=100, ge=1, le=10_000)) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.search(q, limit)]
 
-    @router.get("/versions/{ref}", dependencies=read, summary="One version: manifest, files, params, metrics, tags, lineage")
-    def show(ref: str) -> dict:
+    @router.get("/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage")
+    def show(ref: str = REF_PATH) -> VersionDetail:
         return registry.get(ref).to_dict()
 
-    @router.get("/versions/{ref}/lineage", dependencies=read, summary="The derivation tree around a version")
-    def lineage(ref: str) -> dict:
+    @router.get("/versions/{ref}/lineage", dependencies=read, responses=_errors(404), summary="The derivation tree around a version")
+    def lineage(ref: str = REF_PATH) -> LineageNode:
         return registry.lineage(ref)
 
-    @router.get("/versions/{ref}/files/{path:path}", dependencies=read, summary="Download one file (ETag = digest; Range supported)")
-    def download(ref: str, path: str, request: Request) -> Any:
+    @router.get("/versions/{ref}/files/{path:path}", dependencies=read, response_class=Response, summary="Download one file (ETag = digest; Range supported)",
+                responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+                           206: {"content": {"application/octet-stream": {}}, "description": "The requested byte range"},
+                           304: {"description": "Not modified (If-None-Match matched the digest)"},
+                           416: {"description": "The requested range is not satisfiable"}, **_errors(404)})
+    def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512)) -> Any:
         info = registry.get(ref)
         entry = next((f for f in info.files if f.path == path), None)
         if entry is None:
@@ -89,21 +109,20 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
         if request.headers.get("if-none-match", "").strip('"') == entry.digest:
             return Response(status_code=304, headers=headers)
         if hasattr(registry.blobs, "local_path"):  # a folder store: served from disk, with Range requests
-            return FileResponse(registry.blobs.local_path(entry.digest), headers=headers, filename=Path(path).name, media_type="application/octet-stream")
+            return FileResponse(registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type="application/octet-stream")
         return StreamingResponse(registry.blobs.chunks(entry.digest), headers={**headers, "Content-Length": str(entry.size)}, media_type="application/octet-stream")
 
-    @router.post("/blobs/missing", dependencies=write, summary="Which of these digests the server lacks (upload only those)")
-    def missing(digests: list[str] = Body(embed=True, max_length=100_000)) -> dict:
-        return {"missing": [d for d in dict.fromkeys(digests) if not registry.blobs.exists(d)]}
+    @router.post("/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)")
+    def missing(body: Digests) -> Missing:
+        return {"missing": [d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)]}
 
-    @router.put("/blobs/{digest}", dependencies=write, summary="Upload one blob (streamed); the server verifies its digest")
-    async def upload(digest: str, request: Request) -> dict:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise UsageError(f"{digest!r} is not a sha256 hex digest", "upload to /api/v1/blobs/<sha256 of the content>")
+    @router.put("/blobs/sha256/{digest}", dependencies=write, responses=_errors(409), summary="Upload one blob (streamed); the server verifies its digest",
+                openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def upload(request: Request, digest: str = Path(pattern=DIGEST)) -> Uploaded:
         with tempfile.TemporaryDirectory(prefix="packager-upload-") as work:
-            temp = Path(work) / "blob"
+            temp = pathlib.Path(work) / "blob"
             hasher, size = hashlib.sha256(), 0
-            with temp.open("wb") as out:
+            with open(temp, "wb") as out:
                 async for chunk in request.stream():
                     hasher.update(chunk)
                     out.write(chunk)
@@ -113,43 +132,40 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
             registry.blobs.put_file(temp)
         return {"digest": digest, "size": size}
 
-    @router.post("/versions", dependencies=write, summary="Record a version whose blobs are all uploaded")
-    def record(body: dict = Body()) -> dict:
+    @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
+    def record(body: NewVersion) -> VersionDetail:
         from packager.registry.api import FileEntry
 
-        try:
-            entries = [FileEntry(f["path"], f["digest"], int(f["size"]), f.get("role", "package")) for f in body["files"]]
-            name, manifest, lineage = body["name"], body["manifest"], body.get("lineage") or {}
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"a version needs name, manifest and files[path, digest, size] ({exc})", "see /api/v1/openapi.json") from None
-        return registry.record(name, manifest, entries, lineage, params=body.get("params"), metrics=body.get("metrics"), tags=body.get("tags"),
-                               aliases=body.get("aliases") or (), description=body.get("description"), parents=body.get("parents") or ()).to_dict()
+        entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
+        return registry.record(body.name, body.manifest.model_dump(exclude_unset=True), entries, body.lineage.model_dump(exclude_unset=True), params=body.params,
+                               metrics=body.metrics, tags=body.tags, aliases=body.aliases, description=body.description, parents=body.parents).to_dict()
 
-    @router.put("/models/{name}/aliases/{alias}", dependencies=write, summary="Point an alias at a version")
-    def set_alias(name: str, alias: str, ref: str = Body(embed=True)) -> dict:
-        if not ref.startswith(f"{name}@") and "@" in ref:
-            raise UsageError(f"{ref} is not a version of {name}", f"give {name}@<version>")
+    @router.put("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Point an alias at a version")
+    def set_alias(body: AliasTarget, name: str = NAME_PATH, alias: str = ALIAS_PATH) -> VersionSummary:
+        ref = body.ref
+        if "@" in ref and not ref.startswith(f"{name}@"):
+            raise NotFound(f"{ref} is not a version of {name}", f"give {name}@<version>")
         return registry.set_alias(ref if "@" in ref else f"{name}@{ref}", alias).to_dict(full=False)
 
-    @router.delete("/models/{name}/aliases/{alias}", dependencies=write, summary="Remove an alias")
-    def remove_alias(name: str, alias: str) -> dict:
+    @router.delete("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Remove an alias")
+    def remove_alias(name: str = NAME_PATH, alias: str = ALIAS_PATH) -> Removed:
         registry.remove_alias(name, alias)
         return {"removed": f"{name}@{alias}"}
 
-    @router.patch("/versions/{ref}/tags", dependencies=write, summary="Set and remove tags")
-    def tag(ref: str, set: dict[str, str] = Body(default_factory=dict), remove: list[str] = Body(default_factory=list)) -> dict:  # noqa: A002
-        return registry.tag(ref, set, remove).to_dict(full=False)
+    @router.patch("/versions/{ref}/tags", dependencies=write, responses=_errors(404), summary="Set and remove tags")
+    def tag(body: TagChange, ref: str = REF_PATH) -> VersionSummary:
+        return registry.tag(ref, body.set, body.remove).to_dict(full=False)
 
-    @router.delete("/versions/{ref}", dependencies=write, summary="Delete a version (gc frees its blobs)")
-    def delete(ref: str) -> dict:
+    @router.delete("/versions/{ref}", dependencies=write, responses=_errors(404), summary="Delete a version (gc frees its blobs)")
+    def delete(ref: str = REF_PATH) -> VersionSummary:
         return registry.delete(ref).to_dict(full=False)
 
-    @router.post("/gc", dependencies=write, summary="Free blobs no version references")
-    def gc() -> dict:
+    @router.post("/gc", dependencies=write, responses=_errors(), summary="Free blobs no version references")
+    def gc() -> GcReport:
         return registry.gc()
 
-    @router.get("/verify", dependencies=write, summary="Re-hash every stored blob")
-    def verify() -> list[dict]:
+    @router.get("/verify", dependencies=write, responses=_errors(), summary="Re-hash every stored blob")
+    def verify() -> list[Problem]:
         return registry.verify()
 
     return router

@@ -14,25 +14,8 @@ import pytest
 from packager.errors import NotFound, Unauthorized
 from packager.registry.api import Registry
 from tests.conftest import run_cli
+from tests.server.conftest import TOKEN, remote
 from tests.services import start_registry_server
-
-TOKEN = "s3cret-token-for-tests"
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    home = tmp_path_factory.mktemp("server-home")
-    token_file = home / "tokens"
-    token_file.write_text(f"# writers\n{TOKEN}\n")
-    url, stop = start_registry_server(home, token_file)
-    yield url
-    stop()
-
-
-def _remote(url: str, token: str | None):
-    from packager.registry.remote import RemoteRegistry
-
-    return RemoteRegistry(url, token=token)
 
 
 def test_registry_url_selects_the_remote_client(server):
@@ -42,10 +25,10 @@ def test_registry_url_selects_the_remote_client(server):
 
 
 def test_push_then_pull_elsewhere_is_byte_identical_and_a_second_push_uploads_nothing(server, package_dirs, tmp_path):
-    first = _remote(server, TOKEN)
+    first = remote(server, TOKEN)
     info = first.push(package_dirs["onnx"], "served-mlp", params={"lr": "0.01"}, metrics={"accuracy": 0.97})
     assert first.bytes_uploaded > 0 and info.version >= 1
-    again = _remote(server, TOKEN)
+    again = remote(server, TOKEN)
     second = again.push(package_dirs["onnx"], "served-mlp")
     assert again.bytes_uploaded == 0 and again.blobs_uploaded == 0  # every blob was already there
     assert second.version == info.version + 1 and second.digest == info.digest
@@ -68,11 +51,11 @@ def test_cli_push_through_the_server_reports_uploaded_bytes(server, package_dirs
 
 
 def test_writes_need_the_token_and_nothing_is_written_without_it(server, package_dirs):
-    anonymous = _remote(server, None)
+    anonymous = remote(server, None)
     with pytest.raises(Unauthorized, match="writing needs a valid token"):
         anonymous.push(package_dirs["int8"], "unauthorized-model")
     with pytest.raises(Unauthorized, match="not valid"):
-        _remote(server, "wrong").push(package_dirs["int8"], "unauthorized-model")
+        remote(server, "wrong").push(package_dirs["int8"], "unauthorized-model")
     with pytest.raises(NotFound):
         anonymous.get("unauthorized-model")  # reads are open: and nothing was recorded
     refused = run_cli("push", str(package_dirs["int8"]), "--name", "unauthorized-model", env={**os.environ, "PACKAGER_REGISTRY": server})
@@ -84,8 +67,8 @@ def test_read_token_closes_reads_too(tmp_path):
     url, stop = start_registry_server(tmp_path / "home", tmp_path / "tokens", read_token=True)
     try:
         with pytest.raises(Unauthorized, match="reading this registry needs a token"):
-            _remote(url, None).list()
-        assert _remote(url, TOKEN).list() == []
+            remote(url, None).list()
+        assert remote(url, TOKEN).list() == []
     finally:
         stop()
 
@@ -93,7 +76,7 @@ def test_read_token_closes_reads_too(tmp_path):
 def test_rest_api_aliases_tags_lineage_download(server, package_dirs):
     import httpx
 
-    writer = _remote(server, TOKEN)
+    writer = remote(server, TOKEN)
     source = writer.push(package_dirs["onnx"], "api-model", tags={"team": "fraud"})
     child = writer.push(package_dirs["int8"], "api-model", parents=[source.id])
     http = httpx.Client(base_url=f"{server}/api/v1")
@@ -118,13 +101,48 @@ def test_rest_api_aliases_tags_lineage_download(server, package_dirs):
     assert {"/api/v1/models", "/api/v1/versions", "/api/v1/blobs/missing", "/api/v1/versions/{ref}/files/{path}"} <= set(schema["paths"])
 
 
+def test_framework_errors_share_the_error_shape_and_405_names_every_method(server):
+    import httpx
+
+    http = httpx.Client(base_url=f"{server}/api/v1")
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    wrong = http.post("/versions/mlp@1")
+    assert wrong.status_code == 405 and set(wrong.headers["allow"].split(", ")) == {"GET", "DELETE"}
+    assert wrong.json()["error"] == "UsageError"
+    unknown = http.get("/no-such-thing")
+    assert unknown.status_code == 404 and unknown.json()["message"] == "Not Found"
+    unreadable = http.post("/blobs/missing", content=b"{not json", headers={**auth, "Content-Type": "application/json"})
+    assert unreadable.status_code == 422 and unreadable.json()["error"] == "UsageError"
+    digest = "0" * 64
+    for files, field in [({"../escape": {"digest": digest, "size": 1}}, "files"), ({"a\\b": {"digest": digest, "size": 1}}, "files"),
+                         ({"ok.onnx": {"digest": "xyz", "size": 1}}, "digest")]:
+        refused = http.post("/versions", json={"name": "m", "manifest": {"format": "onnx"}, "files": files}, headers=auth)
+        assert refused.status_code == 422 and field in refused.json()["message"], refused.text
+    nan = http.post("/versions", content=b'{"name": "m", "manifest": {}, "files": {"a": {"digest": "%s", "size": 1}}, "metrics": {"loss": NaN}}' % digest.encode(),
+                    headers={**auth, "Content-Type": "application/json"})
+    assert nan.status_code == 422 and "metrics.loss" in nan.json()["message"]
+
+
+def test_a_manifest_holding_nan_is_served_with_null(server, server_home, package_dirs):
+    """JSON has no NaN: a local push can record one (a validation diff of NaN outputs); the server must still answer."""
+    import httpx
+
+    local = Registry(f"sqlite:///{server_home / 'catalog.db'}", str(server_home / "objects"))
+    pushed = local.push(package_dirs["ridge"], "nan-model")
+    manifest = {**pushed.manifest, "validation": {"status": "failed", "max_abs_diff": float("nan")}}
+    recorded = local.record("nan-model", manifest, list(pushed.files), pushed.lineage)
+    served = httpx.get(f"{server}/api/v1/versions/{recorded.ref}")
+    assert served.status_code == 200 and served.json()["manifest"]["validation"] == {"status": "failed", "max_abs_diff": None}
+    assert served.json()["validation"] == "failed"
+
+
 def test_a_corrupted_upload_is_refused(server):
     import hashlib
 
     import httpx
 
     digest = hashlib.sha256(b"the real bytes").hexdigest()
-    response = httpx.put(f"{server}/api/v1/blobs/{digest}", content=b"other bytes", headers={"Authorization": f"Bearer {TOKEN}"})
+    response = httpx.put(f"{server}/api/v1/blobs/sha256/{digest}", content=b"other bytes", headers={"Authorization": f"Bearer {TOKEN}"})
     assert response.status_code == 409 and response.json()["error"] == "BlobCorrupt"
     assert httpx.post(f"{server}/api/v1/blobs/missing", json={"digests": [digest]}, headers={"Authorization": f"Bearer {TOKEN}"}).json()["missing"] == [digest]
 
@@ -141,6 +159,6 @@ def test_four_clients_pushing_25_each_lose_nothing(server, package_dirs):
     with ProcessPoolExecutor(4) as pool:
         ids = [i for batch in pool.map(_push_many, [server] * 4, [str(package_dirs["ridge"])] * 4, range(4), [25] * 4) for i in batch]
     assert len(set(ids)) == 100
-    versions = _remote(server, None).list("concurrent-model")
+    versions = remote(server, None).list("concurrent-model")
     assert sorted(v.version for v in versions) == list(range(1, 101))
     assert {(v.params["client"], v.params["i"]) for v in versions} == {(str(c), str(i)) for c in range(4) for i in range(25)}

@@ -7,13 +7,11 @@ import hashlib
 import pytest
 
 from tests.server.browser import chromium_page
-from tests.server.test_api import server  # noqa: F401
-from tests.server.test_ui import pushed  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
 
-def test_list_search_version_compare_download(server, pushed, tmp_path):  # noqa: F811
+def test_list_search_version_compare_download(server, pushed, tmp_path):
     source, child = pushed
     with chromium_page() as page:
         page.goto(f"{server}/")

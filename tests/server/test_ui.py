@@ -1,25 +1,13 @@
-"""The web UI pages, rendered by the live server (the Playwright browser tests come next: chromium
-is not installed yet). Pages are fetched with an HTTP client and their content checked."""
+"""The web UI pages, rendered by the live server, fetched with an HTTP client and their content checked
+(test_browser.py drives the same pages in chromium)."""
 from __future__ import annotations
 
 import re
 
 import httpx
-import pytest
-
-from tests.server.test_api import TOKEN, _remote  # noqa: F401  (the server fixture lives there)
-from tests.server.test_api import server  # noqa: F401
 
 
-@pytest.fixture(scope="module")
-def pushed(server, package_dirs):  # noqa: F811
-    writer = _remote(server, TOKEN)
-    source = writer.push(package_dirs["onnx"], "ui-model", params={"depth": "6"}, metrics={"accuracy": 0.91, "auc": 0.95}, tags={"team": "fraud"})
-    child = writer.push(package_dirs["int8"], "ui-model", params={"depth": "8"}, metrics={"accuracy": 0.93, "auc": 0.95}, parents=[source.id], aliases=["production"])
-    return source, child
-
-
-def test_model_list_and_search(server, pushed):  # noqa: F811
+def test_model_list_and_search(server, pushed):
     page = httpx.get(f"{server}/")
     assert page.status_code == 200 and "ui-model" in page.text and 'class="badge alias">production' in page.text
     found = httpx.get(f"{server}/", params={"q": "metric.accuracy > 0.92"})
@@ -30,14 +18,14 @@ def test_model_list_and_search(server, pushed):  # noqa: F811
     assert bad.status_code == 200 and 'class="error"' in bad.text
 
 
-def test_model_page_lists_versions_with_metrics_and_alias_badges(server, pushed):  # noqa: F811
+def test_model_page_lists_versions_with_metrics_and_alias_badges(server, pushed):
     page = httpx.get(f"{server}/models/ui-model")
     assert page.status_code == 200
     assert page.text.count('name="ref"') == 2 and "<th>accuracy</th>" in page.text and "production → v2" in page.text
     assert httpx.get(f"{server}/models/no-such-model").status_code == 200  # an empty model page, not an error
 
 
-def test_version_page_shows_validation_lineage_graph_and_downloads(server, pushed):  # noqa: F811
+def test_version_page_shows_validation_lineage_graph_and_downloads(server, pushed):
     source, child = pushed
     page = httpx.get(f"{server}/versions/{child.ref}")
     assert page.status_code == 200
@@ -52,7 +40,7 @@ def test_version_page_shows_validation_lineage_graph_and_downloads(server, pushe
     assert hashlib.sha256(download.content).hexdigest() == entry.digest
 
 
-def test_compare_highlights_differences_and_draws_the_chart(server, pushed):  # noqa: F811
+def test_compare_highlights_differences_and_draws_the_chart(server, pushed):
     source, child = pushed
     page = httpx.get(f"{server}/compare", params=[("ref", source.ref), ("ref", child.ref)])
     assert page.status_code == 200
@@ -63,7 +51,7 @@ def test_compare_highlights_differences_and_draws_the_chart(server, pushed):  # 
     assert one.status_code == 400 and "2 to 5 versions" in one.text
 
 
-def test_assets_are_served_by_the_package(server):  # noqa: F811
+def test_assets_are_served_by_the_package(server):
     css = httpx.get(f"{server}/static/style.css")
     assert css.status_code == 200 and "font-family" in css.text
     assert "http" not in httpx.get(f"{server}/").text.split("<main>")[0].replace("http://127.0.0.1", "")  # no CDN in the head
