@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import quote
 
 from packager import errors
-from packager.errors import BlobCorrupt, CatalogError, MissingDependency, PackagerError
+from packager.errors import BlobCorrupt, CatalogError, MissingDependency, NotFound, PackagerError
 from packager.package import staging_dir
 from packager.registry.api import FileEntry, Registry, VersionInfo, _safe_join
 from packager.registry.blobs import hash_file
@@ -121,16 +121,13 @@ class RemoteRegistry(Registry):
             raise BlobCorrupt(f"{info.ref}: {entry.path} arrived with digest {hasher.hexdigest()[:16]}…, expected {entry.digest[:16]}…", "retry the pull; run `packager verify` on the server")
 
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
-        found = self.search(f'name = "{name}"', limit=10_000)
-        for info in sorted(found, key=lambda v: v.version):
-            if any(f.digest == digest and f.role == "package" for f in self.get(info.ref).files):
-                return info
-        return None
+        try:
+            return _info(self._call("GET", f"/models/{_q(name)}/versions/by-file/{digest}"))
+        except NotFound:
+            return None
 
     def children_of(self, version_id: str) -> list[VersionInfo]:
-        tree = self.lineage(version_id)
-        node = _find(tree, version_id, self)
-        return [self.get(child["ref"]) for child in (node or {}).get("children", [])]
+        return [_info(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
 
     # ------------------------------------------------------------------ change
     def set_alias(self, ref: str | ModelRef, alias: str) -> VersionInfo:
@@ -158,17 +155,6 @@ class RemoteRegistry(Registry):
 
 def _q(ref: Any) -> str:
     return quote(str(ref), safe="@:")
-
-
-def _find(tree: Mapping[str, Any], version_id: str, registry: RemoteRegistry) -> Mapping[str, Any] | None:
-    target = registry.get(version_id).ref
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if node["ref"] == target:
-            return node
-        stack.extend(node.get("children", []))
-    return None
 
 
 def _info(data: Mapping[str, Any]) -> VersionInfo:

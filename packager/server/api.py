@@ -83,6 +83,14 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     def list_versions(name: str = NAME_PATH, limit: int | None = LIMIT) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.list(name, limit)]
 
+    @router.get("/models/{name}/versions/by-file/{digest}", dependencies=read, responses=_errors(404),
+                summary="The oldest version of a model that holds a package file with this digest (how a conversion finds its source)")
+    def by_file(name: str = NAME_PATH, digest: str = Path(pattern=DIGEST)) -> VersionSummary:
+        found = registry.find_by_file_digest(name, digest)
+        if found is None:
+            raise NotFound(f"no version of {name} holds a file with digest {digest[:16]}…", "push the source model first")
+        return found.to_dict(full=False)
+
     @router.get("/search", dependencies=read, responses=_errors(), summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")")
     def search(q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]), limit: int = Query(default=100, ge=1, le=10_000)) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.search(q, limit)]
@@ -94,6 +102,10 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     @router.get("/versions/{ref}/lineage", dependencies=read, responses=_errors(404), summary="The derivation tree around a version")
     def lineage(ref: str = REF_PATH) -> LineageNode:
         return registry.lineage(ref)
+
+    @router.get("/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one")
+    def children(ref: str = REF_PATH) -> list[VersionSummary]:
+        return [v.to_dict(full=False) for v in registry.children_of(registry.get(ref).id)]
 
     @router.get("/versions/{ref}/files/{path:path}", dependencies=read, response_class=Response, summary="Download one file (ETag = digest; Range supported)",
                 responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},

@@ -136,6 +136,26 @@ def test_a_manifest_holding_nan_is_served_with_null(server, server_home, package
     assert served.json()["validation"] == "failed"
 
 
+def test_conversion_lineage_through_the_server(server, fixtures, tmp_path):
+    """push_conversion finds the source by file digest and the ONNX sibling by its children, over HTTP."""
+    from packager.conversion import convert
+
+    mlp = fixtures["mlp"]
+    writer = remote(server, TOKEN)
+    onnx = convert(mlp.model, to="onnx", sample=mlp.sample, out=tmp_path / "onnx")
+    int8 = convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=tmp_path / "int8")
+    first = writer.push_conversion(onnx, "lineage-mlp", mlp.model)
+    second = writer.push_conversion(int8, "lineage-mlp", mlp.model)
+    assert (first.ref, second.ref) == ("lineage-mlp@2", "lineage-mlp@3")
+    tree = writer.lineage("lineage-mlp@3")
+    assert tree["ref"] == "lineage-mlp@1" and [c["ref"] for c in tree["children"]] == ["lineage-mlp@2"]
+    assert tree["children"][0]["children"][0]["ref"] == "lineage-mlp@3"
+    assert [v.ref for v in writer.children_of(first.id)] == ["lineage-mlp@3"]
+    source_file = next(f for f in writer.get("lineage-mlp@1").files if f.role == "package" and f.path != "manifest.json")
+    assert writer.find_by_file_digest("lineage-mlp", source_file.digest).ref == "lineage-mlp@1"
+    assert writer.find_by_file_digest("lineage-mlp", "0" * 64) is None and writer.find_by_file_digest("no-such-model", "0" * 64) is None
+
+
 def test_a_corrupted_upload_is_refused(server):
     import hashlib
 
