@@ -284,7 +284,18 @@ def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *,
     """Through one concrete function (the only Keras 3 route coremltools takes)."""
     from converters.coreml import convert_to_coreml
 
-    return convert_to_coreml([graph.concrete()], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow")
+    function = graph.concrete()
+    try:
+        return convert_to_coreml([function], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow")
+    except ConversionError as exc:
+        loops = sorted({op.type for op in function.graph.get_operations() if op.type in LOOP_OPS})
+        if loops:  # coremltools' own message is an IndexError from deep inside its frontend
+            raise ConversionError(f"coremltools' TensorFlow frontend cannot convert this recurrent layer (a {'/'.join(loops)} loop, as Keras 3 builds a GRU or LSTM)",
+                                  "use --to onnx, savedmodel or pb (Core ML from PyTorch handles an LSTM)") from exc
+        raise
+
+
+LOOP_OPS = {"While", "StatelessWhile"}
 
 
 @converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")

@@ -18,8 +18,8 @@ EXECUTED_TARGETS = ["keras", "hdf5", "savedmodel", "pb", "onnx", "tflite"]
 # what a format cannot hold, refused with a clear message (measured with Keras 3.15 / TF 2.21 / coremltools 9)
 REFUSED = {
     ("gru_ids", "tflite"): "TFLite cannot lower this recurrent layer",
-    ("gru_ids", "coreml"): "coremltools cannot convert",
-    ("gru_ids", "mlpackage"): "coremltools cannot convert",
+    ("gru_ids", "coreml"): "cannot convert this recurrent layer",
+    ("gru_ids", "mlpackage"): "cannot convert this recurrent layer",
 }
 
 
