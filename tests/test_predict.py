@@ -169,3 +169,26 @@ def test_bench_reports_every_artifact_against_the_baseline(wine, tmp_path):
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "× baseline" in table and "onnx" in table
     assert (tmp_path / "bench" / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_baseline_runs_one_pass_only_where_it_gives_what_predict_gives(wine):
+    from sklearn.svm import SVC
+
+    from converters.sklearn import Sklearn
+    from packager.bench import _baseline_call
+
+    plugin, X = Sklearn(), wine["X"][:40]
+    forest = wine["model"]
+    signature = plugin.signature(forest, X[:8])
+    feeds = plugin.feeds(forest, signature, X)
+    one_pass = plugin.serve(forest, signature, feeds)
+    two_passes = plugin.predict(forest, signature, feeds)
+    assert np.array_equal(one_pass["label"], two_passes["label"]) and np.allclose(one_pass["probabilities"], two_passes["probabilities"])
+    assert _baseline_call(plugin, forest, signature, feeds)(feeds)["label"].shape == (40,)
+    # Platt-scaled SVC: predict is not the argmax of predict_proba on every row, so the bench keeps predict
+    svc = SVC(probability=True, random_state=0).fit(wine["X"][:, :2], (wine["X"][:, 0] > np.median(wine["X"][:, 0])).astype(int))
+    svc_signature = plugin.signature(svc, wine["X"][:8, :2])
+    svc_feeds = plugin.feeds(svc, svc_signature, wine["X"][:, :2])
+    assert not np.array_equal(plugin.serve(svc, svc_signature, svc_feeds)["label"], svc.predict(wine["X"][:, :2]))  # seeded: one row differs
+    chosen = _baseline_call(plugin, svc, svc_signature, svc_feeds)
+    assert chosen.__name__ == "predict" and np.array_equal(chosen(svc_feeds)["label"], svc.predict(wine["X"][:, :2]))
