@@ -10,7 +10,6 @@ benchmarks/results/formats.md, with the machine's description.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import warnings
@@ -99,13 +98,13 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated model names")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    from packager.bench import BenchSettings, markdown, run_bench, write_reports
+    from packager.bench import BenchSettings, run_bench, write_reports
 
     shutil.rmtree(WORK, ignore_errors=True)
     models = build_models(WORK)
+    order = [m["name"] for m in models]
     if args.only:
         models = [m for m in models if m["name"] in args.only.split(",")]
-    summary = ["# Format benchmark", ""]
     for entry in models:
         print(f"converting {entry['name']} ...", flush=True)
         packages = convert_all(entry, WORK)
@@ -115,9 +114,18 @@ def main() -> None:
             report = run_bench([str(p) for p in packages], entry["data"], settings, baseline=str(entry["source"]), model_class=entry.get("model_class"))
             out = RESULTS / "formats" / f"{entry['name']}-{threads}t"
             write_reports(report, out)
-            summary += [f"## {entry['name']}, {threads} thread(s)", "", markdown(report), f"![throughput](formats/{out.name}/bench.png)", ""]
-    (RESULTS / "formats.md").write_text("\n".join(summary))
+    write_summary(order)
     print(f"written {RESULTS / 'formats.md'}")
+
+
+def write_summary(order: list[str]) -> None:
+    """formats.md from every set's bench.md on disk, so `--only` refreshes some sets and keeps the others."""
+    summary = ["# Format benchmark", ""]
+    for name in order:
+        for out in sorted((RESULTS / "formats").glob(f"{name}-*t"), key=lambda p: int(p.name.rsplit("-", 1)[1][:-1])):
+            threads = out.name.rsplit("-", 1)[1][:-1]
+            summary += [f"## {name}, {threads} thread(s)", "", (out / "bench.md").read_text(), f"![throughput](formats/{out.name}/bench.png)", ""]
+    (RESULTS / "formats.md").write_text("\n".join(summary))
 
 
 if __name__ == "__main__":
