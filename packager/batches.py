@@ -226,12 +226,14 @@ class OutputWriter:
             raise OutputExists(f"{self.target} already exists", "choose another -o or pass --force")
         self.temp = self.target.with_name(f".{self.target.name}.partial")
         self._writer: Any = None
-        self._parts: list[Path] = []
         self.rows = 0
 
     def write(self, outputs: dict[str, Any]) -> None:
         if self.kind == "npy":
-            self._write_npy_part(outputs)
+            if len(outputs) != 1:
+                raise UsageError(f"a .npy file holds one array, the model produces {list(outputs)}", "write Parquet or CSV (-o out.parquet), or choose one with --output NAME")
+            self._writer = self._writer or NpyStreamWriter(self.temp)
+            self.rows += self._writer.append(next(iter(outputs.values())))
             return
         import pyarrow as pa
 
@@ -250,42 +252,12 @@ class OutputWriter:
 
         return pcsv.CSVWriter(self.temp, schema)
 
-    def _write_npy_part(self, outputs: dict[str, Any]) -> None:
-        import numpy as np
-
-        if len(outputs) != 1:
-            raise UsageError(f"a .npy file holds one array, the model produces {list(outputs)}", "write Parquet or CSV (-o out.parquet), or choose one with --output NAME")
-        (value,) = outputs.values()
-        part = self.temp.with_name(f"{self.temp.name}.{len(self._parts)}.npy")
-        np.save(part, np.asarray(value))
-        self._parts.append(part)
-        self.rows += len(value)
-
     def close(self) -> None:
-        if self.kind == "npy":
-            self._assemble_npy()
-        elif self._writer is not None:
+        if self._writer is not None:
             self._writer.close()
         if not self.temp.exists():
             raise UsageError("the input has no rows: nothing was written", "check the input file")
         self.temp.replace(self.target)
-
-    def _assemble_npy(self) -> None:
-        """One memory-mapped .npy from the parts, so memory stays at one batch."""
-        import numpy as np
-
-        if not self._parts:
-            return
-        first = np.load(self._parts[0], mmap_mode="r")
-        out = np.lib.format.open_memmap(self.temp, mode="w+", dtype=first.dtype, shape=(self.rows, *first.shape[1:]))
-        at = 0
-        for part in self._parts:
-            chunk = np.load(part, mmap_mode="r")
-            out[at:at + len(chunk)] = chunk
-            at += len(chunk)
-            part.unlink()
-        out.flush()
-        del out
 
     def abort(self) -> None:
         if self._writer is not None:
@@ -293,5 +265,50 @@ class OutputWriter:
                 self._writer.close()
             except Exception:
                 pass
-        for leftover in [self.temp, *self._parts]:
-            leftover.unlink(missing_ok=True)
+        self.temp.unlink(missing_ok=True)
+
+
+class NpyStreamWriter:
+    """One ``.npy`` written batch by batch in a single pass: a header with room for any row count goes
+    first, rows are appended, and the header is rewritten in place with the final count at close."""
+
+    HEADER_BYTES = 256  # a multiple of 64, as numpy aligns it; a shape of any realistic rank fits
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.handle = open(self.path, "wb")
+        self.dtype: Any = None
+        self.row_shape: tuple[int, ...] = ()
+        self.rows = 0
+
+    def append(self, value: Any) -> int:
+        import numpy as np
+
+        array = np.asarray(value)
+        if self.dtype is None:
+            if array.dtype.hasobject or array.dtype.kind in "US":
+                raise UsageError("a .npy output cannot hold text labels batch by batch (their width varies)", "write Parquet or CSV (-o out.parquet)")
+            self.dtype, self.row_shape = array.dtype, array.shape[1:]
+            self.handle.write(self._header(0))
+        if array.shape[1:] != self.row_shape:
+            raise UsageError(f"the model's output changed shape between batches ({self.row_shape} then {array.shape[1:]})", "write Parquet (-o out.parquet)")
+        self.handle.write(np.ascontiguousarray(array, dtype=self.dtype).tobytes())
+        self.rows += len(array)
+        return len(array)
+
+    def close(self) -> None:
+        if self.dtype is not None:
+            self.handle.seek(0)
+            self.handle.write(self._header(self.rows))
+        self.handle.close()
+        if self.dtype is None:
+            self.path.unlink(missing_ok=True)
+
+    def _header(self, rows: int) -> bytes:
+        import numpy as np
+
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}).encode("latin1")
+        room = self.HEADER_BYTES - 10 - len(text) - 1  # magic (6) + version (2) + length (2), then the dict, spaces, newline
+        if room < 0:
+            raise UsageError(f"an output of shape {self.row_shape} per row is too deep for a .npy stream", "write Parquet (-o out.parquet)")
+        return b"\x93NUMPY\x01\x00" + (self.HEADER_BYTES - 10).to_bytes(2, "little") + text + b" " * room + b"\n"

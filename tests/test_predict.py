@@ -61,6 +61,26 @@ def test_outputs_to_csv_and_npy(wine, tmp_path, suffix):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+def test_npy_output_is_streamed_in_one_pass_and_refuses_what_it_cannot_hold(tmp_path):
+    from packager.batches import OutputWriter
+    from packager.errors import UsageError
+
+    batches = [np.arange(i * 12, (i + 1) * 12, dtype=np.float32).reshape(4, 3) for i in range(3)]
+    writer = OutputWriter(tmp_path / "out.npy")
+    for batch in batches:
+        writer.write({"y": batch})
+    writer.close()
+    assert (tmp_path / "out.npy").stat().st_size == 256 + 3 * batches[0].nbytes and not list(tmp_path.glob(".*"))  # header + rows, no parts
+    assert np.array_equal(np.load(tmp_path / "out.npy"), np.concatenate(batches))
+    for bad, message in [([np.array(["cat", "dog"], dtype=object)], "text labels"), ([np.zeros((2, 3)), np.zeros((2, 4))], "changed shape")]:
+        writer = OutputWriter(tmp_path / "bad.npy")
+        with pytest.raises(UsageError, match=message):
+            for batch in bad:
+                writer.write({"y": batch})
+        writer.abort()
+        assert not list(tmp_path.glob("*bad*")) and not list(tmp_path.glob(".*partial*"))
+
+
 def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
     native = run_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
     assert native.returncode == 0, native.stderr
