@@ -56,8 +56,11 @@ def _describe(path: Path, kind: str) -> DataSource:
     return DataSource(path, kind, columns=tuple(first.schema.names) if first is not None else ())
 
 
-def iter_batches(source: DataSource, batch_size: int) -> Iterator[Any]:
-    """pyarrow RecordBatches (tables) or numpy slices (.npy) of at most ``batch_size`` rows."""
+def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
+    """pyarrow RecordBatches (tables) or numpy slices (.npy) of at most ``batch_size`` rows.
+
+    ``column_types`` (from ``FeedPlan.column_types``) fixes how CSV and JSON lines columns are parsed:
+    inferred from the first block, a column of whole numbers would fail on a later 1.5."""
     if source.kind == "npy":
         import numpy as np
 
@@ -65,12 +68,21 @@ def iter_batches(source: DataSource, batch_size: int) -> Iterator[Any]:
         for start in range(0, array.shape[0], batch_size):
             yield np.array(array[start:start + batch_size])  # a writable copy: torch refuses read-only memory
         return
-    batches = _table_batches(source.path, source.kind, batch_size)
+    batches = _reading(source, _table_batches(source.path, source.kind, batch_size, column_types or {}))
     # Parquet already yields batch_size rows (fewer at row-group ends): re-cutting would only cost
     yield from batches if source.kind == "parquet" else _rebatch(batches, batch_size)
 
 
-def _table_batches(path: Path, kind: str, batch_size: int) -> Iterator[Any]:
+def _reading(source: DataSource, batches: Iterator[Any]) -> Iterator[Any]:
+    """A bad value deep in a file is found mid-stream: say where, as an input error."""
+    try:
+        yield from batches
+    except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
+        raise InputFileError(f"cannot read {source.path.name} to the end ({str(exc).splitlines()[0][:200]})",
+                             "fix the value, or convert the file to Parquet with explicit column types") from exc
+
+
+def _table_batches(path: Path, kind: str, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -79,22 +91,17 @@ def _table_batches(path: Path, kind: str, batch_size: int) -> Iterator[Any]:
     elif kind == "csv":
         import pyarrow.csv as pcsv
 
-        yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=8 << 20))
+        yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=BLOCK_BYTES), convert_options=pcsv.ConvertOptions(column_types=column_types or {}))
     else:
+        import pyarrow as pa
         import pyarrow.json as pjson
 
-        # pyarrow.json has no streaming reader before 19: read in line blocks
-        import pyarrow as pa
+        schema = pa.schema(list((column_types or {}).items())) if column_types else None
+        parse = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
+        yield from pjson.open_json(path, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES), parse_options=parse)
 
-        block: list[bytes] = []
-        with path.open("rb") as handle:
-            for line in handle:
-                block.append(line)
-                if len(block) >= batch_size:
-                    yield from pjson.read_json(pa.py_buffer(b"".join(block))).to_batches()
-                    block = []
-        if block:
-            yield from pjson.read_json(pa.py_buffer(b"".join(block))).to_batches()
+
+BLOCK_BYTES = 8 << 20
 
 
 def _rebatch(batches: Iterator[Any], size: int) -> Iterator[Any]:
@@ -128,6 +135,18 @@ class FeedPlan:
 
     signature: Signature
     columns: dict[str, tuple[str, ...]]  # input name -> table columns ((): the .npy array)
+
+    def column_types(self) -> dict[str, Any]:
+        """Column -> the pyarrow type its input needs (text, integer, float or bool), for CSV/JSON parsing."""
+        import numpy as np
+        import pyarrow as pa
+
+        types = {}
+        for spec in self.signature.inputs:
+            kind = "U" if spec.is_text else np.dtype(spec.dtype).kind
+            arrow = {"U": pa.string(), "i": pa.int64(), "u": pa.int64(), "b": pa.bool_()}.get(kind, pa.float64())
+            types.update({column: arrow for column in self.columns[spec.name]})
+        return types
 
     def feeds(self, batch: Any) -> dict[str, Any]:
         import numpy as np

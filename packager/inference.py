@@ -150,7 +150,7 @@ def predict_file(predictor: Predictor, input_path: str | Path, output: str | Pat
     chosen = _check_outputs(predictor.signature, outputs)
     started, rows, batches = time.perf_counter(), 0, 0
     try:
-        for batch in iter_batches(source, batch_size):
+        for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
             writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
             rows += len(next(iter(produced.values())))

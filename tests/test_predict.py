@@ -81,6 +81,30 @@ def test_npy_output_is_streamed_in_one_pass_and_refuses_what_it_cannot_hold(tmp_
         assert not list(tmp_path.glob("*bad*")) and not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.parametrize("kind", ["csv", "jsonl"])
+def test_text_inputs_are_parsed_as_the_model_needs_not_as_the_first_block_looks(wine, tmp_path, monkeypatch, kind):
+    """A column of whole numbers in the first block and 2.5 later once failed mid-stream (inferred int64)."""
+    from packager import batches
+    from packager.errors import InputFileError
+
+    monkeypatch.setattr(batches, "BLOCK_BYTES", 4096)  # many blocks from a small file
+    frame = pd.DataFrame(np.round(wine["X"]), columns=[f"f{i}" for i in range(wine["X"].shape[1])])
+    frame.iloc[-1, 0] = 2.5
+    source = tmp_path / f"rows.{kind}"
+    frame.to_csv(source, index=False) if kind == "csv" else source.write_text(frame.to_json(orient="records", lines=True).replace(".0,", ","))
+    predictor = load_predictor(resolve(wine["package"]))
+    result = predict_file(predictor, source, tmp_path / "out.parquet", batch_size=64)
+    assert result.rows == len(frame)
+    expected = wine["model"].predict_proba(frame.to_numpy(dtype=np.float32))
+    np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "out.parquet")), expected, atol=1e-5)
+    text = source.read_text()
+    broken = tmp_path / f"broken.{kind}"
+    broken.write_text(text[: len(text) // 2] + text[len(text) // 2:].replace("2.5", '"abc"' if kind == "jsonl" else "abc"))
+    with pytest.raises(InputFileError, match=f"cannot read broken.{kind} to the end"):
+        predict_file(predictor, broken, tmp_path / "broken.parquet", batch_size=64)
+    assert not (tmp_path / "broken.parquet").exists() and not list(tmp_path.glob(".*partial*"))
+
+
 def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
     native = run_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
     assert native.returncode == 0, native.stderr
