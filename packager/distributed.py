@@ -52,11 +52,12 @@ def predict_on_dask(artifact: Artifact, data: str | Path, output: str | Path, *,
     if output.exists() and not overwrite:
         raise OutputExists(f"{output} already exists", "choose another -o or pass --force")
     signature = artifact.signature or load_predictor(artifact, trust=trust).signature
-    plan_feeds(signature, source)  # a column mismatch fails here, before the cluster starts
+    plan = plan_feeds(signature, source)  # a column mismatch fails here, before the cluster starts
+    dtypes = {column: arrow.to_pandas_dtype() for column, arrow in plan.column_types().items()}  # not inferred from the first block
     artifact = Artifact(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
     started = time.perf_counter()
     with _client(distributed, scheduler, workers) as client:
-        frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB")
+        frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
         job = dict(artifact=artifact, batch_size=batch_size, threads=threads, outputs=outputs or [], trust=trust)
         meta = client.submit(_predict_frame, frame.head(2, compute=True), pure=False, **job).result().iloc[:0]
         temp = output.with_name(f".{output.name}.partial")
