@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fixtures.build import build  # noqa: E402
+from tests.services import make_bucket, start_moto, start_postgres  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,3 +55,45 @@ def package_dirs(fixtures, tmp_path_factory):
         "int8": convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=out / "int8").path,
         "ridge": convert(fixtures["ridge"].model, to="onnx", out=out / "ridge").path,
     }
+
+
+# ---------------------------------------------------------------- team backends (real servers on loopback)
+
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    url, stop = start_postgres()
+    yield url
+    stop()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    endpoint, stop = start_moto()
+    os.environ["PACKAGER_S3_ENDPOINT"] = endpoint
+    yield endpoint
+    stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh database per test on the session's server."""
+    import sqlalchemy
+
+    name = "t" + uuid.uuid4().hex[:12]
+    admin = sqlalchemy.create_engine(postgres_server.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    admin.dispose()
+    return postgres_server.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture
+def s3_blobs(s3_endpoint):
+    bucket = "b" + uuid.uuid4().hex[:12]
+    make_bucket(s3_endpoint, bucket)
+    return f"s3://{bucket}/models"

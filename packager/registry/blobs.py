@@ -192,9 +192,10 @@ class S3BlobStore:
                 return None
             raise
 
-    def chunks(self, digest: str, size: int = 1 << 20) -> Iterator[bytes]:
-        """The blob's bytes, streamed (for the registry server's downloads)."""
-        body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest))["Body"]
+    def chunks(self, digest: str, first: int = 0, last: int | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+        """The blob's bytes ``first``..``last`` (inclusive; all by default), streamed for the server's downloads."""
+        extra = {"Range": f"bytes={first}-{'' if last is None else last}"} if first or last is not None else {}
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(digest), **extra)["Body"]
         while chunk := body.read(size):
             yield chunk
 
