@@ -7,16 +7,15 @@ with a matching status, so the remote client can raise the same typed error.
 """
 import hashlib
 import hmac
-import re
-import tempfile
 import pathlib
+import tempfile
 from typing import Any
 
 # this module is imported only by `packager serve` (FastAPI resolves these annotations at runtime)
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 
 from packager.errors import BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, Unauthorized, UsageError
+from packager.server.downloads import file_response
 from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
                                      Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
 
@@ -54,32 +53,6 @@ def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
                                else "the token is not valid for this server: check PACKAGER_TOKEN")
 
     return can_read, can_write
-
-
-def _streamed(blobs: Any, digest: str, size: int, range_header: str | None, headers: dict[str, str]) -> Any:
-    """A blob from a store with no local file (S3), whole or one byte range (206), as FileResponse does for folders."""
-    headers = {**headers, "Accept-Ranges": "bytes"}
-    span = byte_range(range_header, size) if range_header else None
-    if span is None:
-        return StreamingResponse(blobs.chunks(digest), headers={**headers, "Content-Length": str(size)}, media_type="application/octet-stream")
-    first, last = span
-    headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)})
-    return StreamingResponse(blobs.chunks(digest, first, last), status_code=206, headers=headers, media_type="application/octet-stream")
-
-
-def byte_range(header: str, size: int) -> tuple[int, int] | None:
-    """(first, last) of a single ``bytes=`` range; None (send it all) for anything else; 416 when it misses the file."""
-    match = re.fullmatch(r"\s*bytes=(\d*)-(\d*)\s*", header)
-    if not match or match.groups() == ("", ""):
-        return None  # several ranges or another unit: the whole file is a valid answer (RFC 9110 14.2)
-    start, end = match.groups()
-    if start == "":
-        first, last = max(size - int(end), 0), size - 1  # the last N bytes
-    else:
-        first, last = int(start), min(int(end), size - 1) if end else size - 1
-    if first > last or first >= size:
-        raise HTTPException(416, f"the range {header!r} is outside the file's {size} bytes", headers={"Content-Range": f"bytes */{size}"})
-    return first, last
 
 
 def _errors(*statuses: int) -> dict[int, dict]:
@@ -140,16 +113,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
                            304: {"description": "Not modified (If-None-Match matched the digest)"},
                            416: {"description": "The requested range is not satisfiable"}, **_errors(404)})
     def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512)) -> Any:
-        info = registry.get(ref)
-        entry = next((f for f in info.files if f.path == path), None)
-        if entry is None:
-            raise NotFound(f"{info.ref} has no file {path!r}", f"its files: {[f.path for f in info.files][:10]}")
-        headers = {"ETag": f'"{entry.digest}"', "Cache-Control": "public, max-age=31536000, immutable"}
-        if request.headers.get("if-none-match", "").strip('"') == entry.digest:
-            return Response(status_code=304, headers=headers)
-        if hasattr(registry.blobs, "local_path"):  # a folder store: served from disk, with Range requests
-            return FileResponse(registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type="application/octet-stream")
-        return _streamed(registry.blobs, entry.digest, entry.size, request.headers.get("range"), headers)
+        return file_response(registry, registry.get(ref), path, request.headers)
 
     @router.post("/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)")
     def missing(body: Digests) -> Missing:
