@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import httpx
 
@@ -55,3 +56,18 @@ def test_assets_are_served_by_the_package(server):
     css = httpx.get(f"{server}/static/style.css")
     assert css.status_code == 200 and "font-family" in css.text
     assert "http" not in httpx.get(f"{server}/").text.split("<main>")[0].replace("http://127.0.0.1", "")  # no CDN in the head
+
+
+NASTY = ["", " ", "a" * 1999, "ui-model@99999999999999999999", "ui-model@\u00b2", "ui-model\n", "../../etc/passwd", "%00", "\x00",
+         "ui-model@sha256:zz", "version < 99999999999999999999999", 'tag.team = "\\x"', "metric.accuracy > nan", "created > 2026-13-45",
+         "param.depth > 1e400", "((((((", "not not not name = x", "name ~ %", "'", '"unterminated', "é@ü", "<script>alert(1)</script>"]
+
+
+def test_pages_answer_odd_input_without_a_server_error(server, pushed):
+    """The pages are outside the OpenAPI schema (so outside the schemathesis run): the same kind of input, by hand."""
+    for text in NASTY:
+        for path, params in [("/", {"q": text}), ("/", {"q": "format = onnx", "page": text or "0"}), (f"/models/{quote(text, safe='')}", None),
+                             (f"/versions/{quote(text, safe='')}", None), ("/compare", [("ref", text), ("ref", pushed[0].ref)])]:
+            response = httpx.get(f"{server}{path}", params=params)
+            assert response.status_code < 500, (path, params, response.status_code, response.text[:300])
+            assert "<script>alert" not in response.text  # escaped wherever it is echoed
