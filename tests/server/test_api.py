@@ -63,6 +63,26 @@ def test_writes_need_the_token_and_nothing_is_written_without_it(server, package
     assert refused.returncode == Unauthorized.exit_code and "PACKAGER_TOKEN" in refused.stderr and "Traceback" not in refused.stderr
 
 
+def test_predict_runs_a_reference_pulled_through_the_server(server, package_dirs, fixtures, tmp_path):
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+
+    remote(server, TOKEN).push(package_dirs["onnx"], "served-predict", aliases=["production"])
+    rows = np.load(fixtures["mlp"].sample)
+    np.save(tmp_path / "rows.npy", rows)
+    env = {**os.environ, "PACKAGER_REGISTRY": server, "PACKAGER_HOME": str(tmp_path / "client-home")}
+    for attempt in ("first", "cached"):
+        done = run_cli("predict", "served-predict@production", str(tmp_path / "rows.npy"), "-o", str(tmp_path / f"{attempt}.parquet"), env=env)
+        assert done.returncode == 0, done.stderr
+    assert len(list((tmp_path / "client-home" / "cache").iterdir())) == 1  # pulled once, then served from the cache
+    with open(fixtures["mlp"].model, "rb") as handle:
+        expected = pickle.load(handle).predict_proba(rows)
+    got = pd.read_parquet(tmp_path / "cached.parquet")
+    np.testing.assert_allclose(got[[c for c in got.columns if c.startswith("probabilities_")]].to_numpy(), expected, atol=1e-5)
+
+
 def test_read_token_closes_reads_too(tmp_path):
     url, stop = start_registry_server(tmp_path / "home", _token_file(tmp_path), read_token=True)
     try:
