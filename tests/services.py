@@ -83,20 +83,19 @@ def make_bucket(endpoint: str, bucket: str) -> None:
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
 
 
-def start_registry_server(home: Path, token_file: Path | None = None, read_token: bool = False, blobs: str | None = None) -> tuple[str, callable]:
+def start_registry_server(home: Path, token_file: Path | None = None, read_token: bool = False, blobs: str | None = None,
+                          env: dict[str, str] | None = None) -> tuple[str, callable]:
     """`packager serve` in a subprocess on a free loopback port, over the registry in ``home`` (blobs
-    there too, or at ``blobs``: an s3:// URL); returns (URL, stop)."""
+    there too, or at ``blobs``: an s3:// URL; ``env`` adds e.g. PACKAGER_REGISTRY); returns (URL, stop)."""
     port = free_port()
     command = [sys.executable, "-m", "packager.cli", "serve", "--port", str(port)]
     if token_file:
         command += ["--token-file", str(token_file)]
     if read_token:
         command += ["--read-token"]
-    env = {k: v for k, v in os.environ.items() if k not in ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_TOKEN")}
-    env["PACKAGER_HOME"] = str(home)
-    if blobs:
-        env["PACKAGER_BLOBS"] = blobs
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    environment = {k: v for k, v in os.environ.items() if k not in ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_TOKEN")}
+    environment.update({"PACKAGER_HOME": str(home), **({"PACKAGER_BLOBS": blobs} if blobs else {}), **(env or {})})
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=environment)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         if process.poll() is not None:

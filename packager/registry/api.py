@@ -23,7 +23,7 @@ from packager.package import MANIFEST, staging_dir
 from packager.registry import lineage as lineage_capture
 from packager.registry import schema as t
 from packager.registry.blobs import open_blob_store
-from packager.registry.catalog import make_engine, migrate, write
+from packager.registry.catalog import make_engine, migrate, read, write
 from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
 
 DERIVED_FROM = "derived-from"
@@ -190,7 +190,7 @@ class Registry:
     # ------------------------------------------------------------------ read
     def get(self, ref: str | ModelRef) -> VersionInfo:
         """A version by reference (``name``, ``name@3``, ``name@production``, ``name@sha256:…``) or by UUID."""
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             row = self._resolve(conn, ref)
             return _version_info(conn, row)
 
@@ -228,7 +228,7 @@ class Registry:
             query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(t.models.c.name)
         if limit:
             query = query.limit(limit)
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             return _version_infos(conn, conn.execute(query).all())
 
     def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -240,7 +240,7 @@ class Registry:
         if names is not None:
             query = query.where(t.models.c.name.in_(list(names)))
         summary: dict[str, dict[str, Any]] = {}
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             for name, count, fmt in conn.execute(query).all():
                 entry = summary.setdefault(name, {"name": name, "versions": 0, "formats": []})
                 entry["versions"] += count
@@ -255,7 +255,7 @@ class Registry:
         condition = compile_filter(parse(expression), t)
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
                  .where(condition).order_by(t.models.c.name, t.versions.c.version.desc()).limit(limit))
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             return _version_infos(conn, conn.execute(query).all())
 
     # ------------------------------------------------------------------ pull
@@ -339,7 +339,7 @@ class Registry:
     def referenced_digests(self) -> set[str]:
         from sqlalchemy import select
 
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             return set(conn.execute(select(t.files.c.digest).distinct()).scalars())
 
     def gc(self) -> dict[str, int]:
@@ -359,7 +359,7 @@ class Registry:
 
         query = (select(t.files.c.digest, t.files.c.path, t.files.c.size, t.models.c.name, t.versions.c.version)
                  .join(t.versions, t.versions.c.id == t.files.c.version_id).join(t.models, t.models.c.id == t.versions.c.model_id))
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             rows = conn.execute(query).all()
         verdicts: dict[str, str | None] = {}
         problems = []
@@ -376,7 +376,7 @@ class Registry:
         """The derivation tree around ``ref``: from its root ancestor down to every descendant."""
         from sqlalchemy import select
 
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             start = self._resolve(conn, ref)
             parents = dict(conn.execute(select(t.edges.c.child_id, t.edges.c.parent_id)).all())
             root = start.id
@@ -423,7 +423,7 @@ class Registry:
                  .join(t.files, t.files.c.version_id == t.versions.c.id)
                  .where(t.models.c.name == name, t.files.c.digest == digest, t.files.c.role == "package")
                  .order_by(t.versions.c.version).limit(1))
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             row = conn.execute(query).first()
             return _version_info(conn, row) if row else None
 
@@ -433,7 +433,7 @@ class Registry:
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
                  .join(t.edges, t.edges.c.child_id == t.versions.c.id).where(t.edges.c.parent_id == version_id)
                  .order_by(t.versions.c.version))
-        with self.engine.connect() as conn:
+        with read(self.engine) as conn:
             return _version_infos(conn, conn.execute(query).all())
 
 

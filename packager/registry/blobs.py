@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
-from packager.errors import BlobCorrupt, InputFileError
+from packager.errors import BlobCorrupt, CatalogError, InputFileError
 
 CHUNK = 8 << 20
 
@@ -154,6 +154,38 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _s3_failures(method):
+    """An unreachable endpoint, refused credentials or a missing bucket become CatalogError (HTTP 503
+    from the server) naming the store; generators (streamed reads) are wrapped while they run."""
+    import functools
+    import inspect
+
+    def failure(self, exc: Exception) -> CatalogError:
+        return CatalogError(f"the blob store {self.url} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                            "check PACKAGER_S3_ENDPOINT, the bucket and the credentials")
+
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def streamed(self, *args, **kwargs):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                yield from method(self, *args, **kwargs)
+            except (BotoCoreError, ClientError) as exc:
+                raise failure(self, exc) from exc
+        return streamed
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return method(self, *args, **kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise failure(self, exc) from exc
+    return call
+
+
 class S3BlobStore:
     """``s3://bucket/prefix`` through boto3; ``PACKAGER_S3_ENDPOINT`` (or endpoint_url) for MinIO/moto/…"""
 
@@ -171,6 +203,7 @@ class S3BlobStore:
     def _key(self, digest: str) -> str:
         return "/".join(p for p in (self.prefix, "sha256", digest[:2], digest[2:]) if p)
 
+    @_s3_failures
     def put_file(self, path: Path) -> Blob:
         blob = hash_file(path)
         if self.size(blob.digest) == blob.size:
@@ -182,6 +215,7 @@ class S3BlobStore:
     def exists(self, digest: str) -> bool:
         return self.size(digest) is not None
 
+    @_s3_failures
     def size(self, digest: str) -> int | None:
         from botocore.exceptions import ClientError
 
@@ -192,6 +226,7 @@ class S3BlobStore:
                 return None
             raise
 
+    @_s3_failures
     def chunks(self, digest: str, first: int = 0, last: int | None = None, size: int = 1 << 20) -> Iterator[bytes]:
         """The blob's bytes ``first``..``last`` (inclusive; all by default), streamed for the server's downloads."""
         extra = {"Range": f"bytes={first}-{'' if last is None else last}"} if first or last is not None else {}
@@ -199,6 +234,7 @@ class S3BlobStore:
         while chunk := body.read(size):
             yield chunk
 
+    @_s3_failures
     def copy_to(self, digest: str, target: Path, size: int) -> None:
         from botocore.exceptions import ClientError
 
@@ -210,9 +246,11 @@ class S3BlobStore:
             got = copy_hashing(body, dst)
         _check(got, digest, size)
 
+    @_s3_failures
     def delete(self, digest: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(digest))
 
+    @_s3_failures
     def digests(self) -> Iterator[str]:
         paginator = self.client.get_paginator("list_objects_v2")
         start = "/".join(p for p in (self.prefix, "sha256") if p) + "/"
@@ -222,6 +260,7 @@ class S3BlobStore:
                 if len(parts) == 2:
                     yield parts[0] + parts[1]
 
+    @_s3_failures
     def rehash(self, digest: str) -> str | None:
         import hashlib as _h
 

@@ -103,6 +103,19 @@ def write(engine, work: Callable[[Any], T]) -> T:
     raise CatalogError("catalog write kept conflicting", "retry later")
 
 
+@contextmanager
+def read(engine) -> Iterator[Any]:
+    """A connection for reads: a database that went away is a CatalogError (HTTP 503 from the server), not a driver traceback."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except (OperationalError, InterfaceError) as exc:
+        raise CatalogError(f"cannot read the catalog: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0][:200]}",
+                           "check that the database is running and reachable") from exc
+
+
 def _is_retryable_conflict(exc: Exception) -> bool:
     text = str(exc).lower()
     return "unique" in text or "duplicate key" in text

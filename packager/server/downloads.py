@@ -2,9 +2,10 @@
 byte ranges (206, or 416 outside the file) whether the blob is a local file or an S3 object."""
 from __future__ import annotations
 
+import itertools
 import pathlib
 import re
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from fastapi import HTTPException, Response
 from fastapi.responses import FileResponse, StreamingResponse
@@ -31,10 +32,15 @@ def _streamed(blobs: Any, digest: str, size: int, range_header: str | None, head
     headers = {**headers, "Accept-Ranges": "bytes"}
     span = byte_range(range_header, size) if range_header else None
     if span is None:
-        return StreamingResponse(blobs.chunks(digest), headers={**headers, "Content-Length": str(size)}, media_type=OCTETS)
+        return StreamingResponse(_started(blobs.chunks(digest)), headers={**headers, "Content-Length": str(size)}, media_type=OCTETS)
     first, last = span
     headers.update({"Content-Range": f"bytes {first}-{last}/{size}", "Content-Length": str(last - first + 1)})
-    return StreamingResponse(blobs.chunks(digest, first, last), status_code=206, headers=headers, media_type=OCTETS)
+    return StreamingResponse(_started(blobs.chunks(digest, first, last)), status_code=206, headers=headers, media_type=OCTETS)
+
+
+def _started(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Read the first chunk now: a store that fails fails before the status line is sent (a 503, not a cut-off 200)."""
+    return itertools.chain([next(chunks, b"")], chunks)
 
 
 def byte_range(header: str, size: int) -> tuple[int, int] | None:

@@ -202,6 +202,36 @@ def test_downloads_from_s3_blobs_are_streamed_with_ranges(tmp_path, s3_blobs, pa
         stop()
 
 
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_a_store_that_goes_away_is_a_503_naming_it_not_a_traceback(tmp_path, package_dirs):
+    """Its own PostgreSQL and S3 endpoint, stopped mid-test: reads answer 503 CatalogError, the client raises CatalogError."""
+    import httpx
+
+    from packager.errors import CatalogError
+    from tests.services import make_bucket, start_moto, start_postgres
+
+    catalog, stop_catalog = start_postgres()
+    endpoint, stop_s3 = start_moto()
+    make_bucket(endpoint, "gone")
+    server_env = {"PACKAGER_REGISTRY": catalog, "PACKAGER_S3_ENDPOINT": endpoint}
+    url, stop = start_registry_server(tmp_path / "home", _token_file(tmp_path), blobs="s3://gone/blobs", env=server_env)
+    try:
+        info = remote(url, TOKEN).push(package_dirs["ridge"], "fragile")
+        stop_s3()
+        download = httpx.get(f"{url}/api/v1/versions/{info.ref}/files/model.onnx", timeout=120)
+        assert download.status_code == 503 and download.json()["error"] == "CatalogError" and "s3://gone/blobs" in download.json()["message"]
+        stop_catalog()
+        listing = httpx.get(f"{url}/api/v1/models", timeout=60)
+        assert listing.status_code == 503 and "cannot read the catalog" in listing.json()["message"]
+        with pytest.raises(CatalogError, match="cannot read the catalog"):
+            remote(url, None).list()
+    finally:
+        stop()
+        stop_s3()
+        stop_catalog()
+
+
 def _token_file(folder: Path) -> Path:
     path = folder / "tokens"
     path.write_text(TOKEN + "\n")
