@@ -6,15 +6,12 @@ them), never a half-visible version.
 """
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
 import json
 import math
 import os
 import tempfile
 import threading
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -25,63 +22,14 @@ from packager.registry import schema as t
 from packager.registry.blobs import open_blob_store
 from packager.registry.catalog import make_engine, migrate, read, write
 from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
+from packager.registry.rows import ensure_model, insert_children, move_alias, next_version, now, version_info, version_infos
+from packager.registry.versions import FileEntry, VersionInfo, package_digest
 
 DERIVED_FROM = "derived-from"
-
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    digest: str
-    size: int
-    role: str = "package"
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One version as the catalog knows it."""
-
-    id: str
-    name: str
-    version: int
-    created: str
-    digest: str
-    format: str
-    quantization: str | None
-    validation: str | None
-    size: int
-    description: str | None = None
-    aliases: tuple[str, ...] = ()
-    params: Mapping[str, str] = field(default_factory=dict)
-    metrics: Mapping[str, float] = field(default_factory=dict)
-    tags: Mapping[str, str] = field(default_factory=dict)
-    files: tuple[FileEntry, ...] = ()
-    parents: tuple[str, ...] = ()
-    lineage: Mapping[str, Any] = field(default_factory=dict)
-    manifest: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}@{self.version}"
-
-    def to_dict(self, full: bool = True) -> dict[str, Any]:
-        data = {
-            "ref": self.ref, "id": self.id, "name": self.name, "version": self.version, "created": self.created,
-            "digest": self.digest, "format": self.format, "quantization": self.quantization, "validation": self.validation,
-            "size": self.size, "description": self.description, "aliases": list(self.aliases), "params": dict(self.params),
-            "metrics": dict(self.metrics), "tags": dict(self.tags),
-        }
-        if full:
-            data.update(files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest))
-        return data
 
 
 def default_home() -> Path:
     return Path(os.environ.get("PACKAGER_HOME") or Path.home() / ".packager")
-
-
-def package_digest(entries: Iterable[FileEntry]) -> str:
-    lines = "\n".join(f"{e.path} {e.digest}" for e in sorted(entries, key=lambda e: e.path) if e.role == "package")
-    return hashlib.sha256(lines.encode()).hexdigest()
 
 
 class Registry:
@@ -137,19 +85,19 @@ class Registry:
         parent_ids = list(dict.fromkeys(self.get(parent).id for parent in parents))  # a reference or an id; unknown -> NotFound
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
-        row = {"id": version_id, "created": _now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
+        row = {"id": version_id, "created": now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
                "quantization": _quantization(manifest), "validation": (manifest.get("validation") or {}).get("status"),
                "size": size, "description": description, "manifest": json.dumps(manifest), "lineage": json.dumps(dict(lineage))}
 
         def work(conn):
-            model_id = _ensure_model(conn, name)
-            number = _next_version(conn, model_id)
+            model_id = ensure_model(conn, name)
+            number = next_version(conn, model_id)
             conn.execute(t.versions.insert().values(model_id=model_id, version=number, **row))
-            _insert_children(conn, version_id, entries, params, metrics, tags, lineage.get("data", []))
+            insert_children(conn, version_id, entries, params, metrics, tags, lineage.get("data", []))
             for parent in parent_ids:
                 conn.execute(t.edges.insert().values(child_id=version_id, parent_id=parent, relation=DERIVED_FROM))
             for alias in aliases:
-                _move_alias(conn, model_id, alias, version_id)
+                move_alias(conn, model_id, alias, version_id)
             return number
 
         write(self.engine, work)
@@ -165,7 +113,7 @@ class Registry:
 
     def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
         record: dict[str, Any] = {
-            "captured": _now().isoformat(timespec="seconds"),
+            "captured": now().isoformat(timespec="seconds"),
             "git": lineage_capture.git_info(Path(cwd or Path.cwd())),
             "environment": lineage_capture.environment(manifest.get("versions", {})),
             "data": [lineage_capture.data_reference(uri) for uri in data],
@@ -192,7 +140,7 @@ class Registry:
         """A version by reference (``name``, ``name@3``, ``name@production``, ``name@sha256:…``) or by UUID."""
         with read(self.engine) as conn:
             row = self._resolve(conn, ref)
-            return _version_info(conn, row)
+            return version_info(conn, row)
 
     def _resolve(self, conn, ref: str | ModelRef):
         from sqlalchemy import select
@@ -229,7 +177,7 @@ class Registry:
         if limit:
             query = query.limit(limit)
         with read(self.engine) as conn:
-            return _version_infos(conn, conn.execute(query).all())
+            return version_infos(conn, conn.execute(query).all())
 
     def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Per model: version count, the formats of all its versions, in one grouped query (the UI's model list)."""
@@ -256,7 +204,7 @@ class Registry:
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
                  .where(condition).order_by(t.models.c.name, t.versions.c.version.desc()).limit(limit))
         with read(self.engine) as conn:
-            return _version_infos(conn, conn.execute(query).all())
+            return version_infos(conn, conn.execute(query).all())
 
     # ------------------------------------------------------------------ pull
     def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False) -> Path:
@@ -281,7 +229,7 @@ class Registry:
 
         def work(conn):
             row = self._resolve(conn, ref)
-            _move_alias(conn, row.model_id, alias, row.id)
+            move_alias(conn, row.model_id, alias, row.id)
             return row.id
 
         return self.get(write(self.engine, work))
@@ -390,7 +338,7 @@ class Registry:
             return self._tree(conn, root, children, start.id)
 
     def _tree(self, conn, node_id: str, children: Mapping[str, list[str]], focus: str) -> dict[str, Any]:
-        info = _version_info(conn, self._resolve(conn, node_id), full=False)
+        info = version_info(conn, self._resolve(conn, node_id), full=False)
         kids = sorted((self._tree(conn, kid, children, focus) for kid in children.get(node_id, [])), key=lambda n: n["version"])
         return {"ref": info.ref, "version": info.version, "format": info.format, "quantization": info.quantization,
                 "digest": info.digest, "focus": node_id == focus, "children": kids}
@@ -425,7 +373,7 @@ class Registry:
                  .order_by(t.versions.c.version).limit(1))
         with read(self.engine) as conn:
             row = conn.execute(query).first()
-            return _version_info(conn, row) if row else None
+            return version_info(conn, row) if row else None
 
     def children_of(self, version_id: str) -> list[VersionInfo]:
         from sqlalchemy import select
@@ -434,7 +382,7 @@ class Registry:
                  .join(t.edges, t.edges.c.child_id == t.versions.c.id).where(t.edges.c.parent_id == version_id)
                  .order_by(t.versions.c.version))
         with read(self.engine) as conn:
-            return _version_infos(conn, conn.execute(query).all())
+            return version_infos(conn, conn.execute(query).all())
 
 
 # ---------------------------------------------------------------------- helpers
@@ -444,10 +392,6 @@ def _checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, l
             {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
             {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
             [check_alias(a) for a in aliases])
-
-
-def _now() -> _dt.datetime:
-    return _dt.datetime.now(_dt.timezone.utc)
 
 
 def _is_uuid(text: str) -> bool:
@@ -497,78 +441,3 @@ def _safe_join(root: Path, rel: str) -> Path:
     if not str(target).startswith(str(root.resolve()) + os.sep):
         raise BlobCorrupt(f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it")
     return target
-
-
-def _ensure_model(conn, name: str) -> int:
-    from sqlalchemy import select
-
-    found = conn.execute(select(t.models.c.id).where(t.models.c.name == name)).scalar()
-    if found is not None:
-        return found
-    return conn.execute(t.models.insert().values(name=name, created=_now()).returning(t.models.c.id)).scalar_one()
-
-
-def _next_version(conn, model_id: int) -> int:
-    from sqlalchemy import func, select
-
-    return conn.execute(select(func.coalesce(func.max(t.versions.c.version), 0) + 1).where(t.versions.c.model_id == model_id)).scalar_one()
-
-
-def _insert_children(conn, version_id, entries, params, metrics, tags, data) -> None:
-    if entries:
-        conn.execute(t.files.insert(), [{"version_id": version_id, "path": e.path, "digest": e.digest, "size": e.size, "role": e.role} for e in entries])
-    if params:
-        conn.execute(t.params.insert(), [{"version_id": version_id, "key": k, "value": v} for k, v in params.items()])
-    if metrics:
-        conn.execute(t.metrics.insert(), [{"version_id": version_id, "key": k, "value": v} for k, v in metrics.items()])
-    if tags:
-        conn.execute(t.tags.insert(), [{"version_id": version_id, "key": k, "value": v} for k, v in tags.items()])
-    if data:
-        conn.execute(t.data_refs.insert(), [{"version_id": version_id, **d} for d in data])
-
-
-def _move_alias(conn, model_id: int, alias: str, version_id: str) -> None:
-    from sqlalchemy import delete
-
-    conn.execute(delete(t.aliases).where(t.aliases.c.model_id == model_id, t.aliases.c.alias == alias))
-    conn.execute(t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id))
-
-
-def _version_infos(conn, rows) -> list[VersionInfo]:
-    """Summaries for many versions with four batched look-ups, not four per version."""
-    ids = [row.id for row in rows]
-    extras = _batched_children(conn, ids)
-    return [_build_info(row, *(extras[k].get(row.id, {}) for k in ("aliases", "params", "metrics", "tags"))) for row in rows]
-
-
-def _batched_children(conn, ids: list[str]) -> dict[str, dict[str, Any]]:
-    from sqlalchemy import select
-
-    found: dict[str, dict[str, Any]] = {"aliases": {}, "params": {}, "metrics": {}, "tags": {}}
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        for alias in conn.execute(select(t.aliases.c.version_id, t.aliases.c.alias).where(t.aliases.c.version_id.in_(chunk))):
-            found["aliases"].setdefault(alias.version_id, {})[alias.alias] = True
-        for name, table in (("params", t.params), ("metrics", t.metrics), ("tags", t.tags)):
-            for row in conn.execute(select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(chunk))):
-                found[name].setdefault(row.version_id, {})[row.key] = row.value
-    return found
-
-
-def _version_info(conn, row, full: bool = True) -> VersionInfo:
-    from sqlalchemy import select
-
-    if not full:
-        return _version_infos(conn, [row])[0]
-    vid = row.id
-    extras = _batched_children(conn, [vid])
-    files = tuple(FileEntry(r.path, r.digest, r.size, r.role) for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path)))
-    parents = tuple(conn.execute(select(t.edges.c.parent_id).where(t.edges.c.child_id == vid)).scalars())
-    return _build_info(row, *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
-                       files=files, parents=parents, lineage=json.loads(row.lineage), manifest=json.loads(row.manifest))
-
-
-def _build_info(row, aliases, params, metrics, tags, **extra) -> VersionInfo:
-    created = row.created.isoformat(timespec="seconds") if hasattr(row.created, "isoformat") else str(row.created)
-    return VersionInfo(row.id, row.name, row.version, created, row.digest, row.format, row.quantization, row.validation, row.size,
-                       row.description, tuple(sorted(aliases)), params, metrics, tags, **extra)

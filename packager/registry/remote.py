@@ -15,7 +15,8 @@ from urllib.parse import quote
 from packager import errors
 from packager.errors import BlobCorrupt, CatalogError, MissingDependency, NotFound, PackagerError
 from packager.package import staging_dir
-from packager.registry.api import FileEntry, Registry, VersionInfo, _safe_join
+from packager.registry.api import Registry, _safe_join
+from packager.registry.versions import FileEntry, VersionInfo
 from packager.registry.blobs import hash_file
 from packager.registry.refs import ModelRef
 

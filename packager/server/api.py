@@ -137,7 +137,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
 
     @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
     def record(body: NewVersion) -> VersionDetail:
-        from packager.registry.api import FileEntry
+        from packager.registry.versions import FileEntry
 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
         return registry.record(body.name, body.manifest.model_dump(exclude_unset=True), entries, body.lineage.model_dump(exclude_unset=True), params=body.params,
