@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.deps import Runtime, quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsupportedConversion
+from packager.errors import ConversionError, InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, quantizes, runs
 
 SKLEARN_MAX = (1, 5, 1)
@@ -54,8 +54,7 @@ def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, orig
         with quiet_output():
             model = ct.convert(convertible, inputs=inputs, convert_to=kind, **kwargs)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise ConversionError(f"coremltools cannot convert {what}: {type(exc).__name__}: {first}", "use --to onnx") from exc
+        raise ConversionError(f"coremltools cannot convert {what}: {type(exc).__name__}: {first_line(exc)}", "use --to onnx") from exc
     path = out / ("model.mlpackage" if package else "model.mlmodel")
     model.save(str(path))
     return Artifact(path, {"converter": f"coremltools ({origin})", "converter_version": version_of("coremltools"), "model_type": kind})

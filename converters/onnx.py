@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from packager.deps import Runtime, require, version_of
-from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed
+from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed, first_line
 from packager.plugins import quantizes, runs
 
 # operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
@@ -36,7 +36,7 @@ class OnnxRuntime(Runtime):
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {_first_line(exc)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
+            raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
 
     def predict(self, session: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         declared, names = _io(session)
@@ -48,7 +48,7 @@ class OnnxRuntime(Runtime):
             values = session.run(None, inputs)
         except Exception as exc:
             raise ValidationFailed(
-                f"onnxruntime cannot run the model on the sample: {_first_line(exc)}",
+                f"onnxruntime cannot run the model on the sample: {first_line(exc, 300)}",
                 "the converter produced a graph that fails on these inputs; try another --opset or report it to the converter",
             ) from exc
         wanted = signature.output_names if signature is not None and signature.outputs else names
@@ -74,7 +74,7 @@ class OnnxRuntime(Runtime):
         try:
             proto = onnx.load(str(path), load_external_data=False)
         except Exception as exc:
-            raise InputFileError(f"{Path(path).name} is not a readable ONNX model: {_first_line(exc)}", "re-export it") from exc
+            raise InputFileError(f"{Path(path).name} is not a readable ONNX model: {first_line(exc, 300)}", "re-export it") from exc
         return {
             "ir_version": proto.ir_version,
             "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
@@ -113,11 +113,6 @@ def _cast(array: Any, onnx_type: str) -> Any:
     return np.asarray(array, dtype=wanted) if wanted is not None else np.asarray(array)
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
-
-
 # ---------------------------------------------------------------- quantization
 
 @quantizes("onnx", modes={"dynamic", "static", "fp16", "auto"})
@@ -146,7 +141,7 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
     except NotQuantizable:
         raise
     except Exception as exc:
-        raise ConversionError(f"onnxruntime quantization ({mode}) failed: {_first_line(exc)}", "try another --quantize mode, or --quantize auto") from exc
+        raise ConversionError(f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto") from exc
     return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], **settings, "tool": f"onnxruntime {version_of('onnxruntime')}"})
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from packager.errors import InputFileError, UsageError
+from packager.errors import InputFileError, UsageError, first_line
 from packager.signature import Signature, TensorSpec
 
 INPUT_SUFFIXES = (".csv", ".parquet", ".npy", ".jsonl")
@@ -38,7 +38,7 @@ def open_source(path: str | Path) -> DataSource:
     try:
         return _describe(path, kind)
     except Exception as exc:
-        raise InputFileError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})", f"check that it is a valid {kind} file") from exc
+        raise InputFileError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {first_line(exc)})", f"check that it is a valid {kind} file") from exc
 
 
 def _describe(path: Path, kind: str) -> DataSource:
@@ -68,7 +68,7 @@ def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, An
         for start in range(0, array.shape[0], batch_size):
             yield np.array(array[start:start + batch_size])  # a writable copy: torch refuses read-only memory
         return
-    batches = _reading(source, _table_batches(source.path, source.kind, batch_size, column_types or {}))
+    batches = _reading(source, _table_batches(source.path, source.kind, batch_size, column_types))
     # Parquet already yields batch_size rows (fewer at row-group ends): re-cutting would only cost
     yield from batches if source.kind == "parquet" else _rebatch(batches, batch_size)
 
@@ -78,7 +78,7 @@ def _reading(source: DataSource, batches: Iterator[Any]) -> Iterator[Any]:
     try:
         yield from batches
     except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise InputFileError(f"cannot read {source.path.name} to the end ({str(exc).splitlines()[0][:200]})",
+        raise InputFileError(f"cannot read {source.path.name} to the end ({first_line(exc)})",
                              "fix the value, or convert the file to Parquet with explicit column types") from exc
 
 
@@ -96,7 +96,7 @@ def _table_batches(path: Path, kind: str, batch_size: int, column_types: dict[st
         import pyarrow as pa
         import pyarrow.json as pjson
 
-        schema = pa.schema(list((column_types or {}).items())) if column_types else None
+        schema = pa.schema(list(column_types.items())) if column_types else None
         parse = pjson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="infer")
         yield from pjson.open_json(path, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES), parse_options=parse)
 

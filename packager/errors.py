@@ -8,6 +8,12 @@ from __future__ import annotations
 import contextlib
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's first message line, for one-line errors (its class name when the message is empty)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 class PackagerError(Exception):
     """Base of every error packager raises on purpose."""
 

@@ -196,3 +196,12 @@ def test_demo_converts_to_every_reachable_target(tmp_path):
     assert report["registry"] == f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
     onnx = next(c for c in report["lineage"]["children"] if c["ref"] == rows["onnx"]["pushed"])
     assert {c["quantization"] for c in onnx["children"]} == {"dynamic", "fp16"}
+
+
+def test_one_line_errors_survive_exceptions_without_a_message():
+    """Wrapping a library failure must not fail itself: an empty message once meant IndexError in the except block."""
+    from packager.errors import first_line
+
+    assert first_line(ValueError()) == "ValueError"
+    assert first_line(RuntimeError("  first\nsecond")) == "first"
+    assert len(first_line(OSError("x" * 500), 300)) == 300

@@ -14,7 +14,7 @@ import click
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL the server fronts (default: the embedded one).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store the server fronts.")
 def command(host, port, token_file, read_token, registry_url, blobs):
-    """Serve the registry: REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
+    """Serve the registry: web UI at /, REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
     import uvicorn
 
     from packager.registry.api import Registry

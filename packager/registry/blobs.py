@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Protocol
 
-from packager.errors import BlobCorrupt, CatalogError, InputFileError
+from packager.errors import BlobCorrupt, CatalogError, InputFileError, first_line
 
 CHUNK = 8 << 20
 
@@ -161,7 +161,7 @@ def _s3_failures(method):
     import inspect
 
     def failure(self, exc: Exception) -> CatalogError:
-        return CatalogError(f"the blob store {self.url} failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+        return CatalogError(f"the blob store {self.url} failed: {type(exc).__name__}: {first_line(exc)}",
                             "check PACKAGER_S3_ENDPOINT, the bucket and the credentials")
 
     if inspect.isgeneratorfunction(method):

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
 
-from packager.errors import CatalogError, MissingDependency, UsageError
+from packager.errors import CatalogError, MissingDependency, UsageError, first_line
 
 T = TypeVar("T")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -112,7 +112,7 @@ def read(engine) -> Iterator[Any]:
         with engine.connect() as connection:
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise CatalogError(f"cannot read the catalog: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0][:200]}",
+        raise CatalogError(f"cannot read the catalog: {first_line(getattr(exc, 'orig', None) or exc)}",
                            "check that the database is running and reachable") from exc
 
 

@@ -16,9 +16,9 @@ from packager import errors
 from packager.errors import BlobCorrupt, CatalogError, MissingDependency, NotFound, PackagerError
 from packager.package import staging_dir
 from packager.registry.api import Registry, _safe_join
-from packager.registry.versions import FileEntry, VersionInfo
 from packager.registry.blobs import hash_file
 from packager.registry.refs import ModelRef
+from packager.registry.versions import FileEntry, VersionInfo
 
 CHUNK = 1 << 20
 
@@ -81,19 +81,19 @@ class RemoteRegistry(Registry):
         body = {"name": name, "manifest": dict(manifest), "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries}, "lineage": dict(lineage),
                 "params": {k: str(v) for k, v in (params or {}).items()}, "metrics": dict(metrics or {}), "tags": dict(tags or {}),
                 "aliases": list(aliases), "description": description, "parents": list(parents)}
-        return _info(self._call("POST", "/versions", json=body))
+        return VersionInfo.from_dict(self._call("POST", "/versions", json=body))
 
     # ------------------------------------------------------------------ read
     def get(self, ref: str | ModelRef) -> VersionInfo:
-        return _info(self._call("GET", f"/versions/{_q(ref)}"))
+        return VersionInfo.from_dict(self._call("GET", f"/versions/{_q(ref)}"))
 
     def list(self, name: str | None = None, limit: int | None = None) -> list[VersionInfo]:
         params = {"limit": limit} if limit else {}
         rows = self._call("GET", f"/models/{_q(name)}/versions" if name else "/models", params=params)
-        return [_info(r) for r in rows]
+        return [VersionInfo.from_dict(r) for r in rows]
 
     def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
-        return [_info(r) for r in self._call("GET", "/search", params={"q": expression, "limit": limit})]
+        return [VersionInfo.from_dict(r) for r in self._call("GET", "/search", params={"q": expression, "limit": limit})]
 
     def lineage(self, ref: str | ModelRef) -> dict[str, Any]:
         return self._call("GET", f"/versions/{_q(ref)}/lineage")
@@ -123,26 +123,26 @@ class RemoteRegistry(Registry):
 
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
         try:
-            return _info(self._call("GET", f"/models/{_q(name)}/versions/by-file/{digest}"))
+            return VersionInfo.from_dict(self._call("GET", f"/models/{_q(name)}/versions/by-file/{digest}"))
         except NotFound:
             return None
 
     def children_of(self, version_id: str) -> list[VersionInfo]:
-        return [_info(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
+        return [VersionInfo.from_dict(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
 
     # ------------------------------------------------------------------ change
     def set_alias(self, ref: str | ModelRef, alias: str) -> VersionInfo:
         name = str(ref).partition("@")[0]
-        return _info(self._call("PUT", f"/models/{_q(name)}/aliases/{_q(alias)}", json={"ref": str(ref)}))
+        return VersionInfo.from_dict(self._call("PUT", f"/models/{_q(name)}/aliases/{_q(alias)}", json={"ref": str(ref)}))
 
     def remove_alias(self, name: str, alias: str) -> None:
         self._call("DELETE", f"/models/{_q(name)}/aliases/{_q(alias)}")
 
     def tag(self, ref: str | ModelRef, tags: Mapping[str, str], remove: Iterable[str] = ()) -> VersionInfo:
-        return _info(self._call("PATCH", f"/versions/{_q(ref)}/tags", json={"set": dict(tags), "remove": list(remove)}))
+        return VersionInfo.from_dict(self._call("PATCH", f"/versions/{_q(ref)}/tags", json={"set": dict(tags), "remove": list(remove)}))
 
     def delete(self, ref: str | ModelRef) -> VersionInfo:
-        return _info(self._call("DELETE", f"/versions/{_q(ref)}"))
+        return VersionInfo.from_dict(self._call("DELETE", f"/versions/{_q(ref)}"))
 
     def gc(self) -> dict[str, int]:
         return self._call("POST", "/gc")
@@ -156,15 +156,6 @@ class RemoteRegistry(Registry):
 
 def _q(ref: Any) -> str:
     return quote(str(ref), safe="@:")
-
-
-def _info(data: Mapping[str, Any]) -> VersionInfo:
-    files = tuple(FileEntry(f["path"], f["digest"], f["size"], f.get("role", "package")) for f in data.get("files", ()))
-    return VersionInfo(id=data["id"], name=data["name"], version=data["version"], created=data["created"], digest=data["digest"],
-                       format=data["format"], quantization=data.get("quantization"), validation=data.get("validation"), size=data["size"],
-                       description=data.get("description"), aliases=tuple(data.get("aliases", ())), params=data.get("params", {}),
-                       metrics=data.get("metrics", {}), tags=data.get("tags", {}), files=files, parents=tuple(data.get("parents", ())),
-                       lineage=data.get("lineage", {}), manifest=data.get("manifest", {}))
 
 
 def _error_from(response: Any) -> PackagerError:

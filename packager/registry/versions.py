@@ -53,6 +53,16 @@ class VersionInfo:
             data.update(files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest))
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "VersionInfo":
+        """The inverse of ``to_dict`` (a summary leaves files, parents, lineage and manifest empty)."""
+        files = tuple(FileEntry(f["path"], f["digest"], f["size"], f.get("role", "package")) for f in data.get("files", ()))
+        return cls(id=data["id"], name=data["name"], version=data["version"], created=data["created"], digest=data["digest"],
+                   format=data["format"], quantization=data.get("quantization"), validation=data.get("validation"), size=data["size"],
+                   description=data.get("description"), aliases=tuple(data.get("aliases", ())), params=data.get("params", {}),
+                   metrics=data.get("metrics", {}), tags=data.get("tags", {}), files=files, parents=tuple(data.get("parents", ())),
+                   lineage=data.get("lineage", {}), manifest=data.get("manifest", {}))
+
 
 def package_digest(entries: Iterable[FileEntry]) -> str:
     lines = "\n".join(f"{e.path} {e.digest}" for e in sorted(entries, key=lambda e: e.path) if e.role == "package")

@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
+from packager.commands._render import human_size
 from packager.errors import PackagerError, UsageError
 
 HERE = Path(__file__).parent
@@ -20,7 +21,7 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     from jinja2 import Environment, FileSystemLoader, select_autoescape
 
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
-    env.filters["filesize"] = _filesize
+    env.filters["filesize"] = human_size
     env.filters["num"] = lambda x: "—" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
     env.filters["urlencode"] = lambda s: quote(str(s), safe="@")
     router = APIRouter(dependencies=[Depends(read_guard)], include_in_schema=False)
@@ -72,19 +73,10 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     return router
 
 
-def _filesize(size: Any) -> str:
-    size = float(size or 0)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
-
-
 def comparison_rows(versions: list[Any]) -> list[dict[str, Any]]:
     """One row per field (format, size, validation, every param and metric); ``differs`` highlights it."""
     fields: list[tuple[str, Any]] = [("format", lambda v: v.format), ("quantization", lambda v: v.quantization),
-                                     ("validation", lambda v: v.validation), ("size", lambda v: _filesize(v.size))]
+                                     ("validation", lambda v: v.validation), ("size", lambda v: human_size(v.size))]
     for key in sorted({k for v in versions for k in v.params}):
         fields.append((f"param.{key}", lambda v, k=key: v.params.get(k)))
     for key in sorted({k for v in versions for k in v.metrics}):
