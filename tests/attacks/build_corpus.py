@@ -20,6 +20,7 @@ class Attack:
     name: str
     path: Path
     expect: str  # "unsafe" (UnsafeModelError) or "input" (InputFileError) or "either"
+    runs_code: bool = True  # its payload runs code or touches files when loaded naively (the sandbox must contain it)
 
 
 # ------------------------------------------------------------------ raw pickle building blocks
@@ -223,7 +224,7 @@ def damaged(out: Path, sources: dict[str, Path]) -> list[Attack]:
         cut.write_bytes(data[: len(data) // 2])
         noise = out / f"random_{fmt}{source.suffix}"
         noise.write_bytes(bytes(rng.getrandbits(8) for _ in range(2048)))
-        attacks += [Attack(cut.name, cut, "either"), Attack(noise.name, noise, "either")]
+        attacks += [Attack(cut.name, cut, "either", runs_code=False), Attack(noise.name, noise, "either", runs_code=False)]
     return attacks
 
 
@@ -278,7 +279,22 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     sources = {"pickle": out / "reduce_os_system.pkl", "torchscript": benign / "script.pt", "pt2": benign / "program.pt2",
                "keras": benign / "model.keras", "hdf5": benign / "model.h5", "state_dict": benign / "state.pth"}
     attacks += damaged(out, sources)
+    for family in families():
+        family_out = out / family.__name__.rsplit(".", 1)[-1]
+        family_out.mkdir(exist_ok=True)
+        attacks += family.build(family_out, marker, benign)
     return attacks
+
+
+def families() -> list:
+    """Attack families beyond the ones above: every module in ``tests/attacks/families/`` with a
+    ``build(out, marker, benign) -> list[Attack]`` (one module per family, so they grow apart)."""
+    import importlib
+    import pkgutil
+
+    from tests.attacks import families as package
+
+    return [importlib.import_module(f"{package.__name__}.{info.name}") for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)]
 
 
 if __name__ == "__main__":
