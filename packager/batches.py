@@ -26,6 +26,7 @@ class DataSource:
     columns: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
     rows: int | None = None
+    tensor_columns: frozenset[str] = frozenset()  # columns holding a list (a tensor) per row: Parquet/JSON lines only
 
 
 def open_source(path: str | Path) -> DataSource:
@@ -51,9 +52,18 @@ def _describe(path: Path, kind: str) -> DataSource:
         import pyarrow.parquet as pq
 
         meta = pq.ParquetFile(path)
-        return DataSource(path, kind, columns=tuple(meta.schema_arrow.names), rows=meta.metadata.num_rows)
+        schema = meta.schema_arrow
+        return DataSource(path, kind, columns=tuple(schema.names), rows=meta.metadata.num_rows, tensor_columns=_list_columns(schema))
     first = next(_table_batches(path, kind, 1 << 16), None)
-    return DataSource(path, kind, columns=tuple(first.schema.names) if first is not None else ())
+    if first is None:
+        return DataSource(path, kind)
+    return DataSource(path, kind, columns=tuple(first.schema.names), tensor_columns=_list_columns(first.schema))
+
+
+def _list_columns(schema: Any) -> frozenset[str]:
+    import pyarrow as pa
+
+    return frozenset(f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))
 
 
 def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -135,6 +145,7 @@ class FeedPlan:
 
     signature: Signature
     columns: dict[str, tuple[str, ...]]  # input name -> table columns ((): the .npy array)
+    tensors: frozenset[str] = frozenset()  # inputs fed from one list column (a tensor per row), not from scalar columns
 
     def column_types(self) -> dict[str, Any]:
         """Column -> the pyarrow type its input needs (text, integer, float or bool), for CSV/JSON parsing."""
@@ -145,6 +156,9 @@ class FeedPlan:
         for spec in self.signature.inputs:
             kind = "U" if spec.is_text else np.dtype(spec.dtype).kind
             arrow = {"U": pa.string(), "i": pa.int64(), "u": pa.int64(), "b": pa.bool_()}.get(kind, pa.float64())
+            if spec.name in self.tensors:
+                for _ in spec.shape[1:]:
+                    arrow = pa.list_(arrow)
             types.update({column: arrow for column in self.columns[spec.name]})
         return types
 
@@ -157,10 +171,28 @@ class FeedPlan:
         feeds = {}
         index = {name: i for i, name in enumerate(batch.schema.names)}  # by position: a lookup by name per column costs
         for spec in self.signature.inputs:
+            if spec.name in self.tensors:
+                feeds[spec.name] = _tensor_rows(batch.column(index[spec.name]), spec)
+                continue
             arrays = [_to_numpy(batch.column(index[name])) for name in self.columns[spec.name]]
             matrix = np.column_stack(arrays) if len(arrays) > 1 or self.signature.columnar else arrays[0].reshape(-1, 1)
             feeds[spec.name] = matrix.astype(_numpy_dtype(spec), copy=False)
         return feeds
+
+
+def _tensor_rows(column: Any, spec: TensorSpec) -> Any:
+    """A list column (one tensor per row, nested lists for higher ranks) as one (rows, *shape) array."""
+    import numpy as np
+
+    rows, shape, values = len(column), [], column
+    for _ in spec.shape[1:]:
+        widths = values.value_lengths().to_numpy(zero_copy_only=False) if hasattr(values, "value_lengths") else np.array([values.type.list_size])
+        if len(widths) and (widths != widths[0]).any():
+            raise UsageError(f"the rows of column {spec.name} hold lists of different lengths ({widths.min()} to {widths.max()})",
+                             "pad them to one length per batch (or use --batch-size 1)")
+        shape.append(int(widths[0]) if len(widths) else 0)
+        values = values.flatten()
+    return _to_numpy(values).astype(_numpy_dtype(spec), copy=False).reshape(rows, *shape)
 
 
 def _to_numpy(column: Any) -> Any:
@@ -176,12 +208,22 @@ def plan_feeds(signature: Signature, source: DataSource) -> FeedPlan:
     if source.kind == "npy":
         return _plan_array(signature, source)
     columns = list(source.columns)
+    tensors = frozenset(s.name for s in signature.inputs if s.name in source.tensor_columns and len(s.shape) > 1)
     if signature.columnar or len(signature.inputs) > 1:
         missing = [s.name for s in signature.inputs if s.name not in columns]
         if missing:
-            raise UsageError(f"{source.path.name} lacks the columns {missing} the model needs", f"it has {columns[:20]}; rename the columns to the model's inputs {signature.input_names}")
-        return FeedPlan(signature, {s.name: (s.name,) for s in signature.inputs})
+            hint = "one column per input, holding a list per row for tensor inputs (Parquet or JSON lines; CSV cannot hold lists)"
+            raise UsageError(f"{source.path.name} lacks the columns {missing} the model needs",
+                             f"it has {columns[:20]}; give {hint}, named as the model's inputs {signature.input_names}")
+        flat = [s.name for s in signature.inputs if s.name not in tensors and tuple(s.shape[1:]) not in ((), (1,))]
+        if flat and not signature.columnar:
+            raise UsageError(f"the columns {flat} of {source.path.name} hold one value per row, the model's inputs take tensors "
+                             f"{[tuple(s.shape[1:]) for s in signature.inputs if s.name in flat]}",
+                             "store each input as a list column (Parquet or JSON lines), one tensor per row")
+        return FeedPlan(signature, {s.name: (s.name,) for s in signature.inputs}, tensors)
     spec = signature.inputs[0]
+    if spec.name in tensors:
+        return FeedPlan(signature, {spec.name: (spec.name,)}, tensors)
     width = _width(spec)
     if spec.name in columns and width == 1:
         return FeedPlan(signature, {spec.name: (spec.name,)})

@@ -236,3 +236,40 @@ def test_bench_baseline_runs_one_pass_only_where_it_gives_what_predict_gives(win
     assert not np.array_equal(plugin.serve(svc, svc_signature, svc_feeds)["label"], svc.predict(wine["X"][:, :2]))  # seeded: one row differs
     chosen = _baseline_call(plugin, svc, svc_signature, svc_feeds)
     assert chosen.__name__ == "predict" and np.array_equal(chosen(svc_feeds)["label"], svc.predict(wine["X"][:, :2]))
+
+
+@pytest.mark.parametrize("kind", ["parquet", "jsonl"])
+def test_a_two_input_model_reads_one_list_column_per_input(tmp_path, kind):
+    """Each input is a tensor per row, stored as a list column (was exit 70: 'setting an array element with a sequence')."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from fixtures.torch_models import two_inputs
+
+    model, data = two_inputs()
+    package = convert(model, to="onnx", sample=data, out=tmp_path / "onnx")
+    path = tmp_path / f"rows.{kind}"
+    if kind == "parquet":
+        pq.write_table(pa.table({name: pa.array(list(rows), type=pa.list_(pa.float32())) for name, rows in data.items()}), path)
+    else:
+        path.write_text("".join(json.dumps({"x": x.tolist(), "y": y.tolist()}) + "\n" for x, y in zip(data["x"], data["y"])))
+    result = run_cli("predict", str(package.path), str(path), "-o", str(tmp_path / "out.parquet"), "--batch-size", "10")
+    assert result.returncode == 0, result.stderr
+    got = pd.read_parquet(tmp_path / "out.parquet")
+    with torch.no_grad():
+        logits, mean = model(torch.from_numpy(data["x"]), torch.from_numpy(data["y"]))
+    np.testing.assert_allclose(got[["output_0_0", "output_0_1"]].to_numpy(), logits.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["output_1"].to_numpy(), mean.numpy(), atol=1e-5)
+
+
+def test_a_tensor_input_given_as_scalar_columns_is_refused_before_any_work(tmp_path):
+    from fixtures.torch_models import two_inputs
+
+    model, data = two_inputs()
+    package = convert(model, to="onnx", sample=data, out=tmp_path / "onnx")
+    pd.DataFrame({"x": data["x"][:, 0], "y": data["y"][:, 0]}).to_parquet(tmp_path / "flat.parquet")
+    result = run_cli("predict", str(package.path), str(tmp_path / "flat.parquet"), "-o", str(tmp_path / "out.parquet"))
+    assert result.returncode == 2
+    assert "hold one value per row" in result.stderr and "list column" in result.stderr
+    assert not (tmp_path / "out.parquet").exists()
