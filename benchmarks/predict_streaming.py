@@ -5,8 +5,10 @@
    alternated 5 times in one run; the median ratio is the overhead (target <= 1.05).
 2. Streaming: a generated Parquet file of about 5 GB through `packager predict` in a child
    process; its peak RSS (VmHWM read by a watcher) must stay under 1 GB.
+3. CSV against Parquet: the same 2 M rows as CSV (about 400 MB) and as Parquet, each through
+   `packager predict`; the CSV path's peak RSS must be within 50 MB of the Parquet path's.
 
-    python benchmarks/predict_streaming.py [--gigabytes 5]     # writes benchmarks/results/predict_streaming.json
+    python benchmarks/predict_streaming.py [--gigabytes 5] [--only csv]   # writes benchmarks/results/predict_streaming.json
 """
 from __future__ import annotations
 
@@ -107,24 +109,47 @@ def streaming(package: Path, work: Path, gigabytes: float) -> dict:
     write_parquet(data, rows)
     generated = time.perf_counter() - started
     out = work / "big-out.parquet"
-    command = [sys.executable, "-m", "packager.cli", "predict", str(package), str(data), "-o", str(out), "--force", "--batch-size", "16384", "--json"]
+    summary, peak_kb, elapsed = _predict_in_child(package, data, out, batch=16384)
+    result = {"input_bytes": data.stat().st_size, "rows": summary["rows"], "generate_seconds": round(generated, 1), "predict_seconds": round(elapsed, 1),
+              "rows_per_second": round(summary["rows"] / elapsed), "peak_rss_mb": round(peak_kb / 1024, 1), "target_mb": 1024}
+    data.unlink()
+    out.unlink()
+    return result
+
+
+def csv_against_parquet(package: Path, work: Path, rows: int = 2_000_000) -> dict:
+    """The same rows as CSV and as Parquet through `packager predict` (batch 1024): peak RSS side by side."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    parquet, csv = work / "same.parquet", work / "same.csv"
+    write_parquet(parquet, rows, row_group=1 << 17)
+    pcsv.write_csv(pq.read_table(parquet), csv)
+    result: dict = {"rows": rows}
+    for data in (parquet, csv):
+        summary, peak_kb, elapsed = _predict_in_child(package, data, work / "same-out.parquet", batch=1024)
+        result[data.suffix.lstrip(".")] = {"input_bytes": data.stat().st_size, "peak_rss_mb": round(peak_kb / 1024, 1), "predict_seconds": round(elapsed, 2)}
+        data.unlink()
+    result["csv_minus_parquet_mb"] = round(result["csv"]["peak_rss_mb"] - result["parquet"]["peak_rss_mb"], 1)
+    result["target_mb"] = 50
+    return result
+
+
+def _predict_in_child(package: Path, data: Path, out: Path, batch: int) -> tuple[dict, int, float]:
+    """Run `packager predict --json` in a child process; its summary, peak RSS (KB, VmHWM) and wall time."""
+    command = [sys.executable, "-m", "packager.cli", "predict", str(package), str(data), "-o", str(out), "--force", "--batch-size", str(batch), "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     peak_kb = 0
     while child.poll() is None:
         peak_kb = max(peak_kb, _hwm_kb(child.pid))
-        time.sleep(0.2)
+        time.sleep(0.05)
     stdout, stderr = child.communicate()
     if child.returncode:
         raise SystemExit(f"predict failed: {stderr.decode()[-2000:]}")
-    elapsed = time.perf_counter() - started
-    summary = json.loads(stdout)
-    result = {"input_bytes": data.stat().st_size, "rows": summary["rows"], "generate_seconds": round(generated, 1), "predict_seconds": round(elapsed, 1),
-              "rows_per_second": round(summary["rows"] / elapsed), "peak_rss_mb": round(peak_kb / 1024, 1), "target_mb": 1024}
-    data.unlink()
-    out.unlink()
-    return result
+    out.unlink(missing_ok=True)
+    return json.loads(stdout), peak_kb, time.perf_counter() - started
 
 
 def _hwm_kb(pid: int) -> int:
@@ -140,6 +165,7 @@ def _hwm_kb(pid: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--gigabytes", type=float, default=5.0)
+    parser.add_argument("--only", choices=["csv"], help="Rerun one part, keeping the other figures on disk.")
     args = parser.parse_args()
     import shutil
 
@@ -148,7 +174,12 @@ def main() -> None:
     package = build_model(WORK)
     from packager.bench import describe_machine
 
-    result = {"machine": describe_machine(1), "overhead": overhead(package, WORK), "streaming": streaming(package, WORK, args.gigabytes)}
+    if args.only:
+        result = json.loads((RESULTS / "predict_streaming.json").read_text())
+        result["csv_against_parquet"] = csv_against_parquet(package, WORK)
+    else:
+        result = {"machine": describe_machine(1), "overhead": overhead(package, WORK), "streaming": streaming(package, WORK, args.gigabytes),
+                  "csv_against_parquet": csv_against_parquet(package, WORK)}
     (RESULTS / "predict_streaming.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     shutil.rmtree(WORK, ignore_errors=True)
