@@ -205,3 +205,21 @@ def test_one_line_errors_survive_exceptions_without_a_message():
     assert first_line(ValueError()) == "ValueError"
     assert first_line(RuntimeError("  first\nsecond")) == "first"
     assert len(first_line(OSError("x" * 500), 300)) == 300
+
+
+def test_to_all_exits_0_when_every_target_passed_or_was_refused_by_design(fixtures, tmp_path):
+    """Core ML and MLeap refuse scikit-learn models by design: an answer, not a failure (was exit 1)."""
+    result = run_cli("convert", fixtures["ridge"].model, "--to", "all", "-o", str(tmp_path / "all"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert "passed" in last and "refused by design" in last and "failed" not in last
+
+
+def test_several_targets_exit_with_the_failures_code_and_say_which_failed(fixtures, tmp_path):
+    np = pytest.importorskip("numpy")
+    np.save(tmp_path / "wrong.npy", np.zeros((4, 3), dtype=np.float32))  # the ridge model takes more features
+    result = run_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "--sample", str(tmp_path / "wrong.npy"),
+                     "-o", str(tmp_path / "two"), "--json")
+    rows = json.loads(result.stdout)
+    assert result.returncode == 2 and [r["status"] for r in rows] == ["error", "error"]
+    assert all(r["error"].startswith(("UsageError", "SampleError")) for r in rows)

@@ -15,9 +15,11 @@ def human_size(size: int | None) -> str:
     return str(size)
 
 
-def result_row(target: str, package: Any = None, error: Exception | None = None) -> dict[str, Any]:
+def result_row(target: str, package: Any = None, error: Exception | None = None, by_design: bool = True) -> dict[str, Any]:
+    """One target's result; an error is "refused" when it is a documented limit (``by_design``), else "error"."""
     if error is not None:
-        return {"target": target, "status": "refused", "error": error.one_line() if hasattr(error, "one_line") else str(error)}
+        return {"target": target, "status": "refused" if by_design else "error",
+                "error": error.one_line() if hasattr(error, "one_line") else str(error)}
     m = package.manifest
     v = m.validation
     numeric = [o["max_abs"] for o in v["outputs"] if o["max_abs"] is not None]
@@ -45,10 +47,10 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
     table = Table(title="packager results")
     for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "validated by", "file / reason"):
         table.add_column(column, overflow="fold")
-    styles = {"passed": "green", "failed": "red", "refused": "yellow"}
+    styles = {"passed": "green", "failed": "red", "error": "red", "refused": "yellow"}
     for r in rows:
         status = f"[{styles.get(r['status'], 'cyan')}]{r['status']}[/]"
-        if r["status"] == "refused":
+        if r["status"] in ("refused", "error"):
             table.add_row(r["target"], status, "", "", "", "", "", escape(r["error"]))
             continue
         size = human_size(r["size"])
@@ -59,6 +61,21 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
         where = _relative(r["path"]) + (f"  → {r['pushed']}" if r.get("pushed") else "")
         table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, r["runtime"], where)
     console()(table)
+    if len(rows) > 1:
+        console()(summary_line(rows))
+
+
+def summary_line(rows: list[dict[str, Any]]) -> str:
+    """How many targets passed, were refused by design (documented limits), or failed."""
+    from packager.validation import NOT_EXECUTED, PASSED
+
+    counts = {status: sum(r["status"] == status for r in rows) for status in (PASSED, NOT_EXECUTED, "refused")}
+    failed = len(rows) - sum(counts.values())
+    parts = [f"{counts[PASSED]} passed"]
+    parts += [f"{counts[NOT_EXECUTED]} {NOT_EXECUTED}"] if counts[NOT_EXECUTED] else []
+    parts += [f"{counts['refused']} refused by design (documented limits)"] if counts["refused"] else []
+    parts += [f"{failed} failed"] if failed else []
+    return ", ".join(parts)
 
 
 def console():

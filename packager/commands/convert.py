@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from packager.commands._render import conversion_table, progress_reporter, result_row
+from packager.errors import NotQuantizable, UnsupportedConversion
 
 
 @click.command("convert")
@@ -50,7 +51,7 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
     several = len(wanted) > 1
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
     source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
-    rows, failed = [], False
+    rows, failures = [], []
     with progress_reporter(as_json) as report:
         for target in wanted:
             destination = (base / target) if several else base
@@ -66,11 +67,17 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
             except PackagerError as exc:
                 if not several:
                     raise
-                failed = True
-                rows.append(result_row(target, error=exc))
+                by_design = isinstance(exc, REFUSED_BY_DESIGN)
+                failures += [] if by_design else [exc]
+                rows.append(result_row(target, error=exc, by_design=by_design))
     if as_json:
         emit_json(rows)
     else:
         conversion_table(rows)
-    if failed:
-        raise SystemExit(1)
+    if failures:  # a target refused by design (a documented limit) is an answer; anything else fails the run
+        raise SystemExit(failures[0].exit_code)
+
+
+# The converter or format documents that it cannot take this model or quantization: with several
+# targets, such a refusal is part of the answer (exit 0); every other error is a failure.
+REFUSED_BY_DESIGN = (UnsupportedConversion, NotQuantizable)
