@@ -12,8 +12,14 @@ from packager.plugins import PluginRegistry, default_registry
 from packager.validation import ValidationReport, Tolerance, tolerance_for
 
 
-def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
-    """Format, size, and what the format's runtime or the source framework can tell about the file."""
+def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None, model_class: str | None = None,
+            dynamic_axes: str | None = None, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Format, size, and what the format's runtime or the source framework can tell about the file.
+
+    ``sample``, ``input_shape``, ``model_class`` and ``dynamic_axes`` build the signature as in ``convert``.
+    Without them, a model that needs them (a torch file has no shapes, a state dict no code) is
+    described as far as it can be, with a ``note`` naming the option to add, instead of failing."""
+    from packager.errors import UsageError
     from packager.safety import check_file
 
     registry = registry or default_registry()
@@ -29,9 +35,16 @@ def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry |
     if any(fmt in p.cls.file_formats for p in registry.frameworks.values()):
         from packager.conversion import load_source, prepare_inputs
 
-        source = load_source(path, trust=trust, registry=registry)
-        signature, _, _ = prepare_inputs(source, registry=registry)
-        info.update({"framework": source.framework, "model_class": source.info.model_class, **source.info.details, "signature": signature.to_dict()})
+        given = sample is not None or input_shape or model_class or dynamic_axes
+        try:
+            source = load_source(path, trust=trust, model_class=model_class, registry=registry)
+            info.update({"framework": source.framework, "model_class": source.info.model_class, **source.info.details})
+            signature, _, _ = prepare_inputs(source, sample, input_shape, registry, dynamic_axes)
+            info["signature"] = signature.to_dict()
+        except UsageError as exc:
+            if given:
+                raise
+            info["note"] = f"{exc.what}; {exc.hint}" if exc.hint else exc.what
     return info
 
 

@@ -181,6 +181,31 @@ def test_state_dict_with_model_class_through_the_cli(models, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+def test_inspect_takes_the_signature_options_of_convert(models, tmp_path):
+    """inspect used to ask for --sample / --model-class without accepting them; now it takes them, and
+    without them describes what it can and names the option in a note (exit 0)."""
+    import torch
+
+    model, sample = models["mlp"]
+    (tmp_path / "mymodels.py").write_text(MODEL_CODE)
+    torch.save({f"body.{k}": v for k, v in model.state_dict().items()}, tmp_path / "weights.pth")
+    torch.jit.save(torch.jit.trace(model, torch.from_numpy(sample[:2])), tmp_path / "traced.pt")
+    np.save(tmp_path / "x.npy", sample)
+    bare = run_cli("inspect", "traced.pt", "--json", cwd=tmp_path)
+    assert bare.returncode == 0, bare.stderr
+    info = json.loads(bare.stdout)
+    assert info["format"] == "torchscript" and "signature" not in info and "--sample" in info["note"]
+    shaped = json.loads(run_cli("inspect", "traced.pt", "--input-shape", "1,20", "--json", cwd=tmp_path).stdout)
+    assert shaped["signature"]["inputs"][0]["shape"] == [None, 20] and shaped["signature"]["outputs"][0]["shape"] == [None, 5]
+    weights = json.loads(run_cli("inspect", "weights.pth", "--json", cwd=tmp_path).stdout)
+    assert "--model-class" in weights["note"]
+    loaded = run_cli("inspect", "weights.pth", "--model-class", "mymodels:Net", "--sample", "x.npy", "--json", cwd=tmp_path)
+    assert loaded.returncode == 0, loaded.stderr
+    assert json.loads(loaded.stdout)["signature"]["inputs"][0]["shape"] == [None, 20]
+    wrong = run_cli("inspect", "weights.pth", "--model-class", "mymodels:Other", "--sample", "x.npy", cwd=tmp_path)
+    assert wrong.returncode == 2 and "does not fit mymodels:Other" in wrong.stderr
+
+
 def test_a_module_without_sample_needs_shapes(models, tmp_path):
     model, _ = models["mlp"]
     with pytest.raises(UsageError, match="carries no input shapes"):
