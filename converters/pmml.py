@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from packager.deps import Runtime, java_version, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsupportedConversion, ValidationFailed
+from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed
 from packager.plugins import converts, runs
 
 TARGET_FIELD = "y"
@@ -27,6 +27,22 @@ def _captured_output() -> Iterator[list[str]]:
             yield lines
     finally:
         lines.extend(buffer.getvalue().splitlines())
+
+
+def _refuse_unsupported_sklearn(lines: list[str]) -> None:
+    """JPMML-SkLearn checks the scikit-learn version of every pickled step: a newer scikit-learn than the
+    converter knows fails every model (sklearn2pmml 0.133.1 refuses 1.9.1, "downgrade Scikit-Learn to
+    version '1.9.0'"). That is an environment to fix, not a model to convert elsewhere."""
+    import re
+
+    text = "\n".join(lines)
+    found = re.search(r"Scikit-Learn version '([^']+)' is not supported.*?downgrade Scikit-Learn to version '([^']+)'", text, re.S)
+    if found:
+        installed, supported = found.groups()
+        raise MissingDependency(
+            f"sklearn2pmml {version_of('sklearn2pmml')} does not support scikit-learn {installed} (it supports up to {supported})",
+            f"pip install 'scikit-learn=={supported}' (the packager[pmml] extra pins it), or upgrade sklearn2pmml when a newer one exists",
+        )
 
 
 def _java_failure(lines: list[str]) -> str:
@@ -59,6 +75,7 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
             except Exception as exc:
                 failure = exc
     if failure is not None or not path.exists():
+        _refuse_unsupported_sklearn(jvm_lines)
         detail = _java_failure(jvm_lines)
         if "not supported" in detail.lower() or "IllegalArgumentException" in detail:
             raise UnsupportedConversion(f"sklearn2pmml cannot convert {type(model).__name__}: {detail}", "use --to onnx or skops for this model")

@@ -44,3 +44,29 @@ def test_pipeline_ending_in_a_transformer_is_refused(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match="ends in a transformer \\(PCA\\)"):
         convert(fixtures["pca"].model, to="pmml", out=tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists()
+
+
+def test_a_scikit_learn_newer_than_sklearn2pmml_supports_says_which_version_to_install():
+    """sklearn2pmml 0.133.1 under scikit-learn 1.9.1 (what a plain `pip install sklearn2pmml` gave): its
+    JVM output, as printed there. The error names the version to install (was: "use --to onnx")."""
+    from converters.pmml import _refuse_unsupported_sklearn
+    from packager.errors import MissingDependency
+
+    jvm = ["SEVERE: Failed to convert PKL to PMML", "org.jpmml.sklearn.SkLearnException: Scikit-Learn version '1.9.1' is not supported",
+           "\tUpgrade the converter to the latest version, or downgrade Scikit-Learn to version '1.9.0'",
+           "\tat sklearn.Step.checkSkLearnVersion(Step.java:69)"]
+    with pytest.raises(MissingDependency, match=r"does not support scikit-learn 1\.9\.1 \(it supports up to 1\.9\.0\)") as caught:
+        _refuse_unsupported_sklearn(jvm)
+    assert "pip install 'scikit-learn==1.9.0'" in caught.value.hint
+    _refuse_unsupported_sklearn(["SEVERE: something else"])  # other failures are left to the generic message
+
+
+def test_the_pmml_extra_caps_scikit_learn_below_what_sklearn2pmml_refuses():
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    sklearn = next(Requirement(r) for r in extras["pmml"] if r.startswith("scikit-learn"))
+    assert "1.9.0" in sklearn.specifier and "1.9.1" not in sklearn.specifier

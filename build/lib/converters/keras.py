@@ -1,0 +1,192 @@
+"""Keras 3: a ``.keras`` archive, a legacy ``.h5`` or an in-memory model to ``.keras`` and ``.h5``
+(int8 through Keras' own quantization), and, through one tf.function, to everything TensorFlow
+reaches (SavedModel, frozen ``.pb``, ONNX, TFLite, Core ML).
+
+Files are safety-checked first (packager.safety.keras) and always loaded with ``safe_mode=True``
+unless trusted. ``tf2onnx.convert.from_keras`` is broken on Keras 3, hence the tf.function route.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from packager.deps import Runtime, quiet_output, require, version_of
+from packager.errors import ConversionError, InputFileError, UnsafeModelError
+from packager.plugins import converts, framework, runs
+from packager.safety import TRUST_HINT
+from packager.signature import Signature, TensorSpec
+
+from converters import tensorflow as tfc
+
+
+def _keras():
+    tfc.tf_module()  # the TensorFlow backend, quietly
+    return require("keras", "tensorflow", "Keras models")
+
+
+@framework("keras")
+class Keras:
+    """Keras models; inputs and their shapes come from the model, so a sample is optional."""
+
+    file_formats = frozenset({"keras", "hdf5"})
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return any(c.__module__.startswith("keras") and c.__name__ == "Model" for c in type(obj).__mro__)
+
+    def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
+        return load_keras(path, trust=trust)
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        return {"model": type(model).__name__, "parameters": int(model.count_params()), "layers": len(model.layers)}
+
+    def versions(self) -> dict[str, str]:
+        return {"keras": version_of("keras"), "tensorflow": version_of("tensorflow")}
+
+    def label_outputs(self, model: Any) -> set[str]:
+        return set()
+
+    def signature(self, model: Any, sample: Any) -> Signature:
+        return Signature(input_specs(model))
+
+    def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
+        return tfc.feeds_for(signature, sample)
+
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return predict(model, signature, feeds)
+
+
+def input_specs(model: Any) -> tuple[TensorSpec, ...]:
+    if not getattr(model, "inputs", None):
+        raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)", "build it with an Input layer, or call it once on data before converting")
+    return tuple(TensorSpec(t.name, str(t.dtype), tuple(t.shape)) for t in model.inputs)
+
+
+def output_names(model: Any) -> tuple[str, ...]:
+    return tuple(model.output_names)
+
+
+def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    args = [feeds[name] for name in signature.input_names]
+    result = model(args if len(args) > 1 else args[0], training=False)
+    values = [result[k] for k in sorted(result)] if isinstance(result, Mapping) else result if isinstance(result, (list, tuple)) else [result]
+    return {name: np.asarray(value) for name, value in zip(output_names(model), values)}
+
+
+def load_keras(path: Path, *, trust: bool = False) -> Any:
+    keras = _keras()
+    try:
+        with quiet_output():
+            return keras.models.load_model(str(path), safe_mode=not trust, compile=False)
+    except ValueError as exc:
+        if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
+            raise UnsafeModelError(f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT) from None
+        raise
+
+
+def as_graph(model: Any) -> tfc.TFGraph:
+    """The model as one tf.function over its inputs, in inference mode."""
+    inputs = input_specs(model)
+    call = lambda *args: model(list(args) if len(args) > 1 else args[0], training=False)  # noqa: E731
+    return tfc.graph_from_callable(call, inputs, output_names(model), "keras", keep_alive=model)
+
+
+# ---------------------------------------------------------------- Keras' own formats
+
+def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
+    """``.keras`` or ``.h5``; ``--quantize dynamic`` applies Keras' int8 (weights int8, activations
+    quantized on the fly) to a copy, so the caller's model is left as it was."""
+    from packager.conversion import Artifact
+
+    path = out / f"model{suffix}"
+    details: dict[str, Any] = {"saved_by": "keras", "keras": version_of("keras")}
+    with quiet_output():
+        model.save(str(path))
+        if options.quantize == "dynamic":
+            size_before = path.stat().st_size
+            quantized = _int8_copy(model)
+            path.unlink()
+            quantized.save(str(path))
+            details["quantized_in_conversion"] = {"mode": "dynamic", "size_before": size_before, "layers": "Dense, EinsumDense, Embedding (Keras int8)"}
+    return Artifact(path, details)
+
+
+def _int8_copy(model: Any) -> Any:
+    keras = _keras()
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    try:
+        copy.quantize("int8")
+    except Exception as exc:
+        raise ConversionError(f"Keras int8 quantization failed: {tfc.first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+    return copy
+
+
+@converts("keras", to="keras", quantize={"dynamic"}, note="Keras v3 archive; int8 via model.quantize")
+def keras_to_keras(model: Any, signature: Signature, out: Path, options) -> Any:
+    return _save_native(model, out, ".keras", options)
+
+
+@converts("keras", to="hdf5", quantize={"dynamic"}, note="legacy HDF5; int8 via model.quantize")
+def keras_to_hdf5(model: Any, signature: Signature, out: Path, options) -> Any:
+    return _save_native(model, out, ".h5", options)
+
+
+@converts("keras", to="savedmodel", note="model.export (serving_default signature)")
+def keras_to_savedmodel(model: Any, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    path = out / "saved_model"
+    with quiet_output():
+        model.export(str(path), format="tf_saved_model", verbose=False)
+    return Artifact(path, {"converter": "keras Model.export", "keras": version_of("keras")})
+
+
+@converts("keras", to="pb", note="frozen GraphDef from the model's tf.function")
+def keras_to_pb(model: Any, signature: Signature, out: Path, options) -> Any:
+    return tfc.graph_to_frozen_pb(as_graph(model), signature, out, options)
+
+
+@converts("keras", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from a tf.function (from_keras is broken on Keras 3)")
+def keras_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
+    return tfc.graph_to_onnx(as_graph(model), signature, out, options)
+
+
+@converts("keras", to="tflite", quantize={"dynamic", "static", "fp16"}, note="TFLiteConverter; post-training int8 (calibrated) and fp16")
+def keras_to_tflite(model: Any, signature: Signature, out: Path, options) -> Any:
+    return tfc.graph_to_tflite(as_graph(model), signature, out, options)
+
+
+@converts("keras", to="coreml", quantize={"weights", "fp16"}, note="coremltools from a concrete function (.mlmodel)")
+def keras_to_coreml(model: Any, signature: Signature, out: Path, options) -> Any:
+    return tfc.graph_to_coreml(as_graph(model), signature, out, options)
+
+
+@converts("keras", to="mlpackage", quantize={"weights"}, note="coremltools ML program from a concrete function")
+def keras_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> Any:
+    return tfc.graph_to_coreml(as_graph(model), signature, out, options, package=True)
+
+
+# ---------------------------------------------------------------- runtimes
+
+class _KerasRuntime(Runtime):
+    name = "keras.models.load_model(safe_mode=True)"
+    distribution = "keras"
+
+    def load(self, path: Path, *, trust: bool = False) -> Any:
+        return load_keras(Path(path), trust=trust)
+
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return tfc.by_signature(signature, predict(model, signature, feeds))
+
+
+@runs("keras")
+class KerasArchiveRuntime(_KerasRuntime):
+    pass
+
+
+@runs("hdf5")
+class KerasH5Runtime(_KerasRuntime):
+    pass

@@ -1,0 +1,200 @@
+"""ONNX as a target format: run in onnxruntime, inspect (opset, IR), quantize (int8 dynamic/static, fp16)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from packager.deps import Runtime, require, version_of
+from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed, first_line
+from packager.plugins import quantizes, runs
+
+# operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
+INT8_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "Attention", "Gather", "EmbedLayerNormalization"})
+NOT_QUANTIZABLE_HINT = "this graph stays fp32 (trees and ai.onnx.ml linear operators have no int8 form); use --quantize auto to keep fp32 and record why"
+
+
+def _ort():
+    return require("onnxruntime", "sklearn", "running ONNX models")
+
+
+@runs("onnx")
+class OnnxRuntime(Runtime):
+    """onnxruntime on the CPU; output names follow the signature (positionally when they differ)."""
+
+    name = "onnxruntime"
+    distribution = "onnxruntime"
+
+    def versions(self) -> dict[str, str]:
+        return {"onnx": version_of("onnx"), **super().versions()}
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        ort = _ort()
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # failures surface as our errors, not as log lines
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
+
+    def predict(self, session: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        declared, names = _io(session)
+        missing = [name for name in declared if name not in feeds]
+        if missing:
+            raise InputFileError(f"the ONNX model needs inputs {missing} that the sample lacks", f"the sample has {sorted(feeds)}")
+        inputs = {name: _cast(feeds[name], kind) for name, kind in declared.items()}
+        try:
+            values = session.run(None, inputs)
+        except Exception as exc:
+            raise ValidationFailed(
+                f"onnxruntime cannot run the model on the sample: {first_line(exc, 300)}",
+                "the converter produced a graph that fails on these inputs; try another --opset or report it to the converter",
+            ) from exc
+        wanted = signature.output_names if signature is not None and signature.outputs else names
+        if set(wanted) <= set(names):
+            return {n: v for n, v in zip(names, values) if n in wanted}
+        return dict(zip(wanted, values))
+
+    def signature_of(self, session: Any) -> Any:
+        """For a bare .onnx file (no manifest): the graph's declared inputs and outputs."""
+        from packager.signature import Signature, TensorSpec
+
+        def spec(value: Any) -> TensorSpec:
+            dtype = _ONNX_TYPES.get(value.type, "float32")
+            return TensorSpec(value.name, dtype, tuple(d if isinstance(d, int) else None for d in value.shape))
+
+        return Signature(tuple(spec(v) for v in session.get_inputs()), tuple(spec(v) for v in session.get_outputs()))
+
+    def details(self, session: Any) -> dict[str, Any]:
+        return {"providers": session.get_providers()}
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        onnx = require("onnx", "sklearn", "reading ONNX files")
+        try:
+            proto = onnx.load(str(path), load_external_data=False)
+        except Exception as exc:
+            raise InputFileError(f"{Path(path).name} is not a readable ONNX model: {first_line(exc, 300)}", "re-export it") from exc
+        return {
+            "ir_version": proto.ir_version,
+            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+            "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+            "inputs": [_value_info(v) for v in proto.graph.input],
+            "outputs": [_value_info(v) for v in proto.graph.output],
+            "operators": sorted({n.op_type for n in proto.graph.node}),
+        }
+
+
+def _io(session: Any) -> tuple[dict[str, str], list[str]]:
+    """Input name -> type and output names, asked once per session (batch inference calls predict per batch)."""
+    cached = getattr(session, "_packager_io", None)
+    if cached is None:
+        cached = ({i.name: i.type for i in session.get_inputs()}, [o.name for o in session.get_outputs()])
+        session._packager_io = cached
+    return cached
+
+
+def _value_info(value: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    tensor = value.type.tensor_type
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+    return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?", "shape": dims}
+
+
+_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32",
+               "tensor(string)": "str", "tensor(bool)": "bool", "tensor(float16)": "float16"}
+
+
+def _cast(array: Any, onnx_type: str) -> Any:
+    import numpy as np
+
+    wanted = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(string)": object, "tensor(bool)": np.bool_, "tensor(float16)": np.float16}.get(onnx_type)
+    return np.asarray(array, dtype=wanted) if wanted is not None else np.asarray(array)
+
+
+# ---------------------------------------------------------------- quantization
+
+@quantizes("onnx", modes={"dynamic", "static", "fp16", "auto"})
+def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None):
+    """onnxruntime.quantization for int8, onnxruntime's float16 converter for fp16."""
+    from packager.conversion import QuantizeResult
+
+    onnx = require("onnx", "sklearn", "ONNX quantization")
+    model = onnx.load(str(src))
+    int8_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and n.op_type in INT8_OPS})
+    ml_ops = sorted({n.op_type for n in model.graph.node if n.domain == "ai.onnx.ml"})
+    if mode == "auto":
+        if not int8_ops:
+            return QuantizeResult(False, f"kept fp32: nothing to quantize (operators: {', '.join(ml_ops) or 'none with weights'})")
+        mode = "dynamic"
+    if mode in ("dynamic", "static") and not int8_ops:
+        raise NotQuantizable(f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT)
+    settings: dict = {}
+    try:
+        if mode == "dynamic":
+            settings = _dynamic(src, dst)
+        elif mode == "static":
+            settings = _static(src, dst, calibration)
+        else:
+            _fp16(model, dst, onnx, ml_ops)
+    except NotQuantizable:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto") from exc
+    return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], **settings, "tool": f"onnxruntime {version_of('onnxruntime')}"})
+
+
+def cpu_has_vnni() -> bool:
+    """VNNI (AVX512-VNNI / AVX-VNNI) computes u8*s8 without the 16-bit saturation of AVX2's VPMADDUBSW."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def _dynamic(src: Path, dst: Path) -> dict:
+    """Per-channel int8 weights; on x86 without VNNI also reduce_range (7-bit weights), or u8*s8
+    products saturate and accuracy collapses (measured: transformer cosine 0.965 -> 0.9997)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    reduce_range = not cpu_has_vnni()
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    return {"per_channel": True, "reduce_range": reduce_range}
+
+
+class _FeedsReader:
+    """CalibrationDataReader over feed arrays, in small batches."""
+
+    def __init__(self, feeds: Mapping[str, Any], batch: int = 16):
+        rows = len(next(iter(feeds.values())))
+        self._batches = iter([{k: v[i : i + batch] for k, v in feeds.items()} for i in range(0, rows, batch)])
+
+    def get_next(self):
+        return next(self._batches, None)
+
+
+def _static(src: Path, dst: Path, calibration: Mapping[str, Any] | None) -> dict:
+    """QDQ int8, per-channel weights; reduce_range without VNNI for the same saturation reason as
+    dynamic (measured on a Keras MLP: max diff 0.34 -> 0.014)."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    if not calibration:
+        raise NotQuantizable("--quantize static needs calibration data", "pass --calibration FILE")
+    session = OnnxRuntime().load(src)
+    feeds = {i.name: _cast(calibration[i.name], i.type) for i in session.get_inputs()}
+    reduce_range = not cpu_has_vnni()
+    quantize_static(str(src), str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    return {"format": "QDQ", "per_channel": True, "reduce_range": reduce_range}
+
+
+def _fp16(model: Any, dst: Path, onnx: Any, ml_ops: list[str]) -> None:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
+    if not floats:
+        raise NotQuantizable(f"--quantize fp16: the graph has no float weight tensors (only {', '.join(ml_ops) or 'no weights'})", NOT_QUANTIZABLE_HINT)
+    converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
+    onnx.save(converted, str(dst))

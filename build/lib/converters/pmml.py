@@ -1,0 +1,157 @@
+"""PMML: export scikit-learn with sklearn2pmml (Java), score with jpmml_evaluator (Java) to validate.
+
+Both are AGPL-3.0 and need a JVM (11+); they live in the optional ``pmml`` extra.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from packager.deps import Runtime, java_version, require, version_of
+from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed
+from packager.plugins import converts, runs
+
+TARGET_FIELD = "y"
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[list[str]]:
+    """sklearn2pmml prints the JVM's log and a banner; keep them off the user's terminal, keep them for errors."""
+    lines: list[str] = []
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield lines
+    finally:
+        lines.extend(buffer.getvalue().splitlines())
+
+
+def _refuse_unsupported_sklearn(lines: list[str]) -> None:
+    """JPMML-SkLearn checks the scikit-learn version of every pickled step: a newer scikit-learn than the
+    converter knows fails every model (sklearn2pmml 0.133.1 refuses 1.9.1, "downgrade Scikit-Learn to
+    version '1.9.0'"). That is an environment to fix, not a model to convert elsewhere."""
+    import re
+
+    text = "\n".join(lines)
+    found = re.search(r"Scikit-Learn version '([^']+)' is not supported.*?downgrade Scikit-Learn to version '([^']+)'", text, re.S)
+    if found:
+        installed, supported = found.groups()
+        raise MissingDependency(
+            f"sklearn2pmml {version_of('sklearn2pmml')} does not support scikit-learn {installed} (it supports up to {supported})",
+            f"pip install 'scikit-learn=={supported}' (the packager[pmml] extra pins it), or upgrade sklearn2pmml when a newer one exists",
+        )
+
+
+def _java_failure(lines: list[str]) -> str:
+    interesting = [l for l in lines if "Exception" in l or "SEVERE" in l or "not supported" in l.lower()]
+    return (interesting[-1] if interesting else (lines[-1] if lines else "no output")).strip()[:300]
+
+
+@converts("sklearn", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
+def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
+    """Wrap in a PMMLPipeline with the signature's field names and run the sklearn2pmml JVM."""
+    from packager.conversion import Artifact
+
+    if not hasattr(model, "predict"):
+        last = model.steps[-1][1] if hasattr(model, "steps") else model
+        raise UnsupportedConversion(
+            f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
+            "export a Pipeline that ends in an estimator, or use --to onnx / skops",
+        )
+    java = java_version()
+    s2p = require("sklearn2pmml", "pmml", "PMML export")
+    fields = pmml_field_names(signature)
+    path = out / "model.pmml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline = s2p.make_pmml_pipeline(model, active_fields=fields, target_fields=[TARGET_FIELD])
+        with _captured_output() as jvm_lines:
+            try:
+                s2p.sklearn2pmml(pipeline, str(path))
+                failure = None
+            except Exception as exc:
+                failure = exc
+    if failure is not None or not path.exists():
+        _refuse_unsupported_sklearn(jvm_lines)
+        detail = _java_failure(jvm_lines)
+        if "not supported" in detail.lower() or "IllegalArgumentException" in detail:
+            raise UnsupportedConversion(f"sklearn2pmml cannot convert {type(model).__name__}: {detail}", "use --to onnx or skops for this model")
+        raise ConversionError(f"sklearn2pmml failed on {type(model).__name__}: {detail}", "run with --debug to see the JVM output")
+    return Artifact(path, {"converter": "sklearn2pmml", "converter_version": version_of("sklearn2pmml"), "java": java, "active_fields": fields})
+
+
+def pmml_field_names(signature) -> list[str]:
+    """PMML field names: the column names of a columnar signature, else x1..xn for a matrix input."""
+    if signature.columnar:
+        return signature.input_names
+    return [f"x{i + 1}" for i in range(signature.inputs[0].shape[1])]
+
+
+@runs("pmml")
+class PmmlRuntime(Runtime):
+    """JPMML-Evaluator through jpmml_evaluator (JPype backend)."""
+
+    name = "jpmml-evaluator"
+    distribution = "jpmml_evaluator"
+    may_omit_auxiliary_outputs = True  # e.g. no probabilities for SVC, affinities instead of KMeans distances
+
+    def versions(self) -> dict[str, str]:
+        return {**super().versions(), "sklearn2pmml": version_of("sklearn2pmml")}
+
+    def requirements(self) -> list[str]:
+        return [*super().requirements(), "JPype1", "pandas", "# and a Java 11+ runtime"]
+
+    def load(self, path: Path, *, trust: bool = False) -> Any:
+        from packager.safety.xml import check_xml
+
+        check_xml(path)
+        java_version()
+        jpmml = require("jpmml_evaluator", "pmml", "scoring PMML")
+        try:
+            evaluator = jpmml.make_evaluator(str(path), backend="jpype").verify()
+        except Exception as exc:
+            raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}", "the PMML document is invalid or has no scorable model") from exc
+        return evaluator
+
+    def predict(self, evaluator: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import pandas as pd
+
+        if signature.columnar:
+            frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in signature.input_names})
+        else:
+            frame = pd.DataFrame(np.asarray(feeds[signature.input_names[0]], dtype=np.float64), columns=pmml_field_names(signature))
+        try:
+            result = evaluator.evaluateAll(frame)
+        except Exception as exc:
+            raise ValidationFailed(f"JPMML cannot score the sample: {str(exc).splitlines()[0][:300]}", "the PMML document does not accept these inputs") from exc
+        return _map_outputs(result, signature.output_names)
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        from packager.safety.xml import parse_xml
+
+        root = parse_xml(path)
+        ns = root.tag.split("}")[0] + "}" if root.tag.startswith("{") else ""
+        fields = [f.get("name") for f in root.iter(f"{ns}DataField")]
+        models = [child.tag.replace(ns, "") for child in root if child.tag.replace(ns, "").endswith("Model")]
+        return {"pmml_version": root.get("version"), "models": models, "data_fields": fields}
+
+
+def _map_outputs(result: Any, names: list[str]) -> dict[str, Any]:
+    """JPMML columns -> signature outputs: target (or cluster) -> first output, probability(*) -> probabilities."""
+    import numpy as np
+
+    columns = list(result.columns)
+    probability_columns = [c for c in columns if str(c).startswith("probability(")]
+    primary = TARGET_FIELD if TARGET_FIELD in columns else "cluster" if "cluster" in columns else columns[0]
+    mapped: dict[str, Any] = {}
+    for index, name in enumerate(names):
+        if name == "probabilities" and probability_columns:
+            mapped[name] = result[probability_columns].to_numpy(dtype=np.float64)
+        elif index == 0:
+            values = result[primary].to_numpy()
+            mapped[name] = values.astype(np.float64) if name == "variable" else values
+    return mapped

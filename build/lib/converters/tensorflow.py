@@ -1,0 +1,407 @@
+"""TensorFlow: a SavedModel folder or a frozen GraphDef ``.pb`` to ONNX (tf2onnx), TFLite (with int8
+and fp16 post-training quantization), Core ML, SavedModel and frozen ``.pb``; runtimes for
+SavedModel, ``.pb`` and ``.tflite``.
+
+Every TensorFlow route goes through one value, ``TFGraph``: a ``tf.function`` with a fixed input
+signature that takes the inputs positionally and returns the outputs as a tuple. The Keras plugin
+builds one from a model, so Keras reuses each conversion here rather than repeating it.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from packager.deps import Runtime, quiet_output, require, version_of
+from packager.errors import ConversionError, InputFileError, UsageError
+from packager.plugins import converts, framework, runs
+from packager.signature import Signature, TensorSpec
+
+SERVING = "serving_default"
+
+
+def tf_module():
+    """TensorFlow, imported with its C++ and Python logging turned down to errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    tf = require("tensorflow", "tensorflow", "TensorFlow models")
+    tf.get_logger().setLevel("ERROR")
+    return tf
+
+
+@dataclass(frozen=True)
+class TFGraph:
+    """A TensorFlow computation with named inputs, in order, and ordered outputs."""
+
+    function: Any  # tf.function(*inputs) -> tuple of tensors, input_signature fixed
+    inputs: tuple[TensorSpec, ...]
+    output_names: tuple[str, ...]
+    origin: str  # "keras", "savedmodel" or "pb"
+    keep_alive: Any = None  # the object owning the variables (a loaded SavedModel)
+
+    def concrete(self) -> Any:
+        return self.function.get_concrete_function()
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        tf = tf_module()
+        args = [tf.constant(feeds[spec.name]) for spec in self.inputs]
+        return {name: value.numpy() for name, value in zip(self.output_names, self.function(*args))}
+
+
+def tensor_specs(inputs: tuple[TensorSpec, ...]) -> list[Any]:
+    tf = tf_module()
+    return [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=spec.name) for spec in inputs]
+
+
+def graph_from_callable(call: Callable[..., Any], inputs: tuple[TensorSpec, ...], output_names: tuple[str, ...], origin: str, keep_alive: Any = None) -> TFGraph:
+    """Wrap ``call(*tensors) -> tensor | sequence | dict`` as a positional tf.function returning a tuple."""
+    tf = tf_module()
+
+    def ordered(*args):
+        result = call(*args)
+        if isinstance(result, Mapping):
+            return tuple(result[k] for k in sorted(result, key=natural_key))
+        return tuple(result) if isinstance(result, (list, tuple)) else (result,)
+
+    return TFGraph(tf.function(ordered, input_signature=tensor_specs(inputs), autograph=False), inputs, output_names, origin, keep_alive)
+
+
+def natural_key(name: str) -> tuple:
+    """output_2 before output_10; Identity before Identity_1."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def spec_from_tf(name: str, tf_spec: Any) -> TensorSpec:
+    shape = tuple(tf_spec.shape.as_list()) if tf_spec.shape.rank is not None else (None,)
+    return TensorSpec(name, tf_spec.dtype.name, shape)
+
+
+# ---------------------------------------------------------------- the source framework
+
+@framework("tensorflow")
+class TensorFlow:
+    """SavedModel folders (their serving signature) and frozen GraphDefs (placeholders in, sinks out)."""
+
+    file_formats = frozenset({"savedmodel", "pb"})
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return isinstance(obj, TFGraph)
+
+    def load(self, path: Path, fmt: str, *, trust: bool = False) -> TFGraph:
+        return load_saved_model(path) if fmt == "savedmodel" else load_frozen_graph(path)
+
+    def describe(self, graph: TFGraph) -> dict[str, Any]:
+        return {"origin": graph.origin, "inputs": [s.name for s in graph.inputs], "outputs": list(graph.output_names)}
+
+    def versions(self) -> dict[str, str]:
+        return {"tensorflow": version_of("tensorflow")}
+
+    def label_outputs(self, graph: TFGraph) -> set[str]:
+        return set()
+
+    def signature(self, graph: TFGraph, sample: Any) -> Signature:
+        return Signature(graph.inputs)
+
+    def feeds(self, graph: TFGraph, signature: Signature, sample: Any) -> dict[str, Any]:
+        return feeds_for(signature, sample)
+
+    def predict(self, graph: TFGraph, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return graph(feeds)
+
+
+def feeds_for(signature: Signature, sample: Any) -> dict[str, Any]:
+    """Sample data as named arrays in the signature's dtypes; synthesized from the shapes when absent."""
+    import numpy as np
+
+    from packager.signature import synthesize
+
+    if sample is None:
+        return synthesize(signature, rows=16)
+    if isinstance(sample, Mapping):
+        arrays = {str(k): np.asarray(v) for k, v in sample.items()}
+    elif isinstance(sample, (list, tuple)):
+        arrays = {spec.name: np.asarray(v) for spec, v in zip(signature.inputs, sample)}
+    else:
+        arrays = {signature.inputs[0].name: np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample)}
+    if set(arrays) != set(signature.input_names):
+        if len(arrays) != len(signature.inputs):
+            raise UsageError(f"the sample has inputs {sorted(arrays)}, the model needs {signature.input_names}", "give one array per model input (.npz with those names)")
+        arrays = dict(zip(signature.input_names, arrays.values()))
+    return {spec.name: _checked(spec, arrays[spec.name]) for spec in signature.inputs}
+
+
+def _checked(spec: TensorSpec, array: Any) -> Any:
+    fixed = [(i, d) for i, d in enumerate(spec.shape) if i and d is not None]
+    if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
+        raise UsageError(f"sample input {spec.name} has shape {array.shape}, the model expects {spec.shape}", "give sample rows of the model's input shape")
+    return array.astype(spec.dtype, copy=False)
+
+
+def load_saved_model(path: Path) -> TFGraph:
+    tf = tf_module()
+    loaded = tf.saved_model.load(str(path))
+    signature = getattr(loaded, "signatures", {}).get(SERVING)
+    if signature is None:
+        found = sorted(getattr(loaded, "signatures", {}) or [])
+        raise InputFileError(f"{path.name} has no {SERVING!r} signature (it has {found or 'none'})", "export it with model.export(dir) or tf.saved_model.save(..., signatures=...)")
+    _, kwargs = signature.structured_input_signature
+    inputs = tuple(spec_from_tf(name, kwargs[name]) for name in sorted(kwargs))
+    outputs = tuple(sorted(signature.structured_outputs, key=natural_key))
+    call = lambda *args: signature(**{spec.name: arg for spec, arg in zip(inputs, args)})  # noqa: E731
+    return graph_from_callable(call, inputs, outputs, "savedmodel", keep_alive=loaded)
+
+
+def load_frozen_graph(path: Path) -> TFGraph:
+    """A frozen GraphDef carries no signature: inputs are its placeholders, outputs the nodes nothing consumes."""
+    tf = tf_module()
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(path.read_bytes())
+    except Exception as exc:
+        raise InputFileError(f"{path.name} is not a TensorFlow GraphDef ({exc})", "give a frozen graph written by tf.io.write_graph or graph_def.SerializeToString()") from None
+    wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
+    # convert_variables_to_constants_v2 leaves "unused_control_flow_input" placeholders behind loops
+    placeholders = [n for n in graph_def.node if n.op == "Placeholder" and not n.name.startswith("unused_control_flow_input")]
+    consumed = {i.split(":")[0].lstrip("^") for n in graph_def.node for i in n.input}
+    sinks = sorted((n.name for n in graph_def.node if n.name not in consumed and n.op not in ("NoOp", "Placeholder", "Const")), key=natural_key)
+    if not placeholders or not sinks:
+        raise InputFileError(f"{path.name} has {len(placeholders)} placeholder(s) and {len(sinks)} output node(s)", "freeze a graph with named inputs and outputs")
+    inputs = tuple(_placeholder_spec(tf, node) for node in placeholders)
+    pruned = wrapped.prune([wrapped.graph.get_tensor_by_name(f"{s.name}:0") for s in inputs], [wrapped.graph.get_tensor_by_name(f"{n}:0") for n in sinks])
+    return graph_from_callable(pruned, inputs, tuple(sinks), "pb", keep_alive=wrapped)
+
+
+def _placeholder_spec(tf: Any, node: Any) -> TensorSpec:
+    dims = node.attr["shape"].shape
+    shape = (None,) if dims.unknown_rank else tuple(d.size if d.size >= 0 else None for d in dims.dim)
+    return TensorSpec(node.name, tf.as_dtype(node.attr["dtype"].type).name, shape)
+
+
+# ---------------------------------------------------------------- conversions (shared with Keras)
+
+def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
+    onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
+    with quiet_output():
+        proto, _ = tf2onnx.convert.from_function(graph.function, input_signature=tensor_specs(graph.inputs), opset=options.opset)
+    path = out / "model.onnx"
+    onnx.save(proto, str(path))
+    return Artifact(path, {"converter": "tf2onnx.convert.from_function", "converter_version": version_of("tf2onnx"),
+                           "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}})
+
+
+def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    require("tensorflow", "tensorflow", "frozen GraphDefs")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    with quiet_output():
+        frozen = convert_variables_to_constants_v2(graph.concrete())
+    path = out / "model.pb"
+    path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
+    return Artifact(path, {"converter": "convert_variables_to_constants_v2", "inputs": [t.name for t in frozen.inputs], "outputs": [t.name for t in frozen.outputs]})
+
+
+def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    tf = tf_module()
+    module = tf.Module()
+    owner = graph.keep_alive
+    if graph.origin == "savedmodel":  # a loaded SavedModel object owns its variables
+        module.owner = owner
+    elif hasattr(owner, "variables"):  # Keras 3 variables wrap tf.Variables: track those
+        module.tracked = [getattr(v, "value", v) for v in owner.variables]
+    names = graph.output_names
+    serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
+    module.serve = serve
+    path = out / "saved_model"
+    with quiet_output():
+        tf.saved_model.save(module, str(path), signatures={SERVING: serve.get_concrete_function()})
+    return Artifact(path, {"converter": "tf.saved_model.save", "signature": SERVING})
+
+
+def graph_to_tflite(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    """Through a SavedModel (the converter's best-kept route, and the one that keeps the signature).
+    Post-training quantization happens in the converter: dynamic (int8 weights), static (int8,
+    calibrated on the calibration rows), fp16 (float16 weights)."""
+    import shutil
+    import tempfile
+
+    from packager.conversion import Artifact
+
+    tf = tf_module()
+    workdir = Path(tempfile.mkdtemp(prefix="packager-tflite-"))
+    try:
+        saved = graph_to_saved_model(graph, signature, workdir, options).path
+        size_before = len(_tflite_bytes(tf, saved, graph, None)) if options.quantize else None
+        flat = _tflite_bytes(tf, saved, graph, options)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    path = out / "model.tflite"
+    path.write_bytes(flat)
+    details: dict[str, Any] = {"converter": "tf.lite.TFLiteConverter.from_saved_model", "tensorflow": version_of("tensorflow")}
+    if options.quantize:
+        details["quantized_in_conversion"] = {"mode": options.quantize, "size_before": size_before}
+    return Artifact(path, details)
+
+
+def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    if options is not None and options.quantize:
+        _configure_quantization(tf, converter, graph, options)
+    try:
+        with quiet_output():
+            return converter.convert()
+    except Exception as exc:
+        if "TensorList" in str(exc):
+            raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
+                                  "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
+        raise ConversionError(f"TFLite cannot convert this model: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
+
+
+def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) -> None:
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if options.quantize == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif options.quantize == "static":
+        rows = options.calibration or options.example
+        count = len(next(iter(rows.values())))
+
+        def representative():
+            for i in range(count):
+                yield [rows[spec.name][i:i + 1].astype(spec.dtype) for spec in graph.inputs]
+
+        converter.representative_dataset = representative
+
+
+def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *, package: bool = False) -> Any:
+    """Through one concrete function (the only Keras 3 route coremltools takes)."""
+    from converters.coreml import convert_to_coreml
+
+    function = graph.concrete()
+    try:
+        return convert_to_coreml([function], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow")
+    except ConversionError as exc:
+        loops = sorted({op.type for op in function.graph.get_operations() if op.type in LOOP_OPS})
+        if loops:  # coremltools' own message is an IndexError from deep inside its frontend
+            raise ConversionError(f"coremltools' TensorFlow frontend cannot convert this recurrent layer (a {'/'.join(loops)} loop, as Keras 3 builds a GRU or LSTM)",
+                                  "use --to onnx, savedmodel or pb (Core ML from PyTorch handles an LSTM)") from exc
+        raise
+
+
+LOOP_OPS = {"While", "StatelessWhile"}
+
+
+@converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")
+def tensorflow_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_onnx(graph, signature, out, options)
+
+
+@converts("tensorflow", to="tflite", quantize={"dynamic", "static", "fp16"}, note="TFLiteConverter; post-training int8 (calibrated) and fp16")
+def tensorflow_to_tflite(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_tflite(graph, signature, out, options)
+
+
+@converts("tensorflow", to="coreml", quantize={"weights", "fp16"}, note="coremltools from a concrete function (.mlmodel)")
+def tensorflow_to_coreml(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_coreml(graph, signature, out, options)
+
+
+@converts("tensorflow", to="mlpackage", quantize={"weights"}, note="coremltools ML program from a concrete function")
+def tensorflow_to_mlpackage(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_coreml(graph, signature, out, options, package=True)
+
+
+@converts("tensorflow", to="pb", note="frozen GraphDef (variables folded into constants)")
+def tensorflow_to_pb(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_frozen_pb(graph, signature, out, options)
+
+
+@converts("tensorflow", to="savedmodel", note="SavedModel with a serving_default signature")
+def tensorflow_to_savedmodel(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
+    return graph_to_saved_model(graph, signature, out, options)
+
+
+# ---------------------------------------------------------------- runtimes
+
+class _GraphRuntime(Runtime):
+    distribution = "tensorflow"
+
+    def predict(self, graph: TFGraph, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        produced = graph(feeds)
+        return by_signature(signature, produced)
+
+
+def by_signature(signature: Signature, produced: Mapping[str, Any]) -> dict[str, Any]:
+    """Outputs under the signature's names: by name when they match, else in order."""
+    wanted = signature.output_names if signature is not None and signature.outputs else list(produced)
+    if set(wanted) <= set(produced):
+        return {name: produced[name] for name in wanted}
+    return dict(zip(wanted, produced.values()))
+
+
+@runs("savedmodel")
+class SavedModelRuntime(_GraphRuntime):
+    name = "tf.saved_model.load"
+
+    def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+        return load_saved_model(Path(path))
+
+
+@runs("pb")
+class FrozenGraphRuntime(_GraphRuntime):
+    name = "tf.compat.v1.import_graph_def"
+
+    def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+        return load_frozen_graph(Path(path))
+
+
+@runs("tflite")
+class TFLiteRuntime(Runtime):
+    """The TFLite interpreter through the model's signature runner (resized to each batch)."""
+
+    name = "tf.lite.Interpreter"
+    distribution = "tensorflow"
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        tf = tf_module()
+        try:
+            with quiet_output():
+                interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        except Exception as exc:
+            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
+        return interpreter
+
+    def signature_of(self, interpreter: Any) -> Signature:
+        """For a bare .tflite file: the serving signature's inputs, in its order."""
+        runner = interpreter.get_signature_runner()
+        def specs(details: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
+            return tuple(TensorSpec(name, d["dtype"].__name__, tuple(int(x) if x >= 0 else None for x in d["shape_signature"])) for name, d in details.items())
+        return Signature(specs(runner.get_input_details()), specs(dict(sorted(runner.get_output_details().items(), key=lambda kv: natural_key(kv[0])))))
+
+    def inspect(self, path: Path) -> dict[str, Any]:
+        interpreter = self.load(path)
+        def describe(details):
+            return [{"name": d["name"], "dtype": d["dtype"].__name__, "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]]} for d in details]
+        return {"signatures": interpreter.get_signature_list(), "inputs": describe(interpreter.get_input_details()),
+                "outputs": describe(interpreter.get_output_details()), "tensors": len(interpreter.get_tensor_details())}
+
+    def predict(self, interpreter: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        runner = interpreter.get_signature_runner()
+        names = interpreter.get_signature_list()[SERVING if SERVING in interpreter.get_signature_list() else next(iter(interpreter.get_signature_list()))]["inputs"]
+        kwargs = dict(zip(names, (feeds[n] for n in signature.input_names))) if set(names) != set(feeds) else dict(feeds)
+        produced = runner(**kwargs)
+        return by_signature(signature, {k: produced[k] for k in sorted(produced, key=natural_key)})
+
+
+# ---------------------------------------------------------------- helpers
+
+def first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

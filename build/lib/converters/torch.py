@@ -1,0 +1,362 @@
+"""PyTorch: an nn.Module (Python API), a TorchScript .pt, a torch.export .pt2, or a state dict plus
+its class (``--model-class module:Class``) to TorchScript (traced, or scripted on request; dynamic
+int8 for Linear/LSTM/GRU, static int8 through FX), ONNX, .pt2 and Core ML (.mlmodel, .mlpackage).
+
+Files are safety-checked before torch opens them (packager.safety.torch); state dicts are read with
+``torch.load(weights_only=True)``. Axes marked dynamic in the signature (the batch, and any
+``--dynamic-axes``) stay dynamic in every export that can express them.
+"""
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any, Mapping
+
+from packager.deps import Runtime, quiet_output, require, version_of
+from packager.errors import ConversionError, UnsupportedConversion, UsageError
+from packager.plugins import converts, framework, runs
+from packager.signature import Signature, TensorSpec
+
+SHAPE_HINT = "a torch model carries no input shapes: give --sample FILE (.npy, or .npz with one array per input) or --input-shape 1,3,32,32"
+
+
+def _torch():
+    return require("torch", "torch", "PyTorch models")
+
+
+@framework("torch")
+class Torch:
+    """The PyTorch source framework (modules are put in eval mode: BatchNorm/Dropout as at inference)."""
+
+    file_formats = frozenset({"torchscript", "pt2", "torch"})
+    takes_model_class = True
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return any(c.__module__.startswith("torch.") and c.__name__ in ("Module", "ScriptModule") for c in type(obj).__mro__)
+
+    def load(self, path: Path, fmt: str, *, trust: bool = False, model_class: str | None = None) -> Any:
+        torch = _torch()
+        if model_class and fmt != "torch":
+            raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
+        if fmt == "torchscript":
+            return torch.jit.load(str(path), map_location="cpu").eval()
+        if fmt == "pt2":
+            return torch.export.load(str(path)).module()
+        if not model_class:
+            raise UsageError(f"{path.name} is a state dict (weights without code)", "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)")
+        return load_state_dict(path, model_class)
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        parameters = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else None
+        return {"module": type(model).__name__, "parameters": parameters}
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": version_of("torch")}
+
+    def label_outputs(self, model: Any) -> set[str]:
+        return set()
+
+    def signature(self, model: Any, sample: Any) -> Signature:
+        if sample is None:
+            raise UsageError("no sample inputs", SHAPE_HINT)
+        feeds = _as_feeds(sample)
+        return Signature(tuple(TensorSpec(name, str(array.dtype), (None, *array.shape[1:])) for name, array in feeds.items()))
+
+    def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
+        if sample is None:
+            raise UsageError("no sample inputs", SHAPE_HINT)
+        feeds = _as_feeds(sample)
+        if list(feeds) != signature.input_names and len(feeds) == len(signature.inputs):
+            feeds = dict(zip(signature.input_names, feeds.values()))
+        return feeds
+
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        torch = _torch()
+        if hasattr(model, "eval"):
+            model.eval()
+        with torch.no_grad():
+            return outputs_dict(model(*_tensors(feeds, signature.input_names)))
+
+
+def load_state_dict(path: Path, model_class: str) -> Any:
+    """``module:Class`` (or a factory) built with no arguments, then the weights, strictly."""
+    torch = _torch()
+    module = instantiate(model_class)
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a training checkpoint
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise UsageError(f"{path.name} holds a {type(state).__name__}, not a state dict", "save model.state_dict() with torch.save")
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise UsageError(f"{path.name} does not fit {model_class}: missing {_few(missing)}, unexpected {_few(unexpected)}",
+                         "check that --model-class is the class the weights were trained with, and its constructor defaults")
+    return module.eval()
+
+
+def instantiate(model_class: str) -> Any:
+    import importlib
+    import os
+    import sys
+
+    module_name, _, attribute = model_class.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"--model-class {model_class!r} is not module:Class", "e.g. --model-class my_package.models:MyNet")
+    if os.getcwd() not in sys.path:  # the user's own code, as `python -m` would find it
+        sys.path.insert(0, os.getcwd())
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"--model-class {model_class}: {exc}", "run from the directory that holds the module, or set PYTHONPATH") from None
+    try:
+        return factory()
+    except TypeError as exc:
+        raise UsageError(f"--model-class {model_class} cannot be built without arguments ({exc})", "point it at a factory function that returns the module") from None
+
+
+def _few(keys: list[str]) -> str:
+    return (", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")) if keys else "none"
+
+
+def _as_feeds(sample: Any) -> dict[str, Any]:
+    import numpy as np
+
+    if hasattr(sample, "detach"):
+        sample = sample.detach().cpu().numpy()
+    if isinstance(sample, dict):
+        items = {str(k): (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)) for k, v in sample.items()}
+    elif isinstance(sample, (tuple, list)):
+        items = {f"input_{i}": (v.detach().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)) for i, v in enumerate(sample)}
+    elif hasattr(sample, "to_numpy"):
+        items = {"input_0": sample.to_numpy()}
+    else:
+        items = {"input_0": np.asarray(sample)}
+    return {k: v.astype(np.float32) if v.dtype == np.float64 else v for k, v in items.items()}
+
+
+def _tensors(feeds: Mapping[str, Any], names: list[str]) -> list[Any]:
+    import numpy as np
+
+    torch = _torch()
+    return [torch.from_numpy(np.ascontiguousarray(feeds[n])) for n in names]
+
+
+def outputs_dict(result: Any) -> dict[str, Any]:
+    if isinstance(result, dict):
+        return {str(k): v.detach().cpu().numpy() for k, v in result.items()}
+    if isinstance(result, (tuple, list)):
+        return {f"output_{i}": v.detach().cpu().numpy() for i, v in enumerate(result)}
+    return {"output_0": result.detach().cpu().numpy()}
+
+
+def _example(signature: Signature, options) -> tuple:
+    return tuple(_tensors(options.example, signature.input_names))
+
+
+def dynamic_dims(signature: Signature) -> dict[str, list[int]]:
+    """input name -> the axes that vary (None in the signature; the batch always)."""
+    return {spec.name: sorted({0} | {i for i, d in enumerate(spec.shape) if d is None}) for spec in signature.inputs}
+
+
+def export_dynamic_shapes(signature: Signature) -> tuple:
+    torch = _torch()
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)  # one object: every input shares the batch
+    return tuple({axis: batch if axis == 0 else torch.export.Dim(f"{name}_{axis}", min=1, max=1 << 20) for axis in axes}
+                 for name, axes in dynamic_dims(signature).items())
+
+
+def _saved_size(module: Any) -> int:
+    torch = _torch()
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    return buffer.tell()
+
+
+# ---------------------------------------------------------------- conversions
+
+@converts("torch", to="torchscript", quantize={"dynamic", "static"}, note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)")
+def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    example = _example(signature, options)
+    method = "script" if options.script else "trace"
+    try:
+        compiled = _compile(model, example, method)
+        details: dict[str, Any] = {"method": method, "torch": version_of("torch")}
+        if options.quantize in ("dynamic", "static"):
+            quantized = _quantized_module(model, options, example)
+            details["quantized_in_conversion"] = {"mode": options.quantize, "size_before": _saved_size(compiled)}
+            compiled = _compile(quantized, example, method)
+        path = out / "model.pt"
+        _torch().jit.save(compiled, str(path))
+    except (UnsupportedConversion, UsageError):
+        raise
+    except Exception as exc:
+        hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.script else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {str(exc).splitlines()[0][:200]}", hint) from exc
+    return Artifact(path, details)
+
+
+def _compile(model: Any, example: tuple, method: str) -> Any:
+    torch = _torch()
+    if method == "script" and not isinstance(model, torch.jit.ScriptModule):
+        return torch.jit.script(model.eval())
+    return _trace(model, example)
+
+
+def _quantized_module(model: Any, options, example: tuple) -> Any:
+    """Dynamic: int8 weights for Linear/LSTM/GRU. Static: FX graph mode, observers calibrated on the
+    calibration rows (or the sample), then int8 kernels for every supported layer."""
+    import copy
+
+    torch = _torch()
+    if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "named_modules"):
+        raise UnsupportedConversion("int8 needs the Python nn.Module, not a TorchScript or exported program", "pass the module through the Python API or --model-class")
+    if options.quantize == "dynamic":
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    rows = options.calibration or options.example
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"), example)
+        names = list(rows)
+        count = len(rows[names[0]])
+        with torch.no_grad():
+            for start in range(0, count, 16):
+                prepared(*_tensors({n: rows[n][start:start + 16] for n in names}, names))
+        return convert_fx(prepared)
+
+
+def _trace(model: Any, example: tuple) -> Any:
+    torch = _torch()
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(model.eval(), example, check_trace=False)
+
+
+@converts("torch", to="onnx", quantize={"dynamic", "static", "fp16"}, note="torch.onnx dynamo exporter, TorchScript exporter as fallback")
+def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
+    """Dynamic batch axis; the exporter actually used is recorded (dynamo first, TorchScript-based on failure)."""
+    from packager.conversion import Artifact
+
+    torch = _torch()
+    example = _example(signature, options)
+    path = out / "model.onnx"
+    names = signature.input_names
+    outputs = list(outputs_dict(model(*example)).keys()) if not isinstance(model, torch.jit.ScriptModule) else None
+    dynamic = dynamic_dims(signature)
+    dynamic_axes = {n: {axis: "batch" if axis == 0 else f"{n}_{axis}" for axis in axes} for n, axes in dynamic.items()}
+    failures = []
+    for dynamo in (True, False):
+        try:
+            with quiet_output():
+                kwargs: dict[str, Any] = {"input_names": names, "output_names": outputs, "opset_version": options.opset, "dynamo": dynamo}
+                if dynamo:
+                    kwargs["dynamic_shapes"] = export_dynamic_shapes(signature)
+                    kwargs["external_data"] = False
+                else:
+                    kwargs["dynamic_axes"] = dynamic_axes
+                torch.onnx.export(model, example, str(path), **kwargs)
+            _check_dynamic(path, dynamic)
+            break
+        except Exception as exc:
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            path.unlink(missing_ok=True)
+    else:
+        raise ConversionError(f"torch.onnx.export failed with both exporters ({'; '.join(failures)})", "check that forward() is exportable, or try another --opset")
+    onnx = require("onnx", "torch", "ONNX export")
+    proto = onnx.load(str(path))
+    return Artifact(path, {"exporter": "dynamo" if not failures else "torchscript (dynamo failed)", "dynamo_error": failures[0] if failures else None,
+                           "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "ir_version": proto.ir_version, "torch": version_of("torch")})
+
+
+def _check_dynamic(path: Path, dynamic: dict[str, list[int]]) -> None:
+    """The dynamo exporter may specialize an axis it was asked to keep dynamic (an LSTM's sequence
+    length): that is a failure, so the fallback exporter gets its turn."""
+    onnx = require("onnx", "torch", "ONNX export")
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        fixed = [axis for axis in dynamic.get(value.name, []) if axis < len(dims) and dims[axis].HasField("dim_value")]
+        if fixed:
+            raise ConversionError(f"the exporter fixed axes {fixed} of input {value.name} that should stay dynamic")
+
+
+@converts("torch", to="pt2", note="torch.export with a dynamic batch axis")
+def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    torch = _torch()
+    if isinstance(model, torch.jit.ScriptModule):
+        raise UnsupportedConversion("torch.export cannot export a TorchScript module", "pass the Python nn.Module through the API")
+    example = _example(signature, options)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                program = torch.export.export(model.eval(), example, dynamic_shapes=export_dynamic_shapes(signature))
+                dynamic = True
+            except Exception as exc:
+                if any(len(axes) > 1 for axes in dynamic_dims(signature).values()):
+                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {str(exc).splitlines()[0][:200]}",
+                                                "drop --dynamic-axes for .pt2, or use --to onnx / torchscript") from None
+                program = torch.export.export(model.eval(), example)
+                dynamic = False
+        path = out / "model.pt2"
+        torch.export.save(program, str(path))
+    except UnsupportedConversion:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"torch.export failed on {type(model).__name__}: {str(exc).splitlines()[0][:200]}", "see torch.export's documentation on graph breaks") from exc
+    return Artifact(path, {"dynamic_batch": dynamic, "torch": version_of("torch")})
+
+
+def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package: bool) -> Any:
+    from converters.coreml import convert_to_coreml
+
+    traced = _trace(model, _example(signature, options))
+    return convert_to_coreml(traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__)
+
+
+@converts("torch", to="coreml", quantize={"weights", "fp16"}, note="coremltools from a traced module (.mlmodel, neural network)")
+def torch_to_coreml(model: Any, signature: Signature, out: Path, options) -> Any:
+    return _to_coreml(model, signature, out, options, package=False)
+
+
+@converts("torch", to="mlpackage", quantize={"weights"}, note="coremltools ML program from a traced module (fp16 weights by default)")
+def torch_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> Any:
+    return _to_coreml(model, signature, out, options, package=True)
+
+
+# ---------------------------------------------------------------- runtimes
+
+class _TorchRuntime(Runtime):
+    distribution = "torch"
+
+    def predict(self, module: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        torch = _torch()
+        with torch.no_grad():
+            produced = outputs_dict(module(*_tensors(feeds, signature.input_names)))
+        return dict(zip(signature.output_names, produced.values())) if signature.outputs else produced
+
+
+@runs("torchscript")
+class TorchScriptRuntime(_TorchRuntime):
+    name = "torch.jit"
+
+    def load(self, path: Path, *, trust: bool = False) -> Any:
+        return _torch().jit.load(str(path), map_location="cpu").eval()
+
+
+@runs("pt2")
+class ExportedProgramRuntime(_TorchRuntime):
+    name = "torch.export"
+
+    def load(self, path: Path, *, trust: bool = False) -> Any:
+        return _torch().export.load(str(path)).module()

@@ -1,0 +1,274 @@
+"""``packager bench``: every artifact, at every batch size, measured the same way in one run.
+
+Each artifact runs in its own child process (spawned fresh), so load time and peak memory are its
+own and not the sum of every framework imported before it; the measurements are still one run,
+on the same data, with the same thread setting, so ratios are side by side. The baseline is the
+source model in its native framework (``--baseline FILE``), loaded through its framework plugin.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packager.errors import PackagerError, UsageError
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    batch_sizes: tuple[int, ...] = (1, 32, 1024, 16384)
+    threads: int = 1
+    warmup: int = 3
+    min_runs: int = 10
+    min_seconds: float = 0.5
+    max_seconds: float = 5.0  # per batch size: slow models stop after min(3, ...) runs past this
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One artifact at one batch size."""
+
+    batch_size: int
+    runs: int
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    rows_per_second: float
+
+
+@dataclass(frozen=True)
+class ArtifactBench:
+    label: str
+    format: str
+    runtime: str
+    quantization: str | None
+    size_bytes: int
+    load_seconds: float
+    peak_rss_mb: float
+    baseline: bool
+    measurements: tuple[Measurement, ...] = ()
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class BenchReport:
+    settings: BenchSettings
+    machine: dict[str, Any]
+    data: str
+    artifacts: tuple[ArtifactBench, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"settings": asdict(self.settings), "machine": self.machine, "data": self.data, "artifacts": [asdict(a) for a in self.artifacts]}
+
+
+def run_bench(refs: list[str], data: str | Path, settings: BenchSettings, *, baseline: str | None = None, model_class: str | None = None,
+              registry_url: str | None = None, blobs: str | None = None) -> BenchReport:
+    """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh child process."""
+    import multiprocessing
+
+    from packager.batches import open_source
+
+    open_source(data)  # a bad input path fails before any child starts
+    if any(b < 1 for b in settings.batch_sizes):
+        raise UsageError(f"--batch-sizes {settings.batch_sizes} must be positive", "e.g. --batch-sizes 1,32,1024,16384")
+    jobs = ([("baseline", baseline, model_class)] if baseline else []) + [("artifact", ref, None) for ref in refs]
+    context = multiprocessing.get_context("spawn")
+    results = []
+    with context.Pool(1, maxtasksperchild=1) as pool:
+        for kind, ref, cls in jobs:
+            results.append(pool.apply(_measure_in_child, (kind, ref, cls, str(data), settings, registry_url, blobs)))
+    return BenchReport(settings, describe_machine(settings.threads), str(data), tuple(results))
+
+
+def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None) -> ArtifactBench:
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["OMP_NUM_THREADS"] = str(settings.threads)
+    try:
+        call, info = _load_baseline(ref, model_class, settings.threads, data) if kind == "baseline" else _load_artifact(ref, settings.threads, registry_url, blobs)
+        feeds = _bench_feeds(info.pop("signature"), data, max(settings.batch_sizes))
+        measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
+        return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
+    except Exception as exc:  # one artifact failing must not lose the others' measurements
+        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        return ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), message)
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not getrusage: ru_maxrss survives fork and exec,
+    so a child spawned from a 2 GB parent would report 2 GB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _load_artifact(ref: str, threads: int, registry_url: str | None, blobs: str | None) -> tuple[Any, dict[str, Any]]:
+    from packager.inference import load_predictor, resolve
+    from packager.package import path_size
+
+    artifact = resolve(ref, registry_url=registry_url, blobs=blobs)
+    predictor = load_predictor(artifact, threads=threads)
+    quant = artifact.manifest.quantization if artifact.manifest else None
+    info = {"label": artifact.label or ref, "format": artifact.format, "runtime": f"{predictor.runtime.name} {predictor.runtime.version()}",
+            "quantization": quant.mode if quant and quant.applied else None, "size_bytes": path_size(artifact.path),
+            "load_seconds": round(predictor.load_seconds, 4), "signature": predictor.signature}
+    return predictor, info
+
+
+def _load_baseline(path: str, model_class: str | None, threads: int, data: str) -> tuple[Any, dict[str, Any]]:
+    """The source model in its own framework: what the artifacts are compared against. Its
+    signature comes from the model, or from the data's first rows where the model has none (torch)."""
+    from packager.conversion import load_source
+    from packager.package import path_size
+    from packager.plugins import default_registry
+    from packager.samples import load_sample
+
+    from packager.inference import limit_threads
+
+    started = time.perf_counter()
+    source = load_source(path, model_class=model_class)
+    loaded = time.perf_counter() - started
+    limit_threads(source.info.format or source.framework, threads)
+    plugin = default_registry().framework(source.framework)
+    signature = plugin.signature(source.model, _head(load_sample(data)))
+    info = {"label": f"{Path(path).name} (native {source.framework})", "format": source.info.format or source.framework,
+            "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(), "quantization": None,
+            "size_bytes": path_size(Path(path)), "load_seconds": round(loaded, 4), "signature": signature}
+    return _baseline_call(plugin, source.model, signature, _bench_feeds(signature, data, 64)), info
+
+
+def _baseline_call(plugin: Any, model: Any, signature: Any, probe: dict[str, Any]) -> Any:
+    """The framework's single-pass ``serve`` (every output from one call, as a deployment would) when
+    it gives the same outputs as ``predict`` on the probe rows; ``predict`` otherwise."""
+    import numpy as np
+
+    def predict(feeds):
+        return plugin.predict(model, signature, feeds)
+
+    serve = getattr(plugin, "serve", None)
+    if serve is None:
+        return predict
+    fast, exact = serve(model, signature, probe), predict(probe)
+    same = fast.keys() == exact.keys() and all(np.array_equal(np.asarray(fast[k]), np.asarray(exact[k])) for k in exact)
+    return (lambda feeds: serve(model, signature, feeds)) if same else predict
+
+
+def _head(sample: Any) -> Any:
+    return sample.head(8) if hasattr(sample, "head") else sample[:8]
+
+
+def _bench_feeds(signature: Any, data: str, rows: int) -> dict[str, Any]:
+    """The first ``rows`` rows of the data (repeated when the file is shorter)."""
+    import numpy as np
+
+    from packager.batches import iter_batches, open_source, plan_feeds
+
+    source = open_source(data)
+    plan = plan_feeds(signature, source)
+    feeds = plan.feeds(next(iter_batches(source, rows)))
+    have = len(next(iter(feeds.values())))
+    if have < rows:
+        repeats = -(-rows // have)
+        feeds = {k: np.concatenate([v] * repeats)[:rows] for k, v in feeds.items()}
+    return feeds
+
+
+def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSettings) -> Measurement:
+    import numpy as np
+
+    batch = {k: np.ascontiguousarray(v[:size]) for k, v in feeds.items()}
+    for _ in range(settings.warmup):
+        call(batch)
+    latencies: list[float] = []
+    began = time.perf_counter()
+    while True:
+        start = time.perf_counter()
+        call(batch)
+        latencies.append(time.perf_counter() - start)
+        spent = time.perf_counter() - began
+        if (len(latencies) >= settings.min_runs and spent >= settings.min_seconds) or (spent >= settings.max_seconds and len(latencies) >= 3) or len(latencies) >= 100_000:
+            break
+    ms = np.array(latencies) * 1000
+    return Measurement(size, len(latencies), *(round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99)), round(size * len(latencies) / sum(latencies), 1))
+
+
+def describe_machine(threads: int) -> dict[str, Any]:
+    import os
+
+    from packager.deps import version_of
+
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), platform.processor())
+    flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
+    memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    return {
+        "cpu": model, "cores": os.cpu_count(), "memory_gb": memory_gb, "threads": threads,
+        "avx2": " avx2" in flags, "avx512": " avx512f" in flags, "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
+        "versions": {d: version_of(d) for d in ("onnxruntime", "scikit-learn", "torch", "tensorflow", "keras", "numpy")},
+    }
+
+
+# ---------------------------------------------------------------- reports
+
+def write_reports(report: BenchReport, out: str | Path) -> dict[str, Path]:
+    """bench.json, bench.md and bench.png under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    paths["markdown"].write_text(markdown(report))
+    plot(report, paths["plot"])
+    return paths
+
+
+def markdown(report: BenchReport) -> str:
+    m = report.machine
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']}; AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
+             f"Data: `{Path(report.data).name}`. Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.", "",
+             "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    base = next((a for a in report.artifacts if a.baseline and not a.error), None)
+    base_rate = {m.batch_size: m.rows_per_second for m in base.measurements} if base else {}
+    for a in report.artifacts:
+        if a.error:
+            lines.append(f"| {a.label} | — | — | — | — | — | — | — | — | — | — | error: {a.error} |")
+            continue
+        for x in a.measurements:
+            ratio = f"{x.rows_per_second / base_rate[x.batch_size]:.2f}×" if base_rate.get(x.batch_size) and not a.baseline else "—"
+            lines.append(f"| {a.label} | {a.format} | {a.quantization or '—'} | {a.size_bytes:,} | {a.load_seconds:.3f} | {a.peak_rss_mb:.0f} | {x.batch_size:,} | "
+                         f"{x.p50_ms:.3f} | {x.p95_ms:.3f} | {x.p99_ms:.3f} | {x.rows_per_second:,.0f} | {ratio} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: BenchReport, path: Path) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for a in report.artifacts:
+        if a.error or not a.measurements:
+            continue
+        sizes = [m.batch_size for m in a.measurements]
+        ax.plot(sizes, [m.rows_per_second for m in a.measurements], marker="o", linestyle="--" if a.baseline else "-", label=a.label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (rows)")
+    ax.set_ylabel("throughput (rows/s)")
+    ax.set_title(f"throughput by batch size ({report.machine['threads']} thread(s))")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,117 @@
+"""The command line: parse, call the public API, render. Commands are imported only when run."""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+COMMANDS = {
+    "convert": ("packager.commands.convert", "Convert a model to deployable formats, quantize, validate, package."),
+    "validate": ("packager.commands.validate", "Check that an artifact reproduces its source model."),
+    "inspect": ("packager.commands.inspect", "Show a model file's format, framework, signature and size."),
+    "formats": ("packager.commands.formats", "Show the support matrix: sources, targets, quantization, runtimes."),
+    "predict": ("packager.commands.predict", "Run a package, model file or registry version over a data file, in batches."),
+    "bench": ("packager.commands.bench", "Latency, throughput, memory and size of artifacts side by side, per batch size."),
+    "serve": ("packager.commands.serve", "Serve the registry over HTTP: web UI and REST API for teams (--registry http://… on clients)."),
+    "demo": ("packager.commands.demo", "Convert a bundled model to every format, push it to the registry, show the results."),
+    "push": ("packager.commands.registry:push", "Store a package as the next version of a model in the registry."),
+    "pull": ("packager.commands.registry:pull", "Write a stored version's files to a folder (digests re-verified)."),
+    "list": ("packager.commands.registry:list_", "List models (latest versions), or the versions of one model."),
+    "show": ("packager.commands.registry:show", "Show one version: manifest, params, metrics, validation, lineage."),
+    "compare": ("packager.commands.registry:compare", "Params and metrics of several versions side by side."),
+    "search": ("packager.commands.registry:search", 'Find versions: metric.accuracy > 0.9 and tag.team = "fraud".'),
+    "alias": ("packager.commands.registry:alias", "Point an alias (production, staging, ...) at a version, or remove it."),
+    "tag": ("packager.commands.registry:tag", "Set or remove tags on a version."),
+    "delete": ("packager.commands.registry:delete", "Delete a version (its blobs are freed by gc)."),
+    "gc": ("packager.commands.registry:gc", "Free blobs that no version references."),
+    "verify": ("packager.commands.registry:verify", "Re-hash every stored blob; report missing or corrupt files by version."),
+    "lineage": ("packager.commands.registry:lineage", "Print the derivation tree of a version (source -> ONNX -> int8)."),
+}
+
+
+class LazyGroup(click.Group):
+    """click group whose subcommands are imported on first use, so `--help` stays instant."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, _, attribute = COMMANDS[name][0].partition(":")
+        return getattr(importlib.import_module(module), attribute or "command")
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, COMMANDS[name][1]) for name in sorted(COMMANDS)])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and library warnings.")
+@click.version_option(package_name="packager")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """packager: convert, quantize, validate and package trained ML models."""
+    ctx.obj = {"debug": debug}
+    _configure_warnings(debug)
+
+
+def _configure_warnings(debug: bool) -> None:
+    import warnings
+
+    from packager.errors import PackagerWarning
+
+    if debug:
+        return
+    import logging
+    import os
+
+    os.environ.setdefault("TQDM_DISABLE", "1")  # converters' progress bars (coremltools) stay off the terminal
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices, whoever imports it
+    logging.disable(logging.WARNING)  # library log lines (torch.onnx, onnxruntime.quantization): our errors say what matters
+    warnings.filterwarnings("ignore")
+    warnings.filterwarnings("always", category=PackagerWarning)
+    warnings.showwarning = lambda message, category, *a, **k: click.echo(f"warning: {message}", err=True)
+
+
+def run() -> None:
+    """Entry point: PackagerErrors become one line on stderr and their exit code."""
+    from packager.errors import PackagerError
+
+    debug = "--debug" in sys.argv[1:]
+    try:
+        main.main(standalone_mode=False)
+    except PackagerError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
+        if debug:
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback and report it)", err=True)
+        sys.exit(70)
+
+
+def emit_json(data: Any) -> None:
+    import json
+
+    from packager.package import _json_default
+
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,110 @@
+"""Rendering results for the terminal (rich) and as JSON rows."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Iterator
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "—"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def result_row(target: str, package: Any = None, error: Exception | None = None, by_design: bool = True) -> dict[str, Any]:
+    """One target's result; an error is "refused" when it is a documented limit (``by_design``), else "error"."""
+    if error is not None:
+        return {"target": target, "status": "refused" if by_design else "error",
+                "error": error.one_line() if hasattr(error, "one_line") else str(error)}
+    m = package.manifest
+    v = m.validation
+    numeric = [o["max_abs"] for o in v["outputs"] if o["max_abs"] is not None]
+    labels = [o["agreement"] if o["agreement"] is not None else o.get("top1") for o in v["outputs"]]
+    labels = [a for a in labels if a is not None]  # label agreement, or top-1 agreement of class scores
+    q = m.quantization
+    return {
+        "target": target,
+        "status": v["status"],
+        "path": str(package.model_path),
+        "size": q.size_after if q.applied else package.model_path.stat().st_size if package.model_path.is_file() else None,
+        "size_before_quantization": q.size_before if q.mode else None,
+        "quantization": (q.mode if q.applied else f"none ({q.reason})") if q.mode else None,
+        "max_abs_diff": max(numeric) if numeric else None,
+        "label_agreement": min(labels) if labels else None,
+        "runtime": f"{v['runtime']} {v['runtime_version']}",
+        "samples": v["samples"],
+    }
+
+
+def conversion_table(rows: list[dict[str, Any]]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="packager results")
+    for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "validated by", "file / reason"):
+        table.add_column(column, overflow="fold")
+    styles = {"passed": "green", "failed": "red", "error": "red", "refused": "yellow"}
+    for r in rows:
+        status = f"[{styles.get(r['status'], 'cyan')}]{r['status']}[/]"
+        if r["status"] in ("refused", "error"):
+            table.add_row(r["target"], status, "", "", "", "", "", escape(r["error"]))
+            continue
+        size = human_size(r["size"])
+        if r.get("size_before_quantization") and r["size_before_quantization"] != r["size"]:
+            size = f"{human_size(r['size_before_quantization'])} → {size}"
+        diff = f"{r['max_abs_diff']:.2e}" if r["max_abs_diff"] is not None else "—"
+        agree = f"{r['label_agreement']:.1%}" if r["label_agreement"] is not None else "—"
+        where = _relative(r["path"]) + (f"  → {r['pushed']}" if r.get("pushed") else "")
+        table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, r["runtime"], where)
+    console()(table)
+    if len(rows) > 1:
+        console()(summary_line(rows))
+
+
+def summary_line(rows: list[dict[str, Any]]) -> str:
+    """How many targets passed, were refused by design (documented limits), or failed."""
+    from packager.validation import NOT_EXECUTED, PASSED
+
+    counts = {status: sum(r["status"] == status for r in rows) for status in (PASSED, NOT_EXECUTED, "refused")}
+    failed = len(rows) - sum(counts.values())
+    parts = [f"{counts[PASSED]} passed"]
+    parts += [f"{counts[NOT_EXECUTED]} {NOT_EXECUTED}"] if counts[NOT_EXECUTED] else []
+    parts += [f"{counts['refused']} refused by design (documented limits)"] if counts["refused"] else []
+    parts += [f"{failed} failed"] if failed else []
+    return ", ".join(parts)
+
+
+def console():
+    """A console as wide as the terminal, or 160 columns when output is piped (logs, CI)."""
+    import sys
+
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 160).print
+
+
+def _relative(path: str) -> str:
+    import os
+
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return path
+
+
+@contextlib.contextmanager
+def progress_reporter(quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A rich status line on a terminal; nothing when output is JSON or not a TTY."""
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        yield lambda message: None
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status("starting") as status:
+        yield lambda message: status.update(message)

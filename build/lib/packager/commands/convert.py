@@ -1,0 +1,83 @@
+"""`packager convert`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from packager.commands._render import conversion_table, progress_reporter, result_row
+from packager.errors import NotQuantizable, UnsupportedConversion
+
+
+@click.command("convert")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--to", "targets", multiple=True, default=("onnx",), show_default=True,
+              help="Target format (repeatable); 'all' = every target the source framework reaches.")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Package directory (one sub-folder per target when several).")
+@click.option("--quantize", is_flag=False, flag_value="dynamic", default=None, metavar="[dynamic|static|fp16|weights|auto]",
+              help="Quantize the result; bare --quantize means dynamic int8; weights = 8-bit weights only (Core ML).")
+@click.option("--calibration", type=click.Path(path_type=Path), help="Calibration rows for --quantize static (.npy/.csv/.parquet).")
+@click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
+@click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
+@click.option("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
+@click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.")
+@click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
+@click.option("--opset", type=int, help="ONNX opset to target (default: the converter's).")
+@click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
+@click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
+@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@click.option("--push", "push_name", metavar="NAME", help="Push each package to the registry as a version of NAME (source first, with lineage).")
+@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
+@click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, opset, trust, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+    """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
+    from packager.cli import emit_json
+    from packager.conversion import convert, load_source
+    from packager.errors import PackagerError
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    store = None
+    if push_name:
+        from packager.registry.api import Registry
+        from packager.registry.refs import check_name
+
+        check_name(push_name)  # before any conversion work
+        store = Registry(registry_url, blobs)
+    wanted = list(targets)
+    if "all" in wanted:
+        wanted = registry.targets_of(load_source(source, trust=trust, model_class=model_class, registry=registry).framework)
+    several = len(wanted) > 1
+    base = out or Path.cwd() / f"{source.stem}-packages" if several else out
+    source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
+    rows, failures = [], []
+    with progress_reporter(as_json) as report:
+        for target in wanted:
+            destination = (base / target) if several else base
+            try:
+                package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
+                                  input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                                  overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
+                row = result_row(target, package=package)
+                if store is not None:
+                    report(f"{target}: pushing to the registry")
+                    row["pushed"] = store.push_conversion(package, push_name, source, trust=trust, source_options=source_options).ref
+                rows.append(row)
+            except PackagerError as exc:
+                if not several:
+                    raise
+                by_design = isinstance(exc, REFUSED_BY_DESIGN)
+                failures += [] if by_design else [exc]
+                rows.append(result_row(target, error=exc, by_design=by_design))
+    if as_json:
+        emit_json(rows)
+    else:
+        conversion_table(rows)
+    if failures:  # a target refused by design (a documented limit) is an answer; anything else fails the run
+        raise SystemExit(failures[0].exit_code)
+
+
+# The converter or format documents that it cannot take this model or quantization: with several
+# targets, such a refusal is part of the answer (exit 0); every other error is a failure.
+REFUSED_BY_DESIGN = (UnsupportedConversion, NotQuantizable)

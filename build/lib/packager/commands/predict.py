@@ -1,0 +1,74 @@
+"""`packager predict`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("predict")
+@click.argument("model", metavar="REF_OR_PATH")
+@click.argument("data", type=click.Path(path_type=Path), metavar="INPUT")
+@click.option("-o", "--out", "output", type=click.Path(path_type=Path), required=True,
+              help="Output file (.parquet, .csv or .npy); with --engine dask, a folder of Parquet parts.")
+@click.option("--batch-size", default=1024, show_default=True, help="Rows per batch (memory stays at one batch).")
+@click.option("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
+@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster.")
+@click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
+@click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
+@click.option("--trust", is_flag=True, help="Load a bare model file even if it imports code outside the allow-list.")
+@click.option("--force", is_flag=True, help="Replace an existing output.")
+@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
+@click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, trust, force, registry_url, blobs, as_json):
+    """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
+    over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
+    from packager.cli import emit_json
+    from packager.inference import resolve
+
+    artifact = resolve(model, registry_url=registry_url, blobs=blobs)
+    if engine == "dask":
+        from packager.distributed import predict_on_dask
+
+        summary = predict_on_dask(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs),
+                                  scheduler=scheduler, workers=workers, trust=trust, overwrite=force).to_dict()
+    else:
+        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json)
+    if as_json:
+        emit_json(summary)
+    else:
+        loaded = f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary else f"; {summary['workers']} Dask workers"
+        click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
+
+
+def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet) -> dict:
+    from packager.batches import open_source
+    from packager.inference import load_predictor, predict_file
+
+    predictor = load_predictor(artifact, threads=threads, trust=trust)
+    total = open_source(data).rows
+    with _progress_bar(total, quiet) as advance:
+        result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=force, progress=advance)
+    return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
+            "load_seconds": result.load_seconds, "output": str(result.output), "format": artifact.format, "threads": threads}
+
+
+def _progress_bar(total, quiet):
+    """A rich progress bar on stderr when it is a terminal (rows done / total when known)."""
+    import contextlib
+    import sys
+
+    if quiet or not sys.stderr.isatty():
+        return contextlib.nullcontext(lambda rows: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    @contextlib.contextmanager
+    def bar():
+        with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+            task = progress.add_task("rows", total=total)
+            yield lambda rows: progress.update(task, completed=rows)
+
+    return bar()

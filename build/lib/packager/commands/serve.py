@@ -1,0 +1,29 @@
+"""`packager serve`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--token-file", type=click.Path(path_type=Path), help="Tokens (one per line) that may write; without it the server is read-only.")
+@click.option("--read-token", is_flag=True, help="Reads need a token from --token-file too (default: reads are open).")
+@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL the server fronts (default: the embedded one).")
+@click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store the server fronts.")
+def command(host, port, token_file, read_token, registry_url, blobs):
+    """Serve the registry: web UI at /, REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
+    import uvicorn
+
+    from packager.registry.api import Registry
+    from packager.server.app import create_app, read_tokens
+
+    if registry_url and registry_url.startswith(("http://", "https://")):
+        from packager.errors import UsageError
+
+        raise UsageError("packager serve fronts a catalog database, not another server", "give --registry sqlite:///… or postgresql://…")
+    app = create_app(Registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
+    click.echo(f"packager registry on http://{host}:{port}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

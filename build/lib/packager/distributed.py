@@ -1,0 +1,136 @@
+"""``predict --engine dask``: a Parquet/CSV input partitioned over a Dask cluster (a LocalCluster by
+default, or an existing scheduler), the artifact loaded once per worker process, the result written
+as partitioned Parquet.
+
+Workers must see the artifact and input paths (a LocalCluster does; a remote cluster needs shared
+storage or a registry reference each worker can pull).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from packager.errors import MissingDependency, OutputExists, UsageError
+from packager.inference import Artifact
+
+_LOADED: dict[tuple[str, str], Any] = {}  # per worker process: (path, format) -> Predictor
+LOADS: dict[tuple[str, str], int] = {}  # how many times this process loaded each artifact (for tests and reports)
+
+
+@dataclass(frozen=True)
+class DaskResult:
+    rows: int
+    partitions: int
+    seconds: float
+    output: str
+    workers: int
+    loads_per_worker: dict[str, int]
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rows_per_second": self.rows_per_second, "engine": "dask"}
+
+
+def predict_on_dask(artifact: Artifact, data: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
+                    outputs: list[str] | None = None, scheduler: str | None = None, workers: int = 2, trust: bool = False,
+                    overwrite: bool = False) -> DaskResult:
+    import shutil
+    import time
+
+    from packager.batches import open_source, plan_feeds
+    from packager.inference import load_predictor
+
+    dd, distributed = _dask()
+    source = open_source(data)
+    if source.kind not in ("parquet", "csv"):
+        raise UsageError(f"--engine dask reads Parquet or CSV, not .{source.kind}", "convert the input to Parquet, or use --engine local")
+    output = Path(output)
+    if output.exists() and not overwrite:
+        raise OutputExists(f"{output} already exists", "choose another -o or pass --force")
+    signature = artifact.signature or load_predictor(artifact, trust=trust).signature
+    plan = plan_feeds(signature, source)  # a column mismatch fails here, before the cluster starts
+    dtypes = {column: arrow.to_pandas_dtype() for column, arrow in plan.column_types().items()}  # not inferred from the first block
+    artifact = Artifact(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
+    started = time.perf_counter()
+    with _client(distributed, scheduler, workers) as client:
+        frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
+        job = dict(artifact=artifact, batch_size=batch_size, threads=threads, outputs=outputs or [], trust=trust)
+        meta = client.submit(_predict_frame, frame.head(2, compute=True), pure=False, **job).result().iloc[:0]
+        temp = output.with_name(f".{output.name}.partial")
+        shutil.rmtree(temp, ignore_errors=True)
+        result = frame.map_partitions(_predict_frame, meta=meta, **job)
+        result.to_parquet(str(temp), write_index=False)
+        loads = client.run(_load_counts, str(artifact.path))
+        n_workers = len(client.scheduler_info()["workers"])
+    rows = _count_rows(temp)
+    if output.exists():
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
+    temp.replace(output)
+    return DaskResult(rows, frame.npartitions, time.perf_counter() - started, str(output), n_workers, loads)
+
+
+def _dask():
+    try:
+        import dask.dataframe as dd
+        import distributed
+    except ImportError:
+        raise MissingDependency("--engine dask needs dask.distributed", "pip install 'packager[dask]'") from None
+    return dd, distributed
+
+
+def _client(distributed: Any, scheduler: str | None, workers: int) -> Any:
+    import contextlib
+
+    if scheduler:
+        return distributed.Client(scheduler, timeout="30s")
+    stack = contextlib.ExitStack()
+    cluster = stack.enter_context(distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None))
+    client = stack.enter_context(distributed.Client(cluster))
+
+    @contextlib.contextmanager
+    def session():
+        with stack:
+            yield client
+
+    return session()
+
+
+def _predict_frame(frame: Any, *, artifact: Artifact, batch_size: int, threads: int | None, outputs: list[str], trust: bool) -> Any:
+    """One partition (a pandas DataFrame) through the worker's cached predictor, batch by batch."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from packager.batches import DataSource, output_columns, plan_feeds
+
+    predictor = _predictor(artifact, threads, trust)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    plan = plan_feeds(predictor.signature, DataSource(artifact.path, "parquet", columns=tuple(table.column_names)))
+    parts = []
+    for batch in table.to_batches(max_chunksize=batch_size):
+        produced = predictor(plan.feeds(batch))
+        parts.append(pd.DataFrame(output_columns({k: v for k, v in produced.items() if not outputs or k in outputs})))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _predictor(artifact: Artifact, threads: int | None, trust: bool) -> Any:
+    from packager.inference import load_predictor
+
+    key = (str(artifact.path), artifact.format)
+    if key not in _LOADED:
+        _LOADED[key] = load_predictor(artifact, threads=threads, trust=trust)
+        LOADS[key] = LOADS.get(key, 0) + 1
+    return _LOADED[key]
+
+
+def _load_counts(path: str) -> int:
+    return sum(count for (p, _), count in LOADS.items() if p == path)
+
+
+def _count_rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(part).metadata.num_rows for part in sorted(folder.glob("*.parquet")))

@@ -1,0 +1,174 @@
+"""Running any artifact over data: resolve what to run (a package, a model file, or a registry
+reference), load it once in its own runtime, and stream an input file through it in batches.
+
+The runtime is the one validation uses (registered per format by the plugins), so what ``predict``
+runs is exactly what was proven.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from packager.errors import UsageError
+from packager.formats import detect_format
+from packager.package import MANIFEST, Manifest, read_manifest
+from packager.plugins import PluginRegistry, default_registry
+from packager.signature import Signature
+
+Progress = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """Something runnable: the model file, its format, its signature, and its manifest when packaged."""
+
+    path: Path
+    format: str
+    signature: Signature | None
+    manifest: Manifest | None = None
+    label: str = ""
+
+
+def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None) -> Artifact:
+    """A package folder, a bare model file/folder, or a registry reference (pulled once into a cache)."""
+    path = Path(ref_or_path)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return _from_package(path, path.absolute().name)
+    if path.exists():
+        return Artifact(path, detect_format(path), None, None, path.name)
+    if any(sep in str(ref_or_path) for sep in ("/", "\\")) or Path(str(ref_or_path)).suffix:
+        from packager.errors import InputFileError
+
+        raise InputFileError(f"{ref_or_path} does not exist", "give a package folder, a model file or a registry reference (name@version)")
+    return _from_registry(str(ref_or_path), registry_url, blobs)
+
+
+def _from_package(folder: Path, label: str) -> Artifact:
+    manifest = read_manifest(folder)
+    return Artifact(folder / manifest.model_file, manifest.format, manifest.signature, manifest, label)
+
+
+def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Artifact:
+    """Pulled into $PACKAGER_HOME/cache/<digest>: content-addressed, so a cached pull is never stale."""
+    from packager.registry.api import Registry, default_home
+
+    registry = Registry(registry_url, blobs)
+    info = registry.get(ref)
+    cache = default_home() / "cache" / info.digest.replace(":", "-")
+    if not (cache / MANIFEST).is_file():
+        registry.pull(info.ref, cache, overwrite=True)
+    return _from_package(cache, info.ref)
+
+
+@dataclass
+class Predictor:
+    """A loaded artifact. Call it with feeds (input name -> array); it returns output name -> array."""
+
+    artifact: Artifact
+    signature: Signature
+    runtime: Any
+    handle: Any
+    load_seconds: float
+    threads: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return self.runtime.predict(self.handle, self.signature, feeds)
+
+
+def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
+    registry = registry or default_registry()
+    runtime = registry.runtime(artifact.format)
+    if runtime is None or not runtime.executes or not getattr(runtime, "can_execute", lambda p: True)(artifact.path):
+        from packager.errors import UnsupportedConversion
+
+        why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
+        raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that")
+    if artifact.manifest is None and not trust:
+        from packager.safety import check_file
+
+        check_file(artifact.path, artifact.format)
+    limit_threads(artifact.format, threads)
+    started = time.perf_counter()
+    kwargs = {"threads": threads} if threads and "threads" in runtime.load.__code__.co_varnames else {}
+    handle = runtime.load(artifact.path, trust=trust or artifact.manifest is not None and artifact.manifest.trusted_source, **kwargs)
+    loaded = time.perf_counter() - started
+    signature = artifact.signature or _bare_signature(artifact, runtime, handle, registry, trust)
+    return Predictor(artifact, signature, runtime, handle, loaded, threads)
+
+
+def limit_threads(fmt: str, threads: int | None) -> None:
+    """Runtimes without a per-session setting get their process-wide one (torch)."""
+    if threads and fmt in ("torchscript", "pt2", "torch"):
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _bare_signature(artifact: Artifact, runtime: Any, handle: Any, registry: PluginRegistry, trust: bool) -> Signature:
+    """A model file without a manifest: ask its runtime (ONNX, TFLite) or its source framework."""
+    if hasattr(runtime, "signature_of"):
+        return runtime.signature_of(handle)
+    if any(artifact.format in p.cls.file_formats for p in registry.frameworks.values()):
+        from packager.conversion import load_source
+
+        source = load_source(artifact.path, trust=trust, registry=registry)
+        try:
+            return registry.framework(source.framework).signature(source.model, None)
+        except UsageError:
+            pass
+    raise UsageError(f"{artifact.path.name} does not say what inputs it takes", "run a package made by `packager convert` (its manifest holds the signature)")
+
+
+# ---------------------------------------------------------------- predict over a file
+
+@dataclass(frozen=True)
+class PredictResult:
+    rows: int
+    batches: int
+    seconds: float
+    output: Path
+    load_seconds: float
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def predict_file(predictor: Predictor, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, outputs: list[str] | None = None,
+                 overwrite: bool = False, progress: Progress | None = None) -> PredictResult:
+    """Stream ``input_path`` through the model in batches; memory stays at one batch."""
+    from packager.batches import OutputWriter, iter_batches, open_source, plan_feeds
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size} is not positive", "use e.g. --batch-size 1024")
+    source = open_source(input_path)
+    plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
+    writer = OutputWriter(Path(output), overwrite)
+    chosen = _check_outputs(predictor.signature, outputs)
+    started, rows, batches = time.perf_counter(), 0, 0
+    try:
+        for batch in iter_batches(source, batch_size, plan.column_types()):
+            produced = predictor(plan.feeds(batch))
+            writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
+            rows += len(next(iter(produced.values())))
+            batches += 1
+            if progress:
+                progress(rows)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return PredictResult(rows, batches, time.perf_counter() - started, Path(output), predictor.load_seconds)
+
+
+def _check_outputs(signature: Signature, outputs: list[str] | None) -> list[str]:
+    if not outputs:
+        return []
+    known = signature.output_names
+    unknown = [o for o in outputs if known and o not in known]
+    if unknown:
+        raise UsageError(f"--output names unknown outputs {unknown}", f"the model's outputs are {known}")
+    return outputs

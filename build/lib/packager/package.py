@@ -1,0 +1,154 @@
+"""The package: a directory holding the model file, manifest.json, requirements.txt, an input example.
+
+Written into a staging folder next to the destination and renamed into place, so a failed or
+interrupted conversion never leaves a half-written package behind.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from packager.errors import OutputExists
+from packager.signature import Signature
+
+MANIFEST = "manifest.json"
+REQUIREMENTS = "requirements.txt"
+INPUT_EXAMPLE = "input_example.json"
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Quantization:
+    mode: str | None
+    applied: bool
+    reason: str = ""
+    size_before: int | None = None
+    size_after: int | None = None
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    framework: str
+    model_class: str
+    file: str | None
+    format: str | None
+    sha256: str | None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What the package is and how it was made (the MLmodel of packager)."""
+
+    format: str
+    model_file: str
+    created: str
+    source: SourceInfo
+    signature: Signature
+    quantization: Quantization
+    conversion: Mapping[str, Any]
+    validation: Mapping[str, Any]
+    versions: Mapping[str, str]
+    files: Mapping[str, str] = field(default_factory=dict)
+    trusted_source: bool = False
+    accepted_mismatch: bool = False
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["signature"] = self.signature.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
+        data = dict(data)
+        data["source"] = SourceInfo(**data["source"])
+        data["signature"] = Signature.from_dict(data["signature"])
+        data["quantization"] = Quantization(**data["quantization"])
+        return cls(**data)
+
+
+def read_manifest(package_dir: str | Path) -> Manifest:
+    return Manifest.from_dict(json.loads((Path(package_dir) / MANIFEST).read_text()))
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def path_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def digest_files(root: Path) -> dict[str, str]:
+    """sha256 of every file under root (relative posix path -> digest)."""
+    return {
+        p.relative_to(root).as_posix(): sha256_file(p)
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@contextlib.contextmanager
+def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty folder beside ``destination``; on success rename it into place, else delete it."""
+    destination = destination.absolute()
+    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
+        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
+    try:
+        yield staging
+        _replace(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _replace(staging: Path, destination: Path) -> None:
+    if not destination.exists():
+        os.replace(staging, destination)
+        return
+    old = destination.with_name(f".{destination.name}.old-{os.getpid()}")
+    os.replace(destination, old)
+    try:
+        os.replace(staging, destination)
+    except OSError:
+        os.replace(old, destination)
+        raise
+    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(value, np.generic):
+            return value.item()
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+    except ImportError:
+        pass
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def input_example(feeds: Mapping[str, Any], rows: int = 5) -> dict[str, Any]:
+    return {name: array[:rows].tolist() for name, array in feeds.items()}

@@ -1,0 +1,42 @@
+"""The one safety layer: every file of a format that can execute code on load is checked here,
+against allow-lists, before any framework opens it. ``trust=True`` (``--trust``) is the only way
+past, and the manifest records it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, import_refusal, load_joblib, load_pickle,
+                                     scan_pickle_imports)
+
+__all__ = ["TRUST_HINT", "PickleImport", "check_file", "check_imports", "import_refusal", "load_joblib", "load_pickle", "scan_pickle_imports"]
+
+ZIP_FORMATS = frozenset({"skops", "mleap", "keras", "torch", "torchscript", "pt2"})
+
+
+def check_file(path: str | Path, fmt: str) -> None:
+    """Raise UnsafeModelError (or InputFileError) if loading ``path`` as ``fmt`` could run code or escape."""
+    path = Path(path)
+    if fmt == "pickle":
+        with path.open("rb") as stream:
+            check_imports(scan_pickle_imports(stream, path.name), path.name)
+    elif fmt in ("torch", "torchscript", "pt2"):
+        from packager.safety.torch import check_torch_archive
+
+        check_torch_archive(path)
+    elif fmt == "keras":
+        from packager.safety.keras import check_keras_archive
+
+        check_keras_archive(path)
+    elif fmt == "hdf5":
+        from packager.safety.keras import check_keras_h5
+
+        check_keras_h5(path)
+    elif fmt == "pmml":
+        from packager.safety.xml import check_xml
+
+        check_xml(path)
+    elif fmt in ZIP_FORMATS and path.is_file():
+        from packager.safety.zips import check_zip
+
+        check_zip(path)
+    # joblib: its arrays are raw bytes between opcodes, so it is checked while loading (load_joblib)
