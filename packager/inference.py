@@ -52,9 +52,10 @@ def _from_package(folder: Path, label: str) -> Artifact:
 
 def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Artifact:
     """Pulled into $PACKAGER_HOME/cache/<digest>: content-addressed, so a cached pull is never stale."""
-    from packager.registry.api import Registry, default_home
+    from packager.registry.backend import default_home
+    from packager.registry.backends import open_registry
 
-    registry = Registry(registry_url, blobs)
+    registry = open_registry(registry_url, blobs)
     info = registry.get(ref)
     cache = default_home() / "cache" / info.digest.replace(":", "-")
     if not (cache / MANIFEST).is_file():

@@ -40,11 +40,11 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
     registry = default_registry()
     store = None
     if push_name:
-        from packager.registry.api import Registry
+        from packager.registry.backends import open_registry
         from packager.registry.refs import check_name
 
         check_name(push_name)  # before any conversion work
-        store = Registry(registry_url, blobs)
+        store = open_registry(registry_url, blobs)
     wanted = list(targets)
     if "all" in wanted:
         wanted = registry.targets_of(load_source(source, trust=trust, model_class=model_class, registry=registry).framework)

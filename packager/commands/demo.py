@@ -22,10 +22,10 @@ def command(out, name, registry_url, blobs, as_json):
     from packager.errors import PackagerError
     from packager.plugins import default_registry
 
-    from packager.registry.api import Registry
+    from packager.registry.backends import open_registry
 
     model_path, sample_path = _build_demo_model(out)
-    store = Registry(registry_url, blobs)
+    store = open_registry(registry_url, blobs)
     jobs = [(t, None) for t in default_registry().targets_of("sklearn")] + [("onnx", "dynamic"), ("onnx", "fp16")]
     rows = []
     with progress_reporter(as_json) as report:

@@ -16,9 +16,9 @@ def registry_options(func):
 
 
 def open_registry(url: str | None, blobs: str | None):
-    from packager.registry.api import Registry
+    from packager.registry.backends import open_registry
 
-    return Registry(url, blobs)
+    return open_registry(url, blobs)
 
 
 def _emit(data: Any) -> None:

@@ -17,13 +17,13 @@ def command(host, port, token_file, read_token, registry_url, blobs):
     """Serve the registry: web UI at /, REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
     import uvicorn
 
-    from packager.registry.api import Registry
+    from packager.registry.backends import open_registry
     from packager.server.app import create_app, read_tokens
 
     if registry_url and registry_url.startswith(("http://", "https://")):
         from packager.errors import UsageError
 
         raise UsageError("packager serve fronts a catalog database, not another server", "give --registry sqlite:///… or postgresql://…")
-    app = create_app(Registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
+    app = create_app(open_registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
     click.echo(f"packager registry on http://{host}:{port}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

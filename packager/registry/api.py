@@ -1,4 +1,6 @@
-"""``Registry(url)``: push, pull, get, list, search, aliases, tags, delete, gc, verify, lineage.
+"""``LocalRegistry``: the registry in a SQL catalog (SQLite or PostgreSQL) and a blob store (a folder
+or S3): get, list, search, pull, aliases, tags, delete, gc, verify, lineage; push comes from
+``RegistryBackend``. Open one through ``open_registry(url)`` (``Registry`` is the same function).
 
 Blobs first, catalog second: a push uploads every file to the content-addressed store, then records
 the version in one transaction. A push killed half-way leaves at most orphan blobs (``gc`` frees
@@ -7,43 +9,30 @@ them), never a half-visible version.
 from __future__ import annotations
 
 import json
-import math
 import os
-import tempfile
-import threading
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from packager.errors import BlobCorrupt, InputFileError, NotFound, UsageError
-from packager.package import MANIFEST, staging_dir
-from packager.registry import lineage as lineage_capture
+from packager.errors import BlobCorrupt, NotFound
+from packager.package import staging_dir
 from packager.registry import schema as t
+from packager.registry.backend import DERIVED_FROM, Files, RegistryBackend, checked_values, default_home, safe_join
+from packager.registry.backends import open_registry
 from packager.registry.blobs import open_blob_store
 from packager.registry.catalog import make_engine, migrate, read, write
 from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
 from packager.registry.rows import ensure_model, insert_children, move_alias, next_version, now, version_info, version_infos
 from packager.registry.versions import FileEntry, VersionInfo, package_digest
 
-DERIVED_FROM = "derived-from"
+__all__ = ["LocalRegistry", "Registry", "default_home"]
+
+Registry = open_registry  # the public name of the README and of earlier releases: open a registry by URL
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("PACKAGER_HOME") or Path.home() / ".packager")
-
-
-class Registry:
-    """The model registry. ``url``: catalog database URL (default: SQLite under $PACKAGER_HOME);
-    ``blobs``: a folder or ``s3://bucket/prefix`` (default: $PACKAGER_HOME/objects)."""
-
-    def __new__(cls, url: str | None = None, blobs: str | None = None, **kwargs: Any):
-        """``Registry("http://host:port")`` (or PACKAGER_REGISTRY) is a client of a `packager serve` server."""
-        url = url or os.environ.get("PACKAGER_REGISTRY")
-        if cls is Registry and url and url.startswith(("http://", "https://")):
-            from packager.registry.remote import RemoteRegistry
-
-            return super().__new__(RemoteRegistry)
-        return super().__new__(cls)
+class LocalRegistry(RegistryBackend):
+    """A registry in a catalog database and a blob store. ``url``: catalog database URL (default:
+    SQLite under $PACKAGER_HOME); ``blobs``: a folder or ``s3://bucket/prefix`` (default: $PACKAGER_HOME/objects)."""
 
     def __init__(self, url: str | None = None, blobs: str | None = None):
         home = default_home()
@@ -55,30 +44,12 @@ class Registry:
         migrate(self.engine)
 
     # ------------------------------------------------------------------ push
-    def push(self, package_dir: str | Path, name: str, *, params: Mapping[str, Any] | None = None,
-             metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
-             aliases: Iterable[str] = (), data: Iterable[str] = (), dockerfile: str | Path | None = None,
-             conda_env: str | Path | None = None, description: str | None = None, parents: Iterable[str] = (),
-             lineage: Mapping[str, Any] | None = None, capture_cwd: str | Path | None = None) -> VersionInfo:
-        """Store a package directory as the next version of ``name``."""
-        check_name(name)
-        package_dir = Path(package_dir)
-        manifest = _read_manifest(package_dir)
-        _checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
-        freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
-        freezing.start()
-        entries = self._store_many([(path, rel, "package") for rel, path in _package_files(package_dir)])
-        freezing.join()
-        record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
-        return self.record(name, manifest, entries + extra, record, params=params, metrics=metrics, tags=tags, aliases=aliases,
-                           description=description, parents=parents)
-
     def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
                params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
                aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
         """The catalog half of a push: every blob is already stored; one transaction makes the version visible."""
         check_name(name)
-        params, metrics, tags, aliases = _checked_values(params, metrics, tags, aliases)
+        params, metrics, tags, aliases = checked_values(params, metrics, tags, aliases)
         missing = [e.path for e in entries if not self.blobs.exists(e.digest)]
         if missing:
             raise BlobCorrupt(f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version")
@@ -103,37 +74,12 @@ class Registry:
         write(self.engine, work)
         return self.get(version_id)
 
-    def _store(self, path: Path, rel: str, role: str) -> FileEntry:
-        blob = self.blobs.put_file(path)
-        return FileEntry(rel, blob.digest, blob.size, role)
-
-    def _store_many(self, files: list[tuple[Path, str, str]]) -> list[FileEntry]:
-        """(path, relative name, role) -> entries; a remote registry overrides this to upload only missing blobs."""
-        return [self._store(path, rel, role) for path, rel, role in files]
-
-    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
-        record: dict[str, Any] = {
-            "captured": now().isoformat(timespec="seconds"),
-            "git": lineage_capture.git_info(Path(cwd or Path.cwd())),
-            "environment": lineage_capture.environment(manifest.get("versions", {})),
-            "data": [lineage_capture.data_reference(uri) for uri in data],
-        }
-        extra: list[FileEntry] = []
-        with tempfile.TemporaryDirectory() as work:
-            freeze = Path(work) / "pip-freeze.txt"
-            freeze.write_text(lineage_capture.pip_freeze())
-            files = {"pip_freeze": ("lineage/pip-freeze.txt", freeze)}
-            for key, given, rel in (("dockerfile", dockerfile, "lineage/Dockerfile"), ("conda_env", conda_env, "lineage/environment.yml")):
-                if given:
-                    if not Path(given).is_file():
-                        raise InputFileError(f"--{key.replace('_', '-')} {given}: no such file", "give an existing file")
-                    files[key] = (rel, Path(given))
-            for key, (rel, path) in files.items():
-                entry = self._store(path, rel, "lineage")
-                extra.append(entry)
-                record[key] = {"path": rel, "sha256": entry.digest}
-        record.update(dict(override or {}))
-        return record, extra
+    def store_files(self, files: Files) -> list[FileEntry]:
+        entries = []
+        for path, rel, role in files:
+            blob = self.blobs.put_file(path)
+            entries.append(FileEntry(rel, blob.digest, blob.size, role))
+        return entries
 
     # ------------------------------------------------------------------ read
     def get(self, ref: str | ModelRef) -> VersionInfo:
@@ -215,7 +161,7 @@ class Registry:
             for entry in info.files:
                 if entry.role != "package":
                     continue
-                target = _safe_join(staging, entry.path)
+                target = safe_join(staging, entry.path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
                     self.blobs.copy_to(entry.digest, target, entry.size)
@@ -343,27 +289,6 @@ class Registry:
         return {"ref": info.ref, "version": info.version, "format": info.format, "quantization": info.quantization,
                 "digest": info.digest, "focus": node_id == focus, "children": kids}
 
-    def push_conversion(self, package, name: str, source_path: str | Path, *, trust: bool = False, source_options: dict | None = None, **push_args) -> VersionInfo:
-        """Push a converted package with a derived-from edge to its source (pushed first when not yet stored).
-
-        A quantized artifact derives from the newest unquantized version of the same format made from
-        that source, when there is one, so lineage reads source -> ONNX -> int8 ONNX. ``source_options``
-        (sample, input_shape, model_class) are what the source needs to be loaded and described.
-        """
-        from packager.conversion import package_source
-
-        digest = package.manifest.source.sha256
-        source_version = self.find_by_file_digest(name, digest) if digest else None
-        if source_version is None:
-            with tempfile.TemporaryDirectory() as work:
-                source_package = package_source(source_path, Path(work) / "source", trust=trust, **(source_options or {}))
-                source_version = self.push(source_package.path, name, description=f"source model {Path(source_path).name}")
-        parent = source_version
-        if package.manifest.quantization.applied:
-            siblings = [v for v in self.children_of(source_version.id) if v.format == package.manifest.format and not v.quantization]
-            parent = siblings[-1] if siblings else source_version
-        return self.push(package.path, name, parents=[parent.id], **push_args)
-
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
         from sqlalchemy import select
 
@@ -387,13 +312,6 @@ class Registry:
 
 # ---------------------------------------------------------------------- helpers
 
-def _checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, list]:
-    return ({check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
-            {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
-            {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
-            [check_alias(a) for a in aliases])
-
-
 def _is_uuid(text: str) -> bool:
     try:
         return str(uuid.UUID(text)) == text
@@ -401,43 +319,6 @@ def _is_uuid(text: str) -> bool:
         return False
 
 
-def _number(key: str, value: Any) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"metric {key}={value!r} is not a number", "metrics are numbers; use --param or --tag for text") from None
-    if not math.isfinite(number):  # JSON cannot carry it, and no comparison means anything
-        raise UsageError(f"metric {key}={value!r} is not a finite number", "record NaN or infinite results as a tag")
-    return number
-
-
 def _quantization(manifest: Mapping[str, Any]) -> str | None:
     quant = manifest.get("quantization") or {}
     return quant.get("mode") if quant.get("applied") else None
-
-
-def _read_manifest(package_dir: Path) -> dict[str, Any]:
-    path = package_dir / MANIFEST
-    if not path.is_file():
-        raise InputFileError(f"{package_dir} is not a package (no {MANIFEST})", "push a folder written by `packager convert -o DIR`")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise InputFileError(f"{path} is not valid JSON ({exc})", "re-create the package with `packager convert`") from None
-
-
-def _package_files(package_dir: Path) -> list[tuple[str, Path]]:
-    files = []
-    for path in sorted(package_dir.rglob("*")):
-        if path.is_symlink():
-            raise InputFileError(f"{path} is a symlink", "packages hold regular files only")
-        if path.is_file():
-            files.append((path.relative_to(package_dir).as_posix(), path))
-    return files
-
-
-def _safe_join(root: Path, rel: str) -> Path:
-    target = (root / rel).resolve()
-    if not str(target).startswith(str(root.resolve()) + os.sep):
-        raise BlobCorrupt(f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it")
-    return target

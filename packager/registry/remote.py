@@ -15,7 +15,7 @@ from urllib.parse import quote
 from packager import errors
 from packager.errors import BlobCorrupt, CatalogError, MissingDependency, NotFound, PackagerError
 from packager.package import staging_dir
-from packager.registry.api import Registry, _safe_join
+from packager.registry.backend import Files, RegistryBackend, safe_join
 from packager.registry.blobs import hash_file
 from packager.registry.refs import ModelRef
 from packager.registry.versions import FileEntry, VersionInfo
@@ -23,8 +23,9 @@ from packager.registry.versions import FileEntry, VersionInfo
 CHUNK = 1 << 20
 
 
-class RemoteRegistry(Registry):
-    """A registry client over HTTP. ``token`` (or PACKAGER_TOKEN) authorizes writes (and reads when the server asks)."""
+class RemoteRegistry(RegistryBackend):
+    """A registry client over HTTP. ``token`` (or PACKAGER_TOKEN) authorizes writes (and reads when the server asks).
+    ``blobs`` is accepted for the common factory signature and ignored: the server keeps its own store."""
 
     def __init__(self, url: str | None = None, blobs: str | None = None, *, token: str | None = None, timeout: float = 300.0):
         try:
@@ -51,7 +52,8 @@ class RemoteRegistry(Registry):
         return response.json() if response.content else None
 
     # ------------------------------------------------------------------ push
-    def _store_many(self, files: list[tuple[Path, str, str]]) -> list[FileEntry]:
+    def store_files(self, files: Files) -> list[FileEntry]:
+        """Hash locally, ask the server which digests it lacks, upload only those."""
         entries = []
         for path, rel, role in files:
             blob = hash_file(path)
@@ -62,9 +64,6 @@ class RemoteRegistry(Registry):
                 self._upload(path, entry.digest)
                 missing.discard(entry.digest)
         return [entry for entry, _ in entries]
-
-    def _store(self, path: Path, rel: str, role: str) -> FileEntry:
-        return self._store_many([(path, rel, role)])[0]
 
     def _upload(self, path: Path, digest: str) -> None:
         def stream():
@@ -98,13 +97,26 @@ class RemoteRegistry(Registry):
     def lineage(self, ref: str | ModelRef) -> dict[str, Any]:
         return self._call("GET", f"/versions/{_q(ref)}/lineage")
 
+    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """From the versions of each model (one request per model): the server has no summary route."""
+        wanted = sorted(names) if names is not None else [v.name for v in self.list()]
+        summaries = []
+        for name in wanted:
+            try:
+                versions = self.list(name)
+            except NotFound:
+                continue
+            if versions:
+                summaries.append({"name": name, "versions": len(versions), "formats": sorted({v.format for v in versions})})
+        return summaries
+
     def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False) -> Path:
         info = self.get(ref)
         destination = Path(out)
         with staging_dir(destination, overwrite) as staging:
             for entry in info.files:
                 if entry.role == "package":
-                    self._download(info, entry, _safe_join(staging, entry.path))
+                    self._download(info, entry, safe_join(staging, entry.path))
         return destination.absolute()
 
     def _download(self, info: VersionInfo, entry: FileEntry, target: Path) -> None:
@@ -149,9 +161,6 @@ class RemoteRegistry(Registry):
 
     def verify(self) -> list[dict[str, Any]]:
         return self._call("GET", "/verify")
-
-    def referenced_digests(self) -> set[str]:
-        raise PackagerError("a remote registry does not list its blobs", "run gc/verify through the server")
 
 
 def _q(ref: Any) -> str:

@@ -1,8 +1,11 @@
 """Every registry test runs on the embedded backend (SQLite + folder) and the team backend
-(PostgreSQL + S3, real servers started by tests/conftest.py)."""
+(PostgreSQL + S3, real servers started by tests/conftest.py), each used directly (LocalRegistry)
+and through a live `packager serve` (RemoteRegistry): one contract, every backend."""
 from __future__ import annotations
 
 import pytest
+
+TOKEN = "registry-suite-token"
 
 
 @pytest.fixture(params=["sqlite+folder", "postgres+s3"])
@@ -14,8 +17,36 @@ def backend(request, tmp_path):
     return request.getfixturevalue("postgres_url"), request.getfixturevalue("s3_blobs")
 
 
-@pytest.fixture
-def registry(backend):
-    from packager.registry.api import Registry
+@pytest.fixture(params=["local", "remote"])
+def registry(request, backend, tmp_path):
+    """The registry over ``backend``: opened here, or served by `packager serve` and reached over HTTP."""
+    from packager.registry.backends import open_registry
 
-    return Registry(*backend)
+    catalog, blobs = backend
+    if request.param == "local":
+        return open_registry(catalog, blobs)
+    from tests.services import start_registry_server
+
+    home = tmp_path / "server-home"
+    home.mkdir()
+    (home / "tokens").write_text(TOKEN + "\n")
+    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    request.addfinalizer(stop)
+    return open_registry(url, token=TOKEN)
+
+
+@pytest.fixture
+def blob_store(backend):
+    """The blob store behind ``registry`` (the server's own, for a remote registry)."""
+    from packager.registry.blobs import open_blob_store
+
+    return open_blob_store(backend[1])
+
+
+@pytest.fixture
+def local_only(registry):
+    from packager.registry.api import LocalRegistry
+
+    if not isinstance(registry, LocalRegistry):
+        pytest.skip("reads the catalog database directly")
+    return registry

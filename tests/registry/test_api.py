@@ -24,12 +24,12 @@ def test_push_pull_round_trip_is_byte_identical(registry, package_dirs, tmp_path
     assert _same_tree(package_dirs["onnx"], pulled)
 
 
-def test_identical_content_is_stored_once(registry, package_dirs):
+def test_identical_content_is_stored_once(registry, blob_store, package_dirs):
     registry.push(package_dirs["onnx"], "fraud")
-    before = sorted(registry.blobs.digests())
+    before = sorted(blob_store.digests())
     second = registry.push(package_dirs["onnx"], "fraud")
     assert second.version == 2
-    assert sorted(registry.blobs.digests()) == before
+    assert sorted(blob_store.digests()) == before
     assert registry.get("fraud@1").digest == second.digest
 
 
@@ -83,15 +83,15 @@ def test_parents_are_given_by_reference_or_id(registry, package_dirs):
     assert sorted(child["ref"] for child in registry.lineage("fraud@1")["children"]) == ["fraud-copy@1", "fraud@2"]
 
 
-def test_delete_then_gc_frees_only_unreferenced_blobs(registry, package_dirs):
+def test_delete_then_gc_frees_only_unreferenced_blobs(registry, blob_store, package_dirs):
     registry.push(package_dirs["onnx"], "fraud")
     registry.push(package_dirs["int8"], "fraud")
     int8_model = json.loads((package_dirs["int8"] / "manifest.json").read_text())["files"]["model.onnx"]
     registry.delete("fraud@2")
-    assert int8_model in set(registry.blobs.digests())
+    assert int8_model in set(blob_store.digests())
     result = registry.gc()
     assert result["blobs_removed"] >= 2
-    assert int8_model not in set(registry.blobs.digests())
+    assert int8_model not in set(blob_store.digests())
     assert registry.verify() == []
     assert registry.get("fraud@1").version == 1
 
@@ -148,8 +148,8 @@ def test_conversion_lineage_tree(registry, fixtures, tmp_path):
     assert tree["children"][0]["children"][0] == {**tree["children"][0]["children"][0], "ref": "mlp@3", "quantization": "dynamic", "focus": True}
 
 
-def test_schema_is_migrated_to_head(registry):
-    assert schema_revision(registry.engine) == "0001"
+def test_schema_is_migrated_to_head(local_only):
+    assert schema_revision(local_only.engine) == "0001"
 
 
 def test_credentials_are_stripped_from_remotes():
@@ -190,3 +190,12 @@ def test_pull_never_writes_outside_its_folder(tmp_path, package_dirs):
     with pytest.raises(BlobCorrupt, match="outside the package folder"):
         registry.pull("m@1", tmp_path / "deep" / "out")
     assert not (tmp_path / "escaped.onnx").exists() and not (tmp_path / "deep" / "out").exists()
+
+
+def test_model_summaries_count_versions_and_formats(registry, package_dirs):
+    registry.push(package_dirs["onnx"], "a")
+    registry.push(package_dirs["int8"], "a")
+    registry.push(package_dirs["onnx"], "b")
+    assert registry.model_summaries() == [{"name": "a", "versions": 2, "formats": ["onnx"]},
+                                          {"name": "b", "versions": 1, "formats": ["onnx"]}]
+    assert [s["name"] for s in registry.model_summaries(["b", "nobody"])] == ["b"]

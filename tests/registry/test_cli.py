@@ -90,7 +90,7 @@ def test_convert_push_records_lineage(home, fixtures, tmp_path):
     (("push", "{pkg}", "--name", "../escape"), 2, "invalid model name"),
     (("push", "{pkg}", "--name", "m", "--metric", "acc=high"), 2, "is not a number"),
     (("push", "{tmp}", "--name", "m"), 4, "is not a package"),
-    (("list", "--registry", "nonsense://"), 2, "invalid catalog URL"),
+    (("list", "--registry", "nonsense://"), 2, "no registry backend for the URL"),
     (("search", "metric.x >"), 2, "ends too early"),
 ])
 def test_bad_registry_input_is_one_clear_line(home, package_dirs, tmp_path, args, code, message):

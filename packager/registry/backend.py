@@ -1,0 +1,223 @@
+"""What every registry backend does (``RegistryBackend``), and what they share: a push is the same
+steps wherever the registry lives (check the values, store the blobs, capture lineage, record the
+version), so it is written once here on top of the abstract operations each backend implements.
+
+Backends are siblings: ``LocalRegistry`` (a SQL catalog + a blob store, ``api.py``) and
+``RemoteRegistry`` (a `packager serve` server over HTTP, ``remote.py``). ``open_registry`` picks one
+by URL scheme (``backends.py``).
+"""
+from __future__ import annotations
+
+import abc
+import json
+import math
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from packager.errors import BlobCorrupt, InputFileError, UsageError
+from packager.package import MANIFEST
+from packager.registry import lineage as lineage_capture
+from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
+from packager.registry.versions import FileEntry, VersionInfo
+
+DERIVED_FROM = "derived-from"
+Files = list[tuple[Path, str, str]]  # (path on disk, path in the package, role)
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PACKAGER_HOME") or Path.home() / ".packager")
+
+
+class RegistryBackend(abc.ABC):
+    """One model registry. ``url`` names it; every operation below is one call of the public API."""
+
+    url: str
+
+    # ------------------------------------------------------------------ what a backend implements
+    @abc.abstractmethod
+    def store_files(self, files: Files) -> list[FileEntry]:
+        """Put files into the blob store (each once: content-addressed).
+
+        Args: ``files``: (path on disk, path in the package, role) triples.
+        Returns: one ``FileEntry`` (path, digest, size, role) per file, in order."""
+
+    @abc.abstractmethod
+    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
+               params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+               aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
+        """The catalog half of a push: every blob of ``entries`` is already stored; one transaction makes
+        the next version of ``name`` visible, with its values, aliases and derived-from edges to ``parents``
+        (references or ids). Returns the new version."""
+
+    @abc.abstractmethod
+    def get(self, ref: str | ModelRef) -> VersionInfo:
+        """A version by reference (``name``, ``name@3``, ``name@production``, ``name@sha256:…``) or by id.
+        Raises NotFound."""
+
+    @abc.abstractmethod
+    def list(self, name: str | None = None, limit: int | None = None) -> list[VersionInfo]:
+        """The versions of ``name`` (newest first), or the latest version of every model."""
+
+    @abc.abstractmethod
+    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Per model (all, or ``names``): ``{"name", "versions": count, "formats": its distinct formats, sorted}``."""
+
+    @abc.abstractmethod
+    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+        """Versions matching a filter expression (``packager.registry.query``); UsageError if it does not parse."""
+
+    @abc.abstractmethod
+    def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the package files of ``ref`` to the folder ``out`` (digests checked, written atomically).
+        Returns the folder's absolute path."""
+
+    @abc.abstractmethod
+    def set_alias(self, ref: str | ModelRef, alias: str) -> VersionInfo:
+        """Point ``alias`` of the model at ``ref`` (moving it from any other version). Returns the version."""
+
+    @abc.abstractmethod
+    def remove_alias(self, name: str, alias: str) -> None:
+        """Remove an alias of ``name``; NotFound when it has none by that name."""
+
+    @abc.abstractmethod
+    def tag(self, ref: str | ModelRef, tags: Mapping[str, str], remove: Iterable[str] = ()) -> VersionInfo:
+        """Set ``tags`` and remove the keys in ``remove`` on a version. Returns the version."""
+
+    @abc.abstractmethod
+    def delete(self, ref: str | ModelRef) -> VersionInfo:
+        """Remove a version from the catalog (its blobs stay until ``gc``). Returns what was deleted."""
+
+    @abc.abstractmethod
+    def gc(self) -> dict[str, int]:
+        """Delete blobs no version references. Returns counts: blobs_removed, bytes_freed, temp_files_removed."""
+
+    @abc.abstractmethod
+    def verify(self) -> list[dict[str, Any]]:
+        """Re-hash every referenced blob. Returns one row per (version, file) that is missing or corrupt."""
+
+    @abc.abstractmethod
+    def lineage(self, ref: str | ModelRef) -> dict[str, Any]:
+        """The derivation tree around ``ref``, from its root ancestor down to every descendant."""
+
+    @abc.abstractmethod
+    def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
+        """The oldest version of ``name`` holding a package file with this digest (a source already pushed)."""
+
+    @abc.abstractmethod
+    def children_of(self, version_id: str) -> list[VersionInfo]:
+        """The versions derived from ``version_id``, oldest first."""
+
+    # ------------------------------------------------------------------ built on the above, for every backend
+    def push(self, package_dir: str | Path, name: str, *, params: Mapping[str, Any] | None = None,
+             metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
+             aliases: Iterable[str] = (), data: Iterable[str] = (), dockerfile: str | Path | None = None,
+             conda_env: str | Path | None = None, description: str | None = None, parents: Iterable[str] = (),
+             lineage: Mapping[str, Any] | None = None, capture_cwd: str | Path | None = None) -> VersionInfo:
+        """Store a package directory as the next version of ``name``, with the lineage of this machine."""
+        check_name(name)
+        package_dir = Path(package_dir)
+        manifest = read_package_manifest(package_dir)
+        checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
+        freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
+        freezing.start()
+        entries = self.store_files([(path, rel, "package") for rel, path in package_files(package_dir)])
+        freezing.join()
+        record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
+        return self.record(name, manifest, entries + extra, record, params=params, metrics=metrics, tags=tags, aliases=aliases,
+                           description=description, parents=parents)
+
+    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
+        from packager.registry.rows import now
+
+        record: dict[str, Any] = {
+            "captured": now().isoformat(timespec="seconds"),
+            "git": lineage_capture.git_info(Path(cwd or Path.cwd())),
+            "environment": lineage_capture.environment(manifest.get("versions", {})),
+            "data": [lineage_capture.data_reference(uri) for uri in data],
+        }
+        with tempfile.TemporaryDirectory() as work:
+            freeze = Path(work) / "pip-freeze.txt"
+            freeze.write_text(lineage_capture.pip_freeze())
+            files = {"pip_freeze": ("lineage/pip-freeze.txt", freeze)}
+            for key, given, rel in (("dockerfile", dockerfile, "lineage/Dockerfile"), ("conda_env", conda_env, "lineage/environment.yml")):
+                if given:
+                    if not Path(given).is_file():
+                        raise InputFileError(f"--{key.replace('_', '-')} {given}: no such file", "give an existing file")
+                    files[key] = (rel, Path(given))
+            extra = self.store_files([(path, rel, "lineage") for rel, path in files.values()])
+            for key, entry in zip(files, extra):
+                record[key] = {"path": entry.path, "sha256": entry.digest}
+        record.update(dict(override or {}))
+        return record, extra
+
+    def push_conversion(self, package, name: str, source_path: str | Path, *, trust: bool = False, source_options: dict | None = None,
+                        **push_args) -> VersionInfo:
+        """Push a converted package with a derived-from edge to its source (pushed first when not yet stored).
+
+        A quantized artifact derives from the newest unquantized version of the same format made from
+        that source, when there is one, so lineage reads source -> ONNX -> int8 ONNX. ``source_options``
+        (sample, input_shape, model_class) are what the source needs to be loaded and described.
+        """
+        from packager.conversion import package_source
+
+        digest = package.manifest.source.sha256
+        source_version = self.find_by_file_digest(name, digest) if digest else None
+        if source_version is None:
+            with tempfile.TemporaryDirectory() as work:
+                source_package = package_source(source_path, Path(work) / "source", trust=trust, **(source_options or {}))
+                source_version = self.push(source_package.path, name, description=f"source model {Path(source_path).name}")
+        parent = source_version
+        if package.manifest.quantization.applied:
+            siblings = [v for v in self.children_of(source_version.id) if v.format == package.manifest.format and not v.quantization]
+            parent = siblings[-1] if siblings else source_version
+        return self.push(package.path, name, parents=[parent.id], **push_args)
+
+
+# ---------------------------------------------------------------------- shared helpers
+
+def checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, list]:
+    return ({check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
+            {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
+            {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
+            [check_alias(a) for a in aliases])
+
+
+def _number(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"metric {key}={value!r} is not a number", "metrics are numbers; use --param or --tag for text") from None
+    if not math.isfinite(number):  # JSON cannot carry it, and no comparison means anything
+        raise UsageError(f"metric {key}={value!r} is not a finite number", "record NaN or infinite results as a tag")
+    return number
+
+
+def read_package_manifest(package_dir: Path) -> dict[str, Any]:
+    path = package_dir / MANIFEST
+    if not path.is_file():
+        raise InputFileError(f"{package_dir} is not a package (no {MANIFEST})", "push a folder written by `packager convert -o DIR`")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputFileError(f"{path} is not valid JSON ({exc})", "re-create the package with `packager convert`") from None
+
+
+def package_files(package_dir: Path) -> list[tuple[str, Path]]:
+    files = []
+    for path in sorted(package_dir.rglob("*")):
+        if path.is_symlink():
+            raise InputFileError(f"{path} is a symlink", "packages hold regular files only")
+        if path.is_file():
+            files.append((path.relative_to(package_dir).as_posix(), path))
+    return files
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root / rel``, refused when a stored path would land outside ``root``."""
+    target = (root / rel).resolve()
+    if not str(target).startswith(str(root.resolve()) + os.sep):
+        raise BlobCorrupt(f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it")
+    return target
