@@ -268,7 +268,8 @@ def _text_column(sample: Any) -> Any:
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1 or not all(isinstance(v, str) for v in values):
-        raise UsageError("the model takes one text per row, but the sample is not a column of strings", "give a .txt file (one text per line) or a table with one text column")
+        raise UsageError("the model takes one text per row, but the sample is not a column of strings",
+                         "give a .txt file (one text per line) or a table with one text column")
     return values.reshape(-1, 1)
 
 
@@ -471,7 +472,8 @@ def _convertible(model: Any) -> tuple[Any, str]:
     if isinstance(model, TransformedTargetRegressor):
         transformer = getattr(model, "transformer_", None)
         if type(transformer).__name__ == "FunctionTransformer" and transformer.func is None and transformer.inverse_func is None:
-            return model.regressor_, f"regressor_ ({type(model.regressor_).__name__}) of TransformedTargetRegressor (identity target transform)"
+            regressor = type(model.regressor_).__name__
+            return model.regressor_, f"regressor_ ({regressor}) of TransformedTargetRegressor (identity target transform)"
         raise UnsupportedConversion(
             f"skl2onnx has no converter for TransformedTargetRegressor, and its regressor_ alone would predict the transformed target "
             f"(transformer {type(transformer).__name__})",

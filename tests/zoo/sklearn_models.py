@@ -44,7 +44,8 @@ def mlp_classifier() -> Built:
     from sklearn.preprocessing import StandardScaler
 
     Xtr, Xte, ytr, yte = _split(*load_digits(return_X_y=True))
-    return Built(make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=SEED)).fit(Xtr, ytr), Xte, yte)
+    model = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=SEED))
+    return Built(model.fit(Xtr, ytr), Xte, yte)
 
 
 def mlp_regressor() -> Built:
@@ -54,7 +55,8 @@ def mlp_regressor() -> Built:
     from sklearn.preprocessing import StandardScaler
 
     Xtr, Xte, ytr, yte = _split(*load_diabetes(return_X_y=True))
-    return Built(make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(32,), max_iter=2000, random_state=SEED)).fit(Xtr, ytr), Xte, yte)
+    model = make_pipeline(StandardScaler(), MLPRegressor(hidden_layer_sizes=(32,), max_iter=2000, random_state=SEED))
+    return Built(model.fit(Xtr, ytr), Xte, yte)
 
 
 def linear_regression() -> Built:
@@ -99,7 +101,8 @@ SENTENCES = [
     ("the parrot repeated every word", 0), ("a loyal dog waits at the door", 0), ("the hamster ran on its wheel", 0),
     ("pets make a home feel alive", 0), ("the vet said the dog is healthy", 0), ("Le chat du café dort à l'été", 0),
     ("stock markets fell sharply today", 1), ("the central bank raised interest rates", 1), ("investors sold shares after the report", 1),
-    ("bond yields rose for a third week", 1), ("the company reported record quarterly profit", 1), ("inflation slowed more than expected", 1),
+    ("bond yields rose for a third week", 1), ("the company reported record quarterly profit", 1),
+    ("inflation slowed more than expected", 1),
     ("oil prices climbed on supply fears", 1), ("the currency weakened against the dollar", 1), ("shares of the bank dropped", 1),
     ("analysts expect slower growth next year", 1), ("the market rallied at the close", 1), ("Les marchés ÉTAIENT en baisse", 1),
 ]
@@ -173,7 +176,8 @@ def grid_search() -> Built:
     from sklearn.preprocessing import StandardScaler
 
     Xtr, Xte, ytr, yte = _split(*load_wine(return_X_y=True))
-    search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)), {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    search = GridSearchCV(pipeline, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3)
     return Built(search.fit(Xtr, ytr), Xte, yte)
 
 
