@@ -133,11 +133,11 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
     settings: dict = {}
     try:
         if mode == "dynamic":
-            settings = _dynamic(src, dst)
+            settings = _dynamic(with_complete_types(model), dst)
         elif mode == "static":
-            settings = _static(src, dst, calibration)
+            settings = _static(src, with_complete_types(model), dst, calibration)
         else:
-            _fp16(model, dst, onnx, ml_ops)
+            _fp16(with_complete_types(model), dst, onnx, ml_ops)
     except NotQuantizable:
         raise
     except Exception as exc:
@@ -154,13 +154,71 @@ def cpu_has_vnni() -> bool:
     return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
-def _dynamic(src: Path, dst: Path) -> dict:
+def with_complete_types(model: Any) -> Any:
+    """The model with an element type declared for every tensor that ONNX shape inference leaves untyped.
+
+    ONNX has no type inference for several ``ai.onnx.ml`` operators (``Scaler``, ``Normalizer``...), so in
+    skl2onnx's ``StandardScaler -> MatMul`` graphs everything after the scaler is untyped, and onnxruntime's
+    quantizer stops at the first MatMul ("Unable to find data type for weight_name='multiplied'"). The
+    operator schemas fix the missing types: an output whose type parameter is bound to a typed input takes
+    its type, one whose constraint allows a single type takes that. Re-inferred until nothing changes, so
+    the standard operators downstream get their types (and shapes) from ONNX itself.
+    """
+    import onnx
+    from onnx import defs
+
+    opsets = {o.domain or "": o.version for o in model.opset_import}
+    while True:
+        inferred = onnx.shape_inference.infer_shapes(model)
+        types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+                 if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+        types.update({t.name: t.data_type for t in inferred.graph.initializer})
+        added = []
+        for node in inferred.graph.node:
+            missing = [(i, name) for i, name in enumerate(node.output) if name and name not in types]
+            if not missing:
+                continue
+            try:
+                schema = defs.get_schema(node.op_type, opsets.get(node.domain, 1), node.domain)
+            except Exception:  # a custom operator: nothing known about it
+                continue
+            for index, name in missing:
+                elem = _schema_output_type(schema, node, index, types)
+                if elem:
+                    added.append(onnx.helper.make_tensor_value_info(name, elem, None))
+        if not added:
+            return inferred
+        model = inferred
+        model.graph.value_info.extend(added)
+
+
+def _schema_output_type(schema: Any, node: Any, index: int, types: Mapping[str, int]) -> int:
+    """The element type the operator's schema fixes for output ``index`` (0 = not fixed)."""
+    from onnx import helper
+
+    if index >= len(schema.outputs):
+        index = len(schema.outputs) - 1  # a variadic last output
+    param = schema.outputs[index].type_str
+    for formal, actual in zip(schema.inputs, node.input):
+        if formal.type_str == param and actual in types:
+            return types[actual]
+    allowed = next((list(c.allowed_type_strs) for c in schema.type_constraints if c.type_param_str == param), [param])
+    if len(allowed) != 1 or not allowed[0].startswith("tensor("):
+        return 0
+    numpy_names = {"float": "float32", "double": "float64", "string": "object", "bool": "bool"}
+    name = allowed[0][len("tensor("):-1]
+    import numpy as np
+
+    return helper.np_dtype_to_tensor_dtype(np.dtype(numpy_names.get(name, name)))
+
+
+def _dynamic(model: Any, dst: Path) -> dict:
     """Per-channel int8 weights; on x86 without VNNI also reduce_range (7-bit weights), or u8*s8
     products saturate and accuracy collapses (measured: transformer cosine 0.965 -> 0.9997)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     reduce_range = not cpu_has_vnni()
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    quantize_dynamic(model, str(dst), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
     return {"per_channel": True, "reduce_range": reduce_range}
 
 
@@ -175,7 +233,7 @@ class _FeedsReader:
         return next(self._batches, None)
 
 
-def _static(src: Path, dst: Path, calibration: Mapping[str, Any] | None) -> dict:
+def _static(src: Path, model: Any, dst: Path, calibration: Mapping[str, Any] | None) -> dict:
     """QDQ int8, per-channel weights; reduce_range without VNNI for the same saturation reason as
     dynamic (measured on a Keras MLP: max diff 0.34 -> 0.014)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -185,7 +243,7 @@ def _static(src: Path, dst: Path, calibration: Mapping[str, Any] | None) -> dict
     session = OnnxRuntime().load(src)
     feeds = {i.name: _cast(calibration[i.name], i.type) for i in session.get_inputs()}
     reduce_range = not cpu_has_vnni()
-    quantize_static(str(src), str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+    quantize_static(model, str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
     return {"format": "QDQ", "per_channel": True, "reduce_range": reduce_range}
 

@@ -1,4 +1,4 @@
-"""Reading user-supplied sample and calibration data (.npy, .npz, .csv, .parquet, .jsonl)."""
+"""Reading user-supplied sample and calibration data (.npy, .npz, .csv, .parquet, .jsonl, .txt: one text per line)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,11 +6,12 @@ from typing import Any
 
 from packager.errors import InputFileError, MissingDependency
 
-SAMPLE_SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".jsonl")
+SAMPLE_SUFFIXES = (".npy", ".npz", ".csv", ".parquet", ".jsonl", ".txt")
 
 
 def load_sample(path: str | Path) -> Any:
-    """Return a numpy array (.npy), a dict of arrays (.npz) or a pandas DataFrame (tables)."""
+    """Return a numpy array (.npy), a dict of arrays (.npz) or a pandas DataFrame (tables; .txt is a one-column
+    table named "text", one row per non-empty line, for models that take text)."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"sample file {path} does not exist", "check the --sample/--calibration path")
@@ -64,4 +65,12 @@ def _jsonl(path: Path):
     return _pandas().read_json(path, lines=True)
 
 
-_READERS = {".npy": _npy, ".npz": _npz, ".csv": _csv, ".parquet": _parquet, ".jsonl": _jsonl}
+def _txt(path: Path):
+    """One text per line (blank lines skipped): a CSV would split sentences at their commas."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines:
+        raise InputFileError(f"sample file {path.name} has no text lines", "write one text per line")
+    return _pandas().DataFrame({"text": lines})
+
+
+_READERS = {".txt": _txt, ".npy": _npy, ".npz": _npz, ".csv": _csv, ".parquet": _parquet, ".jsonl": _jsonl}

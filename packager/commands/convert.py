@@ -22,7 +22,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
 @click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.")
 @click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
-@click.option("--opset", type=int, help="ONNX opset to target (default: the converter's).")
+@click.option("--opset", callback=lambda ctx, param, v: int(v) if v and v.strip().isdigit() else v, metavar="N[,DOMAIN=N]",
+              help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).")
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
 @click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
