@@ -190,4 +190,5 @@ def frozen(out: Path, marker: str) -> list[Attack]:
 
 
 def build(out: Path, marker: str, benign: Path) -> list[Attack]:
+    out.mkdir(parents=True, exist_ok=True)
     return saved_models(out, marker) + edited(out, marker) + frozen(out, marker)
