@@ -164,10 +164,13 @@ def _benign_models(tf, keras, out: Path) -> list[Path]:
     builders = {
         "cnn_bn": (lambda i: layers.Dense(3)(layers.Flatten()(layers.MaxPooling2D()(layers.BatchNormalization()(layers.Conv2D(4, 3)(i))))),
                    keras.Input((12, 12, 3)), tf.TensorSpec([None, 12, 12, 3])),
-        "lstm": (lambda i: layers.Dense(1)(layers.LSTM(8)(layers.Embedding(50, 8)(i))), keras.Input((None,), dtype="int32"), tf.TensorSpec([None, None], tf.int32)),
+        "lstm": (lambda i: layers.Dense(1)(layers.LSTM(8)(layers.Embedding(50, 8)(i))),
+                 keras.Input((None,), dtype="int32"), tf.TensorSpec([None, None], tf.int32)),
         "norm": (lambda i: layers.Dense(1)(norm(i)), keras.Input((5,)), tf.TensorSpec([None, 5])),
-        "text": (lambda i: layers.Dense(1)(layers.GlobalAveragePooling1D()(layers.Embedding(30, 4)(text(i)))), keras.Input((1,), dtype="string"), None),
-        "lookup": (lambda i: layers.Dense(2)(layers.Flatten()(layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")(i))), keras.Input((1,), dtype="string"), None),
+        "text": (lambda i: layers.Dense(1)(layers.GlobalAveragePooling1D()(layers.Embedding(30, 4)(text(i)))),
+                 keras.Input((1,), dtype="string"), None),
+        "lookup": (lambda i: layers.Dense(2)(layers.Flatten()(layers.StringLookup(vocabulary=["a", "b"], output_mode="one_hot")(i))),
+                   keras.Input((1,), dtype="string"), None),
     }
     paths = []
     for name, (body, inputs, spec) in builders.items():
@@ -218,7 +221,8 @@ def test_benign_models_pass(tmp_path):
     for path in paths:
         check_file(path, detect_format(path))
     seen = set().union(*(graph_ops(p) for p in paths))
-    assert {"While", "HashTableV2", "LookupTableFindV2", "DepthwiseConv2dNative", "InitializeTableFromTextFileV2", "SaveV2", "RestoreV2"} <= seen
+    assert {"While", "HashTableV2", "LookupTableFindV2", "DepthwiseConv2dNative", "InitializeTableFromTextFileV2", "SaveV2", "RestoreV2"} \
+        <= seen
     assert {"SaveV2", "RestoreV2", "InitializeTableFromTextFileV2"}.isdisjoint(ALLOWED_OPS)  # allowed only in place
     loaded = tf.saved_model.load(str(tmp_path / "tables"))  # the asset still loads and looks up after the check
     out = loaded.signatures["serving_default"](k=tf.constant(["a", "y"]), x=tf.ones([1, 3]))

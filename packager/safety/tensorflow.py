@@ -132,7 +132,8 @@ def check_graph_def(path: str | Path) -> None:
     try:
         graph.ParseFromString(path.read_bytes())
     except Exception as exc:
-        raise InputFileError(f"{path.name} is not a TensorFlow GraphDef ({first_line(exc)})", "give a frozen graph written by graph_def.SerializeToString()") from None
+        raise InputFileError(f"{path.name} is not a TensorFlow GraphDef ({first_line(exc)})",
+                             "give a frozen graph written by graph_def.SerializeToString()") from None
     _GraphCheck(graph, path.name).run()
 
 
@@ -171,7 +172,8 @@ def _parse_saved_model(path: Path) -> Any:
     try:
         return parse_saved_model(str(path))
     except Exception as exc:
-        raise InputFileError(f"{path.name} holds no readable saved_model.pb ({first_line(exc)})", "re-export it with model.export(dir) or tf.saved_model.save") from None
+        raise InputFileError(f"{path.name} holds no readable saved_model.pb ({first_line(exc)})",
+                             "re-export it with model.export(dir) or tf.saved_model.save") from None
 
 
 def _tensor_node(name: str) -> str:

@@ -88,7 +88,8 @@ def saved_models(out: Path, marker: str) -> list[Attack]:
 
     def summary(x):
         writer = tf.raw_ops.SummaryWriter(shared_name="w", container="")
-        create = tf.raw_ops.CreateSummaryFileWriter(writer=writer, logdir=str(Path(marker).parent), max_queue=1, flush_millis=1, filename_suffix=Path(marker).name)
+        create = tf.raw_ops.CreateSummaryFileWriter(writer=writer, logdir=str(Path(marker).parent), max_queue=1, flush_millis=1,
+                                                    filename_suffix=Path(marker).name)
         with tf.control_dependencies([create]):
             return {"y": tf.identity(x)}
     add("sm_summary_writer", summary)
@@ -96,10 +97,12 @@ def saved_models(out: Path, marker: str) -> list[Attack]:
     with tf.io.TFRecordWriter(str(out / "records" / "r.tfrecord")) as writer:
         writer.write(SECRET.encode())
     add("sm_tfrecord_dataset", lambda x: {"y": x, "rec": tf.data.TFRecordDataset(str(out / "records" / "r.tfrecord")).get_single_element()})
-    add("sm_immutable_const", lambda x: {"y": x + tf.reduce_sum(tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=[1], memory_region_name=str(secret)))})
+    mapped = lambda: tf.raw_ops.ImmutableConst(dtype=tf.float32, shape=[1], memory_region_name=str(secret))  # noqa: E731
+    add("sm_immutable_const", lambda x: {"y": x + tf.reduce_sum(mapped())})
 
     def restore_elsewhere(x):
-        other = tf.raw_ops.RestoreV2(prefix=str(out / "other" / "variables"), tensor_names=["w"], shape_and_slices=[""], dtypes=[tf.float32])[0]
+        other = tf.raw_ops.RestoreV2(prefix=str(out / "other" / "variables"), tensor_names=["w"], shape_and_slices=[""],
+                                     dtypes=[tf.float32])[0]
         return {"y": x + other}
     add("sm_restore_from_elsewhere", restore_elsewhere)
 
@@ -135,7 +138,8 @@ def edited(out: Path, marker: str) -> list[Attack]:
 
     class Vocab(tf.Module):
         def __init__(self, path):
-            initializer = tf.lookup.TextFileInitializer(str(path), tf.string, tf.lookup.TextFileIndex.WHOLE_LINE, tf.int64, tf.lookup.TextFileIndex.LINE_NUMBER)
+            index = tf.lookup.TextFileIndex
+            initializer = tf.lookup.TextFileInitializer(str(path), tf.string, index.WHOLE_LINE, tf.int64, index.LINE_NUMBER)
             self.table = tf.lookup.StaticHashTable(initializer, -1)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="words")])
