@@ -351,6 +351,10 @@ class SavedModelRuntime(_GraphRuntime):
     name = "tf.saved_model.load"
 
     def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+        if not trust:  # an artifact given to validate/predict is as untrusted as a source file
+            from packager.safety.tensorflow import check_saved_model
+
+            check_saved_model(path)
         return load_saved_model(Path(path))
 
 
@@ -359,6 +363,10 @@ class FrozenGraphRuntime(_GraphRuntime):
     name = "tf.compat.v1.import_graph_def"
 
     def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+        if not trust:
+            from packager.safety.tensorflow import check_graph_def
+
+            check_graph_def(path)
         return load_frozen_graph(Path(path))
 
 

@@ -35,6 +35,10 @@ def check_file(path: str | Path, fmt: str) -> None:
         from packager.safety.xml import check_xml
 
         check_xml(path)
+    elif fmt in ("savedmodel", "pb"):
+        from packager.safety.tensorflow import check_graph_def, check_saved_model
+
+        check_saved_model(path) if fmt == "savedmodel" else check_graph_def(path)
     elif fmt in ZIP_FORMATS and path.is_file():
         from packager.safety.zips import check_zip
 
