@@ -55,17 +55,21 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     artifact when there is one; ``atol``/``rtol`` override it.
     """
     from packager.conversion import load_source, prepare_inputs, validate_artifact
+    from packager.package import check_model_file
+    from packager.safety import check_file
 
     registry = registry or default_registry()
     artifact = Path(artifact)
     if artifact.is_dir() and (artifact / MANIFEST).is_file():
         manifest = json.loads((artifact / MANIFEST).read_text())
-        artifact = artifact / manifest["model_file"]
+        artifact = artifact / check_model_file(manifest.get("model_file"))
     manifest_path = artifact.parent / MANIFEST
     if quantization is None and manifest_path.is_file():
         quant = json.loads(manifest_path.read_text()).get("quantization", {})
         quantization = quant.get("mode") if quant.get("applied") else None
     fmt = detect_format(artifact)
+    if not trust:
+        check_file(artifact, fmt)  # the artifact is a file the user gave, as untrusted as the source
     loaded = load_source(source, trust=trust, registry=registry)
     signature, feeds, expected = prepare_inputs(loaded, sample, registry=registry)
     labels = registry.framework(loaded.framework).label_outputs(loaded.model)

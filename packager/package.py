@@ -69,10 +69,22 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Manifest":
         data = dict(data)
+        check_model_file(data.get("model_file"))
         data["source"] = SourceInfo(**data["source"])
         data["signature"] = Signature.from_dict(data["signature"])
         data["quantization"] = Quantization(**data["quantization"])
         return cls(**data)
+
+
+def check_model_file(name: Any) -> str:
+    """A manifest names its model file or folder inside the package: a plain name, never a path
+    (a crafted manifest would otherwise point a runtime at any file on the machine)."""
+    from packager.errors import InputFileError
+
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise InputFileError(f"the manifest names its model file as {name!r}, which is not a plain name inside the package",
+                             "the package was tampered with; re-create it with `packager convert`")
+    return name
 
 
 def read_manifest(package_dir: str | Path) -> Manifest:

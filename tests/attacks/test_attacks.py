@@ -108,3 +108,31 @@ def test_trust_skips_the_check_and_is_recorded(fixtures, tmp_path):
 
     package = convert(fixtures["ridge"].model, to="onnx", trust=True, out=tmp_path / "p")
     assert package.manifest.trusted_source is True
+
+
+def test_validate_checks_the_artifact_as_well_as_the_source(corpus, tmp_path):
+    """`validate ARTIFACT --source S` loaded the artifact with no check (only the source was checked)."""
+    import numpy as np
+
+    from packager.inspection import validate
+
+    attacks, marker, benign = corpus
+    by_name = {a.name: a.path for a in attacks}
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).standard_normal((4, 4)).astype(np.float32))
+    with pytest.raises(UnsafeModelError, match=r"data\.pkl imports os\.system"):
+        validate(by_name["torchscript_evil_data_pkl.pt"], benign / "script.pt", sample=tmp_path / "x.npy")
+    assert not marker.exists()
+
+
+def test_a_manifest_cannot_point_outside_its_package(tmp_path):
+    import json
+
+    from packager.inspection import validate
+    from packager.package import Manifest
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "manifest.json").write_text(json.dumps({"model_file": "../../../etc/passwd"}))
+    with pytest.raises(InputFileError, match="not a plain name inside the package"):
+        validate(tmp_path / "pkg", tmp_path / "whatever.pkl")
+    with pytest.raises(InputFileError, match="not a plain name inside the package"):
+        Manifest.from_dict({"model_file": "/etc/passwd"})
