@@ -93,3 +93,62 @@ def op_refusal(qualified: str) -> str | None:
     if name not in STRING_OPS and any("str" in str(arg.type) for schema in schemas for arg in schema.arguments):
         return "it takes a string argument and is not on the list of vetted string operators"
     return None
+
+
+def check_loaded_module(module, label: str) -> None:
+    """Second layer, after ``torch.jit.load`` and before any forward: every node of every method of
+    every submodule, with called functions inlined, is an allowed operator. This judges what the
+    compiler resolved, so it holds even where the source scan's reading of a name was wrong."""
+    import torch
+
+    from packager.errors import UnsafeModelError
+
+    for path, submodule in module.named_modules():
+        scripted = getattr(submodule, "_c", None)
+        if scripted is None:
+            continue
+        for method in scripted._method_names():
+            graph = scripted._get_method(method).graph.copy()
+            torch._C._jit_pass_inline(graph)
+            where = f"{type(submodule).__name__ if not path else path}.{method}"
+            for kind in _node_kinds(graph.nodes()):
+                why = op_refusal(kind)
+                if why:
+                    raise UnsafeModelError(f"{label} calls {kind} in {where}: {why}",
+                                           "if you trust the model's origin, rerun with --trust (API: trust=True)")
+
+
+def _node_kinds(nodes):
+    for node in nodes:
+        yield node.kind()
+        for block in node.blocks():
+            yield from _node_kinds(block.nodes())
+
+
+def check_loaded_program(program, label: str) -> None:
+    """The same for a loaded torch.export program: every call_function target of every (sub)graph."""
+    import math
+    import operator
+
+    import torch
+
+    from packager.errors import UnsafeModelError
+
+    for graph_module in program.graph_module.modules():
+        graph = getattr(graph_module, "graph", None)
+        for node in (graph.nodes if graph is not None else []):
+            if node.op not in ("call_function", "call_method", "call_module"):
+                continue
+            target = node.target
+            if isinstance(target, torch._ops.OpOverload):
+                why = op_refusal(target._schema.name)
+            elif getattr(target, "__module__", None) in ("_operator", "math") and getattr(operator, target.__name__, None) is target \
+                    or getattr(math, getattr(target, "__name__", ""), None) is target:
+                why = None
+            elif target in (torch.sym_int, torch.sym_float, torch.sym_max, torch.sym_min, torch.sym_not, torch.sym_ite):
+                why = None
+            else:
+                why = "not an operator (a Python callable or method)"
+            if why:
+                raise UnsafeModelError(f"{label}: node {node.name!r} calls {node.target}: {why}",
+                                       "if you trust the model's origin, rerun with --trust (API: trust=True)")
