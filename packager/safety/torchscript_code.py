@@ -60,20 +60,23 @@ def check_torchscript_code(text: str, member: str, label: str) -> None:
 
 
 def scan_code(text: str, member: str) -> Refusal | None:
-    raw = RAW.search(text)
-    if raw:
-        what = raw.group(0).rstrip("( ")
-        return Refusal(member, f"line {text.count(chr(10), 0, raw.start()) + 1}", what,
-                       DENIED.get(f"aten::{what}") or DENIED.get(f"prim::{what}") or "a file, print or native-library operation")
-    for found in RAW_OPS.finditer(text):
-        if found.group(1) not in ("aten", "prim", "quantized", "_quantized"):
-            return Refusal(member, f"line {text.count(chr(10), 0, found.start()) + 1}", f"ops.{found.group(1)}",
-                           f"operator namespace {found.group(1)!r} is not on the allow-list")
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError) as exc:
         return Refusal(member, "its source", "code we cannot parse", f"{type(exc).__name__}: {exc}")
-    return _Scanner(member, _defined_names(tree)).scan(tree)
+    found = _Scanner(member, _defined_names(tree)).scan(tree)
+    if found:
+        return found
+    raw = RAW.search(text)  # the parse saw nothing: a name TorchScript's own parser might still read as an operator
+    if raw:
+        what = raw.group(0).rstrip("( ")
+        return Refusal(member, f"line {text.count(chr(10), 0, raw.start()) + 1}", what,
+                       DENIED.get(f"aten::{what}") or DENIED.get(f"prim::{what}") or "a file, print or native-library operation")
+    for found_ops in RAW_OPS.finditer(text):
+        if found_ops.group(1) not in ("aten", "prim", "quantized", "_quantized"):
+            return Refusal(member, f"line {text.count(chr(10), 0, found_ops.start()) + 1}", f"ops.{found_ops.group(1)}",
+                           f"operator namespace {found_ops.group(1)!r} is not on the allow-list")
+    return None
 
 
 def _defined_names(tree: ast.Module) -> frozenset[str]:
