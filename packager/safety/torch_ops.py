@@ -110,7 +110,8 @@ def check_loaded_module(module, label: str) -> None:
         for method in scripted._method_names():
             graph = scripted._get_method(method).graph.copy()
             torch._C._jit_pass_inline(graph)
-            where = f"{type(submodule).__name__ if not path else path}.{method}"
+            name = getattr(submodule, "original_name", type(submodule).__name__)
+            where = f"{path} ({name}).{method}" if path else f"{name}.{method}"  # helpers called by a method are inlined into it
             for kind in _node_kinds(graph.nodes()):
                 why = op_refusal(kind)
                 if why:
