@@ -36,6 +36,8 @@ TORCHBIND_NAMESPACES = frozenset({"quantized", "rnn"})
 # custom namespaces, wherever they appear, so that a difference between Python's parser and
 # TorchScript's cannot hide one.
 RAW = re.compile(r"\b(from_file|_from_file|load_tensor|PythonOp|_print)\b|\bsave\s*\(|\bprint\s*\(|\bload_library\b")
+NOT_TORCHSCRIPT = (ast.Lambda, ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef, ast.Await, ast.Yield,
+                   ast.YieldFrom)
 RAW_OPS = re.compile(r"\bops\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -145,7 +147,7 @@ class _Scanner:
                 found = self._call(node)
             elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id in ("torch", "ops"):
                 found = None  # judged with the attribute chain it heads
-            elif isinstance(node, (ast.Lambda, ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef, ast.Await, ast.Yield, ast.YieldFrom)):
+            elif isinstance(node, NOT_TORCHSCRIPT):
                 found = self._refuse(node, type(node).__name__.lower(), "not TorchScript")
             if found:
                 return found
@@ -157,7 +159,9 @@ class _Scanner:
             return self._torch(node, chain)
         if chain and chain[0] == "ops":
             if len(chain) < 3:
-                return None if len(chain) == 2 and chain[1] in ("aten", "prim", "quantized", "_quantized") else self._refuse(node, ".".join(chain), "an incomplete operator reference")
+                if len(chain) == 2 and chain[1] in ("aten", "prim", "quantized", "_quantized"):
+                    return None
+                return self._refuse(node, ".".join(chain), "an incomplete operator reference")
             return self._op(node, f"{chain[1]}::{chain[2]}")
         if chain and chain[0] == "__torch__":
             if chain[1:3] == ["torch", "classes"] and len(chain) > 3 and chain[3] not in TORCHBIND_NAMESPACES:

@@ -223,7 +223,8 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     def sympy_eval(program: dict) -> None:
         text = json.dumps(program)
         program.clear()
-        program.update(json.loads(re.sub(r'"expr_str": "([^"]*)"', lambda m: json.dumps({"expr_str": f"{payload} or {m.group(1)}"})[1:-1], text)))
+        evil = re.sub(r'"expr_str": "([^"]*)"', lambda m: json.dumps({"expr_str": f"{payload} or {m.group(1)}"})[1:-1], text)
+        program.update(json.loads(evil))
 
     def guard(program: dict) -> None:
         program["guards_code"] = [f"{payload} == 0"]
@@ -254,7 +255,8 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     torch.save({"w": torch.ones(3)}, legacy, _use_new_zipfile_serialization=False)
     magic, protocol, info = (pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001}))
     evil = pickle.dumps(Evil(), protocol=2)
-    attacks.append(Attack("legacy_evil_object.pth", _legacy(out / "legacy_evil_object.pth", [magic, protocol, info, evil, pickle.dumps([], protocol=2)]), "unsafe"))
-    attacks.append(Attack("legacy_evil_sys_info.pth", _legacy(out / "legacy_evil_sys_info.pth", [magic, protocol, evil, pickle.dumps({}, protocol=2)]), "unsafe"))
+    keys = pickle.dumps([], protocol=2)
+    attacks.append(Attack("legacy_evil_object.pth", _legacy(out / "legacy_evil_object.pth", [magic, protocol, info, evil, keys]), "unsafe"))
+    attacks.append(Attack("legacy_evil_sys_info.pth", _legacy(out / "legacy_evil_sys_info.pth", [magic, protocol, evil, keys]), "unsafe"))
     legacy.unlink()
     return attacks
