@@ -41,9 +41,9 @@ class Torch:
         if model_class and fmt != "torch":
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
         if fmt == "torchscript":
-            return torch.jit.load(str(path), map_location="cpu").eval()
+            return load_torchscript(path, trust=trust)
         if fmt == "pt2":
-            return torch.export.load(str(path)).module()
+            return load_program(path, trust=trust).module()
         if not model_class:
             raise UsageError(f"{path.name} is a state dict (weights without code)", "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)")
         return load_state_dict(path, model_class)
@@ -78,6 +78,27 @@ class Torch:
             model.eval()
         with torch.no_grad():
             return outputs_dict(model(*_tensors(feeds, signature.input_names)))
+
+
+def load_torchscript(path: Path, *, trust: bool = False) -> Any:
+    """torch.jit.load, then (unless trusted) every compiled method's operators checked before any
+    forward can run; the source was checked before loading (packager.safety.torch)."""
+    module = _torch().jit.load(str(path), map_location="cpu").eval()
+    if not trust:
+        from packager.safety.torch_ops import check_loaded_module
+
+        check_loaded_module(module, path.name)
+    return module
+
+
+def load_program(path: Path, *, trust: bool = False) -> Any:
+    """torch.export.load, then (unless trusted) every graph node's target checked."""
+    program = _torch().export.load(str(path))
+    if not trust:
+        from packager.safety.torch_ops import check_loaded_program
+
+        check_loaded_program(program, path.name)
+    return program
 
 
 def load_state_dict(path: Path, model_class: str) -> Any:
@@ -351,7 +372,7 @@ class TorchScriptRuntime(_TorchRuntime):
     name = "torch.jit"
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
-        return _torch().jit.load(str(path), map_location="cpu").eval()
+        return load_torchscript(path, trust=trust)
 
 
 @runs("pt2")
@@ -359,4 +380,4 @@ class ExportedProgramRuntime(_TorchRuntime):
     name = "torch.export"
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
-        return _torch().export.load(str(path)).module()
+        return load_program(path, trust=trust).module()

@@ -58,6 +58,9 @@ FORMATS: dict[str, FormatInfo] = {
     )
 }
 
+# torch's legacy (non-zip) serialization starts with the pickled int 0x1950a86a20f9469cfc6c (LONG1, 10 bytes)
+TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
+
 _BY_EXTENSION = {
     ".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib", ".skops": "skops",
     ".h5": "hdf5", ".hdf5": "hdf5", ".keras": "keras", ".onnx": "onnx", ".pmml": "pmml",
@@ -126,6 +129,8 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return "pmml"
     if head[4:8] == b"TFL3":
         return "tflite"
+    if head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:32]:
+        return "torch"  # torch.save(..., _use_new_zipfile_serialization=False): pickles then raw storages
     if _looks_like_pickle(path, head) or _looks_like_old_pickle(path, head):
         return "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
     if any(head.startswith(m) for m in COMPRESSION_MAGICS) and path.suffix.lower() in (".joblib", ".pkl", ".gz", ".z"):

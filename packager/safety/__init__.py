@@ -20,9 +20,9 @@ def check_file(path: str | Path, fmt: str) -> None:
         with path.open("rb") as stream:
             check_imports(scan_pickle_imports(stream, path.name), path.name)
     elif fmt in ("torch", "torchscript", "pt2"):
-        from packager.safety.torch import check_torch_archive
+        from packager.safety.torch import check_torch_file
 
-        check_torch_archive(path)
+        check_torch_file(path)
     elif fmt == "keras":
         from packager.safety.keras import check_keras_archive
 
