@@ -113,7 +113,7 @@ def _refuse_polyglot(path: Path, head: bytes, found: str | None) -> None:
     (a pickle or HDF5 superblock from the start, HDF5 also at 512, 1024, 2048... after a user block, a zip from
     its end), so the format checked could differ from the format loaded."""
     formats = {found} if found else set()
-    if found not in ZIP_BASED and _has_zip_directory(path):
+    if found not in ZIP_BASED and not head.startswith(ZIP_MAGIC) and _has_zip_directory(path):
         formats.add("zip")
     hdf5_at = _hdf5_superblocks(path)
     if found in ZIP_BASED:

@@ -99,7 +99,7 @@ def _member_key(info: zipfile.ZipInfo, label: str) -> str:
     bad = ("a NUL byte" if "\0" in raw else "a backslash" if "\\" in raw else "a drive letter" if _DRIVE.match(raw) or ":" in raw.split("/")[0]
            else "an absolute path" if raw.startswith("/") else "a '..' part" if ".." in raw.split("/") else "no name" if not raw.strip("/") else None)
     if bad:
-        raise UnsafeModelError(f"{label} has a member name with {bad}, which escapes or confuses an extractor: {raw!r}", REFUSE_HINT)
+        raise UnsafeModelError(f"{label} has a member that escapes its folder or reads differently per extractor ({bad}): {raw!r}", REFUSE_HINT)
     return "/".join(p for p in PurePosixPath(raw).parts if p != ".") + ("/" if raw.endswith("/") else "")
 
 
