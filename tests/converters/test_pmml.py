@@ -44,3 +44,28 @@ def test_pipeline_ending_in_a_transformer_is_refused(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match="ends in a transformer \\(PCA\\)"):
         convert(fixtures["pca"].model, to="pmml", out=tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists()
+
+
+def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tmp_path, monkeypatch):
+    """The file is replaced between the check and JPMML's read: JPMML must still get the document that was checked."""
+    from pathlib import Path
+
+    import packager.safety.xml as xml
+    from converters.pmml import PmmlRuntime
+
+    package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
+    target = tmp_path / "model.pmml"
+    target.write_bytes(package.model_path.read_bytes())
+    checked = xml.check_xml
+
+    def check_then_swap(path):
+        result = checked(path)
+        Path(path).write_text("<not-the-checked-document/>")  # what a racing writer would put there
+        return result
+
+    monkeypatch.setattr(xml, "check_xml", check_then_swap)
+    evaluator = PmmlRuntime().load(target)
+    assert target.read_text() == "<not-the-checked-document/>"
+    import numpy as np
+
+    assert len(list(evaluator.getInputFields())) == np.load(fixtures["logreg"].sample).shape[1]  # the checked model, loaded
