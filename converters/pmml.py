@@ -102,7 +102,8 @@ class PmmlRuntime(Runtime):
             try:
                 evaluator = jpmml.make_evaluator(str(copy), backend="jpype").verify()
             except Exception as exc:
-                raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}", "the PMML document is invalid or has no scorable model") from exc
+                raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}",
+                                     "the PMML document is invalid or has no scorable model") from exc
         return evaluator
 
     def predict(self, evaluator: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:

@@ -98,8 +98,9 @@ def _keras_zip(marker: Path) -> bytes:
     import json
 
     code = f"lambda x: (__import__('os').system('touch {marker}'), x)[1]"
+    function = {"class_name": "__lambda__", "config": {"code": code}}
     config = {"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [
-        {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "evil", "function": {"class_name": "__lambda__", "config": {"code": code}}}}]}}
+        {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "evil", "function": function}}]}}
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:
         zf.writestr("config.json", json.dumps(config))

@@ -41,7 +41,8 @@ def check_keras_h5(path: str | Path) -> None:
     except OSError as exc:
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
     if outside:
-        raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load", "re-save the model with model.save('m.keras')")
+        raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",
+                               "re-save the model with model.save('m.keras')")
     if raw is None:
         # Weights only (model.save_weights) or not Keras at all: no architecture, so nothing we could check or load as a
         # model; Keras itself answers "No model found in config file" only after opening it.

@@ -13,6 +13,7 @@ from packager.errors import InputFileError, MissingDependency, UnsafeModelError
 
 MAX_XML_BYTES = 1 << 30  # parsed in memory (ElementTree); the largest PMML forests we have seen are a few hundred MB
 XINCLUDE = "{http://www.w3.org/2001/XInclude}"
+WHY = "which can read local files or expand without bound"
 UNSAFE_HINT = "PMML needs no DTD or entities: remove the declaration, or re-export the model"
 
 
@@ -32,7 +33,8 @@ def read_checked_xml(path: str | Path) -> tuple[bytes, Any]:
     try:
         size = path.stat().st_size
         if size > MAX_XML_BYTES:
-            raise InputFileError(f"{path.name} is {size >> 20} MiB of XML (limit {MAX_XML_BYTES >> 20} MiB)", "this is not a PMML model packager can read")
+            raise InputFileError(f"{path.name} is {size >> 20} MiB of XML (limit {MAX_XML_BYTES >> 20} MiB)",
+                                 "this is not a PMML model packager can read")
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"cannot read {path.name}: {exc.strerror or exc}", "check the path and its permissions") from None
@@ -49,9 +51,9 @@ def parse_checked(data: bytes, label: str) -> Any:
     try:
         root = fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DTDForbidden as exc:
-        raise UnsafeModelError(f"{label} declares a DOCTYPE ({exc.name}), which can read local files or expand without bound", UNSAFE_HINT) from None
+        raise UnsafeModelError(f"{label} declares a DOCTYPE ({exc.name}), {WHY}", UNSAFE_HINT) from None
     except EntitiesForbidden as exc:
-        raise UnsafeModelError(f"{label} declares the entity {exc.name!r}, which can read local files or expand without bound", UNSAFE_HINT) from None
+        raise UnsafeModelError(f"{label} declares the entity {exc.name!r}, {WHY}", UNSAFE_HINT) from None
     except ExternalReferenceForbidden as exc:
         raise UnsafeModelError(f"{label} references an external resource ({exc.sysid or exc.pubid})", UNSAFE_HINT) from None
     except DefusedXmlException as exc:

@@ -81,7 +81,8 @@ def _check_members(infos: list[zipfile.ZipInfo], size: int, label: str, budget: 
         total += info.file_size
         stored += info.compress_size
         if total > budget:
-            raise UnsafeModelError(f"{label} would expand to more than {budget >> 20} MiB ({_ratio(total, size)} its size; zip bomb?)", REFUSE_HINT)
+            raise UnsafeModelError(f"{label} would expand to more than {budget >> 20} MiB ({_ratio(total, size)} its size; zip bomb?)",
+                                   REFUSE_HINT)
     if stored > size or _overlap(infos):  # members that share compressed bytes: the non-recursive (overlapping-entry) bomb
         raise UnsafeModelError(f"{label}: its members share bytes of the file (overlapping members, a zip bomb layout)", REFUSE_HINT)
     return ZipFacts(len(infos), total)
@@ -96,10 +97,12 @@ def _overlap(infos: list[zipfile.ZipInfo]) -> bool:
 def _member_key(info: zipfile.ZipInfo, label: str) -> str:
     """The member's name as an extractor will see it; refuse names that escape the folder or read differently per tool."""
     raw = info.orig_filename  # zipfile cuts ``filename`` at a NUL; the original keeps it
-    bad = ("a NUL byte" if "\0" in raw else "a backslash" if "\\" in raw else "a drive letter" if _DRIVE.match(raw) or ":" in raw.split("/")[0]
-           else "an absolute path" if raw.startswith("/") else "a '..' part" if ".." in raw.split("/") else "no name" if not raw.strip("/") else None)
+    bad = ("a NUL byte" if "\0" in raw else "a backslash" if "\\" in raw
+           else "a drive letter" if _DRIVE.match(raw) or ":" in raw.split("/")[0] else "an absolute path" if raw.startswith("/")
+           else "a '..' part" if ".." in raw.split("/") else "no name" if not raw.strip("/") else None)
     if bad:
-        raise UnsafeModelError(f"{label} has a member that escapes its folder or reads differently per extractor ({bad}): {raw!r}", REFUSE_HINT)
+        raise UnsafeModelError(f"{label} has a member that escapes its folder or reads differently per extractor ({bad}): {raw!r}",
+                               REFUSE_HINT)
     return "/".join(p for p in PurePosixPath(raw).parts if p != ".") + ("/" if raw.endswith("/") else "")
 
 

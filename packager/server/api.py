@@ -15,13 +15,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from packager.errors import (BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, RequestTooLarge, Unauthorized,
-                             UsageError)
+from packager.errors import (BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, RequestTooLarge,
+                             Unauthorized, UsageError)
 from packager.server.downloads import file_response
 from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
                                      Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
 
-STATUS = {RequestTooLarge: 413, Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409, CatalogError: 503}
+STATUS = {RequestTooLarge: 413, Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409,
+          CatalogError: 503}
 CHUNK = 1 << 20
 # Request bodies: JSON (a version's manifest, file list, params; digests to look up) is parsed in memory, and
 # the largest we write is a few KB (a manifest with its validation report), so 1 MiB leaves room and bounds
@@ -99,7 +100,8 @@ def _errors(*statuses: int) -> dict[int, dict]:
 
 
 DESCRIPTIONS = {400: "Bad request (UsageError)", 401: "Missing or wrong token (Unauthorized)", 404: "No such model, version or file (NotFound)",
-                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)", 413: "The request body is larger than this route accepts",
+                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+                413: "The request body is larger than this route accepts (RequestTooLarge)",
                 422: "The request does not match this schema",
                 503: "The catalog or blob store is unavailable (CatalogError)"}
 NAME_PATH = Path(pattern=NAME)

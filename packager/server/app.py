@@ -49,7 +49,8 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
             from packager.server.api import SIZE_HINT, _size
 
             limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
-            return error_response(request, 413, "RequestTooLarge", "the request body is over this endpoint's limit" + (f" of {_size(limit)}" if limit else ""), SIZE_HINT)
+            message = "the request body is over this endpoint's limit" + (f" of {_size(limit)}" if limit else "")
+            return error_response(request, 413, "RequestTooLarge", message, SIZE_HINT)
         if exc.status_code == 405:  # every method the path accepts, not only those of the first route that matched it
             headers["Allow"] = ", ".join(sorted(allowed_methods(app, request.scope)))
         return error_response(request, exc.status_code, "UsageError", str(exc.detail), SCHEMA_HINT, headers)

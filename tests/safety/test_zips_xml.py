@@ -32,7 +32,8 @@ def _raw_names(path: Path, members: list[tuple[str, bytes]]) -> Path:
 
 def test_members_of_exactly_one_mib_count_in_one_budget(tmp_path):
     """The old per-member test skipped members of exactly 1 MiB: 200 of them, 224 KB on disk, expanded to 200 MiB."""
-    bomb = _zip(tmp_path / "bomb.keras", {"config.json": b"{}", "metadata.json": b"{}", **{f"assets/{i}": b"\0" * (1 << 20) for i in range(200)}})
+    members = {f"assets/{i}": b"\0" * (1 << 20) for i in range(200)}
+    bomb = _zip(tmp_path / "bomb.keras", {"config.json": b"{}", "metadata.json": b"{}", **members})
     assert os.path.getsize(bomb) < 300_000
     with pytest.raises(UnsafeModelError, match=r"bomb.keras would expand to more than 64 MiB"):
         check_zip(bomb)
@@ -41,7 +42,8 @@ def test_members_of_exactly_one_mib_count_in_one_budget(tmp_path):
 def test_many_small_members_and_one_just_under_the_old_threshold(tmp_path):
     from packager.safety.zips import FLOOR_UNCOMPRESSED
 
-    small = _zip(tmp_path / "small.skops", {"schema.json": b"{}", **{f"{i}.npy": b"\0" * 65536 for i in range(2000)}})  # 125 MiB in 64 KiB pieces
+    pieces = {f"{i}.npy": b"\0" * 65536 for i in range(2000)}  # 125 MiB in 64 KiB pieces
+    small = _zip(tmp_path / "small.skops", {"schema.json": b"{}", **pieces})
     with pytest.raises(UnsafeModelError, match="zip bomb"):
         check_zip(small)
     under = _zip(tmp_path / "under.skops", {"schema.json": b"{}", "a.npy": b"\0" * ((FLOOR_UNCOMPRESSED) - 100)})
@@ -78,8 +80,9 @@ def test_symlink_member_is_refused(tmp_path):
         check_zip(path)
 
 
-@pytest.mark.parametrize("name,why", [("a\\..\\..\\evil.txt", "a backslash"), ("C:/Windows/evil.dll", "a drive letter"), ("c:evil", "a drive letter"),
-                                      ("ok.json\0../../evil", "a NUL byte"), ("/etc/cron.d/x", "an absolute path"), ("x/../../y", "a '..' part")])
+@pytest.mark.parametrize("name,why", [("a\\..\\..\\evil.txt", "a backslash"), ("C:/Windows/evil.dll", "a drive letter"),
+                                      ("c:evil", "a drive letter"), ("ok.json\0../../evil", "a NUL byte"),
+                                      ("/etc/cron.d/x", "an absolute path"), ("x/../../y", "a '..' part")])
 def test_names_that_escape_or_confuse_are_refused(tmp_path, name, why):
     path = _raw_names(tmp_path / "names.skops", [("schema.json", b"{}"), (name, b"x")])
     with pytest.raises(UnsafeModelError, match=rf"escapes its folder or reads differently per extractor \({why}\)"):
@@ -145,7 +148,8 @@ def test_damaged_zip_is_an_input_error(tmp_path):
 
 # ------------------------------------------------------------------ XML
 
-DOCTYPE = '<?xml version="1.0" encoding="{enc}"?>\n<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file:///etc/passwd">]>\n<PMML version="4.4"><Header description="&leak;"/></PMML>'
+DOCTYPE = ('<?xml version="1.0" encoding="{enc}"?>\n<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file:///etc/passwd">]>\n'
+           '<PMML version="4.4"><Header description="&leak;"/></PMML>')
 
 
 @pytest.mark.parametrize("label,data", [

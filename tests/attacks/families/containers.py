@@ -44,13 +44,13 @@ def _write(out: Path, name: str, data: bytes) -> Path:
 
 def bombs(out: Path) -> list[Attack]:
     keras_head = [("config.json", b"{}"), ("metadata.json", b"{}")]
+    inner_bomb = _zip_bytes([(f"{i}", b"\0" * MIB) for i in range(150)])
     files = {
         # the finding: members of exactly 1 MiB were skipped by the per-member ratio test
         "bomb_1mib_members.keras": _zip_bytes(keras_head + [(f"assets/{i}", b"\0" * MIB) for i in range(200)]),
         "bomb_just_under_1mib_members.skops": _zip_bytes([("schema.json", b"{}")] + [(f"{i}.npy", b"\0" * (MIB - 1)) for i in range(200)]),
         "bomb_many_small_members.skops": _zip_bytes([("schema.json", b"{}")] + [(f"{i}.npy", b"\0" * 65536) for i in range(3000)]),
-        "bomb_nested_stored_inner.skops": _zip_bytes([("schema.json", b"{}"), ("weights.zip", _zip_bytes([(f"{i}", b"\0" * MIB) for i in range(150)]))],
-                                                     zipfile.ZIP_STORED),
+        "bomb_nested_stored_inner.skops": _zip_bytes([("schema.json", b"{}"), ("weights.zip", inner_bomb)], zipfile.ZIP_STORED),
     }
     nested = _zip_bytes([("bundle.json", b"{}")])
     for depth in range(5):
@@ -120,8 +120,10 @@ def polyglots(out: Path, marker: str) -> list[Attack]:
     userblock.write_bytes(bytes(body) + bytes(tail))
     attacks.append(Attack(userblock.name, userblock, "unsafe"))
     # a benign pickle from the start, a torch archive with an evil data.pkl from the end (its comment ends in STOP)
-    torch_zip = _zip_bytes([("archive/data.pkl", _call("os", "system", f"touch {marker}")), ("archive/version", b"3\n")], zipfile.ZIP_STORED, b".")
-    attacks.append(Attack("pickle_then_torch_zip.pth", _write(out, "pickle_then_torch_zip.pth", pickle.dumps({"coef": [1.0]}, protocol=4) + torch_zip), "unsafe"))
+    torch_zip = _zip_bytes([("archive/data.pkl", _call("os", "system", f"touch {marker}")), ("archive/version", b"3\n")],
+                           zipfile.ZIP_STORED, b".")
+    both = _write(out, "pickle_then_torch_zip.pth", pickle.dumps({"coef": [1.0]}, protocol=4) + torch_zip)
+    attacks.append(Attack(both.name, both, "unsafe"))
     # well-formed PMML with a zip inside a trailing comment
     inner = _zip_bytes(_evil_keras_members(marker), zipfile.ZIP_STORED).replace(b"--", b"-_")
     pmml = b'<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header/></PMML>\n<!--' + inner + b"-->"
@@ -132,8 +134,8 @@ def polyglots(out: Path, marker: str) -> list[Attack]:
     attacks.append(Attack("onnx_fields_around_zip.onnx", _write(out, "onnx_fields_around_zip.onnx", onnx_zip), "unsafe", runs_code=False))
     # one zip, two formats: a Keras archive with a pickle member, a skops archive that is also a Keras one
     evil_pickle = _call("os", "system", f"touch {marker}")
-    attacks.append(Attack("keras_with_pickle_member.keras", _write(out, "keras_with_pickle_member.keras",
-                                                                   _zip_bytes([*_evil_keras_members(marker), ("archive/data.pkl", evil_pickle)])), "unsafe"))
+    with_pickle = _zip_bytes([*_evil_keras_members(marker), ("archive/data.pkl", evil_pickle)])
+    attacks.append(Attack("keras_with_pickle_member.keras", _write(out, "keras_with_pickle_member.keras", with_pickle), "unsafe"))
     attacks.append(Attack("skops_and_keras.skops", _write(out, "skops_and_keras.skops",
                                                           _zip_bytes([("schema.json", b"{}"), *_evil_keras_members(marker)])), "unsafe"))
     return attacks
@@ -164,13 +166,15 @@ def hdf5(out: Path) -> list[Attack]:
     weights_only = out / "weights_only.h5"
     with h5py.File(weights_only, "w") as handle:
         handle["dense/kernel"] = [[1.0]]
-    return [Attack(external.name, external, "unsafe"), Attack(link.name, link, "unsafe"), Attack(weights_only.name, weights_only, "input", runs_code=False)]
+    return [Attack(external.name, external, "unsafe"), Attack(link.name, link, "unsafe"),
+            Attack(weights_only.name, weights_only, "input", runs_code=False)]
 
 
 def xml(out: Path) -> list[Attack]:
     secret = out / "secret.txt"
     secret.write_text("password=hunter2")
-    body = f'<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file://{secret}">]>\n<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header description="&leak;"/></PMML>'
+    body = (f'<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file://{secret}">]>\n'
+            '<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header description="&leak;"/></PMML>')
     files = {
         "utf16_doctype.pmml": ('<?xml version="1.0" encoding="UTF-16"?>\n' + body).encode("utf-16"),
         "utf16be_no_bom_doctype.pmml": ('<?xml version="1.0" encoding="UTF-16"?>\n' + body).encode("utf-16-be"),
