@@ -116,7 +116,7 @@ def _refuse_polyglot(path: Path, head: bytes, found: str | None) -> None:
     if found not in ZIP_BASED and not head.startswith(ZIP_MAGIC) and _has_zip_directory(path):
         formats.add("zip")
     hdf5_at = _hdf5_superblocks(path)
-    if found in ZIP_BASED:
+    if found in ZIP_BASED and hdf5_at:
         hdf5_at -= _member_data_offsets(path)  # an HDF5 file stored as a member (a .keras file's weights) is not a second reading
     elif found == "hdf5":
         hdf5_at.discard(0)
