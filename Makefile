@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	fi
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all,dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[all,dev,zoo]"
 	@touch $(STAMP)
 
 demo: setup

@@ -35,7 +35,7 @@ class Keras:
         return any(c.__module__.startswith("keras") and c.__name__ == "Model" for c in type(obj).__mro__)
 
     def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
-        return load_keras(path, trust=trust)
+        return load_keras(path, fmt, trust=trust)
 
     def describe(self, model: Any) -> dict[str, Any]:
         return {"model": type(model).__name__, "parameters": int(model.count_params()), "layers": len(model.layers)}
@@ -75,11 +75,25 @@ def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[
     return {name: np.asarray(value) for name, value in zip(output_names(model), values)}
 
 
-def load_keras(path: Path, *, trust: bool = False) -> Any:
-    keras = _keras()
+def load_keras(path: Path, fmt: str, *, trust: bool = False) -> Any:
+    """Open ``path`` as ``fmt`` (what packager detected and checked), never as Keras' own guess: ``load_model``
+    picks its reader from the file name (a zip named ``.keras``, else HDF5 for ``.h5``), so a file checked as
+    one format could be read as the other. The Keras archive is read from the one open file handle."""
+    _keras()
+    from keras.src.legacy.saving import legacy_h5_format
+    from keras.src.saving import saving_lib
+
     try:
         with quiet_output():
-            return keras.models.load_model(str(path), safe_mode=not trust, compile=False)
+            if fmt == "keras":
+                with open(path, "rb") as handle:
+                    return saving_lib.load_model(handle, safe_mode=not trust, compile=False)
+            if fmt == "hdf5":
+                import h5py
+
+                with h5py.File(path, "r") as handle:
+                    return legacy_h5_format.load_model_from_hdf5(handle, safe_mode=not trust, compile=False)
+            raise InputFileError(f"{Path(path).name} is {fmt}, not a Keras file", "give a .keras archive or a Keras .h5 file")
     except ValueError as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
             raise UnsafeModelError(f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT) from None
@@ -174,9 +188,10 @@ def keras_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> 
 class _KerasRuntime(Runtime):
     name = "keras.models.load_model(safe_mode=True)"
     distribution = "keras"
+    format = "keras"
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
-        return load_keras(Path(path), trust=trust)
+        return load_keras(Path(path), self.format, trust=trust)
 
     def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return tfc.by_signature(signature, predict(model, signature, feeds))
@@ -189,4 +204,4 @@ class KerasArchiveRuntime(_KerasRuntime):
 
 @runs("hdf5")
 class KerasH5Runtime(_KerasRuntime):
-    pass
+    format = "hdf5"

@@ -105,15 +105,22 @@ class PmmlRuntime(Runtime):
         return [*super().requirements(), "JPype1", "pandas", "# and a Java 11+ runtime"]
 
     def load(self, path: Path, *, trust: bool = False) -> Any:
+        """JPMML reads a private copy of the bytes that were checked, not ``path`` again (which may have changed since)."""
+        import tempfile
+
         from packager.safety.xml import check_xml
 
-        check_xml(path)
+        checked = check_xml(path)
         java_version()
         jpmml = require("jpmml_evaluator", "pmml", "scoring PMML")
-        try:
-            evaluator = jpmml.make_evaluator(str(path), backend="jpype").verify()
-        except Exception as exc:
-            raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}", "the PMML document is invalid or has no scorable model") from exc
+        with tempfile.TemporaryDirectory(prefix="packager-pmml-") as private:  # mode 0700: no one else can swap the copy
+            copy = Path(private) / "model.pmml"
+            copy.write_bytes(checked)
+            try:
+                evaluator = jpmml.make_evaluator(str(copy), backend="jpype").verify()
+            except Exception as exc:
+                raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}",
+                                     "the PMML document is invalid or has no scorable model") from exc
         return evaluator
 
     def predict(self, evaluator: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:

@@ -121,6 +121,10 @@ class Unauthorized(PackagerError):
     exit_code = 15
 
 
+class RequestTooLarge(UsageError):
+    """A request body over the registry server's limit for that route (HTTP 413)."""
+
+
 class PackagerWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. a pickle from another version)."""
 

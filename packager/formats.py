@@ -5,11 +5,12 @@ for. A file that matches nothing, or is truncated, is an ``InputFileError`` with
 """
 from __future__ import annotations
 
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from packager.errors import InputFileError
+from packager.errors import InputFileError, UnsafeModelError
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -83,6 +84,7 @@ def detect_format(path: str | Path) -> str:
         return _detect_directory(path)
     head = _read_head(path)
     found = _detect_by_content(path, head)
+    _refuse_polyglot(path, head, found)
     if found:
         return found
     by_ext = _BY_EXTENSION.get(path.suffix.lower())
@@ -105,6 +107,69 @@ def _describe(head: bytes) -> str:
     return "empty file" if not head else f"starts with bytes {head[:8].hex(' ')}"
 
 
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pth", ".pt")
+ZIP_BASED = frozenset({"skops", "keras", "mleap", "pt2", "torchscript", "torch"})
+
+
+def _refuse_polyglot(path: Path, head: bytes, found: str | None) -> None:
+    """A file that reads as two formats is refused: which one a loader sees depends on where it starts reading
+    (a pickle or HDF5 superblock from the start, HDF5 also at 512, 1024, 2048... after a user block, a zip from
+    its end), so the format checked could differ from the format loaded."""
+    formats = {found} if found else set()
+    if found not in ZIP_BASED and not head.startswith(ZIP_MAGIC) and _has_zip_directory(path):
+        formats.add("zip")
+    hdf5_at = _hdf5_superblocks(path)
+    if found in ZIP_BASED and hdf5_at:
+        hdf5_at -= _member_data_offsets(path)  # an HDF5 file stored as a member (a .keras file's weights) is not a second reading
+    elif found == "hdf5":
+        hdf5_at.discard(0)
+    if hdf5_at:
+        formats.add("hdf5")
+    if len(formats) > 1 or (not found and formats):
+        names = " and ".join(sorted(formats)) if found else f"no known model format from its start, but {formats.pop()} from elsewhere"
+        raise UnsafeModelError(f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
+                               "refusing it; re-export the model from the training code into one format")
+
+
+def _has_zip_directory(path: Path) -> bool:
+    """A zip central directory a reader can open (Python's zipfile, hence Keras, finds one after any prefix)."""
+    if not zipfile.is_zipfile(path):
+        return False
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return False
+
+
+def _hdf5_superblocks(path: Path) -> set[int]:
+    """Offsets where the HDF5 library would find a superblock: 0, then 512 doubling to the end of the file."""
+    found, offset = set(), 0
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        while offset + len(HDF5_MAGIC) <= size:
+            fh.seek(offset)
+            if fh.read(len(HDF5_MAGIC)) == HDF5_MAGIC:
+                found.add(offset)
+            offset = 512 if offset == 0 else offset * 2
+    return found
+
+
+def _member_data_offsets(path: Path) -> set[int]:
+    """Where each zip member's data starts (after its local header)."""
+    offsets = set()
+    try:
+        with zipfile.ZipFile(path) as zf, path.open("rb") as fh:
+            for info in zf.infolist():
+                fh.seek(info.header_offset)
+                header = fh.read(30)
+                if len(header) == 30 and header[:4] == ZIP_MAGIC:
+                    offsets.add(info.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little"))
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        pass
+    return offsets
+
+
 def _detect_directory(path: Path) -> str:
     if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
         return "savedmodel"
@@ -125,7 +190,7 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return "hdf5"
     if head.startswith(ZIP_MAGIC):
         return _detect_zip(path)
-    if _looks_like_xml(head, b"PMML"):
+    if _looks_like_xml(path, head, "PMML"):
         return "pmml"
     if head[4:8] == b"TFL3":
         return "tflite"
@@ -138,11 +203,21 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
     return _detect_protobuf(path, head)
 
 
-def _looks_like_xml(head: bytes, root: bytes) -> bool:
-    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    if not text.startswith(b"<"):
+_XML_ENCODINGS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
+                  (b"<\x00", "utf-16-le"), (b"\x00<", "utf-16-be"))
+XML_PROLOG_LIMIT = 1 << 20  # comments, processing instructions or a DOCTYPE before the root element
+
+
+def _looks_like_xml(path: Path, head: bytes, root: str) -> bool:
+    """XML in any encoding an XML parser detects (a BOM, or UTF-16 without one) whose root element is ``root``,
+    however long the prolog before it (a long comment must not move a document out of sight of the check)."""
+    stripped = head.lstrip()
+    encoding = next((enc for bom, enc in _XML_ENCODINGS if stripped.startswith(bom)), "utf-8" if stripped.startswith(b"<") else None)
+    if encoding is None:
         return False
-    return b"<" + root in text[:4096]
+    with path.open("rb") as fh:
+        text = fh.read(XML_PROLOG_LIMIT).decode(encoding, errors="replace")
+    return re.search(rf"<(?:[A-Za-z_][\w.-]*:)?{root}[\s/>]", text) is not None
 
 
 def _looks_like_pickle(path: Path, head: bytes) -> bool:
@@ -185,19 +260,25 @@ def _detect_zip(path: Path) -> str | None:
             "the file is probably truncated; re-export or re-download it",
         ) from None
     name_set = set(names)
+    found = []
     if "schema.json" in name_set:
-        return "skops"
+        found.append("skops")
     if "config.json" in name_set and ("metadata.json" in name_set or any(n.endswith(".weights.h5") for n in names)):
-        return "keras"
+        found.append("keras")
     if "bundle.json" in name_set or any(n.endswith("/bundle.json") and n.count("/") == 1 for n in names):
-        return "mleap"
-    if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
-        return "pt2"
-    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-        return "torchscript"
-    if any(n.endswith("/data.pkl") for n in names):
-        return "torch"
-    return None
+        found.append("mleap")
+    torch_family = [n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names], \
+        [n.endswith("/constants.pkl") or "/code/" in n for n in names], [n.endswith("/data.pkl") for n in names]
+    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family):
+        if any(hits):
+            found.append(fmt)  # one family: a TorchScript archive has data.pkl too, a torch.export one nests TorchScript
+            break
+    if len(found) == 1 and found[0] in ("skops", "keras", "mleap") and any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
+        found.append("pickle")  # none of these formats stores a pickle: a member that is one is there for another reader
+    if len(found) > 1:
+        raise UnsafeModelError(f"{path.name} is a zip that reads as {' and '.join(found)} at once (members of each)",
+                               "refusing it: each loader would see a different model; re-export it into one format")
+    return found[0] if found else None
 
 
 def _detect_protobuf(path: Path, head: bytes) -> str | None:

@@ -116,4 +116,5 @@ def start_registry_server(home: Path, token_file: Path | None = None, read_token
         except subprocess.TimeoutExpired:
             process.kill()
 
+    stop.pid = process.pid  # for tests that watch the server's memory
     return url, stop

@@ -89,3 +89,159 @@ def test_missing_path_and_unknown_directory(tmp_path):
         detect_format(tmp_path / "nope.pkl")
     with pytest.raises(InputFileError, match="directory that holds no model"):
         detect_format(tmp_path)
+
+
+# ------------------------------------------------------------------ polyglots: one file, two readings
+
+def _keras_zip(marker: Path) -> bytes:
+    import io
+    import json
+
+    code = f"lambda x: (__import__('os').system('touch {marker}'), x)[1]"
+    function = {"class_name": "__lambda__", "config": {"code": code}}
+    config = {"module": "keras", "class_name": "Sequential", "config": {"name": "s", "layers": [
+        {"module": "keras.layers", "class_name": "Lambda", "config": {"name": "evil", "function": function}}]}}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("config.json", json.dumps(config))
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("model.weights.h5", b"")
+    return buffer.getvalue()
+
+
+def test_hdf5_and_zip_polyglot_named_keras_is_refused(tmp_path):
+    """HDF5 from its start (no model_config: the old check had nothing to look at), a Keras zip from its end."""
+    import h5py
+
+    from packager.errors import UnsafeModelError
+    from packager.inspection import inspect
+
+    path = tmp_path / "model.keras"
+    with h5py.File(path, "w") as handle:
+        handle["w"] = [1.0, 2.0]
+    path.write_bytes(path.read_bytes() + _keras_zip(tmp_path / "PWNED"))
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(UnsafeModelError, match=r"model.keras reads as hdf5 and zip at once \(a polyglot file\)"):
+        detect_format(path)
+    with pytest.raises(UnsafeModelError, match="polyglot"):
+        inspect(path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_zip_with_hdf5_after_a_user_block_is_refused(tmp_path):
+    """HDF5 finds a superblock at 512, 1024, 2048...: a zip padded so that one sits there reads as both."""
+    import h5py
+
+    from packager.errors import UnsafeModelError
+
+    h5 = tmp_path / "w.h5"
+    with h5py.File(h5, "w", userblock_size=1024) as handle:
+        handle.attrs["model_config"] = "{}"
+    import struct
+
+    data = bytearray(h5.read_bytes())
+    archive = _keras_zip(tmp_path / "PWNED")
+    eocd = archive.rfind(b"PK\x05\x06")
+    directory_at = struct.unpack("<I", archive[eocd + 16:eocd + 20])[0]
+    data[:directory_at] = archive[:directory_at]  # the user block holds the zip's members; its directory goes to the end
+    tail = bytearray(archive[directory_at:])
+    struct.pack_into("<I", tail, eocd - directory_at + 16, len(data))
+    path = tmp_path / "model.keras"
+    path.write_bytes(bytes(data) + bytes(tail))
+    with h5py.File(path, "r") as handle:
+        assert "model_config" in handle.attrs  # h5py opens it
+    assert zipfile.is_zipfile(path)
+    with pytest.raises(UnsafeModelError, match="reads as hdf5 and keras at once"):
+        detect_format(path)
+
+
+def test_pickle_with_a_zip_appended_is_refused(tmp_path):
+    """A pickle is read from the start, a zip from the end; the zip comment ends with the pickle's STOP byte."""
+    import pickle
+
+    from packager.errors import UnsafeModelError
+
+    import io
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("archive/data.pkl", pickle.dumps({"w": 1}))
+        zf.comment = b"."
+    path = tmp_path / "model.pkl"
+    path.write_bytes(pickle.dumps({"benign": True}, protocol=4) + buffer.getvalue())
+    with pytest.raises(UnsafeModelError, match=r"reads as pickle and zip at once"):
+        detect_format(path)
+
+
+def test_pmml_with_a_zip_in_a_trailing_comment_is_refused(tmp_path):
+    import io
+
+    from packager.errors import UnsafeModelError
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        zf.writestr("bundle.json", "{}")
+    path = tmp_path / "model.pmml"
+    path.write_bytes(b'<PMML version="4.4"><Header/></PMML>\n<!--' + buffer.getvalue().replace(b"--", b"-_") + b"-->")
+    with pytest.raises(UnsafeModelError, match=r"reads as pmml and zip at once"):
+        detect_format(path)
+
+
+def test_keras_archive_with_a_pickle_member_or_two_formats_is_refused(tmp_path):
+    from packager.errors import UnsafeModelError
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("metadata.json", "{}")
+        zf.writestr("archive/data.pkl", b"x")
+    with pytest.raises(UnsafeModelError, match="reads as keras and torch at once"):
+        detect_format(path)
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("schema.json", "{}")
+        zf.writestr("extra.pkl", b"x")
+    with pytest.raises(UnsafeModelError, match="reads as skops and pickle at once"):
+        detect_format(path)
+
+
+def test_utf16_pmml_and_a_long_prolog_are_detected_as_pmml(tmp_path):
+    """Detection by content: an XML parser reads UTF-16 and skips comments, so the format check must too."""
+    doc = '<?xml version="1.0" encoding="UTF-16"?>\n<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header/></PMML>'
+    (tmp_path / "a.pmml").write_bytes(doc.encode("utf-16"))
+    assert detect_format(tmp_path / "a.pmml") == "pmml"
+    (tmp_path / "b.xml").write_text("<?xml version='1.0'?>\n<!--" + "licence " * 2000 + "-->\n<PMML version='4.4'/>")
+    assert detect_format(tmp_path / "b.xml") == "pmml"
+
+
+def test_hdf5_without_model_config_is_not_nothing_to_check(tmp_path):
+    """A weights-only HDF5 names no architecture: there is no Keras model to check or load, so it is refused as input."""
+    import h5py
+
+    from packager.safety import check_file
+
+    path = tmp_path / "weights.h5"
+    with h5py.File(path, "w") as handle:
+        handle["layer/kernel"] = [[1.0]]
+    with pytest.raises(InputFileError, match="HDF5 file without a Keras model config"):
+        check_file(path, "hdf5")
+
+
+def test_hdf5_reaching_other_files_is_refused(tmp_path):
+    import h5py
+
+    from packager.errors import UnsafeModelError
+    from packager.safety import check_file
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(b"password" * 8)
+    path = tmp_path / "external.h5"
+    with h5py.File(path, "w") as handle:
+        handle.attrs["model_config"] = "{}"
+        handle.create_dataset("model_weights/w", shape=(64,), dtype="u1", external=[(str(secret), 0, 64)])
+    with pytest.raises(UnsafeModelError, match="stored in external files"):
+        check_file(path, "hdf5")
+    with h5py.File(path, "w") as handle:
+        handle.attrs["model_config"] = "{}"
+        handle["model_weights"] = h5py.ExternalLink(str(secret), "/")
+    with pytest.raises(UnsafeModelError, match="external link"):
+        check_file(path, "hdf5")

@@ -121,7 +121,9 @@ class LocalRegistry(RegistryBackend):
             latest = select(t.versions.c.model_id, func.max(t.versions.c.version).label("v")).group_by(t.versions.c.model_id).subquery()
             query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(t.models.c.name)
         if limit:
-            query = query.limit(limit)
+            from packager.registry.query import check_limit
+
+            query = query.limit(check_limit(limit))
         with read(self.engine) as conn:
             return version_infos(conn, conn.execute(query).all())
 
@@ -144,9 +146,10 @@ class LocalRegistry(RegistryBackend):
     def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
         from sqlalchemy import select
 
-        from packager.registry.query import compile_filter, parse
+        from packager.registry.query import check_limit, compile_filter, parse
 
         condition = compile_filter(parse(expression), t)
+        limit = check_limit(limit)
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
                  .where(condition).order_by(t.models.c.name, t.versions.c.version.desc()).limit(limit))
         with read(self.engine) as conn:

@@ -23,6 +23,12 @@ TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op
 PLAIN_FIELDS = {"name", "version", "format", "quantization", "validation", "description", "created", "alias"}
 PREFIXED = ("metric.", "param.", "tag.")
 HINT = 'example: metric.accuracy > 0.9 and tag.team = "fraud" and format = "onnx"'
+# Bounds that keep a search a small, fast query (and the parser off Python's recursion limit: 300 nested
+# parentheses or 495 'not's raised RecursionError). A real filter has a handful of comparisons, nesting of 2 or 3.
+MAX_QUERY_CHARS = 2000
+MAX_DEPTH = 20  # parentheses and 'not's, nested
+MAX_COMPARISONS = 50  # each one is an EXISTS subquery over metrics, params or tags
+MAX_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -53,8 +59,17 @@ def tokenize(text: str) -> list[tuple[str, str]]:
 
 class _Parser:
     def __init__(self, text: str):
+        if len(text) > MAX_QUERY_CHARS:
+            raise UsageError(f"the search is {len(text)} characters long (limit {MAX_QUERY_CHARS})", "shorten it: " + HINT)
         self.tokens = tokenize(text)
         self.pos = 0
+        self.depth = self.comparisons = 0
+
+    def nested(self):
+        """Count one level of nesting (a '(' or a 'not') on the way in, refusing beyond MAX_DEPTH."""
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise UsageError(f"the search nests parentheses and 'not' more than {MAX_DEPTH} deep", "flatten it: " + HINT)
 
     def peek(self) -> tuple[str, str] | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -93,20 +108,28 @@ class _Parser:
 
     def not_expr(self):
         if self.keyword("not"):
-            return BoolOp("not", (self.not_expr(),))
+            self.nested()
+            node = BoolOp("not", (self.not_expr(),))
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self):
         kind, text = self.take()
         if kind == "paren" and text == "(":
+            self.nested()
             node = self.or_expr()
             if self.peek() != ("paren", ")"):
                 raise UsageError("a '(' in the search is not closed", HINT)
             self.take()
+            self.depth -= 1
             return node
         if kind != "word":
             raise UsageError(f"expected a field name, found {text!r}", HINT)
         field = _check_field(text)
+        self.comparisons += 1
+        if self.comparisons > MAX_COMPARISONS:
+            raise UsageError(f"the search has more than {MAX_COMPARISONS} comparisons", "split it into several searches")
         op_kind, op = self.take()
         if op_kind != "op":
             raise UsageError(f"expected an operator after {field}, found {op!r}", "use = != > >= < <= or ~")
@@ -137,6 +160,13 @@ def _value(kind: str, text: str) -> Any:
 
 def parse(text: str):
     return _Parser(text).parse()
+
+
+def check_limit(limit: int | None) -> int | None:
+    """A row limit the database takes: 1..MAX_LIMIT (SQLite reads a negative LIMIT as none, and overflows past 64 bits)."""
+    if limit is not None and not 1 <= limit <= MAX_LIMIT:
+        raise UsageError(f"limit {limit} is out of range", f"give a limit from 1 to {MAX_LIMIT}")
+    return limit
 
 
 def compile_filter(node, t) -> Any:

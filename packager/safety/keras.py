@@ -37,11 +37,38 @@ def check_keras_h5(path: str | Path) -> None:
     try:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
+            outside = _reaches_outside(handle)
     except OSError as exc:
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
+    if outside:
+        raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",
+                               "re-save the model with model.save('m.keras')")
     if raw is None:
-        return  # weights only: no code can be named
+        # Weights only (model.save_weights) or not Keras at all: no architecture, so nothing we could check or load as a
+        # model; Keras itself answers "No model found in config file" only after opening it.
+        raise InputFileError(f"{path.name} is an HDF5 file without a Keras model config (weights only, or not a Keras model)",
+                             "save the whole model (model.save('m.keras')), or load these weights into the model in code")
     check_keras_config(_json(raw if isinstance(raw, (bytes, str)) else bytes(raw), path), path.name)
+
+
+def _reaches_outside(handle: Any) -> str | None:
+    """An external link, a dataset stored in external raw files, or a virtual dataset: each reads another file's bytes."""
+    import h5py
+
+    found: list[str] = []
+
+    def link(name: str, info: Any) -> None:
+        if isinstance(info, h5py.ExternalLink) and not found:
+            found.append(f"{name!r} is an external link to {info.filename!r}")
+
+    def dataset(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and not found and (obj.external or obj.is_virtual):
+            found.append(f"dataset {name!r} is stored in {'external files' if obj.external else 'other files (virtual)'}")
+
+    handle.visititems_links(link)
+    if not found:
+        handle.visititems(dataset)
+    return found[0] if found else None
 
 
 def _json(raw: bytes | str, path: Path) -> Any:

@@ -13,14 +13,23 @@ from typing import Any
 
 # this module is imported only by `packager serve` (FastAPI resolves these annotations at runtime)
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.routing import APIRoute
 
-from packager.errors import BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, Unauthorized, UsageError
+from packager.errors import (BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, RequestTooLarge,
+                             Unauthorized, UsageError)
 from packager.server.downloads import file_response
 from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
                                      Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
 
-STATUS = {Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409, CatalogError: 503}
+STATUS = {RequestTooLarge: 413, Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409,
+          CatalogError: 503}
 CHUNK = 1 << 20
+# Request bodies: JSON (a version's manifest, file list, params; digests to look up) is parsed in memory, and
+# the largest we write is a few KB (a manifest with its validation report), so 1 MiB leaves room and bounds
+# what a client can make the server parse. Blobs are streamed to disk and hashed on the way; the cap is the
+# largest archive packager accepts at all (packager.safety.zips.MAX_TOTAL_UNCOMPRESSED, 16 GiB).
+MAX_JSON_BODY = 1 << 20
+MAX_BLOB_BODY = 16 << 30
 
 
 def status_of(error: PackagerError) -> int:
@@ -52,16 +61,48 @@ def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
             raise Unauthorized("writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens" if token is None
                                else "the token is not valid for this server: check PACKAGER_TOKEN")
 
+    can_read.checks_authorization = can_write.checks_authorization = True  # run by AuthFirstRoute before the body is read
     return can_read, can_write
+
+
+class AuthFirstRoute(APIRoute):
+    """A route that checks the token and the declared body size before anything reads the body.
+
+    FastAPI reads and parses a declared body before it solves the route's dependencies, the token check among
+    them: an anonymous 12 MB JSON body cost the server 84 MB of memory before its 401. Here the route's own
+    guards (the dependencies marked ``checks_authorization``) run on the headers first, then a Content-Length
+    over the route's ``max_body_size`` is a 413; a body sent without a length is cut off at the limit by
+    FastAPI's own limiter while it is read. FastAPI still runs the guards again as dependencies (cheap)."""
+
+    async def handle(self, scope: Any, receive: Any, send: Any) -> None:
+        from starlette.datastructures import Headers
+
+        headers = Headers(scope=scope)
+        for dependency in self.dependencies:
+            if getattr(dependency.dependency, "checks_authorization", False):
+                dependency.dependency(headers.get("authorization"))
+        declared, limit = headers.get("content-length", ""), getattr(self, "max_body_size", None)
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"the request body is {int(declared)} bytes, over this endpoint's limit of {_size(limit)}", SIZE_HINT)
+        await super().handle(scope, receive, send)
+
+
+SIZE_HINT = "JSON bodies are small (a manifest, a file list); upload model files one blob at a time to PUT /api/v1/blobs/sha256/{digest}"
+
+
+def _size(count: int) -> str:
+    return f"{count >> 30} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
 
 
 def _errors(*statuses: int) -> dict[int, dict]:
     """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
-    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 422, 503, *statuses})}
+    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
 
 
 DESCRIPTIONS = {400: "Bad request (UsageError)", 401: "Missing or wrong token (Unauthorized)", 404: "No such model, version or file (NotFound)",
-                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)", 422: "The request does not match this schema",
+                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+                413: "The request body is larger than this route accepts (RequestTooLarge)",
+                422: "The request does not match this schema",
                 503: "The catalog or blob store is unavailable (CatalogError)"}
 NAME_PATH = Path(pattern=NAME)
 ALIAS_PATH = Path(pattern=ALIAS)
@@ -73,7 +114,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     can_read, can_write = guards(tokens, read_token)
     read = [Depends(can_read)]
     write = [Depends(can_read), Depends(can_write)]
-    router = APIRouter(prefix="/api/v1")
+    router = APIRouter(prefix="/api/v1", route_class=AuthFirstRoute, max_body_size=MAX_JSON_BODY)
 
     @router.get("/models", dependencies=read, responses=_errors(), summary="The latest version of every model")
     def list_models(limit: int | None = LIMIT) -> list[VersionSummary]:
@@ -119,7 +160,8 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     def missing(body: Digests) -> Missing:
         return {"missing": [d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)]}
 
-    @router.put("/blobs/sha256/{digest}", dependencies=write, responses=_errors(409), summary="Upload one blob (streamed); the server verifies its digest",
+    @router.put("/blobs/sha256/{digest}", dependencies=write, responses=_errors(409), max_body_size=MAX_BLOB_BODY,
+                summary=f"Upload one blob (streamed, at most {MAX_BLOB_BODY >> 30} GiB); the server verifies its digest",
                 openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
     async def upload(request: Request, digest: str = Path(pattern=DIGEST)) -> Uploaded:
         with tempfile.TemporaryDirectory(prefix="packager-upload-") as work:

@@ -43,6 +43,14 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Any:
         headers = dict(exc.headers or {})
+        if exc.status_code == 413:  # FastAPI's limiter, on a body sent without Content-Length that grew past the route's limit
+            from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
+            from packager.server.api import SIZE_HINT, _size
+
+            limit = request.scope.get(MAX_BODY_SIZE_SCOPE_KEY)
+            message = "the request body is over this endpoint's limit" + (f" of {_size(limit)}" if limit else "")
+            return error_response(request, 413, "RequestTooLarge", message, SIZE_HINT)
         if exc.status_code == 405:  # every method the path accepts, not only those of the first route that matched it
             headers["Allow"] = ", ".join(sorted(allowed_methods(app, request.scope)))
         return error_response(request, exc.status_code, "UsageError", str(exc.detail), SCHEMA_HINT, headers)

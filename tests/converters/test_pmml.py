@@ -70,3 +70,28 @@ def test_the_pmml_extra_caps_scikit_learn_below_what_sklearn2pmml_refuses():
     extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     sklearn = next(Requirement(r) for r in extras["pmml"] if r.startswith("scikit-learn"))
     assert "1.9.0" in sklearn.specifier and "1.9.1" not in sklearn.specifier
+
+
+def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tmp_path, monkeypatch):
+    """The file is replaced between the check and JPMML's read: JPMML must still get the document that was checked."""
+    from pathlib import Path
+
+    import packager.safety.xml as xml
+    from converters.pmml import PmmlRuntime
+
+    package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
+    target = tmp_path / "model.pmml"
+    target.write_bytes(package.model_path.read_bytes())
+    checked = xml.check_xml
+
+    def check_then_swap(path):
+        result = checked(path)
+        Path(path).write_text("<not-the-checked-document/>")  # what a racing writer would put there
+        return result
+
+    monkeypatch.setattr(xml, "check_xml", check_then_swap)
+    evaluator = PmmlRuntime().load(target)
+    assert target.read_text() == "<not-the-checked-document/>"
+    import numpy as np
+
+    assert len(list(evaluator.getInputFields())) == np.load(fixtures["logreg"].sample).shape[1]  # the checked model, loaded

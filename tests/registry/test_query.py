@@ -70,3 +70,38 @@ def test_numeric_comparisons_skip_text_values_and_bad_literals_are_usage_errors(
     for bad, message in [("version > abc", "whole number"), ("version = 1.5", "whole number"), ("created > yesterday", "is a date")]:
         with pytest.raises(UsageError, match=message):
             registry.search(bad)
+
+
+@pytest.mark.parametrize("expression,message", [
+    ("(" * 300 + "format = onnx" + ")" * 300, "nests parentheses and 'not' more than 20 deep"),  # was RecursionError
+    ("not " * 495 + "format = onnx", "nests parentheses and 'not' more than 20 deep"),
+    (" and ".join(["format = onnx"] * 51), "more than 50 comparisons"),
+    ("format = " + "x" * 5000, "characters long"),
+])
+def test_nesting_and_size_are_bounded_with_a_usage_error(registry, expression, message):
+    with pytest.raises(UsageError, match=message):
+        registry.search(expression)
+
+
+def test_the_bounds_leave_real_filters_alone(registry):
+    deep = "(" * 10 + "not " * 10 + "format = onnx" + ")" * 10
+    assert parse(deep).op == "not"
+    assert len(parse(" and ".join(["format = onnx"] * 50)).items) == 50
+    assert registry.search(deep) == []
+
+
+@pytest.mark.parametrize("limit", [0, -5, 2 ** 70])
+def test_limits_out_of_range_are_usage_errors(registry, limit):
+    """SQLite reads a negative LIMIT as no limit, and a 70-bit one raised OverflowError (exit 70)."""
+    with pytest.raises(UsageError, match=f"limit {limit} is out of range"):
+        registry.search("format = onnx", limit=limit)
+
+
+def test_cli_search_too_deep_exits_2_with_one_line(tmp_path):
+    import os
+
+    from tests.conftest import run_cli
+
+    result = run_cli("search", "(" * 300 + "format = onnx" + ")" * 300, env={**os.environ, "PACKAGER_HOME": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "more than 20 deep" in result.stderr and "internal error" not in result.stderr

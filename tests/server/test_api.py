@@ -264,3 +264,81 @@ def test_four_clients_pushing_25_each_lose_nothing(server, package_dirs):
     versions = remote(server, None).list("concurrent-model")
     assert sorted(v.version for v in versions) == list(range(1, 101))
     assert {(v.params["client"], v.params["i"]) for v in versions} == {(str(c), str(i)) for c in range(4) for i in range(25)}
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_an_anonymous_large_body_is_refused_before_it_is_read(tmp_path):
+    """The token is checked on the headers first: a 12 MB JSON body without a token grew the server by 84 MB."""
+    import httpx
+
+    token_file = tmp_path / "tokens"
+    token_file.write_text(TOKEN + "\n")
+    url, stop = start_registry_server(tmp_path, token_file)
+    try:
+        params = b", ".join(b'"p%d": "%d"' % (i, i) for i in range(800_000))
+        body = b'{"name": "m", "manifest": {}, "files": {}, "params": {' + params + b"}}"
+        assert len(body) > 12_000_000
+        http = httpx.Client(base_url=f"{url}/api/v1", timeout=60)
+        http.get("/models")
+        before = _rss_kib(stop.pid)
+        for _ in range(3):
+            refused = http.post("/versions", content=body, headers={"Content-Type": "application/json"})
+            assert refused.status_code == 401 and refused.json()["error"] == "Unauthorized"
+        grown = _rss_kib(stop.pid) - before
+        assert grown < 8 * 1024, f"the server grew by {grown} KiB"
+        too_large = http.post("/versions", content=body, headers={"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"})
+        assert too_large.status_code == 413
+        assert too_large.json() == {"error": "RequestTooLarge", "hint": too_large.json()["hint"],
+                                    "message": f"the request body is {len(body)} bytes, over this endpoint's limit of 1 MiB"}
+        assert "blob" in too_large.json()["hint"]
+        assert _rss_kib(stop.pid) - before < 8 * 1024
+    finally:
+        stop()
+
+
+def test_bodies_without_a_length_are_cut_at_the_limit_and_blobs_have_their_own(server):
+    import httpx
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+
+    def chunks(count: int, size: int = 256 * 1024):
+        for _ in range(count):
+            yield b" " * size
+
+    json_type = {**auth, "Content-Type": "application/json"}
+    chunked = httpx.post(f"{server}/api/v1/blobs/missing", content=chunks(8), headers=json_type, timeout=60)
+    assert chunked.status_code == 413 and chunked.json()["error"] == "RequestTooLarge" and "1 MiB" in chunked.json()["message"]
+    blob = b"\0" * (3 << 20)  # over the JSON limit, far under the blob limit
+    digest = hashlib.sha256(blob).hexdigest()
+    uploaded = httpx.put(f"{server}/api/v1/blobs/sha256/{digest}", content=blob, headers=auth, timeout=60)
+    assert uploaded.status_code == 200 and uploaded.json() == {"digest": digest, "size": len(blob)}
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(server)
+    with socket.create_connection((host.hostname, host.port), timeout=30) as raw:  # a declared 17 GiB, not one byte of it sent
+        raw.sendall(f"PUT /api/v1/blobs/sha256/{'0' * 64} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                    f"Content-Length: {17 << 30}\r\n\r\n".encode())
+        answer = b""
+        while not answer.endswith(b"}") and (chunk := raw.recv(65536)):
+            answer += chunk
+        answer = answer.decode()
+    assert answer.startswith("HTTP/1.1 413") and '"error":"RequestTooLarge"' in answer and "16 GiB" in answer
+
+
+def test_deep_searches_are_400_on_the_api_and_a_message_in_the_ui(server):
+    import httpx
+
+    for q in ["(" * 300 + "format = onnx" + ")" * 300, "not " * 495 + "format = onnx"]:
+        api = httpx.get(f"{server}/api/v1/search", params={"q": q})
+        assert api.status_code == 400 and api.json()["error"] == "UsageError" and "more than 20 deep" in api.json()["message"]
+        page = httpx.get(f"{server}/", params={"q": q})
+        assert page.status_code == 200 and "more than 20 deep" in page.text
+    wide = httpx.get(f"{server}/api/v1/search", params={"q": " and ".join(["format = onnx"] * 60)})
+    assert wide.status_code == 400 and "more than 50 comparisons" in wide.json()["message"]
