@@ -187,11 +187,35 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
     with quiet_output():
-        proto, _ = tf2onnx.convert.from_function(graph.function, input_signature=tensor_specs(graph.inputs), opset=options.opset)
+        graph_def, inputs, outputs = _frozen_for_onnx(graph)
+        proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="model", input_names=inputs, output_names=outputs, opset=options.opset,
+                                                  tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs))))
     path = out / "model.onnx"
     onnx.save(proto, str(path))
-    return Artifact(path, {"converter": "tf2onnx.convert.from_function", "converter_version": version_of("tf2onnx"),
+    return Artifact(path, {"converter": "tf2onnx.convert.from_graph_def", "converter_version": version_of("tf2onnx"),
                            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}})
+
+
+def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
+    """The graph with its variables and captured tensors folded into constants, and its real input and output names.
+
+    Not ``tf2onnx.convert.from_function``: it takes every non-resource entry of ``concrete_func.inputs`` as a graph
+    input, and those include the eager tensors the function captures. Keras 3 ``Normalization`` keeps its adapted
+    mean and variance as such tensors, so they became ONNX inputs (tf2onnx 1.17). Freezing first, with the arguments
+    tf2onnx itself uses (control flow kept for its loop/LSTM rewriters), leaves only the placeholders of the signature."""
+    require("tensorflow", "tensorflow", "TensorFlow to ONNX")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = graph.concrete()
+    if any(op.type in TABLE_OPS for op in concrete.graph.get_operations()):
+        raise ConversionError(LOOKUP_REFUSAL.format(target="ONNX through tf2onnx (it maps only string<->int64 tables)"),
+                              "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids")
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    inputs = [t.name for t in frozen.inputs]
+    if len(inputs) != len(graph.inputs):
+        raise ConversionError(f"freezing left {len(inputs)} graph inputs for a model with {len(graph.inputs)} ({inputs})",
+                              "the model keeps state TensorFlow cannot fold into constants (lookup tables, a string vocabulary); use --to savedmodel")
+    return frozen.graph.as_graph_def(add_shapes=True), inputs, [t.name for t in frozen.outputs]
 
 
 def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
@@ -217,6 +241,9 @@ def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, option
         module.owner = owner
     elif hasattr(owner, "variables"):  # Keras 3 variables wrap tf.Variables: track those
         module.tracked = [getattr(v, "value", v) for v in owner.variables]
+        # lookup layers (IntegerLookup, StringLookup, TextVectorization) hold a tf.lookup table, not a variable:
+        # untracked, tf.saved_model.save refuses the function ("references an 'untracked' resource")
+        module.tables = [layer.lookup_table for layer in owner._flatten_layers() if hasattr(layer, "lookup_table")]
     names = graph.output_names
     serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
     module.serve = serve
@@ -259,6 +286,9 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
         with quiet_output():
             return converter.convert()
     except Exception as exc:
+        if "HashTable" in str(exc):
+            raise ConversionError(LOOKUP_REFUSAL.format(target="TFLite (no built-in hash table op)"),
+                                  "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids") from None
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
@@ -296,6 +326,8 @@ def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *,
 
 
 LOOP_OPS = {"While", "StatelessWhile"}
+TABLE_OPS = {"LookupTableFindV2", "LookupTableImportV2", "LookupTableSizeV2"}
+LOOKUP_REFUSAL = "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), which {target} cannot hold"
 
 
 @converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")
