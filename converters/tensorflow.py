@@ -8,8 +8,10 @@ builds one from a model, so Keras reuses each conversion here rather than repeat
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,9 +27,49 @@ SERVING = "serving_default"
 def tf_module():
     """TensorFlow, imported with its C++ and Python logging turned down to errors."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = require("tensorflow", "tensorflow", "TensorFlow models")
+    with native_stderr_quiet():  # TF 2.21 prints absl "I0000 ... oneDNN" lines at import even at level 3 (measured)
+        tf = require("tensorflow", "tensorflow", "TensorFlow models")
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+_quiet_lock = threading.RLock()
+_quiet_depth = 0
+
+
+@contextlib.contextmanager
+def native_stderr_quiet():
+    """File descriptor 2 sent to a scratch file while TensorFlow's C++ code runs: TF, its MLIR-based TFLite
+    converter and tf2onnx write log and error lines there directly, past ``sys.stderr``, and the CLI promises one
+    stderr line per error (their failures still reach us as exceptions). Re-entrant; one redirection at a time."""
+    global _quiet_depth
+    import sys
+    import tempfile
+
+    with _quiet_lock:
+        if _quiet_depth:
+            _quiet_depth += 1
+            try:
+                yield
+            finally:
+                _quiet_depth -= 1
+            return
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 (a daemon): nothing to protect
+            yield
+            return
+        _quiet_depth = 1
+        with tempfile.TemporaryFile() as scratch:
+            sys.stderr.flush()
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                _quiet_depth = 0
 
 
 @dataclass(frozen=True)
@@ -186,7 +228,7 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
 
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
-    with quiet_output():
+    with quiet_output(), native_stderr_quiet():
         graph_def, inputs, outputs = _frozen_for_onnx(graph)
         proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="model", input_names=inputs, output_names=outputs, opset=options.opset,
                                                   tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs))))
@@ -283,7 +325,7 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
     if options is not None and options.quantize:
         _configure_quantization(tf, converter, graph, options)
     try:
-        with quiet_output():
+        with quiet_output(), native_stderr_quiet():
             return converter.convert()
     except Exception as exc:
         if "HashTable" in str(exc):
@@ -404,7 +446,7 @@ class TFLiteRuntime(Runtime):
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         tf = tf_module()
         try:
-            with quiet_output():
+            with quiet_output(), native_stderr_quiet():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
             raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
@@ -428,7 +470,8 @@ class TFLiteRuntime(Runtime):
         runner = interpreter.get_signature_runner()
         names = interpreter.get_signature_list()[SERVING if SERVING in interpreter.get_signature_list() else next(iter(interpreter.get_signature_list()))]["inputs"]
         kwargs = dict(zip(names, (feeds[n] for n in signature.input_names))) if set(names) != set(feeds) else dict(feeds)
-        produced = runner(**kwargs)
+        with native_stderr_quiet():  # the first run prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            produced = runner(**kwargs)
         return by_signature(signature, {k: produced[k] for k in sorted(produced, key=natural_key)})
 
 
