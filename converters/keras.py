@@ -38,6 +38,7 @@ class Keras:
         return load_keras(path, trust=trust)
 
     def describe(self, model: Any) -> dict[str, Any]:
+        _refuse_unbuilt(model)  # count_params raises a ValueError on an unbuilt model
         return {"model": type(model).__name__, "parameters": int(model.count_params()), "layers": len(model.layers)}
 
     def versions(self) -> dict[str, str]:
@@ -61,12 +62,18 @@ class Keras:
         return predict(model, signature, feeds)
 
 
+def _refuse_unbuilt(model: Any) -> None:
+    if getattr(model, "inputs", None):
+        return
+    if type(model).__name__ == "Sequential":  # saved before fit/build: no input shape, and no weights to convert either
+        raise InputFileError(f"the Keras Sequential model {model.name!r} was never built: it has no input shape and no trained weights",
+                             "start it with keras.Input(shape=...) (or call model.build) and train it before saving")
+    raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)",
+                         "build it with an Input layer, or call it once on data before converting")
+
+
 def input_specs(model: Any) -> tuple[TensorSpec, ...]:
-    if not getattr(model, "inputs", None):
-        if type(model).__name__ == "Sequential":  # saved before fit/build: no input shape, and no weights to convert either
-            raise InputFileError(f"the Keras Sequential model {model.name!r} was never built: it has no input shape and no trained weights",
-                                 "start it with keras.Input(shape=...) (or call model.build) and train it before saving")
-        raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)", "build it with an Input layer, or call it once on data before converting")
+    _refuse_unbuilt(model)
     return tuple(TensorSpec(t.name, str(t.dtype), tuple(t.shape)) for t in model.inputs)
 
 
