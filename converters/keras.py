@@ -51,8 +51,9 @@ class Keras:
         specs = input_specs(model)
         text = [spec.name for spec in specs if spec.dtype == "string"]
         if text:  # numpy has no "string" dtype: samples, the input example and every runtime's feeds are numeric arrays here
-            raise UnsupportedConversion(f"the Keras model takes string input {text} (a StringLookup or TextVectorization layer); packager converts and validates numeric inputs only",
-                                        "keep the text preprocessing outside: convert the model from the layer after it (token ids), and ship the vocabulary beside it")
+            raise UnsupportedConversion(
+                f"the Keras model takes string input {text} (StringLookup or TextVectorization); packager converts numeric inputs only",
+                "keep the text preprocessing outside: convert the model from the layer after it (token ids), ship the vocabulary beside it")
         return Signature(specs)
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:

@@ -250,13 +250,12 @@ def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
 
     concrete = graph.concrete()
     if any(op.type in TABLE_OPS for op in concrete.graph.get_operations()):
-        raise ConversionError(LOOKUP_REFUSAL.format(target="ONNX through tf2onnx (it maps only string<->int64 tables)"),
-                              "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids")
+        raise ConversionError(LOOKUP_REFUSAL.format(target="ONNX through tf2onnx (it maps only string<->int64 tables)"), LOOKUP_HINT)
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
     inputs = [t.name for t in frozen.inputs]
     if len(inputs) != len(graph.inputs):
         raise ConversionError(f"freezing left {len(inputs)} graph inputs for a model with {len(graph.inputs)} ({inputs})",
-                              "the model keeps state TensorFlow cannot fold into constants (lookup tables, a string vocabulary); use --to savedmodel")
+                              "the model keeps state TensorFlow cannot fold into constants; use --to savedmodel")
     return frozen.graph.as_graph_def(add_shapes=True), inputs, [t.name for t in frozen.outputs]
 
 
@@ -285,7 +284,8 @@ def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, option
         module.tracked = [getattr(v, "value", v) for v in owner.variables]
         # lookup layers (IntegerLookup, StringLookup, TextVectorization) hold a tf.lookup table, not a variable:
         # untracked, tf.saved_model.save refuses the function ("references an 'untracked' resource")
-        module.tables = [layer.lookup_table for layer in owner._flatten_layers() if hasattr(layer, "lookup_table")]
+        layers = owner._flatten_layers() if hasattr(owner, "_flatten_layers") else ()  # a frozen graph's owner has no layers
+        module.tables = [layer.lookup_table for layer in layers if hasattr(layer, "lookup_table")]
     names = graph.output_names
     serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
     module.serve = serve
@@ -329,8 +329,7 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
             return converter.convert()
     except Exception as exc:
         if "HashTable" in str(exc):
-            raise ConversionError(LOOKUP_REFUSAL.format(target="TFLite (no built-in hash table op)"),
-                                  "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids") from None
+            raise ConversionError(LOOKUP_REFUSAL.format(target="TFLite (no built-in hash table op)"), LOOKUP_HINT) from None
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
@@ -369,7 +368,9 @@ def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *,
 
 LOOP_OPS = {"While", "StatelessWhile"}
 TABLE_OPS = {"LookupTableFindV2", "LookupTableImportV2", "LookupTableSizeV2"}
-LOOKUP_REFUSAL = "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), which {target} cannot hold"
+LOOKUP_REFUSAL = "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), " \
+                 "which {target} cannot hold"
+LOOKUP_HINT = "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids"
 
 
 @converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")
