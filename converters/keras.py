@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from packager.deps import Runtime, quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsafeModelError
+from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion
 from packager.plugins import converts, framework, runs
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
@@ -38,6 +38,7 @@ class Keras:
         return load_keras(path, fmt, trust=trust)
 
     def describe(self, model: Any) -> dict[str, Any]:
+        _refuse_unbuilt(model)  # count_params raises a ValueError on an unbuilt model
         return {"model": type(model).__name__, "parameters": int(model.count_params()), "layers": len(model.layers)}
 
     def versions(self) -> dict[str, str]:
@@ -47,7 +48,13 @@ class Keras:
         return set()
 
     def signature(self, model: Any, sample: Any) -> Signature:
-        return Signature(input_specs(model))
+        specs = input_specs(model)
+        text = [spec.name for spec in specs if spec.dtype == "string"]
+        if text:  # numpy has no "string" dtype: samples, the input example and every runtime's feeds are numeric arrays here
+            raise UnsupportedConversion(
+                f"the Keras model takes string input {text} (StringLookup or TextVectorization); packager converts numeric inputs only",
+                "keep the text preprocessing outside: convert the model from the layer after it (token ids), ship the vocabulary beside it")
+        return Signature(specs)
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
         return tfc.feeds_for(signature, sample)
@@ -56,14 +63,30 @@ class Keras:
         return predict(model, signature, feeds)
 
 
+def _refuse_unbuilt(model: Any) -> None:
+    if getattr(model, "inputs", None):
+        return
+    if type(model).__name__ == "Sequential":  # saved before fit/build: no input shape, and no weights to convert either
+        raise InputFileError(f"the Keras Sequential model {model.name!r} was never built: it has no input shape and no trained weights",
+                             "start it with keras.Input(shape=...) (or call model.build) and train it before saving")
+    raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)",
+                         "build it with an Input layer, or call it once on data before converting")
+
+
 def input_specs(model: Any) -> tuple[TensorSpec, ...]:
-    if not getattr(model, "inputs", None):
-        raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)", "build it with an Input layer, or call it once on data before converting")
+    _refuse_unbuilt(model)
     return tuple(TensorSpec(t.name, str(t.dtype), tuple(t.shape)) for t in model.inputs)
 
 
 def output_names(model: Any) -> tuple[str, ...]:
-    return tuple(model.output_names)
+    """The names of the layers producing the outputs. Functional models list them in ``output_names``; a Keras 3
+    ``Sequential`` has no such attribute (measured on 3.15), so read the layer behind each symbolic output."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return tuple(names)
+    found = [getattr(getattr(t, "_keras_history", None), "operation", None) for t in model.outputs or ()]
+    names = [getattr(op, "name", None) or f"output_{i}" for i, op in enumerate(found)]
+    return tuple(names) if len(set(names)) == len(names) else tuple(f"output_{i}" for i in range(len(names)))
 
 
 def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -145,6 +168,10 @@ def keras_to_keras(model: Any, signature: Signature, out: Path, options) -> Any:
 
 @converts("keras", to="hdf5", quantize={"dynamic"}, note="legacy HDF5; int8 via model.quantize")
 def keras_to_hdf5(model: Any, signature: Signature, out: Path, options) -> Any:
+    lookups = [layer.name for layer in model._flatten_layers() if hasattr(layer, "lookup_table")]
+    if lookups:  # measured, Keras 3.15: the .h5 reloads with an empty table and fails "Table not initialized" on the first call
+        raise ConversionError(f"the legacy HDF5 format does not keep the vocabulary of lookup layers {lookups}",
+                              "use --to keras (the .keras archive keeps it) or --to savedmodel")
     return _save_native(model, out, ".h5", options)
 
 

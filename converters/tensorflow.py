@@ -8,8 +8,10 @@ builds one from a model, so Keras reuses each conversion here rather than repeat
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,9 +27,49 @@ SERVING = "serving_default"
 def tf_module():
     """TensorFlow, imported with its C++ and Python logging turned down to errors."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    tf = require("tensorflow", "tensorflow", "TensorFlow models")
+    with native_stderr_quiet():  # TF 2.21 prints absl "I0000 ... oneDNN" lines at import even at level 3 (measured)
+        tf = require("tensorflow", "tensorflow", "TensorFlow models")
     tf.get_logger().setLevel("ERROR")
     return tf
+
+
+_quiet_lock = threading.RLock()
+_quiet_depth = 0
+
+
+@contextlib.contextmanager
+def native_stderr_quiet():
+    """File descriptor 2 sent to a scratch file while TensorFlow's C++ code runs: TF, its MLIR-based TFLite
+    converter and tf2onnx write log and error lines there directly, past ``sys.stderr``, and the CLI promises one
+    stderr line per error (their failures still reach us as exceptions). Re-entrant; one redirection at a time."""
+    global _quiet_depth
+    import sys
+    import tempfile
+
+    with _quiet_lock:
+        if _quiet_depth:
+            _quiet_depth += 1
+            try:
+                yield
+            finally:
+                _quiet_depth -= 1
+            return
+        try:
+            saved = os.dup(2)
+        except OSError:  # no fd 2 (a daemon): nothing to protect
+            yield
+            return
+        _quiet_depth = 1
+        with tempfile.TemporaryFile() as scratch:
+            sys.stderr.flush()
+            os.dup2(scratch.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                _quiet_depth = 0
 
 
 @dataclass(frozen=True)
@@ -186,12 +228,35 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
 
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
-    with quiet_output():
-        proto, _ = tf2onnx.convert.from_function(graph.function, input_signature=tensor_specs(graph.inputs), opset=options.opset)
+    with quiet_output(), native_stderr_quiet():
+        graph_def, inputs, outputs = _frozen_for_onnx(graph)
+        proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="model", input_names=inputs, output_names=outputs, opset=options.opset,
+                                                  tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs))))
     path = out / "model.onnx"
     onnx.save(proto, str(path))
-    return Artifact(path, {"converter": "tf2onnx.convert.from_function", "converter_version": version_of("tf2onnx"),
+    return Artifact(path, {"converter": "tf2onnx.convert.from_graph_def", "converter_version": version_of("tf2onnx"),
                            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}})
+
+
+def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
+    """The graph with its variables and captured tensors folded into constants, and its real input and output names.
+
+    Not ``tf2onnx.convert.from_function``: it takes every non-resource entry of ``concrete_func.inputs`` as a graph
+    input, and those include the eager tensors the function captures. Keras 3 ``Normalization`` keeps its adapted
+    mean and variance as such tensors, so they became ONNX inputs (tf2onnx 1.17). Freezing first, with the arguments
+    tf2onnx itself uses (control flow kept for its loop/LSTM rewriters), leaves only the placeholders of the signature."""
+    require("tensorflow", "tensorflow", "TensorFlow to ONNX")
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    concrete = graph.concrete()
+    if any(op.type in TABLE_OPS for op in concrete.graph.get_operations()):
+        raise ConversionError(LOOKUP_REFUSAL.format(target="ONNX through tf2onnx (it maps only string<->int64 tables)"), LOOKUP_HINT)
+    frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
+    inputs = [t.name for t in frozen.inputs]
+    if len(inputs) != len(graph.inputs):
+        raise ConversionError(f"freezing left {len(inputs)} graph inputs for a model with {len(graph.inputs)} ({inputs})",
+                              "the model keeps state TensorFlow cannot fold into constants; use --to savedmodel")
+    return frozen.graph.as_graph_def(add_shapes=True), inputs, [t.name for t in frozen.outputs]
 
 
 def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
@@ -217,6 +282,10 @@ def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, option
         module.owner = owner
     elif hasattr(owner, "variables"):  # Keras 3 variables wrap tf.Variables: track those
         module.tracked = [getattr(v, "value", v) for v in owner.variables]
+        # lookup layers (IntegerLookup, StringLookup, TextVectorization) hold a tf.lookup table, not a variable:
+        # untracked, tf.saved_model.save refuses the function ("references an 'untracked' resource")
+        layers = owner._flatten_layers() if hasattr(owner, "_flatten_layers") else ()  # a frozen graph's owner has no layers
+        module.tables = [layer.lookup_table for layer in layers if hasattr(layer, "lookup_table")]
     names = graph.output_names
     serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
     module.serve = serve
@@ -256,9 +325,11 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
     if options is not None and options.quantize:
         _configure_quantization(tf, converter, graph, options)
     try:
-        with quiet_output():
+        with quiet_output(), native_stderr_quiet():
             return converter.convert()
     except Exception as exc:
+        if "HashTable" in str(exc):
+            raise ConversionError(LOOKUP_REFUSAL.format(target="TFLite (no built-in hash table op)"), LOOKUP_HINT) from None
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
@@ -296,6 +367,10 @@ def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *,
 
 
 LOOP_OPS = {"While", "StatelessWhile"}
+TABLE_OPS = {"LookupTableFindV2", "LookupTableImportV2", "LookupTableSizeV2"}
+LOOKUP_REFUSAL = "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), " \
+                 "which {target} cannot hold"
+LOOKUP_HINT = "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids"
 
 
 @converts("tensorflow", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from the serving function")
@@ -380,7 +455,7 @@ class TFLiteRuntime(Runtime):
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         tf = tf_module()
         try:
-            with quiet_output():
+            with quiet_output(), native_stderr_quiet():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
             raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
@@ -404,7 +479,8 @@ class TFLiteRuntime(Runtime):
         runner = interpreter.get_signature_runner()
         names = interpreter.get_signature_list()[SERVING if SERVING in interpreter.get_signature_list() else next(iter(interpreter.get_signature_list()))]["inputs"]
         kwargs = dict(zip(names, (feeds[n] for n in signature.input_names))) if set(names) != set(feeds) else dict(feeds)
-        produced = runner(**kwargs)
+        with native_stderr_quiet():  # the first run prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            produced = runner(**kwargs)
         return by_signature(signature, {k: produced[k] for k in sorted(produced, key=natural_key)})
 
 

@@ -13,7 +13,7 @@ from packager import __version__
 from packager.errors import NotQuantizable, UnsupportedConversion, UsageError, ValidationFailed, reading
 from packager.formats import FORMATS, detect_format
 from packager.package import (
-    INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, digest_files,
+    INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, check_destination, digest_files,
     input_example, path_size, sha256_file, staging_dir, write_json,
 )
 from packager.plugins import PluginRegistry, default_registry
@@ -171,6 +171,8 @@ def convert(
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     _check_quantize_args(quantize, calibration)
+    if out is not None:
+        check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
     source = load_source(model_or_path, trust=trust, model_class=model_class, registry=registry)
     conversion = registry.conversion(source.framework, to)

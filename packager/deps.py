@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 import shutil
 import subprocess
 from functools import lru_cache
@@ -21,11 +22,45 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
         ) from None
 
 
+NOT_INSTALLED = "not installed"
+
+
 def version_of(distribution: str) -> str:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+    """The installed version of ``distribution``, or of the distribution that provides the module of that name."""
+    name = distribution_of(distribution)
+    if name is None:
+        return NOT_INSTALLED
+    return metadata.version(name)
+
+
+def distribution_of(name: str) -> str | None:
+    """The installed distribution that answers to ``name``: itself, or the one providing the import package ``name``.
+
+    The module ``tensorflow`` comes from ``tensorflow-cpu`` on CPU images (the pinned stack here), ``sklearn`` from
+    ``scikit-learn``: pinning the module's name would write ``tensorflow==not installed``, which pip rejects."""
+    for candidate in (name, *_module_providers().get(name.replace("-", "_"), [])):
+        try:
+            return _canonical(metadata.distribution(candidate).metadata["Name"])
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _canonical(name: str) -> str:
+    """PEP 503 form: the tensorflow-cpu wheel calls itself "tensorflow_cpu" in its METADATA."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@lru_cache(maxsize=1)
+def _module_providers() -> dict[str, list[str]]:
+    """import package -> distributions (reads every installed RECORD once: ~0.1-0.5 s, hence cached)."""
+    return metadata.packages_distributions()
+
+
+def requirement(distribution: str) -> str:
+    """A requirements.txt line pip accepts: ``name==version`` of what is installed, the bare name when nothing is."""
+    installed = distribution_of(distribution)
+    return f"{installed}=={metadata.version(installed)}" if installed else distribution
 
 
 @lru_cache(maxsize=1)
@@ -77,4 +112,4 @@ class Runtime:
         return {self.distribution: self.version()}
 
     def requirements(self) -> list[str]:
-        return [f"{self.distribution}=={self.version()}"]
+        return [requirement(self.distribution)]
