@@ -8,6 +8,7 @@ from typing import Any
 from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, quantizes, runs
+from packager.validation import FLOAT32, FP16, INT8, criteria_table
 
 SKLEARN_MAX = (1, 5, 1)
 
@@ -60,7 +61,11 @@ def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, orig
     return Artifact(path, {"converter": f"coremltools ({origin})", "converter_version": version_of("coremltools"), "model_type": kind})
 
 
-@runs("coreml")
+# Not executed on Linux (structure checked); declared for macOS runs and so the matrix is complete.
+COREML_CRITERIA = criteria_table({None: FLOAT32, "weights": INT8, "fp16": FP16})
+
+
+@runs("coreml", criteria=COREML_CRITERIA)
 class CoreMLStructureCheck(Runtime):
     """Reads the spec: inputs, outputs, spec version. Execution needs macOS."""
 
@@ -85,7 +90,7 @@ class CoreMLStructureCheck(Runtime):
         }
 
 
-@runs("mlpackage")
+@runs("mlpackage", criteria=COREML_CRITERIA)
 class MLPackageStructureCheck(CoreMLStructureCheck):
     """The same check for ML programs (.mlpackage folders)."""
 

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion
 from packager.plugins import converts, framework, runs
+from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
 
@@ -224,11 +225,14 @@ class _KerasRuntime(Runtime):
         return tfc.by_signature(signature, predict(model, signature, feeds))
 
 
-@runs("keras")
+KERAS_CRITERIA = criteria_table({None: SAME_KERNELS, "dynamic": INT8})  # Keras' own int8 (model.quantize) is "dynamic"
+
+
+@runs("keras", criteria=KERAS_CRITERIA)
 class KerasArchiveRuntime(_KerasRuntime):
     pass
 
 
-@runs("hdf5")
+@runs("hdf5", criteria=KERAS_CRITERIA)
 class KerasH5Runtime(_KerasRuntime):
     format = "hdf5"

@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from packager.deps import Runtime, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
+from packager.validation import FLOAT32, criteria_table
 
 _MLEAP_MODULES = ("mleap.sklearn.pipeline", "mleap.sklearn.base", "mleap.sklearn.logistic", "mleap.sklearn.svm",
                   "mleap.sklearn.ensemble.forest", "mleap.sklearn.tree.tree", "mleap.sklearn.preprocessing.data",
@@ -68,7 +69,10 @@ def _zip_dir(folder: Path, target: Path) -> None:
                 zf.write(item, item.relative_to(folder).as_posix())
 
 
-@runs("mleap")
+MLEAP_CRITERIA = criteria_table({None: FLOAT32})
+
+
+@runs("mleap", criteria=MLEAP_CRITERIA)
 class MleapRuntime(Runtime):
     """Round trip through mleap's deserializers where they exist."""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from packager.deps import Runtime, version_of
 from packager.plugins import runs
+from packager.validation import SAME_KERNELS, criteria_table
 
 
 class _PythonObjectRuntime(Runtime):
@@ -27,7 +28,10 @@ class _PythonObjectRuntime(Runtime):
         return plugin.predict(model, signature, feeds)
 
 
-@runs("pickle")
+SAME_OBJECT_CRITERIA = criteria_table({None: SAME_KERNELS})  # the very estimator, re-serialized
+
+
+@runs("pickle", criteria=SAME_OBJECT_CRITERIA)
 class PickleRuntime(_PythonObjectRuntime):
     name, format, distribution = "pickle (scikit-learn)", "pickle", "scikit-learn"
 
@@ -35,11 +39,11 @@ class PickleRuntime(_PythonObjectRuntime):
         return [f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
 
 
-@runs("joblib")
+@runs("joblib", criteria=SAME_OBJECT_CRITERIA)
 class JoblibRuntime(_PythonObjectRuntime):
     name, format, distribution = "joblib", "joblib", "joblib"
 
 
-@runs("skops")
+@runs("skops", criteria=SAME_OBJECT_CRITERIA)
 class SkopsRuntime(_PythonObjectRuntime):
     name, format, distribution = "skops", "skops", "skops"

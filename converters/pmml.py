@@ -13,6 +13,7 @@ from typing import Any, Iterator, Mapping
 from packager.deps import Runtime, java_version, require, version_of
 from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed
 from packager.plugins import converts, runs
+from packager.validation import FLOAT32, criteria_table
 
 TARGET_FIELD = "y"
 
@@ -90,7 +91,10 @@ def pmml_field_names(signature) -> list[str]:
     return [f"x{i + 1}" for i in range(signature.inputs[0].shape[1])]
 
 
-@runs("pmml")
+PMML_CRITERIA = criteria_table({None: FLOAT32})  # JPMML computes in double from the float32-declared inputs
+
+
+@runs("pmml", criteria=PMML_CRITERIA)
 class PmmlRuntime(Runtime):
     """JPMML-Evaluator through jpmml_evaluator (JPype backend)."""
 

@@ -88,13 +88,49 @@ class Sklearn:
         return Signature((TensorSpec("X", "float32", (None, int(width))),))
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
+        """The sample as the artifact takes it (the signature's dtypes: float32 numbers)."""
+        return self._feeds(model, signature, sample, full_precision=False)
+
+    def source_input(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any] | None:
+        """The sample as the user feeds the source: float64 numbers, NaN and strings kept (None: no sample)."""
+        return None if sample is None else self._feeds(model, signature, sample, full_precision=True)
+
+    def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
+        """Rows from the fitted statistics (scalers, split thresholds, imputers, categories, vocabulary), or None."""
+        from converters.sklearn_rows import fitted_rows
+
+        return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
+
+    def output_kinds(self, model: Any, expected: dict[str, Any]) -> dict[str, Any]:
+        """A classifier's label and probabilities; decision scores over classes; everything else a regression
+        (a regressor's predictions, a transformer's columns, a 1-D decision score)."""
+        import numpy as np
+
+        from packager.validation import OutputKind
+
+        kinds = {LABEL: OutputKind.LABELS, PROBABILITIES: OutputKind.PROBABILITIES}
+        found = {}
+        for name, value in expected.items():
+            array = np.asarray(value)
+            if name in kinds:
+                found[name] = kinds[name]
+            elif name == SCORES and array.ndim == 2 and array.shape[1] >= 2 and is_classifier_like(model):
+                found[name] = OutputKind.SCORES
+            elif array.dtype.kind in "OUSb":
+                found[name] = OutputKind.LABELS
+            else:
+                found[name] = OutputKind.REGRESSION
+        return found
+
+    def _feeds(self, model: Any, signature: Signature, sample: Any, full_precision: bool) -> dict[str, Any]:
         if _text_vectorizer(model) is not None:
             return {TEXT: _synthesize_text(model) if sample is None else _text_column(sample)}
         if sample is None:
             return _synthesize(model, signature)
         if signature.columnar:
-            return _column_feeds(signature, sample)
-        matrix = _as_matrix(sample).astype("float32")
+            return _column_feeds(signature, sample, full_precision)
+        matrix = _as_matrix(sample)
+        matrix = matrix.astype("float64" if full_precision else "float32")
         expected = signature.inputs[0].shape[1]
         if matrix.ndim != 2 or matrix.shape[1] != expected:
             raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature")
@@ -221,7 +257,13 @@ def _as_matrix(sample: Any):
     return array.reshape(-1, 1) if array.ndim == 1 else array
 
 
-def _column_feeds(signature: Signature, sample: Any) -> dict[str, Any]:
+def is_classifier_like(model: Any) -> bool:
+    from sklearn.base import is_classifier
+
+    return bool(is_classifier(model))
+
+
+def _column_feeds(signature: Signature, sample: Any, full_precision: bool = False) -> dict[str, Any]:
     if not hasattr(sample, "columns"):
         raise UsageError("this model selects columns by name, so the sample must be a table", "give --sample as .csv or .parquet with the training columns")
     missing = [s.name for s in signature.inputs if s.name not in sample.columns]
@@ -230,7 +272,12 @@ def _column_feeds(signature: Signature, sample: Any) -> dict[str, Any]:
     feeds = {}
     for spec in signature.inputs:
         column = sample[[spec.name]].to_numpy()
-        feeds[spec.name] = column.astype(str).astype(object) if spec.is_text else column.astype(spec.dtype)
+        if spec.is_text:
+            feeds[spec.name] = column.astype(str).astype(object)
+        elif full_precision and column.dtype.kind in "fiu":
+            feeds[spec.name] = column.astype("float64") if spec.dtype.startswith("float") else column
+        else:
+            feeds[spec.name] = column.astype(spec.dtype)
     return feeds
 
 
@@ -285,39 +332,19 @@ def _synthesize_text(model: Any) -> Any:
 
 
 def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
+    """Standard-normal rows (the last resort, flagged as synthetic in the report), with NaN cells where the model
+    accepts missing values, so a NaN path that breaks in the artifact shows."""
     import numpy as np
+
+    from converters.sklearn_rows import NAN_FRACTION, accepts_missing
 
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
-    rng = np.random.default_rng(1)
-    scaled = _scaler_rows(model, signature, rng)
-    if scaled is not None:
-        feeds[signature.inputs[0].name] = scaled
-    for name, categories in _categories_by_column(model).items():
-        if name in feeds:
-            values = np.asarray(categories)
-            feeds[name] = rng.choice(values, size=(DEFAULT_ROWS, 1)).astype(feeds[name].dtype if values.dtype.kind not in "OUS" else object)
+    if accepts_missing(model):
+        rng = np.random.default_rng(2)
+        for name, array in feeds.items():
+            if array.dtype.kind == "f":
+                array[rng.random(array.shape) < NAN_FRACTION] = np.nan
     return feeds
-
-
-def _scaler_rows(model: Any, signature: Signature, rng: Any) -> Any:
-    """Rows at the training data's location and spread, read from a leading StandardScaler (mean_, scale_) or
-    MinMaxScaler (data_min_, data_max_). Standard-normal rows are far out of distribution for unscaled
-    features (breast_cancer: areas near 650): every probability saturates at 0 or 1, and an int8 graph
-    flips rows a real sample never reaches (measured: max diff 1.0 on such rows, 0 flips on held-out rows)."""
-    import numpy as np
-
-    if signature.columnar or len(signature.inputs) != 1 or signature.inputs[0].is_text:
-        return None
-    width = signature.inputs[0].shape[-1]
-    dtype = signature.inputs[0].dtype
-    for first in _nested(model):  # outermost first: a pipeline's first step, or the one a wrapper holds
-        mean, scale = getattr(first, "mean_", None), getattr(first, "scale_", None)
-        if mean is not None and scale is not None and np.shape(mean) == (width,):
-            return (mean + scale * rng.standard_normal((DEFAULT_ROWS, width))).astype(dtype)
-        low, high = getattr(first, "data_min_", None), getattr(first, "data_max_", None)
-        if low is not None and high is not None and np.shape(low) == (width,):
-            return rng.uniform(low, high, size=(DEFAULT_ROWS, width)).astype(dtype)
-    return None
 
 
 def _native_input(model: Any, signature: Signature, feeds: dict[str, Any]):

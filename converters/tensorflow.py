@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UsageError
 from packager.plugins import converts, framework, runs
+from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
 
 SERVING = "serving_default"
@@ -421,7 +422,11 @@ def by_signature(signature: Signature, produced: Mapping[str, Any]) -> dict[str,
     return dict(zip(wanted, produced.values()))
 
 
-@runs("savedmodel")
+GRAPH_CRITERIA = criteria_table({None: SAME_KERNELS})  # the same TensorFlow kernels as the source
+TFLITE_CRITERIA = criteria_table({None: FLOAT32, "dynamic": INT8, "static": INT8_STATIC, "fp16": FP16})
+
+
+@runs("savedmodel", criteria=GRAPH_CRITERIA)
 class SavedModelRuntime(_GraphRuntime):
     name = "tf.saved_model.load"
 
@@ -433,7 +438,7 @@ class SavedModelRuntime(_GraphRuntime):
         return load_saved_model(Path(path))
 
 
-@runs("pb")
+@runs("pb", criteria=GRAPH_CRITERIA)
 class FrozenGraphRuntime(_GraphRuntime):
     name = "tf.compat.v1.import_graph_def"
 
@@ -445,7 +450,7 @@ class FrozenGraphRuntime(_GraphRuntime):
         return load_frozen_graph(Path(path))
 
 
-@runs("tflite")
+@runs("tflite", criteria=TFLITE_CRITERIA)
 class TFLiteRuntime(Runtime):
     """The TFLite interpreter through the model's signature runner (resized to each batch)."""
 

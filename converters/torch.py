@@ -16,6 +16,7 @@ from typing import Any, Mapping
 from packager.deps import Runtime, quiet_output, require, version_of
 from packager.errors import ConversionError, UnsupportedConversion, UsageError
 from packager.plugins import converts, framework, runs
+from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
 
 SHAPE_HINT = "a torch model carries no input shapes: give --sample FILE (.npy, or .npz with one array per input) or --input-shape 1,3,32,32"
@@ -367,7 +368,12 @@ class _TorchRuntime(Runtime):
         return dict(zip(signature.output_names, produced.values())) if signature.outputs else produced
 
 
-@runs("torchscript")
+# TorchScript/torch.export run the same ATen kernels as the module; int8 modes are quantized while converting.
+TORCHSCRIPT_CRITERIA = criteria_table({None: SAME_KERNELS, "dynamic": INT8, "static": INT8_STATIC})
+PT2_CRITERIA = criteria_table({None: SAME_KERNELS})
+
+
+@runs("torchscript", criteria=TORCHSCRIPT_CRITERIA)
 class TorchScriptRuntime(_TorchRuntime):
     name = "torch.jit"
 
@@ -375,7 +381,7 @@ class TorchScriptRuntime(_TorchRuntime):
         return load_torchscript(path, trust=trust)
 
 
-@runs("pt2")
+@runs("pt2", criteria=PT2_CRITERIA)
 class ExportedProgramRuntime(_TorchRuntime):
     name = "torch.export"
 

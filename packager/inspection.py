@@ -9,7 +9,7 @@ from packager.errors import reading
 from packager.formats import FORMATS, detect_format
 from packager.package import MANIFEST, path_size
 from packager.plugins import PluginRegistry, default_registry
-from packager.validation import ValidationReport, Tolerance, tolerance_for
+from packager.validation import ValidationReport
 
 
 def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None, model_class: str | None = None,
@@ -48,13 +48,19 @@ def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_
     return info
 
 
-def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantization: str | None = None, atol: float | None = None, rtol: float | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
-    """Run ``artifact`` in its runtime on sample inputs and compare with ``source``'s own outputs.
+def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantization: str | None = None, atol: float | None = None,
+             rtol: float | None = None, tolerance: Any = None, min_agreement: float | None = None, output_kind: Any = None,
+             trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
+    """Run ``artifact`` in its runtime and judge it against ``source``'s own outputs with the format's criteria.
 
-    The quantization mode (and so the tolerance) is read from the package manifest next to the
-    artifact when there is one; ``atol``/``rtol`` override it.
+    The quantization mode (and so the criteria) is read from the package manifest next to the artifact when there is
+    one. Rows: ``sample``; else the package's input example when the package was validated on real rows; else rows
+    from the fitted model's statistics; else synthetic (said so in the report). ``atol``/``rtol`` pin every numeric
+    output to that tolerance; ``tolerance`` (``NAME=atol[,rtol]``) pins one output.
     """
-    from packager.conversion import load_source, prepare_inputs, validate_artifact
+    from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
+    from packager.package import INPUT_EXAMPLE
+    from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
     from packager.package import check_model_file
     from packager.safety import check_file
 
@@ -64,15 +70,24 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
         manifest = json.loads((artifact / MANIFEST).read_text())
         artifact = artifact / check_model_file(manifest.get("model_file"))
     manifest_path = artifact.parent / MANIFEST
-    if quantization is None and manifest_path.is_file():
-        quant = json.loads(manifest_path.read_text()).get("quantization", {})
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if quantization is None and manifest:
+        quant = manifest.get("quantization", {})
         quantization = quant.get("mode") if quant.get("applied") else None
+    example = None
+    example_path = artifact.parent / INPUT_EXAMPLE
+    if sample is None and example_path.is_file() and manifest.get("validation", {}).get("data_source") in ("sample", "calibration"):
+        import numpy as np
+
+        example = {k: np.asarray(v) for k, v in json.loads(example_path.read_text()).items()}
     fmt = detect_format(artifact)
     if not trust:
         check_file(artifact, fmt)  # the artifact is a file the user gave, as untrusted as the source
     loaded = load_source(source, trust=trust, registry=registry)
-    signature, feeds, expected = prepare_inputs(loaded, sample, registry=registry)
-    labels = registry.framework(loaded.framework).label_outputs(loaded.model)
-    base = tolerance_for(fmt, quantization)
-    tolerance = Tolerance(atol if atol is not None else base.atol, rtol if rtol is not None else base.rtol, base.min_label_agreement)
-    return validate_artifact(registry, fmt, artifact, signature, feeds, expected, tolerance, labels, trust)
+    kinds = parse_output_kinds(output_kind) if not isinstance(output_kind, dict) else output_kind
+    evidence = gather_evidence(loaded, sample, registry=registry, example=example, output_kinds=kinds)
+    pinned = parse_tolerances(tolerance) if not isinstance(tolerance, dict) else dict(tolerance)
+    if atol is not None or rtol is not None:
+        numeric = [n for n, k in evidence.kinds.items() if k not in (OutputKind.LABELS, OutputKind.INTEGER)]
+        pinned = {**{n: Tolerance(atol or 0.0, rtol or 0.0, 0.0) for n in numeric}, **pinned}
+    return validate_artifact(registry, fmt, artifact, evidence, quantization, Judge(pinned, min_agreement), trust)

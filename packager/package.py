@@ -31,6 +31,7 @@ class Quantization:
     reason: str = ""
     size_before: int | None = None
     size_after: int | None = None
+    attempts: tuple = ()  # --quantize auto: each mode tried, whether it was kept, and why
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Manifest:
         check_model_file(data.get("model_file"))
         data["source"] = SourceInfo(**data["source"])
         data["signature"] = Signature.from_dict(data["signature"])
-        data["quantization"] = Quantization(**data["quantization"])
+        data["quantization"] = Quantization(**{**data["quantization"], "attempts": tuple(data["quantization"].get("attempts", ()))})
         return cls(**data)
 
 

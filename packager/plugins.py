@@ -48,6 +48,7 @@ class RuntimePlugin:
 
     format: str
     cls: type
+    criteria: Any = None  # {(OutputKind, quantization mode or None): criterion}: how validation judges this format
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,17 @@ def framework(name: str):
     return _mark(lambda obj: FrameworkPlugin(name, obj))
 
 
-def runs(format_name: str):
-    """Mark a class as the runtime of a target format (used by validation and inference)."""
-    return _mark(lambda obj: RuntimePlugin(format_name, obj))
+def runs(format_name: str, *, criteria: Any = None):
+    """Mark a class as the runtime of a target format (used by validation and inference).
+
+    ``criteria`` is how validation judges the format's outputs, one criterion per (output kind, quantization mode),
+    built with ``packager.validation.criteria_table``; a format that runs models without declaring them cannot be
+    validated (an error, never an exact match by default)::
+
+        @runs("onnx", criteria=criteria_table({None: FLOAT32, "dynamic": INT8}))
+        class OnnxRuntime(Runtime): ...
+    """
+    return _mark(lambda obj: RuntimePlugin(format_name, obj, criteria))
 
 
 def quantizes(format_name: str, *, modes: Iterable[str]):
@@ -145,6 +154,11 @@ class PluginRegistry:
     def runtime(self, format_name: str) -> Any | None:
         plugin = self.runtimes.get(format_name)
         return plugin.cls() if plugin else None
+
+    def criteria(self, format_name: str) -> Any:
+        """The criteria the format's runtime declared (None when it declared none)."""
+        plugin = self.runtimes.get(format_name)
+        return plugin.criteria if plugin else None
 
     def framework_for_object(self, obj: Any) -> str:
         for name, plugin in self.frameworks.items():

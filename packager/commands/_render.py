@@ -23,8 +23,11 @@ def result_row(target: str, package: Any = None, error: Exception | None = None,
     m = package.manifest
     v = m.validation
     numeric = [o["max_abs"] for o in v["outputs"] if o["max_abs"] is not None]
-    labels = [o["agreement"] if o["agreement"] is not None else o.get("top1") for o in v["outputs"]]
-    labels = [a for a in labels if a is not None]  # label agreement, or top-1 agreement of class scores
+    # agreement means something for labels, probabilities (best class) and class scores (top-1), not for regressions
+    # or embeddings (a top-1 over embedding dimensions or regression targets is noise)
+    labels = [o["agreement"] if o["agreement"] is not None else o.get("top1") for o in v["outputs"]
+              if o.get("kind") in ("labels", "probabilities", "scores", "integer")]
+    labels = [a for a in labels if a is not None]
     q = m.quantization
     return {
         "target": target,
@@ -37,6 +40,10 @@ def result_row(target: str, package: Any = None, error: Exception | None = None,
         "label_agreement": min(labels) if labels else None,
         "runtime": f"{v['runtime']} {v['runtime_version']}",
         "samples": v["samples"],
+        "data": v.get("data_source"),
+        "note": v.get("note", ""),
+        "cast_effect": max((o["cast_effect"] for o in v["outputs"] if o.get("cast_effect")), default=None),
+        "quantization_attempts": list(q.attempts) if q.attempts else None,
     }
 
 
@@ -45,13 +52,13 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="packager results")
-    for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "validated by", "file / reason"):
+    for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "data", "validated by", "file / reason"):
         table.add_column(column, overflow="fold")
     styles = {"passed": "green", "failed": "red", "error": "red", "refused": "yellow"}
     for r in rows:
         status = f"[{styles.get(r['status'], 'cyan')}]{r['status']}[/]"
         if r["status"] in ("refused", "error"):
-            table.add_row(r["target"], status, "", "", "", "", "", escape(r["error"]))
+            table.add_row(r["target"], status, "", "", "", "", "", "", escape(r["error"]))
             continue
         size = human_size(r["size"])
         if r.get("size_before_quantization") and r["size_before_quantization"] != r["size"]:
@@ -59,10 +66,35 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
         diff = f"{r['max_abs_diff']:.2e}" if r["max_abs_diff"] is not None else "—"
         agree = f"{r['label_agreement']:.1%}" if r["label_agreement"] is not None else "—"
         where = _relative(r["path"]) + (f"  → {r['pushed']}" if r.get("pushed") else "")
-        table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, r["runtime"], where)
+        data = f"{r.get('data') or '—'} ({r['samples']})"
+        table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, data, r["runtime"], where)
     console()(table)
+    for r in rows:
+        for line in _notes(r):
+            console()(escape(f"{r['target']}: {line}"))
     if len(rows) > 1:
         console()(summary_line(rows))
+
+
+def _notes(row: dict[str, Any]) -> list[str]:
+    """One line each: synthetic data, a cast that changes the source's own outputs, the quantization modes tried."""
+    lines = [row["note"]] if row.get("note") else []
+    if row.get("cast_effect"):
+        lines.append(f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)")
+    for attempt in row.get("quantization_attempts") or []:
+        lines.append(f"quantize {attempt['mode']}: {'kept' if attempt['kept'] else 'not kept'} ({attempt['why']})")
+    return lines
+
+
+def agreement_text(output: Any) -> str:
+    """The agreement figure a kind has: labels and best class, top-1 for class scores, cosine for embeddings."""
+    if output.kind == "scores" and output.top1 is not None:
+        return f"top-1 {output.top1:.2%}"
+    if output.kind == "embedding" and output.cosine is not None:
+        return f"cosine {output.cosine:.5f}"
+    if output.kind == "regression" and output.figures.get("r2") is not None:
+        return f"R² {output.figures['r2']:.5f}"
+    return f"{output.agreement:.2%}" if output.agreement is not None else "—"
 
 
 def summary_line(rows: list[dict[str, Any]]) -> str:

@@ -25,13 +25,18 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--opset", callback=lambda ctx, param, v: int(v) if v and v.strip().isdigit() else v, metavar="N[,DOMAIN=N]",
               help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).")
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
+@click.option("--output-kind", "output_kind", multiple=True, metavar="NAME=KIND",
+              help="How to judge an output: labels, probabilities, scores, regression, embedding or integer (repeatable).")
+@click.option("--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead.")
+@click.option("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree (overrides the format's).")
 @click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
 @click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option("--push", "push_name", metavar="NAME", help="Push each package to the registry as a version of NAME (source first, with lineage).")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, opset, trust, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, opset, trust, output_kind,
+            tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
     from packager.conversion import convert, load_source
@@ -59,6 +64,7 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
             try:
                 package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
                                   input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                                  output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement,
                                   overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
                 row = result_row(target, package=package)
                 if store is not None:

@@ -13,15 +13,19 @@ import click
 @click.option("--quantized", "quantization", type=click.Choice(["dynamic", "static", "fp16"]), help="Use this quantization mode's tolerance (default: from manifest.json).")
 @click.option("--atol", type=float, help="Override the absolute tolerance.")
 @click.option("--rtol", type=float, help="Override the relative tolerance.")
+@click.option("--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead.")
+@click.option("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree.")
+@click.option("--output-kind", "output_kind", multiple=True, metavar="NAME=KIND", help="labels, probabilities, scores, regression, embedding, integer.")
 @click.option("--trust", is_flag=True, help="Load files that import code outside the allow-list.")
 @click.option("--json", "as_json", is_flag=True)
-def command(artifact, source, sample, quantization, atol, rtol, trust, as_json):
+def command(artifact, source, sample, quantization, atol, rtol, tolerance, min_agreement, output_kind, trust, as_json):
     """Run ARTIFACT in its own runtime and compare with SOURCE's outputs."""
     from packager.cli import emit_json
     from packager.errors import ValidationFailed
     from packager.inspection import validate
 
-    report = validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol, trust=trust)
+    report = validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol, tolerance=tolerance,
+                      min_agreement=min_agreement, output_kind=output_kind, trust=trust)
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -34,15 +38,18 @@ def _print(report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from packager.commands._render import console
+    from packager.commands._render import agreement_text, console
 
-    table = Table(title=f"validation: {report.status} ({report.runtime} {report.runtime_version}, {report.samples} samples, atol={report.tolerance.atol:g}, rtol={report.tolerance.rtol:g})")
-    for column in ("output", "kind", "max abs", "max rel", "labels / top-1 agree", "ok"):
-        table.add_column(column)
+    title = f"validation: {report.status} ({report.runtime} {report.runtime_version}, {report.samples} rows, data: {report.data_source})"
+    table = Table(title=title)
+    for column in ("output", "kind", "criterion", "max abs", "agreement", "ok"):
+        table.add_column(column, overflow="fold")
     for o in report.outputs:
         fmt = lambda v: "—" if v is None else f"{v:.3g}"
-        agree = f"{o.agreement:.2%}" if o.agreement is not None else f"top-1 {o.top1:.2%}" if o.top1 is not None else "—"
-        table.add_row(o.name, o.kind, fmt(o.max_abs), fmt(o.max_rel), agree, "yes" if o.passed else f"[red]no[/] {o.note}")
+        ok = "yes" if o.passed else f"[red]no[/] {escape(o.note)}" + (f" rows {[r['row'] for r in o.failing_rows]}" if o.failing_rows else "")
+        table.add_row(o.name, o.kind, escape(o.criterion), fmt(o.max_abs), agreement_text(o), ok)
     console()(table)
+    if report.note:
+        console()(escape(report.note))
     if report.details.get("reason"):
         console()(escape(report.details["reason"]))

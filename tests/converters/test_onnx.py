@@ -4,6 +4,8 @@ from __future__ import annotations
 import onnx
 import pytest
 
+from packager.validation import FLOAT32, INT8, OutputKind
+
 from packager.conversion import convert
 from packager.errors import NotQuantizable, UnsupportedConversion, UsageError
 from packager.inspection import inspect
@@ -16,7 +18,8 @@ def test_dynamic_int8_on_the_mlp_is_smaller_and_within_tolerance(fixtures, tmp_p
     assert quant.applied and quant.mode == "dynamic"
     assert quant.size_after < quant.size_before / 2.5
     report = package.manifest.validation
-    assert report["status"] == "passed" and report["tolerance"]["atol"] == 0.1
+    assert report["status"] == "passed" and report["criteria"] == {name: INT8[OutputKind(o["kind"])].describe() for name, o in
+                                                                   ((o["name"], o) for o in report["outputs"])}
     probabilities = next(o for o in report["outputs"] if o["name"] == "probabilities")
     assert 0 < probabilities["max_abs"] < 0.1
     ops = {n.op_type for n in onnx.load(str(package.model_path)).graph.node}
@@ -52,8 +55,9 @@ def test_forest_has_nothing_to_quantize(fixtures, tmp_path):
 def test_auto_keeps_fp32_and_records_why(fixtures, tmp_path):
     package = convert(fixtures["forest"].model, to="onnx", quantize="auto", sample=fixtures["forest"].sample, out=tmp_path / "q")
     quant = package.manifest.quantization
-    assert not quant.applied and "nothing to quantize" in quant.reason
-    assert package.manifest.validation["tolerance"]["atol"] == 1e-4
+    assert not quant.applied and "kept fp32" in quant.reason and "no operator with int8 weights" in quant.reason
+    assert [(a["mode"], a["kept"]) for a in quant.attempts] == [("dynamic", False), ("fp16", False), ("static", False)]
+    assert package.manifest.validation["criteria"]["probabilities"] == FLOAT32[OutputKind.PROBABILITIES].describe()
 
 
 def test_quantize_argument_errors(fixtures, tmp_path):

@@ -67,7 +67,7 @@ def test_quantized_is_smaller_and_within_tolerance(models, tmp_path, name, targe
     if target in ("coreml", "mlpackage"):
         assert report["status"] == "structure-checked, not executed"
         return
-    assert report["status"] == "passed" and report["tolerance"]["atol"] >= 0.01
+    assert report["status"] == "passed" and report["criteria"]
     assert all(o["top1"] is None or o["top1"] >= 0.9 for o in report["outputs"])
 
 
@@ -235,8 +235,9 @@ def test_torchscript_file_through_the_cli(models, tmp_path):
 def test_transformer_encoder_int8_stays_close_to_fp32(tmp_path):
     model, ids = torch_models.transformer_encoder()
     assert sum(p.numel() for p in model.parameters()) > 3_000_000
-    fp32 = convert(model, to="onnx", sample=ids, out=tmp_path / "fp32")
-    int8 = convert(model, to="onnx", quantize="dynamic", sample=ids, out=tmp_path / "int8")
+    kind = ["output_0=embedding"]  # a pooled encoder output: judged by cosine, not by a top-1 over its dimensions
+    fp32 = convert(model, to="onnx", sample=ids, out=tmp_path / "fp32", output_kind=kind)
+    int8 = convert(model, to="onnx", quantize="dynamic", sample=ids, out=tmp_path / "int8", output_kind=kind)
     assert fp32.manifest.validation["status"] == "passed" and int8.manifest.validation["status"] == "passed"
     assert int8.manifest.validation["outputs"][0]["cosine"] >= 0.99
     quant = int8.manifest.quantization

@@ -1,0 +1,94 @@
+"""The rows a validation verdict rests on, where they came from, and the source model's outputs on them.
+
+Data comes from, in this order: the user's ``--sample``; the calibration set; an input example stored with the model
+or package; rows the framework plugin draws from what the fitted model knows (``fitted_rows``); standard-normal rows
+last, flagged as synthetic. The source runs on the input as the user would feed it (float64, NaN, strings: the
+plugin's ``source_input``); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
+their difference is what the cast alone does (``cast_effect`` in the report).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from packager.errors import UsageError, reading
+from packager.signature import Signature, TensorSpec, parse_dynamic_axes, parse_input_shape, spec_of, synthesize, with_dynamic_axes
+from packager.validation import OutputKind, infer_kind
+
+FITTED_ROWS = 200  # rows drawn from fitted statistics: enough for agreement figures in 0.5% steps
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Validation inputs and the source's outputs on them."""
+
+    signature: Signature
+    feeds: Mapping[str, Any]  # as the artifact takes them (the signature's dtypes)
+    expected: Mapping[str, Any]  # the source on the user's input, full precision
+    cast_expected: Mapping[str, Any] | None  # the source on ``feeds`` (None when they are the user's input already)
+    data_source: str
+    kinds: Mapping[str, OutputKind]
+    source_predict: Callable[[Mapping[str, Any]], Mapping[str, Any]]  # the source on artifact-typed feeds
+
+    @property
+    def rows(self) -> int:
+        return len(next(iter(self.feeds.values()))) if self.feeds else 0
+
+
+def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = None, example: Any = None,
+           input_shape: str | None = None, dynamic_axes: Any = None, output_kinds: Mapping[str, OutputKind] | None = None) -> Evidence:
+    """Signature, validation rows (first available source in the documented order) and the source's outputs."""
+    from packager.samples import load_sample
+
+    data, origin = None, "synthetic"
+    for given, name in ((sample, "sample"), (calibration, "calibration"), (example, "input-example")):
+        if given is not None:
+            data, origin = (load_sample(given) if isinstance(given, (str, Path)) else given), name
+            break
+    if data is None and input_shape:  # shapes but no data: synthesize rows of those shapes
+        shapes = parse_input_shape(input_shape)
+        data = synthesize(Signature(tuple(TensorSpec(n, "float32", (None, *s[1:])) for n, s in shapes.items())), rows=8)
+    label = f"the model in {source.info.file}" if source.info.file else f"the {source.framework} model"
+    with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
+        signature = plugin.signature(source.model, data)
+        if input_shape:
+            signature = apply_input_shape(signature, parse_input_shape(input_shape))
+        if dynamic_axes:
+            axes = parse_dynamic_axes(dynamic_axes) if isinstance(dynamic_axes, str) else {k: tuple(v) for k, v in dynamic_axes.items()}
+            signature = with_dynamic_axes(signature, axes)
+        if data is None and hasattr(plugin, "fitted_rows"):
+            drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
+            if drawn is not None:
+                data, origin = drawn, "fitted-statistics"
+        feeds = plugin.feeds(source.model, signature, data)
+        full = plugin.source_input(source.model, signature, data) if hasattr(plugin, "source_input") else None
+        cast_expected = plugin.predict(source.model, signature, feeds)
+        expected = plugin.predict(source.model, signature, full) if full is not None else cast_expected
+    kinds = dict(plugin.output_kinds(source.model, expected)) if hasattr(plugin, "output_kinds") else {}
+    kinds = {name: kinds.get(name) or infer_kind(value) for name, value in expected.items()}
+    unknown = set(output_kinds or {}) - set(expected)
+    if unknown:
+        raise UsageError(f"--output-kind names unknown outputs {sorted(unknown)}", f"the model's outputs are {list(expected)}")
+    kinds.update(output_kinds or {})
+    outputs = tuple(spec_of(name, value) for name, value in expected.items())
+    return Evidence(signature.with_outputs(outputs), feeds, expected, cast_expected if full is not None else None, origin, kinds,
+                    lambda f: plugin.predict(source.model, signature, f))
+
+
+def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signature:
+    if len(shapes) == 1 and len(signature.inputs) == 1:
+        (shape,) = shapes.values()
+        specs = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
+    else:
+        unknown = set(shapes) - set(signature.input_names)
+        if unknown:
+            raise UsageError(f"--input-shape names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
+        specs = tuple(replace(s, shape=(None, *shapes[s.name][1:])) if s.name in shapes else s for s in signature.inputs)
+    for old, new in zip(signature.inputs, specs):
+        if old.shape[1:] and None not in old.shape[1:] and old.shape[1:] != new.shape[1:]:
+            raise UsageError(
+                f"--input-shape gives {old.name} shape {new.shape[1:]}, but the model expects {old.shape[1:]}",
+                "drop --input-shape or fix it",
+            )
+    return Signature(specs, signature.outputs, signature.columnar)
