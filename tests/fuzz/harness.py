@@ -134,13 +134,20 @@ def worker(args: argparse.Namespace) -> None:
                 error = "".join(traceback.format_exception(exc))
             seconds = time.perf_counter() - started
             if error is not None:
-                key = (outcome, error.strip().splitlines()[-1][:120])
+                key = (outcome, leak_site(error))
                 saved[key] += 1
                 if saved[key] <= SAVED_PER_KIND:
                     save_reproducer(crashes, args, index, outcome, origin, folder, error)
             results.write(json.dumps({"i": index, "outcome": outcome, "seconds": round(seconds, 4), "reached": reached[0],
-                                      **({"error": error.strip().splitlines()[-1][:300]} if error else {})}) + "\n")
+                                      **({"error": error.strip().splitlines()[-1][:300], "at": leak_site(error)} if error else {})}) + "\n")
             results.flush()
+
+
+def leak_site(error: str) -> str:
+    """The last frame of packager's own code in a traceback: where a foreign exception got through."""
+    frames = [line.strip() for line in error.splitlines() if line.strip().startswith("File ")]
+    ours = [f for f in frames if str(ROOT) in f and "/tests/fuzz/" not in f]
+    return (ours or frames or ["?"])[-1].replace(str(ROOT) + "/", "")
 
 
 def save_reproducer(crashes: Path, args: argparse.Namespace, index: int, outcome: str, origin: str, folder: Path, detail: str) -> Path:
@@ -235,7 +242,7 @@ def run_action(args: argparse.Namespace, action: str, start: int, stop: int, see
             outcomes["reached_framework"] += row["reached"]
             outcomes["seconds"] += row["seconds"]
             if row["outcome"].startswith("unexpected"):
-                findings.append({"index": row["i"], "outcome": row["outcome"], "error": row.get("error", "")})
+                findings.append({"index": row["i"], "outcome": row["outcome"], "error": row.get("error", ""), "at": row.get("at", "")})
     outcomes["seconds"] = round(outcomes["seconds"], 1)
     return {"outcomes": dict(outcomes), "findings": findings, "restarts": restarts}
 

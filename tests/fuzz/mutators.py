@@ -320,7 +320,7 @@ def _proto_sites(message: Any, out: list, strings: list) -> None:
                 if value_field.message_type is not None:
                     _proto_sites(value[key], out, strings)
             continue
-        if field.label == field.LABEL_REPEATED:
+        if field.is_repeated:
             out.append((message, field, None))
             for index, item in enumerate(value):
                 if field.message_type is not None:
@@ -368,7 +368,7 @@ def mutate_message(message: Any, rng: random.Random, edits: int | None = None) -
         owner, field, index = rng.choice(sites)
         value = getattr(owner, field.name)
         try:
-            if field.label == field.LABEL_REPEATED and index is None:
+            if field.is_repeated and index is None:
                 if len(value) == 0:
                     continue
                 action = rng.choice(("delete", "duplicate", "clear") if field.message_type is None or field.message_type.GetOptions().map_entry
