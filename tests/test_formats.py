@@ -89,3 +89,19 @@ def test_missing_path_and_unknown_directory(tmp_path):
         detect_format(tmp_path / "nope.pkl")
     with pytest.raises(InputFileError, match="directory that holds no model"):
         detect_format(tmp_path)
+
+
+def test_zip_member_name_flagged_utf8_but_not_utf8_is_an_input_error(tmp_path):
+    """Found by the fuzzer (tests/fuzz/crashers/torchscript-inspect-UnicodeDecodeError.pt): zipfile raises
+    UnicodeDecodeError, not BadZipFile, for a central-directory name with the UTF-8 flag and invalid bytes."""
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    raw = bytearray(path.read_bytes())
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 8:central + 10] = (0x800).to_bytes(2, "little")  # general purpose flags: names are UTF-8
+    name_at = central + 46
+    raw[name_at + 2] = 0xC4  # "model/..." -> "mo\xc4el/...": not valid UTF-8
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputFileError, match="damaged zip archive"):
+        detect_format(path)
