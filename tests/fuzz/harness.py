@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ""]
 CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx"}
-PRELOAD = {"tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch"}  # imported before the clock starts
+PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch"}  # imported before the clock starts
 TIME_LIMIT = {"inspect": 20.0, "convert": 120.0}  # per input; a normal input takes < 2 s (inspect) / 15 s (convert) here
 SAVED_PER_KIND = 3  # reproducers kept per (outcome, message) so one bug does not fill the disk
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
@@ -109,8 +109,9 @@ def worker(args: argparse.Namespace) -> None:
 
     work, crashes = Path(args.work), Path(args.crashes)
     seeds = json.loads(Path(args.seeds).read_text())
-    if args.family in PRELOAD:
-        __import__(PRELOAD[args.family])
+    __import__(PRELOAD[args.family])
+    import packager.conversion  # noqa: F401  (imports are not the first input's time)
+    import packager.inspection  # noqa: F401
     reached = [False]
     _count_reaching_frameworks(reached)
     saved = collections.Counter()
@@ -126,6 +127,7 @@ def worker(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             error = None
             try:
+                _self_test(index)
                 outcome = run_input(path, args.action, args.family, work / "out")
             except PackagerError as exc:
                 outcome = type(exc).__name__
@@ -143,6 +145,31 @@ def worker(args: argparse.Namespace) -> None:
             results.flush()
 
 
+def _fatal_part(log: str) -> str:
+    """faulthandler's report (signal and Python stack) without its long list of extension modules."""
+    start = log.rfind("Fatal Python error")
+    if start < 0:
+        return log[-6000:]
+    end = log.find("Extension modules", start)
+    return log[start:end if end > 0 else start + 6000]
+
+
+def _self_test(index: int) -> None:
+    """FUZZ_SELF_TEST=segv:I|abort:I|hang:I makes input I crash or hang, so the tests can show the supervisor sees it."""
+    kind, _, at = os.environ.get("FUZZ_SELF_TEST", "").partition(":")
+    if at != str(index):
+        return
+    if kind == "segv":
+        import ctypes
+
+        ctypes.string_at(0)
+    elif kind == "abort":
+        os.abort()
+    elif kind == "hang":
+        while True:
+            time.sleep(1)
+
+
 def leak_site(error: str) -> str:
     """The last frame of packager's own code in a traceback: where a foreign exception got through."""
     frames = [line.strip() for line in error.splitlines() if line.strip().startswith("File ")]
@@ -158,8 +185,9 @@ def save_reproducer(crashes: Path, args: argparse.Namespace, index: int, outcome
     shutil.copytree(folder, target)
     replay = f"python -m tests.fuzz.harness --family {args.family} --action {args.action} --seed {args.seed} --only {index}"
     info = {"family": args.family, "action": args.action, "seed": args.seed, "index": index, "outcome": outcome, "made_from": origin,
-            "replay": replay, "detail": detail[-6000:]}
+            "replay": replay, "detail": _fatal_part(detail)}
     (target / "info.json").write_text(json.dumps(info, indent=1))
+    (target / "child.log").write_text(detail)
     return target
 
 
@@ -225,7 +253,7 @@ def run_action(args: argparse.Namespace, action: str, start: int, stop: int, see
             current = json.loads((work / "current").read_text())
             index = current["index"]
             outcome = "hang" if died else f"crash:{_signal_name(child.returncode)}"
-            log_tail = (work / "child.log").read_text(errors="replace")[-4000:]
+            log_tail = (work / "child.log").read_text(errors="replace")[-200_000:]
             saved = save_reproducer(crashes, _with(args, action), index, outcome, current["origin"], work / "in", log_tail)
             finding = {"index": index, "outcome": outcome, "made_from": current["origin"], "saved": str(saved)}
             if confirm:
