@@ -174,7 +174,7 @@ def _detect_zip(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError):  # a name flagged UTF-8 that is not: UnicodeDecodeError
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, NotImplementedError):  # bad UTF-8 name; unknown zip version
         raise InputFileError(
             f"{path.name} is a damaged zip archive",
             "the file is probably truncated; re-export or re-download it",

@@ -105,3 +105,17 @@ def test_zip_member_name_flagged_utf8_but_not_utf8_is_an_input_error(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(InputFileError, match="damaged zip archive"):
         detect_format(path)
+
+
+def test_zip_needing_an_unknown_zip_version_is_an_input_error(tmp_path):
+    """Found by the fuzzer: zipfile raises NotImplementedError ("zip file version 16.6") for a central
+    directory entry whose version-needed-to-extract it does not know."""
+    path = tmp_path / "model.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    raw = bytearray(path.read_bytes())
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 6:central + 8] = (166).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputFileError, match="damaged zip archive"):
+        detect_format(path)
