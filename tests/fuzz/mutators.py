@@ -316,7 +316,7 @@ def _proto_sites(message: Any, out: list, strings: list) -> None:
         if field.message_type is not None and field.message_type.GetOptions().map_entry:
             out.append((message, field, None))
             value_field = field.message_type.fields_by_name["value"]
-            for key in list(value):
+            for key in sorted(value):  # upb's map order differs between processes: input i must not
                 if value_field.message_type is not None:
                     _proto_sites(value[key], out, strings)
             continue
@@ -374,7 +374,7 @@ def mutate_message(message: Any, rng: random.Random, edits: int | None = None) -
                 action = rng.choice(("delete", "duplicate", "clear") if field.message_type is None or field.message_type.GetOptions().map_entry
                                     else ("delete", "duplicate", "clear", "splice"))
                 if field.message_type is not None and field.message_type.GetOptions().map_entry:
-                    keys = list(value)
+                    keys = sorted(value)
                     if action == "clear":
                         owner.ClearField(field.name)
                     else:
@@ -408,7 +408,7 @@ def mutate_graphdef(data: bytes, rng: random.Random) -> bytes:
     graph = graph_pb2.GraphDef()
     graph.ParseFromString(data)
     _mutate_graph(graph, rng)
-    return graph.SerializeToString()
+    return graph.SerializeToString(deterministic=True)
 
 
 def _mutate_graph(graph: Any, rng: random.Random) -> None:
@@ -457,7 +457,7 @@ def mutate_saved_model(folder: Path, target: Path, rng: random.Random) -> str:
             mutate_message(meta.signature_def[rng.choice(sorted(meta.signature_def))], rng)
         else:
             mutate_message(meta.object_graph_def, rng)
-        pb.write_bytes(saved.SerializeToString())
+        pb.write_bytes(saved.SerializeToString(deterministic=True))
         return "saved_model.pb"
     if choice < 0.8:
         pb = target / "saved_model.pb"
