@@ -92,7 +92,7 @@ def test_missing_path_and_unknown_directory(tmp_path):
 
 
 def test_zip_member_name_flagged_utf8_but_not_utf8_is_an_input_error(tmp_path):
-    """Found by the fuzzer (tests/fuzz/crashers/torchscript-inspect-UnicodeDecodeError.pt): zipfile raises
+    """Found by the torchscript fuzzer (a member name with one byte flipped): zipfile raises
     UnicodeDecodeError, not BadZipFile, for a central-directory name with the UTF-8 flag and invalid bytes."""
     path = tmp_path / "model.pt"
     with zipfile.ZipFile(path, "w") as archive:
