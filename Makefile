@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast bench readme clean
+.PHONY: setup demo test test-fast bench fuzz readme clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ bench: setup
 	$(BIN)/python benchmarks/format_bench.py
 	$(BIN)/python benchmarks/predict_streaming.py
 	$(BIN)/python benchmarks/ui_bench.py
+
+# 10,000 mutated files per family through inspect (500 through convert); crash reproducers in $(FUZZ_OUT)
+FUZZ_OUT ?= fuzz-crashes
+fuzz: setup
+	for family in sklearn joblib tensorflow torchscript keras; do \
+		nice -n 10 $(BIN)/python -m tests.fuzz.harness --family $$family --count 10000 --crashes $(FUZZ_OUT) | tail -1 || exit 1; \
+	done
 
 readme: setup
 	$(BIN)/python -m packager.matrix README.md

@@ -254,7 +254,7 @@ def _detect_zip(path: Path) -> str | None:
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError):
+    except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, NotImplementedError):  # bad UTF-8 name; unknown zip version
         raise InputFileError(
             f"{path.name} is a damaged zip archive",
             "the file is probably truncated; re-export or re-download it",

@@ -245,3 +245,33 @@ def test_hdf5_reaching_other_files_is_refused(tmp_path):
         handle["model_weights"] = h5py.ExternalLink(str(secret), "/")
     with pytest.raises(UnsafeModelError, match="external link"):
         check_file(path, "hdf5")
+
+
+def test_zip_member_name_flagged_utf8_but_not_utf8_is_an_input_error(tmp_path):
+    """Found by the torchscript fuzzer (a member name with one byte flipped): zipfile raises
+    UnicodeDecodeError, not BadZipFile, for a central-directory name with the UTF-8 flag and invalid bytes."""
+    path = tmp_path / "model.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    raw = bytearray(path.read_bytes())
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 8:central + 10] = (0x800).to_bytes(2, "little")  # general purpose flags: names are UTF-8
+    name_at = central + 46
+    raw[name_at + 2] = 0xC4  # "model/..." -> "mo\xc4el/...": not valid UTF-8
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputFileError, match="damaged zip archive"):
+        detect_format(path)
+
+
+def test_zip_needing_an_unknown_zip_version_is_an_input_error(tmp_path):
+    """Found by the fuzzer: zipfile raises NotImplementedError ("zip file version 16.6") for a central
+    directory entry whose version-needed-to-extract it does not know."""
+    path = tmp_path / "model.pth"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+    raw = bytearray(path.read_bytes())
+    central = raw.rindex(b"PK\x01\x02")
+    raw[central + 6:central + 8] = (166).to_bytes(2, "little")
+    path.write_bytes(bytes(raw))
+    with pytest.raises(InputFileError, match="damaged zip archive"):
+        detect_format(path)
