@@ -64,13 +64,28 @@ DENIED_MODULES = (
 )
 # Module path segments that mark test, build or entry-point code (importing such a module runs it).
 DENIED_SEGMENTS = frozenset({"tests", "testing", "_testing", "conftest", "__main__", "_pytesttester", "_testutils", "benchmarks", "setup"})
-# Classes whose own module is "numpy" that a model may hold; numpy.memmap, numpy.vectorize, numpy.DataSource... are not.
-_NUMPY_TOP = ("ndarray", "dtype", "matrix", "recarray", "record", "poly1d", "finfo", "iinfo")
+# Classes whose own module is "numpy" that a model may hold; numpy.memmap, numpy.nditer, numpy.errstate... are not.
+# numpy.vectorize only stores its callable (scipy.stats distributions hold some); calling an instance is refused by the unpickler.
+_NUMPY_TOP = ("ndarray", "dtype", "matrix", "recarray", "record", "poly1d", "finfo", "iinfo", "vectorize")
 # Modules whose classes may be bases of an allowed class (anything else, e.g. threading.Thread, io.FileIO, is refused).
 SAFE_BASE_MODULES = frozenset({"builtins", "abc", "_abc", "typing", "typing_extensions", "collections", "collections.abc", "enum",
                                "numbers", "dataclasses", "_collections_abc"})
+# Classes whose __module__ is a public facade (pandas sets DataFrame.__module__ = "pandas"), listed by name:
+# the facades also export HDFStore, ExcelFile/ExcelWriter (files), Grouper, readers, window objects.
+FACADE_CLASSES = {
+    "pandas": frozenset({
+        "ArrowDtype", "BooleanDtype", "Categorical", "CategoricalDtype", "CategoricalIndex", "DataFrame", "DateOffset", "DatetimeIndex",
+        "DatetimeTZDtype", "Flags", "Float32Dtype", "Float64Dtype", "Index", "Int16Dtype", "Int32Dtype", "Int64Dtype", "Int8Dtype",
+        "Interval", "IntervalDtype", "IntervalIndex", "MultiIndex", "Period", "PeriodDtype", "PeriodIndex", "RangeIndex", "Series",
+        "SparseDtype", "StringDtype", "Timedelta", "TimedeltaIndex", "Timestamp", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype", "UInt8Dtype"}),
+    "pandas.arrays": frozenset({
+        "ArrowExtensionArray", "ArrowStringArray", "BooleanArray", "DatetimeArray", "FloatingArray", "IntegerArray", "IntervalArray",
+        "NumpyExtensionArray", "PeriodArray", "SparseArray", "StringArray", "TimedeltaArray"}),
+    "pandas.api.typing": frozenset({"FrozenList", "NAType", "NaTType"}),
+    "numpy.ma": frozenset({"MaskedArray"}),
+}
 # Classes denied wherever they are reached from (subclasses too).
-DENIED_CLASSES = ("numpy.memmap", "numpy.vectorize", "numpy.nditer")
+DENIED_CLASSES = ("numpy.memmap", "numpy.nditer")
 
 # Functions pickles call while rebuilding objects (REDUCE may call them); each is bounded or checked by bounds.py.
 CALLED_FUNCTIONS = (
@@ -96,6 +111,7 @@ ALLOWED_BUILTINS = (
     "collections.OrderedDict", "collections.defaultdict", "collections.Counter", "collections.deque",
     "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
     "functools.partial",
+    "builtins.getattr",  # only as getattr(<allowed instance>, <non-dunder name>) -> its bound method (bounds.check_getattr)
     "joblib.numpy_pickle.NumpyArrayWrapper",  # read by packager.safety.joblib, never by joblib's own reader
 )
 # joblib < 0.10 wrappers: joblib reads them with np.load(<path named in the pickle>, allow_pickle=True)
@@ -176,7 +192,10 @@ def _class_refusal(cls: type, dotted: str) -> str | None:
     module = cls.__module__
     if own != dotted:
         return f"{dotted} is {own}, which a pickle names by its own name; a different path to it is refused"
-    if module == "numpy":
+    if module in FACADE_CLASSES:
+        if cls.__qualname__ not in FACADE_CLASSES[module]:
+            return f"class {own} is not one a model needs (file, reader or grouping object)"
+    elif module == "numpy":
         if cls.__qualname__ not in _NUMPY_TOP and not _is_numpy_scalar_type(cls):
             return f"class {own} is not one a model needs (file, iterator or callable wrapper)"
     elif module_refusal(module) or not _under(module, CLASS_MODULES):
@@ -210,7 +229,7 @@ def called_functions() -> tuple[Any, ...]:
 def may_call(obj: Any) -> bool:
     """Whether REDUCE may call ``obj``: an allowed class (judged when imported), a listed rebuild function, or a
     Cython ``__pyx_unpickle_<Class>``; never an instance or a stored function."""
-    return isinstance(obj, type) or any(obj is f for f in called_functions()) or _is_cython_unpickler(obj)
+    return isinstance(obj, type) or obj is getattr or any(obj is f for f in called_functions()) or _is_cython_unpickler(obj)
 
 
 @lru_cache(maxsize=1)

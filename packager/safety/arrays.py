@@ -22,10 +22,10 @@ def check_array_state(obj: Any, state: Any, label: str) -> None:
     except ImportError:
         return
     if isinstance(obj, numpy.ma.MaskedArray):
-        # MaskedArray.__setstate__((shape, dtype, is_fortran, data, mask, fill_value)) sets data and mask as ndarray states
-        if not isinstance(state, tuple) or len(state) != 6:
+        # MaskedArray.__setstate__((version, shape, dtype, is_fortran, data, mask, fill_value)) sets data and mask as ndarray states
+        if not isinstance(state, tuple) or len(state) != 7:
             raise InputFileError(f"{label} holds a numpy masked array with a state numpy does not write", HINT)
-        shape, dtype, _, data, mask, _ = state
+        _, shape, dtype, _, data, mask, _ = state
         _check(shape, dtype, data, label)
         _check(shape, numpy.ma.make_mask_descr(dtype) if isinstance(dtype, numpy.dtype) else None, mask, label)
     elif isinstance(obj, numpy.ndarray):

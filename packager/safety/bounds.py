@@ -52,7 +52,9 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
     import numpy
 
     name = _name(func)
-    if isinstance(func, type) and issubclass(func, (bytes, bytearray)) and args and _is_int(args[0]):
+    if func is getattr:
+        check_getattr(args, budget)
+    elif isinstance(func, type) and issubclass(func, (bytes, bytearray)) and args and _is_int(args[0]):
         budget.charge(f"{name}({args[0]})", int(args[0]))
     elif func is _fn("copyreg._reconstructor") and len(args) == 3 and args[1] is not object:
         check_call(args[1], (args[2],), {}, budget)  # base.__new__(cls, state); base.__init__(obj, state)
@@ -92,6 +94,19 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
     elif isinstance(func, type) and func.__module__.startswith("scipy.sparse") and args and _is_shape(args[0]):
         per_row = 64 if "lil" in func.__name__ else _POINTER  # lil: one list per row; csr/csc: one index per row/column
         budget.charge(f"{name} of shape {args[0]!r}", per_row * (max(int(d) for d in args[0]) + 1))
+
+
+def check_getattr(args: tuple, budget: Budget) -> None:
+    """``getattr`` is how pickle stores a bound method (scipy.stats distributions keep ``vectorize(getattr(dist, '_entropy'))``):
+    allowed only on an instance of a class from the allowed packages, for a non-dunder name. Its result must be that
+    instance's bound method (check_result), which the unpickler never calls; no walking to modules, globals or classes."""
+    from packager.safety.allowlist import CLASS_PACKAGES
+
+    obj, name = (args + (None, None))[:2] if len(args) == 2 else (None, None)
+    if not (isinstance(name, str) and not name.startswith("__") and not isinstance(obj, type) and callable(getattr(type(obj), name, None))
+            and type(obj).__module__.split(".")[0] in CLASS_PACKAGES):
+        raise UnsafeModelError(f"{budget.label}: getattr({_name(type(obj)) + ' object' if obj is not None else '?'}, {name!r}) "
+                               "is not a method lookup on a model object", HINT)
 
 
 def check_result(obj: Any, budget: Budget) -> None:

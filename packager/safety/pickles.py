@@ -121,6 +121,8 @@ class RestrictedUnpickler(pickle._Unpickler):
                                    "rebuild functions may be called", TRUST_HINT)
         check_call(func, tuple(args), dict(kwargs), self.budget)
         result = func(*args, **kwargs)
+        if func is getattr and getattr(result, "__self__", None) is not args[0]:
+            raise UnsafeModelError(f"{self.label}: getattr(..., {args[1]!r}) is not a bound method of the object", TRUST_HINT)
         check_result(result, self.budget)
         return result
 
@@ -165,6 +167,9 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 
 def _describe(obj: Any) -> str:
+    owner = getattr(obj, "__self__", None)
+    if owner is not None and not isinstance(owner, type) and type(owner).__name__ != "module" and isinstance(getattr(obj, "__name__", None), str):
+        return f"{type(owner).__module__}.{type(owner).__qualname__}.{obj.__name__}"  # a bound method
     if isinstance(obj, type) or type(obj).__name__ in ("function", "builtin_function_or_method", "ufunc", "cython_function_or_method"):
         return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
     return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
