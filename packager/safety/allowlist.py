@@ -26,7 +26,8 @@ constructors call a callable they are given (``scipy.optimize`` function wrapper
 operators, ``scipy.interpolate.Rbf``, ``scipy.stats.sampling`` generators, ``numpy.vectorize``,
 ``pandas.core.computation`` which evaluates expressions, ``sklearn.utils._mocking``), and ``pandas._config``
 (locale switching through ``subprocess``), classes with bases outside the packages (sklearn's
-``RichProgressMonitor`` is a ``threading.Thread``; scipy 34, pandas 11 such classes: refused by an MRO rule). scikit-learn's own classes only store their constructor
+``RichProgressMonitor`` is a ``threading.Thread``; scipy 34, pandas 11 such classes: refused by an MRO rule).
+scikit-learn's own classes only store their constructor
 arguments (its estimator contract), so all of ``sklearn`` is allowed but its denied sub-modules.
 Constructors that *size* memory from a small number (``numpy.ndarray``, ``numpy.void``, sparse shapes,
 ``SeedSequence``) are allowed and bounded by :mod:`packager.safety.bounds` at call time.
@@ -54,7 +55,8 @@ CLASS_MODULES = (
 # Sub-modules never needed by a model that hold code which runs Python, touches files or calls callables.
 DENIED_MODULES = (
     "sklearn.utils._testing", "sklearn.utils._mocking", "sklearn.utils._show_versions", "sklearn.utils.parallel",
-    "sklearn.utils._joblib", "sklearn.utils._pprint", "sklearn.callback._progressbar", "sklearn.datasets", "sklearn.externals", "sklearn._build_utils", "sklearn.__check_build",
+    "sklearn.utils._joblib", "sklearn.utils._pprint", "sklearn.callback._progressbar", "sklearn.datasets",
+    "sklearn.externals", "sklearn._build_utils", "sklearn.__check_build",
     "numpy.lib._npyio_impl", "numpy.lib.npyio", "numpy.lib._datasource", "numpy.lib.format", "numpy.lib._format_impl",
     "numpy._core.memmap", "numpy.ctypeslib", "numpy.lib._utils_impl", "numpy.f2py", "numpy.distutils",
     "pandas.io", "pandas.util", "pandas._testing", "pandas._config", "pandas.core.computation", "pandas.plotting",
@@ -77,7 +79,8 @@ FACADE_CLASSES = {
         "ArrowDtype", "BooleanDtype", "Categorical", "CategoricalDtype", "CategoricalIndex", "DataFrame", "DateOffset", "DatetimeIndex",
         "DatetimeTZDtype", "Flags", "Float32Dtype", "Float64Dtype", "Index", "Int16Dtype", "Int32Dtype", "Int64Dtype", "Int8Dtype",
         "Interval", "IntervalDtype", "IntervalIndex", "MultiIndex", "Period", "PeriodDtype", "PeriodIndex", "RangeIndex", "Series",
-        "SparseDtype", "StringDtype", "Timedelta", "TimedeltaIndex", "Timestamp", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype", "UInt8Dtype"}),
+        "SparseDtype", "StringDtype", "Timedelta", "TimedeltaIndex", "Timestamp", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
+        "UInt8Dtype"}),
     "pandas.arrays": frozenset({
         "ArrowExtensionArray", "ArrowStringArray", "BooleanArray", "DatetimeArray", "FloatingArray", "IntegerArray", "IntervalArray",
         "NumpyExtensionArray", "PeriodArray", "SparseArray", "StringArray", "TimedeltaArray"}),

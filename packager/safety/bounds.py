@@ -82,7 +82,8 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
         budget.charge(f"{name}(pool_size={pool!r})", 4 * int(pool) if _is_int(pool) else 0)
     elif name in ("numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor"):
         if len(args) > 1 and args[1] is not _fn("numpy.random._pickle.__bit_generator_ctor"):
-            raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[1])} to call; pickles only pass __bit_generator_ctor", HINT)
+            raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[1])} to call; pickles only pass __bit_generator_ctor",
+                                   HINT)
     elif name == "numpy.random._pickle.__bit_generator_ctor" and args and not isinstance(args[0], str):
         bit_generator = _fn("numpy.random.bit_generator.BitGenerator")
         if not (isinstance(args[0], type) and bit_generator is not None and issubclass(args[0], bit_generator)):

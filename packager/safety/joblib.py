@@ -50,7 +50,8 @@ def read_wrapped_array(wrapper: Any, unpickler: RestrictedUnpickler) -> Any:
     shape, dtype, order = getattr(wrapper, "shape", None), getattr(wrapper, "dtype", None), getattr(wrapper, "order", None)
     subclass = getattr(wrapper, "subclass", None)
     if not (isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-            and isinstance(dtype, numpy.dtype) and order in ("C", "F") and isinstance(subclass, type) and issubclass(subclass, numpy.ndarray)):
+            and isinstance(dtype, numpy.dtype) and order in ("C", "F")
+            and isinstance(subclass, type) and issubclass(subclass, numpy.ndarray)):
         raise InputFileError(f"{label} holds a joblib array header that is not one joblib writes "
                              f"(shape {shape!r}, dtype {type(dtype).__name__}, order {order!r})", HINT)
     if dtype.hasobject:

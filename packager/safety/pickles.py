@@ -168,7 +168,8 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 def _describe(obj: Any) -> str:
     owner = getattr(obj, "__self__", None)
-    if owner is not None and not isinstance(owner, type) and type(owner).__name__ != "module" and isinstance(getattr(obj, "__name__", None), str):
+    if (owner is not None and not isinstance(owner, type) and type(owner).__name__ != "module"
+            and isinstance(getattr(obj, "__name__", None), str)):
         return f"{type(owner).__module__}.{type(owner).__qualname__}.{obj.__name__}"  # a bound method
     if isinstance(obj, type) or type(obj).__name__ in ("function", "builtin_function_or_method", "ufunc", "cython_function_or_method"):
         return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"

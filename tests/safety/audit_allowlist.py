@@ -17,7 +17,8 @@ from packager.safety.allowlist import CLASS_PACKAGES, module_refusal
 
 SUSPECT = re.compile(r"\bopen\(|\bimport\b|\bexec\(|\beval\(|\bos\.|subprocess|Path\(|mmap|\.load\(|\bread_|urlopen|__import__|"
                      r"getattr\(|callable\(|\bfunc\(|\bfunction\(|\bcallback|\bmemmap\b|fromfile|\bto_pickle|\bfilename|\bpath\b")
-SAFE_BASE_MODULES = {"builtins", "abc", "typing", "collections.abc", "enum", "numbers", "_abc", "collections", "dataclasses", "typing_extensions"}
+SAFE_BASE_MODULES = {"builtins", "abc", "typing", "collections.abc", "enum", "numbers", "_abc", "collections", "dataclasses",
+                     "typing_extensions"}
 
 
 def walk(package: str):

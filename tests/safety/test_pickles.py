@@ -198,8 +198,9 @@ def zoo(tmp_path_factory):
     return saved
 
 
-@pytest.mark.parametrize("name", ["GridSearchCV", "RandomizedSearchCV", "HGB_from_dtype", "CalibratedClassifierCV", "TransformedTargetRegressor",
-                                  "FunctionTransformer_log1p", "ColumnTransformer_pandas", "SimpleImputer", "KMeans", "IsolationForest", "Tfidf"])
+@pytest.mark.parametrize("name", ["GridSearchCV", "RandomizedSearchCV", "HGB_from_dtype", "CalibratedClassifierCV",
+                                  "TransformedTargetRegressor", "FunctionTransformer_log1p", "ColumnTransformer_pandas", "SimpleImputer",
+                                  "KMeans", "IsolationForest", "Tfidf"])
 def test_real_models_pass_the_check_and_load(zoo, name):
     paths, sample, expected = zoo[name]
     check_file(paths["pickle"], "pickle")
@@ -222,7 +223,8 @@ def test_masked_arrays_rebuild_and_their_state_is_checked(tmp_path):
 
 
 def test_joblib_arrays_round_trip_in_every_layout(tmp_path):
-    arrays = {"c": np.arange(12.0).reshape(3, 4), "f": np.asfortranarray(np.arange(12).reshape(3, 4)), "obj": np.array(["a", 1, None], dtype=object),
+    arrays = {"c": np.arange(12.0).reshape(3, 4), "f": np.asfortranarray(np.arange(12).reshape(3, 4)),
+              "obj": np.array(["a", 1, None], dtype=object),
               "be": np.arange(5, dtype=">i4"), "empty": np.zeros((0, 3)), "rec": np.zeros(2, dtype=[("a", "f4"), ("b", "i8")])}
     for compress in (0, 3):
         path = tmp_path / f"arrays{compress}.joblib"

@@ -125,10 +125,12 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
         + _stack_global("builtins", "bytearray") + b"\x86R.", runs_code=False)
 
     # getattr is allowed only as a method lookup on a model object, and the bound method is never called
-    empty_array = _stack_global("numpy._core.multiarray", "_reconstruct") + _stack_global("numpy", "ndarray") + _int(0) + b"\x85" + _s("b") + b"\x87R"
+    empty_array = (_stack_global("numpy._core.multiarray", "_reconstruct") + _stack_global("numpy", "ndarray")
+                   + _int(0) + b"\x85" + _s("b") + b"\x87R")
     add("getattr_tofile_then_call.pkl", _PROTO4 + _stack_global("builtins", "getattr") + empty_array + _s("tofile") + b"\x86R"
         + _s(marker) + b"\x85R.")
-    add("getattr_dunder_globals.pkl", _PROTO4 + _stack_global("builtins", "getattr") + _stack_global("sklearn.base", "clone") + _s("__globals__")
+    add("getattr_dunder_globals.pkl", _PROTO4 + _stack_global("builtins", "getattr")
+        + _stack_global("sklearn.base", "clone") + _s("__globals__")
         + b"\x86R.", runs_code=False)
 
     # 2. joblib's legacy wrappers: np.load(<path named in the file>, allow_pickle=True), a second unpickler
@@ -146,7 +148,8 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     add("joblib_object_array_short_list.joblib", _joblib_object_array(_bad_object_array(short), (2,)), "input", runs_code=False)
     add("joblib_object_array_empty_shape.joblib", _joblib_object_array(_bad_object_array((1, (0,), np.dtype("O"), False, [1])), (0,)),
         "input", runs_code=False)
-    add("joblib_object_array_compressed.joblib", zlib.compress(_joblib_object_array(_bad_object_array(short), (2,))), "input", runs_code=False)
+    add("joblib_object_array_compressed.joblib", zlib.compress(_joblib_object_array(_bad_object_array(short), (2,))), "input",
+        runs_code=False)
     add("joblib_object_array_runs_system.joblib",
         _joblib_object_array(pickle.dumps(_Reduce(os.system, (f"touch {marker}",)), protocol=4), (1,)))
     add("ndarray_four_tuple_state.pkl", _bad_object_array(((2,), np.dtype("O"), False, [])), "input", runs_code=False)
@@ -173,7 +176,8 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
         + _stack_global("pandas", "RangeIndex") + b"}" + b"(" + _s("start") + _int(0) + _s("stop") + _int(1 << 61)
         + _s("step") + _int(1) + b"u" + b"\x86R.", runs_code=False)
     add("joblib_wrapper_shape_1tib.joblib", _joblib_raw_array((1 << 37,), "f8", b"\x00" * 64), "input", runs_code=False)
-    add("joblib_wrapper_shape_compressed.joblib", zlib.compress(_joblib_raw_array((1 << 37,), "f8", b"\x00" * 64)), "input", runs_code=False)
+    add("joblib_wrapper_shape_compressed.joblib", zlib.compress(_joblib_raw_array((1 << 37,), "f8", b"\x00" * 64)), "input",
+        runs_code=False)
 
     attacks = []
     for name, (data, expect, runs_code) in files.items():
