@@ -79,6 +79,19 @@ def test_unsafe_pickle_is_refused_with_exit_5_and_trust_is_recorded(tmp_path):
     assert "--trust" in result.stderr and not marker.exists()
 
 
+def test_inspect_of_an_allow_list_bypass_exits_5_with_one_line_naming_the_import(tmp_path):
+    from tests.attacks.families.pickles_round2 import _popen_via
+
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(_popen_via("pandas._config.localization", str(marker)))
+    result = run_cli("inspect", str(evil))
+    assert result.returncode == 5
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "imports pandas._config.localization.subprocess.Popen at byte" in lines[0], result.stderr
+    assert "--trust" in lines[0] and not marker.exists() and result.stdout == ""
+
+
 class _Evil:
     def __init__(self, marker):
         self.marker = marker

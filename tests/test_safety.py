@@ -56,7 +56,7 @@ def test_stack_global_with_memo_indirection_is_resolved(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("dotted", ["builtins.eval", "builtins.exec", "builtins.getattr", "subprocess.Popen", "runpy.run_path",
+@pytest.mark.parametrize("dotted", ["builtins.eval", "builtins.exec", "builtins.setattr", "subprocess.Popen", "runpy.run_path",
                                     "importlib.import_module", "pip.main", "numpy.memmap", "sklearn.utils._testing.assert_run_python_script_without_output",
                                     "numpy.load", "pandas.read_pickle", "numpy.lib.npyio.load"])
 def test_dangerous_callables_are_refused(dotted):

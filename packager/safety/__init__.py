@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, import_refusal, load_joblib, load_pickle,
+from packager.safety.allowlist import import_refusal
+from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle,
                                      scan_pickle_imports)
 
 __all__ = ["TRUST_HINT", "PickleImport", "check_file", "check_imports", "import_refusal", "load_joblib", "load_pickle", "scan_pickle_imports"]

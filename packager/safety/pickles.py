@@ -5,13 +5,14 @@ BUILD, NEWOBJ). We first walk the opcodes without executing anything and refuse 
 not on the allow-list, naming it and its byte offset; then we unpickle with an Unpickler whose
 ``find_class`` enforces the same list, so nothing the scan missed can slip through.
 
-The allow-list admits *classes* from the numeric/ML stack (their constructors only build data) and
-an explicit list of functions; module prefixes alone are not enough (``sklearn.utils._testing``
-holds functions that run arbitrary Python, ``numpy.memmap`` writes files).
+What may be imported is judged on the resolved object (packager.safety.allowlist); what may be
+called, with what sizes, is checked before each call (packager.safety.bounds); array states before
+numpy applies them (packager.safety.arrays). The unpickler returns the very object it judged, and
+calls (REDUCE, NEWOBJ, INST/OBJ) only allowed classes and the listed rebuild functions, never an
+instance or a stored function (``functools.partial``, a ufunc), so nothing reaches a call unjudged.
 """
 from __future__ import annotations
 
-import importlib
 import io
 import lzma
 import pickle
@@ -22,43 +23,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from packager.errors import InputFileError, UnsafeModelError
+from packager.safety.allowlist import import_refusal, judge, may_call
+from packager.safety.arrays import check_array_state
+from packager.safety.bounds import Budget, check_call, check_result
 
 TRUST_HINT = "inspect the file's origin; if you trust it, rerun with --trust (API: trust=True)"
-
-# Packages whose *classes* may be rebuilt from a pickle.
-CLASS_PACKAGES = ("sklearn", "numpy", "scipy", "pandas", "xgboost", "lightgbm", "skops")
-# Sub-modules of those packages that are never needed by a model and hold dangerous code.
-DENIED_MODULE_PREFIXES = (
-    "sklearn.utils._testing", "sklearn.datasets", "sklearn.externals", "numpy.testing",
-    "numpy.distutils", "numpy.f2py", "numpy.lib._npyio_impl", "numpy.lib.npyio", "pandas.io",
-    "pandas.util", "pandas._testing", "scipy.io", "scipy._lib._testutils", "numpy._pytesttester",
-)
-DENIED_CLASSES = frozenset({"numpy.memmap", "numpy.core.memmap.memmap", "numpy._core.memmap.memmap"})
-# Functions (not classes) that scikit-learn/numpy/pandas pickles call when rebuilt.
-ALLOWED_FUNCTIONS = frozenset({
-    "copyreg._reconstructor", "copyreg.__newobj__", "_codecs.encode",
-    "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct",
-    "numpy.core.multiarray.scalar", "numpy._core.multiarray.scalar",
-    "numpy.core.numeric._frombuffer", "numpy._core.numeric._frombuffer",
-    "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor",
-    "numpy.random._pickle.__generator_ctor",
-    "pandas._libs.internals._unpickle_block", "pandas.core.internals.blocks.new_block",
-    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked", "pandas.core.indexes.base._new_Index",
-    "pandas._libs.tslibs.timestamps._unpickle_timestamp",
-    "scipy.sparse._csr.csr_matrix", "sklearn.tree._tree.__pyx_unpickle_Tree",
-    "sklearn.neighbors._kd_tree.newObj", "sklearn.neighbors._ball_tree.newObj",
-    "sklearn.metrics._dist_metrics.newObj",  # Cython helper: cls.__new__(cls) for a DistanceMetric
-})
-ALLOWED_BUILTINS = frozenset({
-    "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex", "builtins.bytearray",
-    "builtins.object", "builtins.list", "builtins.dict", "builtins.tuple", "builtins.int",
-    "builtins.float", "builtins.bool", "builtins.str", "builtins.bytes", "builtins.range",
-    "collections.OrderedDict", "collections.defaultdict", "collections.Counter", "collections.deque",
-    "datetime.datetime", "datetime.date", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
-    "functools.partial",
-    "joblib.numpy_pickle.NumpyArrayWrapper", "joblib.numpy_pickle_compat.NDArrayWrapper",
-    "joblib.numpy_pickle_compat.ZNDArrayWrapper",
-})
 _IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
 _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
 
@@ -74,65 +43,6 @@ class PickleImport:
     @property
     def dotted(self) -> str:
         return f"{self.module}.{self.name}"
-
-
-def import_refusal(module: str, name: str) -> str | None:
-    """Why ``module.name`` may not be imported by an untrusted pickle, or None if it may."""
-    dotted = f"{module}.{name}"
-    if dotted in ALLOWED_BUILTINS or dotted in ALLOWED_FUNCTIONS:
-        return None
-    top = module.split(".")[0]
-    if top not in CLASS_PACKAGES:
-        return f"module {module!r} is not on the allow-list"
-    if module.startswith(DENIED_MODULE_PREFIXES):
-        return f"module {module!r} is denied (it can run code or touch files)"
-    obj = _resolve(module, name)
-    if obj is None:
-        return f"{dotted} does not exist in the installed {top}"
-    if _is_cython_unpickler(module, name):
-        return None
-    if isinstance(obj, type):
-        full = f"{obj.__module__}.{obj.__qualname__}"
-        if dotted in DENIED_CLASSES or full in DENIED_CLASSES or _is_memmap(obj):
-            return f"class {dotted} can write files"
-        return None
-    if _is_numpy_ufunc(obj):
-        return None
-    return f"{dotted} is a function, not a class; only listed functions may be called"
-
-
-def _resolve(module: str, name: str) -> Any:
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in name.split("."):
-            obj = getattr(obj, part)
-        return obj
-    except Exception:
-        return None
-
-
-def _is_cython_unpickler(module: str, name: str) -> bool:
-    """Cython's generated ``__pyx_unpickle_<Class>`` only rebuilds <Class> of the same module."""
-    prefix = "__pyx_unpickle_"
-    return name.startswith(prefix) and isinstance(_resolve(module, name[len(prefix):]), type)
-
-
-def _is_memmap(obj: type) -> bool:
-    try:
-        import numpy
-
-        return issubclass(obj, numpy.memmap)
-    except Exception:
-        return False
-
-
-def _is_numpy_ufunc(obj: Any) -> bool:
-    try:
-        import numpy
-
-        return isinstance(obj, numpy.ufunc)
-    except Exception:
-        return False
 
 
 def scan_pickle_imports(stream: BinaryIO, label: str) -> list[PickleImport]:
@@ -190,47 +100,80 @@ def check_imports(imports: list[PickleImport], label: str) -> None:
             )
 
 
-def check_ndarray_state(obj: Any, state: Any, label: str) -> None:
-    """numpy trusts an array's pickled state: an object array whose element count disagrees with
-    its shape, or whose data is raw bytes, makes numpy read memory it does not own (a crash)."""
-    try:
-        import numpy
-    except ImportError:
-        return
-    if not isinstance(obj, numpy.ndarray) or not isinstance(state, tuple) or len(state) != 5:
-        return
-    _, shape, dtype, _, data = state
-    try:
-        count = int(numpy.prod(shape, dtype=numpy.int64)) if isinstance(shape, tuple) else -1
-        itemsize = dtype.itemsize if isinstance(dtype, numpy.dtype) else -1
-    except Exception:
-        count = itemsize = -1
-    valid = (
-        isinstance(shape, tuple) and all(isinstance(d, int) and d >= 0 for d in shape) and isinstance(dtype, numpy.dtype)
-        and (len(data) == count if dtype.hasobject and isinstance(data, list) else
-             not dtype.hasobject and isinstance(data, (bytes, bytearray)) and len(data) == count * itemsize)
-    )
-    if not valid:
-        raise InputFileError(f"{label} holds a numpy array whose data does not match its shape {shape!r} and dtype", "the file is corrupt or crafted; re-export it")
 
 
-class _RestrictedUnpickler(pickle._Unpickler):
-    """The pure-Python unpickler: find_class enforces the allow-list, BUILD checks numpy array states."""
+class RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler with every import judged, every call bounded and every array state checked."""
 
-    label = "pickle"
+    def __init__(self, file: BinaryIO, label: str, budget: Budget):
+        super().__init__(file)
+        self.stream, self.label, self.budget = file, label, budget
 
     def find_class(self, module: str, name: str) -> Any:
-        reason = import_refusal(module, name)
+        obj, reason = judge(module, name)
         if reason:
             raise UnsafeModelError(f"{self.label} imports {module}.{name}: {reason}", TRUST_HINT)
-        return super().find_class(module, name)
+        return obj  # the object judged, not a second lookup by name
+
+    def _call(self, func: Any, args: tuple, kwargs: dict) -> Any:
+        if not may_call(func):
+            raise UnsafeModelError(f"{self.label} calls {_describe(func)} while loading; only allowed classes and the listed "
+                                   "rebuild functions may be called", TRUST_HINT)
+        check_call(func, tuple(args), dict(kwargs), self.budget)
+        result = func(*args, **kwargs)
+        if func is getattr and getattr(result, "__self__", None) is not args[0]:
+            raise UnsafeModelError(f"{self.label}: getattr(..., {args[1]!r}) is not a bound method of the object", TRUST_HINT)
+        check_result(result, self.budget)
+        return result
+
+    def _new(self, cls: Any, args: tuple, kwargs: dict) -> Any:
+        if not isinstance(cls, type):
+            raise UnsafeModelError(f"{self.label} calls __new__ of {_describe(cls)}, which is not a class", TRUST_HINT)
+        check_call(cls, tuple(args), dict(kwargs), self.budget)
+        result = cls.__new__(cls, *args, **kwargs)
+        check_result(result, self.budget)
+        return result
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args, {})
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, {}))
+
+    def load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        self.append(self._new(cls, args, kwargs))
+
+    def _instantiate(self, klass: Any, args: tuple) -> None:  # INST and OBJ
+        if args or not isinstance(klass, type) or hasattr(klass, "__getinitargs__"):
+            self.append(self._call(klass, tuple(args), {}))
+        else:
+            self.append(self._new(klass, (), {}))
 
     def load_build(self) -> None:
-        check_ndarray_state(self.stack[-2], self.stack[-1], self.label)
+        check_array_state(self.stack[-2], self.stack[-1], self.label)
         super().load_build()
 
     dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BUILD[0]] = load_build
+
+
+def _describe(obj: Any) -> str:
+    owner = getattr(obj, "__self__", None)
+    if (owner is not None and not isinstance(owner, type) and type(owner).__name__ != "module"
+            and isinstance(getattr(obj, "__name__", None), str)):
+        return f"{type(owner).__module__}.{type(owner).__qualname__}.{obj.__name__}"  # a bound method
+    if isinstance(obj, type) or type(obj).__name__ in ("function", "builtin_function_or_method", "ufunc", "cython_function_or_method"):
+        return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+    return f"a {type(obj).__module__}.{type(obj).__qualname__} object"
 
 
 def load_pickle(path: str | Path, *, trust: bool = False) -> Any:
@@ -238,56 +181,29 @@ def load_pickle(path: str | Path, *, trust: bool = False) -> Any:
     path = Path(path)
     data = path.read_bytes()
     if trust:
-        return _guarded_load(lambda: pickle.loads(data), path)
+        return guarded_load(lambda: pickle.loads(data), path)
     check_imports(scan_pickle_imports(io.BytesIO(data), path.name), path.name)
-    unpickler = _RestrictedUnpickler(io.BytesIO(data))
-    unpickler.label = path.name
-    return _guarded_load(unpickler.load, path)
+    unpickler = RestrictedUnpickler(io.BytesIO(data), path.name, Budget(path.name, len(data)))
+    return guarded_load(unpickler.load, path)
 
 
 def load_joblib(path: str | Path, *, trust: bool = False) -> Any:
-    """Load a joblib file; unless ``trust``, restrict its imports to the allow-list while loading."""
-    path = Path(path)
-    try:
-        import joblib
-        from joblib.numpy_pickle import NumpyUnpickler, _validate_fileobject_and_memmap
-    except ImportError:
-        from packager.errors import MissingDependency
+    """Load a joblib file; unless ``trust``, with our unpickler and our own array reader (packager.safety.joblib)."""
+    from packager.safety.joblib import load_joblib as load
 
-        raise MissingDependency("loading joblib files needs joblib", "pip install 'packager[sklearn]'") from None
-    if trust:
-        return _guarded_load(lambda: joblib.load(path), path)
-
-    class Restricted(NumpyUnpickler):
-        def find_class(self, module: str, name: str) -> Any:
-            reason = import_refusal(module, name)
-            if reason:
-                offset = self.file_handle.tell() if hasattr(self.file_handle, "tell") else "?"
-                raise UnsafeModelError(f"{path.name} imports {module}.{name} near byte {offset}: {reason}", TRUST_HINT)
-            return super().find_class(module, name)
-
-        def load_build(self) -> None:
-            check_ndarray_state(self.stack[-2], self.stack[-1], path.name)
-            super().load_build()
-
-        dispatch = dict(NumpyUnpickler.dispatch)
-        dispatch[pickle.BUILD[0]] = load_build
-
-    def load() -> Any:
-        with path.open("rb") as raw, _validate_fileobject_and_memmap(raw, str(path), None) as (stream, _):
-            if isinstance(stream, str):  # joblib < 0.10 multi-file pickles
-                raise InputFileError(f"{path.name} is an old multi-file joblib pickle", "re-save it with a current joblib")
-            return Restricted(str(path), stream, "auto", mmap_mode=None).load()
-
-    return _guarded_load(load, path)
+    return load(Path(path), trust=trust)
 
 
-def _guarded_load(load, path: Path) -> Any:
+def guarded_load(load, path: Path) -> Any:
     try:
         return load()
     except (UnsafeModelError, InputFileError):
         raise
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError, zlib.error, OSError, lzma.LZMAError) as exc:
+    except MemoryError:
+        raise InputFileError(f"{path.name} needs more memory than is available to unpickle",
+                             "load it on a machine with more memory, or check where the file comes from") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError, zlib.error, OSError,
+            lzma.LZMAError, OverflowError) as exc:
         raise InputFileError(
             f"{path.name} cannot be unpickled ({type(exc).__name__}: {exc})",
             "the file is truncated, corrupt, or was written by incompatible library versions",
