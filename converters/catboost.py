@@ -45,15 +45,18 @@ class CatBoost:
     def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
         cb = _cb()
         if not read_text_head(path, 4).startswith("CBM1"):
-            raise InputFileError(f"{path.name} is not a CatBoost model (no CBM1 header)", "give the file written by save_model('model.cbm')")
+            raise InputFileError(f"{path.name} is not a CatBoost model (no CBM1 header)",
+                                 "give the file written by save_model('model.cbm')")
         try:
             probe = cb.CatBoost()
             probe.load_model(str(path), format="cbm")
             loss = str(probe.get_all_params().get("loss_function", "RMSE"))
-            model = (cb.CatBoostClassifier if loss in ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll") else cb.CatBoostRegressor)()
+            classifier = loss in ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
+            model = (cb.CatBoostClassifier if classifier else cb.CatBoostRegressor)()
             model.load_model(str(path), format="cbm")
         except Exception as exc:
-            raise InputFileError(f"CatBoost cannot load {path.name}: {first_line(exc, 200)}", "re-save it with model.save_model('model.cbm')") from exc
+            raise InputFileError(f"CatBoost cannot load {path.name}: {first_line(exc, 200)}",
+                                 "re-save it with model.save_model('model.cbm')") from exc
         return model
 
     def describe(self, model: Any) -> dict[str, Any]:
@@ -110,7 +113,8 @@ class CatBoost:
                 return {LABEL: np.asarray(model.predict(X)).reshape(-1), PROBABILITIES: model.predict_proba(X)}
             return {VARIABLE: np.asarray(model.predict(X), dtype=np.float64).reshape(-1, 1)}
         except Exception as exc:
-            raise SampleError(f"{type(model).__name__} fails on the sample inputs ({first_line(exc, 200)})", "give --sample FILE with rows like the training data") from exc
+            raise SampleError(f"{type(model).__name__} fails on the sample inputs ({first_line(exc, 200)})",
+                              "give --sample FILE with rows like the training data") from exc
 
 
 def _is_classifier(model: Any) -> bool:
