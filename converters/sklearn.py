@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.deps import require, version_of
-from packager.errors import ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
+from packager.errors import ConversionError, InputFileError, PackagerError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -85,7 +85,7 @@ class Sklearn:
                 f"cannot tell how many features {type(model).__name__} takes",
                 "give --sample FILE or --input-shape 1,N",
             )
-        return Signature((TensorSpec("X", "float32", (None, int(width))),))
+        return Signature((TensorSpec("X", _input_float(model), (None, int(width))),))
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
         """The sample as the artifact takes it (the signature's dtypes: float32 numbers)."""
@@ -129,8 +129,7 @@ class Sklearn:
             return _synthesize(model, signature)
         if signature.columnar:
             return _column_feeds(signature, sample, full_precision)
-        matrix = _as_matrix(sample)
-        matrix = matrix.astype("float64" if full_precision else "float32")
+        matrix = _as_matrix(sample).astype("float64" if full_precision else signature.inputs[0].dtype)
         expected = signature.inputs[0].shape[1]
         if matrix.ndim != 2 or matrix.shape[1] != expected:
             raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature")
@@ -240,7 +239,7 @@ def _column_spec(model: Any, name: str, sample: Any) -> TensorSpec:
     else:
         categories = _categories_by_column(model).get(name)
         kind = np.asarray(categories).dtype.kind if categories is not None else "f"
-    dtype = "str" if kind in "OUS" else "int64" if kind in "iub" else "float32"
+    dtype = "str" if kind in "OUS" else "int64" if kind in "iub" else _input_float(model)
     return TensorSpec(name, dtype, (None, 1))
 
 
@@ -366,6 +365,44 @@ def _widen(values: Any, dtype: str) -> Any:
     return values.astype(dtype) if values.dtype.kind == "f" else values
 
 
+# plugins of scikit-learn-API estimators from other libraries: module -> the converters module that knows its split precision
+# (SPLIT_DTYPE) and registers its skl2onnx converter (register_skl2onnx)
+FOREIGN_ESTIMATORS = {"xgboost": "converters.xgboost", "lightgbm": "converters.lightgbm", "catboost": "converters.catboost"}
+
+
+def _foreign_plugins(model: Any) -> list[Any]:
+    """The converters modules of the boosting libraries whose estimators the model holds (alone, pipeline steps,
+    ColumnTransformer branches)."""
+    from importlib import import_module
+
+    found = []
+    for name in sorted({type(e).__module__.split(".")[0] for e in _foreign_estimators(model)}):
+        found.append(import_module(FOREIGN_ESTIMATORS[name]))
+    return found
+
+
+def _foreign_estimators(obj: Any, seen: set | None = None):
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if type(obj).__module__.split(".")[0] in FOREIGN_ESTIMATORS:
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from _foreign_estimators(item, seen)
+    elif type(obj).__module__.startswith("sklearn.") and hasattr(obj, "__dict__"):
+        for value in vars(obj).values():
+            if isinstance(value, (list, tuple)) or type(value).__module__.split(".")[0] in ("sklearn", *FOREIGN_ESTIMATORS):
+                yield from _foreign_estimators(value, seen)
+
+
+def _input_float(model: Any) -> str:
+    """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM, CatBoost): then float32
+    feeds would move rows near a threshold to the other branch, in the artifact and in the validation's own source run."""
+    return "float64" if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in _foreign_plugins(model)) else "float32"
+
+
 def _source_float(model: Any) -> str:
     """float64, unless a step keeps float32 centroids: KMeans/MiniBatchKMeans keep the dtype they were fitted
     on and their Cython predict refuses the other one (measured, scikit-learn 1.9: "Buffer dtype mismatch,
@@ -465,6 +502,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _patch_skl2onnx_bool_attributes()
     _patch_skl2onnx_pipeline_options()
     estimator, converted = _convertible(model)
+    for plugin in _foreign_plugins(estimator):
+        plugin.register_skl2onnx()
     _refuse_categorical_splits(estimator)
     kwargs: dict[str, Any] = {"initial_types": _onnx_initial_types(signature), "target_opset": _target_opset(options.opset),
                               "options": _onnx_options(estimator)}
@@ -475,6 +514,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             proto = skl2onnx.convert_sklearn(estimator, **kwargs)
+    except PackagerError:
+        raise  # a registered converter's own refusal (e.g. XGBoost categorical splits)
     except Exception as exc:
         raise _skl2onnx_error(estimator, exc) from exc
     _rename_outputs(proto, signature.output_names)

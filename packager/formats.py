@@ -56,6 +56,10 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("savedmodel", "TensorFlow SavedModel", "", is_directory=True),
         FormatInfo("pb", "TensorFlow frozen GraphDef", ".pb"),
         FormatInfo("tflite", "TensorFlow Lite", ".tflite"),
+        FormatInfo("xgboost-json", "XGBoost JSON model", ".json"),
+        FormatInfo("xgboost-ubj", "XGBoost UBJSON model", ".ubj"),
+        FormatInfo("lightgbm", "LightGBM text model", ".txt"),
+        FormatInfo("catboost", "CatBoost model", ".cbm"),
     )
 }
 
@@ -67,7 +71,10 @@ _BY_EXTENSION = {
     ".h5": "hdf5", ".hdf5": "hdf5", ".keras": "keras", ".onnx": "onnx", ".pmml": "pmml",
     ".pt": "torchscript", ".pth": "torch", ".pt2": "pt2", ".mlmodel": "coreml",
     ".mlpackage": "mlpackage", ".zip": "mleap", ".pb": "pb", ".tflite": "tflite",
+    ".json": "xgboost-json", ".ubj": "xgboost-ubj", ".cbm": "catboost",
 }
+CATBOOST_MAGIC = b"CBM1"
+LIGHTGBM_HEADER = b"tree\nversion=v"
 
 # top-level protobuf field numbers (wire type) of the message each protobuf format starts with
 _ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
@@ -196,11 +203,30 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return "tflite"
     if head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:32]:
         return "torch"  # torch.save(..., _use_new_zipfile_serialization=False): pickles then raw storages
+    boosting = _detect_boosting(head)
+    if boosting:
+        return boosting
     if _looks_like_pickle(path, head) or _looks_like_old_pickle(path, head):
         return "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
     if any(head.startswith(m) for m in COMPRESSION_MAGICS) and path.suffix.lower() in (".joblib", ".pkl", ".gz", ".z"):
         return "joblib"
     return _detect_protobuf(path, head)
+
+
+def _detect_boosting(head: bytes) -> str | None:
+    """Gradient-boosting model files: CatBoost's magic, LightGBM's text header, XGBoost's JSON or UBJSON object whose
+    first key is "learner" (XGBoost writes it first; a re-serialised JSON may not, so "learner" anywhere in the head
+    of a JSON object counts too)."""
+    if head.startswith(CATBOOST_MAGIC):
+        return "catboost"
+    if head.replace(b"\r\n", b"\n").startswith(LIGHTGBM_HEADER):
+        return "lightgbm"
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    if text.startswith(b"{") and b'"learner"' in text:
+        return "xgboost-json"
+    if len(head) > 2 and head[:1] == b"{" and head[1:2] in b"iUIlL" and b"learner" in head[2:18]:
+        return "xgboost-ubj"
+    return None
 
 
 _XML_ENCODINGS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),

@@ -1,0 +1,190 @@
+"""CatBoost: the ``.cbm`` model file as a source and target, and CatBoost's own ONNX export.
+
+Safe to load: ``.cbm`` is CatBoost's flatbuffers model, read by its C++ loader (``load_model`` -> ``_CatBoost._load_model``);
+no pickle is involved. (A pickled CatBoost estimator carries the same bytes in its state, but unpickling it imports catboost
+classes, which the pickle allow-list does not hold: that stays refused unless --trust.)
+
+Precision: CatBoost quantizes features against float32 borders after casting the input to float32, so float32 feeds are
+exact (measured: diabetes, 50 trees, predictions on float64 and float32-cast rows identical), hence SPLIT_DTYPE.
+
+ONNX: onnxmltools has no CatBoost converter; CatBoost's own exporter (``save_model(format="onnx")``) is the path. It writes
+classifier probabilities as a ZipMap (a sequence of maps), which is dropped here so they are a (batch, classes) tensor like
+every other classifier's; it refuses models with categorical features ("ONNX-ML format export does yet not support
+categorical features"), and that message is passed on.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from converters._sklearn_api import NativeRuntime, read_text_head
+from packager.deps import require, version_of
+from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, first_line
+from packager.plugins import converts, framework, runs
+from packager.signature import Signature, TensorSpec
+
+SPLIT_DTYPE = "float32"
+CBM = "catboost"
+LABEL, PROBABILITIES, VARIABLE = "label", "probabilities", "variable"
+
+
+def _cb():
+    return require("catboost", "catboost", "CatBoost models")
+
+
+@framework("catboost")
+class CatBoost:
+    """CatBoost models: ``.cbm`` files and in-memory CatBoostClassifier / CatBoostRegressor objects."""
+
+    file_formats = frozenset({CBM})
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return type(obj).__module__.split(".")[0] == "catboost" and hasattr(obj, "get_cat_feature_indices")
+
+    def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
+        cb = _cb()
+        if not read_text_head(path, 4).startswith("CBM1"):
+            raise InputFileError(f"{path.name} is not a CatBoost model (no CBM1 header)",
+                                 "give the file written by save_model('model.cbm')")
+        try:
+            probe = cb.CatBoost()
+            probe.load_model(str(path), format="cbm")
+            loss = str(probe.get_all_params().get("loss_function", "RMSE"))
+            classifier = loss in ("Logloss", "CrossEntropy", "MultiClass", "MultiClassOneVsAll")
+            model = (cb.CatBoostClassifier if classifier else cb.CatBoostRegressor)()
+            model.load_model(str(path), format="cbm")
+        except Exception as exc:
+            raise InputFileError(f"CatBoost cannot load {path.name}: {first_line(exc, 200)}",
+                                 "re-save it with model.save_model('model.cbm')") from exc
+        return model
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        return {"estimator": type(model).__name__, "trees": int(model.tree_count_ or 0), "categorical": self._categorical(model)}
+
+    def versions(self) -> dict[str, str]:
+        return {"catboost": version_of("catboost"), "numpy": version_of("numpy")}
+
+    def label_outputs(self, model: Any) -> set[str]:
+        return {LABEL}
+
+    @staticmethod
+    def _categorical(model: Any) -> list[str]:
+        names = list(model.feature_names_ or [])
+        return [names[i] if i < len(names) else str(i) for i in model.get_cat_feature_indices()]
+
+    def signature(self, model: Any, sample: Any) -> Signature:
+        names = [str(n) for n in model.feature_names_ or []]
+        categorical = set(self._categorical(model))
+        if categorical:
+            return Signature(tuple(TensorSpec(n, "str" if n in categorical else "float32", (None, 1)) for n in names), columnar=True)
+        return Signature((TensorSpec("X", "float32", (None, len(names))),))
+
+    def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
+        import numpy as np
+
+        from packager.signature import synthesize
+
+        if sample is None:
+            feeds = synthesize(signature, rows=200)
+            if not signature.columnar:
+                feeds["X"] = _border_rows(model, len(feeds["X"]))
+            return feeds
+        if signature.columnar:
+            from converters.sklearn import _column_feeds
+
+            return _column_feeds(signature, sample)
+        matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[1] != signature.inputs[0].shape[1]:
+            raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {signature.inputs[0].shape[1]} features",
+                             "give a sample with one column per feature")
+        return {"X": matrix}
+
+    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+        import pandas as pd
+
+        if signature.columnar:
+            X = pd.DataFrame({n: feeds[n].reshape(-1) for n in signature.input_names})
+        else:
+            X = np.asarray(feeds[signature.input_names[0]], dtype=np.float64)
+        try:
+            if _is_classifier(model):
+                return {LABEL: np.asarray(model.predict(X)).reshape(-1), PROBABILITIES: model.predict_proba(X)}
+            return {VARIABLE: np.asarray(model.predict(X), dtype=np.float64).reshape(-1, 1)}
+        except Exception as exc:
+            raise SampleError(f"{type(model).__name__} fails on the sample inputs ({first_line(exc, 200)})",
+                              "give --sample FILE with rows like the training data") from exc
+
+
+def _is_classifier(model: Any) -> bool:
+    return type(model).__name__ == "CatBoostClassifier"
+
+
+def _border_rows(model: Any, rows: int) -> Any:
+    """Rows drawn around the model's own split borders (the values its trees compare with), not standard-normal rows."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    borders = model.get_borders() if hasattr(model, "get_borders") else {}
+    width = len(model.feature_names_ or [])
+    X = rng.standard_normal((rows, width))
+    for index, values in (borders or {}).items():
+        if values and index < width:
+            X[:, index] = rng.choice(np.asarray(values, dtype=np.float64), size=rows) + rng.normal(0, 1e-3, size=rows)
+    return X.astype(np.float32)
+
+
+@runs(CBM)
+class CatBoostRuntime(NativeRuntime):
+    name, distribution, framework, native_format = "catboost", "catboost", "catboost", CBM
+
+
+@converts("catboost", to=CBM)
+def catboost_to_cbm(model: Any, signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    path = out / "model.cbm"
+    model.save_model(str(path), format="cbm")
+    return Artifact(path, {"converter": "catboost save_model", "catboost": version_of("catboost")})
+
+
+@converts("catboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="CatBoost's own ONNX exporter (numeric features only)")
+def catboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    onnx = require("onnx", "catboost", "ONNX export")
+    path = out / "model.onnx"
+    try:
+        model.save_model(str(path), format="onnx")
+    except Exception as exc:
+        raise UnsupportedConversion(f"CatBoost's ONNX exporter refuses {type(model).__name__}: {first_line(exc, 200).split(': ')[-1]}",
+                                    "use --to catboost (.cbm), or train without cat_features (one-hot/ordinal-encode them first)") from exc
+    proto = onnx.load(str(path))
+    _tensor_outputs(proto, signature)
+    onnx.save(proto, str(path))
+    opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
+    return Artifact(path, {"opset": opsets, "converter": "catboost save_model(format='onnx')", "converter_version": version_of("catboost")})
+
+
+def _tensor_outputs(proto: Any, signature: Signature) -> None:
+    """Drop the ZipMap (its input, a (batch, classes) float tensor, becomes the output), name input and outputs as the
+    signature does, and give the regressor's output its real (batch, 1) shape (CatBoost declares (batch,))."""
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    for node in [n for n in graph.node if n.op_type == "ZipMap"]:
+        source, target = node.input[0], node.output[0]
+        graph.node.remove(node)
+        for output in graph.output:
+            if output.name == target:
+                output.CopyFrom(helper.make_tensor_value_info(source, TensorProto.FLOAT, ["N", None]))
+    renames = {graph.input[0].name: signature.input_names[0]} if not signature.columnar else {}
+    renames.update({o.name: name for o, name in zip(graph.output, signature.output_names)})
+    for node in graph.node:
+        node.input[:] = [renames.get(i, i) for i in node.input]
+        node.output[:] = [renames.get(o, o) for o in node.output]
+    for value in (*graph.input, *graph.output):
+        value.name = renames.get(value.name, value.name)
+    if signature.output_names == [VARIABLE]:
+        graph.output[0].CopyFrom(helper.make_tensor_value_info(VARIABLE, TensorProto.FLOAT, ["N", 1]))

@@ -1,0 +1,159 @@
+"""XGBoost: native model files (JSON, UBJSON) as sources and targets, and the ONNX converter of its scikit-learn API.
+
+Safe to load: an XGBoost JSON or UBJSON model is data (trees, split values, the objective's name) parsed by XGBoost's
+C++ reader; no pickle is involved and no Python object is built from the file. The JSON form is parsed and its structure
+checked here first, so a malformed file is a one-line InputFileError rather than a C++ parser message.
+
+Precision: XGBoost stores split conditions as float32 and casts every input to float32 before walking a tree (DMatrix
+holds float32), so a float32 ONNX input reproduces its tree paths exactly; SPLIT_DTYPE says so to the scikit-learn plugin.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator
+from packager.deps import require, version_of
+from packager.errors import InputFileError, UnsupportedConversion, first_line
+from packager.plugins import converts, framework, runs
+
+SPLIT_DTYPE = "float32"
+JSON, UBJ = "xgboost-json", "xgboost-ubj"
+CLASSIFIER_OBJECTIVES = ("binary:", "multi:")
+
+
+def _xgb():
+    return require("xgboost", "xgboost", "XGBoost models")
+
+
+@framework("xgboost")
+class XGBoost(SklearnApiFramework):
+    """XGBoost model files, loaded into XGBClassifier / XGBRegressor (chosen by the stored objective)."""
+
+    distribution = "xgboost"
+    file_formats = frozenset({JSON, UBJ})
+
+    def load_native(self, path: Path, fmt: str) -> Any:
+        xgb = _xgb()
+        if fmt == JSON:
+            check_json_model(path)
+        try:
+            booster = xgb.Booster(model_file=str(path))
+            objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+            estimator = (xgb.XGBClassifier if objective.startswith(CLASSIFIER_OBJECTIVES) else xgb.XGBRegressor)()
+            estimator.load_model(str(path))
+        except Exception as exc:
+            raise InputFileError(f"XGBoost cannot load {path.name}: {first_line(exc, 200)}",
+                                 "re-save it with model.save_model('model.json')") from exc
+        return estimator
+
+
+def check_json_model(path: Path) -> None:
+    """The top-level shape XGBoost writes ({"learner": {"gradient_booster": ..., "objective": ...}, "version": [...]})."""
+    try:
+        document = json.loads(Path(path).read_bytes())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"{path.name} is not valid JSON ({first_line(exc, 120)})",
+                             "the file is truncated or corrupt; re-save the model") from None
+    learner = document.get("learner") if isinstance(document, dict) else None
+    missing = [k for k in ("gradient_booster", "objective", "learner_model_param") if not isinstance(learner, dict) or k not in learner]
+    if missing:
+        raise InputFileError(f"{path.name} is JSON but not an XGBoost model (learner lacks {', '.join(missing)})",
+                             "give the file written by XGBoost's save_model('model.json')")
+
+
+
+@runs(JSON)
+class XGBoostJsonRuntime(NativeRuntime):
+    name, distribution, framework, native_format = "xgboost", "xgboost", "xgboost", JSON
+
+
+@runs(UBJ)
+class XGBoostUbjRuntime(NativeRuntime):
+    name, distribution, framework, native_format = "xgboost", "xgboost", "xgboost", UBJ
+
+
+def _save(model: Any, out: Path, fmt: str) -> Any:
+    from packager.conversion import Artifact
+
+    estimator = boosted_estimator(model, ("xgboost",), "an XGBoost model file")
+    path = out / ("model.json" if fmt == JSON else "model.ubj")
+    estimator.save_model(str(path))
+    return Artifact(path, {"converter": "xgboost save_model", "xgboost": version_of("xgboost")})
+
+
+@converts("sklearn", to=JSON, note="XGBClassifier/XGBRegressor (not a whole pipeline): XGBoost's own JSON model")
+def sklearn_to_xgboost_json(model: Any, signature, out: Path, options) -> Any:
+    return _save(model, out, JSON)
+
+
+@converts("sklearn", to=UBJ, note="XGBClassifier/XGBRegressor: XGBoost's binary JSON (UBJSON) model")
+def sklearn_to_xgboost_ubj(model: Any, signature, out: Path, options) -> Any:
+    return _save(model, out, UBJ)
+
+
+@converts("xgboost", to=JSON)
+def xgboost_to_json(model: Any, signature, out: Path, options) -> Any:
+    return _save(model, out, JSON)
+
+
+@converts("xgboost", to=UBJ)
+def xgboost_to_ubj(model: Any, signature, out: Path, options) -> Any:
+    return _save(model, out, UBJ)
+
+
+@converts("xgboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' XGBoost converter inside skl2onnx")
+def xgboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
+    from converters.sklearn import sklearn_to_onnx
+
+    return sklearn_to_onnx(model, signature, out, options)
+
+
+@converts("xgboost", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
+def xgboost_to_pmml(model: Any, signature, out: Path, options) -> Any:
+    from converters.pmml import sklearn_to_pmml
+
+    return sklearn_to_pmml(model, signature, out, options)
+
+
+# ---------------------------------------------------------------- skl2onnx registration
+
+def register_skl2onnx() -> None:
+    """Make skl2onnx convert XGBClassifier/XGBRegressor (alone or as a pipeline step) with onnxmltools' converter, so users
+    never call ``update_registered_converter`` themselves. Idempotent."""
+    xgb = _xgb()
+    require("onnxmltools", "xgboost", "ONNX export of XGBoost models")
+    from onnxmltools.convert.xgboost.operator_converters.XGBoost import convert_xgboost
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
+
+    refuse = _refusing(convert_xgboost)
+    update_registered_converter(xgb.XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, refuse,
+                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(xgb.XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, refuse)
+
+
+def _refusing(convert: Any) -> Any:
+    """onnxmltools writes numeric-threshold trees only: a model trained with categorical splits
+    (``enable_categorical=True`` on category columns) has no ONNX form there."""
+
+    def convert_checked(scope, operator, container):
+        model = operator.raw_operator
+        categorical = [n for n, t in zip(model.get_booster().feature_names or [], model.get_booster().feature_types or []) if t == "c"]
+        if categorical:
+            raise UnsupportedConversion(
+                f"onnxmltools {version_of('onnxmltools')} cannot convert XGBoost categorical splits (features {', '.join(categorical)})",
+                "use --to pmml or xgboost-json, or one-hot/ordinal-encode those columns before the model",
+            )
+        # onnxmltools reads split features from the tree dump and takes only the names f0, f1...: a model trained on a
+        # DataFrame names them by column ("Unable to interpret 'worst radius'"); the column order is the input's anyway
+        booster = model.get_booster()
+        names, types = booster.feature_names, booster.feature_types
+        booster.feature_names = None
+        try:
+            return convert(scope, operator, container)
+        finally:
+            booster.feature_names, booster.feature_types = names, types
+
+    return convert_checked
