@@ -117,6 +117,15 @@ ALLOWED_BUILTINS = (
     "builtins.getattr",  # only as getattr(<allowed instance>, <non-dunder name>) -> its bound method (bounds.check_getattr)
     "joblib.numpy_pickle.NumpyArrayWrapper",  # read by packager.safety.joblib, never by joblib's own reader
 )
+# Classes of installed boosting libraries that pickled scikit-learn-API models hold, rebuilt from their
+# pickled state only (copyreg: object.__new__, then __setstate__ hands the booster's bytes or text to the
+# library's own model parser). Their constructors read model files (Booster(model_file=...)), so a pickle
+# may never call them. Other classes of these packages (DMatrix, Dataset, callbacks) stay refused.
+REBUILT_ONLY = frozenset({
+    "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.sklearn.XGBRanker",
+    "xgboost.sklearn.XGBRFClassifier", "xgboost.sklearn.XGBRFRegressor", "xgboost.core.Booster",
+    "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.sklearn.LGBMRanker", "lightgbm.basic.Booster",
+})
 # joblib < 0.10 wrappers: joblib reads them with np.load(<path named in the pickle>, allow_pickle=True)
 LEGACY_JOBLIB = frozenset({"joblib.numpy_pickle_compat.NDArrayWrapper", "joblib.numpy_pickle_compat.ZNDArrayWrapper"})
 
@@ -149,6 +158,11 @@ def judge(module: str, name: str) -> tuple[Any, str | None]:
     explicit = _explicit()
     if dotted in explicit:  # the listed builtins and functions, under the names they are listed by
         return explicit[dotted], None
+    if dotted in REBUILT_ONLY:
+        cls = _lookup(dotted)
+        if isinstance(cls, type) and _own_name(cls) == dotted:
+            return cls, None
+        return None, f"{dotted} is not installed here (or is not that class)"
     refusal = module_refusal(module)
     if refusal:
         return None, refusal
@@ -232,7 +246,9 @@ def called_functions() -> tuple[Any, ...]:
 def may_call(obj: Any) -> bool:
     """Whether REDUCE may call ``obj``: an allowed class (judged when imported), a listed rebuild function, or a
     Cython ``__pyx_unpickle_<Class>``; never an instance or a stored function."""
-    return isinstance(obj, type) or obj is getattr or any(obj is f for f in called_functions()) or _is_cython_unpickler(obj)
+    if isinstance(obj, type):
+        return _own_name(obj) not in REBUILT_ONLY
+    return obj is getattr or any(obj is f for f in called_functions()) or _is_cython_unpickler(obj)
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ instance or a stored function (``functools.partial``, a ufunc), so nothing reach
 """
 from __future__ import annotations
 
+import copyreg
 import io
 import lzma
 import pickle
@@ -119,6 +120,9 @@ class RestrictedUnpickler(pickle._Unpickler):
         if not may_call(func):
             raise UnsafeModelError(f"{self.label} calls {_describe(func)} while loading; only allowed classes and the listed "
                                    "rebuild functions may be called", TRUST_HINT)
+        if func is copyreg._reconstructor and len(args) == 3 and args[1] is not object and not may_call(args[1]):
+            # _reconstructor(cls, base, state) runs base.__init__(obj, state): as good as calling base
+            raise UnsafeModelError(f"{self.label} rebuilds an object through the constructor of {_describe(args[1])}", TRUST_HINT)
         check_call(func, tuple(args), dict(kwargs), self.budget)
         result = func(*args, **kwargs)
         if func is getattr and getattr(result, "__self__", None) is not args[0]:
