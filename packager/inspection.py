@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from packager import sandbox
 from packager.errors import reading
 from packager.formats import FORMATS, detect_format
 from packager.package import MANIFEST, path_size
@@ -13,9 +14,14 @@ from packager.validation import ValidationReport, Tolerance, tolerance_for
 
 
 def inspect(path: str | Path, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
-    """Format, size, and what the format's runtime or the source framework can tell about the file."""
+    """Format, size, and what the format's runtime or the source framework can tell about the file.
+    Read in the sandbox unless ``trust``."""
     from packager.safety import check_file
 
+    if sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.inspect(path)
     registry = registry or default_registry()
     path = Path(path)
     fmt = detect_format(path)
@@ -39,10 +45,16 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     """Run ``artifact`` in its runtime on sample inputs and compare with ``source``'s own outputs.
 
     The quantization mode (and so the tolerance) is read from the package manifest next to the
-    artifact when there is one; ``atol``/``rtol`` override it.
+    artifact when there is one; ``atol``/``rtol`` override it. Both files are run in the sandbox unless
+    ``trust``; a manifest's ``trusted_source`` never counts as trust.
     """
     from packager.conversion import load_source, prepare_inputs, validate_artifact
+    from packager.safety import check_file
 
+    if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol)
     registry = registry or default_registry()
     artifact = Path(artifact)
     if artifact.is_dir() and (artifact / MANIFEST).is_file():
@@ -53,6 +65,8 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
         quant = json.loads(manifest_path.read_text()).get("quantization", {})
         quantization = quant.get("mode") if quant.get("applied") else None
     fmt = detect_format(artifact)
+    if not trust:
+        check_file(artifact, fmt)
     loaded = load_source(source, trust=trust, registry=registry)
     signature, feeds, expected = prepare_inputs(loaded, sample, registry=registry)
     labels = registry.framework(loaded.framework).label_outputs(loaded.model)

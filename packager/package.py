@@ -106,8 +106,7 @@ def digest_files(root: Path) -> dict[str, str]:
 def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
     """Yield an empty folder beside ``destination``; on success rename it into place, else delete it."""
     destination = destination.absolute()
-    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
-        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
+    check_destination(destination, overwrite)
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".partial", dir=destination.parent))
     try:
@@ -115,6 +114,12 @@ def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
         _replace(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_destination(destination: Path, overwrite: bool) -> None:
+    """OutputExists unless ``destination`` is free, empty, or to be replaced."""
+    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
+        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
 
 
 def _replace(staging: Path, destination: Path) -> None:

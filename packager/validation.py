@@ -91,6 +91,14 @@ class ValidationReport:
     def failures(self) -> list[str]:
         return [f"{o.name}: {o.note}" for o in self.outputs if not o.passed]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ValidationReport":
+        """The inverse of ``to_dict``: a report that crossed the sandbox boundary as JSON."""
+        data = dict(data)
+        data["tolerance"] = Tolerance(**data["tolerance"])
+        data["outputs"] = tuple(OutputComparison(**o) for o in data.get("outputs", ()))
+        return cls(**data)
+
 
 def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], tolerance: Tolerance, label_outputs: set[str], optional: frozenset[str] = frozenset()) -> tuple[OutputComparison, ...]:
     """Compare every expected output; an absent one fails unless the format may omit it (``optional``)."""
