@@ -263,7 +263,7 @@ def _visible(reads: Iterable[Any]) -> list[str]:
     """Paths the child must read: the model, inputs, and Python itself when it lives under /tmp. Bound
     read-only after the private /tmp and the hidden secrets, so a model under /tmp or in the registry's
     cache is still visible."""
-    paths = [Path(p).absolute() for p in reads if p is not None]
+    paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
     paths += [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
     cwd = Path.cwd()
     if str(cwd).startswith("/tmp/"):
