@@ -42,7 +42,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from packager import errors
 from packager.errors import InputFileError, MissingDependency, PackagerError, UnsafeModelError, UsageError
 
-ENV_BWRAP = "PACKAGER_BWRAP"  # path of the bwrap binary (default: found on PATH)
+ENV_BWRAP = "PACKAGER_BWRAP"  # path of the bwrap binary (default: found on PATH or in BWRAP_PLACES)
+BWRAP_PLACES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap")
 # Tests only: the child loads with the static checks off (plain pickle.load, torch.load(weights_only=False),
 # Keras unsafe mode), to prove that the sandbox alone contains a payload. Honoured only by a confined child
 # (``_CHILD`` set by the child entry point AND a read-only root), so it can never weaken an unconfined load.
@@ -145,10 +146,13 @@ def confines(trust: bool, registry: Any = None) -> bool:
 
 
 def bwrap_path() -> str:
-    """The bwrap binary, or a one-line MissingDependency (exit 3) saying how to get it."""
+    """The bwrap binary ($PACKAGER_BWRAP, else PATH, else Debian's place: a narrowed PATH must not turn the
+    sandbox off), or a one-line MissingDependency (exit 3) saying how to get it."""
     configured = os.environ.get(ENV_BWRAP)
-    found = configured if configured and os.access(configured, os.X_OK) and Path(configured).is_file() else None
-    found = found or (None if configured else shutil.which("bwrap"))
+    if configured:
+        found = configured if os.access(configured, os.X_OK) and Path(configured).is_file() else None
+    else:
+        found = shutil.which("bwrap") or next((p for p in BWRAP_PLACES if os.access(p, os.X_OK)), None)
     if not found:
         raise MissingDependency("bubblewrap (bwrap) is not installed, and untrusted model files are only opened inside its sandbox",
                                 INSTALL_HINT)
@@ -300,10 +304,14 @@ def run(function: str, args: Mapping[str, Any], *, label: str, workspace: Worksp
             raise MissingDependency(f"bubblewrap ({bwrap}) cannot be started ({exc.strerror})", INSTALL_HINT) from None
         finally:
             os.close(write_end)
-        with contextlib.suppress(BrokenPipeError):
-            process.stdin.write(json.dumps({"function": function, "args": dict(args)}).encode())
-            process.stdin.close()
-        answer, timed_out = _read_answer(read_end, process, limits, progress)
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(json.dumps({"function": function, "args": dict(args)}).encode())
+                process.stdin.close()
+            answer, timed_out = _read_answer(read_end, process, limits, progress)
+        except BaseException:  # Ctrl-C or a failing progress callback: the sandbox goes with the parent's attention
+            _kill(process)
+            raise
         code = process.wait()
         last_line = _last_line(log)
     if answer is not None and code == 0 and "error" not in answer:

@@ -98,7 +98,7 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     marker = tmp_path / "PWNED"
     benign = benign_keras(benign_torch(tmp_path / "benign"))
     attacks = [a for a in build(tmp_path / "attacks", str(marker), benign) if a.runs_code]
-    assert len(attacks) >= 60 and any(a.name.startswith("escape_") for a in attacks)
+    assert len(attacks) >= 50 and any(a.name.startswith("escape_") for a in attacks)
     outputs = tmp_path / "outputs"
     outputs.mkdir()
     load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=outputs / path.name))
@@ -221,6 +221,17 @@ def test_benign_model_same_answer_in_and_out_of_the_sandbox_and_trust_is_recorde
         convert(model, to="onnx", out=tmp_path / "confined")
 
 
+def test_the_parent_only_delegates_it_imports_no_framework(iris, tmp_path):
+    model, rows = iris
+    code = ("import sys; from packager.conversion import convert; from packager.inspection import inspect\n"
+            f"inspect({str(model)!r}); convert({str(model)!r}, to='onnx', out={str(tmp_path / 'out')!r}, sample={str(rows)!r})\n"
+            "print(sorted(m for m in ('sklearn', 'onnx', 'onnxruntime', 'skl2onnx', 'torch', 'tensorflow', 'keras', 'scipy') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
 def test_the_skip_switch_is_ignored_outside_the_sandbox(tmp_path, monkeypatch):
     """Run the child entry point directly, unconfined, with the switch set: the checks still run."""
     marker = tmp_path / "PWNED"
@@ -246,7 +257,7 @@ def test_missing_bwrap_is_one_line_exit_3_and_trust_still_works(iris, tmp_path, 
     from packager.inspection import inspect
 
     model, _ = iris
-    monkeypatch.setenv("PATH", str(tmp_path))  # no bwrap on PATH
+    monkeypatch.setenv(sandbox.ENV_BWRAP, str(tmp_path / "no-bwrap"))
     with pytest.raises(MissingDependency, match=r"bubblewrap.*apt-get install bubblewrap.*--trust"):
         inspect(model)
     assert inspect(model, trust=True)["framework"] == "sklearn"
