@@ -48,10 +48,11 @@ def _spawn_cost(runs: int) -> dict:
         wrap = sandbox.command(sandbox.bwrap_path(), ws, [], 0)
         wrap = wrap[:wrap.index("--")]
         child = [sys.executable, "-c", "import packager.confined, packager._sandbox_child"]
-        timings = {"bwrap true": [], "true": [], "bwrap python -c 'import packager.confined'": [], "python -c 'import packager.confined'": []}
+        commands = {"bwrap true": [*wrap, "--", "/bin/true"], "true": ["/bin/true"],
+                    "bwrap python -c 'import packager.confined'": [*wrap, "--", *child], "python -c 'import packager.confined'": child}
+        timings: dict[str, list[float]] = {label: [] for label in commands}
         for _ in range(runs):
-            for label, cmd in (("bwrap true", [*wrap, "--", "/bin/true"]), ("true", ["/bin/true"]),
-                               ("bwrap python -c 'import packager.confined'", [*wrap, "--", *child]), ("python -c 'import packager.confined'", child)):
+            for label, cmd in commands.items():
                 started = time.perf_counter()
                 subprocess.run(cmd, check=True, capture_output=True)
                 timings[label].append(time.perf_counter() - started)
@@ -64,7 +65,8 @@ def main(runs: int = 10) -> dict:
         model = _model(work)
         commands = {
             "inspect": lambda trust, i: ["inspect", str(model), "--json", *trust],
-            "convert --to onnx": lambda trust, i: ["convert", str(model), "--to", "onnx", "-o", str(work / f"out-{len(trust)}-{i}"), "--json", *trust],
+            "convert --to onnx": lambda trust, i: ["convert", str(model), "--to", "onnx", "-o", str(work / f"out-{len(trust)}-{i}"),
+                                                   "--json", *trust],
         }
         samples = {(name, mode): [] for name in commands for mode in ("sandbox", "trust")}
         for name, build in commands.items():  # one warm-up each (file cache, .pyc)
@@ -76,10 +78,12 @@ def main(runs: int = 10) -> dict:
         results = []
         for name in commands:
             sandboxed, trusted = (statistics.median(samples[(name, m)]) for m in ("sandbox", "trust"))
-            results.append({"command": f"packager {name}", "runs": runs, "sandbox_median_s": round(sandboxed, 3), "trust_median_s": round(trusted, 3),
+            results.append({"command": f"packager {name}", "runs": runs, "sandbox_median_s": round(sandboxed, 3),
+                            "trust_median_s": round(trusted, 3),
                             "added_s": round(sandboxed - trusted, 3), "sandbox_min_s": round(min(samples[(name, 'sandbox')]), 3),
                             "trust_min_s": round(min(samples[(name, 'trust')]), 3)})
-        return {"target_added_s": TARGET_ADDED_SECONDS, "results": results, "spawn_median_s": _spawn_cost(runs), "model": "StandardScaler+LogisticRegression on breast_cancer (pickle)",
+        return {"target_added_s": TARGET_ADDED_SECONDS, "results": results, "spawn_median_s": _spawn_cost(runs),
+                "model": "StandardScaler+LogisticRegression on breast_cancer (pickle)",
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "bwrap": shutil.which("bwrap")},
                 "note": ("interleaved runs on a shared 2-core machine (load average ~7 during the run); medians. The sandboxed command "
                          "can be faster than --trust: its child ends with os._exit after answering, skipping the interpreter teardown "

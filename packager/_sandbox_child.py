@@ -61,7 +61,7 @@ def _serve(answer) -> dict:
         except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
             text = " ".join(str(exc).split())[:300] or "no detail"
             return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {text})",
-                                                   "the file is not a usable model; rerun with --debug outside the sandbox only if you trust it"))}
+                                                   "the file is not a usable model; re-export it from the training code"))}
 
 
 def _error(exc) -> dict:

@@ -29,7 +29,7 @@ def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: boo
     """``conversion.convert`` of a file: the whole pipeline (load, convert, quantize, validate, write) runs in
     the child, which writes the package into the workspace; the parent renames it into place."""
     from packager.conversion import Package
-    from packager.package import Manifest, _replace, check_destination
+    from packager.package import _replace, check_destination
 
     path = Path(path)
     destination = (Path(out) if out else Path.cwd() / f"{path.stem}-{to}").absolute()
@@ -65,7 +65,8 @@ def framework_of(path: str | Path, *, model_class: str | None) -> str:
     """The framework plugin that loads ``path`` (``convert --to all`` asks before choosing targets)."""
     path = Path(path)
     with sandbox.workspace() as ws:
-        result = ws.call("framework_of", {"path": str(path.absolute()), "model_class": model_class}, label=f"loading {path.name}", reads=[path])
+        args = {"path": str(path.absolute()), "model_class": model_class}
+        result = ws.call("framework_of", args, label=f"loading {path.name}", reads=[path])
     return str(result)
 
 
@@ -78,7 +79,8 @@ def inspect(path: str | Path) -> dict[str, Any]:
     return {**info, "file": str(path)}
 
 
-def validate(artifact: str | Path, source: str | Path, *, sample: Any, quantization: str | None, atol: float | None, rtol: float | None) -> Any:
+def validate(artifact: str | Path, source: str | Path, *, sample: Any, quantization: str | None, atol: float | None,
+             rtol: float | None) -> Any:
     from packager.validation import ValidationReport
 
     artifact, source = Path(artifact), Path(source)

@@ -417,7 +417,8 @@ def _report(data: Any) -> Any:
 def _death(code: int, timed_out: bool, label: str, limits: Limits, last_line: str) -> PackagerError:
     """A child that gave no answer: killed by a signal, a limit or the timeout, or bwrap itself failed."""
     if timed_out:
-        return InputFileError(f"the model process did not finish within the sandbox's time limit of {limits.wall_seconds:g} s while {label}",
+        return InputFileError(f"the model process did not finish within the sandbox's time limit of {limits.wall_seconds:g} s "
+                              f"while {label}",
                               LIMIT_HINT.format(env=ENV_TIMEOUT))
     if last_line.startswith("bwrap:"):
         return MissingDependency(f"bubblewrap cannot create its sandbox here ({last_line[:200]})", INSTALL_HINT)

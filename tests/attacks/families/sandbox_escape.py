@@ -14,7 +14,6 @@ from pathlib import Path
 from tests.attacks.build_corpus import Attack, _Reduce
 
 SLEEPER = "31337.5"  # argument of the process a payload tries to leave behind: the test looks for it afterwards
-SECRET_FILES = (".ssh/id_ed25519", ".aws/credentials")  # under $HOME, planted by the test
 
 
 def home_marker(marker: str) -> Path:
