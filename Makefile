@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
 	{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages:$$missing (Java for PMML, PostgreSQL for the registry tests, Chromium for the UI tests)"; \
+		echo "installing Debian packages:$$missing (Java for PMML, PostgreSQL for the registry tests, Chromium for the UI tests,"; \
+		echo "bubblewrap for the sandbox that opens untrusted model files)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 	$(PYTHON) -m venv $(VENV)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,21 +66,32 @@ class BenchReport:
 
 def run_bench(refs: list[str], data: str | Path, settings: BenchSettings, *, baseline: str | None = None, model_class: str | None = None,
               registry_url: str | None = None, blobs: str | None = None) -> BenchReport:
-    """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh child process."""
-    import multiprocessing
-
+    """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh sandboxed child process
+    (``packager.sandbox``: the files are untrusted; registry references are pulled here first)."""
+    from packager import confined
     from packager.batches import open_source
 
     open_source(data)  # a bad input path fails before any child starts
     if any(b < 1 for b in settings.batch_sizes):
         raise UsageError(f"--batch-sizes {settings.batch_sizes} must be positive", "e.g. --batch-sizes 1,32,1024,16384")
-    jobs = ([("baseline", baseline, model_class)] if baseline else []) + [("artifact", ref, None) for ref in refs]
-    context = multiprocessing.get_context("spawn")
-    results = []
-    with context.Pool(1, maxtasksperchild=1) as pool:
-        for kind, ref, cls in jobs:
-            results.append(pool.apply(_measure_in_child, (kind, ref, cls, str(data), settings, registry_url, blobs)))
+    results = [confined.bench("baseline", baseline, model_class, data, settings)] if baseline else []
+    for ref in refs:
+        try:
+            path, label = _local(ref, registry_url, blobs)
+        except PackagerError as exc:
+            results.append(ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, False, (), exc.one_line()))
+            continue
+        result = confined.bench("artifact", path, None, data, settings)
+        results.append(replace(result, label=label) if not result.error else result)
     return BenchReport(settings, describe_machine(settings.threads), str(data), tuple(results))
+
+
+def _local(ref: str, registry_url: str | None, blobs: str | None) -> tuple[Path, str]:
+    """A package folder or model file on this machine (a registry reference is pulled into the cache), and its label."""
+    from packager.inference import resolve
+
+    artifact = resolve(ref, registry_url=registry_url, blobs=blobs)
+    return (artifact.path.parent if artifact.manifest is not None else artifact.path), artifact.label or ref
 
 
 def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None) -> ArtifactBench:

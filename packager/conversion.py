@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from packager import __version__
+from packager import __version__, sandbox
 from packager.errors import NotQuantizable, PackagerError, UnsupportedConversion, UsageError, ValidationFailed, reading
 from packager.formats import FORMATS, detect_format
 from packager.package import (
@@ -104,6 +104,15 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
 
 
+def framework_of(path: str | Path, *, trust: bool = False, model_class: str | None = None) -> str:
+    """The framework that loads ``path`` (its model is loaded to know: in the sandbox unless ``trust``)."""
+    if sandbox.confines(trust):
+        from packager import confined
+
+        return confined.framework_of(path, model_class=model_class)
+    return load_source(path, trust=trust, model_class=model_class).framework
+
+
 def _class_name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
@@ -147,10 +156,18 @@ def convert(
     tolerance: Any = None,
     min_agreement: float | None = None,
 ) -> Package:
-    """Convert a model (object or file) to ``to``, optionally quantize, validate, and write a package."""
+    """Convert a model (object or file) to ``to``, optionally quantize, validate, and write a package.
+    A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
+    _check_quantize_args(quantize, calibration)
+    if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.convert(model_or_path, to, out=out, overwrite=overwrite, progress=progress, sample=sample, calibration=calibration,
+                                quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script,
+                                opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind, tolerance=tolerance,
+                                min_agreement=min_agreement)
     registry = registry or default_registry()
     step = progress or (lambda message: None)
-    _check_quantize_args(quantize, calibration)
     if out is not None:
         check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
@@ -260,9 +277,14 @@ def _discard(path: Path) -> None:
 
 def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None,
                    model_class: str | None = None, registry: PluginRegistry | None = None) -> Package:
-    """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage."""
+    """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
+    The file is loaded in the sandbox unless ``trust``."""
     import shutil
 
+    if sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.package_source(path, out, sample=sample, input_shape=input_shape, model_class=model_class)
     registry = registry or default_registry()
     path = Path(path)
     source = load_source(path, trust=trust, model_class=model_class, registry=registry)

@@ -44,6 +44,10 @@ def predict_on_dask(artifact: Artifact, data: str | Path, output: str | Path, *,
     from packager.batches import open_source, plan_feeds
     from packager.inference import load_predictor
 
+    if not trust and artifact.manifest is None:
+        raise UsageError(f"--engine dask loads {artifact.label or artifact.path.name} in Dask workers, which the sandbox does not confine",
+                         "package it with `packager convert` first (workers still run the static checks), use --engine local (sandboxed), "
+                         "or pass --trust for a file you trust")
     dd, distributed = _dask()
     source = open_source(data)
     if source.kind not in ("parquet", "csv"):

@@ -80,6 +80,9 @@ class Predictor:
 
 
 def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
+    """Load ``artifact`` in THIS process, with the static checks unless ``trust``. A package gets the same
+    checks as a bare file: its manifest's ``trusted_source`` says how it was made, it grants nothing (a
+    registry token holder could write it). For a confined run over a file, use ``predict``."""
     registry = registry or default_registry()
     runtime = registry.runtime(artifact.format)
     if runtime is None or not runtime.executes or not getattr(runtime, "can_execute", lambda p: True)(artifact.path):
@@ -87,14 +90,14 @@ def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: boo
 
         why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
         raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that")
-    if artifact.manifest is None and not trust:
+    if not trust:
         from packager.safety import check_file
 
         check_file(artifact.path, artifact.format)
     limit_threads(artifact.format, threads)
     started = time.perf_counter()
     kwargs = {"threads": threads} if threads and "threads" in runtime.load.__code__.co_varnames else {}
-    handle = runtime.load(artifact.path, trust=trust or artifact.manifest is not None and artifact.manifest.trusted_source, **kwargs)
+    handle = runtime.load(artifact.path, trust=trust, **kwargs)
     loaded = time.perf_counter() - started
     signature = artifact.signature or _bare_signature(artifact, runtime, handle, registry, trust)
     return Predictor(artifact, signature, runtime, handle, loaded, threads)
@@ -136,6 +139,21 @@ class PredictResult:
     @property
     def rows_per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+
+def predict(artifact: Artifact, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
+            outputs: list[str] | None = None, trust: bool = False, overwrite: bool = False, progress: Progress | None = None) -> PredictResult:
+    """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
+    output renamed into place after success) unless ``trust``, which loads it here."""
+    from packager import sandbox
+
+    if sandbox.confines(trust):
+        from packager import confined
+
+        return confined.predict(artifact, input_path, output, batch_size=batch_size, threads=threads, outputs=outputs, overwrite=overwrite,
+                                progress=progress)
+    predictor = load_predictor(artifact, threads=threads, trust=trust)
+    return predict_file(predictor, input_path, output, batch_size=batch_size, outputs=outputs, overwrite=overwrite, progress=progress)
 
 
 def predict_file(predictor: Predictor, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, outputs: list[str] | None = None,

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from packager import sandbox
 from packager.errors import reading
 from packager.formats import FORMATS, detect_format
 from packager.package import MANIFEST, path_size
@@ -18,10 +19,15 @@ def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_
 
     ``sample``, ``input_shape``, ``model_class`` and ``dynamic_axes`` build the signature as in ``convert``.
     Without them, a model that needs them (a torch file has no shapes, a state dict no code) is
-    described as far as it can be, with a ``note`` naming the option to add, instead of failing."""
+    described as far as it can be, with a ``note`` naming the option to add, instead of failing.
+    Read in the sandbox unless ``trust``."""
     from packager.errors import UsageError
     from packager.safety import check_file
 
+    if sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.inspect(path, sample=sample, input_shape=input_shape, model_class=model_class, dynamic_axes=dynamic_axes)
     registry = registry or default_registry()
     path = Path(path)
     fmt = detect_format(path)
@@ -56,7 +62,8 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     The quantization mode (and so the criteria) is read from the package manifest next to the artifact when there is
     one. Rows: ``sample``; else the package's input example when the package was validated on real rows; else rows
     from the fitted model's statistics; else synthetic (said so in the report). ``atol``/``rtol`` pin every numeric
-    output to that tolerance; ``tolerance`` (``NAME=atol[,rtol]``) pins one output.
+    output to that tolerance; ``tolerance`` (``NAME=atol[,rtol]``) pins one output. Both files are run in
+    the sandbox unless ``trust``; a manifest's ``trusted_source`` never counts as trust.
     """
     from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
     from packager.package import INPUT_EXAMPLE
@@ -64,6 +71,11 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     from packager.package import check_model_file
     from packager.safety import check_file
 
+    if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
+        from packager import confined
+
+        return confined.validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol, tolerance=tolerance,
+                                 min_agreement=min_agreement, output_kind=output_kind)
     registry = registry or default_registry()
     artifact = Path(artifact)
     if artifact.is_dir() and (artifact / MANIFEST).is_file():

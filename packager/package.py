@@ -136,6 +136,12 @@ def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_destination(destination: Path, overwrite: bool) -> None:
+    """OutputExists unless ``destination`` is free, empty, or to be replaced."""
+    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
+        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
+
+
 def _replace(staging: Path, destination: Path) -> None:
     if not destination.exists():
         os.replace(staging, destination)

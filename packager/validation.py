@@ -396,6 +396,14 @@ class ValidationReport:
     def failures(self) -> list[str]:
         return [f"{o.name}: {o.note}" for o in self.outputs if not o.passed]
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ValidationReport":
+        """The inverse of ``to_dict``: a report that crossed the sandbox boundary as JSON."""
+        data = dict(data)
+        data["tolerance"] = Tolerance(**data["tolerance"])
+        data["outputs"] = tuple(OutputComparison(**o) for o in data.get("outputs", ()))
+        return cls(**data)
+
 
 def synthetic_note(data_source: str) -> str:
     """One line for reports and the CLI when the verdict rests on made-up rows."""

@@ -114,7 +114,8 @@ def test_unsupported_estimator_exits_6(tmp_path):
 
 def test_missing_optional_dependency_exits_3(fixtures, tmp_path):
     prelude = "import sys; sys.modules['skl2onnx'] = None"
-    result = run_cli("convert", fixtures["logreg"].model, "-o", str(tmp_path / "o"), python_prelude=prelude)
+    # --trust: the prelude hides skl2onnx in this process only; a sandboxed conversion runs in a fresh child
+    result = run_cli("convert", fixtures["logreg"].model, "-o", str(tmp_path / "o"), "--trust", python_prelude=prelude)
     assert result.returncode == 3
     assert "pip install 'packager[sklearn]'" in result.stderr and "Traceback" not in result.stderr
 

@@ -39,7 +39,7 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
             tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
-    from packager.conversion import convert, load_source
+    from packager.conversion import convert, framework_of
     from packager.errors import PackagerError
     from packager.plugins import default_registry
 
@@ -53,7 +53,7 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
         store = open_registry(registry_url, blobs)
     wanted = list(targets)
     if "all" in wanted:
-        wanted = registry.targets_of(load_source(source, trust=trust, model_class=model_class, registry=registry).framework)
+        wanted = registry.targets_of(framework_of(source, trust=trust, model_class=model_class))
     several = len(wanted) > 1
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
     source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}

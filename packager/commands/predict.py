@@ -17,7 +17,7 @@ import click
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster.")
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
-@click.option("--trust", is_flag=True, help="Load a bare model file even if it imports code outside the allow-list.")
+@click.option("--trust", is_flag=True, help="Run the model unconfined (no sandbox) and past the allow-list: only for files you trust.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
@@ -45,12 +45,12 @@ def command(model, data, output, batch_size, threads, outputs, engine, scheduler
 
 def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet) -> dict:
     from packager.batches import open_source
-    from packager.inference import load_predictor, predict_file
+    from packager.inference import predict
 
-    predictor = load_predictor(artifact, threads=threads, trust=trust)
     total = open_source(data).rows
     with _progress_bar(total, quiet) as advance:
-        result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=force, progress=advance)
+        result = predict(artifact, data, output, batch_size=batch_size, threads=threads, outputs=outputs, trust=trust, overwrite=force,
+                         progress=advance)
     return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
             "load_seconds": result.load_seconds, "output": str(result.output), "format": artifact.format, "threads": threads}
 

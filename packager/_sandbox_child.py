@@ -1,0 +1,99 @@
+"""The sandboxed child: ``python -m packager._sandbox_child ANSWER_FD``, started by ``packager.sandbox``
+inside bubblewrap. Reads one JSON request on stdin, runs it through the public API (which, knowing it
+is inside, does the work instead of delegating again), and writes JSON lines on ANSWER_FD: throttled
+progress, then one result or one error. Nothing here is a pickle; nothing here trusts the file."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+PROGRESS_EVERY = 0.2  # seconds: a batch-1 prediction over millions of rows must not flood the answer pipe
+
+
+def main() -> None:
+    from packager import sandbox
+
+    sandbox._CHILD = True  # set on the imported module (this file runs as __main__), before any request is read
+    answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
+    _quiet()
+    message = _serve(answer)
+    from packager.package import _json_default
+
+    try:
+        answer.write(json.dumps(message, default=_json_default) + "\n")
+    except (TypeError, ValueError) as exc:  # a result that is not data: our bug, said in one line
+        answer.write(json.dumps({"error": {"type": "PackagerError", "what": f"the sandboxed call returned {type(exc).__name__}: {exc}",
+                                           "hint": "report this bug"}}) + "\n")
+    answer.flush()
+    os._exit(0)  # no interpreter teardown: TF/torch atexit hooks cost ~0.1 s, and a payload's atexit hooks must not run after the answer
+
+
+def _serve(answer) -> dict:
+    import warnings
+
+    from packager.errors import InputFileError, PackagerError, PackagerWarning
+
+    last = [0.0]
+
+    def progress(value) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY:
+            last[0] = now
+            answer.write(json.dumps({"progress": value}) + "\n")
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("always", category=PackagerWarning)
+        try:
+            request = json.loads(sys.stdin.read(1 << 20))
+            from packager.confined import CHILD_CALLS
+
+            result = CHILD_CALLS[request["function"]](progress, **request["args"])
+            return {"result": result, "warnings": _texts(caught)}
+        except PackagerError as exc:
+            return {"error": _error(exc), "warnings": _texts(caught)}
+        except MemoryError:
+            from packager.sandbox import memory_error
+
+            return {"error": _error(memory_error())}
+        except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
+            text = " ".join(str(exc).split())[:300] or "no detail"
+            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {text})",
+                                                   "the file is not a usable model; re-export it from the training code"))}
+
+
+def _error(exc) -> dict:
+    from packager.sandbox import memory_error
+
+    if _caused_by_memory(exc):
+        exc = memory_error()
+    report = getattr(exc, "report", None)
+    return {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint, **({"report": report.to_dict()} if report is not None else {})}
+
+
+def _caused_by_memory(exc: BaseException) -> bool:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, MemoryError):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def _texts(caught) -> list[str]:
+    from packager.errors import PackagerWarning
+
+    return [str(w.message) for w in caught if issubclass(w.category, PackagerWarning)]
+
+
+def _quiet() -> None:
+    """Library log lines go to the child's log, not the user's terminal (the CLI does the same)."""
+    import logging
+
+    logging.disable(logging.WARNING)
+
+
+if __name__ == "__main__":
+    main()

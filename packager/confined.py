@@ -1,0 +1,207 @@
+"""What each public API call sends into the sandbox and gets back (see ``packager.sandbox``).
+
+Parent side: one function per call that opens an untrusted file. It binds what the child must read
+(read-only), gives it a workspace beside the output, and after the child succeeded checks what it wrote
+and renames it into place. It imports no ML framework: the parent only delegates.
+
+Child side (``CHILD_CALLS``): the same public API functions, called inside the child, where they do the
+work with the static checks on (``trust`` is True only with the test-only switch, in a confined child).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+from packager import sandbox
+
+
+def _name(path: Any) -> str:
+    return Path(str(path)).name
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: bool, progress: Callable | None, sample: Any,
+            calibration: Any, **options: Any) -> Any:
+    """``conversion.convert`` of a file: the whole pipeline (load, convert, quantize, validate, write) runs in
+    the child, which writes the package into the workspace; the parent renames it into place."""
+    from packager.conversion import Package
+    from packager.package import _replace, check_destination
+
+    path = Path(path)
+    destination = (Path(out) if out else Path.cwd() / f"{path.stem}-{to}").absolute()
+    check_destination(destination, overwrite)
+    with sandbox.workspace(destination.parent, destination.name) as ws:
+        target = ws.out / "package"
+        args = {"path": str(path.absolute()), "to": to, "out": str(target), "sample": ws.data("sample", sample),
+                "calibration": ws.data("calibration", calibration), **options}
+        result = ws.call("convert", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
+        manifest = _manifest(result)
+        sandbox.check_output(target)
+        _replace(target, destination)
+    return Package(destination, manifest)
+
+
+def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None) -> Any:
+    """``conversion.package_source`` of an untrusted file (``convert --push`` packages the source this way)."""
+    from packager.conversion import Package
+    from packager.package import _replace
+
+    path, destination = Path(path), Path(out).absolute()
+    with sandbox.workspace(destination.parent, destination.name) as ws:
+        target = ws.out / "package"
+        args = {"path": str(path.absolute()), "out": str(target), "sample": ws.data("sample", sample), "input_shape": input_shape,
+                "model_class": model_class}
+        manifest = _manifest(ws.call("package_source", args, label=f"packaging {path.name}", reads=[path, sample]))
+        sandbox.check_output(target)
+        _replace(target, destination)
+    return Package(destination, manifest)
+
+
+def framework_of(path: str | Path, *, model_class: str | None) -> str:
+    """The framework plugin that loads ``path`` (``convert --to all`` asks before choosing targets)."""
+    path = Path(path)
+    with sandbox.workspace() as ws:
+        args = {"path": str(path.absolute()), "model_class": model_class}
+        result = ws.call("framework_of", args, label=f"loading {path.name}", reads=[path])
+    return str(result)
+
+
+def inspect(path: str | Path, *, sample: Any = None, **options: Any) -> dict[str, Any]:
+    path = Path(path)
+    with sandbox.workspace() as ws:
+        args = {"path": str(path.absolute()), "sample": ws.data("sample", sample), **options}
+        info = ws.call("inspect", args, label=f"inspecting {path.name}", reads=[path, sample])
+    if not isinstance(info, dict):
+        raise sandbox.InputFileError(f"the sandboxed inspection of {path.name} gave no description", "the file is not a usable model")
+    return {**info, "file": str(path)}
+
+
+def validate(artifact: str | Path, source: str | Path, *, sample: Any, quantization: str | None, atol: float | None,
+             rtol: float | None, **options: Any) -> Any:
+    from packager.validation import ValidationReport
+
+    artifact, source = Path(artifact), Path(source)
+    with sandbox.workspace() as ws:
+        args = {"artifact": str(artifact.absolute()), "source": str(source.absolute()), "sample": ws.data("sample", sample),
+                "quantization": quantization, "atol": atol, "rtol": rtol, **options}
+        result = ws.call("validate", args, label=f"validating {artifact.name} against {source.name}", reads=[artifact, source, sample])
+    return _checked(lambda: ValidationReport.from_dict(result), f"validating {artifact.name}")
+
+
+def predict(artifact: Any, data: str | Path, output: str | Path, *, batch_size: int, threads: int | None, outputs: list[str] | None,
+            overwrite: bool, progress: Callable | None) -> Any:
+    """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry
+    reference already pulled by the parent) and the input are bound read-only; the output file is written
+    in the workspace and renamed into place after the child succeeded."""
+    from packager.batches import OutputWriter
+    from packager.inference import PredictResult
+
+    output = Path(output).absolute()
+    OutputWriter(output, overwrite)  # an unsupported suffix or an existing output fails here, before any work
+    model = artifact.path.parent if artifact.manifest is not None else artifact.path
+    label = artifact.label or artifact.path.name
+    with sandbox.workspace(output.parent, output.name) as ws:
+        target = ws.out / output.name
+        args = {"model": str(model.absolute()), "data": str(Path(data).absolute()), "output": str(target), "batch_size": batch_size,
+                "threads": threads, "outputs": outputs or []}
+        result = ws.call("predict", args, label=f"predicting with {label}", reads=[model, data], progress=progress)
+        sandbox.check_output(target)
+        os.replace(target, output)
+    return _checked(lambda: PredictResult(int(result["rows"]), int(result["batches"]), float(result["seconds"]), output,
+                                          float(result["load_seconds"])), f"predicting with {label}")
+
+
+def bench(kind: str, path: str | Path, model_class: str | None, data: str | Path, settings: Any) -> Any:
+    """One ``packager bench`` measurement in a fresh confined child; a failure is that artifact's error row."""
+    from packager.bench import ArtifactBench, Measurement
+    from packager.errors import PackagerError
+
+    path = Path(path)
+    try:
+        with sandbox.workspace() as ws:
+            args = {"kind": kind, "path": str(path.absolute()), "model_class": model_class, "data": str(Path(data).absolute()),
+                    "settings": asdict(settings)}
+            result = ws.call("bench", args, label=f"benchmarking {path.name}", reads=[path, data])
+        result = dict(result)
+        result["measurements"] = tuple(Measurement(**m) for m in result.get("measurements", ()))
+        return _checked(lambda: ArtifactBench(**result), f"benchmarking {path.name}")
+    except PackagerError as exc:
+        return ArtifactBench(path.name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), exc.one_line())
+
+
+def _manifest(result: Any) -> Any:
+    from packager.package import Manifest
+
+    return _checked(lambda: Manifest.from_dict(result["manifest"]), "reading the package manifest")
+
+
+def _checked(build: Callable[[], Any], label: str) -> Any:
+    """A child's answer is data from a process that ran untrusted code: malformed means refused, not a traceback."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError) as exc:
+        raise sandbox.InputFileError(f"the sandboxed model process gave a malformed answer while {label} ({type(exc).__name__})",
+                                     "the file is not a usable model; nothing was kept") from None
+
+
+# ---------------------------------------------------------------- child side
+
+
+def _trust() -> bool:
+    return sandbox.skip_static_checks()
+
+
+def _convert(progress, path: str, out: str, **options) -> dict:
+    from packager.conversion import convert
+
+    package = convert(path, out=out, overwrite=True, trust=_trust(), progress=progress, **options)
+    return {"manifest": package.manifest.to_dict()}
+
+
+def _package_source(progress, path: str, out: str, **options) -> dict:
+    from packager.conversion import package_source
+
+    return {"manifest": package_source(path, out, trust=_trust(), **options).manifest.to_dict()}
+
+
+def _framework_of(progress, path: str, model_class: str | None) -> str:
+    from packager.conversion import load_source
+
+    return load_source(path, trust=_trust(), model_class=model_class).framework
+
+
+def _inspect(progress, path: str, **options) -> dict:
+    from packager.inspection import inspect
+
+    return inspect(path, trust=_trust(), **options)
+
+
+def _validate(progress, artifact: str, source: str, **options) -> dict:
+    from packager.inspection import validate
+
+    return validate(artifact, source, trust=_trust(), **options).to_dict()
+
+
+def _predict(progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str]) -> dict:
+    from packager.inference import load_predictor, predict_file, resolve
+
+    predictor = load_predictor(resolve(model), threads=threads, trust=_trust())
+    result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress)
+    return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "load_seconds": result.load_seconds}
+
+
+def _bench(progress, kind: str, path: str, model_class: str | None, data: str, settings: dict) -> dict:
+    from packager.bench import BenchSettings, _measure_in_child
+
+    settings = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
+    return asdict(_measure_in_child(kind, path, model_class, data, settings, None, None))
+
+
+CHILD_CALLS: dict[str, Callable[..., Any]] = {
+    "convert": _convert, "package_source": _package_source, "framework_of": _framework_of, "inspect": _inspect,
+    "validate": _validate, "predict": _predict, "bench": _bench,
+}

@@ -1,0 +1,458 @@
+"""Layer two of "load untrusted model files safely": containment for what a static check misses.
+
+Every public function that opens an untrusted file (``convert``, ``inspect``, ``validate``,
+``package_source``, ``predict``, ``bench``) runs its work in a child process confined by
+bubblewrap (``bwrap``): read-only root, one writable folder (a workspace the parent created and
+later renames output out of), a private disk-backed ``/tmp`` inside that workspace, no network
+(own network namespace: loopback only, nothing listening), its own PID namespace (it cannot see
+or signal the parent; everything it forks dies with it), no capabilities (root inside cannot
+remount the root read-write), a new session (no TIOCSTI into the user's terminal), and rlimits on
+memory, CPU time, file size and open files; the parent adds a wall-clock timeout. Secrets that a
+read-only view of the root would still expose ($PACKAGER_HOME with the registry catalog, cache
+and tokens; ``~/.ssh``, ``~/.aws``, ...) are hidden behind empty tmpfs mounts or ``/dev/null``, and
+secret-looking environment variables are not passed in.
+
+What crosses the boundary is data: the request is JSON on the child's stdin (arrays given in
+memory go as ``.npy``/``.npz``/``.parquet`` files in a read-only folder), the answer is JSON lines
+on a pipe (progress lines, then one result or one error ``{type, what, hint}`` re-raised here as
+the same ``packager.errors`` class). A child killed by a signal or a limit becomes one typed
+error line. ``trust=True`` (``--trust``) is the only way around the sandbox; trust never comes
+from a file, a manifest or a registry.
+
+This module spawns and maps errors; ``packager.confined`` says what each API call sends and
+gets back, and ``packager._sandbox_child`` is the child's entry point.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from packager import errors
+from packager.errors import InputFileError, MissingDependency, PackagerError, UnsafeModelError, UsageError
+
+ENV_BWRAP = "PACKAGER_BWRAP"  # path of the bwrap binary (default: found on PATH or in BWRAP_PLACES)
+BWRAP_PLACES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap")
+# Tests only: the child loads with the static checks off (plain pickle.load, torch.load(weights_only=False),
+# Keras unsafe mode), to prove that the sandbox alone contains a payload. Honoured only by a confined child
+# (``_CHILD`` set by the child entry point AND a read-only root), so it can never weaken an unconfined load.
+ENV_SKIP_CHECKS = "PACKAGER_TEST_SKIP_STATIC_CHECKS"
+ENV_MEMORY = "PACKAGER_SANDBOX_MEMORY_GB"
+ENV_CPU = "PACKAGER_SANDBOX_CPU_SECONDS"
+ENV_FILE = "PACKAGER_SANDBOX_FILE_GB"
+ENV_OPEN_FILES = "PACKAGER_SANDBOX_OPEN_FILES"
+ENV_TIMEOUT = "PACKAGER_SANDBOX_TIMEOUT"
+
+_CHILD = False  # set by packager._sandbox_child: this process is the confined child, API calls run here
+MAX_ANSWER_BYTES = 64 << 20  # a child may print progress and one result; more than this is an attack on the parent
+
+INSTALL_HINT = ("install bubblewrap (apt-get install bubblewrap; `make setup` does it), "
+                "or pass --trust (trust=True) for a file you trust: it then runs unconfined, recorded in the manifest")
+LIMIT_HINT = "raise it with {env}=... if the model really needs more; nothing was written"
+
+# Hidden from the child although the root is readable: what a payload would steal. Folders get an empty tmpfs,
+# files /dev/null. Relative names are under $HOME.
+SECRETS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".config/gcloud", ".netrc", ".pypirc",
+           ".git-credentials", ".pgpass", ".config/gh", "/etc/shadow", "/etc/gshadow", "/etc/ssh")
+SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "API_KEY", "ACCESS_KEY", "SESSION_KEY")
+SECRET_ENV_NAMES = ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_S3_ENDPOINT", "DATABASE_URL", "PGPASSFILE", "SSH_AUTH_SOCK")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the child may use. Defaults are sized for real conversions, measured here (Nov 2026):
+    TensorFlow + Keras reserve 2.5 GB of address space for a 3-layer MLP (0.7 GB resident), torch and
+    onnxruntime about 0.7 GB, and RLIMIT_AS counts reservations, so the memory default is 3/4 of RAM
+    (at least 4 GB): a model that fits the machine converts, a payload cannot take the whole machine.
+    RLIMIT_AS (not RLIMIT_DATA) because it also caps mmapped files and thread stacks."""
+
+    memory_gb: float
+    cpu_seconds: int = 3600  # CPU time sums threads: 2 busy threads for the whole wall-clock budget
+    file_gb: float = 32.0  # RLIMIT_FSIZE: larger than any model we package, far below a disk-filling payload
+    open_files: int = 4096  # TensorFlow opens a few hundred files; a descriptor bomb stops here
+    wall_seconds: float = 1800.0  # the parent kills the sandbox after this long
+
+    @classmethod
+    def from_env(cls) -> "Limits":
+        ram_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        return cls(
+            memory_gb=_env_number(ENV_MEMORY, max(4.0, round(ram_gb * 0.75, 1))),
+            cpu_seconds=int(_env_number(ENV_CPU, cls.cpu_seconds)),
+            file_gb=_env_number(ENV_FILE, cls.file_gb),
+            open_files=int(_env_number(ENV_OPEN_FILES, cls.open_files)),
+            wall_seconds=_env_number(ENV_TIMEOUT, cls.wall_seconds),
+        )
+
+    def apply(self) -> None:
+        """In the forked bwrap process just before exec: bwrap and the child inherit the limits (soft = hard,
+        and the child has no CAP_SYS_RESOURCE to raise them)."""
+        import resource
+
+        memory = int(self.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_CPU, (self.cpu_seconds, self.cpu_seconds + 5))  # SIGXCPU, then SIGKILL
+        size = int(self.file_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing payload leaves no core file
+
+
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UsageError(f"{name}={raw!r} is not a number", f"unset it or give a number, e.g. {name}={default:g}") from None
+    if value <= 0:
+        raise UsageError(f"{name}={raw!r} is not positive", f"unset it or give a number, e.g. {name}={default:g}")
+    return value
+
+
+def inside() -> bool:
+    """True in the confined child: the API functions do the work here instead of delegating again."""
+    return _CHILD
+
+
+def skip_static_checks() -> bool:
+    """The test-only switch, honoured only in a confined child whose root really is read-only."""
+    return _CHILD and os.environ.get(ENV_SKIP_CHECKS) == "1" and bool(os.statvfs("/").f_flag & os.ST_RDONLY)
+
+
+def confines(trust: bool, registry: Any = None) -> bool:
+    """Whether this call must delegate to a sandboxed child. A custom plugin registry cannot cross the
+    boundary (it is live code): loading an untrusted file with one is refused rather than run unconfined."""
+    if trust or _CHILD:
+        return False
+    if registry is not None:
+        from packager.plugins import default_registry
+
+        if registry is not default_registry():
+            raise UsageError("a custom plugin registry cannot be passed into the sandbox that loads untrusted files",
+                             "register plugins through the packager.converters entry point, or pass trust=True for a file you trust")
+    return True
+
+
+def bwrap_path() -> str:
+    """The bwrap binary ($PACKAGER_BWRAP, else PATH, else Debian's place: a narrowed PATH must not turn the
+    sandbox off), or a one-line MissingDependency (exit 3) saying how to get it."""
+    configured = os.environ.get(ENV_BWRAP)
+    if configured:
+        found = configured if os.access(configured, os.X_OK) and Path(configured).is_file() else None
+    else:
+        found = shutil.which("bwrap") or next((p for p in BWRAP_PLACES if os.access(p, os.X_OK)), None)
+    if not found:
+        raise MissingDependency("bubblewrap (bwrap) is not installed, and untrusted model files are only opened inside its sandbox",
+                                INSTALL_HINT)
+    return found
+
+
+# ---------------------------------------------------------------- the workspace: the one writable folder
+
+
+class Workspace:
+    """A folder the parent owns: ``out/`` is where the child writes, ``tmp/`` is its private /tmp, ``in/``
+    holds arrays given in memory (read-only inside). Removed on exit, so nothing half-written remains."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.out, self.tmp, self.inputs = root / "out", root / "tmp", root / "in"
+        for folder in (self.out, self.tmp, self.inputs):
+            folder.mkdir()
+
+    def data(self, name: str, value: Any) -> str | None:
+        """A path the child can read for ``value``: a path as given, or an in-memory array written as a file."""
+        if value is None or isinstance(value, (str, Path)):
+            return str(Path(value).absolute()) if value is not None else None
+        import numpy as np
+
+        if hasattr(value, "to_parquet"):  # a DataFrame keeps its column names and dtypes
+            path = self.inputs / f"{name}.parquet"
+            value.to_parquet(path)
+        elif isinstance(value, Mapping):
+            path = self.inputs / f"{name}.npz"
+            np.savez(path, **{k: np.asarray(v) for k, v in value.items()})
+        else:
+            array = np.asarray(value)
+            if array.dtype == object:
+                raise UsageError(f"the {name} array holds Python objects, which cannot cross into the sandbox as data",
+                                 "pass a DataFrame (strings, categories) or a file path")
+            path = self.inputs / f"{name}.npy"
+            np.save(path, array, allow_pickle=False)
+        return str(path)
+
+    def call(self, function: str, args: Mapping[str, Any], *, label: str, reads: Iterable[Any] = (),
+             progress: Callable[[Any], None] | None = None, limits: Limits | None = None) -> Any:
+        """Run ``function`` (a name in the child's table) with JSON ``args`` in the sandbox; return its result."""
+        return run(function, args, label=label, workspace=self, reads=reads, progress=progress, limits=limits)
+
+
+@contextlib.contextmanager
+def workspace(beside: Path | None = None, prefix: str = "packager") -> Iterator[Workspace]:
+    """A workspace beside ``beside`` (the output's folder, so the final rename stays on one filesystem)."""
+    if beside is not None:
+        beside.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix=f".{prefix}.", suffix=".sandbox", dir=beside))
+    try:
+        yield Workspace(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def check_output(path: Path) -> None:
+    """What the child wrote is refused unless it is plain files and folders: a symlink to ~/.ssh in a package
+    would be pushed to the registry by the parent, a FIFO would hang it, a hard link would alias a host file."""
+    entries = [path, *path.rglob("*")] if path.is_dir() and not path.is_symlink() else [path]
+    for entry in entries:
+        info = entry.lstat()
+        plain = stat.S_ISDIR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1)
+        if not plain:
+            raise UnsafeModelError(f"the sandboxed model process wrote {entry.name}, which is not a plain file or folder",
+                                   "the model file tried to plant a link or device; nothing was kept")
+
+
+# ---------------------------------------------------------------- spawning
+
+
+def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: int) -> list[str]:
+    """The bwrap command line. Order matters: later mounts cover earlier ones."""
+    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    for secret in _secrets():
+        args += ["--tmpfs", str(secret), "--remount-ro", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
+    args += ["--bind", str(workspace.tmp), "/tmp"]
+    for path in _visible(reads):
+        args += ["--ro-bind", path, path]
+    root = str(workspace.root)
+    args += ["--bind", root, root, "--ro-bind", str(workspace.inputs), str(workspace.inputs), "--chdir", _cwd()]
+    args += ["--setenv", "TMPDIR", "/tmp", "--", sys.executable, "-m", "packager._sandbox_child", str(answer_fd)]
+    return args
+
+
+def _secrets() -> list[Path]:
+    home = Path.home()
+    paths = [Path(os.environ.get("PACKAGER_HOME") or home / ".packager")]
+    paths += [Path(s) if s.startswith("/") else home / s for s in SECRETS]
+    catalog = os.environ.get("PACKAGER_REGISTRY", "")
+    if catalog.startswith("sqlite:///"):
+        paths.append(Path(catalog[len("sqlite:///"):]).parent)
+    blobs = os.environ.get("PACKAGER_BLOBS", "")
+    if blobs and "://" not in blobs:
+        paths.append(Path(blobs))
+    hidden = []
+    for path in paths:
+        path = path.absolute()
+        if path.exists() and path != Path("/") and path != home and not _contains(path, Path(sys.prefix)):
+            hidden.append(path)
+    return hidden
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _visible(reads: Iterable[Any]) -> list[str]:
+    """Paths the child must read: the model, inputs, and Python itself when it lives under /tmp. Bound
+    read-only after the private /tmp and the hidden secrets, so a model under /tmp or in the registry's
+    cache is still visible."""
+    paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
+    paths += [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
+    cwd = Path.cwd()
+    if str(cwd).startswith("/tmp/"):
+        paths.append(cwd)
+    return sorted({str(p) for p in paths if p.exists()}, key=len)
+
+
+def _cwd() -> str:
+    cwd = os.getcwd()
+    return cwd if cwd != "/tmp" else "/"
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in SECRET_ENV_NAMES and not any(word in k.upper() for word in SECRET_ENV_WORDS)}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("TQDM_DISABLE", "1")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the root is read-only: no failed attempts to write .pyc files
+    return env
+
+
+def run(function: str, args: Mapping[str, Any], *, label: str, workspace: Workspace, reads: Iterable[Any] = (),
+        progress: Callable[[Any], None] | None = None, limits: Limits | None = None) -> Any:
+    """Spawn the confined child, send the request, read the answer, map every failure to one typed error."""
+    limits = limits or Limits.from_env()
+    bwrap = bwrap_path()
+    read_end, write_end = os.pipe()
+    with tempfile.TemporaryFile() as log:  # the child's stdout and stderr, outside every bind (libraries print)
+        try:
+            process = subprocess.Popen(command(bwrap, workspace, reads, write_end), stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                       pass_fds=(write_end,), env=_child_env(), preexec_fn=limits.apply, start_new_session=True)
+        except OSError as exc:
+            os.close(read_end)
+            raise MissingDependency(f"bubblewrap ({bwrap}) cannot be started ({exc.strerror})", INSTALL_HINT) from None
+        finally:
+            os.close(write_end)
+        try:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.write(json.dumps({"function": function, "args": dict(args)}).encode())
+                process.stdin.close()
+            answer, timed_out = _read_answer(read_end, process, limits, progress)
+        except BaseException:  # Ctrl-C or a failing progress callback: the sandbox goes with the parent's attention
+            _kill(process)
+            raise
+        code = process.wait()
+        last_line = _last_line(log)
+    if answer is not None and code == 0 and "error" not in answer:
+        _replay_warnings(answer)
+        return answer.get("result")
+    if answer is not None and "error" in answer:
+        _replay_warnings(answer)
+        raise _rebuild_error(answer["error"], label)
+    raise _death(code, timed_out, label, limits, last_line)
+
+
+def _read_answer(fd: int, process: subprocess.Popen, limits: Limits, progress) -> tuple[dict | None, bool]:
+    """JSON lines until EOF: progress lines go to ``progress``; the last other line is the answer. EOF comes
+    when every process of the sandbox is gone (the PID namespace dies with the child), so a forked
+    grandchild cannot keep the parent waiting past the timeout."""
+    deadline = time.monotonic() + limits.wall_seconds
+    buffer, answer, received = b"", None, 0
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    _kill(process)
+                    return None, True
+                if not selector.select(timeout=min(left, 1.0)):
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if received > MAX_ANSWER_BYTES:
+                    _kill(process)
+                    return None, False
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    message = _parse(line)
+                    if message is not None and "progress" in message:
+                        if progress is not None:
+                            progress(message["progress"])
+                    elif message is not None:
+                        answer = message
+    finally:
+        os.close(fd)
+    if buffer.strip():
+        answer = _parse(buffer) or answer
+    try:
+        process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        _kill(process)
+        return None, True
+    return answer, False
+
+
+def _parse(line: bytes) -> dict | None:
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return None
+    return message if isinstance(message, dict) else None
+
+
+def _kill(process: subprocess.Popen) -> None:
+    """bwrap runs in its own process group; the child dies with it (--die-with-parent, PID namespace)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _replay_warnings(answer: Mapping[str, Any]) -> None:
+    import warnings
+
+    for text in answer.get("warnings", [])[:20]:
+        if isinstance(text, str):
+            warnings.warn(text[:500], errors.PackagerWarning, stacklevel=3)
+
+
+def _rebuild_error(error: Any, label: str) -> PackagerError:
+    """The child's error as the same class, looked up only among packager's own error classes."""
+    if not isinstance(error, Mapping):
+        return InputFileError(f"the sandboxed model process gave an unreadable answer while {label}", "the file is not a usable model")
+    cls = getattr(errors, str(error.get("type")), None)
+    if not (isinstance(cls, type) and issubclass(cls, PackagerError)):
+        cls = InputFileError
+    what, hint = (" ".join(str(error.get(key, "")).split())[:1000] for key in ("what", "hint"))
+    exc = cls.__new__(cls)
+    PackagerError.__init__(exc, what or f"the model failed while {label}", hint)
+    if cls is errors.ValidationFailed:
+        exc.report = _report(error.get("report"))
+    return exc
+
+
+def _report(data: Any) -> Any:
+    if not isinstance(data, Mapping):
+        return None
+    from packager.validation import ValidationReport
+
+    with contextlib.suppress(Exception):
+        return ValidationReport.from_dict(data)
+    return None
+
+
+def _death(code: int, timed_out: bool, label: str, limits: Limits, last_line: str) -> PackagerError:
+    """A child that gave no answer: killed by a signal, a limit or the timeout, or bwrap itself failed."""
+    if timed_out:
+        return InputFileError(f"the model process did not finish within the sandbox's time limit of {limits.wall_seconds:g} s "
+                              f"while {label}",
+                              LIMIT_HINT.format(env=ENV_TIMEOUT))
+    if last_line.startswith("bwrap:"):
+        return MissingDependency(f"bubblewrap cannot create its sandbox here ({last_line[:200]})", INSTALL_HINT)
+    signum = code - 128 if code > 128 else -code if code < 0 else 0
+    if signum in (signal.SIGXCPU, signal.SIGKILL) and "MemoryError" not in last_line:
+        if signum == signal.SIGXCPU:
+            return InputFileError(f"the model process exceeded the sandbox's CPU-time limit of {limits.cpu_seconds} s while {label}",
+                                  LIMIT_HINT.format(env=ENV_CPU))
+        return InputFileError(f"the model process was killed (SIGKILL: out of memory, or the CPU-time limit of {limits.cpu_seconds} s) "
+                              f"while {label}", LIMIT_HINT.format(env=ENV_MEMORY))
+    if signum == signal.SIGXFSZ:
+        return InputFileError(f"the model process exceeded the sandbox's file-size limit of {limits.file_gb:g} GB while {label}",
+                              LIMIT_HINT.format(env=ENV_FILE))
+    if signum == signal.SIGABRT and ("bad_alloc" in last_line or "memory" in last_line.lower()):
+        return InputFileError(f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB while {label}",
+                              LIMIT_HINT.format(env=ENV_MEMORY))
+    if signum:
+        name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
+        return UnsafeModelError(f"the model process was killed by {name} while {label}",
+                                "the file crashed its loader inside the sandbox; nothing was written. Re-export it from the training code")
+    detail = f" ({last_line[:200]})" if last_line else ""
+    return InputFileError(f"the model process exited with status {code} without an answer while {label}{detail}",
+                          "the file ended its loader early; nothing was written. Re-export it from the training code")
+
+
+def _last_line(log: Any) -> str:
+    """The last non-empty line the child (or bwrap) printed, for one-line messages."""
+    log.seek(0, os.SEEK_END)
+    log.seek(max(0, log.tell() - 4096))
+    lines = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def memory_error(limits: Limits | None = None) -> InputFileError:
+    limits = limits or Limits.from_env()
+    return InputFileError(f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB",
+                          LIMIT_HINT.format(env=ENV_MEMORY))

@@ -1,0 +1,343 @@
+"""The sandbox (layer two): what a static check misses stays inside a bubblewrap child.
+
+Containment is proven with the static checks OFF (the test-only switch, honoured only by a confined
+child): every code-running attack of the corpus, plus payloads that try the sandbox's own walls
+(``tests/attacks/families/sandbox_escape.py``), leaves no trace outside and comes back as one typed line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packager import sandbox
+from packager.errors import InputFileError, MissingDependency, OutputExists, PackagerError, UnsafeModelError
+from tests.attacks.build_corpus import _Reduce, benign_keras, benign_torch, build
+from tests.attacks.families.sandbox_escape import SLEEPER, home_marker, tmp_marker
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("iris")
+    X, y = load_iris(return_X_y=True)
+    path = root / "iris.pkl"
+    path.write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
+    np.save(root / "rows.npy", X[:40].astype(np.float32))
+    return path, root / "rows.npy"
+
+
+def _evil(path: Path, code: str) -> Path:
+    path.write_bytes(pickle.dumps(_Reduce(exec, code), protocol=4))
+    return path
+
+
+@pytest.fixture
+def unchecked(monkeypatch):
+    """The test-only switch: the child loads with the static checks off, so only the sandbox stands."""
+    monkeypatch.setenv(sandbox.ENV_SKIP_CHECKS, "1")
+
+
+def _sleepers() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", SLEEPER.encode()]:
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found
+
+
+# ---------------------------------------------------------------- containment with the static checks off
+
+
+@pytest.fixture(scope="module")
+def hostile_world(tmp_path_factory):
+    """A home with planted secrets, a registry home with a catalog, a token, and a loopback listener."""
+    root = tmp_path_factory.mktemp("world")
+    home = root / "home"
+    for name, text in {".ssh/id_ed25519": "SSH-SECRET-7f3a", ".aws/credentials": "AWS-SECRET-9c1d"}.items():
+        (home / name).parent.mkdir(parents=True, exist_ok=True)
+        (home / name).write_text(text)
+    registry_home = root / "packager-home"
+    registry_home.mkdir()
+    (registry_home / "catalog.db").write_text("CATALOG-SECRET-44e2")
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    yield {"home": home, "packager_home": registry_home, "listener": listener,
+           "secrets": ("SSH-SECRET-7f3a", "AWS-SECRET-9c1d", "CATALOG-SECRET-44e2", "TOKEN-SECRET-0b9e")}
+    listener.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["inspect", "convert"])
+def test_every_code_running_attack_is_contained_with_static_checks_off(entry, hostile_world, tmp_path, monkeypatch, unchecked):
+    from packager.conversion import convert
+    from packager.inspection import inspect
+
+    world = hostile_world
+    monkeypatch.setenv("HOME", str(world["home"]))
+    monkeypatch.setenv("PACKAGER_HOME", str(world["packager_home"]))
+    monkeypatch.setenv("PACKAGER_TOKEN", "TOKEN-SECRET-0b9e")
+    monkeypatch.setenv("PACKAGER_TEST_LISTEN_PORT", str(world["listener"].getsockname()[1]))
+    monkeypatch.setenv(sandbox.ENV_CPU, "4")
+    monkeypatch.setenv(sandbox.ENV_TIMEOUT, "60")
+    monkeypatch.setenv(sandbox.ENV_FILE, "1")
+    monkeypatch.setenv(sandbox.ENV_MEMORY, "8")
+    marker = tmp_path / "PWNED"
+    benign = benign_keras(benign_torch(tmp_path / "benign"))
+    attacks = [a for a in build(tmp_path / "attacks", str(marker), benign) if a.runs_code]
+    assert len(attacks) >= 50 and any(a.name.startswith("escape_") for a in attacks)
+    outputs = tmp_path / "outputs"
+    outputs.mkdir()
+    load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=outputs / path.name))
+    problems, lines = {}, []
+    for attack in attacks:
+        try:
+            load(attack.path)
+            problems[attack.name] = "loaded without complaint"
+        except PackagerError as exc:
+            line = exc.one_line()
+            lines.append(line)
+            if "\n" in line or len(line) > 1200:
+                problems[attack.name] = f"not one line: {line!r}"
+        except Exception as exc:  # anything else escaping is a defect
+            problems[attack.name] = f"{type(exc).__name__}: {exc}"
+    with pytest.raises(TimeoutError):
+        world["listener"].accept()  # nothing connected
+    assert problems == {}
+    assert not marker.exists(), "a payload wrote outside the sandbox"
+    assert not Path(tmp_marker(str(marker))).exists(), "the sandbox's /tmp is the host's"
+    assert not home_marker(str(marker)).exists()
+    assert not (outputs / "PWNED.parent").exists() and not (Path.cwd() / "PWNED.parent").exists()
+    assert not any(outputs.iterdir()), "a refused conversion left files behind"
+    assert _sleepers() == [], "a process outlived the sandbox"
+    stolen = [line for line in lines if any(secret in line for secret in world["secrets"])]
+    assert stolen == []
+    assert any("stolen: " in line for line in lines), "the secret-reading payload did run"
+
+
+def test_limits_and_signals_become_one_typed_line(tmp_path, monkeypatch, unchecked):
+    from packager.inspection import inspect
+
+    monkeypatch.setenv(sandbox.ENV_CPU, "2")
+    monkeypatch.setenv(sandbox.ENV_MEMORY, "4")
+    segv = _evil(tmp_path / "segv.pkl", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(UnsafeModelError, match=r"killed by SIGSEGV while inspecting segv\.pkl"):
+        inspect(segv)
+    hog = _evil(tmp_path / "hog.pkl", "x = bytearray(30 * 2**30)")
+    with pytest.raises(InputFileError, match=r"exceeded the sandbox's memory limit of 4 GB.*PACKAGER_SANDBOX_MEMORY_GB"):
+        inspect(hog)
+    spin = _evil(tmp_path / "spin.pkl", "while True: pass")
+    with pytest.raises(InputFileError, match=r"CPU-time limit of 2 s while inspecting spin\.pkl"):
+        inspect(spin)
+    monkeypatch.setenv(sandbox.ENV_TIMEOUT, "2")
+    sleeper = _evil(tmp_path / "sleep.pkl", "import time; time.sleep(60)")
+    with pytest.raises(InputFileError, match=r"time limit of 2 s while inspecting sleep\.pkl"):
+        inspect(sleeper)
+    quitter = _evil(tmp_path / "quit.pkl", "import os; os._exit(3)")
+    with pytest.raises(InputFileError, match=r"exited with status 3 without an answer"):
+        inspect(quitter)
+
+
+def test_nothing_half_written_when_the_child_dies_mid_conversion(tmp_path, monkeypatch, unchecked):
+    from packager.conversion import convert
+
+    crash = _evil(tmp_path / "crash.pkl", "import os, signal, pathlib\n"
+                  "for p in pathlib.Path('/').glob('**/out'):\n"
+                  "    if os.access(p, os.W_OK): (p / 'half.onnx').write_text('half')\n"
+                  "os.kill(os.getpid(), signal.SIGSEGV)")
+    out = tmp_path / "dest"
+    with pytest.raises(UnsafeModelError, match="SIGSEGV"):
+        convert(crash, to="onnx", out=out / "pkg")
+    assert not (out / "pkg").exists()
+    assert list(out.iterdir()) == [], "the workspace was not removed"
+
+
+def test_planted_links_in_the_output_are_refused(tmp_path):
+    folder = tmp_path / "package"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"x")
+    sandbox.check_output(folder)
+    (folder / "id_rsa").symlink_to("/root/.ssh/id_rsa")
+    with pytest.raises(UnsafeModelError, match="id_rsa, which is not a plain file"):
+        sandbox.check_output(folder)
+
+
+# ---------------------------------------------------------------- the protocol
+
+
+def test_errors_cross_as_the_same_class_and_message(tmp_path):
+    from packager.inspection import inspect
+
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R.")
+    with pytest.raises(UnsafeModelError, match=r"evil\.pkl imports os\.system at byte \d+") as caught:
+        inspect(evil)
+    assert caught.value.hint and caught.value.exit_code == 5
+    with pytest.raises(InputFileError, match="random.bin"):
+        inspect(tmp_path / "random.bin") if (tmp_path / "random.bin").write_bytes(os.urandom(300)) else None
+
+
+def test_only_packager_error_classes_are_rebuilt():
+    assert type(sandbox._rebuild_error({"type": "UnsafeModelError", "what": "w", "hint": "h"}, "x")) is UnsafeModelError
+    for name in ("SystemExit", "KeyboardInterrupt", "Warning", "os", "__class__", "PackagerWarning"):
+        error = sandbox._rebuild_error({"type": name, "what": "w", "hint": "h"}, "x")
+        assert type(error) is InputFileError, name
+    assert type(sandbox._rebuild_error(["not", "a", "dict"], "x")) is InputFileError
+
+
+def test_benign_model_same_answer_in_and_out_of_the_sandbox_and_trust_is_recorded(iris, tmp_path):
+    from packager.conversion import convert
+    from packager.inspection import inspect, validate
+
+    model, rows = iris
+    assert inspect(model) == inspect(model, trust=True)
+    confined = convert(model, to="onnx", out=tmp_path / "confined", sample=np.load(rows))
+    trusted = convert(model, to="onnx", out=tmp_path / "trusted", sample=rows, trust=True)
+    assert confined.manifest.validation["status"] == trusted.manifest.validation["status"] == "passed"
+    assert confined.manifest.trusted_source is False and trusted.manifest.trusted_source is True
+    assert json.loads((tmp_path / "confined" / "manifest.json").read_text())["trusted_source"] is False
+    import onnxruntime as ort  # the sandboxed package re-checked independently
+
+    session = ort.InferenceSession(str(confined.model_path))
+    labels = session.run(None, {session.get_inputs()[0].name: np.load(rows)})[0]
+    assert (labels == pickle.loads(model.read_bytes()).predict(np.load(rows))).all()
+    report = validate(tmp_path / "confined", model, sample=rows)
+    assert report.status == "passed" and report.samples == 40
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(OutputExists):
+        convert(model, to="onnx", out=tmp_path / "confined")
+
+
+def test_the_parent_only_delegates_it_imports_no_framework(iris, tmp_path):
+    model, rows = iris
+    code = ("import sys; from packager.conversion import convert; from packager.inspection import inspect\n"
+            f"inspect({str(model)!r}); convert({str(model)!r}, to='onnx', out={str(tmp_path / 'out')!r}, sample={str(rows)!r})\n"
+            "heavy = ('sklearn', 'onnx', 'onnxruntime', 'skl2onnx', 'torch', 'tensorflow', 'keras', 'scipy')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+    assert (tmp_path / "out" / "manifest.json").is_file()
+
+
+def test_the_skip_switch_is_ignored_outside_the_sandbox(tmp_path, monkeypatch):
+    """Run the child entry point directly, unconfined, with the switch set: the checks still run."""
+    marker = tmp_path / "PWNED"
+    evil = _evil(tmp_path / "evil.pkl", f"open({str(marker)!r}, 'w')")
+    read_end, write_end = os.pipe()
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    request = json.dumps({"function": "inspect", "args": {"path": str(evil)}})
+    subprocess.run([sys.executable, "-m", "packager._sandbox_child", str(write_end)], input=request.encode(), pass_fds=(write_end,),
+                   env=env, timeout=120, check=True, capture_output=True)
+    os.close(write_end)
+    with os.fdopen(read_end) as answer:
+        error = json.loads(answer.read().splitlines()[-1])["error"]
+    assert error["type"] == "UnsafeModelError" and "builtins.exec" in error["what"]
+    assert not marker.exists()
+    monkeypatch.setenv(sandbox.ENV_SKIP_CHECKS, "1")
+    assert sandbox.skip_static_checks() is False
+
+
+# ---------------------------------------------------------------- bwrap missing, CLI contract
+
+
+def test_missing_bwrap_is_one_line_exit_3_and_trust_still_works(iris, tmp_path, monkeypatch):
+    from packager.inspection import inspect
+
+    model, _ = iris
+    monkeypatch.setenv(sandbox.ENV_BWRAP, str(tmp_path / "no-bwrap"))
+    with pytest.raises(MissingDependency, match=r"bubblewrap.*apt-get install bubblewrap.*--trust"):
+        inspect(model)
+    assert inspect(model, trust=True)["framework"] == "sklearn"
+    env = {**os.environ, sandbox.ENV_BWRAP: str(tmp_path / "no-bwrap")}
+    result = run_cli("inspect", str(model), env=env)
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1 and "MissingDependency" in result.stderr and "apt-get install bubblewrap" in result.stderr
+    assert run_cli("inspect", str(model), "--trust", "--json", env=env).returncode == 0
+
+
+def test_cli_refusals_with_checks_off_are_one_line(tmp_path):
+    marker = tmp_path / "PWNED"
+    evil = _evil(tmp_path / "evil.pkl", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    result = run_cli("convert", str(evil), "-o", str(tmp_path / "out"), env=env)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("\n") == 1 and "killed by SIGSEGV while converting evil.pkl" in result.stderr
+    assert not (tmp_path / "out").exists() and not marker.exists()
+
+
+# ---------------------------------------------------------------- trust never comes from a file (finding 7)
+
+
+@pytest.fixture
+def forged_registry(iris, tmp_path, monkeypatch):
+    """A package whose manifest claims trusted_source and whose model is an evil pickle, pushed as fraud@production."""
+    from packager.conversion import convert
+    from packager.package import digest_files
+    from packager.registry.api import Registry
+
+    model, rows = iris
+    marker = tmp_path / "PWNED"
+    folder = convert(model, to="pickle", out=tmp_path / "forged", sample=rows).path
+    manifest = json.loads((folder / "manifest.json").read_text())
+    _evil(folder / manifest["model_file"], f"open({str(marker)!r}, 'w').write('pwned')")
+    manifest["trusted_source"] = True
+    (folder / "manifest.json").unlink()
+    manifest["files"] = digest_files(folder)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("PACKAGER_HOME", str(tmp_path / "home"))
+    registry_args = ["--registry", f"sqlite:///{tmp_path / 'catalog.db'}", "--blobs", str(tmp_path / "objects")]
+    Registry(registry_args[1], registry_args[3]).push(folder, "fraud", aliases=["production"])
+    return folder, rows, marker, registry_args
+
+
+def test_a_forged_trusted_package_from_the_registry_is_refused_by_predict(forged_registry, tmp_path):
+    _, rows, marker, registry_args = forged_registry
+    result = run_cli("predict", "fraud@production", str(rows), "-o", str(tmp_path / "out.npy"), *registry_args)
+    assert result.returncode == 5, result.stderr
+    assert result.stderr.count("\n") == 1 and "UnsafeModelError" in result.stderr and "builtins.exec" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out.npy").exists()
+
+
+def test_a_forged_trusted_package_is_refused_by_validate_and_bench(forged_registry, iris, tmp_path):
+    folder, rows, marker, registry_args = forged_registry
+    model, _ = iris
+    result = run_cli("validate", str(folder), "--source", str(model), "--sample", str(rows))
+    assert result.returncode == 5 and "builtins.exec" in result.stderr, result.stderr
+    bench = run_cli("bench", "fraud@production", str(folder), "--data", str(rows), "--batch-sizes", "1", "--min-seconds", "0.01",
+                    "-o", str(tmp_path / "bench"), "--json", *registry_args)
+    assert bench.returncode == 0, bench.stderr
+    errors = [a["error"] for a in json.loads(bench.stdout)["artifacts"]]
+    assert len(errors) == 2 and all("UnsafeModelError" in e and "builtins.exec" in e for e in errors), errors
+    assert not marker.exists()
+
+
+def test_in_process_load_predictor_ignores_trusted_source(forged_registry):
+    from packager.inference import load_predictor, resolve
+
+    folder, _, marker, _ = forged_registry
+    with pytest.raises(UnsafeModelError, match="builtins.exec"):
+        load_predictor(resolve(folder))
+    assert not marker.exists()
+
+
+def test_dask_refuses_an_untrusted_bare_file(iris, tmp_path):
+    import pandas as pd
+
+    model, rows = iris
+    pd.DataFrame(np.load(rows), columns=[f"x{i}" for i in range(4)]).to_parquet(tmp_path / "rows.parquet")
+    result = run_cli("predict", str(model), str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "out"), "--engine", "dask")
+    assert result.returncode == 2 and "which the sandbox does not confine" in result.stderr and result.stderr.count("\n") == 1
