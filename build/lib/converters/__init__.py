@@ -1,1 +1,0 @@
-"""packager's own plugins: one module per framework or format, registered through entry points."""
