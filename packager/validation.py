@@ -400,8 +400,8 @@ class ValidationReport:
     def from_dict(cls, data: Mapping[str, Any]) -> "ValidationReport":
         """The inverse of ``to_dict``: a report that crossed the sandbox boundary as JSON."""
         data = dict(data)
-        data["tolerance"] = Tolerance(**data["tolerance"])
-        data["outputs"] = tuple(OutputComparison(**o) for o in data.get("outputs", ()))
+        data["outputs"] = tuple(OutputComparison(**{**o, "failing_rows": tuple(o.get("failing_rows", ()))}) for o in data.get("outputs", ()))
+        data["batch_sizes"] = tuple(data.get("batch_sizes", ()))
         return cls(**data)
 
 

@@ -87,11 +87,18 @@ class RemoteRegistry(RegistryBackend):
         return VersionInfo.from_dict(self._call("GET", f"/versions/{_q(ref)}"))
 
     def list(self, name: str | None = None, limit: int | None = None) -> list[VersionInfo]:
-        params = {"limit": limit} if limit else {}
+        from packager.registry.query import check_limit
+
+        params = {"limit": check_limit(limit)} if limit else {}
         rows = self._call("GET", f"/models/{_q(name)}/versions" if name else "/models", params=params)
         return [VersionInfo.from_dict(r) for r in rows]
 
     def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+        """The expression and limit are checked here first, so a bad one gets the same error as from a local registry."""
+        from packager.registry.query import check_limit, parse
+
+        parse(expression)
+        check_limit(limit)
         return [VersionInfo.from_dict(r) for r in self._call("GET", "/search", params={"q": expression, "limit": limit})]
 
     def lineage(self, ref: str | ModelRef) -> dict[str, Any]:

@@ -20,7 +20,7 @@ def test_pmml_conversion_reproduces_the_model(fixtures, tmp_path, name):
     assert report["status"] == "passed" and report["runtime"] == "jpmml-evaluator"
     first = report["outputs"][0]
     assert first["kind"] != "missing"
-    if first["kind"] == "label":
+    if first["kind"] == "labels":
         assert first["agreement"] == 1.0
     else:
         assert first["max_abs"] < 1e-3
