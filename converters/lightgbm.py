@@ -19,6 +19,7 @@ from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_
 from packager.deps import require, version_of
 from packager.errors import InputFileError, first_line
 from packager.plugins import converts, framework, runs
+from packager.validation import SAME_KERNELS, criteria_table
 
 SPLIT_DTYPE = "float64"
 TEXT = "lightgbm"
@@ -123,7 +124,11 @@ def estimator_from_booster(booster: Any) -> Any:
     return estimator
 
 
-@runs(TEXT)
+# The library's own predict on its own file: the same kernels as the source, so the same results.
+NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
+
+
+@runs(TEXT, criteria=NATIVE_CRITERIA)
 class LightGBMRuntime(NativeRuntime):
     name, distribution, framework, native_format = "lightgbm", "lightgbm", "lightgbm", TEXT
 

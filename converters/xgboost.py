@@ -17,6 +17,7 @@ from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
+from packager.validation import SAME_KERNELS, criteria_table
 
 SPLIT_DTYPE = "float32"
 JSON, UBJ = "xgboost-json", "xgboost-ubj"
@@ -64,12 +65,16 @@ def check_json_model(path: Path) -> None:
 
 
 
-@runs(JSON)
+# The library's own predict on its own file: the same kernels as the source, so the same results.
+NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
+
+
+@runs(JSON, criteria=NATIVE_CRITERIA)
 class XGBoostJsonRuntime(NativeRuntime):
     name, distribution, framework, native_format = "xgboost", "xgboost", "xgboost", JSON
 
 
-@runs(UBJ)
+@runs(UBJ, criteria=NATIVE_CRITERIA)
 class XGBoostUbjRuntime(NativeRuntime):
     name, distribution, framework, native_format = "xgboost", "xgboost", "xgboost", UBJ
 
