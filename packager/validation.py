@@ -238,10 +238,12 @@ def criteria_table(by_mode: Mapping[str | None, Mapping[OutputKind, Criterion]])
 
 
 # Building blocks the formats compose (each format picks per mode; see ONNX_CRITERIA in converters/onnx.py).
-# The same framework re-serialized (pickle, joblib, skops, .keras, TorchScript fp32): same kernels, same numbers.
+# The same framework re-serialized (pickle, joblib, skops, .keras, TorchScript fp32): same kernels, nearly the same
+# numbers. Not bit-equal: a frozen graph folds constants, a reloaded .h5 reorders sums (measured: a Keras CNN -> .pb
+# 1.04e-5 x the spread of its logits; an LSTM .h5 round trip 5.96e-8 absolute on a spread of 0.0025, 2.4e-5 x).
 SAME_KERNELS: Mapping[OutputKind, Criterion] = {
     OutputKind.LABELS: Agreement(1.0), OutputKind.PROBABILITIES: Tolerance(1e-5, 1e-4, 1.0),
-    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=1.0, max_ratio=1e-5), OutputKind.REGRESSION: RelativeToSpread(1e-5),
+    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=1.0, max_ratio=1e-4), OutputKind.REGRESSION: RelativeToSpread(1e-4),
     OutputKind.EMBEDDING: Cosine(0.99999), OutputKind.INTEGER: Exact(),
 }
 # Another runtime in float32 (ONNX, TFLite, PMML): reordered sums differ in the last bits; a label flips only on a tie.
