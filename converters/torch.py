@@ -39,7 +39,7 @@ class Torch:
 
     def load(self, path: Path, fmt: str, *, trust: bool = False, model_class: str | None = None) -> Any:
         torch = _torch()
-        if model_class and fmt != "torch":
+        if model_class and fmt not in ("torch", "safetensors"):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
         if fmt == "torchscript":
             return load_torchscript(path, trust=trust)
