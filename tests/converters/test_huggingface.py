@@ -212,3 +212,23 @@ def test_minilm_folder_to_onnx_matches_sentence_transformers(tmp_path, quantize,
         from converters.onnx import cpu_has_vnni
 
         assert package.manifest.conversion["quantization"]["reduce_range"] is (not cpu_has_vnni())
+
+
+def test_predict_text_column_writes_labels_with_scores(classifier_folder, tmp_path):
+    """predict --text-column tokenizes each batch with the packaged tokenizer: labels and scores match the package run by hand."""
+    import pandas as pd
+
+    texts = [THREE_LENGTHS[i % 3] + f" {WORDS[i % len(WORDS)]}" for i in range(50)]
+    pd.DataFrame({"id": range(50), "text": texts}).to_csv(tmp_path / "in.csv", index=False)
+    package = convert(classifier_folder, to="onnx", out=tmp_path / "pkg")
+    result = run_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "text", "-o", str(tmp_path / "out.parquet"),
+                     "--batch-size", "16", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["rows"] == 50 and json.loads(result.stdout)["batches"] == 4
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    logits = _run_package(package.path, texts)
+    assert out["label"].tolist() == [["negative", "neutral", "positive"][i] for i in logits.argmax(axis=1)]
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(out["score"].to_numpy(), probabilities.max(axis=1), atol=1e-4)
+    wrong = run_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "body", "-o", str(tmp_path / "x.parquet"))
+    assert wrong.returncode == 2 and "no column 'body'" in wrong.stderr and not (tmp_path / "x.parquet").exists()
