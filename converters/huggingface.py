@@ -180,7 +180,8 @@ def pooling_of(folder: Path, task: str) -> tuple[str | None, bool]:
         return None, False
     modules = read_json(folder / "modules.json", what="module list") if (folder / "modules.json").is_file() else []
     normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
-    pooling_dir = next((folder / m["path"] for m in modules if m.get("type", "").endswith(".Pooling") and m.get("path")), folder / "1_Pooling")
+    pooling_dir = next((folder / m["path"] for m in modules if m.get("type", "").endswith(".Pooling") and m.get("path")),
+        folder / "1_Pooling")
     if (pooling_dir / "config.json").is_file():
         config = read_json(pooling_dir / "config.json", what="pooling config")
         chosen = [mode for key, mode in POOLING_MODES.items() if config.get(key)]
@@ -218,14 +219,17 @@ def load_folder(folder: Path, *, trust: bool = False, task: str | None = None) -
     model = auto.from_pretrained(str(folder), use_safetensors=safetensors, **common).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), **common)
     if not getattr(tokenizer, "is_fast", False):
-        raise UnsupportedConversion(f"{folder.name} has no fast tokenizer (tokenizer.json)", "save the folder with a fast tokenizer (use_fast=True)")
+        raise UnsupportedConversion(f"{folder.name} has no fast tokenizer (tokenizer.json)",
+            "save the folder with a fast tokenizer (use_fast=True)")
     accepted = set(inspect.signature(model.forward).parameters)
     names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names and n in accepted)
     if "input_ids" not in names or "attention_mask" not in names:
-        raise UnsupportedConversion(f"{folder.name}: the tokenizer gives {tokenizer.model_input_names}", "packager exports text models taking "
+        raise UnsupportedConversion(f"{folder.name}: the tokenizer gives {tokenizer.model_input_names}",
+            "packager exports text models taking "
                                     "input_ids and attention_mask")
     pooling, normalize = pooling_of(folder, task)
-    labels = tuple(str(config.get("id2label", {}).get(str(i), i)) for i in range(len(config.get("id2label", {})))) if task != "feature-extraction" else ()
+    labels = tuple(str(config.get("id2label", {}).get(str(i), i)) for i in range(len(config.get("id2label",
+        {})))) if task != "feature-extraction" else ()
     preprocessing = Preprocessing(task, names, "sentence_embedding" if task == "feature-extraction" else "logits",
                                   max_length_of(folder, config, tokenizer_config), pooling=pooling, normalize=normalize, labels=labels,
                                   architecture=type(model).__name__)
@@ -295,7 +299,8 @@ class HuggingFace:
             return model.tokenize(texts)
         if isinstance(sample, dict) and set(model.preprocessing.input_names) <= set(sample):
             return {n: np.asarray(sample[n], dtype=np.int64) for n in model.preprocessing.input_names}
-        raise UsageError("a text model's sample must be text", "give --sample texts.txt (one text per line) or a table with a 'text' column")
+        raise UsageError("a text model's sample must be text",
+            "give --sample texts.txt (one text per line) or a table with a 'text' column")
 
     def predict(self, model: TextModel, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return run_module(model.module, model.preprocessing, feeds)
@@ -349,7 +354,8 @@ def _example(model: TextModel, options) -> tuple:
 
 
 @converts("huggingface", to="onnx", quantize={"dynamic", "fp16"},
-          note="torch.onnx (TorchScript exporter, dynamo as fallback) with dynamic batch and sequence axes; tokenizer + preprocessing packaged")
+          note="torch.onnx (TorchScript exporter, dynamo as fallback) with dynamic batch and sequence axes; "
+               "tokenizer + preprocessing packaged")
 def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> Any:
     """Both axes of every input dynamic; the TorchScript-based exporter first: on all-MiniLM-L6-v2 it took 3.2 s against
     11.6 s for dynamo, for the same operators and the same latency (10.3 ms, batch 1, seq 32, one thread)."""
@@ -366,7 +372,8 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                 if dynamo:
                     batch, sequence = torch.export.Dim("batch", min=1, max=1 << 20), torch.export.Dim("sequence", min=1, max=1 << 16)
                     torch.onnx.export(model.module, example, str(path), input_names=names, output_names=[output], dynamo=True,
-                                      dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names), external_data=False, opset_version=options.opset)
+                                      dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names), external_data=False,
+                                          opset_version=options.opset)
                 else:
                     axes = {n: {0: "batch", 1: "sequence"} for n in names}
                     axes[output] = {0: "batch", 1: "sequence"} if model.preprocessing.task == "token-classification" else {0: "batch"}
@@ -374,17 +381,21 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                                       dynamic_axes=axes, opset_version=options.opset or 17)
             break
         except Exception as exc:
-            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first}")
             path.unlink(missing_ok=True)
     else:
-        raise ConversionError(f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})", "try another --opset")
+        raise ConversionError(f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})",
+            "try another --opset")
     proto = onnx.load(str(path), load_external_data=False)
-    details = {"exporter": "torchscript" if not failures else "dynamo (torchscript failed)", "export_error": failures[0] if failures else None,
+    details = {"exporter": "torchscript" if not failures else "dynamo (torchscript failed)",
+        "export_error": failures[0] if failures else None,
                "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "torch": version_of("torch")}
     return Artifact(path, {**details, **write_text_files(model, out)})
 
 
-@converts("huggingface", to="torchscript", note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
+@converts("huggingface", to="torchscript",
+    note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
 def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options) -> Any:
     from converters.torch import torch_to_torchscript
 
@@ -392,7 +403,8 @@ def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options
     return type(artifact)(artifact.path, {**artifact.details, **write_text_files(model, out)})
 
 
-@converts("huggingface", to="safetensors", note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)")
+@converts("huggingface", to="safetensors",
+    note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)")
 def hf_to_safetensors(model: TextModel, signature: Signature, out: Path, options) -> Any:
     from packager.conversion import Artifact
 

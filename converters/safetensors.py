@@ -26,13 +26,17 @@ def torch_to_safetensors(model: Any, signature: Signature, out: Path, options) -
     if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "state_dict"):
         from packager.errors import UnsupportedConversion
 
-        raise UnsupportedConversion("a TorchScript module carries its code; safetensors holds only the weights", "convert the Python nn.Module")
+        raise UnsupportedConversion("a TorchScript module carries its code; safetensors holds only the weights",
+            "convert the Python nn.Module")
     path = out / "model.safetensors"
     try:
-        safetensors_torch.save_model(model, str(path), metadata={"format": "pt", "module": f"{type(model).__module__}:{type(model).__qualname__}"})
+        safetensors_torch.save_model(model, str(path), metadata={"format": "pt",
+            "module": f"{type(model).__module__}:{type(model).__qualname__}"})
     except Exception as exc:
-        raise ConversionError(f"safetensors could not save {type(model).__name__}: {str(exc).splitlines()[0][:200]}", "check the module's state_dict") from exc
-    return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()), "module": type(model).__qualname__})
+        raise ConversionError(f"safetensors could not save {type(model).__name__}: {str(exc).splitlines()[0][:200]}",
+            "check the module's state_dict") from exc
+    return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()),
+        "module": type(model).__qualname__})
 
 
 @runs("safetensors", criteria=criteria_table({None: SAME_KERNELS}))

@@ -36,7 +36,8 @@ class TextPlan:
             spec = json.loads((folder / PREPROCESSING).read_text())
             tokenizer = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_file(str(folder / TOKENIZER))
         except (ValueError, OSError, Exception) as exc:
-            raise InputFileError(f"the package's tokenizer cannot be read ({str(exc)[:200]})", "re-create the package with `packager convert`") from exc
+            raise InputFileError(f"the package's tokenizer cannot be read ({str(exc)[:200]})",
+                "re-create the package with `packager convert`") from exc
         return cls(column, tokenizer, tuple(spec["input_names"]), spec["output_name"], tuple(spec.get("labels", ())))
 
     def check(self, columns: list[str]) -> None:

@@ -29,7 +29,8 @@ def read_json(path: Path, *, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputFileError(f"{path.parent.name}/{path.name} is not valid JSON ({exc})", "re-save the model with save_pretrained") from None
+        raise InputFileError(f"{path.parent.name}/{path.name} is not valid JSON ({exc})",
+            "re-save the model with save_pretrained") from None
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -42,9 +43,11 @@ def weight_files(folder: Path) -> list[Path]:
             shards = sorted(set(mapping.values())) if isinstance(mapping, dict) else []
             bad = [s for s in shards if not isinstance(s, str) or Path(s).name != s or not (folder / s).is_file()]
             if bad or not shards:
-                raise InputFileError(f"{index} names shards {bad or shards} that are not files of the folder", "re-save the model with save_pretrained")
+                raise InputFileError(f"{index} names shards {bad or shards} that are not files of the folder",
+                    "re-save the model with save_pretrained")
             return [folder / s for s in shards]
-    raise InputFileError(f"{folder.name} has a config.json but no weights (model.safetensors or pytorch_model.bin)", "re-save the model with save_pretrained")
+    raise InputFileError(f"{folder.name} has a config.json but no weights (model.safetensors or pytorch_model.bin)",
+        "re-save the model with save_pretrained")
 
 
 def check_hf_folder(folder: str | Path) -> None:
@@ -58,7 +61,8 @@ def check_hf_folder(folder: str | Path) -> None:
         found = [key for key in CODE_KEYS if isinstance(data, dict) and key in data]
         if found:
             refs = data[found[0]]
-            raise UnsafeModelError(f"{folder.name}/{name} declares {found[0]} {json.dumps(refs)[:120]}: the model runs Python code from the folder "
+            raise UnsafeModelError(f"{folder.name}/{name} declares {found[0]} {json.dumps(refs)[:120]}: "
+                                   "the model runs Python code from the folder "
                                    "(trust_remote_code)", TRUST_HINT)
     if (folder / "modules.json").is_file():
         modules = read_json(folder / "modules.json", what="sentence-transformers module list")

@@ -45,12 +45,14 @@ def classifier_folder(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("hf") / "clf"
     folder.mkdir()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz.,", *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz.,",
+        *[f"##{c}" for c in "abcdefghijklmnopqrstuvwxyz"]]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(str(folder))
     torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128,
                                      max_position_embeddings=128, num_labels=3, id2label={0: "negative", 1: "neutral", 2: "positive"},
                                      label2id={"negative": 0, "neutral": 1, "positive": 2})
     model = transformers.BertForSequenceClassification(config).eval()
@@ -92,7 +94,8 @@ def test_safetensors_is_detected_by_content_and_its_header_is_bounds_checked(tmp
         "offsets": ({"w": {"dtype": "F32", "shape": [1000], "data_offsets": [0, 4000]}}, bytes(16), None, "outside the 16-byte data area"),
         "negative": ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [-4, 0]}}, bytes(16), None, "outside"),
         "size": ({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, bytes(16), None, "needs 12"),
-        "overlap": ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        "overlap": ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "b": {"dtype": "F32", "shape": [2],
+            "data_offsets": [4, 12]}},
                     bytes(16), None, "overlap"),
         "dtype": ({"w": {"dtype": "PY", "shape": [1], "data_offsets": [0, 1]}}, bytes(1), None, "unknown dtype"),
     }
@@ -118,13 +121,15 @@ def test_torch_module_to_safetensors_and_back_as_a_state_dict(tmp_path):
     assert package.manifest.validation["details"]["tensors"] == 6
     (tmp_path / "mymlp.py").write_text("from fixtures.torch_models import mlp\n\ndef build():\n    return mlp()[0]\n")
     np.save(tmp_path / "x.npy", sample)
-    result = run_cli("convert", str(package.model_path), "--model-class", "mymlp:build", "--sample", str(tmp_path / "x.npy"), "--to", "onnx",
+    result = run_cli("convert", str(package.model_path), "--model-class", "mymlp:build", "--sample", str(tmp_path / "x.npy"), "--to",
+        "onnx",
                      "-o", str(tmp_path / "onnx"), "--json", cwd=tmp_path,
                      env={**os.environ, "PYTHONPATH": f"{tmp_path}:{Path(__file__).resolve().parents[2]}"})
     assert result.returncode == 0, result.stderr
     session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: sample})[0], model(torch.from_numpy(sample)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: sample})[0],
+            model(torch.from_numpy(sample)).numpy(), atol=1e-5)
 
 
 # ---------------------------------------------------------------- folders
@@ -139,7 +144,8 @@ def test_hugging_face_folder_is_detected_and_remote_code_is_refused(classifier_f
     config["auto_map"] = {"AutoModelForSequenceClassification": "modeling_evil.EvilModel"}
     (remote / "config.json").write_text(json.dumps(config))
     marker = tmp_path / "ran"
-    (remote / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\nfrom transformers import BertForSequenceClassification as EvilModel\n")
+    payload = f"open({str(marker)!r}, 'w').write('x')\nfrom transformers import BertForSequenceClassification as EvilModel\n"
+    (remote / "modeling_evil.py").write_text(payload)
     with pytest.raises(UnsafeModelError, match="auto_map"):
         convert(remote, to="onnx", out=tmp_path / "out")
     result = run_cli("convert", str(remote), "--to", "onnx", "-o", str(tmp_path / "cli"))
