@@ -30,7 +30,7 @@ def _torch():
 class Torch:
     """The PyTorch source framework (modules are put in eval mode: BatchNorm/Dropout as at inference)."""
 
-    file_formats = frozenset({"torchscript", "pt2", "torch"})
+    file_formats = frozenset({"torchscript", "pt2", "torch", "safetensors"})
     takes_model_class = True
 
     @staticmethod
@@ -39,7 +39,7 @@ class Torch:
 
     def load(self, path: Path, fmt: str, *, trust: bool = False, model_class: str | None = None) -> Any:
         torch = _torch()
-        if model_class and fmt != "torch":
+        if model_class and fmt not in ("torch", "safetensors"):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
         if fmt == "torchscript":
             return load_torchscript(path, trust=trust)
@@ -102,11 +102,15 @@ def load_program(path: Path, *, trust: bool = False) -> Any:
     return program
 
 
-def load_state_dict(path: Path, model_class: str) -> Any:
-    """``module:Class`` (or a factory) built with no arguments, then the weights, strictly."""
+def load_state_dict(path: Path, model_class: str, *, safetensors: bool = False) -> Any:
+    """``module:Class`` (or a factory) built with no arguments, then the weights (torch.load weights_only, or a
+    safetensors file whose header was checked), strictly."""
     torch = _torch()
     module = instantiate(model_class)
-    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    if safetensors:
+        state = require("safetensors.torch", "torch", "reading safetensors").load_file(str(path), device="cpu")
+    else:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):  # a training checkpoint
         state = state["state_dict"]
     if not isinstance(state, dict):

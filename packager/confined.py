@@ -93,7 +93,7 @@ def validate(artifact: str | Path, source: str | Path, *, sample: Any, quantizat
 
 
 def predict(artifact: Any, data: str | Path, output: str | Path, *, batch_size: int, threads: int | None, outputs: list[str] | None,
-            overwrite: bool, progress: Callable | None) -> Any:
+            overwrite: bool, progress: Callable | None, text_column: str | None = None) -> Any:
     """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry
     reference already pulled by the parent) and the input are bound read-only; the output file is written
     in the workspace and renamed into place after the child succeeded."""
@@ -107,7 +107,7 @@ def predict(artifact: Any, data: str | Path, output: str | Path, *, batch_size: 
     with sandbox.workspace(output.parent, output.name) as ws:
         target = ws.out / output.name
         args = {"model": str(model.absolute()), "data": str(Path(data).absolute()), "output": str(target), "batch_size": batch_size,
-                "threads": threads, "outputs": outputs or []}
+                "threads": threads, "outputs": outputs or [], "text_column": text_column}
         result = ws.call("predict", args, label=f"predicting with {label}", reads=[model, data], progress=progress)
         sandbox.check_output(target)
         os.replace(target, output)
@@ -186,11 +186,13 @@ def _validate(progress, artifact: str, source: str, **options) -> dict:
     return validate(artifact, source, trust=_trust(), **options).to_dict()
 
 
-def _predict(progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str]) -> dict:
+def _predict(progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str],
+             text_column: str | None = None) -> dict:
     from packager.inference import load_predictor, predict_file, resolve
 
     predictor = load_predictor(resolve(model), threads=threads, trust=_trust())
-    result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress)
+    result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress,
+                          text_column=text_column)
     return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "load_seconds": result.load_seconds}
 
 

@@ -59,8 +59,8 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
             signature = with_dynamic_axes(signature, axes)
         if data is None and hasattr(plugin, "fitted_rows"):
             drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
-            if drawn is not None:
-                data, origin = drawn, "fitted-statistics"
+            if drawn is not None:  # a plugin may name its rows otherwise (text models: built-in sentences)
+                data, origin = drawn, getattr(plugin, "fitted_rows_source", "fitted-statistics")
         feeds = plugin.feeds(source.model, signature, data)
         full = plugin.source_input(source.model, signature, data) if hasattr(plugin, "source_input") else None
         cast_expected = plugin.predict(source.model, signature, feeds)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from packager.errors import InputFileError, UnsafeModelError
+from packager.safety.safetensors import looks_like_safetensors
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -60,6 +61,8 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("xgboost-ubj", "XGBoost UBJSON model", ".ubj"),
         FormatInfo("lightgbm", "LightGBM text model", ".txt"),
         FormatInfo("catboost", "CatBoost model", ".cbm"),
+        FormatInfo("safetensors", "safetensors (tensors only, no code)", ".safetensors"),
+        FormatInfo("huggingface", "Hugging Face model folder (save_pretrained)", "", is_directory=True),
     )
 }
 
@@ -70,11 +73,13 @@ _BY_EXTENSION = {
     ".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib", ".skops": "skops",
     ".h5": "hdf5", ".hdf5": "hdf5", ".keras": "keras", ".onnx": "onnx", ".pmml": "pmml",
     ".pt": "torchscript", ".pth": "torch", ".pt2": "pt2", ".mlmodel": "coreml",
-    ".mlpackage": "mlpackage", ".zip": "mleap", ".pb": "pb", ".tflite": "tflite",
+    ".mlpackage": "mlpackage", ".zip": "mleap", ".pb": "pb", ".tflite": "tflite", ".safetensors": "safetensors",
     ".json": "xgboost-json", ".ubj": "xgboost-ubj", ".cbm": "catboost",
 }
 CATBOOST_MAGIC = b"CBM1"
 LIGHTGBM_HEADER = b"tree\nversion=v"
+# what save_pretrained writes: a config and weights (one file, or shards named by an index)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 # top-level protobuf field numbers (wire type) of the message each protobuf format starts with
 _ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
@@ -184,9 +189,12 @@ def _detect_directory(path: Path) -> str:
         return "mlpackage"
     if (path / "bundle.json").is_file():
         return "mleap"
+    if (path / "config.json").is_file() and any((path / name).is_file() for name in HF_WEIGHTS):
+        return "huggingface"
     raise InputFileError(
         f"{path} is a directory that holds no model packager recognises",
-        "give a SavedModel folder (with saved_model.pb), an .mlpackage, or a model file",
+        "give a SavedModel folder (with saved_model.pb), a Hugging Face folder (config.json + model.safetensors), an .mlpackage, "
+        "or a model file",
     )
 
 
@@ -195,6 +203,8 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return None
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
+    if looks_like_safetensors(head):
+        return "safetensors"  # its header is bounds-checked by packager.safety.safetensors before anything maps it
     if head.startswith(ZIP_MAGIC):
         return _detect_zip(path)
     if _looks_like_xml(path, head, "PMML"):

@@ -142,7 +142,8 @@ class PredictResult:
 
 
 def predict(artifact: Artifact, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
-            outputs: list[str] | None = None, trust: bool = False, overwrite: bool = False, progress: Progress | None = None) -> PredictResult:
+            outputs: list[str] | None = None, trust: bool = False, overwrite: bool = False, progress: Progress | None = None,
+            text_column: str | None = None) -> PredictResult:
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
     output renamed into place after success) unless ``trust``, which loads it here."""
     from packager import sandbox
@@ -151,26 +152,35 @@ def predict(artifact: Artifact, input_path: str | Path, output: str | Path, *, b
         from packager import confined
 
         return confined.predict(artifact, input_path, output, batch_size=batch_size, threads=threads, outputs=outputs, overwrite=overwrite,
-                                progress=progress)
+                                progress=progress, text_column=text_column)
     predictor = load_predictor(artifact, threads=threads, trust=trust)
-    return predict_file(predictor, input_path, output, batch_size=batch_size, outputs=outputs, overwrite=overwrite, progress=progress)
+    return predict_file(predictor, input_path, output, batch_size=batch_size, outputs=outputs, overwrite=overwrite, progress=progress,
+                        text_column=text_column)
 
 
 def predict_file(predictor: Predictor, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, outputs: list[str] | None = None,
-                 overwrite: bool = False, progress: Progress | None = None) -> PredictResult:
-    """Stream ``input_path`` through the model in batches; memory stays at one batch."""
+                 overwrite: bool = False, progress: Progress | None = None, text_column: str | None = None) -> PredictResult:
+    """Stream ``input_path`` through the model in batches; memory stays at one batch. ``text_column``: the package
+    carries a tokenizer, and this column's texts are tokenized with it batch by batch (packager.text)."""
     from packager.batches import OutputWriter, iter_batches, open_source, plan_feeds
 
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is not positive", "use e.g. --batch-size 1024")
     source = open_source(input_path)
-    plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
+    if text_column:
+        from packager.text import TextPlan
+
+        plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
+        plan.check(list(source.columns))
+    else:
+        plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
     writer = OutputWriter(Path(output), overwrite)
     chosen = _check_outputs(predictor.signature, outputs)
     started, rows, batches = time.perf_counter(), 0, 0
     try:
         for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
+            produced = plan.answers(produced) if text_column else produced
             writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
             rows += len(next(iter(produced.values())))
             batches += 1
@@ -187,7 +197,7 @@ def _check_outputs(signature: Signature, outputs: list[str] | None) -> list[str]
     if not outputs:
         return []
     known = signature.output_names
-    unknown = [o for o in outputs if known and o not in known]
+    unknown = [o for o in outputs if known and o not in known and o not in ("label", "score")]
     if unknown:
         raise UsageError(f"--output names unknown outputs {unknown}", f"the model's outputs are {known}")
     return outputs

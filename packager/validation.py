@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from packager.errors import PluginError, UsageError
 
 PASSED, FAILED, NOT_EXECUTED = "passed", "failed", "structure-checked, not executed"
-DATA_SOURCES = ("sample", "calibration", "input-example", "fitted-statistics", "synthetic")
+DATA_SOURCES = ("sample", "calibration", "input-example", "fitted-statistics", "built-in-text", "synthetic")
 SHOWN_ROWS = 5  # failing rows listed per output
 
 

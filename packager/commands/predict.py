@@ -17,25 +17,30 @@ import click
 @click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster.")
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
+@click.option("--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages).")
 @click.option("--trust", is_flag=True, help="Run the model unconfined (no sandbox) and past the allow-list: only for files you trust.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, trust, force, registry_url, blobs, as_json):
+def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, text_column, trust, force, registry_url, blobs, as_json):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
     from packager.cli import emit_json
     from packager.inference import resolve
 
     artifact = resolve(model, registry_url=registry_url, blobs=blobs)
+    if engine == "dask" and text_column:
+        from packager.errors import UsageError
+
+        raise UsageError("--text-column runs with --engine local only", "drop --engine dask")
     if engine == "dask":
         from packager.distributed import predict_on_dask
 
         summary = predict_on_dask(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs),
                                   scheduler=scheduler, workers=workers, trust=trust, overwrite=force).to_dict()
     else:
-        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json)
+        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column)
     if as_json:
         emit_json(summary)
     else:
@@ -43,14 +48,14 @@ def command(model, data, output, batch_size, threads, outputs, engine, scheduler
         click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
 
 
-def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet) -> dict:
+def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None) -> dict:
     from packager.batches import open_source
     from packager.inference import predict
 
     total = open_source(data).rows
     with _progress_bar(total, quiet) as advance:
         result = predict(artifact, data, output, batch_size=batch_size, threads=threads, outputs=outputs, trust=trust, overwrite=force,
-                         progress=advance)
+                         progress=advance, text_column=text_column)
     return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
             "load_seconds": result.load_seconds, "output": str(result.output), "format": artifact.format, "threads": threads}
 

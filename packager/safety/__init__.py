@@ -40,6 +40,14 @@ def check_file(path: str | Path, fmt: str) -> None:
         from packager.safety.tensorflow import check_graph_def, check_saved_model
 
         check_saved_model(path) if fmt == "savedmodel" else check_graph_def(path)
+    elif fmt == "safetensors":
+        from packager.safety.safetensors import check_safetensors
+
+        check_safetensors(path)
+    elif fmt == "huggingface":
+        from packager.safety.huggingface import check_hf_folder
+
+        check_hf_folder(path)
     elif fmt in ZIP_FORMATS and path.is_file():
         from packager.safety.zips import check_zip
 

@@ -1,0 +1,70 @@
+"""safetensors as a target and a runtime: tensors only, no code, so safe by construction once its header is checked.
+
+A torch module's state dict converts to ``model.safetensors`` (``--to safetensors``). The file alone has no architecture:
+it runs only where the package names one, i.e. a Hugging Face package (``config.json`` and ``preprocessing.json`` beside
+it, rebuilt by transformers); otherwise validation checks its structure (every tensor of the source's state dict present,
+same dtype and shape) and says it did not execute it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from packager.deps import Runtime, require, version_of
+from packager.errors import ConversionError
+from packager.plugins import converts, runs
+from packager.signature import Signature
+from packager.validation import SAME_KERNELS, criteria_table
+
+
+@converts("torch", to="safetensors", note="the module's state dict (shared tensors written once); runs where a model class is known")
+def torch_to_safetensors(model: Any, signature: Signature, out: Path, options) -> Any:
+    from packager.conversion import Artifact
+
+    torch = require("torch", "torch", "safetensors export")
+    safetensors_torch = require("safetensors.torch", "torch", "safetensors export")
+    if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "state_dict"):
+        from packager.errors import UnsupportedConversion
+
+        raise UnsupportedConversion("a TorchScript module carries its code; safetensors holds only the weights",
+            "convert the Python nn.Module")
+    path = out / "model.safetensors"
+    try:
+        safetensors_torch.save_model(model, str(path), metadata={"format": "pt",
+            "module": f"{type(model).__module__}:{type(model).__qualname__}"})
+    except Exception as exc:
+        raise ConversionError(f"safetensors could not save {type(model).__name__}: {str(exc).splitlines()[0][:200]}",
+            "check the module's state_dict") from exc
+    return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()),
+        "module": type(model).__qualname__})
+
+
+@runs("safetensors", criteria=criteria_table({None: SAME_KERNELS}))
+class SafetensorsRuntime(Runtime):
+    """Executes a Hugging Face package's weights in transformers; otherwise a structure check."""
+
+    name = "safetensors"
+    distribution = "safetensors"
+
+    def can_execute(self, path: Path) -> bool:
+        folder = Path(path).parent
+        return (folder / "config.json").is_file() and (folder / "preprocessing.json").is_file()
+
+    def check(self, path: Path, signature: Signature) -> dict[str, Any]:
+        from packager.safety.safetensors import check_safetensors
+
+        header = check_safetensors(path)
+        dtypes = sorted({dtype for dtype, _ in header.tensors.values()})
+        return {"tensors": len(header.tensors), "parameters": header.parameters, "dtypes": dtypes, "metadata": header.metadata,
+                "note": "a state dict alone does not say its architecture: loaded into the model class, it runs in torch"}
+
+    def load(self, path: Path, *, trust: bool = False) -> Any:
+        from converters.huggingface import load_saved_text_model
+
+        return load_saved_text_model(Path(path))
+
+    def predict(self, handle: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        from converters.huggingface import run_module
+
+        module, preprocessing = handle
+        return run_module(module, preprocessing, feeds)

@@ -1,0 +1,71 @@
+"""Text in, tokens out: packages that carry a tokenizer (``tokenizer.json`` + ``preprocessing.json``, written by the
+Hugging Face plugin) are fed text by ``predict --text-column``. The tokenizer file already holds the padding and
+truncation validation used, so the ids here are the ids the artifact was proven on. Only the ``tokenizers`` library
+(Rust, reads JSON) is needed: no transformers at inference time.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from packager.deps import require
+from packager.errors import InputFileError, UsageError
+
+PREPROCESSING, TOKENIZER = "preprocessing.json", "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TextPlan:
+    """How a batch of a table becomes token feeds, and how the outputs become answers (labels with scores)."""
+
+    column: str
+    tokenizer: Any
+    input_names: tuple[str, ...]
+    output_name: str
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def from_package(cls, folder: Path, column: str) -> "TextPlan":
+        folder = Path(folder)
+        if not (folder / PREPROCESSING).is_file() or not (folder / TOKENIZER).is_file():
+            raise UsageError(f"--text-column needs a package that carries a tokenizer; {folder.name} has none",
+                             "convert a Hugging Face model folder with `packager convert`, or feed token columns")
+        try:
+            spec = json.loads((folder / PREPROCESSING).read_text())
+            tokenizer = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_file(str(folder / TOKENIZER))
+        except (ValueError, OSError, Exception) as exc:
+            raise InputFileError(f"the package's tokenizer cannot be read ({str(exc)[:200]})",
+                "re-create the package with `packager convert`") from exc
+        return cls(column, tokenizer, tuple(spec["input_names"]), spec["output_name"], tuple(spec.get("labels", ())))
+
+    def check(self, columns: list[str]) -> None:
+        if self.column not in columns:
+            raise UsageError(f"the input has no column {self.column!r}", f"it has {columns[:20]}; name the text column with --text-column")
+
+    def column_types(self) -> dict[str, Any]:
+        import pyarrow as pa
+
+        return {self.column: pa.string()}
+
+    def feeds(self, batch: Any) -> dict[str, Any]:
+        import numpy as np
+
+        texts = ["" if t is None else str(t) for t in batch.column(self.column).to_pylist()]
+        encodings = self.tokenizer.encode_batch(texts)
+        columns = {"input_ids": lambda e: e.ids, "attention_mask": lambda e: e.attention_mask, "token_type_ids": lambda e: e.type_ids}
+        return {name: np.asarray([columns[name](e) for e in encodings], dtype=np.int64) for name in self.input_names}
+
+    def answers(self, outputs: Mapping[str, Any]) -> dict[str, Any]:
+        """Classifiers: the label and its softmax probability beside the logits (a sequence of them per token); embeddings as they are."""
+        import numpy as np
+
+        if not self.labels or self.output_name not in outputs:
+            return dict(outputs)
+        logits = np.asarray(outputs[self.output_name], dtype=np.float64)
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+        best = probabilities.argmax(axis=-1)
+        names = np.asarray(self.labels, dtype=object)[best]
+        return {**outputs, "label": names, "score": probabilities.max(axis=-1).astype(np.float32)}
