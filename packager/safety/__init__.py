@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from packager.errors import UnsafeModelError
+
 from packager.safety.allowlist import import_refusal
 from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle,
                                      scan_pickle_imports)
@@ -48,8 +50,30 @@ def check_file(path: str | Path, fmt: str) -> None:
         from packager.safety.huggingface import check_hf_folder
 
         check_hf_folder(path)
+    elif fmt == "onnx":
+        from packager.safety.onnx import check_onnx
+
+        check_onnx(path)
+    elif fmt == "tflite":
+        from packager.safety.tflite import check_tflite
+
+        check_tflite(path)
     elif fmt in ZIP_FORMATS and path.is_file():
         from packager.safety.zips import check_zip
 
         check_zip(path)
-    # joblib: its arrays are raw bytes between opcodes, so it is checked while loading (load_joblib)
+    elif fmt not in CHECKED_ELSEWHERE:  # default-deny: a format nobody declared safe is not opened untrusted
+        raise UnsafeModelError(f"{path.name}: packager has no safety check for {fmt} files, so it does not open them untrusted",
+                               "if you trust the file, rerun with --trust (API: trust=True)")
+
+
+# Formats with no check above, each with the reason it needs none here (anything else is refused untrusted).
+CHECKED_ELSEWHERE = {
+    "joblib": "its arrays sit between pickle opcodes, so it is checked while loading (packager.safety.joblib)",
+    "coreml": "a protobuf that coremltools reads as data; Core ML models are never executed on Linux",
+    "mlpackage": "a folder of protobuf and weights that coremltools reads as data; never executed on Linux",
+    "xgboost-json": "data checked in Python and parsed by XGBoost's own reader (converters/xgboost.py)",
+    "xgboost-ubj": "data parsed by XGBoost's own reader (converters/xgboost.py)",
+    "lightgbm": "text checked tree by tree before LightGBM's reader sees it (converters/lightgbm.py)",
+    "catboost": "read by CatBoost's C++ model loader, which unpickles nothing (converters/catboost.py)",
+}

@@ -136,3 +136,24 @@ def test_a_manifest_cannot_point_outside_its_package(tmp_path):
         validate(tmp_path / "pkg", tmp_path / "whatever.pkl")
     with pytest.raises(InputFileError, match="not a plain name inside the package"):
         Manifest.from_dict({"model_file": "/etc/passwd"})
+
+
+def test_an_onnx_package_reading_an_external_file_is_refused_by_predict(corpus, tmp_path, fixtures):
+    """An ONNX artifact whose weights come from a file it names (here a secret beside it) is refused before
+    onnxruntime opens it, by predict as by validate: its outputs would carry the file's bytes."""
+    import json
+    import shutil
+
+    import numpy as np
+
+    from packager.conversion import convert
+    from packager.inference import load_predictor, resolve
+
+    attacks, _, _ = corpus
+    evil = next(a.path for a in attacks if a.name == "external_absolute.onnx")
+    package = convert(fixtures["ridge"].model, to="onnx", out=tmp_path / "pkg")
+    shutil.copy(evil, package.path / "model.onnx")
+    with pytest.raises(UnsafeModelError, match="read from the external file"):
+        load_predictor(resolve(package.path))
+    np.save(tmp_path / "x.npy", np.ones((2, 4), dtype=np.float32))
+    assert json.loads((package.path / "manifest.json").read_text())["format"] == "onnx"
