@@ -298,8 +298,11 @@ def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
 def _calibration_feeds(registry, source, signature, calibration) -> dict | None:
     if calibration is None:
         return None
+    from packager.columns import align_table
+
     data = load_sample(calibration) if isinstance(calibration, (str, Path)) else calibration
-    return registry.framework(source.framework).feeds(source.model, signature, data)
+    where = Path(calibration).name if isinstance(calibration, (str, Path)) else "the calibration rows"
+    return registry.framework(source.framework).feeds(source.model, signature, align_table(signature, data, where))
 
 
 def _quantize(registry, to, artifact, mode, calibration_feeds) -> tuple[Artifact, Quantization]:
