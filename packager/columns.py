@@ -59,13 +59,14 @@ def align_table(signature: Signature, data: Any, where: str) -> Any:
 
 
 def with_sample_names(signature: Signature, data: Any) -> Signature:
-    """A single matrix input without names takes the names of the sample table's columns (when they are text and
-    as many as the input's width): the order the model was validated in is the order predict will restore."""
+    """A single numeric matrix input without names takes the names of the sample table's columns (when they are text
+    and as many as the input's width): the order the model was validated in is the order predict will restore. A text
+    input (one string column) keeps its own name: its column is found by name or as the only text column."""
     if len(signature.inputs) != 1 or signature.columnar or not hasattr(data, "columns"):
         return signature
     spec = signature.inputs[0]
     columns = list(data.columns)
-    if spec.names or len(spec.shape) != 2 or spec.shape[1] != len(columns) or not all(isinstance(c, str) for c in columns):
+    if spec.names or spec.is_text or len(spec.shape) != 2 or spec.shape[1] != len(columns) or not all(isinstance(c, str) for c in columns):
         return signature
     if len(set(columns)) != len(columns):
         return signature
