@@ -85,7 +85,8 @@ class Sklearn:
                 f"cannot tell how many features {type(model).__name__} takes",
                 "give --sample FILE or --input-shape 1,N",
             )
-        return Signature((TensorSpec("X", _input_float(model), (None, int(width))),))
+        known = tuple(str(n) for n in names) if names is not None and len(names) == int(width) else None
+        return Signature((TensorSpec("X", _input_float(model), (None, int(width)), names=known),))
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
         """The sample as the artifact takes it (the signature's dtypes: float32 numbers)."""

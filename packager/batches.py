@@ -208,8 +208,14 @@ def _to_numpy(column: Any) -> Any:
         return column.to_numpy(zero_copy_only=False)
 
 
-def plan_feeds(signature: Signature, source: DataSource) -> FeedPlan:
-    """Match the input's columns to the signature by name; raise before any work when they do not fit."""
+def plan_feeds(signature: Signature, source: DataSource, *, notes: bool = True) -> FeedPlan:
+    """Match the input's columns to the signature by name; raise before any work when they do not fit.
+
+    A matrix input whose feature names are known reads those columns in the model's order (missing ones refused,
+    extra ones ignored with a note); without names, the columns are taken in file order, and a note says so.
+    ``notes=False`` keeps the per-partition calls of a cluster job quiet (the driver has said it once)."""
+    from packager.columns import by_position_note, match_names
+
     if source.kind == "npy":
         return _plan_array(signature, source)
     columns = list(source.columns)
@@ -225,17 +231,22 @@ def plan_feeds(signature: Signature, source: DataSource) -> FeedPlan:
             raise UsageError(f"the columns {flat} of {source.path.name} hold one value per row, the model's inputs take tensors "
                              f"{[tuple(s.shape[1:]) for s in signature.inputs if s.name in flat]}",
                              "store each input as a list column (Parquet or JSON lines), one tensor per row")
+        match_names(signature.input_names, columns, source.path.name, notes=notes, ignored=_IGNORED)  # extras: a note
         return FeedPlan(signature, {s.name: (s.name,) for s in signature.inputs}, tensors)
     spec = signature.inputs[0]
     if spec.name in tensors:
         return FeedPlan(signature, {spec.name: (spec.name,)}, tensors)
     width = _width(spec)
+    if spec.names and width == len(spec.names):
+        return FeedPlan(signature, {spec.name: match_names(spec.names, columns, source.path.name, notes=notes, ignored=_IGNORED)})
     if spec.name in columns and width == 1:
         return FeedPlan(signature, {spec.name: (spec.name,)})
     features = [c for c in columns if c not in _IGNORED]
     if width is not None and len(features) != width:
         raise UsageError(f"{source.path.name} has {len(features)} columns, the model's input {spec.name} takes {width} features",
                          f"give exactly {width} feature columns (found {features[:10]}{'…' if len(features) > 10 else ''})")
+    if notes and width is not None and width > 1:
+        by_position_note(source.path.name, len(features))
     return FeedPlan(signature, {spec.name: tuple(features)})
 
 

@@ -79,7 +79,8 @@ class Package:
         return self.manifest.validation
 
 
-def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None, registry: PluginRegistry | None = None) -> Source:
+def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None,
+                registry: PluginRegistry | None = None) -> Source:
     """Load a model file through its framework plugin (safely), or wrap an in-memory model.
     ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into."""
     registry = registry or default_registry()
@@ -93,7 +94,8 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
         if model_class and not getattr(plugin, "takes_model_class", False):
-            raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)", "drop --model-class; it is for PyTorch state dicts")
+            raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
+                             "drop --model-class; it is for PyTorch state dicts")
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **({"model_class": model_class} if model_class else {}))
             details = plugin.describe(model)
@@ -241,7 +243,9 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
     offered = (quantizer.modes if quantizer else frozenset()) & conversion.quantize
     modes = [m for m in ("dynamic", "static", "fp16") if m in offered and (m != "static" or calibration_feeds)]
     attempts, before = [], path_size(artifact.path)
-    skipped = [{"mode": "static", "kept": False, "why": "not tried: no --calibration rows"}] if "static" in offered and not calibration_feeds else []
+    skipped = []
+    if "static" in offered and not calibration_feeds:
+        skipped.append({"mode": "static", "kept": False, "why": "not tried: no --calibration rows"})
     for mode in modes:
         step(f"quantizing ({mode}, auto)")
         try:
@@ -298,7 +302,8 @@ def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sa
             format=source.info.format or "unknown", model_file=path.name,
             created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), source=source.info, signature=signature,
             quantization=Quantization(None, False), conversion={"converter": "none: the source model as given"},
-            validation={"status": "source", "runtime": source.framework, "runtime_version": framework.versions().get(source.framework, ""), "samples": 0, "outputs": []},
+            validation={"status": "source", "runtime": source.framework, "samples": 0, "outputs": [],
+                        "runtime_version": framework.versions().get(source.framework, "")},
             versions={**framework.versions(), "packager": __version__}, files=digest_files(staging), trusted_source=trust)
         write_json(staging / MANIFEST, manifest.to_dict())
     return Package(Path(out).absolute(), manifest)
@@ -312,7 +317,8 @@ def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
     if quantize and quantize not in QUANTIZE_MODES:
         raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(QUANTIZE_MODES)}")
     if quantize == "static" and calibration is None:
-        raise UsageError("--quantize static needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)")
+        raise UsageError("--quantize static needs calibration data",
+                         "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)")
     if calibration is not None and quantize not in ("static", "auto"):
         raise UsageError("--calibration is only used with --quantize static or auto", "add --quantize static or drop --calibration")
 
@@ -320,8 +326,11 @@ def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
 def _calibration_feeds(registry, source, signature, calibration) -> dict | None:
     if calibration is None:
         return None
+    from packager.columns import align_table
+
     data = load_sample(calibration) if isinstance(calibration, (str, Path)) else calibration
-    return registry.framework(source.framework).feeds(source.model, signature, data)
+    where = Path(calibration).name if isinstance(calibration, (str, Path)) else "the calibration rows"
+    return registry.framework(source.framework).feeds(source.model, signature, align_table(signature, data, where))
 
 
 def _quantize(registry, to, artifact, mode, calibration_feeds) -> tuple[Artifact, Quantization]:
@@ -371,7 +380,8 @@ def validate_artifact(registry, fmt, path, evidence: Evidence, mode: str | None 
     outputs = compare_outputs(evidence.expected, actual, criteria, evidence.kinds, optional, evidence.cast_expected)
     outputs += _second_length(runtime, handle, evidence, criteria)
     details = dict(getattr(runtime, "details", lambda h: {})(handle))
-    return build_report(outputs, runtime=runtime.name, runtime_version=runtime.version(), samples=evidence.rows, data_source=evidence.data_source,
+    return build_report(outputs, runtime=runtime.name, runtime_version=runtime.version(), samples=evidence.rows,
+                        data_source=evidence.data_source,
                         criteria=criteria, details=details, batch_sizes=batch_sizes)
 
 

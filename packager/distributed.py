@@ -112,7 +112,7 @@ def _predict_frame(frame: Any, *, artifact: Artifact, batch_size: int, threads: 
 
     predictor = _predictor(artifact, threads, trust)
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    plan = plan_feeds(predictor.signature, DataSource(artifact.path, "parquet", columns=tuple(table.column_names)))
+    plan = plan_feeds(predictor.signature, DataSource(artifact.path, "parquet", columns=tuple(table.column_names)), notes=False)
     parts = []
     for batch in table.to_batches(max_chunksize=batch_size):
         produced = predictor(plan.feeds(batch))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from packager.columns import align_table, with_sample_names
 from packager.errors import UsageError, reading
 from packager.signature import Signature, TensorSpec, parse_dynamic_axes, parse_input_shape, spec_of, synthesize, with_dynamic_axes
 from packager.validation import OutputKind, infer_kind
@@ -41,10 +42,11 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
     """Signature, validation rows (first available source in the documented order) and the source's outputs."""
     from packager.samples import load_sample
 
-    data, origin = None, "synthetic"
+    data, origin, where = None, "synthetic", ""
     for given, name in ((sample, "sample"), (calibration, "calibration"), (example, "input-example")):
         if given is not None:
             data, origin = (load_sample(given) if isinstance(given, (str, Path)) else given), name
+            where = Path(given).name if isinstance(given, (str, Path)) else f"the {name} rows"
             break
     if data is None and input_shape:  # shapes but no data: synthesize rows of those shapes
         shapes = parse_input_shape(input_shape)
@@ -57,6 +59,8 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
         if dynamic_axes:
             axes = parse_dynamic_axes(dynamic_axes) if isinstance(dynamic_axes, str) else {k: tuple(v) for k, v in dynamic_axes.items()}
             signature = with_dynamic_axes(signature, axes)
+        signature = with_sample_names(signature, data)  # a table sample names the features of a model that has none
+        data = align_table(signature, data, where)  # by name when the model knows its features' names
         if data is None and hasattr(plugin, "fitted_rows"):
             drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
             if drawn is not None:  # a plugin may name its rows otherwise (text models: built-in sentences)

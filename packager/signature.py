@@ -18,18 +18,27 @@ Feeds = Mapping[str, "np.ndarray"]
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One input or output: name, numpy dtype name ("str" for text), shape (None = dynamic)."""
+    """One input or output: name, numpy dtype name ("str" for text), shape (None = dynamic).
+
+    ``names``: the feature (column) names of a (batch, n) matrix input, in the model's order, when the model knows them
+    (scikit-learn's ``feature_names_in_``, or the columns of the user's sample). With names, a table is matched to the
+    input by column name; without, by position (a CSV with its columns reordered then predicts garbage silently)."""
 
     name: str
     dtype: str
     shape: tuple[int | None, ...]
+    names: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        data: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.names is not None:
+            data["names"] = list(self.names)  # only when known: manifests without names read as before
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TensorSpec":
-        return cls(data["name"], data["dtype"], tuple(data["shape"]))
+        names = data.get("names")
+        return cls(data["name"], data["dtype"], tuple(data["shape"]), tuple(str(n) for n in names) if names else None)
 
     @property
     def is_text(self) -> bool:

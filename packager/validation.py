@@ -318,7 +318,8 @@ def parse_output_kinds(items: Any) -> dict[str, OutputKind]:
         try:
             found[name.strip()] = OutputKind(kind.strip())
         except ValueError:
-            raise UsageError(f"--output-kind {item!r} is not NAME=KIND", f"KIND is one of {', '.join(k.value for k in OutputKind)}") from None
+            raise UsageError(f"--output-kind {item!r} is not NAME=KIND",
+                             f"KIND is one of {', '.join(k.value for k in OutputKind)}") from None
     return found
 
 
@@ -332,7 +333,8 @@ def parse_tolerances(items: Any) -> dict[str, Tolerance]:
             if not 1 <= len(parts) <= 2 or any(p < 0 for p in parts):
                 raise ValueError
         except ValueError:
-            raise UsageError(f"--tolerance {item!r} is not NAME=ATOL[,RTOL]", "e.g. --tolerance logits=0.05 or --tolerance variable=0.5,0.01") from None
+            raise UsageError(f"--tolerance {item!r} is not NAME=ATOL[,RTOL]",
+                             "e.g. --tolerance logits=0.05 or --tolerance variable=0.5,0.01") from None
         found[name.strip()] = Tolerance(parts[0], parts[1] if len(parts) == 2 else 0.0, 0.0)
     return found
 
@@ -455,7 +457,8 @@ def compare_one(name: str, want: Any, got: Any, kind: OutputKind, criterion: Cri
     if want.shape != got.shape and want.size == got.size and want.ndim and got.ndim and len(want) == len(got):
         got = got.reshape(want.shape)  # (n,) vs (n, 1): same values, layout differs by runtime
     if want.shape != got.shape:
-        return OutputComparison(name, kind.value, None, None, None, False, f"shape {got.shape} != expected {want.shape}", criterion=criterion.describe())
+        return OutputComparison(name, kind.value, None, None, None, False, f"shape {got.shape} != expected {want.shape}",
+                                criterion=criterion.describe())
     if want.ndim == 0:
         want, got = want.reshape(1), got.reshape(1)
     if not text:
@@ -509,7 +512,8 @@ def _labels_equal(want, got):
     import numpy as np
 
     want, got = np.asarray(want), np.asarray(got)
-    want, got = want.reshape(len(want), -1) if want.ndim else want.reshape(1, 1), got.reshape(len(got), -1) if got.ndim else got.reshape(1, 1)
+    want = want.reshape(len(want), -1) if want.ndim else want.reshape(1, 1)
+    got = got.reshape(len(got), -1) if got.ndim else got.reshape(1, 1)
     if {want.dtype.kind, got.dtype.kind} <= set("biuf") and "b" in (want.dtype.kind, got.dtype.kind):
         want, got = want.astype(np.int64), got.astype(np.int64)  # bool classes come back from ONNX as 0/1
     elif want.dtype.kind != got.dtype.kind:

@@ -71,3 +71,25 @@ def test_pages_answer_odd_input_without_a_server_error(server, pushed):
             response = httpx.get(f"{server}{path}", params=params)
             assert response.status_code < 500, (path, params, response.status_code, response.text[:300])
             assert "<script>alert" not in response.text  # escaped wherever it is echoed
+
+
+def test_version_page_shows_the_report_as_judged_data_source_criteria_cast_effect_failing_rows(server, pushed, fixtures, tmp_path):
+    """The report fields of issue 13 (not the removed single tolerance): where the rows came from, each output's criterion,
+    the cast effect, and for an accepted mismatch the rows that fail."""
+    from packager.conversion import convert
+    from packager.validation import Tolerance
+    from tests.server.conftest import TOKEN, remote
+
+    source, child = pushed
+    text = httpx.get(f"{server}/versions/{child.ref}").text
+    assert 'class="data-source">sample<' in text and "batch sizes 1 and " in text and "tolerance atol=" not in text
+    assert re.search(r'<td class="criterion">labels agree on &gt;= 95.00% of rows</td>', text), text
+    mlp = fixtures["mlp"]
+    strict = convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=tmp_path / "strict", accept_mismatch=True,
+                     tolerance={"probabilities": Tolerance(1e-9, 0.0, 0.0)})
+    pushed_strict = remote(server, TOKEN).push(strict.path, "ui-strict")
+    text = httpx.get(f"{server}/versions/{pushed_strict.ref}").text
+    assert "mismatch accepted" in text and 'class="status-failed">fail' in text
+    rows = re.findall(r"<li>row (\d+): expected \[", text)
+    want = [r["row"] for o in strict.manifest.validation["outputs"] for r in o["failing_rows"]]
+    assert rows and [int(r) for r in rows] == want
