@@ -189,7 +189,8 @@ def _mc(cls: str) -> tuple[str, ...]:
     return ("--model-class", f"tests.zoo.torch_models:{cls}")
 
 
-def _sk(name: str, builder: str, suffix: str, kind: str, data: str, known: Mapping[str, Refusal] | None = None, **refused: Refusal) -> Entry:
+def _sk(name: str, builder: str, suffix: str, kind: str, data: str, known: Mapping[str, Refusal] | None = None,
+        **refused: Refusal) -> Entry:
     return Entry(name, "sklearn", data, _sklearn(builder, suffix, kind), refused=_keys(refused), known=_keys(known or {}))
 
 
@@ -204,12 +205,14 @@ CATALOG: tuple[Entry, ...] = (
     _sk("diabetes_mlp_regressor", "mlp_regressor", ".skops", REGRESSION, "diabetes"),
     _sk("wine_svc", "svc", ".pkl", LABELS, "wine", onnx__dynamic=ORT_ML_OPS),
     _sk("iris_random_forest", "random_forest", ".joblib", LABELS, "iris", onnx__dynamic=ORT_ML_OPS),
-    _sk("sentences_tfidf_logreg", "tfidf_logreg", ".pkl", LABELS, "hand-written sentences", known={"pmml": PMML["tfidf"]}),
+    _sk("sentences_tfidf_logreg", "tfidf_logreg", ".pkl", LABELS, "hand-written sentences",
+        known={"pmml": PMML["tfidf"]}),
     _sk("wine_hgb_categorical", "hgb_categorical", ".pkl", LABELS, "wine + 2 binned categorical columns",
         known={"all": UNSAFE_HGB, "all__dynamic": UNSAFE_HGB, "onnx__dynamic": UNSAFE_HGB}, onnx=HGB_CATEGORICAL, onnx__dynamic=HGB_CATEGORICAL),
     _sk("iris_kmeans", "kmeans64", ".pkl", LABELS, "iris"),
     _sk("breast_cancer_calibrated_svc", "calibrated_linear_svc", ".joblib", LABELS, "breast_cancer"),
-    _sk("wine_grid_search", "grid_search", ".pkl", LABELS, "wine", known=dict.fromkeys(("all", "all__dynamic", "onnx__dynamic"), UNSAFE_MASKED)),
+    _sk("wine_grid_search", "grid_search", ".pkl", LABELS, "wine",
+        known=dict.fromkeys(("all", "all__dynamic", "onnx__dynamic"), UNSAFE_MASKED)),
     _sk("breast_cancer_isolation_forest", "isolation_forest", ".skops", LABELS, "breast_cancer", known={"pmml": PMML["isolation"]},
         onnx__dynamic=ORT_ML_OPS),
     _sk("breast_cancer_imputer_nan", "imputer_nan", ".joblib", LABELS, "breast_cancer, 5% cells NaN"),
