@@ -134,7 +134,10 @@ class PmmlRuntime(Runtime):
         if signature.columnar:
             frame = pd.DataFrame({n: feeds[n].reshape(-1) for n in signature.input_names})
         else:
-            frame = pd.DataFrame(np.asarray(feeds[signature.input_names[0]], dtype=np.float64), columns=pmml_field_names(signature))
+            # a text pipeline's one column stays str: casting every matrix to float64 ended `--to all` on a TfidfVectorizer
+            # pipeline in an internal error ("could not convert string to float") instead of a verdict
+            dtype = object if signature.inputs[0].dtype == "str" else np.float64
+            frame = pd.DataFrame(np.asarray(feeds[signature.input_names[0]], dtype=dtype), columns=pmml_field_names(signature))
         try:
             result = evaluator.evaluateAll(frame)
         except Exception as exc:

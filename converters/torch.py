@@ -44,7 +44,7 @@ class Torch:
         if fmt == "torchscript":
             return load_torchscript(path, trust=trust)
         if fmt == "pt2":
-            return load_program(path, trust=trust).module()
+            return exported_module(load_program(path, trust=trust))
         if not model_class:
             raise UsageError(f"{path.name} is a state dict (weights without code)", "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)")
         return load_state_dict(path, model_class)
@@ -100,6 +100,19 @@ def load_program(path: Path, *, trust: bool = False) -> Any:
 
         check_loaded_program(program, path.name)
     return program
+
+
+def exported_module(program: Any) -> Any:
+    """The program as a module that every step here can use: torch 2.13's ``ExportedProgram.module()`` makes ``eval()`` and
+    ``train()`` raise NotImplementedError ("Calling eval() is not supported yet"), and loading, tracing and exporting all call
+    ``eval()`` first; a user's .pt2 was refused on every target. The mode switches become no-ops: an exported graph is
+    fixed in the mode it was captured in (torch.ao's move_exported_model_to_eval is gone from torch 2.13)."""
+    import types
+
+    module = program.module()  # check_guards=False lets .pt2 -> .pt2 keep its dynamic batch but breaks tracing (SymInts)
+    module.train = types.MethodType(lambda self, mode=True: self, module)
+    module.eval = types.MethodType(lambda self: self, module)
+    return module
 
 
 def load_state_dict(path: Path, model_class: str, *, safetensors: bool = False) -> Any:

@@ -156,6 +156,24 @@ def imdb_lstm():
     return model, ids[256:]
 
 
+def imdb_gru():
+    """The same text classifier with a bidirectional GRU and a softmax over two classes (random token ids, seeded)."""
+    keras, layers, np = _setup()
+    rng = np.random.default_rng(SEED + 1)
+    vocab, length = 400, 30
+    ids = rng.integers(1, vocab, (320, length)).astype("int32")
+    labels = (ids[:, -4:].mean(axis=1) > vocab / 2).astype("int64")
+    model = keras.Sequential([
+        keras.Input(shape=(length,), dtype="int32"),
+        layers.Embedding(vocab, 16),
+        layers.Bidirectional(layers.GRU(8)),
+        layers.Dense(2, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(ids[:256], labels[:256], epochs=1, batch_size=64, verbose=0)
+    return model, ids[256:]
+
+
 def integer_lookup_iris():
     """A preprocessing layer with a vocabulary: IntegerLookup one-hot over a categorical int column."""
     from sklearn.datasets import load_iris
@@ -213,6 +231,7 @@ BUILDERS = {
     "normalization_sequential_breast_cancer": normalization_sequential_breast_cancer,
     "rescaling_cnn_digits": rescaling_cnn_digits,
     "imdb_lstm": imdb_lstm,
+    "imdb_gru": imdb_gru,
     "integer_lookup_iris": integer_lookup_iris,
     "string_lookup": string_lookup,
     "text_vectorization": text_vectorization,

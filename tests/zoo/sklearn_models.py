@@ -227,7 +227,43 @@ def one_class_svm() -> Built:
     return Built(OneClassSVM(nu=0.1).fit(Xtr), Xte)
 
 
+def imputer_nan() -> Built:
+    """Missing values, as real tables have them: breast_cancer with 5% of cells blanked (train and held-out),
+    SimpleImputer(median) -> StandardScaler -> LogisticRegression."""
+    import numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = X.copy()
+    X[np.random.default_rng(SEED).random(X.shape) < 0.05] = np.nan
+    Xtr, Xte, ytr, yte = _split(X, y)
+    model = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression(max_iter=1000))
+    return Built(model.fit(Xtr, ytr), Xte, yte)
+
+
+def linnerud_multioutput() -> Built:
+    """Multi-output regression: linnerud's three physiological targets from three exercises, one Ridge per target."""
+    from sklearn.datasets import load_linnerud
+    from sklearn.linear_model import Ridge
+    from sklearn.multioutput import MultiOutputRegressor
+
+    Xtr, Xte, ytr, yte = _split(*load_linnerud(return_X_y=True))
+    return Built(MultiOutputRegressor(Ridge(alpha=1.0)).fit(Xtr, ytr), Xte, yte)
+
+
+def gradient_boosting() -> Built:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import GradientBoostingClassifier
+
+    Xtr, Xte, ytr, yte = _split(*load_breast_cancer(return_X_y=True))
+    return Built(GradientBoostingClassifier(n_estimators=50, max_depth=2, random_state=SEED).fit(Xtr, ytr), Xte, yte)
+
+
 BUILDERS: dict[str, Callable[[], Built]] = {f.__name__: f for f in (
     scaler_logreg, mlp_classifier, mlp_regressor, linear_regression, svc, pca_logreg, random_forest, tfidf_logreg, hgb_categorical,
     kmeans64, minibatch_kmeans, calibrated_linear_svc, grid_search, randomized_search, transformed_target, isolation_forest,
-    local_outlier_factor, one_class_svm)}
+    local_outlier_factor, one_class_svm, imputer_nan, linnerud_multioutput, gradient_boosting)}
