@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -171,9 +172,15 @@ def _fatal_part(log: str) -> str:
 
 
 def _self_test(index: int) -> None:
-    """FUZZ_SELF_TEST=segv:I|abort:I|hang:I makes input I crash or hang, so the tests can show the supervisor sees it."""
+    """FUZZ_SELF_TEST=segv:I|abort:I|hang:I|write:I:PATH makes input I crash, hang or write PATH, so the tests can show the
+    supervisor sees it and the confinement holds."""
     kind, _, at = os.environ.get("FUZZ_SELF_TEST", "").partition(":")
+    at, _, target = at.partition(":")
     if at != str(index):
+        return
+    if kind == "write":  # write:I:PATH: a payload writing outside the worker's folders (the confinement test)
+        with contextlib.suppress(OSError):
+            Path(target).write_text("escaped")
         return
     if kind == "segv":
         import ctypes
