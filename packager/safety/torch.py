@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.pickles import TRUST_HINT, scan_pickle_imports
-from packager.safety.zips import check_zip
+from packager.safety.zips import ZIP_READ_ERRORS, check_zip
 
 TORCH_ALLOWED = frozenset({
     "collections.OrderedDict", "builtins.set", "__builtin__.set", "builtins.slice", "builtins.tuple", "builtins.list", "builtins.dict",
@@ -79,7 +79,7 @@ def check_torch_archive(path: str | Path, data: bytes | None = None, depth: int 
         check_zip(path)
     try:
         archive = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as exc:
+    except ZIP_READ_ERRORS as exc:
         raise InputFileError(f"{label} is not a valid zip archive ({exc})", "the file is truncated or corrupt; re-export it") from None
     with archive:
         names = archive.namelist()
@@ -91,17 +91,26 @@ def check_torch_archive(path: str | Path, data: bytes | None = None, depth: int 
             if role.startswith(PT2_NATIVE) or role.endswith((".so", ".dll", ".dylib")):
                 raise UnsafeModelError(f"{member} is native code (an AOTInductor/ExecuTorch artifact) that torch would load", TRUST_HINT)
             if name.endswith((".pkl", ".debug_pkl")):
-                _check_member(archive.read(name), member, torchscript)
+                _check_member(_read(archive, name, member), member, torchscript)
             elif role.startswith("code/") and name.endswith(".py"):
                 from packager.safety.torchscript_code import check_torchscript_code
 
-                check_torchscript_code(_text(archive.read(name), member), name, label)
+                check_torchscript_code(_text(_read(archive, name, member), member), name, label)
             elif role.startswith("models/") and name.endswith(".json"):
                 from packager.safety.pt2_graph import check_program_json
 
-                check_program_json(archive.read(name), member)
+                check_program_json(_read(archive, name, member), member)
             elif name in pickled or role.startswith("data/sample_inputs/"):
-                _check_nested(path, archive.read(name), depth, member, torchscript)
+                _check_nested(path, _read(archive, name, member), depth, member, torchscript)
+
+
+def _read(archive: zipfile.ZipFile, name: str, label: str) -> bytes:
+    """A member's bytes; a damaged member (bad CRC, a name that differs from its local header, a broken deflate stream,
+    an unknown compression: all found by the fuzzer) is an InputFileError. check_zip reads only members' first bytes."""
+    try:
+        return archive.read(name)
+    except ZIP_READ_ERRORS as exc:
+        raise InputFileError(f"{label} is a damaged zip member ({exc})", "the file is truncated or corrupt; re-export it") from None
 
 
 def _relative(name: str) -> str:
@@ -125,7 +134,7 @@ def _pt2_pickled_members(archive: zipfile.ZipFile, names: list[str], label: str)
         if not (role.startswith(("data/weights/", "data/constants/")) and role.endswith("_config.json")):
             continue
         try:
-            config = json.loads(archive.read(name))
+            config = json.loads(_read(archive, name, f"{label}:{name}"))
         except (ValueError, UnicodeDecodeError):
             raise InputFileError(f"{label}:{name} is not valid JSON", "the file is truncated or corrupt; re-export it") from None
         folder = name.rsplit("/", 1)[0]
