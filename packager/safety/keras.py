@@ -22,7 +22,8 @@ def check_keras_archive(path: str | Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             if "config.json" not in archive.namelist():
-                raise InputFileError(f"{path.name} has no config.json", "this is not a Keras v3 archive; re-save it with model.save('m.keras')")
+                raise InputFileError(f"{path.name} has no config.json",
+                                     "this is not a Keras v3 archive; re-save it with model.save('m.keras')")
             raw = archive.read("config.json")
             weights = archive.getinfo("model.weights.h5").file_size if "model.weights.h5" in archive.namelist() else 0
     except ZIP_READ_ERRORS as exc:

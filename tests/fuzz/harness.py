@@ -357,7 +357,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--action", choices=("inspect", "convert"), default="inspect")
     parser.add_argument("--crashes", default=str(Path(tempfile.gettempdir()) / "packager-fuzz-crashes"))
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply the per-input time limits (a loaded machine)")
-    parser.add_argument("--no-bwrap", dest="bwrap", action="store_false", help="run the worker unconfined (default: under bwrap when installed)")
+    parser.add_argument("--no-bwrap", dest="bwrap", action="store_false",
+                        help="run the worker unconfined (default: under bwrap when installed)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--start", "--stop"):
         parser.add_argument(hidden, type=int, default=0, help=argparse.SUPPRESS)
