@@ -81,6 +81,9 @@ def test_saved_crashers_end_in_one_packager_error(family, tmp_path):
         assert "is a damaged zip member (Bad CRC-32" in results["torchscript-inspect-unexpected-BadZipFile-138"]["what"]
         assert "and header" in results["torchscript-inspect-unexpected-BadZipFile-2846"]["what"]
         assert "range_constraints is a int, not a dict" in results["torchscript-inspect-unexpected-TypeError-2425"]["what"]
+        # a storage record shorter than the elements its pickle declares: TorchScript read past it (SIGSEGV)
+        assert "declares storage '0' of 2 FloatStorage elements (8 bytes), but its record holds 0 bytes" in \
+            results["torchscript-convert-crash-SIGSEGV-297"]["what"]
     if family == "joblib":  # n_features_in_ = 2**31 - 1: the rows' allocation fails at once instead of a per-feature list spinning
         assert "MemoryError" in results["joblib-inspect-hang-8308"]["what"]
 
