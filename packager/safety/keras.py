@@ -47,7 +47,7 @@ def check_keras_h5(path: str | Path) -> None:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
             outside = _reaches_outside(handle)
-    except OSError as exc:
+    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py walking a damaged file: KeyError, RuntimeError (fuzzer)
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
     if outside:
         raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",

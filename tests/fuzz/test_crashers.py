@@ -77,6 +77,9 @@ def test_saved_crashers_end_in_one_packager_error(family, tmp_path):
         assert "has data type -2147483648, which is no TensorFlow DataType" in results["tensorflow-inspect-crash-SIGABRT-5154"]["what"]
     if family == "keras":  # a non-string class_name / module: a one-line refusal, not TypeError
         assert "has a class_name that is not a string (dict)" in results["keras-inspect-unexpected-TypeError-174"]["what"]
+        # h5py walking a damaged legacy .h5 raises KeyError / RuntimeError, not only OSError
+        assert "is not a readable HDF5 file" in results["keras-inspect-unexpected-KeyError-339"]["what"]
+        assert "Link visitation failed" in results["keras-inspect-unexpected-RuntimeError-102"]["what"]
     if family == "torchscript":  # members read past check_zip's first bytes: bad CRC, renamed header, a shape of the wrong type
         assert "is a damaged zip member (Bad CRC-32" in results["torchscript-inspect-unexpected-BadZipFile-138"]["what"]
         assert "and header" in results["torchscript-inspect-unexpected-BadZipFile-2846"]["what"]
