@@ -47,7 +47,9 @@ def check_keras_h5(path: str | Path) -> None:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
             outside = _reaches_outside(handle)
-    except (OSError, KeyError, RuntimeError, ValueError) as exc:  # h5py walking a damaged file: KeyError, RuntimeError (fuzzer)
+    # h5py walking a damaged file (fuzzer): KeyError, RuntimeError, and a link name that is not UTF-8 surfaces as SystemError
+    # (a UnicodeDecodeError inside h5py's lock's __exit__)
+    except (OSError, KeyError, RuntimeError, ValueError, SystemError) as exc:
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
     if outside:
         raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",

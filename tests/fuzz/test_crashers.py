@@ -80,6 +80,7 @@ def test_saved_crashers_end_in_one_packager_error(family, tmp_path):
         # h5py walking a damaged legacy .h5 raises KeyError / RuntimeError, not only OSError
         assert "is not a readable HDF5 file" in results["keras-inspect-unexpected-KeyError-339"]["what"]
         assert "Link visitation failed" in results["keras-inspect-unexpected-RuntimeError-102"]["what"]
+        assert "is not a readable HDF5 file" in results["keras-inspect-unexpected-SystemError-7558"]["what"]  # a non-UTF-8 link name
     if family == "torchscript":  # members read past check_zip's first bytes: bad CRC, renamed header, a shape of the wrong type
         assert "is a damaged zip member (Bad CRC-32" in results["torchscript-inspect-unexpected-BadZipFile-138"]["what"]
         assert "and header" in results["torchscript-inspect-unexpected-BadZipFile-2846"]["what"]
