@@ -87,7 +87,9 @@ def _threshold_rows(model, width, rows, rng, nested):
     fall on both sides of the splits (features never split on keep 0)."""
     import numpy as np
 
-    thresholds: list[list[float]] = [[] for _ in range(width)]
+    # by feature, only those split on: a width read from the file (n_features_in_ = 2**31 - 1, fuzzer:
+    # tests/fuzz/crashers/joblib-inspect-hang-8308) made a list per feature and spun for minutes
+    thresholds: dict[int, list[float]] = {}
     steps = list(nested(model))
     for step in list(steps):  # GradientBoosting keeps its trees in a 2-D numpy array, which the walker does not enter
         members = getattr(step, "estimators_", None)
@@ -97,18 +99,18 @@ def _threshold_rows(model, width, rows, rng, nested):
         tree = getattr(step, "tree_", None)
         if tree is not None and getattr(step, "n_features_in_", None) == width:
             for feature, threshold in zip(tree.feature, tree.threshold):
-                if feature >= 0:
-                    thresholds[feature].append(float(threshold))
+                if 0 <= feature < width:
+                    thresholds.setdefault(int(feature), []).append(float(threshold))
         for predictors in getattr(step, "_predictors", None) or []:  # HistGradientBoosting
             for predictor in predictors:
                 nodes = predictor.nodes
                 for node in nodes[nodes["is_leaf"] == 0]:
-                    if not node["is_categorical"]:
-                        thresholds[int(node["feature_idx"])].append(float(node["num_threshold"]))
-    if not any(thresholds):
+                    if not node["is_categorical"] and 0 <= int(node["feature_idx"]) < width:
+                        thresholds.setdefault(int(node["feature_idx"]), []).append(float(node["num_threshold"]))
+    if not thresholds:
         return None
     matrix = np.zeros((rows, width))
-    for j, values in enumerate(thresholds):
+    for j, values in thresholds.items():
         if values:
             low, high = min(values), max(values)
             pad = 0.1 * (high - low) or max(abs(low), 1.0) * 0.1

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.pickles import TRUST_HINT
-from packager.safety.zips import check_zip
+from packager.safety.zips import ZIP_READ_ERRORS, check_zip
 
 CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
 ALLOWED_MODULE_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins")
@@ -19,11 +19,20 @@ ALLOWED_MODULE_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins")
 def check_keras_archive(path: str | Path) -> None:
     path = Path(path)
     check_zip(path)
-    with zipfile.ZipFile(path) as archive:
-        if "config.json" not in archive.namelist():
-            raise InputFileError(f"{path.name} has no config.json", "this is not a Keras v3 archive; re-save it with model.save('m.keras')")
-        config = _json(archive.read("config.json"), path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if "config.json" not in archive.namelist():
+                raise InputFileError(f"{path.name} has no config.json",
+                                     "this is not a Keras v3 archive; re-save it with model.save('m.keras')")
+            raw = archive.read("config.json")
+            weights = archive.getinfo("model.weights.h5").file_size if "model.weights.h5" in archive.namelist() else 0
+    except ZIP_READ_ERRORS as exc:
+        raise InputFileError(f"{path.name} is a damaged zip archive ({exc})", "re-export or re-download it") from None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path.name}: {exc.strerror or exc}", "check the path and its permissions") from None
+    config = _json(raw, path)
     check_keras_config(config, path.name)
+    check_keras_sizes(config, weights, path.name)
 
 
 def check_keras_h5(path: str | Path) -> None:
@@ -38,7 +47,9 @@ def check_keras_h5(path: str | Path) -> None:
         with h5py.File(path, "r") as handle:
             raw = handle.attrs.get("model_config")
             outside = _reaches_outside(handle)
-    except OSError as exc:
+    # h5py walking a damaged file (fuzzer): KeyError, RuntimeError, and a link name that is not UTF-8 surfaces as SystemError
+    # (a UnicodeDecodeError inside h5py's lock's __exit__)
+    except (OSError, KeyError, RuntimeError, ValueError, SystemError) as exc:
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
     if outside:
         raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",
@@ -48,7 +59,9 @@ def check_keras_h5(path: str | Path) -> None:
         # model; Keras itself answers "No model found in config file" only after opening it.
         raise InputFileError(f"{path.name} is an HDF5 file without a Keras model config (weights only, or not a Keras model)",
                              "save the whole model (model.save('m.keras')), or load these weights into the model in code")
-    check_keras_config(_json(raw if isinstance(raw, (bytes, str)) else bytes(raw), path), path.name)
+    config = _json(raw if isinstance(raw, (bytes, str)) else bytes(raw), path)
+    check_keras_config(config, path.name)
+    check_keras_sizes(config, path.stat().st_size, path.name)  # a legacy .h5 holds its weights in the same file
 
 
 def _reaches_outside(handle: Any) -> str | None:
@@ -81,6 +94,10 @@ def _json(raw: bytes | str, path: Path) -> Any:
 def check_keras_config(config: Any, label: str) -> None:
     for where, node in _objects(config, "model"):
         name = node.get("class_name")
+        for key in ("class_name", "module"):
+            if node.get(key) is not None and not isinstance(node.get(key), str):
+                raise InputFileError(f"{label}: {where} has a {key} that is not a string ({type(node.get(key)).__name__})",
+                                     "the model config is corrupt; re-save the model")
         if name in CODE_LAYERS:
             raise UnsafeModelError(f"{label}: {where} is a {name} layer, which runs arbitrary Python code", TRUST_HINT)
         if name == "__lambda__" or node.get("module") == "builtins" and name == "function":
@@ -101,3 +118,68 @@ def _objects(node: Any, where: str) -> Iterator[tuple[str, dict]]:
     elif isinstance(node, list):
         for item in node:
             yield from _objects(item, where)
+
+
+# Layer sizes against the weights: Keras creates (and initializes) every variable a config asks for before it reads
+# a single weight, so a config whose Dense/BatchNormalization asks for 2**32 units made Keras allocate 16 GB and spin
+# for minutes (fuzzer, tests/fuzz/crashers/keras-inspect-hang-2109). A layer's variables hold about
+# input_dim x units x kernel elements (Dense, Conv*, Embedding exactly; BatchNormalization 4x its dimension, LSTM 4x:
+# hence the factor); every stored element takes at least half a byte (int4), so a file of B weight bytes holds at most
+# 2B elements. SLACK covers parameter-free layers whose input dimension the estimate counts.
+SIZE_KEYS = ("units", "filters", "output_dim", "num_heads", "key_dim", "value_dim", "depth_multiplier")
+PARAMETERS_PER_ESTIMATE = 8
+SLACK = 1 << 20
+MAX_INPUT_ELEMENTS = 1 << 28  # per sample: inspect runs the model on a sample of this shape (1 GiB of float32)
+
+
+def check_keras_sizes(config: Any, weight_bytes: int, label: str) -> None:
+    """InputFileError when the config asks for far more parameters than the weights file can hold, or for
+    inputs no sample could be built for: a corrupt or crafted config, refused before Keras allocates it."""
+    estimate = 0
+    for where, node in _objects(config, "model"):
+        layer = node.get("config")
+        if not isinstance(layer, dict):
+            continue
+        for key in ("batch_shape", "batch_input_shape"):
+            per_sample = _product(layer.get(key))
+            if per_sample > MAX_INPUT_ELEMENTS:
+                raise InputFileError(f"{label}: {where} takes inputs of {per_sample:,} values per sample (limit {MAX_INPUT_ELEMENTS:,})",
+                                     "the model config is corrupt or crafted; re-save the model")
+        estimate += _layer_parameters(node, layer)
+    most = PARAMETERS_PER_ESTIMATE * 2 * weight_bytes + SLACK
+    if estimate > most:
+        raise InputFileError(f"{label}: its config asks for about {estimate:,} parameters, but its {weight_bytes:,} bytes of weights "
+                             f"hold at most {2 * weight_bytes:,}", "the model config is corrupt or crafted; re-save the model")
+
+
+def _layer_parameters(node: dict, layer: dict) -> int:
+    """About how many elements the variables of this layer hold: input dimension x sizes x kernel (0 if it states none)."""
+    build = node.get("build_config")
+    shape = build.get("input_shape") if isinstance(build, dict) else None
+    found = [_positive(layer.get("input_dim")) or _last_dim(shape)]
+    found += [_positive(layer.get(key)) for key in SIZE_KEYS]
+    kernel = layer.get("kernel_size")
+    found.append(_positive(kernel) if not isinstance(kernel, list) else _product(kernel))
+    known = [n for n in found if n]
+    product = 1
+    for n in known:
+        product *= n
+    return product if known else 0
+
+
+def _positive(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _last_dim(shape: Any) -> int:
+    if isinstance(shape, list) and shape and isinstance(shape[0], list):  # several inputs: the largest
+        return max((_last_dim(s) for s in shape), default=0)
+    return _positive(shape[-1]) if isinstance(shape, list) and shape else 0
+
+
+def _product(shape: Any) -> int:
+    dims = [_positive(d) for d in shape if d is not None] if isinstance(shape, list) else []
+    product = 1
+    for d in dims:
+        product *= d or 1
+    return product if dims else 0

@@ -56,6 +56,10 @@ def check_program_json(data: bytes, label: str) -> None:
         if why:
             raise UnsafeModelError(f"{label}: symbolic expression at {path} is not plain arithmetic ({why}): {text[:80]!r}", HINT)
     if isinstance(program, dict):
+        for key, kind in (("range_constraints", dict), ("guards_code", list)):
+            if not isinstance(program.get(key) or kind(), kind):  # an int here was a TypeError (fuzzer)
+                raise InputFileError(f"{label}: {key} is a {type(program[key]).__name__}, not a {kind.__name__}",
+                                     "the file is truncated or corrupt; re-export it")
         for key in (program.get("range_constraints") or {}):
             if not SYMBOL.match(str(key)):
                 raise UnsafeModelError(f"{label}: range constraint on {str(key)[:80]!r}, which is not a symbol name", HINT)

@@ -27,6 +27,7 @@ exactly the message the loader sees.
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,9 +218,14 @@ class _GraphCheck:
                 self._calls(node, site, (function.signature.name, node.name))
         for node in self.graph.node:
             self._op(node, main, None)
+            _check_attr_values(node, main)
         for function in self.library.values():
+            site = Site(self.label, function.signature.name)
+            for arg in [*function.signature.input_arg, *function.signature.output_arg]:
+                _check_type(arg.type, site, f"argument {arg.name!r}")
             for node in function.node_def:
-                self._op(node, Site(self.label, function.signature.name), function)
+                self._op(node, site, function)
+                _check_attr_values(node, site)
         if self.save_node or self.restore_node:
             self._saver_not_run()
 
@@ -337,3 +343,56 @@ def _object_functions(obj: Any) -> Iterable[str]:
         yield from obj.function.concrete_functions
     elif kind == "bare_concrete_function":
         yield obj.bare_concrete_function.concrete_function_name
+
+
+# Attr values TensorFlow trusts: a DataType outside the enum aborts the process (``tensor.cc:1014 Unexpected type``,
+# SIGABRT, found by the fuzzer: tests/fuzz/crashers/tensorflow-inspect-crash-SIGABRT-5154, a Const whose tensor dtype
+# is -2**31), and a constant's shape is allocated before anything reads it. Checked for every node before TF sees the graph.
+MAX_SPLAT_ELEMENTS = 1 << 28  # a constant given by a few values TF repeats to fill its shape (tf.zeros folded): 1 GiB of float32
+BAD_VALUE_HINT = "the graph is corrupt or crafted; re-export it"
+
+
+@functools.lru_cache(maxsize=1)
+def _valid_types() -> frozenset[int]:
+    from tensorflow.core.framework import types_pb2
+
+    return frozenset(types_pb2.DataType.values())
+
+
+def _check_type(value: int, site: Any, where: str) -> None:
+    if value not in _valid_types():
+        raise InputFileError(f"{site.label}: {where} has data type {value}, which is no TensorFlow DataType", BAD_VALUE_HINT)
+
+
+def _check_attr_values(node: Any, site: Any) -> None:
+    for key, attr in node.attr.items():
+        where = f"node {node.name!r} attr {key!r}"
+        kind = attr.WhichOneof("value")
+        if kind == "type":
+            _check_type(attr.type, site, where)
+        elif kind == "shape":
+            _check_shape(attr.shape, site, where)
+        elif kind == "tensor":
+            _check_tensor(attr.tensor, site, where)
+        elif kind == "list":
+            for value in attr.list.type:
+                _check_type(value, site, where)
+            for shape in attr.list.shape:
+                _check_shape(shape, site, where)
+            for tensor in attr.list.tensor:
+                _check_tensor(tensor, site, where)
+
+
+def _check_shape(shape: Any, site: Any, where: str) -> None:
+    if any(dim.size < -1 for dim in shape.dim):
+        raise InputFileError(f"{site.label}: {where} has a shape with a dimension below -1 ({[d.size for d in shape.dim]})", BAD_VALUE_HINT)
+
+
+def _check_tensor(tensor: Any, site: Any, where: str) -> None:
+    _check_type(tensor.dtype, site, where)
+    _check_shape(tensor.tensor_shape, site, where)
+    elements = 1
+    for dim in tensor.tensor_shape.dim:
+        elements *= max(dim.size, 0)
+    if elements > MAX_SPLAT_ELEMENTS and elements > len(tensor.tensor_content):
+        raise InputFileError(f"{site.label}: {where} is a constant of {elements:,} elements that the file does not hold", BAD_VALUE_HINT)

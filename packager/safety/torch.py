@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.pickles import TRUST_HINT, scan_pickle_imports
-from packager.safety.zips import check_zip
+from packager.safety.zips import ZIP_READ_ERRORS, check_zip
 
 TORCH_ALLOWED = frozenset({
     "collections.OrderedDict", "builtins.set", "__builtin__.set", "builtins.slice", "builtins.tuple", "builtins.list", "builtins.dict",
@@ -79,7 +79,7 @@ def check_torch_archive(path: str | Path, data: bytes | None = None, depth: int 
         check_zip(path)
     try:
         archive = zipfile.ZipFile(source)
-    except zipfile.BadZipFile as exc:
+    except ZIP_READ_ERRORS as exc:
         raise InputFileError(f"{label} is not a valid zip archive ({exc})", "the file is truncated or corrupt; re-export it") from None
     with archive:
         names = archive.namelist()
@@ -91,17 +91,29 @@ def check_torch_archive(path: str | Path, data: bytes | None = None, depth: int 
             if role.startswith(PT2_NATIVE) or role.endswith((".so", ".dll", ".dylib")):
                 raise UnsafeModelError(f"{member} is native code (an AOTInductor/ExecuTorch artifact) that torch would load", TRUST_HINT)
             if name.endswith((".pkl", ".debug_pkl")):
-                _check_member(archive.read(name), member, torchscript)
+                payload = _read(archive, name, member)
+                _check_member(payload, member, torchscript)
+                if name.endswith(("data.pkl", "constants.pkl")):  # not traced_inputs.pkl: torch writes its records empty
+                    _check_storage_sizes(archive, name, payload, member)
             elif role.startswith("code/") and name.endswith(".py"):
                 from packager.safety.torchscript_code import check_torchscript_code
 
-                check_torchscript_code(_text(archive.read(name), member), name, label)
+                check_torchscript_code(_text(_read(archive, name, member), member), name, label)
             elif role.startswith("models/") and name.endswith(".json"):
                 from packager.safety.pt2_graph import check_program_json
 
-                check_program_json(archive.read(name), member)
+                check_program_json(_read(archive, name, member), member)
             elif name in pickled or role.startswith("data/sample_inputs/"):
-                _check_nested(path, archive.read(name), depth, member, torchscript)
+                _check_nested(path, _read(archive, name, member), depth, member, torchscript)
+
+
+def _read(archive: zipfile.ZipFile, name: str, label: str) -> bytes:
+    """A member's bytes; a damaged member (bad CRC, a name that differs from its local header, a broken deflate stream,
+    an unknown compression: all found by the fuzzer) is an InputFileError. check_zip reads only members' first bytes."""
+    try:
+        return archive.read(name)
+    except ZIP_READ_ERRORS as exc:
+        raise InputFileError(f"{label} is a damaged zip member ({exc})", "the file is truncated or corrupt; re-export it") from None
 
 
 def _relative(name: str) -> str:
@@ -125,7 +137,7 @@ def _pt2_pickled_members(archive: zipfile.ZipFile, names: list[str], label: str)
         if not (role.startswith(("data/weights/", "data/constants/")) and role.endswith("_config.json")):
             continue
         try:
-            config = json.loads(archive.read(name))
+            config = json.loads(_read(archive, name, f"{label}:{name}"))
         except (ValueError, UnicodeDecodeError):
             raise InputFileError(f"{label}:{name} is not valid JSON", "the file is truncated or corrupt; re-export it") from None
         folder = name.rsplit("/", 1)[0]
@@ -151,6 +163,64 @@ def _check_member(payload: bytes, label: str, torchscript: bool) -> None:
         reason = torch_refusal(found.dotted, torchscript)
         if reason:
             raise UnsafeModelError(f"{label} imports {found.dotted} at byte {found.offset}: {reason}", TRUST_HINT)
+
+
+# Bytes per element of the storage classes a torch zip's pickles name in their persistent ids.
+ELEMENT_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
+                 "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1, "ComplexFloatStorage": 8,
+                 "ComplexDoubleStorage": 16, "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "UntypedStorage": 1}
+
+
+def _check_storage_sizes(archive: zipfile.ZipFile, name: str, payload: bytes, label: str) -> None:
+    """Each storage a pickle declares (``('storage', FloatStorage, key, location, numel)``) must fit in its record
+    ``<folder>/<pickle name>/<key>``: TorchScript's loader trusts numel, and a record shorter than it made the model read
+    past the buffer and segfault (fuzzer: tests/fuzz/crashers/torchscript-convert-crash-SIGSEGV-297, an emptied data/0).
+    The pickle is replayed with stand-ins for every global (nothing is imported or called) to read the ids."""
+    sizes = {info.filename: info.file_size for info in archive.infolist()}
+    prefix = name[: -len(".pkl")] + "/"
+    for key, storage, numel in _declared_storages(payload):
+        record = prefix + key
+        need = numel * ELEMENT_BYTES.get(storage, 1)
+        if record in sizes and sizes[record] < need:
+            raise InputFileError(f"{label} declares storage {key!r} of {numel:,} {storage} elements ({need:,} bytes), "
+                                 f"but its record holds {sizes[record]:,} bytes", "the file is truncated or corrupt; re-export it")
+
+
+class _StandIn:
+    """Whatever a global, a call or a BUILD makes while the storage ids are read: inert."""
+
+    name = ""
+
+    def __init__(self, *args: object, **kwargs: object):
+        pass
+
+    def __call__(self, *args: object, **kwargs: object) -> "_StandIn":
+        return _StandIn()
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+def _declared_storages(payload: bytes) -> list[tuple[str, str, int]]:
+    """(key, storage class name, numel) of every persistent id; [] when the pickle does not replay (other checks say why)."""
+    import pickle
+
+    found: list[tuple[str, str, int]] = []
+
+    class Reader(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            return type("StandIn", (_StandIn,), {"name": str(name)})  # a class: NEWOBJ needs one
+
+        def persistent_load(self, pid: object) -> object:
+            if isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[2], str) and isinstance(pid[4], int):
+                found.append((pid[2], getattr(pid[1], "name", ""), max(pid[4], 0)))
+            return _StandIn()
+
+    try:
+        Reader(io.BytesIO(payload)).load()
+    except Exception:  # noqa: BLE001 - a pickle that does not replay is refused or reported by the import scan and by torch
+        return found
+    return found
 
 
 def check_legacy_torch(path: str | Path) -> None:

@@ -9,9 +9,11 @@ about 5. Deflate reaches 1032:1 on zeros, so a real model sits two orders of mag
 """
 from __future__ import annotations
 
+import lzma
 import re
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -27,6 +29,10 @@ MAX_MEMBERS = 100_000
 MAX_NESTING = 3  # a zip inside a zip inside a zip (torch.export keeps a TorchScript archive inside its own)
 REFUSE_HINT = "refusing to extract it; re-export the model, or pass --trust if you made this file yourself"
 _DRIVE = re.compile(r"^[A-Za-z]:")
+# What zipfile raises on a damaged archive besides BadZipFile, found by the fuzzer (tests/fuzz/crashers/): a deflate
+# stream cut or mis-coded (zlib.error), an lzma member (LZMAError), an encrypted member (RuntimeError: password required),
+# an unknown compression method (NotImplementedError), a lying size (EOFError).
+ZIP_READ_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error, lzma.LZMAError)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ def _check_open(handle: IO[bytes], size: int, label: str, budget: int, depth: in
             infos = zf.infolist()
             facts = _check_members(infos, size, label, budget)
             nested = _check_nested(zf, infos, label, budget - facts.uncompressed, depth)
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except ZIP_READ_ERRORS as exc:
         raise InputFileError(f"{label} is a damaged zip archive ({exc})", "re-export or re-download it") from None
     return ZipFacts(facts.members + nested.members, facts.uncompressed + nested.uncompressed)
 

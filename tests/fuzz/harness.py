@@ -11,11 +11,23 @@ time limit (killed: a C++ hang ignores SIGALRM, and a JVM must not share a proce
 the supervisor copies that input to the crash folder, re-runs it alone in a fresh child to confirm,
 and restarts the loop after it. Input ``i`` is a pure function of (family, seed, action, i), so any
 input is rebuilt by index alone.
+
+The worker is itself the confined process: it sets ``packager.sandbox._CHILD`` (as
+``packager._sandbox_child`` does), so ``inspect``/``convert`` run in-process with the static checks
+on instead of spawning a sandbox per input (a bwrap child costs ~1 s here: 50 inputs/s would become
+one), and it runs under bubblewrap with the same confinement and rlimits as that child (read-only
+root, no network, own PID namespace, secrets hidden; writable: its work folder and the crash folder),
+so an input that gets past every check is contained as it would be in production. A signal kills
+the worker inside bwrap, which then exits 128 + signal; the supervisor reads that as the signal.
+Without bwrap on the machine (``--no-bwrap``, or none installed) the worker runs unconfined.
 """
+
 from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -106,8 +118,10 @@ def _count_reaching_frameworks(reached: list[bool]) -> None:
 # ------------------------------------------------------------------ the child: a loop over inputs
 
 def worker(args: argparse.Namespace) -> None:
+    from packager import sandbox
     from packager.errors import PackagerError
 
+    sandbox._CHILD = True  # this process is the confined one: API calls do the work here, static checks on (see the docstring)
     work, crashes = Path(args.work), Path(args.crashes)
     seeds = json.loads(Path(args.seeds).read_text())
     __import__(PRELOAD[args.family])
@@ -132,6 +146,8 @@ def worker(args: argparse.Namespace) -> None:
                 outcome = run_input(path, args.action, args.family, work / "out")
             except PackagerError as exc:
                 outcome = type(exc).__name__
+            except MemoryError:  # the rlimit the sandbox child also has; the child answers with sandbox.memory_error()
+                outcome = "InputFileError"
             except Exception as exc:  # noqa: BLE001 - the finding this harness exists for
                 outcome = f"unexpected:{type(exc).__name__}"
                 error = "".join(traceback.format_exception(exc))
@@ -156,9 +172,15 @@ def _fatal_part(log: str) -> str:
 
 
 def _self_test(index: int) -> None:
-    """FUZZ_SELF_TEST=segv:I|abort:I|hang:I makes input I crash or hang, so the tests can show the supervisor sees it."""
+    """FUZZ_SELF_TEST=segv:I|abort:I|hang:I|write:I:PATH makes input I crash, hang or write PATH, so the tests can show the
+    supervisor sees it and the confinement holds."""
     kind, _, at = os.environ.get("FUZZ_SELF_TEST", "").partition(":")
+    at, _, target = at.partition(":")
     if at != str(index):
+        return
+    if kind == "write":  # write:I:PATH: a payload writing outside the worker's folders (the confinement test)
+        with contextlib.suppress(OSError):
+            Path(target).write_text("escaped")
         return
     if kind == "segv":
         import ctypes
@@ -207,8 +229,30 @@ def _child(args: argparse.Namespace, action: str, start: int, stop: int, work: P
     command = [sys.executable, "-m", "tests.fuzz.harness", "--worker", "--family", args.family, "--action", action, "--seed", str(args.seed),
                "--start", str(start), "--stop", str(stop), "--work", str(work), "--seeds", str(seeds), "--crashes", str(crashes)]
     log = (work / "child.log").open("ab")
-    return subprocess.Popen(command, cwd=work, stdout=log, stderr=log, start_new_session=True,
+    limits = None
+    if args.bwrap:
+        command, limits = _confined(command, work, seeds, crashes)
+    return subprocess.Popen(command, cwd=work, stdout=log, stderr=log, start_new_session=True, preexec_fn=limits.apply if limits else None,
                             env={**os.environ, **CHILD_ENV, "PYTHONPATH": str(ROOT)})
+
+
+def _confined(worker_command: list[str], work: Path, seeds: Path, crashes: Path) -> tuple[list[str], object]:
+    """The worker command inside the sandbox child's bwrap command line and rlimits (``packager.sandbox.command``):
+    the work folder is its workspace (writable, its ``tmp/`` is /tmp), the crash folder is writable too, the seeds
+    and the repository are read-only."""
+    from packager import sandbox
+
+    shutil.rmtree(work / "sandbox", ignore_errors=True)  # a restarted worker gets a fresh /tmp
+    (work / "sandbox").mkdir()
+    crashes.mkdir(parents=True, exist_ok=True)  # bwrap binds existing folders only
+    space = sandbox.Workspace(work / "sandbox")
+    line = sandbox.command(sandbox.bwrap_path(), space, [seeds.parent, ROOT], answer_fd=1)
+    tail = line.index("--")
+    line = [*line[:tail], "--bind", str(work), str(work), "--bind", str(crashes), str(crashes), "--chdir", str(work), "--",
+            *worker_command]
+    limits = sandbox.Limits.from_env()
+    # one worker runs thousands of inputs: the CPU limit is for the whole loop (the supervisor times each input)
+    return line, dataclasses.replace(limits, cpu_seconds=10 * 3600)
 
 
 def _watch(child: subprocess.Popen, work: Path, limit: float) -> str | None:
@@ -228,7 +272,7 @@ def _watch(child: subprocess.Popen, work: Path, limit: float) -> str | None:
 
 def _signal_name(code: int) -> str:
     try:
-        return signal.Signals(-code).name
+        return signal.Signals(-code if code < 0 else code - 128).name  # bwrap exits 128 + the signal that killed its child
     except ValueError:
         return f"signal{-code}"
 
@@ -246,7 +290,7 @@ def run_action(args: argparse.Namespace, action: str, start: int, stop: int, see
             died = _watch(child, work, TIME_LIMIT[action] * args.time_scale)
             if died is None and child.returncode == 0:
                 break
-            if died is None and child.returncode > 0:  # the loop itself failed: a harness bug, not a finding
+            if died is None and 0 < child.returncode <= 128:  # the loop itself failed: a harness bug, not a finding
                 raise RuntimeError(f"the fuzz worker exited with {child.returncode}:\n{(work / 'child.log').read_text()[-3000:]}")
             restarts += 1
             if not (work / "current").exists():
@@ -313,12 +357,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--action", choices=("inspect", "convert"), default="inspect")
     parser.add_argument("--crashes", default=str(Path(tempfile.gettempdir()) / "packager-fuzz-crashes"))
     parser.add_argument("--time-scale", type=float, default=1.0, help="multiply the per-input time limits (a loaded machine)")
+    parser.add_argument("--no-bwrap", dest="bwrap", action="store_false",
+                        help="run the worker unconfined (default: under bwrap when installed)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     for hidden in ("--start", "--stop"):
         parser.add_argument(hidden, type=int, default=0, help=argparse.SUPPRESS)
     for hidden in ("--work", "--seeds"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.bwrap and not args.worker:
+        from packager import sandbox
+
+        try:
+            sandbox.bwrap_path()
+        except Exception:  # noqa: BLE001 - MissingDependency: no bwrap here, the worker runs unconfined
+            args.bwrap = False
     if args.convert is None:
         args.convert = max(args.count // 20, 1) if args.count >= 20 else 0
     return args
