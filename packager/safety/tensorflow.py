@@ -265,8 +265,9 @@ class _GraphCheck:
             return False
         if node.op == "RestoreV2":
             first_arg = function.signature.input_arg[0].name if function.signature.input_arg else None
-            caller = next(n for n in self.graph.node if n.name == wanted)
-            return _tensor_node(node.input[0]) == first_arg and bool(caller.input) and _tensor_node(caller.input[0]) == self.filename_node
+            caller = next((n for n in self.graph.node if n.name == wanted), None)  # a saver_def naming no node (fuzzer)
+            return (caller is not None and bool(node.input) and _tensor_node(node.input[0]) == first_arg  # no inputs: IndexError (fuzzer)
+                    and bool(caller.input) and _tensor_node(caller.input[0]) == self.filename_node)
         return True
 
     def _main_graph_saver_use(self, node: Any) -> bool:
@@ -274,7 +275,7 @@ class _GraphCheck:
         if self.meta is None or self.filename_node is None:
             return False
         if node.op == "RestoreV2":
-            return _tensor_node(node.input[0]) == self.filename_node
+            return bool(node.input) and _tensor_node(node.input[0]) == self.filename_node
         return node.name not in self._run_ancestors()
 
     def _asset_use(self, node: Any, function: Any) -> bool:

@@ -31,7 +31,7 @@ from packager.errors import PackagerError
 from packager.inspection import inspect
 for folder in map(Path, sys.argv[2:]):
     info = json.loads((folder / "info.json").read_text())
-    path = next(p for p in folder.iterdir() if p.name.startswith("input"))
+    path = next(p for p in folder.iterdir() if p.name not in ("info.json", "child.log"))  # a file, or a SavedModel folder
     print(json.dumps({"started": folder.name}), flush=True)
     faulthandler.dump_traceback_later(float(sys.argv[1]), exit=True)  # a hang prints its stack and exits 1
     began = time.perf_counter()
@@ -75,6 +75,8 @@ def test_saved_crashers_end_in_one_packager_error(family, tmp_path):
         assert result["seconds"] < SECONDS_PER_INPUT, (name, result)
     if family == "tensorflow":  # the SIGABRT: a Const tensor of dtype -2**31, refused before TF runs the graph
         assert "has data type -2147483648, which is no TensorFlow DataType" in results["tensorflow-inspect-crash-SIGABRT-5154"]["what"]
+        # a RestoreV2 with no inputs in the restore function: IndexError in the saver check, now an op outside the saver's use
+        assert "op RestoreV2" in results["tensorflow-inspect-unexpected-IndexError-6386"]["what"]
     if family == "keras":  # a non-string class_name / module: a one-line refusal, not TypeError
         assert "has a class_name that is not a string (dict)" in results["keras-inspect-unexpected-TypeError-174"]["what"]
         # h5py walking a damaged legacy .h5 raises KeyError / RuntimeError, not only OSError
