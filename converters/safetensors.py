@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from packager.deps import Runtime, require, version_of
-from packager.errors import ConversionError
+from packager.errors import ConversionError, first_line
 from packager.plugins import converts, runs
 from packager.signature import Signature
 from packager.validation import SAME_KERNELS, criteria_table
@@ -33,7 +33,7 @@ def torch_to_safetensors(model: Any, signature: Signature, out: Path, options) -
         safetensors_torch.save_model(model, str(path), metadata={"format": "pt",
             "module": f"{type(model).__module__}:{type(model).__qualname__}"})
     except Exception as exc:
-        raise ConversionError(f"safetensors could not save {type(model).__name__}: {str(exc).splitlines()[0][:200]}",
+        raise ConversionError(f"safetensors could not save {type(model).__name__}: {first_line(exc, 200)}",
             "check the module's state_dict") from exc
     return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()),
         "module": type(model).__qualname__})
