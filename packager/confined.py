@@ -37,12 +37,24 @@ def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: boo
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
         args = {"path": str(path.absolute()), "to": to, "out": str(target), "sample": ws.data("sample", sample),
-                "calibration": ws.data("calibration", calibration), **options}
+                "calibration": ws.data("calibration", calibration), **_plain_tolerance(options)}
         result = ws.call("convert", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
         manifest = _manifest(result)
         sandbox.check_output(target)
         _replace(target, destination)
     return Package(destination, manifest)
+
+
+def _plain_tolerance(options: dict[str, Any]) -> dict[str, Any]:
+    """The API's ``tolerance={output: Criterion}`` as JSON for the child (CLI strings pass as they are)."""
+    from collections.abc import Mapping
+
+    from packager.validation import criterion_to_dict
+
+    tolerance = options.get("tolerance")
+    if isinstance(tolerance, Mapping):
+        return {**options, "tolerance": {"criteria": {str(k): criterion_to_dict(v) for k, v in tolerance.items()}}}
+    return options
 
 
 def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None) -> Any:
@@ -157,7 +169,11 @@ def _trust() -> bool:
 
 def _convert(progress, path: str, out: str, **options) -> dict:
     from packager.conversion import convert
+    from packager.validation import criterion_from_dict
 
+    tolerance = options.get("tolerance")
+    if isinstance(tolerance, dict):
+        options["tolerance"] = {name: criterion_from_dict(c) for name, c in dict(tolerance.get("criteria") or {}).items()}
     package = convert(path, out=out, overwrite=True, trust=_trust(), progress=progress, **options)
     return {"manifest": package.manifest.to_dict()}
 

@@ -222,6 +222,23 @@ class Exact:
 
 
 Criterion = Agreement | Tolerance | TopK | RelativeToSpread | Cosine | Exact
+
+
+def criterion_to_dict(criterion: Criterion) -> dict[str, Any]:
+    """A criterion as plain data: the Python API's ``tolerance={name: Tolerance(...)}`` crosses into the sandbox child as JSON."""
+    if not isinstance(criterion, (Agreement, Tolerance, TopK, RelativeToSpread, Cosine, Exact)):
+        raise UsageError(f"tolerance values must be validation criteria, not {type(criterion).__name__}",
+                         "e.g. tolerance={'probabilities': Tolerance(1e-4)} or tolerance=['probabilities=1e-4']")
+    return {"criterion": type(criterion).__name__, **asdict(criterion)}
+
+
+def criterion_from_dict(data: Mapping[str, Any]) -> Criterion:
+    kinds = {cls.__name__: cls for cls in (Agreement, Tolerance, TopK, RelativeToSpread, Cosine, Exact)}
+    fields = dict(data)
+    kind = kinds.get(str(fields.pop("criterion", "")))
+    if kind is None:
+        raise UsageError(f"unknown validation criterion {data.get('criterion')!r}", f"use one of {', '.join(kinds)}")
+    return kind(**fields)
 CriteriaTable = Mapping[tuple[OutputKind, "str | None"], Criterion]
 
 

@@ -82,7 +82,10 @@ FRAMEWORK_REFUSED: dict[str, dict[str, Refusal]] = {
     "sklearn": {"coreml": Refusal(r"coremltools disables its scikit-learn converter",
                                   "coremltools disables its scikit-learn converter above scikit-learn 1.5.1 (DESIGN.md)"),
                 "mleap": MLEAP_ESTIMATOR, "pmml": S2P_UNSUPPORTED, **OTHER_LIBRARY},
-    "torch": {"pt2": TORCHSCRIPT_EXPORT},
+    "torch": {"pt2": TORCHSCRIPT_EXPORT,
+              "safetensors": Refusal(r"a TorchScript module carries its code; safetensors holds only the weights",
+                                     "safetensors stores tensors only; the zoo's torch models are TorchScript files, whose "
+                                     "code a weights file cannot carry (a state dict or nn.Module converts)")},
 }
 
 # Failures the zoo found that are NOT by design (reported to the lead; see benchmarks/results/zoo.md). Each is asserted

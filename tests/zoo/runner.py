@@ -37,6 +37,7 @@ class Outcome:
     fidelity: tuple[str, float] | None = None  # re-run here on held-out rows; None where no runtime exists on Linux
     size: int | None = None
     seconds: float | None = None  # this target's share of the command (see _seconds)
+    cli_refused: bool = False  # the CLI itself called it a refusal (UnsupportedConversion/NotQuantizable), documented or not
 
 
 def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -89,10 +90,10 @@ def _judged(entry: Entry, target: str, quantize: str | None, line: str, code: in
     refusal = entry.refusal(target, quantize)
     documented = (refusal is not None and re.search(refusal.match, line) is not None) or unlisted_mode
     if refusable and documented:
-        return Outcome(entry.name, target, quantize, BY_DESIGN, line, code)
+        return Outcome(entry.name, target, quantize, BY_DESIGN, line, code, cli_refused=True)
     known = entry.known_failure(target, quantize)
     reason = known.why if known is not None and re.search(known.match, line) else None
-    return Outcome(entry.name, target, quantize, FAILED, line, code, known=reason)
+    return Outcome(entry.name, target, quantize, FAILED, line, code, known=reason, cli_refused=refusable)
 
 
 def _seconds(model_path: Path, previous: float) -> tuple[float, float]:
