@@ -57,6 +57,11 @@ class Keras:
                 "keep the text preprocessing outside: convert the model from the layer after it (token ids), ship the vocabulary beside it")
         return Signature(specs)
 
+    def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
+        from converters.keras_rows import fitted_rows
+
+        return fitted_rows(model, signature, rows)
+
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
         return tfc.feeds_for(signature, sample)
 

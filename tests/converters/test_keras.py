@@ -204,3 +204,62 @@ def test_lambda_layer_is_refused_unless_trusted(tmp_path):
     assert row["status"] == "passed"
     manifest = json.loads((tmp_path / "ok" / "manifest.json").read_text())
     assert manifest["trusted_source"] is True
+
+
+def _wine_normalized_classifier():
+    """The Keras tutorial shape: a Normalization layer adapted to the raw features, then Dense layers (wine: proline ~750)."""
+    import keras
+    from sklearn.datasets import load_wine
+
+    X, y = load_wine(return_X_y=True)
+    X = X.astype("float32")
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(X)
+    model = keras.Sequential([keras.Input((X.shape[1],)), norm, keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(X, y, epochs=30, verbose=0)
+    return model, X
+
+
+def _ids_classifier(vocabulary: int = 5000):
+    import keras
+
+    keras.utils.set_random_seed(0)
+    tokens = keras.Input((12,), dtype="int32", name="tokens")
+    x = keras.layers.GlobalAveragePooling1D()(keras.layers.Embedding(vocabulary, 8)(tokens))
+    return keras.Model(tokens, keras.layers.Dense(2, activation="softmax")(x))
+
+
+def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
+    """Without --sample, rows come from the adapted Normalization statistics: standard-normal rows sit tens of standard
+    deviations below wine's proline mean, so every row gets the same class and a converter that broke the scaling for
+    real inputs would still 'pass'. The drawn rows reach several classes, as wine's own rows do."""
+    from converters.keras_rows import fitted_rows
+    from packager.plugins import default_registry
+
+    model, X = _wine_normalized_classifier()
+    path = tmp_path / "wine.keras"
+    model.save(path)
+    package = convert(path, to="onnx", out=tmp_path / "pkg", trust=True)
+    assert package.manifest.validation["data_source"] == "fitted-statistics"
+    signature = default_registry().framework("keras").signature(model, None)
+    rows = fitted_rows(model, signature, 200)[signature.input_names[0]]
+    assert np.allclose(rows.mean(axis=0), X.mean(axis=0), rtol=0.25, atol=0.5 * X.std(axis=0))
+    assert len(set(np.argmax(model.predict(rows, verbose=0), axis=1))) >= 2
+    synthetic = np.random.default_rng(0).standard_normal(rows.shape).astype("float32")
+    assert len(set(np.argmax(model.predict(synthetic, verbose=0), axis=1))) == 1  # why synthetic rows prove little here
+
+
+def test_validation_rows_cover_an_embedding_vocabulary(tmp_path):
+    from converters.keras_rows import fitted_rows
+    from packager.plugins import default_registry
+
+    model = _ids_classifier(5000)
+    signature = default_registry().framework("keras").signature(model, None)
+    ids = fitted_rows(model, signature, 200)["tokens"]
+    assert ids.dtype == np.int32 and ids.min() >= 0 and ids.max() < 5000 and ids.max() > 4000
+    path = tmp_path / "ids.keras"
+    model.save(path)
+    assert convert(path, to="onnx", out=tmp_path / "pkg", trust=True).manifest.validation["data_source"] == "fitted-statistics"
