@@ -97,3 +97,15 @@ def s3_blobs(s3_endpoint):
     bucket = "b" + uuid.uuid4().hex[:12]
     make_bucket(s3_endpoint, bucket)
     return f"s3://{bucket}/models"
+
+
+@pytest.fixture
+def static_checks_here(monkeypatch):
+    """Run the API in this process as the sandbox child would: the static checks do all the refusing, with no sandbox
+    child per call. Corpus-wide tests of the checks use it (one child per attack file costs ~1 s of imports and framework
+    start-up: 350 s of suite time for the corpus); tests/test_sandbox.py proves the sandbox on its own, with the checks
+    off, and test_attacks keeps a sandboxed sample of every family. The test-only skip switch stays off here: it also
+    needs a read-only root."""
+    from packager import sandbox
+
+    monkeypatch.setattr(sandbox, "_CHILD", True)

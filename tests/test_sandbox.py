@@ -80,9 +80,25 @@ def hostile_world(tmp_path_factory):
     listener.close()
 
 
+def _convert_sample(attacks: list) -> list:
+    """convert binds a writable workspace the inspect child lacks: every attack aimed at it (escape_*), and one attack per
+    family and file kind for the rest (the load inside convert is inspect's load; all of them go through inspect)."""
+    seen, chosen = set(), []
+    for attack in attacks:
+        kind = (attack.path.parent.name, attack.path.suffix or "folder")
+        if attack.name.startswith("escape_") or kind not in seen:
+            seen.add(kind)
+            chosen.append(attack)
+    return chosen
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("entry", ["inspect", "convert"])
 def test_every_code_running_attack_is_contained_with_static_checks_off(entry, hostile_world, tmp_path, monkeypatch, unchecked):
+    """With the static checks off only the sandbox stands. A payload may then run, and a load may even succeed (a
+    TorchScript that prints, a graph whose WriteFile lands in the sandbox's tmpfs): that is the sandbox doing its job.
+    What must hold: no marker or secret reaches the host, nothing connects out, no process outlives the call, and every
+    failure is one typed line."""
     from packager.conversion import convert
     from packager.inspection import inspect
 
@@ -101,15 +117,17 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     assert len(attacks) >= 50 and any(a.name.startswith("escape_") for a in attacks)
     outputs = tmp_path / "outputs"
     outputs.mkdir()
+    if entry == "convert":
+        attacks = _convert_sample(attacks)
+        assert len(attacks) >= 20
     load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=outputs / path.name))
-    problems, lines = {}, []
+    problems, answers = {}, []
     for attack in attacks:
         try:
-            load(attack.path)
-            problems[attack.name] = "loaded without complaint"
+            answers.append(repr(load(attack.path)))
         except PackagerError as exc:
             line = exc.one_line()
-            lines.append(line)
+            answers.append(line)
             if "\n" in line or len(line) > 1200:
                 problems[attack.name] = f"not one line: {line!r}"
         except Exception as exc:  # anything else escaping is a defect
@@ -121,11 +139,12 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     assert not Path(tmp_marker(str(marker))).exists(), "the sandbox's /tmp is the host's"
     assert not home_marker(str(marker)).exists()
     assert not (outputs / "PWNED.parent").exists() and not (Path.cwd() / "PWNED.parent").exists()
-    assert not any(outputs.iterdir()), "a refused conversion left files behind"
+    written = b"".join(p.read_bytes() for p in outputs.rglob("*") if p.is_file())
+    for secret in world["secrets"]:
+        assert secret.encode() not in written and all(secret not in a for a in answers), f"{secret} left the sandbox"
     assert _sleepers() == [], "a process outlived the sandbox"
-    stolen = [line for line in lines if any(secret in line for secret in world["secrets"])]
-    assert stolen == []
-    assert any("stolen: " in line for line in lines), "the secret-reading payload did run"
+    if entry == "inspect":  # every attack ran, the secret-reading ones included: they did run, and read nothing
+        assert any("stolen: " in answer for answer in answers), "the secret-reading payload did run"
 
 
 def test_limits_and_signals_become_one_typed_line(tmp_path, monkeypatch, unchecked):

@@ -41,13 +41,41 @@ def test_corpus_is_large_enough(corpus):
 
 
 @pytest.mark.parametrize("entry", ["inspect", "convert"])
-def test_every_attack_is_refused_without_side_effects(corpus, entry, tmp_path):
+def test_every_attack_is_refused_by_the_static_checks_without_side_effects(corpus, entry, tmp_path, static_checks_here):
+    """The whole corpus against the static checks, in this process (no sandbox behind them: a gap would run the payload)."""
     from packager.conversion import convert
     from packager.inspection import inspect
 
     attacks, marker, _ = corpus
     load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=tmp_path / path.name))
     failures = {a.name: why for a in attacks if (why := _refusal(load, a))}
+    assert failures == {}
+    assert not marker.exists(), "a payload ran"
+    assert not any(tmp_path.iterdir()), "a refused conversion left files behind"
+
+
+def _one_per_family(attacks: list) -> list:
+    seen, chosen = set(), []
+    for attack in attacks:
+        kind = (attack.path.parent.name, attack.path.suffix or "folder", attack.expect)
+        if kind not in seen:
+            seen.add(kind)
+            chosen.append(attack)
+    return chosen
+
+
+@pytest.mark.parametrize("entry", ["inspect", "convert"])
+def test_the_user_path_refuses_attacks_the_same_way(corpus, entry, tmp_path):
+    """As users call it (the sandbox child doing the checks): one attack per family, file kind and expected error gets the
+    same typed one-line refusal, and nothing is left behind."""
+    from packager.conversion import convert
+    from packager.inspection import inspect
+
+    attacks, marker, _ = corpus
+    sample = _one_per_family(attacks)
+    assert len(sample) >= 15
+    load = inspect if entry == "inspect" else (lambda path: convert(path, to="onnx", out=tmp_path / path.name))
+    failures = {a.name: why for a in sample if (why := _refusal(load, a))}
     assert failures == {}
     assert not marker.exists(), "a payload ran"
     assert not any(tmp_path.iterdir()), "a refused conversion left files behind"
