@@ -45,6 +45,47 @@ def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: boo
     return Package(destination, manifest)
 
 
+def convert_each(path: str | Path, targets: list[str], base: str | Path, *, progress: Callable | None, model_class: str | None,
+                 overwrite: bool = False, sample: Any = None, calibration: Any = None, **options: Any) -> list[Any]:
+    """``conversion.convert_each`` of a file: one child loads it once and writes every target's package into the
+    workspace; the parent checks each and renames it to ``base/TARGET``. Errors come back per target, as data."""
+    from packager.conversion import Package, TargetResult
+    from packager.errors import PackagerError
+    from packager.package import _replace, check_destination
+
+    path, base = Path(path), Path(base).absolute()
+    for target in targets:  # before the work, as for one target (with "all" the targets are known only after loading)
+        if target != "all":
+            check_destination(base / target, overwrite)
+    base.mkdir(parents=True, exist_ok=True)
+    results = []
+    with sandbox.workspace(base, path.stem) as ws:
+        args = {"path": str(path.absolute()), "targets": list(targets), "base": str(ws.out / "packages"), "model_class": model_class,
+                "sample": ws.data("sample", sample), "calibration": ws.data("calibration", calibration), **_plain_tolerance(options)}
+        answers = ws.call("convert_each", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
+        if not isinstance(answers, list):
+            raise sandbox.InputFileError(f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model")
+        for answer in answers:
+            target = str(answer.get("target", "?")) if isinstance(answer, dict) else "?"
+            try:
+                if not isinstance(answer, dict) or "error" in answer or not _plain_name(target):
+                    raise sandbox._rebuild_error(answer.get("error") if isinstance(answer, dict) else None, f"converting to {target}")
+                manifest = _manifest(answer)
+                built, destination = ws.out / "packages" / target, base / target
+                sandbox.check_output(built)
+                check_destination(destination, overwrite)
+                _replace(built, destination)
+                results.append(TargetResult(target, package=Package(destination, manifest)))
+            except PackagerError as exc:
+                results.append(TargetResult(target, error=exc))
+    return results
+
+
+def _plain_name(target: str) -> bool:
+    """A target name from the child becomes a folder name: a plain name only (never ``..`` or a path)."""
+    return bool(target) and target not in (".", "..") and "/" not in target and "\\" not in target and "\0" not in target
+
+
 def _plain_tolerance(options: dict[str, Any]) -> dict[str, Any]:
     """The API's ``tolerance={output: Criterion}`` as JSON for the child (CLI strings pass as they are)."""
     from collections.abc import Mapping
@@ -167,15 +208,38 @@ def _trust() -> bool:
     return sandbox.skip_static_checks()
 
 
-def _convert(progress, path: str, out: str, **options) -> dict:
-    from packager.conversion import convert
+def _criteria(options: dict[str, Any]) -> dict[str, Any]:
+    """The child side of ``_plain_tolerance``."""
     from packager.validation import criterion_from_dict
 
     tolerance = options.get("tolerance")
     if isinstance(tolerance, dict):
-        options["tolerance"] = {name: criterion_from_dict(c) for name, c in dict(tolerance.get("criteria") or {}).items()}
+        return {**options, "tolerance": {name: criterion_from_dict(c) for name, c in dict(tolerance.get("criteria") or {}).items()}}
+    return options
+
+
+def _convert(progress, path: str, out: str, **options) -> dict:
+    from packager.conversion import convert
+
+    options = _criteria(options)
     package = convert(path, out=out, overwrite=True, trust=_trust(), progress=progress, **options)
     return {"manifest": package.manifest.to_dict()}
+
+
+def _convert_each(progress, path: str, targets: list[str], base: str, **options) -> list[dict]:
+    from packager.conversion import convert_each
+
+    options = _criteria(options)
+    answers = []
+    for result in convert_each(path, targets, base, trust=_trust(), progress=progress, overwrite=True, **options):
+        if result.package is not None:
+            answers.append({"target": result.target, "manifest": result.package.manifest.to_dict()})
+        else:
+            exc = result.error
+            report = getattr(exc, "report", None)
+            answers.append({"target": result.target, "error": {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint,
+                                                                **({"report": report.to_dict()} if report is not None else {})}})
+    return answers
 
 
 def _package_source(progress, path: str, out: str, **options) -> dict:
@@ -220,6 +284,6 @@ def _bench(progress, kind: str, path: str, model_class: str | None, data: str, s
 
 
 CHILD_CALLS: dict[str, Callable[..., Any]] = {
-    "convert": _convert, "package_source": _package_source, "framework_of": _framework_of, "inspect": _inspect,
+    "convert": _convert, "convert_each": _convert_each, "package_source": _package_source, "framework_of": _framework_of, "inspect": _inspect,
     "validate": _validate, "predict": _predict, "bench": _bench,
 }

@@ -39,8 +39,7 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
             tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
-    from packager.conversion import convert, framework_of
-    from packager.errors import PackagerError
+    from packager.conversion import TargetResult, convert, convert_each
     from packager.plugins import default_registry
 
     registry = default_registry()
@@ -51,32 +50,31 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
 
         check_name(push_name)  # before any conversion work
         store = open_registry(registry_url, blobs)
-    wanted = list(targets)
-    if "all" in wanted:
-        wanted = registry.targets_of(framework_of(source, trust=trust, model_class=model_class))
-    several = len(wanted) > 1
+    wanted = list(dict.fromkeys(targets))
+    several = len(wanted) > 1 or "all" in wanted
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
     source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
+    options = dict(quantize=quantize, sample=sample, calibration=calibration, input_shape=input_shape, dynamic_axes=dynamic_axes,
+                   model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                   output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement, overwrite=force, registry=registry)
     rows, failures = [], []
     with progress_reporter(as_json) as report:
-        for target in wanted:
-            destination = (base / target) if several else base
-            try:
-                package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
-                                  input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
-                                  output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement,
-                                  overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
-                row = result_row(target, package=package)
-                if store is not None:
-                    report(f"{target}: pushing to the registry")
-                    row["pushed"] = store.push_conversion(package, push_name, source, trust=trust, source_options=source_options).ref
-                rows.append(row)
-            except PackagerError as exc:
-                if not several:
-                    raise
-                by_design = isinstance(exc, REFUSED_BY_DESIGN)
-                failures += [] if by_design else [exc]
-                rows.append(result_row(target, error=exc, by_design=by_design))
+        if several:  # one load (one sandbox child) for every target
+            results = convert_each(source, wanted, base, progress=report, **options)
+        else:
+            results = [TargetResult(wanted[0], package=convert(source, to=wanted[0], out=base, progress=lambda m: report(f"{wanted[0]}: {m}"),
+                                                               **options))]
+        for result in results:
+            if result.error is not None:
+                by_design = isinstance(result.error, REFUSED_BY_DESIGN)
+                failures += [] if by_design else [result.error]
+                rows.append(result_row(result.target, error=result.error, by_design=by_design))
+                continue
+            row = result_row(result.target, package=result.package)
+            if store is not None:
+                report(f"{result.target}: pushing to the registry")
+                row["pushed"] = store.push_conversion(result.package, push_name, source, trust=trust, source_options=source_options).ref
+            rows.append(row)
     if as_json:
         emit_json(rows)
     else:

@@ -70,7 +70,8 @@ class Entry:
 ORT_ML_OPS = Refusal(r"no operator with int8 weights",
                      "onnxruntime quantize_dynamic quantizes MatMul/Conv/Gather/... weights; ai.onnx.ml tree/SVM operators have none")
 MLEAP_ESTIMATOR = Refusal(r"mleap cannot serialise (KMeans|CalibratedClassifierCV|IsolationForest|GradientBoostingClassifier|"
-                          r"MultiOutputRegressor|SVC|MLPClassifier|MLPRegressor|GridSearchCV)\b",
+                          r"MultiOutputRegressor|SVC|MLPClassifier|MLPRegressor|GridSearchCV)\b"
+                          r"|mleap's scikit-learn support has no ColumnTransformer",
                           "mleap's scikit-learn support lists its estimators (linear models, trees, forests, scalers, PCA); not this one")
 S2P_UNSUPPORTED = Refusal(r"sklearn2pmml cannot convert CalibratedClassifierCV",
                           "JPMML-SkLearn's list of supported estimators has no CalibratedClassifierCV")
