@@ -399,9 +399,14 @@ def _foreign_estimators(obj: Any, seen: set | None = None):
 
 
 def _input_float(model: Any) -> str:
-    """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM, CatBoost): then float32
-    feeds would move rows near a threshold to the other branch, in the artifact and in the validation's own source run."""
-    return "float64" if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in _foreign_plugins(model)) else "float32"
+    """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM): then float32 feeds would move
+    rows near a threshold to the other branch, in the artifact and in the validation's own source run. A float32-split
+    booster (XGBoost, CatBoost) after other steps also takes float64: those steps run in double as in scikit-learn and the
+    graph rounds to float32 once before the trees, as the library does (converters._sklearn_api.float32_trees)."""
+    plugins = _foreign_plugins(model)
+    if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in plugins):
+        return "float64"
+    return "float64" if plugins and not any(e is model for e in _foreign_estimators(model)) else "float32"
 
 
 def _source_float(model: Any) -> str:
