@@ -196,6 +196,15 @@ def _tensor_outputs(proto: Any, signature: Signature) -> None:
         graph.output[0].CopyFrom(helper.make_tensor_value_info(VARIABLE, TensorProto.FLOAT, ["N", 1]))
 
 
+def refuse_pmml(model: Any) -> None:
+    """sklearn2pmml bundles JPMML converters for scikit-learn, XGBoost, LightGBM, H2O and statsmodels, none for CatBoost:
+    a pipeline with a CatBoost step failed in the JVM with "Cannot cast net.razorvine.pickle.objects.ClassDict to
+    sklearn.Estimator" (measured, sklearn2pmml 0.133.1), so it is refused here with the reason instead."""
+    raise UnsupportedConversion(f"sklearn2pmml {version_of('sklearn2pmml')} has no CatBoost converter (its JPMML converters cover "
+                                "scikit-learn, XGBoost, LightGBM, H2O and statsmodels)",
+                                "use --to onnx (CatBoost's exporter inside the pipeline's graph), or skops/joblib")
+
+
 # ---------------------------------------------------------------- skl2onnx registration
 
 def register_skl2onnx() -> None:

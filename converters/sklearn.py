@@ -44,7 +44,7 @@ class Sklearn:
                 model = safety.load_joblib(path, trust=trust)
             else:
                 model = safety.load_pickle(path, trust=trust)
-        if not self.claims(model):
+        if not self.claims(model) and not _claimed_elsewhere(model):
             raise UnsupportedConversion(
                 f"{path.name} holds a {type(model).__module__}.{type(model).__qualname__}, not a scikit-learn estimator",
                 "pickle the fitted estimator or pipeline itself",
@@ -161,6 +161,17 @@ class Sklearn:
             warnings.simplefilter("ignore")
             probabilities = model.predict_proba(_native_input(model, signature, feeds))
         return {LABEL: model.classes_[probabilities.argmax(axis=1)], PROBABILITIES: probabilities}
+
+
+def _claimed_elsewhere(model: Any) -> bool:
+    """A pickle may hold the scikit-learn-API estimator of a library that is no scikit-learn subclass (CatBoostClassifier):
+    its own framework plugin takes it from here (the loader hands it over)."""
+    from packager.plugins import default_registry
+
+    try:
+        return default_registry().framework_for_object(model) != "sklearn"
+    except UnsupportedConversion:
+        return False
 
 
 def _dense(values: Any) -> Any:

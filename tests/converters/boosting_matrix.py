@@ -20,8 +20,10 @@ LIBRARIES = ("xgboost", "lightgbm", "catboost")
 KINDS = ("classifier", "regressor")
 SHAPES = ("alone", "pipeline")
 TARGETS = ("onnx", "pmml")
-# what is refused by design, with the words the refusal must contain (anything else must pass)
-REFUSED = {("catboost", "pmml"): "sklearn2pmml"}
+# what is refused by design, and the words the refusal says (alone: no catboost -> pmml converter is registered; in a
+# pipeline: converters.catboost.refuse_pmml); anything else must pass
+REFUSED = {("catboost", "pmml", "alone"): "no converter from catboost to pmml",
+           ("catboost", "pmml", "pipeline"): "has no CatBoost converter"}
 
 
 @dataclass(frozen=True)
