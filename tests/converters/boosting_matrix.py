@@ -101,21 +101,29 @@ def build(case: Case):
 
 def run(case: Case, target: str, out: Path) -> Outcome:
     """Convert through packager, then score the artifact in its runtime and compare with the source on float64 rows."""
+    model, X_test = build(case)
+    return check(model, X_test, case.kind, target, out)
+
+
+def check(model: Any, X_test: Any, kind: str, target: str, out: Path) -> Outcome:
+    """Any fitted model (a classifier or regressor) through packager to ``target``, re-checked in the target's runtime
+    (ONNX, PMML; a native file is scored by its library's predict in packager's validation only)."""
     import numpy as np
 
     from packager.conversion import convert
     from packager.errors import PackagerError
 
-    model, X_test = build(case)
     try:
         package = convert(model, to=target, sample=X_test, out=out)
     except PackagerError as exc:
         return Outcome("refused", f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
     if package.validation.get("status") != "passed":
         return Outcome("fail", f"packager validation {package.validation.get('status')}")
+    if target not in ("onnx", "pmml"):
+        return Outcome("pass", f"validated by packager in {target} ({_summary(package.validation)})")
     score: Callable = _score_onnx if target == "onnx" else _score_pmml
     label, probabilities, values = score(package, X_test)
-    if case.kind == "regressor":
+    if kind == "regressor":
         expected = np.asarray(model.predict(X_test), dtype=np.float64).reshape(-1)
         ratio = float(np.abs(values.reshape(-1) - expected).max() / (expected.max() - expected.min()))
         status = "pass" if ratio <= MAX_SPREAD_RATIO else "fail"
@@ -125,6 +133,15 @@ def run(case: Case, target: str, out: Path) -> Outcome:
     diff = float(np.abs(probabilities - model.predict_proba(X_test)).max())
     status = "pass" if agreement == 1.0 and diff <= MAX_PROBABILITY_DIFF else "fail"
     return Outcome(status, f"labels {agreement:.0%}, probabilities max diff {diff:.1e}", agreement, diff)
+
+
+def _summary(validation: Any) -> str:
+    """packager's own figures per output: label agreement, max abs diff."""
+    parts = []
+    for output in validation.get("outputs") or []:
+        figures = output.get("figures") or {}
+        parts.append(", ".join(f"{k} {v:.2g}" for k, v in figures.items() if isinstance(v, (int, float))))
+    return "; ".join(p for p in parts if p) or str(validation.get("status"))
 
 
 def _score_onnx(package: Any, X_test: Any):
