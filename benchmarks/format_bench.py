@@ -48,6 +48,16 @@ def build_models(work: Path) -> list[dict]:
         (work / f"{name}.pkl").write_bytes(pickle.dumps(estimator, protocol=5))
         models.append({"name": name, "source": work / f"{name}.pkl", "data": work / "tabular.parquet", "sample": work / "tabular.npy",
                        "sizes": (1, 32, 1024, 16384), "quantize": {}})
+    # gradient-boosted trees from their native files (the baseline is the library's own predict), ONNX beside them
+    import lightgbm as lgb
+    import xgboost as xgb
+
+    booster = xgb.XGBClassifier(n_estimators=100, max_depth=6, random_state=0).fit(X, y)
+    booster.save_model(work / "xgboost.json")
+    lgb.LGBMClassifier(n_estimators=100, num_leaves=31, random_state=0, verbose=-1).fit(X, y).booster_.save_model(work / "lightgbm.txt")
+    for name, source in (("xgboost", work / "xgboost.json"), ("lightgbm", work / "lightgbm.txt")):
+        models.append({"name": name, "source": source, "data": work / "tabular.parquet", "sample": work / "tabular.npy",
+                       "sizes": (1, 1024, 16384), "quantize": {}, "targets": ("onnx",)})
     keras_model, _ = keras_models.mlp()
     keras_model.save(work / "keras_mlp.keras")
     models.append({"name": "keras_mlp", "source": work / "keras_mlp.keras", "data": work / "tabular.npy", "sample": work / "tabular.npy",

@@ -10,14 +10,15 @@ exact (measured: diabetes, 50 trees, predictions on float64 and float32-cast row
 ONNX: onnxmltools has no CatBoost converter; CatBoost's own exporter (``save_model(format="onnx")``) is the path. It writes
 classifier probabilities as a ZipMap (a sequence of maps), which is dropped here so they are a (batch, classes) tensor like
 every other classifier's; it refuses models with categorical features ("ONNX-ML format export does yet not support
-categorical features"), and that message is passed on.
+categorical features"), and that message is passed on. Inside a scikit-learn pipeline the same exporter's tree node is
+placed in skl2onnx's graph (``register_skl2onnx``), after a cast to float32 when the steps before it run in double.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, read_text_head
+from converters._sklearn_api import NativeRuntime, float32_trees, read_text_head
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework, runs
@@ -193,3 +194,73 @@ def _tensor_outputs(proto: Any, signature: Signature) -> None:
         value.name = renames.get(value.name, value.name)
     if signature.output_names == [VARIABLE]:
         graph.output[0].CopyFrom(helper.make_tensor_value_info(VARIABLE, TensorProto.FLOAT, ["N", 1]))
+
+
+def refuse_pmml(model: Any) -> None:
+    """sklearn2pmml bundles JPMML converters for scikit-learn, XGBoost, LightGBM, H2O and statsmodels, none for CatBoost:
+    a pipeline with a CatBoost step failed in the JVM with "Cannot cast net.razorvine.pickle.objects.ClassDict to
+    sklearn.Estimator" (measured, sklearn2pmml 0.133.1), so it is refused here with the reason instead."""
+    raise UnsupportedConversion(f"sklearn2pmml {version_of('sklearn2pmml')} has no CatBoost converter (its JPMML converters cover "
+                                "scikit-learn, XGBoost, LightGBM, H2O and statsmodels)",
+                                "use --to onnx (CatBoost's exporter inside the pipeline's graph), or skops/joblib")
+
+
+# ---------------------------------------------------------------- skl2onnx registration
+
+def register_skl2onnx() -> None:
+    """Make skl2onnx convert CatBoostClassifier/CatBoostRegressor as a pipeline step with CatBoost's own exporter
+    (onnxmltools has none): its one TreeEnsemble node, without the ZipMap it appends. Idempotent."""
+    cb = _cb()
+    from skl2onnx import update_registered_converter
+    from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
+
+    converter = float32_trees(_convert_in_pipeline)
+    update_registered_converter(cb.CatBoostClassifier, "CatBoostCatBoostClassifier", calculate_linear_classifier_output_shapes,
+                                converter, parser=_parse_classifier,
+                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(cb.CatBoostRegressor, "CatBoostCatBoostRegressor", calculate_linear_regressor_output_shapes, converter)
+
+
+def _parse_classifier(scope, model, inputs, custom_parsers=None):
+    """A label and a probabilities output: CatBoostClassifier is no scikit-learn ClassifierMixin, so skl2onnx's own parsers
+    would declare one output (measured: "at least 2 output(s) is(are) required but we got 1")."""
+    from skl2onnx._parse import _apply_zipmap
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+
+    operator = scope.declare_local_operator(sklearn_operator_name_map[type(model)], model)
+    operator.inputs = inputs
+    text = getattr(model, "classes_", None) is not None and model.classes_.dtype.kind in "OUS"
+    label = scope.declare_local_variable("label", StringTensorType() if text else Int64TensorType())
+    probabilities = scope.declare_local_variable("probabilities", FloatTensorType())
+    operator.outputs.append(label)
+    operator.outputs.append(probabilities)
+    options = scope.get_options(model, {"zipmap": True})
+    if options.get("zipmap"):
+        return list(_apply_zipmap(options["zipmap"], scope, model, label.type, [label, probabilities]))
+    return list(operator.outputs)
+
+
+def _convert_in_pipeline(scope, operator, container):
+    from onnx import helper
+
+    model = operator.raw_operator
+    try:
+        from catboost.utils import convert_to_onnx_object
+
+        proto = convert_to_onnx_object(model)
+    except Exception as exc:
+        raise UnsupportedConversion(f"CatBoost's ONNX exporter refuses {type(model).__name__}: {first_line(exc, 200).split(': ')[-1]}",
+                                    "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline") from exc
+    trees = [n for n in proto.graph.node if n.op_type.startswith("TreeEnsemble")]
+    if len(trees) != 1 or len(proto.graph.node) - len(trees) > int(any(n.op_type == "ZipMap" for n in proto.graph.node)):
+        raise UnsupportedConversion(f"CatBoost {version_of('catboost')} exported {type(model).__name__} as "
+                                    f"{[n.op_type for n in proto.graph.node]}, not one tree ensemble node",
+                                    "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline")
+    node = trees[0]
+    opsets = {d.domain: d.version for d in proto.opset_import}
+    attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    outputs = operator.output_full_names[:len(node.output)]
+    container.add_node(node.op_type, operator.input_full_names, outputs, op_domain=node.domain, op_version=opsets.get(node.domain),
+                       name=scope.get_unique_operator_name(node.op_type), **attributes)

@@ -62,6 +62,11 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
             f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
+    from converters.sklearn import _foreign_plugins
+
+    for plugin in _foreign_plugins(model):  # a step no JPMML converter knows is refused before the JVM starts
+        if hasattr(plugin, "refuse_pmml"):
+            plugin.refuse_pmml(model)
     java = java_version()
     s2p = require("sklearn2pmml", "pmml", "PMML export")
     fields = pmml_field_names(signature)

@@ -44,7 +44,7 @@ class Sklearn:
                 model = safety.load_joblib(path, trust=trust)
             else:
                 model = safety.load_pickle(path, trust=trust)
-        if not self.claims(model):
+        if not self.claims(model) and not _claimed_elsewhere(model):
             raise UnsupportedConversion(
                 f"{path.name} holds a {type(model).__module__}.{type(model).__qualname__}, not a scikit-learn estimator",
                 "pickle the fitted estimator or pipeline itself",
@@ -161,6 +161,17 @@ class Sklearn:
             warnings.simplefilter("ignore")
             probabilities = model.predict_proba(_native_input(model, signature, feeds))
         return {LABEL: model.classes_[probabilities.argmax(axis=1)], PROBABILITIES: probabilities}
+
+
+def _claimed_elsewhere(model: Any) -> bool:
+    """A pickle may hold the scikit-learn-API estimator of a library that is no scikit-learn subclass (CatBoostClassifier):
+    its own framework plugin takes it from here (the loader hands it over)."""
+    from packager.plugins import default_registry
+
+    try:
+        return default_registry().framework_for_object(model) != "sklearn"
+    except UnsupportedConversion:
+        return False
 
 
 def _dense(values: Any) -> Any:
@@ -399,9 +410,14 @@ def _foreign_estimators(obj: Any, seen: set | None = None):
 
 
 def _input_float(model: Any) -> str:
-    """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM, CatBoost): then float32
-    feeds would move rows near a threshold to the other branch, in the artifact and in the validation's own source run."""
-    return "float64" if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in _foreign_plugins(model)) else "float32"
+    """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM): then float32 feeds would move
+    rows near a threshold to the other branch, in the artifact and in the validation's own source run. A float32-split
+    booster (XGBoost, CatBoost) after other steps also takes float64: those steps run in double as in scikit-learn and the
+    graph rounds to float32 once before the trees, as the library does (converters._sklearn_api.float32_trees)."""
+    plugins = _foreign_plugins(model)
+    if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in plugins):
+        return "float64"
+    return "float64" if plugins and not any(e is model for e in _foreign_estimators(model)) else "float32"
 
 
 def _source_float(model: Any) -> str:

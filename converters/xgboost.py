@@ -6,6 +6,8 @@ checked here first, so a malformed file is a one-line InputFileError rather than
 
 Precision: XGBoost stores split conditions as float32 and casts every input to float32 before walking a tree (DMatrix
 holds float32), so a float32 ONNX input reproduces its tree paths exactly; SPLIT_DTYPE says so to the scikit-learn plugin.
+Behind other steps (a scaler) the graph takes float64 and casts to float32 just before the trees, as XGBoost does
+(``float32_trees``): a float32 scaler in the graph moved wine rows across split values.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator
+from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
@@ -133,7 +135,7 @@ def register_skl2onnx() -> None:
     from skl2onnx import update_registered_converter
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
 
-    refuse = _refusing(convert_xgboost)
+    refuse = float32_trees(_refusing(convert_xgboost))
     update_registered_converter(xgb.XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, refuse,
                                 options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
     update_registered_converter(xgb.XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, refuse)

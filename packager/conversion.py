@@ -99,6 +99,9 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
                              "drop --model-class; it is for PyTorch state dicts")
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **({"model_class": model_class} if model_class else {}))
+            if not plugin.claims(model):  # a pickle holding another framework's estimator (a CatBoostClassifier)
+                name = registry.framework_for_object(model)
+                plugin = registry.framework(name)
             details = plugin.describe(model)
         digest = sha256_file(path) if path.is_file() else None
         return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))

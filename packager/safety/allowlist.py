@@ -125,6 +125,9 @@ REBUILT_ONLY = frozenset({
     "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.sklearn.XGBRanker",
     "xgboost.sklearn.XGBRFClassifier", "xgboost.sklearn.XGBRFRegressor", "xgboost.core.Booster",
     "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.sklearn.LGBMRanker", "lightgbm.basic.Booster",
+    # __setstate__ hands state["__model"] (bytes) to CatBoost's model deserializer (the .cbm reader) and keeps the rest as
+    # training parameters; its constructor is never called, and fit (which writes train_dir) is never run on a loaded model
+    "catboost.core.CatBoostClassifier", "catboost.core.CatBoostRegressor",
 })
 # joblib < 0.10 wrappers: joblib reads them with np.load(<path named in the pickle>, allow_pickle=True)
 LEGACY_JOBLIB = frozenset({"joblib.numpy_pickle_compat.NDArrayWrapper", "joblib.numpy_pickle_compat.ZNDArrayWrapper"})
