@@ -1,14 +1,17 @@
 """Hugging Face model folders (``save_pretrained``: config.json, model.safetensors or pytorch_model.bin, tokenizer files)
 as a source: feature extraction (with the pooling a sentence-transformers folder declares), sequence classification and
-token classification, to ONNX (dynamic batch and sequence axes; int8 and fp16 through the ONNX quantizer), TorchScript
-and safetensors.
+token classification on text, image classification on pixels, to ONNX (dynamic batch and sequence axes; int8 and fp16
+through the ONNX quantizer), TorchScript and safetensors. The task comes from the config's architecture or ``--task``; a
+task whose head has no weights in the folder is refused (transformers would initialise it at random).
 
 Loaded offline (``HF_HUB_OFFLINE``), never with ``trust_remote_code`` unless the user passed ``--trust`` (the folder
 was checked by packager.safety.huggingface first). The model is wrapped in one module whose inputs are the token
-tensors and whose single output is what a user reads (a pooled embedding or logits), so every torch exporter sees a
-plain tensor function. Every package carries the tokenizer (``tokenizer.json`` with padding and truncation set, its
+tensors (or pixels) and whose outputs are what a user reads (a pooled embedding; logits, and for classifiers of a whole
+input their softmax probabilities too, so validation judges top-1 and the probability difference), so every torch exporter
+sees a plain tensor function. Every package carries the tokenizer (``tokenizer.json`` with padding and truncation set, its
 ``tokenizer_config.json``) and ``preprocessing.json`` (max length, padding, truncation, pooling, labels), also recorded
-in the manifest: ``predict`` tokenizes text with exactly what validation used.
+in the manifest: ``predict`` tokenizes text with exactly what validation used. An image classifier's package carries
+its ``preprocessor_config.json`` instead, and is validated on images made here and prepared by its own image processor.
 """
 from __future__ import annotations
 
@@ -25,7 +28,9 @@ from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
 
-TASKS = ("feature-extraction", "sequence-classification", "token-classification")
+TASKS = ("feature-extraction", "sequence-classification", "token-classification", "image-classification")
+IMAGE_PROCESSOR = "preprocessor_config.json"
+VALIDATION_IMAGES = 16  # drawn images: enough rows for two batch sizes and a top-1 figure in 6% steps
 PREPROCESSING = "preprocessing.json"
 TOKENIZER = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -75,17 +80,27 @@ class Preprocessing:
     normalize: bool = False
     labels: tuple[str, ...] = ()
     architecture: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    extra: Mapping[str, Any] = field(default_factory=dict)  # images: size, mean, std, rescale factor of the image processor
+    output_names: tuple[str, ...] = ()  # every output, ``output_name`` first (classifiers add their probabilities)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return self.output_names or (self.output_name,)
+
+    @property
+    def is_image(self) -> bool:
+        return self.task == "image-classification"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["input_names"], data["labels"] = list(self.input_names), list(self.labels)
+        data["input_names"], data["labels"], data["output_names"] = list(self.input_names), list(self.labels), list(self.outputs)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "input_names": tuple(known["input_names"]), "labels": tuple(known.get("labels", ()))})
+        return cls(**{**known, "input_names": tuple(known["input_names"]), "labels": tuple(known.get("labels", ())),
+                      "output_names": tuple(known.get("output_names", ()))})
 
 
 @dataclass
@@ -93,11 +108,12 @@ class TextModel:
     """A loaded folder: the wrapped torch module (token tensors in, one output tensor out), its tokenizer, how to use them."""
 
     module: Any
-    tokenizer: Any  # tokenizers.Tokenizer with padding and truncation set
+    tokenizer: Any  # tokenizers.Tokenizer with padding and truncation set (None for an image classifier)
     preprocessing: Preprocessing
     folder: Path
     tokenizer_config: Mapping[str, Any] = field(default_factory=dict)
     hf_model: Any = None
+    image_processor: Any = None  # image classification: the folder's processor (validation images go through it)
 
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
         return tokenize(self.tokenizer, self.preprocessing, texts)
@@ -134,12 +150,14 @@ def _wrapper_class():
             self.names = list(preprocessing.input_names)
             self.pooling, self.normalize = preprocessing.pooling, preprocessing.normalize
             self.task = preprocessing.task
+            self.with_probabilities = len(preprocessing.outputs) > 1
 
         def forward(self, *inputs):
             named = dict(zip(self.names, inputs))
             out = self.model(**named)
             if self.task != "feature-extraction":
-                return out.logits
+                logits = out.logits
+                return (logits, torch.softmax(logits, dim=-1)) if self.with_probabilities else logits
             hidden = out.last_hidden_state
             mask = named["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             if self.pooling == "cls":
@@ -157,19 +175,53 @@ def _wrapper_class():
 # ---------------------------------------------------------------- loading
 
 def task_of(config: Mapping[str, Any], folder: Path, task: str | None) -> str:
+    """``--task`` when given, else the config's architecture (``*ForSequenceClassification`` ...); a bare encoder
+    (``*Model``) or a sentence-transformers folder is feature extraction."""
     if task:
         if task not in TASKS:
             raise UsageError(f"--task {task!r} is not one of {', '.join(TASKS)}", "pick the head the folder was trained with")
         return task
     architecture = (config.get("architectures") or [""])[0]
-    if architecture.endswith("ForSequenceClassification"):
-        return "sequence-classification"
-    if architecture.endswith("ForTokenClassification"):
-        return "token-classification"
+    for suffix, found in (("ForSequenceClassification", "sequence-classification"), ("ForTokenClassification", "token-classification"),
+                          ("ForImageClassification", "image-classification")):
+        if architecture.endswith(suffix):
+            return found
     if (folder / "modules.json").is_file() or architecture.endswith("Model") or not architecture:
         return "feature-extraction"
     raise UnsupportedConversion(f"{folder.name} holds a {architecture}: its task is not one packager exports",
                                 f"packager exports {', '.join(TASKS)}; pass --task if the folder fits one of them")
+
+
+def _auto_class(transformers: Any, task: str) -> Any:
+    return {"feature-extraction": transformers.AutoModel, "sequence-classification": transformers.AutoModelForSequenceClassification,
+            "token-classification": transformers.AutoModelForTokenClassification,
+            "image-classification": transformers.AutoModelForImageClassification}[task]
+
+
+# Weights a task may lack without changing its answer: feature extraction reads last_hidden_state, never the pooler.
+UNUSED_WHEN_MISSING = {"feature-extraction": ("pooler.",)}
+
+
+def _load_model(transformers: Any, folder: Path, task: str, trust: bool) -> Any:
+    """The model with the task's head; a head (or any weight) the folder does not hold is refused: transformers would
+    initialise it at random and every answer would be noise (e.g. --task sequence-classification on a base encoder)."""
+    from packager.safety.huggingface import weight_files
+
+    safetensors = weight_files(folder)[0].name.startswith("model.safetensors")
+    try:
+        model, info = _auto_class(transformers, task).from_pretrained(
+            str(folder), use_safetensors=safetensors, local_files_only=True, trust_remote_code=trust, output_loading_info=True)
+    except ValueError as exc:  # transformers: "Unrecognized configuration class ... for this kind of AutoModel"
+        raise UnsupportedConversion(f"{folder.name} cannot be loaded for {task} ({str(exc).splitlines()[0][:160]})",
+                                    "pass the --task the folder was trained for") from exc
+    ignored = UNUSED_WHEN_MISSING.get(task, ())
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(ignored))
+    mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        names = (missing or mismatched)[:4]
+        raise UnsupportedConversion(f"{folder.name} has no trained weights for {task}: {names} would be initialised at random",
+                                    "pass the --task the folder was trained for (feature-extraction for a bare encoder)")
+    return model.eval()
 
 
 def pooling_of(folder: Path, task: str) -> tuple[str | None, bool]:
@@ -202,22 +254,29 @@ def max_length_of(folder: Path, config: Mapping[str, Any], tokenizer_config: Map
     return min(usable) if usable else 512
 
 
+def _labels(config: Mapping[str, Any]) -> tuple[str, ...]:
+    id2label = config.get("id2label") or {}
+    return tuple(str(id2label.get(str(i), id2label.get(i, i))) for i in range(len(id2label)))
+
+
 def load_folder(folder: Path, *, trust: bool = False, task: str | None = None) -> TextModel:
-    """The model (its head chosen by the task), its fast tokenizer and the preprocessing, all read offline."""
+    """The model (its head chosen by the task), its fast tokenizer (or image processor) and the preprocessing, all read
+    offline."""
     import inspect
 
-    from packager.safety.huggingface import read_json, weight_files
+    from packager.safety.huggingface import read_json
 
     transformers = _transformers()
     config = read_json(folder / "config.json", what="model config")
-    tokenizer_config = read_json(folder / TOKENIZER_CONFIG, what="tokenizer config") if (folder / TOKENIZER_CONFIG).is_file() else {}
     task = task_of(config, folder, task)
-    auto = {"feature-extraction": transformers.AutoModel, "sequence-classification": transformers.AutoModelForSequenceClassification,
-            "token-classification": transformers.AutoModelForTokenClassification}[task]
-    common = {"local_files_only": True, "trust_remote_code": trust}
-    safetensors = weight_files(folder)[0].name.startswith("model.safetensors")
-    model = auto.from_pretrained(str(folder), use_safetensors=safetensors, **common).eval()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), **common)
+    if task == "image-classification":
+        return _load_image_folder(transformers, folder, config, trust)
+    tokenizer_config = read_json(folder / TOKENIZER_CONFIG, what="tokenizer config") if (folder / TOKENIZER_CONFIG).is_file() else {}
+    if not (folder / TOKENIZER).is_file() and not (folder / "vocab.txt").is_file() and not tokenizer_config:
+        raise UnsupportedConversion(f"{folder.name} has no tokenizer files: {task} takes text",
+                                    "save the tokenizer beside the model (tokenizer.save_pretrained), or pass the --task of the folder")
+    model = _load_model(transformers, folder, task, trust)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     if not getattr(tokenizer, "is_fast", False):
         raise UnsupportedConversion(f"{folder.name} has no fast tokenizer (tokenizer.json)",
             "save the folder with a fast tokenizer (use_fast=True)")
@@ -228,15 +287,78 @@ def load_folder(folder: Path, *, trust: bool = False, task: str | None = None) -
             "packager exports text models taking "
                                     "input_ids and attention_mask")
     pooling, normalize = pooling_of(folder, task)
-    labels = tuple(str(config.get("id2label", {}).get(str(i), i)) for i in range(len(config.get("id2label",
-        {})))) if task != "feature-extraction" else ()
-    preprocessing = Preprocessing(task, names, "sentence_embedding" if task == "feature-extraction" else "logits",
-                                  max_length_of(folder, config, tokenizer_config), pooling=pooling, normalize=normalize, labels=labels,
-                                  architecture=type(model).__name__)
+    outputs = {"feature-extraction": ("sentence_embedding",), "token-classification": ("logits",)}.get(task, ("logits", "probabilities"))
+    preprocessing = Preprocessing(task, names, outputs[0], max_length_of(folder, config, tokenizer_config), pooling=pooling,
+                                  normalize=normalize, labels=_labels(config) if task != "feature-extraction" else (),
+                                  architecture=type(model).__name__, output_names=outputs)
     backend = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend = configured_tokenizer(backend, preprocessing, tokenizer.pad_token_id or 0, tokenizer.pad_token or "[PAD]")
     module = _wrapper_class()(model, preprocessing).eval()
     return TextModel(module, backend, preprocessing, folder, tokenizer_config, model)
+
+
+def _load_image_folder(transformers: Any, folder: Path, config: Mapping[str, Any], trust: bool) -> TextModel:
+    """An image classifier: pixels (batch, channels, height, width) from its image processor in, logits and probabilities
+    out. The processor's size, mean and std are recorded: they are how a user turns an image into these pixels."""
+    from packager.safety.huggingface import read_json
+
+    if not (folder / IMAGE_PROCESSOR).is_file():
+        raise UnsupportedConversion(f"{folder.name} has no {IMAGE_PROCESSOR}: image-classification needs the image processor's "
+                                    "size, mean and std", "save the image processor beside the model (processor.save_pretrained)")
+    spec = read_json(folder / IMAGE_PROCESSOR, what="image processor config")
+    model = _load_model(transformers, folder, "image-classification", trust)
+    processor = image_processor(folder, trust)
+    height, width = _image_size(spec, config)
+    extra = {"image_size": [height, width], "num_channels": int(config.get("num_channels", 3)),
+             "image_mean": spec.get("image_mean"), "image_std": spec.get("image_std"),
+             "rescale_factor": spec.get("rescale_factor"), "image_processor": type(processor).__name__}
+    preprocessing = Preprocessing("image-classification", ("pixel_values",), "logits", 0, padding="", truncation="",
+                                  labels=_labels(config), architecture=type(model).__name__, extra=extra,
+                                  output_names=("logits", "probabilities"))
+    module = _wrapper_class()(model, preprocessing).eval()
+    return TextModel(module, None, preprocessing, folder, {}, model, processor)
+
+
+def image_processor(folder: Path, trust: bool) -> Any:
+    """The folder's image processor on its PIL backend: the torchvision one (transformers' default) is not installed."""
+    transformers = _transformers()
+    try:
+        return transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust, backend="pil")
+    except (TypeError, ValueError):
+        return transformers.AutoImageProcessor.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust, use_fast=False)
+
+
+def _image_size(spec: Mapping[str, Any], config: Mapping[str, Any]) -> tuple[int, int]:
+    size = spec.get("crop_size") if spec.get("do_center_crop") else spec.get("size")
+    if isinstance(size, Mapping) and "height" in size and "width" in size:
+        return int(size["height"]), int(size["width"])
+    if isinstance(size, int):
+        return size, size
+    side = int(config.get("image_size", 224) if not isinstance(config.get("image_size"), (list, tuple)) else config["image_size"][0])
+    return side, side
+
+
+def validation_images(processor: Any, count: int = VALIDATION_IMAGES) -> Any:
+    """Pixels for validation when no --sample is given: seeded images of several sizes and kinds (noise, gradients, blocks
+    of colour, stripes) put through the model's own image processor (resize, rescale, normalise), as a user's would be."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    images = []
+    for i in range(count):
+        h, w = int(rng.integers(24, 300)), int(rng.integers(24, 300))
+        y, x = np.mgrid[0:h, 0:w]
+        kind = i % 4
+        if kind == 0:
+            image = rng.integers(0, 256, (h, w, 3))
+        elif kind == 1:
+            image = np.stack([x * 255 / w, y * 255 / h, np.full((h, w), rng.integers(0, 256))], axis=-1)
+        elif kind == 2:
+            image = np.repeat(np.repeat(rng.integers(0, 256, (4, 4, 3)), -(-h // 4), 0), -(-w // 4), 1)[:h, :w]
+        else:
+            image = ((np.sin(x / rng.uniform(2, 12)) + 1) * 127.5)[..., None] * rng.uniform(0, 1, 3)
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+    return np.asarray(processor(images=images, return_tensors="np")["pixel_values"], dtype=np.float32)
 
 
 def texts_of(sample: Any) -> list[str] | None:
@@ -262,14 +384,19 @@ def texts_of(sample: Any) -> list[str] | None:
 
 @framework("huggingface")
 class HuggingFace:
-    """Hugging Face folders: token tensors in, an embedding or logits out; validated on text."""
+    """Hugging Face folders: token tensors (or pixels) in, an embedding or logits (and probabilities) out; validated on
+    text, or on images prepared by the folder's image processor."""
 
     file_formats = frozenset({"huggingface"})
-    fitted_rows_source = "built-in-text"
+    takes_task = True
 
     @staticmethod
     def claims(obj: Any) -> bool:
         return isinstance(obj, TextModel)
+
+    @staticmethod
+    def fitted_rows_source(model: TextModel) -> str:
+        return "image-processor" if model.preprocessing.is_image else "built-in-text"
 
     def load(self, path: Path, fmt: str, *, trust: bool = False, task: str | None = None) -> TextModel:
         return load_folder(Path(path), trust=trust, task=task)
@@ -286,14 +413,22 @@ class HuggingFace:
         return set()
 
     def signature(self, model: TextModel, sample: Any) -> Signature:
+        if model.preprocessing.is_image:
+            extra = model.preprocessing.extra
+            shape = (None, int(extra["num_channels"]), *(int(v) for v in extra["image_size"]))
+            return Signature((TensorSpec("pixel_values", "float32", shape),))
         return Signature(tuple(TensorSpec(name, "int64", (None, None)) for name in model.preprocessing.input_names))
 
-    def fitted_rows(self, model: TextModel, signature: Signature, rows: int) -> list[str]:
+    def fitted_rows(self, model: TextModel, signature: Signature, rows: int) -> Any:
+        if model.preprocessing.is_image:
+            return validation_images(model.image_processor)
         return list(BUILTIN_TEXTS)
 
     def feeds(self, model: TextModel, signature: Signature, sample: Any) -> dict[str, Any]:
         import numpy as np
 
+        if model.preprocessing.is_image:
+            return {"pixel_values": pixels_of(model, signature, sample)}
         texts = texts_of(sample)
         if texts is not None:
             return model.tokenize(texts)
@@ -306,28 +441,55 @@ class HuggingFace:
         return run_module(model.module, model.preprocessing, feeds)
 
     def output_kinds(self, model: TextModel, expected: Mapping[str, Any]) -> dict[str, OutputKind]:
-        kind = OutputKind.EMBEDDING if model.preprocessing.task == "feature-extraction" else OutputKind.SCORES
-        return {model.preprocessing.output_name: kind}
+        """Embeddings by cosine; logits by top-1 (per token for token classification); probabilities by their difference."""
+        kinds = {"sentence_embedding": OutputKind.EMBEDDING, "logits": OutputKind.SCORES, "probabilities": OutputKind.PROBABILITIES}
+        return {name: kinds[name] for name in model.preprocessing.outputs}
+
+
+def pixels_of(model: TextModel, signature: Signature, sample: Any) -> Any:
+    """An image classifier's sample: pixel values as the processor makes them (N, C, H, W floats, e.g. a .npy), or images
+    (N, H, W, C uint8) that go through the processor first."""
+    import numpy as np
+
+    array = sample.get("pixel_values") if isinstance(sample, dict) else sample
+    array = np.asarray(array) if array is not None and not hasattr(array, "columns") else None
+    if array is not None and array.ndim == 4 and array.dtype == np.uint8:
+        return np.asarray(model.image_processor(images=list(array), return_tensors="np")["pixel_values"], dtype=np.float32)
+    expected = tuple(signature.inputs[0].shape[1:])
+    if array is None or array.ndim != 4 or tuple(array.shape[1:]) != expected or array.dtype.kind != "f":
+        got = f"{array.dtype} {array.shape}" if array is not None else type(sample).__name__
+        raise UsageError(f"an image classifier's sample must be pixel values (N, {', '.join(map(str, expected))}) or uint8 images "
+                         f"(N, H, W, C); got {got}", "save the image processor's pixel_values, or the images as uint8, with np.save")
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 def run_module(module: Any, preprocessing: Preprocessing, feeds: Mapping[str, Any]) -> dict[str, Any]:
     import numpy as np
 
     torch = require("torch", "torch", "Hugging Face models")
-    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=np.int64)) for n in preprocessing.input_names]
+    dtype = np.float32 if preprocessing.is_image else np.int64
+    tensors = [torch.from_numpy(np.ascontiguousarray(feeds[n], dtype=dtype)) for n in preprocessing.input_names]
     with torch.no_grad():
-        return {preprocessing.output_name: module(*tensors).detach().cpu().numpy()}
+        produced = module(*tensors)
+    produced = produced if isinstance(produced, tuple) else (produced,)
+    return {name: value.detach().cpu().numpy() for name, value in zip(preprocessing.outputs, produced)}
 
 
 # ---------------------------------------------------------------- package files
 
 def write_text_files(model: TextModel, out: Path) -> dict[str, Any]:
-    """tokenizer.json (padding and truncation set), tokenizer_config.json, preprocessing.json beside the model file."""
-    model.tokenizer.save(str(out / TOKENIZER))
-    if (model.folder / TOKENIZER_CONFIG).is_file():
-        shutil.copyfile(model.folder / TOKENIZER_CONFIG, out / TOKENIZER_CONFIG)
+    """tokenizer.json (padding and truncation set), tokenizer_config.json, preprocessing.json beside the model file; an
+    image classifier's preprocessor_config.json instead of the tokenizer."""
+    if model.preprocessing.is_image:
+        shutil.copyfile(model.folder / IMAGE_PROCESSOR, out / IMAGE_PROCESSOR)
+        files = {"image_processor": IMAGE_PROCESSOR}
+    else:
+        model.tokenizer.save(str(out / TOKENIZER))
+        if (model.folder / TOKENIZER_CONFIG).is_file():
+            shutil.copyfile(model.folder / TOKENIZER_CONFIG, out / TOKENIZER_CONFIG)
+        files = {"tokenizer": TOKENIZER}
     (out / PREPROCESSING).write_text(json.dumps(model.preprocessing.to_dict(), indent=2) + "\n")
-    return {"preprocessing": model.preprocessing.to_dict(), "tokenizer": TOKENIZER, "transformers": version_of("transformers")}
+    return {"preprocessing": model.preprocessing.to_dict(), **files, "transformers": version_of("transformers")}
 
 
 def read_preprocessing(folder: Path) -> Preprocessing | None:
@@ -364,20 +526,21 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
 
     torch = require("torch", "torch", "ONNX export")
     onnx = require("onnx", "torch", "ONNX export")
-    names, output = list(model.preprocessing.input_names), model.preprocessing.output_name
+    names, outputs = list(model.preprocessing.input_names), list(model.preprocessing.outputs)
     example, path, failures = _example(model, options), out / "model.onnx", []
+    per_token = model.preprocessing.task == "token-classification"
     for dynamo in (False, True):
         try:
             with quiet_output():
                 if dynamo:
                     batch, sequence = torch.export.Dim("batch", min=1, max=1 << 20), torch.export.Dim("sequence", min=1, max=1 << 16)
-                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=[output], dynamo=True,
-                                      dynamic_shapes=tuple({0: batch, 1: sequence} for _ in names), external_data=False,
-                                          opset_version=options.opset)
+                    shapes = tuple({0: batch} if model.preprocessing.is_image else {0: batch, 1: sequence} for _ in names)
+                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=outputs, dynamo=True,
+                                      dynamic_shapes=shapes, external_data=False, opset_version=options.opset)
                 else:
-                    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-                    axes[output] = {0: "batch", 1: "sequence"} if model.preprocessing.task == "token-classification" else {0: "batch"}
-                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=[output], dynamo=False,
+                    axes = {n: {0: "batch"} if model.preprocessing.is_image else {0: "batch", 1: "sequence"} for n in names}
+                    axes.update({o: {0: "batch", 1: "sequence"} if per_token else {0: "batch"} for o in outputs})
+                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=outputs, dynamo=False,
                                       dynamic_axes=axes, opset_version=options.opset or 17)
             break
         except Exception as exc:
@@ -420,7 +583,5 @@ def load_saved_text_model(path: Path) -> Any:
     folder = Path(path).parent
     preprocessing = read_preprocessing(folder)
     transformers = _transformers()
-    auto = {"feature-extraction": transformers.AutoModel, "sequence-classification": transformers.AutoModelForSequenceClassification,
-            "token-classification": transformers.AutoModelForTokenClassification}[preprocessing.task]
-    model = auto.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
+    model = _auto_class(transformers, preprocessing.task).from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     return _wrapper_class()(model, preprocessing).eval(), preprocessing

@@ -80,9 +80,10 @@ class Package:
 
 
 def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None,
-                registry: PluginRegistry | None = None) -> Source:
+                registry: PluginRegistry | None = None, task: str | None = None) -> Source:
     """Load a model file through its framework plugin (safely), or wrap an in-memory model.
-    ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into."""
+    ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into; ``task``
+    (e.g. "token-classification") picks the head of a model folder whose config names another or none."""
     registry = registry or default_registry()
     if isinstance(model_or_path, (str, Path)):
         from packager.safety import check_file
@@ -96,8 +97,11 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
         if model_class and not getattr(plugin, "takes_model_class", False):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
                              "drop --model-class; it is for PyTorch state dicts")
+        if task and not getattr(plugin, "takes_task", False):
+            raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)", "drop --task; it is for Hugging Face folders")
+        options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
-            model = plugin.load(path, fmt, trust=trust, **({"model_class": model_class} if model_class else {}))
+            model = plugin.load(path, fmt, trust=trust, **options)
             details = plugin.describe(model)
         digest = sha256_file(path) if path.is_file() else None
         return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))
@@ -157,6 +161,7 @@ def convert(
     output_kind: Any = None,
     tolerance: Any = None,
     min_agreement: float | None = None,
+    task: str | None = None,
 ) -> Package:
     """Convert a model (object or file) to ``to``, optionally quantize, validate, and write a package.
     A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
@@ -167,13 +172,13 @@ def convert(
         return confined.convert(model_or_path, to, out=out, overwrite=overwrite, progress=progress, sample=sample, calibration=calibration,
                                 quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script,
                                 opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind, tolerance=tolerance,
-                                min_agreement=min_agreement)
+                                min_agreement=min_agreement, **({"task": task} if task else {}))
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     if out is not None:
         check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
-    source = load_source(model_or_path, trust=trust, model_class=model_class, registry=registry)
+    source = load_source(model_or_path, trust=trust, model_class=model_class, registry=registry, task=task)
     conversion = registry.conversion(source.framework, to)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
