@@ -585,3 +585,67 @@ def load_saved_text_model(path: Path) -> Any:
     transformers = _transformers()
     model = _auto_class(transformers, preprocessing.task).from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     return _wrapper_class()(model, preprocessing).eval(), preprocessing
+
+
+# ---------------------------------------------------------------- Core ML
+
+def _register_coreml_new_ones() -> None:
+    """coremltools 9.0's torch frontend has no ``aten::new_ones``, which transformers 5 emits while building the attention
+    mask (measured: all-MiniLM-L6-v2 fails with "PyTorch convert function for op 'new_ones' not implemented", eager and sdpa
+    attention alike). It is ``ones`` of a given size and dtype; registered once, only when coremltools lacks it."""
+    import numpy as np
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.frontend.torch.ops import NUM_TO_NUMPY_DTYPE, _get_inputs
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY, register_torch_op
+
+    if "new_ones" in _TORCH_OPS_REGISTRY:
+        return
+
+    def new_ones(context, node):
+        inputs = _get_inputs(context, node)
+        size = inputs[1]
+        if size.val is not None:  # the usual case: a constant size, often () for a scalar
+            shape = tuple(int(v) for v in np.atleast_1d(size.val)) if np.size(size.val) else ()
+            ones = mb.const(val=np.ones(shape, dtype=np.float32))
+        else:
+            ones = mb.fill(shape=mb.cast(x=size, dtype="int32"), value=1.0)
+        dtype = inputs[2].val if len(inputs) > 2 and inputs[2] is not None else None
+        target = {bool: "bool", np.bool_: "bool", np.int32: "int32", np.float16: "fp16"}.get(NUM_TO_NUMPY_DTYPE.get(dtype))
+        context.add(mb.cast(x=ones, dtype=target, name=node.name) if target else mb.identity(x=ones, name=node.name))
+
+    register_torch_op(new_ones)
+
+
+@converts("huggingface", to="mlpackage", quantize={"weights"},
+          note="coremltools ML program from the traced model (fp16 compute); structure checked on Linux, runs on macOS")
+def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) -> Any:
+    """Token ids as int32 with RangeDim batch and sequence axes (up to the model's max length); pixels as float32 with a
+    RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
+    import numpy as np
+
+    from converters.torch import _trace
+    from packager.conversion import Artifact
+    from packager.deps import quiet_output
+    from packager.errors import first_line
+
+    ct = require("coremltools", "coreml", "Core ML export")
+    _register_coreml_new_ones()
+    preprocessing = model.preprocessing
+    if preprocessing.is_image:
+        shape = tuple(ct.RangeDim(1, 4096) if d is None else d for d in signature.inputs[0].shape)
+        inputs = [ct.TensorType(name="pixel_values", shape=shape, dtype=np.float32)]
+    else:
+        shape = (ct.RangeDim(1, 4096), ct.RangeDim(1, preprocessing.max_length))
+        inputs = [ct.TensorType(name=n, shape=shape, dtype=np.int32) for n in preprocessing.input_names]
+    try:
+        traced = _trace(model.module, _example(model, options))
+        with quiet_output():
+            converted = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name=o) for o in preprocessing.outputs],
+                                   convert_to="mlprogram")
+    except Exception as exc:
+        raise ConversionError(f"coremltools cannot convert {preprocessing.architecture}: {type(exc).__name__}: {first_line(exc, 200)}",
+                              "use --to onnx") from exc
+    path = out / "model.mlpackage"
+    converted.save(str(path))
+    details = {"converter": "coremltools (traced TorchScript)", "converter_version": version_of("coremltools"), "model_type": "mlprogram"}
+    return Artifact(path, {**details, **write_text_files(model, out)})

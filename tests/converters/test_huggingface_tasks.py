@@ -215,3 +215,28 @@ def test_task_on_a_format_without_tasks_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="--task does not apply"):
         convert(tmp_path / "sd.pt", to="onnx", task="token-classification", model_class="fixtures.torch_models:mlp", trust=True,
                 out=tmp_path / "o")
+
+
+# ---------------------------------------------------------------- Core ML
+
+@pytest.mark.parametrize("which", ["ner", "vit"])
+def test_folder_to_mlpackage_is_structure_checked(which, ner_folder, vit_folder, tmp_path):
+    """coremltools converts the traced model once aten::new_ones (transformers 5's mask) has a converter; Linux cannot run
+    it, so the report says so and the spec is re-read here: inputs, outputs, ML program, packaged preprocessing."""
+    pytest.importorskip("coremltools")
+    folder = {"ner": ner_folder, "vit": vit_folder}[which]
+    package = convert(folder, to="mlpackage", out=tmp_path / which)
+    report = package.manifest.validation
+    assert report["status"] == "structure-checked, not executed" and report["details"]["model_type"] == "mlProgram"
+    inputs, outputs = {"ner": (["input_ids", "attention_mask", "token_type_ids"], ["logits"]),
+                       "vit": (["pixel_values"], ["logits", "probabilities"])}[which]
+    assert report["details"]["inputs"] == inputs and report["details"]["outputs"] == outputs
+    assert (package.path / "preprocessing.json").is_file() and package.model_path.name == "model.mlpackage"
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(package.model_path))
+    first = spec.description.input[0].type.multiArrayType
+    assert first.dataType == (ct.proto.FeatureTypes_pb2.ArrayFeatureType.INT32 if which == "ner"
+                              else ct.proto.FeatureTypes_pb2.ArrayFeatureType.FLOAT32)
+    ranges = [(r.lowerBound, r.upperBound) for r in first.shapeRange.sizeRanges]
+    assert ranges[0] == (1, 4096) and (ranges[1] == (1, 128) if which == "ner" else ranges[1:] == [(3, 3), (32, 32), (32, 32)])
