@@ -98,7 +98,8 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
                              "drop --model-class; it is for PyTorch state dicts")
         if task and not getattr(plugin, "takes_task", False):
-            raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)", "drop --task; it is for Hugging Face folders")
+            raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)",
+                             "drop --task; it is for Hugging Face folders")
         options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **options)

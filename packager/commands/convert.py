@@ -37,8 +37,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, task, script, opset, trust, output_kind,
-            tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, task, script, opset, trust,
+            output_kind, tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
     from packager.conversion import convert, framework_of
