@@ -175,6 +175,24 @@ def test_image_classifier_sample_of_uint8_images_and_other_targets(vit_folder, t
     assert not (tmp_path / "bad").exists()
 
 
+def test_image_processor_with_remote_code_is_refused(vit_folder, tmp_path):
+    """An image processor can name code in the folder too (auto_map in preprocessor_config.json): refused before any
+    library reads the folder, like config.json's and tokenizer_config.json's."""
+    import shutil
+
+    folder = tmp_path / "remote"
+    shutil.copytree(vit_folder, folder)
+    marker = tmp_path / "ran"
+    (folder / "image_processing_evil.py").write_text(f"open({str(marker)!r}, 'w').write('x')\n"
+                                                      "from transformers import ViTImageProcessor as EvilProcessor\n")
+    spec = json.loads((folder / "preprocessor_config.json").read_text())
+    spec["auto_map"] = {"AutoImageProcessor": "image_processing_evil.EvilProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(spec))
+    result = run_cli("convert", str(folder), "--to", "onnx", "-o", str(tmp_path / "out"))
+    assert result.returncode == 5 and "preprocessor_config.json declares auto_map" in result.stderr and "--trust" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- --task overrides
 
 def test_task_feature_extraction_out_of_a_token_classifier(ner_folder, tmp_path):
