@@ -81,9 +81,10 @@ class Package:
 
 
 def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None,
-                registry: PluginRegistry | None = None) -> Source:
+                registry: PluginRegistry | None = None, task: str | None = None) -> Source:
     """Load a model file through its framework plugin (safely), or wrap an in-memory model.
-    ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into."""
+    ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into; ``task``
+    (e.g. "token-classification") picks the head of a model folder whose config names another or none."""
     registry = registry or default_registry()
     if isinstance(model_or_path, (str, Path)):
         from packager.safety import check_file
@@ -97,8 +98,12 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
         if model_class and not getattr(plugin, "takes_model_class", False):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
                              "drop --model-class; it is for PyTorch state dicts")
+        if task and not getattr(plugin, "takes_task", False):
+            raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)",
+                             "drop --task; it is for Hugging Face folders")
+        options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
-            model = plugin.load(path, fmt, trust=trust, **({"model_class": model_class} if model_class else {}))
+            model = plugin.load(path, fmt, trust=trust, **options)
             if not plugin.claims(model):  # a pickle holding another framework's estimator (a CatBoostClassifier)
                 name = registry.framework_for_object(model)
                 plugin = registry.framework(name)
@@ -161,6 +166,7 @@ def convert(
     output_kind: Any = None,
     tolerance: Any = None,
     min_agreement: float | None = None,
+    task: str | None = None,
 ) -> Package:
     """Convert a model (object or file) to ``to``, optionally quantize, validate, and write a package.
     A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
@@ -171,14 +177,14 @@ def convert(
         return confined.convert(model_or_path, to, out=out, overwrite=overwrite, progress=progress, sample=sample, calibration=calibration,
                                 quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script,
                                 opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind, tolerance=tolerance,
-                                min_agreement=min_agreement)
+                                min_agreement=min_agreement, **({"task": task} if task else {}))
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     if out is not None:
         check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
     source = model_or_path if isinstance(model_or_path, Source) else load_source(model_or_path, trust=trust, model_class=model_class,
-                                                                                   registry=registry)
+                                                                                   registry=registry, task=task)
     conversion = registry.conversion(source.framework, to)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
@@ -226,7 +232,8 @@ class TargetResult:
 
 
 def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trust: bool = False, model_class: str | None = None,
-                 progress: Progress | None = None, registry: PluginRegistry | None = None, **options: Any) -> list[TargetResult]:
+                 task: str | None = None, progress: Progress | None = None, registry: PluginRegistry | None = None,
+                 **options: Any) -> list[TargetResult]:
     """``convert --to A --to B`` (or ``--to all``): the file is loaded once, in one sandbox child unless ``trust``, and each
     target is converted into ``base/TARGET``. A target's failure is its result; a failure to load the file fails them all.
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
@@ -234,15 +241,15 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trus
     if sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.convert_each(path, targets, base, model_class=model_class, progress=progress, **options)
+        return confined.convert_each(path, targets, base, model_class=model_class, task=task, progress=progress, **options)
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     step("loading the source model")
-    source = load_source(path, trust=trust, model_class=model_class, registry=registry)
+    source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
     results = []
     for target in (registry.targets_of(source.framework) if "all" in targets else targets):
         try:
-            package = convert(source, to=target, out=Path(base) / target, trust=trust, model_class=model_class, registry=registry,
+            package = convert(source, to=target, out=Path(base) / target, trust=trust, model_class=model_class, task=task, registry=registry,
                               progress=lambda message, t=target: step(f"{t}: {message}"), **options)
             results.append(TargetResult(target, package=package))
         except PackagerError as exc:

@@ -64,7 +64,8 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
         if data is None and hasattr(plugin, "fitted_rows"):
             drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
             if drawn is not None:  # a plugin may name its rows otherwise (text models: built-in sentences)
-                data, origin = drawn, getattr(plugin, "fitted_rows_source", "fitted-statistics")
+                named = getattr(plugin, "fitted_rows_source", "fitted-statistics")  # or a function of the model
+                data, origin = drawn, named(source.model) if callable(named) else named
         feeds = plugin.feeds(source.model, signature, data)
         full = plugin.source_input(source.model, signature, data) if hasattr(plugin, "source_input") else None
         cast_expected = plugin.predict(source.model, signature, feeds)

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from packager.errors import PluginError, UsageError
 
 PASSED, FAILED, NOT_EXECUTED = "passed", "failed", "structure-checked, not executed"
-DATA_SOURCES = ("sample", "calibration", "input-example", "fitted-statistics", "built-in-text", "synthetic")
+DATA_SOURCES = ("sample", "calibration", "input-example", "fitted-statistics", "built-in-text", "image-processor", "synthetic")
 SHOWN_ROWS = 5  # failing rows listed per output
 
 
@@ -112,7 +112,8 @@ class Tolerance:
 class TopK:
     """Class scores (logits): the best class agrees on the rows where the source is confident (its top-2 gap is at
     least ``margin`` of the typical row's score range), and the top-k sets overlap. ``max_ratio``, when set, also
-    bounds the largest difference relative to the spread of the scores (full-precision formats)."""
+    bounds the largest difference relative to the spread of the scores (full-precision formats). Scores per position
+    (rows x tokens x classes: token classification) are judged position by position; a row fails if any position does."""
 
     k: int = 5
     min_top1: float = 1.0
@@ -127,6 +128,10 @@ class TopK:
     def check(self, want, got, ties=None) -> Checked:
         import numpy as np
 
+        if want.ndim >= 3 and want.shape[-1] >= 2 and want.shape == got.shape:  # scores per position (token classification)
+            flat = self.check(want.reshape(-1, want.shape[-1]), got.reshape(-1, got.shape[-1]))
+            return replace(flat, note=flat.note.replace(" rows", " positions"), bad_rows=flat.bad_rows.reshape(len(want), -1).any(axis=1),
+                           figures={**flat.figures, "positions": float(want[..., 0].size)})
         if want.ndim != 2 or want.shape[1] < 2:
             return RelativeToSpread(self.max_ratio if self.max_ratio is not None else 0.05).check(want, got)
         order = np.sort(want, axis=1)

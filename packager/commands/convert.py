@@ -21,6 +21,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
 @click.option("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
 @click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.")
+@click.option("--task", help="Hugging Face folders: feature-extraction, sequence-classification, token-classification or "
+              "image-classification (default: the config's architecture).")
 @click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
 @click.option("--opset", callback=lambda ctx, param, v: int(v) if v and v.strip().isdigit() else v, metavar="N[,DOMAIN=N]",
               help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).")
@@ -35,8 +37,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, opset, trust, output_kind,
-            tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, task, script, opset, trust,
+            output_kind, tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.cli import emit_json
     from packager.conversion import TargetResult, convert, convert_each
@@ -56,7 +58,8 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
     source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
     options = dict(quantize=quantize, sample=sample, calibration=calibration, input_shape=input_shape, dynamic_axes=dynamic_axes,
                    model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
-                   output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement, overwrite=force, registry=registry)
+                   output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement, task=task, overwrite=force,
+                   registry=registry)
     rows, failures = [], []
     with progress_reporter(as_json) as report:
         if several:  # one load (one sandbox child) for every target

@@ -56,8 +56,9 @@ def check_hf_folder(folder: str | Path) -> None:
     config = read_json(folder / "config.json", what="model config")
     if not isinstance(config, dict):
         raise InputFileError(f"{folder.name}/config.json is not a JSON object", "re-save the model with save_pretrained")
-    for name in ("config.json", "tokenizer_config.json"):
-        data = config if name == "config.json" else (read_json(folder / name, what="tokenizer config") if (folder / name).is_file() else {})
+    for name in ("config.json", "tokenizer_config.json", "preprocessor_config.json"):
+        data = config if name == "config.json" else (read_json(folder / name, what=name[:-5].replace("_", " ")) if (folder / name).is_file()
+                                                     else {})
         found = [key for key in CODE_KEYS if isinstance(data, dict) and key in data]
         if found:
             refs = data[found[0]]

@@ -173,8 +173,10 @@ def test_sequence_classifier_folder_to_onnx_top1_everywhere(classifier_folder, t
     manifest = package.manifest
     assert manifest.validation["status"] == "passed" and manifest.validation["data_source"] == "sample"
     assert manifest.validation["batch_sizes"] == [1, len(texts) - 1]
-    lengths = [o["name"] for o in manifest.validation["outputs"]]
-    assert lengths[0] == "logits" and lengths[1].startswith("logits@len=")  # a second sequence length was run
+    names = [o["name"] for o in manifest.validation["outputs"]]
+    assert names[:2] == ["logits", "probabilities"] and names[2].startswith("logits@len=")  # a second sequence length was run
+    probabilities = manifest.validation["outputs"][1]  # classifiers: top-1 on the logits and the probability difference
+    assert probabilities["kind"] == "probabilities" and probabilities["max_abs"] < 1e-4 and probabilities["agreement"] == 1.0
     spec = manifest.conversion["preprocessing"]
     assert spec["labels"] == ["negative", "neutral", "positive"] and spec["task"] == "sequence-classification" and spec["max_length"] == 128
     got = _run_package(package.path, texts)
@@ -215,9 +217,7 @@ def test_minilm_folder_to_onnx_matches_sentence_transformers(tmp_path, quantize,
     assert _cosines(got, want).min() >= min_cosine
     if quantize == "dynamic":
         assert package.manifest.quantization.size_after <= 0.3 * package.manifest.quantization.size_before
-        from converters.onnx import cpu_has_vnni
-
-        assert package.manifest.conversion["quantization"]["reduce_range"] is (not cpu_has_vnni())
+        assert package.manifest.conversion["quantization"]["nodes"]["MatMulNBits"] == 36  # every weight MatMul of 6 layers
 
 
 def test_predict_text_column_writes_labels_with_scores(classifier_folder, tmp_path):
