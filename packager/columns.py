@@ -7,6 +7,7 @@ names are refused, extra columns ignored with a note; only a model without names
 """
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any, Sequence
 
@@ -18,19 +19,32 @@ SHOWN = 10  # names listed in a message before "…"
 
 def match_names(names: Sequence[str], columns: Sequence[str], where: str, *, notes: bool = True,
                 ignored: frozenset[str] = frozenset()) -> tuple[str, ...]:
-    """The columns to read, in the model's order. Missing ones raise a one-line UsageError naming them; extra ones
-    are ignored with a one-line warning (``notes=False``: silently, for the per-partition calls of a cluster job)."""
+    """The columns to read, in the model's order. A name matches its column exactly, or else the one column that reads the
+    same with every character outside [A-Za-z0-9_] as "_": LightGBM records breast-cancer's "mean radius" as
+    "mean_radius" while users feed the dataset's own columns (measured: every target refused before). Missing ones raise a
+    one-line UsageError naming them; extra ones are ignored with a one-line warning (``notes=False``: silently, for the
+    per-partition calls of a cluster job)."""
     have = set(columns)
-    missing = [n for n in names if n not in have]
+    by_plain: dict[str, list[str]] = {}
+    for column in columns:
+        by_plain.setdefault(_plain(column), []).append(column)
+    chosen, missing = [], []
+    for name in names:
+        candidates = [name] if name in have else by_plain.get(_plain(name), [])
+        (chosen if len(candidates) == 1 else missing).append(candidates[0] if len(candidates) == 1 else name)
     if missing:
         raise UsageError(f"{where} lacks the column{'s' if len(missing) > 1 else ''} {_listed(missing)} the model needs",
                          f"the model reads its features by name: give columns named {_listed(list(names))}")
-    wanted = set(names)
+    wanted = set(chosen)
     extra = [c for c in columns if c not in wanted and c not in ignored]
     if extra and notes:
         warnings.warn(f"{where}: ignoring column{'s' if len(extra) > 1 else ''} {_listed(extra)} the model does not take",
                       PackagerWarning, stacklevel=3)
-    return tuple(names)
+    return tuple(chosen)
+
+
+def _plain(name: str) -> str:
+    return re.sub(r"[^0-9A-Za-z_]", "_", str(name))
 
 
 def by_position_note(where: str, count: int) -> None:
@@ -55,7 +69,7 @@ def align_table(signature: Signature, data: Any, where: str) -> Any:
         return data
     columns = [str(c) for c in data.columns]
     order = match_names(spec.names or (), columns, where)
-    return data.set_axis(columns, axis=1)[list(order)]
+    return data.set_axis(columns, axis=1)[list(order)].set_axis(list(spec.names or ()), axis=1)
 
 
 def with_sample_names(signature: Signature, data: Any) -> Signature:

@@ -154,3 +154,30 @@ def test_align_table_refuses_missing_and_reorders():
     assert list(align_table(signature, frame, "t.csv").columns) == ["a", "b"]
     with pytest.raises(UsageError, match=r"t.csv lacks the column \[b\]"):
         align_table(signature, frame[["a"]], "t.csv")
+
+
+def test_lightgbm_renamed_features_still_read_the_datasets_own_columns(tmp_path):
+    """LightGBM stores breast-cancer's "mean radius" as "mean_radius"; users feed load_breast_cancer's own frame. Every target
+    refused it ("lacks the columns [mean_radius, …]"); now the one column that reads the same with "_" is taken, in the
+    model's order, and the predictions are the source's."""
+    lightgbm = pytest.importorskip("lightgbm")
+    from sklearn.datasets import load_breast_cancer
+
+    from packager.columns import match_names
+    from packager.conversion import convert
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = lightgbm.LGBMClassifier(n_estimators=20, verbose=-1).fit(X, y)
+    assert model.booster_.feature_name()[0] == "mean_radius"
+    source = tmp_path / "lgbm.pkl"
+    source.write_bytes(pickle.dumps(model))
+    sample = tmp_path / "cancer.csv"
+    X.iloc[:100, ::-1].to_csv(sample, index=False)
+    package = convert(source, to="onnx", sample=sample, out=tmp_path / "pkg")
+    assert package.manifest.validation["data_source"] == "sample"
+    result = run_cli("predict", str(tmp_path / "pkg"), str(sample), "-o", str(tmp_path / "out.parquet"))
+    assert result.returncode == 0, result.stderr
+    labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
+    np.testing.assert_array_equal(labels, model.predict(X.iloc[:100].to_numpy()))
+    with pytest.raises(UsageError, match=r"lacks the column \[a_b\]"):
+        match_names(["a_b"], ["a b", "a-b"], "t.csv")  # two columns read the same: ambiguous, refused
