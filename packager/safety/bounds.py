@@ -21,6 +21,8 @@ FLOOR = 64 << 20
 RATIO = 64
 _POINTER = 8  # bytes per element of a materialised range or index (a CPython list slot; numpy int64)
 HINT = "the file asks for far more memory than it holds; it is crafted or corrupt. If you trust it, rerun with --trust"
+# For a call whose arguments are outside what a saved model uses (not a size): the memory hint would send the user wrong.
+ARGS_HINT = "saved models never make this call; the file is crafted or corrupt. If you trust it, rerun with --trust"
 
 
 class Budget:
@@ -64,7 +66,7 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
         check_call(args[0], tuple(args[1]), dict(args[2]), budget)
     elif func is _fn("_codecs.encode"):
         if len(args) != 2 or str(args[1]).lower().replace("_", "-") not in ("latin1", "latin-1"):
-            raise UnsafeModelError(f"{budget.label}: _codecs.encode with codec {args[1:]!r}; pickles only use latin1", HINT)
+            raise UnsafeModelError(f"{budget.label}: _codecs.encode with codec {args[1:]!r}; pickles only use latin1", ARGS_HINT)
     elif func in (_fn("numpy._core.multiarray._reconstruct"), _fn("numpy.core.multiarray._reconstruct")) and len(args) == 3:
         _require_subclass(args[0], numpy.ndarray, "_reconstruct", budget)
         budget.charge(f"numpy _reconstruct of shape {args[1]!r}", _array_bytes(args[1], args[2]))
@@ -83,11 +85,11 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
     elif name in ("numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor"):
         if len(args) > 1 and args[1] is not _fn("numpy.random._pickle.__bit_generator_ctor"):
             raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[1])} to call; pickles only pass __bit_generator_ctor",
-                                   HINT)
+                                   ARGS_HINT)
     elif name == "numpy.random._pickle.__bit_generator_ctor" and args and not isinstance(args[0], str):
         bit_generator = _fn("numpy.random.bit_generator.BitGenerator")
         if not (isinstance(args[0], type) and bit_generator is not None and issubclass(args[0], bit_generator)):
-            raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[0])} to call, not a numpy BitGenerator", HINT)
+            raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[0])} to call, not a numpy BitGenerator", ARGS_HINT)
     elif name == "pandas.core.indexes.base._new_Index" and args:
         import pandas
 
@@ -107,7 +109,7 @@ def check_getattr(args: tuple, budget: Budget) -> None:
     if not (isinstance(name, str) and not name.startswith("__") and not isinstance(obj, type) and callable(getattr(type(obj), name, None))
             and type(obj).__module__.split(".")[0] in CLASS_PACKAGES):
         raise UnsafeModelError(f"{budget.label}: getattr({_name(type(obj)) + ' object' if obj is not None else '?'}, {name!r}) "
-                               "is not a method lookup on a model object", HINT)
+                               "is not a method lookup on a model object", ARGS_HINT)
 
 
 def check_result(obj: Any, budget: Budget) -> None:
@@ -141,7 +143,7 @@ def _array_bytes(shape: Any, dtype: Any) -> int:
 
 def _require_subclass(cls: Any, base: type, what: str, budget: Budget) -> None:
     if not (isinstance(cls, type) and issubclass(cls, base)):
-        raise UnsafeModelError(f"{budget.label}: {what} is given {_name(cls)}, not a {base.__module__}.{base.__qualname__}", HINT)
+        raise UnsafeModelError(f"{budget.label}: {what} is given {_name(cls)}, not a {base.__module__}.{base.__qualname__}", ARGS_HINT)
 
 
 def _is_int(value: Any) -> bool:
