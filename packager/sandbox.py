@@ -269,6 +269,11 @@ def _visible(reads: Iterable[Any]) -> list[str]:
     cache is still visible."""
     paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
     paths += [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
+    # the interpreter itself: a venv under /tmp (a fresh clone there) whose bin/ no sys.path entry covers, when the
+    # caller runs from another folder (measured: "bwrap: execvp /tmp/fresh/.venv/bin/python: No such file or directory")
+    paths += [Path(p) for p in (sys.prefix, os.path.dirname(sys.executable)) if p.startswith("/tmp/")]
+    code = Path(__file__).resolve().parent  # packager itself, and its converters beside it in a source checkout (editable)
+    paths += [p for p in (code, code.parent / "converters") if str(p).startswith("/tmp/")]
     cwd = Path.cwd()
     if str(cwd).startswith("/tmp/"):
         paths.append(cwd)
