@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from packager.deps import require, version_of
-from packager.errors import ConversionError, UnsupportedConversion, UsageError
+from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
@@ -214,7 +214,7 @@ def _load_model(transformers: Any, folder: Path, task: str, trust: bool) -> Any:
         model, info = _auto_class(transformers, task).from_pretrained(
             str(folder), use_safetensors=safetensors, local_files_only=True, trust_remote_code=trust, output_loading_info=True)
     except ValueError as exc:  # transformers: "Unrecognized configuration class ... for this kind of AutoModel"
-        raise UnsupportedConversion(f"{folder.name} cannot be loaded for {task} ({str(exc).splitlines()[0][:160]})",
+        raise UnsupportedConversion(f"{folder.name} cannot be loaded for {task} ({first_line(exc, 160)})",
                                     "pass the --task the folder was trained for") from exc
     ignored = UNUSED_WHEN_MISSING.get(task, ())
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(ignored))
@@ -546,7 +546,7 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                                       dynamic_axes=axes, opset_version=options.opset or 17)
             break
         except Exception as exc:
-            first = str(exc).splitlines()[0][:160] if str(exc) else ""
+            first = first_line(exc, 160)
             failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first}")
             path.unlink(missing_ok=True)
     else:

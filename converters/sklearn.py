@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from packager.deps import require, version_of
-from packager.errors import ConversionError, InputFileError, PackagerError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
+from packager.errors import (ConversionError, InputFileError, PackagerError, PackagerWarning, SampleError, UnsupportedConversion,
+                             UsageError, first_line)
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -144,7 +145,7 @@ class Sklearn:
                 warnings.simplefilter("ignore")
                 return {name: _dense(method(X)) for name, method in methods.items()}
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            first = first_line(exc)
             raise SampleError(
                 f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first})",
                 "give --sample FILE with rows like the training data",
@@ -730,7 +731,7 @@ def _onnx_initial_types(signature: Signature) -> list:
 
 
 def _skl2onnx_error(model: Any, exc: Exception) -> Exception:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc, limit=10_000)
     if "shape calculator" in text or "converter" in text.lower() and "unable to find" in text.lower() or type(exc).__name__ == "MissingShapeCalculator":
         return UnsupportedConversion(
             f"skl2onnx has no ONNX converter for {type(model).__name__} ({text[:160]})",

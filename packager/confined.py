@@ -114,15 +114,6 @@ def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shap
     return Package(destination, manifest)
 
 
-def framework_of(path: str | Path, *, model_class: str | None) -> str:
-    """The framework plugin that loads ``path`` (``convert --to all`` asks before choosing targets)."""
-    path = Path(path)
-    with sandbox.workspace() as ws:
-        args = {"path": str(path.absolute()), "model_class": model_class}
-        result = ws.call("framework_of", args, label=f"loading {path.name}", reads=[path])
-    return str(result)
-
-
 def inspect(path: str | Path, *, sample: Any = None, **options: Any) -> dict[str, Any]:
     path = Path(path)
     with sandbox.workspace() as ws:
@@ -248,12 +239,6 @@ def _package_source(progress, path: str, out: str, **options) -> dict:
     return {"manifest": package_source(path, out, trust=_trust(), **options).manifest.to_dict()}
 
 
-def _framework_of(progress, path: str, model_class: str | None) -> str:
-    from packager.conversion import load_source
-
-    return load_source(path, trust=_trust(), model_class=model_class).framework
-
-
 def _inspect(progress, path: str, **options) -> dict:
     from packager.inspection import inspect
 
@@ -284,6 +269,6 @@ def _bench(progress, kind: str, path: str, model_class: str | None, data: str, s
 
 
 CHILD_CALLS: dict[str, Callable[..., Any]] = {
-    "convert": _convert, "convert_each": _convert_each, "package_source": _package_source, "framework_of": _framework_of, "inspect": _inspect,
+    "convert": _convert, "convert_each": _convert_each, "package_source": _package_source, "inspect": _inspect,
     "validate": _validate, "predict": _predict, "bench": _bench,
 }

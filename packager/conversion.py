@@ -115,15 +115,6 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
 
 
-def framework_of(path: str | Path, *, trust: bool = False, model_class: str | None = None) -> str:
-    """The framework that loads ``path`` (its model is loaded to know: in the sandbox unless ``trust``)."""
-    if sandbox.confines(trust):
-        from packager import confined
-
-        return confined.framework_of(path, model_class=model_class)
-    return load_source(path, trust=trust, model_class=model_class).framework
-
-
 def _class_name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
