@@ -12,6 +12,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
+from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
 from packager.errors import ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
 from packager.plugins import converts, framework
@@ -24,7 +25,7 @@ _PICKLED_WITH: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary
 
 
 @framework("sklearn")
-class Sklearn:
+class Sklearn(Framework):
     """The scikit-learn source framework."""
 
     file_formats = frozenset({"pickle", "joblib", "skops"})
@@ -458,8 +459,6 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
 
     Search wrappers (GridSearchCV, RandomizedSearchCV...) convert their ``best_estimator_`` (it is what their
     predict calls); the manifest says so under ``converted``."""
-    from packager.conversion import Artifact
-
     skl2onnx = require("skl2onnx", "sklearn", "ONNX export of scikit-learn models")
     onnx = require("onnx", "sklearn", "ONNX export")
     _patch_skl2onnx_bool_attributes()
@@ -704,8 +703,6 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
 
 @converts("sklearn", to="pickle", note="runs any code on load: prefer skops for untrusted consumers")
 def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     path = out / "model.pkl"
     with path.open("wb") as fh:
         pickle.dump(model, fh, protocol=5)
@@ -714,8 +711,6 @@ def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="joblib")
 def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     joblib = require("joblib", "sklearn", "joblib export")
     path = out / "model.joblib"
     joblib.dump(model, path, compress=3)
@@ -724,8 +719,6 @@ def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="skops", note="the safe choice: loading runs no code")
 def sklearn_to_skops(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     sio = require("skops.io", "sklearn", "skops export")
     path = out / "model.skops"
     try:

@@ -3,7 +3,7 @@
 Data comes from, in this order: the user's ``--sample``; the calibration set; an input example stored with the model
 or package; rows the framework plugin draws from what the fitted model knows (``fitted_rows``); standard-normal rows
 last, flagged as synthetic. The source runs on the input as the user would feed it (float64, NaN, strings: the
-plugin's ``source_input``); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
+plugin's ``source_input``; hooks of ``packager.contract.Framework``); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
 their difference is what the cast alone does (``cast_effect`` in the report).
 """
 from __future__ import annotations
@@ -57,15 +57,15 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
         if dynamic_axes:
             axes = parse_dynamic_axes(dynamic_axes) if isinstance(dynamic_axes, str) else {k: tuple(v) for k, v in dynamic_axes.items()}
             signature = with_dynamic_axes(signature, axes)
-        if data is None and hasattr(plugin, "fitted_rows"):
+        if data is None:
             drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
             if drawn is not None:
                 data, origin = drawn, "fitted-statistics"
         feeds = plugin.feeds(source.model, signature, data)
-        full = plugin.source_input(source.model, signature, data) if hasattr(plugin, "source_input") else None
+        full = plugin.source_input(source.model, signature, data)
         cast_expected = plugin.predict(source.model, signature, feeds)
         expected = plugin.predict(source.model, signature, full) if full is not None else cast_expected
-    kinds = dict(plugin.output_kinds(source.model, expected)) if hasattr(plugin, "output_kinds") else {}
+    kinds = dict(plugin.output_kinds(source.model, expected))
     kinds = {name: kinds.get(name) or infer_kind(value) for name, value in expected.items()}
     unknown = set(output_kinds or {}) - set(expected)
     if unknown:
