@@ -13,7 +13,7 @@ runtime, criteria). A worked example, a whole third-party target format in one m
     from packager.plugins import converts, runs
     from packager.validation import FLOAT32, criteria_table
 
-    NPZ = Format("npz-linear", title="numpy linear weights", suffix=".npz", detect=is_linear_npz,
+    NPZ = Format("linear-npz", title="numpy linear weights", suffix=".npz", detect=is_linear_npz,
                  check=check_linear_npz)
 
     @runs(NPZ, criteria=criteria_table({None: FLOAT32}))
@@ -22,7 +22,7 @@ runtime, criteria). A worked example, a whole third-party target format in one m
         def load(self, path, *, trust=False, threads=None): ...
         def predict(self, handle, signature, feeds): ...
 
-    @converts("sklearn", to="npz-linear")
+    @converts("sklearn", to="linear-npz")
     def sklearn_to_npz(model, signature, out, options) -> Artifact: ...
 """
 from __future__ import annotations
@@ -235,8 +235,7 @@ def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, .
     try:
         _inspect.signature(func).bind(*([None] * positional), **{k: None for k in keywords})
     except TypeError as exc:
-        raise PluginError(f"{origin} does not fit the contract of {what} ({exc})",
-                          f"see packager.contract for the signature a {what} must have") from None
+        raise PluginError(f"{origin} does not fit the contract of {what} ({exc})", "see packager.contract for the plugin signatures") from None
     except ValueError:  # a builtin without a signature: nothing to check
         return
 
