@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion
+from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
@@ -157,7 +157,7 @@ def _int8_copy(model: Any) -> Any:
     try:
         copy.quantize("int8")
     except Exception as exc:
-        raise ConversionError(f"Keras int8 quantization failed: {tfc.first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+        raise ConversionError(f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
     return copy
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterator, Mapping
 
 from packager.contract import Artifact, Format, Runtime
 from packager.deps import java_version, require, version_of
-from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed
+from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed, first_line
 from packager.plugins import converts, runs
 from packager.validation import FLOAT32, criteria_table
 
@@ -131,7 +131,7 @@ class PmmlRuntime(Runtime):
             try:
                 evaluator = jpmml.make_evaluator(str(copy), backend="jpype").verify()
             except Exception as exc:
-                raise InputFileError(f"JPMML cannot load {Path(path).name}: {str(exc).splitlines()[0][:300]}",
+                raise InputFileError(f"JPMML cannot load {Path(path).name}: {first_line(exc, 300)}",
                                      "the PMML document is invalid or has no scorable model") from exc
         return evaluator
 
@@ -146,7 +146,7 @@ class PmmlRuntime(Runtime):
         try:
             result = evaluator.evaluateAll(frame)
         except Exception as exc:
-            raise ValidationFailed(f"JPMML cannot score the sample: {str(exc).splitlines()[0][:300]}", "the PMML document does not accept these inputs") from exc
+            raise ValidationFailed(f"JPMML cannot score the sample: {first_line(exc, 300)}", "the PMML document does not accept these inputs") from exc
         return _map_outputs(result, signature.output_names)
 
     def inspect(self, path: Path) -> dict[str, Any]:

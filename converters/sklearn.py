@@ -6,6 +6,7 @@ float32 matrix input ``X``.
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import warnings
 import weakref
@@ -14,7 +15,8 @@ from typing import Any
 
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
-from packager.errors import ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError
+from packager.errors import (ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError, converting,
+                             first_line)
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -145,9 +147,8 @@ class Sklearn(Framework):
                 warnings.simplefilter("ignore")
                 return {name: _dense(method(X)) for name, method in methods.items()}
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             raise SampleError(
-                f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first})",
+                f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first_line(exc)})",
                 "give --sample FILE with rows like the training data",
             ) from exc
 
@@ -470,12 +471,9 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     if options.quantize and options.quantize != "auto":
         # standard MatMul/Add instead of ai.onnx.ml linear ops, so weights become quantizable tensors
         kwargs["black_op"] = {"LinearClassifier", "LinearRegressor"}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proto = skl2onnx.convert_sklearn(estimator, **kwargs)
-    except Exception as exc:
-        raise _skl2onnx_error(estimator, exc) from exc
+    with _skl2onnx_boundary(estimator), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = skl2onnx.convert_sklearn(estimator, **kwargs)
     _rename_outputs(proto, signature.output_names)
     path = out / "model.onnx"
     onnx.save(proto, str(path))
@@ -670,19 +668,32 @@ def _onnx_initial_types(signature: Signature) -> list:
     return [(s.name, by_dtype[s.dtype](list(s.shape))) for s in signature.inputs]
 
 
-def _skl2onnx_error(model: Any, exc: Exception) -> Exception:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "shape calculator" in text or "converter" in text.lower() and "unable to find" in text.lower() or type(exc).__name__ == "MissingShapeCalculator":
-        return UnsupportedConversion(
-            f"skl2onnx has no ONNX converter for {type(model).__name__} ({text[:160]})",
-            "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter",
-        )
-    if isinstance(exc, NotImplementedError) or "not supported" in text or "not implemented" in text.lower():
-        return UnsupportedConversion(
-            f"skl2onnx does not support this {type(model).__name__} configuration ({text[:200]})",
-            "change the estimator's parameters as the message says, or use --to pmml / skops",
-        )
-    return ConversionError(f"skl2onnx failed on {type(model).__name__}: {type(exc).__name__}: {text[:200]}", "try another --opset, or report the model to skl2onnx")
+SKL2ONNX_MISSING_HINT = "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter"
+
+
+@contextlib.contextmanager
+def _skl2onnx_boundary(model: Any):
+    """skl2onnx's failures as ours: its typed "no converter / no shape calculator" errors are a documented limit
+    (UnsupportedConversion), as is NotImplementedError; a RuntimeError saying "not supported" is the one case only
+    its message tells (skl2onnx 1.20 raises plain RuntimeErrors for unsupported estimator options)."""
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+
+    name = type(model).__name__
+    try:
+        with converting(f"skl2onnx failed on {name}", "try another --opset, or report the model to skl2onnx", mapping={
+                (MissingConverter, MissingShapeCalculator): (UnsupportedConversion, SKL2ONNX_MISSING_HINT),
+                NotImplementedError: (UnsupportedConversion, "change the estimator's parameters as the message says, or use --to pmml / skops")}):
+            yield
+    except UnsupportedConversion as exc:
+        if isinstance(exc.__cause__, (MissingConverter, MissingShapeCalculator)):
+            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(exc.__cause__, 160)})", exc.hint) from exc.__cause__
+        raise
+    except ConversionError as exc:
+        text = first_line(exc.__cause__) if exc.__cause__ is not None else ""
+        if "not supported" in text or "not implemented" in text.lower():
+            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})",
+                                        "change the estimator's parameters as the message says, or use --to pmml / skops") from exc.__cause__
+        raise
 
 
 def _rename_outputs(proto: Any, names: list[str]) -> None:

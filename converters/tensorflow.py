@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UsageError
+from packager.errors import ConversionError, InputFileError, UsageError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
@@ -327,7 +327,7 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
-        raise ConversionError(f"TFLite cannot convert this model: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
+        raise ConversionError(f"TFLite cannot convert this model: {type(exc).__name__}: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
 
 
 def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) -> None:
@@ -475,7 +475,7 @@ class TFLiteRuntime(Runtime):
             with quiet_output(), native_stderr_quiet():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
-            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
+            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {type(exc).__name__}: {first_line(exc)}", "re-export it") from exc
         return interpreter
 
     def signature_of(self, interpreter: Any) -> Signature:
@@ -502,7 +502,3 @@ class TFLiteRuntime(Runtime):
 
 
 # ---------------------------------------------------------------- helpers
-
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
-from packager.errors import ConversionError, UnsupportedConversion, UsageError
+from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
@@ -220,7 +220,7 @@ def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -
         raise
     except Exception as exc:
         hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.option("script") else "make forward() traceable (no data-dependent Python control flow), or pass --script"
-        raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {str(exc).splitlines()[0][:200]}", hint) from exc
+        raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {first_line(exc)}", hint) from exc
     return Artifact(path, details)
 
 
@@ -289,7 +289,7 @@ def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
             _check_dynamic(path, dynamic)
             break
         except Exception as exc:
-            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}")
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
         raise ConversionError(f"torch.onnx.export failed with both exporters ({'; '.join(failures)})", "check that forward() is exportable, or try another --opset")
@@ -325,7 +325,7 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
                 dynamic = True
             except Exception as exc:
                 if any(len(axes) > 1 for axes in dynamic_dims(signature).values()):
-                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {str(exc).splitlines()[0][:200]}",
+                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {first_line(exc)}",
                                                 "drop --dynamic-axes for .pt2, or use --to onnx / torchscript") from None
                 program = torch.export.export(model.eval(), example)
                 dynamic = False
@@ -334,7 +334,7 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
     except UnsupportedConversion:
         raise
     except Exception as exc:
-        raise ConversionError(f"torch.export failed on {type(model).__name__}: {str(exc).splitlines()[0][:200]}", "see torch.export's documentation on graph breaks") from exc
+        raise ConversionError(f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks") from exc
     return Artifact(path, {"dynamic_batch": dynamic, "torch": version_of("torch")})
 
 

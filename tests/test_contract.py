@@ -282,3 +282,45 @@ def test_the_registry_reads_the_format_facts_from_the_plugin(outside):
             "print(f.title, f.suffix, f.checked, r.runtimes['npz-linear'].cls.thread_control)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=outside, timeout=300)
     assert result.stdout.split() == ["numpy", "linear", "weights", "(npz)", ".npz", "True", "none"], result.stderr
+
+
+# ---------------------------------------------------------------- foreign errors translated in one place
+
+def test_converting_picks_the_most_specific_mapping_and_keeps_ours():
+    from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, converting
+
+    mapping = {Exception: MissingDependency, LookupError: (UnsupportedConversion, "lookup hint"), KeyError: InputFileError}
+    with pytest.raises(InputFileError, match=r"^lib on X: KeyError: 'k'"):
+        with converting("lib on X", mapping=mapping):
+            raise KeyError("k")
+    with pytest.raises(UnsupportedConversion, match="lookup hint"):
+        with converting("lib on X", mapping=mapping):
+            raise IndexError("first line\nsecond line")
+    with pytest.raises(ConversionError, match=r"lib on X: ValueError: first$|lib on X: ValueError: first\."):
+        with converting("lib on X"):
+            raise ValueError("first\nsecond")
+    with pytest.raises(UsageError):  # ours pass through untouched
+        with converting("lib on X", mapping=mapping):
+            raise UsageError("mine")
+
+
+def test_skl2onnx_missing_converter_is_recognised_by_type_not_message(tmp_path):
+    """A custom estimator skl2onnx has no converter for: skl2onnx raises its typed MissingShapeCalculator."""
+    from sklearn.base import BaseEstimator, RegressorMixin
+
+    from packager.conversion import convert
+    from packager.errors import UnsupportedConversion
+
+    class Custom(RegressorMixin, BaseEstimator):
+        def fit(self, X, y):
+            self.n_features_in_, self.mean_ = X.shape[1], float(np.mean(y))
+            return self
+
+        def predict(self, X):
+            return np.full(len(X), self.mean_)
+
+    model = Custom().fit(np.ones((4, 3)), np.arange(4.0))
+    with pytest.raises(UnsupportedConversion, match="skl2onnx has no ONNX converter for Custom") as caught:
+        convert(model, to="onnx", out=tmp_path / "p")
+    assert type(caught.value.__cause__).__name__ in ("MissingShapeCalculator", "MissingConverter")
+    assert not (tmp_path / "p").exists()

@@ -40,7 +40,7 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, plugin_option, opset, trust, output_kind,
             tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.conversion import convert, load_source
     from packager.errors import PackagerError
     from packager.plugins import default_registry
