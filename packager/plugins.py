@@ -202,7 +202,7 @@ class PluginRegistry:
         named.update({f: _origin(p) for p in self.frameworks.values() for f in p.cls.file_formats})
         missing = sorted(set(named) - set(self.formats))
         if missing:
-            raise PluginError(f"format {missing[0]} (named by {named[missing[0]]}) has no Format declaration",
+            raise PluginError("no Format declaration for " + ", ".join(f"{m} (named by {named[m]})" for m in missing),
                               "declare it with a Format(...) in the plugin module or @runs(..., title=..., suffix=..., check=...)")
 
     # ---- look-ups with errors that say what exists ----

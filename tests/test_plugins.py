@@ -42,7 +42,7 @@ def test_a_third_party_module_registers_the_same_way(monkeypatch):
 
     module = _module("third_party_toy", to_toy=to_toy, ToyRuntime=ToyRuntime)
     monkeypatch.setitem(sys.modules, "third_party_toy", module)
-    registry = load_registry(["converters.sklearn", "converters.pickles", "third_party_toy"])
+    registry = load_registry(["converters.sklearn", "converters.pickles", "converters.onnx", "third_party_toy"])
     assert registry.conversion("sklearn", "toy").func is to_toy
     rows = {(r.source, r.target): r for r in support_matrix(registry)}
     assert rows[("sklearn", "toy")].validated_by == "toy"
