@@ -668,6 +668,7 @@ def _onnx_initial_types(signature: Signature) -> list:
     return [(s.name, by_dtype[s.dtype](list(s.shape))) for s in signature.inputs]
 
 
+SKL2ONNX_OPTIONS_HINT = "change the estimator's parameters as the message says, or use --to pmml / skops"
 SKL2ONNX_MISSING_HINT = "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter"
 
 
@@ -682,17 +683,17 @@ def _skl2onnx_boundary(model: Any):
     try:
         with converting(f"skl2onnx failed on {name}", "try another --opset, or report the model to skl2onnx", mapping={
                 (MissingConverter, MissingShapeCalculator): (UnsupportedConversion, SKL2ONNX_MISSING_HINT),
-                NotImplementedError: (UnsupportedConversion, "change the estimator's parameters as the message says, or use --to pmml / skops")}):
+                NotImplementedError: (UnsupportedConversion, SKL2ONNX_OPTIONS_HINT)}):
             yield
     except UnsupportedConversion as exc:
         if isinstance(exc.__cause__, (MissingConverter, MissingShapeCalculator)):
-            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(exc.__cause__, 160)})", exc.hint) from exc.__cause__
+            cause = exc.__cause__
+            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(cause, 160)})", exc.hint) from cause
         raise
     except ConversionError as exc:
         text = first_line(exc.__cause__) if exc.__cause__ is not None else ""
         if "not supported" in text or "not implemented" in text.lower():
-            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})",
-                                        "change the estimator's parameters as the message says, or use --to pmml / skops") from exc.__cause__
+            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT) from exc.__cause__
         raise
 
 

@@ -202,7 +202,8 @@ def _saved_size(module: Any) -> int:
 
 # ---------------------------------------------------------------- conversions
 
-@converts("torch", to="torchscript", quantize={"dynamic", "static"}, options={"script": "torch.jit.script instead of trace (keeps data-dependent control flow)"},
+@converts("torch", to="torchscript", quantize={"dynamic", "static"},
+          options={"script": "torch.jit.script instead of trace (keeps data-dependent control flow)"},
           note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)")
 def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -> Any:
     example = _example(signature, options)

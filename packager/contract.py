@@ -235,7 +235,8 @@ def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, .
     try:
         _inspect.signature(func).bind(*([None] * positional), **{k: None for k in keywords})
     except TypeError as exc:
-        raise PluginError(f"{origin} does not fit the contract of {what} ({exc})", "see packager.contract for the plugin signatures") from None
+        raise PluginError(f"{origin} does not fit the contract of {what} ({exc})",
+                          "see packager.contract for the plugin signatures") from None
     except ValueError:  # a builtin without a signature: nothing to check
         return
 
@@ -250,7 +251,8 @@ def with_defaults(cls: type, base: type) -> type:
 def check_framework(cls: type, origin: str) -> None:
     for hook in ("load", "signature", "feeds", "predict"):
         if getattr(cls, hook) is getattr(Framework, hook):
-            raise PluginError(f"framework {origin} does not define {hook}()", "a framework plugin defines load, signature, feeds and predict")
+            raise PluginError(f"framework {origin} does not define {hook}()",
+                              "a framework plugin defines load, signature, feeds and predict")
     check_call(cls.load, 3, ("trust",), "a framework's load(path, fmt, *, trust=False)", origin)
     if cls.takes_model_class:
         check_call(cls.load, 3, ("trust", "model_class"), "a framework's load(..., model_class=None)", origin)

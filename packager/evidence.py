@@ -3,7 +3,8 @@
 Data comes from, in this order: the user's ``--sample``; the calibration set; an input example stored with the model
 or package; rows the framework plugin draws from what the fitted model knows (``fitted_rows``); standard-normal rows
 last, flagged as synthetic. The source runs on the input as the user would feed it (float64, NaN, strings: the
-plugin's ``source_input``; hooks of ``packager.contract.Framework``); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
+plugin's ``source_input``, a
+``packager.contract.Framework`` hook); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
 their difference is what the cast alone does (``cast_effect`` in the report).
 """
 from __future__ import annotations

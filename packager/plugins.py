@@ -1,9 +1,10 @@
 """The plugin registry: which frameworks load, which conversions exist, which formats run here.
 
 A plugin module (ours under ``converters/`` or a third party's) marks its functions and classes
-with the decorators below (the contract they promise is ``packager.contract``). Marking has no side effect: the registry collects marked objects when
-it loads the modules named in the ``packager.converters`` entry-point group, so the support
-matrix (``packager formats``) is always exactly what the code can do.
+with the decorators below (the contract they promise is ``packager.contract``). Marking has no side
+effect: the registry collects marked objects, and the ``Format`` objects a module declares, when it
+loads the modules named in the ``packager.converters`` entry-point group, so the support matrix
+(``packager formats``) is always exactly what the code can do.
 """
 from __future__ import annotations
 

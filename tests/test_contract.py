@@ -145,7 +145,8 @@ def test_a_plain_class_gets_the_contracts_default_hooks(monkeypatch):
     registry = load_registry([_module(monkeypatch, "plain_plugin", Plain=Plain)])
     runtime = registry.runtime("plain")
     assert isinstance(runtime, Runtime) and type(runtime).__name__ == "Plain"
-    assert (runtime.signature_of(None), runtime.details(None), runtime.inspect(Path("x")), runtime.can_execute(Path("x"))) == (None, {}, {}, True)
+    hooks = (runtime.signature_of(None), runtime.details(None), runtime.inspect(Path("x")), runtime.can_execute(Path("x")))
+    assert hooks == (None, {}, {}, True)
 
 
 def test_a_format_without_a_declared_check_is_refused_untrusted(tmp_path, monkeypatch):
@@ -230,7 +231,8 @@ def test_a_third_party_target_format_converts_validates_pushes_and_predicts_thro
         np.save(tmp_path / f"{name}.npy", data.astype(np.float32))
 
     formats = json.loads(_cli(outside, "formats", "--json").stdout)
-    assert {"source": "sklearn", "target": "npz-linear", "extension": ".npz"}.items() <= next(r for r in formats if r["target"] == "npz-linear").items()
+    row = next(r for r in formats if r["target"] == "npz-linear")
+    assert {"source": "sklearn", "target": "npz-linear", "extension": ".npz"}.items() <= row.items()
 
     converted = json.loads(_cli(outside, "convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "pkg"),
                                 "--sample", str(tmp_path / "iris.npy"), "--json").stdout)
@@ -264,8 +266,9 @@ def test_the_third_party_formats_safety_check_refuses_a_pickled_array(outside, t
             return (os.system, (f"touch {marker}",))
 
     np.savez(tmp_path / "evil.npz", coef=np.array([Payload()], dtype=object), intercept=np.zeros(1))
-    for command in (["inspect", str(tmp_path / "evil.npz")], ["predict", str(tmp_path / "evil.npz"), str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.parquet")]):
-        np.save(tmp_path / "x.npy", np.zeros((2, 1), dtype=np.float32))
+    np.save(tmp_path / "x.npy", np.zeros((2, 1), dtype=np.float32))
+    evil = str(tmp_path / "evil.npz")
+    for command in (["inspect", evil], ["predict", evil, str(tmp_path / "x.npy"), "-o", str(tmp_path / "o.parquet")]):
         result = run_cli(*command, env=outside)
         assert result.returncode == 5 and "pickled object array" in result.stderr, result.stderr
     assert not marker.exists()

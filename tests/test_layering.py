@@ -61,7 +61,8 @@ def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
         if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             continue
         if isinstance(node, (ast.If, ast.Try)):
-            out += _top_level(node.body + node.orelse + [s for h in getattr(node, "handlers", []) for s in h.body] + getattr(node, "finalbody", []))
+            handlers = [s for h in getattr(node, "handlers", []) for s in h.body]
+            out += _top_level(node.body + node.orelse + handlers + getattr(node, "finalbody", []))
         elif isinstance(node, ast.ClassDef):
             out += _top_level([s for s in node.body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))])
         elif not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
@@ -83,13 +84,15 @@ FORBIDDEN = {"core": {"cli", "server"}, "registry": {"cli", "server"}, "server":
 
 
 def test_no_module_imports_upwards():
-    upward = sorted(f"{m} imports {t}" for m in MODULES for t in _imports(m, module_level=False) if _layer(t) in FORBIDDEN.get(_layer(m), ()))
+    upward = sorted(f"{m} imports {t}" for m in MODULES for t in _imports(m, module_level=False)
+                    if _layer(t) in FORBIDDEN.get(_layer(m), ()))
     assert upward == []
 
 
 def test_the_core_imports_the_registry_only_inside_functions():
     """The pipeline reaches the registry on demand (``predict name@3``); importing the core never loads the catalog code."""
-    eager = sorted(f"{m} imports {t}" for m in MODULES if _layer(m) == "core" for t in _imports(m, module_level=True) if _layer(t) == "registry")
+    eager = sorted(f"{m} imports {t}" for m in MODULES if _layer(m) == "core"
+                   for t in _imports(m, module_level=True) if _layer(t) == "registry")
     assert eager == []
 
 

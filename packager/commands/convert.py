@@ -37,7 +37,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, plugin_option, opset, trust, output_kind,
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, script, plugin_option,
+            opset, trust, output_kind,
             tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
     from packager.commands._render import emit_json
@@ -66,7 +67,8 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
             try:
                 package = convert(source, to=target, out=destination, quantize=quantize, sample=sample, calibration=calibration,
                                   input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class,
-                                  plugin_options=_plugin_options(plugin_option, script), opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                                  plugin_options=_plugin_options(plugin_option, script), opset=opset, trust=trust,
+                                  accept_mismatch=accept_mismatch,
                                   output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement,
                                   overwrite=force, progress=lambda m, t=target: report(f"{t}: {m}"), registry=registry)
                 row = result_row(target, package=package)

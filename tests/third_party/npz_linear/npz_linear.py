@@ -68,7 +68,8 @@ class NpzLinearRuntime(Runtime):
         X = np.asarray(feeds[signature.input_names[0]], dtype=np.float64)
         scores = X @ weights["coef"].T + weights["intercept"]
         if "classes" not in weights:
-            return {signature.output_names[0]: scores.reshape(len(X), -1) if scores.ndim > 1 and scores.shape[1] > 1 else scores.reshape(-1)}
+            single = scores.ndim == 1 or scores.shape[1] == 1
+            return {signature.output_names[0]: scores.reshape(-1) if single else scores}
         if scores.shape[1] == 1:
             p = 1 / (1 + np.exp(-scores[:, 0]))
             probabilities = np.stack([1 - p, p], axis=1)
