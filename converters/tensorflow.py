@@ -433,8 +433,13 @@ def _check_graph_def(path: Path) -> None:
 
 SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model)
 PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def)
-TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=None,
-                safe_because="builtin TFLite kernels only: the interpreter packager builds registers no custom or Flex ops")
+def _check_tflite(path: Path) -> None:
+    from packager.safety.tflite import check_tflite
+
+    check_tflite(path)
+
+
+TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite)
 
 
 @runs(SAVEDMODEL, criteria=GRAPH_CRITERIA)
