@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
-from packager.errors import ConversionError, UnsupportedConversion, UsageError
+from packager.errors import ConversionError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
@@ -260,8 +261,26 @@ def texts_of(sample: Any) -> list[str] | None:
     return None
 
 
+# what save_pretrained writes: a config and weights (one file, or shards named by an index)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def is_hf_folder(folder: Path, head: bytes) -> bool:
+    return (folder / "config.json").is_file() and any((folder / name).is_file() for name in HF_WEIGHTS)
+
+
+def _check_folder(folder: Path) -> None:
+    from packager.safety.huggingface import check_hf_folder
+
+    check_hf_folder(folder)
+
+
+HUGGINGFACE = Format("huggingface", title="Hugging Face model folder (save_pretrained)", directory=True, detect=is_hf_folder,
+                     check=_check_folder)
+
+
 @framework("huggingface")
-class HuggingFace:
+class HuggingFace(Framework):
     """Hugging Face folders: token tensors in, an embedding or logits out; validated on text."""
 
     file_formats = frozenset({"huggingface"})
@@ -359,7 +378,6 @@ def _example(model: TextModel, options) -> tuple:
 def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> Any:
     """Both axes of every input dynamic; the TorchScript-based exporter first: on all-MiniLM-L6-v2 it took 3.2 s against
     11.6 s for dynamo, for the same operators and the same latency (10.3 ms, batch 1, seq 32, one thread)."""
-    from packager.conversion import Artifact
     from packager.deps import quiet_output
 
     torch = require("torch", "torch", "ONNX export")
@@ -381,8 +399,7 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                                       dynamic_axes=axes, opset_version=options.opset or 17)
             break
         except Exception as exc:
-            first = str(exc).splitlines()[0][:160] if str(exc) else ""
-            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first}")
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
         raise ConversionError(f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})",
@@ -406,11 +423,10 @@ def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options
 @converts("huggingface", to="safetensors",
     note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)")
 def hf_to_safetensors(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     safetensors_torch = require("safetensors.torch", "huggingface", "writing safetensors")
     path = out / "model.safetensors"
-    safetensors_torch.save_model(model.hf_model, str(path), metadata={"format": "pt"})
+    with converting(f"safetensors could not save {model.preprocessing.architecture}", "check the model's state_dict"):
+        safetensors_torch.save_model(model.hf_model, str(path), metadata={"format": "pt"})
     shutil.copyfile(model.folder / "config.json", out / "config.json")
     return Artifact(path, {"safetensors": version_of("safetensors"), **write_text_files(model, out)})
 

@@ -24,8 +24,14 @@ def _ort():
 ONNX_CRITERIA = criteria_table({None: FLOAT32, "dynamic": INT8, "static": INT8_STATIC, "fp16": FP16})
 
 
-ONNX = Format("onnx", title="ONNX", suffix=".onnx", check=None,
-              safe_because="a graph of operators from onnxruntime's fixed set; packager never registers custom-op libraries")
+def _check_onnx(path: Path) -> None:
+    """No external-data tensors (a path onnxruntime would read) and no custom operator domains (packager.safety.onnx)."""
+    from packager.safety.onnx import check_onnx
+
+    check_onnx(path)
+
+
+ONNX = Format("onnx", title="ONNX", suffix=".onnx", check=_check_onnx)
 
 
 @runs(ONNX, criteria=ONNX_CRITERIA)
