@@ -19,10 +19,10 @@ def main() -> None:
     answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     _quiet()
     message = _serve(answer)
-    from packager.package import _json_default
+    from packager.jsonio import json_default
 
     try:
-        answer.write(json.dumps(message, default=_json_default) + "\n")
+        answer.write(json.dumps(message, default=json_default) + "\n")
     except (TypeError, ValueError) as exc:  # a result that is not data: our bug, said in one line
         answer.write(json.dumps({"error": {"type": "PackagerError", "what": f"the sandboxed call returned {type(exc).__name__}: {exc}",
                                            "hint": "report this bug"}}) + "\n")
