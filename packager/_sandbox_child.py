@@ -33,7 +33,7 @@ def main() -> None:
 def _serve(answer) -> dict:
     import warnings
 
-    from packager.errors import InputFileError, PackagerError, PackagerWarning
+    from packager.errors import InputFileError, PackagerError, PackagerWarning, first_line
 
     last = [0.0]
 
@@ -59,8 +59,7 @@ def _serve(answer) -> dict:
 
             return {"error": _error(memory_error())}
         except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
-            text = " ".join(str(exc).split())[:300] or "no detail"
-            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {text})",
+            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
                                                    "the file is not a usable model; re-export it from the training code"))}
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from packager.errors import PackagerError, UsageError
+from packager.errors import PackagerError, UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, s
         measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
         return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
     except Exception as exc:  # one artifact failing must not lose the others' measurements
-        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {first_line(exc)}"
         return ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), message)
 
 

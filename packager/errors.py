@@ -139,8 +139,7 @@ def reading(label: str, hint: str = "the file is truncated or corrupt; re-export
     except PackagerError:
         raise
     except Exception as exc:  # zipfile, protobuf, h5py, skops, numpy ... each has its own errors
-        text = " ".join(str(exc).split())[:200] or "no detail"
-        raise InputFileError(f"{label} cannot be read ({type(exc).__name__}: {text})", hint) from exc
+        raise InputFileError(f"{label} cannot be read ({type(exc).__name__}: {first_line(exc)})", hint) from exc
 
 
 Translation = Union[type, "tuple[type, str]"]  # our error class, or (class, hint)

@@ -327,3 +327,61 @@ def test_skl2onnx_missing_converter_is_recognised_by_type_not_message(tmp_path):
         convert(model, to="onnx", out=tmp_path / "p")
     assert type(caught.value.__cause__).__name__ in ("MissingShapeCalculator", "MissingConverter")
     assert not (tmp_path / "p").exists()
+
+
+# ---------------------------------------------------------------- every plugin on main under the contract
+
+# the formats main knew centrally (formats.FORMATS) before the contract: each is now declared by its plugin
+MAIN_FORMATS = {"pickle", "joblib", "skops", "hdf5", "keras", "onnx", "pmml", "torchscript", "pt2", "torch", "coreml", "mlpackage",
+                "mleap", "savedmodel", "pb", "tflite", "xgboost-json", "xgboost-ubj", "lightgbm", "catboost", "safetensors", "huggingface"}
+# main's default-deny table let these through without a check of their own, each with a reason: they still say why
+UNCHECKED_WITH_REASON = ("joblib", "coreml", "mlpackage", "xgboost-json", "xgboost-ubj", "lightgbm", "catboost")
+
+
+def test_every_installed_plugin_declares_its_formats_with_a_safety_decision():
+    from packager.plugins import default_registry
+
+    registry = default_registry()  # check_complete ran: every format a plugin names is declared
+    assert MAIN_FORMATS <= set(registry.formats)
+    assert [name for name, plugin in registry.formats.items() if not plugin.format.checked] == []
+    assert [name for name in UNCHECKED_WITH_REASON if registry.format(name).check is not None or not registry.format(name).safe_because] == []
+    assert {name: registry.formats[name].owner.rsplit(".", 1)[-1] for name in ("xgboost-json", "lightgbm", "catboost", "safetensors",
+                                                                                "huggingface")} == {
+        "xgboost-json": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost", "safetensors": "safetensors", "huggingface": "huggingface"}
+
+
+def _boosting_and_tensor_files(folder: Path) -> dict[str, Path]:
+    (folder / "hf").mkdir()
+    (folder / "hf" / "config.json").write_text("{}")
+    header = b'{"__metadata__":{"format":"pt"}}'
+    (folder / "hf" / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header)
+    files = {"xgboost-json": folder / "m.json", "lightgbm": folder / "m.txt", "catboost": folder / "m.cbm",
+             "safetensors": folder / "hf" / "model.safetensors", "huggingface": folder / "hf"}
+    files["xgboost-json"].write_text('{"learner": {"gradient_booster": {}, "objective": {}}, "version": [3, 0, 0]}')
+    files["lightgbm"].write_text("tree\nversion=v4\nnum_class=1\n")
+    files["catboost"].write_bytes(b"CBM1" + bytes(64))
+    return files
+
+
+def test_the_content_tests_of_boosting_safetensors_and_hf_files_come_from_their_plugins(tmp_path):
+    """Main sniffed these in packager/formats.py; now each plugin's Format.detect does, so without the plugin the core
+    does not know the file at all."""
+    from packager.errors import InputFileError
+    from packager.formats import detect_format
+    from packager.plugins import default_registry
+
+    files = _boosting_and_tensor_files(tmp_path)
+    assert {name: detect_format(path, default_registry()) for name, path in files.items()} == {name: name for name in files}
+    bare = load_registry(["converters.pickles"])
+    for name, path in files.items():
+        with pytest.raises(InputFileError, match="not a model file packager can read|directory that holds no model"):
+            detect_format(path, bare)
+
+
+def test_reading_keeps_the_first_line_of_a_foreign_message():
+    from packager.errors import InputFileError, reading
+
+    with pytest.raises(InputFileError) as info:
+        with reading("m.bin"):
+            raise ValueError("bad header\n  at frame 1\n  at frame 2")
+    assert info.value.what == "m.bin cannot be read (ValueError: bad header)"
