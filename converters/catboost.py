@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, read_text_head, save_native
+from packager.converters._sklearn_api import NativeRuntime, read_text_head, save_native
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
@@ -93,7 +93,7 @@ class CatBoost(Framework):
                 feeds["X"] = _border_rows(model, len(feeds["X"]))
             return feeds
         if signature.columnar:
-            from converters.sklearn import _column_feeds
+            from packager.converters.sklearn import _column_feeds
 
             return _column_feeds(signature, sample)
         matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)

@@ -414,7 +414,7 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
 @converts("huggingface", to="torchscript",
     note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
 def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from converters.torch import torch_to_torchscript
+    from packager.converters.torch import torch_to_torchscript
 
     artifact = torch_to_torchscript(model.module, signature, out, options)
     return type(artifact)(artifact.path, {**artifact.details, **write_text_files(model, out)})

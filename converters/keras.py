@@ -18,7 +18,7 @@ from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
 
-from converters import tensorflow as tfc
+from packager.converters import tensorflow as tfc
 
 
 def _keras():

@@ -101,7 +101,7 @@ class Sklearn(Framework):
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         """Rows from the fitted statistics (scalers, split thresholds, imputers, categories, vocabulary), or None."""
-        from converters.sklearn_rows import fitted_rows
+        from packager.converters.sklearn_rows import fitted_rows
 
         return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
 
@@ -338,7 +338,7 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     accepts missing values, so a NaN path that breaks in the artifact shows."""
     import numpy as np
 
-    from converters.sklearn_rows import NAN_FRACTION, accepts_missing
+    from packager.converters.sklearn_rows import NAN_FRACTION, accepts_missing
 
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
     if accepts_missing(model):
@@ -370,7 +370,7 @@ def _widen(values: Any, dtype: str) -> Any:
 
 # plugins of scikit-learn-API estimators from other libraries: module -> the converters module that knows its split precision
 # (SPLIT_DTYPE) and registers its skl2onnx converter (register_skl2onnx)
-FOREIGN_ESTIMATORS = {"xgboost": "converters.xgboost", "lightgbm": "converters.lightgbm", "catboost": "converters.catboost"}
+FOREIGN_ESTIMATORS = {"xgboost": "packager.converters.xgboost", "lightgbm": "packager.converters.lightgbm", "catboost": "packager.converters.catboost"}
 
 
 def _foreign_plugins(model: Any) -> list[Any]:

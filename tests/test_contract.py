@@ -95,7 +95,7 @@ def test_two_frameworks_claiming_pickle_files_is_an_error_naming_both(monkeypatc
         def predict(self, model, signature, feeds): ...
 
     with pytest.raises(PluginError, match=r"converters\.sklearn\.Sklearn and rival_plugin\.Rival both load pickle files"):
-        load_registry(["converters.sklearn", "converters.pickles", _module(monkeypatch, "rival_plugin", Rival=Rival)])
+        load_registry(["packager.converters.sklearn", "packager.converters.pickles", _module(monkeypatch, "rival_plugin", Rival=Rival)])
 
 
 def test_two_runtimes_for_one_format_is_an_error_naming_both(monkeypatch):
@@ -105,7 +105,7 @@ def test_two_runtimes_for_one_format_is_an_error_naming_both(monkeypatch):
         def predict(self, handle, signature, feeds): ...
 
     with pytest.raises(PluginError, match=r"onnx is registered twice \(converters\.onnx\.OnnxRuntime and second_onnx\.SecondOnnx\)"):
-        load_registry(["converters.onnx", _module(monkeypatch, "second_onnx", SecondOnnx=SecondOnnx)])
+        load_registry(["packager.converters.onnx", _module(monkeypatch, "second_onnx", SecondOnnx=SecondOnnx)])
 
 
 def test_a_format_declared_twice_is_an_error_naming_both_modules(monkeypatch):
@@ -113,7 +113,7 @@ def test_a_format_declared_twice_is_an_error_naming_both_modules(monkeypatch):
     module.ONNX = Format("onnx", title="mine", check=None, safe_because="test")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     with pytest.raises(PluginError, match=r"format onnx is declared twice \(converters\.onnx and second_onnx_format\)"):
-        load_registry(["converters.onnx", "second_onnx_format"])
+        load_registry(["packager.converters.onnx", "second_onnx_format"])
 
 
 def test_a_format_named_but_never_declared_is_an_error(monkeypatch):
@@ -122,7 +122,7 @@ def test_a_format_named_but_never_declared_is_an_error(monkeypatch):
         return Artifact(out)
 
     with pytest.raises(PluginError, match=r"no Format declaration for .*nowhere \(named by nowhere_plugin\.to_nowhere\)"):
-        load_registry(["converters.sklearn", "converters.pickles", _module(monkeypatch, "nowhere_plugin", to_nowhere=to_nowhere)])
+        load_registry(["packager.converters.sklearn", "packager.converters.pickles", _module(monkeypatch, "nowhere_plugin", to_nowhere=to_nowhere)])
 
 
 def test_check_none_needs_a_reason():
@@ -372,7 +372,7 @@ def test_the_content_tests_of_boosting_safetensors_and_hf_files_come_from_their_
 
     files = _boosting_and_tensor_files(tmp_path)
     assert {name: detect_format(path, default_registry()) for name, path in files.items()} == {name: name for name in files}
-    bare = load_registry(["converters.pickles"])
+    bare = load_registry(["packager.converters.pickles"])
     for name, path in files.items():
         with pytest.raises(InputFileError, match="not a model file packager can read|directory that holds no model"):
             detect_format(path, bare)

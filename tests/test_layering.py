@@ -122,3 +122,33 @@ def test_the_graph_reader_sees_what_it_must():
     assert "packager.contract" in _imports("packager.plugins", module_level=True)
     assert "packager.registry.backend" in _imports("packager.inference", module_level=False)
     assert "packager.registry.backend" not in _imports("packager.inference", module_level=True)
+
+
+# ---------------------------------------------------------------- the plugins are packager.converters
+
+def test_the_plugins_load_as_packager_converters_and_nothing_is_top_level_converters():
+    """Installed, setuptools maps the folder converters/ to packager.converters (no generic top-level name in
+    site-packages); a checkout gets the same name from packager/__init__.py. No plugin may reach the folder under its
+    bare name: that would load a second copy of the module, with classes the registry does not know."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from packager.plugins import default_registry; r = default_registry(); "
+            "print(sorted({p.owner for p in r.formats.values()})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'converters'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    owners, bare = result.stdout.splitlines()
+    assert bare == "[]", result.stderr
+    assert all(o.startswith("packager.converters.") for o in eval(owners)), owners
+
+
+def test_pyproject_lists_every_package_folder_and_maps_converters():
+    """The package list is explicit (a mapped folder cannot be found by setuptools' find): it must name every folder."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {".".join(p.relative_to(ROOT).parts) for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__"}
+    assert set(config["packages"]) == folders | {"packager", "packager.converters"}
+    assert config["package-dir"] == {"packager.converters": "converters"}
+    entry_points = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["packager.converters"]
+    assert all(v.startswith("packager.converters.") for v in entry_points.values())
+    assert {f"packager.converters.{p.stem}" for p in (ROOT / "converters").glob("*.py")} >= set(entry_points.values())

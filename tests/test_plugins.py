@@ -42,7 +42,7 @@ def test_a_third_party_module_registers_the_same_way(monkeypatch):
 
     module = _module("third_party_toy", to_toy=to_toy, ToyRuntime=ToyRuntime)
     monkeypatch.setitem(sys.modules, "third_party_toy", module)
-    registry = load_registry(["converters.sklearn", "converters.pickles", "converters.onnx", "third_party_toy"])
+    registry = load_registry(["packager.converters.sklearn", "packager.converters.pickles", "packager.converters.onnx", "third_party_toy"])
     assert registry.conversion("sklearn", "toy").func is to_toy
     rows = {(r.source, r.target): r for r in support_matrix(registry)}
     assert rows[("sklearn", "toy")].validated_by == "toy"
@@ -55,12 +55,12 @@ def test_registering_a_conversion_twice_is_an_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "dup_plugin", _module("dup_plugin", again=again))
     with pytest.raises(PluginError, match=r"\('sklearn', 'onnx'\) is registered twice"):
-        load_registry(["converters.sklearn", "converters.pickles", "dup_plugin"])
+        load_registry(["packager.converters.sklearn", "packager.converters.pickles", "dup_plugin"])
 
 
 def test_imported_names_are_not_registered_twice():
     registry = PluginRegistry()
-    import converters.sklearn as module
+    import packager.converters.sklearn as module
 
     registry.add_module(module)
     registry.add_module(types.SimpleNamespace(__name__="other", **{"sklearn_to_onnx": module.sklearn_to_onnx}))  # re-export

@@ -215,7 +215,7 @@ def test_minilm_folder_to_onnx_matches_sentence_transformers(tmp_path, quantize,
     assert _cosines(got, want).min() >= min_cosine
     if quantize == "dynamic":
         assert package.manifest.quantization.size_after <= 0.3 * package.manifest.quantization.size_before
-        from converters.onnx import cpu_has_vnni
+        from packager.converters.onnx import cpu_has_vnni
 
         assert package.manifest.conversion["quantization"]["reduce_range"] is (not cpu_has_vnni())
 
