@@ -104,7 +104,7 @@ def test_two_runtimes_for_one_format_is_an_error_naming_both(monkeypatch):
         def load(self, path, *, trust=False, threads=None): ...
         def predict(self, handle, signature, feeds): ...
 
-    with pytest.raises(PluginError, match=r"onnx is registered twice \(converters\.onnx\.OnnxRuntime and second_onnx\.SecondOnnx\)"):
+    with pytest.raises(PluginError, match=r"onnx is registered twice \(packager\.converters\.onnx\.OnnxRuntime and second_onnx\.SecondOnnx\)"):
         load_registry(["packager.converters.onnx", _module(monkeypatch, "second_onnx", SecondOnnx=SecondOnnx)])
 
 
@@ -112,7 +112,7 @@ def test_a_format_declared_twice_is_an_error_naming_both_modules(monkeypatch):
     module = types.ModuleType("second_onnx_format")
     module.ONNX = Format("onnx", title="mine", check=None, safe_because="test")
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    with pytest.raises(PluginError, match=r"format onnx is declared twice \(converters\.onnx and second_onnx_format\)"):
+    with pytest.raises(PluginError, match=r"format onnx is declared twice \(packager\.converters\.onnx and second_onnx_format\)"):
         load_registry(["packager.converters.onnx", "second_onnx_format"])
 
 
