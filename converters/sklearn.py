@@ -370,7 +370,7 @@ def _widen(values: Any, dtype: str) -> Any:
 
 # plugins of scikit-learn-API estimators from other libraries: module -> the converters module that knows its split precision
 # (SPLIT_DTYPE) and registers its skl2onnx converter (register_skl2onnx)
-FOREIGN_ESTIMATORS = {"xgboost": "packager.converters.xgboost", "lightgbm": "packager.converters.lightgbm", "catboost": "packager.converters.catboost"}
+FOREIGN_ESTIMATORS = {name: f"packager.converters.{name}" for name in ("xgboost", "lightgbm", "catboost")}
 
 
 def _foreign_plugins(model: Any) -> list[Any]:
