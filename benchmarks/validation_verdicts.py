@@ -137,7 +137,8 @@ def _own_plugins_only(code: Path) -> None:
     def entry_points(**kwargs):
         found = original(**kwargs)
         if kwargs.get("group", "").startswith("packager"):
-            parts = lambda ep: code.joinpath(*ep.value.split(":")[0].split("."))
+            # packager.converters.x is the folder converters/ of a source tree (installed, setuptools maps it under packager)
+            parts = lambda ep: code.joinpath(*ep.value.split(":")[0].replace("packager.converters", "converters", 1).split("."))
             found = [ep for ep in found if parts(ep).with_suffix(".py").is_file() or (parts(ep) / "__init__.py").is_file()]
         return found
 

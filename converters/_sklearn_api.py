@@ -10,11 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.deps import Runtime, version_of
-from packager.errors import InputFileError, UnsupportedConversion
+from packager.contract import Framework, Runtime
+from packager.deps import version_of
+from packager.errors import InputFileError, UnsupportedConversion, converting
 
 
-class SklearnApiFramework:
+class SklearnApiFramework(Framework):
     """A source framework whose loaded model is a scikit-learn-API estimator: every question after loading is the
     scikit-learn plugin's."""
 
@@ -32,7 +33,7 @@ class SklearnApiFramework:
         return self.load_native(Path(path), fmt)
 
     def _sklearn(self) -> Any:
-        from converters.sklearn import Sklearn
+        from packager.converters.sklearn import Sklearn
 
         return Sklearn()
 
@@ -89,6 +90,15 @@ def boosted_estimator(model: Any, packages: tuple[str, ...], target: str) -> Any
         )
     raise UnsupportedConversion(f"{target} holds {', '.join(packages)} models only, not {type(model).__name__}",
                                 "use --to onnx, pmml or skops")
+
+
+def save_native(library: str, save: Any, path: Path) -> Any:
+    """The library's own ``save_model`` into ``path``, its failures ours (ConversionError naming the library)."""
+    from packager.contract import Artifact
+
+    with converting(f"{library} save_model failed on {path.name}", "re-fit the model or report it to the library's project"):
+        save(str(path))
+    return Artifact(path, {"converter": f"{library} save_model", library: version_of(library)})
 
 
 def read_text_head(path: Path, size: int = 1 << 16) -> str:

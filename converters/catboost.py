@@ -18,9 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, float32_trees, read_text_head
+from packager.converters._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
+from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
-from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, first_line
+from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework, runs
 from packager.signature import Signature, TensorSpec
 from packager.validation import SAME_KERNELS, criteria_table
@@ -35,7 +36,7 @@ def _cb():
 
 
 @framework("catboost")
-class CatBoost:
+class CatBoost(Framework):
     """CatBoost models: ``.cbm`` files and in-memory CatBoostClassifier / CatBoostRegressor objects."""
 
     file_formats = frozenset({CBM})
@@ -93,7 +94,7 @@ class CatBoost:
                 feeds["X"] = _border_rows(model, len(feeds["X"]))
             return feeds
         if signature.columnar:
-            from converters.sklearn import _column_feeds
+            from packager.converters.sklearn import _column_feeds
 
             return _column_feeds(signature, sample)
         matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)
@@ -137,6 +138,10 @@ def _border_rows(model: Any, rows: int) -> Any:
     return X.astype(np.float32)
 
 
+MAGIC = b"CBM1"
+CBM_FORMAT = Format(CBM, title="CatBoost model", suffix=".cbm", detect=lambda path, head: head.startswith(MAGIC), check=None,
+                    safe_because="CatBoost's flatbuffers model, read by its C++ loader, which unpickles nothing")
+
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
 
@@ -148,24 +153,17 @@ class CatBoostRuntime(NativeRuntime):
 
 @converts("catboost", to=CBM)
 def catboost_to_cbm(model: Any, signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
-    path = out / "model.cbm"
-    model.save_model(str(path), format="cbm")
-    return Artifact(path, {"converter": "catboost save_model", "catboost": version_of("catboost")})
+    return save_native("catboost", lambda path: model.save_model(path, format="cbm"), out / "model.cbm")
 
 
 @converts("catboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="CatBoost's own ONNX exporter (numeric features only)")
 def catboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     onnx = require("onnx", "catboost", "ONNX export")
     path = out / "model.onnx"
-    try:
+    refusal = (UnsupportedConversion, "use --to catboost (.cbm), or train without cat_features (one-hot/ordinal-encode them first)")
+    # CatBoostError is how its exporter refuses a model (categorical features: "ONNX-ML format export does yet not support ...")
+    with converting(f"CatBoost's ONNX exporter refuses {type(model).__name__}", mapping={_cb().CatBoostError: refusal}):
         model.save_model(str(path), format="onnx")
-    except Exception as exc:
-        raise UnsupportedConversion(f"CatBoost's ONNX exporter refuses {type(model).__name__}: {first_line(exc, 200).split(': ')[-1]}",
-                                    "use --to catboost (.cbm), or train without cat_features (one-hot/ordinal-encode them first)") from exc
     proto = onnx.load(str(path))
     _tensor_outputs(proto, signature)
     onnx.save(proto, str(path))

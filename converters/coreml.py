@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.deps import Runtime, quiet_output, require, version_of
+from packager.contract import Artifact, Format, QuantizeResult, Runtime
+from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, quantizes, runs
 from packager.validation import FLOAT32, FP16, INT8, criteria_table
@@ -23,8 +24,6 @@ def _version_tuple(text: str) -> tuple[int, ...]:
 
 @converts("sklearn", to="coreml", note="coremltools' scikit-learn converter: scikit-learn <= 1.5.1 only")
 def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     installed = version_of("scikit-learn")
     if _version_tuple(installed) > SKLEARN_MAX:
         raise UnsupportedConversion(
@@ -46,8 +45,6 @@ def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
 def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, origin: str, what: str, **kwargs: Any) -> Any:
     """One coremltools conversion for every deep-learning source: dynamic axes become RangeDims;
     ``package`` picks an ML program (.mlpackage) over a neural network (.mlmodel)."""
-    from packager.conversion import Artifact
-
     ct = require("coremltools", "coreml", "Core ML export")
     inputs = [ct.TensorType(name=s.name, shape=tuple(ct.RangeDim(1, 4096) if d is None else d for d in s.shape)) for s in specs]
     kind = "mlprogram" if package else "neuralnetwork"
@@ -65,7 +62,12 @@ def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, orig
 COREML_CRITERIA = criteria_table({None: FLOAT32, "weights": INT8, "fp16": FP16})
 
 
-@runs("coreml", criteria=COREML_CRITERIA)
+_SPEC_ONLY = "never executed here: Core ML predicts only on macOS, so packager only parses the spec (protobuf)"
+COREML = Format("coreml", title="Core ML model", suffix=".mlmodel", check=None, safe_because=_SPEC_ONLY)
+MLPACKAGE = Format("mlpackage", title="Core ML package", suffix=".mlpackage", directory=True, check=None, safe_because=_SPEC_ONLY)
+
+
+@runs(COREML, criteria=COREML_CRITERIA)
 class CoreMLStructureCheck(Runtime):
     """Reads the spec: inputs, outputs, spec version. Execution needs macOS."""
 
@@ -90,7 +92,7 @@ class CoreMLStructureCheck(Runtime):
         }
 
 
-@runs("mlpackage", criteria=COREML_CRITERIA)
+@runs(MLPACKAGE, criteria=COREML_CRITERIA)
 class MLPackageStructureCheck(CoreMLStructureCheck):
     """The same check for ML programs (.mlpackage folders)."""
 
@@ -100,8 +102,6 @@ class MLPackageStructureCheck(CoreMLStructureCheck):
 @quantizes("coreml", modes={"weights", "fp16"})
 def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any:
     """8-bit linear (``weights``) or 16-bit float weights for a neural network .mlmodel."""
-    from packager.conversion import QuantizeResult
-
     ct = require("coremltools", "coreml", "Core ML quantization")
     from coremltools.models.neural_network import quantization_utils
 
@@ -115,8 +115,6 @@ def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any
 @quantizes("mlpackage", modes={"weights"})
 def quantize_ml_program(src: Path, dst: Path, mode: str, calibration) -> Any:
     """8-bit symmetric linear weights for an ML program (its default weights are already fp16)."""
-    from packager.conversion import QuantizeResult
-
     ct = require("coremltools", "coreml", "Core ML quantization")
     from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
 

@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
-from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
+from packager.errors import ConversionError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
@@ -384,8 +385,26 @@ def texts_of(sample: Any) -> list[str] | None:
     return None
 
 
+# what save_pretrained writes: a config and weights (one file, or shards named by an index)
+HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def is_hf_folder(folder: Path, head: bytes) -> bool:
+    return (folder / "config.json").is_file() and any((folder / name).is_file() for name in HF_WEIGHTS)
+
+
+def _check_folder(folder: Path) -> None:
+    from packager.safety.huggingface import check_hf_folder
+
+    check_hf_folder(folder)
+
+
+HUGGINGFACE = Format("huggingface", title="Hugging Face model folder (save_pretrained)", directory=True, detect=is_hf_folder,
+                     check=_check_folder)
+
+
 @framework("huggingface")
-class HuggingFace:
+class HuggingFace(Framework):
     """Hugging Face folders: token tensors (or pixels) in, an embedding or logits (and probabilities) out; validated on
     text, or on images prepared by the folder's image processor."""
 
@@ -523,7 +542,6 @@ def _example(model: TextModel, options) -> tuple:
 def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> Any:
     """Both axes of every input dynamic; the TorchScript-based exporter first: on all-MiniLM-L6-v2 it took 3.2 s against
     11.6 s for dynamo, for the same operators and the same latency (10.3 ms, batch 1, seq 32, one thread)."""
-    from packager.conversion import Artifact
     from packager.deps import quiet_output
 
     torch = require("torch", "torch", "ONNX export")
@@ -546,8 +564,7 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                                       dynamic_axes=axes, opset_version=options.opset or 17)
             break
         except Exception as exc:
-            first = first_line(exc, 160)
-            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first}")
+            failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
         raise ConversionError(f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})",
@@ -612,7 +629,7 @@ def int8_for_transformers(path: Path) -> dict[str, Any]:
 @converts("huggingface", to="torchscript",
     note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
 def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from converters.torch import torch_to_torchscript
+    from packager.converters.torch import torch_to_torchscript
 
     artifact = torch_to_torchscript(model.module, signature, out, options)
     return type(artifact)(artifact.path, {**artifact.details, **write_text_files(model, out)})
@@ -621,11 +638,10 @@ def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options
 @converts("huggingface", to="safetensors",
     note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)")
 def hf_to_safetensors(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     safetensors_torch = require("safetensors.torch", "huggingface", "writing safetensors")
     path = out / "model.safetensors"
-    safetensors_torch.save_model(model.hf_model, str(path), metadata={"format": "pt"})
+    with converting(f"safetensors could not save {model.preprocessing.architecture}", "check the model's state_dict"):
+        safetensors_torch.save_model(model.hf_model, str(path), metadata={"format": "pt"})
     shutil.copyfile(model.folder / "config.json", out / "config.json")
     return Artifact(path, {"safetensors": version_of("safetensors"), **write_text_files(model, out)})
 
@@ -676,7 +692,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
     import numpy as np
 
-    from converters.torch import _trace
+    from packager.converters.torch import _trace
     from packager.conversion import Artifact
     from packager.deps import quiet_output
     from packager.errors import first_line

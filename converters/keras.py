@@ -10,14 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion
+from packager.contract import Artifact, Format, Framework, Runtime
+from packager.deps import quiet_output, require, version_of
+from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
 
-from converters import tensorflow as tfc
+from packager.converters import tensorflow as tfc
 
 
 def _keras():
@@ -26,7 +27,7 @@ def _keras():
 
 
 @framework("keras")
-class Keras:
+class Keras(Framework):
     """Keras models; inputs and their shapes come from the model, so a sample is optional."""
 
     file_formats = frozenset({"keras", "hdf5"})
@@ -58,7 +59,7 @@ class Keras:
         return Signature(specs)
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
-        from converters.keras_rows import fitted_rows
+        from packager.converters.keras_rows import fitted_rows
 
         return fitted_rows(model, signature, rows)
 
@@ -141,8 +142,6 @@ def as_graph(model: Any) -> tfc.TFGraph:
 def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
     """``.keras`` or ``.h5``; ``--quantize dynamic`` applies Keras' int8 (weights int8, activations
     quantized on the fly) to a copy, so the caller's model is left as it was."""
-    from packager.conversion import Artifact
-
     path = out / f"model{suffix}"
     details: dict[str, Any] = {"saved_by": "keras", "keras": version_of("keras")}
     with quiet_output():
@@ -163,7 +162,7 @@ def _int8_copy(model: Any) -> Any:
     try:
         copy.quantize("int8")
     except Exception as exc:
-        raise ConversionError(f"Keras int8 quantization failed: {tfc.first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+        raise ConversionError(f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
     return copy
 
 
@@ -183,8 +182,6 @@ def keras_to_hdf5(model: Any, signature: Signature, out: Path, options) -> Any:
 
 @converts("keras", to="savedmodel", note="model.export (serving_default signature)")
 def keras_to_savedmodel(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     path = out / "saved_model"
     with quiet_output():
         model.export(str(path), format="tf_saved_model", verbose=False)
@@ -223,7 +220,7 @@ class _KerasRuntime(Runtime):
     distribution = "keras"
     format = "keras"
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         return load_keras(Path(path), self.format, trust=trust)
 
     def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,11 +230,27 @@ class _KerasRuntime(Runtime):
 KERAS_CRITERIA = criteria_table({None: SAME_KERNELS, "dynamic": INT8})  # Keras' own int8 (model.quantize) is "dynamic"
 
 
-@runs("keras", criteria=KERAS_CRITERIA)
+def _check_keras_archive(path: Path) -> None:
+    from packager.safety.keras import check_keras_archive
+
+    check_keras_archive(path)
+
+
+def _check_keras_h5(path: Path) -> None:
+    from packager.safety.keras import check_keras_h5
+
+    check_keras_h5(path)
+
+
+KERAS = Format("keras", title="Keras v3 archive", suffix=".keras", check=_check_keras_archive)
+HDF5 = Format("hdf5", title="HDF5 (Keras)", suffix=".h5", suffixes=(".hdf5",), check=_check_keras_h5)
+
+
+@runs(KERAS, criteria=KERAS_CRITERIA)
 class KerasArchiveRuntime(_KerasRuntime):
     pass
 
 
-@runs("hdf5", criteria=KERAS_CRITERIA)
+@runs(HDF5, criteria=KERAS_CRITERIA)
 class KerasH5Runtime(_KerasRuntime):
     format = "hdf5"

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head
+from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
+from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, first_line
 from packager.plugins import converts, framework, runs
@@ -124,6 +125,14 @@ def estimator_from_booster(booster: Any) -> Any:
     return estimator
 
 
+def is_text_model(path: Path, head: bytes) -> bool:
+    return head.replace(b"\r\n", b"\n").startswith(HEADER)
+
+
+TEXT_FORMAT = Format(TEXT, title="LightGBM text model", suffix=".txt", detect=is_text_model, check=None,
+                     safe_because="text (key=value lines, one block per tree) checked tree by tree (check_text_model) before "
+                                  "LightGBM's C++ reader sees it; no pickle, no Python object")
+
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
 
@@ -134,12 +143,8 @@ class LightGBMRuntime(NativeRuntime):
 
 
 def _save(model: Any, out: Path) -> Any:
-    from packager.conversion import Artifact
-
     estimator = boosted_estimator(model, ("lightgbm",), "a LightGBM text model")
-    path = out / "model.txt"
-    estimator.booster_.save_model(str(path))
-    return Artifact(path, {"converter": "lightgbm save_model", "lightgbm": version_of("lightgbm")})
+    return save_native("lightgbm", estimator.booster_.save_model, out / "model.txt")
 
 
 @converts("sklearn", to=TEXT, note="LGBMClassifier/LGBMRegressor (not a whole pipeline): LightGBM's text model")
@@ -154,14 +159,14 @@ def lightgbm_to_text(model: Any, signature, out: Path, options) -> Any:
 
 @converts("lightgbm", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' LightGBM converter, double thresholds")
 def lightgbm_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from converters.sklearn import sklearn_to_onnx
+    from packager.converters.sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("lightgbm", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def lightgbm_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from converters.pmml import sklearn_to_pmml
+    from packager.converters.pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 

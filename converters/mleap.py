@@ -13,7 +13,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, require, version_of
+from packager.contract import Artifact, Format, Runtime
+from packager.deps import require, version_of
+from packager.safety import check_zip_file
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
 from packager.validation import FLOAT32, criteria_table
@@ -32,8 +34,6 @@ def _import_mleap() -> None:
 @converts("sklearn", to="mleap", note="Bundle.ML zip; round-trip validated for linear models, structure-checked otherwise")
 def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
     """A FeatureExtractor over the signature's columns, then the (copied) estimator, as an MLeap pipeline."""
-    from packager.conversion import Artifact
-
     if signature.columnar:
         raise UnsupportedConversion("mleap's scikit-learn support has no ColumnTransformer", "use --to onnx or pmml for column pipelines")
     _import_mleap()
@@ -72,7 +72,10 @@ def _zip_dir(folder: Path, target: Path) -> None:
 MLEAP_CRITERIA = criteria_table({None: FLOAT32})
 
 
-@runs("mleap", criteria=MLEAP_CRITERIA)
+MLEAP = Format("mleap", title="MLeap bundle", suffix=".zip", check=check_zip_file)
+
+
+@runs(MLEAP, criteria=MLEAP_CRITERIA)
 class MleapRuntime(Runtime):
     """Round trip through mleap's deserializers where they exist."""
 
@@ -87,7 +90,7 @@ class MleapRuntime(Runtime):
         found = self.inspect(path)
         return {"reason": "mleap's Python package cannot read this estimator back; bundle.json and every node's model.json were checked", **found}
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         return _read_bundle(Path(path))
 
     def predict(self, bundle: Mapping[str, Any], signature, feeds) -> dict[str, Any]:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, require, version_of
+from packager.contract import Format, QuantizeResult, Runtime
+from packager.deps import require, version_of
 from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed, first_line
 from packager.plugins import quantizes, runs
 from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, criteria_table
@@ -23,12 +24,23 @@ def _ort():
 ONNX_CRITERIA = criteria_table({None: FLOAT32, "dynamic": INT8, "static": INT8_STATIC, "fp16": FP16})
 
 
-@runs("onnx", criteria=ONNX_CRITERIA)
+def _check_onnx(path: Path) -> None:
+    """No external-data tensors (a path onnxruntime would read) and no custom operator domains (packager.safety.onnx)."""
+    from packager.safety.onnx import check_onnx
+
+    check_onnx(path)
+
+
+ONNX = Format("onnx", title="ONNX", suffix=".onnx", check=_check_onnx)
+
+
+@runs(ONNX, criteria=ONNX_CRITERIA)
 class OnnxRuntime(Runtime):
     """onnxruntime on the CPU; output names follow the signature (positionally when they differ)."""
 
     name = "onnxruntime"
     distribution = "onnxruntime"
+    thread_control = "session"  # SessionOptions.intra_op_num_threads
 
     def versions(self) -> dict[str, str]:
         return {"onnx": version_of("onnx"), **super().versions()}
@@ -124,8 +136,6 @@ def _cast(array: Any, onnx_type: str) -> Any:
 @quantizes("onnx", modes={"dynamic", "static", "fp16", "auto"})
 def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None):
     """onnxruntime.quantization for int8, onnxruntime's float16 converter for fp16."""
-    from packager.conversion import QuantizeResult
-
     onnx = require("onnx", "sklearn", "ONNX quantization")
     model = onnx.load(str(src))
     int8_ops = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and n.op_type in INT8_OPS})

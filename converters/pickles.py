@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.deps import Runtime, version_of
+from packager.contract import Format, Runtime
+from packager.deps import version_of
 from packager.plugins import runs
+from packager.safety import check_pickle_file, check_zip_file
 from packager.validation import SAME_KERNELS, criteria_table
 
 
@@ -16,7 +18,7 @@ class _PythonObjectRuntime(Runtime):
     def requirements(self) -> list[str]:
         return [*super().requirements(), f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         from packager.plugins import default_registry
 
         registry = default_registry()
@@ -31,7 +33,14 @@ class _PythonObjectRuntime(Runtime):
 SAME_OBJECT_CRITERIA = criteria_table({None: SAME_KERNELS})  # the very estimator, re-serialized
 
 
-@runs("pickle", criteria=SAME_OBJECT_CRITERIA)
+PICKLE = Format("pickle", title="Python pickle", suffix=".pkl", suffixes=(".pickle",), check=check_pickle_file)
+JOBLIB = Format("joblib", title="joblib pickle", suffix=".joblib", check=None,
+                safe_because="its arrays are raw bytes between pickle opcodes, so it is checked while loading: the only loader, "
+                              "packager.safety.load_joblib, applies the pickle allow-list to every import as it reads")
+SKOPS = Format("skops", title="skops (safe, no code on load)", suffix=".skops", check=check_zip_file)
+
+
+@runs(PICKLE, criteria=SAME_OBJECT_CRITERIA)
 class PickleRuntime(_PythonObjectRuntime):
     name, format, distribution = "pickle (scikit-learn)", "pickle", "scikit-learn"
 
@@ -39,11 +48,11 @@ class PickleRuntime(_PythonObjectRuntime):
         return [f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]
 
 
-@runs("joblib", criteria=SAME_OBJECT_CRITERIA)
+@runs(JOBLIB, criteria=SAME_OBJECT_CRITERIA)
 class JoblibRuntime(_PythonObjectRuntime):
     name, format, distribution = "joblib", "joblib", "joblib"
 
 
-@runs("skops", criteria=SAME_OBJECT_CRITERIA)
+@runs(SKOPS, criteria=SAME_OBJECT_CRITERIA)
 class SkopsRuntime(_PythonObjectRuntime):
     name, format, distribution = "skops", "skops", "skops"

@@ -10,7 +10,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from packager.deps import Runtime, java_version, require, version_of
+from packager.contract import Artifact, Format, Runtime
+from packager.deps import java_version, require, version_of
 from packager.errors import ConversionError, InputFileError, MissingDependency, UnsupportedConversion, ValidationFailed, first_line
 from packager.plugins import converts, runs
 from packager.validation import FLOAT32, criteria_table
@@ -54,15 +55,13 @@ def _java_failure(lines: list[str]) -> str:
 @converts("sklearn", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
     """Wrap in a PMMLPipeline with the signature's field names and run the sklearn2pmml JVM."""
-    from packager.conversion import Artifact
-
     if not hasattr(model, "predict"):
         last = model.steps[-1][1] if hasattr(model, "steps") else model
         raise UnsupportedConversion(
             f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
-    from converters.sklearn import _foreign_plugins
+    from packager.converters.sklearn import _foreign_plugins
 
     for plugin in _foreign_plugins(model):  # a step no JPMML converter knows is refused before the JVM starts
         if hasattr(plugin, "refuse_pmml"):
@@ -99,7 +98,16 @@ def pmml_field_names(signature) -> list[str]:
 PMML_CRITERIA = criteria_table({None: FLOAT32})  # JPMML computes in double from the float32-declared inputs
 
 
-@runs("pmml", criteria=PMML_CRITERIA)
+def _check_pmml(path: Path) -> None:
+    from packager.safety.xml import check_xml
+
+    check_xml(path)
+
+
+PMML = Format("pmml", title="PMML (XML)", suffix=".pmml", check=_check_pmml)
+
+
+@runs(PMML, criteria=PMML_CRITERIA)
 class PmmlRuntime(Runtime):
     """JPMML-Evaluator through jpmml_evaluator (JPype backend)."""
 
@@ -113,7 +121,7 @@ class PmmlRuntime(Runtime):
     def requirements(self) -> list[str]:
         return [*super().requirements(), "JPype1", "pandas", "# and a Java 11+ runtime"]
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         """JPMML reads a private copy of the bytes that were checked, not ``path`` again (which may have changed since)."""
         import tempfile
 

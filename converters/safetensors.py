@@ -10,36 +10,40 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, require, version_of
-from packager.errors import ConversionError, first_line
+from packager.contract import Artifact, Format, Runtime
+from packager.deps import require, version_of
+from packager.errors import UnsupportedConversion, converting
 from packager.plugins import converts, runs
+from packager.safety.safetensors import check_safetensors, looks_like_safetensors
 from packager.signature import Signature
 from packager.validation import SAME_KERNELS, criteria_table
 
 
 @converts("torch", to="safetensors", note="the module's state dict (shared tensors written once); runs where a model class is known")
 def torch_to_safetensors(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     torch = require("torch", "torch", "safetensors export")
     safetensors_torch = require("safetensors.torch", "torch", "safetensors export")
     if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "state_dict"):
-        from packager.errors import UnsupportedConversion
-
         raise UnsupportedConversion("a TorchScript module carries its code; safetensors holds only the weights",
             "convert the Python nn.Module")
     path = out / "model.safetensors"
-    try:
+    with converting(f"safetensors could not save {type(model).__name__}", "check the module's state_dict"):
         safetensors_torch.save_model(model, str(path), metadata={"format": "pt",
             "module": f"{type(model).__module__}:{type(model).__qualname__}"})
-    except Exception as exc:
-        raise ConversionError(f"safetensors could not save {type(model).__name__}: {first_line(exc, 200)}",
-            "check the module's state_dict") from exc
     return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()),
         "module": type(model).__qualname__})
 
 
-@runs("safetensors", criteria=criteria_table({None: SAME_KERNELS}))
+def _check(path: Path) -> None:
+    check_safetensors(path)
+
+
+# its header is bounds-checked (packager.safety.safetensors) before anything maps the file
+SAFETENSORS = Format("safetensors", title="safetensors (tensors only, no code)", suffix=".safetensors",
+                     detect=lambda path, head: looks_like_safetensors(head), check=_check)
+
+
+@runs(SAFETENSORS, criteria=criteria_table({None: SAME_KERNELS}))
 class SafetensorsRuntime(Runtime):
     """Executes a Hugging Face package's weights in transformers; otherwise a structure check."""
 
@@ -58,13 +62,13 @@ class SafetensorsRuntime(Runtime):
         return {"tensors": len(header.tensors), "parameters": header.parameters, "dtypes": dtypes, "metadata": header.metadata,
                 "note": "a state dict alone does not say its architecture: loaded into the model class, it runs in torch"}
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
-        from converters.huggingface import load_saved_text_model
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        from packager.converters.huggingface import load_saved_text_model
 
         return load_saved_text_model(Path(path))
 
     def predict(self, handle: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        from converters.huggingface import run_module
+        from packager.converters.huggingface import run_module
 
         module, preprocessing = handle
         return run_module(module, preprocessing, feeds)

@@ -6,15 +6,17 @@ float32 matrix input ``X``.
 """
 from __future__ import annotations
 
+import contextlib
 import pickle
 import warnings
 import weakref
 from pathlib import Path
 from typing import Any
 
+from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
-from packager.errors import (ConversionError, InputFileError, PackagerError, PackagerWarning, SampleError, UnsupportedConversion,
-                             UsageError, first_line)
+from packager.errors import (ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError, converting,
+                             first_line)
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -25,7 +27,7 @@ _PICKLED_WITH: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary
 
 
 @framework("sklearn")
-class Sklearn:
+class Sklearn(Framework):
     """The scikit-learn source framework."""
 
     file_formats = frozenset({"pickle", "joblib", "skops"})
@@ -99,7 +101,7 @@ class Sklearn:
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         """Rows from the fitted statistics (scalers, split thresholds, imputers, categories, vocabulary), or None."""
-        from converters.sklearn_rows import fitted_rows
+        from packager.converters.sklearn_rows import fitted_rows
 
         return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
 
@@ -145,9 +147,8 @@ class Sklearn:
                 warnings.simplefilter("ignore")
                 return {name: _dense(method(X)) for name, method in methods.items()}
         except Exception as exc:
-            first = first_line(exc)
             raise SampleError(
-                f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first})",
+                f"{type(model).__name__} itself fails on the sample inputs ({type(exc).__name__}: {first_line(exc)})",
                 "give --sample FILE with rows like the training data",
             ) from exc
 
@@ -348,7 +349,7 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     accepts missing values, so a NaN path that breaks in the artifact shows."""
     import numpy as np
 
-    from converters.sklearn_rows import NAN_FRACTION, accepts_missing
+    from packager.converters.sklearn_rows import NAN_FRACTION, accepts_missing
 
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
     if accepts_missing(model):
@@ -380,7 +381,7 @@ def _widen(values: Any, dtype: str) -> Any:
 
 # plugins of scikit-learn-API estimators from other libraries: module -> the converters module that knows its split precision
 # (SPLIT_DTYPE) and registers its skl2onnx converter (register_skl2onnx)
-FOREIGN_ESTIMATORS = {"xgboost": "converters.xgboost", "lightgbm": "converters.lightgbm", "catboost": "converters.catboost"}
+FOREIGN_ESTIMATORS = {name: f"packager.converters.{name}" for name in ("xgboost", "lightgbm", "catboost")}
 
 
 def _foreign_plugins(model: Any) -> list[Any]:
@@ -513,8 +514,6 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
 
     Search wrappers (GridSearchCV, RandomizedSearchCV...) convert their ``best_estimator_`` (it is what their
     predict calls); the manifest says so under ``converted``."""
-    from packager.conversion import Artifact
-
     skl2onnx = require("skl2onnx", "sklearn", "ONNX export of scikit-learn models")
     onnx = require("onnx", "sklearn", "ONNX export")
     _patch_skl2onnx_bool_attributes()
@@ -528,14 +527,9 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     if options.quantize and options.quantize != "auto":
         # standard MatMul/Add instead of ai.onnx.ml linear ops, so weights become quantizable tensors
         kwargs["black_op"] = {"LinearClassifier", "LinearRegressor"}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            proto = skl2onnx.convert_sklearn(estimator, **kwargs)
-    except PackagerError:
-        raise  # a registered converter's own refusal (e.g. XGBoost categorical splits)
-    except Exception as exc:
-        raise _skl2onnx_error(estimator, exc) from exc
+    with _skl2onnx_boundary(estimator), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        proto = skl2onnx.convert_sklearn(estimator, **kwargs)
     _rename_outputs(proto, signature.output_names)
     path = out / "model.onnx"
     onnx.save(proto, str(path))
@@ -730,19 +724,33 @@ def _onnx_initial_types(signature: Signature) -> list:
     return [(s.name, by_dtype[s.dtype](list(s.shape))) for s in signature.inputs]
 
 
-def _skl2onnx_error(model: Any, exc: Exception) -> Exception:
-    text = first_line(exc, limit=10_000)
-    if "shape calculator" in text or "converter" in text.lower() and "unable to find" in text.lower() or type(exc).__name__ == "MissingShapeCalculator":
-        return UnsupportedConversion(
-            f"skl2onnx has no ONNX converter for {type(model).__name__} ({text[:160]})",
-            "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter",
-        )
-    if isinstance(exc, NotImplementedError) or "not supported" in text or "not implemented" in text.lower():
-        return UnsupportedConversion(
-            f"skl2onnx does not support this {type(model).__name__} configuration ({text[:200]})",
-            "change the estimator's parameters as the message says, or use --to pmml / skops",
-        )
-    return ConversionError(f"skl2onnx failed on {type(model).__name__}: {type(exc).__name__}: {text[:200]}", "try another --opset, or report the model to skl2onnx")
+SKL2ONNX_OPTIONS_HINT = "change the estimator's parameters as the message says, or use --to pmml / skops"
+SKL2ONNX_MISSING_HINT = "use --to pmml, skops or joblib instead, or register a custom converter with skl2onnx.update_registered_converter"
+
+
+@contextlib.contextmanager
+def _skl2onnx_boundary(model: Any):
+    """skl2onnx's failures as ours: its typed "no converter / no shape calculator" errors are a documented limit
+    (UnsupportedConversion), as is NotImplementedError; a RuntimeError saying "not supported" is the one case only
+    its message tells (skl2onnx 1.20 raises plain RuntimeErrors for unsupported estimator options)."""
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+
+    name = type(model).__name__
+    try:
+        with converting(f"skl2onnx failed on {name}", "try another --opset, or report the model to skl2onnx", mapping={
+                (MissingConverter, MissingShapeCalculator): (UnsupportedConversion, SKL2ONNX_MISSING_HINT),
+                NotImplementedError: (UnsupportedConversion, SKL2ONNX_OPTIONS_HINT)}):
+            yield
+    except UnsupportedConversion as exc:
+        if isinstance(exc.__cause__, (MissingConverter, MissingShapeCalculator)):
+            cause = exc.__cause__
+            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(cause, 160)})", exc.hint) from cause
+        raise
+    except ConversionError as exc:
+        text = first_line(exc.__cause__) if exc.__cause__ is not None else ""
+        if "not supported" in text or "not implemented" in text.lower():
+            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT) from exc.__cause__
+        raise
 
 
 def _rename_outputs(proto: Any, names: list[str]) -> None:
@@ -763,8 +771,6 @@ def _rename_outputs(proto: Any, names: list[str]) -> None:
 
 @converts("sklearn", to="pickle", note="runs any code on load: prefer skops for untrusted consumers")
 def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     path = out / "model.pkl"
     with path.open("wb") as fh:
         pickle.dump(model, fh, protocol=5)
@@ -773,8 +779,6 @@ def sklearn_to_pickle(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="joblib")
 def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     joblib = require("joblib", "sklearn", "joblib export")
     path = out / "model.joblib"
     joblib.dump(model, path, compress=3)
@@ -783,8 +787,6 @@ def sklearn_to_joblib(model: Any, signature: Signature, out: Path, options) -> A
 
 @converts("sklearn", to="skops", note="the safe choice: loading runs no code")
 def sklearn_to_skops(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     sio = require("skops.io", "sklearn", "skops export")
     path = out / "model.skops"
     try:

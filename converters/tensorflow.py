@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from packager.deps import Runtime, quiet_output, require, version_of
-from packager.errors import ConversionError, InputFileError, UsageError
+from packager.contract import Artifact, Format, Framework, Runtime
+from packager.deps import quiet_output, require, version_of
+from packager.errors import ConversionError, InputFileError, UsageError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
@@ -123,7 +124,7 @@ def spec_from_tf(name: str, tf_spec: Any) -> TensorSpec:
 # ---------------------------------------------------------------- the source framework
 
 @framework("tensorflow")
-class TensorFlow:
+class TensorFlow(Framework):
     """SavedModel folders (their serving signature) and frozen GraphDefs (placeholders in, sinks out)."""
 
     file_formats = frozenset({"savedmodel", "pb"})
@@ -225,8 +226,6 @@ def _placeholder_spec(tf: Any, node: Any) -> TensorSpec:
 # ---------------------------------------------------------------- conversions (shared with Keras)
 
 def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
     with quiet_output(), native_stderr_quiet():
@@ -261,8 +260,6 @@ def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
 
 
 def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     require("tensorflow", "tensorflow", "frozen GraphDefs")
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
@@ -274,8 +271,6 @@ def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options)
 
 
 def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     tf = tf_module()
     module = tf.Module()
     owner = graph.keep_alive
@@ -302,8 +297,6 @@ def graph_to_tflite(graph: TFGraph, signature: Signature, out: Path, options) ->
     calibrated on the calibration rows), fp16 (float16 weights)."""
     import shutil
     import tempfile
-
-    from packager.conversion import Artifact
 
     tf = tf_module()
     workdir = Path(tempfile.mkdtemp(prefix="packager-tflite-"))
@@ -334,7 +327,7 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
         if "TensorList" in str(exc):
             raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
                                   "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
-        raise ConversionError(f"TFLite cannot convert this model: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
+        raise ConversionError(f"TFLite cannot convert this model: {type(exc).__name__}: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
 
 
 def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) -> None:
@@ -354,7 +347,7 @@ def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) ->
 
 def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *, package: bool = False) -> Any:
     """Through one concrete function (the only Keras 3 route coremltools takes)."""
-    from converters.coreml import convert_to_coreml
+    from packager.converters.coreml import convert_to_coreml
 
     function = graph.concrete()
     try:
@@ -426,11 +419,34 @@ GRAPH_CRITERIA = criteria_table({None: SAME_KERNELS})  # the same TensorFlow ker
 TFLITE_CRITERIA = criteria_table({None: FLOAT32, "dynamic": INT8, "static": INT8_STATIC, "fp16": FP16})
 
 
-@runs("savedmodel", criteria=GRAPH_CRITERIA)
+def _check_saved_model(path: Path) -> None:
+    from packager.safety.tensorflow import check_saved_model
+
+    check_saved_model(path)
+
+
+def _check_graph_def(path: Path) -> None:
+    from packager.safety.tensorflow import check_graph_def
+
+    check_graph_def(path)
+
+
+SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model)
+PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def)
+def _check_tflite(path: Path) -> None:
+    from packager.safety.tflite import check_tflite
+
+    check_tflite(path)
+
+
+TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite)
+
+
+@runs(SAVEDMODEL, criteria=GRAPH_CRITERIA)
 class SavedModelRuntime(_GraphRuntime):
     name = "tf.saved_model.load"
 
-    def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> TFGraph:
         if not trust:  # an artifact given to validate/predict is as untrusted as a source file
             from packager.safety.tensorflow import check_saved_model
 
@@ -438,11 +454,11 @@ class SavedModelRuntime(_GraphRuntime):
         return load_saved_model(Path(path))
 
 
-@runs("pb", criteria=GRAPH_CRITERIA)
+@runs(PB, criteria=GRAPH_CRITERIA)
 class FrozenGraphRuntime(_GraphRuntime):
     name = "tf.compat.v1.import_graph_def"
 
-    def load(self, path: Path, *, trust: bool = False) -> TFGraph:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> TFGraph:
         if not trust:
             from packager.safety.tensorflow import check_graph_def
 
@@ -450,12 +466,13 @@ class FrozenGraphRuntime(_GraphRuntime):
         return load_frozen_graph(Path(path))
 
 
-@runs("tflite", criteria=TFLITE_CRITERIA)
+@runs(TFLITE, criteria=TFLITE_CRITERIA)
 class TFLiteRuntime(Runtime):
     """The TFLite interpreter through the model's signature runner (resized to each batch)."""
 
     name = "tf.lite.Interpreter"
     distribution = "tensorflow"
+    thread_control = "session"  # Interpreter(num_threads=...)
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         tf = tf_module()
@@ -463,7 +480,7 @@ class TFLiteRuntime(Runtime):
             with quiet_output(), native_stderr_quiet():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
-            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {first_line(exc)}", "re-export it") from exc
+            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {type(exc).__name__}: {first_line(exc)}", "re-export it") from exc
         return interpreter
 
     def signature_of(self, interpreter: Any) -> Signature:
@@ -490,7 +507,3 @@ class TFLiteRuntime(Runtime):
 
 
 # ---------------------------------------------------------------- helpers
-
-def first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__

@@ -13,7 +13,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.deps import Runtime, quiet_output, require, version_of
+from packager.contract import Artifact, Format, Framework, Runtime
+from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
@@ -27,7 +28,7 @@ def _torch():
 
 
 @framework("torch")
-class Torch:
+class Torch(Framework):
     """The PyTorch source framework (modules are put in eval mode: BatchNorm/Dropout as at inference)."""
 
     file_formats = frozenset({"torchscript", "pt2", "torch", "safetensors"})
@@ -55,6 +56,9 @@ class Torch:
 
     def versions(self) -> dict[str, str]:
         return {"torch": version_of("torch")}
+
+    def limit_threads(self, threads: int | None) -> None:
+        limit_torch_threads(threads)
 
     def label_outputs(self, model: Any) -> set[str]:
         return set()
@@ -215,12 +219,12 @@ def _saved_size(module: Any) -> int:
 
 # ---------------------------------------------------------------- conversions
 
-@converts("torch", to="torchscript", quantize={"dynamic", "static"}, note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)")
+@converts("torch", to="torchscript", quantize={"dynamic", "static"},
+          options={"script": "torch.jit.script instead of trace (keeps data-dependent control flow)"},
+          note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)")
 def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     example = _example(signature, options)
-    method = "script" if options.script else "trace"
+    method = "script" if options.option("script") else "trace"
     try:
         compiled = _compile(model, example, method)
         details: dict[str, Any] = {"method": method, "torch": version_of("torch")}
@@ -233,8 +237,8 @@ def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -
     except (UnsupportedConversion, UsageError):
         raise
     except Exception as exc:
-        hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.script else "make forward() traceable (no data-dependent Python control flow), or pass --script"
-        raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {first_line(exc, 200)}", hint) from exc
+        hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.option("script") else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {first_line(exc)}", hint) from exc
     return Artifact(path, details)
 
 
@@ -282,8 +286,6 @@ def _trace(model: Any, example: tuple) -> Any:
 @converts("torch", to="onnx", quantize={"dynamic", "static", "fp16"}, note="torch.onnx dynamo exporter, TorchScript exporter as fallback")
 def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
     """Dynamic batch axis; the exporter actually used is recorded (dynamo first, TorchScript-based on failure)."""
-    from packager.conversion import Artifact
-
     torch = _torch()
     example = _example(signature, options)
     path = out / "model.onnx"
@@ -329,8 +331,6 @@ def _check_dynamic(path: Path, dynamic: dict[str, list[int]]) -> None:
 
 @converts("torch", to="pt2", note="torch.export with a dynamic batch axis")
 def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
-    from packager.conversion import Artifact
-
     torch = _torch()
     if isinstance(model, torch.jit.ScriptModule):
         raise UnsupportedConversion("torch.export cannot export a TorchScript module", "pass the Python nn.Module through the API")
@@ -343,7 +343,7 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
                 dynamic = True
             except Exception as exc:
                 if any(len(axes) > 1 for axes in dynamic_dims(signature).values()):
-                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {first_line(exc, 200)}",
+                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {first_line(exc)}",
                                                 "drop --dynamic-axes for .pt2, or use --to onnx / torchscript") from None
                 program = torch.export.export(model.eval(), example)
                 dynamic = False
@@ -352,12 +352,12 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
     except UnsupportedConversion:
         raise
     except Exception as exc:
-        raise ConversionError(f"torch.export failed on {type(model).__name__}: {first_line(exc, 200)}", "see torch.export's documentation on graph breaks") from exc
+        raise ConversionError(f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks") from exc
     return Artifact(path, {"dynamic_batch": dynamic, "torch": version_of("torch")})
 
 
 def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package: bool) -> Any:
-    from converters.coreml import convert_to_coreml
+    from packager.converters.coreml import convert_to_coreml
 
     traced = _trace(model, _example(signature, options))
     return convert_to_coreml(traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__)
@@ -375,8 +375,26 @@ def torch_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> 
 
 # ---------------------------------------------------------------- runtimes
 
+def _check_torch(path: Path) -> None:
+    from packager.safety.torch import check_torch_file
+
+    check_torch_file(path)
+
+
+TORCHSCRIPT = Format("torchscript", title="TorchScript", suffix=".pt", check=_check_torch)
+PT2 = Format("pt2", title="torch.export program", suffix=".pt2", check=_check_torch)
+TORCH_SAVE = Format("torch", title="torch.save archive / state dict", suffix=".pt", suffixes=(".pth",), check=_check_torch)
+
+
+def limit_torch_threads(threads: int | None) -> None:
+    """torch has no per-module setting: its intra-op pool is process-wide."""
+    if threads:
+        _torch().set_num_threads(threads)
+
+
 class _TorchRuntime(Runtime):
     distribution = "torch"
+    thread_control = "process"  # torch.set_num_threads
 
     def predict(self, module: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         torch = _torch()
@@ -390,17 +408,19 @@ TORCHSCRIPT_CRITERIA = criteria_table({None: SAME_KERNELS, "dynamic": INT8, "sta
 PT2_CRITERIA = criteria_table({None: SAME_KERNELS})
 
 
-@runs("torchscript", criteria=TORCHSCRIPT_CRITERIA)
+@runs(TORCHSCRIPT, criteria=TORCHSCRIPT_CRITERIA)
 class TorchScriptRuntime(_TorchRuntime):
     name = "torch.jit"
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        limit_torch_threads(threads)
         return load_torchscript(path, trust=trust)
 
 
-@runs("pt2", criteria=PT2_CRITERIA)
+@runs(PT2, criteria=PT2_CRITERIA)
 class ExportedProgramRuntime(_TorchRuntime):
     name = "torch.export"
 
-    def load(self, path: Path, *, trust: bool = False) -> Any:
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        limit_torch_threads(threads)
         return load_program(path, trust=trust).module()

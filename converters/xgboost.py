@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees
+from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
+from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
@@ -67,6 +68,23 @@ def check_json_model(path: Path) -> None:
 
 
 
+def is_json_model(path: Path, head: bytes) -> bool:
+    """A JSON object whose first key is "learner" (XGBoost writes it first; a re-serialised JSON may not, so "learner"
+    anywhere in the head of a JSON object counts too)."""
+    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
+    return text.startswith(b"{") and b'"learner"' in text
+
+
+def is_ubj_model(path: Path, head: bytes) -> bool:
+    """A UBJSON object (``{`` then a length-type marker) whose first key is "learner"."""
+    return len(head) > 2 and head[:1] == b"{" and head[1:2] in b"iUIlL" and b"learner" in head[2:18]
+
+
+_DATA = "data parsed by XGBoost's own C++ reader (trees, split values, the objective's name): no pickle, no Python object"
+JSON_FORMAT = Format(JSON, title="XGBoost JSON model", suffix=".json", detect=is_json_model, check=None,
+                     safe_because=_DATA + "; its structure is checked in Python first (check_json_model)")
+UBJ_FORMAT = Format(UBJ, title="XGBoost UBJSON model", suffix=".ubj", detect=is_ubj_model, check=None, safe_because=_DATA)
+
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
 
@@ -82,12 +100,8 @@ class XGBoostUbjRuntime(NativeRuntime):
 
 
 def _save(model: Any, out: Path, fmt: str) -> Any:
-    from packager.conversion import Artifact
-
     estimator = boosted_estimator(model, ("xgboost",), "an XGBoost model file")
-    path = out / ("model.json" if fmt == JSON else "model.ubj")
-    estimator.save_model(str(path))
-    return Artifact(path, {"converter": "xgboost save_model", "xgboost": version_of("xgboost")})
+    return save_native("xgboost", estimator.save_model, out / ("model.json" if fmt == JSON else "model.ubj"))
 
 
 @converts("sklearn", to=JSON, note="XGBClassifier/XGBRegressor (not a whole pipeline): XGBoost's own JSON model")
@@ -112,14 +126,14 @@ def xgboost_to_ubj(model: Any, signature, out: Path, options) -> Any:
 
 @converts("xgboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' XGBoost converter inside skl2onnx")
 def xgboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from converters.sklearn import sklearn_to_onnx
+    from packager.converters.sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("xgboost", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def xgboost_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from converters.pmml import sklearn_to_pmml
+    from packager.converters.pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 

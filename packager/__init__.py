@@ -32,3 +32,25 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'packager' has no attribute {name!r}")
     return getattr(import_module(module), name)
+
+
+def _checkout_plugins() -> None:
+    """In a source checkout (the repository on PYTHONPATH, or an editable install) the plugins are the top-level folder
+    ``converters/``; installed, setuptools maps that folder to ``packager/converters`` (pyproject's package-dir). Give the
+    checkout the installed name too, so ``packager.converters.x`` always means this tree's plugins (an editable install
+    of another tree would otherwise answer for the name). Costs one small ``__init__`` at import."""
+    import sys
+    from importlib.util import module_from_spec, spec_from_file_location
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    folder = here.parent / "converters"
+    if (here / "converters").is_dir() or not (folder / "__init__.py").is_file() or "packager.converters" in sys.modules:
+        return
+    spec = spec_from_file_location("packager.converters", folder / "__init__.py", submodule_search_locations=[str(folder)])
+    module = module_from_spec(spec)
+    sys.modules["packager.converters"] = module
+    spec.loader.exec_module(module)
+
+
+_checkout_plugins()

@@ -19,10 +19,10 @@ def main() -> None:
     answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
     _quiet()
     message = _serve(answer)
-    from packager.package import _json_default
+    from packager.jsonio import json_default
 
     try:
-        answer.write(json.dumps(message, default=_json_default) + "\n")
+        answer.write(json.dumps(message, default=json_default) + "\n")
     except (TypeError, ValueError) as exc:  # a result that is not data: our bug, said in one line
         answer.write(json.dumps({"error": {"type": "PackagerError", "what": f"the sandboxed call returned {type(exc).__name__}: {exc}",
                                            "hint": "report this bug"}}) + "\n")
@@ -33,7 +33,7 @@ def main() -> None:
 def _serve(answer) -> dict:
     import warnings
 
-    from packager.errors import InputFileError, PackagerError, PackagerWarning
+    from packager.errors import InputFileError, PackagerError, PackagerWarning, first_line
 
     last = [0.0]
 
@@ -59,8 +59,7 @@ def _serve(answer) -> dict:
 
             return {"error": _error(memory_error())}
         except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
-            text = " ".join(str(exc).split())[:300] or "no detail"
-            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {text})",
+            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
                                                    "the file is not a usable model; re-export it from the training code"))}
 
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from packager.errors import PackagerError, UsageError
+from packager.errors import PackagerError, UsageError, first_line
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, s
         measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
         return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
     except Exception as exc:  # one artifact failing must not lose the others' measurements
-        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+        message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {first_line(exc)}"
         return ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), message)
 
 
@@ -141,13 +141,11 @@ def _load_baseline(path: str, model_class: str | None, threads: int, data: str) 
     from packager.plugins import default_registry
     from packager.samples import load_sample
 
-    from packager.inference import limit_threads
-
     started = time.perf_counter()
     source = load_source(path, model_class=model_class)
     loaded = time.perf_counter() - started
-    limit_threads(source.info.format or source.framework, threads)
     plugin = default_registry().framework(source.framework)
+    plugin.limit_threads(threads)
     signature = plugin.signature(source.model, _head(load_sample(data)))
     info = {"label": f"{Path(path).name} (native {source.framework})", "format": source.info.format or source.framework,
             "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(), "quantization": None,
@@ -163,9 +161,7 @@ def _baseline_call(plugin: Any, model: Any, signature: Any, probe: dict[str, Any
     def predict(feeds):
         return plugin.predict(model, signature, feeds)
 
-    serve = getattr(plugin, "serve", None)
-    if serve is None:
-        return predict
+    serve = plugin.serve
     fast, exact = serve(model, signature, probe), predict(probe)
     same = fast.keys() == exact.keys() and all(np.array_equal(np.asarray(fast[k]), np.asarray(exact[k])) for k in exact)
     return (lambda feeds: serve(model, signature, feeds)) if same else predict

@@ -105,13 +105,5 @@ def run() -> None:
         sys.exit(70)
 
 
-def emit_json(data: Any) -> None:
-    import json
-
-    from packager.package import _json_default
-
-    click.echo(json.dumps(data, indent=2, default=_json_default))
-
-
 if __name__ == "__main__":
     run()

@@ -98,7 +98,8 @@ def _plain_tolerance(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None) -> Any:
+def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None,
+                   task: str | None = None) -> Any:
     """``conversion.package_source`` of an untrusted file (``convert --push`` packages the source this way)."""
     from packager.conversion import Package
     from packager.package import _replace
@@ -107,7 +108,7 @@ def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shap
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
         args = {"path": str(path.absolute()), "out": str(target), "sample": ws.data("sample", sample), "input_shape": input_shape,
-                "model_class": model_class}
+                "model_class": model_class, **({"task": task} if task else {})}
         manifest = _manifest(ws.call("package_source", args, label=f"packaging {path.name}", reads=[path, sample]))
         sandbox.check_output(target)
         _replace(target, destination)

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 from packager import __version__, sandbox
 from packager.errors import (ConversionError, NotQuantizable, PackagerError, UnsupportedConversion, UsageError, ValidationFailed,
                              first_line, reading)
-from packager.formats import FORMATS, detect_format
+from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
+from packager.formats import detect_format
 from packager.package import (
     INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, check_destination, digest_files,
     input_example, path_size, sha256_file, staging_dir, write_json,
@@ -26,33 +27,6 @@ from packager.validation import (Criterion, ValidationReport, build_report, comp
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class ConvertOptions:
-    """Options every converter receives."""
-
-    opset: int | None = None
-    quantize: str | None = None
-    trust: bool = False
-    example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
-    calibration: Mapping[str, Any] | None = None  # calibration rows, for converters that quantize while converting
-    script: bool = False  # TorchScript: torch.jit.script instead of trace
-
-
-@dataclass(frozen=True)
-class Artifact:
-    """What a converter wrote (a file or folder in the staging dir) and facts about how."""
-
-    path: Path
-    details: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class QuantizeResult:
-    applied: bool
-    reason: str = ""
-    details: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,15 +64,15 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
         from packager.safety import check_file
 
         path = Path(model_or_path)
-        fmt = detect_format(path)
+        fmt = detect_format(path, registry)
         if not trust:
-            check_file(path, fmt)
+            check_file(path, fmt, registry)
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
-        if model_class and not getattr(plugin, "takes_model_class", False):
+        if model_class and not plugin.takes_model_class:
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
                              "drop --model-class; it is for PyTorch state dicts")
-        if task and not getattr(plugin, "takes_task", False):
+        if task and not plugin.takes_task:
             raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)",
                              "drop --task; it is for Hugging Face folders")
         options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
@@ -148,6 +122,7 @@ def convert(
     dynamic_axes: str | Mapping[str | None, Any] | None = None,
     model_class: str | None = None,
     script: bool = False,
+    plugin_options: Mapping[str, Any] | None = None,
     opset: int | None = None,
     trust: bool = False,
     accept_mismatch: bool = False,
@@ -160,15 +135,19 @@ def convert(
     task: str | None = None,
 ) -> Package:
     """Convert a model (object or file) to ``to``, optionally quantize, validate, and write a package.
+
+    ``plugin_options`` are options a converter declares for itself (``@converts(..., options=...)``); ``script=True``
+    is the TorchScript converter's ``script`` option, kept as an argument for callers written before.
     A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
     _check_quantize_args(quantize, calibration)
+    plugin_options = {**({"script": True} if script else {}), **(plugin_options or {})}
     if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
 
         return confined.convert(model_or_path, to, out=out, overwrite=overwrite, progress=progress, sample=sample, calibration=calibration,
-                                quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class, script=script,
-                                opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind, tolerance=tolerance,
-                                min_agreement=min_agreement, **({"task": task} if task else {}))
+                                quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class,
+                                plugin_options=plugin_options, opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind,
+                                tolerance=tolerance, min_agreement=min_agreement, **({"task": task} if task else {}))
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     if out is not None:
@@ -182,6 +161,7 @@ def convert(
             f"{source.framework} -> {to} does not support --quantize {quantize}",
             f"supported modes: {', '.join(sorted(conversion.quantize)) or 'none'}",
         )
+    plugin_options = _plugin_options(registry, conversion, plugin_options)
     step("inferring the signature and sample inputs")
     evidence = gather_evidence(source, sample, input_shape, registry, dynamic_axes, calibration=calibration,
                                output_kinds=parse_output_kinds(output_kind) if not isinstance(output_kind, Mapping) else output_kind)
@@ -190,7 +170,7 @@ def convert(
     destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
     options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()},
-                             calibration=calibration_feeds, script=script)
+                             calibration=calibration_feeds, plugin=plugin_options)
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = conversion.func(source.model, signature, staging, options)
@@ -211,6 +191,17 @@ def convert(
         step("writing the package")
         manifest = _write_package(staging, registry, source, conversion, artifact, signature, feeds, quant, report, trust, to)
     return Package(destination.absolute(), manifest)
+
+
+def _plugin_options(registry: PluginRegistry, conversion: Any, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The options this conversion declares; one no conversion from the source declares is a mistake worth saying
+    (with several targets in one command, an option for one target is not an error for the others)."""
+    declared = {name for (source, _), c in registry.conversions.items() if source == conversion.source for name in c.options}
+    unknown = sorted(set(given) - declared)
+    if unknown:
+        raise UsageError(f"no {conversion.source} converter takes the option {unknown[0]}",
+                         f"options of {conversion.source} converters: {', '.join(sorted(declared)) or 'none'}")
+    return {k: v for k, v in given.items() if k in conversion.options}
 
 
 @dataclass(frozen=True)
@@ -320,18 +311,18 @@ def _discard(path: Path) -> None:
 
 
 def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None,
-                   model_class: str | None = None, registry: PluginRegistry | None = None) -> Package:
+                   model_class: str | None = None, registry: PluginRegistry | None = None, task: str | None = None) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
-    The file is loaded in the sandbox unless ``trust``."""
+    The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
     import shutil
 
     if sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.package_source(path, out, sample=sample, input_shape=input_shape, model_class=model_class)
+        return confined.package_source(path, out, sample=sample, input_shape=input_shape, model_class=model_class, task=task)
     registry = registry or default_registry()
     path = Path(path)
-    source = load_source(path, trust=trust, model_class=model_class, registry=registry)
+    source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
     signature, feeds, _ = prepare_inputs(source, sample, input_shape, registry=registry)
     with staging_dir(Path(out), True) as staging:
         target = staging / path.name
@@ -407,7 +398,7 @@ def validate_artifact(registry, fmt, path, evidence: Evidence, mode: str | None 
     runtime = registry.runtime(fmt)
     if runtime is None:
         raise UnsupportedConversion(f"no runtime is registered for {fmt}", "install the plugin that runs this format")
-    if not runtime.executes or not getattr(runtime, "can_execute", lambda p: True)(path):
+    if not runtime.can_execute(path):
         return not_executed_report(runtime=runtime.name, runtime_version=runtime.version(), details=runtime.check(path, evidence.signature))
     judge = judge or Judge()
     table = registry.criteria(fmt)
@@ -416,10 +407,10 @@ def validate_artifact(registry, fmt, path, evidence: Evidence, mode: str | None 
     signature, feeds = evidence.signature, evidence.feeds
     actual, batch_sizes = _run_two_batches(runtime, handle, signature, feeds)
     # a format may drop auxiliary outputs (PMML: SVC probabilities); the first output is never optional
-    optional = frozenset(list(evidence.expected)[1:]) if getattr(runtime, "may_omit_auxiliary_outputs", False) else frozenset()
+    optional = frozenset(list(evidence.expected)[1:]) if runtime.may_omit_auxiliary_outputs else frozenset()
     outputs = compare_outputs(evidence.expected, actual, criteria, evidence.kinds, optional, evidence.cast_expected)
     outputs += _second_length(runtime, handle, evidence, criteria)
-    details = dict(getattr(runtime, "details", lambda h: {})(handle))
+    details = dict(runtime.details(handle))
     return build_report(outputs, runtime=runtime.name, runtime_version=runtime.version(), samples=evidence.rows,
                         data_source=evidence.data_source,
                         criteria=criteria, details=details, batch_sizes=batch_sizes)
@@ -482,7 +473,7 @@ def _write_package(staging, registry, source, conversion, artifact, signature, f
         source=source.info,
         signature=signature,
         quantization=quant,
-        conversion={"converter": conversion.name, "title": FORMATS[to].title if to in FORMATS else to, **artifact.details},
+        conversion={"converter": conversion.name, "title": registry.format(to).title or to, **artifact.details},
         validation=report.to_dict(),
         versions=versions,
         files=files,

@@ -98,18 +98,10 @@ def quiet_output():
     return stack
 
 
-class Runtime:
-    """Base of format runtimes: one distribution gives the version, the manifest entry and the requirement."""
+def __getattr__(name: str):
+    """``packager.deps.Runtime`` moved to ``packager.contract.Runtime`` (kept importable for plugins written before)."""
+    if name == "Runtime":
+        from packager.contract import Runtime
 
-    name = ""
-    distribution = ""
-    executes = True
-
-    def version(self) -> str:
-        return version_of(self.distribution)
-
-    def versions(self) -> dict[str, str]:
-        return {self.distribution: self.version()}
-
-    def requirements(self) -> list[str]:
-        return [requirement(self.distribution)]
+        return Runtime
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.errors import MissingDependency, OutputExists, UsageError
-from packager.inference import Artifact
+from packager.inference import Runnable
 
 _LOADED: dict[tuple[str, str], Any] = {}  # per worker process: (path, format) -> Predictor
 LOADS: dict[tuple[str, str], int] = {}  # how many times this process loaded each artifact (for tests and reports)
@@ -35,7 +35,7 @@ class DaskResult:
         return {**asdict(self), "rows_per_second": self.rows_per_second, "engine": "dask"}
 
 
-def predict_on_dask(artifact: Artifact, data: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
+def predict_on_dask(artifact: Runnable, data: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
                     outputs: list[str] | None = None, scheduler: str | None = None, workers: int = 2, trust: bool = False,
                     overwrite: bool = False) -> DaskResult:
     import shutil
@@ -58,7 +58,7 @@ def predict_on_dask(artifact: Artifact, data: str | Path, output: str | Path, *,
     signature = artifact.signature or load_predictor(artifact, trust=trust).signature
     plan = plan_feeds(signature, source)  # a column mismatch fails here, before the cluster starts
     dtypes = {column: arrow.to_pandas_dtype() for column, arrow in plan.column_types().items()}  # not inferred from the first block
-    artifact = Artifact(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
+    artifact = Runnable(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
     started = time.perf_counter()
     with _client(distributed, scheduler, workers) as client:
         frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
@@ -103,7 +103,7 @@ def _client(distributed: Any, scheduler: str | None, workers: int) -> Any:
     return session()
 
 
-def _predict_frame(frame: Any, *, artifact: Artifact, batch_size: int, threads: int | None, outputs: list[str], trust: bool) -> Any:
+def _predict_frame(frame: Any, *, artifact: Runnable, batch_size: int, threads: int | None, outputs: list[str], trust: bool) -> Any:
     """One partition (a pandas DataFrame) through the worker's cached predictor, batch by batch."""
     import pandas as pd
     import pyarrow as pa
@@ -120,7 +120,7 @@ def _predict_frame(frame: Any, *, artifact: Artifact, batch_size: int, threads: 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def _predictor(artifact: Artifact, threads: int | None, trust: bool) -> Any:
+def _predictor(artifact: Runnable, threads: int | None, trust: bool) -> Any:
     from packager.inference import load_predictor
 
     key = (str(artifact.path), artifact.format)

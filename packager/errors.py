@@ -6,6 +6,7 @@ line and exits with ``exit_code``. Tracebacks are shown only with ``--debug``.
 from __future__ import annotations
 
 import contextlib
+from typing import Mapping, Union
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -138,5 +139,36 @@ def reading(label: str, hint: str = "the file is truncated or corrupt; re-export
     except PackagerError:
         raise
     except Exception as exc:  # zipfile, protobuf, h5py, skops, numpy ... each has its own errors
-        text = " ".join(str(exc).split())[:200] or "no detail"
-        raise InputFileError(f"{label} cannot be read ({type(exc).__name__}: {text})", hint) from exc
+        raise InputFileError(f"{label} cannot be read ({type(exc).__name__}: {first_line(exc)})", hint) from exc
+
+
+Translation = Union[type, "tuple[type, str]"]  # our error class, or (class, hint)
+
+
+@contextlib.contextmanager
+def converting(what: str, hint: str = "try another --opset or target, or report the model to the converter's project",
+               mapping: Mapping[type | tuple[type, ...], Translation] | None = None):
+    """At a converter boundary, a foreign exception becomes one of ours (httpx's ``map_exceptions``): the mapping
+    entry for the most specific matching type wins (by the exception's MRO), anything else is a ConversionError.
+    The message is ``what`` and the library's first line; ours pass through unchanged::
+
+        with converting("skl2onnx cannot convert KNN", mapping={MissingConverter: (UnsupportedConversion, "use --to skops")}):
+            to_onnx(model, X[:1])
+    """
+    try:
+        yield
+    except PackagerError:
+        raise
+    except Exception as exc:
+        cls, chosen_hint = _translation(exc, mapping or {}, hint)
+        raise cls(f"{what}: {type(exc).__name__}: {first_line(exc)}", chosen_hint) from exc
+
+
+def _translation(exc: Exception, mapping: Mapping, hint: str) -> tuple[type, str]:
+    mro = type(exc).__mro__
+    best, rank = (ConversionError, hint), len(mro)
+    for types, target in mapping.items():
+        for kind in types if isinstance(types, tuple) else (types,):
+            if kind in mro and mro.index(kind) < rank:
+                best, rank = (target if isinstance(target, tuple) else (target, hint)), mro.index(kind)
+    return best

@@ -3,7 +3,8 @@
 Data comes from, in this order: the user's ``--sample``; the calibration set; an input example stored with the model
 or package; rows the framework plugin draws from what the fitted model knows (``fitted_rows``); standard-normal rows
 last, flagged as synthetic. The source runs on the input as the user would feed it (float64, NaN, strings: the
-plugin's ``source_input``); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
+plugin's ``source_input``, a
+``packager.contract.Framework`` hook); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
 their difference is what the cast alone does (``cast_effect`` in the report).
 """
 from __future__ import annotations
@@ -61,16 +62,15 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
             signature = with_dynamic_axes(signature, axes)
         signature = with_sample_names(signature, data)  # a table sample names the features of a model that has none
         data = align_table(signature, data, where)  # by name when the model knows its features' names
-        if data is None and hasattr(plugin, "fitted_rows"):
+        if data is None:
             drawn = plugin.fitted_rows(source.model, signature, FITTED_ROWS)
             if drawn is not None:  # a plugin may name its rows otherwise (text models: built-in sentences)
-                named = getattr(plugin, "fitted_rows_source", "fitted-statistics")  # or a function of the model
-                data, origin = drawn, named(source.model) if callable(named) else named
+                data, origin = drawn, plugin.fitted_rows_source(source.model)
         feeds = plugin.feeds(source.model, signature, data)
-        full = plugin.source_input(source.model, signature, data) if hasattr(plugin, "source_input") else None
+        full = plugin.source_input(source.model, signature, data)
         cast_expected = plugin.predict(source.model, signature, feeds)
         expected = plugin.predict(source.model, signature, full) if full is not None else cast_expected
-    kinds = dict(plugin.output_kinds(source.model, expected)) if hasattr(plugin, "output_kinds") else {}
+    kinds = dict(plugin.output_kinds(source.model, expected))
     kinds = {name: kinds.get(name) or infer_kind(value) for name, value in expected.items()}
     unknown = set(output_kinds or {}) - set(expected)
     if unknown:

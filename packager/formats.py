@@ -1,17 +1,20 @@
 """File-format detection: content first (magic bytes, zip members, protobuf structure), extension second.
 
-Knows bytes, not frameworks: the answer is a format name that plugins register loaders and runtimes
-for. A file that matches nothing, or is truncated, is an ``InputFileError`` with a hint.
+Knows bytes, not frameworks: the answer is a format name that plugins register loaders and runtimes for. The
+format's facts (title, suffix, folder or file, safety check) are the plugin's ``packager.contract.Format``, asked
+through the registry. What stays here is cross-format: the sniffers of the containers several formats share (a zip,
+protobuf, a pickle stream, HDF5, XML), the order they are tried in, every plugin-declared content test asked on every
+file, and the polyglot rule (a file that reads as two formats is refused). A file that matches nothing, or is
+truncated, is an ``InputFileError`` with a hint.
 """
 from __future__ import annotations
 
 import re
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packager.errors import InputFileError, UnsafeModelError
-from packager.safety.safetensors import looks_like_safetensors
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -28,58 +31,8 @@ COMPRESSION_MAGICS = {
 }
 
 
-@dataclass(frozen=True)
-class FormatInfo:
-    """A serialization format packager knows about."""
-
-    name: str
-    title: str
-    extension: str  # the extension packager writes ("" for directories)
-    is_directory: bool = False
-
-
-FORMATS: dict[str, FormatInfo] = {
-    f.name: f
-    for f in (
-        FormatInfo("pickle", "Python pickle", ".pkl"),
-        FormatInfo("joblib", "joblib pickle", ".joblib"),
-        FormatInfo("skops", "skops (safe, no code on load)", ".skops"),
-        FormatInfo("hdf5", "HDF5 (Keras)", ".h5"),
-        FormatInfo("keras", "Keras v3 archive", ".keras"),
-        FormatInfo("onnx", "ONNX", ".onnx"),
-        FormatInfo("pmml", "PMML (XML)", ".pmml"),
-        FormatInfo("torchscript", "TorchScript", ".pt"),
-        FormatInfo("pt2", "torch.export program", ".pt2"),
-        FormatInfo("torch", "torch.save archive / state dict", ".pt"),
-        FormatInfo("coreml", "Core ML model", ".mlmodel"),
-        FormatInfo("mlpackage", "Core ML package", ".mlpackage", is_directory=True),
-        FormatInfo("mleap", "MLeap bundle", ".zip"),
-        FormatInfo("savedmodel", "TensorFlow SavedModel", "", is_directory=True),
-        FormatInfo("pb", "TensorFlow frozen GraphDef", ".pb"),
-        FormatInfo("tflite", "TensorFlow Lite", ".tflite"),
-        FormatInfo("xgboost-json", "XGBoost JSON model", ".json"),
-        FormatInfo("xgboost-ubj", "XGBoost UBJSON model", ".ubj"),
-        FormatInfo("lightgbm", "LightGBM text model", ".txt"),
-        FormatInfo("catboost", "CatBoost model", ".cbm"),
-        FormatInfo("safetensors", "safetensors (tensors only, no code)", ".safetensors"),
-        FormatInfo("huggingface", "Hugging Face model folder (save_pretrained)", "", is_directory=True),
-    )
-}
-
 # torch's legacy (non-zip) serialization starts with the pickled int 0x1950a86a20f9469cfc6c (LONG1, 10 bytes)
 TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
-
-_BY_EXTENSION = {
-    ".pkl": "pickle", ".pickle": "pickle", ".joblib": "joblib", ".skops": "skops",
-    ".h5": "hdf5", ".hdf5": "hdf5", ".keras": "keras", ".onnx": "onnx", ".pmml": "pmml",
-    ".pt": "torchscript", ".pth": "torch", ".pt2": "pt2", ".mlmodel": "coreml",
-    ".mlpackage": "mlpackage", ".zip": "mleap", ".pb": "pb", ".tflite": "tflite", ".safetensors": "safetensors",
-    ".json": "xgboost-json", ".ubj": "xgboost-ubj", ".cbm": "catboost",
-}
-CATBOOST_MAGIC = b"CBM1"
-LIGHTGBM_HEADER = b"tree\nversion=v"
-# what save_pretrained writes: a config and weights (one file, or shards named by an index)
-HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 # top-level protobuf field numbers (wire type) of the message each protobuf format starts with
 _ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
@@ -87,24 +40,44 @@ _GRAPHDEF_FIELDS = {1: 2, 2: 2, 3: 0, 4: 2, 5: 2}
 _COREML_FIELDS = {1: 0, 2: 2, 10: 0}
 
 
-def detect_format(path: str | Path) -> str:
+def detect_format(path: str | Path, registry: Any = None) -> str:
     """Return the format name of ``path``; raise InputFileError when it is none we know."""
+    from packager.plugins import default_registry
+
+    registry = registry or default_registry()
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{path} does not exist", "check the path")
     if path.is_dir():
-        return _detect_directory(path)
+        return _ask_plugins(path, b"", _detect_directory(path), registry) or _no_directory_format(path, registry)
     head = _read_head(path)
-    found = _detect_by_content(path, head)
+    found = _ask_plugins(path, head, _detect_by_content(path, head), registry)
     _refuse_polyglot(path, head, found)
     if found:
         return found
-    by_ext = _BY_EXTENSION.get(path.suffix.lower())
+    by_ext = _by_extension(registry, path)
     hint = f"its extension says {by_ext}, but the content does not match" if by_ext else "the content matches no known model format"
     raise InputFileError(
         f"{path.name} is not a model file packager can read ({_describe(head)})",
         f"{hint}; the file may be truncated or corrupt — re-export it from the training code",
     )
+
+
+def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any) -> str | None:
+    """Every content test a plugin declared (``Format.detect``), on every file: a file that the built-in sniffers
+    and a plugin, or two plugins, both claim reads as two formats at once and is refused like any polyglot."""
+    claims = [f.name for f in registry.detectors() if f.directory == path.is_dir() and f.name != found and f.detect(path, head)]
+    if claims and found or len(claims) > 1:
+        names = " and ".join(sorted({*claims, *([found] if found else [])}))
+        raise UnsafeModelError(f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
+                               "refusing it; re-export the model from the training code into one format")
+    return found or (claims[0] if claims else None)
+
+
+def _by_extension(registry: Any, path: Path) -> str | None:
+    """The format a file's extension suggests (a hint: detection reads content)."""
+    suffix = path.suffix.lower()
+    return next((p.format.name for p in registry.formats.values() if suffix and suffix in p.format.extensions), None)
 
 
 def _read_head(path: Path, size: int = 4096) -> bytes:
@@ -182,19 +155,21 @@ def _member_data_offsets(path: Path) -> set[int]:
     return offsets
 
 
-def _detect_directory(path: Path) -> str:
+def _detect_directory(path: Path) -> str | None:
     if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
         return "savedmodel"
     if (path / "Manifest.json").is_file() and path.suffix == ".mlpackage":
         return "mlpackage"
     if (path / "bundle.json").is_file():
         return "mleap"
-    if (path / "config.json").is_file() and any((path / name).is_file() for name in HF_WEIGHTS):
-        return "huggingface"
+    return None
+
+
+def _no_directory_format(path: Path, registry: Any) -> str:
+    folders = sorted(p.format.title or p.format.name for p in registry.formats.values() if p.format.directory)
     raise InputFileError(
         f"{path} is a directory that holds no model packager recognises",
-        "give a SavedModel folder (with saved_model.pb), a Hugging Face folder (config.json + model.safetensors), an .mlpackage, "
-        "or a model file",
+        f"give a model file or one of these folders: {'; '.join(folders) or 'none are installed'}",
     )
 
 
@@ -203,8 +178,6 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return None
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
-    if looks_like_safetensors(head):
-        return "safetensors"  # its header is bounds-checked by packager.safety.safetensors before anything maps it
     if head.startswith(ZIP_MAGIC):
         return _detect_zip(path)
     if _looks_like_xml(path, head, "PMML"):
@@ -213,30 +186,11 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
         return "tflite"
     if head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:32]:
         return "torch"  # torch.save(..., _use_new_zipfile_serialization=False): pickles then raw storages
-    boosting = _detect_boosting(head)
-    if boosting:
-        return boosting
     if _looks_like_pickle(path, head) or _looks_like_old_pickle(path, head):
         return "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
     if any(head.startswith(m) for m in COMPRESSION_MAGICS) and path.suffix.lower() in (".joblib", ".pkl", ".gz", ".z"):
         return "joblib"
     return _detect_protobuf(path, head)
-
-
-def _detect_boosting(head: bytes) -> str | None:
-    """Gradient-boosting model files: CatBoost's magic, LightGBM's text header, XGBoost's JSON or UBJSON object whose
-    first key is "learner" (XGBoost writes it first; a re-serialised JSON may not, so "learner" anywhere in the head
-    of a JSON object counts too)."""
-    if head.startswith(CATBOOST_MAGIC):
-        return "catboost"
-    if head.replace(b"\r\n", b"\n").startswith(LIGHTGBM_HEADER):
-        return "lightgbm"
-    text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    if text.startswith(b"{") and b'"learner"' in text:
-        return "xgboost-json"
-    if len(head) > 2 and head[:1] == b"{" and head[1:2] in b"iUIlL" and b"learner" in head[2:18]:
-        return "xgboost-ubj"
-    return None
 
 
 _XML_ENCODINGS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
@@ -332,7 +286,7 @@ def _detect_protobuf(path: Path, head: bytes) -> str | None:
                 candidates.append("coreml")
     elif head[:1] == b"\x08":
         candidates.append("onnx")
-    by_ext = _BY_EXTENSION.get(path.suffix.lower())
+    by_ext = {".onnx": "onnx", ".pb": "pb", ".mlmodel": "coreml"}.get(path.suffix.lower())  # the extension settles a protobuf tie
     if by_ext in candidates:
         return by_ext
     return candidates[0] if candidates else None

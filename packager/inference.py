@@ -21,8 +21,9 @@ Progress = Callable[[int], None]
 
 
 @dataclass(frozen=True)
-class Artifact:
-    """Something runnable: the model file, its format, its signature, and its manifest when packaged."""
+class Runnable:
+    """Something to run: the model file, its format, its signature, and its manifest when packaged.
+    (Not ``packager.contract.Artifact``, which is what a converter wrote.)"""
 
     path: Path
     format: str
@@ -31,13 +32,13 @@ class Artifact:
     label: str = ""
 
 
-def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None) -> Artifact:
+def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None) -> Runnable:
     """A package folder, a bare model file/folder, or a registry reference (pulled once into a cache)."""
     path = Path(ref_or_path)
     if path.is_dir() and (path / MANIFEST).is_file():
         return _from_package(path, path.absolute().name)
     if path.exists():
-        return Artifact(path, detect_format(path), None, None, path.name)
+        return Runnable(path, detect_format(path, default_registry()), None, None, path.name)
     if any(sep in str(ref_or_path) for sep in ("/", "\\")) or Path(str(ref_or_path)).suffix:
         from packager.errors import InputFileError
 
@@ -45,12 +46,12 @@ def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: 
     return _from_registry(str(ref_or_path), registry_url, blobs)
 
 
-def _from_package(folder: Path, label: str) -> Artifact:
+def _from_package(folder: Path, label: str) -> Runnable:
     manifest = read_manifest(folder)
-    return Artifact(folder / manifest.model_file, manifest.format, manifest.signature, manifest, label)
+    return Runnable(folder / manifest.model_file, manifest.format, manifest.signature, manifest, label)
 
 
-def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Artifact:
+def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Runnable:
     """Pulled into $PACKAGER_HOME/cache/<digest>: content-addressed, so a cached pull is never stale."""
     from packager.registry.backend import default_home
     from packager.registry.backends import open_registry
@@ -67,7 +68,7 @@ def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Art
 class Predictor:
     """A loaded artifact. Call it with feeds (input name -> array); it returns output name -> array."""
 
-    artifact: Artifact
+    artifact: Runnable
     signature: Signature
     runtime: Any
     handle: Any
@@ -79,13 +80,13 @@ class Predictor:
         return self.runtime.predict(self.handle, self.signature, feeds)
 
 
-def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
+def load_predictor(artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
     """Load ``artifact`` in THIS process, with the static checks unless ``trust``. A package gets the same
     checks as a bare file: its manifest's ``trusted_source`` says how it was made, it grants nothing (a
     registry token holder could write it). For a confined run over a file, use ``predict``."""
     registry = registry or default_registry()
     runtime = registry.runtime(artifact.format)
-    if runtime is None or not runtime.executes or not getattr(runtime, "can_execute", lambda p: True)(artifact.path):
+    if runtime is None or not runtime.can_execute(artifact.path):
         from packager.errors import UnsupportedConversion
 
         why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
@@ -93,29 +94,20 @@ def load_predictor(artifact: Artifact, *, threads: int | None = None, trust: boo
     if not trust:
         from packager.safety import check_file
 
-        check_file(artifact.path, artifact.format)
-    limit_threads(artifact.format, threads)
+        check_file(artifact.path, artifact.format, registry)
     started = time.perf_counter()
-    kwargs = {"threads": threads} if threads and "threads" in runtime.load.__code__.co_varnames else {}
-    handle = runtime.load(artifact.path, trust=trust, **kwargs)
+    handle = runtime.load(artifact.path, trust=trust, threads=threads)  # the runtime limits its threads (``thread_control``)
     loaded = time.perf_counter() - started
     signature = artifact.signature or _bare_signature(artifact, runtime, handle, registry, trust)
     return Predictor(artifact, signature, runtime, handle, loaded, threads)
 
 
-def limit_threads(fmt: str, threads: int | None) -> None:
-    """Runtimes without a per-session setting get their process-wide one (torch)."""
-    if threads and fmt in ("torchscript", "pt2", "torch"):
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def _bare_signature(artifact: Artifact, runtime: Any, handle: Any, registry: PluginRegistry, trust: bool) -> Signature:
+def _bare_signature(artifact: Runnable, runtime: Any, handle: Any, registry: PluginRegistry, trust: bool) -> Signature:
     """A model file without a manifest: ask its runtime (ONNX, TFLite) or its source framework."""
-    if hasattr(runtime, "signature_of"):
-        return runtime.signature_of(handle)
-    if any(artifact.format in p.cls.file_formats for p in registry.frameworks.values()):
+    declared = runtime.signature_of(handle)
+    if declared is not None:
+        return declared
+    if registry.loads_as_source(artifact.format):
         from packager.conversion import load_source
 
         source = load_source(artifact.path, trust=trust, registry=registry)
@@ -141,7 +133,7 @@ class PredictResult:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def predict(artifact: Artifact, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
+def predict(artifact: Runnable, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
             outputs: list[str] | None = None, trust: bool = False, overwrite: bool = False, progress: Progress | None = None,
             text_column: str | None = None) -> PredictResult:
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the

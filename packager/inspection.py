@@ -7,7 +7,7 @@ from typing import Any
 
 from packager import sandbox
 from packager.errors import reading
-from packager.formats import FORMATS, detect_format
+from packager.formats import detect_format
 from packager.package import MANIFEST, path_size
 from packager.plugins import PluginRegistry, default_registry
 from packager.validation import ValidationReport
@@ -30,15 +30,15 @@ def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_
         return confined.inspect(path, sample=sample, input_shape=input_shape, model_class=model_class, dynamic_axes=dynamic_axes)
     registry = registry or default_registry()
     path = Path(path)
-    fmt = detect_format(path)
+    fmt = detect_format(path, registry)
     if not trust:
-        check_file(path, fmt)
-    info: dict[str, Any] = {"file": str(path), "format": fmt, "title": FORMATS[fmt].title if fmt in FORMATS else fmt, "size": path_size(path)}
+        check_file(path, fmt, registry)
+    info: dict[str, Any] = {"file": str(path), "format": fmt, "title": registry.format(fmt).title or fmt, "size": path_size(path)}
     runtime = registry.runtime(fmt)
-    if runtime is not None and hasattr(runtime, "inspect"):
+    if runtime is not None:
         with reading(f"{path.name} ({fmt})"):
             info.update(runtime.inspect(path))
-    if any(fmt in p.cls.file_formats for p in registry.frameworks.values()):
+    if registry.loads_as_source(fmt):
         from packager.conversion import load_source, prepare_inputs
 
         given = sample is not None or input_shape or model_class or dynamic_axes
@@ -92,9 +92,9 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
         import numpy as np
 
         example = {k: np.asarray(v) for k, v in json.loads(example_path.read_text()).items()}
-    fmt = detect_format(artifact)
+    fmt = detect_format(artifact, registry)
     if not trust:
-        check_file(artifact, fmt)  # the artifact is a file the user gave, as untrusted as the source
+        check_file(artifact, fmt, registry)  # the artifact is a file the user gave, as untrusted as the source
     loaded = load_source(source, trust=trust, registry=registry)
     kinds = parse_output_kinds(output_kind) if not isinstance(output_kind, dict) else output_kind
     evidence = gather_evidence(loaded, sample, registry=registry, example=example, output_kinds=kinds)

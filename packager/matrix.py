@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from packager.formats import FORMATS
 from packager.plugins import PluginRegistry, default_registry
 
 
@@ -23,11 +22,11 @@ def support_matrix(registry: PluginRegistry | None = None) -> list[MatrixRow]:
     rows = []
     for (source, target), conversion in sorted(registry.conversions.items()):
         runtime = registry.runtimes.get(target)
-        info = FORMATS.get(target)
+        info = registry.format(target)
         rows.append(MatrixRow(
             source=source,
             target=target,
-            extension=info.extension if info else "",
+            extension=info.suffix,
             quantize=tuple(sorted(conversion.quantize)),
             validated_by=runtime.cls.name if runtime else "(none)",
             executes=bool(runtime and runtime.cls.executes),

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.errors import OutputExists
 from packager.signature import Signature
 
@@ -154,25 +155,6 @@ def _replace(staging: Path, destination: Path) -> None:
         os.replace(old, destination)
         raise
     shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    try:
-        import numpy as np
-
-        if isinstance(value, np.generic):
-            return value.item()
-        if isinstance(value, np.ndarray):
-            return value.tolist()
-    except ImportError:
-        pass
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def input_example(feeds: Mapping[str, Any], rows: int = 5) -> dict[str, Any]:

@@ -1,18 +1,21 @@
 """The plugin registry: which frameworks load, which conversions exist, which formats run here.
 
 A plugin module (ours under ``converters/`` or a third party's) marks its functions and classes
-with the decorators below. Marking has no side effect: the registry collects marked objects when
-it loads the modules named in the ``packager.converters`` entry-point group, so the support
-matrix (``packager formats``) is always exactly what the code can do.
+with the decorators below (the contract they promise is ``packager.contract``). Marking has no side
+effect: the registry collects marked objects, and the ``Format`` objects a module declares, when it
+loads the modules named in the ``packager.converters`` entry-point group, so the support matrix
+(``packager formats``) is always exactly what the code can do.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module, metadata
-from types import ModuleType
-from typing import Any, Callable, Iterable
+from types import FunctionType, ModuleType
+from typing import Any, Callable, Iterable, Mapping
 
+from packager.contract import (CONVERTER_PARAMETERS, QUANTIZER_PARAMETERS, Format, Framework, Runtime, check_call, check_framework,
+                               check_runtime, with_defaults)
 from packager.errors import PluginError, UnsupportedConversion
 
 ENTRY_POINT_GROUP = "packager.converters"
@@ -21,13 +24,16 @@ _MARK = "__packager_plugin__"
 
 @dataclass(frozen=True)
 class Conversion:
-    """One registered conversion: source framework -> target format."""
+    """One registered conversion: source framework -> target format.
+
+    ``options`` names the plugin options the converter reads from ``ConvertOptions.plugin`` (name -> help)."""
 
     source: str
     target: str
     quantize: frozenset[str]
     func: Callable[..., Any]
     note: str = ""
+    options: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -49,6 +55,7 @@ class RuntimePlugin:
     format: str
     cls: type
     criteria: Any = None  # {(OutputKind, quantization mode or None): criterion}: how validation judges this format
+    declares: Format | None = None  # the format's facts, when declared with the runtime
 
 
 @dataclass(frozen=True)
@@ -60,31 +67,48 @@ class QuantizerPlugin:
     func: Callable[..., Any]
 
 
-def converts(source: str, *, to: str, quantize: Iterable[str] = (), note: str = ""):
-    """Mark ``func(model, signature, out_path, options) -> Path`` as the source->to conversion."""
-    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note))
+@dataclass(frozen=True)
+class FormatPlugin:
+    """A format's facts, and the module that declared them."""
+
+    format: Format
+    owner: str
+
+
+def converts(source: str, *, to: str, quantize: Iterable[str] = (), note: str = "", options: Mapping[str, str] | None = None):
+    """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as the source->to conversion.
+
+    ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help."""
+    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {})))
 
 
 def framework(name: str):
-    """Mark a class as the loader/predictor of a source framework."""
+    """Mark a class as the loader/predictor of a source framework (``packager.contract.Framework``)."""
     return _mark(lambda obj: FrameworkPlugin(name, obj))
 
 
-def runs(format_name: str, *, criteria: Any = None):
-    """Mark a class as the runtime of a target format (used by validation and inference).
+def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any):
+    """Mark a class as the runtime of a target format (``packager.contract.Runtime``; used by validation and inference).
 
     ``criteria`` is how validation judges the format's outputs, one criterion per (output kind, quantization mode),
-    built with ``packager.validation.criteria_table``; a format that runs models without declaring them cannot be
-    validated (an error, never an exact match by default)::
+    built with ``packager.validation.criteria_table``; a runtime without them is an error at registration.
+    The format's facts come as a ``Format`` in place of the name, or as keyword arguments of ``Format``::
 
-        @runs("onnx", criteria=criteria_table({None: FLOAT32, "dynamic": INT8}))
+        @runs("onnx", criteria=criteria_table({None: FLOAT32, "dynamic": INT8}), title="ONNX", suffix=".onnx",
+              check=None, safe_because="operators come from the runtime's fixed set")
         class OnnxRuntime(Runtime): ...
     """
-    return _mark(lambda obj: RuntimePlugin(format_name, obj, criteria))
+    if isinstance(format_name, Format):
+        if facts:
+            raise PluginError(f"@runs({format_name.name}) got a Format and format keywords {sorted(facts)}", "give one or the other")
+        declared, name = format_name, format_name.name
+    else:
+        declared, name = (Format(format_name, **facts) if facts else None), format_name
+    return _mark(lambda obj: RuntimePlugin(name, obj, criteria, declared))
 
 
 def quantizes(format_name: str, *, modes: Iterable[str]):
-    """Mark ``func(src, dst, mode, calibration) -> None`` as the quantizer of a format."""
+    """Mark ``func(src, dst, mode, calibration) -> QuantizeResult`` as the quantizer of a format."""
     return _mark(lambda obj: QuantizerPlugin(format_name, frozenset(modes), obj))
 
 
@@ -98,27 +122,67 @@ def _mark(make_spec: Callable[[Any], Any]):
 
 @dataclass
 class PluginRegistry:
-    """Everything the loaded plugin modules declared. Registering a key twice is an error."""
+    """Everything the loaded plugin modules declared. Registering a key twice, or two plugins claiming one format's
+    files, is an error naming both; so is a declaration that does not fit ``packager.contract``."""
 
     conversions: dict[tuple[str, str], Conversion] = field(default_factory=dict)
     frameworks: dict[str, FrameworkPlugin] = field(default_factory=dict)
     runtimes: dict[str, RuntimePlugin] = field(default_factory=dict)
     quantizers: dict[str, QuantizerPlugin] = field(default_factory=dict)
+    formats: dict[str, FormatPlugin] = field(default_factory=dict)
 
     def add_module(self, module: ModuleType) -> None:
         for obj in list(vars(module).values()):
-            spec = getattr(obj, _MARK, None)
-            if spec is not None and getattr(obj, "__module__", None) == module.__name__:
+            if isinstance(obj, Format):
+                self.add_format(obj, module.__name__)
+                continue
+            spec = vars(obj).get(_MARK) if isinstance(obj, (type, FunctionType)) else None
+            if spec is not None and obj.__module__ == module.__name__:
                 self.add(spec)
 
+    def add_format(self, declared: Format, owner: str) -> None:
+        known = self.formats.get(declared.name)
+        if known is not None and known.format is not declared:
+            raise PluginError(f"format {declared.name} is declared twice ({known.owner} and {owner})",
+                              "remove one of the two plugins or uninstall the duplicate package")
+        if known is None:
+            self.formats[declared.name] = FormatPlugin(declared, owner)
+
     def add(self, spec: Any) -> None:
+        spec = self._checked(spec)
         table, key = self._slot(spec)
         if key in table:
             raise PluginError(
                 f"{key} is registered twice ({_origin(table[key])} and {_origin(spec)})",
                 "remove one of the two plugins or uninstall the duplicate package",
             )
+        if isinstance(spec, FrameworkPlugin):
+            for other in self.frameworks.values():
+                shared = sorted(spec.cls.file_formats & other.cls.file_formats)
+                if shared:
+                    raise PluginError(f"{_origin(other)} and {_origin(spec)} both load {', '.join(shared)} files",
+                                      "one framework owns a file format: uninstall one plugin or drop the format from one")
+        if isinstance(spec, RuntimePlugin) and spec.declares is not None:
+            self.add_format(spec.declares, spec.cls.__module__)
         table[key] = spec
+
+    def _checked(self, spec: Any) -> Any:
+        """The declaration checked against the contract; plugin classes get the contract's default hooks."""
+        origin = _origin(spec)
+        if isinstance(spec, Conversion):
+            check_call(spec.func, len(CONVERTER_PARAMETERS), (), "a converter func(model, signature, out, options) -> Artifact", origin)
+        elif isinstance(spec, QuantizerPlugin):
+            check_call(spec.func, len(QUANTIZER_PARAMETERS), (), "a quantizer func(src, dst, mode, calibration) -> QuantizeResult", origin)
+        elif isinstance(spec, FrameworkPlugin):
+            spec = replace(spec, cls=with_defaults(spec.cls, Framework))
+            check_framework(spec.cls, origin)
+        elif isinstance(spec, RuntimePlugin):
+            spec = replace(spec, cls=with_defaults(spec.cls, Runtime))
+            check_runtime(spec.cls, origin)
+            if not spec.criteria:
+                raise PluginError(f"runtime {origin} for {spec.format} declares no validation criteria",
+                                  "give @runs(..., criteria=criteria_table({...})): validation cannot judge the format without them")
+        return spec
 
     def _slot(self, spec: Any) -> tuple[dict, Any]:
         if isinstance(spec, Conversion):
@@ -131,7 +195,27 @@ class PluginRegistry:
             return self.quantizers, spec.format
         raise PluginError(f"unknown plugin declaration {spec!r}")
 
+    def check_complete(self) -> None:
+        """Every format a runtime, a framework, a quantizer or a conversion names has its facts declared."""
+        named = {r.format: _origin(r) for r in self.runtimes.values()}
+        named.update({q.format: _origin(q) for q in self.quantizers.values()})
+        named.update({c.target: _origin(c) for c in self.conversions.values()})
+        named.update({f: _origin(p) for p in self.frameworks.values() for f in p.cls.file_formats})
+        missing = sorted(set(named) - set(self.formats))
+        if missing:
+            raise PluginError("no Format declaration for " + ", ".join(f"{m} (named by {named[m]})" for m in missing),
+                              "declare it with a Format(...) in the plugin module or @runs(..., title=..., suffix=..., check=...)")
+
     # ---- look-ups with errors that say what exists ----
+    def format(self, name: str) -> Format:
+        """The declared facts of a format (an undeclared name gets none: no check, so untrusted files are refused)."""
+        plugin = self.formats.get(name)
+        return plugin.format if plugin else Format(name, title=name)
+
+    def detectors(self) -> list[Format]:
+        """The formats that declared a content test."""
+        return [p.format for p in self.formats.values() if p.format.detect is not None]
+
     def conversion(self, source: str, target: str) -> Conversion:
         found = self.conversions.get((source, target))
         if found is None:
@@ -145,18 +229,18 @@ class PluginRegistry:
     def targets_of(self, source: str) -> list[str]:
         return sorted(t for s, t in self.conversions if s == source)
 
-    def framework(self, name: str) -> Any:
+    def framework(self, name: str) -> Framework:
         plugin = self.frameworks.get(name)
         if plugin is None:
             raise UnsupportedConversion(f"no plugin loads {name} models", "see `packager formats`")
         return plugin.cls()
 
-    def runtime(self, format_name: str) -> Any | None:
+    def runtime(self, format_name: str) -> Runtime | None:
         plugin = self.runtimes.get(format_name)
         return plugin.cls() if plugin else None
 
     def criteria(self, format_name: str) -> Any:
-        """The criteria the format's runtime declared (None when it declared none)."""
+        """The criteria the format's runtime declared (None when it has no runtime)."""
         plugin = self.runtimes.get(format_name)
         return plugin.criteria if plugin else None
 
@@ -169,6 +253,9 @@ class PluginRegistry:
             f"supported frameworks: {', '.join(sorted(self.frameworks))}",
         )
 
+    def loads_as_source(self, format_name: str) -> bool:
+        return any(format_name in p.cls.file_formats for p in self.frameworks.values())
+
     def framework_for_format(self, format_name: str) -> str:
         for name, plugin in self.frameworks.items():
             if format_name in plugin.cls.file_formats:
@@ -180,8 +267,8 @@ class PluginRegistry:
 
 
 def _origin(spec: Any) -> str:
-    obj = getattr(spec, "func", None) or getattr(spec, "cls", None)
-    return f"{obj.__module__}.{obj.__qualname__}" if obj is not None else repr(spec)
+    obj = spec.func if isinstance(spec, (Conversion, QuantizerPlugin)) else spec.cls
+    return f"{obj.__module__}.{obj.__qualname__}"
 
 
 def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
@@ -193,6 +280,7 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
     else:
         for name in modules:
             registry.add_module(import_module(name))
+    registry.check_complete()
     return registry
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from packager.deps import require
-from packager.errors import InputFileError, UsageError
+from packager.errors import InputFileError, UsageError, first_line
 
 PREPROCESSING, TOKENIZER = "preprocessing.json", "tokenizer.json"
 
@@ -36,7 +36,7 @@ class TextPlan:
             spec = json.loads((folder / PREPROCESSING).read_text())
             tokenizer = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_file(str(folder / TOKENIZER))
         except (ValueError, OSError, Exception) as exc:
-            raise InputFileError(f"the package's tokenizer cannot be read ({str(exc)[:200]})",
+            raise InputFileError(f"the package's tokenizer cannot be read ({type(exc).__name__}: {first_line(exc)})",
                 "re-create the package with `packager convert`") from exc
         return cls(column, tokenizer, tuple(spec["input_names"]), spec["output_name"], tuple(spec.get("labels", ())))
 

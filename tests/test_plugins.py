@@ -27,17 +27,22 @@ def test_our_converters_come_from_the_entry_point_group():
 
 
 def test_a_third_party_module_registers_the_same_way(monkeypatch):
+    from packager.validation import FLOAT32, criteria_table
+
     @converts("sklearn", to="toy")
     def to_toy(model, signature, out, options):
         return out
 
-    @runs("toy")
+    @runs("toy", criteria=criteria_table({None: FLOAT32}), title="toy", suffix=".toy", check=None, safe_because="a test")
     class ToyRuntime:
         name, executes = "toy", True
 
+        def load(self, path, *, trust=False, threads=None): ...
+        def predict(self, handle, signature, feeds): ...
+
     module = _module("third_party_toy", to_toy=to_toy, ToyRuntime=ToyRuntime)
     monkeypatch.setitem(sys.modules, "third_party_toy", module)
-    registry = load_registry(["converters.sklearn", "third_party_toy"])
+    registry = load_registry(["packager.converters.sklearn", "packager.converters.pickles", "packager.converters.onnx", "third_party_toy"])
     assert registry.conversion("sklearn", "toy").func is to_toy
     rows = {(r.source, r.target): r for r in support_matrix(registry)}
     assert rows[("sklearn", "toy")].validated_by == "toy"
@@ -50,12 +55,12 @@ def test_registering_a_conversion_twice_is_an_error(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "dup_plugin", _module("dup_plugin", again=again))
     with pytest.raises(PluginError, match=r"\('sklearn', 'onnx'\) is registered twice"):
-        load_registry(["converters.sklearn", "dup_plugin"])
+        load_registry(["packager.converters.sklearn", "packager.converters.pickles", "dup_plugin"])
 
 
 def test_imported_names_are_not_registered_twice():
     registry = PluginRegistry()
-    import converters.sklearn as module
+    import packager.converters.sklearn as module
 
     registry.add_module(module)
     registry.add_module(types.SimpleNamespace(__name__="other", **{"sklearn_to_onnx": module.sklearn_to_onnx}))  # re-export

@@ -218,7 +218,7 @@ def test_bench_reports_every_artifact_against_the_baseline(wine, tmp_path):
 def test_bench_baseline_runs_one_pass_only_where_it_gives_what_predict_gives(wine):
     from sklearn.svm import SVC
 
-    from converters.sklearn import Sklearn
+    from packager.converters.sklearn import Sklearn
     from packager.bench import _baseline_call
 
     plugin, X = Sklearn(), wine["X"][:40]

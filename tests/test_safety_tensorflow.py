@@ -103,7 +103,7 @@ def benign_keras(tmp_path_factory):
 
 def test_secret_never_reaches_an_output(attacks, benign_keras, tmp_path):
     """ReadFile whose content is an output: refused by validate (as the artifact) and predict, the secret printed nowhere."""
-    from packager.inference import Artifact, load_predictor
+    from packager.inference import Runnable, load_predictor
     from packager.inspection import validate
 
     files, _ = attacks
@@ -112,7 +112,7 @@ def test_secret_never_reaches_an_output(attacks, benign_keras, tmp_path):
     with pytest.raises(UnsafeModelError, match="op ReadFile"):
         validate(leak, exported, sample=sample)
     with pytest.raises(UnsafeModelError, match="op ReadFile"):
-        load_predictor(Artifact(leak, "savedmodel", None, None, "leak"))
+        load_predictor(Runnable(leak, "savedmodel", None, None, "leak"))
     rows = tmp_path / "rows.npy"
     np.save(rows, np.ones((8, 4), "float32"))
     result = run_cli("predict", str(leak), str(rows), "-o", str(tmp_path / "out.npy"))
@@ -123,7 +123,7 @@ def test_secret_never_reaches_an_output(attacks, benign_keras, tmp_path):
 
 def test_evil_artifact_given_to_validate_and_predict_is_refused(attacks, benign_keras):
     """An artifact is untrusted too: the SavedModel and .pb runtimes check before loading."""
-    from packager.inference import Artifact, load_predictor
+    from packager.inference import Runnable, load_predictor
     from packager.inspection import validate
 
     files, marker = attacks
@@ -131,14 +131,14 @@ def test_evil_artifact_given_to_validate_and_predict_is_refused(attacks, benign_
     for name in ("sm_write_serving", "pb_write_file_control_dep.pb"):
         with pytest.raises(UnsafeModelError, match="op WriteFile"):
             validate(files[name], exported, sample=sample)
-        manifest_says_converted = Artifact(files[name], "savedmodel" if files[name].is_dir() else "pb", None, None, name)
+        manifest_says_converted = Runnable(files[name], "savedmodel" if files[name].is_dir() else "pb", None, None, name)
         with pytest.raises(UnsafeModelError, match="op WriteFile"):
             load_predictor(manifest_says_converted)
     assert not marker.exists()
 
 
 def test_benign_exports_and_packagers_own_targets_pass_and_run(benign_keras):
-    from packager.inference import Artifact, load_predictor
+    from packager.inference import Runnable, load_predictor
     from packager.inspection import inspect, validate
     from packager.safety import check_file
 
@@ -149,7 +149,7 @@ def test_benign_exports_and_packagers_own_targets_pass_and_run(benign_keras):
         check_file(package.model_path, to)
         report = validate(package.model_path, exported, sample=sample)
         assert report.passed
-        predictor = load_predictor(Artifact(package.model_path, to, package.manifest.signature, None, to))
+        predictor = load_predictor(Runnable(package.model_path, to, package.manifest.signature, None, to))
         out = predictor({predictor.signature.input_names[0]: sample[:3]})
         assert next(iter(out.values())).shape[0] == 3
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterator
 
+from packager.render import human_size  # noqa: F401  (commands render sizes through here)
 
-def human_size(size: int | None) -> str:
-    if size is None:
-        return "—"
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(size)
+
+def emit_json(data: Any) -> None:
+    """``--json`` output of every command."""
+    import click
+
+    from packager.jsonio import dumps
+
+    click.echo(dumps(data))
 
 
 def result_row(target: str, package: Any = None, error: Exception | None = None, by_design: bool = True) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import click
 def command(models, data, batch_sizes, threads, baseline, model_class, min_seconds, out, registry_url, blobs, as_json):
     """Latency p50/p95/p99, throughput, load time, peak memory and size of each artifact at each batch size."""
     from packager.bench import BenchSettings, markdown, run_bench, write_reports
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.errors import UsageError
 
     try:

@@ -24,6 +24,8 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--task", help="Hugging Face folders: feature-extraction, sequence-classification, token-classification or "
               "image-classification (default: the config's architecture).")
 @click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
+@click.option("--option", "plugin_option", multiple=True, metavar="NAME[=VALUE]",
+              help="An option a converter declares for itself (see `packager formats`), e.g. --option script (repeatable).")
 @click.option("--opset", callback=lambda ctx, param, v: int(v) if v and v.strip().isdigit() else v, metavar="N[,DOMAIN=N]",
               help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).")
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
@@ -37,10 +39,10 @@ from packager.errors import NotQuantizable, UnsupportedConversion
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, task, script, opset, trust,
-            output_kind, tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
+def command(source, targets, out, quantize, calibration, sample, input_shape, dynamic_axes, model_class, task, script, plugin_option,
+            opset, trust, output_kind, tolerance, min_agreement, accept_mismatch, force, push_name, registry_url, blobs, as_json):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.conversion import TargetResult, convert, convert_each
     from packager.plugins import default_registry
 
@@ -55,9 +57,9 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
     wanted = list(dict.fromkeys(targets))
     several = len(wanted) > 1 or "all" in wanted
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
-    source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class}
+    source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class, **({"task": task} if task else {})}
     options = dict(quantize=quantize, sample=sample, calibration=calibration, input_shape=input_shape, dynamic_axes=dynamic_axes,
-                   model_class=model_class, script=script, opset=opset, trust=trust, accept_mismatch=accept_mismatch,
+                   model_class=model_class, plugin_options=_plugin_options(plugin_option, script), opset=opset, trust=trust, accept_mismatch=accept_mismatch,
                    output_kind=output_kind, tolerance=tolerance, min_agreement=min_agreement, task=task, overwrite=force,
                    registry=registry)
     rows, failures = [], []
@@ -84,6 +86,15 @@ def command(source, targets, out, quantize, calibration, sample, input_shape, dy
         conversion_table(rows)
     if failures:  # a target refused by design (a documented limit) is an answer; anything else fails the run
         raise SystemExit(failures[0].exit_code)
+
+
+def _plugin_options(given: tuple[str, ...], script: bool) -> dict[str, object]:
+    """``--option NAME=VALUE`` pairs (a bare NAME is True); ``--script`` is the TorchScript converter's ``script``."""
+    options: dict[str, object] = {"script": True} if script else {}
+    for item in given:
+        name, sep, value = item.partition("=")
+        options[name.strip()] = value if sep else True
+    return options
 
 
 # The converter or format documents that it cannot take this model or quantization: with several

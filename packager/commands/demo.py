@@ -16,7 +16,7 @@ def command(out, name, registry_url, blobs, as_json):
     """Train a seeded LogisticRegression on scikit-learn's digits, convert it to every target
     (plus int8 and fp16 ONNX), validate each in its own runtime, push every package into the
     registry with its lineage, and print the results, the registry's list and a lineage tree."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.commands._render import conversion_table, progress_reporter, result_row
     from packager.conversion import convert
     from packager.errors import PackagerError

@@ -11,7 +11,7 @@ def command(as_json, markdown):
     """The support matrix, generated from the registered converters and runtimes."""
     from dataclasses import asdict
 
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.matrix import matrix_markdown, support_matrix
 
     rows = support_matrix()

@@ -18,7 +18,7 @@ def command(file, sample, input_shape, dynamic_axes, model_class, trust, as_json
     """Show FILE's format, framework, signature, size (and opset / IR version for ONNX).
 
     The signature options are those of `convert`; without them, what needs them is named in a note."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.commands._render import human_size
     from packager.inspection import inspect
 

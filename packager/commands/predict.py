@@ -26,7 +26,7 @@ import click
 def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, text_column, trust, force, registry_url, blobs, as_json):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.inference import resolve
 
     artifact = resolve(model, registry_url=registry_url, blobs=blobs)

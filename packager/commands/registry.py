@@ -22,7 +22,7 @@ def open_registry(url: str | None, blobs: str | None):
 
 
 def _emit(data: Any) -> None:
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
 
     emit_json(data)
 

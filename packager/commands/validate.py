@@ -20,7 +20,7 @@ import click
 @click.option("--json", "as_json", is_flag=True)
 def command(artifact, source, sample, quantization, atol, rtol, tolerance, min_agreement, output_kind, trust, as_json):
     """Run ARTIFACT in its own runtime and compare with SOURCE's outputs."""
-    from packager.cli import emit_json
+    from packager.commands._render import emit_json
     from packager.errors import ValidationFailed
     from packager.inspection import validate
 

@@ -9,7 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from packager.commands._render import human_size
+from packager.render import human_size
 from packager.errors import PackagerError, UsageError
 
 HERE = Path(__file__).parent

@@ -21,7 +21,7 @@ KINDS = ("classifier", "regressor")
 SHAPES = ("alone", "pipeline")
 TARGETS = ("onnx", "pmml")
 # what is refused by design, and the words the refusal says (alone: no catboost -> pmml converter is registered; in a
-# pipeline: converters.catboost.refuse_pmml); anything else must pass
+# pipeline: packager.converters.catboost.refuse_pmml); anything else must pass
 REFUSED = {("catboost", "pmml", "alone"): "no converter from catboost to pmml",
            ("catboost", "pmml", "pipeline"): "has no CatBoost converter"}
 
@@ -163,7 +163,7 @@ def _score_pmml(package: Any, X_test: Any):
     import jpmml_evaluator
     import numpy as np
 
-    from converters.pmml import pmml_field_names
+    from packager.converters.pmml import pmml_field_names
 
     evaluator = jpmml_evaluator.make_evaluator(str(package.model_path), backend="jpype").verify()
     frame = X_test.reset_index(drop=True)

@@ -116,7 +116,7 @@ def test_xgboost_categorical_splits_refused_with_reason(tmp_path):
     X = X.iloc[:, :5].assign(band=pd.qcut(X["mean texture"], 3, labels=["low", "mid", "high"]))
     model = xgb.XGBClassifier(n_estimators=5, enable_categorical=True, tree_method="hist").fit(X, y)
     with pytest.raises(UnsupportedConversion, match="onnxmltools .* cannot convert XGBoost categorical splits"):
-        from converters.sklearn import sklearn_to_onnx
+        from packager.converters.sklearn import sklearn_to_onnx
         from packager.conversion import ConvertOptions
         from packager.signature import Signature, TensorSpec
 

@@ -28,7 +28,7 @@ def test_structure_check_reads_a_real_mlmodel(tmp_path):
     assert info["format"] == "coreml" and info["inputs"] == ["x"] and info["outputs"] == ["y"]
     assert info["model_type"] == "neuralNetwork" and info["spec_version"] >= 1
 
-    from converters.coreml import CoreMLStructureCheck
+    from packager.converters.coreml import CoreMLStructureCheck
 
     checked = CoreMLStructureCheck().check(path, None)
     assert "only on macOS" in checked["reason"]

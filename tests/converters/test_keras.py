@@ -236,7 +236,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
     """Without --sample, rows come from the adapted Normalization statistics: standard-normal rows sit tens of standard
     deviations below wine's proline mean, so every row gets the same class and a converter that broke the scaling for
     real inputs would still 'pass'. The drawn rows reach several classes, as wine's own rows do."""
-    from converters.keras_rows import fitted_rows
+    from packager.converters.keras_rows import fitted_rows
     from packager.plugins import default_registry
 
     model, X = _wine_normalized_classifier()
@@ -253,7 +253,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
 
 
 def test_validation_rows_cover_an_embedding_vocabulary(tmp_path):
-    from converters.keras_rows import fitted_rows
+    from packager.converters.keras_rows import fitted_rows
     from packager.plugins import default_registry
 
     model = _ids_classifier(5000)

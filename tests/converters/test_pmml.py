@@ -49,7 +49,7 @@ def test_pipeline_ending_in_a_transformer_is_refused(fixtures, tmp_path):
 def test_a_scikit_learn_newer_than_sklearn2pmml_supports_says_which_version_to_install():
     """sklearn2pmml 0.133.1 under scikit-learn 1.9.1 (what a plain `pip install sklearn2pmml` gave): its
     JVM output, as printed there. The error names the version to install (was: "use --to onnx")."""
-    from converters.pmml import _refuse_unsupported_sklearn
+    from packager.converters.pmml import _refuse_unsupported_sklearn
     from packager.errors import MissingDependency
 
     jvm = ["SEVERE: Failed to convert PKL to PMML", "org.jpmml.sklearn.SkLearnException: Scikit-Learn version '1.9.1' is not supported",
@@ -77,7 +77,7 @@ def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tm
     from pathlib import Path
 
     import packager.safety.xml as xml
-    from converters.pmml import PmmlRuntime
+    from packager.converters.pmml import PmmlRuntime
 
     package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
     target = tmp_path / "model.pmml"
