@@ -25,6 +25,7 @@ class BenchSettings:
     min_runs: int = 10
     min_seconds: float = 0.5
     max_seconds: float = 5.0  # per batch size: slow models stop after min(3, ...) runs past this
+    text_column: str | None = None  # the data's texts, tokenized per batch size (transformer packages and folders)
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,11 @@ def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, s
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["OMP_NUM_THREADS"] = str(settings.threads)
     try:
-        call, info = _load_baseline(ref, model_class, settings.threads, data) if kind == "baseline" else _load_artifact(ref, settings.threads, registry_url, blobs)
-        feeds = _bench_feeds(info.pop("signature"), data, max(settings.batch_sizes))
-        measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
+        if kind == "baseline":
+            call, info, batch_of = _load_baseline(ref, model_class, settings, data)
+        else:
+            call, info, batch_of = _load_artifact(ref, settings, data, registry_url, blobs)
+        measurements = tuple(_measure(call, batch_of(size), size, settings) for size in settings.batch_sizes)
         return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
     except Exception as exc:  # one artifact failing must not lose the others' measurements
         message = exc.one_line() if isinstance(exc, PackagerError) else f"{type(exc).__name__}: {first_line(exc)}"
@@ -120,22 +123,30 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _load_artifact(ref: str, threads: int, registry_url: str | None, blobs: str | None) -> tuple[Any, dict[str, Any]]:
+def _load_artifact(ref: str, settings: BenchSettings, data: str, registry_url: str | None, blobs: str | None) -> tuple[Any, dict[str, Any], Any]:
+    """The packaged artifact in its runtime, and its batches: table columns by name, or texts through the packaged tokenizer."""
     from packager.inference import load_predictor, resolve
     from packager.package import path_size
 
     artifact = resolve(ref, registry_url=registry_url, blobs=blobs)
-    predictor = load_predictor(artifact, threads=threads)
+    predictor = load_predictor(artifact, threads=settings.threads)
     quant = artifact.manifest.quantization if artifact.manifest else None
     info = {"label": artifact.label or ref, "format": artifact.format, "runtime": f"{predictor.runtime.name} {predictor.runtime.version()}",
             "quantization": quant.mode if quant and quant.applied else None, "size_bytes": path_size(artifact.path),
-            "load_seconds": round(predictor.load_seconds, 4), "signature": predictor.signature}
-    return predictor, info
+            "load_seconds": round(predictor.load_seconds, 4)}
+    if settings.text_column:
+        from packager.text import TextPlan
+
+        plan = TextPlan.from_package(artifact.path.parent, settings.text_column)
+        texts = _texts(data, settings.text_column)
+        return predictor, info, lambda size: plan.tokenize(_first(texts, size))
+    return predictor, info, _table_batches(predictor.signature, data, max(settings.batch_sizes))
 
 
-def _load_baseline(path: str, model_class: str | None, threads: int, data: str) -> tuple[Any, dict[str, Any]]:
+def _load_baseline(path: str, model_class: str | None, settings: BenchSettings, data: str) -> tuple[Any, dict[str, Any], Any]:
     """The source model in its own framework: what the artifacts are compared against. Its
-    signature comes from the model, or from the data's first rows where the model has none (torch)."""
+    signature comes from the model, or from the data's first rows where the model has none (torch).
+    With ``text_column``, the framework's own ``feeds`` turn the texts into its inputs (a Hugging Face folder's tokenizer)."""
     from packager.conversion import load_source
     from packager.package import path_size
     from packager.plugins import default_registry
@@ -145,12 +156,43 @@ def _load_baseline(path: str, model_class: str | None, threads: int, data: str) 
     source = load_source(path, model_class=model_class)
     loaded = time.perf_counter() - started
     plugin = default_registry().framework(source.framework)
-    plugin.limit_threads(threads)
-    signature = plugin.signature(source.model, _head(load_sample(data)))
+    plugin.limit_threads(settings.threads)
+    sample = _head(load_sample(data))
+    texts = _texts(data, settings.text_column) if settings.text_column else None
+    signature = plugin.signature(source.model, sample if texts is None else texts[:8])
     info = {"label": f"{Path(path).name} (native {source.framework})", "format": source.info.format or source.framework,
             "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(), "quantization": None,
-            "size_bytes": path_size(Path(path)), "load_seconds": round(loaded, 4), "signature": signature}
-    return _baseline_call(plugin, source.model, signature, _bench_feeds(signature, data, 64)), info
+            "size_bytes": path_size(Path(path)), "load_seconds": round(loaded, 4)}
+    if texts is not None:
+        def batch_of(size):
+            return plugin.feeds(source.model, signature, _first(texts, size))
+    else:
+        batch_of = _table_batches(signature, data, max(settings.batch_sizes))
+    return _baseline_call(plugin, source.model, signature, batch_of(min(64, max(settings.batch_sizes)))), info, batch_of
+
+
+def _texts(data: str, column: str) -> list[str]:
+    """Every text of the data's ``column`` (bench data is small: it is repeated to the largest batch size)."""
+    import pyarrow as pa
+
+    from packager.batches import iter_batches, open_source
+
+    source = open_source(data)
+    if column not in source.columns:
+        raise UsageError(f"the bench data has no column {column!r}", f"it has {list(source.columns)[:20]}; name the text column with --text-column")
+    texts = [str(t) for batch in iter_batches(source, 65_536, {column: pa.string()}) for t in batch.column(column).to_pylist() if t is not None]
+    if not texts:
+        raise UsageError(f"the bench data's column {column!r} holds no text", "give a file with texts in that column")
+    return texts
+
+
+def _first(texts: list[str], size: int) -> list[str]:
+    return (texts * -(-size // len(texts)))[:size]
+
+
+def _table_batches(signature: Any, data: str, rows: int) -> Any:
+    feeds = _bench_feeds(signature, data, rows)
+    return lambda size: {k: v[:size] for k, v in feeds.items()}
 
 
 def _baseline_call(plugin: Any, model: Any, signature: Any, probe: dict[str, Any]) -> Any:
@@ -238,8 +280,9 @@ def write_reports(report: BenchReport, out: str | Path) -> dict[str, Path]:
 
 def markdown(report: BenchReport) -> str:
     m = report.machine
+    text = f" (the texts of column `{report.settings.text_column}`, tokenized per batch)" if report.settings.text_column else ""
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']}; AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
-             f"Data: `{Path(report.data).name}`. Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.", "",
+             f"Data: `{Path(report.data).name}`{text}. Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.", "",
              "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     base = next((a for a in report.artifacts if a.baseline and not a.error), None)

@@ -50,9 +50,12 @@ class TextPlan:
         return {self.column: pa.string()}
 
     def feeds(self, batch: Any) -> dict[str, Any]:
+        return self.tokenize(["" if t is None else str(t) for t in batch.column(self.column).to_pylist()])
+
+    def tokenize(self, texts: list[str]) -> dict[str, Any]:
+        """The model's int64 inputs for ``texts``, padded as the packaged tokenizer says (to the batch's longest text)."""
         import numpy as np
 
-        texts = ["" if t is None else str(t) for t in batch.column(self.column).to_pylist()]
         encodings = self.tokenizer.encode_batch(texts)
         columns = {"input_ids": lambda e: e.ids, "attention_mask": lambda e: e.attention_mask, "token_type_ids": lambda e: e.type_ids}
         return {name: np.asarray([columns[name](e) for e in encodings], dtype=np.int64) for name in self.input_names}

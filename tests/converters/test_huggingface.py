@@ -238,3 +238,22 @@ def test_predict_text_column_writes_labels_with_scores(classifier_folder, tmp_pa
     np.testing.assert_allclose(out["score"].to_numpy(), probabilities.max(axis=1), atol=1e-4)
     wrong = run_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "body", "-o", str(tmp_path / "x.parquet"))
     assert wrong.returncode == 2 and "no column 'body'" in wrong.stderr and not (tmp_path / "x.parquet").exists()
+
+
+def test_bench_text_column_measures_the_package_and_the_folder_on_texts(classifier_folder, tmp_path):
+    """bench --text-column: the package through its tokenizer and the folder as the native baseline, both on the texts."""
+    import pandas as pd
+
+    texts = [THREE_LENGTHS[i % 3] for i in range(10)]
+    pd.DataFrame({"id": range(10), "text": texts}).to_csv(tmp_path / "texts.csv", index=False)
+    package = convert(classifier_folder, to="onnx", out=tmp_path / "pkg")
+    result = run_cli("bench", str(package.path), "--baseline", str(classifier_folder), "--data", str(tmp_path / "texts.csv"),
+                     "--text-column", "text", "--batch-sizes", "1,16", "--min-seconds", "0.05", "-o", str(tmp_path / "b"), "--json")
+    assert result.returncode == 0, result.stderr
+    artifacts = json.loads(result.stdout)["artifacts"]
+    assert [a["error"] for a in artifacts] == ["", ""] and [a["baseline"] for a in artifacts] == [True, False]
+    assert all([m["batch_size"] for m in a["measurements"]] == [1, 16] and all(m["runs"] >= 3 for m in a["measurements"]) for a in artifacts)
+    assert "texts of column `text`" in (tmp_path / "b" / "bench.md").read_text()
+    wrong = run_cli("bench", str(package.path), "--data", str(tmp_path / "texts.csv"), "--text-column", "body", "-o", str(tmp_path / "c"),
+                    "--json")
+    assert "no column 'body'" in json.loads(wrong.stdout)["artifacts"][0]["error"]
