@@ -63,6 +63,7 @@ FORMATS: dict[str, FormatInfo] = {
         FormatInfo("catboost", "CatBoost model", ".cbm"),
         FormatInfo("safetensors", "safetensors (tensors only, no code)", ".safetensors"),
         FormatInfo("huggingface", "Hugging Face model folder (save_pretrained)", "", is_directory=True),
+        FormatInfo("spark", "Spark ML PipelineModel folder", "", is_directory=True),
     )
 }
 
@@ -191,9 +192,14 @@ def _detect_directory(path: Path) -> str:
         return "mleap"
     if (path / "config.json").is_file() and any((path / name).is_file() for name in HF_WEIGHTS):
         return "huggingface"
+    from packager.safety.spark import looks_like_spark_pipeline
+
+    if looks_like_spark_pipeline(path):
+        return "spark"
     raise InputFileError(
         f"{path} is a directory that holds no model packager recognises",
         "give a SavedModel folder (with saved_model.pb), a Hugging Face folder (config.json + model.safetensors), an .mlpackage, "
+        "a Spark PipelineModel folder (metadata/ + stages/), "
         "or a model file",
     )
 

@@ -50,6 +50,10 @@ def check_file(path: str | Path, fmt: str) -> None:
         from packager.safety.huggingface import check_hf_folder
 
         check_hf_folder(path)
+    elif fmt == "spark":
+        from packager.safety.spark import check_spark_folder
+
+        check_spark_folder(path)
     elif fmt == "onnx":
         from packager.safety.onnx import check_onnx
 
