@@ -237,7 +237,7 @@ def spark_to_pmml(model: Any, signature: Signature, out: Path, options) -> Any:
     try:
         PMMLBuilder(StructType(fields), pipeline).buildFile(str(path))
     except Exception as exc:
-        message = first_line(exc, 300)
+        message = _java_message(exc)
         if "not supported" in message.lower() or "IllegalArgument" in message:
             raise UnsupportedConversion(f"JPMML-SparkML cannot convert this pipeline: {message}", "use --to onnx") from exc
         raise ConversionError(f"pyspark2pmml failed: {message}", "run with --debug to see the JVM error") from exc
@@ -265,16 +265,75 @@ def spark_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
         raise UnsupportedConversion(f"onnxmltools cannot convert this Spark pipeline: {first_line(exc, 240)}", "use --to pmml") from exc
     from converters.sklearn import _rename_outputs
 
+    _cast_indices_before_concat(proto)
     _rename_outputs(proto, list(_output_columns(_stages(model)[-1])))
+    _label_as_double(proto)
     path = out / "model.onnx"
     path.write_bytes(proto.SerializeToString())
     return Artifact(path, {"converter": "onnxmltools.convert_sparkml", "onnxmltools": version_of("onnxmltools"),
                            "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)})
 
 
+def _cast_indices_before_concat(proto: Any) -> None:
+    """onnxmltools 1.16 feeds a StringIndexer's int64 index straight into the VectorAssembler's float Concat, which
+    onnxruntime refuses to load ("Type parameter (T) of Optype (Concat) bound to different types (tensor(float) and
+    tensor(int64)"); Spark's assembler casts the index to double, so a Cast to float restores what Spark computes."""
+    from onnx import TensorProto, helper
+
+    int64_outputs = {out for node in proto.graph.node if node.op_type == "LabelEncoder"
+                     and any(a.name == "values_int64s" for a in node.attribute) for out in node.output}
+    nodes = []
+    for node in proto.graph.node:
+        if node.op_type == "Concat":
+            for position, name in enumerate(node.input):
+                if name in int64_outputs:
+                    cast = f"{name}__as_float"
+                    nodes.append(helper.make_node("Cast", [name], [cast], to=TensorProto.FLOAT, name=f"cast_{name}"))
+                    node.input[position] = cast
+        nodes.append(node)
+    del proto.graph.node[:]
+    proto.graph.node.extend(nodes)
+
+
+def _label_as_double(proto: Any) -> None:
+    """Spark's prediction column is a double (the class index as 0.0, 1.0...); onnxmltools writes int64. The artifact
+    keeps Spark's type so its labels compare (and are written) as Spark's are."""
+    from onnx import TensorProto, helper
+
+    output = next((o for o in proto.graph.output if o.name == LABEL and o.type.tensor_type.elem_type == TensorProto.INT64), None)
+    if output is None:
+        return
+    raw = f"{LABEL}__int64"
+    for node in proto.graph.node:
+        node.output[:] = [raw if o == LABEL else o for o in node.output]
+        node.input[:] = [raw if i == LABEL else i for i in node.input]
+    proto.graph.node.append(helper.make_node("Cast", [raw], [LABEL], to=TensorProto.DOUBLE, name="label_as_double"))
+    output.type.tensor_type.elem_type = TensorProto.DOUBLE
+
+
+def _java_message(exc: Exception) -> str:
+    """Py4J's first line is "An error occurred while calling o123.buildFile."; the JVM's reason is the line after."""
+    lines = [line.strip(" :") for line in str(exc).splitlines() if "Exception" in line or "Error:" in line]
+    return (lines[0] if lines else first_line(exc, 300))[:300]
+
+
 def _refuse_unconvertible(stages: list[Any]) -> None:
-    """Name the stage onnxmltools has no converter for (its own error is a KeyError on a Python class)."""
+    """Name the stage onnxmltools has no converter for (its own error is a KeyError on a Python class), and refuse
+    trees with categorical splits: onnxmltools 1.16 writes every split as a numeric threshold (measured on wine: a
+    random forest splitting on a StringIndexer column moved probabilities by 0.1 on 43 of 178 rows)."""
     from onnxmltools.convert.sparkml.ops_names import sparkml_operator_name_map
+
+    for stage in stages:
+        debug = getattr(stage, "toDebugString", None)
+        if isinstance(debug, str) and " in {" in debug:
+            import re
+
+            features = sorted({int(f) for f in re.findall(r"feature (\d+) (?:not )?in \{", debug)})
+            raise UnsupportedConversion(
+                f"onnxmltools {version_of('onnxmltools')} cannot convert {type(stage).__name__} categorical splits (features {features}: "
+                "the StringIndexer/VectorIndexer columns Spark treats as categories)",
+                "use --to pmml, or one-hot encode those columns (OneHotEncoder) before the trees",
+            )
 
     known = {cls.__name__ for cls in sparkml_operator_name_map}
     missing = [type(s).__name__ for s in stages if type(s).__name__ not in known]

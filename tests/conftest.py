@@ -44,6 +44,18 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python
 
 
 @pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """The one SparkSession of the test run (start-up ~13 s), with the spark plugin registered (tests/spark_support.py)."""
+    pytest.importorskip("pyspark")
+    from tests.spark_support import ensure_spark_plugin, start_session
+
+    ensure_spark_plugin(tmp_path_factory.mktemp("spark-plugin"))
+    session, seconds = start_session()
+    print(f"\nSpark session started in {seconds:.1f} s")
+    return session
+
+
+@pytest.fixture(scope="session")
 def package_dirs(fixtures, tmp_path_factory):
     """Two real packages (ONNX and its int8 variant) to push."""
     from packager.conversion import convert
