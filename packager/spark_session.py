@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.deps import java_version, require
+from packager.errors import MissingDependency
 
 DEFAULT_MASTER = "local[2]"
 _LOCK = threading.Lock()
@@ -56,7 +57,10 @@ def session(master: str | None = None) -> Any:
             builder = builder.config(key, value)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            spark = builder.getOrCreate()
+            try:
+                spark = builder.getOrCreate()
+            except Exception as exc:  # a JVM that cannot start is this machine's problem, never "the file is corrupt"
+                raise _not_started(exc) from exc
         spark.sparkContext.setLogLevel("ERROR")
         STARTUP["seconds"] = time.perf_counter() - started
         _SESSION["spark"] = spark
@@ -73,7 +77,7 @@ def _config() -> dict[str, str]:
         "spark.driver.bindAddress": "127.0.0.1",
         "spark.sql.shuffle.partitions": "2",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile={log4j.as_uri()}",
+        "spark.driver.extraJavaOptions": " ".join([f"-Dlog4j2.configurationFile={log4j.as_uri()}", *_sandbox_java_options()]),
         "spark.local.dir": tempfile.gettempdir(),
     }
     try:
@@ -83,6 +87,34 @@ def _config() -> dict[str, str]:
     except (ImportError, ValueError):  # not installed, or a Spark version JPMML-SparkML does not support: PMML says so itself
         pass
     return config
+
+
+def _not_started(exc: Exception) -> MissingDependency:
+    """Py4J's first line is "An error occurred while calling None...JavaSparkContext."; the JVM's reason (and its
+    root cause, e.g. a NullPointerException under ExceptionInInitializerError) are the exception lines after it."""
+    from packager.sandbox import inside
+
+    reasons = [line.strip(" :\t") for line in str(exc).splitlines()
+               if line.strip(" :\t").startswith(("java.", "Caused by:", "org.apache", "py4j.")) and " at " not in line[:6]]
+    reasons = [r for r in reasons if not r.startswith("at ")] or [" ".join(str(exc).split())[:200] or type(exc).__name__]
+    where = "inside the sandbox" if inside() else "in this process"
+    hint = "check that `java -version` runs (Java 17+; apt-get install default-jre-headless) and rerun with --debug for the JVM's log"
+    if inside():
+        hint += "; for a Spark folder you trust, --trust starts Spark outside the sandbox"
+    return MissingDependency(f"Spark's JVM did not start {where}: {' <- '.join(reasons[:2])[:300]}", hint)
+
+
+def _sandbox_java_options() -> list[str]:
+    """JVM options the sandbox needs. Its own cgroup namespace (bwrap --unshare-all) shows the host's memory cgroup
+    mounted at root "/../..", outside the namespace's root "/"; OpenJDK 17.0.15's container support then leaves that
+    controller's path null, and the first caller of its metrics (Spark's ExecutorMetricType, at SparkContext start)
+    dies with ExceptionInInitializerError <- NullPointerException in CgroupUtil.readStringValue (measured here: even
+    `java -XshowSettings:system -version` fails that way inside the sandbox). The sandbox bounds memory with
+    RLIMIT_AS, not cgroups, so container detection is turned off there only; a trusted run keeps it (a JVM in a
+    Docker container must size its heap from the container's limit)."""
+    from packager.sandbox import inside
+
+    return ["-XX:-UseContainerSupport"] if inside() else []
 
 
 def started() -> bool:

@@ -104,3 +104,39 @@ def test_mleap_from_spark_is_refused_with_the_reason(wine_forest, tmp_path):
     folder, _ = wine_forest
     with pytest.raises(UnsupportedConversion, match="Maven"):
         convert(folder, to="mleap", out=tmp_path / "m", trust=True)
+
+
+@pytest.mark.parametrize("to", ["pmml", "onnx"])
+def test_untrusted_folder_converts_inside_the_sandbox(cancer_logistic, to, tmp_path):
+    """Without --trust Spark's JVM starts inside bubblewrap (its cgroup namespace once killed SparkContext start with
+    ExceptionInInitializerError, reported as 'truncated or corrupt'); the package validates against Spark there."""
+    from tests.conftest import run_cli
+
+    folder, sample = cancer_logistic
+    out = tmp_path / "pkg"
+    done = run_cli("convert", str(folder), "--to", to, "--sample", str(sample), "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = manifest["validation"]
+    assert report["status"] == "passed" and report["data_source"] == "sample" and report["samples"] == 569
+    by_name = {o["name"]: o for o in report["outputs"]}
+    assert by_name["label"]["agreement"] == 1.0 and by_name["probabilities"]["max_abs"] < 1e-4
+    assert manifest["source"]["format"] == "spark" and manifest["trusted_source"] is False
+
+
+def test_a_jvm_that_cannot_start_in_the_sandbox_is_said_so(cancer_logistic, tmp_path):
+    """--driver-java-options replaces the session's JVM options, so the JVM meets the sandbox's cgroup namespace with
+    container support on: the real start-up failure, which must read as Spark's JVM not starting (exit 3, the JVM's
+    reason, --trust as the way out), not as a corrupt file."""
+    import os
+
+    from tests.conftest import run_cli
+
+    folder, _ = cancer_logistic
+    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": "--driver-java-options -Dpackager.test=1 pyspark-shell"}
+    done = run_cli("convert", str(folder), "--to", "onnx", "--out", str(tmp_path / "pkg"), env=env)
+    assert done.returncode == 3, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Spark's JVM did not start inside the sandbox: java.lang.ExceptionInInitializerError" in lines[0]
+    assert "--trust" in lines[0] and "corrupt" not in lines[0]
+    assert not (tmp_path / "pkg").exists()
