@@ -94,9 +94,9 @@ def _not_started(exc: Exception) -> MissingDependency:
     root cause, e.g. a NullPointerException under ExceptionInInitializerError) are the exception lines after it."""
     from packager.sandbox import inside
 
-    reasons = [line.strip(" :\t") for line in str(exc).splitlines()
-               if line.strip(" :\t").startswith(("java.", "Caused by:", "org.apache", "py4j.")) and " at " not in line[:6]]
-    reasons = [r for r in reasons if not r.startswith("at ")] or [" ".join(str(exc).split())[:200] or type(exc).__name__]
+    lines = [line.strip(" :\t") for line in str(exc).splitlines()]  # stack frames start with "at ", reasons do not
+    reasons = [line for line in lines if line.startswith(("java.", "Caused by:", "org.apache", "py4j."))]
+    reasons = reasons or [" ".join(str(exc).split())[:200] or type(exc).__name__]  # PySpark's own, e.g. JAVA_GATEWAY_EXITED
     where = "inside the sandbox" if inside() else "in this process"
     hint = "check that `java -version` runs (Java 17+; apt-get install default-jre-headless) and rerun with --debug for the JVM's log"
     if inside():
