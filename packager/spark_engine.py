@@ -193,16 +193,18 @@ def _failure(exc: Exception, source: Any, artifact: Artifact) -> InputFileError:
     text = str(exc)
     cast = re.search(r"The value (.{0,80}?) of the type \"?STRING\"? cannot be cast to \"?(\w+)", text)
     if cast:
-        return InputFileError(f"cannot read {source.path.name} as {source.kind}: the value {cast.group(1)} is not a {cast.group(2).lower()}",
-                              "fix the value (empty fields and NA are read as missing), or convert the file to Parquet with explicit types")
+        value, wanted = cast.group(1), cast.group(2).lower()
+        return InputFileError(f"cannot read {source.path.name} as {source.kind}: the value {value} is not a {wanted}",
+                              "fix the value (empty fields and NA read as missing), or convert the file to Parquet with explicit types")
     if "CSV header does not conform to the schema" in text:
-        names = re.search(r"Header: (.{0,200}?)\s*Schema: (.{0,200}?)\s*Expected", text, re.S)
+        names = re.search(r"Header: (.{0,200}?)\s*Schema: (.{0,200}?)\s*Expected", text, re.DOTALL)
         found = f" (header {names.group(1).strip()}, first part {names.group(2).strip()})" if names else ""
         return InputFileError(f"the CSV parts of {source.path.name} do not share one header{found}",
                               "give every part the same columns in the same order")
     if "MALFORMED_RECORD_IN_PARSING" in text or "Malformed records are detected" in text:
         record = re.search(r"Malformed records are detected in record parsing: \[?(.{0,120}?)\]?\.", text)
-        return InputFileError(f"cannot read {source.path.name} as {source.kind}: a malformed row{f' ({record.group(1)})' if record else ''}",
+        row = f" ({record.group(1)})" if record else ""
+        return InputFileError(f"cannot read {source.path.name} as {source.kind}: a malformed row{row}",
                               "check that every row has the header's number of fields, or convert the file to Parquet")
     return InputFileError(f"Spark failed predicting with {artifact.label or artifact.path.name}: {_python_reason(exc)}",
                           "rerun with --engine local to see the row that fails")
