@@ -152,7 +152,8 @@ def compare(outputs: dict[str, Path]) -> dict:
             continue
         same_shape = list(frame.columns) == list(reference.columns) and len(frame) == len(reference)
         labels = frame["label"].to_numpy() == reference["label"].to_numpy() if same_shape else np.array([False])
-        diff = np.abs(frame[probability].to_numpy(np.float64) - reference[probability].to_numpy(np.float64)) if same_shape else np.array([np.inf])
+        diff = (np.abs(frame[probability].to_numpy(np.float64) - reference[probability].to_numpy(np.float64)) if same_shape
+                else np.array([np.inf]))
         result[engine] = {"rows": len(frame), "columns_equal": same_shape, "labels_identical": bool(labels.all()),
                           "label_mismatches": int((~labels).sum()), "probabilities_max_abs_diff": float(diff.max()),
                           "probabilities_identical": bool((diff == 0).all())}
@@ -164,33 +165,47 @@ def markdown(report: dict) -> str:
     lines = [
         "# `packager predict`: local, Dask and Spark engines on one input",
         "",
-        f"Model: {report['model']}. Input: {report['rows']:,} rows × {report['features']} columns, one Parquet file "
+        (f"Model: {report['model']}. Input: {report['rows']:,} rows × {report['features']} columns, one Parquet file "
         f"({report['input_mb']} MB), resampled from breast_cancer with 1% noise. Default batch size, each engine run once "
-        "as the CLI in a child process, in the order below.",
+        "as the CLI in a child process, in the order below."),
         "",
-        "| engine | wall s | rows/s (wall) | engine-reported s | partitions | driver peak RSS MB | process-tree peak RSS MB (sampled) "
-        "| processes | load avg before → after (1 min) |",
+        ("| engine | wall s | rows/s (wall) | engine-reported s | partitions | driver peak RSS MB | process-tree peak RSS MB (sampled) "
+        "| processes | load avg before → after (1 min) |"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in report["runs"]:
         lines.append(f"| {run['engine']} | {run['wall_seconds']} | {run['rows_per_second']:,} | {run['engine_seconds']} | "
-                     f"{run['partitions'] or '–'} | {run['driver_peak_rss_mb']} | {run['tree_peak_rss_mb']} | {run['tree_processes_max']} | "
+                     f"{run['partitions'] or '–'} | {run['driver_peak_rss_mb']} | {run['tree_peak_rss_mb']} | "
+                     f"{run['tree_processes_max']} | "
                      f"{run['loadavg_before'][0]} → {run['loadavg_after'][0]} |")
     lines += ["", "Equality against `--engine local`, row by row:", "",
               "| engine | rows | labels identical | label mismatches | probabilities max abs diff |", "|---|---:|---|---:|---:|"]
     for engine, eq in report["equality"].items():
-        lines.append(f"| {engine} | {eq['rows']:,} | {eq['labels_identical']} | {eq['label_mismatches']} | {eq['probabilities_max_abs_diff']:.3g} |")
-    lines += ["", f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, Python {machine['python']}; "
-              f"{', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
-              f"Load average (1, 5, 15 min) before the runs {report['loadavg_start']}, after {report['loadavg_end']}: "
-              f"{report['load_note']}", ""]
+        lines.append(f"| {engine} | {eq['rows']:,} | {eq['labels_identical']} | {eq['label_mismatches']} | "
+                     f"{eq['probabilities_max_abs_diff']:.3g} |")
+    lines += ["", (f"Machine: {machine['cpu']}, {machine['cores']} cores, {machine['memory_gb']} GB, Python {machine['python']}; "
+              f"{', '.join(f'{k} {v}' for k, v in report['versions'].items())}."),
+              (f"Load average (1, 5, 15 min) before the runs {report['loadavg_start']}, after {report['loadavg_end']}: "
+              f"{report['load_note']}"), "", "Reading the figures:", "",
+              ("- wall time is what a user waits for: Spark's includes starting the JVM (10-13 s in this machine's test runs) and the "
+              "sort that restores the input's row order; Dask's includes starting a 2-worker LocalCluster;"),
+              ("- `partitions` is how the engine cut the input: Dask kept one Parquet file as one partition (one worker scores), "
+              "Spark cut it into splits of at most 128 MB;"),
+              ("- the local engine runs the model in its sandbox child (counted in the process tree), Dask and Spark in their "
+              "unconfined workers (a package, static checks on);"),
+              ("- the process-tree figure sums VmRSS over every process sampled at the same instant (a page shared by several "
+              "processes counts in each), every 0.1 s."), ""]
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--render", action="store_true", help="Rewrite engines.md from engines.json, running nothing.")
     args = parser.parse_args()
+    if args.render:
+        (RESULTS / "engines.md").write_text(markdown(json.loads((RESULTS / "engines.json").read_text())))
+        return
     from packager.bench import describe_machine
     from packager.deps import version_of
 
@@ -215,7 +230,8 @@ def main() -> None:
             if busy > (os.cpu_count() or 1) * 0.5 else "the machine was mostly idle")
     report = {"model": "breast_cancer, StandardScaler + LogisticRegression, ONNX package (packager convert --to onnx)",
               "rows": args.rows, "features": frame.shape[1], "input_mb": input_mb, "runs": runs, "equality": equality,
-              "machine": describe_machine(threads=0), "versions": {d: version_of(d) for d in ("pyspark", "dask", "distributed", "onnxruntime", "pyarrow")},
+              "machine": describe_machine(threads=0),
+              "versions": {d: version_of(d) for d in ("pyspark", "dask", "distributed", "onnxruntime", "pyarrow")},
               "loadavg_start": [round(x, 2) for x in start_load], "loadavg_end": [round(x, 2) for x in end_load], "load_note": note}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "engines.json").write_text(json.dumps(report, indent=2) + "\n")
