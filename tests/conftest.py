@@ -44,6 +44,17 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python
 
 
 @pytest.fixture(scope="session")
+def spark():
+    """The one SparkSession of the test run (start-up ~13 s), shared by every Spark test (tests/spark_support.py)."""
+    pytest.importorskip("pyspark")
+    from tests.spark_support import start_session
+
+    session, seconds = start_session()
+    print(f"\nSpark session started in {seconds:.1f} s")
+    return session
+
+
+@pytest.fixture(scope="session")
 def package_dirs(fixtures, tmp_path_factory):
     """Two real packages (ONNX and its int8 variant) to push."""
     from packager.conversion import convert

@@ -10,41 +10,55 @@ import click
 @click.argument("model", metavar="REF_OR_PATH")
 @click.argument("data", type=click.Path(path_type=Path), metavar="INPUT")
 @click.option("-o", "--out", "output", type=click.Path(path_type=Path), required=True,
-              help="Output file (.parquet, .csv or .npy); with --engine dask, a folder of Parquet parts.")
+              help="Output file (.parquet, .csv or .npy); with --engine dask or spark, a folder of Parquet parts.")
 @click.option("--batch-size", default=1024, show_default=True, help="Rows per batch (memory stays at one batch).")
 @click.option("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster.")
+@click.option("--engine", type=click.Choice(["local", "dask", "spark"]), default="local", show_default=True,
+              help="Run here, or partitioned on a Dask cluster or Spark (Parquet input).")
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
+@click.option("--master", metavar="URL", help="With --engine spark: Spark's master (default: local[2]).")
 @click.option("--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages).")
 @click.option("--trust", is_flag=True, help="Run the model unconfined (no sandbox) and past the allow-list: only for files you trust.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, text_column, trust, force, registry_url, blobs, as_json):
+def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, master, text_column, trust, force, registry_url, blobs,
+            as_json):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
     from packager.commands._render import emit_json
     from packager.inference import resolve
 
     artifact = resolve(model, registry_url=registry_url, blobs=blobs)
-    if engine == "dask" and text_column:
+    if master and engine != "spark":
         from packager.errors import UsageError
 
-        raise UsageError("--text-column runs with --engine local only", "drop --engine dask")
+        raise UsageError("--master is Spark's master and needs --engine spark", "add --engine spark, or drop --master")
+    if engine != "local" and text_column:
+        from packager.errors import UsageError
+
+        raise UsageError("--text-column runs with --engine local only", f"drop --engine {engine}")
     if engine == "dask":
         from packager.distributed import predict_on_dask
 
         summary = predict_on_dask(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs),
                                   scheduler=scheduler, workers=workers, trust=trust, overwrite=force).to_dict()
+    elif engine == "spark":
+        from packager.spark_engine import predict_on_spark
+
+        summary = predict_on_spark(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs), master=master,
+                                   trust=trust, overwrite=force).to_dict()
     else:
         summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column)
     if as_json:
         emit_json(summary)
     else:
-        loaded = f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary else f"; {summary['workers']} Dask workers"
+        loaded = (f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary
+                  else f"; Spark {summary['master']}, {summary['partitions']} partitions" if summary.get("engine") == "spark"
+                  else f"; {summary['workers']} Dask workers")
         click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
 
 

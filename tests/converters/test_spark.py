@@ -1,0 +1,142 @@
+"""Spark ML pipelines fitted on scikit-learn's bundled datasets -> PMML and ONNX, validated against Spark's own
+predictions on the same rows, and each artifact re-run independently of packager (onnxruntime, JPMML)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from packager.errors import UnsupportedConversion
+
+pytestmark = [pytest.mark.spark, pytest.mark.java]
+
+
+def _frame(loader, category_from: str):
+    data = loader(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace("/", "_").replace(" ", "_"))
+    frame = frame.rename(columns={"target": "label"})
+    frame["label"] = frame["label"].astype("float64")
+    column = category_from.replace(" ", "_")
+    # a string column for the StringIndexer: the feature's tercile, as words (what a real table's category looks like)
+    frame["band"] = np.select([frame[column] < frame[column].quantile(1 / 3), frame[column] < frame[column].quantile(2 / 3)],
+                              ["low", "mid"], "high")
+    return frame
+
+
+def _fit(spark, frame, estimator, folder, one_hot=False):
+    from pyspark.ml import Pipeline
+    from pyspark.ml.feature import OneHotEncoder, StringIndexer, VectorAssembler
+
+    numeric = [c for c in frame.columns if c not in ("label", "band")]
+    encode = [OneHotEncoder(inputCol="band_index", outputCol="band_onehot", dropLast=False)] if one_hot else []
+    pipeline = Pipeline(stages=[StringIndexer(inputCol="band", outputCol="band_index"), *encode,
+                                VectorAssembler(inputCols=numeric + ["band_onehot" if one_hot else "band_index"], outputCol="features"),
+                                estimator])
+    model = pipeline.fit(spark.createDataFrame(frame))
+    model.write().overwrite().save(str(folder))
+    sample = folder.parent / f"{folder.name}.parquet"
+    frame.drop(columns=["label"]).to_parquet(sample)
+    return folder, sample
+
+
+@pytest.fixture(scope="module")
+def wine_forest(spark, tmp_path_factory):
+    from pyspark.ml.classification import RandomForestClassifier
+    from sklearn.datasets import load_wine
+
+    return _fit(spark, _frame(load_wine, "alcohol"), RandomForestClassifier(numTrees=20, maxDepth=5, seed=1),
+                tmp_path_factory.mktemp("spark") / "wine_forest")
+
+
+@pytest.fixture(scope="module")
+def cancer_logistic(spark, tmp_path_factory):
+    from pyspark.ml.classification import LogisticRegression
+    from sklearn.datasets import load_breast_cancer
+
+    return _fit(spark, _frame(load_breast_cancer, "mean radius"), LogisticRegression(maxIter=50, regParam=0.01),
+                tmp_path_factory.mktemp("spark") / "cancer_logistic", one_hot=True)
+
+
+@pytest.fixture(scope="module")
+def wine_forest_one_hot(spark, tmp_path_factory):
+    from pyspark.ml.classification import RandomForestClassifier
+    from sklearn.datasets import load_wine
+
+    return _fit(spark, _frame(load_wine, "alcohol"), RandomForestClassifier(numTrees=20, maxDepth=5, seed=1),
+                tmp_path_factory.mktemp("spark") / "wine_forest_one_hot", one_hot=True)
+
+
+@pytest.mark.parametrize("which, to", [("wine_forest_one_hot", "pmml"), ("cancer_logistic", "pmml"), ("cancer_logistic", "onnx")])
+def test_pipeline_converts_and_validates_on_real_rows(request, which, to, tmp_path):
+    from packager.conversion import convert
+
+    folder, sample = request.getfixturevalue(which)
+    package = convert(folder, to=to, sample=sample, out=tmp_path / "pkg", trust=True)
+    report = package.validation
+    assert report["status"] == "passed", report
+    assert report["data_source"] == "sample" and report["samples"] >= 178
+    by_name = {o["name"]: o for o in report["outputs"]}
+    assert by_name["label"]["agreement"] == 1.0
+    assert by_name["probabilities"]["max_abs"] < 1e-4
+    print(which, to, {n: (o["agreement"], o["max_abs"]) for n, o in by_name.items()})
+    manifest = json.loads((package.path / "manifest.json").read_text())
+    assert manifest["source"]["format"] == "spark"
+    assert [s["name"] for s in manifest["signature"]["inputs"]][0] == "band"  # the StringIndexer's column, read first
+
+
+
+def test_forest_with_categorical_splits_is_pmml_only(wine_forest, tmp_path):
+    """Spark treats a StringIndexer column as categorical; onnxmltools would write its splits as thresholds."""
+    from packager.conversion import convert
+
+    folder, sample = wine_forest
+    with pytest.raises(UnsupportedConversion, match=r"categorical splits \(features \[13\]"):
+        convert(folder, to="onnx", sample=sample, out=tmp_path / "onnx", trust=True)
+    assert not (tmp_path / "onnx").exists()
+    report = convert(folder, to="pmml", sample=sample, out=tmp_path / "pmml", trust=True).validation
+    assert report["status"] == "passed" and {o["name"]: o["agreement"] for o in report["outputs"]}["label"] == 1.0
+
+
+def test_mleap_from_spark_is_refused_with_the_reason(wine_forest, tmp_path):
+    from packager.conversion import convert
+
+    folder, _ = wine_forest
+    with pytest.raises(UnsupportedConversion, match="Maven"):
+        convert(folder, to="mleap", out=tmp_path / "m", trust=True)
+
+
+@pytest.mark.parametrize("to", ["pmml", "onnx"])
+def test_untrusted_folder_converts_inside_the_sandbox(cancer_logistic, to, tmp_path):
+    """Without --trust Spark's JVM starts inside bubblewrap (its cgroup namespace once killed SparkContext start with
+    ExceptionInInitializerError, reported as 'truncated or corrupt'); the package validates against Spark there."""
+    from tests.conftest import run_cli
+
+    folder, sample = cancer_logistic
+    out = tmp_path / "pkg"
+    done = run_cli("convert", str(folder), "--to", to, "--sample", str(sample), "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = manifest["validation"]
+    assert report["status"] == "passed" and report["data_source"] == "sample" and report["samples"] == 569
+    by_name = {o["name"]: o for o in report["outputs"]}
+    assert by_name["label"]["agreement"] == 1.0 and by_name["probabilities"]["max_abs"] < 1e-4
+    assert manifest["source"]["format"] == "spark" and manifest["trusted_source"] is False
+
+
+def test_a_jvm_that_cannot_start_in_the_sandbox_is_said_so(cancer_logistic, tmp_path):
+    """--driver-java-options replaces the session's JVM options, so the JVM meets the sandbox's cgroup namespace with
+    container support on: the real start-up failure, which must read as Spark's JVM not starting (exit 3, the JVM's
+    reason, --trust as the way out), not as a corrupt file."""
+    import os
+
+    from tests.conftest import run_cli
+
+    folder, _ = cancer_logistic
+    env = {**os.environ, "PYSPARK_SUBMIT_ARGS": "--driver-java-options -Dpackager.test=1 pyspark-shell"}
+    done = run_cli("convert", str(folder), "--to", "onnx", "--out", str(tmp_path / "pkg"), env=env)
+    assert done.returncode == 3, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Spark's JVM did not start inside the sandbox: java.lang.ExceptionInInitializerError" in lines[0]
+    assert "--trust" in lines[0] and "corrupt" not in lines[0]
+    assert not (tmp_path / "pkg").exists()
