@@ -33,7 +33,7 @@ class SklearnApiFramework(Framework):
         return self.load_native(Path(path), fmt)
 
     def _sklearn(self) -> Any:
-        from packager.converters.sklearn import Sklearn
+        from .sklearn import Sklearn
 
         return Sklearn()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.converters._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
+from ._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
@@ -94,7 +94,7 @@ class CatBoost(Framework):
                 feeds["X"] = _border_rows(model, len(feeds["X"]))
             return feeds
         if signature.columnar:
-            from packager.converters.sklearn import _column_feeds
+            from .sklearn import _column_feeds
 
             return _column_feeds(signature, sample)
         matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)

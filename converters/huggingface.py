@@ -629,7 +629,7 @@ def int8_for_transformers(path: Path) -> dict[str, Any]:
 @converts("huggingface", to="torchscript",
     note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
 def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from packager.converters.torch import torch_to_torchscript
+    from .torch import torch_to_torchscript
 
     artifact = torch_to_torchscript(model.module, signature, out, options)
     return type(artifact)(artifact.path, {**artifact.details, **write_text_files(model, out)})
@@ -692,7 +692,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
     import numpy as np
 
-    from packager.converters.torch import _trace
+    from .torch import _trace
     from packager.conversion import Artifact
     from packager.deps import quiet_output
     from packager.errors import first_line

@@ -18,7 +18,7 @@ from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
 
-from packager.converters import tensorflow as tfc
+from . import tensorflow as tfc
 
 
 def _keras():
@@ -59,7 +59,7 @@ class Keras(Framework):
         return Signature(specs)
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
-        from packager.converters.keras_rows import fitted_rows
+        from .keras_rows import fitted_rows
 
         return fitted_rows(model, signature, rows)
 

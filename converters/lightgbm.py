@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
 from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, first_line
@@ -159,14 +159,14 @@ def lightgbm_to_text(model: Any, signature, out: Path, options) -> Any:
 
 @converts("lightgbm", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' LightGBM converter, double thresholds")
 def lightgbm_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.sklearn import sklearn_to_onnx
+    from .sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("lightgbm", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def lightgbm_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.pmml import sklearn_to_pmml
+    from .pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 

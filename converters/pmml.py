@@ -61,7 +61,7 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
             f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
-    from packager.converters.sklearn import _foreign_plugins
+    from .sklearn import _foreign_plugins
 
     for plugin in _foreign_plugins(model):  # a step no JPMML converter knows is refused before the JVM starts
         if hasattr(plugin, "refuse_pmml"):

@@ -63,12 +63,12 @@ class SafetensorsRuntime(Runtime):
                 "note": "a state dict alone does not say its architecture: loaded into the model class, it runs in torch"}
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
-        from packager.converters.huggingface import load_saved_text_model
+        from .huggingface import load_saved_text_model
 
         return load_saved_text_model(Path(path))
 
     def predict(self, handle: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        from packager.converters.huggingface import run_module
+        from .huggingface import run_module
 
         module, preprocessing = handle
         return run_module(module, preprocessing, feeds)

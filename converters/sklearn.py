@@ -101,7 +101,7 @@ class Sklearn(Framework):
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         """Rows from the fitted statistics (scalers, split thresholds, imputers, categories, vocabulary), or None."""
-        from packager.converters.sklearn_rows import fitted_rows
+        from .sklearn_rows import fitted_rows
 
         return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
 
@@ -349,7 +349,7 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     accepts missing values, so a NaN path that breaks in the artifact shows."""
     import numpy as np
 
-    from packager.converters.sklearn_rows import NAN_FRACTION, accepts_missing
+    from .sklearn_rows import NAN_FRACTION, accepts_missing
 
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
     if accepts_missing(model):

@@ -347,7 +347,7 @@ def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) ->
 
 def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *, package: bool = False) -> Any:
     """Through one concrete function (the only Keras 3 route coremltools takes)."""
-    from packager.converters.coreml import convert_to_coreml
+    from .coreml import convert_to_coreml
 
     function = graph.concrete()
     try:

@@ -357,7 +357,7 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
 
 
 def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package: bool) -> Any:
-    from packager.converters.coreml import convert_to_coreml
+    from .coreml import convert_to_coreml
 
     traced = _trace(model, _example(signature, options))
     return convert_to_coreml(traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__)

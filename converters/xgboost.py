@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
 from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
@@ -126,14 +126,14 @@ def xgboost_to_ubj(model: Any, signature, out: Path, options) -> Any:
 
 @converts("xgboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' XGBoost converter inside skl2onnx")
 def xgboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.sklearn import sklearn_to_onnx
+    from .sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("xgboost", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def xgboost_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.pmml import sklearn_to_pmml
+    from .pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 
