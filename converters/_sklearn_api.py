@@ -133,7 +133,7 @@ def float32_trees(convert: Any) -> Any:
         outputs = [scope.declare_local_variable(f"{o.raw_name}32", FloatTensorType(o.type.shape))
                    if isinstance(o.type, DoubleTensorType) else o for o in operator.outputs]
         convert(scope, _Retyped(operator, [narrowed, *operator.inputs[1:]], outputs), container)
-        for declared, computed in zip(operator.outputs, outputs):
+        for declared, computed in zip(operator.outputs, outputs, strict=True):  # outputs is built from operator.outputs
             if declared is not computed:
                 container.add_node("Cast", computed.full_name, declared.full_name, to=TensorProto.DOUBLE,
                                    name=scope.get_unique_operator_name("CastTreesOutput"))

@@ -18,13 +18,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework, runs
 from packager.signature import Signature, TensorSpec
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
 
 SPLIT_DTYPE = "float32"
 CBM = "catboost"
@@ -184,7 +185,8 @@ def _tensor_outputs(proto: Any, signature: Signature) -> None:
             if output.name == target:
                 output.CopyFrom(helper.make_tensor_value_info(source, TensorProto.FLOAT, ["N", None]))
     renames = {graph.input[0].name: signature.input_names[0]} if not signature.columnar else {}
-    renames.update({o.name: name for o, name in zip(graph.output, signature.output_names)})
+    # positional, and the signature may name fewer outputs than the graph has: the rest keep their names
+    renames.update({o.name: name for o, name in zip(graph.output, signature.output_names, strict=False)})
     for node in graph.node:
         node.input[:] = [renames.get(i, i) for i in node.input]
         node.output[:] = [renames.get(o, o) for o in node.output]
@@ -223,9 +225,8 @@ def _parse_classifier(scope, model, inputs, custom_parsers=None):
     """A label and a probabilities output: CatBoostClassifier is no scikit-learn ClassifierMixin, so skl2onnx's own parsers
     would declare one output (measured: "at least 2 output(s) is(are) required but we got 1")."""
     from skl2onnx._parse import _apply_zipmap
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
-
     from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
     operator = scope.declare_local_operator(sklearn_operator_name_map[type(model)], model)
     operator.inputs = inputs

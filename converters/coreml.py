@@ -107,7 +107,9 @@ def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any
 
     bits = 8 if mode == "weights" else 16
     with quiet_output():
-        quantized = quantization_utils.quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear")
+        quantized = quantization_utils.quantize_weights(
+            ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear"
+        )
     ct.utils.save_spec(quantized.get_spec(), str(dst))
     return QuantizeResult(True, "", {"mode": mode, "bits": bits, "tool": f"coremltools {version_of('coremltools')} quantization_utils"})
 

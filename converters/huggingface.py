@@ -156,7 +156,7 @@ def _wrapper_class():
             self.with_probabilities = len(preprocessing.outputs) > 1
 
         def forward(self, *inputs):
-            named = dict(zip(self.names, inputs))
+            named = dict(zip(self.names, inputs, strict=True))  # callers pass one tensor per name
             out = self.model(**named)
             if self.task != "feature-extraction":
                 logits = out.logits
@@ -493,7 +493,7 @@ def run_module(module: Any, preprocessing: Preprocessing, feeds: Mapping[str, An
     with torch.no_grad():
         produced = module(*tensors)
     produced = produced if isinstance(produced, tuple) else (produced,)
-    return {name: value.detach().cpu().numpy() for name, value in zip(preprocessing.outputs, produced)}
+    return {name: value.detach().cpu().numpy() for name, value in zip(preprocessing.outputs, produced, strict=True)}
 
 
 # ---------------------------------------------------------------- package files
@@ -692,10 +692,11 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
     import numpy as np
 
-    from .torch import _trace
     from packager.conversion import Artifact
     from packager.deps import quiet_output
     from packager.errors import first_line
+
+    from .torch import _trace
 
     ct = require("coremltools", "coreml", "Core ML export")
     _register_coreml_new_ones()

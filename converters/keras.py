@@ -14,9 +14,9 @@ from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
-from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
+from packager.validation import INT8, SAME_KERNELS, criteria_table
 
 from . import tensorflow as tfc
 
@@ -101,8 +101,10 @@ def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[
 
     args = [feeds[name] for name in signature.input_names]
     result = model(args if len(args) > 1 else args[0], training=False)
-    values = [result[k] for k in sorted(result)] if isinstance(result, Mapping) else result if isinstance(result, (list, tuple)) else [result]
-    return {name: np.asarray(value) for name, value in zip(output_names(model), values)}
+    values = (
+        [result[k] for k in sorted(result)] if isinstance(result, Mapping) else result if isinstance(result, (list, tuple)) else [result]
+    )
+    return {name: np.asarray(value) for name, value in zip(output_names(model), values, strict=True)}
 
 
 def load_keras(path: Path, fmt: str, *, trust: bool = False) -> Any:
@@ -126,14 +128,19 @@ def load_keras(path: Path, fmt: str, *, trust: bool = False) -> Any:
             raise InputFileError(f"{Path(path).name} is {fmt}, not a Keras file", "give a .keras archive or a Keras .h5 file")
     except ValueError as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise UnsafeModelError(f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT) from None
+            raise UnsafeModelError(
+                f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT
+            ) from None
         raise
 
 
 def as_graph(model: Any) -> tfc.TFGraph:
     """The model as one tf.function over its inputs, in inference mode."""
     inputs = input_specs(model)
-    call = lambda *args: model(list(args) if len(args) > 1 else args[0], training=False)  # noqa: E731
+
+    def call(*args: Any) -> Any:
+        return model(list(args) if len(args) > 1 else args[0], training=False)
+
     return tfc.graph_from_callable(call, inputs, output_names(model), "keras", keep_alive=model)
 
 
@@ -151,7 +158,11 @@ def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
             quantized = _int8_copy(model)
             path.unlink()
             quantized.save(str(path))
-            details["quantized_in_conversion"] = {"mode": "dynamic", "size_before": size_before, "layers": "Dense, EinsumDense, Embedding (Keras int8)"}
+            details["quantized_in_conversion"] = {
+                "mode": "dynamic",
+                "size_before": size_before,
+                "layers": "Dense, EinsumDense, Embedding (Keras int8)",
+            }
     return Artifact(path, details)
 
 
@@ -162,7 +173,10 @@ def _int8_copy(model: Any) -> Any:
     try:
         copy.quantize("int8")
     except Exception as exc:
-        raise ConversionError(f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+        raise ConversionError(
+            f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}",
+            "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize",
+        ) from exc
     return copy
 
 

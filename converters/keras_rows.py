@@ -19,7 +19,8 @@ def fitted_rows(model: Any, signature: Signature, rows: int, seed: int = 0) -> d
     rng = np.random.default_rng(seed)
     feeds = synthesize(signature, rows, seed)
     drawn = False
-    for spec, layers in zip(signature.inputs, _consumers(model)):
+    # a model without .inputs (a Sequential never built on an Input) has no consumer lists: nothing is drawn
+    for spec, layers in zip(signature.inputs, _consumers(model), strict=False):
         for layer in layers:
             value = _from_normalization(layer, feeds[spec.name].shape, rng) if _is(layer, "Normalization") else None
             if value is None and _is(layer, "Embedding"):

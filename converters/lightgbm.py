@@ -15,12 +15,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
 from packager.contract import Format
-from packager.deps import require, version_of
+from packager.deps import require
 from packager.errors import InputFileError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
 
 SPLIT_DTYPE = "float64"
 TEXT = "lightgbm"

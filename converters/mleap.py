@@ -15,9 +15,9 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Runtime
 from packager.deps import require, version_of
-from packager.safety import check_zip_file
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
+from packager.safety import check_zip_file
 from packager.validation import FLOAT32, criteria_table
 
 _MLEAP_MODULES = ("mleap.sklearn.pipeline", "mleap.sklearn.base", "mleap.sklearn.logistic", "mleap.sklearn.svm",
@@ -56,7 +56,9 @@ def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
             pipeline.mlinit()
             pipeline.serialize_to_bundle(work, "bundle", init=True)
         except Exception as exc:
-            raise ConversionError(f"mleap failed to serialise {type(model).__name__}: {type(exc).__name__}: {exc}", "use --to onnx, pmml or skops") from exc
+            raise ConversionError(
+                f"mleap failed to serialise {type(model).__name__}: {type(exc).__name__}: {exc}", "use --to onnx, pmml or skops"
+            ) from exc
         path = out / "model.zip"
         _zip_dir(Path(work) / "bundle", path)
     return Artifact(path, {"converter": "mleap", "converter_version": version_of("mleap"), "estimator_node": estimator.name})
@@ -88,7 +90,10 @@ class MleapRuntime(Runtime):
 
     def check(self, path: Path, signature) -> dict[str, Any]:
         found = self.inspect(path)
-        return {"reason": "mleap's Python package cannot read this estimator back; bundle.json and every node's model.json were checked", **found}
+        return {
+            "reason": "mleap's Python package cannot read this estimator back; bundle.json and every node's model.json were checked",
+            **found,
+        }
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         return _read_bundle(Path(path))

@@ -12,7 +12,9 @@ from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, criteria_table
 
 # operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
 INT8_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "Attention", "Gather", "EmbedLayerNormalization"})
-NOT_QUANTIZABLE_HINT = "this graph stays fp32 (trees and ai.onnx.ml linear operators have no int8 form); use --quantize auto to keep fp32 and record why"
+NOT_QUANTIZABLE_HINT = (
+    "this graph stays fp32 (trees and ai.onnx.ml linear operators have no int8 form); use --quantize auto to keep fp32 and record why"
+)
 
 
 def _ort():
@@ -54,7 +56,10 @@ class OnnxRuntime(Runtime):
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
+            raise InputFileError(
+                f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}",
+                "the file is corrupt or uses operators this onnxruntime lacks",
+            ) from exc
 
     def predict(self, session: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         declared, names = _io(session)
@@ -71,8 +76,8 @@ class OnnxRuntime(Runtime):
             ) from exc
         wanted = signature.output_names if signature is not None and signature.outputs else names
         if set(wanted) <= set(names):
-            return {n: v for n, v in zip(names, values) if n in wanted}
-        return dict(zip(wanted, values))
+            return {n: v for n, v in zip(names, values, strict=True) if n in wanted}
+        return dict(zip(wanted, values, strict=False))  # positional: outputs beyond the signature's names are dropped
 
     def signature_of(self, session: Any) -> Any:
         """For a bare .onnx file (no manifest): the graph's declared inputs and outputs."""
@@ -127,7 +132,15 @@ _ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(
 def _cast(array: Any, onnx_type: str) -> Any:
     import numpy as np
 
-    wanted = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(string)": object, "tensor(bool)": np.bool_, "tensor(float16)": np.float16}.get(onnx_type)
+    wanted = {
+        "tensor(float)": np.float32,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(string)": object,
+        "tensor(bool)": np.bool_,
+        "tensor(float16)": np.float16,
+    }.get(onnx_type)
     return np.asarray(array, dtype=wanted) if wanted is not None else np.asarray(array)
 
 
@@ -145,7 +158,9 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
             return QuantizeResult(False, f"kept fp32: nothing to quantize (operators: {', '.join(ml_ops) or 'none with weights'})")
         mode = "dynamic"
     if mode in ("dynamic", "static") and not int8_ops:
-        raise NotQuantizable(f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT)
+        raise NotQuantizable(
+            f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT
+        )
     settings: dict = {}
     try:
         if mode == "dynamic":
@@ -157,8 +172,19 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
     except NotQuantizable:
         raise
     except Exception as exc:
-        raise ConversionError(f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto") from exc
-    return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], **settings, "tool": f"onnxruntime {version_of('onnxruntime')}"})
+        raise ConversionError(
+            f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto"
+        ) from exc
+    return QuantizeResult(
+        True,
+        "",
+        {
+            "mode": mode,
+            "operators": int8_ops if mode != "fp16" else ["float initializers"],
+            **settings,
+            "tool": f"onnxruntime {version_of('onnxruntime')}",
+        },
+    )
 
 
 def cpu_has_vnni() -> bool:
@@ -215,7 +241,8 @@ def _schema_output_type(schema: Any, node: Any, index: int, types: Mapping[str, 
     if index >= len(schema.outputs):
         index = len(schema.outputs) - 1  # a variadic last output
     param = schema.outputs[index].type_str
-    for formal, actual in zip(schema.inputs, node.input):
+    # a node may omit trailing optional inputs, or repeat a variadic last one: only the declared pairs are compared
+    for formal, actual in zip(schema.inputs, node.input, strict=False):
         if formal.type_str == param and actual in types:
             return types[actual]
     allowed = next((list(c.allowed_type_strs) for c in schema.type_constraints if c.type_param_str == param), [param])
@@ -269,6 +296,8 @@ def _fp16(model: Any, dst: Path, onnx: Any, ml_ops: list[str]) -> None:
 
     floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     if not floats:
-        raise NotQuantizable(f"--quantize fp16: the graph has no float weight tensors (only {', '.join(ml_ops) or 'no weights'})", NOT_QUANTIZABLE_HINT)
+        raise NotQuantizable(
+            f"--quantize fp16: the graph has no float weight tensors (only {', '.join(ml_ops) or 'no weights'})", NOT_QUANTIZABLE_HINT
+        )
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
     onnx.save(converted, str(dst))

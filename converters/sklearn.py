@@ -15,8 +15,16 @@ from typing import Any
 
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
-from packager.errors import (ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError, converting,
-                             first_line)
+from packager.errors import (
+    ConversionError,
+    InputFileError,
+    PackagerWarning,
+    SampleError,
+    UnsupportedConversion,
+    UsageError,
+    converting,
+    first_line,
+)
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -52,7 +60,11 @@ class Sklearn(Framework):
                 f"{path.name} holds a {type(model).__module__}.{type(model).__qualname__}, not a scikit-learn estimator",
                 "pickle the fitted estimator or pipeline itself",
             )
-        pickled_with = [str(getattr(w.message, "original_sklearn_version", "")) for w in caught if type(w.message).__name__ == "InconsistentVersionWarning"]
+        pickled_with = [
+            str(getattr(w.message, "original_sklearn_version", ""))
+            for w in caught
+            if type(w.message).__name__ == "InconsistentVersionWarning"
+        ]
         if pickled_with:
             warnings.warn(
                 f"{path.name} was pickled with scikit-learn {pickled_with[0]} but {version_of('scikit-learn')} is installed; "
@@ -136,7 +148,9 @@ class Sklearn(Framework):
         matrix = _as_matrix(sample).astype("float64" if full_precision else signature.inputs[0].dtype)
         expected = signature.inputs[0].shape[1]
         if matrix.ndim != 2 or matrix.shape[1] != expected:
-            raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature")
+            raise UsageError(
+                f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature"
+            )
         return {"X": matrix}
 
     def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +216,7 @@ def _categorical_columns(model: Any) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if flags is None or names is None:
         return []
-    return [str(n) for n, flag in zip(names, flags) if flag]
+    return [str(n) for n, flag in zip(names, flags, strict=True) if flag]  # both one per feature
 
 
 def _categories_by_column(model: Any) -> dict[str, list]:
@@ -220,7 +234,7 @@ def _categories_by_column(model: Any) -> dict[str, list]:
             for encoder in _walk_steps(transformer):
                 categories = getattr(encoder, "categories_", None)
                 if categories is not None and len(columns) == len(categories):
-                    found.update({c: list(cats) for c, cats in zip(columns, categories)})
+                    found.update({c: list(cats) for c, cats in zip(columns, categories, strict=True)})
     for _, step in getattr(model, "steps", []):
         found.update(_categories_by_column(step))
     return found
@@ -232,7 +246,7 @@ def _column_names(columns: Any, names: list[str]) -> list[str]:
 
     selected = np.asarray(columns if not isinstance(columns, (str, int)) else [columns])
     if selected.dtype.kind == "b" and len(selected) == len(names):
-        return [n for n, keep in zip(names, selected) if keep]
+        return [n for n, keep in zip(names, selected, strict=True) if keep]
     if selected.dtype.kind in "iu" and names:
         return [names[i] for i in selected]
     return [str(c) for c in selected]
@@ -266,7 +280,9 @@ def _as_matrix(sample: Any):
         sample = next(iter(sample.values()))
     array = sample.to_numpy() if hasattr(sample, "to_numpy") else np.asarray(sample)
     if array.dtype.kind in "OUS":
-        raise UsageError("the sample has text columns, but the model takes a numeric matrix", "encode them, or pass the pipeline that encodes them")
+        raise UsageError(
+            "the sample has text columns, but the model takes a numeric matrix", "encode them, or pass the pipeline that encodes them"
+        )
     return array.reshape(-1, 1) if array.ndim == 1 else array
 
 
@@ -278,7 +294,10 @@ def is_classifier_like(model: Any) -> bool:
 
 def _column_feeds(signature: Signature, sample: Any, full_precision: bool = False) -> dict[str, Any]:
     if not hasattr(sample, "columns"):
-        raise UsageError("this model selects columns by name, so the sample must be a table", "give --sample as .csv or .parquet with the training columns")
+        raise UsageError(
+            "this model selects columns by name, so the sample must be a table",
+            "give --sample as .csv or .parquet with the training columns",
+        )
     missing = [s.name for s in signature.inputs if s.name not in sample.columns]
     if missing:
         raise UsageError(f"the sample lacks columns {missing}", f"the model needs {signature.input_names}")
@@ -354,7 +373,7 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
     if accepts_missing(model):
         rng = np.random.default_rng(2)
-        for name, array in feeds.items():
+        for array in feeds.values():
             if array.dtype.kind == "f":
                 array[rng.random(array.shape) < NAN_FRACTION] = np.nan
     return feeds
@@ -485,9 +504,8 @@ def _output_methods(model: Any) -> dict[str, Any]:
 
 def load_skops(path: Path, *, trust: bool = False) -> Any:
     """skops refuses unknown types itself; we let through the ones our allow-list accepts."""
-    from packager.safety import TRUST_HINT, import_refusal
     from packager.errors import UnsafeModelError
-
+    from packager.safety import TRUST_HINT, import_refusal
     from packager.safety.zips import check_zip
 
     sio = require("skops.io", "sklearn", "reading .skops files")
@@ -503,7 +521,9 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     except UnsafeModelError:
         raise
     except Exception as exc:
-        raise InputFileError(f"{path.name} cannot be read as a skops file ({type(exc).__name__}: {exc})", "re-save it with skops.io.dump") from exc
+        raise InputFileError(
+            f"{path.name} cannot be read as a skops file ({type(exc).__name__}: {exc})", "re-save it with skops.io.dump"
+        ) from exc
 
 
 # ---------------------------------------------------------------- conversions
@@ -665,10 +685,10 @@ def _patch_skl2onnx_pipeline_options() -> None:
     LinearSVC()))) with a converter that sets zipmap=False on every classifier step, and LinearSVC's converter has
     no zipmap option ("Option 'zipmap' not in ['nocl', 'output_class_labels', 'raw_scores'] for class 'LinearSVC'").
     The same converter, setting it only on steps that take it."""
+    from skl2onnx._parse import _parse_sklearn
     from skl2onnx.common import _registration
     from skl2onnx.common._apply_operation import apply_cast
     from skl2onnx.common.data_types import guess_proto_type
-    from skl2onnx._parse import _parse_sklearn
 
     registered = _registration.get_converter("SklearnPipeline")
     if getattr(registered._fct, "_packager_patched", False):
@@ -688,7 +708,7 @@ def _patch_skl2onnx_pipeline_options() -> None:
             inputs = outputs
         if len(outputs) != len(operator.outputs):
             raise RuntimeError(f"Mismatch between pipeline output {len(outputs)} and last step outputs {len(operator.outputs)}.")
-        for source, target in zip(outputs, operator.outputs):
+        for source, target in zip(outputs, operator.outputs, strict=True):
             name = scope.get_unique_operator_name(("Id" if isinstance(target.type, type(source.type)) else "Cast") + operator.onnx_name)
             if isinstance(target.type, type(source.type)):
                 container.add_node("Identity", source.full_name, target.full_name, name=name)
@@ -720,7 +740,14 @@ def _patch_skl2onnx_bool_attributes() -> None:
 def _onnx_initial_types(signature: Signature) -> list:
     from skl2onnx.common import data_types as t
 
-    by_dtype = {"float32": t.FloatTensorType, "float64": t.DoubleTensorType, "int64": t.Int64TensorType, "int32": t.Int32TensorType, "str": t.StringTensorType, "bool": t.BooleanTensorType}
+    by_dtype = {
+        "float32": t.FloatTensorType,
+        "float64": t.DoubleTensorType,
+        "int64": t.Int64TensorType,
+        "int32": t.Int32TensorType,
+        "str": t.StringTensorType,
+        "bool": t.BooleanTensorType,
+    }
     return [(s.name, by_dtype[s.dtype](list(s.shape))) for s in signature.inputs]
 
 
@@ -749,14 +776,16 @@ def _skl2onnx_boundary(model: Any):
     except ConversionError as exc:
         text = first_line(exc.__cause__) if exc.__cause__ is not None else ""
         if "not supported" in text or "not implemented" in text.lower():
-            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT) from exc.__cause__
+            raise UnsupportedConversion(
+                f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT
+            ) from exc.__cause__
         raise
 
 
 def _rename_outputs(proto: Any, names: list[str]) -> None:
     """Give graph outputs the signature's names (positionally), rewiring the nodes that produce them."""
     renames = {}
-    for output, name in zip(proto.graph.output, names):
+    for output, name in zip(proto.graph.output, names, strict=False):  # outputs beyond the names keep theirs
         if output.name != name:
             renames[output.name] = name
     taken = {o for node in proto.graph.node for o in node.output} | {i.name for i in proto.graph.input}

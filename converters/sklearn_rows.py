@@ -98,7 +98,7 @@ def _threshold_rows(model, width, rows, rng, nested):
     for step in steps:
         tree = getattr(step, "tree_", None)
         if tree is not None and getattr(step, "n_features_in_", None) == width:
-            for feature, threshold in zip(tree.feature, tree.threshold):
+            for feature, threshold in zip(tree.feature, tree.threshold, strict=True):  # one entry per node
                 if 0 <= feature < width:
                     thresholds.setdefault(int(feature), []).append(float(threshold))
         for predictors in getattr(step, "_predictors", None) or []:  # HistGradientBoosting

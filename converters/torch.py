@@ -17,8 +17,8 @@ from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework, runs
-from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
+from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 
 SHAPE_HINT = "a torch model carries no input shapes: give --sample FILE (.npy, or .npz with one array per input) or --input-shape 1,3,32,32"
 
@@ -39,7 +39,7 @@ class Torch(Framework):
         return any(c.__module__.startswith("torch.") and c.__name__ in ("Module", "ScriptModule") for c in type(obj).__mro__)
 
     def load(self, path: Path, fmt: str, *, trust: bool = False, model_class: str | None = None) -> Any:
-        torch = _torch()
+        _torch()  # the extra to install, before anything else is said about the file
         if model_class and fmt not in ("torch", "safetensors"):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
         if fmt == "torchscript":
@@ -47,7 +47,10 @@ class Torch(Framework):
         if fmt == "pt2":
             return exported_module(load_program(path, trust=trust))
         if not model_class:
-            raise UsageError(f"{path.name} is a state dict (weights without code)", "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)")
+            raise UsageError(
+                f"{path.name} is a state dict (weights without code)",
+                "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)",
+            )
         return load_state_dict(path, model_class)
 
     def describe(self, model: Any) -> dict[str, Any]:
@@ -74,7 +77,7 @@ class Torch(Framework):
             raise UsageError("no sample inputs", SHAPE_HINT)
         feeds = _as_feeds(sample)
         if list(feeds) != signature.input_names and len(feeds) == len(signature.inputs):
-            feeds = dict(zip(signature.input_names, feeds.values()))
+            feeds = dict(zip(signature.input_names, feeds.values(), strict=True))
         return feeds
 
     def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,7 +159,10 @@ def instantiate(model_class: str) -> Any:
     try:
         return factory()
     except TypeError as exc:
-        raise UsageError(f"--model-class {model_class} cannot be built without arguments ({exc})", "point it at a factory function that returns the module") from None
+        raise UsageError(
+            f"--model-class {model_class} cannot be built without arguments ({exc})",
+            "point it at a factory function that returns the module",
+        ) from None
 
 
 def _few(keys: list[str]) -> str:
@@ -237,7 +243,11 @@ def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -
     except (UnsupportedConversion, UsageError):
         raise
     except Exception as exc:
-        hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.option("script") else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        hint = (
+            "make forward() scriptable (type annotations, no unsupported Python)"
+            if options.option("script")
+            else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        )
         raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {first_line(exc)}", hint) from exc
     return Artifact(path, details)
 
@@ -256,7 +266,10 @@ def _quantized_module(model: Any, options, example: tuple) -> Any:
 
     torch = _torch()
     if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "named_modules"):
-        raise UnsupportedConversion("int8 needs the Python nn.Module, not a TorchScript or exported program", "pass the module through the Python API or --model-class")
+        raise UnsupportedConversion(
+            "int8 needs the Python nn.Module, not a TorchScript or exported program",
+            "pass the module through the Python API or --model-class",
+        )
     if options.quantize == "dynamic":
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -310,11 +323,22 @@ def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
             failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
-        raise ConversionError(f"torch.onnx.export failed with both exporters ({'; '.join(failures)})", "check that forward() is exportable, or try another --opset")
+        raise ConversionError(
+            f"torch.onnx.export failed with both exporters ({'; '.join(failures)})",
+            "check that forward() is exportable, or try another --opset",
+        )
     onnx = require("onnx", "torch", "ONNX export")
     proto = onnx.load(str(path))
-    return Artifact(path, {"exporter": "dynamo" if not failures else "torchscript (dynamo failed)", "dynamo_error": failures[0] if failures else None,
-                           "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "ir_version": proto.ir_version, "torch": version_of("torch")})
+    return Artifact(
+        path,
+        {
+            "exporter": "dynamo" if not failures else "torchscript (dynamo failed)",
+            "dynamo_error": failures[0] if failures else None,
+            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+            "ir_version": proto.ir_version,
+            "torch": version_of("torch"),
+        },
+    )
 
 
 def _check_dynamic(path: Path, dynamic: dict[str, list[int]]) -> None:
@@ -352,7 +376,9 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
     except UnsupportedConversion:
         raise
     except Exception as exc:
-        raise ConversionError(f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks") from exc
+        raise ConversionError(
+            f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks"
+        ) from exc
     return Artifact(path, {"dynamic_batch": dynamic, "torch": version_of("torch")})
 
 
@@ -400,7 +426,9 @@ class _TorchRuntime(Runtime):
         torch = _torch()
         with torch.no_grad():
             produced = outputs_dict(module(*_tensors(feeds, signature.input_names)))
-        return dict(zip(signature.output_names, produced.values())) if signature.outputs else produced
+        return (
+            dict(zip(signature.output_names, produced.values(), strict=False)) if signature.outputs else produced
+        )  # extra outputs dropped
 
 
 # TorchScript/torch.export run the same ATen kernels as the module; int8 modes are quantized while converting.

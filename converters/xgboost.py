@@ -15,12 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
 from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
 
 SPLIT_DTYPE = "float32"
 JSON, UBJ = "xgboost-json", "xgboost-ubj"
@@ -161,7 +162,10 @@ def _refusing(convert: Any) -> Any:
 
     def convert_checked(scope, operator, container):
         model = operator.raw_operator
-        categorical = [n for n, t in zip(model.get_booster().feature_names or [], model.get_booster().feature_types or []) if t == "c"]
+        # a booster may carry names without types, or neither: no types, no categorical column
+        categorical = [
+            n for n, t in zip(model.get_booster().feature_names or [], model.get_booster().feature_types or [], strict=False) if t == "c"
+        ]
         if categorical:
             raise UnsupportedConversion(
                 f"onnxmltools {version_of('onnxmltools')} cannot convert XGBoost categorical splits (features {', '.join(categorical)})",

@@ -39,7 +39,9 @@ def open_source(path: str | Path) -> DataSource:
     try:
         return _describe(path, kind)
     except Exception as exc:
-        raise InputFileError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {first_line(exc)})", f"check that it is a valid {kind} file") from exc
+        raise InputFileError(
+            f"cannot read {path.name} as {kind} ({type(exc).__name__}: {first_line(exc)})", f"check that it is a valid {kind} file"
+        ) from exc
 
 
 def _describe(path: Path, kind: str) -> DataSource:
@@ -63,7 +65,9 @@ def _describe(path: Path, kind: str) -> DataSource:
 def _list_columns(schema: Any) -> frozenset[str]:
     import pyarrow as pa
 
-    return frozenset(f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))
+    return frozenset(
+        f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)
+    )
 
 
 def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -101,7 +105,11 @@ def _table_batches(path: Path, kind: str, batch_size: int, column_types: dict[st
     elif kind == "csv":
         import pyarrow.csv as pcsv
 
-        yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=pcsv.ConvertOptions(column_types=column_types or {}))
+        yield from pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pcsv.ConvertOptions(column_types=column_types or {}),
+        )
     else:
         import pyarrow as pa
         import pyarrow.json as pjson
@@ -191,7 +199,9 @@ def _tensor_rows(column: Any, spec: TensorSpec) -> Any:
 
     rows, shape, values = len(column), [], column
     for _ in spec.shape[1:]:
-        widths = values.value_lengths().to_numpy(zero_copy_only=False) if hasattr(values, "value_lengths") else np.array([values.type.list_size])
+        widths = (
+            values.value_lengths().to_numpy(zero_copy_only=False) if hasattr(values, "value_lengths") else np.array([values.type.list_size])
+        )
         if len(widths) and (widths != widths[0]).any():
             raise UsageError(f"the rows of column {spec.name} hold lists of different lengths ({widths.min()} to {widths.max()})",
                              "pad them to one length per batch (or use --batch-size 1)")
@@ -255,11 +265,17 @@ _IGNORED = frozenset({"__index_level_0__"})
 
 def _plan_array(signature: Signature, source: DataSource) -> FeedPlan:
     if len(signature.inputs) != 1:
-        raise UsageError(f"a .npy file holds one array, the model has inputs {signature.input_names}", "give a Parquet/CSV file with one column per input")
+        raise UsageError(
+            f"a .npy file holds one array, the model has inputs {signature.input_names}",
+            "give a Parquet/CSV file with one column per input",
+        )
     spec = signature.inputs[0]
     want, got = spec.shape[1:], source.shape[1:]
-    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-        raise UsageError(f"{source.path.name} holds rows of shape {got}, the model's input {spec.name} takes {tuple(want)}", "reshape the array to (rows, *input shape)")
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
+        raise UsageError(
+            f"{source.path.name} holds rows of shape {got}, the model's input {spec.name} takes {tuple(want)}",
+            "reshape the array to (rows, *input shape)",
+        )
     return FeedPlan(signature, {spec.name: ()})
 
 
@@ -308,7 +324,10 @@ class OutputWriter:
     def write(self, outputs: dict[str, Any]) -> None:
         if self.kind == "npy":
             if len(outputs) != 1:
-                raise UsageError(f"a .npy file holds one array, the model produces {list(outputs)}", "write Parquet or CSV (-o out.parquet), or choose one with --output NAME")
+                raise UsageError(
+                    f"a .npy file holds one array, the model produces {list(outputs)}",
+                    "write Parquet or CSV (-o out.parquet), or choose one with --output NAME",
+                )
             self._writer = self._writer or NpyStreamWriter(self.temp)
             self.rows += self._writer.append(next(iter(outputs.values())))
             return
@@ -364,11 +383,16 @@ class NpyStreamWriter:
         array = np.asarray(value)
         if self.dtype is None:
             if array.dtype.hasobject or array.dtype.kind in "US":
-                raise UsageError("a .npy output cannot hold text labels batch by batch (their width varies)", "write Parquet or CSV (-o out.parquet)")
+                raise UsageError(
+                    "a .npy output cannot hold text labels batch by batch (their width varies)", "write Parquet or CSV (-o out.parquet)"
+                )
             self.dtype, self.row_shape = array.dtype, array.shape[1:]
             self.handle.write(self._header(0))
         if array.shape[1:] != self.row_shape:
-            raise UsageError(f"the model's output changed shape between batches ({self.row_shape} then {array.shape[1:]})", "write Parquet (-o out.parquet)")
+            raise UsageError(
+                f"the model's output changed shape between batches ({self.row_shape} then {array.shape[1:]})",
+                "write Parquet (-o out.parquet)",
+            )
         self.handle.write(np.ascontiguousarray(array, dtype=self.dtype).tobytes())
         self.rows += len(array)
         return len(array)
@@ -384,7 +408,9 @@ class NpyStreamWriter:
     def _header(self, rows: int) -> bytes:
         import numpy as np
 
-        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}).encode("latin1")
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}).encode(
+            "latin1"
+        )
         room = self.HEADER_BYTES - 10 - len(text) - 1  # magic (6) + version (2) + length (2), then the dict, spaces, newline
         if room < 0:
             raise UsageError(f"an output of shape {self.row_shape} per row is too deep for a .npy stream", "write Parquet (-o out.parquet)")

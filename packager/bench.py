@@ -61,7 +61,12 @@ class BenchReport:
     artifacts: tuple[ArtifactBench, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": asdict(self.settings), "machine": self.machine, "data": self.data, "artifacts": [asdict(a) for a in self.artifacts]}
+        return {
+            "settings": asdict(self.settings),
+            "machine": self.machine,
+            "data": self.data,
+            "artifacts": [asdict(a) for a in self.artifacts],
+        }
 
 
 def run_bench(refs: list[str], data: str | Path, settings: BenchSettings, *, baseline: str | None = None, model_class: str | None = None,
@@ -94,13 +99,19 @@ def _local(ref: str, registry_url: str | None, blobs: str | None) -> tuple[Path,
     return (artifact.path.parent if artifact.manifest is not None else artifact.path), artifact.label or ref
 
 
-def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None) -> ArtifactBench:
+def _measure_in_child(
+    kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None
+) -> ArtifactBench:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["OMP_NUM_THREADS"] = str(settings.threads)
     try:
-        call, info = _load_baseline(ref, model_class, settings.threads, data) if kind == "baseline" else _load_artifact(ref, settings.threads, registry_url, blobs)
+        call, info = (
+            _load_baseline(ref, model_class, settings.threads, data)
+            if kind == "baseline"
+            else _load_artifact(ref, settings.threads, registry_url, blobs)
+        )
         feeds = _bench_feeds(info.pop("signature"), data, max(settings.batch_sizes))
         measurements = tuple(_measure(call, feeds, size, settings) for size in settings.batch_sizes)
         return ArtifactBench(measurements=measurements, peak_rss_mb=round(peak_rss_mb(), 1), baseline=kind == "baseline", **info)
@@ -200,10 +211,19 @@ def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSetting
         call(batch)
         latencies.append(time.perf_counter() - start)
         spent = time.perf_counter() - began
-        if (len(latencies) >= settings.min_runs and spent >= settings.min_seconds) or (spent >= settings.max_seconds and len(latencies) >= 3) or len(latencies) >= 100_000:
+        if (
+            (len(latencies) >= settings.min_runs and spent >= settings.min_seconds)
+            or (spent >= settings.max_seconds and len(latencies) >= 3)
+            or len(latencies) >= 100_000
+        ):
             break
     ms = np.array(latencies) * 1000
-    return Measurement(size, len(latencies), *(round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99)), round(size * len(latencies) / sum(latencies), 1))
+    return Measurement(
+        size,
+        len(latencies),
+        *(round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99)),
+        round(size * len(latencies) / sum(latencies), 1),
+    )
 
 
 def describe_machine(threads: int) -> dict[str, Any]:
@@ -238,10 +258,15 @@ def write_reports(report: BenchReport, out: str | Path) -> dict[str, Path]:
 
 def markdown(report: BenchReport) -> str:
     m = report.machine
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']}; AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
-             f"Data: `{Path(report.data).name}`. Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.", "",
-             "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']};"
+        f" AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
+        f"Data: `{Path(report.data).name}`."
+        f" Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.",
+        "",
+        "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     base = next((a for a in report.artifacts if a.baseline and not a.error), None)
     base_rate = {m.batch_size: m.rows_per_second for m in base.measurements} if base else {}
     for a in report.artifacts:
@@ -250,8 +275,11 @@ def markdown(report: BenchReport) -> str:
             continue
         for x in a.measurements:
             ratio = f"{x.rows_per_second / base_rate[x.batch_size]:.2f}×" if base_rate.get(x.batch_size) and not a.baseline else "—"
-            lines.append(f"| {a.label} | {a.format} | {a.quantization or '—'} | {a.size_bytes:,} | {a.load_seconds:.3f} | {a.peak_rss_mb:.0f} | {x.batch_size:,} | "
-                         f"{x.p50_ms:.3f} | {x.p95_ms:.3f} | {x.p99_ms:.3f} | {x.rows_per_second:,.0f} | {ratio} |")
+            lines.append(
+                f"| {a.label} | {a.format} | {a.quantization or '—'} | {a.size_bytes:,} | "
+                f"{a.load_seconds:.3f} | {a.peak_rss_mb:.0f} | {x.batch_size:,} | "
+                f"{x.p50_ms:.3f} | {x.p95_ms:.3f} | {x.p99_ms:.3f} | {x.rows_per_second:,.0f} | {ratio} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -64,7 +64,9 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, prog
                 "sample": ws.data("sample", sample), "calibration": ws.data("calibration", calibration), **_plain_tolerance(options)}
         answers = ws.call("convert_each", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
         if not isinstance(answers, list):
-            raise sandbox.InputFileError(f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model")
+            raise sandbox.InputFileError(
+                f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model"
+            )
         for answer in answers:
             target = str(answer.get("target", "?")) if isinstance(answer, dict) else "?"
             try:

@@ -34,7 +34,6 @@ from typing import Any, Callable, Mapping
 
 from packager.errors import PluginError
 
-
 # ---------------------------------------------------------------- values exchanged with converters and quantizers
 
 @dataclass(frozen=True)

@@ -10,20 +10,48 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager import __version__, sandbox
-from packager.errors import (ConversionError, NotQuantizable, PackagerError, UnsupportedConversion, UsageError, ValidationFailed,
-                             first_line, reading)
 from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
+from packager.errors import (
+    ConversionError,
+    NotQuantizable,
+    PackagerError,
+    UnsupportedConversion,
+    UsageError,
+    ValidationFailed,
+    first_line,
+    reading,
+)
+from packager.evidence import Evidence, gather
 from packager.formats import detect_format
 from packager.package import (
-    INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, check_destination, digest_files,
-    input_example, path_size, sha256_file, staging_dir, write_json,
+    INPUT_EXAMPLE,
+    MANIFEST,
+    REQUIREMENTS,
+    Manifest,
+    Quantization,
+    SourceInfo,
+    check_destination,
+    digest_files,
+    input_example,
+    path_size,
+    sha256_file,
+    staging_dir,
+    write_json,
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.samples import load_sample
-from packager.evidence import Evidence, gather
 from packager.signature import Signature
-from packager.validation import (Criterion, ValidationReport, build_report, compare_outputs, criterion_for, not_executed_report,
-                                 parse_output_kinds, parse_tolerances, with_min_agreement)
+from packager.validation import (
+    Criterion,
+    ValidationReport,
+    build_report,
+    compare_outputs,
+    criterion_for,
+    not_executed_report,
+    parse_output_kinds,
+    parse_tolerances,
+    with_min_agreement,
+)
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
 Progress = Callable[[str], None]
@@ -231,8 +259,17 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trus
     results = []
     for target in (registry.targets_of(source.framework) if "all" in targets else targets):
         try:
-            package = convert(source, to=target, out=Path(base) / target, trust=trust, model_class=model_class, task=task, registry=registry,
-                              progress=lambda message, t=target: step(f"{t}: {message}"), **options)
+            package = convert(
+                source,
+                to=target,
+                out=Path(base) / target,
+                trust=trust,
+                model_class=model_class,
+                task=task,
+                registry=registry,
+                progress=lambda message, t=target: step(f"{t}: {message}"),
+                **options,
+            )
             results.append(TargetResult(target, package=package))
         except PackagerError as exc:
             results.append(TargetResult(target, error=exc))
@@ -455,7 +492,10 @@ def _second_length(runtime, handle, evidence: Evidence, criteria) -> tuple:
     length = max(1, next(evidence.feeds[n].shape[a] for n, axes in dynamic.items() for a in axes) // 2)
     expected = evidence.source_predict(cut)
     actual = runtime.predict(handle, evidence.signature, cut)
-    renamed = lambda d: {f"{k}@len={length}": v for k, v in d.items()}
+
+    def renamed(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {f"{k}@len={length}": v for k, v in d.items()}
+
     return compare(renamed(expected), renamed(actual), renamed(criteria), renamed(evidence.kinds))
 
 

@@ -61,7 +61,9 @@ def predict_on_dask(artifact: Runnable, data: str | Path, output: str | Path, *,
     artifact = Runnable(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
     started = time.perf_counter()
     with _client(distributed, scheduler, workers) as client:
-        frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
+        frame = (
+            dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
+        )
         job = dict(artifact=artifact, batch_size=batch_size, threads=threads, outputs=outputs or [], trust=trust)
         meta = client.submit(_predict_frame, frame.head(2, compute=True), pure=False, **job).result().iloc[:0]
         temp = output.with_name(f".{output.name}.partial")

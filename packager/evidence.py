@@ -90,7 +90,7 @@ def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signatu
         if unknown:
             raise UsageError(f"--input-shape names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
         specs = tuple(replace(s, shape=(None, *shapes[s.name][1:])) if s.name in shapes else s for s in signature.inputs)
-    for old, new in zip(signature.inputs, specs):
+    for old, new in zip(signature.inputs, specs, strict=True):
         if old.shape[1:] and None not in old.shape[1:] and old.shape[1:] != new.shape[1:]:
             raise UsageError(
                 f"--input-shape gives {old.name} shape {new.shape[1:]}, but the model expects {old.shape[1:]}",

@@ -259,7 +259,7 @@ def _detect_zip(path: Path) -> str | None:
         found.append("mleap")
     torch_family = [n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names], \
         [n.endswith("/constants.pkl") or "/code/" in n for n in names], [n.endswith("/data.pkl") for n in names]
-    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family):
+    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family, strict=True):
         if any(hits):
             found.append(fmt)  # one family: a TorchScript archive has data.pkl too, a torch.export one nests TorchScript
             break
@@ -282,7 +282,12 @@ def _detect_protobuf(path: Path, head: bytes) -> str | None:
                 candidates.append("onnx")
             if fields <= set(_GRAPHDEF_FIELDS) and 1 in fields and _wire_types_match(data, _GRAPHDEF_FIELDS):
                 candidates.append("pb")
-            if 1 in fields and 2 in fields and fields <= set(_COREML_FIELDS) | set(range(200, 600)) and _wire_types_match(data, _COREML_FIELDS):
+            if (
+                1 in fields
+                and 2 in fields
+                and fields <= set(_COREML_FIELDS) | set(range(200, 600))
+                and _wire_types_match(data, _COREML_FIELDS)
+            ):
                 candidates.append("coreml")
     elif head[:1] == b"\x08":
         candidates.append("onnx")

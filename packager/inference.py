@@ -80,7 +80,9 @@ class Predictor:
         return self.runtime.predict(self.handle, self.signature, feeds)
 
 
-def load_predictor(artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
+def load_predictor(
+    artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None
+) -> Predictor:
     """Load ``artifact`` in THIS process, with the static checks unless ``trust``. A package gets the same
     checks as a bare file: its manifest's ``trusted_source`` says how it was made, it grants nothing (a
     registry token holder could write it). For a confined run over a file, use ``predict``."""
@@ -90,7 +92,9 @@ def load_predictor(artifact: Runnable, *, threads: int | None = None, trust: boo
         from packager.errors import UnsupportedConversion
 
         why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
-        raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that")
+        raise UnsupportedConversion(
+            f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that"
+        )
     if not trust:
         from packager.safety import check_file
 
@@ -115,7 +119,10 @@ def _bare_signature(artifact: Runnable, runtime: Any, handle: Any, registry: Plu
             return registry.framework(source.framework).signature(source.model, None)
         except UsageError:
             pass
-    raise UsageError(f"{artifact.path.name} does not say what inputs it takes", "run a package made by `packager convert` (its manifest holds the signature)")
+    raise UsageError(
+        f"{artifact.path.name} does not say what inputs it takes",
+        "run a package made by `packager convert` (its manifest holds the signature)",
+    )
 
 
 # ---------------------------------------------------------------- predict over a file
@@ -150,8 +157,17 @@ def predict(artifact: Runnable, input_path: str | Path, output: str | Path, *, b
                         text_column=text_column)
 
 
-def predict_file(predictor: Predictor, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, outputs: list[str] | None = None,
-                 overwrite: bool = False, progress: Progress | None = None, text_column: str | None = None) -> PredictResult:
+def predict_file(
+    predictor: Predictor,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 1024,
+    outputs: list[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    text_column: str | None = None,
+) -> PredictResult:
     """Stream ``input_path`` through the model in batches; memory stays at one batch. ``text_column``: the package
     carries a tokenizer, and this column's texts are tokenized with it batch by batch (packager.text)."""
     from packager.batches import OutputWriter, iter_batches, open_source, plan_feeds

@@ -66,10 +66,9 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     the sandbox unless ``trust``; a manifest's ``trusted_source`` never counts as trust.
     """
     from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
-    from packager.package import INPUT_EXAMPLE
-    from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
-    from packager.package import check_model_file
+    from packager.package import INPUT_EXAMPLE, check_model_file
     from packager.safety import check_file
+    from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
 
     if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined

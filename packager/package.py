@@ -15,8 +15,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.errors import OutputExists
+from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.signature import Signature
 
 MANIFEST = "manifest.json"
@@ -117,8 +117,8 @@ def digest_files(root: Path) -> dict[str, str]:
 
 
 def check_destination(destination: Path, overwrite: bool) -> None:
-    """OutputExists when ``destination`` holds something and may not be replaced (callers check before slow work)."""
-    destination = destination.absolute()
+    """OutputExists when ``destination`` holds something and may not be replaced (callers check before slow work).
+    The message names the path as the caller gave it."""
     if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
         raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
 
@@ -135,12 +135,6 @@ def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
         _replace(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def check_destination(destination: Path, overwrite: bool) -> None:
-    """OutputExists unless ``destination`` is free, empty, or to be replaced."""
-    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
-        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
 
 
 def _replace(staging: Path, destination: Path) -> None:

@@ -14,8 +14,17 @@ from importlib import import_module, metadata
 from types import FunctionType, ModuleType
 from typing import Any, Callable, Iterable, Mapping
 
-from packager.contract import (CONVERTER_PARAMETERS, QUANTIZER_PARAMETERS, Format, Framework, Runtime, check_call, check_framework,
-                               check_runtime, with_defaults)
+from packager.contract import (
+    CONVERTER_PARAMETERS,
+    QUANTIZER_PARAMETERS,
+    Format,
+    Framework,
+    Runtime,
+    check_call,
+    check_framework,
+    check_runtime,
+    with_defaults,
+)
 from packager.errors import PluginError, UnsupportedConversion
 
 ENTRY_POINT_GROUP = "packager.converters"

@@ -141,7 +141,7 @@ class TopK:
         top1_conf = float(np.mean(same[confident])) if confident.any() else 1.0
         k = min(self.k, want.shape[1])
         top_want, top_got = np.argsort(-want, axis=1)[:, :k], np.argsort(-got, axis=1)[:, :k]
-        overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top_want, top_got)])
+        overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top_want, top_got, strict=True)])  # shapes checked equal by compare()
         figures = {"top1": float(np.mean(same)), "top1_confident": top1_conf, "confident_rows": float(np.sum(confident)),
                    f"top{k}_overlap": float(np.mean(overlap)), "max_abs": _max(np.abs(want - got))}
         notes, bad = [], ~same & confident
@@ -426,7 +426,9 @@ class ValidationReport:
     def from_dict(cls, data: Mapping[str, Any]) -> "ValidationReport":
         """The inverse of ``to_dict``: a report that crossed the sandbox boundary as JSON."""
         data = dict(data)
-        data["outputs"] = tuple(OutputComparison(**{**o, "failing_rows": tuple(o.get("failing_rows", ()))}) for o in data.get("outputs", ()))
+        data["outputs"] = tuple(
+            OutputComparison(**{**o, "failing_rows": tuple(o.get("failing_rows", ()))}) for o in data.get("outputs", ())
+        )
         data["batch_sizes"] = tuple(data.get("batch_sizes", ()))
         return cls(**data)
 

@@ -81,7 +81,9 @@ def _notes(row: dict[str, Any]) -> list[str]:
     """One line each: synthetic data, a cast that changes the source's own outputs, the quantization modes tried."""
     lines = [row["note"]] if row.get("note") else []
     if row.get("cast_effect"):
-        lines.append(f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)")
+        lines.append(
+            f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)"
+        )
     for attempt in row.get("quantization_attempts") or []:
         lines.append(f"quantize {attempt['mode']}: {'kept' if attempt['kept'] else 'not kept'} ({attempt['why']})")
     return lines

@@ -14,7 +14,14 @@ import click
 @click.option("--baseline", type=click.Path(path_type=Path), help="The source model, run in its native framework as the baseline.")
 @click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state-dict baseline: its nn.Module class.")
 @click.option("--min-seconds", default=0.5, show_default=True, help="Measure each batch size at least this long.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True, help="Folder for bench.json, bench.md, bench.png.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Folder for bench.json, bench.md, bench.png.",
+)
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")

@@ -9,19 +9,19 @@ import click
 @click.command("demo")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
 @click.option("--name", default="digits-demo", show_default=True, help="Model name in the registry.")
-@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL (default: the embedded one under $PACKAGER_HOME).")
+@click.option(
+    "--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL (default: the embedded one under $PACKAGER_HOME)."
+)
 @click.option("--blobs", envvar="PACKAGER_BLOBS")
 @click.option("--json", "as_json", is_flag=True)
 def command(out, name, registry_url, blobs, as_json):
     """Train a seeded LogisticRegression on scikit-learn's digits, convert it to every target
     (plus int8 and fp16 ONNX), validate each in its own runtime, push every package into the
     registry with its lineage, and print the results, the registry's list and a lineage tree."""
-    from packager.commands._render import emit_json
-    from packager.commands._render import conversion_table, progress_reporter, result_row
+    from packager.commands._render import conversion_table, emit_json, progress_reporter, result_row
     from packager.conversion import convert
     from packager.errors import PackagerError
     from packager.plugins import default_registry
-
     from packager.registry.backends import open_registry
 
     model_path, sample_path = _build_demo_model(out)
@@ -33,7 +33,7 @@ def command(out, name, registry_url, blobs, as_json):
             label = f"{target}+{quantize}" if quantize else target
             try:
                 package = convert(model_path, to=target, quantize=quantize, sample=sample_path, out=out / label, overwrite=True,
-                                  progress=lambda m, l=label: report(f"{l}: {m}"))
+                                  progress=lambda m, lbl=label: report(f"{lbl}: {m}"))
                 row = result_row(label, package=package)
                 row["pushed"] = store.push_conversion(package, name, model_path, metrics={"accuracy": _accuracy(package)}).ref
                 rows.append(row)

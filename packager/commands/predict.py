@@ -14,7 +14,9 @@ import click
 @click.option("--batch-size", default=1024, show_default=True, help="Rows per batch (memory stays at one batch).")
 @click.option("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
-@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster.")
+@click.option(
+    "--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True, help="Run here, or partitioned on a Dask cluster."
+)
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
 @click.option("--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages).")
@@ -23,7 +25,9 @@ import click
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, text_column, trust, force, registry_url, blobs, as_json):
+def command(
+    model, data, output, batch_size, threads, outputs, engine, scheduler, workers, text_column, trust, force, registry_url, blobs, as_json
+):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
     from packager.commands._render import emit_json
@@ -44,8 +48,13 @@ def command(model, data, output, batch_size, threads, outputs, engine, scheduler
     if as_json:
         emit_json(summary)
     else:
-        loaded = f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary else f"; {summary['workers']} Dask workers"
-        click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
+        loaded = (
+            f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary else f"; {summary['workers']} Dask workers"
+        )
+        click.echo(
+            f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s"
+            f" ({summary['rows_per_second']:,.0f} rows/s{loaded})"
+        )
 
 
 def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None) -> dict:
@@ -72,7 +81,9 @@ def _progress_bar(total, quiet):
 
     @contextlib.contextmanager
     def bar():
-        with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        with Progress(
+            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)
+        ) as progress:
             task = progress.add_task("rows", total=total)
             yield lambda rows: progress.update(task, completed=rows)
 

@@ -52,7 +52,9 @@ class LocalRegistry(RegistryBackend):
         params, metrics, tags, aliases = checked_values(params, metrics, tags, aliases)
         missing = [e.path for e in entries if not self.blobs.exists(e.digest)]
         if missing:
-            raise BlobCorrupt(f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version")
+            raise BlobCorrupt(
+                f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version"
+            )
         parent_ids = list(dict.fromkeys(self.get(parent).id for parent in parents))  # a reference or an id; unknown -> NotFound
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
@@ -119,7 +121,9 @@ class LocalRegistry(RegistryBackend):
             query = query.where(t.models.c.name == check_name(name)).order_by(t.versions.c.version.desc())
         else:
             latest = select(t.versions.c.model_id, func.max(t.versions.c.version).label("v")).group_by(t.versions.c.model_id).subquery()
-            query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(t.models.c.name)
+            query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(
+                t.models.c.name
+            )
         if limit:
             from packager.registry.query import check_limit
 
@@ -265,7 +269,9 @@ class LocalRegistry(RegistryBackend):
                 actual = self.blobs.rehash(row.digest)
                 verdicts[row.digest] = None if actual == row.digest else ("missing" if actual is None else "corrupt")
             if verdicts[row.digest]:
-                problems.append({"ref": f"{row.name}@{row.version}", "path": row.path, "digest": row.digest, "problem": verdicts[row.digest]})
+                problems.append(
+                    {"ref": f"{row.name}@{row.version}", "path": row.path, "digest": row.digest, "problem": verdicts[row.digest]}
+                )
         return problems
 
     # ------------------------------------------------------------------ lineage

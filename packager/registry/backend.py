@@ -148,7 +148,7 @@ class RegistryBackend(abc.ABC):
                         raise InputFileError(f"--{key.replace('_', '-')} {given}: no such file", "give an existing file")
                     files[key] = (rel, Path(given))
             extra = self.store_files([(path, rel, "lineage") for rel, path in files.values()])
-            for key, entry in zip(files, extra):
+            for key, entry in zip(files, extra, strict=True):  # one stored entry per file
                 record[key] = {"path": entry.path, "sha256": entry.digest}
         record.update(dict(override or {}))
         return record, extra
@@ -219,5 +219,7 @@ def safe_join(root: Path, rel: str) -> Path:
     """``root / rel``, refused when a stored path would land outside ``root``."""
     target = (root / rel).resolve()
     if not str(target).startswith(str(root.resolve()) + os.sep):
-        raise BlobCorrupt(f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it")
+        raise BlobCorrupt(
+            f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it"
+        )
     return target

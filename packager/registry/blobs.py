@@ -110,7 +110,9 @@ class LocalBlobStore:
     def copy_to(self, digest: str, target: Path, size: int) -> None:
         source = self._path(digest)
         if not source.is_file():
-            raise BlobCorrupt(f"blob sha256:{digest[:12]}… is missing from the store", "run `packager verify` to see which versions are affected")
+            raise BlobCorrupt(
+                f"blob sha256:{digest[:12]}… is missing from the store", "run `packager verify` to see which versions are affected"
+            )
         with open(source, "rb") as src, open(target, "wb") as dst:
             got = copy_hashing(src, dst)
         _check(got, digest, size)

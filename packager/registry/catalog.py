@@ -56,7 +56,9 @@ def _postgres_engine(url: str):
     try:
         return create_engine(url, pool_pre_ping=True)
     except ImportError as exc:
-        raise MissingDependency(f"the catalog URL {url.split('@')[-1]} needs a database driver ({exc})", "pip install 'packager[postgres]'") from None
+        raise MissingDependency(
+            f"the catalog URL {url.split('@')[-1]} needs a database driver ({exc})", "pip install 'packager[postgres]'"
+        ) from None
 
 
 def _sqlite_code(orig: BaseException) -> str:
@@ -105,7 +107,10 @@ def migrate(engine) -> None:
             command.upgrade(config, "head")
     except OperationalError as exc:
         where = engine.url.render_as_string(hide_password=True)
-        raise CatalogError(f"cannot open the catalog {where}: {first_line(exc.orig or exc)}", "check the URL, that the server runs and that you may connect") from None
+        raise CatalogError(
+            f"cannot open the catalog {where}: {first_line(exc.orig or exc)}",
+            "check the URL, that the server runs and that you may connect",
+        ) from None
 
 
 def schema_revision(engine) -> str | None:
@@ -135,7 +140,9 @@ def write(engine, work: Callable[[Any], T]) -> T:
                 raise
         except OperationalError as exc:
             if not dialect.busy(exc.orig) or attempt == MAX_ATTEMPTS - 1:
-                raise CatalogError(f"catalog write failed: {first_line(exc.orig or exc)}", "check the catalog URL and that the database is reachable") from exc
+                raise CatalogError(
+                    f"catalog write failed: {first_line(exc.orig or exc)}", "check the catalog URL and that the database is reachable"
+                ) from exc
         time.sleep(random.uniform(0.001, 0.02) * (1 + attempt))
     raise CatalogError("catalog write kept conflicting", "retry later")
 

@@ -19,7 +19,9 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from packager.errors import UsageError
 
-TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<paren>[()])|(?P<word>[^\s()=!<>~"']+))""")
+TOKEN = re.compile(
+    r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<paren>[()])|(?P<word>[^\s()=!<>~"']+))"""
+)
 PLAIN_FIELDS = {"name", "version", "format", "quantization", "validation", "description", "created", "alias"}
 PREFIXED = ("metric.", "param.", "tag.")
 HINT = 'example: metric.accuracy > 0.9 and tag.team = "fraud" and format = "onnx"'
@@ -142,7 +144,9 @@ class _Parser:
 def _check_field(name: str) -> str:
     if name in PLAIN_FIELDS or (name.startswith(PREFIXED) and len(name.split(".", 1)[1]) > 0):
         return name
-    raise UsageError(f"unknown search field {name!r}", "fields: " + ", ".join(sorted(PLAIN_FIELDS)) + ", metric.<key>, param.<key>, tag.<key>")
+    raise UsageError(
+        f"unknown search field {name!r}", "fields: " + ", ".join(sorted(PLAIN_FIELDS)) + ", metric.<key>, param.<key>, tag.<key>"
+    )
 
 
 def _value(kind: str, text: str) -> Any:
@@ -225,7 +229,10 @@ def _as_number_default(element, compiler, **kw):  # SQLite: CAST('6abc' AS NUMER
 @compiles(as_number, "postgresql")
 def _as_number_postgres(element, compiler, **kw):
     column = compiler.process(element.clauses, **kw)
-    return f"(CASE WHEN {column} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' THEN CAST({column} AS DOUBLE PRECISION) END)"
+    return (
+        f"(CASE WHEN {column} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
+        f" THEN CAST({column} AS DOUBLE PRECISION) END)"
+    )
 
 
 def _op(column, op: str, value: Any):

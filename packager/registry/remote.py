@@ -46,7 +46,10 @@ class RemoteRegistry(RegistryBackend):
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise CatalogError(f"cannot reach the registry server {self.url} ({type(exc).__name__}: {exc})", "check the URL and that `packager serve` runs there") from None
+            raise CatalogError(
+                f"cannot reach the registry server {self.url} ({type(exc).__name__}: {exc})",
+                "check the URL and that `packager serve` runs there",
+            ) from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response.json() if response.content else None
@@ -75,11 +78,32 @@ class RemoteRegistry(RegistryBackend):
         self.bytes_uploaded += path.stat().st_size
         self.blobs_uploaded += 1
 
-    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
-               params=None, metrics=None, tags=None, aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
-        body = {"name": name, "manifest": dict(manifest), "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries}, "lineage": dict(lineage),
-                "params": {k: str(v) for k, v in (params or {}).items()}, "metrics": dict(metrics or {}), "tags": dict(tags or {}),
-                "aliases": list(aliases), "description": description, "parents": list(parents)}
+    def record(
+        self,
+        name: str,
+        manifest: Mapping[str, Any],
+        entries: list[FileEntry],
+        lineage: Mapping[str, Any],
+        *,
+        params=None,
+        metrics=None,
+        tags=None,
+        aliases: Iterable[str] = (),
+        description: str | None = None,
+        parents: Iterable[str] = (),
+    ) -> VersionInfo:
+        body = {
+            "name": name,
+            "manifest": dict(manifest),
+            "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries},
+            "lineage": dict(lineage),
+            "params": {k: str(v) for k, v in (params or {}).items()},
+            "metrics": dict(metrics or {}),
+            "tags": dict(tags or {}),
+            "aliases": list(aliases),
+            "description": description,
+            "parents": list(parents),
+        }
         return VersionInfo.from_dict(self._call("POST", "/versions", json=body))
 
     # ------------------------------------------------------------------ read
@@ -138,7 +162,10 @@ class RemoteRegistry(RegistryBackend):
                     hasher.update(chunk)
                     out.write(chunk)
         if hasher.hexdigest() != entry.digest:
-            raise BlobCorrupt(f"{info.ref}: {entry.path} arrived with digest {hasher.hexdigest()[:16]}…, expected {entry.digest[:16]}…", "retry the pull; run `packager verify` on the server")
+            raise BlobCorrupt(
+                f"{info.ref}: {entry.path} arrived with digest {hasher.hexdigest()[:16]}…, expected {entry.digest[:16]}…",
+                "retry the pull; run `packager verify` on the server",
+            )
 
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
         try:

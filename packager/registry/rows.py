@@ -31,7 +31,10 @@ def next_version(conn, model_id: int) -> int:
 
 def insert_children(conn, version_id, entries, params, metrics, tags, data) -> None:
     if entries:
-        conn.execute(t.files.insert(), [{"version_id": version_id, "path": e.path, "digest": e.digest, "size": e.size, "role": e.role} for e in entries])
+        conn.execute(
+            t.files.insert(),
+            [{"version_id": version_id, "path": e.path, "digest": e.digest, "size": e.size, "role": e.role} for e in entries],
+        )
     if params:
         conn.execute(t.params.insert(), [{"version_id": version_id, "key": k, "value": v} for k, v in params.items()])
     if metrics:
@@ -77,7 +80,10 @@ def version_info(conn, row, full: bool = True) -> VersionInfo:
         return version_infos(conn, [row])[0]
     vid = row.id
     extras = batched_children(conn, [vid])
-    files = tuple(FileEntry(r.path, r.digest, r.size, r.role) for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path)))
+    files = tuple(
+        FileEntry(r.path, r.digest, r.size, r.role)
+        for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path))
+    )
     parents = tuple(conn.execute(select(t.edges.c.parent_id).where(t.edges.c.child_id == vid)).scalars())
     return build_info(row, *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
                        files=files, parents=parents, lineage=json.loads(row.lineage), manifest=json.loads(row.manifest))

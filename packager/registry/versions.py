@@ -50,7 +50,9 @@ class VersionInfo:
             "metrics": dict(self.metrics), "tags": dict(self.tags),
         }
         if full:
-            data.update(files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest))
+            data.update(
+                files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest)
+            )
         return data
 
     @classmethod

@@ -9,8 +9,7 @@ from typing import Any
 
 from packager.errors import UnsafeModelError
 from packager.safety.allowlist import import_refusal
-from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle,
-                                     scan_pickle_imports)
+from packager.safety.pickles import TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle, scan_pickle_imports
 
 __all__ = ["TRUST_HINT", "PickleImport", "check_file", "check_imports", "check_pickle_file", "check_zip_file", "import_refusal",
            "load_joblib", "load_pickle", "scan_pickle_imports"]

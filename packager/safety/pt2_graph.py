@@ -25,7 +25,7 @@ HINT = "the exported program refers to code we do not run on untrusted files; if
 OPERATOR_TARGETS = frozenset({"getitem", "add", "sub", "mul", "floordiv", "truediv", "mod", "neg", "pos", "pow", "abs",
                               "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_", "xor"})
 TORCH_TARGETS = frozenset({"torch.sym_int", "torch.sym_float", "torch.sym_max", "torch.sym_min", "torch.sym_not",
-                           "torch.sym_ite", "torch.sym_sum", "torch.sym_sqrt", "torch._sym_sqrt", "torch.sym_float"})
+                           "torch.sym_ite", "torch.sym_sum", "torch.sym_sqrt", "torch._sym_sqrt"})
 MATH_TARGETS = frozenset({"ceil", "floor", "sqrt", "trunc", "exp", "log", "log2", "pow", "fabs", "isnan", "isinf"})
 # Callables a symbolic expression may use: sympy core and torch.utils._sympy.functions (the
 # deserializer's sympy_functions). Anything else in sympy's namespace may run code (lambdify, preview, var...).

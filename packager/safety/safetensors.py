@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 from math import prod
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def _check_entries(name: str, header: dict, data_bytes: int) -> SafetensorsHeade
         tensors[tensor] = (dtype, tuple(shape))
         spans.append((offsets[0], offsets[1], tensor))
     spans.sort()
-    for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
+    for (_, end, first), (start, _, second) in pairwise(spans):
         if start < end:
             raise InputFileError(f"{name}: tensors {first!r} and {second!r} overlap in the data area", REEXPORT)
     return SafetensorsHeader(tensors, dict(metadata), data_bytes)

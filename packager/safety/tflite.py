@@ -34,7 +34,9 @@ def check_tflite(path: str | Path) -> None:
     try:
         model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
     except Exception as exc:  # flatbuffers raises IndexError/struct.error on a truncated buffer
-        raise InputFileError(f"{path.name} is not a readable TFLite model ({type(exc).__name__}: {first_line(exc)})", "re-export it") from None
+        raise InputFileError(
+            f"{path.name} is not a readable TFLite model ({type(exc).__name__}: {first_line(exc)})", "re-export it"
+        ) from None
     custom = sorted({_name(code) for code in model.operatorCodes or [] if max(code.builtinCode, code.deprecatedBuiltinCode) == CUSTOM})
     if custom:
         raise UnsafeModelError(f"{path.name} uses custom TFLite operators {custom}: their kernels (TensorFlow's, for Flex ops, file I/O "

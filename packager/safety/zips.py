@@ -15,6 +15,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -97,7 +98,7 @@ def _check_members(infos: list[zipfile.ZipInfo], size: int, label: str, budget: 
 def _overlap(infos: list[zipfile.ZipInfo]) -> bool:
     """True when a member's local header and data reach past the start of the next member."""
     ordered = sorted(infos, key=lambda i: i.header_offset)
-    return any(a.header_offset + 30 + a.compress_size > b.header_offset for a, b in zip(ordered, ordered[1:]))
+    return any(a.header_offset + 30 + a.compress_size > b.header_offset for a, b in pairwise(ordered))
 
 
 def _member_key(info: zipfile.ZipInfo, label: str) -> str:

@@ -15,11 +15,38 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from packager.errors import (BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, RequestTooLarge,
-                             Unauthorized, UsageError)
+from packager.errors import (
+    BlobCorrupt,
+    CatalogError,
+    InputFileError,
+    NotFound,
+    OutputExists,
+    PackagerError,
+    RequestTooLarge,
+    Unauthorized,
+    UsageError,
+)
 from packager.server.downloads import file_response
-from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
-                                     Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
+from packager.server.schemas import (
+    ALIAS,
+    DIGEST,
+    FILE_PATH,
+    NAME,
+    REF,
+    AliasTarget,
+    Digests,
+    ErrorBody,
+    GcReport,
+    LineageNode,
+    Missing,
+    NewVersion,
+    Problem,
+    Removed,
+    TagChange,
+    Uploaded,
+    VersionDetail,
+    VersionSummary,
+)
 
 STATUS = {RequestTooLarge: 413, Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409,
           CatalogError: 503}
@@ -99,11 +126,15 @@ def _errors(*statuses: int) -> dict[int, dict]:
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
 
 
-DESCRIPTIONS = {400: "Bad request (UsageError)", 401: "Missing or wrong token (Unauthorized)", 404: "No such model, version or file (NotFound)",
-                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
-                413: "The request body is larger than this route accepts (RequestTooLarge)",
-                422: "The request does not match this schema",
-                503: "The catalog or blob store is unavailable (CatalogError)"}
+DESCRIPTIONS = {
+    400: "Bad request (UsageError)",
+    401: "Missing or wrong token (Unauthorized)",
+    404: "No such model, version or file (NotFound)",
+    409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+    413: "The request body is larger than this route accepts (RequestTooLarge)",
+    422: "The request does not match this schema",
+    503: "The catalog or blob store is unavailable (CatalogError)",
+}
 NAME_PATH = Path(pattern=NAME)
 ALIAS_PATH = Path(pattern=ALIAS)
 REF_PATH = Path(pattern=REF, max_length=300)
@@ -132,11 +163,21 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
             raise NotFound(f"no version of {name} holds a file with digest {digest[:16]}…", "push the source model first")
         return found.to_dict(full=False)
 
-    @router.get("/search", dependencies=read, responses=_errors(), summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")")
-    def search(q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]), limit: int = Query(default=100, ge=1, le=10_000)) -> list[VersionSummary]:
+    @router.get(
+        "/search",
+        dependencies=read,
+        responses=_errors(),
+        summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")",
+    )
+    def search(
+        q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]),
+        limit: int = Query(default=100, ge=1, le=10_000),
+    ) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.search(q, limit)]
 
-    @router.get("/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage")
+    @router.get(
+        "/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage"
+    )
     def show(ref: str = REF_PATH) -> VersionDetail:
         return registry.get(ref).to_dict()
 
@@ -144,25 +185,44 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     def lineage(ref: str = REF_PATH) -> LineageNode:
         return registry.lineage(ref)
 
-    @router.get("/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one")
+    @router.get(
+        "/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one"
+    )
     def children(ref: str = REF_PATH) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.children_of(registry.get(ref).id)]
 
-    @router.get("/versions/{ref}/files/{path:path}", dependencies=read, response_class=Response, summary="Download one file (ETag = digest; Range supported)",
-                responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
-                           206: {"content": {"application/octet-stream": {}}, "description": "The requested byte range"},
-                           304: {"description": "Not modified (If-None-Match matched the digest)"},
-                           416: {"description": "The requested range is not satisfiable"}, **_errors(404)})
+    @router.get(
+        "/versions/{ref}/files/{path:path}",
+        dependencies=read,
+        response_class=Response,
+        summary="Download one file (ETag = digest; Range supported)",
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+            206: {"content": {"application/octet-stream": {}}, "description": "The requested byte range"},
+            304: {"description": "Not modified (If-None-Match matched the digest)"},
+            416: {"description": "The requested range is not satisfiable"},
+            **_errors(404),
+        },
+    )
     def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512)) -> Any:
         return file_response(registry, registry.get(ref), path, request.headers)
 
-    @router.post("/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)")
+    @router.post(
+        "/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)"
+    )
     def missing(body: Digests) -> Missing:
         return {"missing": [d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)]}
 
-    @router.put("/blobs/sha256/{digest}", dependencies=write, responses=_errors(409), max_body_size=MAX_BLOB_BODY,
-                summary=f"Upload one blob (streamed, at most {MAX_BLOB_BODY >> 30} GiB); the server verifies its digest",
-                openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    @router.put(
+        "/blobs/sha256/{digest}",
+        dependencies=write,
+        responses=_errors(409),
+        max_body_size=MAX_BLOB_BODY,
+        summary=f"Upload one blob (streamed, at most {MAX_BLOB_BODY >> 30} GiB); the server verifies its digest",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+        },
+    )
     async def upload(request: Request, digest: str = Path(pattern=DIGEST)) -> Uploaded:
         with tempfile.TemporaryDirectory(prefix="packager-upload-") as work:
             temp = pathlib.Path(work) / "blob"
@@ -173,7 +233,9 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
                     out.write(chunk)
                     size += len(chunk)
             if hasher.hexdigest() != digest:
-                raise BlobCorrupt(f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry")
+                raise BlobCorrupt(
+                    f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry"
+                )
             registry.blobs.put_file(temp)
         return {"digest": digest, "size": size}
 
@@ -182,8 +244,18 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
         from packager.registry.versions import FileEntry
 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
-        return registry.record(body.name, body.manifest.model_dump(exclude_unset=True), entries, body.lineage.model_dump(exclude_unset=True), params=body.params,
-                               metrics=body.metrics, tags=body.tags, aliases=body.aliases, description=body.description, parents=body.parents).to_dict()
+        return registry.record(
+            body.name,
+            body.manifest.model_dump(exclude_unset=True),
+            entries,
+            body.lineage.model_dump(exclude_unset=True),
+            params=body.params,
+            metrics=body.metrics,
+            tags=body.tags,
+            aliases=body.aliases,
+            description=body.description,
+            parents=body.parents,
+        ).to_dict()
 
     @router.put("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Point an alias at a version")
     def set_alias(body: AliasTarget, name: str = NAME_PATH, alias: str = ALIAS_PATH) -> VersionSummary:

@@ -26,7 +26,9 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
 
     tokens = frozenset(t for t in tokens if t)
     if read_token and not tokens:
-        raise UsageError("--read-token needs --token-file (the tokens readers must present)", "give --token-file FILE with one token per line")
+        raise UsageError(
+            "--read-token needs --token-file (the tokens readers must present)", "give --token-file FILE with one token per line"
+        )
     app = FastAPI(title="packager registry", version=__version__, default_response_class=finite_json_response(),
                   openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
     app.state.registry = registry
@@ -72,7 +74,10 @@ def error_response(request: Any, status: int, error: str, message: str, hint: st
     from html import escape
 
     text = escape(f"{message}. {hint}" if hint else message)
-    body = f'<!doctype html><link rel="stylesheet" href="/static/style.css"><main><p class="error">{text}</p><p><a href="/">back to the models</a></p></main>'
+    body = (
+        '<!doctype html><link rel="stylesheet" href="/static/style.css">'
+        f'<main><p class="error">{text}</p><p><a href="/">back to the models</a></p></main>'
+    )
     return HTMLResponse(body, status_code=status, headers=headers)
 
 

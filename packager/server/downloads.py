@@ -23,7 +23,9 @@ def file_response(registry: Any, info: Any, path: str, request_headers: Mapping[
     if request_headers.get("if-none-match", "").strip('"') == entry.digest:
         return Response(status_code=304, headers=headers)
     if hasattr(registry.blobs, "local_path"):  # a folder store: Starlette serves the file, ranges included
-        return FileResponse(registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS)
+        return FileResponse(
+            registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS
+        )
     return _streamed(registry.blobs, entry.digest, entry.size, request_headers.get("range"), headers)
 
 

@@ -96,7 +96,9 @@ class NewVersion(BaseModel):
 
     name: Name
     manifest: Manifest
-    files: dict[FilePath, StoredFile] = Field(min_length=1, max_length=100_000, json_schema_extra=CLOSED, description="path inside the package -> its blob")
+    files: dict[FilePath, StoredFile] = Field(
+        min_length=1, max_length=100_000, json_schema_extra=CLOSED, description="path inside the package -> its blob"
+    )
     lineage: Lineage = Field(default_factory=Lineage)
     params: dict[Key, Text | int | float | bool] = Field(default_factory=dict, json_schema_extra=CLOSED)
     metrics: dict[Key, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict, json_schema_extra=CLOSED)
@@ -142,7 +144,11 @@ class LineageNode(BaseModel):
 
 
 class AliasTarget(BaseModel):
-    ref: str = Field(pattern=rf"^[0-9]{{1,9}}$|{REF_WITH_SELECTOR}", max_length=300, description="a version number, or name@version / @alias / @sha256:<digest> of this model")
+    ref: str = Field(
+        pattern=rf"^[0-9]{{1,9}}$|{REF_WITH_SELECTOR}",
+        max_length=300,
+        description="a version number, or name@version / @alias / @sha256:<digest> of this model",
+    )
 
 
 class TagChange(BaseModel):
