@@ -8,7 +8,7 @@ Nothing here is registered itself: each library's module subclasses these and ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from packager.contract import Framework, Runtime
 from packager.deps import version_of
@@ -52,10 +52,10 @@ class SklearnApiFramework(Framework):
     def feeds(self, model: Any, signature: Any, sample: Any) -> dict[str, Any]:
         return self._sklearn().feeds(model, signature, sample)
 
-    def predict(self, model: Any, signature: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self._sklearn().predict(model, signature, feeds)
 
-    def serve(self, model: Any, signature: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, model: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self._sklearn().serve(model, signature, feeds)
 
 

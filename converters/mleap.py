@@ -45,7 +45,7 @@ def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
         raise UnsupportedConversion(f"mleap cannot serialise {type(model).__name__}", "use --to onnx, pmml or skops")
     columns = [f"x{i}" for i in range(signature.inputs[0].shape[1])]
     extractor = FeatureExtractor(input_scalars=columns, output_vector="features")
-    init_args = {"input_features": "features", "prediction_column": "prediction"}
+    init_args: dict[str, Any] = {"input_features": "features", "prediction_column": "prediction"}
     if "feature_names" in estimator.mlinit.__code__.co_varnames:
         init_args["feature_names"] = columns
     with tempfile.TemporaryDirectory() as work, warnings.catch_warnings():

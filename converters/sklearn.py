@@ -11,7 +11,7 @@ import pickle
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
@@ -117,7 +117,7 @@ class Sklearn(Framework):
 
         return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
 
-    def output_kinds(self, model: Any, expected: dict[str, Any]) -> dict[str, Any]:
+    def output_kinds(self, model: Any, expected: Mapping[str, Any]) -> dict[str, Any]:
         """A classifier's label and probabilities; decision scores over classes; everything else a regression
         (a regressor's predictions, a transformer's columns, a 1-D decision score)."""
         import numpy as np
@@ -153,7 +153,7 @@ class Sklearn(Framework):
             )
         return {"X": matrix}
 
-    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         X = _native_input(model, signature, feeds)
         methods = _output_methods(model)
         try:
@@ -167,7 +167,7 @@ class Sklearn(Framework):
             ) from exc
 
 
-    def serve(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Every output in one pass: a classifier's label is the argmax of its probabilities (``bench``
         checks this matches ``predict`` before timing it), so it is not computed twice."""
         methods = _output_methods(model)
@@ -379,7 +379,7 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     return feeds
 
 
-def _native_input(model: Any, signature: Signature, feeds: dict[str, Any]):
+def _native_input(model: Any, signature: Signature, feeds: Mapping[str, Any]):
     """The input as the user would feed the source model: float64 numbers (feeds are float32 because the
     artifact declares float32; widening is exact), text as a 1-D array of strings, tables as DataFrames."""
     import pandas as pd
@@ -446,8 +446,8 @@ def _source_float(model: Any) -> str:
     on and their Cython predict refuses the other one (measured, scikit-learn 1.9: "Buffer dtype mismatch,
     expected 'const float' but got 'double'", and the reverse for float64 centroids fed float32)."""
     for estimator in _nested(model):
-        centers = getattr(estimator, "cluster_centers_", None)
-        if getattr(centers, "dtype", None) is not None and centers.dtype.name == "float32":
+        dtype = getattr(getattr(estimator, "cluster_centers_", None), "dtype", None)
+        if dtype is not None and dtype.name == "float32":
             return "float32"
     return "float64"
 
@@ -571,7 +571,8 @@ def _convertible(model: Any) -> tuple[Any, str]:
         return inner, f"best_estimator_ ({type(model.best_estimator_).__name__}) of {type(model).__name__}" + (f"; {note}" if note else "")
     if isinstance(model, TransformedTargetRegressor):
         transformer = getattr(model, "transformer_", None)
-        if type(transformer).__name__ == "FunctionTransformer" and transformer.func is None and transformer.inverse_func is None:
+        if (transformer is not None and type(transformer).__name__ == "FunctionTransformer"
+                and transformer.func is None and transformer.inverse_func is None):
             regressor = type(model.regressor_).__name__
             return model.regressor_, f"regressor_ ({regressor}) of TransformedTargetRegressor (identity target transform)"
         raise UnsupportedConversion(
@@ -715,7 +716,7 @@ def _patch_skl2onnx_pipeline_options() -> None:
             else:
                 apply_cast(scope, source.full_name, target.full_name, container, operator_name=name, to=guess_proto_type(target.type))
 
-    convert_pipeline._packager_patched = True
+    convert_pipeline._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
     _registration.register_converter("SklearnPipeline", convert_pipeline, overwrite=True, options=registered.get_allowed_options())
 
 
@@ -733,7 +734,7 @@ def _patch_skl2onnx_bool_attributes() -> None:
             kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
         return original(*args, **kwargs)
 
-    add_node._packager_patched = True
+    add_node._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
     tree_ensemble.add_node = add_node
 
 

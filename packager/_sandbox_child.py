@@ -72,7 +72,7 @@ def _error(exc) -> dict:
     return {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint, **({"report": report.to_dict()} if report is not None else {})}
 
 
-def _caused_by_memory(exc: BaseException) -> bool:
+def _caused_by_memory(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, MemoryError):

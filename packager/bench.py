@@ -218,12 +218,8 @@ def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSetting
         ):
             break
     ms = np.array(latencies) * 1000
-    return Measurement(
-        size,
-        len(latencies),
-        *(round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99)),
-        round(size * len(latencies) / sum(latencies), 1),
-    )
+    p50, p95, p99 = (round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99))
+    return Measurement(size, len(latencies), p50, p95, p99, round(size * len(latencies) / sum(latencies), 1))
 
 
 def describe_machine(threads: int) -> dict[str, Any]:

@@ -28,7 +28,8 @@ def match_names(names: Sequence[str], columns: Sequence[str], where: str, *, not
     by_plain: dict[str, list[str]] = {}
     for column in columns:
         by_plain.setdefault(_plain(column), []).append(column)
-    chosen, missing = [], []
+    chosen: list[str] = []
+    missing: list[str] = []
     for name in names:
         candidates = [name] if name in have else by_plain.get(_plain(name), [])
         (chosen if len(candidates) == 1 else missing).append(candidates[0] if len(candidates) == 1 else name)

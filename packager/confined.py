@@ -230,6 +230,7 @@ def _convert_each(progress, path: str, targets: list[str], base: str, **options)
             answers.append({"target": result.target, "manifest": result.package.manifest.to_dict()})
         else:
             exc = result.error
+            assert exc is not None  # a result holds a package or an error
             report = getattr(exc, "report", None)
             answers.append({"target": result.target, "error": {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint,
                                                                 **({"report": report.to_dict()} if report is not None else {})}})
@@ -267,8 +268,8 @@ def _predict(progress, model: str, data: str, output: str, batch_size: int, thre
 def _bench(progress, kind: str, path: str, model_class: str | None, data: str, settings: dict) -> dict:
     from packager.bench import BenchSettings, _measure_in_child
 
-    settings = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
-    return asdict(_measure_in_child(kind, path, model_class, data, settings, None, None))
+    chosen = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
+    return asdict(_measure_in_child(kind, path, model_class, data, chosen, None, None))
 
 
 CHILD_CALLS: dict[str, Callable[..., Any]] = {

@@ -252,7 +252,7 @@ def with_defaults(cls: type, base: type) -> type:
     return type(cls.__name__, (cls, base), {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
 
 
-def check_framework(cls: type, origin: str) -> None:
+def check_framework(cls: type[Framework], origin: str) -> None:
     for hook in ("load", "signature", "feeds", "predict"):
         if getattr(cls, hook) is getattr(Framework, hook):
             raise PluginError(f"framework {origin} does not define {hook}()",
@@ -262,7 +262,7 @@ def check_framework(cls: type, origin: str) -> None:
         check_call(cls.load, 3, ("trust", "model_class"), "a framework's load(..., model_class=None)", origin)
 
 
-def check_runtime(cls: type, origin: str) -> None:
+def check_runtime(cls: type[Runtime], origin: str) -> None:
     if cls.thread_control not in ("session", "process", "none"):
         raise PluginError(f"runtime {origin} declares thread_control={cls.thread_control!r}", "use 'session', 'process' or 'none'")
     if not cls.executes:

@@ -258,6 +258,10 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trus
     source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
     results = []
     for target in (registry.targets_of(source.framework) if "all" in targets else targets):
+
+        def target_step(message: str, t: str = target) -> None:
+            step(f"{t}: {message}")
+
         try:
             package = convert(
                 source,
@@ -267,7 +271,7 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trus
                 model_class=model_class,
                 task=task,
                 registry=registry,
-                progress=lambda message, t=target: step(f"{t}: {message}"),
+                progress=target_step,
                 **options,
             )
             results.append(TargetResult(target, package=package))

@@ -84,7 +84,7 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
 def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signature:
     if len(shapes) == 1 and len(signature.inputs) == 1:
         (shape,) = shapes.values()
-        specs = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
+        specs: tuple[TensorSpec, ...] = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
     else:
         unknown = set(shapes) - set(signature.input_names)
         if unknown:

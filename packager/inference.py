@@ -9,13 +9,17 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from packager.errors import UsageError
 from packager.formats import detect_format
 from packager.package import MANIFEST, Manifest, read_manifest
 from packager.plugins import PluginRegistry, default_registry
 from packager.signature import Signature
+
+if TYPE_CHECKING:  # imported where used: pyarrow and tokenizers stay off the import path
+    from packager.batches import FeedPlan
+    from packager.text import TextPlan
 
 Progress = Callable[[int], None]
 
@@ -175,10 +179,12 @@ def predict_file(
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is not positive", "use e.g. --batch-size 1024")
     source = open_source(input_path)
+    plan: TextPlan | FeedPlan
+    text_plan: TextPlan | None = None
     if text_column:
         from packager.text import TextPlan
 
-        plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
+        plan = text_plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
         plan.check(list(source.columns))
     else:
         plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
@@ -188,7 +194,7 @@ def predict_file(
     try:
         for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
-            produced = plan.answers(produced) if text_column else produced
+            produced = text_plan.answers(produced) if text_plan is not None else produced
             writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
             rows += len(next(iter(produced.values())))
             batches += 1

@@ -54,7 +54,7 @@ class FrameworkPlugin:
     """A source framework: loads its model files, infers signatures, predicts natively."""
 
     name: str
-    cls: type
+    cls: type[Framework]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class RuntimePlugin:
     """How one target format is loaded and run (or structure-checked) on this machine."""
 
     format: str
-    cls: type
+    cls: type[Runtime]
     criteria: Any = None  # {(OutputKind, quantization mode or None): criterion}: how validation judges this format
     declares: Format | None = None  # the format's facts, when declared with the runtime
 
@@ -107,6 +107,7 @@ def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any):
               check=None, safe_because="operators come from the runtime's fixed set")
         class OnnxRuntime(Runtime): ...
     """
+    declared: Format | None
     if isinstance(format_name, Format):
         if facts:
             raise PluginError(f"@runs({format_name.name}) got a Format and format keywords {sorted(facts)}", "give one or the other")

@@ -183,7 +183,8 @@ class Workspace:
             value.to_parquet(path)
         elif isinstance(value, Mapping):
             path = self.inputs / f"{name}.npz"
-            np.savez(path, **{k: np.asarray(v) for k, v in value.items()})
+            arrays: dict[str, Any] = {str(k): np.asarray(v) for k, v in value.items()}
+            np.savez(path, **arrays)
         else:
             array = np.asarray(value)
             if array.dtype == object:
@@ -311,6 +312,7 @@ def run(function: str, args: Mapping[str, Any], *, label: str, workspace: Worksp
             os.close(write_end)
         try:
             with contextlib.suppress(BrokenPipeError):
+                assert process.stdin is not None  # Popen(stdin=PIPE)
                 process.stdin.write(json.dumps({"function": function, "args": dict(args)}).encode())
                 process.stdin.close()
             answer, timed_out = _read_answer(read_end, process, limits, progress)
@@ -404,7 +406,7 @@ def _rebuild_error(error: Any, label: str) -> PackagerError:
     what, hint = (" ".join(str(error.get(key, "")).split())[:1000] for key in ("what", "hint"))
     exc = cls.__new__(cls)
     PackagerError.__init__(exc, what or f"the model failed while {label}", hint)
-    if cls is errors.ValidationFailed:
+    if cls is errors.ValidationFailed and isinstance(exc, errors.ValidationFailed):  # (isinstance for the type checker)
         exc.report = _report(error.get("report"))
     return exc
 

@@ -138,7 +138,9 @@ def with_dynamic_axes(signature: Signature, axes: dict[str | None, tuple[int, ..
         axes = {signature.input_names[0]: axes[None]}
     unknown = set(axes) - set(signature.input_names)
     if unknown:
-        raise UsageError(f"--dynamic-axes names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
+        raise UsageError(
+            f"--dynamic-axes names unknown inputs {sorted(unknown, key=str)}", f"the model's inputs are {signature.input_names}"
+        )
     specs = []
     for spec in signature.inputs:
         wanted = axes.get(spec.name, ())

@@ -60,11 +60,13 @@ def _show_registry(store, name: str, pushed: list[str]) -> None:
     from packager.commands.registry import lineage, list_
 
     click.echo(f"\nregistry: {store.url}\n$ packager list {name}")
-    list_.callback(name=name, registry_url=store.url, blobs=store.blobs.url, as_json=False)
+    show_list, show_lineage = list_.callback, lineage.callback
+    assert show_list is not None and show_lineage is not None  # click types a command's callback as optional
+    show_list(name=name, registry_url=store.url, blobs=store.blobs.url, as_json=False)
     onnx_int8 = next((ref for ref in pushed if store.get(ref).quantization == "dynamic"), pushed[-1] if pushed else None)
     if onnx_int8:
         click.echo(f"\n$ packager lineage {onnx_int8}")
-        lineage.callback(ref=onnx_int8, registry_url=store.url, blobs=store.blobs.url, as_json=False)
+        show_lineage(ref=onnx_int8, registry_url=store.url, blobs=store.blobs.url, as_json=False)
 
 
 def _build_demo_model(out: Path) -> tuple[Path, Path]:

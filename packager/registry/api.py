@@ -8,6 +8,7 @@ them), never a half-visible version.
 """
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import uuid
@@ -131,7 +132,7 @@ class LocalRegistry(RegistryBackend):
         with read(self.engine) as conn:
             return version_infos(conn, conn.execute(query).all())
 
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """Per model: version count, the formats of all its versions, in one grouped query (the UI's model list)."""
         from sqlalchemy import func, select
 
@@ -147,13 +148,13 @@ class LocalRegistry(RegistryBackend):
                 entry["formats"].append(fmt)
         return [dict(v, formats=sorted(v["formats"])) for _, v in sorted(summary.items())]
 
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         from sqlalchemy import select
 
         from packager.registry.query import check_limit, compile_filter, parse
 
         condition = compile_filter(parse(expression), t)
-        limit = check_limit(limit)
+        check_limit(limit)
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
                  .where(condition).order_by(t.models.c.name, t.versions.c.version.desc()).limit(limit))
         with read(self.engine) as conn:
@@ -254,7 +255,7 @@ class LocalRegistry(RegistryBackend):
                 removed += 1
         return {"blobs_removed": removed, "bytes_freed": freed, "temp_files_removed": self.blobs.clean_incoming()}
 
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         """Re-hash every referenced blob; one problem row per (version, file) that is missing or corrupt."""
         from sqlalchemy import select
 
@@ -292,7 +293,7 @@ class LocalRegistry(RegistryBackend):
                 children.setdefault(parent, []).append(child)
             return self._tree(conn, root, children, start.id)
 
-    def _tree(self, conn, node_id: str, children: Mapping[str, list[str]], focus: str) -> dict[str, Any]:
+    def _tree(self, conn, node_id: str, children: Mapping[str, builtins.list[str]], focus: str) -> dict[str, Any]:
         info = version_info(conn, self._resolve(conn, node_id), full=False)
         kids = sorted((self._tree(conn, kid, children, focus) for kid in children.get(node_id, [])), key=lambda n: n["version"])
         return {"ref": info.ref, "version": info.version, "format": info.format, "quantization": info.quantization,
@@ -309,7 +310,7 @@ class LocalRegistry(RegistryBackend):
             row = conn.execute(query).first()
             return version_info(conn, row) if row else None
 
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         from sqlalchemy import select
 
         query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)

@@ -9,6 +9,7 @@ by URL scheme (``backends.py``).
 from __future__ import annotations
 
 import abc
+import builtins
 import json
 import math
 import os
@@ -62,11 +63,11 @@ class RegistryBackend(abc.ABC):
         """The versions of ``name`` (newest first), or the latest version of every model."""
 
     @abc.abstractmethod
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """Per model (all, or ``names``): ``{"name", "versions": count, "formats": its distinct formats, sorted}``."""
 
     @abc.abstractmethod
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         """Versions matching a filter expression (``packager.registry.query``); UsageError if it does not parse."""
 
     @abc.abstractmethod
@@ -95,7 +96,7 @@ class RegistryBackend(abc.ABC):
         """Delete blobs no version references. Returns counts: blobs_removed, bytes_freed, temp_files_removed."""
 
     @abc.abstractmethod
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         """Re-hash every referenced blob. Returns one row per (version, file) that is missing or corrupt."""
 
     @abc.abstractmethod
@@ -107,7 +108,7 @@ class RegistryBackend(abc.ABC):
         """The oldest version of ``name`` holding a package file with this digest (a source already pushed)."""
 
     @abc.abstractmethod
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         """The versions derived from ``version_id``, oldest first."""
 
     # ------------------------------------------------------------------ built on the above, for every backend
@@ -129,7 +130,7 @@ class RegistryBackend(abc.ABC):
         return self.record(name, manifest, entries + extra, record, params=params, metrics=metrics, tags=tags, aliases=aliases,
                            description=description, parents=parents)
 
-    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
+    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, builtins.list[FileEntry]]:
         from packager.registry.rows import now
 
         record: dict[str, Any] = {

@@ -24,8 +24,8 @@ class Dialect:
     own error codes, never from message text. A new database is one more entry in DIALECTS."""
 
     engine: Callable[[str], Any]
-    conflict: Callable[[BaseException], bool]
-    busy: Callable[[BaseException], bool]
+    conflict: Callable[[BaseException | None], bool]  # given the driver's error, DBAPIError.orig (None when there is none)
+    busy: Callable[[BaseException | None], bool]
 
 
 def _sqlite_engine(url: str):
@@ -61,11 +61,11 @@ def _postgres_engine(url: str):
         ) from None
 
 
-def _sqlite_code(orig: BaseException) -> str:
+def _sqlite_code(orig: BaseException | None) -> str:
     return getattr(orig, "sqlite_errorname", "")
 
 
-def _sqlstate(orig: BaseException) -> str:
+def _sqlstate(orig: BaseException | None) -> str:
     return getattr(orig, "sqlstate", None) or ""
 
 

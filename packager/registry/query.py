@@ -54,6 +54,7 @@ def tokenize(text: str) -> list[tuple[str, str]]:
         if not match or match.end() == pos:
             raise UsageError(f"cannot read the search at {text[pos:pos + 20]!r}", HINT)
         kind = match.lastgroup
+        assert kind is not None  # every alternative of TOKEN is a named group
         tokens.append((kind, match.group(kind)))
         pos = match.end()
     return tokens

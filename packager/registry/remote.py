@@ -6,6 +6,7 @@ streams each file and checks its digest. Server errors come back as the same typ
 """
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 from pathlib import Path
@@ -117,7 +118,7 @@ class RemoteRegistry(RegistryBackend):
         rows = self._call("GET", f"/models/{_q(name)}/versions" if name else "/models", params=params)
         return [VersionInfo.from_dict(r) for r in rows]
 
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         """The expression and limit are checked here first, so a bad one gets the same error as from a local registry."""
         from packager.registry.query import check_limit, parse
 
@@ -128,7 +129,7 @@ class RemoteRegistry(RegistryBackend):
     def lineage(self, ref: str | ModelRef) -> dict[str, Any]:
         return self._call("GET", f"/versions/{_q(ref)}/lineage")
 
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """From the versions of each model (one request per model): the server has no summary route."""
         wanted = sorted(names) if names is not None else [v.name for v in self.list()]
         summaries = []
@@ -173,7 +174,7 @@ class RemoteRegistry(RegistryBackend):
         except NotFound:
             return None
 
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         return [VersionInfo.from_dict(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
 
     # ------------------------------------------------------------------ change
@@ -193,7 +194,7 @@ class RemoteRegistry(RegistryBackend):
     def gc(self) -> dict[str, int]:
         return self._call("POST", "/gc")
 
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         return self._call("GET", "/verify")
 
 

@@ -40,7 +40,7 @@ class Budget:
                                    "a file of this size may allocate", HINT)
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024:
             return f"{n:.0f} {unit}"

@@ -37,7 +37,7 @@ class JoblibUnpickler(RestrictedUnpickler):
         if isinstance(self.stack[-1], NumpyArrayWrapper):
             self.stack[-1] = read_wrapped_array(self.stack[-1], self)
 
-    dispatch = dict(RestrictedUnpickler.dispatch)
+    dispatch = dict(RestrictedUnpickler.dispatch)  # typed by RestrictedUnpickler.dispatch
     dispatch[pickle.BUILD[0]] = load_build
 
 

@@ -23,6 +23,7 @@ def _schema() -> Any:
     if location is None or not location.is_file():
         raise MissingDependency("checking a TFLite model needs TensorFlow's TFLite schema", "pip install 'packager[tensorflow]'")
     module_spec = importlib.util.spec_from_file_location("packager_tflite_schema", location)
+    assert module_spec is not None and module_spec.loader is not None  # a .py path always has a spec with a source loader
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module

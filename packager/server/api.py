@@ -88,7 +88,8 @@ def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
             raise Unauthorized("writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens" if token is None
                                else "the token is not valid for this server: check PACKAGER_TOKEN")
 
-    can_read.checks_authorization = can_write.checks_authorization = True  # run by AuthFirstRoute before the body is read
+    # a marker read by AuthFirstRoute, which runs these before the body is read
+    can_read.checks_authorization = can_write.checks_authorization = True  # type: ignore[attr-defined]  # a function attribute
     return can_read, can_write
 
 
@@ -106,8 +107,9 @@ class AuthFirstRoute(APIRoute):
 
         headers = Headers(scope=scope)
         for dependency in self.dependencies:
-            if getattr(dependency.dependency, "checks_authorization", False):
-                dependency.dependency(headers.get("authorization"))
+            guard = dependency.dependency
+            if guard is not None and getattr(guard, "checks_authorization", False):
+                guard(headers.get("authorization"))
         declared, limit = headers.get("content-length", ""), getattr(self, "max_body_size", None)
         if limit is not None and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge(f"the request body is {int(declared)} bytes, over this endpoint's limit of {_size(limit)}", SIZE_HINT)
@@ -121,7 +123,7 @@ def _size(count: int) -> str:
     return f"{count >> 30} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
 
 
-def _errors(*statuses: int) -> dict[int, dict]:
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
 
@@ -211,7 +213,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
         "/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)"
     )
     def missing(body: Digests) -> Missing:
-        return {"missing": [d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)]}
+        return Missing(missing=[d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)])
 
     @router.put(
         "/blobs/sha256/{digest}",
@@ -237,7 +239,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
                     f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry"
                 )
             registry.blobs.put_file(temp)
-        return {"digest": digest, "size": size}
+        return Uploaded(digest=digest, size=size)
 
     @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
     def record(body: NewVersion) -> VersionDetail:
@@ -267,7 +269,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     @router.delete("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Remove an alias")
     def remove_alias(name: str = NAME_PATH, alias: str = ALIAS_PATH) -> Removed:
         registry.remove_alias(name, alias)
-        return {"removed": f"{name}@{alias}"}
+        return Removed(removed=f"{name}@{alias}")
 
     @router.patch("/versions/{ref}/tags", dependencies=write, responses=_errors(404), summary="Set and remove tags")
     def tag(body: TagChange, ref: str = REF_PATH) -> VersionSummary:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from packager.errors import PackagerError, UsageError
 
@@ -81,7 +81,7 @@ def error_response(request: Any, status: int, error: str, message: str, hint: st
     return HTMLResponse(body, status_code=status, headers=headers)
 
 
-def allowed_methods(app: Any, scope: dict) -> set[str]:
+def allowed_methods(app: Any, scope: Mapping[str, Any]) -> set[str]:
     """The methods of every route whose path matches (Starlette's own 405 names only the first route's)."""
     from starlette.routing import Match
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ALIAS = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"
@@ -29,7 +30,7 @@ Text = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f
 Ref = Annotated[str, Field(pattern=REF, max_length=300, description="name, name@3, name@production, name@sha256:<digest> or a version id")]
 FilePath = Annotated[str, Field(pattern=FILE_PATH, max_length=512)]
 Count = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
-CLOSED = {"additionalProperties": False}  # a dict's keys must match its patternProperties, as the server checks
+CLOSED: JsonDict = {"additionalProperties": False}  # a dict's keys must match its patternProperties, as the server checks
 
 
 class ErrorBody(BaseModel):
