@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup demo test test-fast bench fuzz readme clean
+.PHONY: setup demo lint test test-fast bench fuzz readme clean
 
 setup: $(STAMP)
 
@@ -29,7 +29,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/packager demo
 
-test: setup
+# ruff (lint, then format --check) and mypy, all configured in pyproject.toml; a finding fails `make test` before any test runs
+LINTED := packager converters
+lint: setup
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+
+test: setup lint
 	$(BIN)/python -m pytest -n 2 --durations=15
 
 test-fast: setup

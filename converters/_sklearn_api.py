@@ -5,10 +5,11 @@ the same way, so validation and ``packager predict`` run it.
 
 Nothing here is registered itself: each library's module subclasses these and marks the subclass.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from packager.contract import Framework, Runtime
 from packager.deps import version_of
@@ -33,7 +34,7 @@ class SklearnApiFramework(Framework):
         return self.load_native(Path(path), fmt)
 
     def _sklearn(self) -> Any:
-        from packager.converters.sklearn import Sklearn
+        from .sklearn import Sklearn
 
         return Sklearn()
 
@@ -52,10 +53,10 @@ class SklearnApiFramework(Framework):
     def feeds(self, model: Any, signature: Any, sample: Any) -> dict[str, Any]:
         return self._sklearn().feeds(model, signature, sample)
 
-    def predict(self, model: Any, signature: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self._sklearn().predict(model, signature, feeds)
 
-    def serve(self, model: Any, signature: Any, feeds: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, model: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self._sklearn().serve(model, signature, feeds)
 
 
@@ -88,8 +89,9 @@ def boosted_estimator(model: Any, packages: tuple[str, ...], target: str) -> Any
             f"a {target} file holds only the {type(last).__name__} booster, not the {type(model).__name__} steps before it",
             "use --to onnx, pmml or skops to keep the whole pipeline, or convert the fitted booster step alone",
         )
-    raise UnsupportedConversion(f"{target} holds {', '.join(packages)} models only, not {type(model).__name__}",
-                                "use --to onnx, pmml or skops")
+    raise UnsupportedConversion(
+        f"{target} holds {', '.join(packages)} models only, not {type(model).__name__}", "use --to onnx, pmml or skops"
+    )
 
 
 def save_native(library: str, save: Any, path: Path) -> Any:
@@ -128,15 +130,23 @@ def float32_trees(convert: Any) -> Any:
             return convert(scope, operator, container)
         source = operator.inputs[0]
         narrowed = scope.declare_local_variable("trees_input32", FloatTensorType(source.type.shape))
-        container.add_node("Cast", source.full_name, narrowed.full_name, to=TensorProto.FLOAT,
-                           name=scope.get_unique_operator_name("CastTreesInput"))
-        outputs = [scope.declare_local_variable(f"{o.raw_name}32", FloatTensorType(o.type.shape))
-                   if isinstance(o.type, DoubleTensorType) else o for o in operator.outputs]
+        container.add_node(
+            "Cast", source.full_name, narrowed.full_name, to=TensorProto.FLOAT, name=scope.get_unique_operator_name("CastTreesInput")
+        )
+        outputs = [
+            scope.declare_local_variable(f"{o.raw_name}32", FloatTensorType(o.type.shape)) if isinstance(o.type, DoubleTensorType) else o
+            for o in operator.outputs
+        ]
         convert(scope, _Retyped(operator, [narrowed, *operator.inputs[1:]], outputs), container)
-        for declared, computed in zip(operator.outputs, outputs):
+        for declared, computed in zip(operator.outputs, outputs, strict=True):  # outputs is built from operator.outputs
             if declared is not computed:
-                container.add_node("Cast", computed.full_name, declared.full_name, to=TensorProto.DOUBLE,
-                                   name=scope.get_unique_operator_name("CastTreesOutput"))
+                container.add_node(
+                    "Cast",
+                    computed.full_name,
+                    declared.full_name,
+                    to=TensorProto.DOUBLE,
+                    name=scope.get_unique_operator_name("CastTreesOutput"),
+                )
 
     return convert_cast
 

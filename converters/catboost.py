@@ -13,18 +13,20 @@ every other classifier's; it refuses models with categorical features ("ONNX-ML 
 categorical features"), and that message is passed on. Inside a scikit-learn pipeline the same exporter's tree node is
 placed in skl2onnx's graph (``register_skl2onnx``), after a cast to float32 when the steps before it run in double.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
-from packager.converters._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework, runs
 from packager.signature import Signature, TensorSpec
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
 
 SPLIT_DTYPE = "float32"
 CBM = "catboost"
@@ -48,8 +50,9 @@ class CatBoost(Framework):
     def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
         cb = _cb()
         if not read_text_head(path, 4).startswith("CBM1"):
-            raise InputFileError(f"{path.name} is not a CatBoost model (no CBM1 header)",
-                                 "give the file written by save_model('model.cbm')")
+            raise InputFileError(
+                f"{path.name} is not a CatBoost model (no CBM1 header)", "give the file written by save_model('model.cbm')"
+            )
         try:
             probe = cb.CatBoost()
             probe.load_model(str(path), format="cbm")
@@ -58,8 +61,9 @@ class CatBoost(Framework):
             model = (cb.CatBoostClassifier if classifier else cb.CatBoostRegressor)()
             model.load_model(str(path), format="cbm")
         except Exception as exc:
-            raise InputFileError(f"CatBoost cannot load {path.name}: {first_line(exc, 200)}",
-                                 "re-save it with model.save_model('model.cbm')") from exc
+            raise InputFileError(
+                f"CatBoost cannot load {path.name}: {first_line(exc, 200)}", "re-save it with model.save_model('model.cbm')"
+            ) from exc
         return model
 
     def describe(self, model: Any) -> dict[str, Any]:
@@ -94,16 +98,18 @@ class CatBoost(Framework):
                 feeds["X"] = _border_rows(model, len(feeds["X"]))
             return feeds
         if signature.columnar:
-            from packager.converters.sklearn import _column_feeds
+            from .sklearn import _column_feeds
 
             return _column_feeds(signature, sample)
         matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[1] != signature.inputs[0].shape[1]:
-            raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {signature.inputs[0].shape[1]} features",
-                             "give a sample with one column per feature")
+            raise UsageError(
+                f"the sample has shape {matrix.shape}, but the model takes {signature.inputs[0].shape[1]} features",
+                "give a sample with one column per feature",
+            )
         return {"X": matrix}
 
-    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
         import pandas as pd
 
@@ -116,8 +122,10 @@ class CatBoost(Framework):
                 return {LABEL: np.asarray(model.predict(X)).reshape(-1), PROBABILITIES: model.predict_proba(X)}
             return {VARIABLE: np.asarray(model.predict(X), dtype=np.float64).reshape(-1, 1)}
         except Exception as exc:
-            raise SampleError(f"{type(model).__name__} fails on the sample inputs ({first_line(exc, 200)})",
-                              "give --sample FILE with rows like the training data") from exc
+            raise SampleError(
+                f"{type(model).__name__} fails on the sample inputs ({first_line(exc, 200)})",
+                "give --sample FILE with rows like the training data",
+            ) from exc
 
 
 def _is_classifier(model: Any) -> bool:
@@ -139,8 +147,14 @@ def _border_rows(model: Any, rows: int) -> Any:
 
 
 MAGIC = b"CBM1"
-CBM_FORMAT = Format(CBM, title="CatBoost model", suffix=".cbm", detect=lambda path, head: head.startswith(MAGIC), check=None,
-                    safe_because="CatBoost's flatbuffers model, read by its C++ loader, which unpickles nothing")
+CBM_FORMAT = Format(
+    CBM,
+    title="CatBoost model",
+    suffix=".cbm",
+    detect=lambda path, head: head.startswith(MAGIC),
+    check=None,
+    safe_because="CatBoost's flatbuffers model, read by its C++ loader, which unpickles nothing",
+)
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
@@ -184,7 +198,8 @@ def _tensor_outputs(proto: Any, signature: Signature) -> None:
             if output.name == target:
                 output.CopyFrom(helper.make_tensor_value_info(source, TensorProto.FLOAT, ["N", None]))
     renames = {graph.input[0].name: signature.input_names[0]} if not signature.columnar else {}
-    renames.update({o.name: name for o, name in zip(graph.output, signature.output_names)})
+    # positional, and the signature may name fewer outputs than the graph has: the rest keep their names
+    renames.update({o.name: name for o, name in zip(graph.output, signature.output_names, strict=False)})
     for node in graph.node:
         node.input[:] = [renames.get(i, i) for i in node.input]
         node.output[:] = [renames.get(o, o) for o in node.output]
@@ -198,12 +213,15 @@ def refuse_pmml(model: Any) -> None:
     """sklearn2pmml bundles JPMML converters for scikit-learn, XGBoost, LightGBM, H2O and statsmodels, none for CatBoost:
     a pipeline with a CatBoost step failed in the JVM with "Cannot cast net.razorvine.pickle.objects.ClassDict to
     sklearn.Estimator" (measured, sklearn2pmml 0.133.1), so it is refused here with the reason instead."""
-    raise UnsupportedConversion(f"sklearn2pmml {version_of('sklearn2pmml')} has no CatBoost converter (its JPMML converters cover "
-                                "scikit-learn, XGBoost, LightGBM, H2O and statsmodels)",
-                                "use --to onnx (CatBoost's exporter inside the pipeline's graph), or skops/joblib")
+    raise UnsupportedConversion(
+        f"sklearn2pmml {version_of('sklearn2pmml')} has no CatBoost converter (its JPMML converters cover "
+        "scikit-learn, XGBoost, LightGBM, H2O and statsmodels)",
+        "use --to onnx (CatBoost's exporter inside the pipeline's graph), or skops/joblib",
+    )
 
 
 # ---------------------------------------------------------------- skl2onnx registration
+
 
 def register_skl2onnx() -> None:
     """Make skl2onnx convert CatBoostClassifier/CatBoostRegressor as a pipeline step with CatBoost's own exporter
@@ -213,9 +231,14 @@ def register_skl2onnx() -> None:
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
 
     converter = float32_trees(_convert_in_pipeline)
-    update_registered_converter(cb.CatBoostClassifier, "CatBoostCatBoostClassifier", calculate_linear_classifier_output_shapes,
-                                converter, parser=_parse_classifier,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(
+        cb.CatBoostClassifier,
+        "CatBoostCatBoostClassifier",
+        calculate_linear_classifier_output_shapes,
+        converter,
+        parser=_parse_classifier,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
     update_registered_converter(cb.CatBoostRegressor, "CatBoostCatBoostRegressor", calculate_linear_regressor_output_shapes, converter)
 
 
@@ -223,9 +246,8 @@ def _parse_classifier(scope, model, inputs, custom_parsers=None):
     """A label and a probabilities output: CatBoostClassifier is no scikit-learn ClassifierMixin, so skl2onnx's own parsers
     would declare one output (measured: "at least 2 output(s) is(are) required but we got 1")."""
     from skl2onnx._parse import _apply_zipmap
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
-
     from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
 
     operator = scope.declare_local_operator(sklearn_operator_name_map[type(model)], model)
     operator.inputs = inputs
@@ -249,16 +271,27 @@ def _convert_in_pipeline(scope, operator, container):
 
         proto = convert_to_onnx_object(model)
     except Exception as exc:
-        raise UnsupportedConversion(f"CatBoost's ONNX exporter refuses {type(model).__name__}: {first_line(exc, 200).split(': ')[-1]}",
-                                    "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline") from exc
+        raise UnsupportedConversion(
+            f"CatBoost's ONNX exporter refuses {type(model).__name__}: {first_line(exc, 200).split(': ')[-1]}",
+            "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline",
+        ) from exc
     trees = [n for n in proto.graph.node if n.op_type.startswith("TreeEnsemble")]
     if len(trees) != 1 or len(proto.graph.node) - len(trees) > int(any(n.op_type == "ZipMap" for n in proto.graph.node)):
-        raise UnsupportedConversion(f"CatBoost {version_of('catboost')} exported {type(model).__name__} as "
-                                    f"{[n.op_type for n in proto.graph.node]}, not one tree ensemble node",
-                                    "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline")
+        raise UnsupportedConversion(
+            f"CatBoost {version_of('catboost')} exported {type(model).__name__} as "
+            f"{[n.op_type for n in proto.graph.node]}, not one tree ensemble node",
+            "use --to catboost (.cbm) on the model alone, or skops/joblib for the pipeline",
+        )
     node = trees[0]
     opsets = {d.domain: d.version for d in proto.opset_import}
     attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    outputs = operator.output_full_names[:len(node.output)]
-    container.add_node(node.op_type, operator.input_full_names, outputs, op_domain=node.domain, op_version=opsets.get(node.domain),
-                       name=scope.get_unique_operator_name(node.op_type), **attributes)
+    outputs = operator.output_full_names[: len(node.output)]
+    container.add_node(
+        node.op_type,
+        operator.input_full_names,
+        outputs,
+        op_domain=node.domain,
+        op_version=opsets.get(node.domain),
+        name=scope.get_unique_operator_name(node.op_type),
+        **attributes,
+    )

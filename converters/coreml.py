@@ -1,5 +1,6 @@
 """Core ML: coremltools' scikit-learn converter where it still works, and a structure check as the
 "runtime" (Core ML predicts only on macOS: reported as not executed, never as passed)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -99,6 +100,7 @@ class MLPackageStructureCheck(CoreMLStructureCheck):
 
 # ---------------------------------------------------------------- quantization (weights only: runs on Linux)
 
+
 @quantizes("coreml", modes={"weights", "fp16"})
 def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any:
     """8-bit linear (``weights``) or 16-bit float weights for a neural network .mlmodel."""
@@ -107,7 +109,9 @@ def quantize_neural_network(src: Path, dst: Path, mode: str, calibration) -> Any
 
     bits = 8 if mode == "weights" else 16
     with quiet_output():
-        quantized = quantization_utils.quantize_weights(ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear")
+        quantized = quantization_utils.quantize_weights(
+            ct.models.MLModel(str(src), skip_model_load=True), nbits=bits, quantization_mode="linear"
+        )
     ct.utils.save_spec(quantized.get_spec(), str(dst))
     return QuantizeResult(True, "", {"mode": mode, "bits": bits, "tool": f"coremltools {version_of('coremltools')} quantization_utils"})
 

@@ -13,6 +13,7 @@ sees a plain tensor function. Every package carries the tokenizer (``tokenizer.j
 in the manifest: ``predict`` tokenizes text with exactly what validation used. An image classifier's package carries
 its ``preprocessor_config.json`` instead, and is validated on images made here and prepared by its own image processor.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,12 @@ VALIDATION_IMAGES = 16  # drawn images: enough rows for two batch sizes and a to
 PREPROCESSING = "preprocessing.json"
 TOKENIZER = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
-POOLING_MODES = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max",
-                 "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len"}
+POOLING_MODES = {
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len",
+}
 # Built-in validation texts when no --sample is given: several lengths (3 to ~90 tokens), plain sentences of the kind models
 # embed or classify. One-word texts are the hardest for int8 (mean pooling over 3 tokens keeps the error of each): measured on
 # all-MiniLM-L6-v2, min cosine 0.997 with packager's int8 (int8_for_transformers), 0.948 with quantize_dynamic.
@@ -102,8 +107,14 @@ class Preprocessing:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        return cls(**{**known, "input_names": tuple(known["input_names"]), "labels": tuple(known.get("labels", ())),
-                      "output_names": tuple(known.get("output_names", ()))})
+        return cls(
+            **{
+                **known,
+                "input_names": tuple(known["input_names"]),
+                "labels": tuple(known.get("labels", ())),
+                "output_names": tuple(known.get("output_names", ())),
+            }
+        )
 
 
 @dataclass
@@ -127,8 +138,11 @@ def tokenize(tokenizer: Any, preprocessing: Preprocessing, texts: list[str]) -> 
     import numpy as np
 
     encodings = tokenizer.encode_batch([str(t) for t in texts])
-    arrays = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
-              "token_type_ids": [e.type_ids for e in encodings]}
+    arrays = {
+        "input_ids": [e.ids for e in encodings],
+        "attention_mask": [e.attention_mask for e in encodings],
+        "token_type_ids": [e.type_ids for e in encodings],
+    }
     return {name: np.asarray(arrays[name], dtype=np.int64) for name in preprocessing.input_names}
 
 
@@ -156,7 +170,7 @@ def _wrapper_class():
             self.with_probabilities = len(preprocessing.outputs) > 1
 
         def forward(self, *inputs):
-            named = dict(zip(self.names, inputs))
+            named = dict(zip(self.names, inputs, strict=True))  # callers pass one tensor per name
             out = self.model(**named)
             if self.task != "feature-extraction":
                 logits = out.logits
@@ -177,6 +191,7 @@ def _wrapper_class():
 
 # ---------------------------------------------------------------- loading
 
+
 def task_of(config: Mapping[str, Any], folder: Path, task: str | None) -> str:
     """``--task`` when given, else the config's architecture (``*ForSequenceClassification`` ...); a bare encoder
     (``*Model``) or a sentence-transformers folder is feature extraction."""
@@ -185,20 +200,28 @@ def task_of(config: Mapping[str, Any], folder: Path, task: str | None) -> str:
             raise UsageError(f"--task {task!r} is not one of {', '.join(TASKS)}", "pick the head the folder was trained with")
         return task
     architecture = (config.get("architectures") or [""])[0]
-    for suffix, found in (("ForSequenceClassification", "sequence-classification"), ("ForTokenClassification", "token-classification"),
-                          ("ForImageClassification", "image-classification")):
+    for suffix, found in (
+        ("ForSequenceClassification", "sequence-classification"),
+        ("ForTokenClassification", "token-classification"),
+        ("ForImageClassification", "image-classification"),
+    ):
         if architecture.endswith(suffix):
             return found
     if (folder / "modules.json").is_file() or architecture.endswith("Model") or not architecture:
         return "feature-extraction"
-    raise UnsupportedConversion(f"{folder.name} holds a {architecture}: its task is not one packager exports",
-                                f"packager exports {', '.join(TASKS)}; pass --task if the folder fits one of them")
+    raise UnsupportedConversion(
+        f"{folder.name} holds a {architecture}: its task is not one packager exports",
+        f"packager exports {', '.join(TASKS)}; pass --task if the folder fits one of them",
+    )
 
 
 def _auto_class(transformers: Any, task: str) -> Any:
-    return {"feature-extraction": transformers.AutoModel, "sequence-classification": transformers.AutoModelForSequenceClassification,
-            "token-classification": transformers.AutoModelForTokenClassification,
-            "image-classification": transformers.AutoModelForImageClassification}[task]
+    return {
+        "feature-extraction": transformers.AutoModel,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+        "token-classification": transformers.AutoModelForTokenClassification,
+        "image-classification": transformers.AutoModelForImageClassification,
+    }[task]
 
 
 # Weights a task may lack without changing its answer: feature extraction reads last_hidden_state, never the pooler.
@@ -213,17 +236,21 @@ def _load_model(transformers: Any, folder: Path, task: str, trust: bool) -> Any:
     safetensors = weight_files(folder)[0].name.startswith("model.safetensors")
     try:
         model, info = _auto_class(transformers, task).from_pretrained(
-            str(folder), use_safetensors=safetensors, local_files_only=True, trust_remote_code=trust, output_loading_info=True)
+            str(folder), use_safetensors=safetensors, local_files_only=True, trust_remote_code=trust, output_loading_info=True
+        )
     except ValueError as exc:  # transformers: "Unrecognized configuration class ... for this kind of AutoModel"
-        raise UnsupportedConversion(f"{folder.name} cannot be loaded for {task} ({first_line(exc, 160)})",
-                                    "pass the --task the folder was trained for") from exc
+        raise UnsupportedConversion(
+            f"{folder.name} cannot be loaded for {task} ({first_line(exc, 160)})", "pass the --task the folder was trained for"
+        ) from exc
     ignored = UNUSED_WHEN_MISSING.get(task, ())
     missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(ignored))
     mismatched = sorted(str(k[0] if isinstance(k, tuple) else k) for k in info.get("mismatched_keys", ()))
     if missing or mismatched:
         names = (missing or mismatched)[:4]
-        raise UnsupportedConversion(f"{folder.name} has no trained weights for {task}: {names} would be initialised at random",
-                                    "pass the --task the folder was trained for (feature-extraction for a bare encoder)")
+        raise UnsupportedConversion(
+            f"{folder.name} has no trained weights for {task}: {names} would be initialised at random",
+            "pass the --task the folder was trained for (feature-extraction for a bare encoder)",
+        )
     return model.eval()
 
 
@@ -235,14 +262,17 @@ def pooling_of(folder: Path, task: str) -> tuple[str | None, bool]:
         return None, False
     modules = read_json(folder / "modules.json", what="module list") if (folder / "modules.json").is_file() else []
     normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
-    pooling_dir = next((folder / m["path"] for m in modules if m.get("type", "").endswith(".Pooling") and m.get("path")),
-        folder / "1_Pooling")
+    pooling_dir = next(
+        (folder / m["path"] for m in modules if m.get("type", "").endswith(".Pooling") and m.get("path")), folder / "1_Pooling"
+    )
     if (pooling_dir / "config.json").is_file():
         config = read_json(pooling_dir / "config.json", what="pooling config")
         chosen = [mode for key, mode in POOLING_MODES.items() if config.get(key)]
         if len(chosen) != 1:
-            raise UnsupportedConversion(f"{pooling_dir.name}/config.json asks for pooling {chosen or 'none'}", "packager implements one of "
-                                        f"{sorted(POOLING_MODES.values())} at a time")
+            raise UnsupportedConversion(
+                f"{pooling_dir.name}/config.json asks for pooling {chosen or 'none'}",
+                f"packager implements one of {sorted(POOLING_MODES.values())} at a time",
+            )
         return chosen[0], normalize
     return "mean", normalize
 
@@ -276,24 +306,36 @@ def load_folder(folder: Path, *, trust: bool = False, task: str | None = None) -
         return _load_image_folder(transformers, folder, config, trust)
     tokenizer_config = read_json(folder / TOKENIZER_CONFIG, what="tokenizer config") if (folder / TOKENIZER_CONFIG).is_file() else {}
     if not (folder / TOKENIZER).is_file() and not (folder / "vocab.txt").is_file() and not tokenizer_config:
-        raise UnsupportedConversion(f"{folder.name} has no tokenizer files: {task} takes text",
-                                    "save the tokenizer beside the model (tokenizer.save_pretrained), or pass the --task of the folder")
+        raise UnsupportedConversion(
+            f"{folder.name} has no tokenizer files: {task} takes text",
+            "save the tokenizer beside the model (tokenizer.save_pretrained), or pass the --task of the folder",
+        )
     model = _load_model(transformers, folder, task, trust)
     tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=trust)
     if not getattr(tokenizer, "is_fast", False):
-        raise UnsupportedConversion(f"{folder.name} has no fast tokenizer (tokenizer.json)",
-            "save the folder with a fast tokenizer (use_fast=True)")
+        raise UnsupportedConversion(
+            f"{folder.name} has no fast tokenizer (tokenizer.json)", "save the folder with a fast tokenizer (use_fast=True)"
+        )
     accepted = set(inspect.signature(model.forward).parameters)
     names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in tokenizer.model_input_names and n in accepted)
     if "input_ids" not in names or "attention_mask" not in names:
-        raise UnsupportedConversion(f"{folder.name}: the tokenizer gives {tokenizer.model_input_names}",
-            "packager exports text models taking "
-                                    "input_ids and attention_mask")
+        raise UnsupportedConversion(
+            f"{folder.name}: the tokenizer gives {tokenizer.model_input_names}",
+            "packager exports text models taking input_ids and attention_mask",
+        )
     pooling, normalize = pooling_of(folder, task)
     outputs = {"feature-extraction": ("sentence_embedding",), "token-classification": ("logits",)}.get(task, ("logits", "probabilities"))
-    preprocessing = Preprocessing(task, names, outputs[0], max_length_of(folder, config, tokenizer_config), pooling=pooling,
-                                  normalize=normalize, labels=_labels(config) if task != "feature-extraction" else (),
-                                  architecture=type(model).__name__, output_names=outputs)
+    preprocessing = Preprocessing(
+        task,
+        names,
+        outputs[0],
+        max_length_of(folder, config, tokenizer_config),
+        pooling=pooling,
+        normalize=normalize,
+        labels=_labels(config) if task != "feature-extraction" else (),
+        architecture=type(model).__name__,
+        output_names=outputs,
+    )
     backend = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
     backend = configured_tokenizer(backend, preprocessing, tokenizer.pad_token_id or 0, tokenizer.pad_token or "[PAD]")
     module = _wrapper_class()(model, preprocessing).eval()
@@ -306,18 +348,34 @@ def _load_image_folder(transformers: Any, folder: Path, config: Mapping[str, Any
     from packager.safety.huggingface import read_json
 
     if not (folder / IMAGE_PROCESSOR).is_file():
-        raise UnsupportedConversion(f"{folder.name} has no {IMAGE_PROCESSOR}: image-classification needs the image processor's "
-                                    "size, mean and std", "save the image processor beside the model (processor.save_pretrained)")
+        raise UnsupportedConversion(
+            f"{folder.name} has no {IMAGE_PROCESSOR}: image-classification needs the image processor's size, mean and std",
+            "save the image processor beside the model (processor.save_pretrained)",
+        )
     spec = read_json(folder / IMAGE_PROCESSOR, what="image processor config")
     model = _load_model(transformers, folder, "image-classification", trust)
     processor = image_processor(folder, trust)
     height, width = _image_size(spec, config)
-    extra = {"image_size": [height, width], "num_channels": int(config.get("num_channels", 3)),
-             "image_mean": spec.get("image_mean"), "image_std": spec.get("image_std"),
-             "rescale_factor": spec.get("rescale_factor"), "image_processor": type(processor).__name__}
-    preprocessing = Preprocessing("image-classification", ("pixel_values",), "logits", 0, padding="", truncation="",
-                                  labels=_labels(config), architecture=type(model).__name__, extra=extra,
-                                  output_names=("logits", "probabilities"))
+    extra = {
+        "image_size": [height, width],
+        "num_channels": int(config.get("num_channels", 3)),
+        "image_mean": spec.get("image_mean"),
+        "image_std": spec.get("image_std"),
+        "rescale_factor": spec.get("rescale_factor"),
+        "image_processor": type(processor).__name__,
+    }
+    preprocessing = Preprocessing(
+        "image-classification",
+        ("pixel_values",),
+        "logits",
+        0,
+        padding="",
+        truncation="",
+        labels=_labels(config),
+        architecture=type(model).__name__,
+        extra=extra,
+        output_names=("logits", "probabilities"),
+    )
     module = _wrapper_class()(model, preprocessing).eval()
     return TextModel(module, None, preprocessing, folder, {}, model, processor)
 
@@ -374,8 +432,10 @@ def texts_of(sample: Any) -> list[str] | None:
         text_columns = [c for c in sample.columns if sample[c].dtype == object]
         column = "text" if "text" in sample.columns else (text_columns[0] if len(text_columns) == 1 else None)
         if column is None:
-            raise UsageError(f"the sample has columns {list(sample.columns)[:10]} and no single text column", "name the column 'text', or "
-                             "give a .txt file with one text per line")
+            raise UsageError(
+                f"the sample has columns {list(sample.columns)[:10]} and no single text column",
+                "name the column 'text', or give a .txt file with one text per line",
+            )
         return [str(t) for t in sample[column].tolist()]
     if isinstance(sample, (list, tuple)) and all(isinstance(t, str) for t in sample):
         return list(sample)
@@ -399,8 +459,9 @@ def _check_folder(folder: Path) -> None:
     check_hf_folder(folder)
 
 
-HUGGINGFACE = Format("huggingface", title="Hugging Face model folder (save_pretrained)", directory=True, detect=is_hf_folder,
-                     check=_check_folder)
+HUGGINGFACE = Format(
+    "huggingface", title="Hugging Face model folder (save_pretrained)", directory=True, detect=is_hf_folder, check=_check_folder
+)
 
 
 @framework("huggingface")
@@ -424,8 +485,12 @@ class HuggingFace(Framework):
 
     def describe(self, model: TextModel) -> dict[str, Any]:
         parameters = sum(p.numel() for p in model.hf_model.parameters()) if model.hf_model is not None else None
-        return {"architecture": model.preprocessing.architecture, "task": model.preprocessing.task, "parameters": parameters,
-                "preprocessing": model.preprocessing.to_dict()}
+        return {
+            "architecture": model.preprocessing.architecture,
+            "task": model.preprocessing.task,
+            "parameters": parameters,
+            "preprocessing": model.preprocessing.to_dict(),
+        }
 
     def versions(self) -> dict[str, str]:
         return {name: version_of(name) for name in ("torch", "transformers", "tokenizers")}
@@ -455,8 +520,9 @@ class HuggingFace(Framework):
             return model.tokenize(texts)
         if isinstance(sample, dict) and set(model.preprocessing.input_names) <= set(sample):
             return {n: np.asarray(sample[n], dtype=np.int64) for n in model.preprocessing.input_names}
-        raise UsageError("a text model's sample must be text",
-            "give --sample texts.txt (one text per line) or a table with a 'text' column")
+        raise UsageError(
+            "a text model's sample must be text", "give --sample texts.txt (one text per line) or a table with a 'text' column"
+        )
 
     def predict(self, model: TextModel, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return run_module(model.module, model.preprocessing, feeds)
@@ -479,8 +545,11 @@ def pixels_of(model: TextModel, signature: Signature, sample: Any) -> Any:
     expected = tuple(signature.inputs[0].shape[1:])
     if array is None or array.ndim != 4 or tuple(array.shape[1:]) != expected or array.dtype.kind != "f":
         got = f"{array.dtype} {array.shape}" if array is not None else type(sample).__name__
-        raise UsageError(f"an image classifier's sample must be pixel values (N, {', '.join(map(str, expected))}) or uint8 images "
-                         f"(N, H, W, C); got {got}", "save the image processor's pixel_values, or the images as uint8, with np.save")
+        raise UsageError(
+            f"an image classifier's sample must be pixel values (N, {', '.join(map(str, expected))}) or uint8 images "
+            f"(N, H, W, C); got {got}",
+            "save the image processor's pixel_values, or the images as uint8, with np.save",
+        )
     return np.ascontiguousarray(array, dtype=np.float32)
 
 
@@ -493,10 +562,11 @@ def run_module(module: Any, preprocessing: Preprocessing, feeds: Mapping[str, An
     with torch.no_grad():
         produced = module(*tensors)
     produced = produced if isinstance(produced, tuple) else (produced,)
-    return {name: value.detach().cpu().numpy() for name, value in zip(preprocessing.outputs, produced)}
+    return {name: value.detach().cpu().numpy() for name, value in zip(preprocessing.outputs, produced, strict=True)}
 
 
 # ---------------------------------------------------------------- package files
+
 
 def write_text_files(model: TextModel, out: Path) -> dict[str, Any]:
     """tokenizer.json (padding and truncation set), tokenizer_config.json, preprocessing.json beside the model file; an
@@ -529,6 +599,7 @@ def load_package_tokenizer(folder: Path) -> Any:
 
 # ---------------------------------------------------------------- conversions
 
+
 def _example(model: TextModel, options) -> tuple:
     import numpy as np
 
@@ -536,9 +607,13 @@ def _example(model: TextModel, options) -> tuple:
     return tuple(torch.from_numpy(np.ascontiguousarray(options.example[n])) for n in model.preprocessing.input_names)
 
 
-@converts("huggingface", to="onnx", quantize={"dynamic", "fp16"},
-          note="torch.onnx (TorchScript exporter, dynamo as fallback) with dynamic batch and sequence axes; int8 = 8-bit weight "
-               "blocks (MatMulNBits, int8 compute) + int8 embeddings; tokenizer + preprocessing packaged")
+@converts(
+    "huggingface",
+    to="onnx",
+    quantize={"dynamic", "fp16"},
+    note="torch.onnx (TorchScript exporter, dynamo as fallback) with dynamic batch and sequence axes; int8 = 8-bit weight "
+    "blocks (MatMulNBits, int8 compute) + int8 embeddings; tokenizer + preprocessing packaged",
+)
 def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> Any:
     """Both axes of every input dynamic; the TorchScript-based exporter first: on all-MiniLM-L6-v2 it took 3.2 s against
     11.6 s for dynamo, for the same operators and the same latency (10.3 ms, batch 1, seq 32, one thread)."""
@@ -555,24 +630,45 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
                 if dynamo:
                     batch, sequence = torch.export.Dim("batch", min=1, max=1 << 20), torch.export.Dim("sequence", min=1, max=1 << 16)
                     shapes = tuple({0: batch} if model.preprocessing.is_image else {0: batch, 1: sequence} for _ in names)
-                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=outputs, dynamo=True,
-                                      dynamic_shapes=shapes, external_data=False, opset_version=options.opset)
+                    torch.onnx.export(
+                        model.module,
+                        example,
+                        str(path),
+                        input_names=names,
+                        output_names=outputs,
+                        dynamo=True,
+                        dynamic_shapes=shapes,
+                        external_data=False,
+                        opset_version=options.opset,
+                    )
                 else:
                     axes = {n: {0: "batch"} if model.preprocessing.is_image else {0: "batch", 1: "sequence"} for n in names}
                     axes.update({o: {0: "batch", 1: "sequence"} if per_token else {0: "batch"} for o in outputs})
-                    torch.onnx.export(model.module, example, str(path), input_names=names, output_names=outputs, dynamo=False,
-                                      dynamic_axes=axes, opset_version=options.opset or 17)
+                    torch.onnx.export(
+                        model.module,
+                        example,
+                        str(path),
+                        input_names=names,
+                        output_names=outputs,
+                        dynamo=False,
+                        dynamic_axes=axes,
+                        opset_version=options.opset or 17,
+                    )
             break
         except Exception as exc:
             failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
-        raise ConversionError(f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})",
-            "try another --opset")
+        raise ConversionError(
+            f"torch.onnx.export failed on {model.preprocessing.architecture} ({'; '.join(failures)})", "try another --opset"
+        )
     proto = onnx.load(str(path), load_external_data=False)
-    details = {"exporter": "torchscript" if not failures else "dynamo (torchscript failed)",
+    details = {
+        "exporter": "torchscript" if not failures else "dynamo (torchscript failed)",
         "export_error": failures[0] if failures else None,
-               "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "torch": version_of("torch")}
+        "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+        "torch": version_of("torch"),
+    }
     if options.quantize == "dynamic":
         size_before = path.stat().st_size
         details["quantization"] = int8_for_transformers(path)
@@ -621,22 +717,35 @@ def int8_for_transformers(path: Path) -> dict[str, Any]:
         staged.unlink(missing_ok=True)
     done = onnx.load(str(path), load_external_data=False)
     counts = {op: sum(n.op_type == op for n in done.graph.node) for op in ("MatMulNBits", "DynamicQuantizeLinear", "MatMul")}
-    return {"mode": "dynamic", "operators": ["MatMul", "Gather"], "method": "MatMulNBits int8 weights, accuracy_level 4 (int8 compute, "
-            "activations per block); Gather int8", "block_size": INT8_BLOCK, "per_channel": False, "reduce_range": False,
-            "nodes": counts, "tool": f"onnxruntime {version_of('onnxruntime')}"}
+    return {
+        "mode": "dynamic",
+        "operators": ["MatMul", "Gather"],
+        "method": "MatMulNBits int8 weights, accuracy_level 4 (int8 compute, activations per block); Gather int8",
+        "block_size": INT8_BLOCK,
+        "per_channel": False,
+        "reduce_range": False,
+        "nodes": counts,
+        "tool": f"onnxruntime {version_of('onnxruntime')}",
+    }
 
 
-@converts("huggingface", to="torchscript",
-    note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged")
+@converts(
+    "huggingface",
+    to="torchscript",
+    note="torch.jit.trace of the wrapped model (embedding or logits out); tokenizer + preprocessing packaged",
+)
 def hf_to_torchscript(model: TextModel, signature: Signature, out: Path, options) -> Any:
-    from packager.converters.torch import torch_to_torchscript
+    from .torch import torch_to_torchscript
 
     artifact = torch_to_torchscript(model.module, signature, out, options)
     return type(artifact)(artifact.path, {**artifact.details, **write_text_files(model, out)})
 
 
-@converts("huggingface", to="safetensors",
-    note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)")
+@converts(
+    "huggingface",
+    to="safetensors",
+    note="the weights as safetensors beside config.json, tokenizer and preprocessing (runs in transformers)",
+)
 def hf_to_safetensors(model: TextModel, signature: Signature, out: Path, options) -> Any:
     safetensors_torch = require("safetensors.torch", "huggingface", "writing safetensors")
     path = out / "model.safetensors"
@@ -651,12 +760,14 @@ def load_saved_text_model(path: Path) -> Any:
     folder = Path(path).parent
     preprocessing = read_preprocessing(folder)
     transformers = _transformers()
-    model = _auto_class(transformers, preprocessing.task).from_pretrained(str(folder), local_files_only=True, use_safetensors=True,
-                                                                          trust_remote_code=False).eval()
+    # a folder without preprocessing.json gives None here and an AttributeError below (reported, not yet fixed)
+    auto_class = _auto_class(transformers, preprocessing.task)  # type: ignore[union-attr]
+    model = auto_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     return _wrapper_class()(model, preprocessing).eval(), preprocessing
 
 
 # ---------------------------------------------------------------- Core ML
+
 
 def _register_coreml_new_ones() -> None:
     """coremltools 9.0's torch frontend has no ``aten::new_ones``, which transformers 5 emits while building the attention
@@ -685,17 +796,22 @@ def _register_coreml_new_ones() -> None:
     register_torch_op(new_ones)
 
 
-@converts("huggingface", to="mlpackage", quantize={"weights"},
-          note="coremltools ML program from the traced model (fp16 compute); structure checked on Linux, runs on macOS")
+@converts(
+    "huggingface",
+    to="mlpackage",
+    quantize={"weights"},
+    note="coremltools ML program from the traced model (fp16 compute); structure checked on Linux, runs on macOS",
+)
 def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) -> Any:
     """Token ids as int32 with RangeDim batch and sequence axes (up to the model's max length); pixels as float32 with a
     RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
     import numpy as np
 
-    from packager.converters.torch import _trace
     from packager.conversion import Artifact
     from packager.deps import quiet_output
     from packager.errors import first_line
+
+    from .torch import _trace
 
     ct = require("coremltools", "coreml", "Core ML export")
     _register_coreml_new_ones()
@@ -709,11 +825,13 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     try:
         traced = _trace(model.module, _example(model, options))
         with quiet_output():
-            converted = ct.convert(traced, inputs=inputs, outputs=[ct.TensorType(name=o) for o in preprocessing.outputs],
-                                   convert_to="mlprogram")
+            converted = ct.convert(
+                traced, inputs=inputs, outputs=[ct.TensorType(name=o) for o in preprocessing.outputs], convert_to="mlprogram"
+            )
     except Exception as exc:
-        raise ConversionError(f"coremltools cannot convert {preprocessing.architecture}: {type(exc).__name__}: {first_line(exc, 200)}",
-                              "use --to onnx") from exc
+        raise ConversionError(
+            f"coremltools cannot convert {preprocessing.architecture}: {type(exc).__name__}: {first_line(exc, 200)}", "use --to onnx"
+        ) from exc
     path = out / "model.mlpackage"
     converted.save(str(path))
     details = {"converter": "coremltools (traced TorchScript)", "converter_version": version_of("coremltools"), "model_type": "mlprogram"}

@@ -5,6 +5,7 @@ reaches (SavedModel, frozen ``.pb``, ONNX, TFLite, Core ML).
 Files are safety-checked first (packager.safety.keras) and always loaded with ``safe_mode=True``
 unless trusted. ``tf2onnx.convert.from_keras`` is broken on Keras 3, hence the tf.function route.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +15,11 @@ from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
-from packager.validation import INT8, SAME_KERNELS, criteria_table
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
+from packager.validation import INT8, SAME_KERNELS, criteria_table
 
-from packager.converters import tensorflow as tfc
+from . import tensorflow as tfc
 
 
 def _keras():
@@ -55,11 +56,12 @@ class Keras(Framework):
         if text:  # numpy has no "string" dtype: samples, the input example and every runtime's feeds are numeric arrays here
             raise UnsupportedConversion(
                 f"the Keras model takes string input {text} (StringLookup or TextVectorization); packager converts numeric inputs only",
-                "keep the text preprocessing outside: convert the model from the layer after it (token ids), ship the vocabulary beside it")
+                "keep the text preprocessing outside: convert the model from the layer after it (token ids), ship the vocabulary beside it",
+            )
         return Signature(specs)
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
-        from packager.converters.keras_rows import fitted_rows
+        from .keras_rows import fitted_rows
 
         return fitted_rows(model, signature, rows)
 
@@ -74,10 +76,14 @@ def _refuse_unbuilt(model: Any) -> None:
     if getattr(model, "inputs", None):
         return
     if type(model).__name__ == "Sequential":  # saved before fit/build: no input shape, and no weights to convert either
-        raise InputFileError(f"the Keras Sequential model {model.name!r} was never built: it has no input shape and no trained weights",
-                             "start it with keras.Input(shape=...) (or call model.build) and train it before saving")
-    raise InputFileError(f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)",
-                         "build it with an Input layer, or call it once on data before converting")
+        raise InputFileError(
+            f"the Keras Sequential model {model.name!r} was never built: it has no input shape and no trained weights",
+            "start it with keras.Input(shape=...) (or call model.build) and train it before saving",
+        )
+    raise InputFileError(
+        f"the Keras model {model.name!r} has no defined inputs (a subclassed model that was never built)",
+        "build it with an Input layer, or call it once on data before converting",
+    )
 
 
 def input_specs(model: Any) -> tuple[TensorSpec, ...]:
@@ -101,8 +107,10 @@ def predict(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[
 
     args = [feeds[name] for name in signature.input_names]
     result = model(args if len(args) > 1 else args[0], training=False)
-    values = [result[k] for k in sorted(result)] if isinstance(result, Mapping) else result if isinstance(result, (list, tuple)) else [result]
-    return {name: np.asarray(value) for name, value in zip(output_names(model), values)}
+    values = (
+        [result[k] for k in sorted(result)] if isinstance(result, Mapping) else result if isinstance(result, (list, tuple)) else [result]
+    )
+    return {name: np.asarray(value) for name, value in zip(output_names(model), values, strict=True)}
 
 
 def load_keras(path: Path, fmt: str, *, trust: bool = False) -> Any:
@@ -126,18 +134,24 @@ def load_keras(path: Path, fmt: str, *, trust: bool = False) -> Any:
             raise InputFileError(f"{Path(path).name} is {fmt}, not a Keras file", "give a .keras archive or a Keras .h5 file")
     except ValueError as exc:
         if "safe_mode" in str(exc) or "lambda" in str(exc).lower():
-            raise UnsafeModelError(f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT) from None
+            raise UnsafeModelError(
+                f"{Path(path).name} holds Python code (a Lambda layer) that Keras' safe mode refuses", TRUST_HINT
+            ) from None
         raise
 
 
 def as_graph(model: Any) -> tfc.TFGraph:
     """The model as one tf.function over its inputs, in inference mode."""
     inputs = input_specs(model)
-    call = lambda *args: model(list(args) if len(args) > 1 else args[0], training=False)  # noqa: E731
+
+    def call(*args: Any) -> Any:
+        return model(list(args) if len(args) > 1 else args[0], training=False)
+
     return tfc.graph_from_callable(call, inputs, output_names(model), "keras", keep_alive=model)
 
 
 # ---------------------------------------------------------------- Keras' own formats
+
 
 def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
     """``.keras`` or ``.h5``; ``--quantize dynamic`` applies Keras' int8 (weights int8, activations
@@ -151,7 +165,11 @@ def _save_native(model: Any, out: Path, suffix: str, options) -> Any:
             quantized = _int8_copy(model)
             path.unlink()
             quantized.save(str(path))
-            details["quantized_in_conversion"] = {"mode": "dynamic", "size_before": size_before, "layers": "Dense, EinsumDense, Embedding (Keras int8)"}
+            details["quantized_in_conversion"] = {
+                "mode": "dynamic",
+                "size_before": size_before,
+                "layers": "Dense, EinsumDense, Embedding (Keras int8)",
+            }
     return Artifact(path, details)
 
 
@@ -162,7 +180,10 @@ def _int8_copy(model: Any) -> Any:
     try:
         copy.quantize("int8")
     except Exception as exc:
-        raise ConversionError(f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}", "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize") from exc
+        raise ConversionError(
+            f"Keras int8 quantization failed: {type(exc).__name__}: {first_line(exc)}",
+            "int8 applies to Dense, EinsumDense and Embedding layers; drop --quantize",
+        ) from exc
     return copy
 
 
@@ -175,8 +196,10 @@ def keras_to_keras(model: Any, signature: Signature, out: Path, options) -> Any:
 def keras_to_hdf5(model: Any, signature: Signature, out: Path, options) -> Any:
     lookups = [layer.name for layer in model._flatten_layers() if hasattr(layer, "lookup_table")]
     if lookups:  # measured, Keras 3.15: the .h5 reloads with an empty table and fails "Table not initialized" on the first call
-        raise ConversionError(f"the legacy HDF5 format does not keep the vocabulary of lookup layers {lookups}",
-                              "use --to keras (the .keras archive keeps it) or --to savedmodel")
+        raise ConversionError(
+            f"the legacy HDF5 format does not keep the vocabulary of lookup layers {lookups}",
+            "use --to keras (the .keras archive keeps it) or --to savedmodel",
+        )
     return _save_native(model, out, ".h5", options)
 
 
@@ -214,6 +237,7 @@ def keras_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> 
 
 
 # ---------------------------------------------------------------- runtimes
+
 
 class _KerasRuntime(Runtime):
     name = "keras.models.load_model(safe_mode=True)"

@@ -6,6 +6,7 @@ vocabulary of 20,000 sees only ids 0-9. So an input consumed directly by an adap
 from N(mean, variance) and one consumed by an ``Embedding`` gets ids over the whole vocabulary. Any other input keeps
 the synthetic rows; a model with neither kind of layer gets None (the caller then says its rows are synthetic).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -19,7 +20,8 @@ def fitted_rows(model: Any, signature: Signature, rows: int, seed: int = 0) -> d
     rng = np.random.default_rng(seed)
     feeds = synthesize(signature, rows, seed)
     drawn = False
-    for spec, layers in zip(signature.inputs, _consumers(model)):
+    # a model without .inputs (a Sequential never built on an Input) has no consumer lists: nothing is drawn
+    for spec, layers in zip(signature.inputs, _consumers(model), strict=False):
         for layer in layers:
             value = _from_normalization(layer, feeds[spec.name].shape, rng) if _is(layer, "Normalization") else None
             if value is None and _is(layer, "Embedding"):

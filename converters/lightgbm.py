@@ -10,17 +10,19 @@ rounding to the other branch (measured on diabetes, 30 trees: 2 of 111 held-out 
 plugin gives LightGBM models a float64 input (SPLIT_DTYPE), and the registered converter writes thresholds, leaf weights and
 base values as double tensors (``*_as_tensor``, ai.onnx.ml opset 3), which onnxruntime runs in double.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
 from packager.contract import Format
-from packager.deps import require, version_of
+from packager.deps import require
 from packager.errors import InputFileError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
 
 SPLIT_DTYPE = "float64"
 TEXT = "lightgbm"
@@ -45,8 +47,9 @@ class LightGBM(SklearnApiFramework):
         try:
             booster = lgb.Booster(model_file=str(path))
         except Exception as exc:
-            raise InputFileError(f"LightGBM cannot load {path.name}: {first_line(exc, 200)}",
-                                 "re-save it with booster_.save_model('model.txt')") from exc
+            raise InputFileError(
+                f"LightGBM cannot load {path.name}: {first_line(exc, 200)}", "re-save it with booster_.save_model('model.txt')"
+            ) from exc
         return estimator_from_booster(booster)
 
 
@@ -57,17 +60,21 @@ def check_text_model(path: Path) -> None:
     parse, child and feature indices in range, and the 'end of trees' marker a truncated file loses."""
     text = read_text_head(path)
     if not text.startswith(HEADER.decode()):
-        raise InputFileError(f"{path.name} is not a LightGBM text model (no 'tree / version=' header)",
-                             "give the file written by booster.save_model")
+        raise InputFileError(
+            f"{path.name} is not a LightGBM text model (no 'tree / version=' header)", "give the file written by booster.save_model"
+        )
     raw = Path(path).read_bytes()
     if b"end of trees" not in raw:
-        raise InputFileError(f"{path.name} is a truncated LightGBM model (no 'end of trees' line)",
-                             "re-save the model; the file was cut short")
+        raise InputFileError(
+            f"{path.name} is a truncated LightGBM model (no 'end of trees' line)", "re-save the model; the file was cut short"
+        )
     try:
         _check_trees(raw.split(b"end of trees", 1)[0].decode("utf-8"))
     except (ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path.name} is a malformed LightGBM model ({first_line(exc, 160)})",
-                             "re-save the model with booster.save_model; the file was edited or corrupted") from None
+        raise InputFileError(
+            f"{path.name} is a malformed LightGBM model ({first_line(exc, 160)})",
+            "re-save the model with booster.save_model; the file was edited or corrupted",
+        ) from None
 
 
 _TREE_ARRAYS = {"split_feature": int, "threshold": float, "decision_type": int, "left_child": int, "right_child": int}
@@ -129,9 +136,15 @@ def is_text_model(path: Path, head: bytes) -> bool:
     return head.replace(b"\r\n", b"\n").startswith(HEADER)
 
 
-TEXT_FORMAT = Format(TEXT, title="LightGBM text model", suffix=".txt", detect=is_text_model, check=None,
-                     safe_because="text (key=value lines, one block per tree) checked tree by tree (check_text_model) before "
-                                  "LightGBM's C++ reader sees it; no pickle, no Python object")
+TEXT_FORMAT = Format(
+    TEXT,
+    title="LightGBM text model",
+    suffix=".txt",
+    detect=is_text_model,
+    check=None,
+    safe_because="text (key=value lines, one block per tree) checked tree by tree (check_text_model) before "
+    "LightGBM's C++ reader sees it; no pickle, no Python object",
+)
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})
@@ -159,19 +172,20 @@ def lightgbm_to_text(model: Any, signature, out: Path, options) -> Any:
 
 @converts("lightgbm", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' LightGBM converter, double thresholds")
 def lightgbm_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.sklearn import sklearn_to_onnx
+    from .sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("lightgbm", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def lightgbm_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.pmml import sklearn_to_pmml
+    from .pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 
 
 # ---------------------------------------------------------------- skl2onnx registration
+
 
 def register_skl2onnx() -> None:
     """Make skl2onnx convert LGBMClassifier/LGBMRegressor (alone or as a pipeline step) with onnxmltools' converter, writing
@@ -183,10 +197,16 @@ def register_skl2onnx() -> None:
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
 
     converter = _with_double_thresholds(convert_lightgbm)
-    update_registered_converter(lgb.LGBMClassifier, "LightGbmLGBMClassifier", calculate_linear_classifier_output_shapes, converter,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
-    update_registered_converter(lgb.LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, converter,
-                                options={"split": None})
+    update_registered_converter(
+        lgb.LGBMClassifier,
+        "LightGbmLGBMClassifier",
+        calculate_linear_classifier_output_shapes,
+        converter,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
+    update_registered_converter(
+        lgb.LGBMRegressor, "LightGbmLGBMRegressor", calculate_linear_regressor_output_shapes, converter, options={"split": None}
+    )
 
 
 def _with_double_thresholds(convert: Any) -> Any:

@@ -3,6 +3,7 @@
 Validation: where mleap can deserialize the estimator node back into scikit-learn, the round trip
 is executed and compared; otherwise the bundle's structure is checked and reported as exactly that.
 """
+
 from __future__ import annotations
 
 import copy
@@ -15,14 +16,21 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Runtime
 from packager.deps import require, version_of
-from packager.safety import check_zip_file
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion
 from packager.plugins import converts, runs
+from packager.safety import check_zip_file
 from packager.validation import FLOAT32, criteria_table
 
-_MLEAP_MODULES = ("mleap.sklearn.pipeline", "mleap.sklearn.base", "mleap.sklearn.logistic", "mleap.sklearn.svm",
-                  "mleap.sklearn.ensemble.forest", "mleap.sklearn.tree.tree", "mleap.sklearn.preprocessing.data",
-                  "mleap.sklearn.decomposition.pca")
+_MLEAP_MODULES = (
+    "mleap.sklearn.pipeline",
+    "mleap.sklearn.base",
+    "mleap.sklearn.logistic",
+    "mleap.sklearn.svm",
+    "mleap.sklearn.ensemble.forest",
+    "mleap.sklearn.tree.tree",
+    "mleap.sklearn.preprocessing.data",
+    "mleap.sklearn.decomposition.pca",
+)
 _ROUND_TRIP_OPS = frozenset({"logistic_regression", "linear_regression"})
 
 
@@ -45,7 +53,7 @@ def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
         raise UnsupportedConversion(f"mleap cannot serialise {type(model).__name__}", "use --to onnx, pmml or skops")
     columns = [f"x{i}" for i in range(signature.inputs[0].shape[1])]
     extractor = FeatureExtractor(input_scalars=columns, output_vector="features")
-    init_args = {"input_features": "features", "prediction_column": "prediction"}
+    init_args: dict[str, Any] = {"input_features": "features", "prediction_column": "prediction"}
     if "feature_names" in estimator.mlinit.__code__.co_varnames:
         init_args["feature_names"] = columns
     with tempfile.TemporaryDirectory() as work, warnings.catch_warnings():
@@ -56,7 +64,9 @@ def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
             pipeline.mlinit()
             pipeline.serialize_to_bundle(work, "bundle", init=True)
         except Exception as exc:
-            raise ConversionError(f"mleap failed to serialise {type(model).__name__}: {type(exc).__name__}: {exc}", "use --to onnx, pmml or skops") from exc
+            raise ConversionError(
+                f"mleap failed to serialise {type(model).__name__}: {type(exc).__name__}: {exc}", "use --to onnx, pmml or skops"
+            ) from exc
         path = out / "model.zip"
         _zip_dir(Path(work) / "bundle", path)
     return Artifact(path, {"converter": "mleap", "converter_version": version_of("mleap"), "estimator_node": estimator.name})
@@ -88,7 +98,10 @@ class MleapRuntime(Runtime):
 
     def check(self, path: Path, signature) -> dict[str, Any]:
         found = self.inspect(path)
-        return {"reason": "mleap's Python package cannot read this estimator back; bundle.json and every node's model.json were checked", **found}
+        return {
+            "reason": "mleap's Python package cannot read this estimator back; bundle.json and every node's model.json were checked",
+            **found,
+        }
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         return _read_bundle(Path(path))

@@ -1,4 +1,5 @@
 """ONNX as a target format: run in onnxruntime, inspect (opset, IR), quantize (int8 dynamic/static, fp16)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,7 +13,9 @@ from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, criteria_table
 
 # operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
 INT8_OPS = frozenset({"MatMul", "Gemm", "Conv", "ConvTranspose", "LSTM", "GRU", "Attention", "Gather", "EmbedLayerNormalization"})
-NOT_QUANTIZABLE_HINT = "this graph stays fp32 (trees and ai.onnx.ml linear operators have no int8 form); use --quantize auto to keep fp32 and record why"
+NOT_QUANTIZABLE_HINT = (
+    "this graph stays fp32 (trees and ai.onnx.ml linear operators have no int8 form); use --quantize auto to keep fp32 and record why"
+)
 
 
 def _ort():
@@ -54,7 +57,10 @@ class OnnxRuntime(Runtime):
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise InputFileError(f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}", "the file is corrupt or uses operators this onnxruntime lacks") from exc
+            raise InputFileError(
+                f"onnxruntime cannot load {Path(path).name}: {first_line(exc, 300)}",
+                "the file is corrupt or uses operators this onnxruntime lacks",
+            ) from exc
 
     def predict(self, session: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         declared, names = _io(session)
@@ -71,8 +77,8 @@ class OnnxRuntime(Runtime):
             ) from exc
         wanted = signature.output_names if signature is not None and signature.outputs else names
         if set(wanted) <= set(names):
-            return {n: v for n, v in zip(names, values) if n in wanted}
-        return dict(zip(wanted, values))
+            return {n: v for n, v in zip(names, values, strict=True) if n in wanted}
+        return dict(zip(wanted, values, strict=False))  # positional: outputs beyond the signature's names are dropped
 
     def signature_of(self, session: Any) -> Any:
         """For a bare .onnx file (no manifest): the graph's declared inputs and outputs."""
@@ -120,18 +126,34 @@ def _value_info(value: Any) -> dict[str, Any]:
     return {"name": value.name, "dtype": helper.tensor_dtype_to_np_dtype(tensor.elem_type).name if tensor.elem_type else "?", "shape": dims}
 
 
-_ONNX_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64", "tensor(int32)": "int32",
-               "tensor(string)": "str", "tensor(bool)": "bool", "tensor(float16)": "float16"}
+_ONNX_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(string)": "str",
+    "tensor(bool)": "bool",
+    "tensor(float16)": "float16",
+}
 
 
 def _cast(array: Any, onnx_type: str) -> Any:
     import numpy as np
 
-    wanted = {"tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(string)": object, "tensor(bool)": np.bool_, "tensor(float16)": np.float16}.get(onnx_type)
+    wanted = {
+        "tensor(float)": np.float32,
+        "tensor(double)": np.float64,
+        "tensor(int64)": np.int64,
+        "tensor(int32)": np.int32,
+        "tensor(string)": object,
+        "tensor(bool)": np.bool_,
+        "tensor(float16)": np.float16,
+    }.get(onnx_type)
     return np.asarray(array, dtype=wanted) if wanted is not None else np.asarray(array)
 
 
 # ---------------------------------------------------------------- quantization
+
 
 @quantizes("onnx", modes={"dynamic", "static", "fp16", "auto"})
 def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None):
@@ -145,7 +167,9 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
             return QuantizeResult(False, f"kept fp32: nothing to quantize (operators: {', '.join(ml_ops) or 'none with weights'})")
         mode = "dynamic"
     if mode in ("dynamic", "static") and not int8_ops:
-        raise NotQuantizable(f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT)
+        raise NotQuantizable(
+            f"--quantize {mode}: the graph has no operator with int8 weights (only {', '.join(ml_ops) or 'none'})", NOT_QUANTIZABLE_HINT
+        )
     settings: dict = {}
     try:
         if mode == "dynamic":
@@ -157,8 +181,19 @@ def quantize_onnx(src: Path, dst: Path, mode: str, calibration: Mapping[str, Any
     except NotQuantizable:
         raise
     except Exception as exc:
-        raise ConversionError(f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto") from exc
-    return QuantizeResult(True, "", {"mode": mode, "operators": int8_ops if mode != "fp16" else ["float initializers"], **settings, "tool": f"onnxruntime {version_of('onnxruntime')}"})
+        raise ConversionError(
+            f"onnxruntime quantization ({mode}) failed: {first_line(exc, 300)}", "try another --quantize mode, or --quantize auto"
+        ) from exc
+    return QuantizeResult(
+        True,
+        "",
+        {
+            "mode": mode,
+            "operators": int8_ops if mode != "fp16" else ["float initializers"],
+            **settings,
+            "tool": f"onnxruntime {version_of('onnxruntime')}",
+        },
+    )
 
 
 def cpu_has_vnni() -> bool:
@@ -186,8 +221,11 @@ def with_complete_types(model: Any) -> Any:
     opsets = {o.domain or "": o.version for o in model.opset_import}
     while True:
         inferred = onnx.shape_inference.infer_shapes(model)
-        types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
-                 if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type}
+        types = {
+            v.name: v.type.tensor_type.elem_type
+            for v in (*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output)
+            if v.type.HasField("tensor_type") and v.type.tensor_type.elem_type
+        }
         types.update({t.name: t.data_type for t in inferred.graph.initializer})
         added = []
         for node in inferred.graph.node:
@@ -215,14 +253,15 @@ def _schema_output_type(schema: Any, node: Any, index: int, types: Mapping[str, 
     if index >= len(schema.outputs):
         index = len(schema.outputs) - 1  # a variadic last output
     param = schema.outputs[index].type_str
-    for formal, actual in zip(schema.inputs, node.input):
+    # a node may omit trailing optional inputs, or repeat a variadic last one: only the declared pairs are compared
+    for formal, actual in zip(schema.inputs, node.input, strict=False):
         if formal.type_str == param and actual in types:
             return types[actual]
     allowed = next((list(c.allowed_type_strs) for c in schema.type_constraints if c.type_param_str == param), [param])
     if len(allowed) != 1 or not allowed[0].startswith("tensor("):
         return 0
     numpy_names = {"float": "float32", "double": "float64", "string": "object", "bool": "bool"}
-    name = allowed[0][len("tensor("):-1]
+    name = allowed[0][len("tensor(") : -1]
     import numpy as np
 
     return helper.np_dtype_to_tensor_dtype(np.dtype(numpy_names.get(name, name)))
@@ -259,8 +298,16 @@ def _static(src: Path, model: Any, dst: Path, calibration: Mapping[str, Any] | N
     session = OnnxRuntime().load(src)
     feeds = {i.name: _cast(calibration[i.name], i.type) for i in session.get_inputs()}
     reduce_range = not cpu_has_vnni()
-    quantize_static(model, str(dst), _FeedsReader(feeds), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range)
+    quantize_static(
+        model,
+        str(dst),
+        _FeedsReader(feeds),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        reduce_range=reduce_range,
+    )
     return {"format": "QDQ", "per_channel": True, "reduce_range": reduce_range}
 
 
@@ -269,6 +316,8 @@ def _fp16(model: Any, dst: Path, onnx: Any, ml_ops: list[str]) -> None:
 
     floats = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.FLOAT]
     if not floats:
-        raise NotQuantizable(f"--quantize fp16: the graph has no float weight tensors (only {', '.join(ml_ops) or 'no weights'})", NOT_QUANTIZABLE_HINT)
+        raise NotQuantizable(
+            f"--quantize fp16: the graph has no float weight tensors (only {', '.join(ml_ops) or 'no weights'})", NOT_QUANTIZABLE_HINT
+        )
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True)
     onnx.save(converted, str(dst))

@@ -1,5 +1,6 @@
 """Runtimes for Python-object formats (pickle, joblib, skops): load through the safety layer, predict
 with whichever framework plugin loads that format."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,9 +35,14 @@ SAME_OBJECT_CRITERIA = criteria_table({None: SAME_KERNELS})  # the very estimato
 
 
 PICKLE = Format("pickle", title="Python pickle", suffix=".pkl", suffixes=(".pickle",), check=check_pickle_file)
-JOBLIB = Format("joblib", title="joblib pickle", suffix=".joblib", check=None,
-                safe_because="its arrays are raw bytes between pickle opcodes, so it is checked while loading: the only loader, "
-                              "packager.safety.load_joblib, applies the pickle allow-list to every import as it reads")
+JOBLIB = Format(
+    "joblib",
+    title="joblib pickle",
+    suffix=".joblib",
+    check=None,
+    safe_because="its arrays are raw bytes between pickle opcodes, so it is checked while loading: the only loader, "
+    "packager.safety.load_joblib, applies the pickle allow-list to every import as it reads",
+)
 SKOPS = Format("skops", title="skops (safe, no code on load)", suffix=".skops", check=check_zip_file)
 
 

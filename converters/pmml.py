@@ -2,6 +2,7 @@
 
 Both are AGPL-3.0 and need a JVM (11+); they live in the optional ``pmml`` extra.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,7 +49,7 @@ def _refuse_unsupported_sklearn(lines: list[str]) -> None:
 
 
 def _java_failure(lines: list[str]) -> str:
-    interesting = [l for l in lines if "Exception" in l or "SEVERE" in l or "not supported" in l.lower()]
+    interesting = [line for line in lines if "Exception" in line or "SEVERE" in line or "not supported" in line.lower()]
     return (interesting[-1] if interesting else (lines[-1] if lines else "no output")).strip()[:300]
 
 
@@ -61,7 +62,7 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
             f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
-    from packager.converters.sklearn import _foreign_plugins
+    from .sklearn import _foreign_plugins
 
     for plugin in _foreign_plugins(model):  # a step no JPMML converter knows is refused before the JVM starts
         if hasattr(plugin, "refuse_pmml"):
@@ -83,9 +84,13 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
         _refuse_unsupported_sklearn(jvm_lines)
         detail = _java_failure(jvm_lines)
         if "not supported" in detail.lower() or "IllegalArgumentException" in detail:
-            raise UnsupportedConversion(f"sklearn2pmml cannot convert {type(model).__name__}: {detail}", "use --to onnx or skops for this model")
+            raise UnsupportedConversion(
+                f"sklearn2pmml cannot convert {type(model).__name__}: {detail}", "use --to onnx or skops for this model"
+            )
         raise ConversionError(f"sklearn2pmml failed on {type(model).__name__}: {detail}", "run with --debug to see the JVM output")
-    return Artifact(path, {"converter": "sklearn2pmml", "converter_version": version_of("sklearn2pmml"), "java": java, "active_fields": fields})
+    return Artifact(
+        path, {"converter": "sklearn2pmml", "converter_version": version_of("sklearn2pmml"), "java": java, "active_fields": fields}
+    )
 
 
 def pmml_field_names(signature) -> list[str]:
@@ -136,8 +141,9 @@ class PmmlRuntime(Runtime):
             try:
                 evaluator = jpmml.make_evaluator(str(copy), backend="jpype").verify()
             except Exception as exc:
-                raise InputFileError(f"JPMML cannot load {Path(path).name}: {first_line(exc, 300)}",
-                                     "the PMML document is invalid or has no scorable model") from exc
+                raise InputFileError(
+                    f"JPMML cannot load {Path(path).name}: {first_line(exc, 300)}", "the PMML document is invalid or has no scorable model"
+                ) from exc
         return evaluator
 
     def predict(self, evaluator: Any, signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,7 +160,9 @@ class PmmlRuntime(Runtime):
         try:
             result = evaluator.evaluateAll(frame)
         except Exception as exc:
-            raise ValidationFailed(f"JPMML cannot score the sample: {first_line(exc, 300)}", "the PMML document does not accept these inputs") from exc
+            raise ValidationFailed(
+                f"JPMML cannot score the sample: {first_line(exc, 300)}", "the PMML document does not accept these inputs"
+            ) from exc
         return _map_outputs(result, signature.output_names)
 
     def inspect(self, path: Path) -> dict[str, Any]:

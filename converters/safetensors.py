@@ -5,6 +5,7 @@ it runs only where the package names one, i.e. a Hugging Face package (``config.
 it, rebuilt by transformers); otherwise validation checks its structure (every tensor of the source's state dict present,
 same dtype and shape) and says it did not execute it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,14 +25,17 @@ def torch_to_safetensors(model: Any, signature: Signature, out: Path, options) -
     torch = require("torch", "torch", "safetensors export")
     safetensors_torch = require("safetensors.torch", "torch", "safetensors export")
     if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "state_dict"):
-        raise UnsupportedConversion("a TorchScript module carries its code; safetensors holds only the weights",
-            "convert the Python nn.Module")
+        raise UnsupportedConversion(
+            "a TorchScript module carries its code; safetensors holds only the weights", "convert the Python nn.Module"
+        )
     path = out / "model.safetensors"
     with converting(f"safetensors could not save {type(model).__name__}", "check the module's state_dict"):
-        safetensors_torch.save_model(model, str(path), metadata={"format": "pt",
-            "module": f"{type(model).__module__}:{type(model).__qualname__}"})
-    return Artifact(path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()),
-        "module": type(model).__qualname__})
+        safetensors_torch.save_model(
+            model, str(path), metadata={"format": "pt", "module": f"{type(model).__module__}:{type(model).__qualname__}"}
+        )
+    return Artifact(
+        path, {"safetensors": version_of("safetensors"), "tensors": len(model.state_dict()), "module": type(model).__qualname__}
+    )
 
 
 def _check(path: Path) -> None:
@@ -39,8 +43,13 @@ def _check(path: Path) -> None:
 
 
 # its header is bounds-checked (packager.safety.safetensors) before anything maps the file
-SAFETENSORS = Format("safetensors", title="safetensors (tensors only, no code)", suffix=".safetensors",
-                     detect=lambda path, head: looks_like_safetensors(head), check=_check)
+SAFETENSORS = Format(
+    "safetensors",
+    title="safetensors (tensors only, no code)",
+    suffix=".safetensors",
+    detect=lambda path, head: looks_like_safetensors(head),
+    check=_check,
+)
 
 
 @runs(SAFETENSORS, criteria=criteria_table({None: SAME_KERNELS}))
@@ -59,16 +68,21 @@ class SafetensorsRuntime(Runtime):
 
         header = check_safetensors(path)
         dtypes = sorted({dtype for dtype, _ in header.tensors.values()})
-        return {"tensors": len(header.tensors), "parameters": header.parameters, "dtypes": dtypes, "metadata": header.metadata,
-                "note": "a state dict alone does not say its architecture: loaded into the model class, it runs in torch"}
+        return {
+            "tensors": len(header.tensors),
+            "parameters": header.parameters,
+            "dtypes": dtypes,
+            "metadata": header.metadata,
+            "note": "a state dict alone does not say its architecture: loaded into the model class, it runs in torch",
+        }
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
-        from packager.converters.huggingface import load_saved_text_model
+        from .huggingface import load_saved_text_model
 
         return load_saved_text_model(Path(path))
 
     def predict(self, handle: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        from packager.converters.huggingface import run_module
+        from .huggingface import run_module
 
         module, preprocessing = handle
         return run_module(module, preprocessing, feeds)

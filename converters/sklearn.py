@@ -4,6 +4,7 @@ Columnar models (a ColumnTransformer selecting pandas columns by name) get one (
 column, so string categories travel as strings into ONNX and PMML; every other model gets one
 float32 matrix input ``X``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -11,12 +12,20 @@ import pickle
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
-from packager.errors import (ConversionError, InputFileError, PackagerWarning, SampleError, UnsupportedConversion, UsageError, converting,
-                             first_line)
+from packager.errors import (
+    ConversionError,
+    InputFileError,
+    PackagerWarning,
+    SampleError,
+    UnsupportedConversion,
+    UsageError,
+    converting,
+    first_line,
+)
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
@@ -52,7 +61,11 @@ class Sklearn(Framework):
                 f"{path.name} holds a {type(model).__module__}.{type(model).__qualname__}, not a scikit-learn estimator",
                 "pickle the fitted estimator or pipeline itself",
             )
-        pickled_with = [str(getattr(w.message, "original_sklearn_version", "")) for w in caught if type(w.message).__name__ == "InconsistentVersionWarning"]
+        pickled_with = [
+            str(getattr(w.message, "original_sklearn_version", ""))
+            for w in caught
+            if type(w.message).__name__ == "InconsistentVersionWarning"
+        ]
         if pickled_with:
             warnings.warn(
                 f"{path.name} was pickled with scikit-learn {pickled_with[0]} but {version_of('scikit-learn')} is installed; "
@@ -101,11 +114,11 @@ class Sklearn(Framework):
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         """Rows from the fitted statistics (scalers, split thresholds, imputers, categories, vocabulary), or None."""
-        from packager.converters.sklearn_rows import fitted_rows
+        from .sklearn_rows import fitted_rows
 
         return fitted_rows(model, signature, rows, _nested, _categories_by_column, _text_vectorizer)
 
-    def output_kinds(self, model: Any, expected: dict[str, Any]) -> dict[str, Any]:
+    def output_kinds(self, model: Any, expected: Mapping[str, Any]) -> dict[str, Any]:
         """A classifier's label and probabilities; decision scores over classes; everything else a regression
         (a regressor's predictions, a transformer's columns, a 1-D decision score)."""
         import numpy as np
@@ -136,10 +149,12 @@ class Sklearn(Framework):
         matrix = _as_matrix(sample).astype("float64" if full_precision else signature.inputs[0].dtype)
         expected = signature.inputs[0].shape[1]
         if matrix.ndim != 2 or matrix.shape[1] != expected:
-            raise UsageError(f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature")
+            raise UsageError(
+                f"the sample has shape {matrix.shape}, but the model takes {expected} features", "give a sample with one column per feature"
+            )
         return {"X": matrix}
 
-    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         X = _native_input(model, signature, feeds)
         methods = _output_methods(model)
         try:
@@ -152,8 +167,7 @@ class Sklearn(Framework):
                 "give --sample FILE with rows like the training data",
             ) from exc
 
-
-    def serve(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         """Every output in one pass: a classifier's label is the argmax of its probabilities (``bench``
         checks this matches ``predict`` before timing it), so it is not computed twice."""
         methods = _output_methods(model)
@@ -202,7 +216,7 @@ def _categorical_columns(model: Any) -> list[str]:
     names = getattr(model, "feature_names_in_", None)
     if flags is None or names is None:
         return []
-    return [str(n) for n, flag in zip(names, flags) if flag]
+    return [str(n) for n, flag in zip(names, flags, strict=True) if flag]  # both one per feature
 
 
 def _categories_by_column(model: Any) -> dict[str, list]:
@@ -220,7 +234,7 @@ def _categories_by_column(model: Any) -> dict[str, list]:
             for encoder in _walk_steps(transformer):
                 categories = getattr(encoder, "categories_", None)
                 if categories is not None and len(columns) == len(categories):
-                    found.update({c: list(cats) for c, cats in zip(columns, categories)})
+                    found.update({c: list(cats) for c, cats in zip(columns, categories, strict=True)})
     for _, step in getattr(model, "steps", []):
         found.update(_categories_by_column(step))
     return found
@@ -232,7 +246,7 @@ def _column_names(columns: Any, names: list[str]) -> list[str]:
 
     selected = np.asarray(columns if not isinstance(columns, (str, int)) else [columns])
     if selected.dtype.kind == "b" and len(selected) == len(names):
-        return [n for n, keep in zip(names, selected) if keep]
+        return [n for n, keep in zip(names, selected, strict=True) if keep]
     if selected.dtype.kind in "iu" and names:
         return [names[i] for i in selected]
     return [str(c) for c in selected]
@@ -266,7 +280,9 @@ def _as_matrix(sample: Any):
         sample = next(iter(sample.values()))
     array = sample.to_numpy() if hasattr(sample, "to_numpy") else np.asarray(sample)
     if array.dtype.kind in "OUS":
-        raise UsageError("the sample has text columns, but the model takes a numeric matrix", "encode them, or pass the pipeline that encodes them")
+        raise UsageError(
+            "the sample has text columns, but the model takes a numeric matrix", "encode them, or pass the pipeline that encodes them"
+        )
     return array.reshape(-1, 1) if array.ndim == 1 else array
 
 
@@ -278,7 +294,10 @@ def is_classifier_like(model: Any) -> bool:
 
 def _column_feeds(signature: Signature, sample: Any, full_precision: bool = False) -> dict[str, Any]:
     if not hasattr(sample, "columns"):
-        raise UsageError("this model selects columns by name, so the sample must be a table", "give --sample as .csv or .parquet with the training columns")
+        raise UsageError(
+            "this model selects columns by name, so the sample must be a table",
+            "give --sample as .csv or .parquet with the training columns",
+        )
     missing = [s.name for s in signature.inputs if s.name not in sample.columns]
     if missing:
         raise UsageError(f"the sample lacks columns {missing}", f"the model needs {signature.input_names}")
@@ -328,8 +347,10 @@ def _text_column(sample: Any) -> Any:
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1 or not all(isinstance(v, str) for v in values):
-        raise UsageError("the model takes one text per row, but the sample is not a column of strings",
-                         "give a .txt file (one text per line) or a table with one text column")
+        raise UsageError(
+            "the model takes one text per row, but the sample is not a column of strings",
+            "give a .txt file (one text per line) or a table with one text column",
+        )
     return values.reshape(-1, 1)
 
 
@@ -349,18 +370,18 @@ def _synthesize(model: Any, signature: Signature) -> dict[str, Any]:
     accepts missing values, so a NaN path that breaks in the artifact shows."""
     import numpy as np
 
-    from packager.converters.sklearn_rows import NAN_FRACTION, accepts_missing
+    from .sklearn_rows import NAN_FRACTION, accepts_missing
 
     feeds = synthesize(signature, rows=DEFAULT_ROWS)
     if accepts_missing(model):
         rng = np.random.default_rng(2)
-        for name, array in feeds.items():
+        for array in feeds.values():
             if array.dtype.kind == "f":
                 array[rng.random(array.shape) < NAN_FRACTION] = np.nan
     return feeds
 
 
-def _native_input(model: Any, signature: Signature, feeds: dict[str, Any]):
+def _native_input(model: Any, signature: Signature, feeds: Mapping[str, Any]):
     """The input as the user would feed the source model: float64 numbers (feeds are float32 because the
     artifact declares float32; widening is exact), text as a 1-D array of strings, tables as DataFrames."""
     import pandas as pd
@@ -427,8 +448,8 @@ def _source_float(model: Any) -> str:
     on and their Cython predict refuses the other one (measured, scikit-learn 1.9: "Buffer dtype mismatch,
     expected 'const float' but got 'double'", and the reverse for float64 centroids fed float32)."""
     for estimator in _nested(model):
-        centers = getattr(estimator, "cluster_centers_", None)
-        if getattr(centers, "dtype", None) is not None and centers.dtype.name == "float32":
+        dtype = getattr(getattr(estimator, "cluster_centers_", None), "dtype", None)
+        if dtype is not None and dtype.name == "float32":
             return "float32"
     return "float64"
 
@@ -485,9 +506,8 @@ def _output_methods(model: Any) -> dict[str, Any]:
 
 def load_skops(path: Path, *, trust: bool = False) -> Any:
     """skops refuses unknown types itself; we let through the ones our allow-list accepts."""
-    from packager.safety import TRUST_HINT, import_refusal
     from packager.errors import UnsafeModelError
-
+    from packager.safety import TRUST_HINT, import_refusal
     from packager.safety.zips import check_zip
 
     sio = require("skops.io", "sklearn", "reading .skops files")
@@ -503,10 +523,13 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     except UnsafeModelError:
         raise
     except Exception as exc:
-        raise InputFileError(f"{path.name} cannot be read as a skops file ({type(exc).__name__}: {exc})", "re-save it with skops.io.dump") from exc
+        raise InputFileError(
+            f"{path.name} cannot be read as a skops file ({type(exc).__name__}: {exc})", "re-save it with skops.io.dump"
+        ) from exc
 
 
 # ---------------------------------------------------------------- conversions
+
 
 @converts("sklearn", to="onnx", quantize={"dynamic", "static", "fp16"})
 def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
@@ -522,8 +545,11 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     for plugin in _foreign_plugins(estimator):
         plugin.register_skl2onnx()
     _refuse_categorical_splits(estimator)
-    kwargs: dict[str, Any] = {"initial_types": _onnx_initial_types(signature), "target_opset": _target_opset(options.opset),
-                              "options": _onnx_options(estimator)}
+    kwargs: dict[str, Any] = {
+        "initial_types": _onnx_initial_types(signature),
+        "target_opset": _target_opset(options.opset),
+        "options": _onnx_options(estimator),
+    }
     if options.quantize and options.quantize != "auto":
         # standard MatMul/Add instead of ai.onnx.ml linear ops, so weights become quantizable tensors
         kwargs["black_op"] = {"LinearClassifier", "LinearRegressor"}
@@ -545,13 +571,20 @@ def _convertible(model: Any) -> tuple[Any, str]:
 
     if isinstance(model, BaseSearchCV):
         if not hasattr(model, "best_estimator_"):
-            raise UnsupportedConversion(f"{type(model).__name__} was fitted with refit=False, so it has no best_estimator_ to convert",
-                                        "refit the search with refit=True, or pickle the estimator you chose")
+            raise UnsupportedConversion(
+                f"{type(model).__name__} was fitted with refit=False, so it has no best_estimator_ to convert",
+                "refit the search with refit=True, or pickle the estimator you chose",
+            )
         inner, note = _convertible(model.best_estimator_)
         return inner, f"best_estimator_ ({type(model.best_estimator_).__name__}) of {type(model).__name__}" + (f"; {note}" if note else "")
     if isinstance(model, TransformedTargetRegressor):
         transformer = getattr(model, "transformer_", None)
-        if type(transformer).__name__ == "FunctionTransformer" and transformer.func is None and transformer.inverse_func is None:
+        if (
+            transformer is not None
+            and type(transformer).__name__ == "FunctionTransformer"
+            and transformer.func is None
+            and transformer.inverse_func is None
+        ):
             regressor = type(model.regressor_).__name__
             return model.regressor_, f"regressor_ ({regressor}) of TransformedTargetRegressor (identity target transform)"
         raise UnsupportedConversion(
@@ -665,10 +698,10 @@ def _patch_skl2onnx_pipeline_options() -> None:
     LinearSVC()))) with a converter that sets zipmap=False on every classifier step, and LinearSVC's converter has
     no zipmap option ("Option 'zipmap' not in ['nocl', 'output_class_labels', 'raw_scores'] for class 'LinearSVC'").
     The same converter, setting it only on steps that take it."""
+    from skl2onnx._parse import _parse_sklearn
     from skl2onnx.common import _registration
     from skl2onnx.common._apply_operation import apply_cast
     from skl2onnx.common.data_types import guess_proto_type
-    from skl2onnx._parse import _parse_sklearn
 
     registered = _registration.get_converter("SklearnPipeline")
     if getattr(registered._fct, "_packager_patched", False):
@@ -688,14 +721,14 @@ def _patch_skl2onnx_pipeline_options() -> None:
             inputs = outputs
         if len(outputs) != len(operator.outputs):
             raise RuntimeError(f"Mismatch between pipeline output {len(outputs)} and last step outputs {len(operator.outputs)}.")
-        for source, target in zip(outputs, operator.outputs):
+        for source, target in zip(outputs, operator.outputs, strict=True):
             name = scope.get_unique_operator_name(("Id" if isinstance(target.type, type(source.type)) else "Cast") + operator.onnx_name)
             if isinstance(target.type, type(source.type)):
                 container.add_node("Identity", source.full_name, target.full_name, name=name)
             else:
                 apply_cast(scope, source.full_name, target.full_name, container, operator_name=name, to=guess_proto_type(target.type))
 
-    convert_pipeline._packager_patched = True
+    convert_pipeline._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
     _registration.register_converter("SklearnPipeline", convert_pipeline, overwrite=True, options=registered.get_allowed_options())
 
 
@@ -713,14 +746,21 @@ def _patch_skl2onnx_bool_attributes() -> None:
             kwargs["nodes_missing_value_tracks_true"] = int(kwargs["nodes_missing_value_tracks_true"])
         return original(*args, **kwargs)
 
-    add_node._packager_patched = True
+    add_node._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
     tree_ensemble.add_node = add_node
 
 
 def _onnx_initial_types(signature: Signature) -> list:
     from skl2onnx.common import data_types as t
 
-    by_dtype = {"float32": t.FloatTensorType, "float64": t.DoubleTensorType, "int64": t.Int64TensorType, "int32": t.Int32TensorType, "str": t.StringTensorType, "bool": t.BooleanTensorType}
+    by_dtype = {
+        "float32": t.FloatTensorType,
+        "float64": t.DoubleTensorType,
+        "int64": t.Int64TensorType,
+        "int32": t.Int32TensorType,
+        "str": t.StringTensorType,
+        "bool": t.BooleanTensorType,
+    }
     return [(s.name, by_dtype[s.dtype](list(s.shape))) for s in signature.inputs]
 
 
@@ -737,9 +777,14 @@ def _skl2onnx_boundary(model: Any):
 
     name = type(model).__name__
     try:
-        with converting(f"skl2onnx failed on {name}", "try another --opset, or report the model to skl2onnx", mapping={
+        with converting(
+            f"skl2onnx failed on {name}",
+            "try another --opset, or report the model to skl2onnx",
+            mapping={
                 (MissingConverter, MissingShapeCalculator): (UnsupportedConversion, SKL2ONNX_MISSING_HINT),
-                NotImplementedError: (UnsupportedConversion, SKL2ONNX_OPTIONS_HINT)}):
+                NotImplementedError: (UnsupportedConversion, SKL2ONNX_OPTIONS_HINT),
+            },
+        ):
             yield
     except UnsupportedConversion as exc:
         if isinstance(exc.__cause__, (MissingConverter, MissingShapeCalculator)):
@@ -749,14 +794,16 @@ def _skl2onnx_boundary(model: Any):
     except ConversionError as exc:
         text = first_line(exc.__cause__) if exc.__cause__ is not None else ""
         if "not supported" in text or "not implemented" in text.lower():
-            raise UnsupportedConversion(f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT) from exc.__cause__
+            raise UnsupportedConversion(
+                f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT
+            ) from exc.__cause__
         raise
 
 
 def _rename_outputs(proto: Any, names: list[str]) -> None:
     """Give graph outputs the signature's names (positionally), rewiring the nodes that produce them."""
     renames = {}
-    for output, name in zip(proto.graph.output, names):
+    for output, name in zip(proto.graph.output, names, strict=False):  # outputs beyond the names keep theirs
         if output.name != name:
             renames[output.name] = name
     taken = {o for node in proto.graph.node for o in node.output} | {i.name for i in proto.graph.input}

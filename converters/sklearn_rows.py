@@ -8,6 +8,7 @@ feature, an imputer's statistics; encoder categories for named columns; a text v
 model handles missing values by design (an imputer in front, HistGradientBoosting), some cells are NaN, so the NaN path of the
 artifact is exercised too.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,7 +35,7 @@ def fitted_rows(model: Any, signature: Any, rows: int, nested, categories_by_col
     if len(signature.inputs) != 1 or signature.inputs[0].is_text:
         return None
     width = signature.inputs[0].shape[-1]
-    matrix = (_scaler_rows(model, width, rows, rng, nested) if width else None)
+    matrix = _scaler_rows(model, width, rows, rng, nested) if width else None
     if matrix is None and width:
         matrix = _threshold_rows(model, width, rows, rng, nested)
     if matrix is None and width:
@@ -55,8 +56,16 @@ def fitted_rows(model: Any, signature: Any, rows: int, nested, categories_by_col
 # Not every model tagged allow_nan: a forest fitted without NaN sends it down a default branch that skl2onnx does not
 # reproduce (measured on the fixtures: 87% label agreement on such rows), and a pipeline can be tagged allow_nan while
 # a later step refuses NaN ("Input X contains NaN"). A user whose data has NaN gives it with --sample.
-MISSING_VALUE_HANDLERS = frozenset({"SimpleImputer", "IterativeImputer", "KNNImputer", "MissingIndicator",
-                                    "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
+MISSING_VALUE_HANDLERS = frozenset(
+    {
+        "SimpleImputer",
+        "IterativeImputer",
+        "KNNImputer",
+        "MissingIndicator",
+        "HistGradientBoostingClassifier",
+        "HistGradientBoostingRegressor",
+    }
+)
 
 
 def accepts_missing(model: Any) -> bool:
@@ -98,7 +107,7 @@ def _threshold_rows(model, width, rows, rng, nested):
     for step in steps:
         tree = getattr(step, "tree_", None)
         if tree is not None and getattr(step, "n_features_in_", None) == width:
-            for feature, threshold in zip(tree.feature, tree.threshold):
+            for feature, threshold in zip(tree.feature, tree.threshold, strict=True):  # one entry per node
                 if 0 <= feature < width:
                     thresholds.setdefault(int(feature), []).append(float(threshold))
         for predictors in getattr(step, "_predictors", None) or []:  # HistGradientBoosting

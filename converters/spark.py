@@ -12,6 +12,7 @@ earlier stages produce), one (batch, 1) input each: strings for what a StringInd
 Versions: pyspark2pmml 0.12.0 bundles JPMML-SparkML 3.4.0, which supports Spark 3.4-4.2 and refuses 4.3 when its
 classes load ("Expected Apache Spark ML version '4.2', got '4.3'"), so the ``spark`` extra pins pyspark below 4.3.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -19,7 +20,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, cast
 
 from packager.contract import Artifact, Format, Framework
 from packager.deps import version_of
@@ -32,8 +33,9 @@ INPUT_PARAMS = ("inputCol", "inputCols", "featuresCol")
 OUTPUT_PARAMS = ("outputCol", "outputCols", "predictionCol", "probabilityCol", "rawPredictionCol")
 TEXT_STAGES = frozenset({"StringIndexerModel", "Tokenizer", "RegexTokenizer"})
 ROW = "__packager_row"  # row order through Spark (a transform may repartition)
-MLEAP_REFUSAL = ("MLeap's Spark serializer (mleap-spark) is JVM code published only to Maven repositories, which this "
-                 "project cannot fetch or bundle")
+MLEAP_REFUSAL = (
+    "MLeap's Spark serializer (mleap-spark) is JVM code published only to Maven repositories, which this project cannot fetch or bundle"
+)
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,12 @@ class Spark(Framework):
         from pyspark.ml.util import JavaMLReader
 
         try:
-            model = JavaMLReader(PipelineModel).load(copy.as_uri())  # the JVM reader only: PySpark's own one __import__s names
+            model = JavaMLReader(cast(Any, PipelineModel)).load(copy.as_uri())  # the JVM reader only: PySpark's own one __import__s names
         except Exception as exc:
-            raise InputFileError(f"Spark cannot load {Path(path).name}: {first_line(exc, 240)}",
-                                 "re-save it with PipelineModel.write().save(path) from a Spark 3.4-4.2 session") from exc
+            raise InputFileError(
+                f"Spark cannot load {Path(path).name}: {first_line(exc, 240)}",
+                "re-save it with PipelineModel.write().save(path) from a Spark 3.4-4.2 session",
+            ) from exc
         del spark
         pipeline = SparkPipeline(model, copy)
         weakref.finalize(pipeline, shutil.rmtree, copy.parent, True)
@@ -112,34 +116,34 @@ class Spark(Framework):
         return Signature(tuple(specs), columnar=True)
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
-        from packager.converters.sklearn import _column_feeds
+        from .sklearn import _column_feeds
 
         return _column_feeds(signature, sample, full_precision=False)
 
     def source_input(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any] | None:
-        from packager.converters.sklearn import _column_feeds
+        from .sklearn import _column_feeds
 
         return None if sample is None else _column_feeds(signature, sample, full_precision=True)
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
-        from packager.converters.spark_rows import fitted_rows
+        from .spark_rows import fitted_rows
 
         return fitted_rows(_stages(model), signature, rows)
 
-    def output_kinds(self, model: Any, expected: dict[str, Any]) -> dict[str, Any]:
+    def output_kinds(self, model: Any, expected: Mapping[str, Any]) -> dict[str, Any]:
         from packager.validation import OutputKind
 
         kinds = {LABEL: OutputKind.LABELS, PROBABILITIES: OutputKind.PROBABILITIES, VARIABLE: OutputKind.REGRESSION}
         return {name: kinds[name] for name in expected if name in kinds}
 
-    def predict(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return score(model, signature, feeds)
 
-    def serve(self, model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self.predict(model, signature, feeds)
 
 
-def score(model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, Any]:
+def score(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
     """Spark's own transform on ``feeds`` (one column each), outputs in row order: ``label`` + ``probabilities`` for a
     classifier, ``variable`` for a regressor."""
     import numpy as np
@@ -156,12 +160,17 @@ def score(model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, 
     outputs = _output_columns(last)
     try:
         scored = pipeline.transform(spark.createDataFrame(frame))
-        picked = [scored[ROW], *(vector_to_array(scored[c]).alias(n) if n == PROBABILITIES else scored[c].alias(n) for n, c in outputs.items())]
+        picked = [
+            scored[ROW],
+            *(vector_to_array(scored[c]).alias(n) if n == PROBABILITIES else scored[c].alias(n) for n, c in outputs.items()),
+        ]
         result = scored.select(*picked).toPandas().sort_values(ROW)
     except Exception as exc:
         from packager.errors import SampleError
 
-        raise SampleError(f"Spark fails on the sample rows: {first_line(exc, 240)}", "give --sample FILE with the pipeline's input columns") from exc
+        raise SampleError(
+            f"Spark fails on the sample rows: {first_line(exc, 240)}", "give --sample FILE with the pipeline's input columns"
+        ) from exc
     produced = {}
     for name in outputs:
         values = result[name].to_numpy()
@@ -172,8 +181,10 @@ def score(model: Any, signature: Signature, feeds: dict[str, Any]) -> dict[str, 
 def _output_columns(last: Any) -> dict[str, str]:
     prediction = _param(last, "predictionCol")
     if prediction is None:
-        raise UnsupportedConversion(f"the pipeline ends in {type(last).__name__}, which predicts nothing",
-                                    "save a pipeline whose last stage is a fitted classifier or regressor")
+        raise UnsupportedConversion(
+            f"the pipeline ends in {type(last).__name__}, which predicts nothing",
+            "save a pipeline whose last stage is a fitted classifier or regressor",
+        )
     probability = _param(last, "probabilityCol")
     if probability:
         return {LABEL: prediction, PROBABILITIES: probability}
@@ -259,8 +270,15 @@ def spark_to_pmml(model: Any, signature: Signature, out: Path, options) -> Any:
             raise UnsupportedConversion(f"JPMML-SparkML cannot convert this pipeline: {message}", "use --to onnx") from exc
         raise ConversionError(f"pyspark2pmml failed: {message}", "run with --debug to see the JVM error") from exc
     del spark
-    return Artifact(path, {"converter": "pyspark2pmml", "converter_version": version_of("pyspark2pmml"), "java": java_version(),
-                           "active_fields": signature.input_names})
+    return Artifact(
+        path,
+        {
+            "converter": "pyspark2pmml",
+            "converter_version": version_of("pyspark2pmml"),
+            "java": java_version(),
+            "active_fields": signature.input_names,
+        },
+    )
 
 
 @converts("spark", to="onnx", note="onnxmltools' Spark ML converter (StringIndexer, VectorAssembler, linear and tree models...)")
@@ -277,15 +295,21 @@ def spark_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
     opset = {} if options.opset is None else {"target_opset": int(options.opset)}
     with converting("onnxmltools cannot convert this Spark pipeline", "use --to pmml", mapping={Exception: UnsupportedConversion}):
         proto = convert_sparkml(_pipeline(model), "spark-pipeline", initial_types=initial, spark_session=spark, **opset)
-    from packager.converters.sklearn import _rename_outputs
+    from .sklearn import _rename_outputs
 
     _cast_indices_before_concat(proto)
     _rename_outputs(proto, list(_output_columns(_stages(model)[-1])))
     _label_as_double(proto)
     path = out / "model.onnx"
     path.write_bytes(proto.SerializeToString())
-    return Artifact(path, {"converter": "onnxmltools.convert_sparkml", "onnxmltools": version_of("onnxmltools"),
-                           "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)})
+    return Artifact(
+        path,
+        {
+            "converter": "onnxmltools.convert_sparkml",
+            "onnxmltools": version_of("onnxmltools"),
+            "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
+        },
+    )
 
 
 def _cast_indices_before_concat(proto: Any) -> None:
@@ -294,8 +318,12 @@ def _cast_indices_before_concat(proto: Any) -> None:
     tensor(int64)"); Spark's assembler casts the index to double, so a Cast to float restores what Spark computes."""
     from onnx import TensorProto, helper
 
-    int64_outputs = {out for node in proto.graph.node if node.op_type == "LabelEncoder"
-                     and any(a.name == "values_int64s" for a in node.attribute) for out in node.output}
+    int64_outputs = {
+        out
+        for node in proto.graph.node
+        if node.op_type == "LabelEncoder" and any(a.name == "values_int64s" for a in node.attribute)
+        for out in node.output
+    }
     nodes = []
     for node in proto.graph.node:
         if node.op_type == "Concat":
@@ -352,11 +380,12 @@ def _refuse_unconvertible(stages: list[Any]) -> None:
     known = {cls.__name__ for cls in sparkml_operator_name_map}
     missing = [type(s).__name__ for s in stages if type(s).__name__ not in known]
     if missing:
-        raise UnsupportedConversion(f"onnxmltools {version_of('onnxmltools')} has no ONNX converter for Spark stage {', '.join(missing)}",
-                                    "use --to pmml (JPMML-SparkML covers more stages)")
+        raise UnsupportedConversion(
+            f"onnxmltools {version_of('onnxmltools')} has no ONNX converter for Spark stage {', '.join(missing)}",
+            "use --to pmml (JPMML-SparkML covers more stages)",
+        )
 
 
 @converts("spark", to="mleap", note="refused: " + MLEAP_REFUSAL)
 def spark_to_mleap(model: Any, signature: Signature, out: Path, options) -> Any:
     raise UnsupportedConversion(f"cannot write MLeap bundles from Spark: {MLEAP_REFUSAL}", "use --to pmml or --to onnx for Spark pipelines")
-

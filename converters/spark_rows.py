@@ -5,6 +5,7 @@ take values on both sides of every split threshold the tree stages use on them (
 mapped back to columns through the VectorAssembler's inputs), or the mean and spread a StandardScaler learnt; a column
 no stage tells anything about gets standard-normal values.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,7 +21,7 @@ def fitted_rows(stages: list[Any], signature: Any, rows: int) -> Any:
     rng = np.random.default_rng(0)
     labels = _labels(stages)
     thresholds = _thresholds(stages)
-    frame = {}
+    frame: dict[str, Any] = {}
     for spec in signature.inputs:
         if spec.is_text:
             values = labels.get(spec.name) or ["a"]

@@ -6,6 +6,7 @@ Every TensorFlow route goes through one value, ``TFGraph``: a ``tf.function`` wi
 signature that takes the inputs positionally and returns the outputs as a tuple. The Keras plugin
 builds one from a model, so Keras reuses each conversion here rather than repeating it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -20,8 +21,8 @@ from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UsageError, first_line
 from packager.plugins import converts, framework, runs
-from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
+from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 
 SERVING = "serving_default"
 
@@ -90,7 +91,7 @@ class TFGraph:
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         tf = tf_module()
         args = [tf.constant(feeds[spec.name]) for spec in self.inputs]
-        return {name: value.numpy() for name, value in zip(self.output_names, self.function(*args))}
+        return {name: value.numpy() for name, value in zip(self.output_names, self.function(*args), strict=True)}
 
 
 def tensor_specs(inputs: tuple[TensorSpec, ...]) -> list[Any]:
@@ -98,7 +99,9 @@ def tensor_specs(inputs: tuple[TensorSpec, ...]) -> list[Any]:
     return [tf.TensorSpec(spec.shape, tf.as_dtype(spec.dtype), name=spec.name) for spec in inputs]
 
 
-def graph_from_callable(call: Callable[..., Any], inputs: tuple[TensorSpec, ...], output_names: tuple[str, ...], origin: str, keep_alive: Any = None) -> TFGraph:
+def graph_from_callable(
+    call: Callable[..., Any], inputs: tuple[TensorSpec, ...], output_names: tuple[str, ...], origin: str, keep_alive: Any = None
+) -> TFGraph:
     """Wrap ``call(*tensors) -> tensor | sequence | dict`` as a positional tf.function returning a tuple."""
     tf = tf_module()
 
@@ -122,6 +125,7 @@ def spec_from_tf(name: str, tf_spec: Any) -> TensorSpec:
 
 
 # ---------------------------------------------------------------- the source framework
+
 
 @framework("tensorflow")
 class TensorFlow(Framework):
@@ -166,20 +170,27 @@ def feeds_for(signature: Signature, sample: Any) -> dict[str, Any]:
     if isinstance(sample, Mapping):
         arrays = {str(k): np.asarray(v) for k, v in sample.items()}
     elif isinstance(sample, (list, tuple)):
-        arrays = {spec.name: np.asarray(v) for spec, v in zip(signature.inputs, sample)}
+        # a list of the wrong length is refused just below (UsageError naming both), not here
+        arrays = {spec.name: np.asarray(v) for spec, v in zip(signature.inputs, sample, strict=False)}
     else:
         arrays = {signature.inputs[0].name: np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample)}
     if set(arrays) != set(signature.input_names):
         if len(arrays) != len(signature.inputs):
-            raise UsageError(f"the sample has inputs {sorted(arrays)}, the model needs {signature.input_names}", "give one array per model input (.npz with those names)")
-        arrays = dict(zip(signature.input_names, arrays.values()))
+            raise UsageError(
+                f"the sample has inputs {sorted(arrays)}, the model needs {signature.input_names}",
+                "give one array per model input (.npz with those names)",
+            )
+        arrays = dict(zip(signature.input_names, arrays.values(), strict=True))
     return {spec.name: _checked(spec, arrays[spec.name]) for spec in signature.inputs}
 
 
 def _checked(spec: TensorSpec, array: Any) -> Any:
     fixed = [(i, d) for i, d in enumerate(spec.shape) if i and d is not None]
     if array.ndim != len(spec.shape) or any(array.shape[i] != d for i, d in fixed):
-        raise UsageError(f"sample input {spec.name} has shape {array.shape}, the model expects {spec.shape}", "give sample rows of the model's input shape")
+        raise UsageError(
+            f"sample input {spec.name} has shape {array.shape}, the model expects {spec.shape}",
+            "give sample rows of the model's input shape",
+        )
     return array.astype(spec.dtype, copy=False)
 
 
@@ -189,11 +200,17 @@ def load_saved_model(path: Path) -> TFGraph:
     signature = getattr(loaded, "signatures", {}).get(SERVING)
     if signature is None:
         found = sorted(getattr(loaded, "signatures", {}) or [])
-        raise InputFileError(f"{path.name} has no {SERVING!r} signature (it has {found or 'none'})", "export it with model.export(dir) or tf.saved_model.save(..., signatures=...)")
+        raise InputFileError(
+            f"{path.name} has no {SERVING!r} signature (it has {found or 'none'})",
+            "export it with model.export(dir) or tf.saved_model.save(..., signatures=...)",
+        )
     _, kwargs = signature.structured_input_signature
     inputs = tuple(spec_from_tf(name, kwargs[name]) for name in sorted(kwargs))
     outputs = tuple(sorted(signature.structured_outputs, key=natural_key))
-    call = lambda *args: signature(**{spec.name: arg for spec, arg in zip(inputs, args)})  # noqa: E731
+
+    def call(*args: Any) -> Any:  # tf.function calls it with one tensor per input
+        return signature(**{spec.name: arg for spec, arg in zip(inputs, args, strict=True)})
+
     return graph_from_callable(call, inputs, outputs, "savedmodel", keep_alive=loaded)
 
 
@@ -204,16 +221,26 @@ def load_frozen_graph(path: Path) -> TFGraph:
     try:
         graph_def.ParseFromString(path.read_bytes())
     except Exception as exc:
-        raise InputFileError(f"{path.name} is not a TensorFlow GraphDef ({exc})", "give a frozen graph written by tf.io.write_graph or graph_def.SerializeToString()") from None
+        raise InputFileError(
+            f"{path.name} is not a TensorFlow GraphDef ({exc})",
+            "give a frozen graph written by tf.io.write_graph or graph_def.SerializeToString()",
+        ) from None
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     # convert_variables_to_constants_v2 leaves "unused_control_flow_input" placeholders behind loops
     placeholders = [n for n in graph_def.node if n.op == "Placeholder" and not n.name.startswith("unused_control_flow_input")]
     consumed = {i.split(":")[0].lstrip("^") for n in graph_def.node for i in n.input}
-    sinks = sorted((n.name for n in graph_def.node if n.name not in consumed and n.op not in ("NoOp", "Placeholder", "Const")), key=natural_key)
+    sinks = sorted(
+        (n.name for n in graph_def.node if n.name not in consumed and n.op not in ("NoOp", "Placeholder", "Const")), key=natural_key
+    )
     if not placeholders or not sinks:
-        raise InputFileError(f"{path.name} has {len(placeholders)} placeholder(s) and {len(sinks)} output node(s)", "freeze a graph with named inputs and outputs")
+        raise InputFileError(
+            f"{path.name} has {len(placeholders)} placeholder(s) and {len(sinks)} output node(s)",
+            "freeze a graph with named inputs and outputs",
+        )
     inputs = tuple(_placeholder_spec(tf, node) for node in placeholders)
-    pruned = wrapped.prune([wrapped.graph.get_tensor_by_name(f"{s.name}:0") for s in inputs], [wrapped.graph.get_tensor_by_name(f"{n}:0") for n in sinks])
+    pruned = wrapped.prune(
+        [wrapped.graph.get_tensor_by_name(f"{s.name}:0") for s in inputs], [wrapped.graph.get_tensor_by_name(f"{n}:0") for n in sinks]
+    )
     return graph_from_callable(pruned, inputs, tuple(sinks), "pb", keep_alive=wrapped)
 
 
@@ -225,17 +252,30 @@ def _placeholder_spec(tf: Any, node: Any) -> TensorSpec:
 
 # ---------------------------------------------------------------- conversions (shared with Keras)
 
+
 def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
     tf2onnx = require("tf2onnx", "tensorflow", "TensorFlow to ONNX")
     onnx = require("onnx", "tensorflow", "TensorFlow to ONNX")
     with quiet_output(), native_stderr_quiet():
         graph_def, inputs, outputs = _frozen_for_onnx(graph)
-        proto, _ = tf2onnx.convert.from_graph_def(graph_def, name="model", input_names=inputs, output_names=outputs, opset=options.opset,
-                                                  tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs))))
+        proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            name="model",
+            input_names=inputs,
+            output_names=outputs,
+            opset=options.opset,
+            tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs), strict=True)),
+        )
     path = out / "model.onnx"
     onnx.save(proto, str(path))
-    return Artifact(path, {"converter": "tf2onnx.convert.from_graph_def", "converter_version": version_of("tf2onnx"),
-                           "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}})
+    return Artifact(
+        path,
+        {
+            "converter": "tf2onnx.convert.from_graph_def",
+            "converter_version": version_of("tf2onnx"),
+            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+        },
+    )
 
 
 def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
@@ -254,8 +294,10 @@ def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:
     frozen = convert_variables_to_constants_v2(concrete, lower_control_flow=False, aggressive_inlining=True)
     inputs = [t.name for t in frozen.inputs]
     if len(inputs) != len(graph.inputs):
-        raise ConversionError(f"freezing left {len(inputs)} graph inputs for a model with {len(graph.inputs)} ({inputs})",
-                              "the model keeps state TensorFlow cannot fold into constants; use --to savedmodel")
+        raise ConversionError(
+            f"freezing left {len(inputs)} graph inputs for a model with {len(graph.inputs)} ({inputs})",
+            "the model keeps state TensorFlow cannot fold into constants; use --to savedmodel",
+        )
     return frozen.graph.as_graph_def(add_shapes=True), inputs, [t.name for t in frozen.outputs]
 
 
@@ -267,7 +309,14 @@ def graph_to_frozen_pb(graph: TFGraph, signature: Signature, out: Path, options)
         frozen = convert_variables_to_constants_v2(graph.concrete())
     path = out / "model.pb"
     path.write_bytes(frozen.graph.as_graph_def().SerializeToString())
-    return Artifact(path, {"converter": "convert_variables_to_constants_v2", "inputs": [t.name for t in frozen.inputs], "outputs": [t.name for t in frozen.outputs]})
+    return Artifact(
+        path,
+        {
+            "converter": "convert_variables_to_constants_v2",
+            "inputs": [t.name for t in frozen.inputs],
+            "outputs": [t.name for t in frozen.outputs],
+        },
+    )
 
 
 def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
@@ -283,7 +332,7 @@ def graph_to_saved_model(graph: TFGraph, signature: Signature, out: Path, option
         layers = owner._flatten_layers() if hasattr(owner, "_flatten_layers") else ()  # a frozen graph's owner has no layers
         module.tables = [layer.lookup_table for layer in layers if hasattr(layer, "lookup_table")]
     names = graph.output_names
-    serve = tf.function(lambda *args: dict(zip(names, graph.function(*args))), input_signature=tensor_specs(graph.inputs))
+    serve = tf.function(lambda *args: dict(zip(names, graph.function(*args), strict=True)), input_signature=tensor_specs(graph.inputs))
     module.serve = serve
     path = out / "saved_model"
     with quiet_output():
@@ -325,9 +374,15 @@ def _tflite_bytes(tf: Any, saved: Path, graph: TFGraph, options) -> bytes:
         if "HashTable" in str(exc):
             raise ConversionError(LOOKUP_REFUSAL.format(target="TFLite (no built-in hash table op)"), LOOKUP_HINT) from None
         if "TensorList" in str(exc):
-            raise ConversionError("TFLite cannot lower this recurrent layer with a dynamic batch or sequence length (it would need Select TF ops, which the TFLite interpreter here lacks)",
-                                  "use --to onnx, or build the RNN with unroll=True over a fixed sequence length") from None
-        raise ConversionError(f"TFLite cannot convert this model: {type(exc).__name__}: {first_line(exc)}", "use --to onnx, or a model made of TFLite built-in operators") from exc
+            raise ConversionError(
+                "TFLite cannot lower this recurrent layer with a dynamic batch or sequence length "
+                "(it would need Select TF ops, which the TFLite interpreter here lacks)",
+                "use --to onnx, or build the RNN with unroll=True over a fixed sequence length",
+            ) from None
+        raise ConversionError(
+            f"TFLite cannot convert this model: {type(exc).__name__}: {first_line(exc)}",
+            "use --to onnx, or a model made of TFLite built-in operators",
+        ) from exc
 
 
 def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) -> None:
@@ -340,30 +395,37 @@ def _configure_quantization(tf: Any, converter: Any, graph: TFGraph, options) ->
 
         def representative():
             for i in range(count):
-                yield [rows[spec.name][i:i + 1].astype(spec.dtype) for spec in graph.inputs]
+                yield [rows[spec.name][i : i + 1].astype(spec.dtype) for spec in graph.inputs]
 
         converter.representative_dataset = representative
 
 
 def graph_to_coreml(graph: TFGraph, signature: Signature, out: Path, options, *, package: bool = False) -> Any:
     """Through one concrete function (the only Keras 3 route coremltools takes)."""
-    from packager.converters.coreml import convert_to_coreml
+    from .coreml import convert_to_coreml
 
     function = graph.concrete()
     try:
-        return convert_to_coreml([function], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow")
+        return convert_to_coreml(
+            [function], graph.inputs, out, package=package, origin="TensorFlow concrete function", what="this graph", source="tensorflow"
+        )
     except ConversionError as exc:
         loops = sorted({op.type for op in function.graph.get_operations() if op.type in LOOP_OPS})
         if loops:  # coremltools' own message is an IndexError from deep inside its frontend
-            raise ConversionError(f"coremltools' TensorFlow frontend cannot convert this recurrent layer (a {'/'.join(loops)} loop, as Keras 3 builds a GRU or LSTM)",
-                                  "use --to onnx, savedmodel or pb (Core ML from PyTorch handles an LSTM)") from exc
+            raise ConversionError(
+                "coremltools' TensorFlow frontend cannot convert this recurrent layer "
+                f"(a {'/'.join(loops)} loop, as Keras 3 builds a GRU or LSTM)",
+                "use --to onnx, savedmodel or pb (Core ML from PyTorch handles an LSTM)",
+            ) from exc
         raise
 
 
 LOOP_OPS = {"While", "StatelessWhile"}
 TABLE_OPS = {"LookupTableFindV2", "LookupTableImportV2", "LookupTableSizeV2"}
-LOOKUP_REFUSAL = "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), " \
-                 "which {target} cannot hold"
+LOOKUP_REFUSAL = (
+    "this model looks values up in a vocabulary table (a Keras IntegerLookup, StringLookup or TextVectorization layer), "
+    "which {target} cannot hold"
+)
 LOOKUP_HINT = "use --to savedmodel or --to keras, or apply the lookup before the model and convert it from the ids"
 
 
@@ -372,7 +434,9 @@ def tensorflow_to_onnx(graph: TFGraph, signature: Signature, out: Path, options)
     return graph_to_onnx(graph, signature, out, options)
 
 
-@converts("tensorflow", to="tflite", quantize={"dynamic", "static", "fp16"}, note="TFLiteConverter; post-training int8 (calibrated) and fp16")
+@converts(
+    "tensorflow", to="tflite", quantize={"dynamic", "static", "fp16"}, note="TFLiteConverter; post-training int8 (calibrated) and fp16"
+)
 def tensorflow_to_tflite(graph: TFGraph, signature: Signature, out: Path, options) -> Any:
     return graph_to_tflite(graph, signature, out, options)
 
@@ -399,6 +463,7 @@ def tensorflow_to_savedmodel(graph: TFGraph, signature: Signature, out: Path, op
 
 # ---------------------------------------------------------------- runtimes
 
+
 class _GraphRuntime(Runtime):
     distribution = "tensorflow"
 
@@ -412,7 +477,7 @@ def by_signature(signature: Signature, produced: Mapping[str, Any]) -> dict[str,
     wanted = signature.output_names if signature is not None and signature.outputs else list(produced)
     if set(wanted) <= set(produced):
         return {name: produced[name] for name in wanted}
-    return dict(zip(wanted, produced.values()))
+    return dict(zip(wanted, produced.values(), strict=False))  # in order: outputs beyond the names are dropped
 
 
 GRAPH_CRITERIA = criteria_table({None: SAME_KERNELS})  # the same TensorFlow kernels as the source
@@ -433,6 +498,8 @@ def _check_graph_def(path: Path) -> None:
 
 SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model)
 PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def)
+
+
 def _check_tflite(path: Path) -> None:
     from packager.safety.tflite import check_tflite
 
@@ -480,27 +547,47 @@ class TFLiteRuntime(Runtime):
             with quiet_output(), native_stderr_quiet():
                 interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         except Exception as exc:
-            raise InputFileError(f"{Path(path).name} is not a loadable TFLite model: {type(exc).__name__}: {first_line(exc)}", "re-export it") from exc
+            raise InputFileError(
+                f"{Path(path).name} is not a loadable TFLite model: {type(exc).__name__}: {first_line(exc)}", "re-export it"
+            ) from exc
         return interpreter
 
     def signature_of(self, interpreter: Any) -> Signature:
         """For a bare .tflite file: the serving signature's inputs, in its order."""
         runner = interpreter.get_signature_runner()
+
         def specs(details: Mapping[str, Any]) -> tuple[TensorSpec, ...]:
-            return tuple(TensorSpec(name, d["dtype"].__name__, tuple(int(x) if x >= 0 else None for x in d["shape_signature"])) for name, d in details.items())
-        return Signature(specs(runner.get_input_details()), specs(dict(sorted(runner.get_output_details().items(), key=lambda kv: natural_key(kv[0])))))
+            return tuple(
+                TensorSpec(name, d["dtype"].__name__, tuple(int(x) if x >= 0 else None for x in d["shape_signature"]))
+                for name, d in details.items()
+            )
+
+        return Signature(
+            specs(runner.get_input_details()), specs(dict(sorted(runner.get_output_details().items(), key=lambda kv: natural_key(kv[0]))))
+        )
 
     def inspect(self, path: Path) -> dict[str, Any]:
         interpreter = self.load(path)
+
         def describe(details):
-            return [{"name": d["name"], "dtype": d["dtype"].__name__, "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]]} for d in details]
-        return {"signatures": interpreter.get_signature_list(), "inputs": describe(interpreter.get_input_details()),
-                "outputs": describe(interpreter.get_output_details()), "tensors": len(interpreter.get_tensor_details())}
+            return [
+                {"name": d["name"], "dtype": d["dtype"].__name__, "shape": [int(x) if x >= 0 else None for x in d["shape_signature"]]}
+                for d in details
+            ]
+
+        return {
+            "signatures": interpreter.get_signature_list(),
+            "inputs": describe(interpreter.get_input_details()),
+            "outputs": describe(interpreter.get_output_details()),
+            "tensors": len(interpreter.get_tensor_details()),
+        }
 
     def predict(self, interpreter: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         runner = interpreter.get_signature_runner()
-        names = interpreter.get_signature_list()[SERVING if SERVING in interpreter.get_signature_list() else next(iter(interpreter.get_signature_list()))]["inputs"]
-        kwargs = dict(zip(names, (feeds[n] for n in signature.input_names))) if set(names) != set(feeds) else dict(feeds)
+        listed = interpreter.get_signature_list()
+        names = listed[SERVING if SERVING in listed else next(iter(listed))]["inputs"]
+        # names that differ from ours are paired in order; a count that differs is left to the runner to name
+        kwargs = dict(zip(names, (feeds[n] for n in signature.input_names), strict=False)) if set(names) != set(feeds) else dict(feeds)
         with native_stderr_quiet():  # the first run prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             produced = runner(**kwargs)
         return by_signature(signature, {k: produced[k] for k in sorted(produced, key=natural_key)})

@@ -6,6 +6,7 @@ Files are safety-checked before torch opens them (packager.safety.torch); state 
 ``torch.load(weights_only=True)``. Axes marked dynamic in the signature (the batch, and any
 ``--dynamic-axes``) stay dynamic in every export that can express them.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,8 +18,8 @@ from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, UnsupportedConversion, UsageError, first_line
 from packager.plugins import converts, framework, runs
-from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 from packager.signature import Signature, TensorSpec
+from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
 
 SHAPE_HINT = "a torch model carries no input shapes: give --sample FILE (.npy, or .npz with one array per input) or --input-shape 1,3,32,32"
 
@@ -39,7 +40,7 @@ class Torch(Framework):
         return any(c.__module__.startswith("torch.") and c.__name__ in ("Module", "ScriptModule") for c in type(obj).__mro__)
 
     def load(self, path: Path, fmt: str, *, trust: bool = False, model_class: str | None = None) -> Any:
-        torch = _torch()
+        _torch()  # the extra to install, before anything else is said about the file
         if model_class and fmt not in ("torch", "safetensors"):
             raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own code)", "drop --model-class")
         if fmt == "torchscript":
@@ -47,7 +48,10 @@ class Torch(Framework):
         if fmt == "pt2":
             return exported_module(load_program(path, trust=trust))
         if not model_class:
-            raise UsageError(f"{path.name} is a state dict (weights without code)", "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)")
+            raise UsageError(
+                f"{path.name} is a state dict (weights without code)",
+                "give the class to load it into: --model-class my_package.models:MyNet (or load it yourself and use the Python API)",
+            )
         return load_state_dict(path, model_class)
 
     def describe(self, model: Any) -> dict[str, Any]:
@@ -74,7 +78,7 @@ class Torch(Framework):
             raise UsageError("no sample inputs", SHAPE_HINT)
         feeds = _as_feeds(sample)
         if list(feeds) != signature.input_names and len(feeds) == len(signature.inputs):
-            feeds = dict(zip(signature.input_names, feeds.values()))
+            feeds = dict(zip(signature.input_names, feeds.values(), strict=True))
         return feeds
 
     def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
@@ -134,8 +138,10 @@ def load_state_dict(path: Path, model_class: str, *, safetensors: bool = False) 
         raise UsageError(f"{path.name} holds a {type(state).__name__}, not a state dict", "save model.state_dict() with torch.save")
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise UsageError(f"{path.name} does not fit {model_class}: missing {_few(missing)}, unexpected {_few(unexpected)}",
-                         "check that --model-class is the class the weights were trained with, and its constructor defaults")
+        raise UsageError(
+            f"{path.name} does not fit {model_class}: missing {_few(missing)}, unexpected {_few(unexpected)}",
+            "check that --model-class is the class the weights were trained with, and its constructor defaults",
+        )
     return module.eval()
 
 
@@ -156,7 +162,10 @@ def instantiate(model_class: str) -> Any:
     try:
         return factory()
     except TypeError as exc:
-        raise UsageError(f"--model-class {model_class} cannot be built without arguments ({exc})", "point it at a factory function that returns the module") from None
+        raise UsageError(
+            f"--model-class {model_class} cannot be built without arguments ({exc})",
+            "point it at a factory function that returns the module",
+        ) from None
 
 
 def _few(keys: list[str]) -> str:
@@ -206,8 +215,10 @@ def dynamic_dims(signature: Signature) -> dict[str, list[int]]:
 def export_dynamic_shapes(signature: Signature) -> tuple:
     torch = _torch()
     batch = torch.export.Dim("batch", min=1, max=1 << 20)  # one object: every input shares the batch
-    return tuple({axis: batch if axis == 0 else torch.export.Dim(f"{name}_{axis}", min=1, max=1 << 20) for axis in axes}
-                 for name, axes in dynamic_dims(signature).items())
+    return tuple(
+        {axis: batch if axis == 0 else torch.export.Dim(f"{name}_{axis}", min=1, max=1 << 20) for axis in axes}
+        for name, axes in dynamic_dims(signature).items()
+    )
 
 
 def _saved_size(module: Any) -> int:
@@ -219,9 +230,14 @@ def _saved_size(module: Any) -> int:
 
 # ---------------------------------------------------------------- conversions
 
-@converts("torch", to="torchscript", quantize={"dynamic", "static"},
-          options={"script": "torch.jit.script instead of trace (keeps data-dependent control flow)"},
-          note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)")
+
+@converts(
+    "torch",
+    to="torchscript",
+    quantize={"dynamic", "static"},
+    options={"script": "torch.jit.script instead of trace (keeps data-dependent control flow)"},
+    note="torch.jit.trace (script on request); int8 dynamic (Linear/LSTM/GRU) or static (FX, calibrated)",
+)
 def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -> Any:
     example = _example(signature, options)
     method = "script" if options.option("script") else "trace"
@@ -237,7 +253,11 @@ def torch_to_torchscript(model: Any, signature: Signature, out: Path, options) -
     except (UnsupportedConversion, UsageError):
         raise
     except Exception as exc:
-        hint = "make forward() scriptable (type annotations, no unsupported Python)" if options.option("script") else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        hint = (
+            "make forward() scriptable (type annotations, no unsupported Python)"
+            if options.option("script")
+            else "make forward() traceable (no data-dependent Python control flow), or pass --script"
+        )
         raise ConversionError(f"torch.jit.{method} failed on {type(model).__name__}: {first_line(exc)}", hint) from exc
     return Artifact(path, details)
 
@@ -256,7 +276,10 @@ def _quantized_module(model: Any, options, example: tuple) -> Any:
 
     torch = _torch()
     if isinstance(model, torch.jit.ScriptModule) or not hasattr(model, "named_modules"):
-        raise UnsupportedConversion("int8 needs the Python nn.Module, not a TorchScript or exported program", "pass the module through the Python API or --model-class")
+        raise UnsupportedConversion(
+            "int8 needs the Python nn.Module, not a TorchScript or exported program",
+            "pass the module through the Python API or --model-class",
+        )
     if options.quantize == "dynamic":
         return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear, torch.nn.LSTM, torch.nn.GRU}, dtype=torch.qint8)
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -270,7 +293,7 @@ def _quantized_module(model: Any, options, example: tuple) -> Any:
         count = len(rows[names[0]])
         with torch.no_grad():
             for start in range(0, count, 16):
-                prepared(*_tensors({n: rows[n][start:start + 16] for n in names}, names))
+                prepared(*_tensors({n: rows[n][start : start + 16] for n in names}, names))
         return convert_fx(prepared)
 
 
@@ -310,11 +333,22 @@ def torch_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
             failures.append(f"{'dynamo' if dynamo else 'torchscript'}: {type(exc).__name__}: {first_line(exc, 160)}")
             path.unlink(missing_ok=True)
     else:
-        raise ConversionError(f"torch.onnx.export failed with both exporters ({'; '.join(failures)})", "check that forward() is exportable, or try another --opset")
+        raise ConversionError(
+            f"torch.onnx.export failed with both exporters ({'; '.join(failures)})",
+            "check that forward() is exportable, or try another --opset",
+        )
     onnx = require("onnx", "torch", "ONNX export")
     proto = onnx.load(str(path))
-    return Artifact(path, {"exporter": "dynamo" if not failures else "torchscript (dynamo failed)", "dynamo_error": failures[0] if failures else None,
-                           "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import}, "ir_version": proto.ir_version, "torch": version_of("torch")})
+    return Artifact(
+        path,
+        {
+            "exporter": "dynamo" if not failures else "torchscript (dynamo failed)",
+            "dynamo_error": failures[0] if failures else None,
+            "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
+            "ir_version": proto.ir_version,
+            "torch": version_of("torch"),
+        },
+    )
 
 
 def _check_dynamic(path: Path, dynamic: dict[str, list[int]]) -> None:
@@ -343,8 +377,10 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
                 dynamic = True
             except Exception as exc:
                 if any(len(axes) > 1 for axes in dynamic_dims(signature).values()):
-                    raise UnsupportedConversion(f"torch.export cannot keep the requested axes dynamic: {first_line(exc)}",
-                                                "drop --dynamic-axes for .pt2, or use --to onnx / torchscript") from None
+                    raise UnsupportedConversion(
+                        f"torch.export cannot keep the requested axes dynamic: {first_line(exc)}",
+                        "drop --dynamic-axes for .pt2, or use --to onnx / torchscript",
+                    ) from None
                 program = torch.export.export(model.eval(), example)
                 dynamic = False
         path = out / "model.pt2"
@@ -352,12 +388,14 @@ def torch_to_pt2(model: Any, signature: Signature, out: Path, options) -> Any:
     except UnsupportedConversion:
         raise
     except Exception as exc:
-        raise ConversionError(f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks") from exc
+        raise ConversionError(
+            f"torch.export failed on {type(model).__name__}: {first_line(exc)}", "see torch.export's documentation on graph breaks"
+        ) from exc
     return Artifact(path, {"dynamic_batch": dynamic, "torch": version_of("torch")})
 
 
 def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package: bool) -> Any:
-    from packager.converters.coreml import convert_to_coreml
+    from .coreml import convert_to_coreml
 
     traced = _trace(model, _example(signature, options))
     return convert_to_coreml(traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__)
@@ -374,6 +412,7 @@ def torch_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> 
 
 
 # ---------------------------------------------------------------- runtimes
+
 
 def _check_torch(path: Path) -> None:
     from packager.safety.torch import check_torch_file
@@ -400,7 +439,9 @@ class _TorchRuntime(Runtime):
         torch = _torch()
         with torch.no_grad():
             produced = outputs_dict(module(*_tensors(feeds, signature.input_names)))
-        return dict(zip(signature.output_names, produced.values())) if signature.outputs else produced
+        return (
+            dict(zip(signature.output_names, produced.values(), strict=False)) if signature.outputs else produced
+        )  # extra outputs dropped
 
 
 # TorchScript/torch.export run the same ATen kernels as the module; int8 modes are quantized while converting.

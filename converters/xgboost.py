@@ -9,18 +9,20 @@ holds float32), so a float32 ONNX input reproduces its tree paths exactly; SPLIT
 Behind other steps (a scaler) the graph takes float64 and casts to float32 just before the trees, as XGBoost does
 (``float32_trees``): a float32 scaler in the graph moved wine rows across split values.
 """
+
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from typing import Any
 
-from packager.converters._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
 from packager.contract import Format
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
+
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
 
 SPLIT_DTYPE = "float32"
 JSON, UBJ = "xgboost-json", "xgboost-ubj"
@@ -48,8 +50,9 @@ class XGBoost(SklearnApiFramework):
             estimator = (xgb.XGBClassifier if objective.startswith(CLASSIFIER_OBJECTIVES) else xgb.XGBRegressor)()
             estimator.load_model(str(path))
         except Exception as exc:
-            raise InputFileError(f"XGBoost cannot load {path.name}: {first_line(exc, 200)}",
-                                 "re-save it with model.save_model('model.json')") from exc
+            raise InputFileError(
+                f"XGBoost cannot load {path.name}: {first_line(exc, 200)}", "re-save it with model.save_model('model.json')"
+            ) from exc
         return estimator
 
 
@@ -58,14 +61,16 @@ def check_json_model(path: Path) -> None:
     try:
         document = json.loads(Path(path).read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputFileError(f"{path.name} is not valid JSON ({first_line(exc, 120)})",
-                             "the file is truncated or corrupt; re-save the model") from None
+        raise InputFileError(
+            f"{path.name} is not valid JSON ({first_line(exc, 120)})", "the file is truncated or corrupt; re-save the model"
+        ) from None
     learner = document.get("learner") if isinstance(document, dict) else None
     missing = [k for k in ("gradient_booster", "objective", "learner_model_param") if not isinstance(learner, dict) or k not in learner]
     if missing:
-        raise InputFileError(f"{path.name} is JSON but not an XGBoost model (learner lacks {', '.join(missing)})",
-                             "give the file written by XGBoost's save_model('model.json')")
-
+        raise InputFileError(
+            f"{path.name} is JSON but not an XGBoost model (learner lacks {', '.join(missing)})",
+            "give the file written by XGBoost's save_model('model.json')",
+        )
 
 
 def is_json_model(path: Path, head: bytes) -> bool:
@@ -81,8 +86,14 @@ def is_ubj_model(path: Path, head: bytes) -> bool:
 
 
 _DATA = "data parsed by XGBoost's own C++ reader (trees, split values, the objective's name): no pickle, no Python object"
-JSON_FORMAT = Format(JSON, title="XGBoost JSON model", suffix=".json", detect=is_json_model, check=None,
-                     safe_because=_DATA + "; its structure is checked in Python first (check_json_model)")
+JSON_FORMAT = Format(
+    JSON,
+    title="XGBoost JSON model",
+    suffix=".json",
+    detect=is_json_model,
+    check=None,
+    safe_because=_DATA + "; its structure is checked in Python first (check_json_model)",
+)
 UBJ_FORMAT = Format(UBJ, title="XGBoost UBJSON model", suffix=".ubj", detect=is_ubj_model, check=None, safe_because=_DATA)
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.
@@ -126,19 +137,20 @@ def xgboost_to_ubj(model: Any, signature, out: Path, options) -> Any:
 
 @converts("xgboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' XGBoost converter inside skl2onnx")
 def xgboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.sklearn import sklearn_to_onnx
+    from .sklearn import sklearn_to_onnx
 
     return sklearn_to_onnx(model, signature, out, options)
 
 
 @converts("xgboost", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
 def xgboost_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from packager.converters.pmml import sklearn_to_pmml
+    from .pmml import sklearn_to_pmml
 
     return sklearn_to_pmml(model, signature, out, options)
 
 
 # ---------------------------------------------------------------- skl2onnx registration
+
 
 def register_skl2onnx() -> None:
     """Make skl2onnx convert XGBClassifier/XGBRegressor (alone or as a pipeline step) with onnxmltools' converter, so users
@@ -150,8 +162,13 @@ def register_skl2onnx() -> None:
     from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes, calculate_linear_regressor_output_shapes
 
     refuse = float32_trees(_refusing(convert_xgboost))
-    update_registered_converter(xgb.XGBClassifier, "XGBoostXGBClassifier", calculate_linear_classifier_output_shapes, refuse,
-                                options={"nocl": [True, False], "zipmap": [True, False, "columns"]})
+    update_registered_converter(
+        xgb.XGBClassifier,
+        "XGBoostXGBClassifier",
+        calculate_linear_classifier_output_shapes,
+        refuse,
+        options={"nocl": [True, False], "zipmap": [True, False, "columns"]},
+    )
     update_registered_converter(xgb.XGBRegressor, "XGBoostXGBRegressor", calculate_linear_regressor_output_shapes, refuse)
 
 
@@ -161,7 +178,10 @@ def _refusing(convert: Any) -> Any:
 
     def convert_checked(scope, operator, container):
         model = operator.raw_operator
-        categorical = [n for n, t in zip(model.get_booster().feature_names or [], model.get_booster().feature_types or []) if t == "c"]
+        # a booster may carry names without types, or neither: no types, no categorical column
+        categorical = [
+            n for n, t in zip(model.get_booster().feature_names or [], model.get_booster().feature_types or [], strict=False) if t == "c"
+        ]
         if categorical:
             raise UnsupportedConversion(
                 f"onnxmltools {version_of('onnxmltools')} cannot convert XGBoost categorical splits (features {', '.join(categorical)})",

@@ -2,6 +2,7 @@
 
 The public API is imported lazily so that ``import packager`` (and the CLI's ``--help``) stays fast.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -48,6 +49,7 @@ def _checkout_plugins() -> None:
     if (here / "converters").is_dir() or not (folder / "__init__.py").is_file() or "packager.converters" in sys.modules:
         return
     spec = spec_from_file_location("packager.converters", folder / "__init__.py", submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None  # a .py path always has a spec with a source loader
     module = module_from_spec(spec)
     sys.modules["packager.converters"] = module
     spec.loader.exec_module(module)

@@ -2,6 +2,7 @@
 inside bubblewrap. Reads one JSON request on stdin, runs it through the public API (which, knowing it
 is inside, does the work instead of delegating again), and writes JSON lines on ANSWER_FD: throttled
 progress, then one result or one error. Nothing here is a pickle; nothing here trusts the file."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,18 @@ def main() -> None:
     try:
         answer.write(json.dumps(message, default=json_default) + "\n")
     except (TypeError, ValueError) as exc:  # a result that is not data: our bug, said in one line
-        answer.write(json.dumps({"error": {"type": "PackagerError", "what": f"the sandboxed call returned {type(exc).__name__}: {exc}",
-                                           "hint": "report this bug"}}) + "\n")
+        answer.write(
+            json.dumps(
+                {
+                    "error": {
+                        "type": "PackagerError",
+                        "what": f"the sandboxed call returned {type(exc).__name__}: {exc}",
+                        "hint": "report this bug",
+                    }
+                }
+            )
+            + "\n"
+        )
     answer.flush()
     os._exit(0)  # no interpreter teardown: TF/torch atexit hooks cost ~0.1 s, and a payload's atexit hooks must not run after the answer
 
@@ -59,8 +70,14 @@ def _serve(answer) -> dict:
 
             return {"error": _error(memory_error())}
         except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
-            return {"error": _error(InputFileError(f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
-                                                   "the file is not a usable model; re-export it from the training code"))}
+            return {
+                "error": _error(
+                    InputFileError(
+                        f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
+                        "the file is not a usable model; re-export it from the training code",
+                    )
+                )
+            }
 
 
 def _error(exc) -> dict:
@@ -72,7 +89,7 @@ def _error(exc) -> dict:
     return {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint, **({"report": report.to_dict()} if report is not None else {})}
 
 
-def _caused_by_memory(exc: BaseException) -> bool:
+def _caused_by_memory(exc: BaseException | None) -> bool:
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, MemoryError):

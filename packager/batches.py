@@ -4,6 +4,7 @@ Memory stays bounded by the batch size whatever the file size: Parquet is read r
 group, CSV and JSON Lines block by block (pyarrow), .npy through a memory map. Columns are matched
 to the signature by name, and every mismatch is found before any batch is read.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ def open_source(path: str | Path) -> DataSource:
     try:
         return _describe(path, kind)
     except Exception as exc:
-        raise InputFileError(f"cannot read {path.name} as {kind} ({type(exc).__name__}: {first_line(exc)})", f"check that it is a valid {kind} file") from exc
+        raise InputFileError(
+            f"cannot read {path.name} as {kind} ({type(exc).__name__}: {first_line(exc)})", f"check that it is a valid {kind} file"
+        ) from exc
 
 
 def _describe(path: Path, kind: str) -> DataSource:
@@ -63,7 +66,9 @@ def _describe(path: Path, kind: str) -> DataSource:
 def _list_columns(schema: Any) -> frozenset[str]:
     import pyarrow as pa
 
-    return frozenset(f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type))
+    return frozenset(
+        f.name for f in schema if pa.types.is_list(f.type) or pa.types.is_large_list(f.type) or pa.types.is_fixed_size_list(f.type)
+    )
 
 
 def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -76,7 +81,7 @@ def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, An
 
         array = np.load(source.path, mmap_mode="r", allow_pickle=False)
         for start in range(0, array.shape[0], batch_size):
-            yield np.array(array[start:start + batch_size])  # a writable copy: torch refuses read-only memory
+            yield np.array(array[start : start + batch_size])  # a writable copy: torch refuses read-only memory
         return
     batches = _reading(source, _table_batches(source.path, source.kind, batch_size, column_types))
     # Parquet already yields batch_size rows (fewer at row-group ends): re-cutting would only cost
@@ -88,8 +93,10 @@ def _reading(source: DataSource, batches: Iterator[Any]) -> Iterator[Any]:
     try:
         yield from batches
     except (ValueError, OSError) as exc:  # pyarrow.ArrowInvalid is a ValueError
-        raise InputFileError(f"cannot read {source.path.name} to the end ({first_line(exc)})",
-                             "fix the value, or convert the file to Parquet with explicit column types") from exc
+        raise InputFileError(
+            f"cannot read {source.path.name} to the end ({first_line(exc)})",
+            "fix the value, or convert the file to Parquet with explicit column types",
+        ) from exc
 
 
 def _table_batches(path: Path, kind: str, batch_size: int, column_types: dict[str, Any] | None = None) -> Iterator[Any]:
@@ -101,7 +108,11 @@ def _table_batches(path: Path, kind: str, batch_size: int, column_types: dict[st
     elif kind == "csv":
         import pyarrow.csv as pcsv
 
-        yield from pcsv.open_csv(path, read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES), convert_options=pcsv.ConvertOptions(column_types=column_types or {}))
+        yield from pcsv.open_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
+            convert_options=pcsv.ConvertOptions(column_types=column_types or {}),
+        )
     else:
         import pyarrow as pa
         import pyarrow.json as pjson
@@ -143,6 +154,7 @@ def _concat(pa: Any, parts: list[Any]) -> Any:
 
 
 # ---------------------------------------------------------------- matching data to a signature
+
 
 @dataclass(frozen=True)
 class FeedPlan:
@@ -191,10 +203,14 @@ def _tensor_rows(column: Any, spec: TensorSpec) -> Any:
 
     rows, shape, values = len(column), [], column
     for _ in spec.shape[1:]:
-        widths = values.value_lengths().to_numpy(zero_copy_only=False) if hasattr(values, "value_lengths") else np.array([values.type.list_size])
+        widths = (
+            values.value_lengths().to_numpy(zero_copy_only=False) if hasattr(values, "value_lengths") else np.array([values.type.list_size])
+        )
         if len(widths) and (widths != widths[0]).any():
-            raise UsageError(f"the rows of column {spec.name} hold lists of different lengths ({widths.min()} to {widths.max()})",
-                             "pad them to one length per batch (or use --batch-size 1)")
+            raise UsageError(
+                f"the rows of column {spec.name} hold lists of different lengths ({widths.min()} to {widths.max()})",
+                "pad them to one length per batch (or use --batch-size 1)",
+            )
         shape.append(int(widths[0]) if len(widths) else 0)
         values = values.flatten()
     return _to_numpy(values).astype(_numpy_dtype(spec), copy=False).reshape(rows, *shape)
@@ -224,13 +240,17 @@ def plan_feeds(signature: Signature, source: DataSource, *, notes: bool = True) 
         missing = [s.name for s in signature.inputs if s.name not in columns]
         if missing:
             hint = "one column per input, holding a list per row for tensor inputs (Parquet or JSON lines; CSV cannot hold lists)"
-            raise UsageError(f"{source.path.name} lacks the columns {missing} the model needs",
-                             f"it has {columns[:20]}; give {hint}, named as the model's inputs {signature.input_names}")
+            raise UsageError(
+                f"{source.path.name} lacks the columns {missing} the model needs",
+                f"it has {columns[:20]}; give {hint}, named as the model's inputs {signature.input_names}",
+            )
         flat = [s.name for s in signature.inputs if s.name not in tensors and tuple(s.shape[1:]) not in ((), (1,))]
         if flat and not signature.columnar:
-            raise UsageError(f"the columns {flat} of {source.path.name} hold one value per row, the model's inputs take tensors "
-                             f"{[tuple(s.shape[1:]) for s in signature.inputs if s.name in flat]}",
-                             "store each input as a list column (Parquet or JSON lines), one tensor per row")
+            raise UsageError(
+                f"the columns {flat} of {source.path.name} hold one value per row, the model's inputs take tensors "
+                f"{[tuple(s.shape[1:]) for s in signature.inputs if s.name in flat]}",
+                "store each input as a list column (Parquet or JSON lines), one tensor per row",
+            )
         match_names(signature.input_names, columns, source.path.name, notes=notes, ignored=_IGNORED)  # extras: a note
         return FeedPlan(signature, {s.name: (s.name,) for s in signature.inputs}, tensors)
     spec = signature.inputs[0]
@@ -243,8 +263,10 @@ def plan_feeds(signature: Signature, source: DataSource, *, notes: bool = True) 
         return FeedPlan(signature, {spec.name: (spec.name,)})
     features = [c for c in columns if c not in _IGNORED]
     if width is not None and len(features) != width:
-        raise UsageError(f"{source.path.name} has {len(features)} columns, the model's input {spec.name} takes {width} features",
-                         f"give exactly {width} feature columns (found {features[:10]}{'…' if len(features) > 10 else ''})")
+        raise UsageError(
+            f"{source.path.name} has {len(features)} columns, the model's input {spec.name} takes {width} features",
+            f"give exactly {width} feature columns (found {features[:10]}{'…' if len(features) > 10 else ''})",
+        )
     if notes and width is not None and width > 1:
         by_position_note(source.path.name, len(features))
     return FeedPlan(signature, {spec.name: tuple(features)})
@@ -255,11 +277,17 @@ _IGNORED = frozenset({"__index_level_0__"})
 
 def _plan_array(signature: Signature, source: DataSource) -> FeedPlan:
     if len(signature.inputs) != 1:
-        raise UsageError(f"a .npy file holds one array, the model has inputs {signature.input_names}", "give a Parquet/CSV file with one column per input")
+        raise UsageError(
+            f"a .npy file holds one array, the model has inputs {signature.input_names}",
+            "give a Parquet/CSV file with one column per input",
+        )
     spec = signature.inputs[0]
     want, got = spec.shape[1:], source.shape[1:]
-    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got)):
-        raise UsageError(f"{source.path.name} holds rows of shape {got}, the model's input {spec.name} takes {tuple(want)}", "reshape the array to (rows, *input shape)")
+    if len(want) != len(got) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
+        raise UsageError(
+            f"{source.path.name} holds rows of shape {got}, the model's input {spec.name} takes {tuple(want)}",
+            "reshape the array to (rows, *input shape)",
+        )
     return FeedPlan(signature, {spec.name: ()})
 
 
@@ -272,6 +300,7 @@ def _numpy_dtype(spec: TensorSpec) -> Any:
 
 
 # ---------------------------------------------------------------- writing outputs
+
 
 def output_columns(outputs: dict[str, Any]) -> dict[str, Any]:
     """Model outputs as flat table columns: a (n, k) output becomes name_0 … name_{k-1}."""
@@ -308,7 +337,10 @@ class OutputWriter:
     def write(self, outputs: dict[str, Any]) -> None:
         if self.kind == "npy":
             if len(outputs) != 1:
-                raise UsageError(f"a .npy file holds one array, the model produces {list(outputs)}", "write Parquet or CSV (-o out.parquet), or choose one with --output NAME")
+                raise UsageError(
+                    f"a .npy file holds one array, the model produces {list(outputs)}",
+                    "write Parquet or CSV (-o out.parquet), or choose one with --output NAME",
+                )
             self._writer = self._writer or NpyStreamWriter(self.temp)
             self.rows += self._writer.append(next(iter(outputs.values())))
             return
@@ -364,11 +396,16 @@ class NpyStreamWriter:
         array = np.asarray(value)
         if self.dtype is None:
             if array.dtype.hasobject or array.dtype.kind in "US":
-                raise UsageError("a .npy output cannot hold text labels batch by batch (their width varies)", "write Parquet or CSV (-o out.parquet)")
+                raise UsageError(
+                    "a .npy output cannot hold text labels batch by batch (their width varies)", "write Parquet or CSV (-o out.parquet)"
+                )
             self.dtype, self.row_shape = array.dtype, array.shape[1:]
             self.handle.write(self._header(0))
         if array.shape[1:] != self.row_shape:
-            raise UsageError(f"the model's output changed shape between batches ({self.row_shape} then {array.shape[1:]})", "write Parquet (-o out.parquet)")
+            raise UsageError(
+                f"the model's output changed shape between batches ({self.row_shape} then {array.shape[1:]})",
+                "write Parquet (-o out.parquet)",
+            )
         self.handle.write(np.ascontiguousarray(array, dtype=self.dtype).tobytes())
         self.rows += len(array)
         return len(array)
@@ -384,7 +421,9 @@ class NpyStreamWriter:
     def _header(self, rows: int) -> bytes:
         import numpy as np
 
-        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}).encode("latin1")
+        text = repr({"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": (rows, *self.row_shape)}).encode(
+            "latin1"
+        )
         room = self.HEADER_BYTES - 10 - len(text) - 1  # magic (6) + version (2) + length (2), then the dict, spaces, newline
         if room < 0:
             raise UsageError(f"an output of shape {self.row_shape} per row is too deep for a .npy stream", "write Parquet (-o out.parquet)")

@@ -5,6 +5,7 @@ own and not the sum of every framework imported before it; the measurements are 
 on the same data, with the same thread setting, so ratios are side by side. The baseline is the
 source model in its native framework (``--baseline FILE``), loaded through its framework plugin.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,11 +63,24 @@ class BenchReport:
     artifacts: tuple[ArtifactBench, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"settings": asdict(self.settings), "machine": self.machine, "data": self.data, "artifacts": [asdict(a) for a in self.artifacts]}
+        return {
+            "settings": asdict(self.settings),
+            "machine": self.machine,
+            "data": self.data,
+            "artifacts": [asdict(a) for a in self.artifacts],
+        }
 
 
-def run_bench(refs: list[str], data: str | Path, settings: BenchSettings, *, baseline: str | None = None, model_class: str | None = None,
-              registry_url: str | None = None, blobs: str | None = None) -> BenchReport:
+def run_bench(
+    refs: list[str],
+    data: str | Path,
+    settings: BenchSettings,
+    *,
+    baseline: str | None = None,
+    model_class: str | None = None,
+    registry_url: str | None = None,
+    blobs: str | None = None,
+) -> BenchReport:
     """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh sandboxed child process
     (``packager.sandbox``: the files are untrusted; registry references are pulled here first)."""
     from packager import confined
@@ -95,7 +109,9 @@ def _local(ref: str, registry_url: str | None, blobs: str | None) -> tuple[Path,
     return (artifact.path.parent if artifact.manifest is not None else artifact.path), artifact.label or ref
 
 
-def _measure_in_child(kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None) -> ArtifactBench:
+def _measure_in_child(
+    kind: str, ref: str, model_class: str | None, data: str, settings: BenchSettings, registry_url: str | None, blobs: str | None
+) -> ArtifactBench:
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -123,7 +139,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _load_artifact(ref: str, settings: BenchSettings, data: str, registry_url: str | None, blobs: str | None) -> tuple[Any, dict[str, Any], Any]:
+def _load_artifact(
+    ref: str, settings: BenchSettings, data: str, registry_url: str | None, blobs: str | None
+) -> tuple[Any, dict[str, Any], Any]:
     """The packaged artifact in its runtime, and its batches: table columns by name, or texts through the packaged tokenizer."""
     from packager.inference import load_predictor, resolve
     from packager.package import path_size
@@ -131,9 +149,14 @@ def _load_artifact(ref: str, settings: BenchSettings, data: str, registry_url: s
     artifact = resolve(ref, registry_url=registry_url, blobs=blobs)
     predictor = load_predictor(artifact, threads=settings.threads)
     quant = artifact.manifest.quantization if artifact.manifest else None
-    info = {"label": artifact.label or ref, "format": artifact.format, "runtime": f"{predictor.runtime.name} {predictor.runtime.version()}",
-            "quantization": quant.mode if quant and quant.applied else None, "size_bytes": path_size(artifact.path),
-            "load_seconds": round(predictor.load_seconds, 4)}
+    info = {
+        "label": artifact.label or ref,
+        "format": artifact.format,
+        "runtime": f"{predictor.runtime.name} {predictor.runtime.version()}",
+        "quantization": quant.mode if quant and quant.applied else None,
+        "size_bytes": path_size(artifact.path),
+        "load_seconds": round(predictor.load_seconds, 4),
+    }
     if settings.text_column:
         from packager.text import TextPlan
 
@@ -160,10 +183,16 @@ def _load_baseline(path: str, model_class: str | None, settings: BenchSettings, 
     sample = _head(load_sample(data))
     texts = _texts(data, settings.text_column) if settings.text_column else None
     signature = plugin.signature(source.model, sample if texts is None else texts[:8])
-    info = {"label": f"{Path(path).name} (native {source.framework})", "format": source.info.format or source.framework,
-            "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(), "quantization": None,
-            "size_bytes": path_size(Path(path)), "load_seconds": round(loaded, 4)}
+    info = {
+        "label": f"{Path(path).name} (native {source.framework})",
+        "format": source.info.format or source.framework,
+        "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(),
+        "quantization": None,
+        "size_bytes": path_size(Path(path)),
+        "load_seconds": round(loaded, 4),
+    }
     if texts is not None:
+
         def batch_of(size):
             return plugin.feeds(source.model, signature, _first(texts, size))
     else:
@@ -179,8 +208,12 @@ def _texts(data: str, column: str) -> list[str]:
 
     source = open_source(data)
     if column not in source.columns:
-        raise UsageError(f"the bench data has no column {column!r}", f"it has {list(source.columns)[:20]}; name the text column with --text-column")
-    texts = [str(t) for batch in iter_batches(source, 65_536, {column: pa.string()}) for t in batch.column(column).to_pylist() if t is not None]
+        raise UsageError(
+            f"the bench data has no column {column!r}", f"it has {list(source.columns)[:20]}; name the text column with --text-column"
+        )
+    texts = [
+        str(t) for batch in iter_batches(source, 65_536, {column: pa.string()}) for t in batch.column(column).to_pylist() if t is not None
+    ]
     if not texts:
         raise UsageError(f"the bench data's column {column!r} holds no text", "give a file with texts in that column")
     return texts
@@ -242,10 +275,15 @@ def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSetting
         call(batch)
         latencies.append(time.perf_counter() - start)
         spent = time.perf_counter() - began
-        if (len(latencies) >= settings.min_runs and spent >= settings.min_seconds) or (spent >= settings.max_seconds and len(latencies) >= 3) or len(latencies) >= 100_000:
+        if (
+            (len(latencies) >= settings.min_runs and spent >= settings.min_seconds)
+            or (spent >= settings.max_seconds and len(latencies) >= 3)
+            or len(latencies) >= 100_000
+        ):
             break
     ms = np.array(latencies) * 1000
-    return Measurement(size, len(latencies), *(round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99)), round(size * len(latencies) / sum(latencies), 1))
+    p50, p95, p99 = (round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99))
+    return Measurement(size, len(latencies), p50, p95, p99, round(size * len(latencies) / sum(latencies), 1))
 
 
 def describe_machine(threads: int) -> dict[str, Any]:
@@ -258,14 +296,21 @@ def describe_machine(threads: int) -> dict[str, Any]:
     flags = next((line for line in cpuinfo.splitlines() if line.startswith("flags")), "")
     memory_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
     return {
-        "cpu": model, "cores": os.cpu_count(), "memory_gb": memory_gb, "threads": threads,
-        "avx2": " avx2" in flags, "avx512": " avx512f" in flags, "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
-        "python": platform.python_version(), "os": f"{platform.system()} {platform.release()}",
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": memory_gb,
+        "threads": threads,
+        "avx2": " avx2" in flags,
+        "avx512": " avx512f" in flags,
+        "vnni": "avx512_vnni" in flags or "avx_vnni" in flags,
+        "python": platform.python_version(),
+        "os": f"{platform.system()} {platform.release()}",
         "versions": {d: version_of(d) for d in ("onnxruntime", "scikit-learn", "torch", "tensorflow", "keras", "numpy")},
     }
 
 
 # ---------------------------------------------------------------- reports
+
 
 def write_reports(report: BenchReport, out: str | Path) -> dict[str, Path]:
     """bench.json, bench.md and bench.png under ``out``."""
@@ -281,10 +326,15 @@ def write_reports(report: BenchReport, out: str | Path) -> dict[str, Path]:
 def markdown(report: BenchReport) -> str:
     m = report.machine
     text = f" (the texts of column `{report.settings.text_column}`, tokenized per batch)" if report.settings.text_column else ""
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']}; AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
-             f"Data: `{Path(report.data).name}`{text}. Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.", "",
-             "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; threads={m['threads']};"
+        f" AVX2={m['avx2']}, VNNI={m['vnni']}; Python {m['python']}.",
+        f"Data: `{Path(report.data).name}`{text}."
+        f" Latency per batch after {report.settings.warmup} warm-up calls; ratios against the baseline at the same batch size.",
+        "",
+        "| artifact | format | quant | size | load s | peak RSS MB | batch | p50 ms | p95 ms | p99 ms | rows/s | × baseline |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     base = next((a for a in report.artifacts if a.baseline and not a.error), None)
     base_rate = {m.batch_size: m.rows_per_second for m in base.measurements} if base else {}
     for a in report.artifacts:
@@ -293,8 +343,11 @@ def markdown(report: BenchReport) -> str:
             continue
         for x in a.measurements:
             ratio = f"{x.rows_per_second / base_rate[x.batch_size]:.2f}×" if base_rate.get(x.batch_size) and not a.baseline else "—"
-            lines.append(f"| {a.label} | {a.format} | {a.quantization or '—'} | {a.size_bytes:,} | {a.load_seconds:.3f} | {a.peak_rss_mb:.0f} | {x.batch_size:,} | "
-                         f"{x.p50_ms:.3f} | {x.p95_ms:.3f} | {x.p99_ms:.3f} | {x.rows_per_second:,.0f} | {ratio} |")
+            lines.append(
+                f"| {a.label} | {a.format} | {a.quantization or '—'} | {a.size_bytes:,} | "
+                f"{a.load_seconds:.3f} | {a.peak_rss_mb:.0f} | {x.batch_size:,} | "
+                f"{x.p50_ms:.3f} | {x.p95_ms:.3f} | {x.p99_ms:.3f} | {x.rows_per_second:,.0f} | {ratio} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -1,9 +1,9 @@
 """The command line: parse, call the public API, render. Commands are imported only when run."""
+
 from __future__ import annotations
 
 import importlib
 import sys
-from typing import Any
 
 import click
 

@@ -5,6 +5,7 @@ converted with: ``TensorSpec.names``) reads a table by those names, whatever the
 pipeline fed its 30 columns in reverse order by position agreed with the source on 37% of rows (measured), with no error. Missing
 names are refused, extra columns ignored with a note; only a model without names is fed by position, and says so.
 """
+
 from __future__ import annotations
 
 import re
@@ -17,8 +18,9 @@ from packager.signature import Signature, TensorSpec
 SHOWN = 10  # names listed in a message before "…"
 
 
-def match_names(names: Sequence[str], columns: Sequence[str], where: str, *, notes: bool = True,
-                ignored: frozenset[str] = frozenset()) -> tuple[str, ...]:
+def match_names(
+    names: Sequence[str], columns: Sequence[str], where: str, *, notes: bool = True, ignored: frozenset[str] = frozenset()
+) -> tuple[str, ...]:
     """The columns to read, in the model's order. A name matches its column exactly, or else the one column that reads the
     same with every character outside [A-Za-z0-9_] as "_": LightGBM records breast-cancer's "mean radius" as
     "mean_radius" while users feed the dataset's own columns (measured: every target refused before). Missing ones raise a
@@ -28,18 +30,24 @@ def match_names(names: Sequence[str], columns: Sequence[str], where: str, *, not
     by_plain: dict[str, list[str]] = {}
     for column in columns:
         by_plain.setdefault(_plain(column), []).append(column)
-    chosen, missing = [], []
+    chosen: list[str] = []
+    missing: list[str] = []
     for name in names:
         candidates = [name] if name in have else by_plain.get(_plain(name), [])
         (chosen if len(candidates) == 1 else missing).append(candidates[0] if len(candidates) == 1 else name)
     if missing:
-        raise UsageError(f"{where} lacks the column{'s' if len(missing) > 1 else ''} {_listed(missing)} the model needs",
-                         f"the model reads its features by name: give columns named {_listed(list(names))}")
+        raise UsageError(
+            f"{where} lacks the column{'s' if len(missing) > 1 else ''} {_listed(missing)} the model needs",
+            f"the model reads its features by name: give columns named {_listed(list(names))}",
+        )
     wanted = set(chosen)
     extra = [c for c in columns if c not in wanted and c not in ignored]
     if extra and notes:
-        warnings.warn(f"{where}: ignoring column{'s' if len(extra) > 1 else ''} {_listed(extra)} the model does not take",
-                      PackagerWarning, stacklevel=3)
+        warnings.warn(
+            f"{where}: ignoring column{'s' if len(extra) > 1 else ''} {_listed(extra)} the model does not take",
+            PackagerWarning,
+            stacklevel=3,
+        )
     return tuple(chosen)
 
 
@@ -49,8 +57,9 @@ def _plain(name: str) -> str:
 
 def by_position_note(where: str, count: int) -> None:
     """Said once per input file: the model has no feature names, so columns are taken in file order."""
-    warnings.warn(f"{where}: the model records no feature names, so its {count} columns are matched by position",
-                  PackagerWarning, stacklevel=3)
+    warnings.warn(
+        f"{where}: the model records no feature names, so its {count} columns are matched by position", PackagerWarning, stacklevel=3
+    )
 
 
 def named_matrix(signature: Signature) -> TensorSpec | None:

@@ -7,6 +7,7 @@ and renames it into place. It imports no ML framework: the parent only delegates
 Child side (``CHILD_CALLS``): the same public API functions, called inside the child, where they do the
 work with the static checks on (``trust`` is True only with the test-only switch, in a confined child).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,17 @@ def _name(path: Any) -> str:
 # ---------------------------------------------------------------- parent side
 
 
-def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: bool, progress: Callable | None, sample: Any,
-            calibration: Any, **options: Any) -> Any:
+def convert(
+    path: str | Path,
+    to: str,
+    *,
+    out: str | Path | None,
+    overwrite: bool,
+    progress: Callable | None,
+    sample: Any,
+    calibration: Any,
+    **options: Any,
+) -> Any:
     """``conversion.convert`` of a file: the whole pipeline (load, convert, quantize, validate, write) runs in
     the child, which writes the package into the workspace; the parent renames it into place."""
     from packager.conversion import Package
@@ -36,8 +46,14 @@ def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: boo
     check_destination(destination, overwrite)
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
-        args = {"path": str(path.absolute()), "to": to, "out": str(target), "sample": ws.data("sample", sample),
-                "calibration": ws.data("calibration", calibration), **_plain_tolerance(options)}
+        args = {
+            "path": str(path.absolute()),
+            "to": to,
+            "out": str(target),
+            "sample": ws.data("sample", sample),
+            "calibration": ws.data("calibration", calibration),
+            **_plain_tolerance(options),
+        }
         result = ws.call("convert", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
         manifest = _manifest(result)
         sandbox.check_output(target)
@@ -45,8 +61,18 @@ def convert(path: str | Path, to: str, *, out: str | Path | None, overwrite: boo
     return Package(destination, manifest)
 
 
-def convert_each(path: str | Path, targets: list[str], base: str | Path, *, progress: Callable | None, model_class: str | None,
-                 overwrite: bool = False, sample: Any = None, calibration: Any = None, **options: Any) -> list[Any]:
+def convert_each(
+    path: str | Path,
+    targets: list[str],
+    base: str | Path,
+    *,
+    progress: Callable | None,
+    model_class: str | None,
+    overwrite: bool = False,
+    sample: Any = None,
+    calibration: Any = None,
+    **options: Any,
+) -> list[Any]:
     """``conversion.convert_each`` of a file: one child loads it once and writes every target's package into the
     workspace; the parent checks each and renames it to ``base/TARGET``. Errors come back per target, as data."""
     from packager.conversion import Package, TargetResult
@@ -60,11 +86,20 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, prog
     base.mkdir(parents=True, exist_ok=True)
     results = []
     with sandbox.workspace(base, path.stem) as ws:
-        args = {"path": str(path.absolute()), "targets": list(targets), "base": str(ws.out / "packages"), "model_class": model_class,
-                "sample": ws.data("sample", sample), "calibration": ws.data("calibration", calibration), **_plain_tolerance(options)}
+        args = {
+            "path": str(path.absolute()),
+            "targets": list(targets),
+            "base": str(ws.out / "packages"),
+            "model_class": model_class,
+            "sample": ws.data("sample", sample),
+            "calibration": ws.data("calibration", calibration),
+            **_plain_tolerance(options),
+        }
         answers = ws.call("convert_each", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
         if not isinstance(answers, list):
-            raise sandbox.InputFileError(f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model")
+            raise sandbox.InputFileError(
+                f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model"
+            )
         for answer in answers:
             target = str(answer.get("target", "?")) if isinstance(answer, dict) else "?"
             try:
@@ -98,8 +133,9 @@ def _plain_tolerance(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None,
-                   task: str | None = None) -> Any:
+def package_source(
+    path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None, task: str | None = None
+) -> Any:
     """``conversion.package_source`` of an untrusted file (``convert --push`` packages the source this way)."""
     from packager.conversion import Package
     from packager.package import _replace
@@ -107,8 +143,14 @@ def package_source(path: str | Path, out: str | Path, *, sample: Any, input_shap
     path, destination = Path(path), Path(out).absolute()
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
-        args = {"path": str(path.absolute()), "out": str(target), "sample": ws.data("sample", sample), "input_shape": input_shape,
-                "model_class": model_class, **({"task": task} if task else {})}
+        args = {
+            "path": str(path.absolute()),
+            "out": str(target),
+            "sample": ws.data("sample", sample),
+            "input_shape": input_shape,
+            "model_class": model_class,
+            **({"task": task} if task else {}),
+        }
         manifest = _manifest(ws.call("package_source", args, label=f"packaging {path.name}", reads=[path, sample]))
         sandbox.check_output(target)
         _replace(target, destination)
@@ -125,20 +167,45 @@ def inspect(path: str | Path, *, sample: Any = None, **options: Any) -> dict[str
     return {**info, "file": str(path)}
 
 
-def validate(artifact: str | Path, source: str | Path, *, sample: Any, quantization: str | None, atol: float | None,
-             rtol: float | None, **options: Any) -> Any:
+def validate(
+    artifact: str | Path,
+    source: str | Path,
+    *,
+    sample: Any,
+    quantization: str | None,
+    atol: float | None,
+    rtol: float | None,
+    **options: Any,
+) -> Any:
     from packager.validation import ValidationReport
 
     artifact, source = Path(artifact), Path(source)
     with sandbox.workspace() as ws:
-        args = {"artifact": str(artifact.absolute()), "source": str(source.absolute()), "sample": ws.data("sample", sample),
-                "quantization": quantization, "atol": atol, "rtol": rtol, **options}
+        args = {
+            "artifact": str(artifact.absolute()),
+            "source": str(source.absolute()),
+            "sample": ws.data("sample", sample),
+            "quantization": quantization,
+            "atol": atol,
+            "rtol": rtol,
+            **options,
+        }
         result = ws.call("validate", args, label=f"validating {artifact.name} against {source.name}", reads=[artifact, source, sample])
     return _checked(lambda: ValidationReport.from_dict(result), f"validating {artifact.name}")
 
 
-def predict(artifact: Any, data: str | Path, output: str | Path, *, batch_size: int, threads: int | None, outputs: list[str] | None,
-            overwrite: bool, progress: Callable | None, text_column: str | None = None) -> Any:
+def predict(
+    artifact: Any,
+    data: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int,
+    threads: int | None,
+    outputs: list[str] | None,
+    overwrite: bool,
+    progress: Callable | None,
+    text_column: str | None = None,
+) -> Any:
     """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry
     reference already pulled by the parent) and the input are bound read-only; the output file is written
     in the workspace and renamed into place after the child succeeded."""
@@ -151,13 +218,22 @@ def predict(artifact: Any, data: str | Path, output: str | Path, *, batch_size: 
     label = artifact.label or artifact.path.name
     with sandbox.workspace(output.parent, output.name) as ws:
         target = ws.out / output.name
-        args = {"model": str(model.absolute()), "data": str(Path(data).absolute()), "output": str(target), "batch_size": batch_size,
-                "threads": threads, "outputs": outputs or [], "text_column": text_column}
+        args = {
+            "model": str(model.absolute()),
+            "data": str(Path(data).absolute()),
+            "output": str(target),
+            "batch_size": batch_size,
+            "threads": threads,
+            "outputs": outputs or [],
+            "text_column": text_column,
+        }
         result = ws.call("predict", args, label=f"predicting with {label}", reads=[model, data], progress=progress)
         sandbox.check_output(target)
         os.replace(target, output)
-    return _checked(lambda: PredictResult(int(result["rows"]), int(result["batches"]), float(result["seconds"]), output,
-                                          float(result["load_seconds"])), f"predicting with {label}")
+    return _checked(
+        lambda: PredictResult(int(result["rows"]), int(result["batches"]), float(result["seconds"]), output, float(result["load_seconds"])),
+        f"predicting with {label}",
+    )
 
 
 def bench(kind: str, path: str | Path, model_class: str | None, data: str | Path, settings: Any) -> Any:
@@ -168,8 +244,13 @@ def bench(kind: str, path: str | Path, model_class: str | None, data: str | Path
     path = Path(path)
     try:
         with sandbox.workspace() as ws:
-            args = {"kind": kind, "path": str(path.absolute()), "model_class": model_class, "data": str(Path(data).absolute()),
-                    "settings": asdict(settings)}
+            args = {
+                "kind": kind,
+                "path": str(path.absolute()),
+                "model_class": model_class,
+                "data": str(Path(data).absolute()),
+                "settings": asdict(settings),
+            }
             result = ws.call("bench", args, label=f"benchmarking {path.name}", reads=[path, data])
         result = dict(result)
         result["measurements"] = tuple(Measurement(**m) for m in result.get("measurements", ()))
@@ -189,8 +270,10 @@ def _checked(build: Callable[[], Any], label: str) -> Any:
     try:
         return build()
     except (KeyError, TypeError, ValueError) as exc:
-        raise sandbox.InputFileError(f"the sandboxed model process gave a malformed answer while {label} ({type(exc).__name__})",
-                                     "the file is not a usable model; nothing was kept") from None
+        raise sandbox.InputFileError(
+            f"the sandboxed model process gave a malformed answer while {label} ({type(exc).__name__})",
+            "the file is not a usable model; nothing was kept",
+        ) from None
 
 
 # ---------------------------------------------------------------- child side
@@ -228,9 +311,19 @@ def _convert_each(progress, path: str, targets: list[str], base: str, **options)
             answers.append({"target": result.target, "manifest": result.package.manifest.to_dict()})
         else:
             exc = result.error
+            assert exc is not None  # a result holds a package or an error
             report = getattr(exc, "report", None)
-            answers.append({"target": result.target, "error": {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint,
-                                                                **({"report": report.to_dict()} if report is not None else {})}})
+            answers.append(
+                {
+                    "target": result.target,
+                    "error": {
+                        "type": type(exc).__name__,
+                        "what": exc.what,
+                        "hint": exc.hint,
+                        **({"report": report.to_dict()} if report is not None else {}),
+                    },
+                }
+            )
     return answers
 
 
@@ -252,24 +345,31 @@ def _validate(progress, artifact: str, source: str, **options) -> dict:
     return validate(artifact, source, trust=_trust(), **options).to_dict()
 
 
-def _predict(progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str],
-             text_column: str | None = None) -> dict:
+def _predict(
+    progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str], text_column: str | None = None
+) -> dict:
     from packager.inference import load_predictor, predict_file, resolve
 
     predictor = load_predictor(resolve(model), threads=threads, trust=_trust())
-    result = predict_file(predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress,
-                          text_column=text_column)
+    result = predict_file(
+        predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress, text_column=text_column
+    )
     return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "load_seconds": result.load_seconds}
 
 
 def _bench(progress, kind: str, path: str, model_class: str | None, data: str, settings: dict) -> dict:
     from packager.bench import BenchSettings, _measure_in_child
 
-    settings = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
-    return asdict(_measure_in_child(kind, path, model_class, data, settings, None, None))
+    chosen = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
+    return asdict(_measure_in_child(kind, path, model_class, data, chosen, None, None))
 
 
 CHILD_CALLS: dict[str, Callable[..., Any]] = {
-    "convert": _convert, "convert_each": _convert_each, "package_source": _package_source, "inspect": _inspect,
-    "validate": _validate, "predict": _predict, "bench": _bench,
+    "convert": _convert,
+    "convert_each": _convert_each,
+    "package_source": _package_source,
+    "inspect": _inspect,
+    "validate": _validate,
+    "predict": _predict,
+    "bench": _bench,
 }

@@ -25,6 +25,7 @@ runtime, criteria). A worked example, a whole third-party target format in one m
     @converts("sklearn", to="linear-npz")
     def sklearn_to_npz(model, signature, out, options) -> Artifact: ...
 """
+
 from __future__ import annotations
 
 import inspect as _inspect
@@ -34,8 +35,8 @@ from typing import Any, Callable, Mapping
 
 from packager.errors import PluginError
 
-
 # ---------------------------------------------------------------- values exchanged with converters and quantizers
+
 
 @dataclass(frozen=True)
 class ConvertOptions:
@@ -73,6 +74,7 @@ class QuantizeResult:
 
 # ---------------------------------------------------------------- formats
 
+
 class _Undeclared:
     """The default of ``Format.check``: no decision was made, so untrusted files of the format are refused."""
 
@@ -104,8 +106,9 @@ class Format:
 
     def __post_init__(self) -> None:
         if self.check is None and not self.safe_because:
-            raise PluginError(f"format {self.name} declares check=None without saying why it cannot run code",
-                              "give safe_because=... or a check function")
+            raise PluginError(
+                f"format {self.name} declares check=None without saying why it cannot run code", "give safe_because=... or a check function"
+            )
 
     @property
     def extensions(self) -> tuple[str, ...]:
@@ -117,6 +120,7 @@ class Format:
 
 
 # ---------------------------------------------------------------- framework and runtime bases
+
 
 class Framework:
     """A source framework: loads its model files, infers signatures, predicts natively.
@@ -240,8 +244,9 @@ def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, .
     try:
         _inspect.signature(func).bind(*([None] * positional), **{k: None for k in keywords})
     except TypeError as exc:
-        raise PluginError(f"{origin} does not fit the contract of {what} ({exc})",
-                          "see packager.contract for the plugin signatures") from None
+        raise PluginError(
+            f"{origin} does not fit the contract of {what} ({exc})", "see packager.contract for the plugin signatures"
+        ) from None
     except ValueError:  # a builtin without a signature: nothing to check
         return
 
@@ -253,17 +258,18 @@ def with_defaults(cls: type, base: type) -> type:
     return type(cls.__name__, (cls, base), {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__})
 
 
-def check_framework(cls: type, origin: str) -> None:
+def check_framework(cls: type[Framework], origin: str) -> None:
     for hook in ("load", "signature", "feeds", "predict"):
         if getattr(cls, hook) is getattr(Framework, hook):
-            raise PluginError(f"framework {origin} does not define {hook}()",
-                              "a framework plugin defines load, signature, feeds and predict")
+            raise PluginError(
+                f"framework {origin} does not define {hook}()", "a framework plugin defines load, signature, feeds and predict"
+            )
     check_call(cls.load, 3, ("trust",), "a framework's load(path, fmt, *, trust=False)", origin)
     if cls.takes_model_class:
         check_call(cls.load, 3, ("trust", "model_class"), "a framework's load(..., model_class=None)", origin)
 
 
-def check_runtime(cls: type, origin: str) -> None:
+def check_runtime(cls: type[Runtime], origin: str) -> None:
     if cls.thread_control not in ("session", "process", "none"):
         raise PluginError(f"runtime {origin} declares thread_control={cls.thread_control!r}", "use 'session', 'process' or 'none'")
     if not cls.executes:

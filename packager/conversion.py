@@ -2,6 +2,7 @@
 
 Every step asks the plugin registry; nothing here knows any particular framework.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,20 +11,48 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager import __version__, sandbox
-from packager.errors import (ConversionError, NotQuantizable, PackagerError, UnsupportedConversion, UsageError, ValidationFailed,
-                             first_line, reading)
 from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
+from packager.errors import (
+    ConversionError,
+    NotQuantizable,
+    PackagerError,
+    UnsupportedConversion,
+    UsageError,
+    ValidationFailed,
+    first_line,
+    reading,
+)
+from packager.evidence import Evidence, gather
 from packager.formats import detect_format
 from packager.package import (
-    INPUT_EXAMPLE, MANIFEST, REQUIREMENTS, Manifest, Quantization, SourceInfo, check_destination, digest_files,
-    input_example, path_size, sha256_file, staging_dir, write_json,
+    INPUT_EXAMPLE,
+    MANIFEST,
+    REQUIREMENTS,
+    Manifest,
+    Quantization,
+    SourceInfo,
+    check_destination,
+    digest_files,
+    input_example,
+    path_size,
+    sha256_file,
+    staging_dir,
+    write_json,
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.samples import load_sample
-from packager.evidence import Evidence, gather
 from packager.signature import Signature
-from packager.validation import (Criterion, ValidationReport, build_report, compare_outputs, criterion_for, not_executed_report,
-                                 parse_output_kinds, parse_tolerances, with_min_agreement)
+from packager.validation import (
+    Criterion,
+    ValidationReport,
+    build_report,
+    compare_outputs,
+    criterion_for,
+    not_executed_report,
+    parse_output_kinds,
+    parse_tolerances,
+    with_min_agreement,
+)
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
 Progress = Callable[[str], None]
@@ -54,8 +83,14 @@ class Package:
         return self.manifest.validation
 
 
-def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | None = None,
-                registry: PluginRegistry | None = None, task: str | None = None) -> Source:
+def load_source(
+    model_or_path: Any,
+    *,
+    trust: bool = False,
+    model_class: str | None = None,
+    registry: PluginRegistry | None = None,
+    task: str | None = None,
+) -> Source:
     """Load a model file through its framework plugin (safely), or wrap an in-memory model.
     ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into; ``task``
     (e.g. "token-classification") picks the head of a model folder whose config names another or none."""
@@ -70,11 +105,14 @@ def load_source(model_or_path: Any, *, trust: bool = False, model_class: str | N
         name = registry.framework_for_format(fmt)
         plugin = registry.framework(name)
         if model_class and not plugin.takes_model_class:
-            raise UsageError(f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
-                             "drop --model-class; it is for PyTorch state dicts")
+            raise UsageError(
+                f"--model-class does not apply to {path.name} ({fmt}: it carries its own architecture)",
+                "drop --model-class; it is for PyTorch state dicts",
+            )
         if task and not plugin.takes_task:
-            raise UsageError(f"--task does not apply to {path.name} ({fmt}: its task is fixed)",
-                             "drop --task; it is for Hugging Face folders")
+            raise UsageError(
+                f"--task does not apply to {path.name} ({fmt}: its task is fixed)", "drop --task; it is for Hugging Face folders"
+            )
         options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **options)
@@ -93,21 +131,42 @@ def _class_name(obj: Any) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def prepare_inputs(source: Source, sample: Any = None, input_shape: str | None = None, registry: PluginRegistry | None = None,
-                   dynamic_axes: str | Mapping[str | None, Any] | None = None) -> tuple[Signature, dict, dict]:
+def prepare_inputs(
+    source: Source,
+    sample: Any = None,
+    input_shape: str | None = None,
+    registry: PluginRegistry | None = None,
+    dynamic_axes: str | Mapping[str | None, Any] | None = None,
+) -> tuple[Signature, dict, dict]:
     """Signature (inputs and outputs), sample feeds, and the source model's outputs on them (see ``gather_evidence``)."""
     evidence = gather_evidence(source, sample, input_shape, registry, dynamic_axes)
     return evidence.signature, dict(evidence.feeds), dict(evidence.expected)
 
 
-def gather_evidence(source: Source, sample: Any = None, input_shape: str | None = None, registry: PluginRegistry | None = None,
-                    dynamic_axes: str | Mapping[str | None, Any] | None = None, *, calibration: Any = None, example: Any = None,
-                    output_kinds: Mapping[str, Any] | None = None) -> Evidence:
+def gather_evidence(
+    source: Source,
+    sample: Any = None,
+    input_shape: str | None = None,
+    registry: PluginRegistry | None = None,
+    dynamic_axes: str | Mapping[str | None, Any] | None = None,
+    *,
+    calibration: Any = None,
+    example: Any = None,
+    output_kinds: Mapping[str, Any] | None = None,
+) -> Evidence:
     """Signature, validation rows (sample, calibration, input example, fitted statistics, synthetic: the first there
     is), and the source's outputs on them at full precision and on the cast input."""
     registry = registry or default_registry()
-    return gather(source, registry.framework(source.framework), sample=sample, calibration=calibration, example=example,
-                  input_shape=input_shape, dynamic_axes=dynamic_axes, output_kinds=output_kinds)
+    return gather(
+        source,
+        registry.framework(source.framework),
+        sample=sample,
+        calibration=calibration,
+        example=example,
+        input_shape=input_shape,
+        dynamic_axes=dynamic_axes,
+        output_kinds=output_kinds,
+    )
 
 
 def convert(
@@ -144,17 +203,36 @@ def convert(
     if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.convert(model_or_path, to, out=out, overwrite=overwrite, progress=progress, sample=sample, calibration=calibration,
-                                quantize=quantize, input_shape=input_shape, dynamic_axes=dynamic_axes, model_class=model_class,
-                                plugin_options=plugin_options, opset=opset, accept_mismatch=accept_mismatch, output_kind=output_kind,
-                                tolerance=tolerance, min_agreement=min_agreement, **({"task": task} if task else {}))
+        return confined.convert(
+            model_or_path,
+            to,
+            out=out,
+            overwrite=overwrite,
+            progress=progress,
+            sample=sample,
+            calibration=calibration,
+            quantize=quantize,
+            input_shape=input_shape,
+            dynamic_axes=dynamic_axes,
+            model_class=model_class,
+            plugin_options=plugin_options,
+            opset=opset,
+            accept_mismatch=accept_mismatch,
+            output_kind=output_kind,
+            tolerance=tolerance,
+            min_agreement=min_agreement,
+            **({"task": task} if task else {}),
+        )
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     if out is not None:
         check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
-    source = model_or_path if isinstance(model_or_path, Source) else load_source(model_or_path, trust=trust, model_class=model_class,
-                                                                                   registry=registry, task=task)
+    source = (
+        model_or_path
+        if isinstance(model_or_path, Source)
+        else load_source(model_or_path, trust=trust, model_class=model_class, registry=registry, task=task)
+    )
     conversion = registry.conversion(source.framework, to)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
@@ -163,14 +241,27 @@ def convert(
         )
     plugin_options = _plugin_options(registry, conversion, plugin_options)
     step("inferring the signature and sample inputs")
-    evidence = gather_evidence(source, sample, input_shape, registry, dynamic_axes, calibration=calibration,
-                               output_kinds=parse_output_kinds(output_kind) if not isinstance(output_kind, Mapping) else output_kind)
+    evidence = gather_evidence(
+        source,
+        sample,
+        input_shape,
+        registry,
+        dynamic_axes,
+        calibration=calibration,
+        output_kinds=parse_output_kinds(output_kind) if not isinstance(output_kind, Mapping) else output_kind,
+    )
     signature, feeds = evidence.signature, evidence.feeds
     judge = Judge(parse_tolerances(tolerance) if not isinstance(tolerance, Mapping) else dict(tolerance or {}), min_agreement)
     destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
-    options = ConvertOptions(opset=opset, quantize=quantize, trust=trust, example={k: v[:4] for k, v in feeds.items()},
-                             calibration=calibration_feeds, plugin=plugin_options)
+    options = ConvertOptions(
+        opset=opset,
+        quantize=quantize,
+        trust=trust,
+        example={k: v[:4] for k, v in feeds.items()},
+        calibration=calibration_feeds,
+        plugin=plugin_options,
+    )
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = conversion.func(source.model, signature, staging, options)
@@ -199,8 +290,10 @@ def _plugin_options(registry: PluginRegistry, conversion: Any, given: Mapping[st
     declared = {name for (source, _), c in registry.conversions.items() if source == conversion.source for name in c.options}
     unknown = sorted(set(given) - declared)
     if unknown:
-        raise UsageError(f"no {conversion.source} converter takes the option {unknown[0]}",
-                         f"options of {conversion.source} converters: {', '.join(sorted(declared)) or 'none'}")
+        raise UsageError(
+            f"no {conversion.source} converter takes the option {unknown[0]}",
+            f"options of {conversion.source} converters: {', '.join(sorted(declared)) or 'none'}",
+        )
     return {k: v for k, v in given.items() if k in conversion.options}
 
 
@@ -213,9 +306,18 @@ class TargetResult:
     error: PackagerError | None = None
 
 
-def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trust: bool = False, model_class: str | None = None,
-                 task: str | None = None, progress: Progress | None = None, registry: PluginRegistry | None = None,
-                 **options: Any) -> list[TargetResult]:
+def convert_each(
+    path: str | Path,
+    targets: list[str],
+    base: str | Path,
+    *,
+    trust: bool = False,
+    model_class: str | None = None,
+    task: str | None = None,
+    progress: Progress | None = None,
+    registry: PluginRegistry | None = None,
+    **options: Any,
+) -> list[TargetResult]:
     """``convert --to A --to B`` (or ``--to all``): the file is loaded once, in one sandbox child unless ``trust``, and each
     target is converted into ``base/TARGET``. A target's failure is its result; a failure to load the file fails them all.
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
@@ -229,16 +331,36 @@ def convert_each(path: str | Path, targets: list[str], base: str | Path, *, trus
     step("loading the source model")
     source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
     results = []
-    for target in (registry.targets_of(source.framework) if "all" in targets else targets):
+    for target in registry.targets_of(source.framework) if "all" in targets else targets:
+
+        def target_step(message: str, t: str = target) -> None:
+            step(f"{t}: {message}")
+
         try:
-            package = convert(source, to=target, out=Path(base) / target, trust=trust, model_class=model_class, task=task, registry=registry,
-                              progress=lambda message, t=target: step(f"{t}: {message}"), **options)
+            package = convert(
+                source,
+                to=target,
+                out=Path(base) / target,
+                trust=trust,
+                model_class=model_class,
+                task=task,
+                registry=registry,
+                progress=target_step,
+                **options,
+            )
             results.append(TargetResult(target, package=package))
         except PackagerError as exc:
             results.append(TargetResult(target, error=exc))
         except Exception as exc:  # a converter failing outside its boundary: this target's error, not the whole command's
-            results.append(TargetResult(target, error=ConversionError(f"{target}: {type(exc).__name__}: {first_line(exc)}",
-                                                                      "a defect in packager or the converter library; please report it")))
+            results.append(
+                TargetResult(
+                    target,
+                    error=ConversionError(
+                        f"{target}: {type(exc).__name__}: {first_line(exc)}",
+                        "a defect in packager or the converter library; please report it",
+                    ),
+                )
+            )
     return results
 
 
@@ -310,8 +432,17 @@ def _discard(path: Path) -> None:
     shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
 
 
-def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None,
-                   model_class: str | None = None, registry: PluginRegistry | None = None, task: str | None = None) -> Package:
+def package_source(
+    path: str | Path,
+    out: str | Path,
+    *,
+    trust: bool = False,
+    sample: Any = None,
+    input_shape: str | None = None,
+    model_class: str | None = None,
+    registry: PluginRegistry | None = None,
+    task: str | None = None,
+) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
     import shutil
@@ -330,12 +461,24 @@ def package_source(path: str | Path, out: str | Path, *, trust: bool = False, sa
         write_json(staging / INPUT_EXAMPLE, input_example(feeds))
         framework = registry.framework(source.framework)
         manifest = Manifest(
-            format=source.info.format or "unknown", model_file=path.name,
-            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), source=source.info, signature=signature,
-            quantization=Quantization(None, False), conversion={"converter": "none: the source model as given"},
-            validation={"status": "source", "runtime": source.framework, "samples": 0, "outputs": [],
-                        "runtime_version": framework.versions().get(source.framework, "")},
-            versions={**framework.versions(), "packager": __version__}, files=digest_files(staging), trusted_source=trust)
+            format=source.info.format or "unknown",
+            model_file=path.name,
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            source=source.info,
+            signature=signature,
+            quantization=Quantization(None, False),
+            conversion={"converter": "none: the source model as given"},
+            validation={
+                "status": "source",
+                "runtime": source.framework,
+                "samples": 0,
+                "outputs": [],
+                "runtime_version": framework.versions().get(source.framework, ""),
+            },
+            versions={**framework.versions(), "packager": __version__},
+            files=digest_files(staging),
+            trusted_source=trust,
+        )
         write_json(staging / MANIFEST, manifest.to_dict())
     return Package(Path(out).absolute(), manifest)
 
@@ -348,8 +491,9 @@ def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
     if quantize and quantize not in QUANTIZE_MODES:
         raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(QUANTIZE_MODES)}")
     if quantize == "static" and calibration is None:
-        raise UsageError("--quantize static needs calibration data",
-                         "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)")
+        raise UsageError(
+            "--quantize static needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)"
+        )
     if calibration is not None and quantize not in ("static", "auto"):
         raise UsageError("--calibration is only used with --quantize static or auto", "add --quantize static or drop --calibration")
 
@@ -390,8 +534,9 @@ def _adopt(artifact: Artifact, candidate: Artifact) -> Artifact:
     return Artifact(artifact.path, candidate.details)
 
 
-def validate_artifact(registry, fmt, path, evidence: Evidence, mode: str | None = None, judge: "Judge | None" = None,
-                      trust: bool = False) -> ValidationReport:
+def validate_artifact(
+    registry, fmt, path, evidence: Evidence, mode: str | None = None, judge: "Judge | None" = None, trust: bool = False
+) -> ValidationReport:
     """Run ``path`` in the runtime registered for ``fmt`` on the evidence's rows and judge every output with the
     format's criterion for its kind and quantization ``mode``. A dynamic batch axis is run at two batch sizes (1 and
     the rest) and a dynamic sequence axis at a second length."""
@@ -411,9 +556,16 @@ def validate_artifact(registry, fmt, path, evidence: Evidence, mode: str | None 
     outputs = compare_outputs(evidence.expected, actual, criteria, evidence.kinds, optional, evidence.cast_expected)
     outputs += _second_length(runtime, handle, evidence, criteria)
     details = dict(runtime.details(handle))
-    return build_report(outputs, runtime=runtime.name, runtime_version=runtime.version(), samples=evidence.rows,
-                        data_source=evidence.data_source,
-                        criteria=criteria, details=details, batch_sizes=batch_sizes)
+    return build_report(
+        outputs,
+        runtime=runtime.name,
+        runtime_version=runtime.version(),
+        samples=evidence.rows,
+        data_source=evidence.data_source,
+        criteria=criteria,
+        details=details,
+        batch_sizes=batch_sizes,
+    )
 
 
 def _run_two_batches(runtime, handle, signature, feeds) -> tuple[dict, tuple[int, ...]]:
@@ -455,7 +607,10 @@ def _second_length(runtime, handle, evidence: Evidence, criteria) -> tuple:
     length = max(1, next(evidence.feeds[n].shape[a] for n, axes in dynamic.items() for a in axes) // 2)
     expected = evidence.source_predict(cut)
     actual = runtime.predict(handle, evidence.signature, cut)
-    renamed = lambda d: {f"{k}@len={length}": v for k, v in d.items()}
+
+    def renamed(d: Mapping[str, Any]) -> dict[str, Any]:
+        return {f"{k}@len={length}": v for k, v in d.items()}
+
     return compare(renamed(expected), renamed(actual), renamed(criteria), renamed(evidence.kinds))
 
 

@@ -1,4 +1,5 @@
 """Optional dependencies: importing them with an error naming the extra, their versions, Java, runtime base."""
+
 from __future__ import annotations
 
 import importlib
@@ -8,6 +9,7 @@ import subprocess
 from functools import lru_cache
 from importlib import metadata
 from types import ModuleType
+from typing import Mapping
 
 from packager.errors import MissingDependency
 
@@ -52,7 +54,7 @@ def _canonical(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _module_providers() -> dict[str, list[str]]:
+def _module_providers() -> Mapping[str, list[str]]:
     """import package -> distributions (reads every installed RECORD once: ~0.1-0.5 s, hence cached)."""
     return metadata.packages_distributions()
 

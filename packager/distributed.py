@@ -5,6 +5,7 @@ as partitioned Parquet.
 Workers must see the artifact and input paths (a LocalCluster does; a remote cluster needs shared
 storage or a registry reference each worker can pull).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -35,9 +36,19 @@ class DaskResult:
         return {**asdict(self), "rows_per_second": self.rows_per_second, "engine": "dask"}
 
 
-def predict_on_dask(artifact: Runnable, data: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
-                    outputs: list[str] | None = None, scheduler: str | None = None, workers: int = 2, trust: bool = False,
-                    overwrite: bool = False) -> DaskResult:
+def predict_on_dask(
+    artifact: Runnable,
+    data: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 1024,
+    threads: int | None = None,
+    outputs: list[str] | None = None,
+    scheduler: str | None = None,
+    workers: int = 2,
+    trust: bool = False,
+    overwrite: bool = False,
+) -> DaskResult:
     import shutil
     import time
 
@@ -45,9 +56,11 @@ def predict_on_dask(artifact: Runnable, data: str | Path, output: str | Path, *,
     from packager.inference import load_predictor
 
     if not trust and artifact.manifest is None:
-        raise UsageError(f"--engine dask loads {artifact.label or artifact.path.name} in Dask workers, which the sandbox does not confine",
-                         "package it with `packager convert` first (workers still run the static checks), use --engine local (sandboxed), "
-                         "or pass --trust for a file you trust")
+        raise UsageError(
+            f"--engine dask loads {artifact.label or artifact.path.name} in Dask workers, which the sandbox does not confine",
+            "package it with `packager convert` first (workers still run the static checks), use --engine local (sandboxed), "
+            "or pass --trust for a file you trust",
+        )
     dd, distributed = _dask()
     source = open_source(data)
     if source.kind not in ("parquet", "csv"):
@@ -61,7 +74,9 @@ def predict_on_dask(artifact: Runnable, data: str | Path, output: str | Path, *,
     artifact = Runnable(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
     started = time.perf_counter()
     with _client(distributed, scheduler, workers) as client:
-        frame = dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
+        frame = (
+            dd.read_parquet(str(source.path)) if source.kind == "parquet" else dd.read_csv(str(source.path), blocksize="64MB", dtype=dtypes)
+        )
         job = dict(artifact=artifact, batch_size=batch_size, threads=threads, outputs=outputs or [], trust=trust)
         meta = client.submit(_predict_frame, frame.head(2, compute=True), pure=False, **job).result().iloc[:0]
         temp = output.with_name(f".{output.name}.partial")

@@ -3,6 +3,7 @@
 Each error carries *what* failed and a *hint* saying what to do next; the CLI prints both on one
 line and exits with ``exit_code``. Tracebacks are shown only with ``--debug``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -146,8 +147,11 @@ Translation = Union[type, "tuple[type, str]"]  # our error class, or (class, hin
 
 
 @contextlib.contextmanager
-def converting(what: str, hint: str = "try another --opset or target, or report the model to the converter's project",
-               mapping: Mapping[type | tuple[type, ...], Translation] | None = None):
+def converting(
+    what: str,
+    hint: str = "try another --opset or target, or report the model to the converter's project",
+    mapping: Mapping[type | tuple[type, ...], Translation] | None = None,
+):
     """At a converter boundary, a foreign exception becomes one of ours (httpx's ``map_exceptions``): the mapping
     entry for the most specific matching type wins (by the exception's MRO), anything else is a ConversionError.
     The message is ``what`` and the library's first line; ours pass through unchanged::

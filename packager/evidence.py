@@ -7,6 +7,7 @@ plugin's ``source_input``, a
 ``packager.contract.Framework`` hook); the artifact gets what its signature declares (``feeds``). Both source outputs are kept:
 their difference is what the cast alone does (``cast_effect`` in the report).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -38,8 +39,17 @@ class Evidence:
         return len(next(iter(self.feeds.values()))) if self.feeds else 0
 
 
-def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = None, example: Any = None,
-           input_shape: str | None = None, dynamic_axes: Any = None, output_kinds: Mapping[str, OutputKind] | None = None) -> Evidence:
+def gather(
+    source: Any,
+    plugin: Any,
+    *,
+    sample: Any = None,
+    calibration: Any = None,
+    example: Any = None,
+    input_shape: str | None = None,
+    dynamic_axes: Any = None,
+    output_kinds: Mapping[str, OutputKind] | None = None,
+) -> Evidence:
     """Signature, validation rows (first available source in the documented order) and the source's outputs."""
     from packager.samples import load_sample
 
@@ -77,20 +87,27 @@ def gather(source: Any, plugin: Any, *, sample: Any = None, calibration: Any = N
         raise UsageError(f"--output-kind names unknown outputs {sorted(unknown)}", f"the model's outputs are {list(expected)}")
     kinds.update(output_kinds or {})
     outputs = tuple(spec_of(name, value) for name, value in expected.items())
-    return Evidence(signature.with_outputs(outputs), feeds, expected, cast_expected if full is not None else None, origin, kinds,
-                    lambda f: plugin.predict(source.model, signature, f))
+    return Evidence(
+        signature.with_outputs(outputs),
+        feeds,
+        expected,
+        cast_expected if full is not None else None,
+        origin,
+        kinds,
+        lambda f: plugin.predict(source.model, signature, f),
+    )
 
 
 def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signature:
     if len(shapes) == 1 and len(signature.inputs) == 1:
         (shape,) = shapes.values()
-        specs = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
+        specs: tuple[TensorSpec, ...] = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
     else:
         unknown = set(shapes) - set(signature.input_names)
         if unknown:
             raise UsageError(f"--input-shape names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
         specs = tuple(replace(s, shape=(None, *shapes[s.name][1:])) if s.name in shapes else s for s in signature.inputs)
-    for old, new in zip(signature.inputs, specs):
+    for old, new in zip(signature.inputs, specs, strict=True):
         if old.shape[1:] and None not in old.shape[1:] and old.shape[1:] != new.shape[1:]:
             raise UsageError(
                 f"--input-shape gives {old.name} shape {new.shape[1:]}, but the model expects {old.shape[1:]}",

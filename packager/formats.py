@@ -7,6 +7,7 @@ protobuf, a pickle stream, HDF5, XML), the order they are tried in, every plugin
 file, and the polyglot rule (a file that reads as two formats is refused). A file that matches nothing, or is
 truncated, is an ``InputFileError`` with a hint.
 """
+
 from __future__ import annotations
 
 import re
@@ -69,8 +70,10 @@ def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any) -> s
     claims = [f.name for f in registry.detectors() if f.directory == path.is_dir() and f.name != found and f.detect(path, head)]
     if claims and found or len(claims) > 1:
         names = " and ".join(sorted({*claims, *([found] if found else [])}))
-        raise UnsafeModelError(f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
-                               "refusing it; re-export the model from the training code into one format")
+        raise UnsafeModelError(
+            f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
+            "refusing it; re-export the model from the training code into one format",
+        )
     return found or (claims[0] if claims else None)
 
 
@@ -112,8 +115,10 @@ def _refuse_polyglot(path: Path, head: bytes, found: str | None) -> None:
         formats.add("hdf5")
     if len(formats) > 1 or (not found and formats):
         names = " and ".join(sorted(formats)) if found else f"no known model format from its start, but {formats.pop()} from elsewhere"
-        raise UnsafeModelError(f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
-                               "refusing it; re-export the model from the training code into one format")
+        raise UnsafeModelError(
+            f"{path.name} reads as {names} at once (a polyglot file): what is checked may not be what loads",
+            "refusing it; re-export the model from the training code into one format",
+        )
 
 
 def _has_zip_directory(path: Path) -> bool:
@@ -193,8 +198,13 @@ def _detect_by_content(path: Path, head: bytes) -> str | None:
     return _detect_protobuf(path, head)
 
 
-_XML_ENCODINGS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"),
-                  (b"<\x00", "utf-16-le"), (b"\x00<", "utf-16-be"))
+_XML_ENCODINGS = (
+    (b"\xef\xbb\xbf", "utf-8-sig"),
+    (b"\xff\xfe", "utf-16"),
+    (b"\xfe\xff", "utf-16"),
+    (b"<\x00", "utf-16-le"),
+    (b"\x00<", "utf-16-be"),
+)
 XML_PROLOG_LIMIT = 1 << 20  # comments, processing instructions or a DOCTYPE before the root element
 
 
@@ -257,17 +267,22 @@ def _detect_zip(path: Path) -> str | None:
         found.append("keras")
     if "bundle.json" in name_set or any(n.endswith("/bundle.json") and n.count("/") == 1 for n in names):
         found.append("mleap")
-    torch_family = [n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names], \
-        [n.endswith("/constants.pkl") or "/code/" in n for n in names], [n.endswith("/data.pkl") for n in names]
-    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family):
+    torch_family = (
+        [n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names],
+        [n.endswith("/constants.pkl") or "/code/" in n for n in names],
+        [n.endswith("/data.pkl") for n in names],
+    )
+    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family, strict=True):
         if any(hits):
             found.append(fmt)  # one family: a TorchScript archive has data.pkl too, a torch.export one nests TorchScript
             break
     if len(found) == 1 and found[0] in ("skops", "keras", "mleap") and any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
         found.append("pickle")  # none of these formats stores a pickle: a member that is one is there for another reader
     if len(found) > 1:
-        raise UnsafeModelError(f"{path.name} is a zip that reads as {' and '.join(found)} at once (members of each)",
-                               "refusing it: each loader would see a different model; re-export it into one format")
+        raise UnsafeModelError(
+            f"{path.name} is a zip that reads as {' and '.join(found)} at once (members of each)",
+            "refusing it: each loader would see a different model; re-export it into one format",
+        )
     return found[0] if found else None
 
 
@@ -282,7 +297,12 @@ def _detect_protobuf(path: Path, head: bytes) -> str | None:
                 candidates.append("onnx")
             if fields <= set(_GRAPHDEF_FIELDS) and 1 in fields and _wire_types_match(data, _GRAPHDEF_FIELDS):
                 candidates.append("pb")
-            if 1 in fields and 2 in fields and fields <= set(_COREML_FIELDS) | set(range(200, 600)) and _wire_types_match(data, _COREML_FIELDS):
+            if (
+                1 in fields
+                and 2 in fields
+                and fields <= set(_COREML_FIELDS) | set(range(200, 600))
+                and _wire_types_match(data, _COREML_FIELDS)
+            ):
                 candidates.append("coreml")
     elif head[:1] == b"\x08":
         candidates.append("onnx")

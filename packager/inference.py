@@ -4,18 +4,23 @@ reference), load it once in its own runtime, and stream an input file through it
 The runtime is the one validation uses (registered per format by the plugins), so what ``predict``
 runs is exactly what was proven.
 """
+
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from packager.errors import UsageError
 from packager.formats import detect_format
 from packager.package import MANIFEST, Manifest, read_manifest
 from packager.plugins import PluginRegistry, default_registry
 from packager.signature import Signature
+
+if TYPE_CHECKING:  # imported where used: pyarrow and tokenizers stay off the import path
+    from packager.batches import FeedPlan
+    from packager.text import TextPlan
 
 Progress = Callable[[int], None]
 
@@ -80,7 +85,9 @@ class Predictor:
         return self.runtime.predict(self.handle, self.signature, feeds)
 
 
-def load_predictor(artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None) -> Predictor:
+def load_predictor(
+    artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None
+) -> Predictor:
     """Load ``artifact`` in THIS process, with the static checks unless ``trust``. A package gets the same
     checks as a bare file: its manifest's ``trusted_source`` says how it was made, it grants nothing (a
     registry token holder could write it). For a confined run over a file, use ``predict``."""
@@ -90,7 +97,9 @@ def load_predictor(artifact: Runnable, *, threads: int | None = None, trust: boo
         from packager.errors import UnsupportedConversion
 
         why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
-        raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that")
+        raise UnsupportedConversion(
+            f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that"
+        )
     if not trust:
         from packager.safety import check_file
 
@@ -115,10 +124,14 @@ def _bare_signature(artifact: Runnable, runtime: Any, handle: Any, registry: Plu
             return registry.framework(source.framework).signature(source.model, None)
         except UsageError:
             pass
-    raise UsageError(f"{artifact.path.name} does not say what inputs it takes", "run a package made by `packager convert` (its manifest holds the signature)")
+    raise UsageError(
+        f"{artifact.path.name} does not say what inputs it takes",
+        "run a package made by `packager convert` (its manifest holds the signature)",
+    )
 
 
 # ---------------------------------------------------------------- predict over a file
+
 
 @dataclass(frozen=True)
 class PredictResult:
@@ -133,9 +146,19 @@ class PredictResult:
         return self.rows / self.seconds if self.seconds else 0.0
 
 
-def predict(artifact: Runnable, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
-            outputs: list[str] | None = None, trust: bool = False, overwrite: bool = False, progress: Progress | None = None,
-            text_column: str | None = None) -> PredictResult:
+def predict(
+    artifact: Runnable,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 1024,
+    threads: int | None = None,
+    outputs: list[str] | None = None,
+    trust: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    text_column: str | None = None,
+) -> PredictResult:
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
     output renamed into place after success) unless ``trust``, which loads it here."""
     from packager import sandbox
@@ -143,15 +166,41 @@ def predict(artifact: Runnable, input_path: str | Path, output: str | Path, *, b
     if sandbox.confines(trust):
         from packager import confined
 
-        return confined.predict(artifact, input_path, output, batch_size=batch_size, threads=threads, outputs=outputs, overwrite=overwrite,
-                                progress=progress, text_column=text_column)
+        return confined.predict(
+            artifact,
+            input_path,
+            output,
+            batch_size=batch_size,
+            threads=threads,
+            outputs=outputs,
+            overwrite=overwrite,
+            progress=progress,
+            text_column=text_column,
+        )
     predictor = load_predictor(artifact, threads=threads, trust=trust)
-    return predict_file(predictor, input_path, output, batch_size=batch_size, outputs=outputs, overwrite=overwrite, progress=progress,
-                        text_column=text_column)
+    return predict_file(
+        predictor,
+        input_path,
+        output,
+        batch_size=batch_size,
+        outputs=outputs,
+        overwrite=overwrite,
+        progress=progress,
+        text_column=text_column,
+    )
 
 
-def predict_file(predictor: Predictor, input_path: str | Path, output: str | Path, *, batch_size: int = 1024, outputs: list[str] | None = None,
-                 overwrite: bool = False, progress: Progress | None = None, text_column: str | None = None) -> PredictResult:
+def predict_file(
+    predictor: Predictor,
+    input_path: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 1024,
+    outputs: list[str] | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    text_column: str | None = None,
+) -> PredictResult:
     """Stream ``input_path`` through the model in batches; memory stays at one batch. ``text_column``: the package
     carries a tokenizer, and this column's texts are tokenized with it batch by batch (packager.text)."""
     from packager.batches import OutputWriter, iter_batches, open_source, plan_feeds
@@ -159,10 +208,12 @@ def predict_file(predictor: Predictor, input_path: str | Path, output: str | Pat
     if batch_size < 1:
         raise UsageError(f"--batch-size {batch_size} is not positive", "use e.g. --batch-size 1024")
     source = open_source(input_path)
+    plan: TextPlan | FeedPlan
+    text_plan: TextPlan | None = None
     if text_column:
         from packager.text import TextPlan
 
-        plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
+        plan = text_plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
         plan.check(list(source.columns))
     else:
         plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
@@ -172,7 +223,7 @@ def predict_file(predictor: Predictor, input_path: str | Path, output: str | Pat
     try:
         for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
-            produced = plan.answers(produced) if text_column else produced
+            produced = text_plan.answers(produced) if text_plan is not None else produced
             writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
             rows += len(next(iter(produced.values())))
             batches += 1

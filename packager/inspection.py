@@ -1,4 +1,5 @@
 """``inspect`` (what is this file?) and ``validate`` (does this artifact reproduce that source?)."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,16 @@ from packager.plugins import PluginRegistry, default_registry
 from packager.validation import ValidationReport
 
 
-def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_shape: str | None = None, model_class: str | None = None,
-            dynamic_axes: str | None = None, registry: PluginRegistry | None = None) -> dict[str, Any]:
+def inspect(
+    path: str | Path,
+    *,
+    trust: bool = False,
+    sample: Any = None,
+    input_shape: str | None = None,
+    model_class: str | None = None,
+    dynamic_axes: str | None = None,
+    registry: PluginRegistry | None = None,
+) -> dict[str, Any]:
     """Format, size, and what the format's runtime or the source framework can tell about the file.
 
     ``sample``, ``input_shape``, ``model_class`` and ``dynamic_axes`` build the signature as in ``convert``.
@@ -54,9 +63,20 @@ def inspect(path: str | Path, *, trust: bool = False, sample: Any = None, input_
     return info
 
 
-def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantization: str | None = None, atol: float | None = None,
-             rtol: float | None = None, tolerance: Any = None, min_agreement: float | None = None, output_kind: Any = None,
-             trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
+def validate(
+    artifact: str | Path,
+    source: Any,
+    *,
+    sample: Any = None,
+    quantization: str | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    tolerance: Any = None,
+    min_agreement: float | None = None,
+    output_kind: Any = None,
+    trust: bool = False,
+    registry: PluginRegistry | None = None,
+) -> ValidationReport:
     """Run ``artifact`` in its runtime and judge it against ``source``'s own outputs with the format's criteria.
 
     The quantization mode (and so the criteria) is read from the package manifest next to the artifact when there is
@@ -66,16 +86,24 @@ def validate(artifact: str | Path, source: Any, *, sample: Any = None, quantizat
     the sandbox unless ``trust``; a manifest's ``trusted_source`` never counts as trust.
     """
     from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
-    from packager.package import INPUT_EXAMPLE
-    from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
-    from packager.package import check_model_file
+    from packager.package import INPUT_EXAMPLE, check_model_file
     from packager.safety import check_file
+    from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
 
     if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol, tolerance=tolerance,
-                                 min_agreement=min_agreement, output_kind=output_kind)
+        return confined.validate(
+            artifact,
+            source,
+            sample=sample,
+            quantization=quantization,
+            atol=atol,
+            rtol=rtol,
+            tolerance=tolerance,
+            min_agreement=min_agreement,
+            output_kind=output_kind,
+        )
     registry = registry or default_registry()
     artifact = Path(artifact)
     if artifact.is_dir() and (artifact / MANIFEST).is_file():

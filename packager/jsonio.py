@@ -1,5 +1,6 @@
 """JSON as packager writes it (manifests, ``--json`` output, server responses): numpy scalars and arrays as plain
 numbers and lists, paths as strings. A neutral module, so the core, the CLI and the server share one encoder."""
+
 from __future__ import annotations
 
 import json

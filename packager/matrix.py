@@ -1,4 +1,5 @@
 """The support matrix, generated from the plugin registry (the README table is rendered from this)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,15 +24,17 @@ def support_matrix(registry: PluginRegistry | None = None) -> list[MatrixRow]:
     for (source, target), conversion in sorted(registry.conversions.items()):
         runtime = registry.runtimes.get(target)
         info = registry.format(target)
-        rows.append(MatrixRow(
-            source=source,
-            target=target,
-            extension=info.suffix,
-            quantize=tuple(sorted(conversion.quantize)),
-            validated_by=runtime.cls.name if runtime else "(none)",
-            executes=bool(runtime and runtime.cls.executes),
-            note=conversion.note,
-        ))
+        rows.append(
+            MatrixRow(
+                source=source,
+                target=target,
+                extension=info.suffix,
+                quantize=tuple(sorted(conversion.quantize)),
+                validated_by=runtime.cls.name if runtime else "(none)",
+                executes=bool(runtime and runtime.cls.executes),
+                note=conversion.note,
+            )
+        )
     return rows
 
 

@@ -3,6 +3,7 @@
 Written into a staging folder next to the destination and renamed into place, so a failed or
 interrupted conversion never leaves a half-written package behind.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -15,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.errors import OutputExists
+from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.signature import Signature
 
 MANIFEST = "manifest.json"
@@ -84,8 +85,10 @@ def check_model_file(name: Any) -> str:
     from packager.errors import InputFileError
 
     if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
-        raise InputFileError(f"the manifest names its model file as {name!r}, which is not a plain name inside the package",
-                             "the package was tampered with; re-create it with `packager convert`")
+        raise InputFileError(
+            f"the manifest names its model file as {name!r}, which is not a plain name inside the package",
+            "the package was tampered with; re-create it with `packager convert`",
+        )
     return name
 
 
@@ -109,16 +112,12 @@ def path_size(path: Path) -> int:
 
 def digest_files(root: Path) -> dict[str, str]:
     """sha256 of every file under root (relative posix path -> digest)."""
-    return {
-        p.relative_to(root).as_posix(): sha256_file(p)
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def check_destination(destination: Path, overwrite: bool) -> None:
-    """OutputExists when ``destination`` holds something and may not be replaced (callers check before slow work)."""
-    destination = destination.absolute()
+    """OutputExists when ``destination`` holds something and may not be replaced (callers check before slow work).
+    The message names the path as the caller gave it."""
     if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
         raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
 
@@ -135,12 +134,6 @@ def staging_dir(destination: Path, overwrite: bool) -> Iterator[Path]:
         _replace(staging, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-
-
-def check_destination(destination: Path, overwrite: bool) -> None:
-    """OutputExists unless ``destination`` is free, empty, or to be replaced."""
-    if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
-        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
 
 
 def _replace(staging: Path, destination: Path) -> None:

@@ -6,6 +6,7 @@ effect: the registry collects marked objects, and the ``Format`` objects a modul
 loads the modules named in the ``packager.converters`` entry-point group, so the support matrix
 (``packager formats``) is always exactly what the code can do.
 """
+
 from __future__ import annotations
 
 import functools
@@ -14,8 +15,17 @@ from importlib import import_module, metadata
 from types import FunctionType, ModuleType
 from typing import Any, Callable, Iterable, Mapping
 
-from packager.contract import (CONVERTER_PARAMETERS, QUANTIZER_PARAMETERS, Format, Framework, Runtime, check_call, check_framework,
-                               check_runtime, with_defaults)
+from packager.contract import (
+    CONVERTER_PARAMETERS,
+    QUANTIZER_PARAMETERS,
+    Format,
+    Framework,
+    Runtime,
+    check_call,
+    check_framework,
+    check_runtime,
+    with_defaults,
+)
 from packager.errors import PluginError, UnsupportedConversion
 
 ENTRY_POINT_GROUP = "packager.converters"
@@ -45,7 +55,7 @@ class FrameworkPlugin:
     """A source framework: loads its model files, infers signatures, predicts natively."""
 
     name: str
-    cls: type
+    cls: type[Framework]
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class RuntimePlugin:
     """How one target format is loaded and run (or structure-checked) on this machine."""
 
     format: str
-    cls: type
+    cls: type[Runtime]
     criteria: Any = None  # {(OutputKind, quantization mode or None): criterion}: how validation judges this format
     declares: Format | None = None  # the format's facts, when declared with the runtime
 
@@ -98,6 +108,7 @@ def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any):
               check=None, safe_because="operators come from the runtime's fixed set")
         class OnnxRuntime(Runtime): ...
     """
+    declared: Format | None
     if isinstance(format_name, Format):
         if facts:
             raise PluginError(f"@runs({format_name.name}) got a Format and format keywords {sorted(facts)}", "give one or the other")
@@ -143,8 +154,10 @@ class PluginRegistry:
     def add_format(self, declared: Format, owner: str) -> None:
         known = self.formats.get(declared.name)
         if known is not None and known.format is not declared:
-            raise PluginError(f"format {declared.name} is declared twice ({known.owner} and {owner})",
-                              "remove one of the two plugins or uninstall the duplicate package")
+            raise PluginError(
+                f"format {declared.name} is declared twice ({known.owner} and {owner})",
+                "remove one of the two plugins or uninstall the duplicate package",
+            )
         if known is None:
             self.formats[declared.name] = FormatPlugin(declared, owner)
 
@@ -160,8 +173,10 @@ class PluginRegistry:
             for other in self.frameworks.values():
                 shared = sorted(spec.cls.file_formats & other.cls.file_formats)
                 if shared:
-                    raise PluginError(f"{_origin(other)} and {_origin(spec)} both load {', '.join(shared)} files",
-                                      "one framework owns a file format: uninstall one plugin or drop the format from one")
+                    raise PluginError(
+                        f"{_origin(other)} and {_origin(spec)} both load {', '.join(shared)} files",
+                        "one framework owns a file format: uninstall one plugin or drop the format from one",
+                    )
         if isinstance(spec, RuntimePlugin) and spec.declares is not None:
             self.add_format(spec.declares, spec.cls.__module__)
         table[key] = spec
@@ -180,8 +195,10 @@ class PluginRegistry:
             spec = replace(spec, cls=with_defaults(spec.cls, Runtime))
             check_runtime(spec.cls, origin)
             if not spec.criteria:
-                raise PluginError(f"runtime {origin} for {spec.format} declares no validation criteria",
-                                  "give @runs(..., criteria=criteria_table({...})): validation cannot judge the format without them")
+                raise PluginError(
+                    f"runtime {origin} for {spec.format} declares no validation criteria",
+                    "give @runs(..., criteria=criteria_table({...})): validation cannot judge the format without them",
+                )
         return spec
 
     def _slot(self, spec: Any) -> tuple[dict, Any]:
@@ -203,8 +220,10 @@ class PluginRegistry:
         named.update({f: _origin(p) for p in self.frameworks.values() for f in p.cls.file_formats})
         missing = sorted(set(named) - set(self.formats))
         if missing:
-            raise PluginError("no Format declaration for " + ", ".join(f"{m} (named by {named[m]})" for m in missing),
-                              "declare it with a Format(...) in the plugin module or @runs(..., title=..., suffix=..., check=...)")
+            raise PluginError(
+                "no Format declaration for " + ", ".join(f"{m} (named by {named[m]})" for m in missing),
+                "declare it with a Format(...) in the plugin module or @runs(..., title=..., suffix=..., check=...)",
+            )
 
     # ---- look-ups with errors that say what exists ----
     def format(self, name: str) -> Format:

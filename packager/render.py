@@ -1,4 +1,5 @@
 """Plain-text rendering shared by the CLI and the server's web UI (no terminal or HTTP library here)."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Reading user-supplied sample and calibration data (.npy, .npz, .csv, .parquet, .jsonl, .txt: one text per line)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -22,6 +22,7 @@ from a file, a manifest or a registry.
 This module spawns and maps errors; ``packager.confined`` says what each API call sends and
 gets back, and ``packager._sandbox_child`` is the child's entry point.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,14 +58,31 @@ ENV_TIMEOUT = "PACKAGER_SANDBOX_TIMEOUT"
 _CHILD = False  # set by packager._sandbox_child: this process is the confined child, API calls run here
 MAX_ANSWER_BYTES = 64 << 20  # a child may print progress and one result; more than this is an attack on the parent
 
-INSTALL_HINT = ("install bubblewrap (apt-get install bubblewrap; `make setup` does it), "
-                "or pass --trust (trust=True) for a file you trust: it then runs unconfined, recorded in the manifest")
+INSTALL_HINT = (
+    "install bubblewrap (apt-get install bubblewrap; `make setup` does it), "
+    "or pass --trust (trust=True) for a file you trust: it then runs unconfined, recorded in the manifest"
+)
 LIMIT_HINT = "raise it with {env}=... if the model really needs more; nothing was written"
 
 # Hidden from the child although the root is readable: what a payload would steal. Folders get an empty tmpfs,
 # files /dev/null. Relative names are under $HOME.
-SECRETS = (".ssh", ".aws", ".gnupg", ".kube", ".docker", ".azure", ".config/gcloud", ".netrc", ".pypirc",
-           ".git-credentials", ".pgpass", ".config/gh", "/etc/shadow", "/etc/gshadow", "/etc/ssh")
+SECRETS = (
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".kube",
+    ".docker",
+    ".azure",
+    ".config/gcloud",
+    ".netrc",
+    ".pypirc",
+    ".git-credentials",
+    ".pgpass",
+    ".config/gh",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/ssh",
+)
 SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "API_KEY", "ACCESS_KEY", "SESSION_KEY")
 SECRET_ENV_NAMES = ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_S3_ENDPOINT", "DATABASE_URL", "PGPASSFILE", "SSH_AUTH_SOCK")
 
@@ -140,8 +158,10 @@ def confines(trust: bool, registry: Any = None) -> bool:
         from packager.plugins import default_registry
 
         if registry is not default_registry():
-            raise UsageError("a custom plugin registry cannot be passed into the sandbox that loads untrusted files",
-                             "register plugins through the packager.converters entry point, or pass trust=True for a file you trust")
+            raise UsageError(
+                "a custom plugin registry cannot be passed into the sandbox that loads untrusted files",
+                "register plugins through the packager.converters entry point, or pass trust=True for a file you trust",
+            )
     return True
 
 
@@ -154,8 +174,9 @@ def bwrap_path() -> str:
     else:
         found = shutil.which("bwrap") or next((p for p in BWRAP_PLACES if os.access(p, os.X_OK)), None)
     if not found:
-        raise MissingDependency("bubblewrap (bwrap) is not installed, and untrusted model files are only opened inside its sandbox",
-                                INSTALL_HINT)
+        raise MissingDependency(
+            "bubblewrap (bwrap) is not installed, and untrusted model files are only opened inside its sandbox", INSTALL_HINT
+        )
     return found
 
 
@@ -183,18 +204,29 @@ class Workspace:
             value.to_parquet(path)
         elif isinstance(value, Mapping):
             path = self.inputs / f"{name}.npz"
-            np.savez(path, **{k: np.asarray(v) for k, v in value.items()})
+            arrays: dict[str, Any] = {str(k): np.asarray(v) for k, v in value.items()}
+            np.savez(path, **arrays)
         else:
             array = np.asarray(value)
             if array.dtype == object:
-                raise UsageError(f"the {name} array holds Python objects, which cannot cross into the sandbox as data",
-                                 "pass a DataFrame (strings, categories) or a file path")
+                raise UsageError(
+                    f"the {name} array holds Python objects, which cannot cross into the sandbox as data",
+                    "pass a DataFrame (strings, categories) or a file path",
+                )
             path = self.inputs / f"{name}.npy"
             np.save(path, array, allow_pickle=False)
         return str(path)
 
-    def call(self, function: str, args: Mapping[str, Any], *, label: str, reads: Iterable[Any] = (),
-             progress: Callable[[Any], None] | None = None, limits: Limits | None = None) -> Any:
+    def call(
+        self,
+        function: str,
+        args: Mapping[str, Any],
+        *,
+        label: str,
+        reads: Iterable[Any] = (),
+        progress: Callable[[Any], None] | None = None,
+        limits: Limits | None = None,
+    ) -> Any:
         """Run ``function`` (a name in the child's table) with JSON ``args`` in the sandbox; return its result."""
         return run(function, args, label=label, workspace=self, reads=reads, progress=progress, limits=limits)
 
@@ -219,8 +251,10 @@ def check_output(path: Path) -> None:
         info = entry.lstat()
         plain = stat.S_ISDIR(info.st_mode) or (stat.S_ISREG(info.st_mode) and info.st_nlink == 1)
         if not plain:
-            raise UnsafeModelError(f"the sandboxed model process wrote {entry.name}, which is not a plain file or folder",
-                                   "the model file tried to plant a link or device; nothing was kept")
+            raise UnsafeModelError(
+                f"the sandboxed model process wrote {entry.name}, which is not a plain file or folder",
+                "the model file tried to plant a link or device; nothing was kept",
+            )
 
 
 # ---------------------------------------------------------------- spawning
@@ -228,8 +262,21 @@ def check_output(path: Path) -> None:
 
 def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: int) -> list[str]:
     """The bwrap command line. Order matters: later mounts cover earlier ones."""
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
+    args = [
+        bwrap,
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
     for secret in _secrets():
         args += ["--tmpfs", str(secret), "--remount-ro", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
     args += ["--bind", str(workspace.tmp), "/tmp"]
@@ -247,7 +294,7 @@ def _secrets() -> list[Path]:
     paths += [Path(s) if s.startswith("/") else home / s for s in SECRETS]
     catalog = os.environ.get("PACKAGER_REGISTRY", "")
     if catalog.startswith("sqlite:///"):
-        paths.append(Path(catalog[len("sqlite:///"):]).parent)
+        paths.append(Path(catalog[len("sqlite:///") :]).parent)
     blobs = os.environ.get("PACKAGER_BLOBS", "")
     if blobs and "://" not in blobs:
         paths.append(Path(blobs))
@@ -286,24 +333,39 @@ def _cwd() -> str:
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in SECRET_ENV_NAMES and not any(word in k.upper() for word in SECRET_ENV_WORDS)}
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_NAMES and not any(word in k.upper() for word in SECRET_ENV_WORDS)}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("TQDM_DISABLE", "1")
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the root is read-only: no failed attempts to write .pyc files
     return env
 
 
-def run(function: str, args: Mapping[str, Any], *, label: str, workspace: Workspace, reads: Iterable[Any] = (),
-        progress: Callable[[Any], None] | None = None, limits: Limits | None = None) -> Any:
+def run(
+    function: str,
+    args: Mapping[str, Any],
+    *,
+    label: str,
+    workspace: Workspace,
+    reads: Iterable[Any] = (),
+    progress: Callable[[Any], None] | None = None,
+    limits: Limits | None = None,
+) -> Any:
     """Spawn the confined child, send the request, read the answer, map every failure to one typed error."""
     limits = limits or Limits.from_env()
     bwrap = bwrap_path()
     read_end, write_end = os.pipe()
     with tempfile.TemporaryFile() as log:  # the child's stdout and stderr, outside every bind (libraries print)
         try:
-            process = subprocess.Popen(command(bwrap, workspace, reads, write_end), stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                       pass_fds=(write_end,), env=_child_env(), preexec_fn=limits.apply, start_new_session=True)
+            process = subprocess.Popen(
+                command(bwrap, workspace, reads, write_end),
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                pass_fds=(write_end,),
+                env=_child_env(),
+                preexec_fn=limits.apply,
+                start_new_session=True,
+            )
         except OSError as exc:
             os.close(read_end)
             raise MissingDependency(f"bubblewrap ({bwrap}) cannot be started ({exc.strerror})", INSTALL_HINT) from None
@@ -311,6 +373,7 @@ def run(function: str, args: Mapping[str, Any], *, label: str, workspace: Worksp
             os.close(write_end)
         try:
             with contextlib.suppress(BrokenPipeError):
+                assert process.stdin is not None  # Popen(stdin=PIPE)
                 process.stdin.write(json.dumps({"function": function, "args": dict(args)}).encode())
                 process.stdin.close()
             answer, timed_out = _read_answer(read_end, process, limits, progress)
@@ -404,7 +467,7 @@ def _rebuild_error(error: Any, label: str) -> PackagerError:
     what, hint = (" ".join(str(error.get(key, "")).split())[:1000] for key in ("what", "hint"))
     exc = cls.__new__(cls)
     PackagerError.__init__(exc, what or f"the model failed while {label}", hint)
-    if cls is errors.ValidationFailed:
+    if cls is errors.ValidationFailed and isinstance(exc, errors.ValidationFailed):  # (isinstance for the type checker)
         exc.report = _report(error.get("report"))
     return exc
 
@@ -422,31 +485,44 @@ def _report(data: Any) -> Any:
 def _death(code: int, timed_out: bool, label: str, limits: Limits, last_line: str) -> PackagerError:
     """A child that gave no answer: killed by a signal, a limit or the timeout, or bwrap itself failed."""
     if timed_out:
-        return InputFileError(f"the model process did not finish within the sandbox's time limit of {limits.wall_seconds:g} s "
-                              f"while {label}",
-                              LIMIT_HINT.format(env=ENV_TIMEOUT))
+        return InputFileError(
+            f"the model process did not finish within the sandbox's time limit of {limits.wall_seconds:g} s while {label}",
+            LIMIT_HINT.format(env=ENV_TIMEOUT),
+        )
     if last_line.startswith("bwrap:"):
         return MissingDependency(f"bubblewrap cannot create its sandbox here ({last_line[:200]})", INSTALL_HINT)
     signum = code - 128 if code > 128 else -code if code < 0 else 0
     if signum in (signal.SIGXCPU, signal.SIGKILL) and "MemoryError" not in last_line:
         if signum == signal.SIGXCPU:
-            return InputFileError(f"the model process exceeded the sandbox's CPU-time limit of {limits.cpu_seconds} s while {label}",
-                                  LIMIT_HINT.format(env=ENV_CPU))
-        return InputFileError(f"the model process was killed (SIGKILL: out of memory, or the CPU-time limit of {limits.cpu_seconds} s) "
-                              f"while {label}", LIMIT_HINT.format(env=ENV_MEMORY))
+            return InputFileError(
+                f"the model process exceeded the sandbox's CPU-time limit of {limits.cpu_seconds} s while {label}",
+                LIMIT_HINT.format(env=ENV_CPU),
+            )
+        return InputFileError(
+            f"the model process was killed (SIGKILL: out of memory, or the CPU-time limit of {limits.cpu_seconds} s) while {label}",
+            LIMIT_HINT.format(env=ENV_MEMORY),
+        )
     if signum == signal.SIGXFSZ:
-        return InputFileError(f"the model process exceeded the sandbox's file-size limit of {limits.file_gb:g} GB while {label}",
-                              LIMIT_HINT.format(env=ENV_FILE))
+        return InputFileError(
+            f"the model process exceeded the sandbox's file-size limit of {limits.file_gb:g} GB while {label}",
+            LIMIT_HINT.format(env=ENV_FILE),
+        )
     if signum == signal.SIGABRT and ("bad_alloc" in last_line or "memory" in last_line.lower()):
-        return InputFileError(f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB while {label}",
-                              LIMIT_HINT.format(env=ENV_MEMORY))
+        return InputFileError(
+            f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB while {label}",
+            LIMIT_HINT.format(env=ENV_MEMORY),
+        )
     if signum:
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else f"signal {signum}"
-        return UnsafeModelError(f"the model process was killed by {name} while {label}",
-                                "the file crashed its loader inside the sandbox; nothing was written. Re-export it from the training code")
+        return UnsafeModelError(
+            f"the model process was killed by {name} while {label}",
+            "the file crashed its loader inside the sandbox; nothing was written. Re-export it from the training code",
+        )
     detail = f" ({last_line[:200]})" if last_line else ""
-    return InputFileError(f"the model process exited with status {code} without an answer while {label}{detail}",
-                          "the file ended its loader early; nothing was written. Re-export it from the training code")
+    return InputFileError(
+        f"the model process exited with status {code} without an answer while {label}{detail}",
+        "the file ended its loader early; nothing was written. Re-export it from the training code",
+    )
 
 
 def _last_line(log: Any) -> str:
@@ -459,5 +535,6 @@ def _last_line(log: Any) -> str:
 
 def memory_error(limits: Limits | None = None) -> InputFileError:
     limits = limits or Limits.from_env()
-    return InputFileError(f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB",
-                          LIMIT_HINT.format(env=ENV_MEMORY))
+    return InputFileError(
+        f"the model process exceeded the sandbox's memory limit of {limits.memory_gb:g} GB", LIMIT_HINT.format(env=ENV_MEMORY)
+    )

@@ -15,6 +15,7 @@ signature needs (``FeedPlan.column_types``: Spark's ANSI cast accepted the same 
 tried, "1.5d" being the one pyarrow refuses) and text columns keep "" where Spark would give null; a malformed value or
 row fails the job (FAILFAST) as it fails pyarrow, never a silent null.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,8 +30,25 @@ from packager.inference import Runnable
 
 FILE, BLOCK, ROW = "__packager_file", "__packager_block", "__packager_row"  # the input position each row carries through the workers
 # pyarrow.csv.ConvertOptions().null_values (pyarrow 2x): what the local engine reads as null in a number column
-CSV_NULLS = ("", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "N/A", "NA", "NULL", "NaN", "n/a",
-             "nan", "null")
+CSV_NULLS = (
+    "",
+    "#N/A",
+    "#N/A N/A",
+    "#NA",
+    "-1.#IND",
+    "-1.#QNAN",
+    "-NaN",
+    "-nan",
+    "1.#IND",
+    "1.#QNAN",
+    "N/A",
+    "NA",
+    "NULL",
+    "NaN",
+    "n/a",
+    "nan",
+    "null",
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +68,18 @@ class SparkResult:
         return {**asdict(self), "rows_per_second": self.rows_per_second, "engine": "spark"}
 
 
-def predict_on_spark(artifact: Runnable, data: str | Path, output: str | Path, *, batch_size: int = 1024, threads: int | None = None,
-                     outputs: list[str] | None = None, master: str | None = None, trust: bool = False,
-                     overwrite: bool = False) -> SparkResult:
+def predict_on_spark(
+    artifact: Runnable,
+    data: str | Path,
+    output: str | Path,
+    *,
+    batch_size: int = 1024,
+    threads: int | None = None,
+    outputs: list[str] | None = None,
+    master: str | None = None,
+    trust: bool = False,
+    overwrite: bool = False,
+) -> SparkResult:
     import shutil
     import time
 
@@ -62,9 +89,11 @@ def predict_on_spark(artifact: Runnable, data: str | Path, output: str | Path, *
 
     if not trust and artifact.manifest is None:
         name = artifact.label or artifact.path.name
-        raise UsageError(f"--engine spark loads {name} in Spark's Python workers, which the sandbox does not confine",
-                         "package it with `packager convert` first (workers still run the static checks), "
-                         "use --engine local (sandboxed), or pass --trust for a file you trust")
+        raise UsageError(
+            f"--engine spark loads {name} in Spark's Python workers, which the sandbox does not confine",
+            "package it with `packager convert` first (workers still run the static checks), "
+            "use --engine local (sandboxed), or pass --trust for a file you trust",
+        )
     source, files = _table_source(Path(data))
     output = Path(output).absolute()
     if output.exists() and not overwrite:
@@ -73,7 +102,7 @@ def predict_on_spark(artifact: Runnable, data: str | Path, output: str | Path, *
     plan = plan_feeds(signature, source)  # a column mismatch fails here, before Spark starts
     columns = list(dict.fromkeys(c for names in plan.columns.values() for c in names))
     artifact = Runnable(artifact.path.absolute(), artifact.format, signature, artifact.manifest, artifact.label)
-    job = {"artifact": artifact, "batch_size": batch_size, "threads": threads, "outputs": outputs or [], "trust": trust}
+    job: dict[str, Any] = {"artifact": artifact, "batch_size": batch_size, "threads": threads, "outputs": outputs or [], "trust": trust}
 
     from packager.spark_session import session
 
@@ -135,8 +164,9 @@ def _table_source(data: Path) -> tuple[Any, list[Path]]:
         return first.__class__(data, first.kind, first.columns, first.shape, None, first.tensor_columns), files
     source = open_source(data)
     if source.kind not in ("parquet", "csv"):
-        raise UsageError(f"--engine spark reads Parquet or CSV, not .{source.kind}",
-                         "convert the input to Parquet, or use --engine local or dask")
+        raise UsageError(
+            f"--engine spark reads Parquet or CSV, not .{source.kind}", "convert the input to Parquet, or use --engine local or dask"
+        )
     return source, files
 
 
@@ -182,7 +212,7 @@ def _quiet(spark: Any) -> Iterator[None]:
         yield
     finally:
         spark.sparkContext.setLogLevel("ERROR")  # spark_session's level
-        for logger, level in zip(loggers, levels):
+        for logger, level in zip(loggers, levels, strict=True):  # one level read per logger above
             logger.setLevel(level)
 
 
@@ -194,20 +224,27 @@ def _failure(exc: Exception, source: Any, artifact: Runnable) -> InputFileError:
     cast = re.search(r"The value (.{0,80}?) of the type \"?STRING\"? cannot be cast to \"?(\w+)", text)
     if cast:
         value, wanted = cast.group(1), cast.group(2).lower()
-        return InputFileError(f"cannot read {source.path.name} as {source.kind}: the value {value} is not a {wanted}",
-                              "fix the value (empty fields and NA read as missing), or convert the file to Parquet with explicit types")
+        return InputFileError(
+            f"cannot read {source.path.name} as {source.kind}: the value {value} is not a {wanted}",
+            "fix the value (empty fields and NA read as missing), or convert the file to Parquet with explicit types",
+        )
     if "CSV header does not conform to the schema" in text:
         names = re.search(r"Header: (.{0,200}?)\s*Schema: (.{0,200}?)\s*Expected", text, re.DOTALL)
         found = f" (header {names.group(1).strip()}, first part {names.group(2).strip()})" if names else ""
-        return InputFileError(f"the CSV parts of {source.path.name} do not share one header{found}",
-                              "give every part the same columns in the same order")
+        return InputFileError(
+            f"the CSV parts of {source.path.name} do not share one header{found}", "give every part the same columns in the same order"
+        )
     if "MALFORMED_RECORD_IN_PARSING" in text or "Malformed records are detected" in text:
         record = re.search(r"Malformed records are detected in record parsing: \[?(.{0,120}?)\]?\.", text)
         row = f" ({record.group(1)})" if record else ""
-        return InputFileError(f"cannot read {source.path.name} as {source.kind}: a malformed row{row}",
-                              "check that every row has the header's number of fields, or convert the file to Parquet")
-    return InputFileError(f"Spark failed predicting with {artifact.label or artifact.path.name}: {_python_reason(exc)}",
-                          "rerun with --engine local to see the row that fails")
+        return InputFileError(
+            f"cannot read {source.path.name} as {source.kind}: a malformed row{row}",
+            "check that every row has the header's number of fields, or convert the file to Parquet",
+        )
+    return InputFileError(
+        f"Spark failed predicting with {artifact.label or artifact.path.name}: {_python_reason(exc)}",
+        "rerun with --engine local to see the row that fails",
+    )
 
 
 def _output_schema(meta: Any) -> str:
@@ -215,7 +252,7 @@ def _output_schema(meta: Any) -> str:
     import pyarrow as pa
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    return from_arrow_schema(pa.Schema.from_pandas(meta, preserve_index=False)).simpleString()[len("struct<"):-1]
+    return from_arrow_schema(pa.Schema.from_pandas(meta, preserve_index=False)).simpleString()[len("struct<") : -1]
 
 
 def _python_reason(exc: Exception) -> str:

@@ -7,6 +7,7 @@ session small and quiet: no UI, loopback only (the sandbox has no other interfac
 break the CLI's one-line-on-stderr contract), and JPMML-SparkML's jars on the classpath when pyspark2pmml is installed
 (they must be there when the JVM starts).
 """
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@ Hugging Face plugin) are fed text by ``predict --text-column``. The tokenizer fi
 truncation validation used, so the ids here are the ids the artifact was proven on. Only the ``tokenizers`` library
 (Rust, reads JSON) is needed: no transformers at inference time.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,14 +31,18 @@ class TextPlan:
     def from_package(cls, folder: Path, column: str) -> "TextPlan":
         folder = Path(folder)
         if not (folder / PREPROCESSING).is_file() or not (folder / TOKENIZER).is_file():
-            raise UsageError(f"--text-column needs a package that carries a tokenizer; {folder.name} has none",
-                             "convert a Hugging Face model folder with `packager convert`, or feed token columns")
+            raise UsageError(
+                f"--text-column needs a package that carries a tokenizer; {folder.name} has none",
+                "convert a Hugging Face model folder with `packager convert`, or feed token columns",
+            )
         try:
             spec = json.loads((folder / PREPROCESSING).read_text())
             tokenizer = require("tokenizers", "huggingface", "tokenizing text").Tokenizer.from_file(str(folder / TOKENIZER))
         except (ValueError, OSError, Exception) as exc:
-            raise InputFileError(f"the package's tokenizer cannot be read ({type(exc).__name__}: {first_line(exc)})",
-                "re-create the package with `packager convert`") from exc
+            raise InputFileError(
+                f"the package's tokenizer cannot be read ({type(exc).__name__}: {first_line(exc)})",
+                "re-create the package with `packager convert`",
+            ) from exc
         return cls(column, tokenizer, tuple(spec["input_names"]), spec["output_name"], tuple(spec.get("labels", ())))
 
     def check(self, columns: list[str]) -> None:

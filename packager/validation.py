@@ -14,6 +14,7 @@ A verdict is only as good as its data and its criterion, so both are explicit:
 Every output is compared and every mismatch collected before the verdict, with the first failing rows, so the report
 shows the whole picture, not the first failure.
 """
+
 from __future__ import annotations
 
 import enum
@@ -39,6 +40,7 @@ class OutputKind(str, enum.Enum):
 
 
 # ---------------------------------------------------------------- criteria
+
 
 @dataclass(frozen=True)
 class Checked:
@@ -130,8 +132,12 @@ class TopK:
 
         if want.ndim >= 3 and want.shape[-1] >= 2 and want.shape == got.shape:  # scores per position (token classification)
             flat = self.check(want.reshape(-1, want.shape[-1]), got.reshape(-1, got.shape[-1]))
-            return replace(flat, note=flat.note.replace(" rows", " positions"), bad_rows=flat.bad_rows.reshape(len(want), -1).any(axis=1),
-                           figures={**flat.figures, "positions": float(want[..., 0].size)})
+            return replace(
+                flat,
+                note=flat.note.replace(" rows", " positions"),
+                bad_rows=flat.bad_rows.reshape(len(want), -1).any(axis=1),
+                figures={**flat.figures, "positions": float(want[..., 0].size)},
+            )
         if want.ndim != 2 or want.shape[1] < 2:
             return RelativeToSpread(self.max_ratio if self.max_ratio is not None else 0.05).check(want, got)
         order = np.sort(want, axis=1)
@@ -141,9 +147,14 @@ class TopK:
         top1_conf = float(np.mean(same[confident])) if confident.any() else 1.0
         k = min(self.k, want.shape[1])
         top_want, top_got = np.argsort(-want, axis=1)[:, :k], np.argsort(-got, axis=1)[:, :k]
-        overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top_want, top_got)])
-        figures = {"top1": float(np.mean(same)), "top1_confident": top1_conf, "confident_rows": float(np.sum(confident)),
-                   f"top{k}_overlap": float(np.mean(overlap)), "max_abs": _max(np.abs(want - got))}
+        overlap = np.array([len(set(a) & set(b)) / k for a, b in zip(top_want, top_got, strict=True)])  # shapes checked equal by compare()
+        figures = {
+            "top1": float(np.mean(same)),
+            "top1_confident": top1_conf,
+            "confident_rows": float(np.sum(confident)),
+            f"top{k}_overlap": float(np.mean(overlap)),
+            "max_abs": _max(np.abs(want - got)),
+        }
         notes, bad = [], ~same & confident
         if top1_conf < self.min_top1:
             notes.append(f"top-1 agrees on {top1_conf:.2%} of {int(confident.sum())} confident rows < required {self.min_top1:.2%}")
@@ -232,8 +243,10 @@ Criterion = Agreement | Tolerance | TopK | RelativeToSpread | Cosine | Exact
 def criterion_to_dict(criterion: Criterion) -> dict[str, Any]:
     """A criterion as plain data: the Python API's ``tolerance={name: Tolerance(...)}`` crosses into the sandbox child as JSON."""
     if not isinstance(criterion, (Agreement, Tolerance, TopK, RelativeToSpread, Cosine, Exact)):
-        raise UsageError(f"tolerance values must be validation criteria, not {type(criterion).__name__}",
-                         "e.g. tolerance={'probabilities': Tolerance(1e-4)} or tolerance=['probabilities=1e-4']")
+        raise UsageError(
+            f"tolerance values must be validation criteria, not {type(criterion).__name__}",
+            "e.g. tolerance={'probabilities': Tolerance(1e-4)} or tolerance=['probabilities=1e-4']",
+        )
     return {"criterion": type(criterion).__name__, **asdict(criterion)}
 
 
@@ -244,6 +257,8 @@ def criterion_from_dict(data: Mapping[str, Any]) -> Criterion:
     if kind is None:
         raise UsageError(f"unknown validation criterion {data.get('criterion')!r}", f"use one of {', '.join(kinds)}")
     return kind(**fields)
+
+
 CriteriaTable = Mapping[tuple[OutputKind, "str | None"], Criterion]
 
 
@@ -264,33 +279,49 @@ def criteria_table(by_mode: Mapping[str | None, Mapping[OutputKind, Criterion]])
 # numbers. Not bit-equal: a frozen graph folds constants, a reloaded .h5 reorders sums (measured: a Keras CNN -> .pb
 # 1.04e-5 x the spread of its logits; an LSTM .h5 round trip 5.96e-8 absolute on a spread of 0.0025, 2.4e-5 x).
 SAME_KERNELS: Mapping[OutputKind, Criterion] = {
-    OutputKind.LABELS: Agreement(1.0), OutputKind.PROBABILITIES: Tolerance(1e-5, 1e-4, 1.0),
-    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=1.0, max_ratio=1e-4), OutputKind.REGRESSION: RelativeToSpread(1e-4),
-    OutputKind.EMBEDDING: Cosine(0.99999), OutputKind.INTEGER: Exact(),
+    OutputKind.LABELS: Agreement(1.0),
+    OutputKind.PROBABILITIES: Tolerance(1e-5, 1e-4, 1.0),
+    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=1.0, max_ratio=1e-4),
+    OutputKind.REGRESSION: RelativeToSpread(1e-4),
+    OutputKind.EMBEDDING: Cosine(0.99999),
+    OutputKind.INTEGER: Exact(),
 }
 # Another runtime in float32 (ONNX, TFLite, PMML): reordered sums differ in the last bits; a label flips only on a tie.
 FLOAT32: Mapping[OutputKind, Criterion] = {
-    OutputKind.LABELS: Agreement(0.99), OutputKind.PROBABILITIES: Tolerance(1e-4, 1e-3, 0.99),
-    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=0.99, max_ratio=1e-3), OutputKind.REGRESSION: RelativeToSpread(1e-3),
-    OutputKind.EMBEDDING: Cosine(0.9999), OutputKind.INTEGER: Exact(),
+    OutputKind.LABELS: Agreement(0.99),
+    OutputKind.PROBABILITIES: Tolerance(1e-4, 1e-3, 0.99),
+    OutputKind.SCORES: TopK(min_top1=1.0, min_overlap=0.99, max_ratio=1e-3),
+    OutputKind.REGRESSION: RelativeToSpread(1e-3),
+    OutputKind.EMBEDDING: Cosine(0.9999),
+    OutputKind.INTEGER: Exact(),
 }
 # fp16 weights: ~3 significant digits; logits move by 1e-2 while the ranking stays (EfficientNet-Lite0: 100% top-1).
 FP16: Mapping[OutputKind, Criterion] = {
-    OutputKind.LABELS: Agreement(0.98), OutputKind.PROBABILITIES: Tolerance(1e-2, 1e-2, 0.98),
-    OutputKind.SCORES: TopK(min_top1=0.99, min_overlap=0.95), OutputKind.REGRESSION: RelativeToSpread(0.02, min_r2=0.999),
-    OutputKind.EMBEDDING: Cosine(0.999), OutputKind.INTEGER: Agreement(0.98),
+    OutputKind.LABELS: Agreement(0.98),
+    OutputKind.PROBABILITIES: Tolerance(1e-2, 1e-2, 0.98),
+    OutputKind.SCORES: TopK(min_top1=0.99, min_overlap=0.95),
+    OutputKind.REGRESSION: RelativeToSpread(0.02, min_r2=0.999),
+    OutputKind.EMBEDDING: Cosine(0.999),
+    OutputKind.INTEGER: Agreement(0.98),
 }
 # int8 weights (dynamic): judged on what a user reads off the output, not on the last digits.
 INT8: Mapping[OutputKind, Criterion] = {
-    OutputKind.LABELS: Agreement(0.95), OutputKind.PROBABILITIES: Tolerance(0.1, 0.1, 0.95),
-    OutputKind.SCORES: TopK(min_top1=0.98, min_overlap=0.9), OutputKind.REGRESSION: RelativeToSpread(0.15, min_r2=0.98),
-    OutputKind.EMBEDDING: Cosine(0.99), OutputKind.INTEGER: Agreement(0.95),
+    OutputKind.LABELS: Agreement(0.95),
+    OutputKind.PROBABILITIES: Tolerance(0.1, 0.1, 0.95),
+    OutputKind.SCORES: TopK(min_top1=0.98, min_overlap=0.9),
+    OutputKind.REGRESSION: RelativeToSpread(0.15, min_r2=0.98),
+    OutputKind.EMBEDDING: Cosine(0.99),
+    OutputKind.INTEGER: Agreement(0.95),
 }
 # int8 weights and activations (static, calibrated): activations lose more.
 INT8_STATIC: Mapping[OutputKind, Criterion] = {
-    **INT8, OutputKind.LABELS: Agreement(0.9), OutputKind.PROBABILITIES: Tolerance(0.15, 0.15, 0.9),
-    OutputKind.SCORES: TopK(min_top1=0.97, min_overlap=0.85), OutputKind.REGRESSION: RelativeToSpread(0.25, min_r2=0.95),
-    OutputKind.EMBEDDING: Cosine(0.98), OutputKind.INTEGER: Agreement(0.9),
+    **INT8,
+    OutputKind.LABELS: Agreement(0.9),
+    OutputKind.PROBABILITIES: Tolerance(0.15, 0.15, 0.9),
+    OutputKind.SCORES: TopK(min_top1=0.97, min_overlap=0.85),
+    OutputKind.REGRESSION: RelativeToSpread(0.25, min_r2=0.95),
+    OutputKind.EMBEDDING: Cosine(0.98),
+    OutputKind.INTEGER: Agreement(0.9),
 }
 
 
@@ -301,12 +332,15 @@ def criterion_for(table: CriteriaTable | None, fmt: str, kind: OutputKind, mode:
     found = table.get((kind, mode))
     if found is None:
         modes = sorted({m or "none" for _, m in table})
-        raise PluginError(f"the {fmt} runtime declares no criterion for {kind.value} outputs under quantization {mode or 'none'}",
-                          f"its criteria cover modes {modes}; declare this one next to the runtime")
+        raise PluginError(
+            f"the {fmt} runtime declares no criterion for {kind.value} outputs under quantization {mode or 'none'}",
+            f"its criteria cover modes {modes}; declare this one next to the runtime",
+        )
     return found
 
 
 # ---------------------------------------------------------------- output kinds
+
 
 def infer_kind(values: Any) -> OutputKind:
     """The default kind of an output the framework plugin did not name: text and booleans are labels, integers are
@@ -340,8 +374,9 @@ def parse_output_kinds(items: Any) -> dict[str, OutputKind]:
         try:
             found[name.strip()] = OutputKind(kind.strip())
         except ValueError:
-            raise UsageError(f"--output-kind {item!r} is not NAME=KIND",
-                             f"KIND is one of {', '.join(k.value for k in OutputKind)}") from None
+            raise UsageError(
+                f"--output-kind {item!r} is not NAME=KIND", f"KIND is one of {', '.join(k.value for k in OutputKind)}"
+            ) from None
     return found
 
 
@@ -355,8 +390,9 @@ def parse_tolerances(items: Any) -> dict[str, Tolerance]:
             if not 1 <= len(parts) <= 2 or any(p < 0 for p in parts):
                 raise ValueError
         except ValueError:
-            raise UsageError(f"--tolerance {item!r} is not NAME=ATOL[,RTOL]",
-                             "e.g. --tolerance logits=0.05 or --tolerance variable=0.5,0.01") from None
+            raise UsageError(
+                f"--tolerance {item!r} is not NAME=ATOL[,RTOL]", "e.g. --tolerance logits=0.05 or --tolerance variable=0.5,0.01"
+            ) from None
         found[name.strip()] = Tolerance(parts[0], parts[1] if len(parts) == 2 else 0.0, 0.0)
     return found
 
@@ -371,6 +407,7 @@ def with_min_agreement(criterion: Criterion, value: float) -> Criterion:
 
 
 # ---------------------------------------------------------------- comparing
+
 
 @dataclass(frozen=True)
 class OutputComparison:
@@ -426,7 +463,9 @@ class ValidationReport:
     def from_dict(cls, data: Mapping[str, Any]) -> "ValidationReport":
         """The inverse of ``to_dict``: a report that crossed the sandbox boundary as JSON."""
         data = dict(data)
-        data["outputs"] = tuple(OutputComparison(**{**o, "failing_rows": tuple(o.get("failing_rows", ()))}) for o in data.get("outputs", ()))
+        data["outputs"] = tuple(
+            OutputComparison(**{**o, "failing_rows": tuple(o.get("failing_rows", ()))}) for o in data.get("outputs", ())
+        )
         data["batch_sizes"] = tuple(data.get("batch_sizes", ()))
         return cls(**data)
 
@@ -438,9 +477,14 @@ def synthetic_note(data_source: str) -> str:
     return "checked on synthetic inputs (standard-normal rows), not on data like yours: give --sample FILE with real rows"
 
 
-def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], criteria: Mapping[str, Criterion],
-                    kinds: Mapping[str, OutputKind], optional: frozenset[str] = frozenset(),
-                    cast_expected: Mapping[str, Any] | None = None) -> tuple[OutputComparison, ...]:
+def compare_outputs(
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    criteria: Mapping[str, Criterion],
+    kinds: Mapping[str, OutputKind],
+    optional: frozenset[str] = frozenset(),
+    cast_expected: Mapping[str, Any] | None = None,
+) -> tuple[OutputComparison, ...]:
     """Compare every expected output with its criterion; an absent one fails unless the format may omit it.
 
     ``expected`` is the source on the user's input at full precision; ``cast_expected``, when given, the source on the
@@ -462,8 +506,12 @@ def compare_outputs(expected: Mapping[str, Any], actual: Mapping[str, Any], crit
             if not result.passed and effect:
                 again = compare_one(name, cast_want, actual[name], kind, criterion, ties)
                 if again.passed:
-                    result = replace(result, passed=True, note=f"meets its criterion against the source on the cast input; "
-                                     f"the cast alone changes the source's output by up to {effect:.3g} (cast_effect)")
+                    result = replace(
+                        result,
+                        passed=True,
+                        note=f"meets its criterion against the source on the cast input; "
+                        f"the cast alone changes the source's output by up to {effect:.3g} (cast_effect)",
+                    )
             result = replace(result, cast_effect=effect)
         results.append(result)
     return tuple(results)
@@ -479,8 +527,9 @@ def compare_one(name: str, want: Any, got: Any, kind: OutputKind, criterion: Cri
     if want.shape != got.shape and want.size == got.size and want.ndim and got.ndim and len(want) == len(got):
         got = got.reshape(want.shape)  # (n,) vs (n, 1): same values, layout differs by runtime
     if want.shape != got.shape:
-        return OutputComparison(name, kind.value, None, None, None, False, f"shape {got.shape} != expected {want.shape}",
-                                criterion=criterion.describe())
+        return OutputComparison(
+            name, kind.value, None, None, None, False, f"shape {got.shape} != expected {want.shape}", criterion=criterion.describe()
+        )
     if want.ndim == 0:
         want, got = want.reshape(1), got.reshape(1)
     if not text:
@@ -508,19 +557,46 @@ def compare_one(name: str, want: Any, got: Any, kind: OutputKind, criterion: Cri
         finite = np.isfinite(want) & np.isfinite(got)
         max_rel = float((np.abs(want - got)[finite] / np.maximum(np.abs(want[finite]), 1e-12)).max()) if finite.any() else None
     return OutputComparison(
-        name, kind.value, max_abs, max_rel, figures.get("agreement"), passed, "; ".join(notes) if not passed else (checked.note or ""),
-        figures.get("cosine"), figures.get("top1") if kind is OutputKind.SCORES else None, criterion.describe(), figures,
+        name,
+        kind.value,
+        max_abs,
+        max_rel,
+        figures.get("agreement"),
+        passed,
+        "; ".join(notes) if not passed else (checked.note or ""),
+        figures.get("cosine"),
+        figures.get("top1") if kind is OutputKind.SCORES else None,
+        criterion.describe(),
+        figures,
         _failing_rows(want, got, bad) if not passed else (),
     )
 
 
-def build_report(outputs: tuple[OutputComparison, ...], *, runtime: str, runtime_version: str, samples: int, data_source: str,
-                 criteria: Mapping[str, Criterion], details: Mapping[str, Any] | None = None,
-                 batch_sizes: tuple[int, ...] = ()) -> ValidationReport:
+def build_report(
+    outputs: tuple[OutputComparison, ...],
+    *,
+    runtime: str,
+    runtime_version: str,
+    samples: int,
+    data_source: str,
+    criteria: Mapping[str, Criterion],
+    details: Mapping[str, Any] | None = None,
+    batch_sizes: tuple[int, ...] = (),
+) -> ValidationReport:
     compared = [o for o in outputs if o.kind != "missing"]
     status = PASSED if compared and all(o.passed for o in outputs) else FAILED
-    return ValidationReport(status, runtime, runtime_version, samples, data_source, {k: c.describe() for k, c in criteria.items()},
-                            outputs, dict(details or {}), batch_sizes=tuple(batch_sizes), note=synthetic_note(data_source))
+    return ValidationReport(
+        status,
+        runtime,
+        runtime_version,
+        samples,
+        data_source,
+        {k: c.describe() for k, c in criteria.items()},
+        outputs,
+        dict(details or {}),
+        batch_sizes=tuple(batch_sizes),
+        note=synthetic_note(data_source),
+    )
 
 
 def not_executed_report(*, runtime: str, runtime_version: str, details: Mapping[str, Any]) -> ValidationReport:
@@ -529,6 +605,7 @@ def not_executed_report(*, runtime: str, runtime_version: str, details: Mapping[
 
 
 # ---------------------------------------------------------------- helpers
+
 
 def _labels_equal(want, got):
     import numpy as np

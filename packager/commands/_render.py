@@ -1,4 +1,5 @@
 """Rendering results for the terminal (rich) and as JSON rows."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,15 +20,21 @@ def emit_json(data: Any) -> None:
 def result_row(target: str, package: Any = None, error: Exception | None = None, by_design: bool = True) -> dict[str, Any]:
     """One target's result; an error is "refused" when it is a documented limit (``by_design``), else "error"."""
     if error is not None:
-        return {"target": target, "status": "refused" if by_design else "error",
-                "error": error.one_line() if hasattr(error, "one_line") else str(error)}
+        return {
+            "target": target,
+            "status": "refused" if by_design else "error",
+            "error": error.one_line() if hasattr(error, "one_line") else str(error),
+        }
     m = package.manifest
     v = m.validation
     numeric = [o["max_abs"] for o in v["outputs"] if o["max_abs"] is not None]
     # agreement means something for labels, probabilities (best class) and class scores (top-1), not for regressions
     # or embeddings (a top-1 over embedding dimensions or regression targets is noise)
-    labels = [o["agreement"] if o["agreement"] is not None else o.get("top1") for o in v["outputs"]
-              if o.get("kind") in ("labels", "probabilities", "scores", "integer")]
+    labels = [
+        o["agreement"] if o["agreement"] is not None else o.get("top1")
+        for o in v["outputs"]
+        if o.get("kind") in ("labels", "probabilities", "scores", "integer")
+    ]
     labels = [a for a in labels if a is not None]
     q = m.quantization
     return {
@@ -81,7 +88,9 @@ def _notes(row: dict[str, Any]) -> list[str]:
     """One line each: synthetic data, a cast that changes the source's own outputs, the quantization modes tried."""
     lines = [row["note"]] if row.get("note") else []
     if row.get("cast_effect"):
-        lines.append(f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)")
+        lines.append(
+            f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)"
+        )
     for attempt in row.get("quantization_attempts") or []:
         lines.append(f"quantize {attempt['mode']}: {'kept' if attempt['kept'] else 'not kept'} ({attempt['why']})")
     return lines

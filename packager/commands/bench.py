@@ -1,4 +1,5 @@
 """`packager bench`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,20 @@ import click
 @click.option("--threads", default=1, show_default=True, help="Threads for every runtime (fixed and recorded).")
 @click.option("--baseline", type=click.Path(path_type=Path), help="The source model, run in its native framework as the baseline.")
 @click.option("--model-class", metavar="MODULE:CLASS", help="For a PyTorch state-dict baseline: its nn.Module class.")
-@click.option("--text-column", help="Benchmark on the texts of this column, tokenized per batch (packages that carry a tokenizer, "
-              "Hugging Face folders as --baseline).")
+@click.option(
+    "--text-column",
+    help="Benchmark on the texts of this column, tokenized per batch (packages that carry a tokenizer, "
+    "Hugging Face folders as --baseline).",
+)
 @click.option("--min-seconds", default=0.5, show_default=True, help="Measure each batch size at least this long.")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("bench-results"), show_default=True, help="Folder for bench.json, bench.md, bench.png.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("bench-results"),
+    show_default=True,
+    help="Folder for bench.json, bench.md, bench.png.",
+)
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -31,8 +42,15 @@ def command(models, data, batch_sizes, threads, baseline, model_class, text_colu
     except ValueError:
         raise UsageError(f"--batch-sizes {batch_sizes!r} is not a list of numbers", "e.g. --batch-sizes 1,32,1024") from None
     settings = BenchSettings(batch_sizes=sizes, threads=threads, min_seconds=min_seconds, text_column=text_column)
-    report = run_bench(list(models), data, settings, baseline=str(baseline) if baseline else None, model_class=model_class,
-                       registry_url=registry_url, blobs=blobs)
+    report = run_bench(
+        list(models),
+        data,
+        settings,
+        baseline=str(baseline) if baseline else None,
+        model_class=model_class,
+        registry_url=registry_url,
+        blobs=blobs,
+    )
     paths = write_reports(report, out)
     if as_json:
         emit_json(report.to_dict())

@@ -1,4 +1,5 @@
 """`packager demo`: the whole path on a small bundled model, in one command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,19 +10,19 @@ import click
 @click.command("demo")
 @click.option("-o", "--out", type=click.Path(path_type=Path), default=Path("demo-output"), show_default=True)
 @click.option("--name", default="digits-demo", show_default=True, help="Model name in the registry.")
-@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL (default: the embedded one under $PACKAGER_HOME).")
+@click.option(
+    "--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL (default: the embedded one under $PACKAGER_HOME)."
+)
 @click.option("--blobs", envvar="PACKAGER_BLOBS")
 @click.option("--json", "as_json", is_flag=True)
 def command(out, name, registry_url, blobs, as_json):
     """Train a seeded LogisticRegression on scikit-learn's digits, convert it to every target
     (plus int8 and fp16 ONNX), validate each in its own runtime, push every package into the
     registry with its lineage, and print the results, the registry's list and a lineage tree."""
-    from packager.commands._render import emit_json
-    from packager.commands._render import conversion_table, progress_reporter, result_row
+    from packager.commands._render import conversion_table, emit_json, progress_reporter, result_row
     from packager.conversion import convert
     from packager.errors import PackagerError
     from packager.plugins import default_registry
-
     from packager.registry.backends import open_registry
 
     model_path, sample_path = _build_demo_model(out)
@@ -32,8 +33,15 @@ def command(out, name, registry_url, blobs, as_json):
         for target, quantize in jobs:
             label = f"{target}+{quantize}" if quantize else target
             try:
-                package = convert(model_path, to=target, quantize=quantize, sample=sample_path, out=out / label, overwrite=True,
-                                  progress=lambda m, l=label: report(f"{l}: {m}"))
+                package = convert(
+                    model_path,
+                    to=target,
+                    quantize=quantize,
+                    sample=sample_path,
+                    out=out / label,
+                    overwrite=True,
+                    progress=lambda m, lbl=label: report(f"{lbl}: {m}"),
+                )
                 row = result_row(label, package=package)
                 row["pushed"] = store.push_conversion(package, name, model_path, metrics={"accuracy": _accuracy(package)}).ref
                 rows.append(row)
@@ -60,11 +68,13 @@ def _show_registry(store, name: str, pushed: list[str]) -> None:
     from packager.commands.registry import lineage, list_
 
     click.echo(f"\nregistry: {store.url}\n$ packager list {name}")
-    list_.callback(name=name, registry_url=store.url, blobs=store.blobs.url, as_json=False)
+    show_list, show_lineage = list_.callback, lineage.callback
+    assert show_list is not None and show_lineage is not None  # click types a command's callback as optional
+    show_list(name=name, registry_url=store.url, blobs=store.blobs.url, as_json=False)
     onnx_int8 = next((ref for ref in pushed if store.get(ref).quantization == "dynamic"), pushed[-1] if pushed else None)
     if onnx_int8:
         click.echo(f"\n$ packager lineage {onnx_int8}")
-        lineage.callback(ref=onnx_int8, registry_url=store.url, blobs=store.blobs.url, as_json=False)
+        show_lineage(ref=onnx_int8, registry_url=store.url, blobs=store.blobs.url, as_json=False)
 
 
 def _build_demo_model(out: Path) -> tuple[Path, Path]:

@@ -1,4 +1,5 @@
 """`packager formats`."""
+
 from __future__ import annotations
 
 import click
@@ -22,4 +23,7 @@ def command(as_json, markdown):
     else:
         for r in rows:
             runtime = r.validated_by if r.executes else f"{r.validated_by} (not executed here)"
-            click.echo(f"{r.source:<10} -> {r.target:<11} {r.extension or 'folder':<10} quantize: {','.join(r.quantize) or '-':<22} validated by: {runtime}")
+            click.echo(
+                f"{r.source:<10} -> {r.target:<11} {r.extension or 'folder':<10}"
+                f" quantize: {','.join(r.quantize) or '-':<22} validated by: {runtime}"
+            )

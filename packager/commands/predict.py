@@ -1,4 +1,5 @@
 """`packager predict`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,13 +10,24 @@ import click
 @click.command("predict")
 @click.argument("model", metavar="REF_OR_PATH")
 @click.argument("data", type=click.Path(path_type=Path), metavar="INPUT")
-@click.option("-o", "--out", "output", type=click.Path(path_type=Path), required=True,
-              help="Output file (.parquet, .csv or .npy); with --engine dask or spark, a folder of Parquet parts.")
+@click.option(
+    "-o",
+    "--out",
+    "output",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file (.parquet, .csv or .npy); with --engine dask or spark, a folder of Parquet parts.",
+)
 @click.option("--batch-size", default=1024, show_default=True, help="Rows per batch (memory stays at one batch).")
 @click.option("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
 @click.option("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
-@click.option("--engine", type=click.Choice(["local", "dask", "spark"]), default="local", show_default=True,
-              help="Run here, or partitioned on a Dask cluster or Spark (Parquet input).")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask", "spark"]),
+    default="local",
+    show_default=True,
+    help="Run here, or partitioned on a Dask cluster or Spark (Parquet input).",
+)
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
 @click.option("--master", metavar="URL", help="With --engine spark: Spark's master (default: local[2]).")
@@ -25,8 +37,24 @@ import click
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def command(model, data, output, batch_size, threads, outputs, engine, scheduler, workers, master, text_column, trust, force, registry_url, blobs,
-            as_json):
+def command(
+    model,
+    data,
+    output,
+    batch_size,
+    threads,
+    outputs,
+    engine,
+    scheduler,
+    workers,
+    master,
+    text_column,
+    trust,
+    force,
+    registry_url,
+    blobs,
+    as_json,
+):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
     from packager.commands._render import emit_json
@@ -44,22 +72,48 @@ def command(model, data, output, batch_size, threads, outputs, engine, scheduler
     if engine == "dask":
         from packager.distributed import predict_on_dask
 
-        summary = predict_on_dask(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs),
-                                  scheduler=scheduler, workers=workers, trust=trust, overwrite=force).to_dict()
+        summary = predict_on_dask(
+            artifact,
+            data,
+            output,
+            batch_size=batch_size,
+            threads=threads,
+            outputs=list(outputs),
+            scheduler=scheduler,
+            workers=workers,
+            trust=trust,
+            overwrite=force,
+        ).to_dict()
     elif engine == "spark":
         from packager.spark_engine import predict_on_spark
 
-        summary = predict_on_spark(artifact, data, output, batch_size=batch_size, threads=threads, outputs=list(outputs), master=master,
-                                   trust=trust, overwrite=force).to_dict()
+        summary = predict_on_spark(
+            artifact,
+            data,
+            output,
+            batch_size=batch_size,
+            threads=threads,
+            outputs=list(outputs),
+            master=master,
+            trust=trust,
+            overwrite=force,
+        ).to_dict()
     else:
         summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column)
     if as_json:
         emit_json(summary)
     else:
-        loaded = (f"; model loaded in {summary['load_seconds']:.2f} s" if "load_seconds" in summary
-                  else f"; Spark {summary['master']}, {summary['partitions']} partitions" if summary.get("engine") == "spark"
-                  else f"; {summary['workers']} Dask workers")
-        click.echo(f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s ({summary['rows_per_second']:,.0f} rows/s{loaded})")
+        loaded = (
+            f"; model loaded in {summary['load_seconds']:.2f} s"
+            if "load_seconds" in summary
+            else f"; Spark {summary['master']}, {summary['partitions']} partitions"
+            if summary.get("engine") == "spark"
+            else f"; {summary['workers']} Dask workers"
+        )
+        click.echo(
+            f"{summary['rows']:,} rows -> {summary['output']} in {summary['seconds']:.2f} s"
+            f" ({summary['rows_per_second']:,.0f} rows/s{loaded})"
+        )
 
 
 def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None) -> dict:
@@ -68,10 +122,28 @@ def _run_local(artifact, data, output, batch_size, threads, outputs, trust, forc
 
     total = open_source(data).rows
     with _progress_bar(total, quiet) as advance:
-        result = predict(artifact, data, output, batch_size=batch_size, threads=threads, outputs=outputs, trust=trust, overwrite=force,
-                         progress=advance, text_column=text_column)
-    return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "rows_per_second": result.rows_per_second,
-            "load_seconds": result.load_seconds, "output": str(result.output), "format": artifact.format, "threads": threads}
+        result = predict(
+            artifact,
+            data,
+            output,
+            batch_size=batch_size,
+            threads=threads,
+            outputs=outputs,
+            trust=trust,
+            overwrite=force,
+            progress=advance,
+            text_column=text_column,
+        )
+    return {
+        "rows": result.rows,
+        "batches": result.batches,
+        "seconds": result.seconds,
+        "rows_per_second": result.rows_per_second,
+        "load_seconds": result.load_seconds,
+        "output": str(result.output),
+        "format": artifact.format,
+        "threads": threads,
+    }
 
 
 def _progress_bar(total, quiet):
@@ -86,7 +158,9 @@ def _progress_bar(total, quiet):
 
     @contextlib.contextmanager
     def bar():
-        with Progress(TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)) as progress:
+        with Progress(
+            TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=Console(stderr=True)
+        ) as progress:
             task = progress.add_task("rows", total=total)
             yield lambda rows: progress.update(task, completed=rows)
 

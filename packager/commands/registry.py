@@ -1,4 +1,5 @@
 """Registry commands: each is one call of ``packager.registry.Registry``, rendered as text or JSON."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +12,12 @@ from packager.commands._render import console, human_size
 
 def registry_options(func):
     func = click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store: a folder or s3://bucket/prefix (env PACKAGER_BLOBS).")(func)
-    func = click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL: sqlite:///… or postgresql://… (env PACKAGER_REGISTRY; default under $PACKAGER_HOME).")(func)
+    func = click.option(
+        "--registry",
+        "registry_url",
+        envvar="PACKAGER_REGISTRY",
+        help="Catalog URL: sqlite:///… or postgresql://… (env PACKAGER_REGISTRY; default under $PACKAGER_HOME).",
+    )(func)
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(func)
 
 
@@ -38,17 +44,33 @@ def _emit(data: Any) -> None:
 @click.option("--dockerfile", type=click.Path(path_type=Path))
 @click.option("--conda-env", type=click.Path(path_type=Path))
 @click.option("--description")
-@click.option("--lineage", "lineage_file", type=click.Path(path_type=Path), help="JSON object whose keys override the captured lineage (e.g. git, data).")
+@click.option(
+    "--lineage",
+    "lineage_file",
+    type=click.Path(path_type=Path),
+    help="JSON object whose keys override the captured lineage (e.g. git, data).",
+)
 @registry_options
-def push(package_dir, name, params, metrics, tags, aliases, data, dockerfile, conda_env, description, lineage_file, registry_url, blobs, as_json):
+def push(
+    package_dir, name, params, metrics, tags, aliases, data, dockerfile, conda_env, description, lineage_file, registry_url, blobs, as_json
+):
     """Store PACKAGE_DIR (written by `packager convert -o`) as the next version of NAME."""
     from packager.registry.refs import parse_pairs
 
     registry = open_registry(registry_url, blobs)
     info = registry.push(
-        package_dir, name, params=parse_pairs(params, "param"), metrics=parse_pairs(metrics, "metric"), tags=parse_pairs(tags, "tag"),
-        aliases=aliases, data=data, dockerfile=dockerfile, conda_env=conda_env, description=description,
-        lineage=_read_lineage(lineage_file) if lineage_file else None)
+        package_dir,
+        name,
+        params=parse_pairs(params, "param"),
+        metrics=parse_pairs(metrics, "metric"),
+        tags=parse_pairs(tags, "tag"),
+        aliases=aliases,
+        data=data,
+        dockerfile=dockerfile,
+        conda_env=conda_env,
+        description=description,
+        lineage=_read_lineage(lineage_file) if lineage_file else None,
+    )
     uploaded = getattr(registry, "bytes_uploaded", None)  # through a server: what actually crossed the wire
     if as_json:
         _emit({**info.to_dict(full=False), **({"uploaded_bytes": uploaded} if uploaded is not None else {})})
@@ -64,7 +86,9 @@ def _read_lineage(path: Path) -> dict:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise InputFileError(f"--lineage {path}: cannot read a JSON object ({exc})", "give a JSON file such as {\"git\": {\"commit\": \"...\"}}") from None
+        raise InputFileError(
+            f"--lineage {path}: cannot read a JSON object ({exc})", "give a JSON file such as {\"git\": {\"commit\": \"...\"}}"
+        ) from None
     if not isinstance(data, dict):
         raise InputFileError(f"--lineage {path}: the JSON is not an object", "give a JSON object whose keys replace captured ones")
     return data
@@ -102,7 +126,16 @@ def _versions_table(versions, title: str) -> None:
         table.add_column(column)
     for v in versions:
         metrics = ", ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items()))
-        table.add_row(v.ref, v.format, v.quantization or "—", human_size(v.size), v.validation or "—", ", ".join(v.aliases), escape(metrics), v.created)
+        table.add_row(
+            v.ref,
+            v.format,
+            v.quantization or "—",
+            human_size(v.size),
+            v.validation or "—",
+            ", ".join(v.aliases),
+            escape(metrics),
+            v.created,
+        )
     console()(table)
 
 
@@ -122,12 +155,20 @@ def show(ref, registry_url, blobs, as_json):
     validation = info.manifest.get("validation", {})
     git = info.lineage.get("git") or {}
     rows = {
-        "digest": f"sha256:{info.digest}", "format": info.format, "quantization": info.quantization or "—", "size": human_size(info.size),
-        "aliases": ", ".join(info.aliases) or "—", "params": _pairs(info.params), "metrics": _pairs(info.metrics), "tags": _pairs(info.tags),
-        "validation": f"{validation.get('status')} ({validation.get('runtime')} {validation.get('runtime_version')}, {validation.get('samples')} samples)",
+        "digest": f"sha256:{info.digest}",
+        "format": info.format,
+        "quantization": info.quantization or "—",
+        "size": human_size(info.size),
+        "aliases": ", ".join(info.aliases) or "—",
+        "params": _pairs(info.params),
+        "metrics": _pairs(info.metrics),
+        "tags": _pairs(info.tags),
+        "validation": f"{validation.get('status')} ({validation.get('runtime')}"
+        " {validation.get('runtime_version')}, {validation.get('samples')} samples)",
         "source": f"{info.manifest.get('source', {}).get('file')} sha256:{str(info.manifest.get('source', {}).get('sha256'))[:16]}…",
         "code": f"{git.get('commit', '—')} {git.get('branch') or ''}{' (dirty)' if git.get('dirty') else ''} {git.get('remote') or ''}",
-        "environment": f"Python {info.lineage.get('environment', {}).get('python')} on {info.lineage.get('environment', {}).get('platform')}",
+        "environment": f"Python {info.lineage.get('environment', {}).get('python')}"
+        " on {info.lineage.get('environment', {}).get('platform')}",
         "data": ", ".join(d["uri"] for d in info.lineage.get("data", [])) or "—",
         "derived from": ", ".join(info.parents) or "—",
         "files": "\n".join(f"{f.path}  {human_size(f.size)}  sha256:{f.digest[:16]}…" for f in info.files),
@@ -167,8 +208,14 @@ def compare(refs, registry_url, blobs, as_json):
 
 def _comparison(infos) -> list[dict[str, Any]]:
     rows = []
-    for label, getter in (("format", lambda i: {"": i.format}), ("quantization", lambda i: {"": i.quantization}), ("size", lambda i: {"": i.size}),
-                          ("param", lambda i: i.params), ("metric", lambda i: i.metrics), ("tag", lambda i: i.tags)):
+    for label, getter in (
+        ("format", lambda i: {"": i.format}),
+        ("quantization", lambda i: {"": i.quantization}),
+        ("size", lambda i: {"": i.size}),
+        ("param", lambda i: i.params),
+        ("metric", lambda i: i.metrics),
+        ("tag", lambda i: i.tags),
+    ):
         keys = sorted({k for info in infos for k in getter(info)})
         for key in keys:
             values = [getter(info).get(key) for info in infos]
@@ -275,7 +322,11 @@ def lineage(ref, registry_url, blobs, as_json):
     def label(node):
         quant = f" {node['quantization']}" if node["quantization"] else ""
         mark = "[bold]" if node["focus"] else ""
-        return f"{mark}{node['ref']}[/] {node['format']}{quant}  sha256:{node['digest'][:16]}…" if mark else f"{node['ref']} {node['format']}{quant}  sha256:{node['digest'][:16]}…"
+        return (
+            f"{mark}{node['ref']}[/] {node['format']}{quant}  sha256:{node['digest'][:16]}…"
+            if mark
+            else f"{node['ref']} {node['format']}{quant}  sha256:{node['digest'][:16]}…"
+        )
 
     def grow(branch, node):
         for child in node["children"]:

@@ -1,4 +1,5 @@
 """`packager serve`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,9 @@ import click
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--token-file", type=click.Path(path_type=Path), help="Tokens (one per line) that may write; without it the server is read-only.")
+@click.option(
+    "--token-file", type=click.Path(path_type=Path), help="Tokens (one per line) that may write; without it the server is read-only."
+)
 @click.option("--read-token", is_flag=True, help="Reads need a token from --token-file too (default: reads are open).")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL the server fronts (default: the embedded one).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store the server fronts.")

@@ -1,4 +1,5 @@
 """`packager validate`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,12 +11,25 @@ import click
 @click.argument("artifact", type=click.Path(path_type=Path))
 @click.option("--source", required=True, type=click.Path(path_type=Path), help="The source model file the artifact was made from.")
 @click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs (.npy/.csv/.parquet); synthesized when absent.")
-@click.option("--quantized", "quantization", type=click.Choice(["dynamic", "static", "fp16"]), help="Use this quantization mode's tolerance (default: from manifest.json).")
+@click.option(
+    "--quantized",
+    "quantization",
+    type=click.Choice(["dynamic", "static", "fp16"]),
+    help="Use this quantization mode's tolerance (default: from manifest.json).",
+)
 @click.option("--atol", type=float, help="Override the absolute tolerance.")
 @click.option("--rtol", type=float, help="Override the relative tolerance.")
-@click.option("--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead.")
+@click.option(
+    "--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."
+)
 @click.option("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree.")
-@click.option("--output-kind", "output_kind", multiple=True, metavar="NAME=KIND", help="labels, probabilities, scores, regression, embedding, integer.")
+@click.option(
+    "--output-kind",
+    "output_kind",
+    multiple=True,
+    metavar="NAME=KIND",
+    help="labels, probabilities, scores, regression, embedding, integer.",
+)
 @click.option("--trust", is_flag=True, help="Load files that import code outside the allow-list.")
 @click.option("--json", "as_json", is_flag=True)
 def command(artifact, source, sample, quantization, atol, rtol, tolerance, min_agreement, output_kind, trust, as_json):
@@ -24,8 +38,18 @@ def command(artifact, source, sample, quantization, atol, rtol, tolerance, min_a
     from packager.errors import ValidationFailed
     from packager.inspection import validate
 
-    report = validate(artifact, source, sample=sample, quantization=quantization, atol=atol, rtol=rtol, tolerance=tolerance,
-                      min_agreement=min_agreement, output_kind=output_kind, trust=trust)
+    report = validate(
+        artifact,
+        source,
+        sample=sample,
+        quantization=quantization,
+        atol=atol,
+        rtol=rtol,
+        tolerance=tolerance,
+        min_agreement=min_agreement,
+        output_kind=output_kind,
+        trust=trust,
+    )
     if as_json:
         emit_json(report.to_dict())
     else:
@@ -44,9 +68,16 @@ def _print(report) -> None:
     table = Table(title=title)
     for column in ("output", "kind", "criterion", "max abs", "agreement", "ok"):
         table.add_column(column, overflow="fold")
+
+    def fmt(v: float | None) -> str:
+        return "—" if v is None else f"{v:.3g}"
+
     for o in report.outputs:
-        fmt = lambda v: "—" if v is None else f"{v:.3g}"
-        ok = "yes" if o.passed else f"[red]no[/] {escape(o.note)}" + (f" rows {[r['row'] for r in o.failing_rows]}" if o.failing_rows else "")
+        ok = (
+            "yes"
+            if o.passed
+            else f"[red]no[/] {escape(o.note)}" + (f" rows {[r['row'] for r in o.failing_rows]}" if o.failing_rows else "")
+        )
         table.add_row(o.name, o.kind, escape(o.criterion), fmt(o.max_abs), agreement_text(o), ok)
     console()(table)
     if report.note:

@@ -2,6 +2,7 @@
 metrics, tags and lineage. ``open_registry(url)`` (also named ``Registry``) is the whole API; the CLI
 is a thin layer over it. Backends: ``LocalRegistry`` (``api.py``), ``RemoteRegistry`` (``remote.py``),
 both ``RegistryBackend``s (``backend.py``), chosen by URL scheme (``backends.py``)."""
+
 from __future__ import annotations
 
 from packager.registry.refs import ModelRef

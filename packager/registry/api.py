@@ -6,8 +6,10 @@ Blobs first, catalog second: a push uploads every file to the content-addressed 
 the version in one transaction. A push killed half-way leaves at most orphan blobs (``gc`` frees
 them), never a half-visible version.
 """
+
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import uuid
@@ -38,27 +40,49 @@ class LocalRegistry(RegistryBackend):
         home = default_home()
         self.url = url or os.environ.get("PACKAGER_REGISTRY") or f"sqlite:///{home / 'catalog.db'}"
         if self.url.startswith("sqlite:///"):
-            Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
         self.blobs = open_blob_store(blobs or os.environ.get("PACKAGER_BLOBS") or str(home / "objects"))
         self.engine = make_engine(self.url)
         migrate(self.engine)
 
     # ------------------------------------------------------------------ push
-    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
-               params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
-               aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
+    def record(
+        self,
+        name: str,
+        manifest: Mapping[str, Any],
+        entries: list[FileEntry],
+        lineage: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Iterable[str] = (),
+        description: str | None = None,
+        parents: Iterable[str] = (),
+    ) -> VersionInfo:
         """The catalog half of a push: every blob is already stored; one transaction makes the version visible."""
         check_name(name)
         params, metrics, tags, aliases = checked_values(params, metrics, tags, aliases)
         missing = [e.path for e in entries if not self.blobs.exists(e.digest)]
         if missing:
-            raise BlobCorrupt(f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version")
+            raise BlobCorrupt(
+                f"cannot record {name}: blobs for {missing[:5]} are not in the store", "upload every file before recording the version"
+            )
         parent_ids = list(dict.fromkeys(self.get(parent).id for parent in parents))  # a reference or an id; unknown -> NotFound
         version_id = str(uuid.uuid4())
         size = sum(e.size for e in entries if e.role == "package")
-        row = {"id": version_id, "created": now(), "digest": package_digest(entries), "format": manifest.get("format", "unknown"),
-               "quantization": _quantization(manifest), "validation": (manifest.get("validation") or {}).get("status"),
-               "size": size, "description": description, "manifest": json.dumps(manifest), "lineage": json.dumps(dict(lineage))}
+        row = {
+            "id": version_id,
+            "created": now(),
+            "digest": package_digest(entries),
+            "format": manifest.get("format", "unknown"),
+            "quantization": _quantization(manifest),
+            "validation": (manifest.get("validation") or {}).get("status"),
+            "size": size,
+            "description": description,
+            "manifest": json.dumps(manifest),
+            "lineage": json.dumps(dict(lineage)),
+        }
 
         def work(conn):
             model_id = ensure_model(conn, name)
@@ -119,7 +143,9 @@ class LocalRegistry(RegistryBackend):
             query = query.where(t.models.c.name == check_name(name)).order_by(t.versions.c.version.desc())
         else:
             latest = select(t.versions.c.model_id, func.max(t.versions.c.version).label("v")).group_by(t.versions.c.model_id).subquery()
-            query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(t.models.c.name)
+            query = query.join(latest, (latest.c.model_id == t.versions.c.model_id) & (latest.c.v == t.versions.c.version)).order_by(
+                t.models.c.name
+            )
         if limit:
             from packager.registry.query import check_limit
 
@@ -127,12 +153,15 @@ class LocalRegistry(RegistryBackend):
         with read(self.engine) as conn:
             return version_infos(conn, conn.execute(query).all())
 
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """Per model: version count, the formats of all its versions, in one grouped query (the UI's model list)."""
         from sqlalchemy import func, select
 
-        query = (select(t.models.c.name, func.count(t.versions.c.id).label("versions"), t.versions.c.format)
-                 .join(t.versions, t.versions.c.model_id == t.models.c.id).group_by(t.models.c.name, t.versions.c.format))
+        query = (
+            select(t.models.c.name, func.count(t.versions.c.id).label("versions"), t.versions.c.format)
+            .join(t.versions, t.versions.c.model_id == t.models.c.id)
+            .group_by(t.models.c.name, t.versions.c.format)
+        )
         if names is not None:
             query = query.where(t.models.c.name.in_(list(names)))
         summary: dict[str, dict[str, Any]] = {}
@@ -143,15 +172,20 @@ class LocalRegistry(RegistryBackend):
                 entry["formats"].append(fmt)
         return [dict(v, formats=sorted(v["formats"])) for _, v in sorted(summary.items())]
 
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         from sqlalchemy import select
 
         from packager.registry.query import check_limit, compile_filter, parse
 
         condition = compile_filter(parse(expression), t)
-        limit = check_limit(limit)
-        query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
-                 .where(condition).order_by(t.models.c.name, t.versions.c.version.desc()).limit(limit))
+        check_limit(limit)
+        query = (
+            select(t.versions, t.models.c.name)
+            .join(t.models, t.models.c.id == t.versions.c.model_id)
+            .where(condition)
+            .order_by(t.models.c.name, t.versions.c.version.desc())
+            .limit(limit)
+        )
         with read(self.engine) as conn:
             return version_infos(conn, conn.execute(query).all())
 
@@ -220,9 +254,16 @@ class LocalRegistry(RegistryBackend):
         info = self.get(ref)
 
         def work(conn):
-            for table, column in ((t.edges, t.edges.c.child_id), (t.edges, t.edges.c.parent_id), (t.aliases, t.aliases.c.version_id),
-                                  (t.files, t.files.c.version_id), (t.params, t.params.c.version_id), (t.metrics, t.metrics.c.version_id),
-                                  (t.tags, t.tags.c.version_id), (t.data_refs, t.data_refs.c.version_id)):
+            for table, column in (
+                (t.edges, t.edges.c.child_id),
+                (t.edges, t.edges.c.parent_id),
+                (t.aliases, t.aliases.c.version_id),
+                (t.files, t.files.c.version_id),
+                (t.params, t.params.c.version_id),
+                (t.metrics, t.metrics.c.version_id),
+                (t.tags, t.tags.c.version_id),
+                (t.data_refs, t.data_refs.c.version_id),
+            ):
                 conn.execute(delete(table).where(column == info.id))
             conn.execute(delete(t.versions).where(t.versions.c.id == info.id))
             model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == info.name)).scalar()
@@ -250,12 +291,15 @@ class LocalRegistry(RegistryBackend):
                 removed += 1
         return {"blobs_removed": removed, "bytes_freed": freed, "temp_files_removed": self.blobs.clean_incoming()}
 
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         """Re-hash every referenced blob; one problem row per (version, file) that is missing or corrupt."""
         from sqlalchemy import select
 
-        query = (select(t.files.c.digest, t.files.c.path, t.files.c.size, t.models.c.name, t.versions.c.version)
-                 .join(t.versions, t.versions.c.id == t.files.c.version_id).join(t.models, t.models.c.id == t.versions.c.model_id))
+        query = (
+            select(t.files.c.digest, t.files.c.path, t.files.c.size, t.models.c.name, t.versions.c.version)
+            .join(t.versions, t.versions.c.id == t.files.c.version_id)
+            .join(t.models, t.models.c.id == t.versions.c.model_id)
+        )
         with read(self.engine) as conn:
             rows = conn.execute(query).all()
         verdicts: dict[str, str | None] = {}
@@ -265,7 +309,9 @@ class LocalRegistry(RegistryBackend):
                 actual = self.blobs.rehash(row.digest)
                 verdicts[row.digest] = None if actual == row.digest else ("missing" if actual is None else "corrupt")
             if verdicts[row.digest]:
-                problems.append({"ref": f"{row.name}@{row.version}", "path": row.path, "digest": row.digest, "problem": verdicts[row.digest]})
+                problems.append(
+                    {"ref": f"{row.name}@{row.version}", "path": row.path, "digest": row.digest, "problem": verdicts[row.digest]}
+                )
         return problems
 
     # ------------------------------------------------------------------ lineage
@@ -286,34 +332,50 @@ class LocalRegistry(RegistryBackend):
                 children.setdefault(parent, []).append(child)
             return self._tree(conn, root, children, start.id)
 
-    def _tree(self, conn, node_id: str, children: Mapping[str, list[str]], focus: str) -> dict[str, Any]:
+    def _tree(self, conn, node_id: str, children: Mapping[str, builtins.list[str]], focus: str) -> dict[str, Any]:
         info = version_info(conn, self._resolve(conn, node_id), full=False)
         kids = sorted((self._tree(conn, kid, children, focus) for kid in children.get(node_id, [])), key=lambda n: n["version"])
-        return {"ref": info.ref, "version": info.version, "format": info.format, "quantization": info.quantization,
-                "digest": info.digest, "focus": node_id == focus, "children": kids}
+        return {
+            "ref": info.ref,
+            "version": info.version,
+            "format": info.format,
+            "quantization": info.quantization,
+            "digest": info.digest,
+            "focus": node_id == focus,
+            "children": kids,
+        }
 
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
         from sqlalchemy import select
 
-        query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
-                 .join(t.files, t.files.c.version_id == t.versions.c.id)
-                 .where(t.models.c.name == name, t.files.c.digest == digest, t.files.c.role == "package")
-                 .order_by(t.versions.c.version).limit(1))
+        query = (
+            select(t.versions, t.models.c.name)
+            .join(t.models, t.models.c.id == t.versions.c.model_id)
+            .join(t.files, t.files.c.version_id == t.versions.c.id)
+            .where(t.models.c.name == name, t.files.c.digest == digest, t.files.c.role == "package")
+            .order_by(t.versions.c.version)
+            .limit(1)
+        )
         with read(self.engine) as conn:
             row = conn.execute(query).first()
             return version_info(conn, row) if row else None
 
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         from sqlalchemy import select
 
-        query = (select(t.versions, t.models.c.name).join(t.models, t.models.c.id == t.versions.c.model_id)
-                 .join(t.edges, t.edges.c.child_id == t.versions.c.id).where(t.edges.c.parent_id == version_id)
-                 .order_by(t.versions.c.version))
+        query = (
+            select(t.versions, t.models.c.name)
+            .join(t.models, t.models.c.id == t.versions.c.model_id)
+            .join(t.edges, t.edges.c.child_id == t.versions.c.id)
+            .where(t.edges.c.parent_id == version_id)
+            .order_by(t.versions.c.version)
+        )
         with read(self.engine) as conn:
             return version_infos(conn, conn.execute(query).all())
 
 
 # ---------------------------------------------------------------------- helpers
+
 
 def _is_uuid(text: str) -> bool:
     try:

@@ -6,9 +6,11 @@ Backends are siblings: ``LocalRegistry`` (a SQL catalog + a blob store, ``api.py
 ``RemoteRegistry`` (a `packager serve` server over HTTP, ``remote.py``). ``open_registry`` picks one
 by URL scheme (``backends.py``).
 """
+
 from __future__ import annotations
 
 import abc
+import builtins
 import json
 import math
 import os
@@ -45,9 +47,20 @@ class RegistryBackend(abc.ABC):
         Returns: one ``FileEntry`` (path, digest, size, role) per file, in order."""
 
     @abc.abstractmethod
-    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
-               params: Mapping[str, Any] | None = None, metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
-               aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
+    def record(
+        self,
+        name: str,
+        manifest: Mapping[str, Any],
+        entries: list[FileEntry],
+        lineage: Mapping[str, Any],
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Iterable[str] = (),
+        description: str | None = None,
+        parents: Iterable[str] = (),
+    ) -> VersionInfo:
         """The catalog half of a push: every blob of ``entries`` is already stored; one transaction makes
         the next version of ``name`` visible, with its values, aliases and derived-from edges to ``parents``
         (references or ids). Returns the new version."""
@@ -62,11 +75,11 @@ class RegistryBackend(abc.ABC):
         """The versions of ``name`` (newest first), or the latest version of every model."""
 
     @abc.abstractmethod
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """Per model (all, or ``names``): ``{"name", "versions": count, "formats": its distinct formats, sorted}``."""
 
     @abc.abstractmethod
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         """Versions matching a filter expression (``packager.registry.query``); UsageError if it does not parse."""
 
     @abc.abstractmethod
@@ -95,7 +108,7 @@ class RegistryBackend(abc.ABC):
         """Delete blobs no version references. Returns counts: blobs_removed, bytes_freed, temp_files_removed."""
 
     @abc.abstractmethod
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         """Re-hash every referenced blob. Returns one row per (version, file) that is missing or corrupt."""
 
     @abc.abstractmethod
@@ -107,15 +120,27 @@ class RegistryBackend(abc.ABC):
         """The oldest version of ``name`` holding a package file with this digest (a source already pushed)."""
 
     @abc.abstractmethod
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         """The versions derived from ``version_id``, oldest first."""
 
     # ------------------------------------------------------------------ built on the above, for every backend
-    def push(self, package_dir: str | Path, name: str, *, params: Mapping[str, Any] | None = None,
-             metrics: Mapping[str, float] | None = None, tags: Mapping[str, str] | None = None,
-             aliases: Iterable[str] = (), data: Iterable[str] = (), dockerfile: str | Path | None = None,
-             conda_env: str | Path | None = None, description: str | None = None, parents: Iterable[str] = (),
-             lineage: Mapping[str, Any] | None = None, capture_cwd: str | Path | None = None) -> VersionInfo:
+    def push(
+        self,
+        package_dir: str | Path,
+        name: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+        aliases: Iterable[str] = (),
+        data: Iterable[str] = (),
+        dockerfile: str | Path | None = None,
+        conda_env: str | Path | None = None,
+        description: str | None = None,
+        parents: Iterable[str] = (),
+        lineage: Mapping[str, Any] | None = None,
+        capture_cwd: str | Path | None = None,
+    ) -> VersionInfo:
         """Store a package directory as the next version of ``name``, with the lineage of this machine."""
         check_name(name)
         package_dir = Path(package_dir)
@@ -126,10 +151,20 @@ class RegistryBackend(abc.ABC):
         entries = self.store_files([(path, rel, "package") for rel, path in package_files(package_dir)])
         freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
-        return self.record(name, manifest, entries + extra, record, params=params, metrics=metrics, tags=tags, aliases=aliases,
-                           description=description, parents=parents)
+        return self.record(
+            name,
+            manifest,
+            entries + extra,
+            record,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            aliases=aliases,
+            description=description,
+            parents=parents,
+        )
 
-    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, list[FileEntry]]:
+    def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, builtins.list[FileEntry]]:
         from packager.registry.rows import now
 
         record: dict[str, Any] = {
@@ -148,13 +183,14 @@ class RegistryBackend(abc.ABC):
                         raise InputFileError(f"--{key.replace('_', '-')} {given}: no such file", "give an existing file")
                     files[key] = (rel, Path(given))
             extra = self.store_files([(path, rel, "lineage") for rel, path in files.values()])
-            for key, entry in zip(files, extra):
+            for key, entry in zip(files, extra, strict=True):  # one stored entry per file
                 record[key] = {"path": entry.path, "sha256": entry.digest}
         record.update(dict(override or {}))
         return record, extra
 
-    def push_conversion(self, package, name: str, source_path: str | Path, *, trust: bool = False, source_options: dict | None = None,
-                        **push_args) -> VersionInfo:
+    def push_conversion(
+        self, package, name: str, source_path: str | Path, *, trust: bool = False, source_options: dict | None = None, **push_args
+    ) -> VersionInfo:
         """Push a converted package with a derived-from edge to its source (pushed first when not yet stored).
 
         A quantized artifact derives from the newest unquantized version of the same format made from
@@ -178,11 +214,14 @@ class RegistryBackend(abc.ABC):
 
 # ---------------------------------------------------------------------- shared helpers
 
+
 def checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, list]:
-    return ({check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
-            {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
-            {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
-            [check_alias(a) for a in aliases])
+    return (
+        {check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
+        {check_key(k, "metric"): _number(k, v) for k, v in (metrics or {}).items()},
+        {check_key(k, "tag"): check_value(str(v), "tag") for k, v in (tags or {}).items()},
+        [check_alias(a) for a in aliases],
+    )
 
 
 def _number(key: str, value: Any) -> float:
@@ -219,5 +258,7 @@ def safe_join(root: Path, rel: str) -> Path:
     """``root / rel``, refused when a stored path would land outside ``root``."""
     target = (root / rel).resolve()
     if not str(target).startswith(str(root.resolve()) + os.sep):
-        raise BlobCorrupt(f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it")
+        raise BlobCorrupt(
+            f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it"
+        )
     return target

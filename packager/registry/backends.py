@@ -7,6 +7,7 @@ A third party adds a backend with ``register_backend(scheme, factory)`` or, with
 code, an entry point in the ``packager.registries`` group (name = scheme, value = ``module:factory``).
 A factory takes ``(url, blobs=None, **options)`` and returns a ``RegistryBackend``.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,5 +67,6 @@ def _load(factory: str | Factory) -> Factory:
     try:
         return getattr(import_module(module), attribute)
     except (ImportError, AttributeError) as exc:
-        raise PluginError(f"registry backend {factory} cannot be loaded ({type(exc).__name__}: {exc})",
-                          "fix or uninstall the package that provides it") from exc
+        raise PluginError(
+            f"registry backend {factory} cannot be loaded ({type(exc).__name__}: {exc})", "fix or uninstall the package that provides it"
+        ) from exc

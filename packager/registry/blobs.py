@@ -4,6 +4,7 @@ Every blob is named by the sha256 of its content, so identical content is stored
 hash while copying (one pass), go to a temp file in the destination folder, are fsynced, checked
 (digest and size) and renamed into place: a reader never sees a partial blob.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,6 +35,7 @@ class BlobStore(Protocol):
     def delete(self, digest: str) -> None: ...
     def digests(self) -> Iterator[str]: ...
     def rehash(self, digest: str) -> str | None: ...
+    def clean_incoming(self) -> int: ...
 
 
 def hash_file(path: Path) -> Blob:
@@ -110,7 +112,9 @@ class LocalBlobStore:
     def copy_to(self, digest: str, target: Path, size: int) -> None:
         source = self._path(digest)
         if not source.is_file():
-            raise BlobCorrupt(f"blob sha256:{digest[:12]}… is missing from the store", "run `packager verify` to see which versions are affected")
+            raise BlobCorrupt(
+                f"blob sha256:{digest[:12]}… is missing from the store", "run `packager verify` to see which versions are affected"
+            )
         with open(source, "rb") as src, open(target, "wb") as dst:
             got = copy_hashing(src, dst)
         _check(got, digest, size)
@@ -161,10 +165,13 @@ def _s3_failures(method):
     import inspect
 
     def failure(self, exc: Exception) -> CatalogError:
-        return CatalogError(f"the blob store {self.url} failed: {type(exc).__name__}: {first_line(exc)}",
-                            "check PACKAGER_S3_ENDPOINT, the bucket and the credentials")
+        return CatalogError(
+            f"the blob store {self.url} failed: {type(exc).__name__}: {first_line(exc)}",
+            "check PACKAGER_S3_ENDPOINT, the bucket and the credentials",
+        )
 
     if inspect.isgeneratorfunction(method):
+
         @functools.wraps(method)
         def streamed(self, *args, **kwargs):
             from botocore.exceptions import BotoCoreError, ClientError
@@ -173,6 +180,7 @@ def _s3_failures(method):
                 yield from method(self, *args, **kwargs)
             except (BotoCoreError, ClientError) as exc:
                 raise failure(self, exc) from exc
+
         return streamed
 
     @functools.wraps(method)
@@ -183,6 +191,7 @@ def _s3_failures(method):
             return method(self, *args, **kwargs)
         except (BotoCoreError, ClientError) as exc:
             raise failure(self, exc) from exc
+
     return call
 
 
@@ -193,7 +202,7 @@ class S3BlobStore:
         from packager.deps import require
 
         boto3 = require("boto3", "s3", "S3 blob storage")
-        rest = url[len("s3://"):]
+        rest = url[len("s3://") :]
         self.bucket, _, prefix = rest.partition("/")
         self.prefix = prefix.strip("/")
         self.url = url
@@ -256,7 +265,7 @@ class S3BlobStore:
         start = "/".join(p for p in (self.prefix, "sha256") if p) + "/"
         for page in paginator.paginate(Bucket=self.bucket, Prefix=start):
             for item in page.get("Contents", []):
-                parts = item["Key"][len(start):].split("/")
+                parts = item["Key"][len(start) :].split("/")
                 if len(parts) == 2:
                     yield parts[0] + parts[1]
 
@@ -284,4 +293,4 @@ def open_blob_store(url: str) -> BlobStore:
         return S3BlobStore(url)
     if "://" in url and not url.startswith("file://"):
         raise InputFileError(f"unsupported blob store URL {url!r}", "use a folder path, file:///path or s3://bucket/prefix")
-    return LocalBlobStore(url[len("file://"):] if url.startswith("file://") else url)
+    return LocalBlobStore(url[len("file://") :] if url.startswith("file://") else url)

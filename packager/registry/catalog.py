@@ -1,5 +1,6 @@
 """The catalog database: engine set-up per backend, schema migrations on open, and write
 transactions that retry on conflicts (a unique (model, version) clash or a busy SQLite)."""
+
 from __future__ import annotations
 
 import random
@@ -24,8 +25,8 @@ class Dialect:
     own error codes, never from message text. A new database is one more entry in DIALECTS."""
 
     engine: Callable[[str], Any]
-    conflict: Callable[[BaseException], bool]
-    busy: Callable[[BaseException], bool]
+    conflict: Callable[[BaseException | None], bool]  # given the driver's error, DBAPIError.orig (None when there is none)
+    busy: Callable[[BaseException | None], bool]
 
 
 def _sqlite_engine(url: str):
@@ -52,24 +53,29 @@ def _postgres_engine(url: str):
     from sqlalchemy import create_engine
 
     if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     try:
         return create_engine(url, pool_pre_ping=True)
     except ImportError as exc:
-        raise MissingDependency(f"the catalog URL {url.split('@')[-1]} needs a database driver ({exc})", "pip install 'packager[postgres]'") from None
+        raise MissingDependency(
+            f"the catalog URL {url.split('@')[-1]} needs a database driver ({exc})", "pip install 'packager[postgres]'"
+        ) from None
 
 
-def _sqlite_code(orig: BaseException) -> str:
+def _sqlite_code(orig: BaseException | None) -> str:
     return getattr(orig, "sqlite_errorname", "")
 
 
-def _sqlstate(orig: BaseException) -> str:
+def _sqlstate(orig: BaseException | None) -> str:
     return getattr(orig, "sqlstate", None) or ""
 
 
 DIALECTS: dict[str, Dialect] = {
-    "sqlite": Dialect(_sqlite_engine, lambda e: _sqlite_code(e) in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"),
-                      lambda e: _sqlite_code(e).startswith(("SQLITE_BUSY", "SQLITE_LOCKED"))),
+    "sqlite": Dialect(
+        _sqlite_engine,
+        lambda e: _sqlite_code(e) in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY"),
+        lambda e: _sqlite_code(e).startswith(("SQLITE_BUSY", "SQLITE_LOCKED")),
+    ),
     # 23505 unique_violation; 40001 serialization_failure, 40P01 deadlock_detected
     "postgresql": Dialect(_postgres_engine, lambda e: _sqlstate(e) == "23505", lambda e: _sqlstate(e) in ("40001", "40P01")),
 }
@@ -87,7 +93,9 @@ def make_engine(url: str):
     except ArgumentError:
         backend = None
     if backend not in DIALECTS:
-        raise UsageError(f"invalid catalog URL {url!r}", f"use one of: {', '.join(f'{d}://' for d in DIALECTS)} (e.g. sqlite:///path/catalog.db)")
+        raise UsageError(
+            f"invalid catalog URL {url!r}", f"use one of: {', '.join(f'{d}://' for d in DIALECTS)} (e.g. sqlite:///path/catalog.db)"
+        )
     return DIALECTS[backend].engine(url)
 
 
@@ -105,7 +113,10 @@ def migrate(engine) -> None:
             command.upgrade(config, "head")
     except OperationalError as exc:
         where = engine.url.render_as_string(hide_password=True)
-        raise CatalogError(f"cannot open the catalog {where}: {first_line(exc.orig or exc)}", "check the URL, that the server runs and that you may connect") from None
+        raise CatalogError(
+            f"cannot open the catalog {where}: {first_line(exc.orig or exc)}",
+            "check the URL, that the server runs and that you may connect",
+        ) from None
 
 
 def schema_revision(engine) -> str | None:
@@ -135,7 +146,9 @@ def write(engine, work: Callable[[Any], T]) -> T:
                 raise
         except OperationalError as exc:
             if not dialect.busy(exc.orig) or attempt == MAX_ATTEMPTS - 1:
-                raise CatalogError(f"catalog write failed: {first_line(exc.orig or exc)}", "check the catalog URL and that the database is reachable") from exc
+                raise CatalogError(
+                    f"catalog write failed: {first_line(exc.orig or exc)}", "check the catalog URL and that the database is reachable"
+                ) from exc
         time.sleep(random.uniform(0.001, 0.02) * (1 + attempt))
     raise CatalogError("catalog write kept conflicting", "retry later")
 
@@ -149,5 +162,6 @@ def read(engine) -> Iterator[Any]:
         with engine.connect() as connection:
             yield connection
     except (OperationalError, InterfaceError) as exc:
-        raise CatalogError(f"cannot read the catalog: {first_line(getattr(exc, 'orig', None) or exc)}",
-                           "check that the database is running and reachable") from exc
+        raise CatalogError(
+            f"cannot read the catalog: {first_line(getattr(exc, 'orig', None) or exc)}", "check that the database is running and reachable"
+        ) from exc

@@ -1,5 +1,6 @@
 """What it takes to rebuild a model, captured at push: code (git), environment (Python, platform,
 package versions, pip freeze), container/conda files, and data references."""
+
 from __future__ import annotations
 
 import functools
@@ -65,7 +66,7 @@ def data_reference(uri: str) -> dict[str, Any]:
     """URI; for a local file also sha256, size and (for tables, when cheap) the row count."""
     from packager.registry.blobs import hash_file
 
-    path = Path(uri[len("file://"):] if uri.startswith("file://") else uri)
+    path = Path(uri[len("file://") :] if uri.startswith("file://") else uri)
     if "://" in uri and not uri.startswith("file://"):
         return {"uri": uri, "sha256": None, "size": None, "rows": None}
     if not path.is_file():

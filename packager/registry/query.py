@@ -6,6 +6,7 @@
 Fields: name, version, format, quantization, validation, description, created, alias,
 metric.<key>, param.<key>, tag.<key>. Operators: = != > >= < <= ~ (contains).
 """
+
 from __future__ import annotations
 
 import math
@@ -19,7 +20,9 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from packager.errors import UsageError
 
-TOKEN = re.compile(r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<paren>[()])|(?P<word>[^\s()=!<>~"']+))""")
+TOKEN = re.compile(
+    r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<op>>=|<=|!=|==|=|>|<|~)|(?P<paren>[()])|(?P<word>[^\s()=!<>~"']+))"""
+)
 PLAIN_FIELDS = {"name", "version", "format", "quantization", "validation", "description", "created", "alias"}
 PREFIXED = ("metric.", "param.", "tag.")
 HINT = 'example: metric.accuracy > 0.9 and tag.team = "fraud" and format = "onnx"'
@@ -50,8 +53,9 @@ def tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(text):
         match = TOKEN.match(text, pos)
         if not match or match.end() == pos:
-            raise UsageError(f"cannot read the search at {text[pos:pos + 20]!r}", HINT)
+            raise UsageError(f"cannot read the search at {text[pos : pos + 20]!r}", HINT)
         kind = match.lastgroup
+        assert kind is not None  # every alternative of TOKEN is a named group
         tokens.append((kind, match.group(kind)))
         pos = match.end()
     return tokens
@@ -142,7 +146,9 @@ class _Parser:
 def _check_field(name: str) -> str:
     if name in PLAIN_FIELDS or (name.startswith(PREFIXED) and len(name.split(".", 1)[1]) > 0):
         return name
-    raise UsageError(f"unknown search field {name!r}", "fields: " + ", ".join(sorted(PLAIN_FIELDS)) + ", metric.<key>, param.<key>, tag.<key>")
+    raise UsageError(
+        f"unknown search field {name!r}", "fields: " + ", ".join(sorted(PLAIN_FIELDS)) + ", metric.<key>, param.<key>, tag.<key>"
+    )
 
 
 def _value(kind: str, text: str) -> Any:
@@ -186,8 +192,13 @@ def compile_filter(node, t) -> Any:
         table = t.params if field.startswith("param.") else t.tags
         numeric = op in (">", ">=", "<", "<=") and isinstance(value, (int, float))
         column = as_number(table.c.value) if numeric else table.c.value  # text values never match a numeric comparison
-        return exists(select(1).where(table.c.version_id == t.versions.c.id, table.c.key == field.split(".", 1)[1],
-                                      _op(column, op, value if numeric else str(value))))
+        return exists(
+            select(1).where(
+                table.c.version_id == t.versions.c.id,
+                table.c.key == field.split(".", 1)[1],
+                _op(column, op, value if numeric else str(value)),
+            )
+        )
     if field == "alias":
         return exists(select(1).where(t.aliases.c.version_id == t.versions.c.id, _op(t.aliases.c.alias, op, str(value))))
     if field == "name":
@@ -225,7 +236,10 @@ def _as_number_default(element, compiler, **kw):  # SQLite: CAST('6abc' AS NUMER
 @compiles(as_number, "postgresql")
 def _as_number_postgres(element, compiler, **kw):
     column = compiler.process(element.clauses, **kw)
-    return f"(CASE WHEN {column} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$' THEN CAST({column} AS DOUBLE PRECISION) END)"
+    return (
+        f"(CASE WHEN {column} ~ '^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'"
+        f" THEN CAST({column} AS DOUBLE PRECISION) END)"
+    )
 
 
 def _op(column, op: str, value: Any):

@@ -1,5 +1,6 @@
 """Model references (``name``, ``name@3``, ``name@production``, ``name@sha256:<digest>``) and the
 rules for names, aliases and tag keys (nothing that could walk the blob store or hide in a terminal)."""
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,7 @@ class ModelRef:
                 raise UsageError(f"{text!r}: version numbers have at most 9 digits", f"see `packager list {name}` for its versions")
             return cls(name, version=int(selector))
         if selector.startswith("sha256:"):
-            digest = selector[len("sha256:"):]
+            digest = selector[len("sha256:") :]
             if not DIGEST_RE.fullmatch(digest):
                 raise UsageError(f"{text!r}: a digest is 64 lowercase hex characters", "copy it from `packager show` or `packager list`")
             return cls(name, digest=digest)

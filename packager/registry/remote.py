@@ -4,8 +4,10 @@ A push hashes files locally, asks the server which digests it lacks, uploads onl
 then records the version; lineage is captured here, on the machine that trained the model. A pull
 streams each file and checks its digest. Server errors come back as the same typed errors.
 """
+
 from __future__ import annotations
 
+import builtins
 import hashlib
 import os
 from pathlib import Path
@@ -46,7 +48,10 @@ class RemoteRegistry(RegistryBackend):
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise CatalogError(f"cannot reach the registry server {self.url} ({type(exc).__name__}: {exc})", "check the URL and that `packager serve` runs there") from None
+            raise CatalogError(
+                f"cannot reach the registry server {self.url} ({type(exc).__name__}: {exc})",
+                "check the URL and that `packager serve` runs there",
+            ) from None
         if response.status_code >= 400:
             raise _error_from(response)
         return response.json() if response.content else None
@@ -75,11 +80,32 @@ class RemoteRegistry(RegistryBackend):
         self.bytes_uploaded += path.stat().st_size
         self.blobs_uploaded += 1
 
-    def record(self, name: str, manifest: Mapping[str, Any], entries: list[FileEntry], lineage: Mapping[str, Any], *,
-               params=None, metrics=None, tags=None, aliases: Iterable[str] = (), description: str | None = None, parents: Iterable[str] = ()) -> VersionInfo:
-        body = {"name": name, "manifest": dict(manifest), "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries}, "lineage": dict(lineage),
-                "params": {k: str(v) for k, v in (params or {}).items()}, "metrics": dict(metrics or {}), "tags": dict(tags or {}),
-                "aliases": list(aliases), "description": description, "parents": list(parents)}
+    def record(
+        self,
+        name: str,
+        manifest: Mapping[str, Any],
+        entries: list[FileEntry],
+        lineage: Mapping[str, Any],
+        *,
+        params=None,
+        metrics=None,
+        tags=None,
+        aliases: Iterable[str] = (),
+        description: str | None = None,
+        parents: Iterable[str] = (),
+    ) -> VersionInfo:
+        body = {
+            "name": name,
+            "manifest": dict(manifest),
+            "files": {e.path: {"digest": e.digest, "size": e.size, "role": e.role} for e in entries},
+            "lineage": dict(lineage),
+            "params": {k: str(v) for k, v in (params or {}).items()},
+            "metrics": dict(metrics or {}),
+            "tags": dict(tags or {}),
+            "aliases": list(aliases),
+            "description": description,
+            "parents": list(parents),
+        }
         return VersionInfo.from_dict(self._call("POST", "/versions", json=body))
 
     # ------------------------------------------------------------------ read
@@ -93,7 +119,7 @@ class RemoteRegistry(RegistryBackend):
         rows = self._call("GET", f"/models/{_q(name)}/versions" if name else "/models", params=params)
         return [VersionInfo.from_dict(r) for r in rows]
 
-    def search(self, expression: str, limit: int = 100) -> list[VersionInfo]:
+    def search(self, expression: str, limit: int = 100) -> builtins.list[VersionInfo]:
         """The expression and limit are checked here first, so a bad one gets the same error as from a local registry."""
         from packager.registry.query import check_limit, parse
 
@@ -104,7 +130,7 @@ class RemoteRegistry(RegistryBackend):
     def lineage(self, ref: str | ModelRef) -> dict[str, Any]:
         return self._call("GET", f"/versions/{_q(ref)}/lineage")
 
-    def model_summaries(self, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    def model_summaries(self, names: Iterable[str] | None = None) -> builtins.list[dict[str, Any]]:
         """From the versions of each model (one request per model): the server has no summary route."""
         wanted = sorted(names) if names is not None else [v.name for v in self.list()]
         summaries = []
@@ -138,7 +164,10 @@ class RemoteRegistry(RegistryBackend):
                     hasher.update(chunk)
                     out.write(chunk)
         if hasher.hexdigest() != entry.digest:
-            raise BlobCorrupt(f"{info.ref}: {entry.path} arrived with digest {hasher.hexdigest()[:16]}…, expected {entry.digest[:16]}…", "retry the pull; run `packager verify` on the server")
+            raise BlobCorrupt(
+                f"{info.ref}: {entry.path} arrived with digest {hasher.hexdigest()[:16]}…, expected {entry.digest[:16]}…",
+                "retry the pull; run `packager verify` on the server",
+            )
 
     def find_by_file_digest(self, name: str, digest: str) -> VersionInfo | None:
         try:
@@ -146,7 +175,7 @@ class RemoteRegistry(RegistryBackend):
         except NotFound:
             return None
 
-    def children_of(self, version_id: str) -> list[VersionInfo]:
+    def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         return [VersionInfo.from_dict(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
 
     # ------------------------------------------------------------------ change
@@ -166,7 +195,7 @@ class RemoteRegistry(RegistryBackend):
     def gc(self) -> dict[str, int]:
         return self._call("POST", "/gc")
 
-    def verify(self) -> list[dict[str, Any]]:
+    def verify(self) -> builtins.list[dict[str, Any]]:
         return self._call("GET", "/verify")
 
 

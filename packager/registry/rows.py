@@ -1,5 +1,6 @@
 """One version's rows in the catalog (SQLAlchemy Core): the inserts a push makes inside its
 transaction, and the batched reads that turn rows back into ``VersionInfo`` values."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -31,7 +32,10 @@ def next_version(conn, model_id: int) -> int:
 
 def insert_children(conn, version_id, entries, params, metrics, tags, data) -> None:
     if entries:
-        conn.execute(t.files.insert(), [{"version_id": version_id, "path": e.path, "digest": e.digest, "size": e.size, "role": e.role} for e in entries])
+        conn.execute(
+            t.files.insert(),
+            [{"version_id": version_id, "path": e.path, "digest": e.digest, "size": e.size, "role": e.role} for e in entries],
+        )
     if params:
         conn.execute(t.params.insert(), [{"version_id": version_id, "key": k, "value": v} for k, v in params.items()])
     if metrics:
@@ -61,7 +65,7 @@ def batched_children(conn, ids: list[str]) -> dict[str, dict[str, Any]]:
 
     found: dict[str, dict[str, Any]] = {"aliases": {}, "params": {}, "metrics": {}, "tags": {}}
     for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
+        chunk = ids[start : start + 500]
         for alias in conn.execute(select(t.aliases.c.version_id, t.aliases.c.alias).where(t.aliases.c.version_id.in_(chunk))):
             found["aliases"].setdefault(alias.version_id, {})[alias.alias] = True
         for name, table in (("params", t.params), ("metrics", t.metrics), ("tags", t.tags)):
@@ -77,13 +81,37 @@ def version_info(conn, row, full: bool = True) -> VersionInfo:
         return version_infos(conn, [row])[0]
     vid = row.id
     extras = batched_children(conn, [vid])
-    files = tuple(FileEntry(r.path, r.digest, r.size, r.role) for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path)))
+    files = tuple(
+        FileEntry(r.path, r.digest, r.size, r.role)
+        for r in conn.execute(select(t.files).where(t.files.c.version_id == vid).order_by(t.files.c.path))
+    )
     parents = tuple(conn.execute(select(t.edges.c.parent_id).where(t.edges.c.child_id == vid)).scalars())
-    return build_info(row, *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
-                       files=files, parents=parents, lineage=json.loads(row.lineage), manifest=json.loads(row.manifest))
+    return build_info(
+        row,
+        *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
+        files=files,
+        parents=parents,
+        lineage=json.loads(row.lineage),
+        manifest=json.loads(row.manifest),
+    )
 
 
 def build_info(row, aliases, params, metrics, tags, **extra) -> VersionInfo:
     created = row.created.isoformat(timespec="seconds") if hasattr(row.created, "isoformat") else str(row.created)
-    return VersionInfo(row.id, row.name, row.version, created, row.digest, row.format, row.quantization, row.validation, row.size,
-                       row.description, tuple(sorted(aliases)), params, metrics, tags, **extra)
+    return VersionInfo(
+        row.id,
+        row.name,
+        row.version,
+        created,
+        row.digest,
+        row.format,
+        row.quantization,
+        row.validation,
+        row.size,
+        row.description,
+        tuple(sorted(aliases)),
+        params,
+        metrics,
+        tags,
+        **extra,
+    )

@@ -1,20 +1,22 @@
 """The catalog's tables (SQLAlchemy Core). Changes go through a new Alembic migration in migrations/."""
+
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text,
-                        UniqueConstraint)
+from sqlalchemy import BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 metadata = MetaData()
 
 models = Table(
-    "models", metadata,
+    "models",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(128), nullable=False, unique=True),
     Column("created", DateTime(timezone=True), nullable=False),
 )
 
 versions = Table(
-    "versions", metadata,
+    "versions",
+    metadata,
     Column("id", String(36), primary_key=True),  # uuid4
     Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
     Column("version", Integer, nullable=False),
@@ -32,7 +34,8 @@ versions = Table(
 Index("ix_versions_digest", versions.c.digest)
 
 files = Table(
-    "files", metadata,
+    "files",
+    metadata,
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("path", String(512), primary_key=True),
     Column("digest", String(64), nullable=False),
@@ -42,14 +45,16 @@ files = Table(
 Index("ix_files_digest", files.c.digest)
 
 params = Table(
-    "params", metadata,
+    "params",
+    metadata,
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", Text, nullable=False),
 )
 
 metrics = Table(
-    "metrics", metadata,
+    "metrics",
+    metadata,
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", Float, nullable=False),
@@ -57,7 +62,8 @@ metrics = Table(
 Index("ix_metrics_key_value", metrics.c.key, metrics.c.value)
 
 tags = Table(
-    "tags", metadata,
+    "tags",
+    metadata,
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("key", String(128), primary_key=True),
     Column("value", Text, nullable=False),
@@ -65,14 +71,16 @@ tags = Table(
 Index("ix_tags_key", tags.c.key)
 
 aliases = Table(
-    "aliases", metadata,
+    "aliases",
+    metadata,
     Column("model_id", Integer, ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
     Column("alias", String(64), primary_key=True),
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), nullable=False),
 )
 
 edges = Table(
-    "edges", metadata,
+    "edges",
+    metadata,
     Column("child_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("parent_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("relation", String(32), primary_key=True),
@@ -80,7 +88,8 @@ edges = Table(
 Index("ix_edges_parent", edges.c.parent_id)
 
 data_refs = Table(
-    "data_refs", metadata,
+    "data_refs",
+    metadata,
     Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
     Column("uri", String(1024), primary_key=True),
     Column("sha256", String(64)),

@@ -1,5 +1,6 @@
 """What the catalog knows about one version: its files and metadata as frozen values, and the
 package digest (the sha256 over its (path, file digest) list) that identifies identical content."""
+
 from __future__ import annotations
 
 import hashlib
@@ -44,24 +45,52 @@ class VersionInfo:
 
     def to_dict(self, full: bool = True) -> dict[str, Any]:
         data = {
-            "ref": self.ref, "id": self.id, "name": self.name, "version": self.version, "created": self.created,
-            "digest": self.digest, "format": self.format, "quantization": self.quantization, "validation": self.validation,
-            "size": self.size, "description": self.description, "aliases": list(self.aliases), "params": dict(self.params),
-            "metrics": dict(self.metrics), "tags": dict(self.tags),
+            "ref": self.ref,
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "created": self.created,
+            "digest": self.digest,
+            "format": self.format,
+            "quantization": self.quantization,
+            "validation": self.validation,
+            "size": self.size,
+            "description": self.description,
+            "aliases": list(self.aliases),
+            "params": dict(self.params),
+            "metrics": dict(self.metrics),
+            "tags": dict(self.tags),
         }
         if full:
-            data.update(files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest))
+            data.update(
+                files=[vars(f) for f in self.files], parents=list(self.parents), lineage=dict(self.lineage), manifest=dict(self.manifest)
+            )
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "VersionInfo":
         """The inverse of ``to_dict`` (a summary leaves files, parents, lineage and manifest empty)."""
         files = tuple(FileEntry(f["path"], f["digest"], f["size"], f.get("role", "package")) for f in data.get("files", ()))
-        return cls(id=data["id"], name=data["name"], version=data["version"], created=data["created"], digest=data["digest"],
-                   format=data["format"], quantization=data.get("quantization"), validation=data.get("validation"), size=data["size"],
-                   description=data.get("description"), aliases=tuple(data.get("aliases", ())), params=data.get("params", {}),
-                   metrics=data.get("metrics", {}), tags=data.get("tags", {}), files=files, parents=tuple(data.get("parents", ())),
-                   lineage=data.get("lineage", {}), manifest=data.get("manifest", {}))
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            version=data["version"],
+            created=data["created"],
+            digest=data["digest"],
+            format=data["format"],
+            quantization=data.get("quantization"),
+            validation=data.get("validation"),
+            size=data["size"],
+            description=data.get("description"),
+            aliases=tuple(data.get("aliases", ())),
+            params=data.get("params", {}),
+            metrics=data.get("metrics", {}),
+            tags=data.get("tags", {}),
+            files=files,
+            parents=tuple(data.get("parents", ())),
+            lineage=data.get("lineage", {}),
+            manifest=data.get("manifest", {}),
+        )
 
 
 def package_digest(entries: Iterable[FileEntry]) -> str:

@@ -2,6 +2,7 @@
 against allow-lists, before any framework opens it. A format whose plugin declared no check is refused (deny by
 default); one that cannot run code says so (``check=None`` with ``safe_because``). ``trust=True`` (``--trust``) is the
 only way past, and the manifest records it. The checks themselves live in this package, one module per family."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,11 +10,20 @@ from typing import Any
 
 from packager.errors import UnsafeModelError
 from packager.safety.allowlist import import_refusal
-from packager.safety.pickles import (TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle,
-                                     scan_pickle_imports)
+from packager.safety.pickles import TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle, scan_pickle_imports
 
-__all__ = ["TRUST_HINT", "PickleImport", "check_file", "check_imports", "check_pickle_file", "check_zip_file", "import_refusal",
-           "load_joblib", "load_pickle", "scan_pickle_imports"]
+__all__ = [
+    "TRUST_HINT",
+    "PickleImport",
+    "check_file",
+    "check_imports",
+    "check_pickle_file",
+    "check_zip_file",
+    "import_refusal",
+    "load_joblib",
+    "load_pickle",
+    "scan_pickle_imports",
+]
 
 
 def check_file(path: str | Path, fmt: str, registry: Any = None) -> None:
@@ -23,8 +33,10 @@ def check_file(path: str | Path, fmt: str, registry: Any = None) -> None:
     path = Path(path)
     declared = (registry or default_registry()).format(fmt)
     if not declared.checked:
-        raise UnsafeModelError(f"{path.name} is a {fmt} file, and no installed plugin declares a safety check for {fmt}",
-                               f"packager refuses formats it cannot check; {TRUST_HINT}")
+        raise UnsafeModelError(
+            f"{path.name} is a {fmt} file, and no installed plugin declares a safety check for {fmt}",
+            f"packager refuses formats it cannot check; {TRUST_HINT}",
+        )
     if declared.check is not None:
         declared.check(path)
 

@@ -32,6 +32,7 @@ arguments (its estimator contract), so all of ``sklearn`` is allowed but its den
 Constructors that *size* memory from a small number (``numpy.ndarray``, ``numpy.void``, sparse shapes,
 ``SeedSequence``) are allowed and bounded by :mod:`packager.safety.bounds` at call time.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -43,26 +44,85 @@ CLASS_PACKAGES = ("sklearn", "numpy", "scipy", "pandas")
 # Own modules (prefix at a dot boundary) whose classes a model can need; "numpy" itself is exact (see _NUMPY_TOP).
 CLASS_MODULES = (
     "sklearn",
-    "numpy.dtypes", "numpy.random", "numpy.ma.core", "numpy.polynomial", "numpy.matrixlib.defmatrix", "numpy._core.records",
-    "pandas.core.frame", "pandas.core.series", "pandas.core.generic", "pandas.core.base", "pandas.core.flags", "pandas.core.indexes",
-    "pandas.core.arrays", "pandas.core.dtypes", "pandas.core.internals", "pandas._libs.tslibs", "pandas._libs.internals",
-    "pandas._libs.interval", "pandas._libs.missing", "pandas._libs.arrays", "pandas._libs.sparse", "pandas._libs.lib",
-    "scipy.sparse._", "scipy.stats._distn_infrastructure", "scipy.stats._continuous_distns", "scipy.stats._discrete_distns",
-    "scipy.stats._multivariate", "scipy.interpolate._interpolate", "scipy.interpolate._bsplines", "scipy.interpolate._cubic",
-    "scipy.interpolate._fitpack2", "scipy.interpolate._polyint", "scipy.spatial._kdtree", "scipy.spatial._ckdtree",
+    "numpy.dtypes",
+    "numpy.random",
+    "numpy.ma.core",
+    "numpy.polynomial",
+    "numpy.matrixlib.defmatrix",
+    "numpy._core.records",
+    "pandas.core.frame",
+    "pandas.core.series",
+    "pandas.core.generic",
+    "pandas.core.base",
+    "pandas.core.flags",
+    "pandas.core.indexes",
+    "pandas.core.arrays",
+    "pandas.core.dtypes",
+    "pandas.core.internals",
+    "pandas._libs.tslibs",
+    "pandas._libs.internals",
+    "pandas._libs.interval",
+    "pandas._libs.missing",
+    "pandas._libs.arrays",
+    "pandas._libs.sparse",
+    "pandas._libs.lib",
+    "scipy.sparse._",
+    "scipy.stats._distn_infrastructure",
+    "scipy.stats._continuous_distns",
+    "scipy.stats._discrete_distns",
+    "scipy.stats._multivariate",
+    "scipy.interpolate._interpolate",
+    "scipy.interpolate._bsplines",
+    "scipy.interpolate._cubic",
+    "scipy.interpolate._fitpack2",
+    "scipy.interpolate._polyint",
+    "scipy.spatial._kdtree",
+    "scipy.spatial._ckdtree",
     "scipy.optimize._optimize",
 )
 # Sub-modules never needed by a model that hold code which runs Python, touches files or calls callables.
 DENIED_MODULES = (
-    "sklearn.utils._testing", "sklearn.utils._mocking", "sklearn.utils._show_versions", "sklearn.utils.parallel",
-    "sklearn.utils._joblib", "sklearn.utils._pprint", "sklearn.callback._progressbar", "sklearn.datasets",
-    "sklearn.externals", "sklearn._build_utils", "sklearn.__check_build",
-    "numpy.lib._npyio_impl", "numpy.lib.npyio", "numpy.lib._datasource", "numpy.lib.format", "numpy.lib._format_impl",
-    "numpy._core.memmap", "numpy.ctypeslib", "numpy.lib._utils_impl", "numpy.f2py", "numpy.distutils",
-    "pandas.io", "pandas.util", "pandas._testing", "pandas._config", "pandas.core.computation", "pandas.plotting",
-    "pandas._libs.parsers", "pandas._libs.writers", "pandas._libs.json", "pandas._libs.testing",
-    "scipy.io", "scipy._lib", "scipy.datasets", "scipy.misc", "scipy.sparse.linalg", "scipy.sparse.csgraph", "scipy.sparse._matrix_io",
-    "scipy.stats.sampling", "scipy.stats._sampling", "scipy.stats._unuran",
+    "sklearn.utils._testing",
+    "sklearn.utils._mocking",
+    "sklearn.utils._show_versions",
+    "sklearn.utils.parallel",
+    "sklearn.utils._joblib",
+    "sklearn.utils._pprint",
+    "sklearn.callback._progressbar",
+    "sklearn.datasets",
+    "sklearn.externals",
+    "sklearn._build_utils",
+    "sklearn.__check_build",
+    "numpy.lib._npyio_impl",
+    "numpy.lib.npyio",
+    "numpy.lib._datasource",
+    "numpy.lib.format",
+    "numpy.lib._format_impl",
+    "numpy._core.memmap",
+    "numpy.ctypeslib",
+    "numpy.lib._utils_impl",
+    "numpy.f2py",
+    "numpy.distutils",
+    "pandas.io",
+    "pandas.util",
+    "pandas._testing",
+    "pandas._config",
+    "pandas.core.computation",
+    "pandas.plotting",
+    "pandas._libs.parsers",
+    "pandas._libs.writers",
+    "pandas._libs.json",
+    "pandas._libs.testing",
+    "scipy.io",
+    "scipy._lib",
+    "scipy.datasets",
+    "scipy.misc",
+    "scipy.sparse.linalg",
+    "scipy.sparse.csgraph",
+    "scipy.sparse._matrix_io",
+    "scipy.stats.sampling",
+    "scipy.stats._sampling",
+    "scipy.stats._unuran",
 )
 # Module path segments that mark test, build or entry-point code (importing such a module runs it).
 DENIED_SEGMENTS = frozenset({"tests", "testing", "_testing", "conftest", "__main__", "_pytesttester", "_testutils", "benchmarks", "setup"})
@@ -70,20 +130,79 @@ DENIED_SEGMENTS = frozenset({"tests", "testing", "_testing", "conftest", "__main
 # numpy.vectorize only stores its callable (scipy.stats distributions hold some); calling an instance is refused by the unpickler.
 _NUMPY_TOP = ("ndarray", "dtype", "matrix", "recarray", "record", "poly1d", "finfo", "iinfo", "vectorize")
 # Modules whose classes may be bases of an allowed class (anything else, e.g. threading.Thread, io.FileIO, is refused).
-SAFE_BASE_MODULES = frozenset({"builtins", "abc", "_abc", "typing", "typing_extensions", "collections", "collections.abc", "enum",
-                               "numbers", "dataclasses", "_collections_abc"})
+SAFE_BASE_MODULES = frozenset(
+    {
+        "builtins",
+        "abc",
+        "_abc",
+        "typing",
+        "typing_extensions",
+        "collections",
+        "collections.abc",
+        "enum",
+        "numbers",
+        "dataclasses",
+        "_collections_abc",
+    }
+)
 # Classes whose __module__ is a public facade (pandas sets DataFrame.__module__ = "pandas"), listed by name:
 # the facades also export HDFStore, ExcelFile/ExcelWriter (files), Grouper, readers, window objects.
 FACADE_CLASSES = {
-    "pandas": frozenset({
-        "ArrowDtype", "BooleanDtype", "Categorical", "CategoricalDtype", "CategoricalIndex", "DataFrame", "DateOffset", "DatetimeIndex",
-        "DatetimeTZDtype", "Flags", "Float32Dtype", "Float64Dtype", "Index", "Int16Dtype", "Int32Dtype", "Int64Dtype", "Int8Dtype",
-        "Interval", "IntervalDtype", "IntervalIndex", "MultiIndex", "Period", "PeriodDtype", "PeriodIndex", "RangeIndex", "Series",
-        "SparseDtype", "StringDtype", "Timedelta", "TimedeltaIndex", "Timestamp", "UInt16Dtype", "UInt32Dtype", "UInt64Dtype",
-        "UInt8Dtype"}),
-    "pandas.arrays": frozenset({
-        "ArrowExtensionArray", "ArrowStringArray", "BooleanArray", "DatetimeArray", "FloatingArray", "IntegerArray", "IntervalArray",
-        "NumpyExtensionArray", "PeriodArray", "SparseArray", "StringArray", "TimedeltaArray"}),
+    "pandas": frozenset(
+        {
+            "ArrowDtype",
+            "BooleanDtype",
+            "Categorical",
+            "CategoricalDtype",
+            "CategoricalIndex",
+            "DataFrame",
+            "DateOffset",
+            "DatetimeIndex",
+            "DatetimeTZDtype",
+            "Flags",
+            "Float32Dtype",
+            "Float64Dtype",
+            "Index",
+            "Int16Dtype",
+            "Int32Dtype",
+            "Int64Dtype",
+            "Int8Dtype",
+            "Interval",
+            "IntervalDtype",
+            "IntervalIndex",
+            "MultiIndex",
+            "Period",
+            "PeriodDtype",
+            "PeriodIndex",
+            "RangeIndex",
+            "Series",
+            "SparseDtype",
+            "StringDtype",
+            "Timedelta",
+            "TimedeltaIndex",
+            "Timestamp",
+            "UInt16Dtype",
+            "UInt32Dtype",
+            "UInt64Dtype",
+            "UInt8Dtype",
+        }
+    ),
+    "pandas.arrays": frozenset(
+        {
+            "ArrowExtensionArray",
+            "ArrowStringArray",
+            "BooleanArray",
+            "DatetimeArray",
+            "FloatingArray",
+            "IntegerArray",
+            "IntervalArray",
+            "NumpyExtensionArray",
+            "PeriodArray",
+            "SparseArray",
+            "StringArray",
+            "TimedeltaArray",
+        }
+    ),
     "pandas.api.typing": frozenset({"FrozenList", "NAType", "NaTType"}),
     "numpy.ma": frozenset({"MaskedArray"}),
 }
@@ -92,14 +211,25 @@ DENIED_CLASSES = ("numpy.memmap", "numpy.nditer")
 
 # Functions pickles call while rebuilding objects (REDUCE may call them); each is bounded or checked by bounds.py.
 CALLED_FUNCTIONS = (
-    "copyreg._reconstructor", "copyreg.__newobj__", "copyreg.__newobj_ex__", "_codecs.encode",
-    "numpy._core.multiarray._reconstruct", "numpy._core.multiarray.scalar", "numpy._core.numeric._frombuffer",
+    "copyreg._reconstructor",
+    "copyreg.__newobj__",
+    "copyreg.__newobj_ex__",
+    "_codecs.encode",
+    "numpy._core.multiarray._reconstruct",
+    "numpy._core.multiarray.scalar",
+    "numpy._core.numeric._frombuffer",
     "numpy.ma.core._mareconstruct",
-    "numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__generator_ctor",
-    "pandas._libs.internals._unpickle_block", "pandas.core.internals.blocks.new_block",
-    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked", "pandas.core.indexes.base._new_Index",
-    "pandas._libs.tslibs.timestamps._unpickle_timestamp", "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
-    "sklearn.neighbors._kd_tree.newObj", "sklearn.neighbors._ball_tree.newObj",
+    "numpy.random._pickle.__randomstate_ctor",
+    "numpy.random._pickle.__bit_generator_ctor",
+    "numpy.random._pickle.__generator_ctor",
+    "pandas._libs.internals._unpickle_block",
+    "pandas.core.internals.blocks.new_block",
+    "pandas._libs.arrays.__pyx_unpickle_NDArrayBacked",
+    "pandas.core.indexes.base._new_Index",
+    "pandas._libs.tslibs.timestamps._unpickle_timestamp",
+    "pandas._libs.tslibs.timedeltas._timedelta_unpickle",
+    "sklearn.neighbors._kd_tree.newObj",
+    "sklearn.neighbors._ball_tree.newObj",
     "sklearn.metrics._dist_metrics.newObj",  # Cython helper: cls.__new__(cls) for a DistanceMetric
 )
 # Old spellings of the same objects (numpy 1.x pickles); judged by identity, so they are the same functions.
@@ -108,11 +238,31 @@ _ALIASES = ("numpy.core.multiarray._reconstruct", "numpy.core.multiarray.scalar"
 # preprocessor keeps functools.partial(check_array, ...); FunctionTransformer(func=np.log1p) keeps a ufunc.
 STORED_FUNCTIONS = ("sklearn.utils.validation.check_array",)
 ALLOWED_BUILTINS = (
-    "builtins.set", "builtins.frozenset", "builtins.slice", "builtins.complex", "builtins.bytearray",
-    "builtins.object", "builtins.list", "builtins.dict", "builtins.tuple", "builtins.int",
-    "builtins.float", "builtins.bool", "builtins.str", "builtins.bytes", "builtins.range",
-    "collections.OrderedDict", "collections.defaultdict", "collections.Counter", "collections.deque",
-    "datetime.datetime", "datetime.date", "datetime.time", "datetime.timedelta", "datetime.timezone", "decimal.Decimal",
+    "builtins.set",
+    "builtins.frozenset",
+    "builtins.slice",
+    "builtins.complex",
+    "builtins.bytearray",
+    "builtins.object",
+    "builtins.list",
+    "builtins.dict",
+    "builtins.tuple",
+    "builtins.int",
+    "builtins.float",
+    "builtins.bool",
+    "builtins.str",
+    "builtins.bytes",
+    "builtins.range",
+    "collections.OrderedDict",
+    "collections.defaultdict",
+    "collections.Counter",
+    "collections.deque",
+    "datetime.datetime",
+    "datetime.date",
+    "datetime.time",
+    "datetime.timedelta",
+    "datetime.timezone",
+    "decimal.Decimal",
     "functools.partial",
     "builtins.getattr",  # only as getattr(<allowed instance>, <non-dunder name>) -> its bound method (bounds.check_getattr)
     "joblib.numpy_pickle.NumpyArrayWrapper",  # read by packager.safety.joblib, never by joblib's own reader
@@ -121,14 +271,24 @@ ALLOWED_BUILTINS = (
 # pickled state only (copyreg: object.__new__, then __setstate__ hands the booster's bytes or text to the
 # library's own model parser). Their constructors read model files (Booster(model_file=...)), so a pickle
 # may never call them. Other classes of these packages (DMatrix, Dataset, callbacks) stay refused.
-REBUILT_ONLY = frozenset({
-    "xgboost.sklearn.XGBClassifier", "xgboost.sklearn.XGBRegressor", "xgboost.sklearn.XGBRanker",
-    "xgboost.sklearn.XGBRFClassifier", "xgboost.sklearn.XGBRFRegressor", "xgboost.core.Booster",
-    "lightgbm.sklearn.LGBMClassifier", "lightgbm.sklearn.LGBMRegressor", "lightgbm.sklearn.LGBMRanker", "lightgbm.basic.Booster",
-    # __setstate__ hands state["__model"] (bytes) to CatBoost's model deserializer (the .cbm reader) and keeps the rest as
-    # training parameters; its constructor is never called, and fit (which writes train_dir) is never run on a loaded model
-    "catboost.core.CatBoostClassifier", "catboost.core.CatBoostRegressor",
-})
+REBUILT_ONLY = frozenset(
+    {
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRanker",
+        "xgboost.sklearn.XGBRFClassifier",
+        "xgboost.sklearn.XGBRFRegressor",
+        "xgboost.core.Booster",
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+        "lightgbm.basic.Booster",
+        # __setstate__ hands state["__model"] (bytes) to CatBoost's model deserializer (the .cbm reader) and keeps the rest as
+        # training parameters; its constructor is never called, and fit (which writes train_dir) is never run on a loaded model
+        "catboost.core.CatBoostClassifier",
+        "catboost.core.CatBoostRegressor",
+    }
+)
 # joblib < 0.10 wrappers: joblib reads them with np.load(<path named in the pickle>, allow_pickle=True)
 LEGACY_JOBLIB = frozenset({"joblib.numpy_pickle_compat.NDArrayWrapper", "joblib.numpy_pickle_compat.ZNDArrayWrapper"})
 
@@ -156,8 +316,10 @@ def judge(module: str, name: str) -> tuple[Any, str | None]:
     """(the object ``module.name`` resolves to, why it is refused or None)."""
     dotted = f"{module}.{name}"
     if dotted in LEGACY_JOBLIB:
-        return None, ("a joblib < 0.10 array wrapper: joblib reads it with np.load(allow_pickle=True) from a path the file names; "
-                      "re-save the model with a current joblib")
+        return None, (
+            "a joblib < 0.10 array wrapper: joblib reads it with np.load(allow_pickle=True) from a path the file names; "
+            "re-save the model with a current joblib"
+        )
     explicit = _explicit()
     if dotted in explicit:  # the listed builtins and functions, under the names they are listed by
         return explicit[dotted], None
@@ -198,7 +360,7 @@ def _resolve(module: str, name: str) -> tuple[Any, str | None]:
             return None, f"{module}.{name} does not exist in the installed {module.split('.')[0]}"
         if i < len(parts) - 1 and not isinstance(obj, type):
             kind = "module" if type(obj).__name__ == "module" else type(obj).__name__
-            return None, f"{module}.{'.'.join(parts[:i + 1])} is a {kind}; a pickle may not reach objects through it"
+            return None, f"{module}.{'.'.join(parts[: i + 1])} is a {kind}; a pickle may not reach objects through it"
     return obj, None
 
 
@@ -299,5 +461,5 @@ def _is_cython_unpickler(obj: Any) -> bool:
         return False
     if module_refusal(module) or type(obj).__name__ not in ("builtin_function_or_method", "cython_function_or_method", "function"):
         return False
-    target = _lookup(f"{module}.{name[len(prefix):]}")
+    target = _lookup(f"{module}.{name[len(prefix) :]}")
     return isinstance(target, type) and target.__module__ == module

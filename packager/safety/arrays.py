@@ -6,6 +6,7 @@ exit 139) or leave garbage that later passes for data. So an array (or masked ar
 one of numpy's own forms, its shape non-negative ints, and its data exactly as long as shape and dtype
 say: a list of that many items for object dtypes, that many bytes otherwise.
 """
+
 from __future__ import annotations
 
 from typing import Any

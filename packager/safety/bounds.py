@@ -10,6 +10,7 @@ and 64 x leaves room for a file that legitimately expands (e.g. a ``range`` or `
 Lazy objects with a length (``range``, ``pandas.RangeIndex``) are charged by length when made, because
 anything may iterate them later (``list``, ``deque``, ``Series(index=...)``).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -36,11 +37,14 @@ class Budget:
     def charge(self, what: str, nbytes: int) -> None:
         self.spent += max(0, nbytes)
         if nbytes > self.limit or self.spent > self.limit:
-            raise UnsafeModelError(f"{self.label}: {what} would allocate {_human(nbytes)}, more than the {_human(self.limit)} "
-                                   "a file of this size may allocate", HINT)
+            raise UnsafeModelError(
+                f"{self.label}: {what} would allocate {_human(nbytes)}, more than the {_human(self.limit)} "
+                "a file of this size may allocate",
+                HINT,
+            )
 
 
-def _human(n: int) -> str:
+def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024:
             return f"{n:.0f} {unit}"
@@ -84,8 +88,9 @@ def check_call(func: Any, args: tuple, kwargs: dict, budget: Budget) -> None:
         budget.charge(f"{name}(pool_size={pool!r})", 4 * int(pool) if _is_int(pool) else 0)
     elif name in ("numpy.random._pickle.__randomstate_ctor", "numpy.random._pickle.__generator_ctor"):
         if len(args) > 1 and args[1] is not _fn("numpy.random._pickle.__bit_generator_ctor"):
-            raise UnsafeModelError(f"{budget.label}: {name} is given {_name(args[1])} to call; pickles only pass __bit_generator_ctor",
-                                   ARGS_HINT)
+            raise UnsafeModelError(
+                f"{budget.label}: {name} is given {_name(args[1])} to call; pickles only pass __bit_generator_ctor", ARGS_HINT
+            )
     elif name == "numpy.random._pickle.__bit_generator_ctor" and args and not isinstance(args[0], str):
         bit_generator = _fn("numpy.random.bit_generator.BitGenerator")
         if not (isinstance(args[0], type) and bit_generator is not None and issubclass(args[0], bit_generator)):
@@ -106,10 +111,18 @@ def check_getattr(args: tuple, budget: Budget) -> None:
     from packager.safety.allowlist import CLASS_PACKAGES
 
     obj, name = (args + (None, None))[:2] if len(args) == 2 else (None, None)
-    if not (isinstance(name, str) and not name.startswith("__") and not isinstance(obj, type) and callable(getattr(type(obj), name, None))
-            and type(obj).__module__.split(".")[0] in CLASS_PACKAGES):
-        raise UnsafeModelError(f"{budget.label}: getattr({_name(type(obj)) + ' object' if obj is not None else '?'}, {name!r}) "
-                               "is not a method lookup on a model object", ARGS_HINT)
+    if not (
+        isinstance(name, str)
+        and not name.startswith("__")
+        and not isinstance(obj, type)
+        and callable(getattr(type(obj), name, None))
+        and type(obj).__module__.split(".")[0] in CLASS_PACKAGES
+    ):
+        raise UnsafeModelError(
+            f"{budget.label}: getattr({_name(type(obj)) + ' object' if obj is not None else '?'}, {name!r}) "
+            "is not a method lookup on a model object",
+            ARGS_HINT,
+        )
 
 
 def check_result(obj: Any, budget: Budget) -> None:

@@ -13,6 +13,7 @@ replaces the wrapper by ``wrapper.read(...)``. Measured with joblib 1.6.0, that 
 Here object arrays go through :class:`RestrictedUnpickler` (same budget, same checks), raw arrays
 are read in chunks so memory only grows with bytes actually present, and nothing is ever mapped.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -37,7 +38,7 @@ class JoblibUnpickler(RestrictedUnpickler):
         if isinstance(self.stack[-1], NumpyArrayWrapper):
             self.stack[-1] = read_wrapped_array(self.stack[-1], self)
 
-    dispatch = dict(RestrictedUnpickler.dispatch)
+    dispatch = dict(RestrictedUnpickler.dispatch)  # typed by RestrictedUnpickler.dispatch
     dispatch[pickle.BUILD[0]] = load_build
 
 
@@ -49,11 +50,19 @@ def read_wrapped_array(wrapper: Any, unpickler: RestrictedUnpickler) -> Any:
     label, stream = unpickler.label, unpickler.stream
     shape, dtype, order = getattr(wrapper, "shape", None), getattr(wrapper, "dtype", None), getattr(wrapper, "order", None)
     subclass = getattr(wrapper, "subclass", None)
-    if not (isinstance(shape, tuple) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-            and isinstance(dtype, numpy.dtype) and order in ("C", "F")
-            and isinstance(subclass, type) and issubclass(subclass, numpy.ndarray)):
-        raise InputFileError(f"{label} holds a joblib array header that is not one joblib writes "
-                             f"(shape {shape!r}, dtype {type(dtype).__name__}, order {order!r})", HINT)
+    if not (
+        isinstance(shape, tuple)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+        and isinstance(dtype, numpy.dtype)
+        and order in ("C", "F")
+        and isinstance(subclass, type)
+        and issubclass(subclass, numpy.ndarray)
+    ):
+        raise InputFileError(
+            f"{label} holds a joblib array header that is not one joblib writes "
+            f"(shape {shape!r}, dtype {type(dtype).__name__}, order {order!r})",
+            HINT,
+        )
     if dtype.hasobject:
         # joblib pickles object arrays as a nested stream; read it like the outer one, sharing the budget
         array = JoblibUnpickler(stream, label, unpickler.budget).load()
@@ -72,8 +81,10 @@ def read_wrapped_array(wrapper: Any, unpickler: RestrictedUnpickler) -> Any:
     while len(data) < nbytes:  # grow with what the stream holds, never np.empty(count) up front
         chunk = stream.read(min(_CHUNK, nbytes - len(data)))
         if not chunk:
-            raise InputFileError(f"{label} ends inside a joblib array of shape {shape!r} ({len(data)} of {nbytes} bytes)",
-                                 "the file is truncated or crafted; re-save it with joblib.dump")
+            raise InputFileError(
+                f"{label} ends inside a joblib array of shape {shape!r} ({len(data)} of {nbytes} bytes)",
+                "the file is truncated or crafted; re-save it with joblib.dump",
+            )
         data += chunk
     array = numpy.frombuffer(data, dtype=dtype, count=count) if dtype.itemsize else numpy.empty(count, dtype)
     array = array.reshape(shape[::-1]).transpose() if order == "F" else array.reshape(shape)

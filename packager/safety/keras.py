@@ -1,6 +1,7 @@
 """Keras files (.keras zip, legacy .h5): the model config is read as data and refused when it holds
 a Lambda layer (arbitrary Python, at any nesting depth: sub-models, wrappers) or names a module
 outside Keras/TensorFlow, before Keras deserializes anything. Keras then loads with safe_mode=True."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ def check_keras_archive(path: str | Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             if "config.json" not in archive.namelist():
-                raise InputFileError(f"{path.name} has no config.json",
-                                     "this is not a Keras v3 archive; re-save it with model.save('m.keras')")
+                raise InputFileError(
+                    f"{path.name} has no config.json", "this is not a Keras v3 archive; re-save it with model.save('m.keras')"
+                )
             raw = archive.read("config.json")
             weights = archive.getinfo("model.weights.h5").file_size if "model.weights.h5" in archive.namelist() else 0
     except ZIP_READ_ERRORS as exc:
@@ -52,13 +54,16 @@ def check_keras_h5(path: str | Path) -> None:
     except (OSError, KeyError, RuntimeError, ValueError, SystemError) as exc:
         raise InputFileError(f"{path.name} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
     if outside:
-        raise UnsafeModelError(f"{path.name}: {outside}, which reads another file when the weights load",
-                               "re-save the model with model.save('m.keras')")
+        raise UnsafeModelError(
+            f"{path.name}: {outside}, which reads another file when the weights load", "re-save the model with model.save('m.keras')"
+        )
     if raw is None:
         # Weights only (model.save_weights) or not Keras at all: no architecture, so nothing we could check or load as a
         # model; Keras itself answers "No model found in config file" only after opening it.
-        raise InputFileError(f"{path.name} is an HDF5 file without a Keras model config (weights only, or not a Keras model)",
-                             "save the whole model (model.save('m.keras')), or load these weights into the model in code")
+        raise InputFileError(
+            f"{path.name} is an HDF5 file without a Keras model config (weights only, or not a Keras model)",
+            "save the whole model (model.save('m.keras')), or load these weights into the model in code",
+        )
     config = _json(raw if isinstance(raw, (bytes, str)) else bytes(raw), path)
     check_keras_config(config, path.name)
     check_keras_sizes(config, path.stat().st_size, path.name)  # a legacy .h5 holds its weights in the same file
@@ -96,8 +101,10 @@ def check_keras_config(config: Any, label: str) -> None:
         name = node.get("class_name")
         for key in ("class_name", "module"):
             if node.get(key) is not None and not isinstance(node.get(key), str):
-                raise InputFileError(f"{label}: {where} has a {key} that is not a string ({type(node.get(key)).__name__})",
-                                     "the model config is corrupt; re-save the model")
+                raise InputFileError(
+                    f"{label}: {where} has a {key} that is not a string ({type(node.get(key)).__name__})",
+                    "the model config is corrupt; re-save the model",
+                )
         if name in CODE_LAYERS:
             raise UnsafeModelError(f"{label}: {where} is a {name} layer, which runs arbitrary Python code", TRUST_HINT)
         if name == "__lambda__" or node.get("module") == "builtins" and name == "function":
@@ -143,13 +150,18 @@ def check_keras_sizes(config: Any, weight_bytes: int, label: str) -> None:
         for key in ("batch_shape", "batch_input_shape"):
             per_sample = _product(layer.get(key))
             if per_sample > MAX_INPUT_ELEMENTS:
-                raise InputFileError(f"{label}: {where} takes inputs of {per_sample:,} values per sample (limit {MAX_INPUT_ELEMENTS:,})",
-                                     "the model config is corrupt or crafted; re-save the model")
+                raise InputFileError(
+                    f"{label}: {where} takes inputs of {per_sample:,} values per sample (limit {MAX_INPUT_ELEMENTS:,})",
+                    "the model config is corrupt or crafted; re-save the model",
+                )
         estimate += _layer_parameters(node, layer)
     most = PARAMETERS_PER_ESTIMATE * 2 * weight_bytes + SLACK
     if estimate > most:
-        raise InputFileError(f"{label}: its config asks for about {estimate:,} parameters, but its {weight_bytes:,} bytes of weights "
-                             f"hold at most {2 * weight_bytes:,}", "the model config is corrupt or crafted; re-save the model")
+        raise InputFileError(
+            f"{label}: its config asks for about {estimate:,} parameters, but its {weight_bytes:,} bytes of weights "
+            f"hold at most {2 * weight_bytes:,}",
+            "the model config is corrupt or crafted; re-save the model",
+        )
 
 
 def _layer_parameters(node: dict, layer: dict) -> int:

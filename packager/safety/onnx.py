@@ -3,6 +3,7 @@ initializer stored in "another file" names that file's path, and onnxruntime rea
 or ``/root/.ssh/id_rsa`` become weights, and so outputs). Custom operator domains: onnxruntime resolves
 them to kernels of custom-op libraries a session may have loaded. Untrusted files get neither: every tensor
 is stored in the file, and every node is in a domain onnxruntime ships (ai.onnx, ai.onnx.ml, com.microsoft)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,19 +24,26 @@ def check_onnx(path: str | Path) -> None:
     except ImportError:
         return  # no onnx package: no runtime here opens the file either (the runtime needs onnxruntime + onnx)
     except Exception as exc:
-        raise InputFileError(f"{path.name} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})",
-                             "the file is truncated or corrupt; re-export it") from None
+        raise InputFileError(
+            f"{path.name} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})",
+            "the file is truncated or corrupt; re-export it",
+        ) from None
     for where, tensor in _tensors(model.graph, "graph"):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
             source = next((e.value for e in tensor.external_data if e.key == "location"), "?")
-            raise UnsafeModelError(f"{path.name}: tensor {tensor.name!r} ({where}) is read from the external file {source!r}",
-                                   "packager loads ONNX models with every tensor stored in the file; " + TRUST_HINT)
+            raise UnsafeModelError(
+                f"{path.name}: tensor {tensor.name!r} ({where}) is read from the external file {source!r}",
+                "packager loads ONNX models with every tensor stored in the file; " + TRUST_HINT,
+            )
     local = {(f.domain, f.name) for f in model.functions}  # model-local functions (torch.onnx's dynamo export writes them)
     bodies = [(f"function {f.domain}.{f.name}", node) for f in model.functions for node in f.node]
     for where, node in [*_nodes(model.graph, "graph"), *bodies]:
         if node.domain not in SHIPPED_DOMAINS and (node.domain, node.op_type) not in local:
-            raise UnsafeModelError(f"{path.name}: node {node.name or node.op_type!r} ({where}) is operator {node.op_type} of the custom "
-                                   f"domain {node.domain!r}, run by whatever custom-op library provides it", TRUST_HINT)
+            raise UnsafeModelError(
+                f"{path.name}: node {node.name or node.op_type!r} ({where}) is operator {node.op_type} of the custom "
+                f"domain {node.domain!r}, run by whatever custom-op library provides it",
+                TRUST_HINT,
+            )
 
 
 def _subgraphs(node: Any) -> Iterator[Any]:

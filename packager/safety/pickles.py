@@ -11,6 +11,7 @@ numpy applies them (packager.safety.arrays). The unpickler returns the very obje
 calls (REDUCE, NEWOBJ, INST/OBJ) only allowed classes and the listed rebuild functions, never an
 instance or a stored function (``functools.partial``, a ufunc), so nothing reaches a call unjudged.
 """
+
 from __future__ import annotations
 
 import copyreg
@@ -21,7 +22,7 @@ import pickletools
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable, ClassVar
 
 from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.allowlist import import_refusal, judge, may_call
@@ -39,7 +40,7 @@ class PickleImport:
 
     module: str
     name: str
-    offset: int
+    offset: int | None  # pickletools gives no position on a stream without tell()
 
     @property
     def dotted(self) -> str:
@@ -51,6 +52,7 @@ def scan_pickle_imports(stream: BinaryIO, label: str) -> list[PickleImport]:
     imports: list[PickleImport] = []
     stack: list[Any] = []
     memo: dict[int, Any] = {}
+    arg: Any  # typed Any | None by typeshed; which opcodes carry an argument is pickletools' table, not a type
     try:
         for opcode, arg, pos in pickletools.genops(stream):
             name = opcode.name
@@ -61,14 +63,14 @@ def scan_pickle_imports(stream: BinaryIO, label: str) -> list[PickleImport]:
                 imports.append(PickleImport(module, attr, pos))
                 stack.append(None)
             elif name == "STACK_GLOBAL":
-                attr = stack.pop() if stack else None
-                module = stack.pop() if stack else None
-                if not isinstance(module, str) or not isinstance(attr, str):
+                top = stack.pop() if stack else None
+                below = stack.pop() if stack else None
+                if not isinstance(below, str) or not isinstance(top, str):
                     raise UnsafeModelError(
                         f"{label}: STACK_GLOBAL at byte {pos} takes its import from values the scan cannot resolve",
                         TRUST_HINT,
                     )
-                imports.append(PickleImport(module, attr, pos))
+                imports.append(PickleImport(below, top, pos))
                 stack.append(None)
             elif name == "MEMOIZE":
                 memo[len(memo)] = stack[-1] if stack else None
@@ -96,15 +98,15 @@ def check_imports(imports: list[PickleImport], label: str) -> None:
     for found in imports:
         reason = import_refusal(found.module, found.name)
         if reason:
-            raise UnsafeModelError(
-                f"{label} imports {found.dotted} at byte {found.offset}: {reason}", TRUST_HINT
-            )
-
-
+            raise UnsafeModelError(f"{label} imports {found.dotted} at byte {found.offset}: {reason}", TRUST_HINT)
 
 
 class RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler with every import judged, every call bounded and every array state checked."""
+
+    # state of the pure-Python unpickler (pickle._Unpickler) that typeshed does not declare
+    stack: list[Any]
+    append: Callable[[Any], None]
 
     def __init__(self, file: BinaryIO, label: str, budget: Budget):
         super().__init__(file)
@@ -118,9 +120,12 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def _call(self, func: Any, args: tuple, kwargs: dict) -> Any:
         if not may_call(func):
-            raise UnsafeModelError(f"{self.label} calls {_describe(func)} while loading; only allowed classes and the listed "
-                                   "rebuild functions may be called", TRUST_HINT)
-        if func is copyreg._reconstructor and len(args) == 3 and args[1] is not object and not may_call(args[1]):
+            raise UnsafeModelError(
+                f"{self.label} calls {_describe(func)} while loading; only allowed classes and the listed rebuild functions may be called",
+                TRUST_HINT,
+            )
+        reconstructor = copyreg._reconstructor  # type: ignore[attr-defined]  # private to copyreg, absent from typeshed
+        if func is reconstructor and len(args) == 3 and args[1] is not object and not may_call(args[1]):
             # _reconstructor(cls, base, state) runs base.__init__(obj, state): as good as calling base
             raise UnsafeModelError(f"{self.label} rebuilds an object through the constructor of {_describe(args[1])}", TRUST_HINT)
         check_call(func, tuple(args), dict(kwargs), self.budget)
@@ -161,9 +166,10 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def load_build(self) -> None:
         check_array_state(self.stack[-2], self.stack[-1], self.label)
-        super().load_build()
+        super().load_build()  # type: ignore[misc]  # pickle._Unpickler's load_* methods are not in typeshed
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    # the opcode table calls these with the unpickler; typeshed types its values for the base class only
+    dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)
     dispatch[pickle.REDUCE[0]] = load_reduce
     dispatch[pickle.NEWOBJ[0]] = load_newobj
     dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
@@ -172,8 +178,12 @@ class RestrictedUnpickler(pickle._Unpickler):
 
 def _describe(obj: Any) -> str:
     owner = getattr(obj, "__self__", None)
-    if (owner is not None and not isinstance(owner, type) and type(owner).__name__ != "module"
-            and isinstance(getattr(obj, "__name__", None), str)):
+    if (
+        owner is not None
+        and not isinstance(owner, type)
+        and type(owner).__name__ != "module"
+        and isinstance(getattr(obj, "__name__", None), str)
+    ):
         return f"{type(owner).__module__}.{type(owner).__qualname__}.{obj.__name__}"  # a bound method
     if isinstance(obj, type) or type(obj).__name__ in ("function", "builtin_function_or_method", "ufunc", "cython_function_or_method"):
         return f"{getattr(obj, '__module__', None)}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
@@ -204,10 +214,23 @@ def guarded_load(load, path: Path) -> Any:
     except (UnsafeModelError, InputFileError):
         raise
     except MemoryError:
-        raise InputFileError(f"{path.name} needs more memory than is available to unpickle",
-                             "load it on a machine with more memory, or check where the file comes from") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError, TypeError, AttributeError, zlib.error, OSError,
-            lzma.LZMAError, OverflowError) as exc:
+        raise InputFileError(
+            f"{path.name} needs more memory than is available to unpickle",
+            "load it on a machine with more memory, or check where the file comes from",
+        ) from None
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        zlib.error,
+        OSError,
+        lzma.LZMAError,
+        OverflowError,
+    ) as exc:
         raise InputFileError(
             f"{path.name} cannot be unpickled ({type(exc).__name__}: {exc})",
             "the file is truncated, corrupt, or was written by incompatible library versions",

@@ -9,6 +9,7 @@ function that is ``exec``-ed and run before the first forward. So: targets go th
 allow-list, expressions and guards through a small grammar of names, numbers and calls to listed
 sympy functions, checked with :mod:`ast` (no attributes, no dunders, no unlisted callables).
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,19 +23,55 @@ from packager.safety.torch_ops import op_refusal
 HINT = "the exported program refers to code we do not run on untrusted files; if you trust its origin, rerun with --trust (API: trust=True)"
 
 # Python-level targets torch.export writes for symbolic-shape arithmetic (torch/_export/serde).
-OPERATOR_TARGETS = frozenset({"getitem", "add", "sub", "mul", "floordiv", "truediv", "mod", "neg", "pos", "pow", "abs",
-                              "eq", "ne", "lt", "le", "gt", "ge", "and_", "or_", "not_", "xor"})
-TORCH_TARGETS = frozenset({"torch.sym_int", "torch.sym_float", "torch.sym_max", "torch.sym_min", "torch.sym_not",
-                           "torch.sym_ite", "torch.sym_sum", "torch.sym_sqrt", "torch._sym_sqrt", "torch.sym_float"})
+OPERATOR_TARGETS = frozenset(
+    {
+        "getitem",
+        "add",
+        "sub",
+        "mul",
+        "floordiv",
+        "truediv",
+        "mod",
+        "neg",
+        "pos",
+        "pow",
+        "abs",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "and_",
+        "or_",
+        "not_",
+        "xor",
+    }
+)
+TORCH_TARGETS = frozenset(
+    {
+        "torch.sym_int",
+        "torch.sym_float",
+        "torch.sym_max",
+        "torch.sym_min",
+        "torch.sym_not",
+        "torch.sym_ite",
+        "torch.sym_sum",
+        "torch.sym_sqrt",
+        "torch._sym_sqrt",
+    }
+)
 MATH_TARGETS = frozenset({"ceil", "floor", "sqrt", "trunc", "exp", "log", "log2", "pow", "fabs", "isnan", "isinf"})
 # Callables a symbolic expression may use: sympy core and torch.utils._sympy.functions (the
 # deserializer's sympy_functions). Anything else in sympy's namespace may run code (lambdify, preview, var...).
-SYMPY_CALLS = frozenset("""
+SYMPY_CALLS = frozenset(
+    """
 Symbol Integer Rational Float Add Mul Pow Mod Max Min Abs Eq Ne Lt Le Gt Ge StrictLessThan StrictGreaterThan LessThan
 GreaterThan Equality Unequality And Or Not Piecewise ITE floor ceiling sqrt
 FloorDiv ModularIndexing Where PythonMod CleanDiv CeilToInt FloorToInt CeilDiv LShift RShift PowByNatural FloatPow
 FloatTrueDiv IntTrueDiv IsNonOverlappingAndDenseIndicator TruncToFloat TruncToInt RoundToInt RoundDecimal ToFloat Identity
-""".split())
+""".split()
+)
 CONSTANT_NAMES = frozenset({"oo", "zoo", "nan", "true", "false", "True", "False", "S", "inf"})
 SYMBOL = re.compile(r"^[a-z]{1,8}\d+$")
 GUARD_METHODS = frozenset({"size", "stride", "storage_offset", "dim", "numel"})
@@ -58,9 +95,11 @@ def check_program_json(data: bytes, label: str) -> None:
     if isinstance(program, dict):
         for key, kind in (("range_constraints", dict), ("guards_code", list)):
             if not isinstance(program.get(key) or kind(), kind):  # an int here was a TypeError (fuzzer)
-                raise InputFileError(f"{label}: {key} is a {type(program[key]).__name__}, not a {kind.__name__}",
-                                     "the file is truncated or corrupt; re-export it")
-        for key in (program.get("range_constraints") or {}):
+                raise InputFileError(
+                    f"{label}: {key} is a {type(program[key]).__name__}, not a {kind.__name__}",
+                    "the file is truncated or corrupt; re-export it",
+                )
+        for key in program.get("range_constraints") or {}:
             if not SYMBOL.match(str(key)):
                 raise UnsafeModelError(f"{label}: range constraint on {str(key)[:80]!r}, which is not a symbol name", HINT)
         for line in program.get("guards_code") or []:
@@ -90,13 +129,29 @@ def expression_refusal(text: str, guard: bool = False) -> str | None:
     except (SyntaxError, ValueError) as exc:
         return f"it does not parse: {exc.__class__.__name__}"
     for node in ast.walk(tree):
-        if isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.BoolOp, ast.Compare, ast.operator, ast.unaryop,
-                             ast.boolop, ast.cmpop, ast.Load, ast.keyword, ast.Tuple)):
+        if isinstance(
+            node,
+            (
+                ast.Expression,
+                ast.BinOp,
+                ast.UnaryOp,
+                ast.BoolOp,
+                ast.Compare,
+                ast.operator,
+                ast.unaryop,
+                ast.boolop,
+                ast.cmpop,
+                ast.Load,
+                ast.keyword,
+                ast.Tuple,
+            ),
+        ):
             continue
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, bool, str)) and "__" not in str(node.value):
             continue
-        if isinstance(node, ast.Name) and (node.id in SYMPY_CALLS or node.id in CONSTANT_NAMES or SYMBOL.match(node.id)
-                                           or guard and node.id == "L"):
+        if isinstance(node, ast.Name) and (
+            node.id in SYMPY_CALLS or node.id in CONSTANT_NAMES or SYMBOL.match(node.id) or guard and node.id == "L"
+        ):
             continue
         if isinstance(node, ast.Call):
             func = node.func

@@ -20,6 +20,7 @@ The rules, right by construction rather than by pattern:
   by extension, so bytes that are not JSON as stored are refused rather than guessed at);
 - no symlink, device or FIFO anywhere in the tree; files, bytes and records bounded.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,22 +36,61 @@ from packager.errors import InputFileError, UnsafeModelError
 HINT = "refusing the folder; re-save the pipeline with PipelineModel.write().save(path) (or pass --trust if you trust it)"
 PIPELINE = "org.apache.spark.ml.PipelineModel"
 _ML = "org.apache.spark.ml."
-ALLOWED_STAGES = frozenset({PIPELINE} | {_ML + name for name in (
-    "feature.StringIndexerModel", "feature.VectorAssembler", "feature.OneHotEncoderModel", "feature.StandardScalerModel",
-    "feature.MinMaxScalerModel", "feature.MaxAbsScalerModel", "feature.RobustScalerModel", "feature.ImputerModel",
-    "feature.Bucketizer", "feature.Binarizer", "feature.VectorIndexerModel", "feature.Normalizer", "feature.PCAModel",
-    "feature.PolynomialExpansion", "feature.IndexToString", "feature.VectorSlicer", "feature.ElementwiseProduct",
-    "feature.Interaction", "feature.Tokenizer", "feature.StopWordsRemover", "feature.CountVectorizerModel", "feature.IDFModel",
-    "feature.HashingTF", "feature.NGram", "feature.DCT", "feature.ChiSqSelectorModel", "feature.UnivariateFeatureSelectorModel",
-    "feature.VarianceThresholdSelectorModel",
-    "classification.LogisticRegressionModel", "classification.DecisionTreeClassificationModel",
-    "classification.RandomForestClassificationModel", "classification.GBTClassificationModel", "classification.LinearSVCModel",
-    "classification.NaiveBayesModel", "classification.MultilayerPerceptronClassificationModel", "classification.FMClassificationModel",
-    "regression.LinearRegressionModel", "regression.DecisionTreeRegressionModel", "regression.RandomForestRegressionModel",
-    "regression.GBTRegressionModel", "regression.GeneralizedLinearRegressionModel", "regression.IsotonicRegressionModel",
-    "regression.AFTSurvivalRegressionModel", "regression.FMRegressionModel",
-    "clustering.KMeansModel", "clustering.BisectingKMeansModel", "clustering.GaussianMixtureModel",
-)})
+ALLOWED_STAGES = frozenset(
+    {PIPELINE}
+    | {
+        _ML + name
+        for name in (
+            "feature.StringIndexerModel",
+            "feature.VectorAssembler",
+            "feature.OneHotEncoderModel",
+            "feature.StandardScalerModel",
+            "feature.MinMaxScalerModel",
+            "feature.MaxAbsScalerModel",
+            "feature.RobustScalerModel",
+            "feature.ImputerModel",
+            "feature.Bucketizer",
+            "feature.Binarizer",
+            "feature.VectorIndexerModel",
+            "feature.Normalizer",
+            "feature.PCAModel",
+            "feature.PolynomialExpansion",
+            "feature.IndexToString",
+            "feature.VectorSlicer",
+            "feature.ElementwiseProduct",
+            "feature.Interaction",
+            "feature.Tokenizer",
+            "feature.StopWordsRemover",
+            "feature.CountVectorizerModel",
+            "feature.IDFModel",
+            "feature.HashingTF",
+            "feature.NGram",
+            "feature.DCT",
+            "feature.ChiSqSelectorModel",
+            "feature.UnivariateFeatureSelectorModel",
+            "feature.VarianceThresholdSelectorModel",
+            "classification.LogisticRegressionModel",
+            "classification.DecisionTreeClassificationModel",
+            "classification.RandomForestClassificationModel",
+            "classification.GBTClassificationModel",
+            "classification.LinearSVCModel",
+            "classification.NaiveBayesModel",
+            "classification.MultilayerPerceptronClassificationModel",
+            "classification.FMClassificationModel",
+            "regression.LinearRegressionModel",
+            "regression.DecisionTreeRegressionModel",
+            "regression.RandomForestRegressionModel",
+            "regression.GBTRegressionModel",
+            "regression.GeneralizedLinearRegressionModel",
+            "regression.IsotonicRegressionModel",
+            "regression.AFTSurvivalRegressionModel",
+            "regression.FMRegressionModel",
+            "clustering.KMeansModel",
+            "clustering.BisectingKMeansModel",
+            "clustering.GaussianMixtureModel",
+        )
+    }
+)
 TOP_KEYS = frozenset({"class", "timestamp", "sparkVersion", "uid", "paramMap", "defaultParamMap"})
 EXTRA_KEYS = frozenset({"numFeatures", "numClasses", "numTrees"})  # tree models write these beside the params (ints)
 STEERING_PARAMS = frozenset({"language"})  # PipelineModel: "Python" switches PySpark to its __import__-ing reader
@@ -80,8 +120,10 @@ def check_spark_folder(path: str | Path) -> StageRecord:
     _check_tree(root)
     record = _check_stage(root, root, depth=0)
     if record.cls != PIPELINE:
-        raise UnsafeModelError(f"{root.name}: the top-level metadata names {record.cls}, not a PipelineModel",
-                               "save the fitted PipelineModel (pipeline.fit(df)) rather than one stage")
+        raise UnsafeModelError(
+            f"{root.name}: the top-level metadata names {record.cls}, not a PipelineModel",
+            "save the fitted PipelineModel (pipeline.fit(df)) rather than one stage",
+        )
     return record
 
 
@@ -94,7 +136,9 @@ def _check_tree(root: Path) -> None:
             mode = entry.lstat().st_mode
             rel = entry.relative_to(root)
             if stat.S_ISLNK(mode):
-                raise UnsafeModelError(f"{root.name}: {rel} is a symbolic link (Spark would read what it points to, outside the folder)", HINT)
+                raise UnsafeModelError(
+                    f"{root.name}: {rel} is a symbolic link (Spark would read what it points to, outside the folder)", HINT
+                )
             if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
                 raise UnsafeModelError(f"{root.name}: {rel} is not a regular file or folder", HINT)
             if stat.S_ISREG(mode):
@@ -111,13 +155,16 @@ def _check_stage(root: Path, folder: Path, depth: int) -> StageRecord:
     record = _read_record(root, folder / "metadata", where)
     cls, uid = record.get("class"), record.get("uid")
     if not isinstance(cls, str) or cls not in ALLOWED_STAGES:
-        raise UnsafeModelError(f"{root.name}: stage {where} names class {str(cls)[:120]!r}, which is not in the allow-list of Spark ML stages",
-                               HINT)
+        raise UnsafeModelError(
+            f"{root.name}: stage {where} names class {str(cls)[:120]!r}, which is not in the allow-list of Spark ML stages", HINT
+        )
     if not isinstance(uid, str) or not UID.fullmatch(uid):
         raise UnsafeModelError(f"{root.name}: stage {where} has uid {str(uid)[:80]!r}, which is not an identifier", HINT)
     unknown = set(record) - TOP_KEYS - EXTRA_KEYS
     if unknown:
-        raise UnsafeModelError(f"{root.name}: stage {where} metadata has keys Spark does not write: {', '.join(sorted(unknown))[:200]}", HINT)
+        raise UnsafeModelError(
+            f"{root.name}: stage {where} metadata has keys Spark does not write: {', '.join(sorted(unknown))[:200]}", HINT
+        )
     if any(not isinstance(record[k], int) for k in EXTRA_KEYS & set(record)):
         raise UnsafeModelError(f"{root.name}: stage {where} metadata has a non-integer {', '.join(sorted(EXTRA_KEYS & set(record)))}", HINT)
     params = record.get("paramMap", {})
@@ -126,11 +173,16 @@ def _check_stage(root: Path, folder: Path, depth: int) -> StageRecord:
         raise UnsafeModelError(f"{root.name}: stage {where} paramMap is not a JSON object", HINT)
     steering = STEERING_PARAMS & (set(params) | set(defaults))
     if steering:
-        raise UnsafeModelError(f"{root.name}: stage {where} sets {', '.join(sorted(steering))} (it routes loading through PySpark's "
-                               "module-importing reader; the allowed stages are JVM stages)", HINT)
+        raise UnsafeModelError(
+            f"{root.name}: stage {where} sets {', '.join(sorted(steering))} (it routes loading through PySpark's "
+            "module-importing reader; the allowed stages are JVM stages)",
+            HINT,
+        )
     if cls != PIPELINE:
         return StageRecord(folder, cls, uid)
-    return StageRecord(folder, cls, uid, tuple(_check_stage(root, stage, depth + 1) for stage in _stage_folders(root, folder, params, where)))
+    return StageRecord(
+        folder, cls, uid, tuple(_check_stage(root, stage, depth + 1) for stage in _stage_folders(root, folder, params, where))
+    )
 
 
 def _stage_folders(root: Path, folder: Path, params: dict, where: str) -> list[Path]:
@@ -142,12 +194,16 @@ def _stage_folders(root: Path, folder: Path, params: dict, where: str) -> list[P
     folders = []
     for index, uid in enumerate(uids):
         if not UID.fullmatch(uid):
-            raise UnsafeModelError(f"{root.name}: pipeline {where} lists stage uid {uid[:80]!r}, which is not an identifier "
-                                   "(stage folders are named from it)", HINT)
+            raise UnsafeModelError(
+                f"{root.name}: pipeline {where} lists stage uid {uid[:80]!r}, which is not an identifier (stage folders are named from it)",
+                HINT,
+            )
         stage = folder / "stages" / f"{index:0{digits}d}_{uid}"
         if not stage.is_dir():
-            raise InputFileError(f"{root.name}: pipeline {where} lists stage {uid} but {stage.relative_to(root)} is missing",
-                                 "the folder is incomplete; copy the whole saved pipeline")
+            raise InputFileError(
+                f"{root.name}: pipeline {where} lists stage {uid} but {stage.relative_to(root)} is missing",
+                "the folder is incomplete; copy the whole saved pipeline",
+            )
         folders.append(stage)
     return folders
 
@@ -155,29 +211,43 @@ def _stage_folders(root: Path, folder: Path, params: dict, where: str) -> list[P
 def _read_record(root: Path, metadata: Path, where: str) -> dict[str, Any]:
     """The one JSON record of a ``metadata/`` folder, read the way Spark lists it (hidden names skipped)."""
     if not metadata.is_dir():
-        raise InputFileError(f"{root.name}: stage {where} has no metadata folder", "give the folder written by PipelineModel.write().save(path)")
+        raise InputFileError(
+            f"{root.name}: stage {where} has no metadata folder", "give the folder written by PipelineModel.write().save(path)"
+        )
     lines: list[bytes] = []
     for entry in sorted(metadata.iterdir()):
         if entry.is_dir():
-            raise UnsafeModelError(f"{root.name}: {entry.relative_to(root)} is a folder inside metadata/ (Spark would read it as a partition)",
-                                   HINT)
+            raise UnsafeModelError(
+                f"{root.name}: {entry.relative_to(root)} is a folder inside metadata/ (Spark would read it as a partition)", HINT
+            )
         if entry.name.startswith(("_", ".")):
             continue  # _SUCCESS, .part-*.crc: never listed by Spark's reader
         size = entry.stat().st_size
         if size > MAX_METADATA_BYTES:
-            raise UnsafeModelError(f"{root.name}: {entry.relative_to(root)} is {size:,} bytes; Spark metadata records are small "
-                                   f"(limit {MAX_METADATA_BYTES:,})", HINT)
+            raise UnsafeModelError(
+                f"{root.name}: {entry.relative_to(root)} is {size:,} bytes; Spark metadata records are small "
+                f"(limit {MAX_METADATA_BYTES:,})",
+                HINT,
+            )
         lines += [line for line in entry.read_bytes().splitlines() if line.strip()]
     if len(lines) != 1:
-        raise UnsafeModelError(f"{root.name}: {metadata.relative_to(root)} holds {len(lines)} records, not 1 "
-                               "(Spark reads whichever it lists first, so the one checked may not be the one loaded)", HINT)
+        raise UnsafeModelError(
+            f"{root.name}: {metadata.relative_to(root)} holds {len(lines)} records, not 1 "
+            "(Spark reads whichever it lists first, so the one checked may not be the one loaded)",
+            HINT,
+        )
     try:
         record = json.loads(lines[0].decode("utf-8"), object_pairs_hook=_unique_keys)
     except _DuplicateKey as exc:
-        raise UnsafeModelError(f"{root.name}: {metadata.relative_to(root)} repeats the key {str(exc)[:80]!r} (which one a reader keeps "
-                               "differs between JSON parsers)", HINT) from None
+        raise UnsafeModelError(
+            f"{root.name}: {metadata.relative_to(root)} repeats the key {str(exc)[:80]!r} (which one a reader keeps "
+            "differs between JSON parsers)",
+            HINT,
+        ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise UnsafeModelError(f"{root.name}: {metadata.relative_to(root)} is not one plain JSON record (compressed or corrupt)", HINT) from None
+        raise UnsafeModelError(
+            f"{root.name}: {metadata.relative_to(root)} is not one plain JSON record (compressed or corrupt)", HINT
+        ) from None
     if not isinstance(record, dict):
         raise UnsafeModelError(f"{root.name}: {metadata.relative_to(root)} is JSON but not an object", HINT)
     return record

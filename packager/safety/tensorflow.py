@@ -25,6 +25,7 @@ anyway) but executes no graph. The SavedModel is parsed with TF's own ``parse_sa
 function ``tf.saved_model.load`` uses: ``.pb``, then chunked ``.cpb``, then ``.pbtxt``), so the check sees
 exactly the message the loader sees.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,7 +48,8 @@ from packager.safety.pickles import TRUST_HINT
 # pure tensor ops of the same families (elementwise math, reductions, nn, array reshaping, control flow,
 # stateless random): ops that read only their inputs and write only their outputs. Nothing here opens a
 # file, a socket, a process, Python, or a library.
-ALLOWED_OPS = frozenset("""
+ALLOWED_OPS = frozenset(
+    """
 Abs Acos Acosh Add AddN AddV2 All Any ApproximateEqual ArgMax ArgMin Asin Asinh Assert Atan Atan2 Atanh
 AvgPool AvgPool3D BatchMatMul BatchMatMulV2 BatchMatMulV3 BatchToSpaceND BiasAdd Bincount Bitcast BitwiseAnd BitwiseOr
 BitwiseXor BroadcastArgs BroadcastGradientArgs BroadcastTo Bucketize Cast Ceil CheckNumerics ClipByValue Complex ComplexAbs
@@ -75,7 +77,8 @@ LookupTableInsertV2 LookupTableSizeV2 LookupTableRemoveV2 InitializeTableV2 Anon
 ShardedFilename StringJoin StringLower StringUpper StringSplitV2 StringStrip StringToHashBucketFast StringToHashBucketStrong
 StringToNumber StringLength Substr StaticRegexFullMatch StaticRegexReplace RegexFullMatch RegexReplace AsString StringFormat
 UnicodeDecodeWithOffsets UnicodeEncode UnicodeTranscode ReduceJoin StringNGrams
-""".split())
+""".split()
+)
 
 # saver_def checkpoint ops: allowed only inside the saver's own functions (see the module docstring)
 CHECKPOINT_OPS = frozenset({"SaveV2", "RestoreV2", "MergeV2Checkpoints"})
@@ -85,20 +88,20 @@ FILE_TABLE_OPS = frozenset({"InitializeTableFromTextFileV2"})
 # why a known-dangerous op is refused (any op not allowed is refused; these get a precise reason)
 _REASONS = {
     "writes files": "WriteFile Save SaveV2 SaveSlices MergeV2Checkpoints DeleteFile WriteAudioSummary WriteGraphSummary "
-                    "WriteHistogramSummary WriteImageSummary WriteRawProtoSummary WriteScalarSummary WriteSummary "
-                    "CreateSummaryFileWriter CreateSummaryDbWriter SummaryWriter FlushSummaryWriter ImportEvent DebugIdentityV2",
+    "WriteHistogramSummary WriteImageSummary WriteRawProtoSummary WriteScalarSummary WriteSummary "
+    "CreateSummaryFileWriter CreateSummaryDbWriter SummaryWriter FlushSummaryWriter ImportEvent DebugIdentityV2",
     "reads files": "ReadFile MatchingFiles ImmutableConst Restore RestoreV2 RestoreSlice InitializeTableFromTextFile "
-                   "InitializeTableFromTextFileV2 FixedLengthRecordReader FixedLengthRecordReaderV2 TFRecordReader "
-                   "TFRecordReaderV2 TextLineReader TextLineReaderV2 WholeFileReader WholeFileReaderV2 LMDBReader "
-                   "ReaderRead ReaderReadV2 LoadAndRemapMatrix",
+    "InitializeTableFromTextFileV2 FixedLengthRecordReader FixedLengthRecordReaderV2 TFRecordReader "
+    "TFRecordReaderV2 TextLineReader TextLineReaderV2 WholeFileReader WholeFileReaderV2 LMDBReader "
+    "ReaderRead ReaderReadV2 LoadAndRemapMatrix",
     "reads files as a dataset": "TFRecordDataset TFRecordDatasetV2 TextLineDataset FixedLengthRecordDataset "
-                                "FixedLengthRecordDatasetV2 LMDBDataset SqlDataset CSVDataset CSVDatasetV2 LoadDataset "
-                                "SaveDataset SaveDatasetV2 ExperimentalSqlDataset ExperimentalLMDBDataset",
+    "FixedLengthRecordDatasetV2 LMDBDataset SqlDataset CSVDataset CSVDatasetV2 LoadDataset "
+    "SaveDataset SaveDatasetV2 ExperimentalSqlDataset ExperimentalLMDBDataset",
     "calls Python": "PyFunc PyFuncStateless EagerPyFunc",
     "prints (to any file://... stream)": "PrintV2 Print",
     "loads native code": "LoadLibrary",
     "talks to other processes": "Send Recv _Send _Recv _HostSend _HostRecv Rpc TryRpc CollectiveReduce CollectiveGather "
-                                "CollectiveBcastSend CollectiveBcastRecv RegisterDataset DataServiceDataset",
+    "CollectiveBcastSend CollectiveBcastRecv RegisterDataset DataServiceDataset",
 }
 REASONS = {op: why for why, ops in _REASONS.items() for op in ops.split()}
 
@@ -133,8 +136,9 @@ def check_graph_def(path: str | Path) -> None:
     try:
         graph.ParseFromString(path.read_bytes())
     except Exception as exc:
-        raise InputFileError(f"{path.name} is not a TensorFlow GraphDef ({first_line(exc)})",
-                             "give a frozen graph written by graph_def.SerializeToString()") from None
+        raise InputFileError(
+            f"{path.name} is not a TensorFlow GraphDef ({first_line(exc)})", "give a frozen graph written by graph_def.SerializeToString()"
+        ) from None
     _GraphCheck(graph, path.name).run()
 
 
@@ -173,8 +177,10 @@ def _parse_saved_model(path: Path) -> Any:
     try:
         return parse_saved_model(str(path))
     except Exception as exc:
-        raise InputFileError(f"{path.name} holds no readable saved_model.pb ({first_line(exc)})",
-                             "re-export it with model.export(dir) or tf.saved_model.save") from None
+        raise InputFileError(
+            f"{path.name} holds no readable saved_model.pb ({first_line(exc)})",
+            "re-export it with model.export(dir) or tf.saved_model.save",
+        ) from None
 
 
 def _tensor_node(name: str) -> str:
@@ -235,8 +241,11 @@ class _GraphCheck:
             names.extend(_attr_functions(attr))
         for name in names:
             if name not in self.library:
-                raise UnsafeModelError(f"{site.node(node.name, node.op)} calls {name!r}, which is no function of the file "
-                                       "(TensorFlow would run it as the raw op of that name)", TRUST_HINT)
+                raise UnsafeModelError(
+                    f"{site.node(node.name, node.op)} calls {name!r}, which is no function of the file "
+                    "(TensorFlow would run it as the raw op of that name)",
+                    TRUST_HINT,
+                )
             self.callers.setdefault(name, []).append(caller)
 
     def _op(self, node: Any, site: Site, function: Any) -> None:
@@ -266,8 +275,13 @@ class _GraphCheck:
         if node.op == "RestoreV2":
             first_arg = function.signature.input_arg[0].name if function.signature.input_arg else None
             caller = next((n for n in self.graph.node if n.name == wanted), None)  # a saver_def naming no node (fuzzer)
-            return (caller is not None and bool(node.input) and _tensor_node(node.input[0]) == first_arg  # no inputs: IndexError (fuzzer)
-                    and bool(caller.input) and _tensor_node(caller.input[0]) == self.filename_node)
+            return (
+                caller is not None
+                and bool(node.input)
+                and _tensor_node(node.input[0]) == first_arg  # no inputs: IndexError (fuzzer)
+                and bool(caller.input)
+                and _tensor_node(caller.input[0]) == self.filename_node
+            )
         return True
 
     def _main_graph_saver_use(self, node: Any) -> bool:
@@ -334,8 +348,10 @@ class _GraphCheck:
     def _saver_not_run(self) -> None:
         """The save node must not be something a load runs (a signature output or init op depending on it)."""
         if self.save_node and self.meta is not None and self.save_node in self._run_ancestors():
-            raise UnsafeModelError(f"{self.label}: the variable save node {self.save_node!r} runs when the model is loaded or called "
-                                   "(it writes a checkpoint)", TRUST_HINT)
+            raise UnsafeModelError(
+                f"{self.label}: the variable save node {self.save_node!r} runs when the model is loaded or called (it writes a checkpoint)",
+                TRUST_HINT,
+            )
 
 
 def _object_functions(obj: Any) -> Iterable[str]:

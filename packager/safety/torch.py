@@ -14,6 +14,7 @@ storage starts with 0x80 about once in 256; the 105-tensor all-MiniLM-L6-v2 trac
 Full-module pickles (``torch.save(model)``) import the model's Python class and are refused:
 loading them is exactly what ``weights_only=True`` forbids. Save a state dict or TorchScript.
 """
+
 from __future__ import annotations
 
 import io
@@ -26,18 +27,43 @@ from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.pickles import TRUST_HINT, scan_pickle_imports
 from packager.safety.zips import ZIP_READ_ERRORS, check_zip
 
-TORCH_ALLOWED = frozenset({
-    "collections.OrderedDict", "builtins.set", "__builtin__.set", "builtins.slice", "builtins.tuple", "builtins.list", "builtins.dict",
-    "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_tensor_v3", "torch._utils._rebuild_parameter",
-    "torch._utils._rebuild_parameter_with_state", "torch._utils._rebuild_qtensor", "torch._utils._rebuild_sparse_tensor",
-    "torch._utils._rebuild_device_tensor_from_numpy", "torch._tensor._rebuild_from_type_v2", "torch.Size", "torch.device",
-    "torch.storage.UntypedStorage", "torch.storage.TypedStorage", "torch.nn.parameter.Parameter", "torch.Tensor",
-    "torch.jit._pickle.build_intlist", "torch.jit._pickle.build_tensorlist", "torch.jit._pickle.build_doublelist",
-    "torch.jit._pickle.build_boollist", "torch.jit._pickle.build_tensor_from_id", "torch.jit._pickle.restore_type_tag",
-    # quantization schemes of int8 tensors (a scripted dynamic-int8 MLP's data.pkl holds torch.per_tensor_affine)
-    "torch.per_tensor_affine", "torch.per_channel_affine", "torch.per_tensor_symmetric", "torch.per_channel_symmetric",
-    "torch.per_channel_affine_float_qparams",
-})
+TORCH_ALLOWED = frozenset(
+    {
+        "collections.OrderedDict",
+        "builtins.set",
+        "__builtin__.set",
+        "builtins.slice",
+        "builtins.tuple",
+        "builtins.list",
+        "builtins.dict",
+        "torch._utils._rebuild_tensor_v2",
+        "torch._utils._rebuild_tensor_v3",
+        "torch._utils._rebuild_parameter",
+        "torch._utils._rebuild_parameter_with_state",
+        "torch._utils._rebuild_qtensor",
+        "torch._utils._rebuild_sparse_tensor",
+        "torch._utils._rebuild_device_tensor_from_numpy",
+        "torch._tensor._rebuild_from_type_v2",
+        "torch.Size",
+        "torch.device",
+        "torch.storage.UntypedStorage",
+        "torch.storage.TypedStorage",
+        "torch.nn.parameter.Parameter",
+        "torch.Tensor",
+        "torch.jit._pickle.build_intlist",
+        "torch.jit._pickle.build_tensorlist",
+        "torch.jit._pickle.build_doublelist",
+        "torch.jit._pickle.build_boollist",
+        "torch.jit._pickle.build_tensor_from_id",
+        "torch.jit._pickle.restore_type_tag",
+        # quantization schemes of int8 tensors (a scripted dynamic-int8 MLP's data.pkl holds torch.per_tensor_affine)
+        "torch.per_tensor_affine",
+        "torch.per_channel_affine",
+        "torch.per_tensor_symmetric",
+        "torch.per_channel_symmetric",
+        "torch.per_channel_affine_float_qparams",
+    }
+)
 STORAGE = re.compile(r"^torch\.(cuda\.)?[A-Z][A-Za-z0-9]*Storage$")
 DTYPE = re.compile(r"^torch\.(float|double|half|bfloat16|u?int(8|16|32|64)|bool|complex(32|64|128)|float(16|32|64)|qu?int(8|32)|quint4x2)$")
 # C++ (torchbind) classes a TorchScript pickle may rebuild: the int8 packed weights of dynamic quantization.
@@ -142,7 +168,7 @@ def _pt2_pickled_members(archive: zipfile.ZipFile, names: list[str], label: str)
             raise InputFileError(f"{label}:{name} is not valid JSON", "the file is truncated or corrupt; re-export it") from None
         folder = name.rsplit("/", 1)[0]
         entries = config.get("config", config) if isinstance(config, dict) else {}
-        for entry in (entries.values() if isinstance(entries, dict) else []):
+        for entry in entries.values() if isinstance(entries, dict) else []:
             if isinstance(entry, dict) and entry.get("use_pickle"):
                 pickled.add(f"{folder}/{entry.get('path_name')}")
     return pickled
@@ -166,9 +192,24 @@ def _check_member(payload: bytes, label: str, torchscript: bool) -> None:
 
 
 # Bytes per element of the storage classes a torch zip's pickles name in their persistent ids.
-ELEMENT_BYTES = {"DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8, "IntStorage": 4,
-                 "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1, "ComplexFloatStorage": 8,
-                 "ComplexDoubleStorage": 16, "QInt8Storage": 1, "QUInt8Storage": 1, "QInt32Storage": 4, "UntypedStorage": 1}
+ELEMENT_BYTES = {
+    "DoubleStorage": 8,
+    "FloatStorage": 4,
+    "HalfStorage": 2,
+    "BFloat16Storage": 2,
+    "LongStorage": 8,
+    "IntStorage": 4,
+    "ShortStorage": 2,
+    "CharStorage": 1,
+    "ByteStorage": 1,
+    "BoolStorage": 1,
+    "ComplexFloatStorage": 8,
+    "ComplexDoubleStorage": 16,
+    "QInt8Storage": 1,
+    "QUInt8Storage": 1,
+    "QInt32Storage": 4,
+    "UntypedStorage": 1,
+}
 
 
 def _check_storage_sizes(archive: zipfile.ZipFile, name: str, payload: bytes, label: str) -> None:
@@ -182,8 +223,11 @@ def _check_storage_sizes(archive: zipfile.ZipFile, name: str, payload: bytes, la
         record = prefix + key
         need = numel * ELEMENT_BYTES.get(storage, 1)
         if record in sizes and sizes[record] < need:
-            raise InputFileError(f"{label} declares storage {key!r} of {numel:,} {storage} elements ({need:,} bytes), "
-                                 f"but its record holds {sizes[record]:,} bytes", "the file is truncated or corrupt; re-export it")
+            raise InputFileError(
+                f"{label} declares storage {key!r} of {numel:,} {storage} elements ({need:,} bytes), "
+                f"but its record holds {sizes[record]:,} bytes",
+                "the file is truncated or corrupt; re-export it",
+            )
 
 
 class _StandIn:

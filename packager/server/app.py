@@ -3,11 +3,12 @@
 Every error, ours or the framework's (unknown path, wrong method, unreadable body, schema mismatch),
 answers in one shape: JSON ``{"error", "message", "hint"}`` under ``/api/``, a readable page elsewhere.
 """
+
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from packager.errors import PackagerError, UsageError
 
@@ -26,9 +27,17 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
 
     tokens = frozenset(t for t in tokens if t)
     if read_token and not tokens:
-        raise UsageError("--read-token needs --token-file (the tokens readers must present)", "give --token-file FILE with one token per line")
-    app = FastAPI(title="packager registry", version=__version__, default_response_class=finite_json_response(),
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None)
+        raise UsageError(
+            "--read-token needs --token-file (the tokens readers must present)", "give --token-file FILE with one token per line"
+        )
+    app = FastAPI(
+        title="packager registry",
+        version=__version__,
+        default_response_class=finite_json_response(),
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
     app.state.registry = registry
     app.include_router(build_router(registry, tokens, read_token))
     app.include_router(build_ui(registry, guards(tokens, read_token)[0]))
@@ -72,11 +81,14 @@ def error_response(request: Any, status: int, error: str, message: str, hint: st
     from html import escape
 
     text = escape(f"{message}. {hint}" if hint else message)
-    body = f'<!doctype html><link rel="stylesheet" href="/static/style.css"><main><p class="error">{text}</p><p><a href="/">back to the models</a></p></main>'
+    body = (
+        '<!doctype html><link rel="stylesheet" href="/static/style.css">'
+        f'<main><p class="error">{text}</p><p><a href="/">back to the models</a></p></main>'
+    )
     return HTMLResponse(body, status_code=status, headers=headers)
 
 
-def allowed_methods(app: Any, scope: dict) -> set[str]:
+def allowed_methods(app: Any, scope: Mapping[str, Any]) -> set[str]:
     """The methods of every route whose path matches (Starlette's own 405 names only the first route's)."""
     from starlette.routing import Match
 

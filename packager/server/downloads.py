@@ -1,5 +1,6 @@
 """One stored file as an HTTP response: ``ETag`` = its digest (304 on a match), immutable caching, and
 byte ranges (206, or 416 outside the file) whether the blob is a local file or an S3 object."""
+
 from __future__ import annotations
 
 import itertools
@@ -23,7 +24,9 @@ def file_response(registry: Any, info: Any, path: str, request_headers: Mapping[
     if request_headers.get("if-none-match", "").strip('"') == entry.digest:
         return Response(status_code=304, headers=headers)
     if hasattr(registry.blobs, "local_path"):  # a folder store: Starlette serves the file, ranges included
-        return FileResponse(registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS)
+        return FileResponse(
+            registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS
+        )
     return _streamed(registry.blobs, entry.digest, entry.size, request_headers.get("range"), headers)
 
 

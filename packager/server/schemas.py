@@ -4,11 +4,13 @@ the server accepts and returns, and a malformed body is a 422 with the field at 
 The patterns repeat the registry's own rules (``packager.registry.refs``) so a client can check a body
 before sending it; the registry checks again (it also serves the CLI and the Python API).
 """
+
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.config import JsonDict
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 ALIAS = r"^[A-Za-z][A-Za-z0-9._-]{0,63}$"
@@ -29,7 +31,7 @@ Text = Annotated[str, Field(max_length=4096, pattern=r"^[^\x00-\x08\x0a-\x1f\x7f
 Ref = Annotated[str, Field(pattern=REF, max_length=300, description="name, name@3, name@production, name@sha256:<digest> or a version id")]
 FilePath = Annotated[str, Field(pattern=FILE_PATH, max_length=512)]
 Count = Annotated[int, Field(ge=0, le=MAX_BIGINT)]
-CLOSED = {"additionalProperties": False}  # a dict's keys must match its patternProperties, as the server checks
+CLOSED: JsonDict = {"additionalProperties": False}  # a dict's keys must match its patternProperties, as the server checks
 
 
 class ErrorBody(BaseModel):
@@ -96,7 +98,9 @@ class NewVersion(BaseModel):
 
     name: Name
     manifest: Manifest
-    files: dict[FilePath, StoredFile] = Field(min_length=1, max_length=100_000, json_schema_extra=CLOSED, description="path inside the package -> its blob")
+    files: dict[FilePath, StoredFile] = Field(
+        min_length=1, max_length=100_000, json_schema_extra=CLOSED, description="path inside the package -> its blob"
+    )
     lineage: Lineage = Field(default_factory=Lineage)
     params: dict[Key, Text | int | float | bool] = Field(default_factory=dict, json_schema_extra=CLOSED)
     metrics: dict[Key, Annotated[float, Field(allow_inf_nan=False)]] = Field(default_factory=dict, json_schema_extra=CLOSED)
@@ -142,7 +146,11 @@ class LineageNode(BaseModel):
 
 
 class AliasTarget(BaseModel):
-    ref: str = Field(pattern=rf"^[0-9]{{1,9}}$|{REF_WITH_SELECTOR}", max_length=300, description="a version number, or name@version / @alias / @sha256:<digest> of this model")
+    ref: str = Field(
+        pattern=rf"^[0-9]{{1,9}}$|{REF_WITH_SELECTOR}",
+        max_length=300,
+        description="a version number, or name@version / @alias / @sha256:<digest> of this model",
+    )
 
 
 class TagChange(BaseModel):

@@ -1,6 +1,7 @@
 """The web UI: server-rendered pages (Jinja2), no JavaScript build step, every asset served by the
 package itself (no CDN). Pictures (the derivation graph, the metrics chart) are inline SVG drawn here.
 """
+
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -9,12 +10,13 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse
 
-from packager.render import human_size
 from packager.errors import PackagerError, UsageError
+from packager.render import human_size
 
 HERE = Path(__file__).parent
 PAGE = 200  # models per list page
 PALETTE = ("#1f3f99", "#14633a", "#a4161a", "#b26b00", "#6b2fa3")
+REFS = Query(default=[])  # ?ref=a&ref=b..., none when absent (made once here, as api.py does for LIMIT)
 
 
 def build_ui(registry: Any, read_guard: Any) -> APIRouter:
@@ -43,10 +45,18 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
             aliases.setdefault(info.name, set()).update(info.aliases)
         names = sorted(newest)
         pages = max(1, -(-len(names) // PAGE))
-        shown = names[(page_number - 1) * PAGE: page_number * PAGE]
+        shown = names[(page_number - 1) * PAGE : page_number * PAGE]
         summaries = {s["name"]: s for s in registry.model_summaries(shown)}
-        rows = [{"name": name, "latest": newest[name], "aliases": sorted(aliases[name]), "versions": summaries.get(name, {}).get("versions", 1),
-                 "formats": summaries.get(name, {}).get("formats", [newest[name].format])} for name in shown]
+        rows = [
+            {
+                "name": name,
+                "latest": newest[name],
+                "aliases": sorted(aliases[name]),
+                "versions": summaries.get(name, {}).get("versions", 1),
+                "formats": summaries.get(name, {}).get("formats", [newest[name].format]),
+            }
+            for name in shown
+        ]
         return page("models.html", rows=rows, total=len(names), q=q, error=error, page_number=page_number, pages=pages)
 
     @router.get("/models/{name}", response_class=HTMLResponse)
@@ -60,11 +70,17 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     def version(ref: str) -> HTMLResponse:
         info = registry.get(ref)
         manifest = dict(info.manifest)
-        return page("version.html", v=info, signature=manifest.get("signature", {"inputs": [], "outputs": []}),
-                    validation=manifest.get("validation", {}), lineage=dict(info.lineage), graph=derivation_svg(registry.lineage(info.ref)))
+        return page(
+            "version.html",
+            v=info,
+            signature=manifest.get("signature", {"inputs": [], "outputs": []}),
+            validation=manifest.get("validation", {}),
+            lineage=dict(info.lineage),
+            graph=derivation_svg(registry.lineage(info.ref)),
+        )
 
     @router.get("/compare", response_class=HTMLResponse)
-    def compare(ref: list[str] = Query(default=[])) -> HTMLResponse:
+    def compare(ref: list[str] = REFS) -> HTMLResponse:
         if not 2 <= len(ref) <= 5:
             raise UsageError(f"compare takes 2 to 5 versions, got {len(ref)}", "tick 2 to 5 versions on a model page")
         versions = [registry.get(r) for r in ref]
@@ -75,8 +91,12 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
 
 def comparison_rows(versions: list[Any]) -> list[dict[str, Any]]:
     """One row per field (format, size, validation, every param and metric); ``differs`` highlights it."""
-    fields: list[tuple[str, Any]] = [("format", lambda v: v.format), ("quantization", lambda v: v.quantization),
-                                     ("validation", lambda v: v.validation), ("size", lambda v: human_size(v.size))]
+    fields: list[tuple[str, Any]] = [
+        ("format", lambda v: v.format),
+        ("quantization", lambda v: v.quantization),
+        ("validation", lambda v: v.validation),
+        ("size", lambda v: human_size(v.size)),
+    ]
     for key in sorted({k for v in versions for k in v.params}):
         fields.append((f"param.{key}", lambda v, k=key: v.params.get(k)))
     for key in sorted({k for v in versions for k in v.metrics}):
@@ -96,7 +116,10 @@ def metrics_svg(versions: list[Any]) -> str:
     gap, height = 28, 160
     bar = 34
     width = max(60 + len(keys) * (len(versions) * bar + gap), 60 + len(versions) * 150)
-    parts = [f'<svg id="metrics-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" role="img" aria-label="metrics chart">']
+    parts = [
+        f'<svg id="metrics-chart" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}"'
+        ' role="img" aria-label="metrics chart">'
+    ]
     x = 50
     for key in keys:
         values = [v.metrics.get(key) for v in versions]
@@ -104,12 +127,18 @@ def metrics_svg(versions: list[Any]) -> str:
         for i, val in enumerate(values):
             if val is not None:
                 h = abs(val) / top * (height - 14)
-                parts.append(f'<rect x="{x + i * bar}" y="{10 + height - h:.1f}" width="{bar - 3}" height="{h:.1f}" fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(versions[i].ref)} {escape(key)} = {val:g}</title></rect>'
-                             f'<text x="{x + i * bar}" y="{6 + height - h:.1f}" font-size="10">{val:.4g}</text>')
+                parts.append(
+                    f'<rect x="{x + i * bar}" y="{10 + height - h:.1f}" width="{bar - 3}" height="{h:.1f}"'
+                    f' fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(versions[i].ref)} {escape(key)} = {val:g}</title></rect>'
+                    f'<text x="{x + i * bar}" y="{6 + height - h:.1f}" font-size="10">{val:.4g}</text>'
+                )
         parts.append(f'<text x="{x}" y="{height + 28}">{escape(key)}</text>')
         x += len(versions) * bar + gap
     for i, v in enumerate(versions):
-        parts.append(f'<rect x="{50 + i * 150}" y="{height + 40}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/><text x="{64 + i * 150}" y="{height + 49}">{escape(v.ref)}</text>')
+        parts.append(
+            f'<rect x="{50 + i * 150}" y="{height + 40}" width="10" height="10" fill="{PALETTE[i % len(PALETTE)]}"/>'
+            f'<text x="{64 + i * 150}" y="{height + 49}">{escape(v.ref)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -133,18 +162,26 @@ def derivation_svg(tree: dict[str, Any]) -> str:
     depth_max = max(d for _, d, _ in placed)
     width, height = 20 + (depth_max + 1) * dx, 20 + max(rows[0], 1) * dy
     where = {node["ref"]: (10 + d * dx, 10 + r * dy) for node, d, r in placed}
-    parts = [f'<svg id="derivation" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" aria-label="derivation graph">']
+    parts = [
+        f'<svg id="derivation" xmlns="http://www.w3.org/2000/svg"'
+        f' width="{width}" height="{height}" role="img" aria-label="derivation graph">'
+    ]
     for node, _, _ in placed:
         x0, y0 = where[node["ref"]]
         for child in node.get("children", []):
             x1, y1 = where[child["ref"]]
-            parts.append(f'<path d="M{x0 + box_w} {y0 + box_h / 2} C{x0 + box_w + 20} {y0 + box_h / 2} {x1 - 20} {y1 + box_h / 2} {x1} {y1 + box_h / 2}" fill="none" stroke="#6b7280"/>')
+            parts.append(
+                f'<path d="M{x0 + box_w} {y0 + box_h / 2} C{x0 + box_w + 20} {y0 + box_h / 2}'
+                f' {x1 - 20} {y1 + box_h / 2} {x1} {y1 + box_h / 2}" fill="none" stroke="#6b7280"/>'
+            )
     for node, _, _ in placed:
         x, y = where[node["ref"]]
         label = f'{node["ref"]} {node["format"]}' + (f' {node["quantization"]}' if node.get("quantization") else "")
         fill, stroke = ("#dfe7ff", "#1f3f99") if node.get("focus") else ("#ffffff", "#9aa3af")
         href = "/versions/" + quote(node["ref"], safe="@")
-        parts.append(f'<a href="{href}"><rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{fill}" stroke="{stroke}"/>'
-                     f'<text x="{x + 8}" y="{y + 21}">{escape(label)}</text></a>')
+        parts.append(
+            f'<a href="{href}"><rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="6" fill="{fill}" stroke="{stroke}"/>'
+            f'<text x="{x + 8}" y="{y + 21}">{escape(label)}</text></a>'
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -1,4 +1,5 @@
 """Alembic environment: the connection is handed in by packager.registry.catalog (no alembic.ini)."""
+
 from __future__ import annotations
 
 from alembic import context
