@@ -277,11 +277,23 @@ def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: i
         "--cap-drop",
         "ALL",
     ]
-    for secret in _secrets():
-        args += ["--tmpfs", str(secret), "--remount-ro", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
+    secrets = _secrets()
+    args += _hide(secrets)
     args += ["--bind", str(workspace.tmp), "/tmp"]
-    for path in _visible(reads):
+    environment = _environment()
+    for path in environment:
         args += ["--ro-bind", path, path]
+    # a folder bound back above (the current folder under /tmp) may hold a secret: hidden again (measured: a catalog in
+    # the current folder under /tmp was readable inside)
+    rehidden = [s for s in secrets if any(_contains(Path(e), s) for e in environment)]
+    args += _hide(rehidden)
+    for path in _reads(reads):  # after the hiding: a model file inside the registry's cache is visible, and only that file
+        args += ["--ro-bind", path, path]
+    # the covers turn read-only last: a read inside one needed its mount point made there first (measured, sealed at
+    # once: "bwrap: Can't mkdir parents for .../blobs/model.bin: Read-only file system"); a cover under /tmp that no
+    # bound folder shows is gone with the real /tmp
+    shown = [s for s in secrets if not _contains(Path("/tmp"), s)] + rehidden
+    args += [arg for s in shown if s.is_dir() for arg in ("--remount-ro", str(s))]
     root = str(workspace.root)
     args += ["--bind", root, root, "--ro-bind", str(workspace.inputs), str(workspace.inputs), "--chdir", _cwd()]
     args += ["--setenv", "TMPDIR", "/tmp", "--", sys.executable, "-m", "packager._sandbox_child", str(answer_fd)]
@@ -298,24 +310,31 @@ def _secrets() -> list[Path]:
     blobs = os.environ.get("PACKAGER_BLOBS", "")
     if blobs and "://" not in blobs:
         paths.append(Path(blobs))
-    hidden = []
-    for path in paths:
-        path = path.absolute()
+    hidden: list[Path] = []
+    for path in sorted((p.absolute() for p in paths), key=lambda p: len(p.parts)):
+        if any(_contains(outer, path) for outer in hidden):
+            continue  # inside a folder already hidden: a mount there would fail (bwrap: "Can't mkdir ...: Read-only file system")
         if path.exists() and path != Path("/") and path != home and not _contains(path, Path(sys.prefix)):
             hidden.append(path)
     return hidden
+
+
+def _hide(secrets: list[Path]) -> list[str]:
+    """An empty tmpfs over each secret folder (made read-only at the end of the command line), /dev/null over each file."""
+    args: list[str] = []
+    for secret in secrets:
+        args += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
+    return args
 
 
 def _contains(folder: Path, path: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _visible(reads: Iterable[Any]) -> list[str]:
-    """Paths the child must read: the model, inputs, and Python itself when it lives under /tmp. Bound
-    read-only after the private /tmp and the hidden secrets, so a model under /tmp or in the registry's
-    cache is still visible."""
-    paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
-    paths += [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
+def _environment() -> list[str]:
+    """What Python needs when it lives under /tmp (the private /tmp covers it): the venv, packager's code, sys.path
+    entries and the current folder, bound read-only after the private /tmp."""
+    paths = [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
     # the interpreter itself: a venv under /tmp (a fresh clone there) whose bin/ no sys.path entry covers, when the
     # caller runs from another folder (measured: "bwrap: execvp /tmp/fresh/.venv/bin/python: No such file or directory")
     paths += [Path(p) for p in (sys.prefix, os.path.dirname(sys.executable)) if p.startswith("/tmp/")]
@@ -324,6 +343,12 @@ def _visible(reads: Iterable[Any]) -> list[str]:
     cwd = Path.cwd()
     if str(cwd).startswith("/tmp/"):
         paths.append(cwd)
+    return sorted({str(p) for p in paths if p.exists()}, key=len)
+
+
+def _reads(reads: Iterable[Any]) -> list[str]:
+    """The model and its inputs, bound read-only last: visible even under /tmp or inside a hidden registry folder."""
+    paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
     return sorted({str(p) for p in paths if p.exists()}, key=len)
 
 

@@ -184,6 +184,29 @@ def test_nothing_half_written_when_the_child_dies_mid_conversion(tmp_path, monke
     assert list(out.iterdir()) == [], "the workspace was not removed"
 
 
+def test_a_registry_in_the_current_folder_under_tmp_stays_hidden(tmp_path, monkeypatch):
+    """Run from a folder under /tmp that holds the registry (catalog + blob folder inside it): the catalog stays hidden
+    (the current folder, bound back for Python, re-exposed it), the nested blob folder does not break the sandbox
+    (bwrap: "Can't mkdir .../blobs: Read-only file system"), and a model inside the hidden blob folder is still readable."""
+    import shutil
+
+    registry = tmp_path / "reg"
+    (registry / "blobs").mkdir(parents=True)
+    (registry / "catalog.db").write_text("CATALOG-SECRET-5d1c")
+    model = registry / "blobs" / "model.bin"
+    model.write_text("MODEL-BYTES")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PACKAGER_REGISTRY", f"sqlite:///{registry}/catalog.db")
+    monkeypatch.setenv("PACKAGER_BLOBS", str(registry / "blobs"))
+    with sandbox.workspace() as ws:
+        args = sandbox.command(shutil.which("bwrap"), ws, [model], 3)
+        script = f"cat {registry}/catalog.db; ls {registry}; cat {model}; echo x > {registry}/planted"
+        run = subprocess.run([*args[: args.index("--")], "--", "/bin/sh", "-c", script], capture_output=True, text=True)
+    assert "MODEL-BYTES" in run.stdout, run.stderr
+    assert "CATALOG-SECRET" not in run.stdout + run.stderr and "catalog.db" not in run.stdout
+    assert "Read-only file system" in run.stderr and not (registry / "planted").exists()
+
+
 def test_planted_links_in_the_output_are_refused(tmp_path):
     folder = tmp_path / "package"
     folder.mkdir()
