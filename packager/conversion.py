@@ -16,6 +16,7 @@ from packager.errors import (
     ConversionError,
     NotQuantizable,
     PackagerError,
+    PluginError,
     UnsupportedConversion,
     UsageError,
     ValidationFailed,
@@ -264,7 +265,7 @@ def convert(
     )
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
-        artifact = conversion.func(source.model, signature, staging, options)
+        artifact = _run_converter(conversion, source.model, signature, staging, options)
         quant, report = Quantization(None, False), None
         if quantize and "quantized_in_conversion" in artifact.details:  # e.g. TorchScript int8: done while tracing
             done = artifact.details["quantized_in_conversion"]
@@ -522,6 +523,30 @@ def _quantize(registry, to, artifact, mode, calibration_feeds) -> tuple[Artifact
     return Artifact(quantized, details), Quantization(result.details.get("mode", mode), True, result.reason, before, path_size(quantized))
 
 
+def _run_converter(conversion: Any, model: Any, signature: Signature, staging: Path, options: ConvertOptions) -> Artifact:
+    """The converter plugin, held to its contract: our errors pass; anything else escaping it, or a result that is not an
+    Artifact of a file it wrote in ``staging``, is the converter's defect and says so (not "the model is unusable")."""
+    where = f"the {conversion.source} -> {conversion.target} converter {conversion.name}"
+    hint = "a defect in the converter plugin: report it to its authors with --debug output (or try another --to)"
+    try:
+        artifact = conversion.func(model, signature, staging, options)
+    except PackagerError:
+        raise
+    except Exception as exc:
+        raise ConversionError(f"{where} failed: {type(exc).__name__}: {first_line(exc)}", hint) from exc
+    if not isinstance(artifact, Artifact):
+        raise PluginError(f"{where} returned {type(artifact).__name__}, not an Artifact", hint)
+    path = Path(artifact.path)
+    if not path.exists() or not _contains(staging, path):
+        raise PluginError(f"{where} returned {path}, which is not a file it wrote in its output folder", hint)
+    return artifact
+
+
+def _contains(folder: Path, path: Path) -> bool:
+    folder, path = Path(folder).resolve(), Path(path).resolve()
+    return path == folder or folder in path.parents
+
+
 def _adopt(artifact: Artifact, candidate: Artifact) -> Artifact:
     """Put the kept quantized file where the fp32 one was (the package names one model file)."""
     if candidate.path == artifact.path:
@@ -619,7 +644,12 @@ def _write_package(staging, registry, source, conversion, artifact, signature, f
     framework = registry.framework(source.framework)
     versions = {**framework.versions(), **(runtime.versions() if runtime else {}), "packager": __version__}
     write_json(staging / INPUT_EXAMPLE, input_example(feeds))
-    (staging / REQUIREMENTS).write_text("\n".join(runtime.requirements() if runtime else []) + "\n")
+    provider = registry.provider(to)  # a third-party format runs only where its plugin is installed
+    requirements = [
+        *(runtime.requirements() if runtime else []),
+        *([f"{provider['distribution']}=={provider['version']}"] if provider else []),
+    ]
+    (staging / REQUIREMENTS).write_text("\n".join(requirements) + "\n")
     files = digest_files(staging)
     manifest = Manifest(
         format=to,
@@ -628,7 +658,12 @@ def _write_package(staging, registry, source, conversion, artifact, signature, f
         source=source.info,
         signature=signature,
         quantization=quant,
-        conversion={"converter": conversion.name, "title": registry.format(to).title or to, **artifact.details},
+        conversion={
+            "converter": conversion.name,
+            "title": registry.format(to).title or to,
+            **({"plugin": provider} if provider else {}),
+            **artifact.details,
+        },
         validation=report.to_dict(),
         versions=versions,
         files=files,

@@ -15,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from packager.errors import InputFileError, UnsafeModelError
+from packager.errors import InputFileError, PluginError, UnsafeModelError, first_line
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 ZIP_MAGIC = b"PK\x03\x04"
@@ -67,7 +67,7 @@ def detect_format(path: str | Path, registry: Any = None) -> str:
 def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any) -> str | None:
     """Every content test a plugin declared (``Format.detect``), on every file: a file that the built-in sniffers
     and a plugin, or two plugins, both claim reads as two formats at once and is refused like any polyglot."""
-    claims = [f.name for f in registry.detectors() if f.directory == path.is_dir() and f.name != found and f.detect(path, head)]
+    claims = [f.name for f in registry.detectors() if f.directory == path.is_dir() and f.name != found and _claims(f, path, head, registry)]
     if claims and found or len(claims) > 1:
         names = " and ".join(sorted({*claims, *([found] if found else [])}))
         raise UnsafeModelError(
@@ -75,6 +75,18 @@ def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any) -> s
             "refusing it; re-export the model from the training code into one format",
         )
     return found or (claims[0] if claims else None)
+
+
+def _claims(declared: Any, path: Path, head: bytes, registry: Any) -> bool:
+    """A plugin's content test; its crash is the plugin's defect, named as such (not "the file is corrupt")."""
+    try:
+        return bool(declared.detect(path, head))
+    except Exception as exc:
+        owner = registry.formats[declared.name].owner
+        raise PluginError(
+            f"the {declared.name} format's content test ({owner}) failed on {path.name}: {type(exc).__name__}: {first_line(exc)}",
+            f"a defect in the plugin {owner.split('.')[0]}: update or uninstall it, and report it to its authors",
+        ) from exc
 
 
 def _by_extension(registry: Any, path: Path) -> str | None:

@@ -97,9 +97,11 @@ def load_predictor(
         from packager.errors import UnsupportedConversion
 
         why = "it has no runtime on this machine" if runtime is None else f"{runtime.name} cannot execute it here"
-        raise UnsupportedConversion(
-            f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", "convert it to ONNX and run that"
-        )
+        plugin = artifact.manifest.conversion.get("plugin") if artifact.manifest else None
+        hint = "convert it to ONNX and run that"
+        if runtime is None and isinstance(plugin, dict) and plugin.get("distribution"):
+            hint = f"install {plugin['distribution']}=={plugin.get('version', '')} (the plugin that wrote it), or {hint}"
+        raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", hint)
     if not trust:
         from packager.safety import check_file
 

@@ -258,6 +258,18 @@ class PluginRegistry:
         plugin = self.runtimes.get(format_name)
         return plugin.cls() if plugin else None
 
+    def provider(self, format_name: str) -> dict[str, str] | None:
+        """The third-party distribution whose runtime runs ``format_name`` (None for packager's own plugins): a package
+        of that format needs it installed to run, so the package says so."""
+        plugin = self.runtimes.get(format_name)
+        if plugin is None:
+            return None
+        module = plugin.cls.__module__
+        names = metadata.packages_distributions().get(module.split(".")[0], [])
+        if not names or "packager" in names:
+            return None
+        return {"module": module, "distribution": names[0], "version": metadata.version(names[0])}
+
     def criteria(self, format_name: str) -> Any:
         """The criteria the format's runtime declared (None when it has no runtime)."""
         plugin = self.runtimes.get(format_name)

@@ -159,7 +159,7 @@ def test_a_format_without_a_declared_check_is_refused_untrusted(tmp_path, monkey
 
     registry = load_registry([_module(monkeypatch, "unchecked_plugin", Unchecked=Unchecked)])
     (tmp_path / "m.bin").write_bytes(b"anything")
-    with pytest.raises(UnsafeModelError, match="no installed plugin declares a safety check for unchecked"):
+    with pytest.raises(UnsafeModelError, match=r"its plugin \(unchecked_plugin\) declares no safety check for it"):
         check_file(tmp_path / "m.bin", "unchecked", registry)
     with pytest.raises(UnsafeModelError, match="declares a safety check for mystery"):
         check_file(tmp_path / "m.bin", "mystery", registry)  # a name no plugin knows at all
@@ -191,10 +191,15 @@ def test_pipeline_types_are_the_contracts():
 
 # ---------------------------------------------------------------- a new target format from outside the repository
 
-def _install_outside(site: Path) -> None:
-    """What ``pip install --no-deps --target site`` leaves for a one-module project: the module and its dist-info."""
-    site.mkdir()
-    shutil.copy(PLUGIN / "npz_linear.py", site / "npz_linear.py")
+def _install_outside(site: Path, edits: dict[str, str] | None = None) -> None:
+    """What ``pip install --no-deps --target site`` leaves for a one-module project: the module and its dist-info.
+    ``edits`` (old text -> new text) plant a defect in the module's source, as a plugin author might."""
+    site.mkdir(parents=True)
+    source = (PLUGIN / "npz_linear.py").read_text()
+    for old, new in (edits or {}).items():
+        assert old in source
+        source = source.replace(old, new)
+    (site / "npz_linear.py").write_text(source)
     info = site / "packager_npz_linear-0.1.0.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: packager-npz-linear\nVersion: 0.1.0\n")
@@ -240,6 +245,12 @@ def test_a_third_party_target_format_converts_validates_pushes_and_predicts_thro
     assert manifest["format"] == "npz-linear" and manifest["model_file"] == "model.npz", converted
     assert manifest["validation"]["status"] == "passed" and manifest["validation"]["runtime"] == "numpy (npz-linear)"
     assert manifest["conversion"]["title"] == "numpy linear weights (npz)"
+    # the package runs only where the plugin is installed, and says so
+    assert manifest["conversion"]["plugin"] == {"module": "npz_linear", "distribution": "packager-npz-linear", "version": "0.1.0"}
+    assert "packager-npz-linear==0.1.0" in (tmp_path / "pkg" / "requirements.txt").read_text().splitlines()
+    without = run_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "iris.npy"), "-o", str(tmp_path / "no.parquet"),
+                      env={**outside, "PYTHONPATH": str(ROOT)})
+    assert without.returncode == 6 and "install packager-npz-linear==0.1.0 (the plugin that wrote it)" in without.stderr, without.stderr
 
     inspected = json.loads(_cli(outside, "inspect", str(tmp_path / "pkg" / "model.npz"), "--json").stdout)
     assert inspected["format"] == "npz-linear"  # detected by the plugin's content test, passed by its safety check
@@ -256,6 +267,65 @@ def test_a_third_party_target_format_converts_validates_pushes_and_predicts_thro
 
     _cli(outside, "convert", str(tmp_path / "diabetes.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "reg"))
     assert json.loads((tmp_path / "reg" / "manifest.json").read_text())["validation"]["status"] == "passed"
+
+
+def _defective(tmp_path: Path, edits: dict[str, str]) -> dict[str, str]:
+    site = tmp_path / "defective-site"
+    _install_outside(site, edits)
+    env = os.environ.copy()
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")]), str(site)])
+    env["PACKAGER_HOME"] = str(tmp_path / "home")
+    return env
+
+
+RETURN = "    return Artifact(path, {\"converter\": \"npz_linear\", \"arrays\": sorted(arrays)})"
+
+
+@pytest.mark.parametrize("trust", [False, True], ids=["sandboxed", "trusted"])
+def test_a_converter_plugin_that_crashes_is_named_as_the_defect_not_the_model(tmp_path, trust):
+    """A plugin's own bug is the plugin's: one exit code (7) with or without the sandbox, the converter named, and no hint
+    to re-export a model that is fine (before: exit 4 'the file is not a usable model' sandboxed, exit 70 trusted)."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    env = _defective(tmp_path, {RETURN: "    raise KeyError('boom')"})
+    X, y = load_iris(return_X_y=True)
+    (tmp_path / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
+    result = run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "pkg"), *(["--trust"] if trust else []),
+                     env=env)
+    assert result.returncode == 7, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "sklearn -> npz-linear converter npz_linear.sklearn_to_npz_linear failed: KeyError: 'boom'" in last, last
+    assert "defect in the converter plugin" in last and "re-export" not in last and not (tmp_path / "pkg").exists()
+
+
+def test_a_converter_plugin_returning_the_wrong_type_or_a_file_elsewhere_is_a_plugin_error(tmp_path):
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    (tmp_path / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
+    for name, defect, said in (("str", "    return str(path)", "returned str, not an Artifact"),
+                               ("elsewhere", "    import shutil, tempfile\n    return Artifact(Path(shutil.copy(path, tempfile.mkdtemp())), {})",
+                                "which is not a file it wrote in its output folder")):
+        env = _defective(tmp_path / name, {RETURN: defect})
+        result = run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / name / "pkg"), "--trust", env=env)
+        assert result.returncode == 11 and said in result.stderr.strip().splitlines()[-1], result.stderr
+
+
+def test_a_crashing_content_test_of_a_plugin_is_named_not_blamed_on_an_ordinary_file(tmp_path):
+    """A plugin's detector runs on every file: its crash names the plugin (exit 11); before, every pickle was reported
+    'not a usable model; re-export it' (exit 4) while the file was fine."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    env = _defective(tmp_path, {'    if not head.startswith(b"PK\\x03\\x04"):': '    raise RuntimeError("detector bug")\n    if False:'})
+    X, y = load_iris(return_X_y=True)
+    (tmp_path / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
+    result = run_cli("inspect", str(tmp_path / "iris.pkl"), env=env)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode == 11, result.stderr
+    assert "npz-linear format's content test (npz_linear) failed on iris.pkl: RuntimeError: detector bug" in last and "re-export" not in last
 
 
 def test_the_third_party_formats_safety_check_refuses_a_pickled_array(outside, tmp_path):

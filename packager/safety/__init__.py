@@ -31,12 +31,12 @@ def check_file(path: str | Path, fmt: str, registry: Any = None) -> None:
     from packager.plugins import default_registry
 
     path = Path(path)
-    declared = (registry or default_registry()).format(fmt)
+    registry = registry or default_registry()
+    declared = registry.format(fmt)
     if not declared.checked:
-        raise UnsafeModelError(
-            f"{path.name} is a {fmt} file, and no installed plugin declares a safety check for {fmt}",
-            f"packager refuses formats it cannot check; {TRUST_HINT}",
-        )
+        owner = registry.formats[fmt].owner if fmt in registry.formats else None
+        who = f"its plugin ({owner}) declares no safety check for it" if owner else f"no installed plugin declares a safety check for {fmt}"
+        raise UnsafeModelError(f"{path.name} is a {fmt} file, and {who}", f"packager refuses formats it cannot check; {TRUST_HINT}")
     if declared.check is not None:
         declared.check(path)
 
