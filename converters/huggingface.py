@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
-from packager.errors import ConversionError, UnsupportedConversion, UsageError, converting, first_line
+from packager.errors import ConversionError, InputFileError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
@@ -759,9 +759,13 @@ def load_saved_text_model(path: Path) -> Any:
     """A package's model.safetensors + config.json + preprocessing.json back into the wrapped module (for the runtime)."""
     folder = Path(path).parent
     preprocessing = read_preprocessing(folder)
+    if preprocessing is None:
+        raise InputFileError(
+            f"{folder.name} has no preprocessing.json beside {Path(path).name}: it is not a package packager wrote",
+            "run the package folder `packager convert` wrote, or re-create it from the model folder",
+        )
     transformers = _transformers()
-    # a folder without preprocessing.json gives None here and an AttributeError below (reported, not yet fixed)
-    auto_class = _auto_class(transformers, preprocessing.task)  # type: ignore[union-attr]
+    auto_class = _auto_class(transformers, preprocessing.task)
     model = auto_class.from_pretrained(str(folder), local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
     return _wrapper_class()(model, preprocessing).eval(), preprocessing
 
