@@ -36,6 +36,8 @@ class BlobStore(Protocol):
     def digests(self) -> Iterator[str]: ...
     def rehash(self, digest: str) -> str | None: ...
     def clean_incoming(self) -> int: ...
+    def chunks(self, digest: str, first: int = 0, last: int | None = None, size: int = 1 << 20) -> Iterator[bytes]: ...
+    def local_path(self, digest: str) -> Path | None: ...  # a file on this machine the server can send as is, or None
 
 
 def hash_file(path: Path) -> Blob:
@@ -101,9 +103,21 @@ class LocalBlobStore:
     def exists(self, digest: str) -> bool:
         return self._path(digest).is_file()
 
-    def local_path(self, digest: str) -> Path:
+    def local_path(self, digest: str) -> Path | None:
         """Where the blob lives on disk (the registry server serves it directly, with Range support)."""
         return self._path(digest)
+
+    def chunks(self, digest: str, first: int = 0, last: int | None = None, size: int = 1 << 20) -> Iterator[bytes]:
+        """The blob's bytes ``first``..``last`` (inclusive; all by default), read in pieces of ``size``."""
+        with self._path(digest).open("rb") as fh:
+            fh.seek(first)
+            left = None if last is None else last - first + 1
+            while left is None or left > 0:
+                chunk = fh.read(size if left is None else min(size, left))
+                if not chunk:
+                    return
+                left = None if left is None else left - len(chunk)
+                yield chunk
 
     def size(self, digest: str) -> int | None:
         path = self._path(digest)
@@ -234,6 +248,9 @@ class S3BlobStore:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
+
+    def local_path(self, digest: str) -> Path | None:
+        return None  # objects live in the bucket: the server streams them (chunks)
 
     @_s3_failures
     def chunks(self, digest: str, first: int = 0, last: int | None = None, size: int = 1 << 20) -> Iterator[bytes]:

@@ -23,10 +23,9 @@ def file_response(registry: Any, info: Any, path: str, request_headers: Mapping[
     headers = {"ETag": f'"{entry.digest}"', "Cache-Control": "public, max-age=31536000, immutable"}
     if request_headers.get("if-none-match", "").strip('"') == entry.digest:
         return Response(status_code=304, headers=headers)
-    if hasattr(registry.blobs, "local_path"):  # a folder store: Starlette serves the file, ranges included
-        return FileResponse(
-            registry.blobs.local_path(entry.digest), headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS
-        )
+    local = registry.blobs.local_path(entry.digest)
+    if local is not None:  # a folder store: Starlette serves the file, ranges included
+        return FileResponse(local, headers=headers, filename=pathlib.PurePosixPath(path).name, media_type=OCTETS)
     return _streamed(registry.blobs, entry.digest, entry.size, request_headers.get("range"), headers)
 
 

@@ -59,3 +59,21 @@ def test_registry_modules_import_alone_in_any_order():
     for first in modules:
         done = subprocess.run([sys.executable, "-c", f"import {first}"], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["folder", pytest.param("s3", marks=pytest.mark.s3)])
+def test_every_blob_store_streams_ranges_and_says_whether_it_has_a_local_file(kind, tmp_path, request):
+    """The BlobStore protocol is what the server calls: chunks (whole or a byte range) and local_path (a file, or None
+    for a bucket); the server asks, it no longer probes with hasattr."""
+    import os
+
+    from packager.registry.blobs import BlobStore, open_blob_store
+
+    store: BlobStore = open_blob_store(str(tmp_path / "blobs") if kind == "folder" else request.getfixturevalue("s3_blobs"))
+    data = os.urandom(3 * 1024 + 17)
+    (tmp_path / "f.bin").write_bytes(data)
+    digest = store.put_file(tmp_path / "f.bin").digest
+    assert b"".join(store.chunks(digest, size=1000)) == data
+    assert b"".join(store.chunks(digest, 5, 2050, size=1000)) == data[5:2051]
+    local = store.local_path(digest)
+    assert (local is not None and local.read_bytes() == data) if kind == "folder" else local is None
