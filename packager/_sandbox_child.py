@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+import traceback
 
 PROGRESS_EVERY = 0.2  # seconds: a batch-1 prediction over millions of rows must not flood the answer pipe
 
@@ -70,14 +71,12 @@ def _serve(answer) -> dict:
 
             return {"error": _error(memory_error())}
         except Exception as exc:  # a framework failing outside our boundaries: one line, like errors.reading()
-            return {
-                "error": _error(
-                    InputFileError(
-                        f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
-                        "the file is not a usable model; re-export it from the training code",
-                    )
-                )
-            }
+            error = InputFileError(
+                f"the model failed inside the sandbox ({type(exc).__name__}: {first_line(exc, 300)})",
+                "the file is not a usable model; re-export it from the training code",
+            )
+            error.__cause__ = exc
+            return {"error": _error(error)}
 
 
 def _error(exc) -> dict:
@@ -85,8 +84,17 @@ def _error(exc) -> dict:
 
     if _caused_by_memory(exc):
         exc = memory_error()
+    from packager.errors import TRACE_CHARS
+
     report = getattr(exc, "report", None)
-    return {"type": type(exc).__name__, "what": exc.what, "hint": exc.hint, **({"report": report.to_dict()} if report is not None else {})}
+    trace = "".join(traceback.format_exception(exc))[-TRACE_CHARS:]  # shown by `packager --debug` (the plugin's file and line)
+    return {
+        "type": type(exc).__name__,
+        "what": exc.what,
+        "hint": exc.hint,
+        "trace": trace,
+        **({"report": report.to_dict()} if report is not None else {}),
+    }
 
 
 def _caused_by_memory(exc: BaseException | None) -> bool:

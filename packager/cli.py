@@ -85,6 +85,8 @@ def run() -> None:
         main.main(standalone_mode=False)
     except PackagerError as exc:
         if debug:
+            if exc.child_traceback:
+                click.echo(f"in the sandboxed child:\n{exc.child_traceback}", err=True)
             raise
         click.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(exc.exit_code)

@@ -16,10 +16,14 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return lines[0][:limit] if lines else type(exc).__name__
 
 
+TRACE_CHARS = 8000  # the tail of a sandboxed child's traceback kept for `packager --debug`
+
+
 class PackagerError(Exception):
     """Base of every error packager raises on purpose."""
 
     exit_code = 1
+    child_traceback = ""  # the sandboxed child's traceback (where a plugin failed), printed by --debug
 
     def __init__(self, what: str, hint: str = ""):
         self.what = what

@@ -494,6 +494,8 @@ def _rebuild_error(error: Any, label: str) -> PackagerError:
     PackagerError.__init__(exc, what or f"the model failed while {label}", hint)
     if cls is errors.ValidationFailed and isinstance(exc, errors.ValidationFailed):  # (isinstance for the type checker)
         exc.report = _report(error.get("report"))
+    trace = str(error.get("trace") or "")[-errors.TRACE_CHARS :]
+    exc.child_traceback = "".join(c if c.isprintable() or c == "\n" else "?" for c in trace)  # no terminal escapes
     return exc
 
 

@@ -297,6 +297,9 @@ def test_a_converter_plugin_that_crashes_is_named_as_the_defect_not_the_model(tm
     last = result.stderr.strip().splitlines()[-1]
     assert "sklearn -> npz-linear converter npz_linear.sklearn_to_npz_linear failed: KeyError: 'boom'" in last, last
     assert "defect in the converter plugin" in last and "re-export" not in last and not (tmp_path / "pkg").exists()
+    if not trust:  # --debug shows where the plugin failed, inside the sandboxed child
+        debug = run_cli("--debug", "convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "pkg"), env=env)
+        assert "in the sandboxed child:" in debug.stderr and "npz_linear.py" in debug.stderr and "raise KeyError('boom')" in debug.stderr
 
 
 def test_a_converter_plugin_returning_the_wrong_type_or_a_file_elsewhere_is_a_plugin_error(tmp_path):
