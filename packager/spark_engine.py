@@ -51,6 +51,9 @@ CSV_NULLS = (
 )
 
 
+JVM_RUNTIME_FORMATS = frozenset({"pmml"})  # jpmml_evaluator starts a JVM through JPype in the process that scores
+
+
 @dataclass(frozen=True)
 class SparkResult:
     rows: int
@@ -93,6 +96,12 @@ def predict_on_spark(
             f"--engine spark loads {name} in Spark's Python workers, which the sandbox does not confine",
             "package it with `packager convert` first (workers still run the static checks), "
             "use --engine local (sandboxed), or pass --trust for a file you trust",
+        )
+    if artifact.format in JVM_RUNTIME_FORMATS:
+        raise UsageError(
+            f"--engine spark cannot run a {artifact.format} package: its runtime starts its own JVM, which Spark's Python "
+            "workers do not get (measured: every task failed with \"No module named 'org.jpmml'\")",
+            "use --engine local for this package, or convert the model to ONNX for Spark",
         )
     source, files = _table_source(Path(data))
     output = Path(output).absolute()

@@ -113,7 +113,12 @@ def test_what_spark_cannot_run_is_refused_before_spark_works(wine, tmp_path):
         predict_on_spark(resolve(wine["package"]), npy, tmp_path / "a")
     with pytest.raises(UsageError, match="sandbox does not confine"):
         predict_on_spark(resolve(wine["pickle"]), wine["single"], tmp_path / "b")
-    assert not any(p.name in ("a", "b") for p in tmp_path.iterdir())
+    from packager.inference import Runnable
+
+    pmml = Runnable(tmp_path / "model.pmml", "pmml", None, None, "model")  # refused by its format, before anything is read
+    with pytest.raises(UsageError, match="cannot run a pmml package: its runtime starts its own JVM"):
+        predict_on_spark(pmml, wine["single"], tmp_path / "c", trust=True)
+    assert not any(p.name in ("a", "b", "c") for p in tmp_path.iterdir())
     wrong = run_cli("predict", str(wine["package"]), str(wine["single"]), "-o", str(tmp_path / "d"), "--master", "local[1]")
     assert wrong.returncode == 2 and "--engine spark" in wrong.stderr
 

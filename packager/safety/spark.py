@@ -14,10 +14,10 @@ The rules, right by construction rather than by pattern:
   (our stages are JVM stages: only the JVM reader is used);
 - uids are identifiers, stage folders exist inside the folder, nested ``PipelineModel`` stages are checked the same
   way (depth-bounded);
-- a ``metadata/`` directory holds exactly one record (Spark reads the first line of whichever part file it lists
-  first, ignoring names that start with ``_`` or ``.``): no subdirectory (Spark SQL would read ``key=value`` folders as
-  partitions), no second non-empty file, nothing that is not plain UTF-8 JSON (Hadoop decompresses ``.gz``/``.bz2``…
-  by extension, so bytes that are not JSON as stored are refused rather than guessed at);
+- a ``metadata/`` directory holds exactly one record in a file named as Spark's writer names it (``PART_FILE``; any
+  other name is refused, since Spark's listing skips some names starting with ``_`` but not all): no subdirectory
+  (Spark SQL would read ``key=value`` folders as partitions), no second non-empty file, nothing that is not plain
+  UTF-8 JSON (Hadoop decompresses ``.gz``/``.bz2``… by extension: such names are not Spark's writer's);
 - no symlink, device or FIFO anywhere in the tree; files, bytes and records bounded.
 """
 
@@ -33,8 +33,16 @@ from typing import Any
 
 from packager.errors import InputFileError, UnsafeModelError
 
+# The files Spark's metadata writer makes (saveAsTextFile / the text data source: part-00000, or since Spark 3
+# part-00000-<uuid>-c000.txt), its _SUCCESS marker and Hadoop's checksums. Any other name is refused, not skipped:
+# Spark's listing does not skip every name starting with '_' (a key=value name such as _x=1 is listed and read; found by
+# an outside attacker: a SQLTransformer record hidden that way ran its SQL while the allowed decoy was checked).
+PART_FILE = re.compile(r"part-\d{5}(-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}-c\d{3}(\.txt)?)?")
+WRITER_MARKERS = frozenset({"_SUCCESS"})
+CHECKSUM = re.compile(r"\.(_SUCCESS|part-[0-9a-f-]+(c\d{3})?(\.txt)?)\.crc")
 HINT = "refusing the folder; re-save the pipeline with PipelineModel.write().save(path) (or pass --trust if you trust it)"
 PIPELINE = "org.apache.spark.ml.PipelineModel"
+PYSPARK_PIPELINE = "pyspark.ml.pipeline.PipelineModel"  # what PySpark's own writer records for a nested Pipeline
 _ML = "org.apache.spark.ml."
 ALLOWED_STAGES = frozenset(
     {PIPELINE}
@@ -154,6 +162,13 @@ def _check_stage(root: Path, folder: Path, depth: int) -> StageRecord:
     where = folder.relative_to(root).as_posix() if folder != root else "."
     record = _read_record(root, folder / "metadata", where)
     cls, uid = record.get("class"), record.get("uid")
+    if cls == PYSPARK_PIPELINE:
+        raise UnsafeModelError(
+            f"{root.name}: stage {where} is a PipelineModel PySpark wrote with its Python writer (a Pipeline nested in a "
+            "Pipeline), which only PySpark's module-importing reader loads",
+            "flatten it before saving: PipelineModel(stages=[s for p in model.stages for s in getattr(p, 'stages', [p])]).write()"
+            ".save(path) (or pass --trust if you trust it)",
+        )
     if not isinstance(cls, str) or cls not in ALLOWED_STAGES:
         raise UnsafeModelError(
             f"{root.name}: stage {where} names class {str(cls)[:120]!r}, which is not in the allow-list of Spark ML stages", HINT
@@ -220,8 +235,14 @@ def _read_record(root: Path, metadata: Path, where: str) -> dict[str, Any]:
             raise UnsafeModelError(
                 f"{root.name}: {entry.relative_to(root)} is a folder inside metadata/ (Spark would read it as a partition)", HINT
             )
-        if entry.name.startswith(("_", ".")):
-            continue  # _SUCCESS, .part-*.crc: never listed by Spark's reader
+        if entry.name in WRITER_MARKERS or CHECKSUM.fullmatch(entry.name):
+            continue  # _SUCCESS and the .crc checksums Hadoop writes beside each file: not records
+        if not PART_FILE.fullmatch(entry.name):
+            raise UnsafeModelError(
+                f"{root.name}: {entry.relative_to(root)} is not a file Spark's writer makes (part-NNNNN...txt, _SUCCESS, .crc); "
+                "Spark's listing may read it as a record (a name such as _x=1 is listed although it starts with '_')",
+                HINT,
+            )
         size = entry.stat().st_size
         if size > MAX_METADATA_BYTES:
             raise UnsafeModelError(

@@ -12,12 +12,14 @@ from packager.errors import UnsupportedConversion
 pytestmark = [pytest.mark.spark, pytest.mark.java]
 
 
-def _frame(loader, category_from: str):
+def _frame(loader, category_from: str, own_names: bool = False):
+    """The dataset as a DataFrame; ``own_names`` keeps its column names as scikit-learn gives them ("mean radius"), as a
+    user's DataFrame has them (onnxmltools renames such inputs; the package must read them as they are)."""
     data = loader(as_frame=True)
-    frame = data.frame.rename(columns=lambda c: c.replace("/", "_").replace(" ", "_"))
+    frame = data.frame if own_names else data.frame.rename(columns=lambda c: c.replace("/", "_").replace(" ", "_"))
     frame = frame.rename(columns={"target": "label"})
     frame["label"] = frame["label"].astype("float64")
-    column = category_from.replace(" ", "_")
+    column = category_from if own_names else category_from.replace(" ", "_")
     # a string column for the StringIndexer: the feature's tercile, as words (what a real table's category looks like)
     frame["band"] = np.select([frame[column] < frame[column].quantile(1 / 3), frame[column] < frame[column].quantile(2 / 3)],
                               ["low", "mid"], "high")
@@ -54,7 +56,7 @@ def cancer_logistic(spark, tmp_path_factory):
     from pyspark.ml.classification import LogisticRegression
     from sklearn.datasets import load_breast_cancer
 
-    return _fit(spark, _frame(load_breast_cancer, "mean radius"), LogisticRegression(maxIter=50, regParam=0.01),
+    return _fit(spark, _frame(load_breast_cancer, "mean radius", own_names=True), LogisticRegression(maxIter=50, regParam=0.01),
                 tmp_path_factory.mktemp("spark") / "cancer_logistic", one_hot=True)
 
 
@@ -83,6 +85,10 @@ def test_pipeline_converts_and_validates_on_real_rows(request, which, to, tmp_pa
     manifest = json.loads((package.path / "manifest.json").read_text())
     assert manifest["source"]["format"] == "spark"
     assert [s["name"] for s in manifest["signature"]["inputs"]][0] == "band"  # the StringIndexer's column, read first
+    if to == "onnx" and which == "cancer_logistic":  # the graph reads the DataFrame's own names, spaces included
+        import onnx
+
+        assert "mean radius" in {i.name for i in onnx.load(str(package.path / "model.onnx")).graph.input}
 
 
 

@@ -136,6 +136,13 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     _write_meta(folder / "stages" / "0_VectorAssembler_1a2b3c4d5e6f", _record("os.system", "Evil_0a0b0c0d0e0f"), "part-00001")
     folder = add("spark_evil_first_in_listing", [_assembler()])  # a name that sorts before part-00000 for some listings
     _write_meta(folder / "stages" / "0_VectorAssembler_1a2b3c4d5e6f", _record("os.system", "Evil_0a0b0c0d0e0f"), "0")
+    # Spark's listing skips '_' names only without '=' (found by an outside attacker: the SQL of a record named _x=1 ran
+    # while the decoy part file beside it was the one checked); the payload is padded larger than the decoy
+    sql = {"statement": "SELECT *, reflect('java.lang.Runtime', 'exec', 'touch %s') AS x FROM __THIS__" % marker, "pad": "x" * 400}
+    for name in ("_x=1", "_SUCCESS=1", ".part-00000"):
+        folder = add(f"spark_listed_hidden_name_{name.strip('._=')}", [_assembler()])
+        _write_meta(folder / "stages" / "0_VectorAssembler_1a2b3c4d5e6f", _record(SPARK + "feature.SQLTransformer",
+                                                                                  "VectorAssembler_1a2b3c4d5e6f", sql), name)
     folder = add("spark_gzip_record", [_assembler()])
     stage_meta = folder / "stages" / "0_VectorAssembler_1a2b3c4d5e6f" / "metadata"
     (stage_meta / "part-00000").unlink()
