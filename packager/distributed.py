@@ -36,6 +36,17 @@ class DaskResult:
         return {**asdict(self), "rows_per_second": self.rows_per_second, "engine": "dask"}
 
 
+def refuse_unconfined(artifact: Runnable, trust: bool, engine: str, workers: str) -> None:
+    """A cluster engine runs the model in its workers, outside the sandbox: a bare untrusted file is refused there (a
+    package still gets the static checks in each worker)."""
+    if not trust and artifact.manifest is None:
+        raise UsageError(
+            f"--engine {engine} loads {artifact.label or artifact.path.name} in {workers}, which the sandbox does not confine",
+            "package it with `packager convert` first (workers still run the static checks), use --engine local (sandboxed), "
+            "or pass --trust for a file you trust",
+        )
+
+
 def predict_on_dask(
     artifact: Runnable,
     data: str | Path,
@@ -55,12 +66,7 @@ def predict_on_dask(
     from packager.batches import open_source, plan_feeds
     from packager.inference import load_predictor
 
-    if not trust and artifact.manifest is None:
-        raise UsageError(
-            f"--engine dask loads {artifact.label or artifact.path.name} in Dask workers, which the sandbox does not confine",
-            "package it with `packager convert` first (workers still run the static checks), use --engine local (sandboxed), "
-            "or pass --trust for a file you trust",
-        )
+    refuse_unconfined(artifact, trust, "dask", "Dask workers")
     dd, distributed = _dask()
     source = open_source(data)
     if source.kind not in ("parquet", "csv"):

@@ -87,16 +87,10 @@ def predict_on_spark(
     import time
 
     from packager.batches import plan_feeds
-    from packager.distributed import _count_rows, _predict_frame
+    from packager.distributed import _count_rows, _predict_frame, refuse_unconfined
     from packager.inference import load_predictor
 
-    if not trust and artifact.manifest is None:
-        name = artifact.label or artifact.path.name
-        raise UsageError(
-            f"--engine spark loads {name} in Spark's Python workers, which the sandbox does not confine",
-            "package it with `packager convert` first (workers still run the static checks), "
-            "use --engine local (sandboxed), or pass --trust for a file you trust",
-        )
+    refuse_unconfined(artifact, trust, "spark", "Spark's Python workers")
     if artifact.format in JVM_RUNTIME_FORMATS:
         raise UsageError(
             f"--engine spark cannot run a {artifact.format} package: its runtime starts its own JVM, which Spark's Python "
