@@ -16,12 +16,35 @@ import click
 @click.option("--read-token", is_flag=True, help="Reads need a token from --token-file too (default: reads are open).")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL the server fronts (default: the embedded one).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store the server fronts.")
-def command(host, port, token_file, read_token, registry_url, blobs):
+@click.option(
+    "--header-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a connection has to send complete request headers (slowloris).",
+)
+@click.option("--idle-timeout", default=5, show_default=True, type=click.IntRange(min=1), help="Seconds a kept-alive connection may idle.")
+@click.option(
+    "--max-connections",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open connections in all; when full, the oldest one still waiting for its headers is closed.",
+)
+@click.option(
+    "--max-connections-per-client",
+    default=50,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open connections from one client address; more get 503.",
+)
+def command(
+    host, port, token_file, read_token, registry_url, blobs, header_timeout, idle_timeout, max_connections, max_connections_per_client
+):
     """Serve the registry: web UI at /, REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
-    import uvicorn
-
     from packager.registry.backends import open_registry
     from packager.server.app import create_app, read_tokens
+    from packager.server.limits import Limits, serve
 
     if registry_url and registry_url.startswith(("http://", "https://")):
         from packager.errors import UsageError
@@ -29,4 +52,4 @@ def command(host, port, token_file, read_token, registry_url, blobs):
         raise UsageError("packager serve fronts a catalog database, not another server", "give --registry sqlite:///… or postgresql://…")
     app = create_app(open_registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
     click.echo(f"packager registry on http://{host}:{port}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve(app, host, port, Limits(header_timeout, idle_timeout, max_connections, max_connections_per_client))

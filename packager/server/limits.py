@@ -1,0 +1,214 @@
+"""Connection limits for ``packager serve``: what uvicorn's h11 protocol lacks against slowloris.
+
+uvicorn 0.55's ``H11Protocol`` has a keep-alive timeout but no timer while request headers arrive (a
+client sending one header byte now and then cancels the keep-alive timer and holds its connection for
+ever) and no connection cap (``limit_concurrency`` answers 503 only once a request is complete). Measured
+on 826a172: 1,100 such connections used up the 1,024 descriptors, every normal request timed out and the
+log grew 40 MB in 30 s with "Too many open files". ``guarded_protocol`` wraps (does not rewrite) uvicorn's
+protocol with: a header timeout, a per-client-address cap, and a global cap that, when full, closes the
+oldest connection still waiting for its headers or idle between requests (so an attacker holding every
+slot gives them up to a client that sends a request at once). ``RateLimit`` keeps repeated log lines to a
+few per minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+# Descriptors kept free beside the connections: the catalog, blobs, static files, the listening socket,
+# and the sockets asyncio accepts before any protocol sees them (up to the backlog per loop pass, and two
+# or three passes go by before connection_made: with 256 spare and a backlog of 128, a 2,000-socket burst
+# still hit EMFILE). The soft limit is raised to the hard one (up to SOFT_TARGET), as nginx does.
+RESERVE_FDS = 512
+SOFT_TARGET = 65536
+BUSY_REPLY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\nconnection: close\r\nretry-after: 5\r\n"
+    b"content-length: 46\r\n\r\ntoo many connections from this address; retry\n"
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    header_timeout: float = 10.0  # seconds from connect (or the previous response) to complete request headers
+    idle_timeout: int = 5  # seconds a kept-alive connection may wait for its next request (uvicorn's keep-alive)
+    max_connections: int = 1000  # open connections in all
+    max_per_client: int = 50  # open connections from one client address
+
+
+def descriptor_cap(wanted: int) -> tuple[int, int]:
+    """(connection cap, backlog) the process's descriptors allow: raises the soft RLIMIT_NOFILE towards the
+    hard one; the cap is ``wanted`` or less so that RESERVE_FDS stay free, and the backlog (asyncio's
+    accepts per loop pass as well as listen()'s queue) a third of what is left, within 64..2048. A small
+    listen queue drops SYNs in a flood and normal clients then wait 1 s for a retry: measured here, so it
+    is kept at uvicorn's 2048 whenever the descriptors allow."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(wanted + RESERVE_FDS, SOFT_TARGET)
+    target = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == resource.RLIM_INFINITY:
+        return wanted, 2048
+    cap = max(1, min(wanted, soft - RESERVE_FDS))
+    return cap, min(2048, max(64, (soft - cap - 64) // 3))
+
+
+class _Registry:
+    """Open connections: in order of last activity (for eviction) and counted per client address."""
+
+    def __init__(self) -> None:
+        self.open: OrderedDict[Any, None] = OrderedDict()
+        self.per_client: defaultdict[str, int] = defaultdict(int)
+
+    def oldest_waiting(self) -> Any | None:
+        return next((p for p in self.open if p.waiting_for_headers()), None)
+
+
+def guarded_protocol(limits: Limits, max_connections: int) -> type:
+    """uvicorn's h11 protocol class with ``limits`` applied; pass it as ``uvicorn.Config(http=...)``."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    registry = _Registry()
+    log = logging.getLogger("uvicorn.error")
+
+    class GuardedH11Protocol(H11Protocol):
+        _counted: str | None = None
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            host = self.client[0] if self.client else "?"
+            if registry.per_client[host] >= limits.max_per_client:
+                log.warning("refused a connection: %s already has %d open (--max-connections-per-client)", host, limits.max_per_client)
+                transport.write(BUSY_REPLY)
+                transport.close()
+                return
+            if len(registry.open) >= max_connections:
+                victim = registry.oldest_waiting()
+                if victim is None:
+                    log.warning("refused a connection: %d open, all busy (--max-connections)", max_connections)
+                    transport.write(BUSY_REPLY.replace(b"from this address", b"          in all"))
+                    transport.close()
+                    return
+                log.warning("closed the oldest connection waiting for headers: %d open (--max-connections)", max_connections)
+                victim.drop()
+            self._counted = host
+            registry.per_client[host] += 1
+            registry.open[self] = None
+            self._arm_header_timer()
+
+        def waiting_for_headers(self) -> bool:
+            return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+        def _arm_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(limits.header_timeout, self._header_timeout)
+
+        def _header_timeout(self) -> None:
+            self._header_timer = None
+            if self.waiting_for_headers():
+                log.warning("closed a connection that sent no complete request headers in %g s (--header-timeout)", limits.header_timeout)
+                self.drop()
+
+        def drop(self) -> None:
+            self.transport.abort()  # connection_lost follows and uncounts it
+
+        def data_received(self, data: bytes) -> None:
+            if self in registry.open:
+                registry.open.move_to_end(self)
+            super().data_received(data)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm_header_timer()  # the next request's headers get the same time
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+            if self._counted is not None:
+                registry.open.pop(self, None)
+                registry.per_client[self._counted] -= 1
+                if registry.per_client[self._counted] <= 0:
+                    del registry.per_client[self._counted]
+                self._counted = None
+            super().connection_lost(exc)
+
+    return GuardedH11Protocol
+
+
+class RateLimit(logging.Filter):
+    """At most ``burst`` records per message template per ``window`` seconds; the next record let through
+    says how many were dropped. The 40 MB log of the slowloris was one message repeated."""
+
+    def __init__(self, burst: int = 5, window: float = 60.0) -> None:
+        super().__init__()
+        self.burst, self.window = burst, window
+        self.seen: dict[tuple[str, str], list[float]] = {}
+        self.dropped: defaultdict[tuple[str, str], int] = defaultdict(int)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        recent = [t for t in self.seen.get(key, []) if now - t < self.window]
+        if len(recent) >= self.burst:
+            self.seen[key] = recent
+            self.dropped[key] += 1
+            return False
+        recent.append(now)
+        self.seen[key] = recent
+        if len(self.seen) > 1000:  # messages with varying templates: forget the oldest
+            self.seen.pop(next(iter(self.seen)))
+        if dropped := self.dropped.pop(key, 0):
+            record.msg = f"{record.msg} ({dropped} similar lines dropped in the last {self.window:g} s)"
+        return True
+
+
+def rate_limit_logs() -> RateLimit:
+    """Installs one ``RateLimit`` on every handler that writes the server's log: uvicorn's, the root
+    logger's and ``logging.lastResort`` (where asyncio's "socket.accept() out of system resource" goes)."""
+    limit = RateLimit()
+    handlers = {logging.lastResort, *logging.getLogger().handlers}
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        handlers.update(logging.getLogger(name).handlers)
+    for handler in handlers:
+        if handler is not None:
+            handler.addFilter(limit)
+    return limit
+
+
+def serve(app: Any, host: str, port: int, limits: Limits) -> None:
+    """``uvicorn.run`` with the limits; the protocol class is uvicorn's own, wrapped."""
+    import uvicorn
+
+    cap, backlog = descriptor_cap(limits.max_connections)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        http=guarded_protocol(limits, cap),
+        timeout_keep_alive=limits.idle_timeout,
+        backlog=backlog,
+    )
+    server = uvicorn.Server(config)
+    # The CLI silences library warnings (cli.py); a server's operator wants its refusals, a few per minute.
+    logging.disable(logging.INFO)
+    rate_limit_logs()  # after Config(), whose dictConfig makes uvicorn's handlers
+    if cap < limits.max_connections:
+        logging.getLogger("uvicorn.error").warning(
+            "--max-connections %d lowered to %d: the descriptor limit (ulimit -n) leaves no more", limits.max_connections, cap
+        )
+    server.run()

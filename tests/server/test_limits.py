@@ -1,0 +1,173 @@
+"""`packager serve` under slowloris (issue 21, finding 6): a real server on loopback, real sockets.
+
+On 826a172, 1,100 connections that never finish their headers used up the server's 1,024 descriptors:
+every normal request timed out and the log grew 40 MB in 30 s. The server here runs with that same soft
+descriptor limit; the attackers come from other loopback addresses (127.0.0.2+) so that the per-address
+cap does not also stop the normal client on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.services import free_port
+
+ATTACK = 2000
+SOFT_NOFILE = 1024  # a stock `ulimit -n`: what the finding was measured with
+
+
+def _start(home: Path, log: Path, *options: str) -> tuple[str, subprocess.Popen]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_TOKEN")}
+    env["PACKAGER_HOME"] = str(home)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+    def stock_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT_NOFILE, hard))
+
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "packager.cli", "serve", "--port", str(port), *options],
+            stdout=subprocess.DEVNULL, stderr=sink, env=env, preexec_fn=stock_limit,
+        )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"packager serve exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(f"{url}/api/v1/models", timeout=1)
+            return url, process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("packager serve did not start within 30 s")
+
+
+@pytest.fixture
+def serve(tmp_path):
+    started = []
+
+    def start(*options: str) -> tuple[str, subprocess.Popen, Path]:
+        log = tmp_path / f"serve{len(started)}.log"
+        url, process = _start(tmp_path, log, *options)
+        started.append(process)
+        return url, process, log
+
+    yield start
+    for process in started:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture
+def many_descriptors():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < ATTACK + 200:
+        pytest.skip(f"the hard descriptor limit {hard} is below the {ATTACK} attack sockets")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (ATTACK + 200 if hard == resource.RLIM_INFINITY else hard, hard))
+    yield
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def _slow_connection(port: int, source: str) -> socket.socket:
+    """A connection that starts a request and never finishes its headers."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.setblocking(False)
+    try:
+        sock.connect(("127.0.0.1", port))
+    except BlockingIOError:
+        pass
+    return sock
+
+
+def _timed_get(url: str) -> tuple[int, float]:
+    start = time.monotonic()
+    with urllib.request.urlopen(f"{url}/api/v1/models", timeout=10) as response:
+        response.read()
+        return response.status, time.monotonic() - start
+
+
+def test_slowloris_of_2000_connections_leaves_normal_requests_answering(serve, many_descriptors):
+    url, process, log = serve()  # the defaults a user gets
+    port = int(url.rsplit(":", 1)[1])
+    # 400 from one address (over the per-address cap of 50), then 1,600 from 32 addresses (50 each: over the
+    # global cap of 1,000 together)
+    sources = ["127.0.0.2"] * 400 + [f"127.0.0.{3 + i % 32}" for i in range(ATTACK - 400)]
+    attackers = [_slow_connection(port, source) for source in sources]
+    time.sleep(1.0)
+    for sock in attackers:
+        try:
+            sock.send(b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\n")
+        except OSError:
+            pass  # refused or closed by the server already
+    try:
+        latencies = []
+        for _ in range(5):
+            status, seconds = _timed_get(url)
+            assert status == 200
+            latencies.append(seconds)
+            time.sleep(0.2)
+        descriptors = len(os.listdir(f"/proc/{process.pid}/fd"))
+    finally:
+        for sock in attackers:
+            sock.close()
+    assert max(latencies) < 3.0, latencies
+    assert descriptors < 1000 + 100, f"the server held {descriptors} descriptors"  # --max-connections 1000
+    time.sleep(0.5)
+    assert _timed_get(url)[0] == 200  # and after the attack
+    text = log.read_text()
+    assert len(text.encode()) < 8_000, text[-2000:]  # 40 MB in 30 s on 826a172
+    assert "Too many open files" not in text
+    assert "(--max-connections-per-client)" in text and "(--max-connections)" in text
+
+
+def test_a_kept_alive_connection_dribbling_headers_is_closed(serve):
+    """uvicorn's keep-alive timer stops at the first byte of the next request; the header timer does not."""
+    url, _, log = serve("--header-timeout", "2", "--idle-timeout", "30")
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"GET /api/v1/models HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        start = time.monotonic()
+        sock.settimeout(0.5)
+        closed_after = None
+        for byte in b"GET /api/v1/models HTTP/1.1\r\nX-Slow: " + b"a" * 40:
+            try:
+                sock.send(bytes([byte]))
+                if sock.recv(100) == b"":
+                    closed_after = time.monotonic() - start
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                closed_after = time.monotonic() - start
+                break
+    assert closed_after is not None and 1.5 < closed_after < 4.0, closed_after
+    assert "(--header-timeout)" in log.read_text()
+    assert _timed_get(url)[0] == 200
+
+
+def test_the_limits_are_options_with_defaults():
+    from click.testing import CliRunner
+
+    from packager.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--help"])
+    assert result.exit_code == 0
+    for option in ("--header-timeout", "--idle-timeout", "--max-connections", "--max-connections-per-client"):
+        assert option in result.output
+    bad = CliRunner().invoke(main, ["serve", "--max-connections", "0"])
+    assert bad.exit_code == 2 and "--max-connections" in bad.output
