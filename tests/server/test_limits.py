@@ -129,6 +129,7 @@ def test_slowloris_of_2000_connections_leaves_normal_requests_answering(serve, m
     time.sleep(0.5)
     assert _timed_get(url)[0] == 200  # and after the attack
     text = log.read_text()
+    print(f"\nslowloris of {ATTACK}: GET {[round(t, 3) for t in latencies]} s, {descriptors} descriptors, log {len(text.encode())} B")
     assert len(text.encode()) < 8_000, text[-2000:]  # 40 MB in 30 s on 826a172
     assert "Too many open files" not in text
     assert "(--max-connections-per-client)" in text and "(--max-connections)" in text
