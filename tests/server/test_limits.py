@@ -172,3 +172,28 @@ def test_the_limits_are_options_with_defaults():
         assert option in result.output
     bad = CliRunner().invoke(main, ["serve", "--max-connections", "0"])
     assert bad.exit_code == 2 and "--max-connections" in bad.output
+
+
+def test_repeated_log_lines_are_rate_limited():
+    import io
+    import logging
+
+    from packager.server.limits import RateLimit
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RateLimit(burst=5, window=0.3))
+    logger = logging.getLogger("tests.server.rate_limit")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for i in range(100):
+            logger.error("socket.accept() out of system resource: %d", i)
+        logger.error("another message")
+        time.sleep(0.35)
+        logger.error("socket.accept() out of system resource: %d", 100)
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 7, lines
+    assert lines[-1] == "socket.accept() out of system resource: 100 (95 similar lines dropped in the last 0.3 s)"
