@@ -19,7 +19,8 @@ from pathlib import Path
 class Attack:
     name: str
     path: Path
-    expect: str  # "unsafe" (UnsafeModelError) or "input" (InputFileError) or "either"
+    expect: str  # "unsafe" (UnsafeModelError) or "input" (InputFileError) or "either", or "harmless": either, or it
+    # unpickles to plain data that is refused as no model (UnsupportedConversion), its payload never reached
     runs_code: bool = True  # its payload runs code or touches files when loaded naively (the sandbox must contain it)
 
 

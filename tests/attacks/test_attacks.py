@@ -3,9 +3,11 @@ effect (creating the marker file) never happens; benign files of every framework
 from __future__ import annotations
 
 
+import shutil
+
 import pytest
 
-from packager.errors import InputFileError, PackagerError, UnsafeModelError
+from packager.errors import InputFileError, PackagerError, UnsafeModelError, UnsupportedConversion
 from tests.attacks.build_corpus import benign_keras, benign_torch, build
 
 
@@ -19,7 +21,8 @@ def corpus(tmp_path_factory):
 
 def _refusal(load, attack) -> str | None:
     """None when refused as expected, else what went wrong."""
-    expected = {"unsafe": UnsafeModelError, "input": InputFileError, "either": (UnsafeModelError, InputFileError)}[attack.expect]
+    expected = {"unsafe": UnsafeModelError, "input": InputFileError, "either": (UnsafeModelError, InputFileError),
+                "harmless": (UnsafeModelError, InputFileError, UnsupportedConversion)}[attack.expect]
     try:
         load(attack.path)
     except expected as exc:
@@ -185,3 +188,99 @@ def test_an_onnx_package_reading_an_external_file_is_refused_by_predict(corpus, 
         load_predictor(resolve(package.path))
     np.save(tmp_path / "x.npy", np.ones((2, 4), dtype=np.float32))
     assert json.loads((package.path / "manifest.json").read_text())["format"] == "onnx"
+
+
+# ------------------------------------------------------------ the cluster engines, with hostile files inside packages
+
+CLUSTER_SAMPLE = {  # one per technique group of the scanners' suites (tests/attacks/families/scanner_suites.py)
+    "dask": ("gadget_cProfile_run.pkl", "nested_pickle_loads_binbytes.pkl"),  # ~20 s a call: a local cluster of 2 workers
+    "spark": ("gadget_pty_spawn.pkl",),  # one call: each starts a JVM (~15 s)
+}
+
+
+@pytest.fixture(scope="module")
+def hostile_packages(corpus, tmp_path_factory):
+    """The cluster engines refuse bare untrusted files (distributed.refuse_unconfined); an attacker hands over a package
+    instead: a folder as `convert --to pickle` writes it, its model file replaced by a corpus pickle and its digests
+    recomputed so that only the safety checks stand in the way."""
+    import json
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from packager.conversion import convert
+    from packager.package import digest_files
+
+    attacks, marker, _ = corpus
+    by_name = {a.name: a.path for a in attacks}
+    root = tmp_path_factory.mktemp("hostile-packages")
+    X, y = load_iris(return_X_y=True)
+    (root / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
+    np.save(root / "rows.npy", X[:40].astype(np.float32))
+    pd.DataFrame(X[:40].astype(np.float32), columns=[f"x{i}" for i in range(4)]).to_parquet(root / "rows.parquet")
+    benign = convert(root / "iris.pkl", to="pickle", out=root / "benign", sample=root / "rows.npy").path
+    packages = {}
+    for name in CLUSTER_SAMPLE["dask"] + CLUSTER_SAMPLE["spark"]:
+        folder = root / name.removesuffix(".pkl")
+        shutil.copytree(benign, folder)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        shutil.copy(by_name[name], folder / manifest["model_file"])
+        (folder / "manifest.json").unlink()
+        manifest["files"] = digest_files(folder)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        packages[name] = folder
+    return packages, root / "rows.parquet", marker
+
+
+@pytest.fixture(scope="module")
+def cluster_runs(hostile_packages, tmp_path_factory):
+    """engine -> [(attack name, CompletedProcess, output path)]: each CLI call once (a Spark call starts a JVM)."""
+    from tests.conftest import run_cli
+
+    packages, rows, _ = hostile_packages
+    out = tmp_path_factory.mktemp("cluster-out")
+    runs: dict[str, list] = {}
+
+    def run(engine: str) -> list:
+        if engine not in runs:
+            runs[engine] = [(name, run_cli("predict", str(packages[name]), str(rows), "-o", str(out / name), "--engine", engine),
+                             out / name) for name in CLUSTER_SAMPLE[engine]]
+        return runs[engine]
+
+    return run
+
+
+@pytest.mark.parametrize("engine", ["dask", "spark"])
+def test_cluster_engines_refuse_hostile_packages(cluster_runs, hostile_packages, engine):
+    """As a user runs it: `packager predict PACKAGE rows.parquet --engine dask|spark` on packages holding hostile pickles
+    fails naming the refused import, writes nothing, and no payload runs (the workers' static checks refuse it)."""
+    if engine == "spark":
+        pytest.importorskip("pyspark")
+    _, _, marker = hostile_packages
+    for name, result, out in cluster_runs(engine):
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode != 0, (name, result.stderr[-2000:])
+        assert "model.pkl imports " in last and "not on the allow-list" in last, (name, last)
+        assert not out.exists() and not marker.exists(), name
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "dask",
+        pytest.param("spark", marks=pytest.mark.xfail(strict=True, reason=(
+            "spark_engine wraps the workers' UnsafeModelError as InputFileError (exit 4) with the hint 'rerun with --engine "
+            "local to see the row that fails'; the refusal itself holds (test above). Left to the owner of the cluster engines"))),
+    ],
+)
+def test_cluster_engine_refusals_exit_5_as_unsafe(cluster_runs, engine):
+    """The documented exit code of an unsafe model (5, UnsafeModelError) and its hint, not a row error's."""
+    if engine == "spark":
+        pytest.importorskip("pyspark")
+    for name, result, _ in cluster_runs(engine):
+        last = result.stderr.strip().splitlines()[-1]
+        assert result.returncode == 5 and last.startswith("error: UnsafeModelError: "), (name, result.returncode, last)
+        assert "rerun with --trust" in last and "--engine local" not in last, (name, last)
