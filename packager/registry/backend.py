@@ -245,10 +245,12 @@ def read_package_manifest(package_dir: Path) -> dict[str, Any]:
 
 
 def package_files(package_dir: Path) -> list[tuple[str, Path]]:
+    """Every file of a package folder, after ``check_folder_members``: a link, FIFO or device is refused, not stored."""
+    from packager.safety.folders import check_folder_members
+
+    check_folder_members(package_dir)
     files = []
     for path in sorted(package_dir.rglob("*")):
-        if path.is_symlink():
-            raise InputFileError(f"{path} is a symlink", "packages hold regular files only")
         if path.is_file():
             files.append((path.relative_to(package_dir).as_posix(), path))
     return files
