@@ -17,7 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-from packager.errors import UnsafeModelError
+from packager.errors import InputFileError, UnsafeModelError
 
 MAX_MEMBERS = 1_000_000  # a SavedModel or Spark folder holds tens to thousands of files; a million is not a model
 PLAIN_HINT = "copy the folder with its links resolved (`cp -rL SRC DST`) or re-save the model, then use the copy"
@@ -30,16 +30,19 @@ def check_folder_members(root: str | Path) -> None:
     pending, seen = [root], 0
     while pending:
         folder = pending.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                seen += 1
-                if seen > MAX_MEMBERS:
-                    raise UnsafeModelError(f"{root.name} holds more than {MAX_MEMBERS:,} files", "this is not a model folder")
-                info = entry.stat(follow_symlinks=False)
-                if stat.S_ISDIR(info.st_mode):
-                    pending.append(Path(entry.path))
-                else:
-                    check_member(Path(entry.path), info, root)
+        try:
+            with os.scandir(folder) as entries:
+                members = [(Path(entry.path), entry.stat(follow_symlinks=False)) for entry in entries]
+        except OSError as exc:
+            raise InputFileError(f"cannot list {folder.name} in {root.name}: {exc.strerror or exc}", "check its permissions") from None
+        seen += len(members)
+        if seen > MAX_MEMBERS:
+            raise UnsafeModelError(f"{root.name} holds more than {MAX_MEMBERS:,} files", "this is not a model folder")
+        for path, info in members:
+            if stat.S_ISDIR(info.st_mode):
+                pending.append(path)
+            else:
+                check_member(path, info, root)
 
 
 def check_member(path: Path, info: os.stat_result, root: Path) -> None:
