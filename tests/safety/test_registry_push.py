@@ -103,3 +103,16 @@ def test_the_server_checks_what_it_records_whatever_the_client_did(tmp_path):
         assert _stored(home)[0] == 0
     finally:
         stop()
+
+
+def test_push_with_trust_stores_it_and_says_it_was_not_checked(tmp_path):
+    package = _package(tmp_path / "package", "pickle", "model.pkl", MARKER_PICKLE)
+    home = tmp_path / "home"
+    env = {**os.environ, "PACKAGER_HOME": str(home)}
+    result = run_cli("push", str(package), "--name", "mine", "--trust", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from packager.registry.api import LocalRegistry
+
+    stored = LocalRegistry(f"sqlite:///{home / 'catalog.db'}", str(home / "objects")).get("mine")
+    assert stored.tags["packager.check"] == "not run: pushed with trust"
+    assert not Path("/tmp/pwned-x").exists()
