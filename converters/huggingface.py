@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -27,6 +26,7 @@ from packager.contract import Artifact, Format, Framework
 from packager.deps import require, version_of
 from packager.errors import ConversionError, InputFileError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework
+from packager.safety.folders import copy_plain
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
 
@@ -572,12 +572,12 @@ def write_text_files(model: TextModel, out: Path) -> dict[str, Any]:
     """tokenizer.json (padding and truncation set), tokenizer_config.json, preprocessing.json beside the model file; an
     image classifier's preprocessor_config.json instead of the tokenizer."""
     if model.preprocessing.is_image:
-        shutil.copyfile(model.folder / IMAGE_PROCESSOR, out / IMAGE_PROCESSOR)
+        copy_plain(model.folder / IMAGE_PROCESSOR, out / IMAGE_PROCESSOR)
         files = {"image_processor": IMAGE_PROCESSOR}
     else:
         model.tokenizer.save(str(out / TOKENIZER))
         if (model.folder / TOKENIZER_CONFIG).is_file():
-            shutil.copyfile(model.folder / TOKENIZER_CONFIG, out / TOKENIZER_CONFIG)
+            copy_plain(model.folder / TOKENIZER_CONFIG, out / TOKENIZER_CONFIG)  # a link (git clone) is refused
         files = {"tokenizer": TOKENIZER}
     (out / PREPROCESSING).write_text(json.dumps(model.preprocessing.to_dict(), indent=2) + "\n")
     return {"preprocessing": model.preprocessing.to_dict(), **files, "transformers": version_of("transformers")}
@@ -751,7 +751,7 @@ def hf_to_safetensors(model: TextModel, signature: Signature, out: Path, options
     path = out / "model.safetensors"
     with converting(f"safetensors could not save {model.preprocessing.architecture}", "check the model's state_dict"):
         safetensors_torch.save_model(model.hf_model, str(path), metadata={"format": "pt"})
-    shutil.copyfile(model.folder / "config.json", out / "config.json")
+    copy_plain(model.folder / "config.json", out / "config.json")
     return Artifact(path, {"safetensors": version_of("safetensors"), **write_text_files(model, out)})
 
 

@@ -240,13 +240,14 @@ def _raw_inputs(stages: list[Any]) -> tuple[set[str], list[str]]:
 
 
 def _private_copy(path: Path) -> Path:
-    """The folder copied (links not followed: a link is copied as a link, and the check refuses it) into a fresh 0700
-    temp folder."""
+    """The folder copied into a fresh 0700 temp folder; a link, FIFO or device is refused, never followed or copied."""
     if not path.is_dir():
         raise InputFileError(f"{path.name} is not a folder", "give the folder written by PipelineModel.write().save(path)")
     private = Path(tempfile.mkdtemp(prefix="packager-spark-model-"))
     target = private / "pipeline"
-    shutil.copytree(path, target, symlinks=True)
+    from packager.safety.folders import copy_tree
+
+    copy_tree(path, target)
     return target
 
 

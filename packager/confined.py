@@ -157,6 +157,13 @@ def package_source(
     return Package(destination, manifest)
 
 
+def check(path: str | Path, fmt: str) -> None:
+    """``safety.check_file`` in the sandbox: the static checks parse the file (protobuf, HDF5, zip) before any load."""
+    path = Path(path)
+    with sandbox.workspace() as ws:
+        ws.call("check", {"path": str(path.absolute()), "fmt": fmt}, label=f"checking {path.name}", reads=[path])
+
+
 def inspect(path: str | Path, *, sample: Any = None, **options: Any) -> dict[str, Any]:
     path = Path(path)
     with sandbox.workspace() as ws:
@@ -333,6 +340,13 @@ def _package_source(progress, path: str, out: str, **options) -> dict:
     return {"manifest": package_source(path, out, trust=_trust(), **options).manifest.to_dict()}
 
 
+def _check(progress, path: str, fmt: str) -> None:
+    from packager.safety import check_file
+
+    if not _trust():
+        check_file(path, fmt)
+
+
 def _inspect(progress, path: str, **options) -> dict:
     from packager.inspection import inspect
 
@@ -369,6 +383,7 @@ CHILD_CALLS: dict[str, Callable[..., Any]] = {
     "convert_each": _convert_each,
     "package_source": _package_source,
     "inspect": _inspect,
+    "check": _check,
     "validate": _validate,
     "predict": _predict,
     "bench": _bench,

@@ -446,7 +446,7 @@ def package_source(
 ) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
-    import shutil
+    from packager.safety.folders import copy_tree
 
     if sandbox.confines(trust, registry):
         from packager import confined
@@ -458,7 +458,7 @@ def package_source(
     signature, feeds, _ = prepare_inputs(source, sample, input_shape, registry=registry)
     with staging_dir(Path(out), True) as staging:
         target = staging / path.name
-        shutil.copy2(path, target) if path.is_file() else shutil.copytree(path, target)
+        copy_tree(path, target)  # links, devices and FIFOs refused, never followed (issue 21 finding 1)
         write_json(staging / INPUT_EXAMPLE, input_example(feeds))
         framework = registry.framework(source.framework)
         manifest = Manifest(

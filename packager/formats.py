@@ -50,6 +50,9 @@ def detect_format(path: str | Path, registry: Any = None) -> str:
     if not path.exists():
         raise InputFileError(f"{path} does not exist", "check the path")
     if path.is_dir():
+        from packager.safety.folders import check_folder_members
+
+        check_folder_members(path)  # before any detector reads a member: a link may lead anywhere (issue 21 finding 1)
         return _ask_plugins(path, b"", _detect_directory(path), registry) or _no_directory_format(path, registry)
     head = _read_head(path)
     found = _ask_plugins(path, head, _detect_by_content(path, head), registry)

@@ -50,9 +50,24 @@ def _emit(data: Any) -> None:
     type=click.Path(path_type=Path),
     help="JSON object whose keys override the captured lineage (e.g. git, data).",
 )
+@click.option("--trust", is_flag=True, help="Store it without the static check a load runs (recorded as tag packager.check).")
 @registry_options
 def push(
-    package_dir, name, params, metrics, tags, aliases, data, dockerfile, conda_env, description, lineage_file, registry_url, blobs, as_json
+    package_dir,
+    name,
+    params,
+    metrics,
+    tags,
+    aliases,
+    data,
+    dockerfile,
+    conda_env,
+    description,
+    lineage_file,
+    trust,
+    registry_url,
+    blobs,
+    as_json,
 ):
     """Store PACKAGE_DIR (written by `packager convert -o`) as the next version of NAME."""
     from packager.registry.refs import parse_pairs
@@ -70,6 +85,7 @@ def push(
         conda_env=conda_env,
         description=description,
         lineage=_read_lineage(lineage_file) if lineage_file else None,
+        trust=trust,
     )
     uploaded = getattr(registry, "bytes_uploaded", None)  # through a server: what actually crossed the wire
     if as_json:

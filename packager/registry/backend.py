@@ -140,15 +140,21 @@ class RegistryBackend(abc.ABC):
         parents: Iterable[str] = (),
         lineage: Mapping[str, Any] | None = None,
         capture_cwd: str | Path | None = None,
+        trust: bool = False,
     ) -> VersionInfo:
-        """Store a package directory as the next version of ``name``, with the lineage of this machine."""
+        """Store a package directory as the next version of ``name``, with the lineage of this machine. The package's
+        model file passes the static check a load runs first (``trust`` skips it, recorded on the version)."""
         check_name(name)
         package_dir = Path(package_dir)
         manifest = read_package_manifest(package_dir)
         checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
+        from packager.registry.checks import CHECK_TAG, check_package
+
+        files = package_files(package_dir)  # links, FIFOs and devices refused before the check reads anything
+        tags = {**(tags or {}), CHECK_TAG: check_package(package_dir, manifest, trust=trust)}  # refused: nothing stored
         freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
         freezing.start()
-        entries = self.store_files([(path, rel, "package") for rel, path in package_files(package_dir)])
+        entries = self.store_files([(path, rel, "package") for rel, path in files])
         freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
         return self.record(
@@ -204,12 +210,12 @@ class RegistryBackend(abc.ABC):
         if source_version is None:
             with tempfile.TemporaryDirectory() as work:
                 source_package = package_source(source_path, Path(work) / "source", trust=trust, **(source_options or {}))
-                source_version = self.push(source_package.path, name, description=f"source model {Path(source_path).name}")
+                source_version = self.push(source_package.path, name, description=f"source model {Path(source_path).name}", trust=trust)
         parent = source_version
         if package.manifest.quantization.applied:
             siblings = [v for v in self.children_of(source_version.id) if v.format == package.manifest.format and not v.quantization]
             parent = siblings[-1] if siblings else source_version
-        return self.push(package.path, name, parents=[parent.id], **push_args)
+        return self.push(package.path, name, parents=[parent.id], trust=trust, **push_args)
 
 
 # ---------------------------------------------------------------------- shared helpers
@@ -245,10 +251,12 @@ def read_package_manifest(package_dir: Path) -> dict[str, Any]:
 
 
 def package_files(package_dir: Path) -> list[tuple[str, Path]]:
+    """Every file of a package folder, after ``check_folder_members``: a link, FIFO or device is refused, not stored."""
+    from packager.safety.folders import check_folder_members
+
+    check_folder_members(package_dir)
     files = []
     for path in sorted(package_dir.rglob("*")):
-        if path.is_symlink():
-            raise InputFileError(f"{path} is a symlink", "packages hold regular files only")
         if path.is_file():
             files.append((path.relative_to(package_dir).as_posix(), path))
     return files

@@ -37,6 +37,10 @@ def check_file(path: str | Path, fmt: str, registry: Any = None) -> None:
         owner = registry.formats[fmt].owner if fmt in registry.formats else None
         who = f"its plugin ({owner}) declares no safety check for it" if owner else f"no installed plugin declares a safety check for {fmt}"
         raise UnsafeModelError(f"{path.name} is a {fmt} file, and {who}", f"packager refuses formats it cannot check; {TRUST_HINT}")
+    if path.is_dir():  # every folder format, checked or declared safe: no member may point outside the folder
+        from packager.safety.folders import check_folder_members
+
+        check_folder_members(path)
     if declared.check is not None:
         declared.check(path)
 

@@ -86,7 +86,8 @@ def check_hf_folder(folder: str | Path) -> None:
                 "Transformer/Pooling/Normalize",
                 TRUST_HINT,
             )
-    for path in weight_files(folder):
+    weights = weight_files(folder)
+    for path in weights:
         if path.suffix == ".safetensors":
             from packager.safety.safetensors import check_safetensors
 
@@ -95,3 +96,68 @@ def check_hf_folder(folder: str | Path) -> None:
             from packager.safety.torch import check_torch_file
 
             check_torch_file(path)
+    check_hf_sizes(config, weights, folder.name)
+
+
+# Config sizes against the weights (issue 21 finding 7): transformers builds (and initializes) every tensor the config
+# asks for before it reads one weight, so a 58 KB folder whose config.json says vocab_size=120000000 and whose weights
+# omit the embedding made it allocate 15 GB. As for Keras (packager/safety/keras.py): the parameters the config implies
+# (embedding rows x width, positions x width, per layer 4 x width^2 attention + 2 x width x intermediate), against the
+# weight files' bytes (at least half a byte per stored element: int4). PARAMETERS_PER_ESTIMATE absorbs shared layers
+# (ALBERT: 12 layers stored once) and factorized embeddings; only a gross mismatch is refused. Measured on
+# all-MiniLM-L6-v2: 22.5 M parameters implied, 90.9 MB of weights (limit 1.45 G); the finding's folder: 3.84 G implied by
+# 49 KB of weights (limit 1.8 M), refused in 1.2 s instead of a 15 GB allocation.
+WIDTH_KEYS = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim")
+ROW_KEYS = ("vocab_size", "max_position_embeddings", "n_positions", "type_vocab_size", "num_labels")
+LAYER_KEYS = ("num_hidden_layers", "num_layers", "n_layer", "encoder_layers", "decoder_layers", "num_decoder_layers")
+INNER_KEYS = ("intermediate_size", "d_ff", "n_inner", "ffn_dim", "hidden_dim", "encoder_ffn_dim")
+PARAMETERS_PER_ESTIMATE = 8
+SLACK = 1 << 20
+
+
+def check_hf_sizes(config: Any, weights: list[Path], label: str) -> None:
+    """InputFileError naming the config key when config.json asks for far more parameters than its weights hold."""
+    stored = sum(path.stat().st_size for path in weights)
+    most = PARAMETERS_PER_ESTIMATE * 2 * stored + SLACK
+    terms = sorted(_terms(config, "config.json"), key=lambda term: term[1], reverse=True)
+    implied = sum(size for _, size in terms)
+    if implied > most:
+        what, _ = terms[0]
+        raise InputFileError(
+            f"{label}: {what} asks for about {implied:,} parameters in all, but its {stored:,} bytes of weights "
+            f"({', '.join(p.name for p in weights)}) hold at most {2 * stored:,}",
+            "the config does not belong to these weights (corrupt or crafted); re-save the model with save_pretrained",
+        )
+
+
+def _terms(config: Any, where: str) -> list[tuple[str, int]]:
+    """(what, parameters) per size the config implies, in this config and its nested ones (text_config, encoder...)."""
+    if not isinstance(config, dict):
+        return []
+    found: list[tuple[str, int]] = []
+    width_key = next((k for k in WIDTH_KEYS if _size(config.get(k))), None)
+    width = _size(config.get(width_key)) if width_key else 0
+    if width:
+        labels = config.get("id2label")
+        rows = {key: _size(config.get(key)) for key in ROW_KEYS}
+        rows["num_labels"] = rows["num_labels"] or (len(labels) if isinstance(labels, dict) else 0)
+        found += [(f"{where} {key} {n:,} x {width_key} {width:,}", n * width) for key, n in rows.items() if n]
+        inner_key = next((k for k in INNER_KEYS if _size(config.get(k))), None)
+        inner = _size(config.get(inner_key)) if inner_key else 0
+        per_layer = 4 * width * width + 2 * width * inner
+        found += [
+            (
+                f"{where} {key} {_size(config.get(key)):,} x (4 x {width_key}^2{f' + 2 x {inner_key} {inner:,}' if inner else ''})",
+                _size(config.get(key)) * per_layer,
+            )
+            for key in LAYER_KEYS
+            if _size(config.get(key))
+        ]
+    for key, value in config.items():
+        if isinstance(value, dict) and key not in ("id2label", "label2id"):
+            found += _terms(value, f"{where} {key}")
+    return found
+
+
+def _size(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -1,10 +1,14 @@
 """Keras files (.keras zip, legacy .h5): the model config is read as data and refused when it holds
 a Lambda layer (arbitrary Python, at any nesting depth: sub-models, wrappers) or names a module
-outside Keras/TensorFlow, before Keras deserializes anything. Keras then loads with safe_mode=True."""
+outside the modelling modules Keras's safe mode resolves, before Keras deserializes anything; the weights
+file (the .h5 itself, or the .keras archive's model.weights.h5) may not read other files. Keras then loads
+with safe_mode=True."""
 
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,8 +17,24 @@ from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.pickles import TRUST_HINT
 from packager.safety.zips import ZIP_READ_ERRORS, check_zip
 
-CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
-ALLOWED_MODULE_PREFIXES = ("keras", "tensorflow", "tf_keras", "builtins")
+# TorchModuleWrapper: its config holds a pickled torch module (torch.load of code)
+CODE_LAYERS = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda", "TorchModuleWrapper"})
+# The modules a model's config names (its layers, ops, initializers, regularizers, constraints, optimizers and their
+# schedules, losses, metrics, activations, dtype policies), matched whole or on a dot boundary: what keras 3.15's
+# serialization_lib resolves for a model (``keras.<api>`` through its export table, ``keras.src.<package>`` by import)
+# and what tf_keras writes. A prefix test let ``kerasx.evil`` through, and ``keras``/``tensorflow``/``builtins`` as a
+# whole admitted the five CVE shapes (``keras.utils.get_file``: CVE-2025-8747; ``keras.config.
+# enable_unsafe_deserialization``: CVE-2025-9906; ``tensorflow.io.write_file``; ``builtins.exec``), which only Keras
+# itself stopped (issue 21).
+MODEL_PACKAGES = (
+    "layers", "models", "ops", "initializers", "regularizers", "constraints", "optimizers", "losses", "metrics",
+    "activations", "dtype_policies", "engine",
+)  # fmt: skip
+ROOTS = ("keras", "tf_keras")
+MODULE_PACKAGES = frozenset(f"{root}.{package}" for root in (*ROOTS, "keras.src", "tf_keras.src") for package in MODEL_PACKAGES)
+ROOT_CLASSES = frozenset(
+    {"Sequential", "Model", "Functional", "DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy", "InputSpec", "Variable"}
+)  # what keras writes with module "keras" (measured: DTypePolicy, Sequential); keras.<anything else> is refused
 
 
 def check_keras_archive(path: str | Path) -> None:
@@ -35,6 +55,42 @@ def check_keras_archive(path: str | Path) -> None:
     config = _json(raw, path)
     check_keras_config(config, path.name)
     check_keras_sizes(config, weights, path.name)
+    if weights:
+        check_archive_weights(path)
+
+
+def check_archive_weights(path: Path) -> None:
+    """The archive's model.weights.h5 checked like a legacy .h5 (issue 21): an external link, external storage or a
+    virtual dataset reads another file's bytes when Keras loads the weights. Extracted to a private temp file (its size
+    already bounded by check_zip's expansion budget) because h5py reads a file by seeking, and a deflated member
+    re-inflates from the start on every backward seek."""
+    with tempfile.TemporaryDirectory(prefix="packager-keras-") as work:
+        inner = Path(work) / "model.weights.h5"
+        try:
+            with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as source, inner.open("xb") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+        except ZIP_READ_ERRORS as exc:
+            raise InputFileError(f"{path.name} is a damaged zip archive ({exc})", "re-export or re-download it") from None
+        outside = _h5_outside(inner, f"{path.name}/model.weights.h5")
+    if outside:
+        raise UnsafeModelError(
+            f"{path.name}: model.weights.h5 {outside}, which reads another file when the weights load",
+            "re-save the model with model.save('m.keras')",
+        )
+
+
+def _h5_outside(path: Path, label: str) -> str | None:
+    try:
+        import h5py
+    except ImportError:
+        from packager.errors import MissingDependency
+
+        raise MissingDependency("checking Keras weights needs h5py", "pip install 'packager[tensorflow]'") from None
+    try:
+        with h5py.File(path, "r") as handle:
+            return _reaches_outside(handle)
+    except (OSError, KeyError, RuntimeError, ValueError, SystemError) as exc:  # as in check_keras_h5
+        raise InputFileError(f"{label} is not a readable HDF5 file ({exc})", "the file is truncated or corrupt") from None
 
 
 def check_keras_h5(path: str | Path) -> None:
@@ -110,8 +166,25 @@ def check_keras_config(config: Any, label: str) -> None:
         if name == "__lambda__" or node.get("module") == "builtins" and name == "function":
             raise UnsafeModelError(f"{label}: {where} holds serialized Python code", TRUST_HINT)
         module = node.get("module")
-        if isinstance(module, str) and module and not module.startswith(ALLOWED_MODULE_PREFIXES):
-            raise UnsafeModelError(f"{label}: {where} names module {module!r}, outside Keras", TRUST_HINT)
+        if isinstance(module, str) and module and not allowed_module(module, name):
+            raise UnsafeModelError(
+                f"{label}: {where} names {module}.{_named(node)}, outside the modules a Keras model is made of", TRUST_HINT
+            )
+
+
+def _named(node: dict) -> str:
+    """What a config object names: a function's name is its ``config`` (``{"class_name": "function", "config": "exec"}``)."""
+    inner = node.get("config")
+    return inner if node.get("class_name") == "function" and isinstance(inner, str) else str(node.get("class_name"))
+
+
+def allowed_module(module: str, name: Any = None) -> bool:
+    """``module`` is inside one of MODULE_PACKAGES on a dot boundary (``keras.layers.core``; never ``kerasx`` nor
+    ``keras.utils``), or is the top-level ``keras`` naming one of its model classes."""
+    if module in ROOTS:
+        return name in ROOT_CLASSES
+    parts = module.split(".")
+    return any(".".join(parts[:n]) in MODULE_PACKAGES for n in range(2, len(parts) + 1))
 
 
 def _objects(node: Any, where: str) -> Iterator[tuple[str, dict]]:

@@ -25,6 +25,7 @@ from packager.errors import (
     PackagerError,
     RequestTooLarge,
     Unauthorized,
+    UnsafeModelError,
     UsageError,
 )
 from packager.server.downloads import file_response
@@ -55,6 +56,7 @@ STATUS = {
     NotFound: 404,
     UsageError: 400,
     InputFileError: 400,
+    UnsafeModelError: 422,  # a push the static checks refuse: the registry holds nothing a load would refuse
     BlobCorrupt: 409,
     OutputExists: 409,
     CatalogError: 503,
@@ -147,7 +149,7 @@ DESCRIPTIONS = {
     404: "No such model, version or file (NotFound)",
     409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
     413: "The request body is larger than this route accepts (RequestTooLarge)",
-    422: "The request does not match this schema",
+    422: "The request does not match this schema, or the pushed model file is refused by the static checks (UnsafeModelError)",
     503: "The catalog or blob store is unavailable (CatalogError)",
 }
 NAME_PATH = Path(pattern=NAME)
@@ -260,17 +262,21 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
 
     @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
     def record(body: NewVersion) -> VersionDetail:
+        from packager.registry.checks import CHECK_TAG, check_stored
         from packager.registry.versions import FileEntry
 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
+        manifest = body.manifest.model_dump(exclude_unset=True)
+        uploaded = all(registry.blobs.exists(e.digest) for e in entries)  # else record refuses it (BlobCorrupt, 409)
+        verdict = check_stored(registry.blobs, manifest, entries) if uploaded else ""  # the server's own check
         return registry.record(
             body.name,
-            body.manifest.model_dump(exclude_unset=True),
+            manifest,
             entries,
             body.lineage.model_dump(exclude_unset=True),
             params=body.params,
             metrics=body.metrics,
-            tags=body.tags,
+            tags={**(body.tags or {}), CHECK_TAG: verdict},
             aliases=body.aliases,
             description=body.description,
             parents=body.parents,

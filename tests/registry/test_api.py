@@ -60,7 +60,7 @@ def test_tags_params_metrics_and_list(registry, package_dirs):
     registry.push(package_dirs["onnx"], "fraud", params={"depth": 6}, metrics={"accuracy": "0.93"}, tags={"team": "risk"})
     registry.push(package_dirs["ridge"], "prices")
     tagged = registry.tag("fraud@1", {"stage": "candidate"}, remove=["team"])
-    assert tagged.tags == {"stage": "candidate"} and tagged.params == {"depth": "6"} and tagged.metrics == {"accuracy": 0.93}
+    assert tagged.tags == {"stage": "candidate", "packager.check": "passed"} and tagged.params == {"depth": "6"} and tagged.metrics == {"accuracy": 0.93}
     assert [v.ref for v in registry.list()] == ["fraud@1", "prices@1"]
     registry.push(package_dirs["int8"], "fraud")
     assert [v.ref for v in registry.list("fraud")] == ["fraud@2", "fraud@1"]

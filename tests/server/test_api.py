@@ -103,7 +103,8 @@ def test_rest_api_aliases_tags_lineage_download(server, package_dirs):
     auth = {"Authorization": f"Bearer {TOKEN}"}
     assert http.put("/models/api-model/aliases/production", json={"ref": child.ref}, headers=auth).json()["aliases"] == ["production"]
     assert http.get("/versions/api-model@production").json()["version"] == child.version
-    assert http.patch(f"/versions/{child.ref}/tags", json={"set": {"stage": "canary"}}, headers=auth).json()["tags"] == {"stage": "canary"}
+    assert http.patch(f"/versions/{child.ref}/tags", json={"set": {"stage": "canary"}}, headers=auth).json()["tags"] == {
+        "stage": "canary", "packager.check": "passed"}
     assert [v["ref"] for v in http.get("/search", params={"q": 'tag.stage = "canary"'}).json()] == [child.ref]
     tree = http.get(f"/versions/{child.ref}/lineage").json()
     assert tree["ref"] == source.ref and tree["children"][0]["ref"] == child.ref

@@ -1,0 +1,64 @@
+"""The registry holds nothing packager would refuse (issue 21: 81 hostile packages were stored by `push`, exit 0, and
+refused only by every later load). A push runs the static check a load runs on the package's model file, before any
+blob is stored; the server runs it again on what was uploaded, before the version is recorded (a client's word is not
+taken). A check that cannot run here (no installed plugin declares the format, or its checker's library is missing)
+is not a pass: the verdict is recorded on the version as the tag ``packager.check``."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from packager.errors import InputFileError, MissingDependency
+
+CHECK_TAG = "packager.check"
+PASSED = "passed"
+TRUSTED = "not run: pushed with trust"
+
+
+def check_package(package_dir: str | Path, manifest: Mapping[str, Any], *, trust: bool = False) -> str:
+    """Raise UnsafeModelError/InputFileError when a load would refuse the package's model file; else the verdict to
+    record (``passed``, or ``not run: <why>``)."""
+    from packager import sandbox
+    from packager.package import check_model_file
+    from packager.plugins import default_registry
+
+    if trust:
+        return TRUSTED
+    fmt = manifest.get("format")
+    path = Path(package_dir) / check_model_file(manifest.get("model_file"))
+    if not path.exists():
+        raise InputFileError(f"the manifest names {path.name}, which the package does not hold", "re-create it with `packager convert`")
+    registry = default_registry()
+    if not isinstance(fmt, str) or fmt not in registry.formats:
+        return f"not run: no installed plugin declares the format {fmt!r}"
+    try:
+        if sandbox.confines(False, registry):
+            from packager import confined
+
+            confined.check(path, fmt)
+        else:
+            from packager.safety import check_file
+
+            check_file(path, fmt, registry)
+    except MissingDependency as exc:
+        return f"not run: {exc.what}"[:4096]
+    return PASSED
+
+
+def check_stored(blobs: Any, manifest: Mapping[str, Any], entries: Iterable[Any]) -> str:
+    """``check_package`` on the model file(s) of uploaded ``entries``, copied out of the blob store first (the server's
+    half of a remote push: what it records is what it checked)."""
+    from packager.package import check_model_file
+    from packager.registry.backend import safe_join
+
+    model = check_model_file(manifest.get("model_file"))
+    with tempfile.TemporaryDirectory(prefix="packager-push-check-") as work:
+        root = Path(work)
+        for entry in entries:
+            if entry.role == "package" and (entry.path == model or entry.path.startswith(model + "/")):
+                target = safe_join(root, entry.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                blobs.copy_to(entry.digest, target, entry.size)
+        return check_package(root, manifest)
