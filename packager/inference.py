@@ -103,9 +103,10 @@ def load_predictor(
             hint = f"install {plugin['distribution']}=={plugin.get('version', '')} (the plugin that wrote it), or {hint}"
         raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", hint)
     if not trust:
-        from packager.safety import check_file
+        from packager.safety import check_file, formats_to_check
 
-        check_file(artifact.path, artifact.format, registry)
+        for fmt in formats_to_check(artifact.path, artifact.format, registry):  # a package's manifest may lie
+            check_file(artifact.path, fmt, registry)
     started = time.perf_counter()
     handle = runtime.load(artifact.path, trust=trust, threads=threads)  # the runtime limits its threads (``thread_control``)
     loaded = time.perf_counter() - started

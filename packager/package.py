@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from packager.errors import OutputExists
+from packager import errors
+from packager.errors import InputFileError, OutputExists
 from packager.jsonio import write_json  # noqa: F401  (re-exported: the pipeline writes manifests through it)
 from packager.signature import Signature
 
@@ -93,7 +94,14 @@ def check_model_file(name: Any) -> str:
 
 
 def read_manifest(package_dir: str | Path) -> Manifest:
-    return Manifest.from_dict(json.loads((Path(package_dir) / MANIFEST).read_text()))
+    """The package's manifest, or one InputFileError: a hand-edited or truncated manifest was an internal error (exit
+    70, ``KeyError: 'source'``) rather than a message about the package."""
+    path = Path(package_dir) / MANIFEST
+    try:
+        return Manifest.from_dict(json.loads(path.read_text()))
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"lacks {exc}" if isinstance(exc, KeyError) else f"is not a valid manifest ({errors.first_line(exc)[:200]})"
+        raise InputFileError(f"{Path(package_dir).name}/{MANIFEST} {why}", "re-create the package with `packager convert`") from None
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -36,10 +36,31 @@ import click
     default=50,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Open connections from one client address; more get 503.",
+    help="Open connections from one client address (an IPv6 client: its /64); more get 503.",
+)
+@click.option(
+    "--stall-timeout",
+    default=20.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds a client may leave its response unread, or send its body slower than --min-body-rate, before it is closed.",
+)
+@click.option(
+    "--min-body-rate", default=1024, show_default=True, type=click.IntRange(min=0), help="Bytes per second a request body must average."
 )
 def command(
-    host, port, token_file, read_token, registry_url, blobs, header_timeout, idle_timeout, max_connections, max_connections_per_client
+    host,
+    port,
+    token_file,
+    read_token,
+    registry_url,
+    blobs,
+    header_timeout,
+    idle_timeout,
+    max_connections,
+    max_connections_per_client,
+    stall_timeout,
+    min_body_rate,
 ):
     """Serve the registry: web UI at /, REST API under /api/v1 (OpenAPI at /api/v1/openapi.json)."""
     from packager.registry.backends import open_registry
@@ -52,4 +73,4 @@ def command(
         raise UsageError("packager serve fronts a catalog database, not another server", "give --registry sqlite:///… or postgresql://…")
     app = create_app(open_registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
     click.echo(f"packager registry on http://{host}:{port}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)", err=True)
-    serve(app, host, port, Limits(header_timeout, idle_timeout, max_connections, max_connections_per_client))
+    serve(app, host, port, Limits(header_timeout, idle_timeout, max_connections, max_connections_per_client, stall_timeout, min_body_rate))

@@ -234,8 +234,11 @@ class LocalRegistry(RegistryBackend):
     def tag(self, ref: str | ModelRef, tags: Mapping[str, str], remove: Iterable[str] = ()) -> VersionInfo:
         from sqlalchemy import delete
 
+        from packager.registry.checks import refuse_reserved
+
         tags = {check_key(k, "tag"): check_value(str(v), "tag") for k, v in tags.items()}
         remove = [check_key(k, "tag") for k in remove]
+        refuse_reserved([*tags, *remove])
 
         def work(conn):
             row = self._resolve(conn, ref)

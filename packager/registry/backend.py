@@ -145,17 +145,25 @@ class RegistryBackend(abc.ABC):
         """Store a package directory as the next version of ``name``, with the lineage of this machine. The package's
         model file passes the static check a load runs first (``trust`` skips it, recorded on the version)."""
         check_name(name)
-        package_dir = Path(package_dir)
-        manifest = read_package_manifest(package_dir)
+        given = Path(package_dir)
+        read_package_manifest(given)  # not a package: said before anything is copied
         checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
-        from packager.registry.checks import CHECK_TAG, check_package
+        from packager.registry.checks import CHECK_TAG, check_package, refuse_reserved
+        from packager.safety.folders import copy_tree
 
-        files = package_files(package_dir)  # links, FIFOs and devices refused before the check reads anything
-        tags = {**(tags or {}), CHECK_TAG: check_package(package_dir, manifest, trust=trust)}  # refused: nothing stored
-        freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
-        freezing.start()
-        entries = self.store_files([(path, rel, "package") for rel, path in files])
-        freezing.join()
+        refuse_reserved(tags or {})
+        with tempfile.TemporaryDirectory(prefix="packager-push-") as work:
+            # what is checked is what is stored: a private copy, links refused and never followed (measured by the red
+            # team: a file swapped for a link to ~/.kaggle/kaggle.json during the seconds the check takes was stored)
+            package_dir = Path(work) / given.name
+            copy_tree(given, package_dir)
+            manifest = read_package_manifest(package_dir)
+            files = package_files(package_dir)
+            tags = {**(tags or {}), CHECK_TAG: check_package(package_dir, manifest, trust=trust)}  # refused: nothing stored
+            freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
+            freezing.start()
+            entries = self.store_files([(path, rel, "package") for rel, path in files])
+            freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
         return self.record(
             name,

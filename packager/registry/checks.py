@@ -10,11 +10,22 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from packager.errors import InputFileError, MissingDependency
+from packager.errors import InputFileError, MissingDependency, UsageError
 
 CHECK_TAG = "packager.check"
+RESERVED_PREFIX = "packager."  # tags only packager writes: a user's `tag x packager.check=passed` forged the verdict
 PASSED = "passed"
 TRUSTED = "not run: pushed with trust"
+
+
+def refuse_reserved(keys: Iterable[str]) -> None:
+    """UsageError when a user sets or removes a tag packager owns (the push verdict is packager's word, not theirs)."""
+    reserved = sorted(k for k in keys if str(k).startswith(RESERVED_PREFIX))
+    if reserved:
+        raise UsageError(
+            f"tags starting with {RESERVED_PREFIX!r} are written by packager only: {', '.join(reserved)}",
+            "choose another tag name; the check verdict is set by push itself",
+        )
 
 
 def check_package(package_dir: str | Path, manifest: Mapping[str, Any], *, trust: bool = False) -> str:
@@ -34,14 +45,17 @@ def check_package(package_dir: str | Path, manifest: Mapping[str, Any], *, trust
     if not isinstance(fmt, str) or fmt not in registry.formats:
         return f"not run: no installed plugin declares the format {fmt!r}"
     try:
-        if sandbox.confines(False, registry):
-            from packager import confined
+        from packager.safety import formats_to_check
 
-            confined.check(path, fmt)
-        else:
-            from packager.safety import check_file
+        for claimed in formats_to_check(path, fmt, registry):
+            if sandbox.confines(False, registry):
+                from packager import confined
 
-            check_file(path, fmt, registry)
+                confined.check(path, claimed)
+            else:
+                from packager.safety import check_file
+
+                check_file(path, claimed, registry)
     except MissingDependency as exc:
         return f"not run: {exc.what}"[:4096]
     return PASSED

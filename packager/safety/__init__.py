@@ -45,6 +45,20 @@ def check_file(path: str | Path, fmt: str, registry: Any = None) -> None:
         declared.check(path)
 
 
+def formats_to_check(path: Path, claimed: str, registry: Any) -> list[str]:
+    """The manifest's format, and the format the content says where they differ: a manifest that calls a hostile pickle
+    ``xgboost-ubj`` (a format whose check reads no pickle) was pushed as ``passed`` (red team). Both checks must pass;
+    a package's manifest, like any file, grants nothing."""
+    from packager.errors import InputFileError
+    from packager.formats import detect_format
+
+    try:
+        found = detect_format(path, registry)
+    except InputFileError:
+        return [claimed]  # content no detector knows: the claimed format's own check decides
+    return [claimed] if found == claimed else [claimed, found]
+
+
 def check_pickle_file(path: Path) -> None:
     """Every import a pickle makes is matched against the allow-list before anything is unpickled."""
     with Path(path).open("rb") as stream:

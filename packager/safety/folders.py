@@ -87,24 +87,67 @@ def copy_plain(source: str | Path, target: str | Path) -> None:
     """Copy one file, refusing links, devices and FIFOs (``shutil.copyfile`` follows a link and reads what it names)."""
     fd = open_plain(source)
     with os.fdopen(fd, "rb") as reading, open(target, "xb") as writing:
-        while block := reading.read(1 << 20):
-            writing.write(block)
+        _copy_fd(reading.fileno(), writing.fileno())
 
 
 def copy_tree(source: str | Path, target: str | Path) -> None:
-    """Copy a folder (or one file) whose members are all plain: checked first, and again as each file is opened."""
+    """Copy a folder (or one file) whose members are all plain, walking it by open folder descriptors: every member is
+    opened relative to its already-opened parent with ``O_NOFOLLOW``, so a file or a sub-folder swapped for a link
+    between the check and the copy is refused, never followed (a path-based walk follows a swapped parent folder:
+    the red team's push race put ``~/.kaggle/kaggle.json`` into the registry that way)."""
     source = Path(source)
-    if stat.S_ISDIR(os.lstat(source).st_mode) or source.is_dir():  # the root may be a link the user named
-        check_folder_members(source)
-        _copy_members(source, Path(target))
-    else:
+    if not source.is_dir():  # the root may be a link the user named
         copy_plain(source, target)
+        return
+    check_folder_members(source)
+    root_fd = os.open(source, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _copy_members(root_fd, source, Path(target))
+    finally:
+        os.close(root_fd)
 
 
-def _copy_members(source: Path, target: Path) -> None:
+_NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK  # O_NONBLOCK: a FIFO swapped in must not block the open
+
+
+def _copy_members(folder_fd: int, shown: Path, target: Path) -> None:
     target.mkdir()
-    for entry in sorted(source.iterdir()):
-        if stat.S_ISDIR(os.lstat(entry).st_mode):
-            _copy_members(entry, target / entry.name)
-        else:
-            copy_plain(entry, target / entry.name)
+    for name in sorted(os.listdir(folder_fd)):
+        info = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                child = os.open(name, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW, dir_fd=folder_fd)
+            except OSError as exc:  # swapped for a link since the stat: ELOOP/ENOTDIR
+                raise UnsafeModelError(f"{shown.name}/{name} changed while it was copied ({exc.strerror or exc})", PLAIN_HINT) from None
+            try:
+                _copy_members(child, shown / name, target / name)
+            finally:
+                os.close(child)
+            continue
+        check_member(shown / name, info, shown)
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=folder_fd)
+        except OSError as exc:
+            raise UnsafeModelError(f"cannot open {shown.name}/{name} as a plain file ({exc.strerror or exc})", PLAIN_HINT) from None
+        try:
+            opened = os.fstat(fd)
+            if refusal(shown / name, opened) or (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+                raise UnsafeModelError(f"{shown.name}/{name} changed while it was copied", PLAIN_HINT)
+            with open(target / name, "xb") as writing:
+                _copy_fd(fd, writing.fileno())
+        finally:
+            os.close(fd)
+
+
+def _copy_fd(source: int, target: int) -> None:
+    """In-kernel copy where the kernel offers it (copy_file_range), else blocks through user space."""
+    try:
+        while os.copy_file_range(source, target, 1 << 30):
+            pass
+        return
+    except OSError:
+        pass  # a filesystem pair without copy_file_range: fall back from where it stopped
+    while block := os.read(source, 1 << 20):
+        view = memoryview(block)
+        while view:
+            view = view[os.write(target, view) :]

@@ -86,6 +86,7 @@ def check_hf_folder(folder: str | Path) -> None:
                 "Transformer/Pooling/Normalize",
                 TRUST_HINT,
             )
+        check_module_paths(folder, modules)
     weights = weight_files(folder)
     for path in weights:
         if path.suffix == ".safetensors":
@@ -96,7 +97,37 @@ def check_hf_folder(folder: str | Path) -> None:
             from packager.safety.torch import check_torch_file
 
             check_torch_file(path)
-    check_hf_sizes(config, weights, folder.name)
+    check_hf_sizes(with_defaults(config), weights, folder.name)
+
+
+def check_module_paths(folder: Path, modules: Any) -> None:
+    """Each sentence-transformers module's ``path`` is a sub-folder of the model folder: an absolute path (red team:
+    the Pooling module's config.json read from a host folder, its keys echoed in the error) or ``..`` reads outside."""
+    for module in modules if isinstance(modules, list) else []:
+        where = module.get("path", "") if isinstance(module, dict) else ""
+        inside = isinstance(where, str) and not Path(where).is_absolute() and ".." not in Path(where).parts
+        if not inside:
+            raise UnsafeModelError(
+                f"{folder.name}/modules.json gives a module the path {str(where)[:120]!r}, outside the model folder",
+                "re-save the model with sentence-transformers (module paths are sub-folders of the model)",
+            )
+
+
+def with_defaults(config: dict) -> dict:
+    """config.json completed with its model type's defaults, as transformers completes it before it allocates: a config
+    that states only ``intermediate_size: 20000000`` is built 768 wide and 12 layers deep (red team: 61 GB asked by a
+    3 KB folder whose config named no width, so the estimate counted nothing). Unknown types are taken as written
+    (transformers cannot build them without remote code, which is refused above)."""
+    model_type = config.get("model_type")
+    if not isinstance(model_type, str):
+        return config
+    try:
+        from transformers import CONFIG_MAPPING
+
+        full = CONFIG_MAPPING[model_type].from_dict(dict(config)).to_dict()
+    except Exception:  # noqa: BLE001 - not installed, unknown type or a value its config class rejects: as written
+        return config
+    return full if isinstance(full, dict) else config
 
 
 # Config sizes against the weights (issue 21 finding 7): transformers builds (and initializes) every tensor the config

@@ -165,6 +165,14 @@ def check_keras_config(config: Any, label: str) -> None:
             raise UnsafeModelError(f"{label}: {where} is a {name} layer, which runs arbitrary Python code", TRUST_HINT)
         if name == "__lambda__" or node.get("module") == "builtins" and name == "function":
             raise UnsafeModelError(f"{label}: {where} holds serialized Python code", TRUST_HINT)
+        inner = node.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("vocabulary"), str):
+            # StringLookup/IntegerLookup/TextVectorization read a vocabulary *path* when the layer is built: a host file
+            # read by reference (red team; only Keras 3.15's own safe mode refused it). Saved models carry it inline.
+            raise UnsafeModelError(
+                f"{label}: {where} reads its vocabulary from the file {inner['vocabulary'][:120]!r}, outside the model",
+                "re-save the model with the vocabulary adapted into the layer (layer.adapt or a list), then convert that",
+            )
         module = node.get("module")
         if isinstance(module, str) and module and not allowed_module(module, name):
             raise UnsafeModelError(

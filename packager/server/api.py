@@ -15,6 +15,7 @@ from typing import Any
 # this module is imported only by `packager serve` (FastAPI resolves these annotations at runtime)
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.routing import APIRoute
+from starlette.requests import ClientDisconnect
 
 from packager.errors import (
     BlobCorrupt,
@@ -248,11 +249,14 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
         with tempfile.TemporaryDirectory(prefix="packager-upload-") as work:
             temp = pathlib.Path(work) / "blob"
             hasher, size = hashlib.sha256(), 0
-            with open(temp, "wb") as out:
-                async for chunk in request.stream():
-                    hasher.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
+            try:
+                with open(temp, "wb") as out:
+                    async for chunk in request.stream():
+                        hasher.update(chunk)
+                        out.write(chunk)
+                        size += len(chunk)
+            except ClientDisconnect:  # the client left (or --stall-timeout closed it): nothing stored, no traceback
+                return Response(status_code=499)  # type: ignore[return-value]  # nobody reads it: the connection is gone
             if hasher.hexdigest() != digest:
                 raise BlobCorrupt(
                     f"the uploaded bytes hash to {hasher.hexdigest()[:16]}…, not {digest[:16]}…", "the upload was damaged in transit: retry"

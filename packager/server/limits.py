@@ -36,7 +36,29 @@ class Limits:
     header_timeout: float = 10.0  # seconds from connect (or the previous response) to complete request headers
     idle_timeout: int = 5  # seconds a kept-alive connection may wait for its next request (uvicorn's keep-alive)
     max_connections: int = 1000  # open connections in all
-    max_per_client: int = 50  # open connections from one client address
+    max_per_client: int = 50  # open connections from one client address (IPv6: its /64)
+    # A client that owes the server bytes (a request body) or will not take them (a response it does not read) holds
+    # its slot: the red team kept every slot with 21 x 49 GETs of an 8 MB blob never read, or slow PUT bodies, and
+    # normal requests got 503 for as long as they liked. Such a connection is closed after stall_timeout seconds
+    # without the body arriving at min_body_rate, or with the response stuck in the send buffer.
+    stall_timeout: float = 20.0
+    min_body_rate: int = 1024  # bytes per second, on average since the headers, once stall_timeout has passed
+
+
+def client_key(host: str) -> str:
+    """The address a per-client cap counts: an IPv6 client owns its whole /64 (one host gets 2^64 addresses). IPv4
+    loopback addresses stay apart: a reverse proxy on this machine is one of them, and only a local user has 127/8."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            return str(ipaddress.ip_network(f"{address}/64", strict=False))
+        address = address.ipv4_mapped
+    return str(address)
 
 
 def descriptor_cap(wanted: int) -> tuple[int, int]:
@@ -70,7 +92,7 @@ class _Registry:
         self.per_client: defaultdict[str, int] = defaultdict(int)
 
     def oldest_waiting(self) -> Any | None:
-        return next((p for p in self.open if p.waiting_for_headers()), None)
+        return next((p for p in self.open if p.waiting_for_headers() or p.stalling()), None)
 
 
 def guarded_protocol(limits: Limits, max_connections: int) -> type:
@@ -84,10 +106,13 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
     class GuardedH11Protocol(H11Protocol):
         _counted: str | None = None
         _header_timer: Any = None
+        _stall_timer: Any = None
+        _body_started: float = 0.0
+        _body_bytes: int = 0
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            host = self.client[0] if self.client else "?"
+            host = client_key(self.client[0]) if self.client else "?"
             if registry.per_client[host] >= limits.max_per_client:
                 log.warning("refused a connection: %s already has %d open (--max-connections-per-client)", host, limits.max_per_client)
                 transport.write(BUSY_REPLY)
@@ -100,7 +125,7 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
                     transport.write(BUSY_REPLY.replace(b"from this address", b"          in all"))
                     transport.close()
                     return
-                log.warning("closed the oldest connection waiting for headers: %d open (--max-connections)", max_connections)
+                log.warning("closed the oldest connection waiting for headers or stalling: %d open (--max-connections)", max_connections)
                 victim.drop()
             self._counted = host
             registry.per_client[host] += 1
@@ -109,6 +134,15 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
 
         def waiting_for_headers(self) -> bool:
             return self.conn.their_state is h11.IDLE and not self.transport.is_closing()
+
+        def stalling(self) -> bool:
+            """Holding a slot while the client does not keep up: its response unread, or its body below the rate."""
+            if self.transport.is_closing():
+                return False
+            if self._writing_paused_since is not None:
+                return True
+            elapsed = self.loop.time() - self._body_started
+            return self.conn.their_state is h11.SEND_BODY and elapsed > 1 and self._body_bytes < limits.min_body_rate * elapsed
 
         def _arm_header_timer(self) -> None:
             if self._header_timer is not None:
@@ -127,7 +161,42 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
         def data_received(self, data: bytes) -> None:
             if self in registry.open:
                 registry.open.move_to_end(self)
+            sending_body = self.conn.their_state is h11.SEND_BODY
             super().data_received(data)
+            if sending_body:
+                self._body_bytes += len(data)
+            elif self.conn.their_state is h11.SEND_BODY:  # these bytes ended the headers: the body is owed from now
+                self._body_started, self._body_bytes = self.loop.time(), 0
+                self._arm_stall_timer()
+
+        def _arm_stall_timer(self) -> None:
+            if self._stall_timer is None:
+                self._stall_timer = self.loop.call_later(limits.stall_timeout, self._stalled)
+
+        def _stalled(self) -> None:
+            """Fires stall_timeout after a body began or writing paused; re-arms while the client keeps up."""
+            self._stall_timer = None
+            if self.transport.is_closing():
+                return
+            owed = self.conn.their_state is h11.SEND_BODY
+            slow = owed and self._body_bytes < limits.min_body_rate * (self.loop.time() - self._body_started)
+            if slow or self._writing_paused_since is not None and self.loop.time() - self._writing_paused_since >= limits.stall_timeout:
+                what = "sent its request body slower than --min-body-rate" if slow else "did not read its response"
+                log.warning("closed a connection that %s for %g s", what, limits.stall_timeout)
+                self.drop()
+            elif owed or self._writing_paused_since is not None:
+                self._arm_stall_timer()
+
+        _writing_paused_since: float | None = None
+
+        def pause_writing(self) -> None:  # the send buffer is full: the client is not reading
+            super().pause_writing()
+            self._writing_paused_since = self.loop.time()
+            self._arm_stall_timer()
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            self._writing_paused_since = None
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -135,9 +204,10 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
                 self._arm_header_timer()  # the next request's headers get the same time
 
         def connection_lost(self, exc: Exception | None) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            for timer in (self._header_timer, self._stall_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._header_timer = self._stall_timer = None
             if self._counted is not None:
                 registry.open.pop(self, None)
                 registry.per_client[self._counted] -= 1

@@ -197,3 +197,70 @@ def test_repeated_log_lines_are_rate_limited():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 7, lines
     assert lines[-1] == "socket.accept() out of system resource: 100 (95 similar lines dropped in the last 0.3 s)"
+
+
+def _closed_within(sock: socket.socket, seconds: float, keep_sending: bytes = b"") -> float | None:
+    """Seconds until the server closes ``sock`` (reset or EOF), reading nothing of what it sends; None if it stays."""
+    start = time.monotonic()
+    while time.monotonic() - start < seconds:
+        time.sleep(0.25)
+        try:
+            if keep_sending:
+                sock.send(keep_sending)
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                return time.monotonic() - start
+        except BlockingIOError:
+            continue
+        except OSError:
+            return time.monotonic() - start
+    return None
+
+
+def _drain(sock: socket.socket) -> int:
+    """Bytes readable until the server's close (EOF or reset); a connection still open after 10 s idle fails."""
+    sock.settimeout(10)
+    received = 0
+    try:
+        while chunk := sock.recv(1 << 16):
+            received += len(chunk)
+    except ConnectionResetError:
+        pass
+    return received
+
+
+def test_a_client_that_does_not_read_or_trickles_its_body_loses_its_slot(serve, tmp_path):
+    """Red team (round three): 21 addresses x 49 GETs of an 8 MB blob never read, or slow PUT bodies with a token,
+    held every slot and normal requests got 503 for as long as the attacker liked. --stall-timeout closes both."""
+    token = "stall-token"
+    (tmp_path / "tokens").write_text(token + "\n")
+    from packager.registry.api import LocalRegistry
+
+    package = tmp_path / "package"
+    package.mkdir()
+    (package / "model.bin").write_bytes(os.urandom(64 << 20))  # more than loopback buffers absorb
+    (package / "manifest.json").write_text('{"format": "mystery", "model_file": "model.bin"}')
+    LocalRegistry(f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects")).push(package, "big")
+    url, _, log = serve("--token-file", str(tmp_path / "tokens"), "--stall-timeout", "2", "--min-body-rate", "1000")
+    port = int(url.rsplit(":", 1)[1])
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.connect(("127.0.0.1", port))
+    reader.sendall(b"GET /api/v1/versions/big@1/files/model.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+    uploader = socket.create_connection(("127.0.0.1", port))
+    uploader.sendall(
+        f"PUT /api/v1/blobs/sha256/{'0' * 64} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n".encode()
+    )
+    try:
+        trickled = _closed_within(uploader, 10, keep_sending=b"x")  # one byte per 0.25 s: 4 B/s < 1000 B/s
+        time.sleep(3)  # the reader has now read nothing for more than --stall-timeout (reading earlier would un-stall it)
+        received = _drain(reader)  # what it gets ends before the 64 MB
+    finally:
+        reader.close()
+        uploader.close()
+    assert trickled is not None and trickled < 8, trickled
+    assert received < 64 << 20, (received, log.read_text()[-1500:])
+    text = log.read_text()
+    assert "did not read its response" in text and "slower than --min-body-rate" in text, text[-2000:]
+    assert "Traceback" not in text  # the upload's ClientDisconnect is not logged as a crash
+    assert _timed_get(url)[0] == 200
