@@ -508,12 +508,14 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     """skops refuses unknown types itself; we let through the ones our allow-list accepts."""
     from packager.errors import UnsafeModelError
     from packager.safety import TRUST_HINT, import_refusal
-    from packager.safety.trees import check_loaded
+    from packager.safety.trees import check_loaded, check_skops_trees
     from packager.safety.zips import check_zip
 
     sio = require("skops.io", "sklearn", "reading .skops files")
     check_zip(path)
     try:
+        if not trust:
+            check_skops_trees(path, path.name)  # before skops runs Tree.__setstate__ (skops itself never trusts Tree)
         untrusted = sio.get_untrusted_types(file=path)
         for dotted in untrusted:
             module, _, name = dotted.rpartition(".")

@@ -100,10 +100,21 @@ def _ints(fields: dict[str, str], key: str) -> list[int]:
     return [int(v) for v in fields.get(key, "").split()]
 
 
+# Optional per-node arrays LightGBM reads with a fixed length when present (StringToArray: a wrong length is a Fatal).
+_LGB_SPLIT_ARRAYS = ("split_gain", "internal_value", "internal_weight", "internal_count")
+_LGB_LEAF_ARRAYS = ("leaf_weight", "leaf_count")
+
+
 def _check_lightgbm_tree(block: str, features: int, label: str) -> None:
+    """One tree. LightGBM parses the trees in an OpenMP loop when tree_sizes is given, where its Fatal (a missing field,
+    an array of the wrong length) cannot be caught: "terminate called without an active exception", SIGABRT (measured,
+    lightgbm 4.7, a tree without num_cat). So every field it requires is required here, every length it checks too."""
     lines = block.splitlines()
     tree = f"tree {lines[0]}"
     fields = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+    missing = [key for key in ("num_leaves", "num_cat", "leaf_value") if key not in fields]
+    if missing:
+        raise _unsafe(label, f"{tree} has no {', '.join(missing)} field (LightGBM would abort)")
     leaves = int(fields["num_leaves"])
     if leaves < 1:
         raise _unsafe(label, f"{tree}: num_leaves={leaves}")
@@ -112,11 +123,18 @@ def _check_lightgbm_tree(block: str, features: int, label: str) -> None:
         raise _unsafe(label, f"{tree}: leaf_value has {len(leaf_values)} values for num_leaves={leaves}")
     if int(fields.get("is_linear", "0")):
         _check_linear(fields, leaves, features, f"{label}: {tree}")
+    for keys, length in ((_LGB_SPLIT_ARRAYS, leaves - 1), (_LGB_LEAF_ARRAYS, leaves)):
+        for key in keys:
+            if key in fields and len([float(v) for v in fields[key].split()]) != length:
+                raise _unsafe(label, f"{tree}: {key} does not have {length} values")
     if leaves == 1:
+        _check_categorical(fields, {"decision_type": [], "threshold": []}, f"{label}: {tree}")
         return
     arrays: dict[str, list[Any]] = {}
     for key, kind in _LGB_ARRAYS.items():
-        arrays[key] = [kind(v) for v in fields[key].split()]
+        if key not in fields and key != "decision_type":
+            raise _unsafe(label, f"{tree} has no {key} field (LightGBM would abort)")
+        arrays[key] = [kind(v) for v in fields.get(key, " ".join(["0"] * (leaves - 1))).split()]
         if len(arrays[key]) != leaves - 1:
             raise _unsafe(label, f"{tree}: {key} has {len(arrays[key])} values for {leaves - 1} splits")
     for node, feature in enumerate(arrays["split_feature"]):
@@ -295,6 +313,11 @@ def _check_learner(learner: dict[str, Any], label: str) -> None:
     count = _int_field(model["gbtree_model_param"], "num_trees")
     if not (len(trees) == count == len(info)):
         raise _unsafe(label, f"num_trees={count} but {len(trees)} trees and {len(info)} tree_info entries")
+    if outputs > max(1, count):
+        # every output has trees of its own; a count beyond them only sizes buffers (num_class=50,000,000 hung the loader)
+        raise _unsafe(label, f"num_class/num_target={outputs} for a model of {count} trees")
+    if "cats" in model:
+        _check_categories_encoder(model["cats"], features, label)
     for index, group in enumerate(info):
         if not 0 <= int(group) < outputs:
             raise _unsafe(label, f"tree_info[{index}]={int(group)} outside the {outputs} outputs")
@@ -307,6 +330,32 @@ def _check_learner(learner: dict[str, Any], label: str) -> None:
         _check_xgboost_tree(tree, features, f"{label}: tree {index}")
 
 
+def _check_categories_encoder(cats: Any, features: int, label: str) -> None:
+    """XGBoost 3's stored category encoder: ``feature_segments`` cut ``sorted_idx`` per feature, ``enc`` one per feature."""
+    if not isinstance(cats, dict) or not cats:
+        return
+    segments = [int(v) for v in cats.get("feature_segments", [])]
+    order = [int(v) for v in cats.get("sorted_idx", [])]
+    encoders = list(cats.get("enc", []))
+    if segments and (len(segments) != features + 1 or segments[0] != 0 or segments[-1] != len(order)):
+        raise _unsafe(label, f"cats feature_segments {segments[:8]} do not cut sorted_idx ({len(order)}) for {features} features")
+    if any(b < a for a, b in zip(segments, segments[1:], strict=False)) or sorted(order) != list(range(len(order))):
+        raise _unsafe(label, "cats feature_segments decrease or sorted_idx is not a permutation")
+    if len(encoders) and len(encoders) != features:
+        raise _unsafe(label, f"cats enc has {len(encoders)} entries for {features} features")
+    for index, encoder in enumerate(encoders):
+        offsets = [int(v) for v in encoder.get("offsets", [])] if isinstance(encoder, dict) else None
+        if offsets is None:
+            raise _unsafe(label, f"cats enc[{index}] is not an object")
+        values = encoder.get("values", [])
+        width = segments[index + 1] - segments[index] if segments else None
+        if offsets and (offsets[0] != 0 or any(b < a for a, b in zip(offsets, offsets[1:], strict=False)) or offsets[-1] > len(values)):
+            raise _unsafe(label, f"cats enc[{index}] offsets do not cut its {len(values)} values")
+        count = len(offsets) - 1 if offsets else len(values)
+        if width is not None and (offsets or len(values)) and count != width:
+            raise _unsafe(label, f"cats enc[{index}] holds {count} categories but feature_segments give {width}")
+
+
 _XGB_NODE_ARRAYS = ("left_children", "right_children", "parents", "split_indices", "split_conditions", "default_left")
 _XGB_ROOT_PARENT = 2147483647  # kInvalidNodeId's parent marker written for the root
 
@@ -315,7 +364,14 @@ def _check_xgboost_tree(tree: dict[str, Any], features: int, where: str) -> None
     import numpy
 
     param = tree["tree_param"]
-    nodes, leaf_size = _int_field(param, "num_nodes"), max(1, _int_field(param, "size_leaf_vector"))
+    nodes, leaf_size = _int_field(param, "num_nodes"), _int_field(param, "size_leaf_vector")
+    if leaf_size not in (0, 1):
+        # > 1 makes XGBoost read the tree as a multi-target tree of another layout (measured, xgboost 3.2: size_leaf_vector
+        # 2, -2 or 2**31-1 on a single-target tree segfaults its JSON loader); packager does not check that layout
+        raise UnsafeModelError(
+            f"{where}: size_leaf_vector={leaf_size}: only single-target trees (0 or 1) are checked",
+            "if the file is a multi-target model you trust, rerun with --trust",
+        )
     if nodes < 1 or _int_field(param, "num_feature") != features:
         raise UnsafeModelError(f"{where}: num_nodes={nodes}, num_feature={param['num_feature']} (model: {features})", HINT)
     arrays = {key: numpy.asarray(tree[key]).astype(numpy.float64) for key in _XGB_NODE_ARRAYS}
@@ -325,7 +381,7 @@ def _check_xgboost_tree(tree: dict[str, Any], features: int, where: str) -> None
     for key, values in arrays.items():
         if values.shape != (nodes,):
             raise UnsafeModelError(f"{where}: {key} has {values.size} values for num_nodes={nodes}", HINT)
-    if "base_weights" in tree and len(tree["base_weights"]) not in (nodes, nodes * leaf_size):
+    if "base_weights" in tree and len(tree["base_weights"]) != nodes:
         raise UnsafeModelError(f"{where}: base_weights has {len(tree['base_weights'])} values for num_nodes={nodes}", HINT)
     index = numpy.arange(nodes)
     left, right, parents = arrays["left_children"], arrays["right_children"], arrays["parents"]

@@ -326,3 +326,53 @@ def check_loaded(root: Any, label: str, limit: int = 1_000_000) -> None:
         elif type(obj).__module__.startswith("sklearn."):
             check_estimator(obj, label)
             todo.extend(getattr(obj, "__dict__", {}).values())
+
+
+# ------------------------------------------------------------------ skops: the raw states, before skops builds anything
+
+
+def check_skops_trees(path: Any, label: str) -> None:
+    """Every ``Tree`` and ``TreePredictor`` in a .skops archive's schema, its constructor arguments and state read from
+    the schema and the ``.npy`` members (no pickle) and checked as the unpickler checks them, before ``skops.io.load``
+    runs ``Tree.__setstate__``. A tree state built from anything but plain JSON values and arrays is refused: this reader
+    cannot judge it."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        schema = json.loads(archive.read("schema.json"))
+        todo = [schema]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, list):
+                todo.extend(node)
+                continue
+            if not isinstance(node, dict):
+                continue
+            dotted = (node.get("__module__"), node.get("__class__"))
+            if dotted == TREE_CLASS:
+                args = _skops_value(node.get("__reduce__", {}).get("args"), archive, label)
+                check_tree_args(tuple(args) if isinstance(args, (list, tuple)) else (), label)
+                classes = args[1]
+                check_tree_state(int(args[0]), int(args[2]), int(classes.max()), _skops_value(node.get("content"), archive, label), label)
+            elif dotted == PREDICTOR_CLASS:
+                check_predictor_state(_skops_value(node.get("content"), archive, label), label)
+            todo.extend(node.values())
+
+
+def _skops_value(node: Any, archive: Any, label: str) -> Any:
+    import io
+    import json
+
+    import numpy
+
+    loader = node.get("__loader__") if isinstance(node, dict) else None
+    if loader == "JsonNode":
+        return json.loads(node["content"])
+    if loader == "NdArrayNode" and node.get("type") == "numpy":
+        return numpy.load(io.BytesIO(archive.read(node["file"])), allow_pickle=False)
+    if loader in ("TupleNode", "ListNode"):
+        return [_skops_value(item, archive, label) for item in node["content"]]
+    if loader == "DictNode":
+        return {key: _skops_value(value, archive, label) for key, value in node["content"].items()}
+    raise _refuse(label, f"a tree's state holds a {loader or type(node).__name__} value, which the tree check cannot read")

@@ -732,10 +732,14 @@ def _mutate_xgboost_document(document: dict, rng: random.Random) -> None:
         key = rng.choice(("num_nodes", "num_feature", "size_leaf_vector"))
         tree["tree_param"][key] = str(_boundary_int(rng, int(tree["tree_param"][key])))
     else:
-        where, key = rng.choice(((model["gbtree_model_param"], "num_trees"), (document["learner"]["learner_model_param"], "num_feature"),
-                                 (document["learner"]["learner_model_param"], "num_class"), (model, "tree_info"), (model, "iteration_indptr")))
-        if isinstance(where[key], list):
-            values = list(where[key])
+        sites = [(model["gbtree_model_param"], "num_trees"), (document["learner"]["learner_model_param"], "num_feature"),
+                 (document["learner"]["learner_model_param"], "num_class"), (model, "tree_info"), (model, "iteration_indptr")]
+        cats = model.get("cats") or {}
+        sites += [(cats, key) for key in ("feature_segments", "sorted_idx") if len(cats.get(key, []))]
+        sites += [(enc, key) for enc in cats.get("enc", []) for key in ("offsets", "values") if len(enc.get(key, []))]
+        where, key = rng.choice(sites)
+        if not isinstance(where[key], str):
+            values = [int(v) for v in where[key]]
             values[rng.randrange(len(values))] = _boundary_int(rng, len(values))
             where[key] = values
         else:
