@@ -41,6 +41,10 @@ def check_lightgbm_text(raw: bytes, label: str) -> None:
         )
     if b"end of trees" not in raw:
         raise InputFileError(f"{label} is a truncated LightGBM model (no 'end of trees' line)", "re-save the model; the file was cut short")
+    control = re.search(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", raw)
+    if control:
+        # LightGBM reads the model as a C string: a NUL cuts it short, and one inside a number hung its parser (fuzz)
+        raise InputFileError(f"{label} holds a control byte {control.group(0)!r} at byte {control.start()}", LIGHTGBM_HINT)
     body, trailer = raw.split(b"end of trees", 1)
     try:
         _check_parameters(trailer.decode("utf-8"), label)
@@ -121,6 +125,7 @@ def _check_lightgbm_tree(block: str, features: int, label: str) -> None:
     leaf_values = [float(v) for v in fields["leaf_value"].split()]
     if len(leaf_values) != leaves:
         raise _unsafe(label, f"{tree}: leaf_value has {len(leaf_values)} values for num_leaves={leaves}")
+    float(fields.get("shrinkage", "1"))
     if int(fields.get("is_linear", "0")):
         _check_linear(fields, leaves, features, f"{label}: {tree}")
     for keys, length in ((_LGB_SPLIT_ARRAYS, leaves - 1), (_LGB_LEAF_ARRAYS, leaves)):
@@ -166,7 +171,8 @@ def _check_categorical(fields: dict[str, str], arrays: dict[str, list[Any]], whe
 def _check_linear(fields: dict[str, str], leaves: int, features: int, where: str) -> None:
     counts = _ints(fields, "num_features")
     used = _ints(fields, "leaf_features")
-    coefficients = fields.get("leaf_coeff", "").split()
+    coefficients = [float(v) for v in fields.get("leaf_coeff", "").split()]
+    [float(v) for v in fields.get("leaf_const", "").split()]
     if len(counts) != leaves or any(c < 0 for c in counts) or sum(counts) != len(used) or len(coefficients) != len(used):
         raise UnsafeModelError(f"{where}: linear tree num_features/leaf_features/leaf_coeff do not match num_leaves={leaves}", HINT)
     if any(not 0 <= f < features for f in used) or len(fields.get("leaf_const", "").split()) != leaves:
@@ -176,7 +182,9 @@ def _check_linear(fields: dict[str, str], leaves: int, features: int, where: str
 def _check_lightgbm_counts(header: dict[str, str], trees: int, label: str) -> None:
     """Predict writes one output per tree of an iteration into a buffer of ``num_class`` values."""
     classes, per_iteration = int(header.get("num_class", "1")), int(header.get("num_tree_per_iteration", "1"))
-    if not 1 <= per_iteration <= classes:
+    if not 1 <= per_iteration == classes:
+        # LightGBM writes one tree per class per iteration (num_class=1 outside multiclass); a larger num_class only
+        # sizes its buffers (measured: num_class=50,000,000 on a binary model hangs the loader)
         raise _unsafe(label, f"num_tree_per_iteration={per_iteration} with num_class={classes}")
     if trees % per_iteration:
         raise _unsafe(label, f"{trees} trees is not a whole number of iterations of num_tree_per_iteration={per_iteration}")
@@ -327,6 +335,9 @@ def _check_learner(learner: dict[str, Any], label: str) -> None:
     if name == "dart" and len(booster.get("weight_drop", [])) != count:
         raise _unsafe(label, f"dart weight_drop has {len(booster.get('weight_drop', []))} weights for {count} trees")
     for index, tree in enumerate(trees):
+        if "id" in tree and int(tree["id"]) != index:
+            # XGBoost indexes its trees by id: a repeated id segfaulted its predict (fuzz boosting 7921)
+            raise _unsafe(label, f"tree {index} has id={int(tree['id'])}")
         _check_xgboost_tree(tree, features, f"{label}: tree {index}")
 
 

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ".txt", ".json", ".ubj", ""]
 CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx", "trees": "onnx", "boosting": "onnx"}
 CONVERT_OPTIONS = {"torchscript": {"input_shape": "2,4"}}  # torch files carry no input shapes; every torch seed takes (N, 4)
-PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch", "trees": "sklearn.ensemble",
+PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch", "trees": "skops.io",
            "boosting": "xgboost"}  # imported before the clock starts
 TIME_LIMIT = {"inspect": 20.0, "convert": 120.0}  # per input; a normal input takes < 2 s (inspect) / 15 s (convert) here
 SAVED_PER_KIND = 3  # reproducers kept per (outcome, message) so one bug does not fill the disk

@@ -708,6 +708,7 @@ def mutate_lightgbm(data: bytes, rng: random.Random) -> bytes:
     return (_lightgbm_sizes(text) if rng.random() < 0.5 else text).encode()
 
 
+_XGB_TREE_SCALARS = ("id",)
 _XGB_TREE_ARRAYS = ("left_children", "right_children", "parents", "split_indices", "split_type", "default_left", "split_conditions",
                     "base_weights", "categories", "categories_nodes", "categories_segments", "categories_sizes")
 
@@ -729,8 +730,11 @@ def _mutate_xgboost_document(document: dict, rng: random.Random) -> None:
         tree[key] = values
     elif roll < 0.85:
         tree = rng.choice(model["trees"])
-        key = rng.choice(("num_nodes", "num_feature", "size_leaf_vector"))
-        tree["tree_param"][key] = str(_boundary_int(rng, int(tree["tree_param"][key])))
+        key = rng.choice(("num_nodes", "num_feature", "size_leaf_vector", "id"))
+        if key == "id":
+            tree["id"] = _boundary_int(rng, len(model["trees"]))
+        else:
+            tree["tree_param"][key] = str(_boundary_int(rng, int(tree["tree_param"][key])))
     else:
         sites = [(model["gbtree_model_param"], "num_trees"), (document["learner"]["learner_model_param"], "num_feature"),
                  (document["learner"]["learner_model_param"], "num_class"), (model, "tree_info"), (model, "iteration_indptr")]
