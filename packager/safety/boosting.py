@@ -257,7 +257,7 @@ class _Ubj:
         if kind in _UBJ_NUMBERS and count is not None:
             dtype = numpy.dtype(_UBJ_NUMBERS[kind])
             return numpy.frombuffer(self.take(count * dtype.itemsize), dtype)
-        items = []
+        items: list[Any] = []
         while count is None or len(items) < count:
             marker = kind or self.take(1)
             if count is None and marker == b"]":

@@ -75,7 +75,7 @@ def _rebuild(obj: Any, state: Any) -> Any:
         titles = [fields[n][2] if len(fields[n]) > 2 else None for n in names]
         if any(t is not None for t in titles):
             spec["titles"] = titles
-        return numpy.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))
+        return numpy.dtype(spec, align=bool(flags & _ALIGNED_STRUCT))  # type: ignore[call-overload]  # the dict form is untyped
     if subarray is not None:
         return numpy.dtype((subarray[0], subarray[1]))
     if len(state) == 9 and obj.kind in "mM":

@@ -73,17 +73,24 @@ def crafted(tmp_path_factory):
     (root / "tree.pkl").write_bytes(pickle.dumps(_bad_tree()))
     sio.dump(_bad_tree(), root / "tree.skops")
     _lying_sizes(root / "lgbm.txt")
-    np.save(root / "rows.npy", _iris()[0][:20].astype(np.float32))
+    rows = _iris()[0][:20]
+    np.save(root / "rows.npy", rows.astype(np.float32))
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=[f"x{i}" for i in range(4)]).to_parquet(root / "rows.parquet")  # --engine dask reads Parquet/CSV
     return root
 
 
 _EXPECTED = {"tree.pkl": f"left_child={CHILD}", "tree.skops": f"left_child={CHILD}", "lgbm.txt": "tree_sizes gives tree 0 999999999999 bytes"}
 
 
-def _refused(done, name: str) -> None:
+def _refused(done, name: str, *, worker_log: bool = False) -> None:
+    """Exit 5 and one line naming the field; with ``worker_log``, Dask's own worker log ("Compute Failed") comes before it."""
+    lines = done.stderr.strip().splitlines()
     assert done.returncode == 5, done.stderr
-    assert "UnsafeModelError" in done.stderr and _EXPECTED[name] in done.stderr, done.stderr
-    assert "SIGSEGV" not in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert lines[-1].startswith("error: UnsafeModelError") and _EXPECTED[name] in lines[-1], done.stderr
+    assert "SIGSEGV" not in done.stderr, done.stderr
+    assert worker_log or len(lines) == 1, done.stderr
 
 
 @pytest.mark.parametrize("name", sorted(_EXPECTED))
@@ -91,8 +98,8 @@ def test_finding_5_refused_by_inspect_convert_and_predict_naming_the_field(craft
     _refused(run_cli("inspect", str(crafted / name)), name)
     _refused(run_cli("convert", str(crafted / name), "--to", "onnx", "-o", str(tmp_path / "pkg")), name)
     assert not (tmp_path / "pkg").exists()
-    _refused(run_cli("predict", str(crafted / name), str(crafted / "rows.npy"), "-o", str(tmp_path / "out")), name)
-    assert not (tmp_path / "out").exists()
+    _refused(run_cli("predict", str(crafted / name), str(crafted / "rows.npy"), "-o", str(tmp_path / "out.npy")), name)
+    assert not (tmp_path / "out.npy").exists()
 
 
 @pytest.mark.parametrize("name, target", [("tree.skops", "skops"), ("lgbm.txt", "lightgbm")])
@@ -112,9 +119,9 @@ def test_finding_5_refused_in_the_dask_driver_and_workers(crafted, name, target,
     assert built.returncode == 0, built.stderr
     model_file = json.loads((tmp_path / "pkg" / "manifest.json").read_text())["model_file"]
     shutil.copy(crafted / name, tmp_path / "pkg" / model_file)
-    done = run_cli("predict", str(tmp_path / "pkg"), str(crafted / "rows.npy"), "-o", str(tmp_path / "out"), "--engine", "dask")
-    _refused(done, name)
-    assert "died" not in done.stderr
+    done = run_cli("predict", str(tmp_path / "pkg"), str(crafted / "rows.parquet"), "-o", str(tmp_path / "out.parquet"), "--engine", "dask")
+    _refused(done, name, worker_log=True)
+    assert "died" not in done.stderr and "KilledWorker" not in done.stderr
 
 
 # ---------------------------------------------------------------- in-process: each structure the checks cover
@@ -295,3 +302,31 @@ def test_real_tree_models_still_load_and_predict_the_same(tmp_path):
         if type(model).__module__.startswith("sklearn"):
             sio.dump(model, tmp_path / "m.skops")
             np.testing.assert_array_equal(load_skops(tmp_path / "m.skops").predict(rows), model.predict(rows))
+
+
+class _DtypeState:
+    """Pickles as numpy.dtype('V16') with the given state applied by BUILD (what a crafted file can hold)."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def __reduce__(self):
+        return (np.dtype, ("V16", False, True), self.state)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"a": (np.dtype("int64"), 0), "b": (np.dtype("int64"), 2**31 - 1)},  # numpy's own offset check overflows
+        {"a": (np.dtype("int64"), 0), "b": (5, 8)},  # an int where a dtype belongs
+    ],
+)
+def test_a_pickled_dtype_state_numpy_would_not_write_is_refused(fields, tmp_path):
+    """Found by the trees fuzz family (inputs 5154 and 1637): such a dtype under a tree's node array segfaulted."""
+    state = (3, "|", None, ("a", "b"), fields, 16, 1, 16)
+    (tmp_path / "d.pkl").write_bytes(pickle.dumps(_DtypeState(state)))
+    with pytest.raises(InputFileError, match="holds a numpy dtype whose pickled state numpy would not write"):
+        load_pickle(tmp_path / "d.pkl")
+    good = np.dtype([("a", "<i8"), ("b", "<i8")])
+    (tmp_path / "ok.pkl").write_bytes(pickle.dumps(good))
+    assert load_pickle(tmp_path / "ok.pkl") == good
