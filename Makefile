@@ -54,7 +54,7 @@ bench: setup
 # 10,000 mutated files per family through inspect (500 through convert); crash reproducers in $(FUZZ_OUT)
 FUZZ_OUT ?= fuzz-crashes
 fuzz: setup
-	for family in sklearn joblib tensorflow torchscript keras; do \
+	for family in sklearn joblib tensorflow torchscript keras trees boosting; do \
 		nice -n 10 $(BIN)/python -m tests.fuzz.harness --family $$family --count 10000 --crashes $(FUZZ_OUT) | tail -1 || exit 1; \
 	done
 

@@ -54,60 +54,13 @@ class LightGBM(SklearnApiFramework):
 
 
 def check_text_model(path: Path) -> None:
-    """Every tree block checked before LightGBM's C++ reader sees the file: that reader aborts the whole process on a
-    malformed number (measured, lightgbm 4.7: ``split_feature=x0`` -> "Fatal Python error: Aborted"), so a bad file must
-    never reach it. Checked: the header, ``max_feature_idx``, and per tree the arrays and their lengths, numbers that
-    parse, child and feature indices in range, and the 'end of trees' marker a truncated file loses."""
-    text = read_text_head(path)
-    if not text.startswith(HEADER.decode()):
-        raise InputFileError(
-            f"{path.name} is not a LightGBM text model (no 'tree / version=' header)", "give the file written by booster.save_model"
-        )
-    raw = Path(path).read_bytes()
-    if b"end of trees" not in raw:
-        raise InputFileError(
-            f"{path.name} is a truncated LightGBM model (no 'end of trees' line)", "re-save the model; the file was cut short"
-        )
-    try:
-        _check_trees(raw.split(b"end of trees", 1)[0].decode("utf-8"))
-    except (ValueError, KeyError, UnicodeDecodeError) as exc:
-        raise InputFileError(
-            f"{path.name} is a malformed LightGBM model ({first_line(exc, 160)})",
-            "re-save the model with booster.save_model; the file was edited or corrupted",
-        ) from None
+    """Every tree block checked before LightGBM's C++ reader sees the file (packager.safety.boosting): that reader
+    aborts the whole process on a malformed number (measured, lightgbm 4.7: ``split_feature=x0`` -> "Fatal Python
+    error: Aborted") and reads outside the file when ``tree_sizes`` lies, so a bad file must never reach it."""
+    from packager.safety.boosting import check_lightgbm_text
 
-
-_TREE_ARRAYS = {"split_feature": int, "threshold": float, "decision_type": int, "left_child": int, "right_child": int}
-
-
-def _check_trees(text: str) -> None:
-    blocks = text.split("\nTree=")
-    header = dict(line.split("=", 1) for line in blocks[0].splitlines() if "=" in line)
-    features = int(header["max_feature_idx"]) + 1
-    for block in blocks[1:]:
-        lines = block.splitlines()
-        tree = lines[0]
-        fields = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
-        leaves = int(fields["num_leaves"])
-        if leaves < 1:
-            raise ValueError(f"tree {tree}: num_leaves={leaves}")
-        leaf_values = [float(v) for v in fields["leaf_value"].split()]
-        if len(leaf_values) != leaves:
-            raise ValueError(f"tree {tree}: {len(leaf_values)} leaf values for {leaves} leaves")
-        if leaves == 1:
-            continue
-        arrays = {}
-        for key, kind in _TREE_ARRAYS.items():
-            values = [kind(v) for v in fields[key].split()]
-            if len(values) != leaves - 1:
-                raise ValueError(f"tree {tree}: {key} has {len(values)} values for {leaves - 1} splits")
-            arrays[key] = values
-        if not all(0 <= f < features for f in arrays["split_feature"]):
-            raise ValueError(f"tree {tree}: split_feature outside 0..{features - 1}")
-        if not all(-leaves <= c < leaves - 1 for c in arrays["left_child"] + arrays["right_child"]):
-            raise ValueError(f"tree {tree}: a child index outside the tree")
-        for key in ("num_cat", "cat_boundaries", "cat_threshold"):
-            [int(v) for v in fields.get(key, "").split()]
+    read_text_head(path, 1)  # a one-line error for an unreadable file
+    check_lightgbm_text(Path(path).read_bytes(), path.name)
 
 
 def estimator_from_booster(booster: Any) -> Any:

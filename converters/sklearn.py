@@ -508,24 +508,30 @@ def load_skops(path: Path, *, trust: bool = False) -> Any:
     """skops refuses unknown types itself; we let through the ones our allow-list accepts."""
     from packager.errors import UnsafeModelError
     from packager.safety import TRUST_HINT, import_refusal
+    from packager.safety.trees import check_loaded, check_skops_trees
     from packager.safety.zips import check_zip
 
     sio = require("skops.io", "sklearn", "reading .skops files")
     check_zip(path)
     try:
+        if not trust:
+            check_skops_trees(path, path.name)  # before skops runs Tree.__setstate__ (skops itself never trusts Tree)
         untrusted = sio.get_untrusted_types(file=path)
         for dotted in untrusted:
             module, _, name = dotted.rpartition(".")
             reason = import_refusal(module, name)
             if reason and not trust:
                 raise UnsafeModelError(f"{path.name} needs type {dotted}: {reason}", TRUST_HINT)
-        return sio.load(path, trusted=untrusted)
+        model = sio.load(path, trusted=untrusted)
     except UnsafeModelError:
         raise
     except Exception as exc:
         raise InputFileError(
             f"{path.name} cannot be read as a skops file ({type(exc).__name__}: {exc})", "re-save it with skops.io.dump"
         ) from exc
+    if not trust:
+        check_loaded(model, path.name)  # trees skops would not trust (it lists sklearn Tree as untrusted): before any predict
+    return model
 
 
 # ---------------------------------------------------------------- conversions

@@ -44,6 +44,8 @@ class XGBoost(SklearnApiFramework):
         xgb = _xgb()
         if fmt == JSON:
             check_json_model(path)
+        else:
+            check_ubj_model(path)
         try:
             booster = xgb.Booster(model_file=str(path))
             objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
@@ -57,7 +59,10 @@ class XGBoost(SklearnApiFramework):
 
 
 def check_json_model(path: Path) -> None:
-    """The top-level shape XGBoost writes ({"learner": {"gradient_booster": ..., "objective": ...}, "version": [...]})."""
+    """The top-level shape XGBoost writes ({"learner": {"gradient_booster": ..., "objective": ...}, "version": [...]}),
+    then every tree's arrays and indices (packager.safety.boosting), before XGBoost's C++ reader sees the file."""
+    from packager.safety.boosting import check_xgboost_document
+
     try:
         document = json.loads(Path(path).read_bytes())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -71,6 +76,20 @@ def check_json_model(path: Path) -> None:
             f"{path.name} is JSON but not an XGBoost model (learner lacks {', '.join(missing)})",
             "give the file written by XGBoost's save_model('model.json')",
         )
+    check_xgboost_document(document, path.name)
+
+
+def check_ubj_model(path: Path) -> None:
+    """The UBJSON form decoded by our bounds-checked reader and checked as the JSON form is."""
+    from packager.safety.boosting import check_xgboost_document, read_ubjson
+
+    try:
+        document = read_ubjson(Path(path).read_bytes())
+    except (ValueError, KeyError, UnicodeDecodeError) as exc:
+        raise InputFileError(
+            f"{path.name} is not valid UBJSON ({first_line(exc, 120)})", "the file is truncated or corrupt; re-save the model"
+        ) from None
+    check_xgboost_document(document, path.name)
 
 
 def is_json_model(path: Path, head: bytes) -> bool:
@@ -94,7 +113,14 @@ JSON_FORMAT = Format(
     check=None,
     safe_because=_DATA + "; its structure is checked in Python first (check_json_model)",
 )
-UBJ_FORMAT = Format(UBJ, title="XGBoost UBJSON model", suffix=".ubj", detect=is_ubj_model, check=None, safe_because=_DATA)
+UBJ_FORMAT = Format(
+    UBJ,
+    title="XGBoost UBJSON model",
+    suffix=".ubj",
+    detect=is_ubj_model,
+    check=None,
+    safe_because=_DATA + "; decoded and its structure checked in Python first (check_ubj_model)",
+)
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.
 NATIVE_CRITERIA = criteria_table({None: SAME_KERNELS})

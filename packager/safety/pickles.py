@@ -27,7 +27,10 @@ from typing import Any, BinaryIO, Callable, ClassVar
 from packager.errors import InputFileError, UnsafeModelError
 from packager.safety.allowlist import import_refusal, judge, may_call
 from packager.safety.arrays import check_array_state
+from packager.safety.boosting import check_booster_state
 from packager.safety.bounds import Budget, check_call, check_result
+from packager.safety.dtypes import check_dtype_state, mark_used
+from packager.safety.trees import check_estimator, check_native_call, check_state
 
 TRUST_HINT = "inspect the file's origin; if you trust it, rerun with --trust (API: trust=True)"
 _IMPORT_OPS = {"GLOBAL", "INST", "STACK_GLOBAL"}
@@ -111,6 +114,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file: BinaryIO, label: str, budget: Budget):
         super().__init__(file)
         self.stream, self.label, self.budget = file, label, budget
+        self.used_dtypes: set[int] = set()  # dtypes passed to a call or held by a state: BUILD may not change them
 
     def find_class(self, module: str, name: str) -> Any:
         obj, reason = judge(module, name)
@@ -129,6 +133,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             # _reconstructor(cls, base, state) runs base.__init__(obj, state): as good as calling base
             raise UnsafeModelError(f"{self.label} rebuilds an object through the constructor of {_describe(args[1])}", TRUST_HINT)
         check_call(func, tuple(args), dict(kwargs), self.budget)
+        check_native_call(func, tuple(args), self.label)
+        mark_used([*args, *kwargs.values()], self.used_dtypes)
         result = func(*args, **kwargs)
         if func is getattr and getattr(result, "__self__", None) is not args[0]:
             raise UnsafeModelError(f"{self.label}: getattr(..., {args[1]!r}) is not a bound method of the object", TRUST_HINT)
@@ -139,6 +145,8 @@ class RestrictedUnpickler(pickle._Unpickler):
         if not isinstance(cls, type):
             raise UnsafeModelError(f"{self.label} calls __new__ of {_describe(cls)}, which is not a class", TRUST_HINT)
         check_call(cls, tuple(args), dict(kwargs), self.budget)
+        check_native_call(cls, tuple(args), self.label)
+        mark_used([*args, *kwargs.values()], self.used_dtypes)
         result = cls.__new__(cls, *args, **kwargs)
         check_result(result, self.budget)
         return result
@@ -165,8 +173,15 @@ class RestrictedUnpickler(pickle._Unpickler):
             self.append(self._new(klass, (), {}))
 
     def load_build(self) -> None:
-        check_array_state(self.stack[-2], self.stack[-1], self.label)
+        obj = self.stack[-2]
+        check_array_state(obj, self.stack[-1], self.label)
+        check_dtype_state(obj, self.stack[-1], self.label, self.used_dtypes)  # numpy applies a dtype's state as given
+        mark_used(self.stack[-1], self.used_dtypes)
+        mark_used([obj], self.used_dtypes)
+        check_state(obj, self.stack[-1], self.label)  # tree arrays before sklearn's Cython applies them
+        check_booster_state(obj, self.stack[-1], self.label)  # model text/snapshot before LightGBM/XGBoost parse it
         super().load_build()  # type: ignore[misc]  # pickle._Unpickler's load_* methods are not in typeshed
+        check_estimator(obj, self.label)  # its trees against n_features_in_, before anything predicts
 
     # the opcode table calls these with the unpickler; typeshed types its values for the base class only
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(pickle._Unpickler.dispatch)

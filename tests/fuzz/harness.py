@@ -41,10 +41,11 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ""]
-CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx"}
+SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ".txt", ".json", ".ubj", ""]
+CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx", "trees": "onnx", "boosting": "onnx"}
 CONVERT_OPTIONS = {"torchscript": {"input_shape": "2,4"}}  # torch files carry no input shapes; every torch seed takes (N, 4)
-PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch"}  # imported before the clock starts
+PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch", "trees": "skops.io",
+           "boosting": "xgboost"}  # imported before the clock starts
 TIME_LIMIT = {"inspect": 20.0, "convert": 120.0}  # per input; a normal input takes < 2 s (inspect) / 15 s (convert) here
 SAVED_PER_KIND = 3  # reproducers kept per (outcome, message) so one bug does not fill the disk
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
@@ -75,6 +76,14 @@ def make_input(family: str, seeds: list[dict], seed: int, action: str, index: in
         data = m.mutate_h5(data, rng)
     elif kind == "graphdef":
         data = m.mutate_graphdef(data, rng)
+    elif kind == "treepickle":
+        data = m.mutate_tree_pickle(data, rng)
+    elif kind == "treeskops":
+        data = m.mutate_tree_skops(data, rng)
+    elif kind == "lightgbm":
+        data = m.mutate_lightgbm(data, rng)
+    elif kind.startswith("xgboost"):
+        data = m.mutate_xgboost(data, kind, rng)
     else:
         data = m.mutate_bytes(data, rng)
     suffix = rng.choice(SUFFIXES) if rng.random() < 0.2 else source.suffix  # content detection must not trust the name
@@ -103,7 +112,7 @@ def _count_reaching_frameworks(reached: list[bool]) -> None:
     registry = default_registry()
     for plugin in [*registry.frameworks.values(), *registry.runtimes.values()]:
         for name in ("load", "inspect"):
-            original = plugin.cls.__dict__.get(name)
+            original = getattr(plugin.cls, name, None)  # inherited too (the boosting plugins' load is SklearnApiFramework's)
             if original is None or getattr(original, "_fuzz_counted", False):
                 continue
 
@@ -140,12 +149,13 @@ def worker(args: argparse.Namespace) -> None:
             (work / "current").write_text(json.dumps({"index": index, "started": time.time(), "origin": origin}))
             reached[0] = False
             started = time.perf_counter()
-            error = None
+            error = reason = None
             try:
                 _self_test(index)
                 outcome = run_input(path, args.action, args.family, work / "out")
             except PackagerError as exc:
                 outcome = type(exc).__name__
+                reason = refusal_kind(exc)
             except MemoryError:  # the rlimit the sandbox child also has; the child answers with sandbox.memory_error()
                 outcome = "InputFileError"
             except Exception as exc:  # noqa: BLE001 - the finding this harness exists for
@@ -157,9 +167,19 @@ def worker(args: argparse.Namespace) -> None:
                 saved[key] += 1
                 if saved[key] <= SAVED_PER_KIND:
                     save_reproducer(crashes, args, index, outcome, origin, folder, error)
-            results.write(json.dumps({"i": index, "outcome": outcome, "seconds": round(seconds, 4), "reached": reached[0],
+            results.write(json.dumps({"i": index, "outcome": outcome, "seconds": round(seconds, 4), "reached": reached[0], "why": reason,
                                       **({"error": error.strip().splitlines()[-1][:300], "at": leak_site(error)} if error else {})}) + "\n")
             results.flush()
+
+
+def refusal_kind(exc: Exception) -> str:
+    """Which check refused an input, for the outcome split: the message without the file name, numbers and quoted values."""
+    import re
+
+    text = str(exc).split(". ")[0]
+    text = re.sub(r"^input[\w.]*(:| )\s*", "", text)
+    text = re.sub(r"'[^']*'|\"[^\"]*\"|\([^)]*\)|\[[^]]*\]", "…", text)
+    return re.sub(r"-?\d[\d.e+-]*", "N", text)[:80]
 
 
 def _fatal_part(log: str) -> str:
@@ -280,6 +300,7 @@ def _signal_name(code: int) -> str:
 def run_action(args: argparse.Namespace, action: str, start: int, stop: int, seeds: Path, crashes: Path, confirm: bool = True) -> dict:
     """Inputs start..stop-1 of ``action``; crashes and hangs recorded, confirmed alone, and skipped."""
     outcomes: collections.Counter = collections.Counter()
+    refusals: collections.Counter = collections.Counter()
     findings: list[dict] = []
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{args.family}-") as tmp:
         work = Path(tmp)
@@ -314,10 +335,12 @@ def run_action(args: argparse.Namespace, action: str, start: int, stop: int, see
             outcomes[row["outcome"]] += 1
             outcomes["reached_framework"] += row["reached"]
             outcomes["seconds"] += row["seconds"]
+            if row.get("why"):
+                refusals[f"{row['outcome']}: {row['why']}"] += 1
             if row["outcome"].startswith("unexpected"):
                 findings.append({"index": row["i"], "outcome": row["outcome"], "error": row.get("error", ""), "at": row.get("at", "")})
     outcomes["seconds"] = round(outcomes["seconds"], 1)
-    return {"outcomes": dict(outcomes), "findings": findings, "restarts": restarts}
+    return {"outcomes": dict(outcomes), "findings": findings, "restarts": restarts, "refused_by": dict(refusals.most_common(25))}
 
 
 def _with(args: argparse.Namespace, action: str) -> argparse.Namespace:

@@ -467,3 +467,321 @@ def mutate_saved_model(folder: Path, target: Path, rng: random.Random) -> str:
     path = target / "variables" / name
     path.write_bytes(mutate_bytes(path.read_bytes(), rng))
     return f"variables/{name}"
+
+
+# ------------------------------------------------------------------ tree structures (sklearn pickles and .skops)
+
+def _boundary_int(rng: random.Random, size: int) -> int:
+    """An index next to where a structure of ``size`` ends, or an extreme one (issue 21: child index 50,000,000)."""
+    return rng.choice((-3, -2, -1, 0, 1, size - 1, size, size + 1, 2 * size, 50_000_000, 2**31 - 1, -(2**31), 2**32 + 1, 2**62))
+
+
+def _mutate_records(nodes: Any, fields: tuple[str, ...], rng: random.Random) -> Any:
+    """One or a few fields of a structured node array set to boundary values, or the array cut or repeated."""
+    import numpy as np
+
+    nodes = nodes.copy()
+    roll = rng.random()
+    if roll < 0.1 and len(nodes) > 1:
+        return nodes[: rng.randrange(1, len(nodes))].copy()
+    if roll < 0.15:
+        return np.concatenate([nodes, nodes[: rng.randint(1, len(nodes))]])
+    for _ in range(rng.randint(1, 3)):
+        field = rng.choice(fields)
+        row = rng.randrange(len(nodes))
+        kind = nodes.dtype[field]
+        value = _boundary_int(rng, len(nodes)) if rng.random() < 0.8 else rng.randrange(-4, 2 * len(nodes) + 2)
+        if kind.kind == "f":
+            nodes[field][row] = rng.choice(EXTREME_FLOATS + (float(value),))
+        else:
+            info = np.iinfo(kind)
+            nodes[field][row] = min(max(value, int(info.min)), int(info.max))
+    return nodes
+
+
+_TREE_NODE_FIELDS = ("left_child", "right_child", "feature", "missing_go_to_left", "n_node_samples")
+_PREDICTOR_NODE_FIELDS = ("left", "right", "feature_idx", "is_leaf", "is_categorical", "bitset_idx", "missing_go_to_left", "count")
+
+
+def _mutated_tree_reduce(tree: Any, rng: random.Random) -> tuple:
+    """``Tree.__reduce__`` with its constructor arguments or state damaged; the real state is read from a sound tree."""
+    import numpy as np
+
+    state = dict(tree.__getstate__())
+    args = [int(tree.n_features), np.asarray(tree.n_classes, dtype=np.intp).copy(), int(tree.n_outputs)]
+    roll = rng.random()
+    if roll < 0.55:
+        state["nodes"] = _mutate_records(state["nodes"], _TREE_NODE_FIELDS, rng)
+    elif roll < 0.7:
+        key = rng.choice(("node_count", "max_depth"))
+        state[key] = _boundary_int(rng, len(state["nodes"]))
+    elif roll < 0.8:
+        values = state["values"]
+        state["values"] = rng.choice((values[:-1].copy(), values.reshape(values.shape[0], -1).copy(), np.concatenate([values, values])))
+    else:
+        slot = rng.randrange(3)
+        if slot == 1:
+            args[1] = rng.choice((args[1][:0], np.concatenate([args[1], args[1]]), args[1] + rng.choice((-args[1][0], 1, 2**20))))
+        else:
+            args[slot] = _boundary_int(rng, args[slot])
+    return (type(tree), tuple(args), state)
+
+
+def _mutated_estimator_state(obj: Any, rng: random.Random) -> dict:
+    import numpy as np
+
+    state = dict(obj.__getstate__())
+    keys = [k for k in ("n_features_in_", "n_outputs_", "n_trees_per_iteration_", "estimators_", "tree_", "_predictors") if k in state]
+    key = rng.choice(keys)
+    if key == "estimators_" and isinstance(state[key], np.ndarray):
+        estimators = state[key]
+        state[key] = rng.choice((estimators[:, :1], np.concatenate([estimators, estimators], axis=1), estimators.ravel()))
+    elif key in ("estimators_", "_predictors"):
+        state[key] = list(state[key])[: rng.randrange(len(state[key]) + 1)] + list(state[key])[: rng.randrange(2)]
+    elif key == "tree_":
+        del state[key]
+    else:
+        state[key] = _boundary_int(rng, int(state[key]))
+    return state
+
+
+def mutate_tree_pickle(data: bytes, rng: random.Random) -> bytes:
+    """The seed (ours, trusted) unpickled and re-pickled with one tree, predictor or estimator damaged at the structure
+    level: child/feature/bitset indices, counts, array lengths and shapes, n_features_in_ (what issue 21 crashed)."""
+    import pickle
+
+    if rng.random() < 0.2:
+        return mutate_pickle(data, rng)
+    model = pickle.loads(data)  # noqa: S301 - the fuzzer's own seed, built in seeds.trees
+    targets: list[Any] = []
+    _collect_tree_parts(model, targets, set())
+    target = rng.choice(targets)
+
+    class Damaging(pickle.Pickler):
+        def reducer_override(self, obj: Any) -> Any:
+            if obj is not target:
+                return NotImplemented
+            name = type(obj).__name__
+            if name == "Tree":
+                return _mutated_tree_reduce(obj, rng)
+            reduced = list(obj.__reduce_ex__(4))
+            if name == "TreePredictor":
+                state = dict(reduced[2])
+                key = rng.choice(("nodes", "nodes", "nodes", "binned_left_cat_bitsets", "raw_left_cat_bitsets"))
+                if key == "nodes":
+                    state[key] = _mutate_records(state[key], _PREDICTOR_NODE_FIELDS, rng)
+                else:
+                    state[key] = state[key][: max(0, len(state[key]) - 1)].copy()
+                reduced[2] = state
+            elif name == "_BinMapper":
+                state = dict(reduced[2])
+                state["is_categorical_"] = state["is_categorical_"][:-1].copy() if rng.random() < 0.5 else ~state["is_categorical_"]
+                reduced[2] = state
+            else:
+                reduced[2] = _mutated_estimator_state(obj, rng)
+            return tuple(reduced)
+
+    buffer = io.BytesIO()
+    Damaging(buffer, protocol=4).dump(model)
+    return buffer.getvalue()
+
+
+def _collect_tree_parts(obj: Any, found: list, seen: set) -> None:
+    import numpy as np
+
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, (list, tuple)):
+        for item in obj:
+            _collect_tree_parts(item, found, seen)
+    elif isinstance(obj, np.ndarray) and obj.dtype.hasobject:
+        for item in obj.ravel():
+            _collect_tree_parts(item, found, seen)
+    elif type(obj).__name__ in ("Tree", "TreePredictor"):
+        found.append(obj)
+    elif type(obj).__module__.startswith("sklearn."):
+        if type(obj).__name__ == "_BinMapper" and getattr(obj, "is_categorical_", None) is not None:
+            found.append(obj)
+        elif any(k in getattr(obj, "__dict__", {}) for k in ("tree_", "estimators_", "_predictors")):
+            found.append(obj)
+        for value in getattr(obj, "__dict__", {}).values():
+            _collect_tree_parts(value, found, seen)
+
+
+def mutate_tree_skops(data: bytes, rng: random.Random) -> bytes:
+    """A .skops archive with one node array (.npy member) damaged as records, or one integer of schema.json (node_count,
+    n_features_in_, n_outputs_, max_depth...) set to a boundary value; re-zipped so skops reads it."""
+    import numpy as np
+
+    if rng.random() < 0.15:
+        return mutate_zip(data, rng)
+    members = {}
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            members[name] = archive.read(name)
+    structured = []
+    for name, raw in members.items():
+        if name.endswith(".npy"):
+            array = np.load(io.BytesIO(raw), allow_pickle=False)
+            if array.dtype.names:
+                structured.append((name, array))
+    if structured and rng.random() < 0.6:
+        name, array = rng.choice(structured)
+        fields = _TREE_NODE_FIELDS if "left_child" in array.dtype.names else _PREDICTOR_NODE_FIELDS
+        out = io.BytesIO()
+        np.save(out, _mutate_records(array, fields, rng), allow_pickle=False)
+        members[name] = out.getvalue()
+    else:
+        schema = json.loads(members["schema.json"])
+        sites: list = []
+        _skops_int_sites(schema, sites)
+        node = rng.choice(sites)
+        node["content"] = json.dumps(_boundary_int(rng, int(json.loads(node["content"]))))
+        members["schema.json"] = json.dumps(schema).encode()
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, raw in members.items():
+            archive.writestr(name, raw)
+    return out.getvalue()
+
+
+def _skops_int_sites(node: Any, out: list) -> None:
+    if isinstance(node, dict):
+        content = node.get("content")
+        if node.get("__loader__") == "JsonNode" and isinstance(content, str) and re.fullmatch(r"-?\d+", content):
+            out.append(node)
+        for value in node.values():
+            _skops_int_sites(value, out)
+    elif isinstance(node, list):
+        for value in node:
+            _skops_int_sites(value, out)
+
+
+# ------------------------------------------------------------------ LightGBM text, XGBoost JSON / UBJSON
+
+_LGB_NUMERIC_KEYS = ("tree_sizes", "num_class", "num_tree_per_iteration", "max_feature_idx", "num_leaves", "num_cat", "split_feature",
+                     "left_child", "right_child", "decision_type", "threshold", "cat_boundaries", "cat_threshold", "leaf_value",
+                     "leaf_count", "internal_count", "num_features", "leaf_features", "leaf_coeff", "leaf_const", "is_linear")
+
+
+def _lightgbm_sizes(text: str) -> str:
+    """tree_sizes recomputed from the blocks, so a damaged tree gets past the size check into the tree checks or LightGBM."""
+    body = text.split("end of trees", 1)[0]
+    starts = [m.start() + 1 for m in re.finditer(r"\nTree=", body)]
+    sizes = [len(body[a:b].encode()) for a, b in zip(starts, starts[1:] + [len(body)], strict=True)]
+    return re.sub(r"(?m)^tree_sizes=.*$", "tree_sizes=" + " ".join(map(str, sizes)), text, count=1)
+
+
+def mutate_lightgbm(data: bytes, rng: random.Random) -> bytes:
+    """One value of a numeric line (tree_sizes, counts, child and feature indices, categorical boundaries) set to a
+    boundary value, dropped or repeated; a line or a tree block deleted or repeated; tree_sizes re-counted half the time."""
+    if rng.random() < 0.1:
+        return mutate_bytes(data, rng)
+    lines = data.decode().split("\n")
+    numeric = [i for i, line in enumerate(lines) if line.split("=", 1)[0] in _LGB_NUMERIC_KEYS]
+    roll = rng.random()
+    if roll < 0.75:
+        i = rng.choice(numeric)
+        key, _, value = lines[i].partition("=")
+        values = value.split()
+        edit = rng.random()
+        if values and edit < 0.7:
+            slot = rng.randrange(len(values))
+            values[slot] = str(_boundary_int(rng, len(values) + 1))
+        elif values and edit < 0.85:
+            del values[rng.randrange(len(values))]
+        else:
+            values.append(rng.choice(values or ["0"]))
+        lines[i] = f"{key}={' '.join(values)}"
+    elif roll < 0.85:
+        i = rng.choice(numeric)
+        lines.insert(i, lines[i]) if rng.random() < 0.5 else lines.pop(i)
+    else:
+        text = "\n".join(lines)
+        blocks = text.split("\nTree=")
+        if len(blocks) > 2:
+            k = rng.randrange(1, len(blocks) - 1)
+            blocks.insert(k, blocks[k]) if rng.random() < 0.5 else blocks.pop(k)
+        lines = "\nTree=".join(blocks).split("\n")
+    text = "\n".join(lines)
+    return (_lightgbm_sizes(text) if rng.random() < 0.5 else text).encode()
+
+
+_XGB_TREE_SCALARS = ("id",)
+_XGB_TREE_ARRAYS = ("left_children", "right_children", "parents", "split_indices", "split_type", "default_left", "split_conditions",
+                    "base_weights", "categories", "categories_nodes", "categories_segments", "categories_sizes")
+
+
+def _mutate_xgboost_document(document: dict, rng: random.Random) -> None:
+    model = document["learner"]["gradient_booster"]["model"]
+    roll = rng.random()
+    if roll < 0.7:
+        tree = rng.choice(model["trees"])
+        key = rng.choice([k for k in _XGB_TREE_ARRAYS if k in tree and len(tree[k])] or ["left_children"])
+        values = [v.item() if hasattr(v, "item") else v for v in tree[key]]
+        edit = rng.random()
+        if edit < 0.75 and values:
+            values[rng.randrange(len(values))] = _boundary_int(rng, len(values))
+        elif edit < 0.9 and values:
+            del values[rng.randrange(len(values))]
+        else:
+            values.append(values[0] if values else 0)
+        tree[key] = values
+    elif roll < 0.85:
+        tree = rng.choice(model["trees"])
+        key = rng.choice(("num_nodes", "num_feature", "size_leaf_vector", "id"))
+        if key == "id":
+            tree["id"] = _boundary_int(rng, len(model["trees"]))
+        else:
+            tree["tree_param"][key] = str(_boundary_int(rng, int(tree["tree_param"][key])))
+    else:
+        sites = [(model["gbtree_model_param"], "num_trees"), (document["learner"]["learner_model_param"], "num_feature"),
+                 (document["learner"]["learner_model_param"], "num_class"), (model, "tree_info"), (model, "iteration_indptr")]
+        cats = model.get("cats") or {}
+        sites += [(cats, key) for key in ("feature_segments", "sorted_idx") if len(cats.get(key, []))]
+        sites += [(enc, key) for enc in cats.get("enc", []) for key in ("offsets", "values") if len(enc.get(key, []))]
+        where, key = rng.choice(sites)
+        if not isinstance(where[key], str):
+            values = [int(v) for v in where[key]]
+            values[rng.randrange(len(values))] = _boundary_int(rng, len(values))
+            where[key] = values
+        else:
+            where[key] = str(_boundary_int(rng, int(where[key])))
+
+
+def mutate_xgboost(data: bytes, kind: str, rng: random.Random) -> bytes:
+    """The model decoded, one tree array element / count set to a boundary value (or an array shortened or grown), and
+    encoded again (JSON, or UBJSON through write_ubjson); sometimes bytes (our UBJSON reader's bounds)."""
+    from packager.safety.boosting import read_ubjson
+
+    if rng.random() < 0.15:
+        return mutate_bytes(data, rng) if kind == "xgboost-ubj" or rng.random() < 0.5 else mutate_json(data, rng)
+    document = read_ubjson(data) if kind == "xgboost-ubj" else json.loads(data)
+    _mutate_xgboost_document(document, rng)
+    return write_ubjson(document) if kind == "xgboost-ubj" else json.dumps(document, default=lambda a: a.tolist()).encode()
+
+
+def write_ubjson(value: Any) -> bytes:
+    """UBJSON as XGBoost writes it: objects with L-length keys, typed numeric arrays for numpy arrays."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return b"{" + b"".join(b"L" + struct.pack(">q", len(k.encode())) + k.encode() + write_ubjson(v) for k, v in value.items()) + b"}"
+    if isinstance(value, np.ndarray):
+        marker = {"i1": b"i", "u1": b"U", "i2": b"I", "i4": b"l", "i8": b"L", "f4": b"d", "f8": b"D"}[value.dtype.str[1:]]
+        return b"[$" + marker + b"#L" + struct.pack(">q", len(value)) + value.astype(value.dtype.newbyteorder(">")).tobytes()
+    if isinstance(value, list):
+        if value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return write_ubjson(np.asarray(value, dtype=">i8"))
+        return b"[" + b"".join(write_ubjson(v) for v in value) + b"]"
+    if isinstance(value, bool):
+        return b"T" if value else b"F"
+    if value is None:
+        return b"Z"
+    if isinstance(value, int):
+        return b"L" + struct.pack(">q", max(min(value, 2**63 - 1), -(2**63)))
+    if isinstance(value, float):
+        return b"D" + struct.pack(">d", value)
+    raw = str(value).encode()
+    return b"S" + b"L" + struct.pack(">q", len(raw)) + raw

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-FAMILIES = ("sklearn", "joblib", "tensorflow", "torchscript", "keras")
+FAMILIES = ("sklearn", "joblib", "tensorflow", "torchscript", "keras", "trees", "boosting")
 SEED = 0
 
 
@@ -131,6 +131,61 @@ def keras(out: Path) -> list[dict]:
     model.save(out / "small.keras")
     model.save(out / "small.h5")
     return [{"path": out / "small.keras", "kind": "keraszip"}, {"path": out / "small.h5", "kind": "h5"}]
+
+
+def trees(out: Path) -> list[dict]:
+    """scikit-learn tree models as pickles and .skops: a decision tree, a best-first regression tree, a random forest,
+    gradient boosting (3 trees per iteration) and HistGradientBoosting with NaN and a categorical feature."""
+    import pickle
+
+    import numpy as np
+    import skops.io as sio
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    X, y = load_iris(return_X_y=True)
+    rng = np.random.default_rng(SEED)
+    Xh = np.c_[rng.integers(0, 5, len(X)), X]
+    Xh[::9, 2] = np.nan
+    models = {
+        "tree": DecisionTreeClassifier(max_depth=4, random_state=SEED).fit(X, y),
+        "best_first": DecisionTreeRegressor(max_leaf_nodes=8, random_state=SEED).fit(X, X[:, 0]),
+        "forest": RandomForestClassifier(n_estimators=3, max_depth=3, random_state=SEED).fit(X, y),
+        "gradient": GradientBoostingClassifier(n_estimators=2, max_depth=2, random_state=SEED).fit(X, y),
+        "hist": HistGradientBoostingClassifier(max_iter=3, max_depth=3, categorical_features=[0], random_state=SEED).fit(Xh, y),
+    }
+    seeds = []
+    for name, model in models.items():
+        (out / f"{name}.pkl").write_bytes(pickle.dumps(model, protocol=4))
+        sio.dump(model, out / f"{name}.skops")
+        seeds += [{"path": out / f"{name}.pkl", "kind": "treepickle"}, {"path": out / f"{name}.skops", "kind": "treeskops"}]
+    return seeds
+
+
+def boosting(out: Path) -> list[dict]:
+    """LightGBM text models (binary, multiclass with a categorical feature, a linear tree) and XGBoost JSON and UBJSON
+    models (multiclass, regression with a categorical feature)."""
+    import lightgbm as lgb
+    import numpy as np
+    import pandas as pd
+    import xgboost as xgb
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(4)]).assign(c=pd.Categorical(np.random.default_rng(SEED).integers(0, 4, len(X))))
+    lgb.LGBMClassifier(n_estimators=3, num_leaves=5, verbose=-1).fit(X, y == 1).booster_.save_model(str(out / "binary.txt"))
+    lgb.LGBMClassifier(n_estimators=2, num_leaves=5, verbose=-1).fit(frame, y).booster_.save_model(str(out / "multi_cat.txt"))
+    lgb.LGBMRegressor(n_estimators=2, num_leaves=4, linear_tree=True, verbose=-1).fit(X, y).booster_.save_model(str(out / "linear.txt"))
+    xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, y).save_model(out / "multi.json")
+    xgb.XGBClassifier(n_estimators=2, max_depth=2).fit(X, y).save_model(out / "multi.ubj")
+    categorical = xgb.XGBRegressor(n_estimators=2, max_depth=3, enable_categorical=True, tree_method="hist").fit(frame, y)
+    categorical.save_model(out / "cat.json")
+    categorical.save_model(out / "cat.ubj")
+    return [{"path": out / f"{name}.txt", "kind": "lightgbm"} for name in ("binary", "multi_cat", "linear")] + [
+        {"path": out / name, "kind": "xgboost-ubj" if name.endswith(".ubj") else "xgboost-json"}
+        for name in ("multi.json", "multi.ubj", "cat.json", "cat.ubj")
+    ]
 
 
 def build(family: str, out: Path) -> list[dict]:

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # inputs to inspect per family in CI (convert gets 1/20 of it), from the rates in tests/fuzz/README.md: about a minute
 # per family with its seeds and imports, so the fuzz tests together stay within 4 minutes on 2 workers. The
 # 10,000-input runs are `make fuzz`.
-CI_COUNT = {"sklearn": 1500, "joblib": 1500, "torchscript": 1000, "keras": 600, "tensorflow": 400}
+CI_COUNT = {"sklearn": 1500, "joblib": 1500, "torchscript": 1000, "keras": 600, "tensorflow": 400, "trees": 400, "boosting": 400}
 
 
 def fuzz(family: str, count: int, convert: int, crashes: Path, env: dict | None = None, timeout: float = 1500, extra=()) -> dict:
