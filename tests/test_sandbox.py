@@ -194,9 +194,8 @@ def test_nothing_half_written_when_the_child_dies_mid_conversion(tmp_path, monke
 
 
 def test_a_registry_in_the_current_folder_under_tmp_stays_hidden(tmp_path, monkeypatch):
-    """Run from a folder under /tmp that holds the registry (catalog + blob folder inside it): the catalog stays hidden
-    (the current folder, bound back for Python, re-exposed it), the nested blob folder does not break the sandbox
-    (bwrap: "Can't mkdir .../blobs: Read-only file system"), and a model inside the hidden blob folder is still readable."""
+    """Run from a folder under /tmp that holds the registry (catalog + blob folder inside it): the catalog is not there
+    (nothing of the current folder is bound), and a model inside the blob folder is readable (bound on its own)."""
     import shutil
 
     registry = tmp_path / "reg"
@@ -213,7 +212,159 @@ def test_a_registry_in_the_current_folder_under_tmp_stays_hidden(tmp_path, monke
         run = subprocess.run([*args[: args.index("--")], "--", "/bin/sh", "-c", script], capture_output=True, text=True)
     assert "MODEL-BYTES" in run.stdout, run.stderr
     assert "CATALOG-SECRET" not in run.stdout + run.stderr and "catalog.db" not in run.stdout
-    assert "Read-only file system" in run.stderr and not (registry / "planted").exists()
+    assert "catalog.db: No such file" in run.stderr and not (registry / "planted").exists()
+
+
+# ---------------------------------------------------------------- the allow-list (issue 21, finding 3)
+
+
+def _probe_report(path: Path, monkeypatch) -> dict[str, str]:
+    """Inspect ``path`` (a probe payload, checks off) and parse the one line it raised: ``probe k=v k=v``."""
+    from packager.inspection import inspect
+
+    with pytest.raises(InputFileError) as caught:
+        inspect(path)
+    line = caught.value.what
+    assert "probe " in line, line
+    return dict(item.split("=", 1) for item in line.split("probe ", 1)[1].rstrip(")").split())
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    listener.settimeout(0.1)
+    return listener
+
+
+@pytest.fixture
+def host_sockets(tmp_path, monkeypatch):
+    """Listening unix sockets in the current folder, in /tmp and in /run (the host's, where a database listens)."""
+    monkeypatch.chdir(tmp_path)
+    run = Path("/run") if os.access("/run", os.W_OK) else Path("/var/tmp")
+    paths = [tmp_path / "cwd.sock", Path(f"/tmp/packager-probe-{os.getpid()}.sock"), run / f"packager-probe-{os.getpid()}.sock"]
+    listeners = [_unix_listener(p) for p in paths]
+    yield paths, listeners
+    for listener, path in zip(listeners, paths, strict=True):
+        listener.close()
+        path.unlink(missing_ok=True)
+
+
+def test_a_payload_sees_only_the_allow_list(tmp_path, monkeypatch, unchecked, host_sockets):
+    """With the checks off a payload runs: it cannot connect to a host unix socket (current folder, /tmp, /run), read a
+    file under the home folder or the current folder or an /etc file off the list, see a variable off the allow-list,
+    start more tasks than the cap, or put more than the /dev/shm cap in memory. The model's own file it can read."""
+    sockets, listeners = host_sockets
+    home = tmp_path / "home"
+    (home / ".cache/huggingface").mkdir(parents=True)
+    (home / ".cache/huggingface/token").write_text("HF-TOKEN-SECRET-1a2b")
+    (tmp_path / "notes.txt").write_text("CWD-SECRET-3c4d")
+    monkeypatch.setenv("HOME", str(home))
+    secrets = {"MYSQL_PWD": "MYSQL-SECRET-5e6f", "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=AZURE-SECRET-7a8b",
+               "GH_PAT": "GH-SECRET-9c0d", "MLFLOW_TRACKING_URI": "https://ml:MLFLOW-SECRET-1e2f@mlflow.example"}
+    for name, value in {**secrets, "PROBE_UNLISTED_SETTING": "1", "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(sandbox.ENV_PROCESSES, "64")
+    model = tmp_path / "probe.pkl"
+    reads = [str(model), str(home / ".cache/huggingface/token"), str(tmp_path / "notes.txt"), "/etc/hostname", "/etc/pip.conf"]
+    names = [*secrets, "PROBE_UNLISTED_SETTING", "OMP_NUM_THREADS"]
+    _evil(model, "exec(%r, {})" % f"""
+import os, socket, time
+def bit(action):
+    try:
+        action()
+        return '1'
+    except OSError:
+        return '0'
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    s.connect(path)
+    s.sendall(b'escaped')
+sock = ''.join(bit(lambda p=p: connect(p)) for p in {[str(p) for p in sockets]!r})
+read = ''.join(bit(lambda p=p: open(p, 'rb').read()) for p in {reads!r})
+env = ','.join(n for n in {names!r} if n in os.environ) or '-'
+forks = 0
+for _ in range(300):
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        forks += 1
+    except OSError:
+        break
+shm = 0
+try:
+    with open('/dev/shm/fill', 'wb') as fh:
+        for _ in range(256):
+            fh.write(b'x' * 2**20)
+            fh.flush()
+            shm += 1
+except OSError:
+    pass
+dev = bit(lambda: open('/dev/fill', 'wb').write(b'x'))
+raise ValueError(f'probe sock={{sock}} read={{read}} env={{env}} forks={{forks}} shm={{shm}} dev={{dev}} home={{os.environ["HOME"]}}')
+""")
+    report = _probe_report(model, monkeypatch)
+    assert report["sock"] == "000", report  # the payload ran and failed to connect to each
+    for listener in listeners:
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert report["read"] == "10000", report  # only the model itself
+    assert report["env"] == "OMP_NUM_THREADS", report  # an allowed thread setting passes; the rest never arrives
+    assert 1 <= int(report["forks"]) < 64, report
+    assert int(report["shm"]) <= 64 and report["dev"] == "0", report
+    assert report["home"] == "/tmp/home", report
+
+
+def test_the_child_environment_is_the_allow_list_only(monkeypatch):
+    from packager import sandbox_view
+
+    monkeypatch.setenv("MYSQL_PWD", "x")
+    monkeypatch.setenv("TF_VAR_db_password", "x")  # Terraform's, not TensorFlow's
+    monkeypatch.setenv("OMP_PROXY_URL", "https://u:pw@proxy")  # an allowed prefix with a password in the value
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    env = sandbox._child_env()
+    assert "LC_ALL" in env and env["HOME"] == "/tmp/home" and env["TMPDIR"] == "/tmp"
+    assert not {"MYSQL_PWD", "TF_VAR_db_password", "OMP_PROXY_URL", "PACKAGER_REGISTRY", "PACKAGER_BLOBS"} & set(env)
+    unlisted = [k for k in env if k not in sandbox_view.ENV_NAMES and not k.startswith(sandbox_view.ENV_PREFIXES)]
+    assert set(unlisted) <= {"PYTHONDONTWRITEBYTECODE", "HOME", "TMPDIR", "HOSTNAME"}, unlisted
+
+
+def test_the_bwrap_command_binds_no_root_home_or_current_folder(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"x")
+    with sandbox.workspace() as ws:
+        args = sandbox.command(shutil.which("bwrap"), ws, [model], 3)
+    binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
+    assert "/" not in binds and str(Path.home()) not in binds and str(tmp_path) not in binds
+    assert not any(b in ("/run", "/var", "/var/run", "/tmp", "/etc", "/home") for b in binds)
+    assert str(model) in binds and args[args.index("--chdir") + 1] == str(ws.out)
+
+
+def test_registry_flags_are_hidden_like_the_variables(iris, tmp_path):
+    """--registry/--blobs given as flags, the catalog in the current folder: a payload (checks off) cannot read it."""
+    (tmp_path / "catalog.db").write_text("CATALOG-SECRET-8f7e")
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "blob").write_text("BLOB-SECRET-6d5c")
+    evil = _evil(tmp_path / "evil.pkl", f"""
+found = []
+for p in ({str(tmp_path / 'catalog.db')!r}, {str(tmp_path / 'blobs' / 'blob')!r}):
+    try:
+        found.append(open(p).read())
+    except OSError as exc:
+        found.append(type(exc).__name__)
+raise ValueError('probe ' + ' '.join(found))
+""")
+    _, rows = iris
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    done = run_cli("predict", str(evil), str(rows), "-o", str(tmp_path / "out.parquet"), "--registry", f"sqlite:///{tmp_path}/catalog.db",
+                   "--blobs", str(tmp_path / "blobs"), env=env, cwd=tmp_path)
+    assert done.returncode != 0 and "probe FileNotFoundError FileNotFoundError" in done.stderr, done.stderr
+    assert "SECRET" not in done.stderr + done.stdout
 
 
 def test_planted_links_in_the_output_are_refused(tmp_path):
