@@ -1,16 +1,22 @@
 """Layer two of "load untrusted model files safely": containment for what a static check misses.
 
 Every public function that opens an untrusted file (``convert``, ``inspect``, ``validate``,
-``package_source``, ``predict``, ``bench``) runs its work in a child process confined by
-bubblewrap (``bwrap``): read-only root, one writable folder (a workspace the parent created and
-later renames output out of), a private disk-backed ``/tmp`` inside that workspace, no network
-(own network namespace: loopback only, nothing listening), its own PID namespace (it cannot see
-or signal the parent; everything it forks dies with it), no capabilities (root inside cannot
-remount the root read-write), a new session (no TIOCSTI into the user's terminal), and rlimits on
-memory, CPU time, file size and open files; the parent adds a wall-clock timeout. Secrets that a
-read-only view of the root would still expose ($PACKAGER_HOME with the registry catalog, cache
-and tokens; ``~/.ssh``, ``~/.aws``, ...) are hidden behind empty tmpfs mounts or ``/dev/null``, and
-secret-looking environment variables are not passed in.
+``package_source``, ``predict``, ``bench``; ``predict --engine dask|spark`` per partition) runs its work
+in a child process confined by bubblewrap (``bwrap``). The child sees an allow-list, not the host minus a
+deny-list (``packager.sandbox_view``): an empty read-only root holding ``/usr`` (and Debian's merged-/usr
+links), ten measured ``/etc`` entries (loader cache, time zone, the JVM's alternatives and config) plus a
+written passwd/group/hosts naming only the sandbox's user and host, the interpreter's prefixes, its
+``sys.path`` folders and editable-install targets, packager's code, the model's own paths (read-only) and
+one writable workspace the parent created and later renames output out of, whose ``tmp/`` is a private
+disk-backed ``/tmp`` (``$HOME`` is a folder in it). Not the user's home, not the current folder, not
+``/run``, ``/var`` or the host's ``/tmp``: no host unix socket has a path inside, and the network namespace
+(loopback only, nothing listening) hides the abstract ones. Environment variables pass by allow-list
+(Python's, the frameworks' thread and log settings, locale, packager's limits); credentials never arrive.
+Also: its own PID namespace (it cannot see or signal the parent; everything it forks dies with it), no
+capabilities, a new session (no TIOCSTI into the user's terminal), ``/dev`` read-only and a 64 MiB
+``/dev/shm``, rlimits on memory, CPU time, file size and open files, a task cap and a memory cap for the
+whole sandbox (a pids and a memory cgroup where the host lets us make one: ``packager.sandbox_cgroup``;
+``RLIMIT_NPROC`` for other users), and a wall-clock timeout from the parent.
 
 What crosses the boundary is data: the request is JSON on the child's stdin (arrays given in
 memory go as ``.npy``/``.npz``/``.parquet`` files in a read-only folder), the answer is JSON lines
@@ -82,9 +88,10 @@ class Limits:
     file_gb: float = 32.0  # RLIMIT_FSIZE: larger than any model we package, far below a disk-filling payload
     open_files: int = 4096  # TensorFlow opens a few hundred files; a descriptor bomb stops here
     wall_seconds: float = 1800.0  # the parent kills the sandbox after this long
-    # tasks (processes and threads) of the whole sandbox; measured peaks (pids.peak, 2 cores): sklearn->ONNX 4,
-    # TensorFlow/Keras 25, torch 6, a Spark conversion (JVM) 104; the JVM and the BLAS pools grow with the cores
-    processes: int = 0  # 0: 256 + 16 per core (288 here)
+    # tasks (processes and threads) of the whole sandbox; measured peaks (pids.peak, 2 cores, Dec 2026): sklearn->ONNX 8,
+    # sklearn->PMML (JPMML's JVM) 27, Keras->ONNX 19, Keras->TFLite 23, TorchScript->ONNX 7, Spark->ONNX 209,
+    # Spark->PMML 228 (the JVM's pools grow with the cores): 0 means 512 + 32 per core (576 here)
+    processes: int = 0
     nproc_base: int | None = None  # a non-root user's tasks on the host before the call (RLIMIT_NPROC counts them too)
     shm_mb: float = 64.0  # /dev/shm: POSIX semaphores and small shared segments; nothing we load needs more
 
@@ -97,7 +104,7 @@ class Limits:
             file_gb=_env_number(ENV_FILE, cls.file_gb),
             open_files=int(_env_number(ENV_OPEN_FILES, cls.open_files)),
             wall_seconds=_env_number(ENV_TIMEOUT, cls.wall_seconds),
-            processes=int(_env_number(ENV_PROCESSES, 256 + 16 * (os.cpu_count() or 1))),
+            processes=int(_env_number(ENV_PROCESSES, 512 + 32 * (os.cpu_count() or 1))),
         )
 
     def apply(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -73,11 +74,29 @@ def hostile_world(tmp_path_factory):
     registry_home = root / "packager-home"
     registry_home.mkdir()
     (registry_home / "catalog.db").write_text("CATALOG-SECRET-44e2")
+    (home / ".cache/huggingface").mkdir(parents=True)
+    (home / ".cache/huggingface/token").write_text("HF-SECRET-2d4e")
+    cwd = root / "cwd"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("CWD-SECRET-6a8c")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
-    yield {"home": home, "packager_home": registry_home, "listener": listener,
-           "secrets": ("SSH-SECRET-7f3a", "AWS-SECRET-9c1d", "CATALOG-SECRET-44e2", "TOKEN-SECRET-0b9e")}
+    run = Path("/run") if os.access("/run", os.W_OK) else Path("/var/tmp")
+    socket_paths = [cwd / "db.sock", Path(f"/tmp/packager-world-{os.getpid()}.sock"), run / f"packager-world-{os.getpid()}.sock"]
+    unix = [_unix_listener(path) for path in socket_paths]
+    env_secrets = {"MYSQL_PWD": "MYSQL-SECRET-1b3d", "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=AZURE-SECRET-5f7a",
+                   "GH_PAT": "GH-SECRET-9e1c", "MLFLOW_TRACKING_URI": "https://ml:MLFLOW-SECRET-3a5b@mlflow.example"}
+    machine_id = Path("/etc/machine-id").read_text().strip() if Path("/etc/machine-id").exists() else ""
+    yield {"home": home, "cwd": cwd, "packager_home": registry_home, "listener": listener, "unix": unix,
+           "sockets": socket_paths, "env": env_secrets,
+           "reads": [home / ".ssh/id_ed25519", home / ".aws/credentials", home / ".cache/huggingface/token", cwd / "notes.txt"],
+           "secrets": ("SSH-SECRET-7f3a", "AWS-SECRET-9c1d", "CATALOG-SECRET-44e2", "TOKEN-SECRET-0b9e", "HF-SECRET-2d4e",
+                       "CWD-SECRET-6a8c", "MYSQL-SECRET-1b3d", "AZURE-SECRET-5f7a", "GH-SECRET-9e1c", "MLFLOW-SECRET-3a5b",
+                       *([machine_id] if len(machine_id) >= 16 else []))}
     listener.close()
+    for server, path in zip(unix, socket_paths, strict=True):
+        server.close()
+        path.unlink(missing_ok=True)
 
 
 def _convert_sample(attacks: list) -> list:
@@ -114,6 +133,11 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     monkeypatch.setenv("PACKAGER_HOME", str(world["packager_home"]))
     monkeypatch.setenv("PACKAGER_TOKEN", "TOKEN-SECRET-0b9e")
     monkeypatch.setenv("PACKAGER_TEST_LISTEN_PORT", str(world["listener"].getsockname()[1]))
+    monkeypatch.setenv("PACKAGER_TEST_UNIX_SOCKETS", ":".join(str(p) for p in world["sockets"]))
+    monkeypatch.setenv("PACKAGER_TEST_READ_FILES", ":".join(str(p) for p in world["reads"]))
+    for name, value in world["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(world["cwd"])
     monkeypatch.setenv(sandbox.ENV_CPU, "4")
     monkeypatch.setenv(sandbox.ENV_TIMEOUT, "60")
     monkeypatch.setenv(sandbox.ENV_FILE, "1")
@@ -141,8 +165,9 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
                 problems[attack.name] = f"not one line: {line!r}"
         except Exception as exc:  # anything else escaping is a defect
             problems[attack.name] = f"{type(exc).__name__}: {exc}"
-    with pytest.raises(TimeoutError):
-        world["listener"].accept()  # nothing connected
+    for server in [world["listener"], *world["unix"]]:
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing connected: not the loopback port, not a unix socket in the cwd, /tmp or /run
     assert problems == {}
     assert not marker.exists(), "a payload wrote outside the sandbox"
     assert not Path(tmp_marker(str(marker))).exists(), "the sandbox's /tmp is the host's"
@@ -154,6 +179,11 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     assert _sleepers() == [], "a process outlived the sandbox"
     if entry == "inspect":  # every attack ran, the secret-reading ones included: they did run, and read nothing
         assert any("stolen: " in answer for answer in answers), "the secret-reading payload did run"
+        cap = sandbox.Limits.from_env().processes
+        forks = [int(m) for a in answers for m in re.findall(r"forked (\d+)", a)]
+        assert forks and all(1 <= n < cap for n in forks), forks  # it ran, and stopped below the task cap
+        shm = [int(m) for a in answers for m in re.findall(r"shm MiB (\d+)", a)]
+        assert shm and all(n <= 64 for n in shm), shm
 
 
 def test_limits_and_signals_become_one_typed_line(tmp_path, monkeypatch, unchecked):
@@ -543,3 +573,85 @@ def test_dask_refuses_an_untrusted_bare_file(iris, tmp_path):
     pd.DataFrame(np.load(rows), columns=[f"x{i}" for i in range(4)]).to_parquet(tmp_path / "rows.parquet")
     result = run_cli("predict", str(model), str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "out"), "--engine", "dask")
     assert result.returncode == 2 and "which the sandbox does not confine" in result.stderr and result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- cluster engines (issue 21, finding 5)
+
+
+def _forge_package(iris, folder: Path, model_bytes: bytes) -> Path:
+    """A real pickle package whose model file is replaced (digests recomputed, as an attacker would)."""
+    from packager.conversion import convert
+    from packager.package import digest_files
+
+    model, rows = iris
+    package = convert(model, to="pickle", out=folder, sample=rows).path
+    manifest = json.loads((package / "manifest.json").read_text())
+    (package / manifest["model_file"]).write_bytes(model_bytes)
+    (package / "manifest.json").unlink()
+    manifest["files"] = digest_files(package)
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    return package
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+
+
+@pytest.fixture(scope="module")
+def iris_rows(iris, tmp_path_factory):
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("rows") / "rows.parquet"
+    pd.DataFrame(np.load(iris[1]), columns=[f"x{i}" for i in range(4)]).to_parquet(path)
+    return path
+
+
+@pytest.mark.slow
+def test_dask_runs_an_untrusted_package_inside_the_sandbox(iris, iris_rows, tmp_path):
+    """A payload package (checks off: only the sandbox stands) through --engine dask: its code runs in a sandboxed child
+    per partition, not in a worker: the marker never appears and the crash comes back as one line."""
+    marker = tmp_path / "PWNED"
+    code = f"open({str(marker)!r}, 'w').write('pwned')\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"
+    package = _forge_package(iris, tmp_path / "evil", pickle.dumps(_Reduce(exec, code), protocol=4))
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    done = run_cli("predict", str(package), str(iris_rows), "-o", str(tmp_path / "out"), "--engine", "dask", env=env)
+    assert done.returncode == 5 and "killed by SIGSEGV while predicting" in done.stderr, done.stderr[-2000:]
+    assert len(_error_lines(done.stderr)) == 1 and not marker.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dask_a_crashing_tree_kills_no_worker(iris, iris_rows, tmp_path):
+    """Finding 5 as filed: a scikit-learn tree whose child indices point 50,000,000 nodes away, in a package, with the
+    checks on: it used to segfault every Dask worker ("4 workers died"); now it crashes (or is refused) in a sandbox."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.load(iris[1])
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, np.arange(len(X)) % 3)
+    state = tree.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = nodes["right_child"][0] = 50_000_000
+    tree.tree_.__setstate__({**state, "nodes": nodes})
+    package = _forge_package(iris, tmp_path / "tree", pickle.dumps(tree))
+    done = run_cli("predict", str(package), str(iris_rows), "-o", str(tmp_path / "out"), "--engine", "dask")
+    lines = _error_lines(done.stderr)
+    assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    assert "died" not in done.stderr and "KilledWorker" not in done.stderr
+
+
+@pytest.mark.slow
+def test_dask_untrusted_sandboxed_and_trusted_equal_the_local_engine(iris, iris_rows, tmp_path):
+    import pandas as pd
+
+    from packager.conversion import convert
+
+    model, rows = iris
+    package = convert(model, to="pickle", out=tmp_path / "pkg", sample=rows).path
+    runs = {"local": ["-o", str(tmp_path / "local.parquet")], "dask": ["-o", str(tmp_path / "dask"), "--engine", "dask"],
+            "trusted": ["-o", str(tmp_path / "trusted"), "--engine", "dask", "--trust"]}
+    for name, args in runs.items():
+        done = run_cli("predict", str(package), str(iris_rows), *args)
+        assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+    local, dask, trusted = (pd.read_parquet(tmp_path / n) for n in ("local.parquet", "dask", "trusted"))
+    assert len(local) == 40 and list(dask.columns) == list(local.columns) == list(trusted.columns)
+    pd.testing.assert_frame_equal(dask, local)
+    pd.testing.assert_frame_equal(trusted, local)
