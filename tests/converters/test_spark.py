@@ -133,13 +133,14 @@ def test_untrusted_folder_converts_inside_the_sandbox(cancer_logistic, to, tmp_p
 def test_a_jvm_that_cannot_start_in_the_sandbox_is_said_so(cancer_logistic, tmp_path):
     """A JVM that cannot start inside the sandbox must read as Spark's JVM not starting (exit 3, the reason, --trust as
     the way out), not as a corrupt file. (The failure this once reproduced, container support meeting the sandbox's
-    cgroup namespace under /sys, is gone with the allow-list, which binds no /sys: a heap too small to start stands in.)"""
+    cgroup namespace under /sys, is gone with the allow-list, which binds no /sys: a JAVA_HOME without a JVM stands in.)"""
     import os
 
     from tests.conftest import run_cli
 
     folder, _ = cancer_logistic
-    env = {**os.environ, "JAVA_TOOL_OPTIONS": "-Xmx1k"}  # PYSPARK_SUBMIT_ARGS is not on the allow-list
+    (tmp_path / "no-java").mkdir()  # JAVA_HOME reaches the child (PYSPARK_SUBMIT_ARGS is not on the allow-list)
+    env = {**os.environ, "JAVA_HOME": str(tmp_path / "no-java")}
     done = run_cli("convert", str(folder), "--to", "onnx", "--out", str(tmp_path / "pkg"), env=env)
     assert done.returncode == 3, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
