@@ -1,16 +1,22 @@
 """Layer two of "load untrusted model files safely": containment for what a static check misses.
 
 Every public function that opens an untrusted file (``convert``, ``inspect``, ``validate``,
-``package_source``, ``predict``, ``bench``) runs its work in a child process confined by
-bubblewrap (``bwrap``): read-only root, one writable folder (a workspace the parent created and
-later renames output out of), a private disk-backed ``/tmp`` inside that workspace, no network
-(own network namespace: loopback only, nothing listening), its own PID namespace (it cannot see
-or signal the parent; everything it forks dies with it), no capabilities (root inside cannot
-remount the root read-write), a new session (no TIOCSTI into the user's terminal), and rlimits on
-memory, CPU time, file size and open files; the parent adds a wall-clock timeout. Secrets that a
-read-only view of the root would still expose ($PACKAGER_HOME with the registry catalog, cache
-and tokens; ``~/.ssh``, ``~/.aws``, ...) are hidden behind empty tmpfs mounts or ``/dev/null``, and
-secret-looking environment variables are not passed in.
+``package_source``, ``predict``, ``bench``; ``predict --engine dask|spark`` per partition) runs its work
+in a child process confined by bubblewrap (``bwrap``). The child sees an allow-list, not the host minus a
+deny-list (``packager.sandbox_view``): an empty read-only root holding ``/usr`` (and Debian's merged-/usr
+links), ten measured ``/etc`` entries (loader cache, time zone, the JVM's alternatives and config) plus a
+written passwd/group/hosts naming only the sandbox's user and host, the interpreter's prefixes, its
+``sys.path`` folders and editable-install targets, packager's code, the model's own paths (read-only) and
+one writable workspace the parent created and later renames output out of, whose ``tmp/`` is a private
+disk-backed ``/tmp`` (``$HOME`` is a folder in it). Not the user's home, not the current folder, not
+``/run``, ``/var`` or the host's ``/tmp``: no host unix socket has a path inside, and the network namespace
+(loopback only, nothing listening) hides the abstract ones. Environment variables pass by allow-list
+(Python's, the frameworks' thread and log settings, locale, packager's limits); credentials never arrive.
+Also: its own PID namespace (it cannot see or signal the parent; everything it forks dies with it), no
+capabilities, a new session (no TIOCSTI into the user's terminal), ``/dev`` read-only and a 64 MiB
+``/dev/shm``, rlimits on memory, CPU time, file size and open files, a task cap and a memory cap for the
+whole sandbox (a pids and a memory cgroup where the host lets us make one: ``packager.sandbox_cgroup``;
+``RLIMIT_NPROC`` for other users), and a wall-clock timeout from the parent.
 
 What crosses the boundary is data: the request is JSON on the child's stdin (arrays given in
 memory go as ``.npy``/``.npz``/``.parquet`` files in a read-only folder), the answer is JSON lines
@@ -26,6 +32,7 @@ gets back, and ``packager._sandbox_child`` is the child's entry point.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import selectors
@@ -41,6 +48,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from packager import errors
+from packager import sandbox_cgroup as cgroup
+from packager import sandbox_view as view
 from packager.errors import InputFileError, MissingDependency, PackagerError, UnsafeModelError, UsageError
 
 ENV_BWRAP = "PACKAGER_BWRAP"  # path of the bwrap binary (default: found on PATH or in BWRAP_PLACES)
@@ -54,6 +63,7 @@ ENV_CPU = "PACKAGER_SANDBOX_CPU_SECONDS"
 ENV_FILE = "PACKAGER_SANDBOX_FILE_GB"
 ENV_OPEN_FILES = "PACKAGER_SANDBOX_OPEN_FILES"
 ENV_TIMEOUT = "PACKAGER_SANDBOX_TIMEOUT"
+ENV_PROCESSES = "PACKAGER_SANDBOX_PROCESSES"
 
 _CHILD = False  # set by packager._sandbox_child: this process is the confined child, API calls run here
 MAX_ANSWER_BYTES = 64 << 20  # a child may print progress and one result; more than this is an attack on the parent
@@ -63,28 +73,6 @@ INSTALL_HINT = (
     "or pass --trust (trust=True) for a file you trust: it then runs unconfined, recorded in the manifest"
 )
 LIMIT_HINT = "raise it with {env}=... if the model really needs more; nothing was written"
-
-# Hidden from the child although the root is readable: what a payload would steal. Folders get an empty tmpfs,
-# files /dev/null. Relative names are under $HOME.
-SECRETS = (
-    ".ssh",
-    ".aws",
-    ".gnupg",
-    ".kube",
-    ".docker",
-    ".azure",
-    ".config/gcloud",
-    ".netrc",
-    ".pypirc",
-    ".git-credentials",
-    ".pgpass",
-    ".config/gh",
-    "/etc/shadow",
-    "/etc/gshadow",
-    "/etc/ssh",
-)
-SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE", "API_KEY", "ACCESS_KEY", "SESSION_KEY")
-SECRET_ENV_NAMES = ("PACKAGER_REGISTRY", "PACKAGER_BLOBS", "PACKAGER_S3_ENDPOINT", "DATABASE_URL", "PGPASSFILE", "SSH_AUTH_SOCK")
 
 
 @dataclass(frozen=True)
@@ -100,6 +88,12 @@ class Limits:
     file_gb: float = 32.0  # RLIMIT_FSIZE: larger than any model we package, far below a disk-filling payload
     open_files: int = 4096  # TensorFlow opens a few hundred files; a descriptor bomb stops here
     wall_seconds: float = 1800.0  # the parent kills the sandbox after this long
+    # tasks (processes and threads) of the whole sandbox; measured peaks (pids.peak, 2 cores, Dec 2026): sklearn->ONNX 8,
+    # sklearn->PMML (JPMML's JVM) 27, Keras->ONNX 19, Keras->TFLite 23, TorchScript->ONNX 7, Spark->ONNX 209,
+    # Spark->PMML 228 (the JVM's pools grow with the cores): 0 means 512 + 32 per core (576 here)
+    processes: int = 0
+    nproc_base: int | None = None  # a non-root user's tasks on the host before the call (RLIMIT_NPROC counts them too)
+    shm_mb: float = 64.0  # /dev/shm: POSIX semaphores and small shared segments; nothing we load needs more
 
     @classmethod
     def from_env(cls) -> "Limits":
@@ -110,6 +104,7 @@ class Limits:
             file_gb=_env_number(ENV_FILE, cls.file_gb),
             open_files=int(_env_number(ENV_OPEN_FILES, cls.open_files)),
             wall_seconds=_env_number(ENV_TIMEOUT, cls.wall_seconds),
+            processes=int(_env_number(ENV_PROCESSES, 512 + 32 * (os.cpu_count() or 1))),
         )
 
     def apply(self) -> None:
@@ -124,6 +119,9 @@ class Limits:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
         resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crashing payload leaves no core file
+        if self.nproc_base is not None:  # not for root: the kernel ignores RLIMIT_NPROC for uid 0 (the pids cgroup binds it)
+            cap = self.nproc_base + self.processes
+            resource.setrlimit(resource.RLIMIT_NPROC, (cap, cap))
 
 
 def _env_number(name: str, default: float) -> float:
@@ -189,8 +187,8 @@ class Workspace:
 
     def __init__(self, root: Path):
         self.root = root
-        self.out, self.tmp, self.inputs = root / "out", root / "tmp", root / "in"
-        for folder in (self.out, self.tmp, self.inputs):
+        self.out, self.tmp, self.inputs, self.etc = root / "out", root / "tmp", root / "in", root / "etc"
+        for folder in (self.out, self.tmp, self.inputs, self.etc, self.tmp / "home"):
             folder.mkdir()
 
     def data(self, name: str, value: Any) -> str | None:
@@ -260,109 +258,45 @@ def check_output(path: Path) -> None:
 # ---------------------------------------------------------------- spawning
 
 
-def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: int) -> list[str]:
-    """The bwrap command line. Order matters: later mounts cover earlier ones."""
-    args = [
-        bwrap,
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-    ]
-    secrets = _secrets()
-    args += _hide(secrets)
-    args += ["--bind", str(workspace.tmp), "/tmp"]
-    environment = _environment()
-    for path in environment:
+def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: int, limits: Limits | None = None) -> list[str]:
+    """The bwrap command line: an allow-list of binds on an empty root (``packager.sandbox_view``). Order matters:
+    a mount point is made in what is mounted before it, and the root and /dev turn read-only last."""
+    limits = limits or Limits.from_env()
+    args = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", view.HOSTNAME]
+    args += ["--dev", "/dev", "--proc", "/proc"]
+    # /dev/shm is a tmpfs in host memory that RLIMIT_AS does not count: capped (measured: 1 GiB landed there before)
+    args += ["--size", str(int(limits.shm_mb * 2**20)), "--tmpfs", "/dev/shm"]
+    for kind, path in view.system_paths():
+        args += ["--symlink", os.readlink(path), path] if kind == "link" else ["--ro-bind", path, path]
+    for path in view.etc_paths():
         args += ["--ro-bind", path, path]
-    # a folder bound back above (the current folder under /tmp) may hold a secret: hidden again (measured: a catalog in
-    # the current folder under /tmp was readable inside)
-    rehidden = [s for s in secrets if any(_contains(Path(e), s) for e in environment)]
-    args += _hide(rehidden)
-    for path in _reads(reads):  # after the hiding: a model file inside the registry's cache is visible, and only that file
+    for name, written in view.write_identity(workspace.etc).items():
+        args += ["--ro-bind", str(written), f"/etc/{name}"]
+    args += ["--bind", str(workspace.tmp), "/tmp"]  # before the code and reads: a venv or a model under /tmp stays visible
+    code = view.code_paths()
+    for path in code:
         args += ["--ro-bind", path, path]
-    # the covers turn read-only last: a read inside one needed its mount point made there first (measured, sealed at
-    # once: "bwrap: Can't mkdir parents for .../blobs/model.bin: Read-only file system"); a cover under /tmp that no
-    # bound folder shows is gone with the real /tmp
-    shown = [s for s in secrets if not _contains(Path("/tmp"), s)] + rehidden
-    args += [arg for s in shown if s.is_dir() for arg in ("--remount-ro", str(s))]
+    reads = _reads(reads)
+    for path in reads:
+        args += ["--ro-bind", path, path]
     root = str(workspace.root)
-    args += ["--bind", root, root, "--ro-bind", str(workspace.inputs), str(workspace.inputs), "--chdir", _cwd()]
-    args += ["--setenv", "TMPDIR", "/tmp", "--", sys.executable, "-m", "packager._sandbox_child", str(answer_fd)]
-    return args
-
-
-def _secrets() -> list[Path]:
-    home = Path.home()
-    paths = [Path(os.environ.get("PACKAGER_HOME") or home / ".packager")]
-    paths += [Path(s) if s.startswith("/") else home / s for s in SECRETS]
-    catalog = os.environ.get("PACKAGER_REGISTRY", "")
-    if catalog.startswith("sqlite:///"):
-        paths.append(Path(catalog[len("sqlite:///") :]).parent)
-    blobs = os.environ.get("PACKAGER_BLOBS", "")
-    if blobs and "://" not in blobs:
-        paths.append(Path(blobs))
-    hidden: list[Path] = []
-    for path in sorted((p.absolute() for p in paths), key=lambda p: len(p.parts)):
-        if any(_contains(outer, path) for outer in hidden):
-            continue  # inside a folder already hidden: a mount there would fail (bwrap: "Can't mkdir ...: Read-only file system")
-        if path.exists() and path != Path("/") and path != home and not _contains(path, Path(sys.prefix)):
-            hidden.append(path)
-    return hidden
-
-
-def _hide(secrets: list[Path]) -> list[str]:
-    """An empty tmpfs over each secret folder (made read-only at the end of the command line), /dev/null over each file."""
-    args: list[str] = []
-    for secret in secrets:
-        args += ["--tmpfs", str(secret)] if secret.is_dir() else ["--ro-bind", "/dev/null", str(secret)]
-    return args
-
-
-def _contains(folder: Path, path: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _environment() -> list[str]:
-    """What Python needs when it lives under /tmp (the private /tmp covers it): the venv, packager's code, sys.path
-    entries and the current folder, bound read-only after the private /tmp."""
-    paths = [Path(p) for p in sys.path if p and p.startswith("/tmp/")]
-    # the interpreter itself: a venv under /tmp (a fresh clone there) whose bin/ no sys.path entry covers, when the
-    # caller runs from another folder (measured: "bwrap: execvp /tmp/fresh/.venv/bin/python: No such file or directory")
-    paths += [Path(p) for p in (sys.prefix, os.path.dirname(sys.executable)) if p.startswith("/tmp/")]
-    code = Path(__file__).resolve().parent  # packager itself, and its converters beside it in a source checkout (editable)
-    paths += [p for p in (code, code.parent / "converters") if str(p).startswith("/tmp/")]
+    args += ["--bind", root, root, "--ro-bind", str(workspace.inputs), str(workspace.inputs)]
+    args += ["--ro-bind", str(workspace.etc), str(workspace.etc)]
     cwd = Path.cwd()
-    if str(cwd).startswith("/tmp/"):
-        paths.append(cwd)
-    return sorted({str(p) for p in paths if p.exists()}, key=len)
+    chdir = str(cwd) if view.visible(cwd, [*code, *reads]) else str(workspace.out)
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", chdir]
+    args += ["--", sys.executable, "-m", "packager._sandbox_child", str(answer_fd)]
+    return args
 
 
 def _reads(reads: Iterable[Any]) -> list[str]:
-    """The model and its inputs, bound read-only last: visible even under /tmp or inside a hidden registry folder."""
+    """The model and its inputs, bound read-only: only these paths of the user's folders are visible."""
     paths = [Path(p).absolute() for p in reads if isinstance(p, (str, os.PathLike))]  # in-memory data travels as files in in/
     return sorted({str(p) for p in paths if p.exists()}, key=len)
 
 
-def _cwd() -> str:
-    cwd = os.getcwd()
-    return cwd if cwd != "/tmp" else "/"
-
-
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV_NAMES and not any(word in k.upper() for word in SECRET_ENV_WORDS)}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    env.setdefault("TQDM_DISABLE", "1")
-    env["PYTHONDONTWRITEBYTECODE"] = "1"  # the root is read-only: no failed attempts to write .pyc files
-    return env
+    return view.environment(home="/tmp/home")  # in the private /tmp (Workspace makes it): a payload's ~/ stays there
 
 
 def run(
@@ -378,22 +312,39 @@ def run(
     """Spawn the confined child, send the request, read the answer, map every failure to one typed error."""
     limits = limits or Limits.from_env()
     bwrap = bwrap_path()
+    line = command(bwrap, workspace, reads, -1, limits)
+    group = cgroup.create(limits.processes, int(limits.memory_gb * 2**30))
+    try:
+        return _spawn(line, function, args, label, group, limits, progress)
+    finally:
+        group.remove()
+
+
+def _spawn(line: list[str], function: str, args: Mapping[str, Any], label: str, group: cgroup.Group, limits: Limits, progress: Any) -> Any:
+    if os.getuid() != 0:
+        limits = dataclasses.replace(limits, nproc_base=cgroup.user_tasks(os.getuid()))
+
+    def confine() -> None:  # in the forked process before exec: bwrap and all it starts inherit both
+        limits.apply()
+        group.enter()
+
     read_end, write_end = os.pipe()
+    line[-1] = str(write_end)
     with tempfile.TemporaryFile() as log:  # the child's stdout and stderr, outside every bind (libraries print)
         try:
             process = subprocess.Popen(
-                command(bwrap, workspace, reads, write_end),
+                line,
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,
                 pass_fds=(write_end,),
                 env=_child_env(),
-                preexec_fn=limits.apply,
+                preexec_fn=confine,
                 start_new_session=True,
             )
         except OSError as exc:
             os.close(read_end)
-            raise MissingDependency(f"bubblewrap ({bwrap}) cannot be started ({exc.strerror})", INSTALL_HINT) from None
+            raise MissingDependency(f"bubblewrap ({line[0]}) cannot be started ({exc.strerror})", INSTALL_HINT) from None
         finally:
             os.close(write_end)
         try:

@@ -2,8 +2,8 @@
 the artifact with ``mapInPandas`` in Spark's Python workers (one runtime session per worker process, reused across its
 tasks), columns matched by name, the result written as partitioned Parquet in the input's row order.
 
-It mirrors ``--engine dask`` (``packager.distributed``): same policy (Spark's workers are not sandboxed, so an unpackaged
-file needs --trust; a package is loaded with the static checks on), same per-partition code path
+It mirrors ``--engine dask`` (``packager.distributed``): same policy (without --trust each partition runs in a sandboxed
+child and an unpackaged file is refused, since the driver would have to load it for its inputs), same per-partition code path
 (``distributed._predict_frame``), same output columns. Row order: Spark packs input files into partitions largest first,
 so partition order is not input order; each row carries its file, its split's offset and its row index (Parquet's
 ``_metadata.row_index``; for CSV, which has none, the monotonically increasing id, ordered within a split) through the
@@ -129,6 +129,11 @@ def predict_on_spark(
             from packager import distributed
 
             before = sum(distributed.LOADS.values())
+            if not trust:  # one sandboxed child per partition, not per Arrow batch (each child loads the model)
+                import pandas as pd
+
+                parts = list(frames)
+                frames = iter([pd.concat(parts, ignore_index=True)] if parts else [])
             for part in frames:
                 result = _predict_frame(part[columns], **job)
                 for key in (FILE, BLOCK, ROW):

@@ -185,7 +185,8 @@ def test_dask_engine_on_a_two_worker_local_cluster(wine, tmp_path):
     pd.concat([big] * 4).to_parquet(single, row_group_size=100)
     from packager.distributed import predict_on_dask
 
-    result = predict_on_dask(resolve(wine["package"]), single, tmp_path / "out", batch_size=64, workers=2)
+    # trusted: the predictor is cached per worker (untrusted, each partition runs in its own sandbox: tests/test_sandbox.py)
+    result = predict_on_dask(resolve(wine["package"]), single, tmp_path / "out", batch_size=64, workers=2, trust=True)
     assert result.workers == 2 and result.rows == 4 * len(big)
     assert all(count <= 1 for count in result.loads_per_worker.values()) and sum(result.loads_per_worker.values()) >= 1
     out = pd.read_parquet(tmp_path / "out")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import socket
 import subprocess
 import sys
@@ -73,11 +74,29 @@ def hostile_world(tmp_path_factory):
     registry_home = root / "packager-home"
     registry_home.mkdir()
     (registry_home / "catalog.db").write_text("CATALOG-SECRET-44e2")
+    (home / ".cache/huggingface").mkdir(parents=True)
+    (home / ".cache/huggingface/token").write_text("HF-SECRET-2d4e")
+    cwd = root / "cwd"
+    cwd.mkdir()
+    (cwd / "notes.txt").write_text("CWD-SECRET-6a8c")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.1)
-    yield {"home": home, "packager_home": registry_home, "listener": listener,
-           "secrets": ("SSH-SECRET-7f3a", "AWS-SECRET-9c1d", "CATALOG-SECRET-44e2", "TOKEN-SECRET-0b9e")}
+    run = Path("/run") if os.access("/run", os.W_OK) else Path("/var/tmp")
+    socket_paths = [cwd / "db.sock", Path(f"/tmp/packager-world-{os.getpid()}.sock"), run / f"packager-world-{os.getpid()}.sock"]
+    unix = [_unix_listener(path) for path in socket_paths]
+    env_secrets = {"MYSQL_PWD": "MYSQL-SECRET-1b3d", "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=AZURE-SECRET-5f7a",
+                   "GH_PAT": "GH-SECRET-9e1c", "MLFLOW_TRACKING_URI": "https://ml:MLFLOW-SECRET-3a5b@mlflow.example"}
+    machine_id = Path("/etc/machine-id").read_text().strip() if Path("/etc/machine-id").exists() else ""
+    yield {"home": home, "cwd": cwd, "packager_home": registry_home, "listener": listener, "unix": unix,
+           "sockets": socket_paths, "env": env_secrets,
+           "reads": [home / ".ssh/id_ed25519", home / ".aws/credentials", home / ".cache/huggingface/token", cwd / "notes.txt"],
+           "secrets": ("SSH-SECRET-7f3a", "AWS-SECRET-9c1d", "CATALOG-SECRET-44e2", "TOKEN-SECRET-0b9e", "HF-SECRET-2d4e",
+                       "CWD-SECRET-6a8c", "MYSQL-SECRET-1b3d", "AZURE-SECRET-5f7a", "GH-SECRET-9e1c", "MLFLOW-SECRET-3a5b",
+                       *([machine_id] if len(machine_id) >= 16 else []))}
     listener.close()
+    for server, path in zip(unix, socket_paths, strict=True):
+        server.close()
+        path.unlink(missing_ok=True)
 
 
 def _convert_sample(attacks: list) -> list:
@@ -114,6 +133,11 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     monkeypatch.setenv("PACKAGER_HOME", str(world["packager_home"]))
     monkeypatch.setenv("PACKAGER_TOKEN", "TOKEN-SECRET-0b9e")
     monkeypatch.setenv("PACKAGER_TEST_LISTEN_PORT", str(world["listener"].getsockname()[1]))
+    monkeypatch.setenv("PACKAGER_TEST_UNIX_SOCKETS", ":".join(str(p) for p in world["sockets"]))
+    monkeypatch.setenv("PACKAGER_TEST_READ_FILES", ":".join(str(p) for p in world["reads"]))
+    for name, value in world["env"].items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(world["cwd"])
     monkeypatch.setenv(sandbox.ENV_CPU, "4")
     monkeypatch.setenv(sandbox.ENV_TIMEOUT, "60")
     monkeypatch.setenv(sandbox.ENV_FILE, "1")
@@ -141,8 +165,9 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
                 problems[attack.name] = f"not one line: {line!r}"
         except Exception as exc:  # anything else escaping is a defect
             problems[attack.name] = f"{type(exc).__name__}: {exc}"
-    with pytest.raises(TimeoutError):
-        world["listener"].accept()  # nothing connected
+    for server in [world["listener"], *world["unix"]]:
+        with pytest.raises(TimeoutError):
+            server.accept()  # nothing connected: not the loopback port, not a unix socket in the cwd, /tmp or /run
     assert problems == {}
     assert not marker.exists(), "a payload wrote outside the sandbox"
     assert not Path(tmp_marker(str(marker))).exists(), "the sandbox's /tmp is the host's"
@@ -154,6 +179,11 @@ def test_every_code_running_attack_is_contained_with_static_checks_off(entry, ho
     assert _sleepers() == [], "a process outlived the sandbox"
     if entry == "inspect":  # every attack ran, the secret-reading ones included: they did run, and read nothing
         assert any("stolen: " in answer for answer in answers), "the secret-reading payload did run"
+        cap = sandbox.Limits.from_env().processes
+        forks = [int(m) for a in answers for m in re.findall(r"forked (\d+)", a)]
+        assert forks and all(1 <= n < cap for n in forks), forks  # it ran, and stopped below the task cap
+        shm = [int(m) for a in answers for m in re.findall(r"shm MiB (\d+)", a)]
+        assert shm and all(n <= 64 for n in shm), shm
 
 
 def test_limits_and_signals_become_one_typed_line(tmp_path, monkeypatch, unchecked):
@@ -194,9 +224,8 @@ def test_nothing_half_written_when_the_child_dies_mid_conversion(tmp_path, monke
 
 
 def test_a_registry_in_the_current_folder_under_tmp_stays_hidden(tmp_path, monkeypatch):
-    """Run from a folder under /tmp that holds the registry (catalog + blob folder inside it): the catalog stays hidden
-    (the current folder, bound back for Python, re-exposed it), the nested blob folder does not break the sandbox
-    (bwrap: "Can't mkdir .../blobs: Read-only file system"), and a model inside the hidden blob folder is still readable."""
+    """Run from a folder under /tmp that holds the registry (catalog + blob folder inside it): the catalog is not there
+    (nothing of the current folder is bound), and a model inside the blob folder is readable (bound on its own)."""
     import shutil
 
     registry = tmp_path / "reg"
@@ -213,7 +242,159 @@ def test_a_registry_in_the_current_folder_under_tmp_stays_hidden(tmp_path, monke
         run = subprocess.run([*args[: args.index("--")], "--", "/bin/sh", "-c", script], capture_output=True, text=True)
     assert "MODEL-BYTES" in run.stdout, run.stderr
     assert "CATALOG-SECRET" not in run.stdout + run.stderr and "catalog.db" not in run.stdout
-    assert "Read-only file system" in run.stderr and not (registry / "planted").exists()
+    assert "catalog.db: No such file" in run.stderr and not (registry / "planted").exists()
+
+
+# ---------------------------------------------------------------- the allow-list (issue 21, finding 3)
+
+
+def _probe_report(path: Path, monkeypatch) -> dict[str, str]:
+    """Inspect ``path`` (a probe payload, checks off) and parse the one line it raised: ``probe k=v k=v``."""
+    from packager.inspection import inspect
+
+    with pytest.raises(InputFileError) as caught:
+        inspect(path)
+    line = caught.value.what
+    assert "probe " in line, line
+    return dict(item.split("=", 1) for item in line.split("probe ", 1)[1].rstrip(")").split())
+
+
+def _unix_listener(path: Path) -> socket.socket:
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen()
+    listener.settimeout(0.1)
+    return listener
+
+
+@pytest.fixture
+def host_sockets(tmp_path, monkeypatch):
+    """Listening unix sockets in the current folder, in /tmp and in /run (the host's, where a database listens)."""
+    monkeypatch.chdir(tmp_path)
+    run = Path("/run") if os.access("/run", os.W_OK) else Path("/var/tmp")
+    paths = [tmp_path / "cwd.sock", Path(f"/tmp/packager-probe-{os.getpid()}.sock"), run / f"packager-probe-{os.getpid()}.sock"]
+    listeners = [_unix_listener(p) for p in paths]
+    yield paths, listeners
+    for listener, path in zip(listeners, paths, strict=True):
+        listener.close()
+        path.unlink(missing_ok=True)
+
+
+def test_a_payload_sees_only_the_allow_list(tmp_path, monkeypatch, unchecked, host_sockets):
+    """With the checks off a payload runs: it cannot connect to a host unix socket (current folder, /tmp, /run), read a
+    file under the home folder or the current folder or an /etc file off the list, see a variable off the allow-list,
+    start more tasks than the cap, or put more than the /dev/shm cap in memory. The model's own file it can read."""
+    sockets, listeners = host_sockets
+    home = tmp_path / "home"
+    (home / ".cache/huggingface").mkdir(parents=True)
+    (home / ".cache/huggingface/token").write_text("HF-TOKEN-SECRET-1a2b")
+    (tmp_path / "notes.txt").write_text("CWD-SECRET-3c4d")
+    monkeypatch.setenv("HOME", str(home))
+    secrets = {"MYSQL_PWD": "MYSQL-SECRET-5e6f", "AZURE_STORAGE_CONNECTION_STRING": "AccountKey=AZURE-SECRET-7a8b",
+               "GH_PAT": "GH-SECRET-9c0d", "MLFLOW_TRACKING_URI": "https://ml:MLFLOW-SECRET-1e2f@mlflow.example"}
+    for name, value in {**secrets, "PROBE_UNLISTED_SETTING": "1", "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv(sandbox.ENV_PROCESSES, "64")
+    model = tmp_path / "probe.pkl"
+    reads = [str(model), str(home / ".cache/huggingface/token"), str(tmp_path / "notes.txt"), "/etc/hostname", "/etc/pip.conf"]
+    names = [*secrets, "PROBE_UNLISTED_SETTING", "OMP_NUM_THREADS"]
+    _evil(model, "exec(%r, {})" % f"""
+import os, socket, time
+def bit(action):
+    try:
+        action()
+        return '1'
+    except OSError:
+        return '0'
+def connect(path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    s.connect(path)
+    s.sendall(b'escaped')
+sock = ''.join(bit(lambda p=p: connect(p)) for p in {[str(p) for p in sockets]!r})
+read = ''.join(bit(lambda p=p: open(p, 'rb').read()) for p in {reads!r})
+env = ','.join(n for n in {names!r} if n in os.environ) or '-'
+forks = 0
+for _ in range(300):
+    try:
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        forks += 1
+    except OSError:
+        break
+shm = 0
+try:
+    with open('/dev/shm/fill', 'wb') as fh:
+        for _ in range(256):
+            fh.write(b'x' * 2**20)
+            fh.flush()
+            shm += 1
+except OSError:
+    pass
+dev = bit(lambda: open('/dev/fill', 'wb').write(b'x'))
+raise ValueError(f'probe sock={{sock}} read={{read}} env={{env}} forks={{forks}} shm={{shm}} dev={{dev}} home={{os.environ["HOME"]}}')
+""")
+    report = _probe_report(model, monkeypatch)
+    assert report["sock"] == "000", report  # the payload ran and failed to connect to each
+    for listener in listeners:
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    assert report["read"] == "10000", report  # only the model itself
+    assert report["env"] == "OMP_NUM_THREADS", report  # an allowed thread setting passes; the rest never arrives
+    assert 1 <= int(report["forks"]) < 64, report
+    assert int(report["shm"]) <= 64 and report["dev"] == "0", report
+    assert report["home"] == "/tmp/home", report
+
+
+def test_the_child_environment_is_the_allow_list_only(monkeypatch):
+    from packager import sandbox_view
+
+    monkeypatch.setenv("MYSQL_PWD", "x")
+    monkeypatch.setenv("TF_VAR_db_password", "x")  # Terraform's, not TensorFlow's
+    monkeypatch.setenv("OMP_PROXY_URL", "https://u:pw@proxy")  # an allowed prefix with a password in the value
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    env = sandbox._child_env()
+    assert "LC_ALL" in env and env["HOME"] == "/tmp/home" and env["TMPDIR"] == "/tmp"
+    assert not {"MYSQL_PWD", "TF_VAR_db_password", "OMP_PROXY_URL", "PACKAGER_REGISTRY", "PACKAGER_BLOBS"} & set(env)
+    unlisted = [k for k in env if k not in sandbox_view.ENV_NAMES and not k.startswith(sandbox_view.ENV_PREFIXES)]
+    assert set(unlisted) <= {"PYTHONDONTWRITEBYTECODE", "HOME", "TMPDIR", "HOSTNAME"}, unlisted
+
+
+def test_the_bwrap_command_binds_no_root_home_or_current_folder(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"x")
+    with sandbox.workspace() as ws:
+        args = sandbox.command(shutil.which("bwrap"), ws, [model], 3)
+    binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
+    assert "/" not in binds and str(Path.home()) not in binds and str(tmp_path) not in binds
+    assert not any(b in ("/run", "/var", "/var/run", "/tmp", "/etc", "/home") for b in binds)
+    assert str(model) in binds and args[args.index("--chdir") + 1] == str(ws.out)
+
+
+def test_registry_flags_are_hidden_like_the_variables(iris, tmp_path):
+    """--registry/--blobs given as flags, the catalog in the current folder: a payload (checks off) cannot read it."""
+    (tmp_path / "catalog.db").write_text("CATALOG-SECRET-8f7e")
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / "blob").write_text("BLOB-SECRET-6d5c")
+    evil = _evil(tmp_path / "evil.pkl", f"""
+found = []
+for p in ({str(tmp_path / 'catalog.db')!r}, {str(tmp_path / 'blobs' / 'blob')!r}):
+    try:
+        found.append(open(p).read())
+    except OSError as exc:
+        found.append(type(exc).__name__)
+raise ValueError('probe ' + ' '.join(found))
+""")
+    _, rows = iris
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    done = run_cli("predict", str(evil), str(rows), "-o", str(tmp_path / "out.parquet"), "--registry", f"sqlite:///{tmp_path}/catalog.db",
+                   "--blobs", str(tmp_path / "blobs"), env=env, cwd=tmp_path)
+    assert done.returncode != 0 and "probe FileNotFoundError FileNotFoundError" in done.stderr, done.stderr
+    assert "SECRET" not in done.stderr + done.stdout
 
 
 def test_planted_links_in_the_output_are_refused(tmp_path):
@@ -392,3 +573,85 @@ def test_dask_refuses_an_untrusted_bare_file(iris, tmp_path):
     pd.DataFrame(np.load(rows), columns=[f"x{i}" for i in range(4)]).to_parquet(tmp_path / "rows.parquet")
     result = run_cli("predict", str(model), str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "out"), "--engine", "dask")
     assert result.returncode == 2 and "which the sandbox does not confine" in result.stderr and result.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- cluster engines (issue 21, finding 5)
+
+
+def _forge_package(iris, folder: Path, model_bytes: bytes) -> Path:
+    """A real pickle package whose model file is replaced (digests recomputed, as an attacker would)."""
+    from packager.conversion import convert
+    from packager.package import digest_files
+
+    model, rows = iris
+    package = convert(model, to="pickle", out=folder, sample=rows).path
+    manifest = json.loads((package / "manifest.json").read_text())
+    (package / manifest["model_file"]).write_bytes(model_bytes)
+    (package / "manifest.json").unlink()
+    manifest["files"] = digest_files(package)
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    return package
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if not line.startswith("warning: ")]
+
+
+@pytest.fixture(scope="module")
+def iris_rows(iris, tmp_path_factory):
+    import pandas as pd
+
+    path = tmp_path_factory.mktemp("rows") / "rows.parquet"
+    pd.DataFrame(np.load(iris[1]), columns=[f"x{i}" for i in range(4)]).to_parquet(path)
+    return path
+
+
+@pytest.mark.slow
+def test_dask_runs_an_untrusted_package_inside_the_sandbox(iris, iris_rows, tmp_path):
+    """A payload package (checks off: only the sandbox stands) through --engine dask: its code runs in a sandboxed child
+    per partition, not in a worker: the marker never appears and the crash comes back as one line."""
+    marker = tmp_path / "PWNED"
+    code = f"open({str(marker)!r}, 'w').write('pwned')\nimport os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"
+    package = _forge_package(iris, tmp_path / "evil", pickle.dumps(_Reduce(exec, code), protocol=4))
+    env = {**os.environ, sandbox.ENV_SKIP_CHECKS: "1"}
+    done = run_cli("predict", str(package), str(iris_rows), "-o", str(tmp_path / "out"), "--engine", "dask", env=env)
+    assert done.returncode == 5 and "killed by SIGSEGV while predicting" in done.stderr, done.stderr[-2000:]
+    assert len(_error_lines(done.stderr)) == 1 and not marker.exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_dask_a_crashing_tree_kills_no_worker(iris, iris_rows, tmp_path):
+    """Finding 5 as filed: a scikit-learn tree whose child indices point 50,000,000 nodes away, in a package, with the
+    checks on: it used to segfault every Dask worker ("4 workers died"); now it crashes (or is refused) in a sandbox."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    X = np.load(iris[1])
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, np.arange(len(X)) % 3)
+    state = tree.tree_.__getstate__()
+    nodes = state["nodes"].copy()
+    nodes["left_child"][0] = nodes["right_child"][0] = 50_000_000
+    tree.tree_.__setstate__({**state, "nodes": nodes})
+    package = _forge_package(iris, tmp_path / "tree", pickle.dumps(tree))
+    done = run_cli("predict", str(package), str(iris_rows), "-o", str(tmp_path / "out"), "--engine", "dask")
+    lines = _error_lines(done.stderr)
+    assert done.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr[-2000:]
+    assert "died" not in done.stderr and "KilledWorker" not in done.stderr
+
+
+@pytest.mark.slow
+def test_dask_untrusted_sandboxed_and_trusted_equal_the_local_engine(iris, iris_rows, tmp_path):
+    import pandas as pd
+
+    from packager.conversion import convert
+
+    model, rows = iris
+    package = convert(model, to="pickle", out=tmp_path / "pkg", sample=rows).path
+    runs = {"local": ["-o", str(tmp_path / "local.parquet")], "dask": ["-o", str(tmp_path / "dask"), "--engine", "dask"],
+            "trusted": ["-o", str(tmp_path / "trusted"), "--engine", "dask", "--trust"]}
+    for name, args in runs.items():
+        done = run_cli("predict", str(package), str(iris_rows), *args)
+        assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
+    local, dask, trusted = (pd.read_parquet(tmp_path / n) for n in ("local.parquet", "dask", "trusted"))
+    assert len(local) == 40 and list(dask.columns) == list(local.columns) == list(trusted.columns)
+    pd.testing.assert_frame_equal(dask, local)
+    pd.testing.assert_frame_equal(trusted, local)

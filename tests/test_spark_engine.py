@@ -58,10 +58,10 @@ def test_a_folder_of_parts_keeps_the_input_row_order(wine, tmp_path):
     from packager.spark_engine import predict_on_spark
 
     artifact = resolve(wine["package"])
-    result = predict_on_spark(artifact, wine["parts"], tmp_path / "spark", batch_size=50)
+    result = predict_on_spark(artifact, wine["parts"], tmp_path / "spark", batch_size=50, trust=True)
     assert result.partitions >= 2 and result.rows == wine["rows"]
-    # one session per Python worker (2 for local[2]), not one per partition or batch; 0 when the workers of the previous test,
-    # reused by Spark, still hold this package's session
+    # trusted: one session per Python worker (2 for local[2]), not one per partition or batch; 0 when the workers of the
+    # previous test, reused by Spark, still hold this package's session (untrusted, each partition runs in its own sandbox)
     assert result.loads <= 2, result
     predict(artifact, wine["single"], tmp_path / "local.parquet", batch_size=50)
     spark, local = pd.read_parquet(tmp_path / "spark"), pd.read_parquet(tmp_path / "local.parquet")

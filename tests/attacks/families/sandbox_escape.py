@@ -4,7 +4,9 @@ disk, read secrets. Each creates ``marker`` (or a sibling named after it) only i
 
 With the static checks on, every one is refused before loading (``builtins.exec`` is not on any
 allow-list); ``tests/test_sandbox.py`` loads them with the checks off to prove the sandbox alone
-holds them. Knobs the test sets: ``PACKAGER_TEST_LISTEN_PORT`` (a loopback port it listens on).
+holds them. Knobs the test sets: ``PACKAGER_TEST_LISTEN_PORT`` (a loopback port it listens on),
+``PACKAGER_TEST_UNIX_SOCKETS`` (unix sockets it listens on, ``:``-separated: in the current folder, /tmp,
+/run) and ``PACKAGER_TEST_READ_FILES`` (files outside the model's paths: in the home and current folders).
 """
 from __future__ import annotations
 
@@ -105,7 +107,7 @@ with open('/tmp/big', 'wb') as fh:
     fh.write(b'x')
 {touch}
 """,
-        "read_secrets": f"""
+        "read_secrets": """
 import os, glob
 found = []
 home = os.path.expanduser('~')
@@ -116,8 +118,56 @@ for pattern in [home + '/.ssh/*', home + '/.aws/*', '/root/.ssh/*', os.environ.g
             found.append(open(path, errors='replace').read()[:200])
         except OSError:
             pass
-found += [f'{{k}}={{v}}' for k, v in os.environ.items() if 'TOKEN' in k or 'SECRET' in k or 'PASSWORD' in k]
+for path in os.environ.get('PACKAGER_TEST_READ_FILES', '').split(':') + ['/etc/hostname', '/etc/machine-id']:
+    try:
+        found.append(open(path, errors='replace').read()[:60])
+    except OSError:
+        pass
+# (exec'd without globals: a comprehension sees no name this code defines, so the words are inline)
+found += [f'{k}={v[:60]}' for k, v in os.environ.items() if any(w in k for w in ('TOKEN', 'SECRET', 'PASSWORD', 'PWD', '_PAT',
+                                                                                'CONNECTION', 'URI', 'KEY'))]
 raise ValueError('stolen: ' + ' | '.join(found).replace(chr(10), ' '))
+""",
+        "connect_unix_sockets": f"""
+import os, socket
+for path in os.environ.get('PACKAGER_TEST_UNIX_SOCKETS', '').split(':'):
+    try:
+        client = socket.socket(socket.AF_UNIX)
+        client.settimeout(2)
+        client.connect(path)
+        client.sendall(b'escaped')
+        {touch}
+    except OSError:
+        pass
+""",
+        "fork_past_the_cap": f"""
+import os, time
+forks = 0
+for _ in range(3000):
+    try:
+        if os.fork() == 0:
+            time.sleep(10)
+            os._exit(0)
+        forks += 1
+    except OSError:
+        break
+if forks >= 3000:
+    {touch}
+raise ValueError(f'forked {{forks}}')
+""",
+        "fill_dev_shm": f"""
+written = 0
+try:
+    with open('/dev/shm/fill', 'wb') as fh:
+        for _ in range(1024):
+            fh.write(b'x' * 2**20)
+            fh.flush()
+            written += 1
+except OSError:
+    pass
+if written >= 1024:
+    {touch}
+raise ValueError(f'shm MiB {{written}}')
 """,
         "fd_bomb": f"""
 files = [open('/dev/null') for _ in range(1_000_000)]
