@@ -14,6 +14,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Mapping
 
+from packager.columns import restore_onnx_input_names
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
 from packager.errors import (
@@ -557,6 +558,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
         warnings.simplefilter("ignore")
         proto = skl2onnx.convert_sklearn(estimator, **kwargs)
     _rename_outputs(proto, signature.output_names)
+    if signature.columnar:  # one input per column: skl2onnx renamed "od280/od315_of_diluted_wines" (load_wine's frame)
+        restore_onnx_input_names(proto, signature.input_names, "the model's columns")
     path = out / "model.onnx"
     onnx.save(proto, str(path))
     opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
