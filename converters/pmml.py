@@ -108,8 +108,9 @@ def _member_fields_named(model: Any) -> Any:
     if not members:
         return model
     import copy
+    import importlib
 
-    from sklearn2pmml.decoration import MultiAlias
+    MultiAlias = importlib.import_module("sklearn2pmml.decoration").MultiAlias  # noqa: N806 (a class; sklearn2pmml ships no stubs)
 
     model = copy.deepcopy(model)
     for member, pipeline in _ensemble_members(model):

@@ -30,6 +30,8 @@ from packager.errors import (
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
+from .sklearn_hgb_onnx import hgb_to_onnx, is_categorical_hgb
+
 LABEL, PROBABILITIES, SCORES, VARIABLE = "label", "probabilities", "scores", "variable"
 TEXT = "text"  # the one input of a model that starts with a text vectorizer: a (batch, 1) string column
 DEFAULT_ROWS = 200
@@ -543,6 +545,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _patch_skl2onnx_bool_attributes()
     _patch_skl2onnx_pipeline_options()
     estimator, converted = _convertible(model)
+    if is_categorical_hgb(estimator):  # skl2onnx has no categorical split: our own TreeEnsemble graph (ai.onnx.ml 5)
+        return _save_onnx(onnx, hgb_to_onnx(estimator, signature, options.opset), out, "packager (sklearn_hgb_onnx)", converted)
     for plugin in _foreign_plugins(estimator):
         plugin.register_skl2onnx()
     _refuse_categorical_splits(estimator)
@@ -560,10 +564,15 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _rename_outputs(proto, signature.output_names)
     if signature.columnar:  # one input per column: skl2onnx renamed "od280/od315_of_diluted_wines" (load_wine's frame)
         restore_onnx_input_names(proto, signature.input_names, "the model's columns")
+    return _save_onnx(onnx, proto, out, "skl2onnx", converted)
+
+
+def _save_onnx(onnx: Any, proto: Any, out: Path, converter: str, converted: str) -> Any:
     path = out / "model.onnx"
     onnx.save(proto, str(path))
     opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
-    details = {"opset": opsets, "ir_version": proto.ir_version, "converter": "skl2onnx", "converter_version": version_of("skl2onnx")}
+    version = version_of("skl2onnx") if converter == "skl2onnx" else version_of("scikit-learn")
+    details = {"opset": opsets, "ir_version": proto.ir_version, "converter": converter, "converter_version": version}
     return Artifact(path, {**details, **({"converted": converted} if converted else {})})
 
 
