@@ -321,8 +321,14 @@ def output_columns(outputs: dict[str, Any]) -> dict[str, Any]:
 def _arrow_table(pa: Any, columns: dict[str, Any]) -> Any:
     """Columns as an Arrow table; a text column's missing values (None, or NaN from pandas) become nulls. JPMML
     returns no label for a row it cannot score (a NaN input of a LogisticRegression pipeline on iris), and an object
-    array mixing str and float NaN stopped predict with ArrowTypeError, reported as an unusable model."""
-    return pa.table({name: pa.array(v, from_pandas=True) if v.dtype == object else v for name, v in columns.items()})
+    array mixing str and float NaN stopped predict with ArrowTypeError, reported as an unusable model. A text column with
+    no value in this batch is typed string, not null, so the next batch's labels fit the file's schema."""
+
+    def text(values: Any) -> Any:
+        array = pa.array(values, from_pandas=True)
+        return array.cast(pa.string()) if pa.types.is_null(array.type) else array
+
+    return pa.table({name: text(v) if v.dtype == object else v for name, v in columns.items()})
 
 
 class OutputWriter:
