@@ -604,6 +604,14 @@ def _convertible(model: Any) -> tuple[Any, str]:
             f"(transformer {type(transformer).__name__})",
             "use --to skops, joblib or pickle for this model",
         )
+    if type(model).__name__ == "VotingClassifier" and model.voting == "soft" and model.flatten_transform:
+        # skl2onnx 1.20 raises NotImplementedError for flatten_transform=True (the default), which shapes transform()
+        # only: predict and predict_proba, the graph's outputs, are the same weighted average either way
+        import copy
+
+        flat = copy.copy(model)
+        flat.flatten_transform = False
+        return flat, "VotingClassifier converted with flatten_transform=False (it changes transform only, not predict_proba)"
     return model, ""
 
 

@@ -119,6 +119,8 @@ PT2_AGAIN = Refusal(r"Guard failed|pt2",
 FRAMEWORK_KNOWN: dict[str, dict[str, Refusal]] = {"sklearn": {"mleap": MLEAP_PIPELINE}}
 FUNCTION_TRANSFORMER = Refusal(r"FunctionTransformer is not supported unless the transform function is None",
                                "skl2onnx converts a FunctionTransformer only without a function (identity)")
+MLEAP_ENSEMBLE = Refusal(r"mleap cannot serialise (HistGradientBoostingClassifier|StackingClassifier|VotingClassifier)\b",
+                         "mleap's scikit-learn support lists its estimators; no HistGradientBoosting, stacking or voting")
 TRUST = ("--trust",)  # HistGradientBoosting on pandas categoricals pickles check_array (UNSAFE_HGB): the user's own file
 
 
@@ -206,10 +208,12 @@ def _keys(refused: Mapping[str, Refusal]) -> dict[str, Refusal]:
 ROUND3: tuple[Entry, ...] = (
     _sk("wine_frame_slash_column_transformer", "wine_slash_column_transformer", ".joblib", LABELS,
         "load_wine(as_frame=True) ('od280/od315_of_diluted_wines') + a text band, OneHotEncoder(handle_unknown='ignore')"),
-    _sk("breast_cancer_hgb_nan", "hgb_nan", ".pkl", LABELS, "breast_cancer, 20% cells NaN", onnx__dynamic=ORT_ML_OPS),
+    _sk("breast_cancer_hgb_nan", "hgb_nan", ".pkl", LABELS, "breast_cancer, 20% cells NaN", onnx__dynamic=ORT_ML_OPS,
+        mleap=MLEAP_ENSEMBLE),
     _sk("breast_cancer_stacking_shared_scaler", "stacking_shared_scaler", ".joblib", LABELS, "breast_cancer",
-        onnx__dynamic=ORT_ML_OPS),
-    _sk("breast_cancer_voting_shared_scaler", "voting_shared_scaler", ".pkl", LABELS, "breast_cancer", onnx__dynamic=ORT_ML_OPS),
+        onnx__dynamic=ORT_ML_OPS, mleap=MLEAP_ENSEMBLE),
+    _sk("breast_cancer_voting_shared_scaler", "voting_shared_scaler", ".pkl", LABELS, "breast_cancer", onnx__dynamic=ORT_ML_OPS,
+        mleap=MLEAP_ENSEMBLE),
     Entry("diabetes_hgb_categorical_regressor", "sklearn", "diabetes, 'sex' as a pandas categorical",
           _sklearn("hgb_categorical_regressor", ".pkl", REGRESSION), TRUST, refused={"onnx+dynamic": ORT_ML_OPS}),
     Entry("wine_hgb_categorical_binary_text_labels", "sklearn", "wine + a 4-band categorical column, 2 text classes",

@@ -87,14 +87,16 @@ def voting_shared_scaler() -> Built:
 
 
 def hgb_categorical_regressor() -> Built:
-    """HistGradientBoostingRegressor on diabetes with its 'sex' column as a pandas categorical (two float categories)."""
+    """HistGradientBoostingRegressor on diabetes with its 'sex' column as a pandas categorical of text (scikit-learn
+    ships it centred and scaled: the two values become "a" and "b")."""
+    import numpy as np
     import pandas as pd
     from sklearn.datasets import load_diabetes
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     X, y = load_diabetes(return_X_y=True, as_frame=True)
     X = X.copy()
-    X["sex"] = pd.Categorical(X["sex"])
+    X["sex"] = pd.Categorical(np.where(X["sex"] > 0, "b", "a"))
     Xtr, Xte, ytr, yte = _split(X, y)
     return Built(HistGradientBoostingRegressor(max_iter=80, random_state=SEED).fit(Xtr, ytr), Xte, yte)
 
