@@ -546,7 +546,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _patch_skl2onnx_pipeline_options()
     estimator, converted = _convertible(model)
     if is_categorical_hgb(estimator):  # skl2onnx has no categorical split: our own TreeEnsemble graph (ai.onnx.ml 5)
-        return _save_onnx(onnx, hgb_to_onnx(estimator, signature, options.opset), out, "packager (sklearn_hgb_onnx)", converted)
+        proto = hgb_to_onnx(estimator, signature, parse_opset(options.opset))
+        return _save_onnx(onnx, proto, out, "packager (sklearn_hgb_onnx)", converted)
     for plugin in _foreign_plugins(estimator):
         plugin.register_skl2onnx()
     _refuse_categorical_splits(estimator)
@@ -617,14 +618,16 @@ def _convertible(model: Any) -> tuple[Any, str]:
 
 def _refuse_categorical_splits(model: Any) -> None:
     """skl2onnx 1.20 writes HistGradientBoosting trees as numeric-threshold TreeEnsemble nodes: it has no form for a
-    categorical split (a bitset of categories), and it takes one matrix input, not the model's named columns."""
+    categorical split (a bitset of categories), and it takes one matrix input, not the model's named columns. Reached
+    only for one nested in a pipeline or wrapper: the model itself goes to converters/sklearn_hgb_onnx.py."""
     for estimator in _nested(model):
         columns = _categorical_columns(estimator)
         if columns:
             raise UnsupportedConversion(
                 f"skl2onnx cannot convert {type(estimator).__name__} with categorical features ({', '.join(columns)}): "
                 "ONNX tree ensembles in skl2onnx have no categorical splits",
-                "use --to skops, joblib or pickle; or one-hot/ordinal-encode those columns in a ColumnTransformer before the model",
+                "save the HistGradientBoosting on its own (packager converts that), use --to skops, joblib or pickle, "
+                "or one-hot/ordinal-encode those columns in a ColumnTransformer before the model",
             )
 
 

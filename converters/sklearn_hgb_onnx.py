@@ -30,17 +30,18 @@ def is_categorical_hgb(model: Any) -> bool:
     return type(model).__name__.startswith("HistGradientBoosting") and flags is not None and bool(flags.any())
 
 
-def hgb_to_onnx(model: Any, signature: Any, opset: int | None) -> Any:
-    """The ModelProto for ``model``, its inputs and outputs named as in ``signature``."""
+def hgb_to_onnx(model: Any, signature: Any, opsets: dict[str, int]) -> Any:
+    """The ModelProto for ``model``, its inputs and outputs named as in ``signature``; ``opsets`` as --opset parses them."""
     from onnx import TensorProto, helper
 
     from packager.errors import UnsupportedConversion
 
-    main_opset = DEFAULT_OPSET if opset is None else int(opset)
-    if main_opset < MIN_OPSET:
+    main_opset = opsets.get("", DEFAULT_OPSET)
+    if main_opset < MIN_OPSET or opsets.get("ai.onnx.ml", ML_OPSET) < ML_OPSET:
         raise UnsupportedConversion(
-            f"the HistGradientBoosting graph needs ONNX opset {MIN_OPSET} or newer (asked: {main_opset})",
-            f"drop --opset or give --opset {DEFAULT_OPSET}",
+            f"a categorical HistGradientBoosting graph needs ONNX opset {MIN_OPSET}+ and ai.onnx.ml {ML_OPSET} (set-membership "
+            f"splits); asked: {main_opset}, ai.onnx.ml {opsets.get('ai.onnx.ml', ML_OPSET)}",
+            f"drop --opset, or give --opset {DEFAULT_OPSET},ai.onnx.ml={ML_OPSET}",
         )
     nodes: list[Any] = []
     inputs = [_graph_input(spec) for spec in signature.inputs]
