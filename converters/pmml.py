@@ -73,6 +73,7 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
     path = out / "model.pmml"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        model = _member_fields_named(model)
         pipeline = s2p.make_pmml_pipeline(model, active_fields=fields, target_fields=[TARGET_FIELD])
         with _captured_output() as jvm_lines:
             try:
@@ -88,9 +89,88 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
                 f"sklearn2pmml cannot convert {type(model).__name__}: {detail}", "use --to onnx or skops for this model"
             )
         raise ConversionError(f"sklearn2pmml failed on {type(model).__name__}: {detail}", "run with --debug to see the JVM output")
+    _unique_chain_outputs(path)
     return Artifact(
         path, {"converter": "sklearn2pmml", "converter_version": version_of("sklearn2pmml"), "java": java, "active_fields": fields}
     )
+
+
+def _member_fields_named(model: Any) -> Any:
+    """A copy of an ensemble whose members' transformer outputs carry the member's name.
+
+    JPMML names a transformer's output after its function and input ("standardScaler(x1)"): two members of a
+    StackingClassifier/VotingClassifier that both scale the same columns define that field twice, and JPMML stops
+    with NamingException "Field 'standardScaler(x1)' is already defined" (exit 7 before). sklearn2pmml's own answer
+    is its MultiAlias decoration (sklearn2pmml.decoration, prefit=True): each fitted transformer keeps its values and
+    its outputs are named "<member>/<step>[j]". The model given is not changed; a model without such members is
+    returned as it is."""
+    members = [m for m in _ensemble_members(model) if getattr(m[1], "steps", None) and len(m[1].steps) > 1]
+    if not members:
+        return model
+    import copy
+    import importlib
+
+    MultiAlias = importlib.import_module("sklearn2pmml.decoration").MultiAlias  # noqa: N806 (a class; sklearn2pmml ships no stubs)
+
+    model = copy.deepcopy(model)
+    for member, pipeline in _ensemble_members(model):
+        for index, (step, transformer) in enumerate(list(getattr(pipeline, "steps", None) or [])[:-1]):
+            width = _output_width(transformer)
+            if width:
+                names = [f"{member}/{step}[{j}]" for j in range(width)]
+                pipeline.steps[index] = (step, MultiAlias(transformer, names, prefit=True))
+    return model
+
+
+def _unique_chain_outputs(path: Path) -> None:
+    """Rename output fields that two segments of a model chain both declare, in place.
+
+    JPMML-SkLearn names the probability outputs of a StackingClassifier member "probability(<segment>, <class>)",
+    but a member that is a Pipeline gets the bare "probability(<class>)" that the final estimator declares too:
+    JPMML-Evaluator then answers every row with DuplicateFieldValueException (labels agreed on 0% of rows,
+    measured on breast_cancer with StandardScaler+LogisticRegression and MinMaxScaler+RandomForest members). The
+    member's copy is renamed the way JPMML names the others; nothing refers to it (the final estimator reads the
+    "predict_proba(<segment>, <class>)" fields)."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    from packager.safety.xml import parse_xml
+
+    root = parse_xml(path)
+    namespace = root.tag[1 : root.tag.index("}")] if root.tag.startswith("{") else ""
+    ns = f"{{{namespace}}}" if namespace else ""
+    referenced = {e.get("field") for e in root.iter(f"{ns}FieldRef")}
+    changed = False
+    for chain in (s for s in root.iter(f"{ns}Segmentation") if s.get("multipleModelMethod") == "modelChain"):
+        segments = chain.findall(f"{ns}Segment")
+        final = {f.get("name") for f in segments[-1].iter(f"{ns}OutputField")} if segments else set()
+        for segment in segments[:-1]:
+            for field in segment.iter(f"{ns}OutputField"):
+                name = field.get("name") or ""
+                if name in final and name not in referenced and re.fullmatch(r"\w+\([^,()]*\)", name):
+                    field.set("name", name.replace("(", f"({segment.get('id')}, ", 1))
+                    changed = True
+    if changed:
+        ET.register_namespace("", namespace)
+        ET.ElementTree(root).write(path, encoding="UTF-8", xml_declaration=True)
+
+
+def _ensemble_members(model: Any) -> list[tuple[str, Any]]:
+    """(name, fitted member) of a Stacking/Voting ensemble, the model itself or a Pipeline's last step."""
+    while getattr(model, "steps", None):
+        model = model.steps[-1][1]
+    named = getattr(model, "named_estimators_", None)
+    if named is None or not hasattr(model, "estimators_"):
+        return []
+    return [(str(name), member) for name, member in named.items() if member not in (None, "drop")]
+
+
+def _output_width(transformer: Any) -> int:
+    """How many columns a fitted transformer writes (0 when it cannot say: then it keeps JPMML's own names)."""
+    try:
+        return len(transformer.get_feature_names_out())
+    except Exception:  # transformers without feature-name support: left as they are
+        return 0
 
 
 def pmml_field_names(signature) -> list[str]:

@@ -14,6 +14,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Mapping
 
+from packager.columns import restore_onnx_input_names
 from packager.contract import Artifact, Framework
 from packager.deps import require, version_of
 from packager.errors import (
@@ -28,6 +29,8 @@ from packager.errors import (
 )
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
+
+from .sklearn_hgb_onnx import hgb_to_onnx, is_categorical_hgb
 
 LABEL, PROBABILITIES, SCORES, VARIABLE = "label", "probabilities", "scores", "variable"
 TEXT = "text"  # the one input of a model that starts with a text vectorizer: a (batch, 1) string column
@@ -548,6 +551,9 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _patch_skl2onnx_bool_attributes()
     _patch_skl2onnx_pipeline_options()
     estimator, converted = _convertible(model)
+    if is_categorical_hgb(estimator):  # skl2onnx has no categorical split: our own TreeEnsemble graph (ai.onnx.ml 5)
+        proto = hgb_to_onnx(estimator, signature, parse_opset(options.opset))
+        return _save_onnx(onnx, proto, out, "packager (sklearn_hgb_onnx)", converted)
     for plugin in _foreign_plugins(estimator):
         plugin.register_skl2onnx()
     _refuse_categorical_splits(estimator)
@@ -563,10 +569,17 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
         warnings.simplefilter("ignore")
         proto = skl2onnx.convert_sklearn(estimator, **kwargs)
     _rename_outputs(proto, signature.output_names)
+    if signature.columnar:  # one input per column: skl2onnx renamed "od280/od315_of_diluted_wines" (load_wine's frame)
+        restore_onnx_input_names(proto, signature.input_names, "the model's columns")
+    return _save_onnx(onnx, proto, out, "skl2onnx", converted)
+
+
+def _save_onnx(onnx: Any, proto: Any, out: Path, converter: str, converted: str) -> Any:
     path = out / "model.onnx"
     onnx.save(proto, str(path))
     opsets = {op.domain or "ai.onnx": op.version for op in proto.opset_import}
-    details = {"opset": opsets, "ir_version": proto.ir_version, "converter": "skl2onnx", "converter_version": version_of("skl2onnx")}
+    version = version_of("skl2onnx") if converter == "skl2onnx" else version_of("scikit-learn")
+    details = {"opset": opsets, "ir_version": proto.ir_version, "converter": converter, "converter_version": version}
     return Artifact(path, {**details, **({"converted": converted} if converted else {})})
 
 
@@ -598,19 +611,29 @@ def _convertible(model: Any) -> tuple[Any, str]:
             f"(transformer {type(transformer).__name__})",
             "use --to skops, joblib or pickle for this model",
         )
+    if type(model).__name__ == "VotingClassifier" and model.voting == "soft" and model.flatten_transform:
+        # skl2onnx 1.20 raises NotImplementedError for flatten_transform=True (the default), which shapes transform()
+        # only: predict and predict_proba, the graph's outputs, are the same weighted average either way
+        import copy
+
+        flat = copy.copy(model)
+        flat.flatten_transform = False
+        return flat, "VotingClassifier converted with flatten_transform=False (it changes transform only, not predict_proba)"
     return model, ""
 
 
 def _refuse_categorical_splits(model: Any) -> None:
     """skl2onnx 1.20 writes HistGradientBoosting trees as numeric-threshold TreeEnsemble nodes: it has no form for a
-    categorical split (a bitset of categories), and it takes one matrix input, not the model's named columns."""
+    categorical split (a bitset of categories), and it takes one matrix input, not the model's named columns. Reached
+    only for one nested in a pipeline or wrapper: the model itself goes to converters/sklearn_hgb_onnx.py."""
     for estimator in _nested(model):
         columns = _categorical_columns(estimator)
         if columns:
             raise UnsupportedConversion(
                 f"skl2onnx cannot convert {type(estimator).__name__} with categorical features ({', '.join(columns)}): "
                 "ONNX tree ensembles in skl2onnx have no categorical splits",
-                "use --to skops, joblib or pickle; or one-hot/ordinal-encode those columns in a ColumnTransformer before the model",
+                "save the HistGradientBoosting on its own (packager converts that), use --to skops, joblib or pickle, "
+                "or one-hot/ordinal-encode those columns in a ColumnTransformer before the model",
             )
 
 

@@ -326,17 +326,9 @@ def _restore_input_names(proto: Any, signature: Signature) -> None:
     """onnxmltools renames inputs whose column names hold spaces or brackets ("mean radius" -> "mean_radius", as every
     DataFrame built from scikit-learn's datasets has): the graph gets the pipeline's own column names back, so the
     package reads the columns the user has (found by an outside user: every such pipeline failed validation)."""
-    from packager.columns import match_names
+    from packager.columns import restore_onnx_input_names
 
-    graph_names = [i.name for i in proto.graph.input]
-    columns = match_names(graph_names, signature.input_names, "the Spark pipeline's columns", notes=False)
-    renamed = {old: new for old, new in zip(graph_names, columns, strict=True) if old != new}
-    if not renamed:
-        return
-    for tensor in proto.graph.input:
-        tensor.name = renamed.get(tensor.name, tensor.name)
-    for node in proto.graph.node:
-        node.input[:] = [renamed.get(name, name) for name in node.input]
+    restore_onnx_input_names(proto, signature.input_names, "the Spark pipeline's columns")
 
 
 def _cast_indices_before_concat(proto: Any) -> None:

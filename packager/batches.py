@@ -318,6 +318,19 @@ def output_columns(outputs: dict[str, Any]) -> dict[str, Any]:
     return columns
 
 
+def _arrow_table(pa: Any, columns: dict[str, Any]) -> Any:
+    """Columns as an Arrow table; a text column's missing values (None, or NaN from pandas) become nulls. JPMML
+    returns no label for a row it cannot score (a NaN input of a LogisticRegression pipeline on iris), and an object
+    array mixing str and float NaN stopped predict with ArrowTypeError, reported as an unusable model. A text column with
+    no value in this batch is typed string, not null, so the next batch's labels fit the file's schema."""
+
+    def text(values: Any) -> Any:
+        array = pa.array(values, from_pandas=True)
+        return array.cast(pa.string()) if pa.types.is_null(array.type) else array
+
+    return pa.table({name: text(v) if v.dtype == object else v for name, v in columns.items()})
+
+
 class OutputWriter:
     """Writes batches of outputs to ``target`` through a temp file renamed at the end (never half-written)."""
 
@@ -332,6 +345,7 @@ class OutputWriter:
             raise OutputExists(f"{self.target} already exists", "choose another -o or pass --force")
         self.temp = self.target.with_name(f".{self.target.name}.partial")
         self._writer: Any = None
+        self._schema: Any = None
         self.rows = 0
 
     def write(self, outputs: dict[str, Any]) -> None:
@@ -346,9 +360,12 @@ class OutputWriter:
             return
         import pyarrow as pa
 
-        table = pa.table(output_columns(outputs))
+        table = _arrow_table(pa, output_columns(outputs))
         if self._writer is None:
             self._writer = self._open(table.schema)
+            self._schema = table.schema
+        elif table.schema != self._schema:  # a batch whose labels are all missing has a null column: the file's type holds
+            table = table.cast(self._schema)
         self._writer.write_table(table) if self.kind == "parquet" else self._writer.write(table)
         self.rows += table.num_rows
 

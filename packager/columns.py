@@ -51,6 +51,23 @@ def match_names(
     return tuple(chosen)
 
 
+def restore_onnx_input_names(proto: Any, names: Sequence[str], where: str) -> None:
+    """Give an ONNX graph's inputs back the model's own column names, in place. Converters rename inputs whose names
+    hold characters outside [A-Za-z0-9_]: onnxmltools turns Spark's "mean radius" into "mean_radius", skl2onnx turns
+    load_wine(as_frame=True)'s "od280/od315_of_diluted_wines" into "od280_od315_of_diluted_wines", and validation then
+    fed the user's name to a graph that wanted the other ("the sample lacks ...", exit 4). One fix for every converter:
+    each graph input is matched to its column as :func:`match_names` matches a table's columns."""
+    graph_names = [i.name for i in proto.graph.input]
+    columns = match_names(graph_names, list(names), where, notes=False)
+    renamed = {old: new for old, new in zip(graph_names, columns, strict=True) if old != new}
+    if not renamed:
+        return
+    for tensor in proto.graph.input:
+        tensor.name = renamed.get(tensor.name, tensor.name)
+    for node in proto.graph.node:
+        node.input[:] = [renamed.get(name, name) for name in node.input]
+
+
 def _plain(name: str) -> str:
     return re.sub(r"[^0-9A-Za-z_]", "_", str(name))
 

@@ -50,6 +50,7 @@ def test_a_scikit_learn_newer_than_sklearn2pmml_supports_says_which_version_to_i
     """sklearn2pmml 0.133.1 under scikit-learn 1.9.1 (what a plain `pip install sklearn2pmml` gave): its
     JVM output, as printed there. The error names the version to install (was: "use --to onnx")."""
     from packager.converters.pmml import _refuse_unsupported_sklearn
+
     from packager.errors import MissingDependency
 
     jvm = ["SEVERE: Failed to convert PKL to PMML", "org.jpmml.sklearn.SkLearnException: Scikit-Learn version '1.9.1' is not supported",
@@ -76,8 +77,9 @@ def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tm
     """The file is replaced between the check and JPMML's read: JPMML must still get the document that was checked."""
     from pathlib import Path
 
-    import packager.safety.xml as xml
     from packager.converters.pmml import PmmlRuntime
+
+    import packager.safety.xml as xml
 
     package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
     target = tmp_path / "model.pmml"
@@ -106,3 +108,88 @@ def test_text_pipeline_is_scored_on_its_strings(tmp_path):
 
     with pytest.raises(ValidationFailed, match=r"pmml artifact does not reproduce the source: .*(labels agree|max abs diff)"):
         convert(tfidf_logreg().model, to="pmml", sample=HELD_OUT * 4, out=tmp_path / "pkg")
+
+
+# ---------------------------------------------------------------- issue 26: real models, round three (through the CLI)
+
+
+def _jpmml(path, X):
+    """The PMML file scored by jpmml_evaluator directly (not through packager): x1..xn fields, probability columns."""
+    import jpmml_evaluator
+    import pandas as pd
+
+    evaluator = jpmml_evaluator.make_evaluator(str(path), backend="jpype").verify()
+    result = evaluator.evaluateAll(pd.DataFrame(X, columns=[f"x{i + 1}" for i in range(X.shape[1])]))
+    assert "errors" not in result.columns or result["errors"].isna().all(), result.get("errors")
+    return result[[c for c in result.columns if str(c).startswith("probability(")]].to_numpy(dtype=float)
+
+
+@pytest.mark.parametrize("builder", ["stacking_shared_scaler", "voting_shared_scaler"])
+def test_ensembles_whose_members_scale_the_same_columns_convert_to_pmml(tmp_path, builder):
+    """Point 10: JPMML stopped with NamingException "Field 'standardScaler(x1)' is already defined" (exit 7); the members'
+    fields are named "<member>/<step>[j]" (sklearn2pmml's MultiAlias) and a stacking member's duplicate probability
+    outputs renamed (JPMML-Evaluator answered every row with DuplicateFieldValueException)."""
+    import pickle
+
+    import numpy as np
+
+    from tests.conftest import run_cli
+    from tests.zoo.sklearn_round3 import BUILDERS
+
+    built = BUILDERS[builder]()
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(built.model))
+    result = run_cli("convert", str(tmp_path / "model.pkl"), "--to", "pmml", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "out" / "model.pmml").read_text()
+    assert 'name="lr/standardscaler[0]"' in text and 'name="rf/standardscaler[29]"' in text
+    probabilities = _jpmml(tmp_path / "out" / "model.pmml", built.X_test)
+    expected = built.model.predict_proba(built.X_test)
+    assert np.abs(probabilities - expected).max() < 1e-6
+    assert np.mean(probabilities.argmax(1) == built.model.predict(built.X_test)) == 1.0
+
+
+def test_predict_writes_a_missing_text_label_as_null(tmp_path):
+    """Point 7: JPMML gives no label for a row it cannot score; packager's own writer raised ArrowTypeError on str + NaN,
+    reported as "the file is not a usable model; re-export it" (exit 4)."""
+    import pickle
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.conftest import run_cli
+
+    iris = load_iris(as_frame=True)
+    labels = iris.target_names[iris.target]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(iris.data, labels)
+    (tmp_path / "iris.pkl").write_bytes(pickle.dumps(model))
+    assert run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "pmml", "-o", str(tmp_path / "pkg")).returncode == 0
+    rows = iris.data.iloc[::15].reset_index(drop=True)
+    rows.iloc[2, 1] = np.nan
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    for suffix in ("csv", "parquet"):
+        result = run_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / f"p.{suffix}"))
+        assert result.returncode == 0, result.stderr
+        written = pd.read_csv(tmp_path / "p.csv") if suffix == "csv" else pd.read_parquet(tmp_path / "p.parquet")
+        assert written["label"].isna().tolist() == [i == 2 for i in range(len(rows))]
+        complete = rows.drop(index=2)
+        assert (written["label"].drop(index=2).to_numpy() == model.predict(complete)).all()
+
+
+def test_a_batch_of_missing_labels_does_not_change_the_file_type(tmp_path):
+    """A first batch whose labels are all missing typed the column null; the next batch's strings then failed."""
+    import numpy as np
+    import pandas as pd
+
+    from packager.batches import OutputWriter
+
+    writer = OutputWriter(tmp_path / "out.parquet")
+    writer.write({"label": np.array([None, np.nan], dtype=object), "p": np.array([np.nan, np.nan])})
+    writer.write({"label": np.array(["setosa", "virginica"], dtype=object), "p": np.array([0.5, 0.25])})
+    writer.close()
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    assert written["label"].tolist()[2:] == ["setosa", "virginica"] and written["label"].isna().sum() == 2
+    assert written["p"].tolist()[2:] == [0.5, 0.25]

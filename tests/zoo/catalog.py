@@ -117,17 +117,20 @@ TF_STDERR = Refusal(r"absl::InitializeLog|oneDNN custom operations",
 PT2_AGAIN = Refusal(r"Guard failed|pt2",
                     ".pt2 -> .pt2: the dynamic re-export of ExportedProgram.module() fails, the static fallback fixes the batch")
 FRAMEWORK_KNOWN: dict[str, dict[str, Refusal]] = {"sklearn": {"mleap": MLEAP_PIPELINE}}
-HGB_CATEGORICAL = Refusal(r"categorical features \(alcohol_band, hue_band\)",
-                          "skl2onnx has no converter for HistGradientBoosting with categorical splits")
+FUNCTION_TRANSFORMER = Refusal(r"FunctionTransformer is not supported unless the transform function is None",
+                               "skl2onnx converts a FunctionTransformer only without a function (identity)")
+MLEAP_ENSEMBLE = Refusal(r"mleap cannot serialise (HistGradientBoostingClassifier|StackingClassifier|VotingClassifier)\b",
+                         "mleap's scikit-learn support lists its estimators; no HistGradientBoosting, stacking or voting")
+TRUST = ("--trust",)  # HistGradientBoosting on pandas categoricals pickles check_array (UNSAFE_HGB): the user's own file
 
 
 # ---------------------------------------------------------------- builders
 
 def _sklearn(builder: str, suffix: str, kind: str) -> Callable[[Path], Saved]:
     def build(folder: Path) -> Saved:
-        from tests.zoo.sklearn_models import BUILDERS
+        from tests.zoo import sklearn_models, sklearn_round3
 
-        built = BUILDERS[builder]()
+        built = {**sklearn_models.BUILDERS, **sklearn_round3.BUILDERS}[builder]()
         path = folder / f"{builder}{suffix}"
         if suffix == ".joblib":
             import joblib
@@ -202,6 +205,22 @@ def _keys(refused: Mapping[str, Refusal]) -> dict[str, Refusal]:
     return {k.replace("__", "+"): v for k, v in refused.items()}  # onnx__dynamic= -> "onnx+dynamic"
 
 
+ROUND3: tuple[Entry, ...] = (
+    _sk("wine_frame_slash_column_transformer", "wine_slash_column_transformer", ".joblib", LABELS,
+        "load_wine(as_frame=True) ('od280/od315_of_diluted_wines') + a text band, OneHotEncoder(handle_unknown='ignore')"),
+    _sk("breast_cancer_hgb_nan", "hgb_nan", ".pkl", LABELS, "breast_cancer, 20% cells NaN", onnx__dynamic=ORT_ML_OPS,
+        mleap=MLEAP_ENSEMBLE),
+    _sk("breast_cancer_stacking_shared_scaler", "stacking_shared_scaler", ".joblib", LABELS, "breast_cancer",
+        onnx__dynamic=ORT_ML_OPS, mleap=MLEAP_ENSEMBLE),
+    _sk("breast_cancer_voting_shared_scaler", "voting_shared_scaler", ".pkl", LABELS, "breast_cancer", onnx__dynamic=ORT_ML_OPS,
+        mleap=MLEAP_ENSEMBLE),
+    Entry("diabetes_hgb_categorical_regressor", "sklearn", "diabetes, 'sex' as a pandas categorical",
+          _sklearn("hgb_categorical_regressor", ".pkl", REGRESSION), TRUST, refused={"onnx+dynamic": ORT_ML_OPS}),
+    Entry("wine_hgb_categorical_binary_text_labels", "sklearn", "wine + a 4-band categorical column, 2 text classes",
+          _sklearn("hgb_categorical_binary", ".pkl", LABELS), TRUST, refused={"onnx+dynamic": ORT_ML_OPS}),
+    _sk("wine_function_transformer_log1p", "function_transformer_logreg", ".pkl", LABELS, "wine",
+        onnx=FUNCTION_TRANSFORMER, onnx__dynamic=FUNCTION_TRANSFORMER),
+)
 CATALOG: tuple[Entry, ...] = (
     # scikit-learn: the bundled real datasets, each as the file format a project would save
     _sk("breast_cancer_scaler_logreg", "scaler_logreg", ".pkl", LABELS, "breast_cancer"),
@@ -212,7 +231,7 @@ CATALOG: tuple[Entry, ...] = (
     _sk("sentences_tfidf_logreg", "tfidf_logreg", ".pkl", LABELS, "hand-written sentences",
         known={"pmml": PMML["tfidf"]}),
     _sk("wine_hgb_categorical", "hgb_categorical", ".pkl", LABELS, "wine + 2 binned categorical columns",
-        known={"all": UNSAFE_HGB, "all__dynamic": UNSAFE_HGB, "onnx__dynamic": UNSAFE_HGB}, onnx=HGB_CATEGORICAL, onnx__dynamic=HGB_CATEGORICAL),
+        known={"all": UNSAFE_HGB, "all__dynamic": UNSAFE_HGB, "onnx__dynamic": UNSAFE_HGB}, onnx__dynamic=ORT_ML_OPS),
     _sk("iris_kmeans", "kmeans64", ".pkl", LABELS, "iris"),
     _sk("breast_cancer_calibrated_svc", "calibrated_linear_svc", ".joblib", LABELS, "breast_cancer"),
     _sk("wine_grid_search", "grid_search", ".pkl", LABELS, "wine",
@@ -224,6 +243,7 @@ CATALOG: tuple[Entry, ...] = (
         known={"pmml": PMML["multioutput"], "onnx__dynamic": INT8_LOSS}),
     _sk("breast_cancer_gradient_boosting", "gradient_boosting", ".skops", LABELS, "breast_cancer", onnx__dynamic=ORT_ML_OPS),
     _sk("digits_pca_logreg", "pca_logreg", ".skops", LABELS, "digits"),
+    *ROUND3,  # issue 26: tests/zoo/sklearn_round3.py
     # Keras: tutorial code, fitted for a few epochs
     Entry("iris_keras_sequential", "keras", "iris", _keras("sequential_iris", ".keras", LABELS)),
     Entry("digits_keras_input_shape_h5", "keras", "digits", _keras("sequential_input_shape_digits", ".h5", LABELS)),

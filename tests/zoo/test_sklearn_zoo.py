@@ -133,11 +133,19 @@ def test_categorical_histgradientboosting_validates_on_its_columns(zoo, tmp_path
     assert package.manifest.validation["status"] == "passed"
 
 
-def test_categorical_histgradientboosting_to_onnx_names_the_reason(zoo, tmp_path):
+def test_categorical_histgradientboosting_converts_to_onnx_and_a_pipeline_of_one_names_the_reason(zoo, tmp_path):
+    """Issue 26 point 12: the model alone converts (converters/sklearn_hgb_onnx.py), validated on its held-out rows; inside
+    a Pipeline skl2onnx still gets it, and the refusal names the columns and the way out. An old ai.onnx.ml is refused."""
+    from sklearn.pipeline import make_pipeline
+
     built = zoo("hgb_categorical")
+    package = convert(built.model, to="onnx", sample=built.X_test, out=tmp_path / "pkg", trust=True)
+    assert package.manifest.validation["status"] == "passed" and package.manifest.conversion["opset"]["ai.onnx.ml"] == 5
+    with pytest.raises(UnsupportedConversion, match=r"needs ONNX opset 13\+ and ai.onnx.ml 5 .*asked: 21, ai.onnx.ml 3"):
+        convert(built.model, to="onnx", out=tmp_path / "old", trust=True, opset="21,ai.onnx.ml=3")
     with pytest.raises(UnsupportedConversion, match=r"categorical features \(alcohol_band, hue_band\)"):
-        convert(built.model, to="onnx", sample=built.X_test, out=tmp_path / "pkg", trust=True)
-    assert not (tmp_path / "pkg").exists()
+        convert(make_pipeline(built.model), to="onnx", sample=built.X_test, out=tmp_path / "piped", trust=True)
+    assert not (tmp_path / "old").exists() and not (tmp_path / "piped").exists()
 
 
 def test_kmeans_fitted_on_float64_reserializes(zoo, tmp_path):
