@@ -218,7 +218,7 @@ def predict_file(
     plan: TextPlan | FeedPlan
     text_plan: TextPlan | None = None
     if text_column:
-        from packager.text import TextPlan
+        from packager.text import TextPlan, csv_cells
 
         plan = text_plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
         plan.check(list(source.columns))
@@ -231,9 +231,10 @@ def predict_file(
     try:
         for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
-            produced = text_plan.answers(produced) if text_plan is not None else produced
+            produced = text_plan.answers(produced, batch) if text_plan is not None else produced
             produced = {k: v for k, v in produced.items() if not chosen or k in chosen}
-            writer.write({**kept_from(batch, kept, produced), **produced})
+            row = {**kept_from(batch, kept, produced), **produced}
+            writer.write(csv_cells(row) if text_plan is not None and writer.kind == "csv" else row)
             rows += len(next(iter(produced.values())))
             batches += 1
             if progress:
@@ -281,7 +282,7 @@ def _check_outputs(signature: Signature, outputs: list[str] | None) -> list[str]
     if not outputs:
         return []
     known = signature.output_names
-    unknown = [o for o in outputs if known and o not in known and o not in ("label", "score")]
+    unknown = [o for o in outputs if known and o not in known and o not in ("label", "score", "tokens", "labels", "scores")]
     if unknown:
         raise UsageError(f"--output names unknown outputs {unknown}", f"the model's outputs are {known}")
     return outputs

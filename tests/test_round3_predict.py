@@ -53,7 +53,7 @@ def test_predict_and_bench_take_the_npz_convert_took(keras_two_inputs, tmp_path)
     table = pd.read_parquet(tmp_path / "p.parquet")
     assert list(table.columns) == ["cultivar_0", "cultivar_1", "cultivar_2"] and len(table) == len(expected)
     np.testing.assert_allclose(table.to_numpy(), expected, atol=1e-5)
-    bench = run_cli("bench", str(folder / "pkg"), "--data", str(folder / "held_out.npz"), "--batch-sizes", "1,8", "--json")
+    bench = run_cli("bench", str(folder / "pkg"), "--data", str(folder / "held_out.npz"), "--batch-sizes", "1,8", "--json", cwd=tmp_path)
     assert bench.returncode == 0, bench.stderr
     (row,) = json.loads(bench.stdout)["artifacts"]
     assert not row["error"] and [m["batch_size"] for m in row["measurements"]] == [1, 8]
