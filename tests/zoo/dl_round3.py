@@ -124,3 +124,28 @@ def tf_module_savedmodel(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     tf.saved_model.save(module, str(path), signatures=module.__call__)
     expected = module(tf.constant(x[cut:]))["progression"].numpy()
     return path, x[cut:], expected
+
+
+def spark_label_indexer_first(spark: object, folder: Path, forest: bool = False) -> tuple[Path, Path, object]:
+    """Spark's own tutorial order (the ML Pipelines guide, the random-forest examples): a StringIndexer turns the
+    string label ("class_0".."class_2") into ``label`` first, then VectorAssembler and LogisticRegression, on wine.
+    Scoring rows have no label column. (folder, scoring rows as .parquet without the label, scoring frame)."""
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression, RandomForestClassifier
+    from pyspark.ml.feature import StringIndexer, VectorAssembler
+    from sklearn.datasets import load_wine
+
+    data = load_wine(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace("/", "_"))
+    frame["cultivar"] = [f"class_{t}" for t in frame.pop("target")]
+    features = [c for c in frame.columns if c != "cultivar"]
+    pipeline = Pipeline(stages=[StringIndexer(inputCol="cultivar", outputCol="label"),
+                                VectorAssembler(inputCols=features, outputCol="features"),
+                                RandomForestClassifier(numTrees=20, maxDepth=4, seed=1) if forest else
+                                LogisticRegression(maxIter=100, regParam=0.01)])
+    model = pipeline.fit(spark.createDataFrame(frame))  # type: ignore[attr-defined]
+    path = folder / ("wine_label_indexer_forest" if forest else "wine_label_indexer_first")
+    model.write().overwrite().save(str(path))
+    scoring = frame.drop(columns=["cultivar"])
+    scoring.to_parquet(folder / "wine_scoring.parquet")
+    return path, folder / "wine_scoring.parquet", model
