@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager.columns import align_table, with_sample_names
-from packager.errors import PackagerError, UsageError, first_line, reading
+from packager.errors import InputFileError, PackagerError, UsageError, first_line, reading
 from packager.signature import (
     ShapeSpec,
     Signature,
@@ -121,6 +121,10 @@ def on_inputs(label: str, feeds: Mapping[str, Any], where: str):
     except PackagerError:
         raise
     except Exception as exc:
+        if "NotFitted" in type(exc).__name__:  # the model, not its inputs: scikit-learn's unfitted estimator
+            raise InputFileError(
+                f"{label} is not fitted ({type(exc).__name__}: {first_line(exc)})", "re-export it from the training code after fit()"
+            ) from exc
         fed = ", ".join(f"{name} {getattr(v, 'dtype', '?')} {tuple(getattr(v, 'shape', ()))}" for name, v in feeds.items())
         shapes = ";".join(
             f"{name}:{','.join(map(str, (1, *getattr(v, 'shape', (0,))[1:])))}:{getattr(v, 'dtype', '?')}" for name, v in feeds.items()
