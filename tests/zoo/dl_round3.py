@@ -149,3 +149,85 @@ def spark_label_indexer_first(spark: object, folder: Path, forest: bool = False)
     scoring = frame.drop(columns=["cultivar"])
     scoring.to_parquet(folder / "wine_scoring.parquet")
     return path, folder / "wine_scoring.parquet", model
+
+
+# ---------------------------------------------------------------- zoo builders (registered in tests/zoo/catalog.py)
+
+NER_LABELS = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+NER_WORDS = ("john mary anna paris london berlin loved visited met in the and from station train today city went to "
+             "a was very good trip with").split()
+NER_TEXTS = ["john loved paris", "mary visited london and berlin", "anna met john in the city today",
+             "the train from paris to berlin was very good", "john went to london with mary", "a trip to the station"]
+
+
+def zoo_torch_two_inputs(folder: Path):
+    from tests.zoo.catalog import LABELS, Saved
+
+    path, held_out, expected = save_traced_dict(folder)
+    return Saved(path, held_out, expected["logits"], LABELS, folder / "wine_two_inputs.npz")
+
+
+def zoo_keras_two_inputs(folder: Path):
+    from tests.zoo.catalog import LABELS, Saved
+
+    model, held_out = keras_two_inputs_bn()
+    path = folder / "wine_keras_two_inputs.keras"
+    model.save(path)
+    np.savez(folder / "wine_keras_two_inputs.npz", **held_out)
+    return Saved(path, held_out, np.asarray(model(held_out, training=False)), LABELS, folder / "wine_keras_two_inputs.npz")
+
+
+def zoo_tf_module(folder: Path):
+    from tests.zoo.catalog import REGRESSION, Saved
+
+    path, held_out, expected = tf_module_savedmodel(folder)
+    return Saved(path, held_out, expected, REGRESSION)
+
+
+def zoo_token_classifier(folder: Path):
+    """A 2-layer BertForTokenClassification built from a config (no download), its WordPiece vocabulary over the words
+    of the texts, the head trained a few steps to tag names and places; saved with save_pretrained as a user would.
+    Held out: the tokenized texts; judged by cosine of each text's logits (texts x tokens x labels)."""
+    import torch
+    import transformers
+
+    from tests.zoo.catalog import EMBEDDING, Saved
+
+    path = folder / "ner_bert"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *NER_WORDS]
+    tokenizer = transformers.BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    torch.manual_seed(SEED)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64, num_labels=len(NER_LABELS),
+                                     id2label=dict(enumerate(NER_LABELS)), label2id={v: i for i, v in enumerate(NER_LABELS)})
+    model = transformers.BertForTokenClassification(config)
+    tags = {"john": 1, "mary": 1, "anna": 1, "paris": 3, "london": 3, "berlin": 3}
+    batch = tokenizer(NER_TEXTS, padding=True, return_tensors="pt")
+    target = torch.tensor([[tags.get(tokenizer.convert_ids_to_tokens(int(i)), 0) for i in row] for row in batch["input_ids"]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(30):
+        optimizer.zero_grad()
+        model(**batch, labels=target).loss.backward()
+        optimizer.step()
+    model.eval()
+    model.save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    encoded = tokenizer(NER_TEXTS, padding=True, return_tensors="pt")
+    held = {k: encoded[k].numpy() for k in ("input_ids", "attention_mask", "token_type_ids")}  # forward()'s order
+    with torch.no_grad():
+        expected = model(**{k: torch.from_numpy(v) for k, v in held.items()}).logits.numpy()
+    return Saved(path, held, expected, EMBEDDING)
+
+
+def zoo_spark_label_indexer(folder: Path):
+    from tests.spark_support import start_session
+    from tests.zoo.catalog import LABELS, Saved
+
+    spark, _ = start_session()
+    path, rows, model = spark_label_indexer_first(spark, folder, forest=True)
+    import pandas as pd
+
+    scoring = pd.read_parquet(rows)
+    predicted = model.transform(spark.createDataFrame(scoring)).select("prediction").toPandas()["prediction"].astype(int)
+    labels = np.asarray(model.stages[0].labelsArray[0], dtype=object)
+    return Saved(path, scoring, labels[predicted.to_numpy()], LABELS, rows)
