@@ -264,6 +264,8 @@ def kept_from(batch: Any, kept: list[str], produced: Mapping[str, Any]) -> dict[
 
     from packager.batches import output_columns
 
+    if not kept:
+        return {}
     clash = [c for c in kept if c in produced or c in output_columns(dict(produced))]
     if clash:
         raise UsageError(
