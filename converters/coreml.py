@@ -43,7 +43,9 @@ def sklearn_to_coreml(model: Any, signature, out: Path, options) -> Any:
     return Artifact(path, {"converter": "coremltools", "converter_version": version_of("coremltools")})
 
 
-def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, origin: str, what: str, **kwargs: Any) -> Any:
+def convert_to_coreml(
+    convertible: Any, specs, out: Path, *, package: bool, origin: str, what: str, hint: str = "use --to onnx", **kwargs: Any
+) -> Any:
     """One coremltools conversion for every deep-learning source: dynamic axes become RangeDims;
     ``package`` picks an ML program (.mlpackage) over a neural network (.mlmodel)."""
     ct = require("coremltools", "coreml", "Core ML export")
@@ -53,7 +55,7 @@ def convert_to_coreml(convertible: Any, specs, out: Path, *, package: bool, orig
         with quiet_output():
             model = ct.convert(convertible, inputs=inputs, convert_to=kind, **kwargs)
     except Exception as exc:
-        raise ConversionError(f"coremltools cannot convert {what}: {type(exc).__name__}: {first_line(exc)}", "use --to onnx") from exc
+        raise ConversionError(f"coremltools cannot convert {what}: {type(exc).__name__}: {first_line(exc)}", hint) from exc
     path = out / ("model.mlpackage" if package else "model.mlmodel")
     model.save(str(path))
     return Artifact(path, {"converter": f"coremltools ({origin})", "converter_version": version_of("coremltools"), "model_type": kind})

@@ -39,6 +39,17 @@ def _import_mleap() -> None:
         require(module, "mleap", "MLeap export")
 
 
+def _parameters(function: Any) -> set[str]:
+    """A callable's parameter names. Not ``__code__.co_varnames``: that lists its local variables too (a local named
+    ``feature_names`` passed an argument the function does not take), and a wrapped or builtin callable has no code."""
+    import inspect
+
+    try:
+        return set(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
 @converts("sklearn", to="mleap", note="Bundle.ML zip; round-trip validated for linear models, structure-checked otherwise")
 def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
     """A FeatureExtractor over the signature's columns, then the (copied) estimator, as an MLeap pipeline."""
@@ -54,7 +65,7 @@ def sklearn_to_mleap(model: Any, signature, out: Path, options) -> Any:
     columns = [f"x{i}" for i in range(signature.inputs[0].shape[1])]
     extractor = FeatureExtractor(input_scalars=columns, output_vector="features")
     init_args: dict[str, Any] = {"input_features": "features", "prediction_column": "prediction"}
-    if "feature_names" in estimator.mlinit.__code__.co_varnames:
+    if "feature_names" in _parameters(estimator.mlinit):
         init_args["feature_names"] = columns
     with tempfile.TemporaryDirectory() as work, warnings.catch_warnings():
         warnings.simplefilter("ignore")

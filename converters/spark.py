@@ -111,7 +111,7 @@ class Spark(Framework):
         return {LABEL}
 
     def signature(self, model: Any, sample: Any) -> Signature:
-        text, numbers = _raw_inputs(_stages(model))
+        text, numbers = _raw_inputs(scoring_stages(model))
         specs = [TensorSpec(name, "str", (None, 1)) if name in text else TensorSpec(name, "float32", (None, 1)) for name in numbers]
         return Signature(tuple(specs), columnar=True)
 
@@ -128,7 +128,7 @@ class Spark(Framework):
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         from .spark_rows import fitted_rows
 
-        return fitted_rows(_stages(model), signature, rows)
+        return fitted_rows(scoring_stages(model), signature, rows)
 
     def fitted_rows_source(self, model: Any) -> str:
         from .spark_rows import informed
@@ -180,7 +180,19 @@ def score(model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[st
     for name in outputs:
         values = result[name].to_numpy()
         produced[name] = np.stack([np.asarray(v, dtype="float64") for v in values]) if name == PROBABILITIES else values.astype("float64")
+    names = label_names(_stages(model))
+    if names is not None and LABEL in produced:  # the label as trained on ("class_0"), as JPMML-SparkML answers it
+        produced[LABEL] = np.asarray(names, dtype=object)[produced[LABEL].astype(np.int64)]
     return produced
+
+
+def label_names(stages: list[Any]) -> list[str] | None:
+    """The string labels a label indexer learnt (index i is labels[i]), or None without one."""
+    last = stages[-1]
+    for stage in label_indexers(stages):
+        if _param(stage, "outputCol") == _param(last, "labelCol"):
+            return [str(v) for v in stage.labelsArray[0]]
+    return None
 
 
 def _output_columns(last: Any) -> dict[str, str]:
@@ -209,6 +221,32 @@ def _stages(model: Any) -> list[Any]:
     for stage in _pipeline(model).stages:
         found += _stages(stage) if type(stage).__name__ == "PipelineModel" else [stage]
     return found
+
+
+def label_indexers(stages: list[Any]) -> list[Any]:
+    """StringIndexers that index the label (their output is some stage's ``labelCol``), the first stage of Spark's own
+    tutorials. Scoring rows have no label, and Spark's StringIndexerModel.transform skips itself when its input column
+    is absent (DESIGN.md): these stages are not needed to score, and their input is not a scoring column."""
+    labels = {_param(s, "labelCol") for s in stages} - {None}
+    consumed = {c for s in stages for name in INPUT_PARAMS for c in _as_list(_param(s, name))}
+    return [
+        s
+        for s in stages
+        if type(s).__name__ == "StringIndexerModel"
+        and _param(s, "outputCol") in labels
+        and _param(s, "outputCol") not in consumed  # a column a feature stage reads is a feature, whatever its name
+    ]
+
+
+def scoring_stages(model: Any) -> list[Any]:
+    """The stages a scoring row goes through: all but the label indexers."""
+    stages = _stages(model)
+    skipped = label_indexers(stages)
+    return [s for s in stages if all(s is not k for k in skipped)]
+
+
+def _as_list(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def _param(stage: Any, name: str) -> Any:
@@ -268,7 +306,9 @@ def spark_to_pmml(model: Any, signature: Signature, out: Path, options) -> Any:
     last = _stages(model)[-1]
     fields = [StructField(s.name, StringType() if s.is_text else DoubleType()) for s in signature.inputs]
     label = _param(last, "labelCol")
-    if label and label not in signature.input_names:
+    indexed = label_indexers(_stages(model))
+    fields += [StructField(_param(s, "inputCol"), StringType()) for s in indexed]  # the string label, as trained on
+    if label and label not in signature.input_names and not indexed:
         fields.append(StructField(label, DoubleType()))  # JPMML-SparkML declares the target field from the schema
     path = out / "model.pmml"
     try:
@@ -303,13 +343,13 @@ def spark_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
     initial = [(s.name, StringTensorType([None, 1]) if s.is_text else FloatTensorType([None, 1])) for s in signature.inputs]
     opset = {} if options.opset is None else {"target_opset": int(options.opset)}
     with converting("onnxmltools cannot convert this Spark pipeline", "use --to pmml", mapping={Exception: UnsupportedConversion}):
-        proto = convert_sparkml(_pipeline(model), "spark-pipeline", initial_types=initial, spark_session=spark, **opset)
+        proto = convert_sparkml(_scoring_pipeline(model), "spark-pipeline", initial_types=initial, spark_session=spark, **opset)
     from .sklearn import _rename_outputs
 
     _restore_input_names(proto, signature)
     _cast_indices_before_concat(proto)
     _rename_outputs(proto, list(_output_columns(_stages(model)[-1])))
-    _label_as_double(proto)
+    _label_as_double(proto, label_names(_stages(model)))
     path = out / "model.onnx"
     path.write_bytes(proto.SerializeToString())
     return Artifact(
@@ -320,6 +360,15 @@ def spark_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
             "opset": max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0),
         },
     )
+
+
+def _scoring_pipeline(model: Any) -> Any:
+    """The pipeline without its label indexers (onnxmltools would make the label an input of the graph)."""
+    if not label_indexers(_stages(model)):
+        return _pipeline(model)
+    from pyspark.ml import PipelineModel
+
+    return PipelineModel(stages=scoring_stages(model))
 
 
 def _restore_input_names(proto: Any, signature: Signature) -> None:
@@ -356,9 +405,10 @@ def _cast_indices_before_concat(proto: Any) -> None:
     proto.graph.node.extend(nodes)
 
 
-def _label_as_double(proto: Any) -> None:
+def _label_as_double(proto: Any, names: list[str] | None = None) -> None:
     """Spark's prediction column is a double (the class index as 0.0, 1.0...); onnxmltools writes int64. The artifact
-    keeps Spark's type so its labels compare (and are written) as Spark's are."""
+    keeps Spark's type so its labels compare (and are written) as Spark's are; with a label indexer, the index maps to
+    the label it learnt (ai.onnx.ml LabelEncoder), as the source's label output does."""
     from onnx import TensorProto, helper
 
     output = next((o for o in proto.graph.output if o.name == LABEL and o.type.tensor_type.elem_type == TensorProto.INT64), None)
@@ -368,8 +418,20 @@ def _label_as_double(proto: Any) -> None:
     for node in proto.graph.node:
         node.output[:] = [raw if o == LABEL else o for o in node.output]
         node.input[:] = [raw if i == LABEL else i for i in node.input]
-    proto.graph.node.append(helper.make_node("Cast", [raw], [LABEL], to=TensorProto.DOUBLE, name="label_as_double"))
-    output.type.tensor_type.elem_type = TensorProto.DOUBLE
+    if names is None:
+        proto.graph.node.append(helper.make_node("Cast", [raw], [LABEL], to=TensorProto.DOUBLE, name="label_as_double"))
+        output.type.tensor_type.elem_type = TensorProto.DOUBLE
+        return
+    encoder = helper.make_node(
+        "LabelEncoder", [raw], [LABEL], domain="ai.onnx.ml", name="label_names", keys_int64s=list(range(len(names))), values_strings=names
+    )
+    proto.graph.node.append(encoder)
+    output.type.tensor_type.elem_type = TensorProto.STRING
+    ml = [o for o in proto.opset_import if o.domain == "ai.onnx.ml"]
+    if not ml:
+        proto.opset_import.append(helper.make_opsetid("ai.onnx.ml", 2))
+    elif ml[0].version < 2:  # keys_int64s/values_strings came with LabelEncoder-2
+        ml[0].version = 2
 
 
 def _java_message(exc: Exception) -> str:

@@ -264,7 +264,7 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
             input_names=inputs,
             output_names=outputs,
             opset=options.opset,
-            tensors_to_rename=dict(zip(inputs, (spec.name for spec in graph.inputs), strict=True)),
+            tensors_to_rename=_renames(inputs, outputs, graph),
         )
     path = out / "model.onnx"
     onnx.save(proto, str(path))
@@ -276,6 +276,16 @@ def graph_to_onnx(graph: TFGraph, signature: Signature, out: Path, options) -> A
             "opset": {op.domain or "ai.onnx": op.version for op in proto.opset_import},
         },
     )
+
+
+def _renames(inputs: list[str], outputs: list[str], graph: TFGraph) -> dict[str, str]:
+    """Graph tensor names -> the names of the signature: the inputs', and the outputs' (a frozen function's outputs
+    are ``Identity:0``, ``Identity_1:0``: the ONNX file disagreed with its own manifest's ``cultivar``)."""
+    renames = dict(zip(inputs, (spec.name for spec in graph.inputs), strict=True))
+    if len(outputs) == len(graph.output_names) and len(set(graph.output_names)) == len(outputs):
+        if not set(graph.output_names) & set(renames.values()):  # an output named like an input keeps its tensor name
+            renames.update(zip(outputs, graph.output_names, strict=True))
+    return renames
 
 
 def _frozen_for_onnx(graph: TFGraph) -> tuple[Any, list[str], list[str]]:

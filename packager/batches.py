@@ -14,7 +14,7 @@ from typing import Any, Iterator
 from packager.errors import InputFileError, UsageError, first_line
 from packager.signature import Signature, TensorSpec
 
-INPUT_SUFFIXES = (".csv", ".parquet", ".npy", ".jsonl")
+INPUT_SUFFIXES = (".csv", ".parquet", ".npy", ".npz", ".jsonl")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".npy")
 
 
@@ -23,7 +23,7 @@ class DataSource:
     """An input file: its kind, column names (tables) or array shape (.npy), and row count when cheap to know."""
 
     path: Path
-    kind: str  # "parquet", "csv", "jsonl" or "npy"
+    kind: str  # "parquet", "csv", "jsonl", "npy" or "npz" (one array per input; its names are the columns)
     columns: tuple[str, ...] = ()
     shape: tuple[int, ...] = ()
     rows: int | None = None
@@ -51,6 +51,8 @@ def _describe(path: Path, kind: str) -> DataSource:
 
         array = np.load(path, mmap_mode="r", allow_pickle=False)
         return DataSource(path, kind, shape=tuple(array.shape), rows=int(array.shape[0]))
+    if kind == "npz":
+        return _describe_npz(path)
     if kind == "parquet":
         import pyarrow.parquet as pq
 
@@ -61,6 +63,18 @@ def _describe(path: Path, kind: str) -> DataSource:
     if first is None:
         return DataSource(path, kind)
     return DataSource(path, kind, columns=tuple(first.schema.names), tensor_columns=_list_columns(first.schema))
+
+
+def _describe_npz(path: Path) -> DataSource:
+    """An .npz as ``convert --sample`` takes it: one array per model input, all with the same number of rows."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        shapes = {name: archive[name].shape for name in archive.files}
+    counts = {name: shape[0] if shape else 0 for name, shape in shapes.items()}
+    if not shapes or len(set(counts.values())) != 1:
+        raise UsageError(f"{path.name} holds arrays with different row counts {counts}", "give every input the same number of rows")
+    return DataSource(path, "npz", columns=tuple(shapes), rows=int(next(iter(counts.values()))))
 
 
 def _list_columns(schema: Any) -> frozenset[str]:
@@ -83,9 +97,24 @@ def iter_batches(source: DataSource, batch_size: int, column_types: dict[str, An
         for start in range(0, array.shape[0], batch_size):
             yield np.array(array[start : start + batch_size])  # a writable copy: torch refuses read-only memory
         return
+    if source.kind == "npz":
+        yield from _npz_batches(source.path, batch_size)
+        return
     batches = _reading(source, _table_batches(source.path, source.kind, batch_size, column_types))
     # Parquet already yields batch_size rows (fewer at row-group ends): re-cutting would only cost
     yield from batches if source.kind == "parquet" else _rebatch(batches, batch_size)
+
+
+def _npz_batches(path: Path, batch_size: int) -> Iterator[dict[str, Any]]:
+    """{array name: rows} batches. numpy memory-maps no .npz member: each array is read whole, once (an .npz is the
+    sample-sized format of multi-input models; Parquet list columns stream any size)."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    rows = len(next(iter(arrays.values())))
+    for start in range(0, rows, batch_size):
+        yield {name: np.array(array[start : start + batch_size]) for name, array in arrays.items()}
 
 
 def _reading(source: DataSource, batches: Iterator[Any]) -> Iterator[Any]:
@@ -182,6 +211,8 @@ class FeedPlan:
     def feeds(self, batch: Any) -> dict[str, Any]:
         import numpy as np
 
+        if isinstance(batch, dict):  # arrays by name from .npz
+            return {s.name: batch[self.columns[s.name][0]].astype(_numpy_dtype(s), copy=False) for s in self.signature.inputs}
         if not hasattr(batch, "schema"):  # a numpy batch from .npy
             spec = self.signature.inputs[0]
             return {spec.name: batch.astype(_numpy_dtype(spec), copy=False)}
@@ -234,6 +265,8 @@ def plan_feeds(signature: Signature, source: DataSource, *, notes: bool = True) 
 
     if source.kind == "npy":
         return _plan_array(signature, source)
+    if source.kind == "npz":
+        return _plan_arrays(signature, source)
     columns = list(source.columns)
     tensors = frozenset(s.name for s in signature.inputs if s.name in source.tensor_columns and len(s.shape) > 1)
     if signature.columnar or len(signature.inputs) > 1:
@@ -289,6 +322,35 @@ def _plan_array(signature: Signature, source: DataSource) -> FeedPlan:
             "reshape the array to (rows, *input shape)",
         )
     return FeedPlan(signature, {spec.name: ()})
+
+
+def _plan_arrays(signature: Signature, source: DataSource) -> FeedPlan:
+    """.npz arrays fed by input name (the one array of a one-input model by any name), each shape checked."""
+    import numpy as np
+
+    names = list(source.columns)
+    if len(signature.inputs) == 1 and len(names) == 1:
+        chosen = {signature.inputs[0].name: names[0]}
+    else:
+        missing = [s.name for s in signature.inputs if s.name not in names]
+        if missing:
+            raise UsageError(
+                f"{source.path.name} lacks the arrays {missing} the model needs (it has {names})",
+                "save one array per input, named as the model's inputs: np.savez(path, "
+                + ", ".join(n + "=..." for n in signature.input_names)
+                + ")",
+            )
+        chosen = {s.name: s.name for s in signature.inputs}
+    with np.load(source.path, allow_pickle=False) as archive:
+        for spec in signature.inputs:
+            got, want = archive[chosen[spec.name]].shape[1:], spec.shape[1:]
+            if len(got) != len(want) or any(w is not None and w != g for w, g in zip(want, got, strict=True)):
+                raise UsageError(
+                    f"array {chosen[spec.name]} of {source.path.name} holds rows of shape {got}, "
+                    f"the model's input {spec.name} takes {tuple(want)}",
+                    "reshape the array to (rows, *input shape)",
+                )
+    return FeedPlan(signature, {name: (array,) for name, array in chosen.items()})
 
 
 def _width(spec: TensorSpec) -> int | None:

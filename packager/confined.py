@@ -212,6 +212,7 @@ def predict(
     overwrite: bool,
     progress: Callable | None,
     text_column: str | None = None,
+    keep_columns: list[str] | None = None,
 ) -> Any:
     """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry
     reference already pulled by the parent) and the input are bound read-only; the output file is written
@@ -233,6 +234,7 @@ def predict(
             "threads": threads,
             "outputs": outputs or [],
             "text_column": text_column,
+            "keep_columns": keep_columns or [],
         }
         result = ws.call("predict", args, label=f"predicting with {label}", reads=[model, data], progress=progress)
         sandbox.check_output(target)
@@ -360,13 +362,29 @@ def _validate(progress, artifact: str, source: str, **options) -> dict:
 
 
 def _predict(
-    progress, model: str, data: str, output: str, batch_size: int, threads: int | None, outputs: list[str], text_column: str | None = None
+    progress,
+    model: str,
+    data: str,
+    output: str,
+    batch_size: int,
+    threads: int | None,
+    outputs: list[str],
+    text_column: str | None = None,
+    keep_columns: list[str] | None = None,
 ) -> dict:
     from packager.inference import load_predictor, predict_file, resolve
 
     predictor = load_predictor(resolve(model), threads=threads, trust=_trust())
     result = predict_file(
-        predictor, data, output, batch_size=batch_size, outputs=outputs, overwrite=True, progress=progress, text_column=text_column
+        predictor,
+        data,
+        output,
+        batch_size=batch_size,
+        outputs=outputs,
+        overwrite=True,
+        progress=progress,
+        text_column=text_column,
+        keep_columns=keep_columns,
     )
     return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "load_seconds": result.load_seconds}
 

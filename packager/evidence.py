@@ -10,13 +10,23 @@ their difference is what the cast alone does (``cast_effect`` in the report).
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager.columns import align_table, with_sample_names
-from packager.errors import UsageError, reading
-from packager.signature import Signature, TensorSpec, parse_dynamic_axes, parse_input_shape, spec_of, synthesize, with_dynamic_axes
+from packager.errors import InputFileError, PackagerError, UsageError, first_line, reading
+from packager.signature import (
+    ShapeSpec,
+    Signature,
+    TensorSpec,
+    parse_dynamic_axes,
+    parse_input_specs,
+    spec_of,
+    synthesize,
+    with_dynamic_axes,
+)
 from packager.validation import OutputKind, infer_kind
 
 FITTED_ROWS = 200  # rows drawn from fitted statistics: enough for agreement figures in 0.5% steps
@@ -59,14 +69,17 @@ def gather(
             data, origin = (load_sample(given) if isinstance(given, (str, Path)) else given), name
             where = Path(given).name if isinstance(given, (str, Path)) else f"the {name} rows"
             break
-    if data is None and input_shape:  # shapes but no data: synthesize rows of those shapes
-        shapes = parse_input_shape(input_shape)
-        data = synthesize(Signature(tuple(TensorSpec(n, "float32", (None, *s[1:])) for n, s in shapes.items())), rows=8)
+    if data is None and input_shape:  # shapes but no data: synthesize rows of those shapes (and dtypes, if named)
+        specs = parse_input_specs(input_shape)
+        given = Signature(tuple(TensorSpec(n, s.dtype or "float32", (None, *s.shape[1:])) for n, s in specs.items()))
+        # an integer input given by shape is an index (an embedding row, a category id): 0 and 1 exist in any table of
+        # two or more rows, where 0..9 went out of range of a 4-row embedding
+        data, where = synthesize(given, rows=8, int_high=2), f"synthesized from --input-shape {input_shape}"
     label = f"the model in {source.info.file}" if source.info.file else f"the {source.framework} model"
     with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
         signature = plugin.signature(source.model, data)
         if input_shape:
-            signature = apply_input_shape(signature, parse_input_shape(input_shape))
+            signature = apply_input_shape(signature, parse_input_specs(input_shape))
         if dynamic_axes:
             axes = parse_dynamic_axes(dynamic_axes) if isinstance(dynamic_axes, str) else {k: tuple(v) for k, v in dynamic_axes.items()}
             signature = with_dynamic_axes(signature, axes)
@@ -78,6 +91,7 @@ def gather(
                 data, origin = drawn, plugin.fitted_rows_source(source.model)
         feeds = plugin.feeds(source.model, signature, data)
         full = plugin.source_input(source.model, signature, data)
+    with on_inputs(label, feeds, f"rows: {where or origin}"):
         cast_expected = plugin.predict(source.model, signature, feeds)
         expected = plugin.predict(source.model, signature, full) if full is not None else cast_expected
     kinds = dict(plugin.output_kinds(source.model, expected))
@@ -98,15 +112,48 @@ def gather(
     )
 
 
-def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signature:
+@contextmanager
+def on_inputs(label: str, feeds: Mapping[str, Any], where: str):
+    """The source model run on the validation rows: a failure there is about the inputs (a missing input, a float where
+    an id goes), so the error names each input as it was fed, where the rows came from, and how to give them."""
+    try:
+        yield
+    except PackagerError:
+        raise
+    except Exception as exc:
+        if "NotFitted" in type(exc).__name__:  # the model, not its inputs: scikit-learn's unfitted estimator
+            raise InputFileError(
+                f"{label} is not fitted ({type(exc).__name__}: {first_line(exc)})", "re-export it from the training code after fit()"
+            ) from exc
+        fed = ", ".join(f"{name} {getattr(v, 'dtype', '?')} {tuple(getattr(v, 'shape', ()))}" for name, v in feeds.items())
+        shapes = ";".join(
+            f"{name}:{','.join(map(str, (1, *getattr(v, 'shape', (0,))[1:])))}:{getattr(v, 'dtype', '?')}" for name, v in feeds.items()
+        )
+        raise UsageError(
+            f"{label} fails on its inputs as given ({fed}; {where}): {type(exc).__name__}: {_cause(exc)}",
+            f"give one array per input, each of its dtype: --sample rows.npz with arrays {', '.join(feeds)}, or name each dtype "
+            f"in --input-shape '{shapes}' (an id or index input takes int64)",
+        ) from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """TorchScript's first line is "The following operation failed in the TorchScript interpreter."; the cause is last."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and "TorchScript interpreter" in lines[0]:
+        return lines[-1].removeprefix(f"{type(exc).__name__}: ")[:300]
+    return first_line(exc)
+
+
+def apply_input_shape(signature: Signature, shapes: Mapping[str, ShapeSpec]) -> Signature:
+    """The signature with the shapes (and dtypes, where named) of ``--input-shape``."""
     if len(shapes) == 1 and len(signature.inputs) == 1:
-        (shape,) = shapes.values()
-        specs: tuple[TensorSpec, ...] = (replace(signature.inputs[0], shape=(None, *shape[1:])),)
+        (only,) = shapes.values()
+        specs: tuple[TensorSpec, ...] = (_given(signature.inputs[0], only),)
     else:
         unknown = set(shapes) - set(signature.input_names)
         if unknown:
             raise UsageError(f"--input-shape names unknown inputs {sorted(unknown)}", f"the model's inputs are {signature.input_names}")
-        specs = tuple(replace(s, shape=(None, *shapes[s.name][1:])) if s.name in shapes else s for s in signature.inputs)
+        specs = tuple(_given(s, shapes[s.name]) if s.name in shapes else s for s in signature.inputs)
     for old, new in zip(signature.inputs, specs, strict=True):
         if old.shape[1:] and None not in old.shape[1:] and old.shape[1:] != new.shape[1:]:
             raise UsageError(
@@ -114,3 +161,7 @@ def apply_input_shape(signature: Signature, shapes: dict[str, tuple]) -> Signatu
                 "drop --input-shape or fix it",
             )
     return Signature(specs, signature.outputs, signature.columnar)
+
+
+def _given(spec: TensorSpec, given: ShapeSpec) -> TensorSpec:
+    return replace(spec, shape=(None, *given.shape[1:]), dtype=given.dtype or spec.dtype)

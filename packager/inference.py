@@ -161,6 +161,7 @@ def predict(
     overwrite: bool = False,
     progress: Progress | None = None,
     text_column: str | None = None,
+    keep_columns: list[str] | None = None,
 ) -> PredictResult:
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
     output renamed into place after success) unless ``trust``, which loads it here."""
@@ -179,6 +180,7 @@ def predict(
             overwrite=overwrite,
             progress=progress,
             text_column=text_column,
+            keep_columns=keep_columns,
         )
     predictor = load_predictor(artifact, threads=threads, trust=trust)
     return predict_file(
@@ -190,6 +192,7 @@ def predict(
         overwrite=overwrite,
         progress=progress,
         text_column=text_column,
+        keep_columns=keep_columns,
     )
 
 
@@ -203,9 +206,11 @@ def predict_file(
     overwrite: bool = False,
     progress: Progress | None = None,
     text_column: str | None = None,
+    keep_columns: list[str] | None = None,
 ) -> PredictResult:
     """Stream ``input_path`` through the model in batches; memory stays at one batch. ``text_column``: the package
-    carries a tokenizer, and this column's texts are tokenized with it batch by batch (packager.text)."""
+    carries a tokenizer, and this column's texts are tokenized with it batch by batch (packager.text). ``keep_columns``:
+    input columns (an id, a timestamp) written first in each output row, as read."""
     from packager.batches import OutputWriter, iter_batches, open_source, plan_feeds
 
     if batch_size < 1:
@@ -214,20 +219,23 @@ def predict_file(
     plan: TextPlan | FeedPlan
     text_plan: TextPlan | None = None
     if text_column:
-        from packager.text import TextPlan
+        from packager.text import TextPlan, csv_cells
 
         plan = text_plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
         plan.check(list(source.columns))
     else:
         plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
     writer = OutputWriter(Path(output), overwrite)
+    kept = kept_columns(source, keep_columns, writer.kind)
     chosen = _check_outputs(predictor.signature, outputs)
     started, rows, batches = time.perf_counter(), 0, 0
     try:
         for batch in iter_batches(source, batch_size, plan.column_types()):
             produced = predictor(plan.feeds(batch))
-            produced = text_plan.answers(produced) if text_plan is not None else produced
-            writer.write({k: v for k, v in produced.items() if not chosen or k in chosen})
+            produced = text_plan.answers(produced, batch) if text_plan is not None else produced
+            produced = {k: v for k, v in produced.items() if not chosen or k in chosen}
+            row = {**kept_from(batch, kept, produced), **produced}
+            writer.write(csv_cells(row) if text_plan is not None and writer.kind == "csv" else row)
             rows += len(next(iter(produced.values())))
             batches += 1
             if progress:
@@ -239,11 +247,45 @@ def predict_file(
     return PredictResult(rows, batches, time.perf_counter() - started, Path(output), predictor.load_seconds)
 
 
+def kept_columns(source: Any, wanted: list[str] | None, output_kind: str) -> list[str]:
+    """``--keep-columns`` checked before any work: each must be an input column, and the output a table."""
+    if not wanted:
+        return []
+    if output_kind == "npy" or source.kind == "npy":
+        raise UsageError("--keep-columns needs named columns in and a table out", "read and write Parquet or CSV (-o out.parquet)")
+    missing = [c for c in wanted if c not in source.columns]
+    if missing:
+        raise UsageError(f"--keep-columns {missing} are not columns of {source.path.name}", f"its columns are {list(source.columns)[:20]}")
+    return list(wanted)
+
+
+def kept_from(batch: Any, kept: list[str], produced: Mapping[str, Any]) -> dict[str, Any]:
+    """The kept input columns of one batch, by name; a name an output also has is refused (one would hide the other)."""
+    import numpy as np
+
+    from packager.batches import output_columns
+
+    if not kept:
+        return {}
+    clash = [c for c in kept if c in produced or c in output_columns(dict(produced))]
+    if clash:
+        raise UsageError(
+            f"--keep-columns {clash} collide with the model's outputs", "rename the input column, or choose outputs with --output"
+        )
+    if isinstance(batch, dict):  # .npz arrays
+        deep = [c for c in kept if np.ndim(batch[c]) != 1]
+        if deep:
+            raise UsageError(f"--keep-columns {deep} hold more than one value per row", "keep one-dimensional arrays (an id per row)")
+        return {c: batch[c] for c in kept}
+    names = batch.schema.names
+    return {c: batch.column(names.index(c)).to_numpy(zero_copy_only=False) for c in kept}
+
+
 def _check_outputs(signature: Signature, outputs: list[str] | None) -> list[str]:
     if not outputs:
         return []
     known = signature.output_names
-    unknown = [o for o in outputs if known and o not in known and o not in ("label", "score")]
+    unknown = [o for o in outputs if known and o not in known and o not in ("label", "score", "tokens", "labels", "scores")]
     if unknown:
         raise UsageError(f"--output names unknown outputs {unknown}", f"the model's outputs are {known}")
     return outputs

@@ -91,21 +91,48 @@ def spec_of(name: str, array: "np.ndarray") -> TensorSpec:
     return TensorSpec(name, dtype_name(array), (None, *array.shape[1:]))
 
 
+# dtypes --input-shape may name (an allow-list: what every exporter here maps to a tensor type)
+INPUT_DTYPES = ("float32", "float64", "float16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """One ``--input-shape`` entry: its shape (None = dynamic) and the dtype it names, if any."""
+
+    shape: tuple[int | None, ...]
+    dtype: str | None = None
+
+
 def parse_input_shape(text: str) -> dict[str, tuple[int | None, ...]]:
     """Parse ``--input-shape``: ``"1,20"`` or ``"ids:1,16;mask:1,16"``; ``-1``/``?`` = dynamic."""
-    shapes: dict[str, tuple[int | None, ...]] = {}
+    return {name: spec.shape for name, spec in parse_input_specs(text).items()}
+
+
+def parse_input_specs(text: str) -> dict[str, ShapeSpec]:
+    """Parse ``--input-shape`` with optional dtypes: ``"x:1,13;band:1:int64"`` (a name, sizes, then a dtype)."""
+    shapes: dict[str, ShapeSpec] = {}
     for index, part in enumerate(p for p in text.split(";") if p.strip()):
+        head, _, last = part.rpartition(":")
+        dtype = None
+        if last.strip() and not last.strip().lstrip("-").replace(",", "").replace("?", "").replace("None", "").isdigit():
+            dtype = last.strip()
+            if dtype not in INPUT_DTYPES:
+                raise UsageError(
+                    f"--input-shape {text!r}: {dtype!r} is not a dtype packager knows",
+                    f"use one of {', '.join(INPUT_DTYPES)}, e.g. band:1:int64",
+                )
+            part = head
         name, _, dims = part.rpartition(":")
         try:
             shape = tuple(None if d.strip() in ("-1", "?", "None") else int(d) for d in dims.split(","))
         except ValueError:
             raise UsageError(
                 f"--input-shape {text!r} is not a shape",
-                "write comma-separated sizes, e.g. 1,20 or ids:1,16;mask:1,16 (-1 = dynamic)",
+                "write comma-separated sizes, e.g. 1,20 or ids:1,16;mask:1,16 (-1 = dynamic; a dtype last: band:1:int64)",
             ) from None
         if any(d is not None and d <= 0 for d in shape):
             raise UsageError(f"--input-shape {text!r} has a non-positive size", "sizes must be > 0 or -1")
-        shapes[name.strip() or f"input_{index}"] = shape
+        shapes[name.strip() or f"input_{index}"] = ShapeSpec(shape, dtype)
     if not shapes:
         raise UsageError("--input-shape is empty", "give a shape such as 1,20")
     return shapes
@@ -153,8 +180,8 @@ def with_dynamic_axes(signature: Signature, axes: dict[str | None, tuple[int, ..
     return Signature(tuple(specs), signature.outputs, signature.columnar)
 
 
-def synthesize(signature: Signature, rows: int = 64, seed: int = 0) -> dict[str, "np.ndarray"]:
-    """Deterministic sample feeds for a signature when the user gave none."""
+def synthesize(signature: Signature, rows: int = 64, seed: int = 0, int_high: int = 10) -> dict[str, "np.ndarray"]:
+    """Deterministic sample feeds for a signature when the user gave none; integers in [0, int_high)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
@@ -164,7 +191,7 @@ def synthesize(signature: Signature, rows: int = 64, seed: int = 0) -> dict[str,
         if spec.is_text:
             feeds[spec.name] = rng.choice(np.array(["a", "b", "c"], dtype=object), size=shape)
         elif np.dtype(spec.dtype).kind in "iu":
-            feeds[spec.name] = rng.integers(0, 10, size=shape).astype(spec.dtype)
+            feeds[spec.name] = rng.integers(0, int_high, size=shape).astype(spec.dtype)
         elif np.dtype(spec.dtype).kind == "b":
             feeds[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
         else:

@@ -9,7 +9,9 @@ import click
 
 @click.command("bench")
 @click.argument("models", nargs=-1, required=True, metavar="REF_OR_PATH...")
-@click.option("--data", type=click.Path(path_type=Path), required=True, help="Input rows (.parquet, .csv, .npy, .jsonl).")
+@click.option(
+    "--data", type=click.Path(path_type=Path), required=True, help="Input rows (.parquet, .csv, .npy, .npz: one array per input, .jsonl)."
+)
 @click.option("--batch-sizes", default="1,32,1024,16384", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--threads", default=1, show_default=True, help="Threads for every runtime (fixed and recorded).")
 @click.option("--baseline", type=click.Path(path_type=Path), help="The source model, run in its native framework as the baseline.")

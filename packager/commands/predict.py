@@ -32,6 +32,11 @@ import click
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
 @click.option("--master", metavar="URL", help="With --engine spark: Spark's master (default: local[2]).")
 @click.option("--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages).")
+@click.option(
+    "--keep-columns",
+    metavar="A,B",
+    help="Input columns (an id, a timestamp) copied into each output row, first: comma-separated names (.parquet/.csv/.jsonl/.npz in).",
+)
 @click.option("--trust", is_flag=True, help="Run the model unconfined (no sandbox) and past the allow-list: only for files you trust.")
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
@@ -49,6 +54,7 @@ def command(
     workers,
     master,
     text_column,
+    keep_columns,
     trust,
     force,
     registry_url,
@@ -56,7 +62,7 @@ def command(
     as_json,
 ):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
-    over INPUT (.csv, .parquet, .npy, .jsonl), streamed in batches."""
+    over INPUT (.csv, .parquet, .npy, .npz with one array per input, .jsonl), streamed in batches."""
     from packager.commands._render import emit_json
     from packager.inference import resolve
 
@@ -69,6 +75,11 @@ def command(
         from packager.errors import UsageError
 
         raise UsageError("--text-column runs with --engine local only", f"drop --engine {engine}")
+    keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
+    if engine != "local" and keep:
+        from packager.errors import UsageError
+
+        raise UsageError("--keep-columns runs with --engine local only", f"drop --engine {engine}")
     if engine == "dask":
         from packager.distributed import predict_on_dask
 
@@ -99,7 +110,7 @@ def command(
             overwrite=force,
         ).to_dict()
     else:
-        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column)
+        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column, keep)
     if as_json:
         emit_json(summary)
     else:
@@ -116,7 +127,7 @@ def command(
         )
 
 
-def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None) -> dict:
+def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None, keep=None) -> dict:
     from packager.batches import open_source
     from packager.inference import predict
 
@@ -133,6 +144,7 @@ def _run_local(artifact, data, output, batch_size, threads, outputs, trust, forc
             overwrite=force,
             progress=advance,
             text_column=text_column,
+            keep_columns=keep,
         )
     return {
         "rows": result.rows,

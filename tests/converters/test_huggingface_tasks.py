@@ -118,6 +118,33 @@ def test_token_classifier_int8_per_token_top1(ner_folder, tmp_path):
     assert package.manifest.quantization.applied
 
 
+def test_token_classifier_predict_writes_one_row_per_text(ner_folder, tmp_path):
+    """Issue 26: predict --text-column on a token classifier wrote texts x 128 tokens x 5 labels flat logit columns,
+    padding included. Now one row per text: tokens, labels, scores, padding and [CLS]/[SEP] dropped, as transformers'
+    own token-classification pipeline reports them (re-checked here against it); CSV holds the lists as JSON."""
+    import pandas as pd
+
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    convert(ner_folder, to="onnx", sample=tmp_path / "texts.txt", out=tmp_path / "onnx")
+    pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS}).to_parquet(tmp_path / "texts.parquet")
+    done = run_cli("predict", str(tmp_path / "onnx"), str(tmp_path / "texts.parquet"), "--text-column", "text", "--keep-columns", "id",
+                   "-o", str(tmp_path / "tags.parquet"), "--batch-size", "4")
+    assert done.returncode == 0, done.stderr
+    table = pd.read_parquet(tmp_path / "tags.parquet")
+    assert list(table.columns) == ["id", "tokens", "labels", "scores"] and list(table["id"]) == list(range(len(TEXTS)))
+    pipe = transformers.pipeline("token-classification", model=str(ner_folder), ignore_labels=[], device="cpu")
+    for text, (_, row) in zip(TEXTS, table.iterrows(), strict=True):
+        want = pipe(text)
+        assert list(row["tokens"]) == [w["word"] for w in want]
+        assert list(row["labels"]) == [w["entity"] for w in want]
+        np.testing.assert_allclose(row["scores"], [w["score"] for w in want], atol=1e-4)
+    texts = str(tmp_path / "texts.parquet")
+    csv = run_cli("predict", str(tmp_path / "onnx"), texts, "--text-column", "text", "-o", str(tmp_path / "tags.csv"))
+    assert csv.returncode == 0, csv.stderr
+    again = pd.read_csv(tmp_path / "tags.csv")
+    assert [json.loads(t) for t in again["tokens"]] == [list(t) for t in table["tokens"]]
+
+
 def test_per_token_criterion_fails_a_row_with_one_flipped_token():
     """The 3-D branch of TopK: one token whose best label changes fails its row. Before it, a (rows, tokens, labels) output
     fell back to a spread ratio, which a flip between two labels 0.5 apart on one of 40 positions does not exceed."""

@@ -32,3 +32,22 @@ def test_forest_is_structure_checked_and_says_so(fixtures, tmp_path):
 def test_column_pipelines_are_refused(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match="no ColumnTransformer"):
         convert(fixtures["columns"].model, to="mleap", out=tmp_path / "pkg")
+
+
+def test_mlinit_parameters_are_read_from_the_signature_not_co_varnames():
+    """Issue 26: ``__code__.co_varnames`` lists locals too, and a wrapped mlinit has none of its parameters there."""
+    import functools
+
+    from converters.mleap import _parameters  # new in issue 26
+
+    def mlinit(self, input_features, prediction_column):
+        feature_names = [input_features]  # a local, not a parameter
+        return feature_names
+
+    def takes(self, input_features, prediction_column, feature_names=None):
+        return feature_names
+
+    wrapped = functools.wraps(takes)(lambda *args, **kwargs: takes(*args, **kwargs))
+    assert "feature_names" in mlinit.__code__.co_varnames and "feature_names" not in _parameters(mlinit)
+    assert "feature_names" not in wrapped.__code__.co_varnames and "feature_names" in _parameters(wrapped)
+    assert _parameters(len) == {"obj"}

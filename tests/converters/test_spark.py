@@ -147,3 +147,35 @@ def test_a_jvm_that_cannot_start_in_the_sandbox_is_said_so(cancer_logistic, tmp_
     assert len(lines) == 1 and "Spark's JVM did not start inside the sandbox" in lines[0], lines
     assert "--trust" in lines[0] and "corrupt" not in lines[0]
     assert not (tmp_path / "pkg").exists()
+
+
+def test_a_label_indexer_first_pipeline_scores_rows_without_the_label(spark, tmp_path):
+    """Issue 26 point 11: Spark's tutorial order (StringIndexer on the label first). 826a172 demanded the label column in
+    the scoring sample ("the sample lacks columns ['cultivar']"). Spark skips that stage at transform; so does packager,
+    and the label output is the learnt label ("class_0"), re-checked here in onnxruntime against Spark's own transform."""
+    import onnxruntime as ort
+    import pandas as pd
+
+    from packager.conversion import convert
+    from tests.conftest import run_cli
+    from tests.zoo.dl_round3 import spark_label_indexer_first
+
+    forest, rows, model = spark_label_indexer_first(spark, tmp_path, forest=True)
+    done = run_cli("convert", str(forest), "--to", "onnx", "--sample", str(rows), "-o", str(tmp_path / "onnx"), "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["status"] == "passed" and row["label_agreement"] == 1.0 and row["data"] == "sample"
+    scoring = pd.read_parquet(rows)
+    assert "cultivar" not in scoring.columns
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert "cultivar" not in {i.name for i in session.get_inputs()}
+    got = dict(zip([o.name for o in session.get_outputs()],
+                   session.run(None, {i.name: scoring[[i.name]].to_numpy(np.float32) for i in session.get_inputs()}), strict=True))
+    spark_rows = model.transform(spark.createDataFrame(scoring)).select("prediction").toPandas()["prediction"].astype(int)
+    labels = model.stages[0].labelsArray[0]
+    assert list(got["label"].reshape(-1)) == [labels[i] for i in spark_rows]
+    logistic, rows, _ = spark_label_indexer_first(spark, tmp_path)
+    package = convert(logistic, to="pmml", sample=rows, out=tmp_path / "pmml", trust=True)
+    by_name = {o["name"]: o for o in package.validation["outputs"]}
+    assert package.validation["status"] == "passed" and by_name["label"]["agreement"] == 1.0
+    assert by_name["probabilities"]["max_abs"] < 1e-4

@@ -205,7 +205,7 @@ def _keys(refused: Mapping[str, Refusal]) -> dict[str, Refusal]:
     return {k.replace("__", "+"): v for k, v in refused.items()}  # onnx__dynamic= -> "onnx+dynamic"
 
 
-ROUND3: tuple[Entry, ...] = (
+ROUND3_SKLEARN: tuple[Entry, ...] = (
     _sk("wine_frame_slash_column_transformer", "wine_slash_column_transformer", ".joblib", LABELS,
         "load_wine(as_frame=True) ('od280/od315_of_diluted_wines') + a text band, OneHotEncoder(handle_unknown='ignore')"),
     _sk("breast_cancer_hgb_nan", "hgb_nan", ".pkl", LABELS, "breast_cancer, 20% cells NaN", onnx__dynamic=ORT_ML_OPS,
@@ -221,6 +221,26 @@ ROUND3: tuple[Entry, ...] = (
     _sk("wine_function_transformer_log1p", "function_transformer_logreg", ".pkl", LABELS, "wine",
         onnx=FUNCTION_TRANSFORMER, onnx__dynamic=FUNCTION_TRANSFORMER),
 )
+
+
+def _round3(name: str) -> Callable[[Path], Saved]:
+    return lambda folder: getattr(__import__("tests.zoo.dl_round3", fromlist=[name]), name)(folder)
+
+
+# issue 26: two-input torch (int64 id, dict outputs) and Keras (BatchNormalization) models, a tf.Module, a token classifier,
+# a Spark pipeline indexing its label first (tests/zoo/dl_round3.py)
+ROUND3_DL: tuple[Entry, ...] = (
+    Entry("wine_torch_two_inputs_dict", "torch", "wine + alcohol band id", _round3("zoo_torch_two_inputs"), SAMPLE),
+    Entry("wine_keras_two_inputs_bn", "keras", "wine + alcohol band id", _round3("zoo_keras_two_inputs"), SAMPLE),
+    Entry("diabetes_tf_module", "tensorflow", "diabetes", _round3("zoo_tf_module"), known={"stderr": TF_STDERR}),
+    Entry("ner_bert_token_classifier", "huggingface", "hand-written sentences", _round3("zoo_token_classifier")),
+    Entry("wine_spark_label_indexer_first", "spark", "wine, string label", _round3("zoo_spark_label_indexer"), SAMPLE, slow=True,
+          refused={"onnx+dynamic": Refusal(r"spark -> onnx does not support --quantize dynamic",
+                                           "the support matrix lists no quantization for Spark -> ONNX (tree operators only)"),
+                   "mleap": Refusal(r"cannot write MLeap bundles from Spark",
+                                    "MLeap's Spark serializer is JVM code on Maven only (DESIGN.md: no registry here provides it)")}),
+)
+
 CATALOG: tuple[Entry, ...] = (
     # scikit-learn: the bundled real datasets, each as the file format a project would save
     _sk("breast_cancer_scaler_logreg", "scaler_logreg", ".pkl", LABELS, "breast_cancer"),
@@ -243,7 +263,7 @@ CATALOG: tuple[Entry, ...] = (
         known={"pmml": PMML["multioutput"], "onnx__dynamic": INT8_LOSS}),
     _sk("breast_cancer_gradient_boosting", "gradient_boosting", ".skops", LABELS, "breast_cancer", onnx__dynamic=ORT_ML_OPS),
     _sk("digits_pca_logreg", "pca_logreg", ".skops", LABELS, "digits"),
-    *ROUND3,  # issue 26: tests/zoo/sklearn_round3.py
+    *ROUND3_SKLEARN,  # issue 26: tests/zoo/sklearn_round3.py
     # Keras: tutorial code, fitted for a few epochs
     Entry("iris_keras_sequential", "keras", "iris", _keras("sequential_iris", ".keras", LABELS)),
     Entry("digits_keras_input_shape_h5", "keras", "digits", _keras("sequential_input_shape_digits", ".h5", LABELS)),
@@ -266,6 +286,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("text_torch_gru_traced", "torch", "random token ids", _torch("text_gru", "trace", LABELS), SAMPLE),
     Entry("minilm_traced", "torch", "MiniLM checkpoint, its tokenizer on 12 sentences", _torch("minilm", "trace", EMBEDDING),
           SAMPLE, known={"coreml": COREML_SCRIPT, "mlpackage": COREML_SCRIPT}, slow=True),
+    *ROUND3_DL,  # issue 26: tests/zoo/dl_round3.py
 )
 BY_NAME = {e.name: e for e in CATALOG}
 
@@ -301,7 +322,9 @@ def _onnx(path: Path, x: Any) -> np.ndarray:
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
-    if hasattr(x, "columns") and len(inputs) > 1:  # a column pipeline: one input per column
+    if isinstance(x, dict):  # one array per named input
+        feeds = {i.name: _typed(i.type, x[i.name]) for i in inputs}
+    elif hasattr(x, "columns") and len(inputs) > 1:  # a column pipeline: one input per column
         feeds = {i.name: _typed(i.type, x[i.name].to_numpy().reshape(-1, 1)) for i in inputs}
     else:
         feeds = {inputs[0].name: _typed(inputs[0].type, x.to_numpy() if hasattr(x, "to_numpy") else x)}
@@ -319,10 +342,14 @@ def _tflite(path: Path, x: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=str(path))
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], list(x.shape))
+    details = interpreter.get_input_details()
+    # a dict of inputs: TFLite names them serving_default_<name>:0
+    pairs = [(d, next(v for k, v in x.items() if k in d["name"])) for d in details] if isinstance(x, dict) else [(details[0], x)]
+    for detail, array in pairs:
+        interpreter.resize_tensor_input(detail["index"], list(np.shape(array)))
     interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], np.asarray(x).astype(detail["dtype"]))
+    for detail, array in pairs:
+        interpreter.set_tensor(detail["index"], np.asarray(array).astype(detail["dtype"]))
     interpreter.invoke()
     return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
 
@@ -331,8 +358,9 @@ def _savedmodel(path: Path, x: np.ndarray) -> np.ndarray:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(path)).signatures["serving_default"]
-    (spec,) = serve.structured_input_signature[1].values()
-    outputs = serve(**{spec.name: tf.constant(np.asarray(x).astype(spec.dtype.as_numpy_dtype))})
+    specs = list(serve.structured_input_signature[1].values())
+    arrays = x if isinstance(x, dict) else {specs[0].name: x}
+    outputs = serve(**{s.name: tf.constant(np.asarray(arrays[s.name]).astype(s.dtype.as_numpy_dtype)) for s in specs})
     return next(iter(outputs.values())).numpy()
 
 
@@ -356,7 +384,8 @@ def _torchscript(path: Path, x: np.ndarray) -> np.ndarray:
     import torch
 
     with torch.no_grad():
-        return torch.jit.load(str(path)).eval()(torch.from_numpy(x)).numpy()
+        out = torch.jit.load(str(path)).eval()(*(torch.from_numpy(v) for v in (x.values() if isinstance(x, dict) else [x])))
+    return next(iter(out.values())).numpy() if isinstance(out, dict) else out.numpy()
 
 
 def _pt2(path: Path, x: np.ndarray) -> np.ndarray:
