@@ -74,3 +74,61 @@ def test_labels_read_off_nonfinite_probabilities_fail():
 def test_a_criterion_that_cannot_judge_fails_loudly(want, got, kind, criterion, says):
     result = compare_one("y", want, got, kind, criterion)
     assert not result.passed and "cannot judge" in result.note and says in result.note
+
+
+def _mean_pooled_like(rows=40, width=384):
+    """Rows like a mean-pooled sentence encoder's: every column a feature with its own offset and scale, not unit-norm,
+    no column standing out per row (measured on MiniLM: the top value 2.6-3.7 standard deviations above the row mean)."""
+    return RNG.standard_normal((rows, width)) * RNG.uniform(0.2, 1.0, width) + RNG.normal(0, 0.1, width)
+
+
+def _logits_like(rows=40, width=1000):
+    """A trained classifier's class scores: one class far above the rest in every row (an ImageNet-style head)."""
+    scores = RNG.standard_normal((rows, width))
+    scores[np.arange(rows), RNG.integers(0, width, rows)] += 12.0
+    return scores
+
+
+@pytest.mark.parametrize(
+    "values,kind,why",
+    [
+        (_mean_pooled_like(), OutputKind.EMBEDDING, "no clear winner per row"),
+        (_mean_pooled_like() * 7 + 3, OutputKind.EMBEDDING, "no clear winner per row"),
+        (_logits_like(), OutputKind.SCORES, "clear winner"),
+        (_logits_like(width=96), OutputKind.SCORES, "clear winner"),
+        (LOGITS, OutputKind.SCORES, "10 columns"),
+        (EMB / np.linalg.norm(EMB, axis=1, keepdims=True), OutputKind.EMBEDDING, "unit-norm rows"),
+        (PROBS, OutputKind.PROBABILITIES, "sums to 1"),
+        (REG, OutputKind.REGRESSION, "one column"),
+    ],
+    ids=["mean-pooled 384", "mean-pooled shifted", "logits 1000", "logits 96", "logits 10", "unit-norm", "probabilities", "regression"],
+)
+def test_value_rule_tells_wide_features_from_class_scores(values, kind, why):
+    from packager.validation import infer_kind_why
+
+    found, reason = infer_kind_why(values)
+    assert found is kind and why in reason
+
+
+def test_the_plugin_decides_before_the_values_and_the_report_says_which():
+    from packager.evidence import decide_kinds
+
+    expected = {"variable": REG, "output_0": _mean_pooled_like(), "label": np.arange(89) % 3}
+    declared = {"variable": (OutputKind.REGRESSION, "LGBMRanker is a ranker"), "label": OutputKind.LABELS}
+    kinds, rules = decide_kinds(declared, expected)
+    assert kinds == {"variable": OutputKind.REGRESSION, "output_0": OutputKind.EMBEDDING, "label": OutputKind.LABELS}
+    assert rules["variable"] == "plugin: LGBMRanker is a ranker" and rules["label"] == "plugin"
+    assert rules["output_0"].startswith("values: 384 columns")
+
+
+def test_parent_failure_fails_the_child_and_names_the_parents_reason():
+    from packager.validation import build_report, with_parent
+
+    good = compare_one("y", REG, REG + 1.0, OutputKind.REGRESSION, INT8[OutputKind.REGRESSION])
+    off = compare_one("y", REG, REG + 1.0, OutputKind.REGRESSION, FLOAT32[OutputKind.REGRESSION])
+    assert good.passed and not off.passed  # the same 1.0 error: within int8's criterion, not within fp32's
+    child = build_report((good,), runtime="r", runtime_version="1", samples=89, data_source="sample", criteria={})
+    parent = build_report((off,), runtime="r", runtime_version="1", samples=89, data_source="sample", criteria={})
+    judged = with_parent(child, parent)
+    assert judged.status == "failed" and judged.failures()[0].startswith("its fp32 parent already fails: y: max |diff|")
+    assert with_parent(child, child).status == "passed"

@@ -247,6 +247,7 @@ CATALOG: tuple[Entry, ...] = (
     Entry("minilm_traced", "torch", "MiniLM checkpoint, its tokenizer on 12 sentences", _torch("minilm", "trace", EMBEDDING),
           SAMPLE, known={"coreml": COREML_SCRIPT, "mlpackage": COREML_SCRIPT}, slow=True),
 )
+CATALOG += __import__("tests.zoo.verdict_models", fromlist=["entries"]).entries()  # issue 26: the verdict's models
 BY_NAME = {e.name: e for e in CATALOG}
 
 

@@ -96,3 +96,33 @@ BUILDERS: dict[str, Callable[[], Built]] = {
     "lgbm_ranker": lgbm_ranker,
     "hgb_regressor": hgb_regressor,
 }
+
+
+def entries() -> tuple:
+    """The catalog entries (tests/zoo/catalog.py CATALOG), each saved as a pickle the way a user has it."""
+    from tests.zoo.catalog import LABELS, REGRESSION, Entry, Refusal, Saved
+
+    def saved(name: str, kind: str):
+        def build(folder):
+            import pickle
+
+            import numpy as np
+
+            built = BUILDERS[name]()
+            path = folder / f"{name}.pkl"
+            path.write_bytes(pickle.dumps(built.model, protocol=pickle.HIGHEST_PROTOCOL))
+            return Saved(path, built.X_test, np.asarray(built.model.predict(built.X_test)), kind)
+
+        return build
+
+    tfidf = Refusal(r"ValidationFailed: .*probabilities.*sublinear_tf", "skl2onnx computes log(tf + 1) for sublinear_tf (1 + log(tf) in scikit-learn)")
+    int8_raw = Refusal(r"ValidationFailed: .*expected values' spread", "int8 MatMul weights on raw squares of diabetes (up to 78400): R² < 0")
+    no_ranker = Refusal(r"skl2onnx has no ONNX converter for LGBMRanker", "skl2onnx and onnxmltools register no LGBMRanker converter")
+    return (
+        Entry("raw_diabetes_poly_ridge", "sklearn", "diabetes, scaled=False", saved("poly_ridge_raw", REGRESSION), known={"onnx+dynamic": int8_raw}),
+        Entry("reviews_tfidf_sublinear", "sklearn", "hand-written reviews", saved("tfidf_sublinear", LABELS),
+              known={"onnx": tfidf, "onnx+dynamic": tfidf}),
+        Entry("diabetes_lgbm_ranker", "sklearn", "diabetes in 33 queries", saved("lgbm_ranker", REGRESSION),
+              refused={"onnx": no_ranker, "onnx+dynamic": no_ranker}),
+        Entry("raw_diabetes_hgb_regressor", "sklearn", "diabetes, scaled=False", saved("hgb_regressor", REGRESSION)),
+    )
