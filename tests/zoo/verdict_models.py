@@ -115,11 +115,12 @@ def entries() -> tuple:
 
         return build
 
-    tfidf = Refusal(r"ValidationFailed: .*probabilities.*sublinear_tf", "skl2onnx computes log(tf + 1) for sublinear_tf (1 + log(tf) in scikit-learn)")
-    int8_raw = Refusal(r"ValidationFailed: .*expected values' spread", "int8 MatMul weights on raw squares of diabetes (up to 78400): R² < 0")
+    tfidf = Refusal(r"ValidationFailed: .*probabilities.*sublinear_tf", "skl2onnx: log(tf + 1) for sublinear_tf, scikit-learn 1 + log(tf)")
+    int8_raw = Refusal(r"ValidationFailed: .*expected values' spread", "int8 MatMul weights on raw squares of diabetes (to 78400): R² < 0")
     no_ranker = Refusal(r"skl2onnx has no ONNX converter for LGBMRanker", "skl2onnx and onnxmltools register no LGBMRanker converter")
     return (
-        Entry("raw_diabetes_poly_ridge", "sklearn", "diabetes, scaled=False", saved("poly_ridge_raw", REGRESSION), known={"onnx+dynamic": int8_raw}),
+        Entry("raw_diabetes_poly_ridge", "sklearn", "diabetes, scaled=False", saved("poly_ridge_raw", REGRESSION),
+              known={"onnx+dynamic": int8_raw}),
         Entry("reviews_tfidf_sublinear", "sklearn", "hand-written reviews", saved("tfidf_sublinear", LABELS),
               known={"onnx": tfidf, "onnx+dynamic": tfidf}),
         Entry("diabetes_lgbm_ranker", "sklearn", "diabetes in 33 queries", saved("lgbm_ranker", REGRESSION),
