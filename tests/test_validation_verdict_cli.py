@@ -75,6 +75,8 @@ def test_a_quantized_child_of_a_failing_parent_fails_and_the_hint_works(saved, t
     assert done.returncode == VALIDATION_FAILED, done.stderr
     assert "its fp32 parent already fails: probabilities:" in done.stderr
     assert "sublinear_tf" in done.stderr and "use --to skops or --to pmml" in done.stderr
+    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(tmp_path / "h"))
+    assert done.returncode == VALIDATION_FAILED and "its fp32 parent already fails" in done.stderr  # fp16 TfIdfVectorizer loads
     auto = tmp_path / "auto"
     done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "auto", "--sample", str(rows), "-o", str(auto), "--accept-mismatch")
     assert done.returncode == 0, done.stderr
