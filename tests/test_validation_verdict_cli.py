@@ -139,3 +139,18 @@ def test_a_torch_sequential_ending_in_sigmoid_is_a_probability_and_output_kind_o
     assert done.returncode == 0, done.stderr
     (output,) = _manifest(tmp_path / "e")["validation"]["outputs"]
     assert output["kind"] == "embedding" and output["kind_rule"] == "--output-kind"
+
+
+def test_a_converter_that_quantizes_while_converting_has_its_parent_judged_too(tmp_path):
+    """TorchScript int8 is quantized while tracing (no fp32 file): the parent is converted again and judged first."""
+    import torch
+
+    from packager.conversion import convert
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10)).eval()
+    rows = np.random.default_rng(0).random((50, 64), dtype=np.float32)
+    package = convert(model, to="torchscript", quantize="dynamic", sample=rows, out=tmp_path / "t", trust=True)
+    parent = package.manifest.validation["parent"]
+    assert parent["status"] == "passed" and "output_0" in parent["criteria"]
+    assert package.manifest.quantization.applied and package.manifest.validation["status"] == "passed"

@@ -111,19 +111,34 @@ def entries() -> tuple:
             built = BUILDERS[name]()
             path = folder / f"{name}.pkl"
             path.write_bytes(pickle.dumps(built.model, protocol=pickle.HIGHEST_PROTOCOL))
-            return Saved(path, built.X_test, np.asarray(built.model.predict(built.X_test)), kind)
+            sample = folder / f"{name}_held_out.csv"  # the verdict on the user's rows (issue 26 is about what they see)
+            frame = built.X_test if hasattr(built.X_test, "to_csv") else None
+            if frame is None and np.asarray(built.X_test).dtype == object:
+                import pandas as pd
+
+                frame = pd.DataFrame({"text": built.X_test})
+            if frame is None:
+                sample = sample.with_suffix(".npy")
+                np.save(sample, built.X_test)
+            else:
+                frame.to_csv(sample, index=False)
+            return Saved(path, built.X_test, np.asarray(built.model.predict(built.X_test)), kind, sample)
 
         return build
 
     tfidf = Refusal(r"ValidationFailed: .*probabilities.*sublinear_tf", "skl2onnx: log(tf + 1) for sublinear_tf, scikit-learn 1 + log(tf)")
     int8_raw = Refusal(r"ValidationFailed: .*expected values' spread", "int8 MatMul weights on raw squares of diabetes (to 78400): R² < 0")
     no_ranker = Refusal(r"skl2onnx has no ONNX converter for LGBMRanker", "skl2onnx and onnxmltools register no LGBMRanker converter")
+    mleap = Refusal(r"mleap cannot serialise (LGBMRanker|HistGradientBoostingRegressor)", "not in mleap's scikit-learn estimators")
+    trees = Refusal(r"no operator with int8 weights", "ai.onnx.ml tree operators have no int8 form")
+    sample = ("--sample", "{sample}")
     return (
-        Entry("raw_diabetes_poly_ridge", "sklearn", "diabetes, scaled=False", saved("poly_ridge_raw", REGRESSION),
+        Entry("raw_diabetes_poly_ridge", "sklearn", "diabetes, scaled=False", saved("poly_ridge_raw", REGRESSION), sample,
               known={"onnx+dynamic": int8_raw}),
-        Entry("reviews_tfidf_sublinear", "sklearn", "hand-written reviews", saved("tfidf_sublinear", LABELS),
-              known={"onnx": tfidf, "onnx+dynamic": tfidf}),
-        Entry("diabetes_lgbm_ranker", "sklearn", "diabetes in 33 queries", saved("lgbm_ranker", REGRESSION),
-              refused={"onnx": no_ranker, "onnx+dynamic": no_ranker}),
-        Entry("raw_diabetes_hgb_regressor", "sklearn", "diabetes, scaled=False", saved("hgb_regressor", REGRESSION)),
+        Entry("reviews_tfidf_sublinear", "sklearn", "hand-written reviews", saved("tfidf_sublinear", LABELS), sample,
+              refused={"onnx": tfidf}, known={"onnx": tfidf, "onnx+dynamic": tfidf}),
+        Entry("diabetes_lgbm_ranker", "sklearn", "diabetes in 33 queries", saved("lgbm_ranker", REGRESSION), sample,
+              refused={"onnx": no_ranker, "onnx+dynamic": no_ranker, "mleap": mleap}),
+        Entry("raw_diabetes_hgb_regressor", "sklearn", "diabetes, scaled=False", saved("hgb_regressor", REGRESSION), sample,
+              refused={"onnx+dynamic": trees, "mleap": mleap}),
     )
