@@ -411,10 +411,10 @@ def _failure_hint(report: ValidationReport, to: str, quant: Quantization, eviden
     for output in report.outputs:
         rule = evidence.kind_rules.get(output.name, "")
         if not output.passed and rule.startswith("values"):
-            others = "embedding" if output.kind == OutputKind.SCORES.value else "regression, probabilities, embedding"
+            flag = f"--output-kind {output.name}=" + ("embedding" if output.kind == OutputKind.SCORES.value else "KIND")
             hints.append(
-                f"{output.name} was judged as {output.kind} from its values alone: if it is another kind, "
-                f"say so with --output-kind {output.name}=KIND ({others})"
+                f"{output.name} was judged as {output.kind} from its values alone: if it is an embedding or another kind, "
+                f"say so with {flag}"
             )
     if evidence.data_source == "synthetic":
         hints.append("give --sample FILE with real rows (this check ran on synthetic inputs)")

@@ -132,3 +132,23 @@ def test_parent_failure_fails_the_child_and_names_the_parents_reason():
     judged = with_parent(child, parent)
     assert judged.status == "failed" and judged.failures()[0].startswith("its fp32 parent already fails: y: max |diff|")
     assert with_parent(child, child).status == "passed"
+
+
+def test_the_failure_hint_names_the_output_kind_flag_when_values_decided():
+    from types import SimpleNamespace
+
+    from packager.conversion import _failure_hint
+    from packager.package import Quantization
+    from packager.validation import build_report
+
+    wide = _mean_pooled_like(89, 48)  # 48 columns: class scores by the value rule
+    shuffled = wide + RNG.normal(0, 0.5, wide.shape)
+    failed = compare_one("output_0", wide, shuffled, OutputKind.SCORES, INT8[OutputKind.SCORES])
+    assert not failed.passed
+    report = build_report((failed,), runtime="r", runtime_version="1", samples=89, data_source="sample", criteria={})
+    evidence = SimpleNamespace(kind_rules={"output_0": "values: 48 columns of floats (class scores)"}, data_source="sample")
+    hint = _failure_hint(report, "onnx", Quantization("dynamic", True), evidence, {})
+    assert "say so with --output-kind output_0=embedding" in hint and "drop --quantize" in hint
+    evidence = SimpleNamespace(kind_rules={"output_0": "plugin: DigitsNet"}, data_source="synthetic")
+    hint = _failure_hint(report, "onnx", Quantization(None, False), evidence, {})
+    assert "--output-kind" not in hint and "give --sample FILE" in hint
