@@ -68,6 +68,8 @@ def run(entries, work: Path) -> list[dict]:
             started = time.perf_counter()
             try:
                 options = {"quantize": mode, "accept_mismatch": True, "trust": True, "sample": sample}
+                if "--model-class" in entry.args:  # a state dict: the code the user names on the command line
+                    options["model_class"] = entry.args[entry.args.index("--model-class") + 1]
                 if mode == "static":
                     options["calibration"] = sample
                 package = convert(saved.path, to="onnx", out=work / "out" / f"{entry.name}-{mode}", **options)
@@ -136,6 +138,7 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated catalog names (default: all)")
     parser.add_argument("--frameworks", help="comma-separated frameworks (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "validation_verdicts.md"))
+    parser.add_argument("--merge", action="store_true", help="replace these models' rows in the existing table, keep the rest")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -153,6 +156,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="verdicts-") as temp:
         results = run(entries, Path(temp))
     out = Path(args.out)
+    if args.merge and out.with_suffix(".json").is_file():
+        fresh = {r["model"] for r in results}
+        kept = [r for r in json.loads(out.with_suffix(".json").read_text()) if r["model"] not in fresh]
+        order = {e.name: i for i, e in enumerate(CATALOG)}
+        results = sorted(kept + results, key=lambda r: order.get(r["model"], len(order)))
+        scope = out.read_text().split("Scope: ", 1)[1].split("\n", 1)[0].rstrip(".") + f"; rows of {', '.join(sorted(fresh))} re-run"
     out.write_text(render(results, scope, load))
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     print(out)
