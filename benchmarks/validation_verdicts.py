@@ -1,207 +1,169 @@
-"""Validation verdicts before and after the rework of issue 13, model by model.
+"""Validation verdicts over the zoo (issue 26): every catalog model x quantization, with the checks the verdict must pass.
 
-    python benchmarks/validation_verdicts.py [--before /tmp/old] [--out benchmarks/results/validation_verdicts.md]
+    nice python benchmarks/validation_verdicts.py [--models NAME,...] [--frameworks sklearn,keras] [--out ...md]
 
-``--before`` is a checkout of the code before the rework (``git worktree add /tmp/old 4c298df``). Every fixture of
-``fixtures/build.py`` and every zoo model (``tests/zoo``: scikit-learn, Keras, the PyTorch digits CNN) is converted to
-ONNX as a user would type it (no ``--sample`` unless the framework needs one), unquantized and with ``--quantize
-dynamic``, plus static int8 with ``--calibration`` and fp16 where a model has calibration rows. Each side runs in its
-own child process with its own code first on ``PYTHONPATH``; the models come from this checkout's builders (seeded, so
-both sides convert the same weights). ``--accept-mismatch`` is on so a failing check still yields its report.
+Each zoo entry (``tests/zoo/catalog.py``) is built, then converted to ONNX through ``packager.conversion.convert``
+(``trust=True``: our own files, no sandbox child per conversion) unquantized, ``--quantize dynamic``, ``fp16`` and, where
+the held-out rows are a numeric matrix, ``static`` calibrated on them; ``--accept-mismatch`` on so a failing check
+still yields its report. Independently of packager's report, the ONNX file is re-run here in onnxruntime on the held-out
+rows (``catalog.RUNTIMES``) and compared with the source model's own outputs for NaN/inf on one side only. A cell is a
+**violation** when the verdict passed although (a) the artifact gives inf/NaN where the source is finite, or (b) its fp32
+parent fails its own criterion. Output kinds are listed with the rule that decided them (plugin / values / flag).
 """
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MODES = (None, "dynamic", "fp16", "static")
 
 
-def _module(relative: str):
-    """A builder module loaded from this checkout by path (the other side's tree may lack it or differ)."""
-    path = ROOT / relative
-    name = f"_verdicts_{path.stem}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def cases(work: Path) -> list[dict]:
-    """(name, group, model file or builder, options) for every conversion, described as plain data."""
-    fixtures = json.loads((work / "fixtures" / "fixtures.json").read_text())
-    found = []
-    for name, fixture in fixtures.items():
-        for mode in (None, "dynamic"):
-            found.append({"group": "fixture", "name": name, "model": fixture["model"], "quantize": mode})
-        if fixture["sample"].endswith("digits_sample.npy"):
-            found.append({"group": "fixture", "name": name, "model": fixture["model"], "quantize": "static",
-                          "calibration": str(work / "fixtures" / "digits_calibration.npy")})
-    for name in _module("tests/zoo/sklearn_models.py").BUILDERS:
-        for mode in (None, "dynamic"):
-            found.append({"group": "sklearn zoo", "name": name, "builder": "sklearn", "quantize": mode})
-    for name in _module("tests/zoo/keras_tutorials.py").BUILDERS:
-        for mode in (None, "dynamic"):
-            found.append({"group": "keras zoo", "name": name, "builder": "keras", "quantize": mode})
-    cnn = {"group": "keras zoo", "name": "rescaling_cnn_digits", "builder": "keras"}
-    found += [{**cnn, "quantize": "static", "calibration": "held-out"}, {**cnn, "quantize": "fp16"}]
-    for mode in (None, "dynamic", "fp16"):
-        found.append({"group": "torch zoo", "name": "cnn_digits", "builder": "torch", "quantize": mode, "sample": "held-out"})
-    found.append({"group": "torch zoo", "name": "cnn_digits", "builder": "torch", "quantize": "static", "calibration": "held-out"})
-    return found
-
-
-def _build(case: dict, work: Path, cache: dict):
-    """The model object (zoo) or file (fixture), and held-out rows saved where the case needs a file."""
+def _one_sided(expected, got) -> int:
+    """Held-out rows where the artifact gives NaN/inf and the source does not (or the reverse)."""
     import numpy as np
 
-    key = (case.get("builder"), case["name"])
-    if key not in cache:
-        if case.get("builder") == "sklearn":
-            cache[key] = (_module("tests/zoo/sklearn_models.py").BUILDERS[case["name"]]().model, None)
-        elif case.get("builder") == "keras":
-            cache[key] = _module("tests/zoo/keras_tutorials.py").BUILDERS[case["name"]]()
-        elif case.get("builder") == "torch":
-            model, images, _ = _module("tests/zoo/torch_digits.py").cnn_digits()
-            cache[key] = (model, images)
-        else:
-            cache[key] = (case["model"], None)
-    model, held_out = cache[key]
-    rows = None
-    if held_out is not None and isinstance(held_out, np.ndarray) and held_out.dtype.kind == "f":
-        rows = work / f"{case['name']}_held_out.npy"
-        np.save(rows, held_out)
-    return model, rows
+    want = np.asarray(expected, dtype=np.float64).reshape(len(expected), -1)
+    have = np.asarray(got, dtype=np.float64).reshape(len(want), -1)
+    if want.shape != have.shape:
+        return 0
+    return int((np.isfinite(want) != np.isfinite(have)).any(axis=1).sum())
 
 
-def run_side(work: Path, out: Path) -> None:
-    """Child: every case through this side's ``packager.conversion.convert``; one JSON line per case."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import warnings
+def run(entries, work: Path) -> list[dict]:
+    import numpy as np
 
-    warnings.filterwarnings("ignore")
-    _own_plugins_only(Path.cwd())
     from packager.conversion import convert
     from packager.errors import PackagerError
+    from tests.zoo.catalog import RUNTIMES
 
-    cache: dict = {}
     results = []
-    for index, case in enumerate(cases(work)):
-        started = time.perf_counter()
-        entry = {**case, "verdict": "", "data_source": "", "note": ""}
+    for entry in entries:
         try:
-            model, rows = _build(case, work, cache)
-            options = {"quantize": case["quantize"], "accept_mismatch": True, "out": work / "out" / str(os.getpid()) / str(index)}
-            if case.get("sample") == "held-out":
-                options["sample"] = rows
-            if case.get("calibration"):
-                options["calibration"] = rows if case["calibration"] == "held-out" else case["calibration"]
-            package = convert(model, to="onnx", **options)
-            report = package.manifest.validation
-            quant = package.manifest.quantization
-            entry["verdict"] = report.get("status", "?") + (" (accepted mismatch)" if report.get("accepted_mismatch") else "")
-            if report.get("accepted_mismatch"):
-                entry["verdict"] = "failed"
-            entry["data_source"] = report.get("data_source") or "—"
-            if case["quantize"] and not quant.applied:
-                entry["note"] = f"not quantized: {quant.reason}"
-            failing = [f"{o['name']}: {o.get('note', '')}" for o in report.get("outputs", []) if not o.get("passed")]
-            entry["note"] = "; ".join(filter(None, [entry["note"], *failing]))
-        except PackagerError as exc:
-            entry["verdict"], entry["note"] = "error", f"{type(exc).__name__}: {exc.what}"
-        except Exception as exc:  # a crash on one side is a verdict too
-            entry["verdict"], entry["note"] = "crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        entry["seconds"] = round(time.perf_counter() - started, 2)
-        results.append(entry)
-        print(f"{index:3d} {case['name']:<40} {case['quantize'] or 'fp32':<8} {entry['verdict']}", file=sys.stderr, flush=True)
-    out.write_text(json.dumps(results, indent=1, default=str))
+            saved = entry.build(work)
+        except Exception as exc:  # a builder that cannot run here (no checkpoint, no library): said in the table
+            results.append({"model": entry.name, "quantize": "—", "verdict": "not built", "note": f"{type(exc).__name__}: {exc}"})
+            continue
+        held = saved.held_out
+        numeric = isinstance(held, np.ndarray) and held.dtype.kind == "f"
+        sample = None
+        if saved.sample is not None:
+            sample = saved.sample
+        elif numeric:
+            sample = work / f"{entry.name}_rows.npy"
+            np.save(sample, held)
+        elif hasattr(held, "to_csv"):
+            sample = work / f"{entry.name}_rows.csv"
+            held.to_csv(sample, index=False)
+        for mode in MODES:
+            if mode == "static" and not numeric:
+                continue
+            row = {"model": entry.name, "framework": entry.framework, "quantize": mode or "—", "verdict": "", "parent": "",
+                   "one_sided": None, "kinds": "", "note": ""}
+            started = time.perf_counter()
+            try:
+                options = {"quantize": mode, "accept_mismatch": True, "trust": True, "sample": sample}
+                if "--model-class" in entry.args:  # a state dict: the code the user names on the command line
+                    options["model_class"] = entry.args[entry.args.index("--model-class") + 1]
+                if mode == "static":
+                    options["calibration"] = sample
+                package = convert(saved.path, to="onnx", out=work / "out" / f"{entry.name}-{mode}", **options)
+                report, quant = package.manifest.validation, package.manifest.quantization
+                row["verdict"] = "failed" if report.get("accepted_mismatch") else report.get("status", "?")
+                row["parent"] = (report.get("parent") or {}).get("status", "")
+                row["kinds"] = "; ".join(f"{o['name']}={o['kind']} ({o.get('kind_rule', '')})" for o in report.get("outputs", []))
+                failing = [f"{o['name']}: {o.get('note', '')}" for o in report.get("outputs", []) if not o.get("passed")]
+                if (report.get("parent") or {}).get("status") == "failed":
+                    failing.insert(0, "fp32 parent fails")
+                if mode and not quant.applied:
+                    row["note"] = f"not quantized: {quant.reason}"
+                row["note"] = "; ".join(filter(None, [row["note"], *failing]))
+                runner = RUNTIMES.get("onnx")
+                try:
+                    row["one_sided"] = _one_sided(saved.expected, runner(package.model_path, held))
+                except Exception as exc:  # the independent re-run is best effort (multi-input models)
+                    row["one_sided"] = None
+                    row["note"] += f" (re-run here: {type(exc).__name__})"
+            except PackagerError as exc:
+                row["verdict"], row["note"] = "refused/error", f"{type(exc).__name__}: {exc.what}"
+            except Exception as exc:
+                row["verdict"], row["note"] = "crash", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            row["violation"] = row["verdict"] == "passed" and (bool(row["one_sided"]) or row["parent"] == "failed")
+            row["seconds"] = round(time.perf_counter() - started, 1)
+            results.append(row)
+            print(f"{entry.name:<40} {mode or 'fp32':<8} {row['verdict']:<14} {row['note'][:90]}", file=sys.stderr, flush=True)
+    return results
 
 
-def _own_plugins_only(code: Path) -> None:
-    """Entry points of the shared venv name the plugins of its newest install (converters.catboost...), which the
-    older tree cannot load (measured: "cannot import name 'SAME_KERNELS'"): keep those whose module is in ``code``."""
-    from importlib import metadata
-
-    original = metadata.entry_points
-
-    def entry_points(**kwargs):
-        found = original(**kwargs)
-        if kwargs.get("group", "").startswith("packager"):
-            # packager.converters.x is the folder converters/ of a source tree (installed, setuptools maps it under packager)
-            parts = lambda ep: code.joinpath(*ep.value.split(":")[0].replace("packager.converters", "converters", 1).split("."))
-            found = [ep for ep in found if parts(ep).with_suffix(".py").is_file() or (parts(ep) / "__init__.py").is_file()]
-        return found
-
-    metadata.entry_points = entry_points
-
-
-def _child(code: Path, work: Path, out: Path) -> list[dict]:
-    env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(work), str(out)], env=env, cwd=str(code), check=True)
-    return json.loads(out.read_text())
-
-
-def _short(text: str, limit: int = 110) -> str:
+def _short(text: str, limit: int = 140) -> str:
     text = " ".join(str(text).split()).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render(before: list[dict], after: list[dict], before_label: str) -> str:
+def render(results: list[dict], scope: str, load: str) -> str:
+    verdicts: dict[str, int] = {}
+    for r in results:
+        verdicts[r["verdict"]] = verdicts.get(r["verdict"], 0) + 1
+    violations = [r for r in results if r.get("violation")]
     lines = [
-        "# Validation verdicts before and after issue 13",
+        "# Validation verdicts over the zoo (issue 26)",
         "",
-        f"Generated by `benchmarks/validation_verdicts.py`: before = {before_label}, after = this branch. Each model converted",
-        "to ONNX as typed without `--sample` (the torch CNN needs its held-out rows as `--sample`); `--accept-mismatch` on,",
-        "so a failed check is shown as `failed`. `error`: the conversion stopped with that message.",
+        "Generated by `benchmarks/validation_verdicts.py` (see its docstring for the method). Scope: " + scope + ".",
+        f"Load average when run: {load}.",
         "",
+        f"{len(results)} cells: " + ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items(), key=lambda kv: -kv[1]))
+        + f". **Violations** (passed although inf/NaN on one side in the independent re-run, or the fp32 parent fails): "
+        f"{len(violations)}.",
+        "",
+        "`one-sided` = held-out rows where onnxruntime (run here, not by packager) gives NaN/inf and the source does not.",
+        "",
+        "| model | quantize | verdict | fp32 parent | one-sided | output kinds (rule) | note |",
+        "|---|---|---|---|---|---|---|",
     ]
-    changed = sum(b["verdict"] != a["verdict"] for b, a in zip(before, after))
-    sources: dict[str, int] = {}
-    for a in after:
-        sources[a["data_source"] or "—"] = sources.get(a["data_source"] or "—", 0) + 1
-    lines += [f"{len(after)} conversions; verdict changed on {changed}. Data sources after: "
-              + ", ".join(f"{k} {v}" for k, v in sorted(sources.items(), key=lambda kv: -kv[1])) + ".", ""]
-    lines += ["| group | model | quantize | before | after | data source after | note (after; before when it errs) |",
-              "|---|---|---|---|---|---|---|"]
-    for b, a in zip(before, after):
-        note = a["note"] or (b["note"] if b["verdict"] in ("error", "crash", "failed") else "")
-        mode = a["quantize"] or "—"
-        if a.get("calibration"):
-            mode += " (+calibration)"
-        lines.append(f"| {a['group']} | {a['name']} | {mode} | {b['verdict']} | {a['verdict']} | {a['data_source']} | {_short(note)} |")
+    for r in results:
+        one = "—" if r.get("one_sided") is None else str(r["one_sided"])
+        flag = " **VIOLATION**" if r.get("violation") else ""
+        lines.append(f"| {r['model']} | {r['quantize']} | {r['verdict']}{flag} | {r.get('parent') or '—'} | {one} | "
+                     f"{_short(r.get('kinds', ''), 90)} | {_short(r.get('note', ''))} |")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", default="/tmp/old", help="checkout of the code before the rework (4c298df)")
+    parser.add_argument("--models", help="comma-separated catalog names (default: all)")
+    parser.add_argument("--frameworks", help="comma-separated frameworks (default: all)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "validation_verdicts.md"))
-    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--merge", action="store_true", help="replace these models' rows in the existing table, keep the rest")
     args = parser.parse_args()
-    if args.child:
-        run_side(Path(args.child[0]), Path(args.child[1]))
-        return
-    before_root = Path(args.before)
-    label = subprocess.run(["git", "-C", str(before_root), "log", "-1", "--format=%h %s"], capture_output=True, text=True).stdout.strip()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    from tests.zoo.catalog import CATALOG
+
+    entries = [e for e in CATALOG if (not args.models or e.name in args.models.split(","))
+               and (not args.frameworks or e.framework in args.frameworks.split(","))]
+    scope = f"{len(entries)} of {len(CATALOG)} catalog models" + (f" (frameworks {args.frameworks})" if args.frameworks else "") \
+        + (f" (models {args.models})" if args.models else "")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="verdicts-") as temp:
-        work = Path(temp)
-        sys.path.insert(0, str(ROOT))
-        _module("fixtures/build.py").build(work / "fixtures")
-        after = _child(ROOT, work, work / "after.json")
-        before = _child(before_root, work, work / "before.json")
+        results = run(entries, Path(temp))
     out = Path(args.out)
-    out.write_text(render(before, after, f"`{_short(label, 60)}`"))
-    out.with_suffix(".json").write_text(json.dumps({"before": before, "after": after}, indent=1, default=str))
+    if args.merge and out.with_suffix(".json").is_file():
+        fresh = {r["model"] for r in results}
+        kept = [r for r in json.loads(out.with_suffix(".json").read_text()) if r["model"] not in fresh]
+        order = {e.name: i for i, e in enumerate(CATALOG)}
+        results = sorted(kept + results, key=lambda r: order.get(r["model"], len(order)))
+        scope = out.read_text().split("Scope: ", 1)[1].split("\n", 1)[0].rstrip(".") + f"; rows of {', '.join(sorted(fresh))} re-run"
+    out.write_text(render(results, scope, load))
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
     print(out)
 
 

@@ -65,6 +65,7 @@ class NativeRuntime(Runtime):
 
     framework = ""
     native_format = ""
+    takes_source_input = True  # the model itself runs: predict feeds floats as read, not cast to float32 (issue 26)
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
         from packager.plugins import default_registry

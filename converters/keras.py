@@ -50,6 +50,21 @@ class Keras(Framework):
     def label_outputs(self, model: Any) -> set[str]:
         return set()
 
+    def output_kinds(self, model: Any, expected: Mapping[str, Any]) -> dict[str, Any]:
+        """An output whose last layer ends in sigmoid or softmax is a probability (issue 26: a Dense(1, "sigmoid")
+        output was judged as a regression, relative to its spread); other outputs are left to their values."""
+        from packager.validation import OutputKind
+
+        layers = _output_layers(model)
+        if len(layers) != len(expected):
+            return {}
+        found = {}
+        for name, layer in zip(expected, layers, strict=True):
+            activation = getattr(getattr(layer, "activation", None), "__name__", "")
+            if activation in ("sigmoid", "softmax"):
+                found[name] = (OutputKind.PROBABILITIES, f"Keras last activation {activation}")
+        return found
+
     def signature(self, model: Any, sample: Any) -> Signature:
         specs = input_specs(model)
         text = [spec.name for spec in specs if spec.dtype == "string"]
@@ -70,6 +85,14 @@ class Keras(Framework):
 
     def predict(self, model: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return predict(model, signature, feeds)
+
+
+def _output_layers(model: Any) -> list[Any]:
+    """The layer that makes each model output, in output order ([] when Keras does not say)."""
+    try:
+        return [tensor._keras_history[0] for tensor in model.outputs]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return []
 
 
 def _refuse_unbuilt(model: Any) -> None:

@@ -15,6 +15,7 @@ from packager.validation import SAME_KERNELS, criteria_table
 
 class _PythonObjectRuntime(Runtime):
     format = ""
+    takes_source_input = True  # the model itself runs: predict feeds floats as read, not cast to float32 (issue 26)
 
     def requirements(self) -> list[str]:
         return [*super().requirements(), f"scikit-learn=={version_of('scikit-learn')}", f"numpy=={version_of('numpy')}"]

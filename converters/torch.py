@@ -67,6 +67,21 @@ class Torch(Framework):
     def label_outputs(self, model: Any) -> set[str]:
         return set()
 
+    def output_kinds(self, model: Any, expected: Mapping[str, Any]) -> dict[str, Any]:
+        """A Sequential (nn.Module or traced) whose last layer is Sigmoid or Softmax gives probabilities; elsewhere the
+        order of a module's children says nothing about its forward pass, so the values decide."""
+        from packager.validation import OutputKind
+
+        children = list(model.children()) if hasattr(model, "children") else []
+        sequential = "Sequential" in (type(model).__name__, getattr(model, "original_name", ""))
+        if len(expected) != 1 or not sequential or not children:
+            return {}
+        last = children[-1]
+        name = getattr(last, "original_name", "") or type(last).__name__
+        if name not in ("Sigmoid", "Softmax"):
+            return {}
+        return {next(iter(expected)): (OutputKind.PROBABILITIES, f"the Sequential's last layer is {name}")}
+
     def signature(self, model: Any, sample: Any) -> Signature:
         if sample is None:
             raise UsageError("no sample inputs", SHAPE_HINT)

@@ -45,14 +45,17 @@ from packager.samples import load_sample
 from packager.signature import Signature
 from packager.validation import (
     Criterion,
+    OutputKind,
     ValidationReport,
     build_report,
     compare_outputs,
     criterion_for,
     not_executed_report,
+    parent_failure,
     parse_output_kinds,
     parse_tolerances,
     with_min_agreement,
+    with_parent,
 )
 
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
@@ -266,20 +269,24 @@ def convert(
     with staging_dir(destination, overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = _run_converter(conversion, source.model, signature, staging, options)
-        quant, report = Quantization(None, False), None
+        quant, report, parent = Quantization(None, False), None, None
         if quantize and "quantized_in_conversion" in artifact.details:  # e.g. TorchScript int8: done while tracing
             done = artifact.details["quantized_in_conversion"]
             quant = Quantization(done["mode"], True, "", done["size_before"], path_size(artifact.path))
+            parent = _parent_in_conversion(registry, conversion, source.model, signature, options, to, evidence, judge, trust, step)
         elif quantize == "auto":
             artifact, quant, report = _quantize_auto(registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step)
         elif quantize:
+            parent = _validate_parent(registry, to, artifact.path, evidence, judge, trust, step)
             step(f"quantizing ({quantize})")
             candidate, quant = _quantize(registry, to, artifact, quantize, calibration_feeds)
             artifact = _adopt(artifact, candidate)
         if report is None:
             step(f"validating in the {to} runtime")
             report = validate_artifact(registry, to, artifact.path, evidence, quant.mode if quant.applied else None, judge, trust)
-        report = _verdict(report, to, accept_mismatch)
+            if parent is not None and quant.applied:
+                report = with_parent(report, parent)
+        report = _verdict(report, to, accept_mismatch, _failure_hint(report, to, quant, evidence, artifact.details))
         step("writing the package")
         manifest = _write_package(staging, registry, source, conversion, artifact, signature, feeds, quant, report, trust, to)
     return Package(destination.absolute(), manifest)
@@ -377,27 +384,79 @@ class Judge:
         return with_min_agreement(chosen, self.min_agreement) if self.min_agreement is not None else chosen
 
 
-def _verdict(report: ValidationReport, to: str, accept_mismatch: bool) -> ValidationReport:
+def _verdict(report: ValidationReport, to: str, accept_mismatch: bool, hint: str = "") -> ValidationReport:
     """A failed validation raises unless the user accepts it (recorded in the manifest)."""
     if report.status != "failed":
         return report
     if not accept_mismatch:
         raise ValidationFailed(
             f"the {to} artifact does not reproduce the source: " + "; ".join(report.failures()),
-            "check the sample data or converter options; --accept-mismatch keeps it anyway (recorded in the manifest)",
+            hint or "--accept-mismatch keeps it anyway (recorded in the manifest)",
             report=report,
         )
     return replace(report, accepted_mismatch=True)
 
 
+def _failure_hint(report: ValidationReport, to: str, quant: Quantization, evidence: Evidence, details: Mapping[str, Any]) -> str:
+    """What to do about a failed verdict, from what failed: a difference the converter is known to make (the converter
+    names it and the target that reproduces the model), an output judged as a kind it may not be, rows made up, a
+    quantization the fp32 artifact does not need, or a converter that is off at full precision."""
+    keep = "--accept-mismatch keeps it anyway (recorded in the manifest)"
+    if report.status != "failed":
+        return ""
+    known = [str(d) for d in details.get("known_differences", ())]
+    if known:
+        return "; ".join(known) + f"; {keep}"
+    hints = []
+    for output in report.outputs:
+        rule = evidence.kind_rules.get(output.name, "")
+        if not output.passed and rule.startswith("values"):
+            flag = f"--output-kind {output.name}=" + ("embedding" if output.kind == OutputKind.SCORES.value else "KIND")
+            hints.append(
+                f"{output.name} was judged as {output.kind} from its values alone: if it is an embedding or another kind, "
+                f"say so with {flag}"
+            )
+    if evidence.data_source == "synthetic":
+        hints.append("give --sample FILE with real rows (this check ran on synthetic inputs)")
+    if quant.applied and report.parent.get("status") != "failed":
+        hints.append("drop --quantize (the fp32 artifact passes) or use --quantize auto, which keeps the first mode that passes")
+    elif not hints:
+        hints.append(f"the {to} converter does not reproduce this model at full precision: try another --to (`packager formats`)")
+    return "; ".join(hints + [keep])
+
+
+def _validate_parent(registry, to, path, evidence, judge, trust, step) -> ValidationReport:
+    """The unquantized artifact under the fp32 criterion, before any quantized child is judged (``with_parent``)."""
+    step(f"validating the fp32 parent in the {to} runtime")
+    return validate_artifact(registry, to, path, evidence, None, judge, trust)
+
+
+def _parent_in_conversion(registry, conversion, model, signature, options, to, evidence, judge, trust, step) -> ValidationReport:
+    """A converter that quantizes while converting (TorchScript, TFLite int8) leaves no fp32 file: convert once more
+    without quantization, in a folder of its own, to judge the parent."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="packager-parent-") as folder:
+        step(f"converting the fp32 parent -> {to}")
+        parent = _run_converter(conversion, model, signature, Path(folder), replace(options, quantize=None, calibration=None))
+        return _validate_parent(registry, to, parent.path, evidence, judge, trust, step)
+
+
 def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step):
     """``--quantize auto``: the int8 modes the format offers (static only with calibration rows), then fp16; the first
-    that passes validation with its own criteria is kept, else fp32 stays. Every attempt is recorded with its reason."""
+    that passes validation with its own criteria is kept, else fp32 stays. Every attempt is recorded with its reason.
+    The fp32 parent is judged first: when it fails its own criterion no quantized child is tried (it would carry the
+    same error under a looser criterion)."""
     quantizer = registry.quantizers.get(to)
     offered = (quantizer.modes if quantizer else frozenset()) & conversion.quantize
     modes = [m for m in ("dynamic", "static", "fp16") if m in offered and (m != "static" or calibration_feeds)]
     attempts, before = [], path_size(artifact.path)
     skipped = []
+    parent = _validate_parent(registry, to, artifact.path, evidence, judge, trust, step) if modes else None
+    if parent is not None and parent.status == "failed":
+        why = parent_failure(parent.failures())
+        attempts = [{"mode": m, "kept": False, "why": f"not tried: {why}"} for m in modes]
+        return artifact, Quantization("auto", False, f"kept fp32 ({why})", before, before, tuple(attempts)), parent
     if "static" in offered and not calibration_feeds:
         skipped.append({"mode": "static", "kept": False, "why": "not tried: no --calibration rows"})
     for mode in modes:
@@ -415,6 +474,7 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
             continue
         step(f"validating {mode} in the {to} runtime")
         report = validate_artifact(registry, to, candidate.path, evidence, quant.mode, judge, trust)
+        report = with_parent(report, parent) if parent is not None else report
         if report.status == "failed":
             attempts.append({"mode": mode, "kept": False, "why": "failed validation: " + "; ".join(report.failures())})
             _discard(candidate.path)
@@ -422,7 +482,7 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
         attempts.append({"mode": mode, "kept": True, "why": f"validation {report.status}"})
         return _adopt(artifact, candidate), replace(quant, attempts=tuple(attempts + skipped)), report
     step(f"validating in the {to} runtime")
-    report = validate_artifact(registry, to, artifact.path, evidence, None, judge, trust)
+    report = parent if parent is not None else validate_artifact(registry, to, artifact.path, evidence, None, judge, trust)
     why = "; ".join(f"{a['mode']}: {a['why']}" for a in attempts + skipped) or "the format offers no quantization"
     return artifact, Quantization("auto", False, f"kept fp32 ({why})", before, before, tuple(attempts + skipped)), report
 
@@ -580,6 +640,7 @@ def validate_artifact(
     optional = frozenset(list(evidence.expected)[1:]) if runtime.may_omit_auxiliary_outputs else frozenset()
     outputs = compare_outputs(evidence.expected, actual, criteria, evidence.kinds, optional, evidence.cast_expected)
     outputs += _second_length(runtime, handle, evidence, criteria)
+    outputs = tuple(replace(o, kind_rule=evidence.kind_rules.get(o.name.split("@len=")[0], "")) for o in outputs)
     details = dict(runtime.details(handle))
     return build_report(
         outputs,

@@ -11,7 +11,7 @@ their difference is what the cast alone does (``cast_effect`` in the report).
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -27,7 +27,7 @@ from packager.signature import (
     synthesize,
     with_dynamic_axes,
 )
-from packager.validation import OutputKind, infer_kind
+from packager.validation import OutputKind, infer_kind_why
 
 FITTED_ROWS = 200  # rows drawn from fitted statistics: enough for agreement figures in 0.5% steps
 
@@ -43,6 +43,7 @@ class Evidence:
     data_source: str
     kinds: Mapping[str, OutputKind]
     source_predict: Callable[[Mapping[str, Any]], Mapping[str, Any]]  # the source on artifact-typed feeds
+    kind_rules: Mapping[str, str] = field(default_factory=dict)  # output -> the rule that decided its kind
 
     @property
     def rows(self) -> int:
@@ -94,12 +95,12 @@ def gather(
     with on_inputs(label, feeds, f"rows: {where or origin}"):
         cast_expected = plugin.predict(source.model, signature, feeds)
         expected = plugin.predict(source.model, signature, full) if full is not None else cast_expected
-    kinds = dict(plugin.output_kinds(source.model, expected))
-    kinds = {name: kinds.get(name) or infer_kind(value) for name, value in expected.items()}
+    kinds, rules = decide_kinds(plugin.output_kinds(source.model, expected), expected)
     unknown = set(output_kinds or {}) - set(expected)
     if unknown:
         raise UsageError(f"--output-kind names unknown outputs {sorted(unknown)}", f"the model's outputs are {list(expected)}")
     kinds.update(output_kinds or {})
+    rules.update({name: "--output-kind" for name in output_kinds or {}})
     outputs = tuple(spec_of(name, value) for name, value in expected.items())
     return Evidence(
         signature.with_outputs(outputs),
@@ -109,7 +110,23 @@ def gather(
         origin,
         kinds,
         lambda f: plugin.predict(source.model, signature, f),
+        rules,
     )
+
+
+def decide_kinds(declared: Mapping[str, Any], expected: Mapping[str, Any]) -> tuple[dict[str, OutputKind], dict[str, str]]:
+    """Each output's kind and the rule that decided it: what the framework plugin knows about the model first (a plugin
+    may give ``(kind, reason)``, e.g. "LGBMRanker is a ranker"), the values last (``infer_kind_why``)."""
+    kinds, rules = {}, {}
+    for name, value in expected.items():
+        given = declared.get(name)
+        if given:
+            kind, why = given if isinstance(given, tuple) else (given, "")
+            kinds[name], rules[name] = OutputKind(kind), f"plugin: {why}" if why else "plugin"
+        else:
+            kinds[name], why = infer_kind_why(value)
+            rules[name] = f"values: {why}"
+    return kinds, rules
 
 
 @contextmanager

@@ -84,6 +84,12 @@ class Predictor:
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         return self.runtime.predict(self.handle, self.signature, feeds)
 
+    @property
+    def is_source(self) -> bool:
+        """The runtime runs the model in its own framework (a pickle, a LightGBM text file): it takes the user's
+        dtypes, and casting them to the signature's float32 would change its answers."""
+        return bool(getattr(self.runtime, "takes_source_input", False))
+
 
 def load_predictor(
     artifact: Runnable, *, threads: int | None = None, trust: bool = False, registry: PluginRegistry | None = None
@@ -224,7 +230,7 @@ def predict_file(
         plan = text_plan = TextPlan.from_package(predictor.artifact.path.parent, text_column)
         plan.check(list(source.columns))
     else:
-        plan = plan_feeds(predictor.signature, source)  # a mismatch fails here, before any work
+        plan = plan_feeds(predictor.signature, source, full_precision=predictor.is_source)  # a mismatch fails here, before any work
     writer = OutputWriter(Path(output), overwrite)
     kept = kept_columns(source, keep_columns, writer.kind)
     chosen = _check_outputs(predictor.signature, outputs)

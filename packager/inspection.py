@@ -130,4 +130,10 @@ def validate(
     if atol is not None or rtol is not None:
         numeric = [n for n, k in evidence.kinds.items() if k not in (OutputKind.LABELS, OutputKind.INTEGER)]
         pinned = {**{n: Tolerance(atol or 0.0, rtol or 0.0, 0.0) for n in numeric}, **pinned}
-    return validate_artifact(registry, fmt, artifact, evidence, quantization, Judge(pinned, min_agreement), trust)
+    report = validate_artifact(registry, fmt, artifact, evidence, quantization, Judge(pinned, min_agreement), trust)
+    parent = manifest.get("validation", {}).get("parent") or {}
+    if quantization and parent.get("status") == "failed":  # the fp32 parent convert judged: a quantized child is no better
+        from dataclasses import replace
+
+        report = replace(report, status="failed", parent=parent)
+    return report

@@ -52,6 +52,7 @@ def result_row(target: str, package: Any = None, error: Exception | None = None,
         "note": v.get("note", ""),
         "cast_effect": max((o["cast_effect"] for o in v["outputs"] if o.get("cast_effect")), default=None),
         "quantization_attempts": list(q.attempts) if q.attempts else None,
+        "output_kinds": {o["name"]: f"{o['kind']} ({o['kind_rule']})" for o in v["outputs"] if o.get("kind_rule")} or None,
     }
 
 
@@ -91,6 +92,8 @@ def _notes(row: dict[str, Any]) -> list[str]:
         lines.append(
             f"casting the input to the signature's dtype alone changes the source's outputs by up to {row['cast_effect']:.3g} (cast_effect)"
         )
+    if row.get("output_kinds"):  # which rule decided each output's kind, so a wrong one is visible before it misjudges
+        lines.append("output kinds: " + ", ".join(f"{name}={kind}" for name, kind in row["output_kinds"].items()))
     for attempt in row.get("quantization_attempts") or []:
         lines.append(f"quantize {attempt['mode']}: {'kept' if attempt['kept'] else 'not kept'} ({attempt['why']})")
     return lines

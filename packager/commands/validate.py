@@ -78,8 +78,11 @@ def _print(report) -> None:
             if o.passed
             else f"[red]no[/] {escape(o.note)}" + (f" rows {[r['row'] for r in o.failing_rows]}" if o.failing_rows else "")
         )
-        table.add_row(o.name, o.kind, escape(o.criterion), fmt(o.max_abs), agreement_text(o), ok)
+        kind = f"{o.kind} ({o.kind_rule})" if getattr(o, "kind_rule", "") else o.kind  # which rule decided the kind
+        table.add_row(o.name, escape(kind), escape(o.criterion), fmt(o.max_abs), agreement_text(o), ok)
     console()(table)
+    if report.parent:
+        console()(escape(f"fp32 parent: {report.parent.get('status')}" + "".join(f"; {f}" for f in report.parent.get("failures", ()))))
     if report.note:
         console()(escape(report.note))
     if report.details.get("reason"):

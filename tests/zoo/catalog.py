@@ -288,6 +288,7 @@ CATALOG: tuple[Entry, ...] = (
           SAMPLE, known={"coreml": COREML_SCRIPT, "mlpackage": COREML_SCRIPT}, slow=True),
     *ROUND3_DL,  # issue 26: tests/zoo/dl_round3.py
 )
+CATALOG += __import__("tests.zoo.verdict_models", fromlist=["entries"]).entries()  # issue 26: the verdict's models
 BY_NAME = {e.name: e for e in CATALOG}
 
 
