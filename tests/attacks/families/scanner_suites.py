@@ -502,7 +502,7 @@ def keras_lambdas(out: Path, marker: str) -> list[Attack]:
     wrapped = {"module": "keras.layers", "class_name": "Bidirectional", "registered_name": None, "config": {"name": "bi", "layer": k3}}
     attacks = []
     for name, layers in (
-        ([k2]),
+        ("keras2_lambda.h5", [k2]),
         ("keras2_lambda_after_dense.h5", [{"class_name": "Dense", "config": {"name": "d", "units": 2}}, k2]),
     ):
         with h5py.File(out / name, "w") as handle:
