@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from packager.errors import InputFileError, OutputExists, UsageError
+from packager.errors import InputFileError, OutputExists, PackagerError, UsageError
 from packager.inference import Runnable
 
 FILE, BLOCK, ROW = "__packager_file", "__packager_block", "__packager_row"  # the input position each row carries through the workers
@@ -224,11 +224,21 @@ def _quiet(spark: Any) -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _failure(exc: Exception, source: Any, artifact: Runnable) -> InputFileError:
-    """A Spark job's failure as our error: the input's fault (a value or a header Spark could not read) or the model's."""
+def _failure(exc: Exception, source: Any, artifact: Runnable) -> PackagerError:
+    """A Spark job's failure as our error: the input's fault (a value or a header Spark could not read) or the model's.
+    A worker's own packager error keeps its type (an unsafe model is exit 5 with its hint, not a row to look for)."""
     import re
 
+    from packager import errors
+
+    if isinstance(exc, PackagerError):  # raised here, by the sandboxed scoring of a partition: already ours
+        return exc
     text = str(exc)
+    for line in reversed(text.splitlines()):  # the worker's traceback ends with our error's "[packager.errors.]Type: what"
+        ours = re.match(r"\s*(?:packager\.errors\.)?([A-Z]\w+): (.+)", line)
+        kind = getattr(errors, ours.group(1), None) if ours else None
+        if ours and isinstance(kind, type) and issubclass(kind, PackagerError):
+            return kind(ours.group(2).strip())
     cast = re.search(r"The value (.{0,80}?) of the type \"?STRING\"? cannot be cast to \"?(\w+)", text)
     if cast:
         value, wanted = cast.group(1), cast.group(2).lower()

@@ -271,9 +271,7 @@ def test_cluster_engines_refuse_hostile_packages(cluster_runs, hostile_packages,
     "engine",
     [
         "dask",
-        pytest.param("spark", marks=pytest.mark.xfail(strict=True, reason=(
-            "spark_engine wraps the workers' UnsafeModelError as InputFileError (exit 4) with the hint 'rerun with --engine "
-            "local to see the row that fails'; the refusal itself holds (test above). Left to the owner of the cluster engines"))),
+        "spark",
     ],
 )
 def test_cluster_engine_refusals_exit_5_as_unsafe(cluster_runs, engine):
