@@ -425,6 +425,20 @@ def _failure_hint(report: ValidationReport, to: str, quant: Quantization, eviden
     return "; ".join(hints + [keep])
 
 
+def rejudge_parent(registry: PluginRegistry, source: Any, to: str, evidence: Evidence, judge: Any, trust: bool) -> ValidationReport:
+    """The fp32 parent of a quantized package, converted again from ``source`` and judged on ``evidence``'s rows: a
+    package records its parent's verdict on the rows ``convert`` saw, and ``validate --sample NEW`` on the int8 child
+    alone passed where the fp32 parent fails on NEW (measured by an outside user: TF-IDF with sublinear_tf, fp32 exit 9,
+    int8 exit 0 on the same rows)."""
+    conversion = registry.conversion(source.framework, to)
+    options = ConvertOptions(trust=trust, example={k: v[:4] for k, v in evidence.feeds.items()})
+    return _parent_in_conversion(registry, conversion, source.model, evidence.signature, options, to, evidence, judge, trust, _quiet)
+
+
+def _quiet(_message: str) -> None:
+    """A progress callback that shows nothing (``validate`` reports the verdict, not the steps)."""
+
+
 def _validate_parent(registry, to, path, evidence, judge, trust, step) -> ValidationReport:
     """The unquantized artifact under the fp32 criterion, before any quantized child is judged (``with_parent``)."""
     step(f"validating the fp32 parent in the {to} runtime")

@@ -130,10 +130,25 @@ def validate(
     if atol is not None or rtol is not None:
         numeric = [n for n, k in evidence.kinds.items() if k not in (OutputKind.LABELS, OutputKind.INTEGER)]
         pinned = {**{n: Tolerance(atol or 0.0, rtol or 0.0, 0.0) for n in numeric}, **pinned}
-    report = validate_artifact(registry, fmt, artifact, evidence, quantization, Judge(pinned, min_agreement), trust)
-    parent = manifest.get("validation", {}).get("parent") or {}
-    if quantization and parent.get("status") == "failed":  # the fp32 parent convert judged: a quantized child is no better
-        from dataclasses import replace
-
-        report = replace(report, status="failed", parent=parent)
+    judge = Judge(pinned, min_agreement)
+    report = validate_artifact(registry, fmt, artifact, evidence, quantization, judge, trust)
+    if quantization:
+        return _with_parent_here(report, registry, loaded, fmt, evidence, judge, trust, manifest)
     return report
+
+
+def _with_parent_here(report: Any, registry: Any, loaded: Any, fmt: str, evidence: Any, judge: Any, trust: bool, manifest: dict) -> Any:
+    """A quantized artifact's verdict on these rows needs its fp32 parent's on the same rows: converted again from the
+    source and judged here. Where the source cannot reach the format again (another plugin set), the parent's verdict
+    recorded at convert is the one there is, and a recorded failure still fails the child."""
+    from dataclasses import replace
+
+    from packager.conversion import rejudge_parent
+    from packager.errors import PackagerError
+    from packager.validation import with_parent
+
+    try:
+        return with_parent(report, rejudge_parent(registry, loaded, fmt, evidence, judge, trust))
+    except PackagerError:
+        recorded = manifest.get("validation", {}).get("parent") or {}
+        return replace(report, status="failed", parent=recorded) if recorded.get("status") == "failed" else report
