@@ -260,7 +260,8 @@ def convert(
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
     options = ConvertOptions(
         opset=opset,
-        quantize=quantize,
+        quantize=None if quantize == "auto" else quantize,  # auto quantizes after conversion: a converter that quantizes
+        # while converting (TFLite) took "auto" for a mode and its artifact met no criterion (PluginError, exit 11)
         trust=trust,
         example={k: v[:4] for k, v in feeds.items()},
         calibration=calibration_feeds,
@@ -497,7 +498,9 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
         return _adopt(artifact, candidate), replace(quant, attempts=tuple(attempts + skipped)), report
     step(f"validating in the {to} runtime")
     report = parent if parent is not None else validate_artifact(registry, to, artifact.path, evidence, None, judge, trust)
-    why = "; ".join(f"{a['mode']}: {a['why']}" for a in attempts + skipped) or "the format offers no quantization"
+    offers = ", ".join(sorted(conversion.quantize))
+    during = f"{to} is quantized while converting, which auto does not try: give --quantize {offers}" if offers else ""
+    why = "; ".join(f"{a['mode']}: {a['why']}" for a in attempts + skipped) or during or "the format offers no quantization"
     return artifact, Quantization("auto", False, f"kept fp32 ({why})", before, before, tuple(attempts + skipped)), report
 
 

@@ -263,3 +263,14 @@ def test_validation_rows_cover_an_embedding_vocabulary(tmp_path):
     path = tmp_path / "ids.keras"
     model.save(path)
     assert convert(path, to="onnx", out=tmp_path / "pkg", trust=True).manifest.validation["data_source"] == "fitted-statistics"
+
+
+def test_quantize_auto_to_tflite_keeps_fp32_and_names_the_modes_to_give(models, tmp_path):
+    """TFLite quantizes while converting: "auto" reached the converter as a mode and its artifact met no criterion
+    (PluginError, exit 11, found by an outside user after the round-three merge). Auto now keeps the fp32 artifact,
+    validated, and says which --quantize modes the format takes."""
+    model, sample = models["mlp"]
+    package = convert(model, to="tflite", quantize="auto", sample=sample, out=tmp_path / "auto")
+    quant = package.manifest.quantization
+    assert not quant.applied and "quantized while converting" in quant.reason and "--quantize dynamic" in quant.reason, quant
+    assert package.manifest.validation["status"] == "passed"
