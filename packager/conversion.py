@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from packager import __version__, sandbox
+from packager import __version__, errors, sandbox
 from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
 from packager.errors import (
     ConversionError,
@@ -488,7 +488,12 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
             attempts.append({"mode": mode, "kept": False, "why": quant.reason or "nothing to quantize"})
             continue
         step(f"validating {mode} in the {to} runtime")
-        report = validate_artifact(registry, to, candidate.path, evidence, quant.mode, judge, trust)
+        try:
+            report = validate_artifact(registry, to, candidate.path, evidence, quant.mode, judge, trust)
+        except PackagerError as exc:  # the candidate does not run (a GLM's per-channel int8 MatMul in onnxruntime 1.32)
+            attempts.append({"mode": mode, "kept": False, "why": f"does not run: {errors.first_line(exc)[:300]}"})
+            _discard(candidate.path)
+            continue
         report = with_parent(report, parent) if parent is not None else report
         if report.status == "failed":
             attempts.append({"mode": mode, "kept": False, "why": "failed validation: " + "; ".join(report.failures())})
