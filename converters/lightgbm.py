@@ -94,9 +94,9 @@ TEXT_FORMAT = Format(
     title="LightGBM text model",
     suffix=".txt",
     detect=is_text_model,
-    check=None,
-    safe_because="text (key=value lines, one block per tree) checked tree by tree (check_text_model) before "
-    "LightGBM's C++ reader sees it; no pickle, no Python object",
+    # text (key=value lines, one block per tree), no pickle: checked tree by tree before LightGBM's C++ reader sees it,
+    # as a format check so that push and every load run it (issue 21 finding 5)
+    check=check_text_model,
 )
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.

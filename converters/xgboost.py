@@ -104,22 +104,20 @@ def is_ubj_model(path: Path, head: bytes) -> bool:
     return len(head) > 2 and head[:1] == b"{" and head[1:2] in b"iUIlL" and b"learner" in head[2:18]
 
 
-_DATA = "data parsed by XGBoost's own C++ reader (trees, split values, the objective's name): no pickle, no Python object"
+# data parsed by XGBoost's own C++ reader (trees, split values, the objective's name): no pickle, no Python object
 JSON_FORMAT = Format(
     JSON,
     title="XGBoost JSON model",
     suffix=".json",
     detect=is_json_model,
-    check=None,
-    safe_because=_DATA + "; its structure is checked in Python first (check_json_model)",
+    check=check_json_model,  # a format check, so push and every load run it (issue 21 finding 5)
 )
 UBJ_FORMAT = Format(
     UBJ,
     title="XGBoost UBJSON model",
     suffix=".ubj",
     detect=is_ubj_model,
-    check=None,
-    safe_because=_DATA + "; decoded and its structure checked in Python first (check_ubj_model)",
+    check=check_ubj_model,
 )
 
 # The library's own predict on its own file: the same kernels as the source, so the same results.

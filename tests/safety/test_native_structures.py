@@ -330,3 +330,21 @@ def test_a_pickled_dtype_state_numpy_would_not_write_is_refused(fields, tmp_path
     good = np.dtype([("a", "<i8"), ("b", "<i8")])
     (tmp_path / "ok.pkl").write_bytes(pickle.dumps(good))
     assert load_pickle(tmp_path / "ok.pkl") == good
+
+
+def test_push_runs_the_structure_check_of_a_lightgbm_text_model(tmp_path):
+    """The LightGBM/XGBoost structure checks ran only inside their loaders (the formats declared check=None), so
+    push recorded a lying tree_sizes file as packager.check=passed; they are the formats' checks now."""
+    import json
+
+    from packager.errors import UnsafeModelError
+    from packager.registry.api import LocalRegistry
+
+    package = tmp_path / "package"
+    package.mkdir()
+    _lying_sizes(_lightgbm_text(package / "model.txt"))
+    (package / "manifest.json").write_text(json.dumps({"format": "lightgbm", "model_file": "model.txt"}))
+    registry = LocalRegistry(f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))
+    with pytest.raises(UnsafeModelError, match="tree_sizes gives tree 0 999999999999 bytes"):
+        registry.push(package, "m")
+    assert not [p for p in (tmp_path / "objects").rglob("*") if p.is_file() and "incoming" not in p.parts]
