@@ -188,15 +188,22 @@ class RelativeToSpread:
         import numpy as np
 
         diff = np.abs(want - got)
-        spread = _spread(want)
-        ratio = _max(diff) / spread if diff.size else 0.0
+        # each output column against its own spread: targets on different scales (y*1e5 beside y/50) were judged by the
+        # largest column's float32 step over the smallest column's spread (a false failure found by an outside user)
+        columns = diff.reshape(len(diff), -1) if diff.size else diff.reshape(0, 1)
+        spreads = _spreads(want)
+        ratios = np.array([_max(columns[:, j]) for j in range(columns.shape[1])]) / spreads if diff.size else np.zeros(1)
+        worst = int(np.argmax(ratios))
+        ratio, spread = float(ratios[worst]), float(spreads[worst])
         total = float(np.sum((want - np.mean(want, axis=0)) ** 2))
         r2 = 1.0 - float(np.sum((want - got) ** 2)) / total if total > 0 else (1.0 if _max(diff) == 0 else 0.0)
         figures = {"max_abs": _max(diff), "relative_error": ratio, "r2": r2, "spread": spread}
         notes = []
-        bad = _rows(diff > self.max_ratio * spread, len(want))
+        bad = _rows((columns > self.max_ratio * spreads).reshape(diff.shape), len(want)) if diff.size else _rows(diff > 0, len(want))
         if ratio > self.max_ratio:
-            notes.append(f"max |diff| {_max(diff):.3g} is {ratio:.3g} x the expected values' spread {spread:.3g} > {self.max_ratio:g}")
+            notes.append(
+                f"max |diff| {_max(columns[:, worst]):.3g} is {ratio:.3g} x the expected values' spread {spread:.3g} > {self.max_ratio:g}"
+            )
         if self.min_r2 is not None and r2 < self.min_r2:
             notes.append(f"R² {r2:.5f} < required {self.min_r2:g}")
         return Checked(not notes, "; ".join(notes), figures, bad)
@@ -759,6 +766,15 @@ def one_sided_nonfinite(want, got) -> tuple[Any, str]:
     if count:
         parts.append(f"{count} of {n} rows give a different NaN/inf in the artifact than the source")
     return bad, "; ".join(parts)
+
+
+def _spreads(want) -> Any:
+    """Each output column's standard deviation; a constant column takes the smallest non-zero one (``_spread``)."""
+    import numpy as np
+
+    columns = np.asarray(want, dtype=np.float64).reshape(len(want), -1)
+    stds = columns.std(axis=0) if len(columns) > 1 else np.abs(columns).max(axis=0)
+    return np.where(stds > 0, stds, _spread(want))
 
 
 def _spread(want) -> float:

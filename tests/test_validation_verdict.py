@@ -152,3 +152,21 @@ def test_the_failure_hint_names_the_output_kind_flag_when_values_decided():
     evidence = SimpleNamespace(kind_rules={"output_0": "plugin: DigitsNet"}, data_source="synthetic")
     hint = _failure_hint(report, "onnx", Quantization(None, False), evidence, {})
     assert "--output-kind" not in hint and "give --sample FILE" in hint
+
+
+def test_each_regression_column_is_judged_against_its_own_spread():
+    """Targets on different scales (y*1e5 beside y/50, a LinearRegression on diabetes): one float32 step of the large
+    column (2.0 at 3e7) was divided by the small column's spread (0.97) and a good fp32 model failed (outside user)."""
+    import numpy as np
+
+    from packager.validation import RelativeToSpread
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(150, 77, 200)
+    want = np.stack([y * 1e5, y / 50], axis=1)
+    got = want.astype(np.float32).astype(np.float64)  # the float32 rounding an ONNX graph gives
+    assert RelativeToSpread(1e-3).check(want, got).passed
+    off = got.copy()
+    off[:, 1] += 0.01  # 1% of the small column's spread: its own error, not the large column's
+    result = RelativeToSpread(1e-3).check(want, off)
+    assert not result.passed and "spread 1.48" in result.note, result.note
