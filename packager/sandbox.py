@@ -226,7 +226,17 @@ class Workspace:
         limits: Limits | None = None,
     ) -> Any:
         """Run ``function`` (a name in the child's table) with JSON ``args`` in the sandbox; return its result."""
+        if args.get("model_class"):  # the user's own module, imported where they said: the current folder or PYTHONPATH
+            reads = [*reads, *user_code_paths()]
         return run(function, args, label=label, workspace=self, reads=reads, progress=progress, limits=limits)
+
+
+def user_code_paths() -> list[str]:
+    """Where ``--model-class module:Name`` is imported from (the hint says so: the current folder or PYTHONPATH), bound
+    read-only only for such a call; the allow-list otherwise shows neither (measured: every --model-class conversion
+    failed with "No module named 'mymodels'" once the current folder was no longer bound)."""
+    entries = [os.getcwd(), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return [str(Path(p).absolute()) for p in entries if p and Path(p).is_dir()]
 
 
 @contextlib.contextmanager

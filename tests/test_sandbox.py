@@ -532,7 +532,8 @@ def forged_registry(iris, tmp_path, monkeypatch):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("PACKAGER_HOME", str(tmp_path / "home"))
     registry_args = ["--registry", f"sqlite:///{tmp_path / 'catalog.db'}", "--blobs", str(tmp_path / "objects")]
-    Registry(registry_args[1], registry_args[3]).push(folder, "fraud", aliases=["production"])
+    # pushed with trust (an insider, or an older registry): push itself now refuses it, and predict must still refuse it
+    Registry(registry_args[1], registry_args[3]).push(folder, "fraud", aliases=["production"], trust=True)
     return folder, rows, marker, registry_args
 
 
