@@ -590,9 +590,19 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     if options.quantize and options.quantize != "auto":
         # standard MatMul/Add instead of ai.onnx.ml linear ops, so weights become quantizable tensors
         kwargs["black_op"] = {"LinearClassifier", "LinearRegressor"}
-    with _skl2onnx_boundary(estimator), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        proto = skl2onnx.convert_sklearn(estimator, **kwargs)
+    try:
+        with _skl2onnx_boundary(estimator), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            proto = skl2onnx.convert_sklearn(estimator, **kwargs)
+    except UnsupportedConversion as exc:
+        if "black_op" not in kwargs:
+            raise
+        # the MatMul form --quantize needs, not the estimator's parameters (LinearSVC, RidgeClassifier: "post_transform
+        # 'NONE' is not supported with double"; the hint sent users to parameters that do not exist: outside user)
+        raise UnsupportedConversion(
+            f"skl2onnx cannot write {type(estimator).__name__} with MatMul weights, which --quantize {options.quantize} needs ({exc.what})",
+            "convert without --quantize (the fp32 ONNX converts), or give --quantize auto, which keeps fp32 and records why",
+        ) from exc
     _rename_outputs(proto, signature.output_names)
     if signature.columnar:  # one input per column: skl2onnx renamed "od280/od315_of_diluted_wines" (load_wine's frame)
         restore_onnx_input_names(proto, signature.input_names, "the model's columns")
