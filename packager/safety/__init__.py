@@ -56,7 +56,7 @@ def formats_to_check(path: Path, claimed: str, registry: Any) -> list[str]:
         found = detect_format(path, registry)
     except InputFileError:
         return [claimed]  # content no detector knows: the claimed format's own check decides
-    return [claimed] if found == claimed else [claimed, found]
+    return [claimed] if found == claimed else [found, claimed]  # what the content is first: a pickle is refused as one
 
 
 def check_pickle_file(path: Path) -> None:
