@@ -433,11 +433,8 @@ def rejudge_parent(registry: PluginRegistry, source: Any, to: str, evidence: Evi
     int8 exit 0 on the same rows)."""
     conversion = registry.conversion(source.framework, to)
     options = ConvertOptions(trust=trust, example={k: v[:4] for k, v in evidence.feeds.items()})
-    return _parent_in_conversion(registry, conversion, source.model, evidence.signature, options, to, evidence, judge, trust, _quiet)
-
-
-def _quiet(_message: str) -> None:
-    """A progress callback that shows nothing (``validate`` reports the verdict, not the steps)."""
+    silent = lambda message: None  # noqa: E731 - validate reports the verdict, not the steps (as convert without progress)
+    return _parent_in_conversion(registry, conversion, source.model, evidence.signature, options, to, evidence, judge, trust, silent)
 
 
 def _validate_parent(registry, to, path, evidence, judge, trust, step) -> ValidationReport:
