@@ -23,6 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 # 10,000-input runs are `make fuzz`.
 CI_COUNT = {"sklearn": 1500, "joblib": 1500, "torchscript": 1000, "keras": 600, "tensorflow": 400, "trees": 400, "boosting": 400}
 
+# the share of inputs that must get past our checks into a framework's reader. Boosting is lower: since c56741f the
+# LightGBM/XGBoost structure checks (packager/safety/boosting.py) are declared Format checks and refuse malformed trees
+# before LightGBM's or XGBoost's parser sees them, which is their purpose; at seed 0, 120 of 400 reach the library (30.0%).
+MIN_REACHED = {"boosting": 0.25}
+
 
 def fuzz(family: str, count: int, convert: int, crashes: Path, env: dict | None = None, timeout: float = 1500, extra=()) -> dict:
     command = [sys.executable, "-m", "tests.fuzz.harness", "--family", family, "--count", str(count), "--convert", str(convert),
@@ -53,7 +58,7 @@ def test_fuzzing_a_family_raises_only_packager_errors_and_never_crashes(family, 
     inspected = check_counts(result, "inspect", count)
     converted = check_counts(result, "convert", count // 20)
     # structure-aware mutations get past detection and our safety checks into the framework's reader
-    assert inspected["reached_framework"] > 0.3 * count, inspected
+    assert inspected["reached_framework"] > MIN_REACHED.get(family, 0.3) * count, inspected
     # and some still load and run (torch files carry no input shapes: only convert, given --input-shape, runs them)
     assert inspected.get("accepted", 0) + converted.get("accepted", 0) >= 5, (inspected, converted)
     if family == "sklearn":
