@@ -25,6 +25,7 @@ from packager.errors import (
 )
 from packager.evidence import Evidence, gather
 from packager.formats import detect_format
+from packager.graph import as_conversion
 from packager.package import (
     INPUT_EXAMPLE,
     MANIFEST,
@@ -237,7 +238,7 @@ def convert(
         if isinstance(model_or_path, Source)
         else load_source(model_or_path, trust=trust, model_class=model_class, registry=registry, task=task)
     )
-    conversion = registry.conversion(source.framework, to)
+    conversion = as_conversion(registry.route(source.framework, to))  # a path of hops (packager.graph)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
             f"{source.framework} -> {to} does not support --quantize {quantize}",
@@ -431,7 +432,7 @@ def rejudge_parent(registry: PluginRegistry, source: Any, to: str, evidence: Evi
     package records its parent's verdict on the rows ``convert`` saw, and ``validate --sample NEW`` on the int8 child
     alone passed where the fp32 parent fails on NEW (measured by an outside user: TF-IDF with sublinear_tf, fp32 exit 9,
     int8 exit 0 on the same rows)."""
-    conversion = registry.conversion(source.framework, to)
+    conversion = as_conversion(registry.route(source.framework, to))
     options = ConvertOptions(trust=trust, example={k: v[:4] for k, v in evidence.feeds.items()})
     silent = lambda message: None  # noqa: E731 - validate reports the verdict, not the steps (as convert without progress)
     return _parent_in_conversion(registry, conversion, source.model, evidence.signature, options, to, evidence, judge, trust, silent)

@@ -44,6 +44,7 @@ class Conversion:
     func: Callable[..., Any]
     note: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    prefer: bool = False  # among equally short paths (packager.graph), one through this edge wins
 
     @property
     def name(self) -> str:
@@ -85,11 +86,22 @@ class FormatPlugin:
     owner: str
 
 
-def converts(source: str, *, to: str, quantize: Iterable[str] = (), note: str = "", options: Mapping[str, str] | None = None):
-    """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as the source->to conversion.
+def converts(
+    source: str,
+    *,
+    to: str,
+    quantize: Iterable[str] = (),
+    note: str = "",
+    options: Mapping[str, str] | None = None,
+    prefer: bool = False,
+):
+    """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as an edge of the conversion graph
+    (``packager.graph``): from a source framework (``model`` is the loaded model) or from a format (``model`` is the
+    path of the file or folder the previous hop wrote) to the format ``to``.
 
-    ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help."""
-    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {})))
+    ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help;
+    ``prefer`` makes paths through this edge win over equally short ones."""
+    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {}), prefer))
 
 
 def framework(name: str):
@@ -236,17 +248,28 @@ class PluginRegistry:
         return [p.format for p in self.formats.values() if p.format.detect is not None]
 
     def conversion(self, source: str, target: str) -> Conversion:
+        """The direct edge source -> target (``route`` finds a path of several)."""
         found = self.conversions.get((source, target))
         if found is None:
-            targets = sorted(t for s, t in self.conversions if s == source)
-            raise UnsupportedConversion(
-                f"no converter from {source} to {target}",
-                f"{source} converts to: {', '.join(targets) or 'nothing'} (see `packager formats`)",
-            )
+            from packager.graph import no_route
+
+            raise no_route(self, source, target)
+        return found
+
+    def route(self, source: str, target: str) -> Any:
+        """The path of conversions from ``source`` to ``target`` (``packager.graph.Route``)."""
+        from packager.graph import find_route, no_route
+
+        found = find_route(self, source, target)
+        if found is None:
+            raise no_route(self, source, target)
         return found
 
     def targets_of(self, source: str) -> list[str]:
-        return sorted(t for s, t in self.conversions if s == source)
+        """Every format ``source`` reaches, directly or through other formats."""
+        from packager.graph import reachable
+
+        return sorted(reachable(self, source))
 
     def framework(self, name: str) -> Framework:
         plugin = self.frameworks.get(name)
