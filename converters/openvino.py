@@ -448,11 +448,7 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
     mode = modes.pop() if modes else "BRANCH_LEQ"
     if attrs.get("aggregate_function", b"SUM") not in (b"SUM", b"AVERAGE", "SUM", "AVERAGE"):
         raise ConversionError(f"aggregate {attrs['aggregate_function']!r} has no OpenVINO rewrite", "keep --to onnx for this model")
-    values = attrs.get("nodes_values")
-    if values is None or len(values) == 0:
-        from onnx import numpy_helper
-
-        values = numpy_helper.to_array(attrs["nodes_values_as_tensor"])
+    values = _numbers(attrs, "nodes_values")
     tree_ids, node_ids = list(attrs["nodes_treeids"]), list(attrs["nodes_nodeids"])
     node_modes = [m.decode() if isinstance(m, bytes) else m for m in attrs["nodes_modes"]]
     true_ids, false_ids, features = attrs["nodes_truenodeids"], attrs["nodes_falsenodeids"], attrs["nodes_featureids"]
@@ -492,13 +488,14 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
             k_int = internal[t].index(i)
             stack.append((at[(t, true_ids[i])], [*ancestors, (k_int, 1.0)]))
             stack.append((at[(t, false_ids[i])], [*ancestors, (k_int, -1.0)]))
-    w_tree, w_node, w_id, w_value = (list(attrs[k]) for k in keys)
+    w_tree, w_node, w_id = (list(attrs[k]) for k in keys[:3])
+    w_value = list(_numbers(attrs, keys[3]))
     index_of = {t: ti for ti, t in enumerate(trees)}
     for t, n, target, w in zip(w_tree, w_node, w_id, w_value, strict=True):
         leaf_values[index_of[t], column[at[(t, n)]], 0 if binary else target] += w
     if attrs.get("aggregate_function") in (b"AVERAGE", "AVERAGE"):
         leaf_values /= len(trees)
-    base = np.asarray(attrs.get("base_values") or [0.0] * width, dtype=np.float32)[:width]
+    base = np.asarray(_numbers(attrs, "base_values", [0.0] * width), dtype=np.float32)[:width]
     float_type = {1: np.float32, 11: np.float64}.get(dtype, np.float32)
     T, N = len(trees), p + "n"
     nodes = [
@@ -536,6 +533,19 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
             helper.make_node("Concat", [p + "neg", p + "raw1"], [p + "raw"], axis=1),
         ]
     return nodes, inits
+
+
+def _numbers(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """A float attribute, or its ``_as_tensor`` twin (LightGBM's converter writes double thresholds and weights there)."""
+    from onnx import numpy_helper
+
+    if key in attrs and len(attrs[key]):
+        return attrs[key]
+    if key + "_as_tensor" in attrs:
+        return numpy_helper.to_array(attrs[key + "_as_tensor"])
+    if default is None:
+        raise ConversionError(f"the tree ensemble has no {key}", "keep --to onnx for this model")
+    return default
 
 
 _REWRITES = {
