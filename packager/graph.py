@@ -97,7 +97,8 @@ def reachable(registry: PluginRegistry, source: str) -> dict[str, Route]:
 
 def run_route(route: Route, model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
     """Each hop in turn: the first gets the loaded source model, each later one the path of the previous artifact.
-    Intermediate artifacts live in ``out/.hops`` and are removed at the end; only the last hop quantizes. The
+    Intermediate artifacts live in ``out/.hops`` and are removed at the end (their companion files are kept, see
+    ``_carry_companions``); only the last hop quantizes. The
     artifact's details carry every hop (converter, formats, what it reported) for the manifest."""
     if len(route.hops) == 1:
         return route.hops[0].func(model, signature, out, options)
@@ -105,6 +106,7 @@ def run_route(route: Route, model: Any, signature: Any, out: Path, options: Conv
     records: list[dict[str, Any]] = []
     merged: dict[str, Any] = {}
     current: Any = model
+    companions: list[tuple[Path, str]] = []
     try:
         for index, hop in enumerate(route.hops):
             last = index == len(route.hops) - 1
@@ -115,9 +117,24 @@ def run_route(route: Route, model: Any, signature: Any, out: Path, options: Conv
             records.append({"from": hop.source, "to": hop.target, "converter": hop.name, **_plain(artifact.details)})
             merged.update({k: v for k, v in artifact.details.items() if k != "hops"})
             current = Path(artifact.path)
+            if not last:
+                companions.append((folder, current.name))
+        for folder, artifact_name in companions:
+            _carry_companions(folder, artifact_name, Path(out))
     finally:
         shutil.rmtree(hops_dir, ignore_errors=True)
     return Artifact(current, {**merged, "route": route.describe(), "hops": records})
+
+
+def _carry_companions(folder: Path, artifact_name: str, out: Path) -> None:
+    """Files a hop wrote beside its artifact describe the model, not the file format (a Hugging Face tokenizer and its
+    preprocessing.json beside model.onnx): they travel to the package. The artifact and files named after it (ONNX
+    external data, ``model.onnx.data``) stay behind; a name the last hop wrote itself is kept as the last hop wrote it.
+    Measured: MiniLM -> onnx -> next format lost tokenizer.json, and predicting on texts failed."""
+    for member in sorted(folder.iterdir()):
+        if member.name.startswith(artifact_name) or (out / member.name).exists():
+            continue
+        shutil.move(str(member), str(out / member.name))
 
 
 def _run_hop(hop: Conversion, route: Route, model: Any, signature: Any, folder: Path, options: ConvertOptions) -> Artifact:
