@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from packager.contract import Artifact, ConvertOptions, Format, QuantizeResult, Runtime
 from packager.deps import require
-from packager.errors import ConversionError, InputFileError, UnsafeModelError, ValidationFailed, first_line
+from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, ValidationFailed, first_line
 from packager.plugins import converts, quantizes, runs
 from packager.validation import FLOAT32, FP16, criteria_table
 
@@ -273,10 +273,11 @@ def onnx_to_openvino(model: Any, signature: Any, out: Path, options: ConvertOpti
     except Exception as exc:
         text = str(exc)
         unsupported = re.findall(r"No conversion rule found for operations: ([^\n]+)", text)
-        raise ConversionError(
-            f"OpenVINO cannot convert this ONNX graph: {unsupported[0] if unsupported else first_line(exc, 300)}",
-            "OpenVINO has no rule for these operators: keep --to onnx for this model",
-        ) from exc
+        if unsupported:  # a documented limit of OpenVINO's ONNX front end, not a defect: --to all reports it as refused
+            raise UnsupportedConversion(
+                f"OpenVINO has no conversion rule for {unsupported[0].strip()}", "keep --to onnx for this model"
+            ) from exc
+        raise ConversionError(f"openvino.convert_model failed: {first_line(exc, 300)}", "keep --to onnx for this model") from exc
     finally:
         if rewritten:
             Path(source).unlink(missing_ok=True)
@@ -330,7 +331,7 @@ def _rewrite_ml(proto: Any) -> Any:
     graph.initializer.extend(inits)
     default = next((o for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
     if default is not None and default.version < 13:
-        raise ConversionError(f"the ONNX graph uses opset {default.version}", "convert with --opset 13 or newer for OpenVINO")
+        raise UnsupportedConversion(f"the ONNX graph uses opset {default.version}", "convert with --opset 13 or newer for OpenVINO")
     return proto
 
 
@@ -345,7 +346,7 @@ def _post(kind: str, scores: str, out: str, p: str) -> list[Any]:
 
     ops = {"NONE": "Identity", "LOGISTIC": "Sigmoid", "SOFTMAX": "Softmax"}
     if kind not in ops:
-        raise ConversionError(f"post_transform {kind} has no OpenVINO rewrite", "keep --to onnx for this model")
+        raise UnsupportedConversion(f"post_transform {kind} has no OpenVINO rewrite", "keep --to onnx for this model")
     axis: dict[str, Any] = {"axis": 1} if kind == "SOFTMAX" else {}
     return [helper.make_node(ops[kind], [scores], [out], name=p + "post", **axis)]
 
@@ -355,7 +356,9 @@ def _labels(attrs: Mapping[str, Any], scores: str, out: str, p: str) -> tuple[li
     from onnx import helper
 
     if "classlabels_strings" in attrs:
-        raise ConversionError("a classifier with string class labels has no OpenVINO rewrite", "keep --to onnx, or train on integer labels")
+        raise UnsupportedConversion(
+            "a classifier with string class labels has no OpenVINO rewrite", "keep --to onnx, or train on integer labels"
+        )
     labels = np.asarray(attrs.get("classlabels_int64s") or attrs.get("classlabels_ints"), dtype=np.int64)
     nodes = [
         helper.make_node("ArgMax", [scores], [p + "arg"], axis=1, keepdims=0, name=p + "argmax"),
@@ -444,10 +447,10 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
     modes = {m.decode() if isinstance(m, bytes) else m for m in attrs["nodes_modes"]} - {"LEAF"}
     compare = {"BRANCH_LEQ": "LessOrEqual", "BRANCH_LT": "Less", "BRANCH_GTE": "GreaterOrEqual", "BRANCH_GT": "Greater"}
     if len(modes) > 1 or not modes <= set(compare):
-        raise ConversionError(f"tree split modes {sorted(modes)} have no OpenVINO rewrite", "keep --to onnx for this model")
+        raise UnsupportedConversion(f"tree split modes {sorted(modes)} have no OpenVINO rewrite", "keep --to onnx for this model")
     mode = modes.pop() if modes else "BRANCH_LEQ"
     if attrs.get("aggregate_function", b"SUM") not in (b"SUM", b"AVERAGE", "SUM", "AVERAGE"):
-        raise ConversionError(f"aggregate {attrs['aggregate_function']!r} has no OpenVINO rewrite", "keep --to onnx for this model")
+        raise UnsupportedConversion(f"aggregate {attrs['aggregate_function']!r} has no OpenVINO rewrite", "keep --to onnx for this model")
     values = _numbers(attrs, "nodes_values")
     tree_ids, node_ids = list(attrs["nodes_treeids"]), list(attrs["nodes_nodeids"])
     node_modes = [m.decode() if isinstance(m, bytes) else m for m in attrs["nodes_modes"]]
@@ -461,7 +464,7 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
         (leaves if node_modes[i] == "LEAF" else internal)[t].append(i)
     n_int, n_leaf = max(1, max(len(v) for v in internal.values())), max(len(v) for v in leaves.values())
     if len(trees) * n_int * n_leaf > MAX_TREE_CELLS:
-        raise ConversionError(
+        raise UnsupportedConversion(
             f"{len(trees)} trees of up to {n_leaf} leaves are too large for the OpenVINO GEMM rewrite", "keep --to onnx for this model"
         )
     feature = np.zeros((len(trees), n_int), dtype=np.int64)
@@ -544,7 +547,7 @@ def _numbers(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
     if key + "_as_tensor" in attrs:
         return numpy_helper.to_array(attrs[key + "_as_tensor"])
     if default is None:
-        raise ConversionError(f"the tree ensemble has no {key}", "keep --to onnx for this model")
+        raise UnsupportedConversion(f"the tree ensemble has no {key}", "keep --to onnx for this model")
     return default
 
 
