@@ -131,6 +131,9 @@ class Framework:
     file_formats: frozenset[str] = frozenset()  # the formats whose files this framework loads as source models
     takes_model_class = False  # True when ``load`` accepts ``model_class`` (code for a weights-only file)
     takes_task = False  # True when ``load`` accepts ``task`` (a Hugging Face folder's head)
+    # True when the loaded model is the file itself (ONNX): the framework's conversions then also serve as later hops of
+    # a path in the conversion graph, where a converter receives the file the previous hop wrote (packager.graph)
+    model_is_file = False
 
     @staticmethod
     def claims(obj: Any) -> bool:

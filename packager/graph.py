@@ -54,8 +54,14 @@ class Route:
 def edges_from(registry: PluginRegistry, node: str, first: bool) -> list[Conversion]:
     """The edges leaving ``node``: from the source framework on the first hop, from a file format after it. An edge
     whose source is a framework's name takes a loaded model, never a file, so it is no later hop (keras is both a
-    framework and a format: the keras -> onnx converter cannot take a .keras file a previous hop wrote)."""
-    return [c for (s, _), c in registry.conversions.items() if s == node and (first or s not in registry.frameworks)]
+    framework and a format: the keras -> onnx converter cannot take a .keras file a previous hop wrote), unless the
+    framework's model is the file itself (``Framework.model_is_file``: ONNX)."""
+
+    def takes_files(source: str) -> bool:
+        plugin = registry.frameworks.get(source)
+        return plugin is None or plugin.cls.model_is_file
+
+    return [c for (s, _), c in registry.conversions.items() if s == node and (first or takes_files(s))]
 
 
 def find_route(registry: PluginRegistry, source: str, target: str) -> Route | None:

@@ -234,10 +234,14 @@ def test_every_source_that_reaches_onnx_reaches_openvino_through_it():
     from packager.plugins import default_registry
 
     registry = default_registry()
+    reached = []
     for source in registry.frameworks:
         if "onnx" in registry.targets_of(source):
             route = registry.route(source, "openvino")
-            assert route.via == ("onnx",) and route.hops[-1].name == "packager.converters.openvino.onnx_to_openvino", source
+            assert route.via == (() if source == "onnx" else ("onnx",)), source
+            assert route.hops[-1].name == "packager.converters.openvino.onnx_to_openvino", source
+            reached.append(source)
+    assert {"sklearn", "xgboost", "lightgbm", "catboost", "torch", "keras", "tensorflow", "huggingface", "spark", "onnx"} <= set(reached)
 
 
 def test_the_openvino_plugin_is_one_file_and_no_other_file_of_packager_names_it():
@@ -329,3 +333,39 @@ def test_a_genuine_ir_folder_is_detected_by_content_and_inspected(genuine_ir, tm
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["format"] == "openvino" and info["ir_version"] == "11" and "MatMul" in info["operations"]
+
+
+def test_the_runtime_honours_threads_per_loaded_model_as_the_onnx_runtime_does(genuine_ir):
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    runtime = registry.runtime("openvino")
+    assert runtime.thread_control == registry.runtime("onnx").thread_control == "session"
+    one, two = runtime.load(genuine_ir, threads=1), runtime.load(genuine_ir, threads=2)
+    assert one.compiled.get_property("INFERENCE_NUM_THREADS") == 1 and two.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    assert str(one.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("f32", "<Type: 'float32'>")
+    rows = np.load(genuine_ir.parent.parent / "rows.npy")
+    signature = runtime.signature_of(one)
+    assert [s.name for s in signature.inputs] == [n for n, _ in one.inputs]
+    first, second = runtime.predict(one, signature, {signature.inputs[0].name: rows}), runtime.predict(two, signature, {signature.inputs[0].name: rows})
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_an_onnx_file_is_a_source_like_any_other_and_reaches_openvino_in_one_hop(tmp_path):
+    """ONNX is a source: the sandboxed CLI loads the file, runs it in onnxruntime for the expected outputs, and the
+    one edge onnx -> openvino writes the IR, judged against the ONNX file's own outputs on held-out rows."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(20, random_state=0).fit(X[::2], y[::2])
+    onnx_file = convert(model, to="onnx", sample=X[::2].to_numpy(), out=tmp_path / "onnx").model_path
+    X[1::2].to_csv(tmp_path / "held.csv", index=False)
+    result = run_cli("convert", str(onnx_file), "--to", "openvino", "--sample", str(tmp_path / "held.csv"), "--out", str(tmp_path / "pkg"), "--json")
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["source"]["framework"] == "onnx" and manifest["validation"]["status"] == "passed"
+    assert manifest["conversion"]["converter"] == "packager.converters.openvino.onnx_to_openvino" and "hops" not in manifest["conversion"]
+    labels = _run_ir(tmp_path / "pkg" / "openvino", {"X": X[1::2].to_numpy(np.float32)})
+    assert np.array_equal(next(g for g in labels if g.dtype.kind in "iu").ravel(), model.predict(X[1::2]))
+
