@@ -88,7 +88,11 @@ def _registry(monkeypatch, **edges):
 def test_the_direct_edge_wins_and_else_the_fewest_hops(monkeypatch):
     registry = _registry(
         monkeypatch,
-        nums_a=("nums", "a", False), a_b=("a", "b", False), b_c=("b", "c", False), a_c=("a", "c", False), nums_c=("nums", "c", False)
+        nums_a=("nums", "a", False),
+        a_b=("a", "b", False),
+        b_c=("b", "c", False),
+        a_c=("a", "c", False),
+        nums_c=("nums", "c", False),
     )
     assert find_route(registry, "nums", "c").describe() == "nums -> c"
     assert find_route(registry, "nums", "b").describe() == "nums -> a -> b"
@@ -100,7 +104,9 @@ def test_the_direct_edge_wins_and_else_the_fewest_hops(monkeypatch):
 def test_a_preferred_edge_breaks_a_tie_between_equally_short_paths(monkeypatch):
     plain = _registry(monkeypatch, nums_a=("nums", "a", False), nums_b=("nums", "b", False), a_d=("a", "d", False), b_d=("b", "d", False))
     assert plain.route("nums", "d").describe() == "nums -> a -> d"  # registration order
-    preferred = _registry(monkeypatch, nums_a=("nums", "a", False), nums_b=("nums", "b", False), a_d=("a", "d", False), b_d=("b", "d", True))
+    preferred = _registry(
+        monkeypatch, nums_a=("nums", "a", False), nums_b=("nums", "b", False), a_d=("a", "d", False), b_d=("b", "d", True)
+    )
     assert preferred.route("nums", "d").describe() == "nums -> b -> d"
 
 
@@ -116,7 +122,12 @@ def test_each_hop_gets_the_previous_file_and_only_the_artifact_and_companions_re
     assert chain.name == "graph_toy.b_c" and chain.source == "nums" and chain.target == "c"
     artifact = chain.func(np.array([1.0, 2.0]), None, tmp_path, ConvertOptions())
     assert np.array_equal(np.loadtxt(artifact.path), [4.0, 5.0])  # three hops, each +1: every hop ran on its predecessor
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["companion-of-a_b.json", "companion-of-b_c.json", "companion-of-nums_a.json", "model.c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "companion-of-a_b.json",
+        "companion-of-b_c.json",
+        "companion-of-nums_a.json",
+        "model.c",
+    ]
     assert artifact.details["route"] == "nums -> a -> b -> c"
     assert [(h["from"], h["to"], h["converter"], h["edge"]) for h in artifact.details["hops"]] == [
         ("nums", "a", "graph_toy.nums_a", "nums_a"),

@@ -32,7 +32,7 @@ def _assert_ir_package(package, route: str) -> None:
     manifest = json.loads((package.path / "manifest.json").read_text())
     conversion = manifest["conversion"]
     assert conversion["route"] == route
-    assert [(h["from"], h["to"]) for h in conversion["hops"]] == list(zip(route.split(" -> ")[:-1], route.split(" -> ")[1:]))
+    assert [(h["from"], h["to"]) for h in conversion["hops"]] == list(zip(route.split(" -> ")[:-1], route.split(" -> ")[1:], strict=True))
     assert manifest["format"] == "openvino" and manifest["validation"]["runtime"] == "openvino"
 
 
@@ -71,7 +71,14 @@ def _tabular_models():
     }
 
 
-TABULAR = ["sklearn-forest-iris", "sklearn-logistic-iris", "sklearn-ridge-diabetes", "xgboost-iris", "xgboost-binary-cancer", "lightgbm-iris"]
+TABULAR = [
+    "sklearn-forest-iris",
+    "sklearn-logistic-iris",
+    "sklearn-ridge-diabetes",
+    "xgboost-iris",
+    "xgboost-binary-cancer",
+    "lightgbm-iris",
+]
 
 
 @pytest.mark.parametrize("name", TABULAR)
@@ -117,7 +124,17 @@ def test_a_pickle_converts_to_openvino_through_the_sandboxed_cli_and_predicts(tm
     model = RandomForestClassifier(20, random_state=0).fit(X[::2], y[::2])
     (tmp_path / "rf.pkl").write_bytes(pickle.dumps(model))
     X[1::2].to_csv(tmp_path / "held.csv", index=False)
-    result = run_cli("convert", str(tmp_path / "rf.pkl"), "--to", "openvino", "--sample", str(tmp_path / "held.csv"), "--out", str(tmp_path / "pkg"), "--json")
+    result = run_cli(
+        "convert",
+        str(tmp_path / "rf.pkl"),
+        "--to",
+        "openvino",
+        "--sample",
+        str(tmp_path / "held.csv"),
+        "--out",
+        str(tmp_path / "pkg"),
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     result = run_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "held.csv"), "-o", str(tmp_path / "out.csv"))
     assert result.returncode == 0, result.stderr
@@ -216,8 +233,11 @@ def _run_ir_on_texts(package: Path, texts: list[str]) -> np.ndarray:
     tokenizer = tokenizers.Tokenizer.from_file(str(package / "tokenizer.json"))
     spec = json.loads((package / "preprocessing.json").read_text())
     encodings = tokenizer.encode_batch(texts)
-    columns = {"input_ids": [e.ids for e in encodings], "attention_mask": [e.attention_mask for e in encodings],
-               "token_type_ids": [e.type_ids for e in encodings]}
+    columns = {
+        "input_ids": [e.ids for e in encodings],
+        "attention_mask": [e.attention_mask for e in encodings],
+        "token_type_ids": [e.type_ids for e in encodings],
+    }
     return _run_ir(package / "openvino", {n: np.asarray(columns[n], dtype=np.int64) for n in spec["input_names"]})[0]
 
 
@@ -290,7 +310,10 @@ def test_an_ir_with_an_external_entity_is_refused_and_the_file_it_names_is_never
         return re.sub(r"(<net [^>]*name=\")[^\"]*", r"\1&leak;", doctype + xml.split("?>", 1)[-1], count=1)
 
     folder = _hostile(genuine_ir, tmp_path, edit)
-    for command in (("inspect", str(folder)), ("predict", str(folder), str(genuine_ir.parent.parent / "rows.npy"), "-o", str(tmp_path / "o.csv"))):
+    for command in (
+        ("inspect", str(folder)),
+        ("predict", str(folder), str(genuine_ir.parent.parent / "rows.npy"), "-o", str(tmp_path / "o.csv")),
+    ):
         result = run_cli(*command)
         assert result.returncode == UnsafeModelError.exit_code, result.stderr
         assert "DTD or entities" in result.stderr and MARKER not in result.stdout + result.stderr
@@ -298,10 +321,14 @@ def test_an_ir_with_an_external_entity_is_refused_and_the_file_it_names_is_never
 
 
 def test_an_ir_layer_that_needs_an_extension_library_is_refused(genuine_ir, tmp_path):
-    folder = _hostile(genuine_ir, tmp_path, lambda xml: xml.replace('type="MatMul" version="opset1"', 'type="Evil" version="custom_extension"', 1))
+    folder = _hostile(
+        genuine_ir, tmp_path, lambda xml: xml.replace('type="MatMul" version="opset1"', 'type="Evil" version="custom_extension"', 1)
+    )
     assert 'version="custom_extension"' in (folder / "model.xml").read_text()
     result = run_cli("inspect", str(folder))
-    assert result.returncode == UnsafeModelError.exit_code and "extension library, which packager never loads" in result.stderr, result.stderr
+    assert result.returncode == UnsafeModelError.exit_code and "extension library, which packager never loads" in result.stderr, (
+        result.stderr
+    )
 
 
 def test_an_ir_constant_reading_past_its_weights_file_is_refused(genuine_ir, tmp_path):
@@ -347,7 +374,10 @@ def test_the_runtime_honours_threads_per_loaded_model_as_the_onnx_runtime_does(g
     rows = np.load(genuine_ir.parent.parent / "rows.npy")
     signature = runtime.signature_of(one)
     assert [s.name for s in signature.inputs] == [n for n, _ in one.inputs]
-    first, second = runtime.predict(one, signature, {signature.inputs[0].name: rows}), runtime.predict(two, signature, {signature.inputs[0].name: rows})
+    first, second = (
+        runtime.predict(one, signature, {signature.inputs[0].name: rows}),
+        runtime.predict(two, signature, {signature.inputs[0].name: rows}),
+    )
     assert all(np.array_equal(first[k], second[k]) for k in first)
 
 
@@ -361,11 +391,12 @@ def test_an_onnx_file_is_a_source_like_any_other_and_reaches_openvino_in_one_hop
     model = RandomForestClassifier(20, random_state=0).fit(X[::2], y[::2])
     onnx_file = convert(model, to="onnx", sample=X[::2].to_numpy(), out=tmp_path / "onnx").model_path
     X[1::2].to_csv(tmp_path / "held.csv", index=False)
-    result = run_cli("convert", str(onnx_file), "--to", "openvino", "--sample", str(tmp_path / "held.csv"), "--out", str(tmp_path / "pkg"), "--json")
+    result = run_cli(
+        "convert", str(onnx_file), "--to", "openvino", "--sample", str(tmp_path / "held.csv"), "--out", str(tmp_path / "pkg"), "--json"
+    )
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
     assert manifest["source"]["framework"] == "onnx" and manifest["validation"]["status"] == "passed"
     assert manifest["conversion"]["converter"] == "packager.converters.openvino.onnx_to_openvino" and "hops" not in manifest["conversion"]
     labels = _run_ir(tmp_path / "pkg" / "openvino", {"X": X[1::2].to_numpy(np.float32)})
     assert np.array_equal(next(g for g in labels if g.dtype.kind in "iu").ravel(), model.predict(X[1::2]))
-
