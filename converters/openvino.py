@@ -12,6 +12,10 @@ rewrite is a one-line error naming the operator; a rewrite that computed somethi
 validation of the final artifact against the original source, which the pipeline always runs.
 
 Int8 weight compression needs NNCF, which is not installed here: left to ``packager optimize`` (issue 23).
+
+Over ~500 lines on purpose: the acceptance of issue 22 is one plugin file and 0 core files for this format, so the
+``ai.onnx.ml`` rewrite (the second half) lives here; it is the first thing to move out should a second ONNX consumer
+(TensorRT) need it.
 """
 
 from __future__ import annotations
