@@ -189,6 +189,7 @@ def convert(
     model_class: str | None = None,
     script: bool = False,
     plugin_options: Mapping[str, Any] | None = None,
+    opset: int | str | None = None,
     trust: bool = False,
     accept_mismatch: bool = False,
     overwrite: bool = False,
@@ -217,6 +218,7 @@ def convert(
         model_class=model_class,
         task=task,
         plugin_options={**({"script": True} if script else {}), **(plugin_options or {})},
+        opset=opset,
         output_kind=output_kind,
         tolerance=tolerance,
         min_agreement=min_agreement,
@@ -297,7 +299,9 @@ def convert_source(
     judge = Judge(parse_tolerances(tolerance) if not isinstance(tolerance, Mapping) else dict(tolerance or {}), request.min_agreement)
     destination = Path(request.out) if request.out else Path.cwd() / f"{_stem(source)}-{to}"
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
+    opset = request.opset  # "17" from the command line is the opset 17 (torch.onnx takes an int; skl2onnx's parser both)
     options = ConvertOptions(
+        opset=int(opset) if isinstance(opset, str) and opset.strip().isdigit() else opset,
         quantize=None if quantize == "auto" else quantize,  # auto quantizes after conversion: a converter that quantizes
         # while converting (TFLite) took "auto" for a mode and its artifact met no criterion (PluginError, exit 11)
         trust=trust,

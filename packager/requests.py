@@ -79,6 +79,14 @@ class ConvertRequest:
         ),
     )
     plugin_options: Mapping[str, Any] = field(default_factory=dict)
+    opset: int | str | None = field(
+        default=None,
+        metadata=cli(
+            "--opset",
+            metavar="N[,DOMAIN=N]",
+            help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).",
+        ),
+    )
     output_kind: tuple[str, ...] | Mapping[str, Any] | None = field(  # NAME=KIND strings, or the API's {name: OutputKind}
         default=None,
         metadata=cli(
