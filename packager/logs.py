@@ -33,11 +33,23 @@ def configure(debug: bool) -> None:
     logging.getLogger().setLevel(logging.DEBUG if debug else logging.ERROR)
     own = logging.getLogger(LOGGER)
     own.setLevel(logging.DEBUG if debug else logging.WARNING)  # (propagates: a host's handlers, pytest's caplog, see them)
-    if not any(getattr(h, "_packager", False) for h in own.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _Stderr) for h in own.handlers):  # configured twice (CliRunner in one process): one handler
+        handler = _Stderr()
         handler.setFormatter(logging.Formatter("packager: %(message)s"))
-        handler._packager = True  # type: ignore[attr-defined]  # (a marker: configure twice, one handler)
         own.addHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):
+    """stderr as it is when a record is written: click's CliRunner swaps sys.stderr per call, and a handler holding the
+    first call's stream would write into a closed buffer on the next."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
 
 
 class _Collector(logging.Handler):
