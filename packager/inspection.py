@@ -32,6 +32,11 @@ def inspect(
     described as far as it can be, with a ``note`` naming the option to add, instead of failing.
     Read in the sandbox unless ``trust``."""
     request = InspectRequest(path=str(path), sample=sample, input_shape=input_shape, model_class=model_class, dynamic_axes=dynamic_axes)
+    return submit_inspect(request, trust=trust, registry=registry)
+
+
+def submit_inspect(request: InspectRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Run an inspect request where it must run: the inspect worker in a sandbox child unless ``trust``."""
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -106,6 +111,11 @@ def validate(
     )
     if not isinstance(source, (str, Path)):  # a model object: validated here (it cannot cross into a sandbox)
         return run_validate(request, trust=trust, registry=registry, loaded_source=source)
+    return submit_validate(request, trust=trust, registry=registry)
+
+
+def submit_validate(request: ValidateRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
+    """Run a validate request where it must run: the validate worker in a sandbox child unless ``trust``."""
     if sandbox.confines(trust, registry):
         from packager import confined
 

@@ -128,10 +128,27 @@ class InspectRequest:
     """``packager inspect``: what a file is, and its signature when the options given let one be built."""
 
     path: str
-    sample: Rows = None
-    input_shape: str | None = None
-    model_class: str | None = None
-    dynamic_axes: str | None = None
+    sample: Rows = field(
+        default=None,
+        metadata=cli("--sample", type="path", help="Sample inputs, for models that carry no input shapes (.npy/.npz/.csv/.parquet)."),
+    )
+    input_shape: str | None = field(
+        default=None, metadata=cli("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
+    )
+    dynamic_axes: str | None = field(
+        default=None,
+        metadata=cli(
+            "--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources)."
+        ),
+    )
+    model_class: str | None = field(
+        default=None,
+        metadata=cli(
+            "--model-class",
+            metavar="MODULE:CLASS",
+            help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.",
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,14 +164,34 @@ class ValidateRequest:
     """``packager validate``: an artifact judged against the source's own outputs."""
 
     artifact: str
-    source: str
-    sample: Rows = None
-    quantization: str | None = None
-    atol: float | None = None
-    rtol: float | None = None
-    tolerance: tuple[str, ...] | Mapping[str, Any] | None = None
-    min_agreement: float | None = None
-    output_kind: tuple[str, ...] | Mapping[str, Any] | None = None
+    source: str = field(metadata=cli("--source", required=True, type="path", help="The source model file the artifact was made from."))
+    sample: Rows = field(
+        default=None, metadata=cli("--sample", type="path", help="Sample inputs (.npy/.csv/.parquet); synthesized when absent.")
+    )
+    quantization: str | None = field(
+        default=None,
+        metadata=cli(
+            "--quantized",
+            "quantization",
+            choices=("dynamic", "static", "fp16"),
+            help="Use this quantization mode's tolerance (default: from manifest.json).",
+        ),
+    )
+    atol: float | None = field(default=None, metadata=cli("--atol", type=float, help="Override the absolute tolerance."))
+    rtol: float | None = field(default=None, metadata=cli("--rtol", type=float, help="Override the relative tolerance."))
+    tolerance: tuple[str, ...] | Mapping[str, Any] | None = field(
+        default=None,
+        metadata=cli("--tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."),
+    )
+    min_agreement: float | None = field(
+        default=None, metadata=cli("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree.")
+    )
+    output_kind: tuple[str, ...] | Mapping[str, Any] | None = field(
+        default=None,
+        metadata=cli(
+            "--output-kind", multiple=True, metavar="NAME=KIND", help="labels, probabilities, scores, regression, embedding, integer."
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)

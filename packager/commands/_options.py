@@ -23,6 +23,8 @@ def request_options(cls: type, *, skip: tuple[str, ...] = ()) -> Callable[[F], F
             kwargs = {k: v for k, v in spec.items() if k != "decls"}
             if kwargs.get("type") == "path":
                 kwargs["type"] = click.Path()
+            if "choices" in kwargs:
+                kwargs["type"] = click.Choice(list(kwargs.pop("choices")))
             decls = spec["decls"] if f.name in spec["decls"] else (*spec["decls"], f.name)
             func = click.option(*decls, **kwargs)(func)
         return func
