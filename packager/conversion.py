@@ -238,7 +238,7 @@ def submit(
     request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
 ) -> Package:
     """Run a conversion request of a file where it must run: the convert worker in a sandbox child (``packager.confined``)
-    unless ``trust``, else the worker here. Entry points (the API above, the CLI, the server) build the request once and
+    unless ``trust``, else the worker here. Entry points (the API above, the CLI's convert) build the request once and
     call this; nothing calls it again on the way (one ``convert --quantize`` ran ``convert`` twice: parent, then child)."""
     _check_quantize_args(request.quantize, request.calibration)
     confine = sandbox.confines(trust, registry)

@@ -25,8 +25,10 @@ the same ``packager.errors`` class). A child killed by a signal or a limit becom
 error line. ``trust=True`` (``--trust``) is the only way around the sandbox; trust never comes
 from a file, a manifest or a registry.
 
-This module spawns and maps errors; ``packager.confined`` says what each API call sends and
-gets back, and ``packager._sandbox_child`` is the child's entry point.
+This module spawns and maps errors; ``packager.confined`` says what each operation sends (its request,
+``packager.requests``) and gets back, ``packager._sandbox_child`` is the child's entry point and
+``packager.workers`` executes the request there. Nothing tells a process it is the child: the child simply
+calls the worker, where the parent calls ``confined``.
 """
 
 from __future__ import annotations
