@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 from packager.contract import (
     CONVERTER_PARAMETERS,
     QUANTIZER_PARAMETERS,
+    Converter,
     Format,
     Framework,
+    Quantizer,
     Runtime,
     check_call,
     check_framework,
@@ -42,7 +44,7 @@ class Conversion:
     source: str
     target: str
     quantize: frozenset[str]
-    func: Callable[..., Any]
+    func: Converter
     note: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
 
@@ -75,7 +77,7 @@ class QuantizerPlugin:
 
     format: str
     modes: frozenset[str]
-    func: Callable[..., Any]
+    func: Quantizer
 
 
 @dataclass(frozen=True)
