@@ -26,6 +26,7 @@ from pathlib import Path
 faulthandler.enable()
 from packager.errors import PackagerError
 from packager.workers import execute  # as packager._sandbox_child: the workers run here, with the static checks on
+import packager.conversion, packager.inspection  # imported before the first input's clock, as the old replay's imports were
 for folder in map(Path, sys.argv[2:]):
     info = json.loads((folder / "info.json").read_text())
     path = next(p for p in folder.iterdir() if p.name not in ("info.json", "child.log"))  # a file, or a SavedModel folder
