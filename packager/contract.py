@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect as _inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from packager.errors import PluginError
 
@@ -43,7 +43,7 @@ class ConvertOptions:
     """Options every converter receives. Framework-specific ones (TorchScript's ``script``) are in ``plugin``: a
     conversion declares the names it reads (``@converts(..., options={"script": "help"})``)."""
 
-    opset: int | None = None
+    opset: int | str | None = None  # 17, or "17,ai.onnx.ml=3" (scikit-learn); the plugin parses what it takes
     quantize: str | None = None
     trust: bool = False
     example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
@@ -240,6 +240,22 @@ class Runtime:
 
 CONVERTER_PARAMETERS = ("model", "signature", "out", "options")
 QUANTIZER_PARAMETERS = ("src", "dst", "mode", "calibration")
+
+
+class Converter(Protocol):
+    """What ``@converts`` registers (checked by name with ``check_call`` at registration, typed here for mypy)."""
+
+    __qualname__: str
+
+    def __call__(self, model: Any, signature: Any, out: Path, options: ConvertOptions, /) -> Artifact: ...
+
+
+class Quantizer(Protocol):
+    """What ``@quantizes`` registers: ``src`` quantized into ``dst`` in ``mode`` (calibration feeds for static)."""
+
+    __qualname__: str
+
+    def __call__(self, src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None, /) -> QuantizeResult: ...
 
 
 def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, ...], what: str, origin: str) -> None:
