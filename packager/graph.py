@@ -177,9 +177,8 @@ def no_route(registry: PluginRegistry, source: str, target: str) -> UnsupportedC
 
 def as_conversion(route: Route) -> Conversion:
     """The route as one conversion the pipeline runs like any other: the direct edge itself, or a chain named after
-    its last hop (the converter that wrote the artifact) whose details list every hop."""
-    from packager.plugins import Conversion
-
+    its last hop (the converter that wrote the artifact) whose details list every hop. Built with ``replace`` on
+    the last hop, so this module imports nothing of ``packager.plugins`` at run time (which imports it: a cycle)."""
     if len(route.hops) == 1:
         return route.hops[0]
     last = route.hops[-1]
@@ -190,4 +189,4 @@ def as_conversion(route: Route) -> Conversion:
     chain.__module__, chain.__qualname__ = last.func.__module__, last.func.__qualname__
     options = {name: text for hop in route.hops for name, text in hop.options.items()}
     note = f"via {', '.join(route.via)}" + (f"; {last.note}" if last.note else "")
-    return Conversion(route.source, route.target, last.quantize, chain, note, options)
+    return replace(last, source=route.source, target=route.target, func=chain, note=note, options=options, prefer=False)

@@ -38,7 +38,7 @@ def _imports(module: str, *, module_level: bool) -> set[str]:
     path = MODULES[module]
     tree = ast.parse(path.read_text())
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    nodes = _top_level(tree.body) if module_level else list(ast.walk(tree))
+    nodes = _top_level(tree.body) if module_level else _run_time(tree)
     found = set()
     for node in nodes:
         names = []
@@ -54,6 +54,14 @@ def _imports(module: str, *, module_level: bool) -> set[str]:
             if target and target != module and not module.startswith(target + "."):
                 found.add(target)
     return found
+
+
+def _run_time(tree: ast.Module) -> list[ast.AST]:
+    """Every node that can run: all of the module, functions included, but not ``if TYPE_CHECKING:`` blocks (an
+    annotation's import never runs, so it makes no cycle)."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for statement in node.body for n in ast.walk(statement)}  # its else branch does run
+    return [n for n in ast.walk(tree) if id(n) not in skipped]
 
 
 def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
