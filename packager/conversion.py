@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager import __version__, errors, sandbox
-from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
+from packager.contract import Artifact, ConvertOptions, Delegated, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
 from packager.errors import (
     ConversionError,
     NotQuantizable,
@@ -69,6 +69,7 @@ class Source:
     framework: str
     model: Any
     info: SourceInfo
+    example: Any = None  # rows the source carries (an MLflow folder's input_example): validation data after --sample
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,14 @@ def load_source(
         options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **options)
+            carried = model if isinstance(model, Delegated) else Delegated(name, model)  # a container's model: its owner
+            name, model, plugin = carried.framework, carried.model, registry.framework(carried.framework)
             if not plugin.claims(model):  # a pickle holding another framework's estimator (a CatBoostClassifier)
                 name = registry.framework_for_object(model)
                 plugin = registry.framework(name)
-            details = plugin.describe(model)
+            details = {**plugin.describe(model), **carried.details}
         digest = sha256_file(path) if path.is_file() else None
-        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))
+        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details), carried.example)
     name = registry.framework_for_object(model_or_path)
     plugin = registry.framework(name)
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
@@ -166,7 +169,7 @@ def gather_evidence(
         registry.framework(source.framework),
         sample=sample,
         calibration=calibration,
-        example=example,
+        example=example if example is not None else source.example,
         input_shape=input_shape,
         dynamic_axes=dynamic_axes,
         output_kinds=output_kinds,
