@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -370,7 +371,9 @@ def resolve_uri(uri: str) -> Path:
     try:
         if uri.startswith("models:/"):
             origin.update(_model_version(mlflow, uri))
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target)))
+        slug = "-".join(p for p in re.split(r"[^A-Za-z0-9_.-]+", uri.split(":/", 1)[1]) if p.strip(".")) or "model"
+        (target / slug).mkdir()  # the folder's name is the package's default name: iris-champion, not a temp name
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target / slug)))
     except MlflowException as exc:
         raise InputFileError(
             f"MLflow cannot resolve {uri}: {first_line(exc, 200)}", "check the name, version or alias, and MLFLOW_TRACKING_URI"
@@ -408,3 +411,92 @@ def _public_uri(uri: str) -> str:
         host = parts.hostname or ""
         return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")))
     return uri
+
+
+# ---------------------------------------------------------------- the MLmodel of every package
+
+# formats MLflow has a native flavor for, and that flavor's configuration (the pyfunc flavor is always packager's)
+NATIVE_FLAVORS: dict[str, str] = {"onnx": "onnx"}
+
+
+def mlmodel(manifest: Any, requirements: list[str]) -> dict[str, Any]:
+    """The ``MLmodel`` of a package: ``python_function`` loads it with packager (``_load_pyfunc`` below: the package's
+    own runtime, after the same static checks as ``packager predict``), plus the native flavor where MLflow has one.
+    Written as JSON, which is YAML (MLflow reads it with ``yaml.safe_load``); no mlflow import is needed to write it."""
+    import platform
+    import uuid
+
+    flavors: dict[str, Any] = {
+        "python_function": {
+            "loader_module": "packager.converters.mlflow",
+            "python_version": platform.python_version(),
+            "env": {"virtualenv": PYTHON_ENV},
+        }
+    }
+    native = NATIVE_FLAVORS.get(manifest.format)
+    if native == "onnx":
+        flavors["onnx"] = {
+            "data": manifest.model_file,
+            "onnx_version": manifest.versions.get("onnx", ""),
+            "providers": ["CPUExecutionProvider"],
+            "code": None,
+        }
+    return {
+        "flavors": flavors,
+        "model_uuid": uuid.uuid4().hex,
+        "utc_time_created": manifest.created,
+        "metadata": {"packager_format": manifest.format, "packager_validation": manifest.validation.get("status", "")},
+    }
+
+
+PYTHON_ENV = "python_env.yaml"
+
+
+def python_env(requirements: list[str]) -> str:
+    """MLflow's ``python_env.yaml``: what ``mlflow models serve`` installs into a fresh virtualenv (packager to load
+    the package, and the runtime's own requirements)."""
+    import platform
+
+    from packager import __version__
+
+    deps = [f"packager=={__version__}", *requirements]
+    lines = [f"python: {platform.python_version()}", "build_dependencies:", "- pip", "dependencies:"]
+    return "\n".join(lines + [f"- {json.dumps(d)}" for d in deps]) + "\n"
+
+
+class PackagePyfunc:
+    """What ``mlflow.pyfunc.load_model(PACKAGE)`` returns underneath: the package loaded by its runtime, fed as
+    ``packager predict`` feeds a table (columns matched to the signature by name) or an array."""
+
+    def __init__(self, folder: Path):
+        from packager.inference import load_predictor, resolve
+
+        self.predictor = load_predictor(resolve(folder))  # the static checks run: the package is a file like any other
+
+    def predict(self, model_input: Any, params: Any = None) -> Any:
+        import numpy as np
+        import pandas as pd
+
+        from packager.batches import DataSource, output_columns, plan_feeds
+
+        signature = self.predictor.signature
+        where = Path("mlflow-input")
+        if isinstance(model_input, pd.DataFrame):
+            import pyarrow as pa
+
+            batch = pa.RecordBatch.from_pandas(model_input, preserve_index=False)
+            source = DataSource(where.with_suffix(".parquet"), "parquet", tuple(map(str, model_input.columns)), rows=len(model_input))
+        elif isinstance(model_input, dict):
+            batch = {k: np.asarray(v) for k, v in model_input.items()}
+            source = DataSource(where.with_suffix(".npz"), "npz", tuple(batch), rows=len(next(iter(batch.values()))))
+        else:
+            batch = np.asarray(model_input)
+            source = DataSource(where.with_suffix(".npy"), "npy", shape=batch.shape, rows=len(batch))
+        plan = plan_feeds(signature, source, notes=False, full_precision=self.predictor.is_source)
+        produced = self.predictor(plan.feeds(batch))
+        return pd.DataFrame(output_columns(dict(produced)))
+
+
+def _load_pyfunc(path: str) -> PackagePyfunc:
+    """MLflow's entry point (``loader_module`` in the package's MLmodel)."""
+    return PackagePyfunc(Path(path))

@@ -39,10 +39,12 @@ from packager.package import (
     sha256_file,
     staging_dir,
     write_json,
+    write_mlmodel,
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.samples import load_sample
 from packager.signature import Signature
+from packager.sources import local_source
 from packager.validation import (
     Criterion,
     OutputKind,
@@ -206,6 +208,7 @@ def convert(
     is the TorchScript converter's ``script`` option, kept as an argument for callers written before.
     A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
     _check_quantize_args(quantize, calibration)
+    model_or_path = local_source(model_or_path)  # models:/ and runs:/ are downloaded here, outside the sandbox
     plugin_options = {**({"script": True} if script else {}), **(plugin_options or {})}
     if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
@@ -334,6 +337,7 @@ def convert_each(
     target is converted into ``base/TARGET``. A target's failure is its result; a failure to load the file fails them all.
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
     to 8 targets: 8 TensorFlow start-ups of ~4 s)."""
+    path = local_source(path)
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -530,6 +534,7 @@ def package_source(
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
     from packager.safety.folders import copy_tree
 
+    path = local_source(path)
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -563,6 +568,7 @@ def package_source(
             trusted_source=trust,
         )
         write_json(staging / MANIFEST, manifest.to_dict())
+        write_mlmodel(staging, manifest)
     return Package(Path(out).absolute(), manifest)
 
 
@@ -754,4 +760,5 @@ def _write_package(staging, registry, source, conversion, artifact, signature, f
         accepted_mismatch=report.accepted_mismatch,
     )
     write_json(staging / MANIFEST, manifest.to_dict())
+    write_mlmodel(staging, manifest)
     return manifest

@@ -32,7 +32,9 @@ def inspect(
     Read in the sandbox unless ``trust``."""
     from packager.errors import UsageError
     from packager.safety import check_file
+    from packager.sources import local_source
 
+    path = local_source(path)
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -88,8 +90,10 @@ def validate(
     from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
     from packager.package import INPUT_EXAMPLE, check_model_file
     from packager.safety import check_file
+    from packager.sources import local_source
     from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
 
+    source = local_source(source)
     if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
 
