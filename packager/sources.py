@@ -13,7 +13,7 @@ URI_SCHEMES = ("models:/", "runs:/")
 def local_source(source: Any) -> Any:
     """``source`` itself, or for an MLflow URI the local folder it was downloaded to (kept until the process exits)."""
     if isinstance(source, (str, Path)) and str(source).startswith(URI_SCHEMES):
-        from packager.converters.mlflow import resolve_uri
+        from importlib import import_module
 
-        return resolve_uri(str(source))
+        return import_module("packager.converters.mlflow").resolve_uri(str(source))  # the mlflow plugin
     return source
