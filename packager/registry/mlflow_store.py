@@ -181,9 +181,10 @@ class MlflowRegistry(RegistryBackend):
         tags = dict(mv.tags or {})
         record = self._record(mv.run_id)
         run = self.client.get_run(mv.run_id)
-        try:
-            aliases = tuple(sorted(mv.aliases or ()))
-        except (AttributeError, MlflowException):
+        try:  # a searched version carries no aliases (measured, mlflow 3.17 sqlite store): the model's table has them
+            table = self.client.get_registered_model(mv.name).aliases or {}
+            aliases = tuple(sorted(a for a, v in table.items() if str(v) == str(mv.version)))
+        except MlflowException:
             aliases = ()
         files = tuple(FileEntry(f["path"], f["digest"], f["size"], f.get("role", "package")) for f in record["files"])
         return VersionInfo(
