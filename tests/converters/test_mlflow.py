@@ -259,7 +259,7 @@ def test_push_to_mlflow_registry_then_pull_into_another_home(store, tmp_path, pa
     manifest = json.loads((package_dirs["onnx"] / "manifest.json").read_text())
     client = mlflow.MlflowClient(tracking_uri=store)
     version = client.get_model_version_by_alias("fraud", "champion")
-    assert version.version == "1" and version.tags["packager.format"] == "onnx" and version.tags["team"] == "risk"
+    assert str(version.version) == "1" and version.tags["packager.format"] == "onnx" and version.tags["team"] == "risk"
     assert version.tags["packager.validation"] == manifest["validation"]["status"] and len(version.tags["packager.digest"]) == 64
     assert version.source.endswith("/package") and client.get_run(version.run_id).info.status == "FINISHED"
     # the pulled package is an MLflow model: MLflow loads it by the registry's own URI too
