@@ -265,3 +265,64 @@ def test_push_to_mlflow_registry_then_pull_into_another_home(store, tmp_path, pa
     # the pulled package is an MLflow model: MLflow loads it by the registry's own URI too
     loaded = mlflow.pyfunc.load_model("models:/fraud@champion")
     assert loaded.metadata.flavors["python_function"]["loader_module"] == "packager.converters.mlflow"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_a_models_uri_on_an_mlflow_server_on_loopback(tmp_path, template_db, monkeypatch):
+    """The same through `mlflow server` (http://127.0.0.1:PORT, artifacts proxied by the server): the URI resolves,
+    the package validates, and its lineage names the server without credentials."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from sklearn.linear_model import LogisticRegression
+
+    from packager.conversion import convert
+
+    shutil.copyfile(template_db, tmp_path / "server.db")
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "server-artifacts")],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "server.log").open("w"), start_new_session=True,
+    )  # fmt: skip
+    try:
+        uri = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise AssertionError((tmp_path / "server.log").read_text()[-3000:]) from None
+                time.sleep(1)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("served")  # created by the server: its artifacts go through the server (mlflow-artifacts:/)
+        X, y, held = _iris()
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(LogisticRegression(max_iter=1000).fit(X, y), name="model", registered_model_name="iris")
+        held.to_csv(tmp_path / "held.csv", index=False)
+        package = convert("models:/iris/1", to="onnx", sample=str(tmp_path / "held.csv"), out=tmp_path / "pkg")
+        assert package.validation["status"] == "passed"
+        assert (
+            package.manifest.source.details["mlflow"]["tracking_uri"] == uri and package.manifest.source.details["mlflow"]["version"] == "1"
+        )
+        expected = mlflow.pyfunc.load_model("models:/iris/1").predict(held)
+        got = mlflow.pyfunc.load_model(str(package.path)).predict(held)["label"].to_numpy()
+        assert (got == np.asarray(expected)).mean() == 1.0
+    finally:
+        mlflow.set_tracking_uri(None)
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
