@@ -326,3 +326,38 @@ def test_a_models_uri_on_an_mlflow_server_on_loopback(tmp_path, template_db, mon
         mlflow.set_tracking_uri(None)
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", [pytest.param("pmml", marks=pytest.mark.java), "skops", "torchscript"])
+def test_mlflow_loads_every_kind_of_package_and_predicts_as_packager_does(target, fixtures, tmp_path):
+    """mlflow.pyfunc.load_model(PACKAGE).predict equals `packager predict` on the same rows, for PMML (JVM), skops
+    and TorchScript packages (ONNX: the models:/ test above); the MLmodel names no native flavor MLflow lacks."""
+    import pandas as pd
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    if target == "torchscript":
+        import torch
+
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(13, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).eval()
+        rows = np.load(fixtures["forest"].sample).astype("float32")
+        sample = tmp_path / "rows.npy"
+        np.save(sample, rows)
+        program = tmp_path / "net.pt2"
+        torch.export.save(torch.export.export(net, (torch.from_numpy(rows[:4]),)), program)
+        source = str(program)
+    else:
+        source, sample = fixtures["forest"].model, Path(fixtures["forest"].sample)
+    package = convert(source, to=target, sample=str(sample), out=tmp_path / "pkg")
+    assert package.validation["status"] == "passed"
+    assert set(json.loads((package.path / "MLmodel").read_text())["flavors"]) == {"python_function"}
+    out = tmp_path / "predicted.parquet"
+    predict(resolve(package.path), sample, out)
+    written = pd.read_parquet(out)
+    rows = np.load(sample) if sample.suffix == ".npy" else pd.read_parquet(sample)
+    ours = mlflow.pyfunc.load_model(str(package.path)).predict(rows)
+    assert list(written.columns) == list(ours.columns) and len(ours) == len(rows) > 0
+    np.testing.assert_array_equal(written.to_numpy(), ours.to_numpy())
