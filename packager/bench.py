@@ -85,8 +85,10 @@ def run_bench(
     """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh sandboxed child process
     (``packager.sandbox``: the files are untrusted; registry references are pulled here first)."""
     from packager.batches import open_source
+    from packager.sources import local_source
 
     open_source(data)  # a bad input path fails before any child starts
+    baseline = str(local_source(baseline)) if baseline else baseline
     if any(b < 1 for b in settings.batch_sizes):
         raise UsageError(f"--batch-sizes {settings.batch_sizes} must be positive", "e.g. --batch-sizes 1,32,1024,16384")
     results = [_confined("baseline", baseline, model_class, data, settings)] if baseline else []

@@ -298,3 +298,15 @@ def check_runtime(cls: type[Runtime], origin: str) -> None:
             raise PluginError(f"runtime {origin} executes but does not define {hook}()", "define load and predict, or set executes = False")
     check_call(cls.load, 2, ("trust", "threads"), "a runtime's load(path, *, trust=False, threads=None)", origin)
     check_call(cls.predict, 4, (), "a runtime's predict(handle, signature, feeds)", origin)
+
+
+@dataclass(frozen=True)
+class Delegated:
+    """What a container format's ``Framework.load`` returns (an MLflow model folder): the model it holds, the framework
+    that owns that model (which then converts, predicts and describes it), and what the container says about it:
+    ``example`` (validation rows, reported as "input-example") and ``details`` (lineage for the manifest's source)."""
+
+    framework: str
+    model: Any
+    example: Any = None
+    details: Mapping[str, Any] = field(default_factory=dict)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from packager import __version__, errors, sandbox
-from packager.contract import Artifact, ConvertOptions, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
+from packager.contract import Artifact, ConvertOptions, Delegated, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
 from packager.errors import (
     ConversionError,
     NotQuantizable,
@@ -41,11 +41,13 @@ from packager.package import (
     sha256_file,
     staging_dir,
     write_json,
+    write_mlmodel,
 )
 from packager.plugins import PluginRegistry, default_registry
 from packager.requests import ConvertRequest, PackageRequest
 from packager.samples import load_sample
 from packager.signature import Signature
+from packager.sources import local_source
 from packager.validation import (
     Criterion,
     OutputKind,
@@ -73,6 +75,7 @@ class Source:
     framework: str
     model: Any
     info: SourceInfo
+    example: Any = None  # rows the source carries (an MLflow folder's input_example): validation data after --sample
 
 
 @dataclass(frozen=True)
@@ -124,12 +127,14 @@ def load_source(
         options = {**({"model_class": model_class} if model_class else {}), **({"task": task} if task else {})}
         with reading(f"{path.name} ({fmt})"):
             model = plugin.load(path, fmt, trust=trust, **options)
+            carried = model if isinstance(model, Delegated) else Delegated(name, model)  # a container's model: its owner
+            name, model, plugin = carried.framework, carried.model, registry.framework(carried.framework)
             if not plugin.claims(model):  # a pickle holding another framework's estimator (a CatBoostClassifier)
                 name = registry.framework_for_object(model)
                 plugin = registry.framework(name)
-            details = plugin.describe(model)
+            details = {**plugin.describe(model), **carried.details}
         digest = sha256_file(path) if path.is_file() else None
-        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details))
+        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details), carried.example)
     name = registry.framework_for_object(model_or_path)
     plugin = registry.framework(name)
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
@@ -170,7 +175,7 @@ def gather_evidence(
         registry.framework(source.framework),
         sample=sample,
         calibration=calibration,
-        example=example,
+        example=example if example is not None else source.example,
         input_shape=input_shape,
         dynamic_axes=dynamic_axes,
         output_kinds=output_kinds,
@@ -242,6 +247,7 @@ def submit(
     unless ``trust``, else the worker here. Entry points (the API above, the CLI's convert) build the request once and
     call this; nothing calls it again on the way (one ``convert --quantize`` ran ``convert`` twice: parent, then child)."""
     _check_quantize_args(request.quantize, request.calibration)
+    request = local_request(request)
     confine = sandbox.confines(trust, registry)
     log.debug("submitting the conversion of %s to %s %s", request.path, request.to, "to a sandbox child" if confine else "here")
     if confine:
@@ -250,6 +256,14 @@ def submit(
         destination, manifest = confined.convert(request, progress=progress)
         return Package(destination, manifest)
     return run_convert(request, trust=trust, progress=progress, registry=registry)
+
+
+def local_request(request: Any) -> Any:
+    """The request with a ``models:/`` or ``runs:/`` path downloaded (``packager.sources``): in the parent, outside the
+    sandbox, which has no network and no tracking store; a local path is returned as it was."""
+    path = getattr(request, "path", None)
+    resolved = local_source(path) if path is not None else None
+    return request if resolved is None or str(resolved) == path else replace(request, path=str(resolved))
 
 
 def run_convert(
@@ -394,6 +408,7 @@ def submit_each(
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
     to 8 targets: 8 TensorFlow start-ups of ~4 s)."""
     _check_quantize_args(request.quantize, request.calibration)
+    request = local_request(request)
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -592,6 +607,7 @@ def package_source(
 ) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
+    path = local_source(path)  # models:/ and runs:/ are downloaded here, outside the sandbox
     request = PackageRequest(path=str(path), out=str(out), sample=sample, input_shape=input_shape, model_class=model_class, task=task)
     if sandbox.confines(trust, registry):
         from packager import confined
@@ -633,6 +649,7 @@ def run_package_source(request: PackageRequest, *, trust: bool = False, registry
             trusted_source=trust,
         )
         write_json(staging / MANIFEST, manifest.to_dict())
+        write_mlmodel(staging, manifest)
     return Package(Path(request.out).absolute(), manifest)
 
 
@@ -824,4 +841,5 @@ def _write_package(staging, registry, source, conversion, artifact, signature, f
         accepted_mismatch=report.accepted_mismatch,
     )
     write_json(staging / MANIFEST, manifest.to_dict())
+    write_mlmodel(staging, manifest)
     return manifest

@@ -39,8 +39,10 @@ class Runnable:
 
 
 def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None) -> Runnable:
-    """A package folder, a bare model file/folder, or a registry reference (pulled once into a cache)."""
-    path = Path(ref_or_path)
+    """A package folder, a bare model file/folder, an MLflow URI, or a registry reference (pulled once into a cache)."""
+    from packager.sources import local_source
+
+    path = Path(local_source(ref_or_path))
     if path.is_dir() and (path / MANIFEST).is_file():
         return _from_package(path, path.absolute().name)
     if path.exists():

@@ -37,6 +37,9 @@ def inspect(
 
 def submit_inspect(request: InspectRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
     """Run an inspect request where it must run: the inspect worker in a sandbox child unless ``trust``."""
+    from packager.conversion import local_request
+
+    request = local_request(request)  # models:/ and runs:/ are downloaded here, outside the sandbox
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -116,6 +119,13 @@ def validate(
 
 def submit_validate(request: ValidateRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
     """Run a validate request where it must run: the validate worker in a sandbox child unless ``trust``."""
+    from dataclasses import replace
+
+    from packager.sources import local_source
+
+    resolved = local_source(request.source) if request.source is not None else None
+    if resolved is not None and str(resolved) != str(request.source):  # models:/, runs:/ downloaded outside the sandbox
+        request = replace(request, source=str(resolved))
     if sandbox.confines(trust, registry):
         from packager import confined
 

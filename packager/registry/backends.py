@@ -2,6 +2,7 @@
 
     sqlite:///path/catalog.db, postgresql://…   -> LocalRegistry  (a SQL catalog + a blob store)
     http://host:port, https://…                 -> RemoteRegistry (a `packager serve` server)
+    mlflow:sqlite:///m.db, mlflow:http://…      -> MlflowRegistry (MLflow's model registry)
 
 A third party adds a backend with ``register_backend(scheme, factory)`` or, without touching this
 code, an entry point in the ``packager.registries`` group (name = scheme, value = ``module:factory``).
@@ -26,6 +27,7 @@ _BACKENDS: dict[str, str | Factory] = {
     "postgresql+psycopg": "packager.registry.api:LocalRegistry",
     "http": "packager.registry.remote:RemoteRegistry",
     "https": "packager.registry.remote:RemoteRegistry",
+    "mlflow": "packager.registry.mlflow_store:MlflowRegistry",  # mlflow:<tracking URI> (issue 25)
 }
 
 
