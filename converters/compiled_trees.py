@@ -389,7 +389,7 @@ def _new_pass_manager_for_lleaves() -> None:
     """Give lleaves' tree compiler the legacy names it calls, where this llvmlite no longer has them (only there)."""
     import types
 
-    import llvmlite.binding as llvm  # type: ignore[import-untyped]
+    import llvmlite.binding as llvm
     from lleaves import llvm_binding  # type: ignore[import-untyped]
     from lleaves.compiler import tree_compiler  # type: ignore[import-untyped]
 
