@@ -91,8 +91,15 @@ def command(
     )
     if as_json:
         emit_json(result.to_dict())
-        return
-    click.echo(markdown(result))
-    click.echo(f"written: {result.out / 'optimize.json'}, optimize.md, optimize.png" + (f", {result.best}/" if result.chosen else ""))
-    if result.pushed:
-        click.echo(f"pushed: {result.pushed}")
+    else:
+        click.echo(markdown(result))
+        click.echo(f"written: {result.out / 'optimize.json'}, optimize.md, optimize.png" + (f", {result.best}/" if result.chosen else ""))
+        if result.pushed:
+            click.echo(f"pushed: {result.pushed}")
+    if result.chosen is None:
+        from packager.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"no candidate is within the budget on the held-out rows ({result.why}); the report is in {result.out}",
+            "loosen --budget, widen --formats, or give a longer --time-budget",
+        )
