@@ -68,7 +68,8 @@ def test_imported_names_are_not_registered_twice():
 
 
 def test_unknown_pair_lists_what_exists():
-    with pytest.raises(UnsupportedConversion, match="sklearn converts to: coreml, joblib, lightgbm, mleap, onnx, pickle, pmml, skops, xgboost-json, xgboost-ubj"):
+    targets = "coreml, joblib, lightgbm, lleaves, mleap, onnx, pickle, pmml, skops, treelite, xgboost-json, xgboost-ubj"
+    with pytest.raises(UnsupportedConversion, match=f"sklearn converts to: {targets}"):
         default_registry().conversion("sklearn", "tflite")
 
 
