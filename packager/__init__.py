@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_source": "packager.conversion",
     "Package": "packager.conversion",
     "validate": "packager.inspection",
+    "optimize": "packager.optimize",
     "inspect": "packager.inspection",
     "support_matrix": "packager.matrix",
     "Signature": "packager.signature",

@@ -14,6 +14,7 @@ COMMANDS = {
     "formats": ("packager.commands.formats", "Show the support matrix: sources, targets, quantization, runtimes."),
     "predict": ("packager.commands.predict", "Run a package, model file or registry version over a data file, in batches."),
     "bench": ("packager.commands.bench", "Latency, throughput, memory and size of artifacts side by side, per batch size."),
+    "optimize": ("packager.commands.optimize", "The fastest artifact within an accuracy budget, searched across formats and runtimes."),
     "serve": ("packager.commands.serve", "Serve the registry over HTTP: web UI and REST API for teams (--registry http://… on clients)."),
     "demo": ("packager.commands.demo", "Convert a bundled model to every format, push it to the registry, show the results."),
     "push": ("packager.commands.registry:push", "Store a package as the next version of a model in the registry."),

@@ -68,8 +68,8 @@ def test_imported_names_are_not_registered_twice():
 
 
 def test_unknown_pair_lists_what_exists():
-    expected = "sklearn converts to: coreml, joblib, lightgbm, mleap, onnx, openvino, pickle, pmml, skops, xgboost-json, xgboost-ubj"
-    with pytest.raises(UnsupportedConversion, match=expected):  # openvino through onnx: what the graph reaches
+    targets = "coreml, joblib, lightgbm, lleaves, mleap, onnx, openvino, pickle, pmml, skops, treelite, xgboost-json, xgboost-ubj"
+    with pytest.raises(UnsupportedConversion, match=f"sklearn converts to: {targets}"):  # openvino through onnx: the graph
         default_registry().conversion("sklearn", "tflite")
 
 

@@ -1,0 +1,105 @@
+"""`packager optimize`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("optimize")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Rows (.parquet, .csv, .jsonl): split into calibration and held-out rows.",
+)
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Folder for optimize.json/.md/.png and best/.")
+@click.option("--objective", type=click.Choice(["latency", "throughput", "size"]), default="latency", show_default=True)
+@click.option("--batch-size", type=int, help="Rows per call (default: 1 for latency, 16384 for throughput).")
+@click.option("--threads", default=1, show_default=True, help="Threads for every runtime (fixed and recorded).")
+@click.option(
+    "--budget",
+    "budget",
+    multiple=True,
+    metavar="METRIC<=|>=VALUE",
+    help="agreement, top1, cosine, r2 (>=); max_abs_diff, max_rel_diff (<=). Repeatable.",
+)
+@click.option("--formats", help="Comma-separated targets to search (default: every target the plugins reach and can run here).")
+@click.option("--time-budget", help="Stop trying candidates after this long (15m, 90s, 1h) and choose the best so far.")
+@click.option("--text-column", help="Text models: the data's column of texts.")
+@click.option(
+    "--push", "push_name", metavar="NAME", help="Push best/ as a version of NAME, derived from the source version, with the report."
+)
+@click.option("--alias", "aliases", multiple=True, help="With --push: point this alias at the pushed version (repeatable).")
+@click.option("--trust", is_flag=True, help="Load the source without the sandbox (only for models you made).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push.")
+@click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push.")
+@click.option("--json", "as_json", is_flag=True, help="Print optimize.json.")
+def command(
+    source,
+    data,
+    out,
+    objective,
+    batch_size,
+    threads,
+    budget,
+    formats,
+    time_budget,
+    text_column,
+    push_name,
+    aliases,
+    trust,
+    overwrite,
+    registry_url,
+    blobs,
+    as_json,
+):
+    """Search every format, quantization and runtime packager can make from SOURCE for the fastest artifact within the
+    accuracy budget, judged on held-out rows of --data; write the report and OUT/best/ (an ordinary package)."""
+    from packager.commands._render import emit_json
+    from packager.errors import UsageError
+    from packager.optimize import optimize, parse_duration
+    from packager.optimize_budget import parse_budget
+    from packager.optimize_report import markdown
+
+    parse_budget(budget)  # a bad bound fails before any work
+    parse_duration(time_budget)
+    if aliases and not push_name:
+        raise UsageError("--alias needs --push NAME", "e.g. --push fraud --alias staging")
+    say = (lambda message: click.echo(message, err=True)) if not as_json else None
+    result = optimize(
+        source,
+        data,
+        out,
+        objective=objective,
+        batch_size=batch_size,
+        threads=threads,
+        budget=budget,
+        formats=formats.split(",") if formats else None,
+        time_budget=time_budget,
+        text_column=text_column,
+        push=push_name,
+        aliases=aliases,
+        trust=trust,
+        overwrite=overwrite,
+        registry_url=registry_url,
+        blobs=blobs,
+        progress=say,
+    )
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(markdown(result))
+        click.echo(f"written: {result.out / 'optimize.json'}, optimize.md, optimize.png" + (f", {result.best}/" if result.chosen else ""))
+        if result.pushed:
+            click.echo(f"pushed: {result.pushed}")
+    if result.chosen is None:
+        from packager.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"no candidate is within the budget on the held-out rows ({result.why}); the report is in {result.out}",
+            "loosen --budget, widen --formats, or give a longer --time-budget",
+        )

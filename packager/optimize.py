@@ -1,0 +1,615 @@
+"""``packager optimize``: the fastest artifact that stays within the user's accuracy budget, chosen on the user's data.
+
+The search, in the order it runs:
+
+1. ``--data`` is split once (seeded): calibration rows (static quantization, the pruning measurements) and held-out
+   rows (every candidate's verdict). The held-out rows are never used to build anything.
+2. Candidates come from the plugin registry, never from a list of format names here: every target the registry reaches
+   from the source's framework whose runtime executes on this machine, times the quantization modes that conversion
+   declares (plus none). A new plugin (OpenVINO, a third party's) joins the search by registering.
+3. Each candidate is built with the public ``packager.convert`` and judged there, in its own runtime, against the
+   source in full precision on the held-out rows (``accept_mismatch`` so a failing candidate becomes data, not a
+   crash). Within budget means: the format's own validation passed and every ``--budget`` bound holds.
+4. Within-budget candidates get a short measurement (``packager.bench``: fresh process, warm-up, fixed threads); one
+   already slower at the objective than the best so far by more than the noise margin is pruned.
+5. The survivors, the plain fp32 ONNX candidate and the source's native predict (the baseline) are measured again side
+   by side in one ``bench`` run; the best at the objective is chosen, with two rules that keep the choice honest: a
+   quantized candidate must beat its own fp32 parent at the objective and not be larger; and the report says when the
+   native model is faster than every package.
+6. ``OUT/optimize.json``, ``optimize.md``, ``optimize.png``; ``OUT/best/`` is the chosen candidate as an ordinary
+   package whose manifest records the search (``conversion.optimize``). ``push`` stores it with a derived-from edge to
+   the source version and the report files inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from packager.errors import PackagerError, UsageError, first_line
+from packager.optimize_budget import Bound, default_budget, fidelity, judge, parse_budget
+
+OBJECTIVES = ("latency", "throughput", "size")
+PRUNE_MARGIN = 1.5  # a short measurement under load varies by up to ~30% here; 1.5x slower than the best is not noise
+SPLIT_SEED = 0
+STATUSES = ("measured", "over-budget", "pruned", "refused", "failed")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One artifact of the search and what became of it (the ``candidates`` rows of optimize.json)."""
+
+    id: str
+    format: str
+    quantize: str | None
+    runtime: str = ""
+    options: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+    reason: str = ""
+    fidelity: dict[str, float | None] = field(default_factory=dict)
+    within_budget: bool = False
+    latency_ms: float | None = None
+    p95_ms: float | None = None
+    rows_per_s: float | None = None
+    size_bytes: int | None = None
+    peak_rss_mb: float | None = None
+    pareto: bool = False
+    package: str = ""  # where it was written during the search (not in the JSON)
+
+
+@dataclass(frozen=True)
+class OptimizeResult:
+    out: Path
+    objective: str
+    batch_size: int
+    threads: int
+    budget: tuple[Bound, ...]
+    budget_source: str  # "given" or "default"
+    baseline: dict[str, Any]
+    candidates: tuple[Candidate, ...]
+    chosen: str | None
+    why: str
+    not_tried: tuple[str, ...] = ()
+    seconds: float = 0.0
+    pushed: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> Path:
+        return self.out / "best"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "batch_size": self.batch_size,
+            "threads": self.threads,
+            "budget": [str(b) for b in self.budget],
+            "budget_source": self.budget_source,
+            "baseline": self.baseline,
+            "candidates": [
+                {k: v for k, v in asdict(c).items() if k not in ("package", "p95_ms")} | {"p95_ms": c.p95_ms} for c in self.candidates
+            ],
+            "chosen": self.chosen,
+            "why": self.why,
+            "not_tried": list(self.not_tried),
+            "seconds": round(self.seconds, 1),
+            "data": self.data,
+            **({"pushed": self.pushed} if self.pushed else {}),
+        }
+
+
+def parse_duration(text: str | None) -> float | None:
+    """``15m``, ``90s``, ``1h``, ``1h30m`` or plain seconds -> seconds."""
+    if text is None or str(text).strip() == "":
+        return None
+    text = str(text).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+        if not parts or "".join(n + u for n, u in parts) != text:
+            raise UsageError(f"--time-budget {text!r} is not a duration", "e.g. --time-budget 15m, 90s or 1h30m")
+        seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+    if seconds <= 0:
+        raise UsageError(f"--time-budget {text!r} must be positive", "e.g. --time-budget 5m")
+    return seconds
+
+
+def optimize(
+    source: str | Path,
+    data: str | Path,
+    out: str | Path,
+    *,
+    objective: str = "latency",
+    batch_size: int | None = None,
+    threads: int = 1,
+    budget: Iterable[str] | None = None,
+    formats: Iterable[str] | None = None,
+    time_budget: str | float | None = None,
+    text_column: str | None = None,
+    push: str | None = None,
+    aliases: Iterable[str] = (),
+    trust: bool = False,
+    overwrite: bool = False,
+    min_seconds: float = 0.5,
+    registry_url: str | None = None,
+    blobs: str | None = None,
+    progress: Progress | None = None,
+) -> OptimizeResult:
+    """Search every artifact packager can make from ``source`` for the best at ``objective`` within ``budget`` on
+    ``data``'s held-out rows, and write ``out`` (report files + ``best/``). See the module docstring for the steps."""
+    from packager.package import check_destination, staging_dir
+
+    say = progress or (lambda message: None)
+    started = time.monotonic()
+    if objective not in OBJECTIVES:
+        raise UsageError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "e.g. --objective throughput")
+    batch = int(batch_size) if batch_size else (16384 if objective == "throughput" else 1)
+    if batch < 1 or threads < 1:
+        raise UsageError(f"--batch-size {batch} and --threads {threads} must be positive", "e.g. --batch-size 1 --threads 1")
+    bounds = parse_budget(budget or ())
+    deadline = (
+        None
+        if time_budget is None
+        else started + (time_budget if isinstance(time_budget, (int, float)) else parse_duration(time_budget) or 0)
+    )
+    if push:
+        from packager.registry.refs import check_name
+
+        check_name(push)
+    source = Path(source)
+    if not source.exists():
+        from packager.errors import InputFileError
+
+        raise InputFileError(f"{source}: no such file or folder", "give the trained model to optimize")
+    destination = Path(out)
+    check_destination(destination, overwrite)
+    framework, targets = _search_space(source, formats, trust)
+    with staging_dir(destination, overwrite) as staging:
+        calibration, held_out, split = _split(Path(data), staging / "data", text_column)
+        say(f"data: {split['calibration_rows']} calibration rows, {split['held_out_rows']} held-out rows (seed {SPLIT_SEED})")
+        plan = [c for target, modes in targets for c in _candidates(target, modes)]
+        say(f"search space: {len(plan)} candidates from {framework} ({', '.join(sorted({c.format for c in plan}))})")
+        done: list[Candidate] = []
+        budget_source = "given" if bounds else "default"
+        not_tried: list[str] = []
+        best_quick: float | None = None
+        for index, candidate in enumerate(plan, 1):
+            # the first candidate (fp32 ONNX where reachable) is always tried: the obvious choice to compare against
+            if deadline is not None and index > 1 and time.monotonic() > deadline:
+                not_tried = [c.id for c in plan[index - 1 :]]
+                say(f"time budget reached: not tried {', '.join(not_tried)}")
+                break
+            say(f"[{index}/{len(plan)}] {candidate.id}: converting and judging on held-out rows")
+            candidate = _build(candidate, source, staging / "candidates", held_out, calibration, trust)
+            if candidate.status in ("refused", "failed"):
+                done.append(candidate)
+                say(f"[{index}/{len(plan)}] {candidate.id}: {candidate.status}: {candidate.reason}")
+                continue
+            if not bounds:
+                bounds = default_budget(_kinds(candidate.package))
+                say(f"budget (default for the outputs' kinds): {', '.join(map(str, bounds)) or 'the validation criteria only'}")
+            candidate = _within(candidate, bounds)
+            if not candidate.within_budget:
+                done.append(candidate)
+                say(f"[{index}/{len(plan)}] {candidate.id}: over budget: {candidate.reason}")
+                continue
+            if objective == "size":
+                done.append(candidate)
+                continue
+            candidate = _quick(candidate, calibration, batch, threads, text_column, objective)
+            score = _score(candidate, objective)
+            if score is None:
+                done.append(candidate)
+                continue
+            if best_quick is not None and _worse(score, best_quick, objective, PRUNE_MARGIN):
+                candidate = replace(
+                    candidate, status="pruned", reason=f"short run {_say(score, objective)} vs best {_say(best_quick, objective)}"
+                )
+                say(f"[{index}/{len(plan)}] {candidate.id}: pruned ({candidate.reason})")
+            elif best_quick is None or not _worse(score, best_quick, objective, 1.0):
+                best_quick = score
+            done.append(candidate)
+        say("measuring the finalists and the native baseline side by side")
+        baseline, done = _final(source, done, calibration, batch, threads, text_column, min_seconds)
+        chosen, why, done = _choose(done, baseline, objective)
+        done = _mark_pareto(done, objective)
+        result = OptimizeResult(
+            destination.absolute(),
+            objective,
+            batch,
+            threads,
+            bounds,
+            budget_source,
+            baseline,
+            tuple(done),
+            chosen.id if chosen else None,
+            why,
+            tuple(not_tried),
+            time.monotonic() - started,
+            None,
+            split,
+        )
+        from packager.optimize_report import write_report
+
+        write_report(result, staging)
+        if chosen is not None:
+            _write_best(chosen, result, staging)
+        shutil.rmtree(staging / "candidates", ignore_errors=True)
+        shutil.rmtree(staging / "data", ignore_errors=True)
+    result = replace(result, out=destination.absolute())
+    if chosen is None:
+        return result
+    if push:
+        result = replace(result, pushed=_push(result, source, push, aliases, trust, registry_url, blobs))
+        (destination / "optimize.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+# ---------------------------------------------------------------- search space
+
+
+def _search_space(source: Path, formats: Iterable[str] | None, trust: bool) -> tuple[str, list[tuple[str, tuple[str | None, ...]]]]:
+    """The source's framework and every (target, quantize modes) the registry reaches from it and can run here."""
+    from packager.graph import as_conversion
+    from packager.inspection import inspect
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    info = inspect(str(source), trust=trust)
+    fmt = info.get("format", "")
+    framework = registry.framework_for_format(fmt) if registry.loads_as_source(fmt) else info.get("framework", "")
+    wanted = {f.strip() for f in formats or () if f.strip()}
+    reachable = registry.targets_of(framework)
+    unknown = sorted(wanted - set(reachable))
+    if unknown:
+        raise UsageError(
+            f"--formats {', '.join(unknown)}: not reachable from a {framework} model", f"{framework} converts to: {', '.join(reachable)}"
+        )
+    targets = []
+    for target in reachable:
+        if wanted and target not in wanted:
+            continue
+        runtime = registry.runtime(target)
+        if runtime is None or not runtime.executes:
+            continue  # nothing here can run it: no latency to measure (Core ML on Linux)
+        route = as_conversion(registry.route(framework, target))  # openvino is reached through onnx (packager.graph)
+        modes = tuple(sorted(m for m in route.quantize if m != "auto"))
+        targets.append((target, (None, *modes)))
+    # the plain fp32 ONNX first: it is the obvious choice every other candidate must beat, and the first pruning bar
+    targets.sort(key=lambda t: (t[0] != "onnx", t[0]))
+    if not targets:
+        raise UsageError(f"no target reachable from this {framework} model runs here", "see `packager formats`")
+    return framework, targets
+
+
+def _candidates(target: str, modes: tuple[str | None, ...]) -> list[Candidate]:
+    return [Candidate(target if mode is None else f"{target}-{mode}", target, mode) for mode in modes]
+
+
+# ---------------------------------------------------------------- data
+
+
+def _split(data: Path, folder: Path, text_column: str | None) -> tuple[Path, Path, dict[str, Any]]:
+    """Calibration and held-out halves of the data's rows (a seeded permutation), as Parquet files."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from packager.batches import iter_batches, open_source
+
+    source = open_source(data)
+    if source.kind not in ("parquet", "csv", "jsonl"):
+        raise UsageError(f"--data {data.name}: optimize splits rows of a table", "give a .parquet, .csv or .jsonl file")
+    if text_column and text_column not in source.columns:
+        raise UsageError(f"--data has no column {text_column!r}", f"it has {sorted(source.columns)[:20]}")
+    batches = list(iter_batches(source, 65_536))
+    table = pa.Table.from_batches(batches) if batches else None
+    rows = table.num_rows if table is not None else 0
+    if table is None or rows < 4:
+        raise UsageError(
+            f"--data {data.name} has {rows} rows: too few to split into calibration and held-out rows",
+            "give at least 4 rows (hundreds judge better)",
+        )
+    order = np.random.default_rng(SPLIT_SEED).permutation(rows)
+    half = rows // 2
+    folder.mkdir(parents=True)
+    calibration, held_out = folder / "calibration.parquet", folder / "held_out.parquet"
+    pq.write_table(table.take(pa.array(np.sort(order[:half]))), calibration)
+    pq.write_table(table.take(pa.array(np.sort(order[half:]))), held_out)
+    return (
+        calibration,
+        held_out,
+        {"file": data.name, "rows": rows, "calibration_rows": half, "held_out_rows": rows - half, "seed": SPLIT_SEED},
+    )
+
+
+# ---------------------------------------------------------------- one candidate
+
+
+def _build(candidate: Candidate, source: Path, folder: Path, held_out: Path, calibration: Path, trust: bool) -> Candidate:
+    """Convert (and quantize) through the public API, judged on the held-out rows; refusals and failures become rows."""
+    from packager.conversion import convert
+    from packager.errors import NotQuantizable, UnsupportedConversion
+    from packager.package import path_size
+
+    path = folder / candidate.id
+    try:
+        package = convert(
+            str(source),
+            candidate.format,
+            out=path,
+            quantize=candidate.quantize,
+            sample=str(held_out),
+            calibration=str(calibration) if candidate.quantize == "static" else None,
+            accept_mismatch=True,
+            trust=trust,
+        )
+    except (UnsupportedConversion, NotQuantizable) as exc:
+        return replace(candidate, status="refused", reason=exc.one_line())
+    except PackagerError as exc:
+        return replace(candidate, status="failed", reason=exc.one_line())
+    except Exception as exc:  # a converter's bug is one failed candidate, not a lost search
+        return replace(candidate, status="failed", reason=f"{type(exc).__name__}: {first_line(exc)}")
+    manifest = package.manifest
+    validation = dict(manifest.validation)
+    quant = manifest.quantization
+    if candidate.quantize and not quant.applied:
+        return replace(
+            candidate, status="refused", reason=f"not quantized: {quant.reason or 'nothing to quantize'}", package=str(package.path)
+        )
+    runtime = f"{validation.get('runtime', '')} {validation.get('runtime_version', '')}".strip()
+    return replace(
+        candidate,
+        runtime=runtime,
+        fidelity=fidelity(validation),
+        size_bytes=path_size(package.path / manifest.model_file),
+        package=str(package.path),
+        status="judged",
+        reason="" if validation.get("status") == "passed" else "validation " + str(validation.get("status")),
+        options={"validation": validation.get("status"), "held_out_rows": validation.get("samples")},
+    )
+
+
+def _kinds(package: str) -> list[str]:
+    from packager.package import read_manifest
+
+    return [str(o.get("kind")) for o in read_manifest(package).validation.get("outputs", ())]
+
+
+def _within(candidate: Candidate, bounds: tuple[Bound, ...]) -> Candidate:
+    from packager.package import read_manifest
+
+    validation = read_manifest(candidate.package).validation
+    broken = judge(bounds, candidate.fidelity)
+    if validation.get("status") != "passed":
+        failures = [f"{o.get('name')}: {o.get('note')}" for o in validation.get("outputs", ()) if not o.get("passed")]
+        broken.insert(0, f"validation {validation.get('status')} ({'; '.join(failures)[:300] or 'see its report'})")
+    if broken:
+        return replace(candidate, status="over-budget", within_budget=False, reason="; ".join(broken))
+    return replace(candidate, within_budget=True, status="judged")
+
+
+def _settings(batch: int, threads: int, text_column: str | None, quick: bool, min_seconds: float = 0.5) -> Any:
+    from packager.bench import BenchSettings
+
+    if quick:
+        return BenchSettings(
+            batch_sizes=(batch,), threads=threads, warmup=2, min_runs=5, min_seconds=0.2, max_seconds=2.0, text_column=text_column
+        )
+    return BenchSettings(batch_sizes=(batch,), threads=threads, min_seconds=min_seconds, text_column=text_column)
+
+
+def _quick(candidate: Candidate, calibration: Path, batch: int, threads: int, text_column: str | None, objective: str) -> Candidate:
+    """A short measurement for pruning (fresh sandboxed process, as bench)."""
+    from packager.bench import run_bench
+
+    report = run_bench([candidate.package], calibration, _settings(batch, threads, text_column, quick=True))
+    return _with_measurement(candidate, report.artifacts[0], "measured")
+
+
+def _with_measurement(candidate: Candidate, bench: Any, status: str) -> Candidate:
+    if bench.error or not bench.measurements:
+        return replace(
+            candidate, status="failed", reason=f"bench: {bench.error or 'no measurement'}", within_budget=candidate.within_budget
+        )
+    m = bench.measurements[0]
+    return replace(
+        candidate,
+        status=status,
+        runtime=bench.runtime or candidate.runtime,
+        latency_ms=m.p50_ms,
+        p95_ms=m.p95_ms,
+        rows_per_s=m.rows_per_second,
+        peak_rss_mb=bench.peak_rss_mb,
+    )
+
+
+def _score(candidate: Candidate, objective: str) -> float | None:
+    if objective == "size":
+        return float(candidate.size_bytes) if candidate.size_bytes is not None else None
+    return candidate.latency_ms if objective == "latency" else candidate.rows_per_s
+
+
+def _worse(score: float, best: float, objective: str, margin: float) -> bool:
+    """Whether ``score`` is worse than ``best`` by more than ``margin`` (a factor)."""
+    if objective == "throughput":
+        return score * margin < best
+    return score > best * margin
+
+
+def _say(score: float, objective: str) -> str:
+    return {"latency": f"{score:.4g} ms", "throughput": f"{score:,.0f} rows/s", "size": f"{score:,.0f} bytes"}[objective]
+
+
+# ---------------------------------------------------------------- the side-by-side run and the choice
+
+
+def _final(
+    source: Path, done: list[Candidate], calibration: Path, batch: int, threads: int, text_column: str | None, min_seconds: float
+) -> tuple[dict[str, Any], list[Candidate]]:
+    """One bench run: the native source (baseline) and every measured within-budget candidate, side by side."""
+    from packager.bench import run_bench
+
+    finalists = [c for c in done if c.within_budget and c.status in ("measured", "judged")]
+    report = run_bench(
+        [c.package for c in finalists], calibration, _settings(batch, threads, text_column, False, min_seconds), baseline=str(source)
+    )
+    base = report.artifacts[0]
+    m = base.measurements[0] if base.measurements else None
+    baseline = {
+        "format": base.format,
+        "runtime": base.runtime,
+        "latency_ms": m.p50_ms if m else None,
+        "p95_ms": m.p95_ms if m else None,
+        "rows_per_s": m.rows_per_second if m else None,
+        "size_bytes": base.size_bytes,
+        "peak_rss_mb": base.peak_rss_mb,
+        **({"error": base.error} if base.error else {}),
+    }
+    measured = {c.id: _with_measurement(c, a, "measured") for c, a in zip(finalists, report.artifacts[1:], strict=True)}
+    return baseline, [measured.get(c.id, c) for c in done]
+
+
+def _choose(done: list[Candidate], baseline: dict[str, Any], objective: str) -> tuple[Candidate | None, str, list[Candidate]]:
+    """The best measured within-budget candidate at the objective; a quantized one only where it beats its own fp32
+    parent at the objective and is not larger (else the report says why it was passed over)."""
+    by_id = {c.id: c for c in done}
+    eligible: list[Candidate] = []
+    updated = []
+    for c in done:
+        if c.status != "measured" or not c.within_budget or _score(c, objective) is None:
+            updated.append(c)
+            continue
+        parent = by_id.get(c.format) if c.quantize else None
+        if parent is not None and parent.size_bytes is not None and c.size_bytes is not None and c.size_bytes > parent.size_bytes:
+            c = replace(c, reason=f"not chosen: {c.size_bytes:,} bytes, larger than its fp32 parent's {parent.size_bytes:,}")
+        elif (
+            parent is not None
+            and parent.status == "measured"
+            and _score(parent, objective) is not None
+            and not _better(c, parent, objective)
+        ):
+            c = replace(
+                c,
+                reason=f"not chosen: {_say(_score(c, objective) or 0, objective)}, "
+                f"not better than its fp32 parent's {_say(_score(parent, objective) or 0, objective)}",
+            )
+        else:
+            eligible.append(c)
+        updated.append(c)
+    if not eligible:
+        return None, "no candidate was measured within budget (see each candidate's reason)", updated
+    best = eligible[0]
+    for c in eligible[1:]:
+        if _better(c, best, objective):
+            best = c
+    why = f"best {objective} within budget: {_say(_score(best, objective) or 0, objective)}"
+    onnx = by_id.get("onnx")
+    if onnx is not None and onnx is not best and onnx.status == "measured" and _score(onnx, objective):
+        why += f"; plain fp32 ONNX {_say(_score(onnx, objective) or 0, objective)}"
+    native = baseline.get({"latency": "latency_ms", "throughput": "rows_per_s", "size": "size_bytes"}[objective])
+    if native is not None:
+        why += f"; native {baseline.get('runtime', '')} {_say(float(native), objective)}"
+        if _worse(_score(best, objective) or 0, float(native), objective, 1.0) and objective != "size":
+            why += " (the native model is faster than every package: deploy it as is, or this package as the closest)"
+    return best, why, updated
+
+
+def _better(a: Candidate, b: Candidate, objective: str) -> bool:
+    sa, sb = _score(a, objective), _score(b, objective)
+    if sa is None or sb is None:
+        return sb is None and sa is not None
+    if sa == sb:
+        return (a.latency_ms or float("inf")) < (b.latency_ms or float("inf"))
+    return sa > sb if objective == "throughput" else sa < sb
+
+
+def _mark_pareto(done: list[Candidate], objective: str) -> list[Candidate]:
+    """Pareto front over (speed at the objective, worst fidelity score): no other measured candidate is at least as fast
+    and as faithful, and better at one."""
+    speed = "size" if objective == "size" else objective
+
+    def faith(c: Candidate) -> float:
+        values = [v for k, v in c.fidelity.items() if k in ("agreement", "top1", "cosine", "r2") and v is not None]
+        return min(values) if values else -(max([v for v in (c.fidelity.get("max_abs_diff"),) if v is not None], default=0.0))
+
+    points = [c for c in done if c.status == "measured" and _score(c, speed) is not None]
+    front = set()
+    for c in points:
+        dominated = any(
+            (o is not c)
+            and not _worse(_score(o, speed) or 0, _score(c, speed) or 0, speed, 1.0)
+            and faith(o) >= faith(c)
+            and (_better(o, c, speed) or faith(o) > faith(c))
+            for o in points
+        )
+        if not dominated:
+            front.add(c.id)
+    return [replace(c, pareto=c.id in front) for c in done]
+
+
+# ---------------------------------------------------------------- best/ and push
+
+
+def _write_best(chosen: Candidate, result: OptimizeResult, staging: Path) -> None:
+    """The chosen candidate as an ordinary package, its manifest recording the search; the report files beside it."""
+    best = staging / "best"
+    shutil.copytree(chosen.package, best, symlinks=False)
+    manifest_path = best / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    counts = {s: sum(1 for c in result.candidates if c.status == s) for s in STATUSES}
+    manifest["conversion"] = {
+        **manifest.get("conversion", {}),
+        "optimize": {
+            "chosen": chosen.id,
+            "why": result.why,
+            "objective": result.objective,
+            "batch_size": result.batch_size,
+            "threads": result.threads,
+            "budget": [str(b) for b in result.budget],
+            "candidates": len(result.candidates),
+            "by_status": counts,
+            "not_tried": list(result.not_tried),
+            "held_out_rows": result.data.get("held_out_rows"),
+            "fidelity": chosen.fidelity,
+        },
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    for name in ("optimize.json", "optimize.md"):
+        shutil.copy2(staging / name, best / name)
+
+
+def _push(
+    result: OptimizeResult, source: Path, name: str, aliases: Iterable[str], trust: bool, registry_url: str | None, blobs: str | None
+) -> str:
+    from packager.conversion import Package
+    from packager.package import read_manifest
+    from packager.registry import open_registry
+
+    chosen = next(c for c in result.candidates if c.id == result.chosen)
+    metrics = {
+        k: float(v)
+        for k, v in {"latency_ms": chosen.latency_ms, "rows_per_s": chosen.rows_per_s, "size_bytes": chosen.size_bytes}.items()
+        if v is not None
+    }
+    metrics.update({f"fidelity.{k}": float(v) for k, v in chosen.fidelity.items() if v is not None})
+    registry = open_registry(registry_url, blobs)
+    info = registry.push_conversion(
+        Package(result.best, read_manifest(result.best)),
+        name,
+        source,
+        trust=trust,
+        aliases=list(aliases),
+        metrics=metrics,
+        tags={"optimize.objective": result.objective, "optimize.chosen": chosen.id, "optimize.batch_size": str(result.batch_size)},
+        description=f"packager optimize: {result.why}"[:500],
+    )
+    return str(info.ref)

@@ -1,0 +1,134 @@
+"""Compiled tree runtimes (converters/compiled_trees.py): lleaves for LightGBM, treelite + tl2cgen for forests.
+Predictions compared with the native library's own predict; compilation cached by the model's digest; a package never
+brings native code (a shared library placed in it is never loaded: its constructor's marker never appears)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import lightgbm as lgb
+import numpy as np
+import pytest
+import xgboost as xgb
+from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.ensemble import ExtraTreesRegressor, RandomForestClassifier
+
+from packager.conversion import convert
+from packager.errors import InputFileError
+from packager.plugins import default_registry
+
+
+@pytest.fixture(scope="module")
+def data():
+    Xc, yc = load_breast_cancer(return_X_y=True)
+    Xr, yr = load_diabetes(return_X_y=True)
+    return Xc, yc, Xr, yr
+
+
+def _run(package, X):
+    from packager.package import read_manifest
+
+    manifest = read_manifest(package.path)
+    runtime = default_registry().runtime(manifest.format)
+    handle = runtime.load(package.path / manifest.model_file, threads=1)
+    return runtime.predict(handle, manifest.signature, {manifest.signature.input_names[0]: X})
+
+
+@pytest.mark.parametrize(
+    "name, make, target",
+    [
+        ("forest", lambda Xc, yc, Xr, yr: RandomForestClassifier(30, max_depth=6, random_state=0).fit(Xc, yc), "treelite"),
+        ("extra", lambda Xc, yc, Xr, yr: ExtraTreesRegressor(30, max_depth=6, random_state=0).fit(Xr, yr), "treelite"),
+        ("lightgbm", lambda Xc, yc, Xr, yr: lgb.LGBMClassifier(n_estimators=40, verbose=-1).fit(Xc, yc), "lleaves"),
+        ("lightgbm-reg", lambda Xc, yc, Xr, yr: lgb.LGBMRegressor(n_estimators=40, verbose=-1).fit(Xr, yr), "lleaves"),
+        ("lightgbm-tl", lambda Xc, yc, Xr, yr: lgb.LGBMClassifier(n_estimators=40, verbose=-1).fit(Xc, yc), "treelite"),
+        ("xgboost", lambda Xc, yc, Xr, yr: xgb.XGBClassifier(n_estimators=40, max_depth=4).fit(Xc, yc), "treelite"),
+    ],
+)
+def test_compiled_runtime_matches_the_native_library(data, tmp_path, name, make, target):
+    Xc, yc, Xr, yr = data
+    model = make(Xc, yc, Xr, yr)
+    X = Xc if hasattr(model, "predict_proba") else Xr
+    package = convert(model, target, out=tmp_path / name, sample=X[:200])
+    assert package.manifest.validation["status"] == "passed" and package.manifest.format == target
+    assert not [p for p in package.path.rglob("*") if p.suffix in (".so", ".o", ".dll", ".dylib")]  # data only
+    outputs = _run(package, X[200:])
+    if hasattr(model, "predict_proba"):
+        dtype = np.float32 if name == "xgboost" else np.float64
+        expected = model.predict_proba(X[200:].astype(dtype))
+        assert np.max(np.abs(outputs["probabilities"] - expected)) <= (1e-6 if name == "xgboost" else 1e-9)
+        np.testing.assert_array_equal(outputs["label"], model.predict(X[200:].astype(dtype)))
+    else:
+        expected = model.predict(X[200:])
+        assert np.max(np.abs(outputs["variable"] - expected)) <= 1e-9 * max(1.0, np.abs(expected).max())
+
+
+def test_compilation_is_cached_by_digest_and_a_changed_model_compiles_again(data, tmp_path):
+    from converters.compiled_trees import cache_root
+
+    Xc, yc, *_ = data
+    model = RandomForestClassifier(10, max_depth=4, random_state=1).fit(Xc, yc)
+    before = set(cache_root().glob("*/model.so"))
+    package = convert(model, "treelite", out=tmp_path / "p", sample=Xc[:100])  # its validation compiles it
+    runtime = default_registry().runtime("treelite")
+    path = package.path / package.manifest.model_file
+    runtime.load(path)
+    libraries = set(cache_root().glob("*/model.so")) - before
+    assert len(libraries) == 1  # validation and this load: one compilation, one library
+    (library,) = libraries
+    assert library.parent.parent == cache_root() and not library.is_relative_to(package.path)
+    stamp = library.stat().st_mtime_ns
+    started = time.perf_counter()
+    runtime.load(path)
+    assert library.stat().st_mtime_ns == stamp and time.perf_counter() - started < 5  # not rebuilt
+    other = RandomForestClassifier(10, max_depth=4, random_state=2).fit(Xc, yc)
+    convert(other, "treelite", out=tmp_path / "q", sample=Xc[:100])
+    assert len(set(cache_root().glob("*/model.so")) - before) == 2  # another digest, another library
+
+
+def test_a_shared_library_in_a_package_is_never_loaded(data, tmp_path):
+    """The attacker's package carries model.so (and lib variants) whose constructor writes a marker: predicting with
+    the package works and the marker never appears, because the runtime loads only what it compiled into its cache."""
+    Xc, yc, *_ = data
+    marker = tmp_path / "PWNED"
+    source = tmp_path / "evil.c"
+    body = f'FILE *f = fopen("{marker}", "w"); if (f) fclose(f);'
+    source.write_text(f"#include <stdio.h>\n__attribute__((constructor)) static void own(void) {{ {body} }}\n")
+    evil = tmp_path / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    for target, model in (
+        ("treelite", RandomForestClassifier(10, max_depth=4, random_state=3).fit(Xc, yc)),
+        ("lleaves", lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(Xc, yc)),
+    ):
+        package = convert(model, target, out=tmp_path / target, sample=Xc[:100])
+        for name in ("model.so", "libmodel.so", "model.o", "predictor.so"):
+            (package.path / name).write_bytes(evil.read_bytes())
+        outputs = _run(package, Xc[:50])
+        np.testing.assert_array_equal(outputs["label"], model.predict(Xc[:50]))
+    assert not marker.exists()
+    import ctypes
+
+    ctypes.CDLL(str(evil))  # the payload is real: loading it does write the marker
+    assert marker.exists()
+
+
+def test_a_forest_file_with_a_bad_child_index_is_refused_before_treelite_reads_it(data, tmp_path):
+    Xc, yc, *_ = data
+    package = convert(RandomForestClassifier(5, max_depth=3, random_state=0).fit(Xc, yc), "treelite", out=tmp_path / "p", sample=Xc[:50])
+    path = package.path / package.manifest.model_file
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["children_left"][0] = 10_000_000
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, **arrays)
+    os.replace(bad, path)
+    with pytest.raises(InputFileError, match="child index points outside the tree"):
+        default_registry().runtime("treelite").load(path)
+    arrays["children_left"][0] = 1
+    arrays["feature"][0] = 999
+    np.savez(bad, **arrays)
+    os.replace(bad, path)
+    with pytest.raises(InputFileError, match="split feature is outside"):
+        default_registry().runtime("treelite").load(path)
