@@ -49,9 +49,9 @@ COMPILED_CRITERIA = criteria_table({None: FLOAT32})
 
 def cache_root() -> Path:
     """Where compiled libraries live: under the packager home, never inside a package."""
-    from packager.registry.backend import default_home
+    from packager import settings
 
-    return default_home() / "cache" / "compiled"
+    return settings.home() / "cache" / "compiled"
 
 
 def _digest(path: Path, compiler: str) -> str:

@@ -167,12 +167,11 @@ MLMODEL = "MLmodel"
 
 def write_mlmodel(folder: Path, manifest: Manifest) -> None:
     """MLflow's ``MLmodel`` and ``python_env.yaml`` beside the manifest, so ``mlflow.pyfunc.load_model(PACKAGE)`` runs
-    the package with its own runtime (issue 25; the contents are the mlflow plugin's). Written after the manifest and
+    the package with its own runtime (issue 25; the contents are ``packager.mlflow_package``'s). Written after the manifest and
     outside its digests: like the manifest, it describes the package."""
-    from importlib import import_module
+    from packager.mlflow_package import PYTHON_ENV, mlmodel, python_env
 
-    plugin = import_module("packager.converters.mlflow")  # our own plugin (it needs no mlflow to write these)
     listed = folder / REQUIREMENTS
     requirements = [line for line in listed.read_text().splitlines() if line.strip()] if listed.is_file() else []
-    write_json(folder / MLMODEL, plugin.mlmodel(manifest, requirements))
-    (folder / plugin.PYTHON_ENV).write_text(plugin.python_env(requirements))
+    write_json(folder / MLMODEL, mlmodel(manifest, requirements))
+    (folder / PYTHON_ENV).write_text(python_env(requirements))

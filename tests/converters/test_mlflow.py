@@ -264,7 +264,7 @@ def test_push_to_mlflow_registry_then_pull_into_another_home(store, tmp_path, pa
     assert version.source.endswith("/package") and client.get_run(version.run_id).info.status == "FINISHED"
     # the pulled package is an MLflow model: MLflow loads it by the registry's own URI too
     loaded = mlflow.pyfunc.load_model("models:/fraud@champion")
-    assert loaded.metadata.flavors["python_function"]["loader_module"] == "packager.converters.mlflow"
+    assert loaded.metadata.flavors["python_function"]["loader_module"] == "packager.mlflow_pyfunc"
 
 
 def _free_port() -> int:
