@@ -815,7 +815,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     from packager.deps import quiet_output
     from packager.errors import first_line
 
-    from .torch import _trace
+    from .shared import trace_torch
 
     ct = require("coremltools", "coreml", "Core ML export")
     _register_coreml_new_ones()
@@ -827,7 +827,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
         shape = (ct.RangeDim(1, 4096), ct.RangeDim(1, preprocessing.max_length))
         inputs = [ct.TensorType(name=n, shape=shape, dtype=np.int32) for n in preprocessing.input_names]
     try:
-        traced = _trace(model.module, _example(model, options))
+        traced = trace_torch(model.module, _example(model, options))
         with quiet_output():
             converted = ct.convert(
                 traced, inputs=inputs, outputs=[ct.TensorType(name=o) for o in preprocessing.outputs], convert_to="mlprogram"

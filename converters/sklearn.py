@@ -30,6 +30,7 @@ from packager.errors import (
 from packager.plugins import converts, framework
 from packager.signature import Signature, TensorSpec, synthesize
 
+from .shared import column_feeds, foreign_estimators, rename_onnx_outputs, tree_converters_for
 from .sklearn_hgb_onnx import hgb_to_onnx, is_categorical_hgb
 
 LABEL, PROBABILITIES, SCORES, VARIABLE = "label", "probabilities", "scores", "variable"
@@ -149,7 +150,7 @@ class Sklearn(Framework):
         if sample is None:
             return _synthesize(model, signature)
         if signature.columnar:
-            return _column_feeds(signature, sample, full_precision)
+            return column_feeds(signature, sample, full_precision)
         matrix = _as_matrix(sample).astype("float64" if full_precision else signature.inputs[0].dtype)
         expected = signature.inputs[0].shape[1]
         if matrix.ndim != 2 or matrix.shape[1] != expected:
@@ -320,27 +321,6 @@ def is_classifier_like(model: Any) -> bool:
     return bool(is_classifier(model))
 
 
-def _column_feeds(signature: Signature, sample: Any, full_precision: bool = False) -> dict[str, Any]:
-    if not hasattr(sample, "columns"):
-        raise UsageError(
-            "this model selects columns by name, so the sample must be a table",
-            "give --sample as .csv or .parquet with the training columns",
-        )
-    missing = [s.name for s in signature.inputs if s.name not in sample.columns]
-    if missing:
-        raise UsageError(f"the sample lacks columns {missing}", f"the model needs {signature.input_names}")
-    feeds = {}
-    for spec in signature.inputs:
-        column = sample[[spec.name]].to_numpy()
-        if spec.is_text:
-            feeds[spec.name] = column.astype(str).astype(object)
-        elif full_precision and column.dtype.kind in "fiu":
-            feeds[spec.name] = column.astype("float64") if spec.dtype.startswith("float") else column
-        else:
-            feeds[spec.name] = column.astype(spec.dtype)
-    return feeds
-
-
 def _text_vectorizer(model: Any) -> Any:
     """The text vectorizer (CountVectorizer, TfidfVectorizer, HashingVectorizer) the model starts with, if any:
     such a model takes one string per row, not a numeric matrix."""
@@ -428,47 +408,15 @@ def _widen(values: Any, dtype: str) -> Any:
     return values.astype(dtype) if values.dtype.kind == "f" else values
 
 
-# plugins of scikit-learn-API estimators from other libraries: module -> the converters module that knows its split precision
-# (SPLIT_DTYPE) and registers its skl2onnx converter (register_skl2onnx)
-FOREIGN_ESTIMATORS = {name: f"packager.converters.{name}" for name in ("xgboost", "lightgbm", "catboost")}
-
-
-def _foreign_plugins(model: Any) -> list[Any]:
-    """The converters modules of the boosting libraries whose estimators the model holds (alone, pipeline steps,
-    ColumnTransformer branches)."""
-    from importlib import import_module
-
-    found = []
-    for name in sorted({type(e).__module__.split(".")[0] for e in _foreign_estimators(model)}):
-        found.append(import_module(FOREIGN_ESTIMATORS[name]))
-    return found
-
-
-def _foreign_estimators(obj: Any, seen: set | None = None):
-    seen = set() if seen is None else seen
-    if id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if type(obj).__module__.split(".")[0] in FOREIGN_ESTIMATORS:
-        yield obj
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            yield from _foreign_estimators(item, seen)
-    elif type(obj).__module__.startswith("sklearn.") and hasattr(obj, "__dict__"):
-        for value in vars(obj).values():
-            if isinstance(value, (list, tuple)) or type(value).__module__.split(".")[0] in ("sklearn", *FOREIGN_ESTIMATORS):
-                yield from _foreign_estimators(value, seen)
-
-
 def _input_float(model: Any) -> str:
     """float32 unless a step compares float64 inputs with float64 split thresholds (LightGBM): then float32 feeds would move
     rows near a threshold to the other branch, in the artifact and in the validation's own source run. A float32-split
     booster (XGBoost, CatBoost) after other steps also takes float64: those steps run in double as in scikit-learn and the
     graph rounds to float32 once before the trees, as the library does (converters._sklearn_api.float32_trees)."""
-    plugins = _foreign_plugins(model)
-    if any(getattr(p, "SPLIT_DTYPE", "float32") == "float64" for p in plugins):
+    trees = tree_converters_for(model)
+    if any(t.split_dtype == "float64" for t in trees):
         return "float64"
-    return "float64" if plugins and not any(e is model for e in _foreign_estimators(model)) else "float32"
+    return "float64" if trees and not any(e is model for e in foreign_estimators(model)) else "float32"
 
 
 def _source_float(model: Any) -> str:
@@ -579,8 +527,8 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     if is_categorical_hgb(estimator):  # skl2onnx has no categorical split: our own TreeEnsemble graph (ai.onnx.ml 5)
         proto = hgb_to_onnx(estimator, signature, parse_opset(options.opset))
         return _save_onnx(onnx, proto, out, "packager (sklearn_hgb_onnx)", converted, estimator)
-    for plugin in _foreign_plugins(estimator):
-        plugin.register_skl2onnx()
+    for trees in tree_converters_for(estimator):
+        trees.register_skl2onnx()
     _refuse_categorical_splits(estimator)
     kwargs: dict[str, Any] = {
         "initial_types": _onnx_initial_types(signature),
@@ -603,7 +551,7 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
             f"skl2onnx cannot write {type(estimator).__name__} with MatMul weights, which --quantize {options.quantize} needs ({exc.what})",
             "convert without --quantize (the fp32 ONNX converts), or give --quantize auto, which keeps fp32 and records why",
         ) from exc
-    _rename_outputs(proto, signature.output_names)
+    rename_onnx_outputs(proto, signature.output_names)
     if signature.columnar:  # one input per column: skl2onnx renamed "od280/od315_of_diluted_wines" (load_wine's frame)
         restore_onnx_input_names(proto, signature.input_names, "the model's columns")
     return _save_onnx(onnx, proto, out, "skl2onnx", converted, estimator)
@@ -877,22 +825,6 @@ def _skl2onnx_boundary(model: Any):
                 f"skl2onnx does not support this {name} configuration ({text})", SKL2ONNX_OPTIONS_HINT
             ) from exc.__cause__
         raise
-
-
-def _rename_outputs(proto: Any, names: list[str]) -> None:
-    """Give graph outputs the signature's names (positionally), rewiring the nodes that produce them."""
-    renames = {}
-    for output, name in zip(proto.graph.output, names, strict=False):  # outputs beyond the names keep theirs
-        if output.name != name:
-            renames[output.name] = name
-    taken = {o for node in proto.graph.node for o in node.output} | {i.name for i in proto.graph.input}
-    if any(new in taken and new not in renames for new in renames.values()):
-        return  # a clash with an internal name: keep skl2onnx's names (runtime maps positionally)
-    for node in proto.graph.node:
-        node.output[:] = [renames.get(o, o) for o in node.output]
-        node.input[:] = [renames.get(i, i) for i in node.input]
-    for output in proto.graph.output:
-        output.name = renames.get(output.name, output.name)
 
 
 @converts("sklearn", to="pickle", note="runs any code on load: prefer skops for untrusted consumers")

@@ -506,8 +506,22 @@ def _check_graph_def(path: Path) -> None:
     check_graph_def(path)
 
 
-SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model)
-PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def)
+# top-level fields (number -> wire type) of tensorflow.GraphDef; node (1) is required
+_GRAPH_DEF = {1: 2, 2: 2, 3: 0, 4: 2, 5: 2}
+
+
+def is_saved_model(path: Path, head: bytes) -> bool:
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+
+
+def is_graph_def(path: Path, head: bytes) -> bool:
+    from packager.formats import protobuf_matches
+
+    return protobuf_matches(path, head, _GRAPH_DEF, required=(1,))
+
+
+SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model, detect=is_saved_model)
+PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def, detect=is_graph_def, containers=("protobuf",))
 
 
 def _check_tflite(path: Path) -> None:
@@ -516,7 +530,12 @@ def _check_tflite(path: Path) -> None:
     check_tflite(path)
 
 
-TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite)
+def is_tflite(path: Path, head: bytes) -> bool:
+    """A TFLite flatbuffer: the file identifier TFL3 after the 4-byte root offset."""
+    return head[4:8] == b"TFL3"
+
+
+TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite, detect=is_tflite)
 
 
 @runs(SAVEDMODEL, criteria=GRAPH_CRITERIA)

@@ -58,7 +58,7 @@ from packager.validation import (
     with_parent,
 )
 
-QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
+AUTO = "auto"  # tries the modes the target format's quantizers offer (_quantize_auto); the other modes are the registry's
 Progress = Callable[[str], None]
 
 
@@ -202,7 +202,7 @@ def convert(
     ``plugin_options`` are options a converter declares for itself (``@converts(..., options=...)``); ``script=True``
     is the TorchScript converter's ``script`` option, kept as an argument for callers written before.
     A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
-    _check_quantize_args(quantize, calibration)
+    _check_quantize_args(quantize, calibration, registry or default_registry())
     plugin_options = {**({"script": True} if script else {}), **(plugin_options or {})}
     if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
         from packager import confined
@@ -567,9 +567,10 @@ def _stem(source: Source) -> str:
     return Path(source.info.file).stem if source.info.file else type(source.model).__name__.lower()
 
 
-def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
-    if quantize and quantize not in QUANTIZE_MODES:
-        raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(QUANTIZE_MODES)}")
+def _check_quantize_args(quantize: str | None, calibration: Any, registry: Any) -> None:
+    modes = sorted(registry.quantize_modes() | {AUTO})  # what registered quantizers and quantizing converters offer
+    if quantize and quantize not in modes:
+        raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(modes)}")
     if quantize == "static" and calibration is None:
         raise UsageError(
             "--quantize static needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)"
