@@ -267,7 +267,7 @@ ALLOWED_BUILTINS = (
     "builtins.getattr",  # only as getattr(<allowed instance>, <non-dunder name>) -> its bound method (bounds.check_getattr)
     "joblib.numpy_pickle.NumpyArrayWrapper",  # read by packager.safety.joblib, never by joblib's own reader
 )
-# Classes a plugin's library keeps in pickled models (XGBoost, LightGBM and CatBoost estimators) are declared by that
+# Classes a plugin's library keeps in pickled models (the gradient-boosting estimators) are declared by that
 # plugin (``packager.contract.PickleGlobals``), not listed here: rebuilt from their pickled state only (copyreg:
 # object.__new__, then __setstate__), resolved to the class under its own name, never called.
 
