@@ -95,8 +95,9 @@ class Format:
     test refines ("zip", "xml", "protobuf", "pickle"; none: it is asked on every file), so a 60 MB pickle is not
     walked as protobuf by three tests; a refining format may rename what the core's sniffer named (torch's legacy
     archive starts as a pickle stream), any other second claim is a polyglot. ``check(path)`` raises
-    UnsafeModelError/InputFileError when loading the file untrusted could run code or escape; a format that cannot run code says so with ``check=None`` and ``safe_because``. Leaving ``check``
-    out means untrusted files of the format are refused (deny by default).
+    UnsafeModelError/InputFileError when loading the file untrusted could run code or escape; a format that cannot
+    run code says so with ``check=None`` and ``safe_because``. Leaving ``check`` out means untrusted files of the
+    format are refused (deny by default).
     """
 
     name: str
