@@ -5,6 +5,10 @@ SavedModel, ``.pb`` and ``.tflite``.
 Every TensorFlow route goes through one value, ``TFGraph``: a ``tf.function`` with a fixed input
 signature that takes the inputs positionally and returns the outputs as a tuple. The Keras plugin
 builds one from a model, so Keras reuses each conversion here rather than repeating it.
+
+Over 500 lines, for a reason: every conversion and the three runtimes (SavedModel, ``.pb``, ``.tflite``) go through
+``TFGraph`` and its import of a frozen graph, so they stay next to it. (Not split in issue 22: a candidate for
+``tensorflow_tflite.py``.)
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ int8 for Linear/LSTM/GRU, static int8 through FX), ONNX, .pt2 and Core ML (.mlmo
 Files are safety-checked before torch opens them (packager.safety.torch); state dicts are read with
 ``torch.load(weights_only=True)``. Axes marked dynamic in the signature (the batch, and any
 ``--dynamic-axes``) stay dynamic in every export that can express them.
+
+Over 500 lines, for a reason: three formats (torch.save, TorchScript, torch.export) share one loader, one example-input
+builder and one output flattening, which every exporter here calls; splitting them by format would make each part
+import the others' internals. (Not split in issue 22: a candidate for ``torch_export.py`` / ``torch_formats.py``.)
 """
 
 from __future__ import annotations
