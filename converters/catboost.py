@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.contract import Artifact, Format, Framework
+from packager.contract import Artifact, Format, Framework, PickleGlobals
 from packager.deps import require, version_of
 from packager.errors import InputFileError, SampleError, UnsupportedConversion, UsageError, converting, first_line
 from packager.plugins import converts, framework, runs
@@ -27,6 +27,7 @@ from packager.signature import Signature, TensorSpec
 from packager.validation import SAME_KERNELS, criteria_table
 
 from ._sklearn_api import NativeRuntime, float32_trees, read_text_head, save_native
+from .shared import TreeConverter
 
 SPLIT_DTYPE = "float32"
 CBM = "catboost"
@@ -98,9 +99,9 @@ class CatBoost(Framework):
                 feeds["X"] = _border_rows(model, len(feeds["X"]))
             return feeds
         if signature.columnar:
-            from .sklearn import _column_feeds
+            from .shared import column_feeds
 
-            return _column_feeds(signature, sample)
+            return column_feeds(signature, sample)
         matrix = np.asarray(sample.to_numpy() if hasattr(sample, "to_numpy") else sample, dtype=np.float32)
         if matrix.ndim != 2 or matrix.shape[1] != signature.inputs[0].shape[1]:
             raise UsageError(
@@ -295,3 +296,16 @@ def _convert_in_pipeline(scope, operator, container):
         name=scope.get_unique_operator_name(node.op_type),
         **attributes,
     )
+
+
+# ---------------------------------------------------------------- what this plugin declares to others
+
+# the scikit-learn plugin converts pipelines holding CatBoost estimators through this (its extension point)
+TREES = TreeConverter("catboost", register_skl2onnx=register_skl2onnx, split_dtype=SPLIT_DTYPE, refuse_pmml=refuse_pmml)
+# pickled scikit-learn-API models hold these; the pickle allow-list rebuilds them, never calls them
+PICKLED = PickleGlobals(
+    "catboost",
+    rebuilt_only=("catboost.core.CatBoostClassifier", "catboost.core.CatBoostRegressor"),
+    why="__setstate__ hands state['__model'] (bytes) to CatBoost's model deserializer (the .cbm reader) and keeps the rest "
+    "as training parameters; its constructor is never called, and fit (which writes train_dir) is never run on a loaded model",
+)

@@ -66,8 +66,27 @@ COREML_CRITERIA = criteria_table({None: FLOAT32, "weights": INT8, "fp16": FP16})
 
 
 _SPEC_ONLY = "never executed here: Core ML predicts only on macOS, so packager only parses the spec (protobuf)"
-COREML = Format("coreml", title="Core ML model", suffix=".mlmodel", check=None, safe_because=_SPEC_ONLY)
-MLPACKAGE = Format("mlpackage", title="Core ML package", suffix=".mlpackage", directory=True, check=None, safe_because=_SPEC_ONLY)
+# top-level fields (number -> wire type) of CoreML.Specification.Model: specificationVersion (1) and description (2)
+# required, the model type one of the oneof fields 200-599
+_MODEL_SPEC = {1: 0, 2: 2, 10: 0}
+
+
+def is_coreml(path: Path, head: bytes) -> bool:
+    from packager.formats import protobuf_matches
+
+    return protobuf_matches(path, head, _MODEL_SPEC, required=(1, 2), extra=range(200, 600))
+
+
+def is_mlpackage(path: Path, head: bytes) -> bool:
+    return path.suffix == ".mlpackage" and (path / "Manifest.json").is_file()
+
+
+COREML = Format(
+    "coreml", title="Core ML model", suffix=".mlmodel", check=None, safe_because=_SPEC_ONLY, detect=is_coreml, containers=("protobuf",)
+)
+MLPACKAGE = Format(
+    "mlpackage", title="Core ML package", suffix=".mlpackage", directory=True, check=None, safe_because=_SPEC_ONLY, detect=is_mlpackage
+)
 
 
 @runs(COREML, criteria=COREML_CRITERIA)

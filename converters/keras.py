@@ -289,7 +289,15 @@ def _check_keras_h5(path: Path) -> None:
     check_keras_h5(path)
 
 
-KERAS = Format("keras", title="Keras v3 archive", suffix=".keras", check=_check_keras_archive)
+def is_keras_archive(path: Path, head: bytes) -> bool:
+    """A Keras v3 archive: config.json with metadata.json or a .weights.h5 member."""
+    from packager.formats import zip_names
+
+    names = zip_names(path)
+    return "config.json" in names and ("metadata.json" in names or any(n.endswith(".weights.h5") for n in names))
+
+
+KERAS = Format("keras", title="Keras v3 archive", suffix=".keras", check=_check_keras_archive, detect=is_keras_archive, containers=("zip",))
 HDF5 = Format("hdf5", title="HDF5 (Keras)", suffix=".h5", suffixes=(".hdf5",), check=_check_keras_h5)
 
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from packager.contract import Format
+from packager.contract import Format, PickleGlobals
 from packager.deps import require
 from packager.errors import InputFileError, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
 
 from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
+from .shared import TreeConverter
 
 SPLIT_DTYPE = "float64"
 TEXT = "lightgbm"
@@ -200,3 +201,21 @@ def _as_double_tensors(attrs: dict) -> dict:
             values = np.asarray(converted.pop(name), dtype=np.float64)
             converted[f"{name}_as_tensor"] = numpy_helper.from_array(values, name=f"{name}_as_tensor")
     return converted
+
+
+# ---------------------------------------------------------------- what this plugin declares to others
+
+# the scikit-learn plugin converts pipelines holding LGBMClassifier/LGBMRegressor through this (its extension point)
+TREES = TreeConverter("lightgbm", register_skl2onnx=register_skl2onnx, split_dtype=SPLIT_DTYPE)
+# pickled scikit-learn-API models hold these; the pickle allow-list rebuilds them, never calls them
+PICKLED = PickleGlobals(
+    "lightgbm",
+    rebuilt_only=(
+        "lightgbm.sklearn.LGBMClassifier",
+        "lightgbm.sklearn.LGBMRegressor",
+        "lightgbm.sklearn.LGBMRanker",
+        "lightgbm.basic.Booster",
+    ),
+    why="__setstate__ hands the model text to LightGBM's own model parser; Booster(model_file=...) reads files, so a "
+    "pickle may never call the constructors. Dataset, callbacks and the rest stay refused",
+)

@@ -93,7 +93,15 @@ def _zip_dir(folder: Path, target: Path) -> None:
 MLEAP_CRITERIA = criteria_table({None: FLOAT32})
 
 
-MLEAP = Format("mleap", title="MLeap bundle", suffix=".zip", check=check_zip_file)
+def is_mleap_bundle(path: Path, head: bytes) -> bool:
+    """A zipped Bundle.ML: bundle.json at the root or in the one top folder."""
+    from packager.formats import zip_names
+
+    names = zip_names(path)
+    return "bundle.json" in names or any(n.endswith("/bundle.json") and n.count("/") == 1 for n in names)
+
+
+MLEAP = Format("mleap", title="MLeap bundle", suffix=".zip", check=check_zip_file, detect=is_mleap_bundle, containers=("zip",))
 
 
 @runs(MLEAP, criteria=MLEAP_CRITERIA)

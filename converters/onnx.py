@@ -34,7 +34,18 @@ def _check_onnx(path: Path) -> None:
     check_onnx(path)
 
 
-ONNX = Format("onnx", title="ONNX", suffix=".onnx", check=_check_onnx)
+# top-level fields (number -> wire type) of onnx.ModelProto; graph (7) is required
+_MODEL_PROTO = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
+
+
+def is_onnx(path: Path, head: bytes) -> bool:
+    """A ModelProto with a graph; a file over 64 MiB is not walked: it starts with ir_version (key 0x08)."""
+    from packager.formats import protobuf_matches
+
+    return protobuf_matches(path, head, _MODEL_PROTO, required=(7,), unwalked_key=0x08)
+
+
+ONNX = Format("onnx", title="ONNX", suffix=".onnx", check=_check_onnx, detect=is_onnx, containers=("protobuf",))
 
 
 @runs(ONNX, criteria=ONNX_CRITERIA)

@@ -44,7 +44,16 @@ JOBLIB = Format(
     safe_because="its arrays are raw bytes between pickle opcodes, so it is checked while loading: the only loader, "
     "packager.safety.load_joblib, applies the pickle allow-list to every import as it reads",
 )
-SKOPS = Format("skops", title="skops (safe, no code on load)", suffix=".skops", check=check_zip_file)
+
+
+def is_skops(path: Path, head: bytes) -> bool:
+    """A skops archive: a zip with schema.json at its root."""
+    from packager.formats import zip_names
+
+    return "schema.json" in zip_names(path)
+
+
+SKOPS = Format("skops", title="skops (safe, no code on load)", suffix=".skops", check=check_zip_file, detect=is_skops, containers=("zip",))
 
 
 @runs(PICKLE, criteria=SAME_OBJECT_CRITERIA)

@@ -62,11 +62,11 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
             f"PMML cannot hold a model that ends in a transformer ({type(last).__name__}): a PMML document needs a model element",
             "export a Pipeline that ends in an estimator, or use --to onnx / skops",
         )
-    from .sklearn import _foreign_plugins
+    from .shared import tree_converters_for
 
-    for plugin in _foreign_plugins(model):  # a step no JPMML converter knows is refused before the JVM starts
-        if hasattr(plugin, "refuse_pmml"):
-            plugin.refuse_pmml(model)
+    for trees in tree_converters_for(model):  # a step no JPMML converter knows is refused before the JVM starts
+        if trees.refuse_pmml is not None:
+            trees.refuse_pmml(model)
     java = java_version()
     s2p = require("sklearn2pmml", "pmml", "PMML export")
     fields = pmml_field_names(signature)
@@ -189,7 +189,14 @@ def _check_pmml(path: Path) -> None:
     check_xml(path)
 
 
-PMML = Format("pmml", title="PMML (XML)", suffix=".pmml", check=_check_pmml)
+def is_pmml(path: Path, head: bytes) -> bool:
+    """An XML document whose root element is PMML (any encoding, any prolog length)."""
+    from packager.formats import looks_like_xml
+
+    return looks_like_xml(path, head, "PMML")
+
+
+PMML = Format("pmml", title="PMML (XML)", suffix=".pmml", check=_check_pmml, detect=is_pmml, containers=("xml",))
 
 
 @runs(PMML, criteria=PMML_CRITERIA)

@@ -77,12 +77,12 @@ class SafetensorsRuntime(Runtime):
         }
 
     def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
-        from .huggingface import load_saved_text_model
+        from .huggingface_package import load_saved_text_model
 
         return load_saved_text_model(Path(path))
 
     def predict(self, handle: Any, signature: Signature, feeds: Mapping[str, Any]) -> dict[str, Any]:
-        from .huggingface import run_module
+        from .huggingface_package import run_module
 
         module, preprocessing = handle
         return run_module(module, preprocessing, feeds)

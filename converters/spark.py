@@ -116,14 +116,14 @@ class Spark(Framework):
         return Signature(tuple(specs), columnar=True)
 
     def feeds(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any]:
-        from .sklearn import _column_feeds
+        from .shared import column_feeds
 
-        return _column_feeds(signature, sample, full_precision=False)
+        return column_feeds(signature, sample, full_precision=False)
 
     def source_input(self, model: Any, signature: Signature, sample: Any) -> dict[str, Any] | None:
-        from .sklearn import _column_feeds
+        from .shared import column_feeds
 
-        return None if sample is None else _column_feeds(signature, sample, full_precision=True)
+        return None if sample is None else column_feeds(signature, sample, full_precision=True)
 
     def fitted_rows(self, model: Any, signature: Signature, rows: int) -> Any:
         from .spark_rows import fitted_rows
@@ -344,11 +344,11 @@ def spark_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
     opset = {} if options.opset is None else {"target_opset": int(options.opset)}
     with converting("onnxmltools cannot convert this Spark pipeline", "use --to pmml", mapping={Exception: UnsupportedConversion}):
         proto = convert_sparkml(_scoring_pipeline(model), "spark-pipeline", initial_types=initial, spark_session=spark, **opset)
-    from .sklearn import _rename_outputs
+    from .shared import rename_onnx_outputs
 
     _restore_input_names(proto, signature)
     _cast_indices_before_concat(proto)
-    _rename_outputs(proto, list(_output_columns(_stages(model)[-1])))
+    rename_onnx_outputs(proto, list(_output_columns(_stages(model)[-1])))
     _label_as_double(proto, label_names(_stages(model)))
     path = out / "model.onnx"
     path.write_bytes(proto.SerializeToString())

@@ -5,6 +5,10 @@ SavedModel, ``.pb`` and ``.tflite``.
 Every TensorFlow route goes through one value, ``TFGraph``: a ``tf.function`` with a fixed input
 signature that takes the inputs positionally and returns the outputs as a tuple. The Keras plugin
 builds one from a model, so Keras reuses each conversion here rather than repeating it.
+
+Over 500 lines, for a reason: every conversion and the three runtimes (SavedModel, ``.pb``, ``.tflite``) go through
+``TFGraph`` and its import of a frozen graph, so they stay next to it. (Not split in issue 22: a candidate for
+``tensorflow_tflite.py``.)
 """
 
 from __future__ import annotations
@@ -506,8 +510,22 @@ def _check_graph_def(path: Path) -> None:
     check_graph_def(path)
 
 
-SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model)
-PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def)
+# top-level fields (number -> wire type) of tensorflow.GraphDef; node (1) is required
+_GRAPH_DEF = {1: 2, 2: 2, 3: 0, 4: 2, 5: 2}
+
+
+def is_saved_model(path: Path, head: bytes) -> bool:
+    return (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file()
+
+
+def is_graph_def(path: Path, head: bytes) -> bool:
+    from packager.formats import protobuf_matches
+
+    return protobuf_matches(path, head, _GRAPH_DEF, required=(1,))
+
+
+SAVEDMODEL = Format("savedmodel", title="TensorFlow SavedModel", directory=True, check=_check_saved_model, detect=is_saved_model)
+PB = Format("pb", title="TensorFlow frozen GraphDef", suffix=".pb", check=_check_graph_def, detect=is_graph_def, containers=("protobuf",))
 
 
 def _check_tflite(path: Path) -> None:
@@ -516,7 +534,12 @@ def _check_tflite(path: Path) -> None:
     check_tflite(path)
 
 
-TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite)
+def is_tflite(path: Path, head: bytes) -> bool:
+    """A TFLite flatbuffer: the file identifier TFL3 after the 4-byte root offset."""
+    return head[4:8] == b"TFL3"
+
+
+TFLITE = Format("tflite", title="TensorFlow Lite", suffix=".tflite", check=_check_tflite, detect=is_tflite)
 
 
 @runs(SAVEDMODEL, criteria=GRAPH_CRITERIA)

@@ -5,6 +5,10 @@ int8 for Linear/LSTM/GRU, static int8 through FX), ONNX, .pt2 and Core ML (.mlmo
 Files are safety-checked before torch opens them (packager.safety.torch); state dicts are read with
 ``torch.load(weights_only=True)``. Axes marked dynamic in the signature (the batch, and any
 ``--dynamic-axes``) stay dynamic in every export that can express them.
+
+Over 500 lines, for a reason: three formats (torch.save, TorchScript, torch.export) share one loader, one example-input
+builder and one output flattening, which every exporter here calls; splitting them by format would make each part
+import the others' internals. (Not split in issue 22: a candidate for ``torch_export.py`` / ``torch_formats.py``.)
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from packager.errors import ConversionError, UnsupportedConversion, UsageError, 
 from packager.plugins import converts, framework, runs
 from packager.signature import Signature, TensorSpec
 from packager.validation import INT8, INT8_STATIC, SAME_KERNELS, criteria_table
+
+from .shared import trace_torch
 
 SHAPE_HINT = "a torch model carries no input shapes: give --sample FILE (.npy, or .npz with one array per input) or --input-shape 1,3,32,32"
 
@@ -358,7 +364,7 @@ def _compile(model: Any, example: tuple, method: str) -> Any:
     torch = _torch()
     if method == "script" and not isinstance(model, torch.jit.ScriptModule):
         return torch.jit.script(model.eval())
-    return _trace(model, example)
+    return trace_torch(model, example)
 
 
 def _quantized_module(model: Any, options, example: tuple) -> Any:
@@ -387,15 +393,6 @@ def _quantized_module(model: Any, options, example: tuple) -> Any:
             for start in range(0, count, 16):
                 prepared(*_tensors({n: rows[n][start : start + 16] for n in names}, names))
         return convert_fx(prepared)
-
-
-def _trace(model: Any, example: tuple) -> Any:
-    torch = _torch()
-    if isinstance(model, torch.jit.ScriptModule):
-        return model
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.trace(model.eval(), example, check_trace=False)
 
 
 @converts("torch", to="onnx", quantize={"dynamic", "static", "fp16"}, note="torch.onnx dynamo exporter, TorchScript exporter as fallback")
@@ -519,7 +516,7 @@ def _to_coreml(model: Any, signature: Signature, out: Path, options, *, package:
     from .coreml import convert_to_coreml
 
     example = _example(signature, options)
-    traced = _trace(flattened(model, example)[0], example)  # coremltools has no dict construct either
+    traced = trace_torch(flattened(model, example)[0], example)  # coremltools has no dict construct either
     hint = "use --to torchscript (the same module, no operator conversion) or --to onnx"
     return convert_to_coreml(
         traced, signature.inputs, out, package=package, origin="traced TorchScript", what=type(model).__name__, hint=hint
@@ -545,9 +542,57 @@ def _check_torch(path: Path) -> None:
     check_torch_file(path)
 
 
-TORCHSCRIPT = Format("torchscript", title="TorchScript", suffix=".pt", check=_check_torch)
-PT2 = Format("pt2", title="torch.export program", suffix=".pt2", check=_check_torch)
-TORCH_SAVE = Format("torch", title="torch.save archive / state dict", suffix=".pt", suffixes=(".pth",), check=_check_torch)
+# torch's legacy (non-zip) serialization starts with the pickled int 0x1950a86a20f9469cfc6c (LONG1, 10 bytes)
+TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
+
+
+def _torch_family(path: Path) -> str | None:
+    """Which torch archive a zip is, by members: one family (a TorchScript archive has data.pkl too, a torch.export
+    one nests TorchScript), so the most specific layout wins."""
+    from packager.formats import zip_names
+
+    names = zip_names(path)
+    if any(n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names):
+        return "pt2"
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        return "torchscript"
+    if any(n.endswith("/data.pkl") for n in names):
+        return "torch"
+    return None
+
+
+def is_pt2(path: Path, head: bytes) -> bool:
+    return _torch_family(path) == "pt2"
+
+
+def is_torchscript(path: Path, head: bytes) -> bool:
+    return _torch_family(path) == "torchscript"
+
+
+def is_torch_save(path: Path, head: bytes) -> bool:
+    """torch.save's zip archive, or its legacy form (_use_new_zipfile_serialization=False: pickles, then raw storages)."""
+    if head.startswith(b"PK\x03\x04"):
+        return _torch_family(path) == "torch"
+    return head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:32]
+
+
+# data.pkl and constants.pkl members are pickles, checked by _check_torch
+TORCHSCRIPT = Format(
+    "torchscript", title="TorchScript", suffix=".pt", check=_check_torch, detect=is_torchscript, containers=("zip",), pickle_members=True
+)
+PT2 = Format(
+    "pt2", title="torch.export program", suffix=".pt2", check=_check_torch, detect=is_pt2, containers=("zip",), pickle_members=True
+)
+TORCH_SAVE = Format(
+    "torch",
+    title="torch.save archive / state dict",
+    suffix=".pt",
+    suffixes=(".pth",),
+    check=_check_torch,
+    detect=is_torch_save,
+    containers=("zip", "pickle"),
+    pickle_members=True,
+)
 
 
 def limit_torch_threads(threads: int | None) -> None:

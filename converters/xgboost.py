@@ -16,13 +16,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from packager.contract import Format
+from packager.contract import Format, PickleGlobals
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
 from packager.plugins import converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
 
 from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
+from .shared import TreeConverter
 
 SPLIT_DTYPE = "float32"
 JSON, UBJ = "xgboost-json", "xgboost-ubj"
@@ -222,3 +223,23 @@ def _refusing(convert: Any) -> Any:
             booster.feature_names, booster.feature_types = names, types
 
     return convert_checked
+
+
+# ---------------------------------------------------------------- what this plugin declares to others
+
+# the scikit-learn plugin converts pipelines holding XGBClassifier/XGBRegressor through this (its extension point)
+TREES = TreeConverter("xgboost", register_skl2onnx=register_skl2onnx, split_dtype=SPLIT_DTYPE)
+# pickled scikit-learn-API models hold these; the pickle allow-list rebuilds them, never calls them
+PICKLED = PickleGlobals(
+    "xgboost",
+    rebuilt_only=(
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.sklearn.XGBRanker",
+        "xgboost.sklearn.XGBRFClassifier",
+        "xgboost.sklearn.XGBRFRegressor",
+        "xgboost.core.Booster",
+    ),
+    why="__setstate__ hands the booster's raw bytes to XGBoost's own model parser; the constructors read model files "
+    "(Booster(model_file=...)), so a pickle may never call them. DMatrix, callbacks and the rest stay refused",
+)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect as _inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, ClassVar, Mapping, Protocol
 
 from packager.errors import PluginError
 
@@ -90,9 +90,14 @@ class Format:
     """A serialization format and its facts, declared by the plugin that owns it.
 
     ``detect(path, head)`` is the content test (``head`` is the first 4 KiB; a folder format gets the folder and
-    ``b""``). ``check(path)`` raises UnsafeModelError/InputFileError when loading the file untrusted could run code
-    or escape; a format that cannot run code says so with ``check=None`` and ``safe_because``. Leaving ``check``
-    out means untrusted files of the format are refused (deny by default).
+    ``b""``): the plugin names its format's magic and layout, with ``packager.formats``' helpers for looking inside
+    a container (``zip_names``, ``looks_like_xml``, ``protobuf_matches``). ``containers`` says which containers the
+    test refines ("zip", "xml", "protobuf", "pickle"; none: it is asked on every file), so a 60 MB pickle is not
+    walked as protobuf by three tests; a refining format may rename what the core's sniffer named (torch's legacy
+    archive starts as a pickle stream), any other second claim is a polyglot. ``check(path)`` raises
+    UnsafeModelError/InputFileError when loading the file untrusted could run code or escape; a format that cannot
+    run code says so with ``check=None`` and ``safe_because``. Leaving ``check`` out means untrusted files of the
+    format are refused (deny by default).
     """
 
     name: str
@@ -103,6 +108,8 @@ class Format:
     detect: Callable[[Path, bytes], bool] | None = None
     check: Any = UNDECLARED  # Callable[[Path], None] | None | UNDECLARED
     safe_because: str = ""
+    containers: tuple[str, ...] = ()  # what the core sniffs ("zip", "xml", "protobuf", "pickle"): detect is asked on those files only
+    pickle_members: bool = False  # a zip format whose members are pickles (torch); any other zip holding one is a polyglot
 
     def __post_init__(self) -> None:
         if self.check is None and not self.safe_because:
@@ -117,6 +124,53 @@ class Format:
     @property
     def checked(self) -> bool:
         return self.check is not UNDECLARED
+
+
+# ---------------------------------------------------------------- extension points
+
+
+class Extension:
+    """A declaration a plugin module makes at module level for a named extension point (``point``), collected by the
+    registry like a ``Format``: no import side effect, one owner per ``(point, key)``, a duplicate is an error naming
+    both. The core owns the point ``pickle-globals`` (``PickleGlobals``); a plugin may own others (the scikit-learn
+    plugin's ``sklearn.trees``, ``packager.converters.shared.TreeConverter``) and asks
+    ``default_registry().extensions_of(point)`` instead of importing the plugins that extend it by name."""
+
+    point: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+
+PICKLE_GLOBALS = "pickle-globals"
+
+
+@dataclass(frozen=True)
+class PickleGlobals(Extension):
+    """Classes of a plugin's library that pickled models hold, merged into the pickle allow-list
+    (``packager.safety.allowlist``) as *rebuilt only*: a pickle may name them, each is resolved to the class and
+    must be that class under its own ``__module__.__qualname__``, and it is rebuilt from its pickled state
+    (copyreg: ``object.__new__``, then ``__setstate__``), never called. Everything else stays refused (deny by
+    default). ``why`` says what ``__setstate__`` does with the state, for the reviewer of the declaration."""
+
+    library: str
+    rebuilt_only: tuple[str, ...]
+    why: str
+
+    point: ClassVar[str] = PICKLE_GLOBALS
+
+    def __post_init__(self) -> None:
+        bad = [n for n in self.rebuilt_only if n.count(".") < 1 or n.split(".")[0] != self.library]
+        if bad or not self.why:
+            raise PluginError(
+                f"pickle globals of {self.library} must be classes of {self.library} with a reason ({bad or 'no why'})",
+                "list dotted class names under the library's own package and say what __setstate__ does",
+            )
+
+    @property
+    def key(self) -> str:
+        return self.library
 
 
 # ---------------------------------------------------------------- framework and runtime bases

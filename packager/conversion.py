@@ -64,7 +64,7 @@ from packager.validation import (
 )
 
 log = logging.getLogger(__name__)
-QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
+AUTO = "auto"  # tries the modes the target format's quantizers offer (_quantize_auto); the other modes are the registry's
 Progress = Callable[[str], None]
 
 
@@ -233,7 +233,7 @@ def convert(
     )
     if on_file:
         return submit(request, trust=trust, progress=progress, registry=registry)
-    _check_quantize_args(request.quantize, request.calibration)
+    _check_quantize_args(request.quantize, request.calibration, registry or default_registry())
     if request.out is not None:
         check_destination(Path(request.out), request.overwrite)
     source = model_or_path if isinstance(model_or_path, Source) else load_source(model_or_path, registry=registry)
@@ -246,7 +246,7 @@ def submit(
     """Run a conversion request of a file where it must run: the convert worker in a sandbox child (``packager.confined``)
     unless ``trust``, else the worker here. Entry points (the API above, the CLI's convert) build the request once and
     call this; nothing calls it again on the way (one ``convert --quantize`` ran ``convert`` twice: parent, then child)."""
-    _check_quantize_args(request.quantize, request.calibration)
+    _check_quantize_args(request.quantize, request.calibration, registry or default_registry())
     request = local_request(request)
     confine = sandbox.confines(trust, registry)
     log.debug("submitting the conversion of %s to %s %s", request.path, request.to, "to a sandbox child" if confine else "here")
@@ -407,7 +407,7 @@ def submit_each(
     target's package; a target's failure is its result; a failure to load the file fails them all.
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
     to 8 targets: 8 TensorFlow start-ups of ~4 s)."""
-    _check_quantize_args(request.quantize, request.calibration)
+    _check_quantize_args(request.quantize, request.calibration, registry or default_registry())
     request = local_request(request)
     if sandbox.confines(trust, registry):
         from packager import confined
@@ -657,9 +657,10 @@ def _stem(source: Source) -> str:
     return Path(source.info.file).stem if source.info.file else type(source.model).__name__.lower()
 
 
-def _check_quantize_args(quantize: str | None, calibration: Any) -> None:
-    if quantize and quantize not in QUANTIZE_MODES:
-        raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(QUANTIZE_MODES)}")
+def _check_quantize_args(quantize: str | None, calibration: Any, registry: Any) -> None:
+    modes = sorted(registry.quantize_modes() | {AUTO})  # what registered quantizers and quantizing converters offer
+    if quantize and quantize not in modes:
+        raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(modes)}")
     if quantize == "static" and calibration is None:
         raise UsageError(
             "--quantize static needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)"

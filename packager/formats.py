@@ -1,15 +1,18 @@
 """File-format detection: content first (magic bytes, zip members, protobuf structure), extension second.
 
 Knows bytes, not frameworks: the answer is a format name that plugins register loaders and runtimes for. The
-format's facts (title, suffix, folder or file, safety check) are the plugin's ``packager.contract.Format``, asked
-through the registry. What stays here is cross-format: the sniffers of the containers several formats share (a zip,
-protobuf, a pickle stream, HDF5, XML), the order they are tried in, every plugin-declared content test asked on every
-file, and the polyglot rule (a file that reads as two formats is refused). A file that matches nothing, or is
-truncated, is an ``InputFileError`` with a hint.
+format's facts (title, suffix, folder or file, content test, safety check) are the plugin's
+``packager.contract.Format``, asked through the registry. What stays here is cross-format: the sniffers of the
+containers several formats share (a zip, HDF5, a pickle stream, XML, protobuf), named by ``Format.containers``; the
+helpers plugins' content tests use to look inside them (``zip_names``, ``looks_like_xml``, ``protobuf_matches``); the
+order containers are tried in; and the polyglot rule (a file that reads as two formats is refused). A format's content
+test (``Format.detect``) is asked on every file of its container, and a test of a format with no container on every
+file. A file that matches nothing, or is truncated, is an ``InputFileError`` with a hint.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import zipfile
 from pathlib import Path
@@ -32,15 +35,6 @@ COMPRESSION_MAGICS = {
 }
 
 
-# torch's legacy (non-zip) serialization starts with the pickled int 0x1950a86a20f9469cfc6c (LONG1, 10 bytes)
-TORCH_LEGACY_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19."
-
-# top-level protobuf field numbers (wire type) of the message each protobuf format starts with
-_ONNX_FIELDS = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2}
-_GRAPHDEF_FIELDS = {1: 2, 2: 2, 3: 0, 4: 2, 5: 2}
-_COREML_FIELDS = {1: 0, 2: 2, 10: 0}
-
-
 def detect_format(path: str | Path, registry: Any = None) -> str:
     """Return the format name of ``path``; raise InputFileError when it is none we know."""
     from packager.plugins import default_registry
@@ -53,10 +47,11 @@ def detect_format(path: str | Path, registry: Any = None) -> str:
         from packager.safety.folders import check_folder_members
 
         check_folder_members(path)  # before any detector reads a member: a link may lead anywhere (issue 21 finding 1)
-        return _ask_plugins(path, b"", _detect_directory(path), registry) or _no_directory_format(path, registry)
+        return _ask_plugins(path, b"", _detect_directory(path), registry, "") or _no_directory_format(path, registry)
     head = _read_head(path)
-    found = _ask_plugins(path, head, _detect_by_content(path, head), registry)
-    _refuse_polyglot(path, head, found)
+    container, named = _sniff_container(path, head)
+    found = _ask_plugins(path, head, named, registry, container)
+    _refuse_polyglot(path, head, found, registry)
     if found:
         return found
     by_ext = _by_extension(registry, path)
@@ -67,10 +62,21 @@ def detect_format(path: str | Path, registry: Any = None) -> str:
     )
 
 
-def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any) -> str | None:
-    """Every content test a plugin declared (``Format.detect``), on every file: a file that the built-in sniffers
-    and a plugin, or two plugins, both claim reads as two formats at once and is refused like any polyglot."""
-    claims = [f.name for f in registry.detectors() if f.directory == path.is_dir() and f.name != found and _claims(f, path, head, registry)]
+def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any, container: str) -> str | None:
+    """The content tests plugins declared (``Format.detect``): those of the file's container, and those of formats
+    with no container on every file. A file that the container sniffer and a plugin, or two plugins, both claim reads
+    as two formats at once and is refused like any polyglot; a plugin format of the same container refines what the
+    sniffer named (torch's legacy archive starts as a pickle stream)."""
+    claims = [
+        f.name
+        for f in registry.detectors()
+        if f.directory == path.is_dir()
+        and (not f.containers or container in f.containers)
+        and f.name != found
+        and _claims(f, path, head, registry)
+    ]
+    if len(claims) == 1 and found and container in registry.format(claims[0]).containers:
+        return claims[0]
     if claims and found or len(claims) > 1:
         names = " and ".join(sorted({*claims, *([found] if found else [])}))
         raise UnsafeModelError(
@@ -111,18 +117,30 @@ def _describe(head: bytes) -> str:
 
 
 PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pth", ".pt")
-ZIP_BASED = frozenset({"skops", "keras", "mleap", "pt2", "torchscript", "torch"})
 
 
-def _refuse_polyglot(path: Path, head: bytes, found: str | None) -> None:
+def _refuse_polyglot(path: Path, head: bytes, found: str | None, registry: Any) -> None:
     """A file that reads as two formats is refused: which one a loader sees depends on where it starts reading
     (a pickle or HDF5 superblock from the start, HDF5 also at 512, 1024, 2048... after a user block, a zip from
     its end), so the format checked could differ from the format loaded."""
     formats = {found} if found else set()
-    if found not in ZIP_BASED and not head.startswith(ZIP_MAGIC) and _has_zip_directory(path):
+    declared = registry.format(found) if found else None
+    zip_based = declared is not None and "zip" in declared.containers
+    if (
+        zip_based
+        and declared is not None
+        and not declared.pickle_members
+        and any(n.lower().endswith(PICKLE_SUFFIXES) for n in zip_names(path))
+    ):
+        # none of these formats stores a pickle: a member that is one is there for another reader
+        raise UnsafeModelError(
+            f"{path.name} reads as {found} and pickle at once (a polyglot file): what is checked may not be what loads",
+            "refusing it; re-export the model from the training code into one format",
+        )
+    if not zip_based and not head.startswith(ZIP_MAGIC) and _has_zip_directory(path):
         formats.add("zip")
     hdf5_at = _hdf5_superblocks(path)
-    if found in ZIP_BASED and hdf5_at:
+    if zip_based and hdf5_at:
         hdf5_at -= _member_data_offsets(path)  # an HDF5 file stored as a member (a .keras file's weights) is not a second reading
     elif found == "hdf5":
         hdf5_at.discard(0)
@@ -176,10 +194,8 @@ def _member_data_offsets(path: Path) -> set[int]:
 
 
 def _detect_directory(path: Path) -> str | None:
-    if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
-        return "savedmodel"
-    if (path / "Manifest.json").is_file() and path.suffix == ".mlpackage":
-        return "mlpackage"
+    """An unzipped MLeap bundle: the mleap Format is a file (its runtime zips a folder it is given), so its folder
+    form is named here rather than by a content test of a folder format."""
     if (path / "bundle.json").is_file():
         return "mleap"
     return None
@@ -193,24 +209,25 @@ def _no_directory_format(path: Path, registry: Any) -> str:
     )
 
 
-def _detect_by_content(path: Path, head: bytes) -> str | None:
+def _sniff_container(path: Path, head: bytes) -> tuple[str, str | None]:
+    """(the container the file is, the format named by the container itself or None): HDF5 is the Keras h5 format
+    and a pickle stream is a pickle or a joblib file; a zip, XML or protobuf is what a plugin's content test says."""
     if not head:
-        return None
+        return "", None
     if head.startswith(HDF5_MAGIC):
-        return "hdf5"
+        return "hdf5", "hdf5"
     if head.startswith(ZIP_MAGIC):
-        return _detect_zip(path)
-    if _looks_like_xml(path, head, "PMML"):
-        return "pmml"
-    if head[4:8] == b"TFL3":
-        return "tflite"
-    if head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:32]:
-        return "torch"  # torch.save(..., _use_new_zipfile_serialization=False): pickles then raw storages
+        zip_names(path)  # a damaged zip is an error of its own, before any plugin reads members
+        return "zip", None
+    if _xml_encoding(head) is not None:
+        return "xml", None
     if _looks_like_pickle(path, head) or _looks_like_old_pickle(path, head):
-        return "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
+        return "pickle", "joblib" if b"joblib.numpy_pickle" in head or path.suffix.lower() == ".joblib" else "pickle"
     if any(head.startswith(m) for m in COMPRESSION_MAGICS) and path.suffix.lower() in (".joblib", ".pkl", ".gz", ".z"):
-        return "joblib"
-    return _detect_protobuf(path, head)
+        return "pickle", "joblib"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pickle", None  # a pickle header whose stream does not end in STOP: a plugin may know the layout
+    return "protobuf", None
 
 
 _XML_ENCODINGS = (
@@ -223,11 +240,15 @@ _XML_ENCODINGS = (
 XML_PROLOG_LIMIT = 1 << 20  # comments, processing instructions or a DOCTYPE before the root element
 
 
-def _looks_like_xml(path: Path, head: bytes, root: str) -> bool:
+def _xml_encoding(head: bytes) -> str | None:
+    stripped = head.lstrip()
+    return next((enc for bom, enc in _XML_ENCODINGS if stripped.startswith(bom)), "utf-8" if stripped.startswith(b"<") else None)
+
+
+def looks_like_xml(path: Path, head: bytes, root: str) -> bool:
     """XML in any encoding an XML parser detects (a BOM, or UTF-16 without one) whose root element is ``root``,
     however long the prolog before it (a long comment must not move a document out of sight of the check)."""
-    stripped = head.lstrip()
-    encoding = next((enc for bom, enc in _XML_ENCODINGS if stripped.startswith(bom)), "utf-8" if stripped.startswith(b"<") else None)
+    encoding = _xml_encoding(head)
     if encoding is None:
         return False
     with path.open("rb") as fh:
@@ -265,66 +286,43 @@ def _looks_like_old_pickle(path: Path, head: bytes) -> bool:
     return False
 
 
-def _detect_zip(path: Path) -> str | None:
+def zip_names(path: Path) -> list[str]:
+    """The member names of a zip (read once per file version); a damaged zip is an ``InputFileError``."""
+    stat = path.stat()
+    return list(_zip_names(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8)
+def _zip_names(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
+            return tuple(zf.namelist())
     except (zipfile.BadZipFile, OSError, EOFError, UnicodeDecodeError, NotImplementedError):  # bad UTF-8 name; unknown zip version
         raise InputFileError(
-            f"{path.name} is a damaged zip archive",
+            f"{Path(path).name} is a damaged zip archive",
             "the file is probably truncated; re-export or re-download it",
         ) from None
-    name_set = set(names)
-    found = []
-    if "schema.json" in name_set:
-        found.append("skops")
-    if "config.json" in name_set and ("metadata.json" in name_set or any(n.endswith(".weights.h5") for n in names)):
-        found.append("keras")
-    if "bundle.json" in name_set or any(n.endswith("/bundle.json") and n.count("/") == 1 for n in names):
-        found.append("mleap")
-    torch_family = (
-        [n.endswith(("/archive_format", "serialized_exported_program.json")) for n in names],
-        [n.endswith("/constants.pkl") or "/code/" in n for n in names],
-        [n.endswith("/data.pkl") for n in names],
-    )
-    for fmt, hits in zip(("pt2", "torchscript", "torch"), torch_family, strict=True):
-        if any(hits):
-            found.append(fmt)  # one family: a TorchScript archive has data.pkl too, a torch.export one nests TorchScript
-            break
-    if len(found) == 1 and found[0] in ("skops", "keras", "mleap") and any(n.lower().endswith(PICKLE_SUFFIXES) for n in names):
-        found.append("pickle")  # none of these formats stores a pickle: a member that is one is there for another reader
-    if len(found) > 1:
-        raise UnsafeModelError(
-            f"{path.name} is a zip that reads as {' and '.join(found)} at once (members of each)",
-            "refusing it: each loader would see a different model; re-export it into one format",
-        )
-    return found[0] if found else None
 
 
-def _detect_protobuf(path: Path, head: bytes) -> str | None:
-    """Tell ONNX, GraphDef and Core ML apart by walking the top-level protobuf fields."""
-    data = path.read_bytes() if path.stat().st_size <= 64 * 1024 * 1024 else None
-    candidates = []
-    if data is not None:
-        fields = _top_level_fields(data)
-        if fields:
-            if 7 in fields and fields <= set(_ONNX_FIELDS) and _wire_types_match(data, _ONNX_FIELDS):
-                candidates.append("onnx")
-            if fields <= set(_GRAPHDEF_FIELDS) and 1 in fields and _wire_types_match(data, _GRAPHDEF_FIELDS):
-                candidates.append("pb")
-            if (
-                1 in fields
-                and 2 in fields
-                and fields <= set(_COREML_FIELDS) | set(range(200, 600))
-                and _wire_types_match(data, _COREML_FIELDS)
-            ):
-                candidates.append("coreml")
-    elif head[:1] == b"\x08":
-        candidates.append("onnx")
-    by_ext = {".onnx": "onnx", ".pb": "pb", ".mlmodel": "coreml"}.get(path.suffix.lower())  # the extension settles a protobuf tie
-    if by_ext in candidates:
-        return by_ext
-    return candidates[0] if candidates else None
+PROTOBUF_READ_LIMIT = 64 * 1024 * 1024
+
+
+def protobuf_matches(
+    path: Path, head: bytes, fields: dict[int, int], required: tuple[int, ...], extra: range | None = None, unwalked_key: int | None = None
+) -> bool:
+    """Whether the file walks as a protobuf message whose top-level fields are among ``fields`` (number -> wire
+    type; numbers in ``extra`` allowed with any wire type), with every ``required`` field present. A file over
+    64 MiB is not walked: it matches when its first byte is ``unwalked_key`` (never when that is None)."""
+    if path.stat().st_size > PROTOBUF_READ_LIMIT:
+        return unwalked_key is not None and head[:1] == bytes([unwalked_key])
+    try:
+        seen = list(_walk(path.read_bytes()))
+    except ValueError:
+        return False
+    numbers = {n for n, _ in seen}
+    if not numbers or not set(required) <= numbers:
+        return False
+    return all(fields.get(n) == w if n in fields else extra is not None and n in extra for n, w in seen)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -361,14 +359,3 @@ def _walk(data: bytes):
         if pos > len(data):
             raise ValueError("truncated")
         yield number, wire
-
-
-def _top_level_fields(data: bytes) -> set[int] | None:
-    try:
-        return {number for number, _ in _walk(data)}
-    except ValueError:
-        return None
-
-
-def _wire_types_match(data: bytes, expected: dict[int, int]) -> bool:
-    return all(expected.get(n, w) == w for n, w in _walk(data))

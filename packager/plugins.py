@@ -20,6 +20,7 @@ from packager.contract import (
     CONVERTER_PARAMETERS,
     QUANTIZER_PARAMETERS,
     Converter,
+    Extension,
     Format,
     Framework,
     Quantizer,
@@ -159,11 +160,15 @@ class PluginRegistry:
     runtimes: dict[str, RuntimePlugin] = field(default_factory=dict)
     quantizers: dict[str, QuantizerPlugin] = field(default_factory=dict)
     formats: dict[str, FormatPlugin] = field(default_factory=dict)
+    extensions: dict[tuple[str, str], tuple[Extension, str]] = field(default_factory=dict)  # (point, key) -> (declaration, owner)
 
     def add_module(self, module: ModuleType) -> None:
         for obj in list(vars(module).values()):
             if isinstance(obj, Format):
                 self.add_format(obj, module.__name__)
+                continue
+            if isinstance(obj, Extension):
+                self.add_extension(obj, module.__name__)
                 continue
             spec = vars(obj).get(_MARK) if isinstance(obj, (type, FunctionType)) else None
             if spec is not None and obj.__module__ == module.__name__:
@@ -178,6 +183,26 @@ class PluginRegistry:
             )
         if known is None:
             self.formats[declared.name] = FormatPlugin(declared, owner)
+
+    def add_extension(self, declared: Extension, owner: str) -> None:
+        """A module-level declaration for an extension point (``packager.contract.Extension``); one owner per key."""
+        slot = (declared.point, declared.key)
+        known = self.extensions.get(slot)
+        if known is not None and known[0] is not declared:
+            raise PluginError(
+                f"{declared.point} {declared.key} is declared twice ({known[1]} and {owner})",
+                "remove one of the two plugins or uninstall the duplicate package",
+            )
+        self.extensions[slot] = (declared, owner)
+
+    def extensions_of(self, point: str) -> list[Any]:
+        """The declarations made for ``point``, in key order."""
+        return [self.extensions[slot][0] for slot in sorted(s for s in self.extensions if s[0] == point)]
+
+    def quantize_modes(self) -> frozenset[str]:
+        """Every mode a registered quantizer or a quantizing conversion offers (what ``--quantize`` may name)."""
+        modes = {m for q in self.quantizers.values() for m in q.modes}
+        return frozenset(modes | {m for c in self.conversions.values() for m in c.quantize})
 
     def add(self, spec: Any) -> None:
         spec = self._checked(spec)

@@ -98,7 +98,10 @@ _URL_PASSWORD = re.compile(r"://[^/@\s]*:[^/@\s]*@")
 
 def environment(home: str, tmp: str = "/tmp") -> dict[str, str]:
     """The child's environment: allowed names only, HOME a private folder, temp files in the private /tmp."""
-    env = {k: v for k, v in os.environ.items() if _allowed(k, v)}
+    from packager.registry.blobs import hidden_credentials  # the blob stores' declared secrets, whatever their names
+
+    hidden = hidden_credentials()
+    env = {k: v for k, v in os.environ.items() if _allowed(k, v) and k not in hidden}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("TQDM_DISABLE", "1")
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # the code is read-only: no failed attempts to write .pyc files

@@ -1,5 +1,11 @@
 """Content-addressed blob stores: a local folder (default) and S3-compatible storage (boto3).
 
+``open_blob_store(url)`` picks the store by the URL's scheme from one table (a folder path or ``file://`` is the local
+store). A third party adds a store with ``register_blob_store(BlobStoreKind(...))`` or, without touching this code, an
+entry point in the ``packager.blobstores`` group (name = scheme, value = ``module:attribute`` naming a
+``BlobStoreKind``). A kind declares the environment variables that hold its credentials: the sandbox never passes
+them to a model's process (``packager.sandbox_view``), whatever the allow-list of variables says.
+
 Every blob is named by the sha256 of its content, so identical content is stored once. Local writes
 hash while copying (one pass), go to a temp file in the destination folder, are fsynced, checked
 (digest and size) and renamed into place: a reader never sees a partial blob.
@@ -11,10 +17,11 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
+from importlib import import_module, metadata
 from pathlib import Path
-from typing import BinaryIO, Iterator, Protocol
+from typing import BinaryIO, Callable, Iterator, Protocol
 
-from packager.errors import BlobCorrupt, CatalogError, InputFileError, first_line
+from packager.errors import BlobCorrupt, CatalogError, InputFileError, PluginError, first_line
 
 CHUNK = 8 << 20
 
@@ -307,9 +314,84 @@ class S3BlobStore:
         return 0
 
 
+BLOB_ENTRY_POINT_GROUP = "packager.blobstores"
+
+
+@dataclass(frozen=True)
+class BlobStoreKind:
+    """A blob store served for ``scheme://`` URLs: ``factory(url)`` opens one (a callable, or "module:attribute" so
+    that opening one store imports nothing of the others); ``credentials`` are the environment variables that hold
+    its secrets, which the sandbox hides from model code."""
+
+    scheme: str
+    factory: str | Callable[[str], BlobStore]
+    credentials: tuple[str, ...] = ()
+
+    def open(self, url: str) -> BlobStore:
+        if not isinstance(self.factory, str):
+            return self.factory(url)
+        module, _, attribute = self.factory.partition(":")
+        try:
+            factory = getattr(import_module(module), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise PluginError(
+                f"blob store {self.factory} cannot be loaded ({type(exc).__name__}: {exc})", "fix or uninstall the package that provides it"
+            ) from exc
+        return factory(url)
+
+
+# boto3 reads these (and ~/.aws, which the sandbox does not bind); PACKAGER_S3_ENDPOINT is an address, not a secret
+S3 = BlobStoreKind(
+    "s3",
+    "packager.registry.blobs:S3BlobStore",
+    credentials=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"),
+)
+_KINDS: dict[str, BlobStoreKind] = {"s3": S3, "file": BlobStoreKind("file", LocalBlobStore)}
+
+
+def register_blob_store(kind: BlobStoreKind, *, replace: bool = False) -> None:
+    """Make ``kind.scheme://`` URLs open with ``kind``. Taking a scheme that exists is refused unless ``replace``."""
+    known = _KINDS.get(kind.scheme)
+    if known is not None and known != kind and not replace:
+        raise PluginError(f"blob store scheme {kind.scheme!r} is already served by {known.factory}", "pass replace=True to take it over")
+    _KINDS[kind.scheme] = kind
+
+
+def blob_store_kinds() -> dict[str, BlobStoreKind]:
+    """Every blob store: the table, then the entry points not in it (loaded: their credentials must be known)."""
+    for ep in metadata.entry_points(group=BLOB_ENTRY_POINT_GROUP):
+        if ep.name not in _KINDS:
+            _KINDS[ep.name] = _entry_point(ep)
+    return dict(_KINDS)
+
+
+def _entry_point(ep: metadata.EntryPoint) -> BlobStoreKind:
+    try:
+        kind = ep.load()
+    except Exception as exc:  # a broken third-party plugin must not take the tool down silently
+        raise PluginError(
+            f"blob store entry point {ep.name} = {ep.value} cannot be loaded ({type(exc).__name__}: {exc})",
+            "fix or uninstall the package that provides it",
+        ) from exc
+    if not isinstance(kind, BlobStoreKind) or kind.scheme != ep.name:
+        raise PluginError(
+            f"blob store entry point {ep.name} = {ep.value} must name a BlobStoreKind for the scheme {ep.name!r}",
+            "declare BlobStoreKind(scheme, factory, credentials=...) in the plugin and point the entry point at it",
+        )
+    return kind
+
+
+def hidden_credentials() -> frozenset[str]:
+    """The environment variables every blob store declares as its credentials."""
+    return frozenset(name for kind in blob_store_kinds().values() for name in kind.credentials)
+
+
 def open_blob_store(url: str) -> BlobStore:
-    if url.startswith("s3://"):
-        return S3BlobStore(url)
-    if "://" in url and not url.startswith("file://"):
-        raise InputFileError(f"unsupported blob store URL {url!r}", "use a folder path, file:///path or s3://bucket/prefix")
-    return LocalBlobStore(url[len("file://") :] if url.startswith("file://") else url)
+    if "://" not in url:
+        return LocalBlobStore(url)
+    scheme = url.partition("://")[0].lower()
+    kind = _KINDS.get(scheme) or blob_store_kinds().get(scheme)
+    if kind is None:
+        known = ", ".join(f"{s}://" for s in sorted(blob_store_kinds()))
+        raise InputFileError(f"unsupported blob store URL {url!r}", f"use a folder path or one of {known}")
+    return kind.open(url[len("file://") :] if scheme == "file" else url)

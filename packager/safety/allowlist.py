@@ -267,28 +267,19 @@ ALLOWED_BUILTINS = (
     "builtins.getattr",  # only as getattr(<allowed instance>, <non-dunder name>) -> its bound method (bounds.check_getattr)
     "joblib.numpy_pickle.NumpyArrayWrapper",  # read by packager.safety.joblib, never by joblib's own reader
 )
-# Classes of installed boosting libraries that pickled scikit-learn-API models hold, rebuilt from their
-# pickled state only (copyreg: object.__new__, then __setstate__ hands the booster's bytes or text to the
-# library's own model parser). Their constructors read model files (Booster(model_file=...)), so a pickle
-# may never call them. Other classes of these packages (DMatrix, Dataset, callbacks) stay refused.
-REBUILT_ONLY = frozenset(
-    {
-        "xgboost.sklearn.XGBClassifier",
-        "xgboost.sklearn.XGBRegressor",
-        "xgboost.sklearn.XGBRanker",
-        "xgboost.sklearn.XGBRFClassifier",
-        "xgboost.sklearn.XGBRFRegressor",
-        "xgboost.core.Booster",
-        "lightgbm.sklearn.LGBMClassifier",
-        "lightgbm.sklearn.LGBMRegressor",
-        "lightgbm.sklearn.LGBMRanker",
-        "lightgbm.basic.Booster",
-        # __setstate__ hands state["__model"] (bytes) to CatBoost's model deserializer (the .cbm reader) and keeps the rest as
-        # training parameters; its constructor is never called, and fit (which writes train_dir) is never run on a loaded model
-        "catboost.core.CatBoostClassifier",
-        "catboost.core.CatBoostRegressor",
-    }
-)
+# Classes a plugin's library keeps in pickled models (the gradient-boosting estimators) are declared by that
+# plugin (``packager.contract.PickleGlobals``), not listed here: rebuilt from their pickled state only (copyreg:
+# object.__new__, then __setstate__), resolved to the class under its own name, never called.
+
+
+def rebuilt_only() -> frozenset[str]:
+    """The rebuilt-only classes the loaded plugins declared (each plugin's ``PickleGlobals``)."""
+    from packager.contract import PICKLE_GLOBALS
+    from packager.plugins import default_registry
+
+    return frozenset(name for declared in default_registry().extensions_of(PICKLE_GLOBALS) for name in declared.rebuilt_only)
+
+
 # joblib < 0.10 wrappers: joblib reads them with np.load(<path named in the pickle>, allow_pickle=True)
 LEGACY_JOBLIB = frozenset({"joblib.numpy_pickle_compat.NDArrayWrapper", "joblib.numpy_pickle_compat.ZNDArrayWrapper"})
 
@@ -323,7 +314,7 @@ def judge(module: str, name: str) -> tuple[Any, str | None]:
     explicit = _explicit()
     if dotted in explicit:  # the listed builtins and functions, under the names they are listed by
         return explicit[dotted], None
-    if dotted in REBUILT_ONLY:
+    if dotted in rebuilt_only():
         cls = _lookup(dotted)
         if isinstance(cls, type) and _own_name(cls) == dotted:
             return cls, None
@@ -412,7 +403,7 @@ def may_call(obj: Any) -> bool:
     """Whether REDUCE may call ``obj``: an allowed class (judged when imported), a listed rebuild function, or a
     Cython ``__pyx_unpickle_<Class>``; never an instance or a stored function."""
     if isinstance(obj, type):
-        return _own_name(obj) not in REBUILT_ONLY
+        return _own_name(obj) not in rebuilt_only()
     return obj is getattr or any(obj is f for f in called_functions()) or _is_cython_unpickler(obj)
 
 

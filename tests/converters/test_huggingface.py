@@ -261,7 +261,7 @@ def test_bench_text_column_measures_the_package_and_the_folder_on_texts(classifi
 
 def test_safetensors_weights_without_the_packages_preprocessing_are_an_input_error(tmp_path):
     """The runtime's loader on weights that no package wrote: our one-line error, not an AttributeError traceback."""
-    from packager.converters.huggingface import load_saved_text_model
+    from packager.converters.huggingface_package import load_saved_text_model
 
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(InputFileError, match="has no preprocessing.json beside model.safetensors"):
