@@ -13,7 +13,7 @@ validation of the final artifact against the original source, which the pipeline
 
 Int8 weight compression needs NNCF, which is not installed here: left to ``packager optimize`` (issue 23).
 
-Over ~500 lines on purpose: the acceptance of issue 22 is one plugin file and 0 core files for this format, so the
+Over 500 lines, for a reason: the acceptance of issue 22 is one plugin file and 0 core files for this format, so the
 ``ai.onnx.ml`` rewrite (the second half) lives here; it is the first thing to move out should a second ONNX consumer
 (TensorRT) need it.
 """
