@@ -38,6 +38,7 @@ class VersionInfo:
     parents: tuple[str, ...] = ()
     lineage: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    signature: Mapping[str, Any] | None = None  # fingerprint, signer (a trusted key's name, or None), signed_at, signed_by
 
     @property
     def ref(self) -> str:
@@ -60,6 +61,7 @@ class VersionInfo:
             "params": dict(self.params),
             "metrics": dict(self.metrics),
             "tags": dict(self.tags),
+            "signature": dict(self.signature) if self.signature else None,
         }
         if full:
             data.update(
@@ -90,6 +92,7 @@ class VersionInfo:
             parents=tuple(data.get("parents", ())),
             lineage=data.get("lineage", {}),
             manifest=data.get("manifest", {}),
+            signature=data.get("signature"),
         )
 
 
