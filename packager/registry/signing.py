@@ -76,7 +76,7 @@ def public_pem(key_file: str | Path, *, private: bool) -> str:
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the key ({exc.strerror})", "give a PEM key file") from None
     try:
-        key = serialization.load_pem_private_key(data, None) if private else serialization.load_pem_public_key(data)
+        public: object = serialization.load_pem_private_key(data, None).public_key() if private else serialization.load_pem_public_key(data)
     except (ValueError, TypeError) as exc:
         kind = "private" if private else "public"
         raise InputFileError(
@@ -84,12 +84,22 @@ def public_pem(key_file: str | Path, *, private: bool) -> str:
             "make one with `openssl ecparam -name prime256v1 -genkey -noout -out key.pem` "
             "and `openssl ec -in key.pem -pubout -out pub.pem`",
         ) from None
-    public = key.public_key() if private else key
     if not isinstance(public, ec.EllipticCurvePublicKey) or public.curve.name not in ("secp256r1", "secp384r1", "secp521r1"):
         raise InputFileError(
             f"{path}: model signing takes elliptic-curve keys (P-256, P-384, P-521)", "make a P-256 key with openssl ecparam"
         )
     return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def public_key_text(text: str) -> str:
+    """A public key given as PEM text (the server's trust route), normalized as ``public_pem`` does."""
+    with tempfile.TemporaryDirectory(prefix="packager-key-") as work:
+        path = Path(work) / "public.pem"
+        path.write_text(text)
+        try:
+            return public_pem(path, private=False)
+        except InputFileError as exc:
+            raise UsageError(exc.what.replace(str(path), "the public key"), exc.hint) from None
 
 
 def fingerprint(pem: str) -> str:
