@@ -164,14 +164,18 @@ def _size(count: int) -> str:
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
-    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
+    return {
+        status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 403, 413, 422, 503, *statuses})
+    }
 
 
 DESCRIPTIONS = {
     400: "Bad request (UsageError)",
     401: "Missing or wrong token (Unauthorized)",
+    403: "The token lacks this route's scope, or the model is outside its names= (Forbidden)",
     404: "No such model, version or file (NotFound)",
-    409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+    409: "Blob digest mismatch, blobs not uploaded yet (BlobCorrupt), a push refused by --require-signatures (SignatureRefused), "
+    "or a protected alias refused the version (PromotionRefused)",
     413: "The request body is larger than this route accepts (RequestTooLarge)",
     422: "The request does not match this schema, or the pushed model file is refused by the static checks (UnsafeModelError)",
     503: "The catalog or blob store is unavailable (CatalogError)",
