@@ -33,7 +33,9 @@ def fill(registry, count: int) -> None:
             json.dumps({"version": seq}),
         )
         digest = record_hash(*fields, prev)
-        rows.append(dict(zip(("seq", "time", "actor", "action", "target", "before", "after"), fields), prev_hash=prev, hash=digest))
+        rows.append(
+            dict(zip(("seq", "time", "actor", "action", "target", "before", "after"), fields, strict=True), prev_hash=prev, hash=digest)
+        )
         prev = digest
     with registry.engine.begin() as conn:
         for start in range(0, count, 10_000):
