@@ -114,11 +114,11 @@ def guards(tokens: tuple[Token, ...], read_token: bool) -> dict[str, Any]:
             if not tokens and scope != "read":
                 raise Unauthorized("this server was started without --token-file: it is read-only")
             if token is None:
-                raise Unauthorized(
-                    f"this needs a token with the {scope} scope: set PACKAGER_TOKEN (sent as 'Authorization: Bearer …')"
-                    if presented is None
-                    else "the token is not valid for this server: check PACKAGER_TOKEN"
-                )
+                if presented is not None:
+                    raise Unauthorized("the token is not valid for this server: check PACKAGER_TOKEN")
+                if scope == "read":
+                    raise Unauthorized("reading this registry needs a token: set PACKAGER_TOKEN (sent as 'Authorization: Bearer …')")
+                raise Unauthorized(f"writing needs a valid token (scope {scope}): set PACKAGER_TOKEN to one of the server's tokens")
             if not token.allows(scope):
                 raise Forbidden(
                     f"the token {token.label!r} lacks the {scope} scope (it has {','.join(sorted(token.scopes))})",
