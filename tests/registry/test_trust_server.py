@@ -229,7 +229,7 @@ def test_every_route_against_every_scope(tmp_path, package_dirs):
         assert len(outcomes) == len(table) * 2 * 8
         # the audit names the token's label, never its secret
         actors = {r["actor"] for r in seeded.audit_log()}
-        assert {"writer-a", "writer-b", "admin", "legacy"} <= actors and not any("secret" in a for a in actors)
+        assert {"writer-a", "writer-b", "admin", "token-6"} <= actors and not any("secret" in a for a in actors)  # legacy: its line
     finally:
         stop()
 
