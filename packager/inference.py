@@ -62,10 +62,12 @@ def _from_registry(ref: str, registry_url: str | None, blobs: str | None, verify
     The trust policy runs on the cached folder each time too: trust changes, and the cache is a writable folder."""
     from packager.registry.backend import default_home
     from packager.registry.backends import open_registry
-    from packager.registry.signing import check, policy_of
+    from packager.registry.signing import check, policy_of, untrusted_backend_policy
 
     registry = open_registry(registry_url, blobs)
     policy = policy_of(verify)
+    if not registry.supports_trust:
+        untrusted_backend_policy(registry, ref, policy)
     info = registry.get(ref)
     signed = (info.signature or {}).get("fingerprint")
     cache = default_home() / "cache" / (info.digest + (f"-{signed[:16]}" if signed else ""))

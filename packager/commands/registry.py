@@ -136,9 +136,14 @@ def verify_option(func):
 @registry_options
 def pull(ref, out, force, verify_policy, registry_url, blobs, as_json):
     """Write REF's package files (and its signature, model.sig) into OUT, checking every file's sha256 and the signature."""
+    from packager.registry.signing import untrusted_backend_policy
+
     registry = open_registry(registry_url, blobs)
-    policy = {"verify": verify_policy} if verify_policy else {}  # a backend without trust keeps its old pull
-    path = registry.pull(ref, out, overwrite=force, **policy)
+    if registry.supports_trust:
+        path = registry.pull(ref, out, overwrite=force, verify=verify_policy)
+    else:  # a backend that keeps no signatures: `required` cannot be met and is refused, the others change nothing
+        untrusted_backend_policy(registry, ref, verify_policy)
+        path = registry.pull(ref, out, overwrite=force)
     _emit({"ref": ref, "path": str(path)}) if as_json else click.echo(str(path))
 
 

@@ -76,8 +76,9 @@ class LocalRegistry(RegistryBackend):
             )
         if any(e.path == SIGNATURE_FILE and e.role == "package" for e in entries):
             raise UsageError(f"a package file may not be called {SIGNATURE_FILE}", "the registry writes the signature there on pull")
-        signer = self._check_signature(name, entries, signature) if (signature or self.require_signatures) else None
         rules = self.alias_rules(name) if aliases else {}
+        judged = self.require_signatures or (signature is not None and any("signed" in rules.get(a, ()) for a in aliases))
+        signer = self._check_signature(name, entries, signature) if judged else None  # copies and hashes the files: only when needed
         for alias in aliases:
             if rules.get(alias):
                 self._check_promotion(f"{name} (new version)", alias, rules[alias], manifest_validation(manifest), signer)

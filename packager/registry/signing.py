@@ -65,6 +65,16 @@ def policy_of(value: str | None) -> str:
     return chosen
 
 
+def untrusted_backend_policy(registry: object, label: str, verify: str | None) -> None:
+    """For a registry backend that keeps no signatures: ``required`` cannot be met, so it refuses (nothing is
+    written); ``if-signed`` and ``off`` accept, as they accept an unsigned version."""
+    if policy_of(verify) == "required":
+        raise SignatureRefused(
+            f"{label}: --verify required, and this registry backend ({type(registry).__name__}) keeps no signatures",
+            "pull with --verify if-signed, or use a packager registry",
+        )
+
+
 def public_pem(key_file: str | Path, *, private: bool) -> str:
     """The public key (SubjectPublicKeyInfo PEM, exactly as model-signing hashes it for its key hint) of a PEM file."""
     from cryptography.hazmat.primitives import serialization
