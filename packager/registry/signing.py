@@ -157,6 +157,22 @@ def verify_folder(folder: Path, signature_path: Path, public_key_pem: str) -> st
     return None
 
 
+def _unsigned_files(folder: Path, signature: Signature) -> str | None:
+    """model-signing leaves .git, .github, .gitignore and .gitattributes out of what it hashes, so a file by such a
+    name could be added to a signed folder unseen; here every file but model.sig must be one the signature names
+    (read from the payload only after the library verified it)."""
+    import base64
+
+    try:
+        payload = json.loads(base64.b64decode(json.loads(signature.bundle)["dsseEnvelope"]["payload"]))
+        signed = {r["name"] for r in payload["predicate"]["resources"]}
+    except (ValueError, KeyError, TypeError):
+        return "the signed payload does not list the files"
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() or p.is_symlink()} - {SIGNATURE_FILE}
+    extra = sorted(present - signed)
+    return f"files the signature does not cover: {', '.join(extra[:5])}" if extra else None
+
+
 def check(folder: Path, label: str, policy: str, trusted: Iterable[TrustedKey]) -> str:
     """Apply ``policy`` to a package folder (its signature, if any, at ``folder/model.sig``).
 
@@ -180,7 +196,7 @@ def check(folder: Path, label: str, policy: str, trusted: Iterable[TrustedKey]) 
             f"{label} is signed by key {signature.fingerprint[:16]}…, which is not trusted by this registry",
             "trust the signer's public key with `packager trust add PUB.pem --name NAME`, or pull with --verify off",
         )
-    problem = verify_folder(folder, path, key.public_key)
+    problem = verify_folder(folder, path, key.public_key) or _unsigned_files(folder, signature)
     if problem:
         raise SignatureRefused(
             f"{label}: the signature by {key.name} does not match the files ({problem})",

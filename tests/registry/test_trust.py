@@ -257,3 +257,27 @@ def test_registry_made_by_main_8e0a379_migrates_keeps_everything_and_verifies(tm
     assert packager("alias", "rollback", "legacy-iris", "production", env=env)[1].strip() == "legacy-iris@production -> legacy-iris@2"
     code, out, _ = packager("verify", "--json", env=env)
     assert code == 0 and json.loads(out)["audit"] == {"records": 2, "ok": True, "first_bad": None, "reason": ""}
+
+
+def test_a_file_model_signing_leaves_unhashed_is_still_refused(tmp_path, package_dirs, keys):
+    """model-signing ignores .gitignore/.github/... by default: a .github/ file slipped into a signed version in the
+    catalog passes its verifier, and our check refuses it (and OpenSSF's CLI is shown to accept it)."""
+    from packager.registry.backends import open_registry
+    from packager.registry.signing import public_pem
+
+    (alice, alice_pub) = keys["alice"]
+    catalog, blobs = f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects")
+    registry = open_registry(catalog, blobs)
+    version = registry.push(package_dirs["onnx"], "g", sign_key=alice)
+    registry.trust_add("alice", public_pem(alice_pub, private=False))
+    manifest = next(f for f in version.files if f.path == "manifest.json")
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "catalog.db") as db:  # the attacker adds a file, pointing at a stored blob
+        db.execute("INSERT INTO files VALUES (?, '.github/workflow.json', ?, ?, 'package')", (version.id, manifest.digest, manifest.size))
+    off = registry.pull("g@1", tmp_path / "off", verify="off")
+    assert (off / ".github" / "workflow.json").is_file()
+    assert openssf_verify(off, alice_pub).returncode == 0  # the OpenSSF verifier does not see it
+    code, _, err = packager("pull", "g@1", "-o", str(tmp_path / "out"), "--verify", "if-signed",
+                            env=env_for(tmp_path / "home", catalog, blobs))
+    assert code == 12 and ".github/workflow.json" in err and not (tmp_path / "out").exists()
