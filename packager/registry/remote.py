@@ -200,14 +200,14 @@ class RemoteRegistry(RegistryBackend):
         self._call("DELETE", f"/models/{_q(name)}/aliases/{_q(alias)}")  # a removal's message is not sent (DELETE has no body)
 
     def alias_history(self, name: str, alias: str | None = None) -> builtins.list[dict[str, Any]]:
-        return self._call("GET", f"/models/{_q(name)}/aliases/history", params={"alias": alias} if alias else {})
+        return self._call("GET", f"/models/{_q(name)}/alias-history", params={"alias": alias} if alias else {})
 
     def rollback_alias(self, name: str, alias: str, *, message: str | None = None) -> VersionInfo:
         body = {"message": message} if message is not None else {}
         return VersionInfo.from_dict(self._call("POST", f"/models/{_q(name)}/aliases/{_q(alias)}/rollback", json=body))
 
     def alias_rules(self, name: str) -> dict[str, builtins.list[str]]:
-        return self._call("GET", f"/models/{_q(name)}/aliases/rules")["rules"]
+        return self._call("GET", f"/models/{_q(name)}/alias-rules")["rules"]
 
     def protect_alias(self, name: str, alias: str, requires: Iterable[str]) -> dict[str, builtins.list[str]]:
         from packager.registry.history import check_requires

@@ -145,6 +145,9 @@ class AuthFirstRoute(APIRoute):
         from starlette.datastructures import Headers
 
         headers = Headers(scope=scope)
+        if self.methods and scope.get("method") not in self.methods:  # Starlette answers 405 below: no token needed for that
+            await super().handle(scope, receive, send)
+            return
         for dependency in self.dependencies:
             guard = dependency.dependency
             if guard is not None and getattr(guard, "checks_authorization", False):
@@ -181,6 +184,7 @@ DESCRIPTIONS = {
     503: "The catalog or blob store is unavailable (CatalogError)",
 }
 NAME_PATH = Path(pattern=NAME)
+KEY_NAME_PATH = Path(pattern=NAME)  # its own object: a shared Path() takes the first parameter's name in the schema
 ALIAS_PATH = Path(pattern=ALIAS)
 REF_PATH = Path(pattern=REF, max_length=300)
 LIMIT = Query(default=None, ge=1, le=100_000)
@@ -363,7 +367,7 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
             return registry.rollback_alias(name, alias, message=body.message).to_dict(full=False)
 
     @router.get(
-        "/models/{name}/aliases/history",
+        "/models/{name}/alias-history",
         dependencies=read,
         responses=_errors(),
         summary="Every set, move and removal of the model's aliases",
@@ -371,7 +375,7 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     def alias_history(name: str = NAME_PATH, alias: str | None = Query(default=None, pattern=ALIAS)) -> list[AliasHistoryEntry]:
         return registry.alias_history(name, alias)
 
-    @router.get("/models/{name}/aliases/rules", dependencies=read, responses=_errors(), summary="Promotion rules per alias")
+    @router.get("/models/{name}/alias-rules", dependencies=read, responses=_errors(), summary="Promotion rules per alias")
     def alias_rules(name: str = NAME_PATH) -> AliasRules:
         return AliasRules(rules=registry.alias_rules(name))
 
@@ -435,7 +439,7 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
             return registry.trust_add(body.name, public_key_text(body.public_key)).to_dict(with_key=True)
 
     @router.delete("/trust/{key_name}", dependencies=admin, responses=_errors(403, 404), summary="Stop trusting a key")
-    def trust_remove(key_name: str = NAME_PATH, token: Token = ADMIN) -> Removed:
+    def trust_remove(key_name: str = KEY_NAME_PATH, token: Token = ADMIN) -> Removed:
         with acting(token.label):
             registry.trust_remove(key_name)
         return Removed(removed=key_name)
