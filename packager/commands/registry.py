@@ -489,11 +489,11 @@ def verify(registry_url, blobs, as_json):
     if as_json:
         _emit({"problems": problems, **({"audit": chain} if chain is not None else {})})
     else:
+        if chain is not None:  # first: the blob summary stays the last line, as scripts read it
+            click.echo(f"audit log: {chain['records']} records, chain intact" if chain["ok"] else f"audit log: {chain['reason']}")
         for p in problems:
             click.echo(f"{p['problem']:8} {p['ref']}  {p['path']}  sha256:{p['digest'][:16]}…")
         click.echo("all blobs verified" if not problems else f"{len(problems)} problem(s)")
-        if chain is not None:
-            click.echo(f"audit log: {chain['records']} records, chain intact" if chain["ok"] else f"audit log: {chain['reason']}")
     if chain is not None and not chain["ok"]:
         raise BlobCorrupt(
             f"the audit log's hash chain breaks at record {chain['first_bad']}: {chain['reason']}",
