@@ -23,11 +23,14 @@ COMMANDS = {
     "show": ("packager.commands.registry:show", "Show one version: manifest, params, metrics, validation, lineage."),
     "compare": ("packager.commands.registry:compare", "Params and metrics of several versions side by side."),
     "search": ("packager.commands.registry:search", 'Find versions: metric.accuracy > 0.9 and tag.team = "fraud".'),
-    "alias": ("packager.commands.registry:alias", "Point an alias (production, staging, ...) at a version, or remove it."),
+    "alias": ("packager.commands.registry:alias", "Point an alias at a version, remove it, see its history, roll it back, protect it."),
     "tag": ("packager.commands.registry:tag", "Set or remove tags on a version."),
+    "sign": ("packager.commands.registry:sign", "Sign a stored version with a PEM key (OpenSSF model signing)."),
+    "trust": ("packager.commands.registry:trust", "Add, list or remove the public keys whose signatures the registry trusts."),
+    "audit": ("packager.commands.registry:audit", "The audit log of every registry write (hash-chained; `verify` checks it)."),
     "delete": ("packager.commands.registry:delete", "Delete a version (its blobs are freed by gc)."),
     "gc": ("packager.commands.registry:gc", "Free blobs that no version references."),
-    "verify": ("packager.commands.registry:verify", "Re-hash every stored blob; report missing or corrupt files by version."),
+    "verify": ("packager.commands.registry:verify", "Re-hash every stored blob and check the audit log's hash chain."),
     "lineage": ("packager.commands.registry:lineage", "Print the derivation tree of a version (source -> ONNX -> int8)."),
 }
 

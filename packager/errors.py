@@ -109,6 +109,26 @@ class BlobCorrupt(PackagerError):
     exit_code = 12
 
 
+class SignatureRefused(PackagerError):
+    """The trust policy refuses a version: unsigned where a signature is required, signed by a key not trusted,
+    or a signature that does not match the files. The integrity class: the same exit code as BlobCorrupt."""
+
+    exit_code = 12
+
+
+class PromotionRefused(PackagerError):
+    """An alias is protected (``packager alias protect``) and the version does not meet its rules."""
+
+    exit_code = 12
+
+
+class Forbidden(PackagerError):
+    """A registry server refused the request: the token is valid but lacks the scope, or the model is outside its
+    names (HTTP 403)."""
+
+    exit_code = 15
+
+
 class CatalogError(PackagerError):
     """The registry's catalog database cannot be opened or written."""
 

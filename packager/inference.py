@@ -38,8 +38,9 @@ class Runnable:
     label: str = ""
 
 
-def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None) -> Runnable:
-    """A package folder, a bare model file/folder, an MLflow URI, or a registry reference (pulled once into a cache)."""
+def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: str | None = None, verify: str | None = None) -> Runnable:
+    """A package folder, a bare model file/folder, an MLflow URI, or a registry reference (pulled once into a cache; its
+    signature checked by the trust policy ``verify`` on every use, cached or not)."""
     from packager.sources import local_source
 
     path = Path(local_source(ref_or_path))
@@ -51,7 +52,7 @@ def resolve(ref_or_path: str | Path, *, registry_url: str | None = None, blobs: 
         from packager.errors import InputFileError
 
         raise InputFileError(f"{ref_or_path} does not exist", "give a package folder, a model file or a registry reference (name@version)")
-    return _from_registry(str(ref_or_path), registry_url, blobs)
+    return _from_registry(str(ref_or_path), registry_url, blobs, verify)
 
 
 def _from_package(folder: Path, label: str) -> Runnable:
@@ -59,16 +60,24 @@ def _from_package(folder: Path, label: str) -> Runnable:
     return Runnable(folder / manifest.model_file, manifest.format, manifest.signature, manifest, label)
 
 
-def _from_registry(ref: str, registry_url: str | None, blobs: str | None) -> Runnable:
-    """Pulled into $PACKAGER_HOME/cache/<digest>: content-addressed, so a cached pull is never stale."""
+def _from_registry(ref: str, registry_url: str | None, blobs: str | None, verify: str | None = None) -> Runnable:
+    """Pulled into $PACKAGER_HOME/cache/<digest>[-<signing key>]: content-addressed, so a cached pull is never stale.
+    The trust policy runs on the cached folder each time too: trust changes, and the cache is a writable folder."""
     from packager.registry.backend import default_home
     from packager.registry.backends import open_registry
+    from packager.registry.signing import check, policy_of, untrusted_backend_policy
 
     registry = open_registry(registry_url, blobs)
+    policy = policy_of(verify)
+    if not registry.supports_trust:
+        untrusted_backend_policy(registry, ref, policy)
     info = registry.get(ref)
-    cache = default_home() / "cache" / info.digest.replace(":", "-")
+    signed = (info.signature or {}).get("fingerprint")
+    cache = default_home() / "cache" / (info.digest + (f"-{signed[:16]}" if signed else ""))
     if not (cache / MANIFEST).is_file():
-        registry.pull(info.ref, cache, overwrite=True)
+        registry.pull(info.ref, cache, overwrite=True, **({"verify": policy} if registry.supports_trust else {}))
+    elif registry.supports_trust:
+        check(cache, info.ref, policy, registry.trust_list(with_keys=True) if policy != "off" else [])
     return _from_package(cache, info.ref)
 
 

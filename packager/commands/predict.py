@@ -41,6 +41,13 @@ import click
 @click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
+@click.option(
+    "--verify",
+    "verify_policy",
+    type=click.Choice(["required", "if-signed", "off"]),
+    envvar="PACKAGER_VERIFY",
+    help="For a registry reference: required (signed by a trusted key), if-signed (default), off. A refusal exits 12.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def command(
     model,
@@ -59,6 +66,7 @@ def command(
     force,
     registry_url,
     blobs,
+    verify_policy,
     as_json,
 ):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
@@ -66,7 +74,7 @@ def command(
     from packager.commands._render import emit_json
     from packager.inference import resolve
 
-    artifact = resolve(model, registry_url=registry_url, blobs=blobs)
+    artifact = resolve(model, registry_url=registry_url, blobs=blobs, verify=verify_policy)
     if master and engine != "spark":
         from packager.errors import UsageError
 

@@ -51,6 +51,11 @@ def _emit(data: Any) -> None:
     help="JSON object whose keys override the captured lineage (e.g. git, data).",
 )
 @click.option("--trust", is_flag=True, help="Store it without the static check a load runs (recorded as tag packager.check).")
+@click.option(
+    "--sign-key",
+    type=click.Path(path_type=Path),
+    help="Sign the package with this PEM private key (OpenSSF model signing, elliptic curve); kept with the version.",
+)
 @registry_options
 def push(
     package_dir,
@@ -65,6 +70,7 @@ def push(
     description,
     lineage_file,
     trust,
+    sign_key,
     registry_url,
     blobs,
     as_json,
@@ -86,6 +92,7 @@ def push(
         description=description,
         lineage=_read_lineage(lineage_file) if lineage_file else None,
         trust=trust,
+        **({"sign_key": sign_key} if sign_key else {}),
     )
     uploaded = getattr(registry, "bytes_uploaded", None)  # through a server: what actually crossed the wire
     if as_json:
@@ -110,15 +117,48 @@ def _read_lineage(path: Path) -> dict:
     return data
 
 
+def verify_option(func):
+    return click.option(
+        "--verify",
+        "verify_policy",
+        type=click.Choice(["required", "if-signed", "off"]),
+        envvar="PACKAGER_VERIFY",
+        help="Signature policy: required (signed by a trusted key), if-signed (default: a signature must be good and "
+        "trusted), off. Env PACKAGER_VERIFY. A refusal writes nothing and exits 12.",
+    )(func)
+
+
 @click.command("pull")
 @click.argument("ref")
 @click.option("-o", "--out", required=True, type=click.Path(path_type=Path))
 @click.option("--force", is_flag=True, help="Replace an existing folder.")
+@verify_option
 @registry_options
-def pull(ref, out, force, registry_url, blobs, as_json):
-    """Write REF's package files into OUT, checking every file's sha256."""
-    path = open_registry(registry_url, blobs).pull(ref, out, overwrite=force)
+def pull(ref, out, force, verify_policy, registry_url, blobs, as_json):
+    """Write REF's package files (and its signature, model.sig) into OUT, checking every file's sha256 and the signature."""
+    from packager.registry.signing import untrusted_backend_policy
+
+    registry = open_registry(registry_url, blobs)
+    if registry.supports_trust:
+        path = registry.pull(ref, out, overwrite=force, verify=verify_policy)
+    else:  # a backend that keeps no signatures: `required` cannot be met and is refused, the others change nothing
+        untrusted_backend_policy(registry, ref, verify_policy)
+        path = registry.pull(ref, out, overwrite=force)
     _emit({"ref": ref, "path": str(path)}) if as_json else click.echo(str(path))
+
+
+@click.command("sign")
+@click.argument("ref")
+@click.option("--key", "key_file", required=True, type=click.Path(path_type=Path), help="PEM private key (elliptic curve).")
+@registry_options
+def sign(ref, key_file, registry_url, blobs, as_json):
+    """Sign the stored version REF's files with KEY (OpenSSF model signing) and keep the signature with it."""
+    info = open_registry(registry_url, blobs).sign_with_key(ref, key_file)
+    if as_json:
+        _emit(info.to_dict(full=False))
+    else:
+        signature = info.signature or {}
+        click.echo(f"{info.ref} signed: key {str(signature.get('fingerprint'))[:16]}… ({signature.get('signer') or 'not a trusted key'})")
 
 
 @click.command("list")
@@ -138,7 +178,7 @@ def _versions_table(versions, title: str) -> None:
     from rich.table import Table
 
     table = Table(title=title)
-    for column in ("ref", "format", "quantization", "size", "validation", "aliases", "metrics", "created"):
+    for column in ("ref", "format", "quantization", "size", "validation", "signed", "aliases", "metrics", "created"):
         table.add_column(column)
     for v in versions:
         metrics = ", ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items()))
@@ -148,6 +188,7 @@ def _versions_table(versions, title: str) -> None:
             v.quantization or "—",
             human_size(v.size),
             v.validation or "—",
+            _signed_cell(v.signature),
             ", ".join(v.aliases),
             escape(metrics),
             v.created,
@@ -176,6 +217,7 @@ def show(ref, registry_url, blobs, as_json):
         "quantization": info.quantization or "—",
         "size": human_size(info.size),
         "aliases": ", ".join(info.aliases) or "—",
+        "signature": _signature_text(info.signature),
         "params": _pairs(info.params),
         "metrics": _pairs(info.metrics),
         "tags": _pairs(info.tags),
@@ -192,6 +234,19 @@ def show(ref, registry_url, blobs, as_json):
     for key, value in rows.items():
         table.add_row(key, escape(str(value)))
     console()(table)
+
+
+def _signature_text(signature) -> str:
+    if not signature:
+        return "unsigned"
+    signer = signature.get("signer") or "a key this registry does not trust"
+    return f"{signer}, key sha256:{signature['fingerprint'][:16]}…, {signature['signed_at']} (stored by {signature['signed_by']})"
+
+
+def _signed_cell(signature) -> str:
+    if not signature:
+        return "—"
+    return f"{signature.get('signer') or 'untrusted'} {signature['fingerprint'][:8]} {signature['signed_at']}"
 
 
 def _pairs(mapping) -> str:
@@ -260,21 +315,136 @@ def alias():
 @alias.command("set")
 @click.argument("ref")
 @click.argument("name")
+@click.option("--message", "-m", help="Why (kept in the alias history).")
 @registry_options
-def alias_set(ref, name, registry_url, blobs, as_json):
-    """Point alias NAME at REF (atomically moved from its previous version)."""
-    info = open_registry(registry_url, blobs).set_alias(ref, name)
+def alias_set(ref, name, message, registry_url, blobs, as_json):
+    """Point alias NAME at REF (atomically moved from its previous version; recorded in its history)."""
+    registry = open_registry(registry_url, blobs)
+    info = registry.set_alias(ref, name, **({"message": message} if message else {}))
     _emit(info.to_dict(full=False)) if as_json else click.echo(f"{info.name}@{name} -> {info.ref}")
 
 
 @alias.command("rm")
 @click.argument("model")
 @click.argument("name")
+@click.option("--message", "-m", help="Why (kept in the alias history).")
 @registry_options
-def alias_rm(model, name, registry_url, blobs, as_json):
+def alias_rm(model, name, message, registry_url, blobs, as_json):
     """Remove alias NAME of MODEL."""
-    open_registry(registry_url, blobs).remove_alias(model, name)
+    open_registry(registry_url, blobs).remove_alias(model, name, **({"message": message} if message else {}))
     _emit({"removed": f"{model}@{name}"}) if as_json else click.echo(f"removed {model}@{name}")
+
+
+@alias.command("history")
+@click.argument("model")
+@click.argument("name", required=False)
+@registry_options
+def alias_history(model, name, registry_url, blobs, as_json):
+    """Every set, move and removal of MODEL's aliases (or of alias NAME), oldest first: time, actor, from, to, message."""
+    events = open_registry(registry_url, blobs).alias_history(model, name)
+    if as_json:
+        _emit(events)
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"alias history of {model}" + (f"@{name}" if name else ""))
+    for column in ("time", "actor", "alias", "from", "to", "message"):
+        table.add_column(column)
+    for e in events:
+        version = lambda n: "—" if n is None else f"v{n}"  # noqa: E731
+        table.add_row(e["time"], escape(e["actor"]), e["alias"], version(e["from"]), version(e["to"]), escape(e["message"] or ""))
+    console()(table)
+
+
+@alias.command("rollback")
+@click.argument("model")
+@click.argument("name")
+@click.option("--message", "-m", help="Why (kept in the alias history).")
+@registry_options
+def alias_rollback(model, name, message, registry_url, blobs, as_json):
+    """Move alias NAME of MODEL back to the version it pointed at before its latest change."""
+    info = open_registry(registry_url, blobs).rollback_alias(model, name, **({"message": message} if message else {}))
+    _emit(info.to_dict(full=False)) if as_json else click.echo(f"{model}@{name} -> {info.ref}")
+
+
+@alias.command("protect")
+@click.argument("model")
+@click.argument("name")
+@click.option("--require", "requires", default="", help="Comma-separated: validated, signed (empty: remove the rules).")
+@registry_options
+def alias_protect(model, name, requires, registry_url, blobs, as_json):
+    """Promotion rules: alias NAME of MODEL may point only at versions that pass them (validated: validation passed;
+    signed: signed by a trusted key, checked against the files)."""
+    rules = open_registry(registry_url, blobs).protect_alias(model, name, requires.split(","))
+    if as_json:
+        _emit(rules)
+    else:
+        click.echo(f"{model}@{name} requires {','.join(rules[name])}" if rules.get(name) else f"{model}@{name} is not protected")
+
+
+@click.group("trust")
+def trust():
+    """The public keys whose signatures this registry trusts (what --verify accepts)."""
+
+
+@trust.command("add")
+@click.argument("public_key", type=click.Path(path_type=Path))
+@click.option("--name", required=True, help="Who holds the private key (shown as the signer).")
+@registry_options
+def trust_add(public_key, name, registry_url, blobs, as_json):
+    """Trust PUBLIC_KEY (a PEM file) under NAME."""
+    from packager.registry.signing import public_pem
+
+    key = open_registry(registry_url, blobs).trust_add(name, public_pem(public_key, private=False))
+    _emit(key.to_dict()) if as_json else click.echo(f"trusted {key.name}: sha256:{key.fingerprint}")
+
+
+@trust.command("list")
+@registry_options
+def trust_list(registry_url, blobs, as_json):
+    """The trusted keys."""
+    keys = open_registry(registry_url, blobs).trust_list()
+    if as_json:
+        _emit([k.to_dict() for k in keys])
+        return
+    for key in keys:
+        click.echo(f"{key.name}  sha256:{key.fingerprint}  added {key.added} by {key.added_by}")
+    if not keys:
+        click.echo("no trusted keys (add one with `packager trust add PUB.pem --name NAME`)")
+
+
+@trust.command("rm")
+@click.argument("name")
+@registry_options
+def trust_rm(name, registry_url, blobs, as_json):
+    """Stop trusting the key NAME."""
+    open_registry(registry_url, blobs).trust_remove(name)
+    _emit({"removed": name}) if as_json else click.echo(f"removed {name}")
+
+
+@click.command("audit")
+@click.option("--name", help="Only records about this model (or the trusted key so named).")
+@click.option("--since", help="Only records at or after this ISO date/time (UTC when no zone is given).")
+@registry_options
+def audit(name, since, registry_url, blobs, as_json):
+    """The audit log: every write (time, actor, action, target, before/after), oldest first."""
+    records = open_registry(registry_url, blobs).audit_log(name, since)
+    if as_json:
+        _emit(records)
+        return
+    import json
+
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="audit log")
+    for column in ("seq", "time", "actor", "action", "target", "before", "after"):
+        table.add_column(column)
+    for r in records:
+        cells = [json.dumps(r[k], sort_keys=True) if r[k] is not None else "—" for k in ("before", "after")]
+        table.add_row(str(r["seq"]), r["time"], escape(r["actor"]), r["action"], escape(r["target"]), *map(escape, cells))
+    console()(table)
 
 
 @click.command("tag")
@@ -310,16 +480,25 @@ def gc(registry_url, blobs, as_json):
 @click.command("verify")
 @registry_options
 def verify(registry_url, blobs, as_json):
-    """Re-hash every blob; list missing or corrupt ones by version. Exit 12 if any."""
+    """Re-hash every blob and check the audit log's hash chain; exit 12 on a missing or corrupt blob or a broken chain."""
     from packager.errors import BlobCorrupt
 
-    problems = open_registry(registry_url, blobs).verify()
+    registry = open_registry(registry_url, blobs)
+    problems = registry.verify()
+    chain = registry.verify_audit() if registry.supports_trust else None
     if as_json:
-        _emit({"problems": problems})
+        _emit({"problems": problems, **({"audit": chain} if chain is not None else {})})
     else:
+        if chain is not None:  # first: the blob summary stays the last line, as scripts read it
+            click.echo(f"audit log: {chain['records']} records, chain intact" if chain["ok"] else f"audit log: {chain['reason']}")
         for p in problems:
             click.echo(f"{p['problem']:8} {p['ref']}  {p['path']}  sha256:{p['digest'][:16]}…")
         click.echo("all blobs verified" if not problems else f"{len(problems)} problem(s)")
+    if chain is not None and not chain["ok"]:
+        raise BlobCorrupt(
+            f"the audit log's hash chain breaks at record {chain['first_bad']}: {chain['reason']}",
+            "the catalog was edited outside packager; compare that record with a backup",
+        )
     if problems:
         raise BlobCorrupt(f"{len(problems)} stored file(s) are missing or corrupt", "re-push the affected versions from their packages")
 

@@ -11,9 +11,13 @@ import click
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True, type=int)
 @click.option(
-    "--token-file", type=click.Path(path_type=Path), help="Tokens (one per line) that may write; without it the server is read-only."
+    "--token-file",
+    type=click.Path(path_type=Path),
+    help="Tokens, one per line: TOKEN [read,write,alias,admin] [names=GLOB,..] [name=LABEL] (bare: full access; TOKEN may be "
+    "sha256:HEX). Without it the server is read-only.",
 )
 @click.option("--read-token", is_flag=True, help="Reads need a token from --token-file too (default: reads are open).")
+@click.option("--require-signatures", is_flag=True, help="Refuse pushes not signed by a key the registry trusts (`packager trust add`).")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL the server fronts (default: the embedded one).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store the server fronts.")
 @click.option(
@@ -53,6 +57,7 @@ def command(
     port,
     token_file,
     read_token,
+    require_signatures,
     registry_url,
     blobs,
     header_timeout,
@@ -71,6 +76,8 @@ def command(
         from packager.errors import UsageError
 
         raise UsageError("packager serve fronts a catalog database, not another server", "give --registry sqlite:///… or postgresql://…")
-    app = create_app(open_registry(registry_url, blobs), read_tokens(token_file), read_token=read_token)
+    app = create_app(
+        open_registry(registry_url, blobs), read_tokens(token_file), read_token=read_token, require_signatures=require_signatures
+    )
     click.echo(f"packager registry on http://{host}:{port}/  (API: /api/v1, OpenAPI: /api/v1/openapi.json)", err=True)
     serve(app, host, port, Limits(header_timeout, idle_timeout, max_connections, max_connections_per_client, stall_timeout, min_body_rate))

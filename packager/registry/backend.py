@@ -38,6 +38,7 @@ class RegistryBackend(abc.ABC):
     """One model registry. ``url`` names it; every operation below is one call of the public API."""
 
     url: str
+    supports_trust = False  # signatures, trust, alias history and rules, audit: the optional operations below
 
     # ------------------------------------------------------------------ what a backend implements
     @abc.abstractmethod
@@ -124,7 +125,70 @@ class RegistryBackend(abc.ABC):
     def children_of(self, version_id: str) -> builtins.list[VersionInfo]:
         """The versions derived from ``version_id``, oldest first."""
 
+    # ------------------------------------------------------------------ optional: trust (signatures, history, audit)
+    # A backend that keeps none of this inherits these defaults: each says, in one line, that it is not supported.
+    def _unsupported(self, what: str) -> Any:
+        raise UsageError(
+            f"{what} is not supported by this registry backend ({type(self).__name__})",
+            "use a packager registry (sqlite, postgresql or a packager server)",
+        )
+
+    def sign(self, ref: str | ModelRef, signature: Any) -> VersionInfo:
+        """Store a model-signing ``Signature`` over the version's files with the version (replacing an earlier one)."""
+        return self._unsupported("signing")
+
+    def signature_bundle(self, ref: str | ModelRef) -> str | None:
+        """The version's signature bundle (JSON text), or None when it is unsigned."""
+        return None if not self.supports_trust else self._unsupported("signatures")
+
+    def trust_add(self, name: str, public_key_pem: str) -> Any:
+        """Trust a public key (PEM) under ``name``. Returns the ``TrustedKey``."""
+        return self._unsupported("trusted keys")
+
+    def trust_list(self, *, with_keys: bool = False) -> builtins.list[Any]:
+        """The trusted keys (``TrustedKey``), by name; an empty list for a backend without trust."""
+        return []
+
+    def trust_remove(self, name: str) -> None:
+        return self._unsupported("trusted keys")
+
+    def alias_history(self, name: str, alias: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every set, move and removal of ``name``'s aliases: {id, model, alias, time, actor, from, to, message}, oldest first."""
+        return self._unsupported("alias history")
+
+    def rollback_alias(self, name: str, alias: str, *, message: str | None = None) -> VersionInfo:
+        """Move ``alias`` back to the target it had before its latest change."""
+        return self._unsupported("alias rollback")
+
+    def alias_rules(self, name: str) -> dict[str, builtins.list[str]]:
+        """Promotion rules per alias of ``name`` (alias -> ["signed", "validated"]); none for a backend without rules."""
+        return {}
+
+    def protect_alias(self, name: str, alias: str, requires: Iterable[str]) -> dict[str, builtins.list[str]]:
+        return self._unsupported("alias promotion rules")
+
+    def audit_log(self, name: str | None = None, since: str | None = None, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+        return self._unsupported("the audit log")
+
+    def verify_audit(self) -> dict[str, Any]:
+        """Check the audit log's hash chain: {records, ok, first_bad, reason}."""
+        return self._unsupported("the audit log")
+
     # ------------------------------------------------------------------ built on the above, for every backend
+    def sign_with_key(self, ref: str | ModelRef, key_file: str | Path) -> VersionInfo:
+        """Sign the stored version's files with a PEM private key (model-signing) and store the signature."""
+        from packager.registry.signing import sign_folder
+
+        if not self.supports_trust:
+            self._unsupported("signing")
+        from packager.registry.signing import public_pem
+
+        public_pem(key_file, private=True)  # an unreadable key: said before the pull
+        info = self.get(ref)
+        with tempfile.TemporaryDirectory(prefix="packager-sign-") as work:
+            folder = self.pull(info.ref, Path(work) / "package", verify="off")  # type: ignore[call-arg]  # backends with trust take it
+            return self.sign(info.ref, sign_folder(folder, key_file))
+
     def push(
         self,
         package_dir: str | Path,
@@ -142,13 +206,23 @@ class RegistryBackend(abc.ABC):
         lineage: Mapping[str, Any] | None = None,
         capture_cwd: str | Path | None = None,
         trust: bool = False,
+        sign_key: str | Path | None = None,
     ) -> VersionInfo:
         """Store a package directory as the next version of ``name``, with the lineage of this machine. The package's
-        model file passes the static check a load runs first (``trust`` skips it, recorded on the version)."""
+        model file passes the static check a load runs first (``trust`` skips it, recorded on the version).
+        ``sign_key`` (a PEM private key) signs exactly the files stored (model-signing); without it, a ``model.sig``
+        the folder holds (a pulled package) is kept as the version's signature, checked like any other on pull."""
         check_name(name)
         given = Path(package_dir)
         read_package_manifest(given)  # not a package: said before anything is copied
         checked_values(params, metrics, tags, aliases)  # bad values fail before any upload
+        if sign_key is not None or (given / "model.sig").is_file():
+            if not self.supports_trust:
+                self._unsupported("signing")
+            if sign_key is not None:
+                from packager.registry.signing import public_pem
+
+                public_pem(sign_key, private=True)  # an unreadable key: said before anything is uploaded
         from packager.registry.checks import CHECK_TAG, check_package, refuse_reserved
         from packager.safety.folders import copy_tree
 
@@ -163,9 +237,11 @@ class RegistryBackend(abc.ABC):
             tags = {**(tags or {}), CHECK_TAG: check_package(package_dir, manifest, trust=trust)}  # refused: nothing stored
             freezing = threading.Thread(target=lineage_capture.pip_freeze, daemon=True)  # overlaps the uploads
             freezing.start()
+            signature = _signature_for(package_dir, sign_key)
             entries = self.store_files([(path, rel, "package") for rel, path in files])
             freezing.join()
         record, extra = self._lineage(manifest, data, dockerfile, conda_env, lineage, capture_cwd)
+        signed = {"signature": signature} if signature is not None else {}  # a backend without trust never sees the keyword
         return self.record(
             name,
             manifest,
@@ -177,6 +253,7 @@ class RegistryBackend(abc.ABC):
             aliases=aliases,
             description=description,
             parents=parents,
+            **signed,
         )
 
     def _lineage(self, manifest, data, dockerfile, conda_env, override, cwd) -> tuple[dict, builtins.list[FileEntry]]:
@@ -230,6 +307,19 @@ class RegistryBackend(abc.ABC):
 # ---------------------------------------------------------------------- shared helpers
 
 
+def _signature_for(package_dir: Path, sign_key: str | Path | None) -> Any:
+    """The signature a push stores: made now over the private copy (what is stored is what was signed), or the
+    folder's own model.sig (removed from the copy either way: it is never a package file)."""
+    from packager.registry.signing import SIGNATURE_FILE, Signature, sign_folder
+
+    existing = package_dir / SIGNATURE_FILE
+    carried = existing.read_text() if existing.is_file() else None
+    existing.unlink(missing_ok=True)
+    if sign_key is not None:
+        return sign_folder(package_dir, sign_key)
+    return Signature.from_bundle(carried) if carried is not None else None
+
+
 def checked_values(params, metrics, tags, aliases) -> tuple[dict, dict, dict, list]:
     return (
         {check_key(k, "param"): check_value(str(v), "param") for k, v in (params or {}).items()},
@@ -266,6 +356,6 @@ def package_files(package_dir: Path) -> list[tuple[str, Path]]:
     check_folder_members(package_dir)
     files = []
     for path in sorted(package_dir.rglob("*")):
-        if path.is_file():
+        if path.is_file() and path != package_dir / "model.sig":  # the signature is kept beside the version, not as a file
             files.append((path.relative_to(package_dir).as_posix(), path))
     return files

@@ -26,7 +26,10 @@ CHUNK = 1 << 20
 
 class RemoteRegistry(RegistryBackend):
     """A registry client over HTTP. ``token`` (or PACKAGER_TOKEN) authorizes writes (and reads when the server asks).
-    ``blobs`` is accepted for the common factory signature and ignored: the server keeps its own store."""
+    ``blobs`` is accepted for the common factory signature and ignored: the server keeps its own store.
+    A pull applies the trust policy here, on the client, with the keys the registry trusts (``GET /trust``)."""
+
+    supports_trust = True
 
     def __init__(self, url: str | None = None, blobs: str | None = None, *, token: str | None = None, timeout: float = 300.0):
         try:
@@ -99,6 +102,7 @@ class RemoteRegistry(RegistryBackend):
         aliases: Iterable[str] = (),
         description: str | None = None,
         parents: Iterable[str] = (),
+        signature: Any = None,
     ) -> VersionInfo:
         body = {
             "name": name,
@@ -111,6 +115,7 @@ class RemoteRegistry(RegistryBackend):
             "aliases": list(aliases),
             "description": description,
             "parents": list(parents),
+            **({"signature": signature.bundle} if signature is not None else {}),
         }
         return VersionInfo.from_dict(self._call("POST", "/versions", json=body))
 
@@ -149,13 +154,20 @@ class RemoteRegistry(RegistryBackend):
                 summaries.append({"name": name, "versions": len(versions), "formats": sorted({v.format for v in versions})})
         return summaries
 
-    def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False) -> Path:
+    def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False, verify: str | None = None) -> Path:
+        from packager.registry.signing import SIGNATURE_FILE, check, policy_of
+
+        policy = policy_of(verify)
         info = self.get(ref)
         destination = Path(out)
         with staging_dir(destination, overwrite) as staging:
             for entry in info.files:
                 if entry.role == "package":
                     self._download(info, entry, safe_join(staging, entry.path))
+            bundle = self.signature_bundle(info.ref) if info.signature else None
+            if bundle is not None:
+                (staging / SIGNATURE_FILE).write_text(bundle)
+            check(staging, info.ref, policy, self.trust_list(with_keys=True) if policy != "off" else [])
         return destination.absolute()
 
     def _download(self, info: VersionInfo, entry: FileEntry, target: Path) -> None:
@@ -185,12 +197,58 @@ class RemoteRegistry(RegistryBackend):
         return [VersionInfo.from_dict(row) for row in self._call("GET", f"/versions/{_q(version_id)}/children")]
 
     # ------------------------------------------------------------------ change
-    def set_alias(self, ref: str | ModelRef, alias: str) -> VersionInfo:
+    def set_alias(self, ref: str | ModelRef, alias: str, *, message: str | None = None) -> VersionInfo:
         name = str(ref).partition("@")[0]
-        return VersionInfo.from_dict(self._call("PUT", f"/models/{_q(name)}/aliases/{_q(alias)}", json={"ref": str(ref)}))
+        body = {"ref": str(ref), **({"message": message} if message is not None else {})}
+        return VersionInfo.from_dict(self._call("PUT", f"/models/{_q(name)}/aliases/{_q(alias)}", json=body))
 
-    def remove_alias(self, name: str, alias: str) -> None:
-        self._call("DELETE", f"/models/{_q(name)}/aliases/{_q(alias)}")
+    def remove_alias(self, name: str, alias: str, *, message: str | None = None) -> None:
+        self._call("DELETE", f"/models/{_q(name)}/aliases/{_q(alias)}")  # a removal's message is not sent (DELETE has no body)
+
+    def alias_history(self, name: str, alias: str | None = None) -> builtins.list[dict[str, Any]]:
+        return self._call("GET", f"/models/{_q(name)}/alias-history", params={"alias": alias} if alias else {})
+
+    def rollback_alias(self, name: str, alias: str, *, message: str | None = None) -> VersionInfo:
+        body = {"message": message} if message is not None else {}
+        return VersionInfo.from_dict(self._call("POST", f"/models/{_q(name)}/aliases/{_q(alias)}/rollback", json=body))
+
+    def alias_rules(self, name: str) -> dict[str, builtins.list[str]]:
+        return self._call("GET", f"/models/{_q(name)}/alias-rules")["rules"]
+
+    def protect_alias(self, name: str, alias: str, requires: Iterable[str]) -> dict[str, builtins.list[str]]:
+        from packager.registry.history import check_requires
+
+        return self._call("PUT", f"/models/{_q(name)}/aliases/{_q(alias)}/rules", json={"requires": check_requires(requires)})["rules"]
+
+    def sign(self, ref: str | ModelRef, signature: Any) -> VersionInfo:
+        return VersionInfo.from_dict(self._call("PUT", f"/versions/{_q(ref)}/signature", json={"bundle": signature.bundle}))
+
+    def signature_bundle(self, ref: str | ModelRef) -> str | None:
+        try:
+            return self._call("GET", f"/versions/{_q(ref)}/signature")["bundle"]
+        except NotFound:
+            return None
+
+    def trust_add(self, name: str, public_key_pem: str) -> Any:
+        from packager.registry.signing import TrustedKey
+
+        return TrustedKey(**self._call("POST", "/trust", json={"name": name, "public_key": public_key_pem}))
+
+    def trust_list(self, *, with_keys: bool = False) -> builtins.list[Any]:
+        from packager.registry.signing import TrustedKey
+
+        keys = [TrustedKey(**row) for row in self._call("GET", "/trust")]
+        return keys if with_keys else [TrustedKey(k.name, k.fingerprint, "", k.added, k.added_by) for k in keys]
+
+    def trust_remove(self, name: str) -> None:
+        self._call("DELETE", f"/trust/{_q(name)}")
+
+    def audit_log(self, name: str | None = None, since: str | None = None, limit: int | None = None) -> builtins.list[dict[str, Any]]:
+        params = {k: v for k, v in (("name", name), ("since", since), ("limit", limit)) if v}
+        return self._call("GET", "/audit", params=params)
+
+    def verify_audit(self) -> dict[str, Any]:
+        return self._call("GET", "/audit/verify")
 
     def tag(self, ref: str | ModelRef, tags: Mapping[str, str], remove: Iterable[str] = ()) -> VersionInfo:
         return VersionInfo.from_dict(self._call("PATCH", f"/versions/{_q(ref)}/tags", json={"set": dict(tags), "remove": list(remove)}))

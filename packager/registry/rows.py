@@ -46,24 +46,22 @@ def insert_children(conn, version_id, entries, params, metrics, tags, data) -> N
         conn.execute(t.data_refs.insert(), [{"version_id": version_id, **d} for d in data])
 
 
-def move_alias(conn, model_id: int, alias: str, version_id: str) -> None:
-    from sqlalchemy import delete
-
-    conn.execute(delete(t.aliases).where(t.aliases.c.model_id == model_id, t.aliases.c.alias == alias))
-    conn.execute(t.aliases.insert().values(model_id=model_id, alias=alias, version_id=version_id))
-
-
 def version_infos(conn, rows) -> list[VersionInfo]:
     """Summaries for many versions with four batched look-ups, not four per version."""
     ids = [row.id for row in rows]
     extras = batched_children(conn, ids)
-    return [build_info(row, *(extras[k].get(row.id, {}) for k in ("aliases", "params", "metrics", "tags"))) for row in rows]
+    return [
+        build_info(
+            row, *(extras[k].get(row.id, {}) for k in ("aliases", "params", "metrics", "tags")), signature=extras["signatures"].get(row.id)
+        )
+        for row in rows
+    ]
 
 
 def batched_children(conn, ids: list[str]) -> dict[str, dict[str, Any]]:
     from sqlalchemy import select
 
-    found: dict[str, dict[str, Any]] = {"aliases": {}, "params": {}, "metrics": {}, "tags": {}}
+    found: dict[str, dict[str, Any]] = {"aliases": {}, "params": {}, "metrics": {}, "tags": {}, "signatures": {}}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         for alias in conn.execute(select(t.aliases.c.version_id, t.aliases.c.alias).where(t.aliases.c.version_id.in_(chunk))):
@@ -71,6 +69,25 @@ def batched_children(conn, ids: list[str]) -> dict[str, dict[str, Any]]:
         for name, table in (("params", t.params), ("metrics", t.metrics), ("tags", t.tags)):
             for row in conn.execute(select(table.c.version_id, table.c.key, table.c.value).where(table.c.version_id.in_(chunk))):
                 found[name].setdefault(row.version_id, {})[row.key] = row.value
+        signed = (
+            select(
+                t.signatures.c.version_id,
+                t.signatures.c.fingerprint,
+                t.signatures.c.signed_at,
+                t.signatures.c.signed_by,
+                t.trust_keys.c.name,
+            )
+            .outerjoin(t.trust_keys, t.trust_keys.c.fingerprint == t.signatures.c.fingerprint)
+            .where(t.signatures.c.version_id.in_(chunk))
+        )
+        for sig in conn.execute(signed):
+            # signer: the trusted key with this fingerprint (None: not trusted); `pull --verify` checks the files themselves
+            found["signatures"][sig.version_id] = {
+                "fingerprint": sig.fingerprint,
+                "signer": sig.name,
+                "signed_at": sig.signed_at,
+                "signed_by": sig.signed_by,
+            }
     return found
 
 
@@ -89,6 +106,7 @@ def version_info(conn, row, full: bool = True) -> VersionInfo:
     return build_info(
         row,
         *(extras[k].get(vid, {}) for k in ("aliases", "params", "metrics", "tags")),
+        signature=extras["signatures"].get(vid),
         files=files,
         parents=parents,
         lineage=json.loads(row.lineage),

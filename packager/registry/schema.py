@@ -96,3 +96,63 @@ data_refs = Table(
     Column("size", BigInteger),
     Column("rows", BigInteger),
 )
+
+# ---------------------------------------------------------------------- trust (migration 0002)
+# Keyed by names and references as text, not foreign keys: the history and the audit log must outlive the
+# versions and models they speak of (a deleted version's alias moves stay on record).
+
+signatures = Table(
+    "signatures",
+    metadata,
+    Column("version_id", String(36), ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True),
+    Column("bundle", Text, nullable=False),  # the OpenSSF model-signing bundle (Sigstore bundle JSON), written as model.sig
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the public key's PEM: the bundle's own key hint
+    Column("signed_at", String(40), nullable=False),
+    Column("signed_by", String(128), nullable=False),  # who stored it (token label or local user), not who holds the key
+)
+
+trust_keys = Table(
+    "trust_keys",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("public_key", Text, nullable=False),
+    Column("added", String(40), nullable=False),
+    Column("added_by", String(128), nullable=False),
+)
+
+alias_events = Table(
+    "alias_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("time", String(40), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("from_version", Integer),  # None: the alias was created
+    Column("to_version", Integer),  # None: the alias was removed
+    Column("message", Text),
+)
+Index("ix_alias_events_model_alias", alias_events.c.model, alias_events.c.alias, alias_events.c.id)
+
+alias_rules = Table(
+    "alias_rules",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("requires", String(128), nullable=False),  # comma-separated: validated, signed
+)
+
+audit = Table(
+    "audit",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # max + 1 in the writer's transaction: a race is a PK clash, retried
+    Column("time", String(40), nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("target", String(300), nullable=False),
+    Column("before", Text),
+    Column("after", Text),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -42,6 +42,7 @@ class VersionInfo:
     parents: tuple[str, ...] = ()
     lineage: Mapping[str, Any] = field(default_factory=dict)
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    signature: Mapping[str, Any] | None = None  # fingerprint, signer (a trusted key's name, or None), signed_at, signed_by
 
     @property
     def ref(self) -> str:
@@ -64,6 +65,7 @@ class VersionInfo:
             "params": dict(self.params),
             "metrics": dict(self.metrics),
             "tags": dict(self.tags),
+            "signature": dict(self.signature) if self.signature else None,
         }
         if full:
             data.update(
@@ -94,6 +96,7 @@ class VersionInfo:
             parents=tuple(data.get("parents", ())),
             lineage=data.get("lineage", {}),
             manifest=data.get("manifest", {}),
+            signature=data.get("signature"),
         )
 
 

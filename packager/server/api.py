@@ -1,13 +1,14 @@
 """The registry's REST API (``/api/v1``) over one ``Registry``: everything the CLI does, plus the two
 halves of a remote push (upload the blobs the server lacks, then record the version).
 
-Reads are open unless the server was started with ``--read-token``; writes need a bearer token
-from the token file. Every packager error becomes a JSON body ``{"error", "message", "hint"}``
+Reads are open unless the server was started with ``--read-token``; every other route needs a bearer token
+from the token file holding the route's scope (``ROUTE_SCOPES``; ``packager.server.tokens``), and a route about
+one model also needs the token's ``names=`` globs to cover it (403). Writes run ``acting(token label)``, so the
+audit log names the token. Every packager error becomes a JSON body ``{"error", "message", "hint"}``
 with a matching status, so the remote client can raise the same typed error.
 """
 
 import hashlib
-import hmac
 import pathlib
 import tempfile
 from typing import Any
@@ -20,15 +21,19 @@ from starlette.requests import ClientDisconnect
 from packager.errors import (
     BlobCorrupt,
     CatalogError,
+    Forbidden,
     InputFileError,
     NotFound,
     OutputExists,
     PackagerError,
+    PromotionRefused,
     RequestTooLarge,
+    SignatureRefused,
     Unauthorized,
     UnsafeModelError,
     UsageError,
 )
+from packager.registry.audit import acting
 from packager.server.downloads import file_response
 from packager.server.schemas import (
     ALIAS,
@@ -36,7 +41,11 @@ from packager.server.schemas import (
     FILE_PATH,
     NAME,
     REF,
+    AliasHistoryEntry,
+    AliasRules,
     AliasTarget,
+    AuditCheck,
+    AuditEntry,
     Digests,
     ErrorBody,
     GcReport,
@@ -45,16 +54,25 @@ from packager.server.schemas import (
     NewVersion,
     Problem,
     Removed,
+    RollbackRequest,
+    RulesChange,
+    SignatureBody,
     TagChange,
+    TrustedKeyBody,
+    TrustedKeyInfo,
     Uploaded,
     VersionDetail,
     VersionSummary,
 )
+from packager.server.tokens import ANONYMOUS, Token, find, require_name
 
 STATUS = {
     RequestTooLarge: 413,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
+    SignatureRefused: 409,  # --require-signatures refused a push
+    PromotionRefused: 409,
     UsageError: 400,
     InputFileError: 400,
     UnsafeModelError: 422,  # a push the static checks refuse: the registry holds nothing a load would refuse
@@ -78,35 +96,40 @@ def status_of(error: PackagerError) -> int:
     return 500
 
 
-def guards(tokens: frozenset, read_token: bool) -> tuple[Any, Any]:
-    """FastAPI dependencies: may this request read, may it write (bearer tokens, constant-time compare)."""
+def guards(tokens: tuple[Token, ...], read_token: bool) -> dict[str, Any]:
+    """FastAPI dependencies, one per scope: the request's token (constant-time compare against every entry), which must
+    hold the scope; reads are open (an anonymous read token) unless ``read_token``. Each returns the ``Token``."""
 
     def bearer(authorization: str | None) -> str | None:
         if authorization and authorization.lower().startswith("bearer "):
             return authorization[7:].strip()
         return None
 
-    def allowed(token: str | None) -> bool:
-        return token is not None and any(hmac.compare_digest(token, known) for known in tokens)
+    def needing(scope: str) -> Any:
+        def guard(authorization: str | None = Header(default=None)) -> Token:
+            presented = bearer(authorization)
+            token = find(tokens, presented) if presented is not None else None
+            if scope == "read" and not read_token and token is None:
+                return ANONYMOUS
+            if not tokens and scope != "read":
+                raise Unauthorized("this server was started without --token-file: it is read-only")
+            if token is None:
+                if presented is not None:
+                    raise Unauthorized("the token is not valid for this server: check PACKAGER_TOKEN")
+                if scope == "read":
+                    raise Unauthorized("reading this registry needs a token: set PACKAGER_TOKEN (sent as 'Authorization: Bearer …')")
+                raise Unauthorized(f"writing needs a valid token (scope {scope}): set PACKAGER_TOKEN to one of the server's tokens")
+            if not token.allows(scope):
+                raise Forbidden(
+                    f"the token {token.label!r} lacks the {scope} scope (it has {','.join(sorted(token.scopes))})",
+                    "use a token with that scope",
+                )
+            return token
 
-    def can_read(authorization: str | None = Header(default=None)) -> None:
-        if read_token and not allowed(bearer(authorization)):
-            raise Unauthorized("reading this registry needs a token: set PACKAGER_TOKEN (sent as 'Authorization: Bearer …')")
+        guard.checks_authorization = True  # type: ignore[attr-defined]  # a marker read by AuthFirstRoute, before the body is read
+        return guard
 
-    def can_write(authorization: str | None = Header(default=None)) -> None:
-        token = bearer(authorization)
-        if not tokens:
-            raise Unauthorized("this server was started without --token-file: it is read-only")
-        if not allowed(token):
-            raise Unauthorized(
-                "writing needs a valid token: set PACKAGER_TOKEN to one of the server's tokens"
-                if token is None
-                else "the token is not valid for this server: check PACKAGER_TOKEN"
-            )
-
-    # a marker read by AuthFirstRoute, which runs these before the body is read
-    can_read.checks_authorization = can_write.checks_authorization = True  # type: ignore[attr-defined]  # a function attribute
-    return can_read, can_write
+    return {scope: needing(scope) for scope in ("read", "write", "alias", "admin")}
 
 
 class AuthFirstRoute(APIRoute):
@@ -122,6 +145,9 @@ class AuthFirstRoute(APIRoute):
         from starlette.datastructures import Headers
 
         headers = Headers(scope=scope)
+        if self.methods and scope.get("method") not in self.methods:  # Starlette answers 405 below: no token needed for that
+            await super().handle(scope, receive, send)
+            return
         for dependency in self.dependencies:
             guard = dependency.dependency
             if guard is not None and getattr(guard, "checks_authorization", False):
@@ -141,29 +167,43 @@ def _size(count: int) -> str:
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the error statuses a route can answer (all share one body)."""
-    return {status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 413, 422, 503, *statuses})}
+    return {
+        status: {"model": ErrorBody, "description": DESCRIPTIONS[status]} for status in sorted({400, 401, 403, 413, 422, 503, *statuses})
+    }
 
 
 DESCRIPTIONS = {
     400: "Bad request (UsageError)",
     401: "Missing or wrong token (Unauthorized)",
+    403: "The token lacks this route's scope, or the model is outside its names= (Forbidden)",
     404: "No such model, version or file (NotFound)",
-    409: "Blob digest mismatch, or blobs not uploaded yet (BlobCorrupt)",
+    409: "Blob digest mismatch, blobs not uploaded yet (BlobCorrupt), a push refused by --require-signatures (SignatureRefused), "
+    "or a protected alias refused the version (PromotionRefused)",
     413: "The request body is larger than this route accepts (RequestTooLarge)",
     422: "The request does not match this schema, or the pushed model file is refused by the static checks (UnsafeModelError)",
     503: "The catalog or blob store is unavailable (CatalogError)",
 }
 NAME_PATH = Path(pattern=NAME)
+KEY_NAME_PATH = Path(pattern=NAME)  # its own object: a shared Path() takes the first parameter's name in the schema
 ALIAS_PATH = Path(pattern=ALIAS)
 REF_PATH = Path(pattern=REF, max_length=300)
 LIMIT = Query(default=None, ge=1, le=100_000)
 
 
-def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRouter:
-    can_read, can_write = guards(tokens, read_token)
-    read = [Depends(can_read)]
-    write = [Depends(can_read), Depends(can_write)]
+def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> APIRouter:
+    guard = guards(tokens, read_token)
+    read = [Depends(guard["read"])]
+    write = [Depends(guard["write"])]
+    alias_scope = [Depends(guard["alias"])]
+    admin = [Depends(guard["admin"])]
+    WRITER = Depends(guard["write"])
+    ALIASER = Depends(guard["alias"])
+    ADMIN = Depends(guard["admin"])
     router = APIRouter(prefix="/api/v1", route_class=AuthFirstRoute, max_body_size=MAX_JSON_BODY)
+
+    def name_of(ref: str) -> str:
+        """The model a reference (or a version id) belongs to, for the token's names= check."""
+        return registry.get(ref).name if "@" not in ref and len(ref) == 36 and ref.count("-") == 4 else ref.partition("@")[0]
 
     @router.get("/models", dependencies=read, responses=_errors(), summary="The latest version of every model")
     def list_models(limit: int | None = LIMIT) -> list[VersionSummary]:
@@ -232,7 +272,7 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
     @router.post(
         "/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)"
     )
-    def missing(body: Digests) -> Missing:
+    def missing(body: Digests) -> Missing:  # the write scope; names are checked when the version is recorded
         return Missing(missing=[d for d in dict.fromkeys(body.digests) if not registry.blobs.exists(d)])
 
     @router.put(
@@ -264,53 +304,164 @@ def build_router(registry: Any, tokens: frozenset, read_token: bool) -> APIRoute
             registry.blobs.put_file(temp)
         return Uploaded(digest=digest, size=size)
 
-    @router.post("/versions", dependencies=write, responses=_errors(404, 409), summary="Record a version whose blobs are all uploaded")
-    def record(body: NewVersion) -> VersionDetail:
+    @router.post("/versions", dependencies=write, responses=_errors(403, 404, 409), summary="Record a version whose blobs are all uploaded")
+    def record(body: NewVersion, token: Token = WRITER) -> VersionDetail:
         from packager.registry.checks import CHECK_TAG, check_stored
+        from packager.registry.signing import Signature
         from packager.registry.versions import FileEntry
+
+        require_name(token, body.name)
+        if body.aliases and not token.allows("alias"):
+            raise Forbidden(
+                f"the token {token.label!r} lacks the alias scope that --alias needs",
+                "push without --alias, or use a token with the alias scope",
+            )
+        signed = {"signature": Signature.from_bundle(body.signature)} if body.signature else {}
 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
         manifest = body.manifest.model_dump(exclude_unset=True)
         uploaded = all(registry.blobs.exists(e.digest) for e in entries)  # else record refuses it (BlobCorrupt, 409)
         verdict = check_stored(registry.blobs, manifest, entries) if uploaded else ""  # the server's own check
-        return registry.record(
-            body.name,
-            manifest,
-            entries,
-            body.lineage.model_dump(exclude_unset=True),
-            params=body.params,
-            metrics=body.metrics,
-            tags={**(body.tags or {}), CHECK_TAG: verdict},
-            aliases=body.aliases,
-            description=body.description,
-            parents=body.parents,
-        ).to_dict()
+        with acting(token.label):
+            return registry.record(
+                body.name,
+                manifest,
+                entries,
+                body.lineage.model_dump(exclude_unset=True),
+                params=body.params,
+                metrics=body.metrics,
+                tags={**(body.tags or {}), CHECK_TAG: verdict},
+                aliases=body.aliases,
+                description=body.description,
+                parents=body.parents,
+                **signed,
+            ).to_dict()
 
-    @router.put("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Point an alias at a version")
-    def set_alias(body: AliasTarget, name: str = NAME_PATH, alias: str = ALIAS_PATH) -> VersionSummary:
+    @router.put(
+        "/models/{name}/aliases/{alias}", dependencies=alias_scope, responses=_errors(403, 404, 409), summary="Point an alias at a version"
+    )
+    def set_alias(body: AliasTarget, name: str = NAME_PATH, alias: str = ALIAS_PATH, token: Token = ALIASER) -> VersionSummary:
+        require_name(token, name)
         ref = body.ref
         if "@" in ref and not ref.startswith(f"{name}@"):
             raise NotFound(f"{ref} is not a version of {name}", f"give {name}@<version>")
-        return registry.set_alias(ref if "@" in ref else f"{name}@{ref}", alias).to_dict(full=False)
+        with acting(token.label):
+            return registry.set_alias(ref if "@" in ref else f"{name}@{ref}", alias, message=body.message).to_dict(full=False)
 
-    @router.delete("/models/{name}/aliases/{alias}", dependencies=write, responses=_errors(404), summary="Remove an alias")
-    def remove_alias(name: str = NAME_PATH, alias: str = ALIAS_PATH) -> Removed:
-        registry.remove_alias(name, alias)
+    @router.delete("/models/{name}/aliases/{alias}", dependencies=alias_scope, responses=_errors(403, 404), summary="Remove an alias")
+    def remove_alias(name: str = NAME_PATH, alias: str = ALIAS_PATH, token: Token = ALIASER) -> Removed:
+        require_name(token, name)
+        with acting(token.label):
+            registry.remove_alias(name, alias)
         return Removed(removed=f"{name}@{alias}")
 
-    @router.patch("/versions/{ref}/tags", dependencies=write, responses=_errors(404), summary="Set and remove tags")
-    def tag(body: TagChange, ref: str = REF_PATH) -> VersionSummary:
-        return registry.tag(ref, body.set, body.remove).to_dict(full=False)
+    @router.post(
+        "/models/{name}/aliases/{alias}/rollback",
+        dependencies=alias_scope,
+        responses=_errors(403, 404, 409),
+        summary="Move an alias back to the target it had before its latest change",
+    )
+    def rollback(body: RollbackRequest, name: str = NAME_PATH, alias: str = ALIAS_PATH, token: Token = ALIASER) -> VersionSummary:
+        require_name(token, name)
+        with acting(token.label):
+            return registry.rollback_alias(name, alias, message=body.message).to_dict(full=False)
 
-    @router.delete("/versions/{ref}", dependencies=write, responses=_errors(404), summary="Delete a version (gc frees its blobs)")
-    def delete(ref: str = REF_PATH) -> VersionSummary:
-        return registry.delete(ref).to_dict(full=False)
+    @router.get(
+        "/models/{name}/alias-history",
+        dependencies=read,
+        responses=_errors(),
+        summary="Every set, move and removal of the model's aliases",
+    )
+    def alias_history(name: str = NAME_PATH, alias: str | None = Query(default=None, pattern=ALIAS)) -> list[AliasHistoryEntry]:
+        return registry.alias_history(name, alias)
 
-    @router.post("/gc", dependencies=write, responses=_errors(), summary="Free blobs no version references")
-    def gc() -> GcReport:
-        return registry.gc()
+    @router.get("/models/{name}/alias-rules", dependencies=read, responses=_errors(), summary="Promotion rules per alias")
+    def alias_rules(name: str = NAME_PATH) -> AliasRules:
+        return AliasRules(rules=registry.alias_rules(name))
 
-    @router.get("/verify", dependencies=write, responses=_errors(), summary="Re-hash every stored blob")
+    @router.put(
+        "/models/{name}/aliases/{alias}/rules",
+        dependencies=admin,
+        responses=_errors(403),
+        summary="Set an alias's promotion rules (none: unprotect)",
+    )
+    def protect(body: RulesChange, name: str = NAME_PATH, alias: str = ALIAS_PATH, token: Token = ADMIN) -> AliasRules:
+        require_name(token, name)
+        with acting(token.label):
+            return AliasRules(rules=registry.protect_alias(name, alias, body.requires))
+
+    @router.patch("/versions/{ref}/tags", dependencies=write, responses=_errors(403, 404), summary="Set and remove tags")
+    def tag(body: TagChange, ref: str = REF_PATH, token: Token = WRITER) -> VersionSummary:
+        require_name(token, name_of(ref))
+        with acting(token.label):
+            return registry.tag(ref, body.set, body.remove).to_dict(full=False)
+
+    @router.put(
+        "/versions/{ref}/signature",
+        dependencies=write,
+        responses=_errors(403, 404),
+        summary="Store a model-signing signature over the version's files",
+    )
+    def sign(body: SignatureBody, ref: str = REF_PATH, token: Token = WRITER) -> VersionSummary:
+        from packager.registry.signing import Signature
+
+        require_name(token, name_of(ref))
+        with acting(token.label):
+            return registry.sign(ref, Signature.from_bundle(body.bundle)).to_dict(full=False)
+
+    @router.get(
+        "/versions/{ref}/signature",
+        dependencies=read,
+        responses=_errors(404),
+        summary="The version's signature bundle (written as model.sig on pull)",
+    )
+    def signature(ref: str = REF_PATH) -> SignatureBody:
+        bundle = registry.signature_bundle(ref)
+        if bundle is None:
+            raise NotFound(f"{ref} is not signed", f"sign it with `packager sign {ref} --key KEY.pem`")
+        return SignatureBody(bundle=bundle)
+
+    @router.delete("/versions/{ref}", dependencies=write, responses=_errors(403, 404), summary="Delete a version (gc frees its blobs)")
+    def delete(ref: str = REF_PATH, token: Token = WRITER) -> VersionSummary:
+        require_name(token, name_of(ref))
+        with acting(token.label):
+            return registry.delete(ref).to_dict(full=False)
+
+    @router.get("/trust", dependencies=read, responses=_errors(), summary="The trusted public keys (what `--verify` accepts)")
+    def trust_list() -> list[TrustedKeyInfo]:
+        return [k.to_dict(with_key=True) for k in registry.trust_list(with_keys=True)]
+
+    @router.post("/trust", dependencies=admin, responses=_errors(403), summary="Trust a public key (PEM) under a name")
+    def trust_add(body: TrustedKeyBody, token: Token = ADMIN) -> TrustedKeyInfo:
+        from packager.registry.signing import public_key_text
+
+        with acting(token.label):
+            return registry.trust_add(body.name, public_key_text(body.public_key)).to_dict(with_key=True)
+
+    @router.delete("/trust/{key_name}", dependencies=admin, responses=_errors(403, 404), summary="Stop trusting a key")
+    def trust_remove(key_name: str = KEY_NAME_PATH, token: Token = ADMIN) -> Removed:
+        with acting(token.label):
+            registry.trust_remove(key_name)
+        return Removed(removed=key_name)
+
+    @router.get("/audit", dependencies=read, responses=_errors(), summary="The audit log, oldest first")
+    def audit_log(
+        name: str | None = Query(default=None, pattern=NAME),
+        since: str | None = Query(default=None, max_length=40),
+        limit: int | None = LIMIT,
+    ) -> list[AuditEntry]:
+        return registry.audit_log(name, since, limit)
+
+    @router.get("/audit/verify", dependencies=read, responses=_errors(), summary="Check the audit log's hash chain")
+    def audit_verify() -> AuditCheck:
+        return registry.verify_audit()
+
+    @router.post("/gc", dependencies=admin, responses=_errors(403), summary="Free blobs no version references")
+    def gc(token: Token = ADMIN) -> GcReport:
+        with acting(token.label):
+            return registry.gc()
+
+    @router.get("/verify", dependencies=admin, responses=_errors(403), summary="Re-hash every stored blob")
     def verify() -> list[Problem]:
         return registry.verify()
 

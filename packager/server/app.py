@@ -15,7 +15,9 @@ from packager.errors import PackagerError, UsageError
 SCHEMA_HINT = "see /api/v1/openapi.json"
 
 
-def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = False) -> Any:
+def create_app(registry: Any, tokens: Iterable[Any] = (), *, read_token: bool = False, require_signatures: bool = False) -> Any:
+    """``tokens``: ``Token`` values or token-file lines (a bare secret: full access). ``require_signatures``: the
+    registry refuses a push not signed by a key it trusts (SignatureRefused, HTTP 409)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.staticfiles import StaticFiles
@@ -23,9 +25,15 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
 
     from packager import __version__
     from packager.server.api import build_router, guards, status_of
+    from packager.server.tokens import Token, parse_tokens
     from packager.server.ui import HERE, build_ui
 
-    tokens = frozenset(t for t in tokens if t)
+    given = [t for t in tokens if t]
+    tokens = tuple(t for t in given if isinstance(t, Token)) + tuple(parse_tokens(t for t in given if not isinstance(t, Token)))
+    if require_signatures:
+        if not getattr(registry, "supports_trust", False):
+            raise UsageError("--require-signatures needs a registry that keeps signatures", "serve a sqlite:// or postgresql:// catalog")
+        registry.require_signatures = True
     if read_token and not tokens:
         raise UsageError(
             "--read-token needs --token-file (the tokens readers must present)", "give --token-file FILE with one token per line"
@@ -40,7 +48,7 @@ def create_app(registry: Any, tokens: Iterable[str] = (), *, read_token: bool = 
     )
     app.state.registry = registry
     app.include_router(build_router(registry, tokens, read_token))
-    app.include_router(build_ui(registry, guards(tokens, read_token)[0]))
+    app.include_router(build_ui(registry, guards(tokens, read_token)["read"]))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.exception_handler(PackagerError)
@@ -129,14 +137,8 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def read_tokens(path: str | Path | None) -> list[str]:
-    """One token per line; blank lines and # comments ignored."""
-    if not path:
-        return []
-    path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"--token-file {path}: no such file", "create it with one token per line")
-    tokens = [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    if not tokens:
-        raise UsageError(f"--token-file {path} holds no token", "write one token per line")
-    return tokens
+def read_tokens(path: str | Path | None) -> list[Any]:
+    """The token file (``packager.server.tokens``: one token per line, with optional scopes, names= and name=)."""
+    from packager.server.tokens import read_token_file
+
+    return read_token_file(path) if path else []

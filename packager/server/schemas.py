@@ -21,7 +21,10 @@ REF = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}({_SELECTOR})?$"  # a version id (uu
 REF_WITH_SELECTOR = rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,127}}{_SELECTOR}$"
 _SEGMENT = r"([^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*|\.[^/\\\x00-\x1f\x7f.][^/\\\x00-\x1f\x7f]*|\.\.[^/\\\x00-\x1f\x7f]+)"
 FILE_PATH = rf"^{_SEGMENT}(/{_SEGMENT})*$"  # relative, '/'-separated, no '.' or '..' segment, no backslash or control character
-MAX_BIGINT = 2**53 - 1  # exact in a JSON number (a double), and 8 PiB
+MAX_BIGINT = 2**53 - 1
+MAX_BUNDLE = (
+    1 << 16
+)  # a key-based bundle holds a manifest of file digests: ~1 KB for a 5-file package  # exact in a JSON number (a double), and 8 PiB
 
 Name = Annotated[str, Field(pattern=NAME, description="1-128 letters, digits, '.', '_' or '-'")]
 Alias = Annotated[str, Field(pattern=ALIAS, description="a word such as production or staging")]
@@ -108,6 +111,16 @@ class NewVersion(BaseModel):
     aliases: list[Alias] = Field(default_factory=list, max_length=100)
     description: Annotated[str, Field(max_length=100_000)] | None = None
     parents: list[Ref] = Field(default_factory=list, max_length=100)
+    signature: Annotated[str, Field(max_length=MAX_BUNDLE)] | None = Field(
+        default=None, description="a model-signing bundle (JSON text) over the package files; required by --require-signatures"
+    )
+
+
+class SignatureInfo(BaseModel):
+    fingerprint: str = Field(description="sha256 of the signing key's public PEM (the bundle's key hint)")
+    signer: str | None = Field(description="the trusted key with this fingerprint; null: not trusted")
+    signed_at: str
+    signed_by: str = Field(description="who stored the signature (token label or local user)")
 
 
 class VersionSummary(BaseModel):
@@ -126,6 +139,7 @@ class VersionSummary(BaseModel):
     params: dict[str, str]
     metrics: dict[str, float]
     tags: dict[str, str]
+    signature: SignatureInfo | None = None
 
 
 class VersionDetail(VersionSummary):
@@ -151,6 +165,68 @@ class AliasTarget(BaseModel):
         max_length=300,
         description="a version number, or name@version / @alias / @sha256:<digest> of this model",
     )
+    message: Text | None = Field(default=None, description="why (kept in the alias history)")
+
+
+class RollbackRequest(BaseModel):
+    message: Text | None = None
+
+
+class RulesChange(BaseModel):
+    requires: list[Literal["validated", "signed"]] = Field(max_length=2, description="empty: remove the rules")
+
+
+class AliasRules(BaseModel):
+    rules: dict[str, list[str]]
+
+
+class AliasHistoryEntry(BaseModel):
+    id: int
+    model: str
+    alias: str
+    time: str
+    actor: str
+    from_: int | None = Field(alias="from", serialization_alias="from")
+    to: int | None
+    message: str | None
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class SignatureBody(BaseModel):
+    bundle: str = Field(min_length=2, max_length=MAX_BUNDLE, description="the model-signing bundle (model.sig), JSON text")
+
+
+class TrustedKeyBody(BaseModel):
+    name: Name
+    public_key: str = Field(min_length=1, max_length=16_384, description="PEM public key (elliptic curve P-256/P-384/P-521)")
+
+
+class TrustedKeyInfo(BaseModel):
+    name: str
+    fingerprint: str
+    added: str
+    added_by: str
+    public_key: str
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    time: str
+    actor: str
+    action: str
+    target: str
+    before: Any
+    after: Any
+    prev_hash: str
+    hash: str
+
+
+class AuditCheck(BaseModel):
+    records: int
+    ok: bool
+    first_bad: int | None
+    reason: str
 
 
 class TagChange(BaseModel):

@@ -14,7 +14,8 @@ from packager.errors import PackagerError, UsageError
 from packager.render import human_size
 
 HERE = Path(__file__).parent
-PAGE = 200  # models per list page
+PAGE = 200  # models (or audit records) per list page
+HISTORY = 50  # alias events shown on a model page, newest first (the API and the CLI give all)
 PALETTE = ("#1f3f99", "#14633a", "#a4161a", "#b26b00", "#6b2fa3")
 REFS = Query(default=[])  # ?ref=a&ref=b..., none when absent (made once here, as api.py does for LIMIT)
 
@@ -64,7 +65,36 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
         versions = registry.list(name)
         metric_keys = sorted({k for v in versions for k in v.metrics})[:6]
         aliases = sorted((a, v.version) for v in versions for a in v.aliases)
-        return page("model.html", name=name, versions=versions, metric_keys=metric_keys, aliases=aliases)
+        trusted = getattr(registry, "supports_trust", False)
+        history = list(reversed(registry.alias_history(name)))[:HISTORY] if trusted else []
+        rules = registry.alias_rules(name) if trusted else {}
+        return page(
+            "model.html",
+            name=name,
+            versions=versions,
+            metric_keys=metric_keys,
+            aliases=aliases,
+            history=history,
+            rules=rules,
+            trusted=trusted,
+        )
+
+    @router.get("/audit", response_class=HTMLResponse)
+    def audit(
+        name: str | None = Query(default=None, max_length=128), page_number: int = Query(default=1, ge=1, alias="page")
+    ) -> HTMLResponse:
+        records = registry.audit_log(name or None) if getattr(registry, "supports_trust", False) else []
+        chain = registry.verify_audit() if getattr(registry, "supports_trust", False) else None
+        newest = list(reversed(records))
+        pages = max(1, -(-len(newest) // PAGE))
+        return page(
+            "audit.html",
+            records=newest[(page_number - 1) * PAGE : page_number * PAGE],
+            chain=chain,
+            name=name or "",
+            page_number=page_number,
+            pages=pages,
+        )
 
     @router.get("/versions/{ref}", response_class=HTMLResponse)
     def version(ref: str) -> HTMLResponse:

@@ -149,7 +149,7 @@ def test_conversion_lineage_tree(registry, fixtures, tmp_path):
 
 
 def test_schema_is_migrated_to_head(local_only):
-    assert schema_revision(local_only.engine) == "0001"
+    assert schema_revision(local_only.engine) == "0002"
 
 
 def test_credentials_are_stripped_from_remotes():

@@ -21,7 +21,8 @@ import pytest
 from packager.registry.api import Registry
 from tests.services import start_registry_server
 
-TOKEN = "schemathesis-token"
+TOKEN = "schemathesis-token"  # a bare line in the token file: full access (admin)
+READER = "schemathesis-reader"  # the read scope only: every write answers 403, which the schema documents
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
@@ -37,19 +38,20 @@ def populated_server(tmp_path_factory, package_dirs):
     finally:
         os.environ.pop("PACKAGER_HOME") if saved is None else os.environ.__setitem__("PACKAGER_HOME", saved)
     token_file = home / "tokens"
-    token_file.write_text(TOKEN + "\n")
+    token_file.write_text(f"{TOKEN}\n{READER} read name=reader\n")
     url, stop = start_registry_server(home, token_file)
     yield url
     stop()
 
 
 @pytest.mark.slow
-def test_no_generated_request_gets_a_server_error_or_an_answer_off_schema(populated_server, tmp_path):
+@pytest.mark.parametrize("token", [TOKEN, READER], ids=["admin", "read"])
+def test_no_generated_request_gets_a_server_error_or_an_answer_off_schema(populated_server, tmp_path, token):
     # one worker: with two, CPython 3.11's ast.parse (used by hypothesis to describe a filter) can raise
     # "SystemError: AST constructor recursion depth mismatch" across threads (python/cpython#106905).
     # Health checks off and a long request timeout: CI runs this beside other tests on 2 cores.
     command = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run", f"{populated_server}/api/v1/openapi.json",
-               "--header", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-examples", "30", "--seed", "20261127",
+               "--header", f"Authorization: Bearer {token}", "--checks", "all", "--max-examples", "30", "--seed", "20261127",
                "--workers", "1", "--suppress-health-check", "all", "--request-timeout", "60", "--report-junit-path", str(tmp_path / "junit.xml"), "--no-color"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     summary = run.stdout[-6000:]

@@ -1,0 +1,119 @@
+"""Scoped server tokens, one per line of the token file::
+
+    TOKEN [SCOPES] [names=GLOB[,GLOB]] [name=LABEL]
+
+``SCOPES`` is a comma-separated subset of ``read``, ``write`` (push, tag, sign, delete), ``alias`` (set, move,
+remove, roll back) and ``admin`` (everything, plus gc, verify, trust keys, promotion rules). A bare token keeps
+its old meaning: full access. Every valid token may read. ``names=`` limits the models a token may touch (shell
+globs, ``team-a-*``); ``name=`` is the label the audit log records as the actor (default: ``token-<line>``, never
+the secret). ``TOKEN`` may be ``sha256:<hex>``, the digest of the secret, so the file need not hold it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from packager.errors import Forbidden, UsageError
+
+SCOPES = ("read", "write", "alias", "admin")
+_HEX = re.compile(r"^sha256:[0-9a-f]{64}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Token:
+    digest: str  # sha256 of the secret, hex: what is compared (the plaintext is never kept)
+    scopes: frozenset[str]
+    names: tuple[str, ...] = ()  # globs; empty: every model
+    label: str = "token"
+
+    def allows(self, scope: str) -> bool:
+        return scope == "read" or "admin" in self.scopes or scope in self.scopes
+
+    def covers(self, name: str) -> bool:
+        return not self.names or any(fnmatch.fnmatchcase(name, glob) for glob in self.names)
+
+
+ANONYMOUS = Token("", frozenset({"read"}), (), "anonymous")
+
+
+def parse_line(line: str, number: int = 1) -> Token:
+    """One token-file line; an unknown scope or option is a UsageError naming the line (never echoing the secret)."""
+    fields = line.split()
+    secret, rest = fields[0], fields[1:]
+    if _HEX.fullmatch(secret):
+        digest = secret[len("sha256:") :]
+    elif secret.startswith("sha256:"):
+        raise UsageError(
+            f"token file line {number}: a sha256: token is 64 lowercase hex digits", "write sha256:$(printf %s SECRET | sha256sum)"
+        )
+    else:
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+    scopes: set[str] = set()
+    names: tuple[str, ...] = ()
+    label = f"token-{number}"
+    for field in rest:
+        key, sep, value = field.partition("=")
+        if sep and key == "names":
+            names = tuple(g for g in value.split(",") if g)
+        elif sep and key == "name":
+            if not _LABEL.fullmatch(value):
+                raise UsageError(
+                    f"token file line {number}: name={value!r} is not a label", "use letters, digits, '.', '_', ':', '@' or '-'"
+                )
+            label = value
+        elif not sep:
+            wanted = {s for s in field.split(",") if s}
+            unknown = sorted(wanted - set(SCOPES))
+            if unknown:
+                raise UsageError(f"token file line {number}: unknown scope {', '.join(unknown)}", f"scopes are {', '.join(SCOPES)}")
+            scopes |= wanted
+        else:
+            raise UsageError(f"token file line {number}: unknown option {key}=", "options are names=GLOB[,GLOB] and name=LABEL")
+    return Token(digest, frozenset(scopes or {"admin"}), names, label)  # a bare token: full access, as before scopes existed
+
+
+def parse_tokens(lines: Iterable[str]) -> list[Token]:
+    tokens = []
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if text and not text.startswith("#"):
+            tokens.append(parse_line(text, number))
+    labels = [t.label for t in tokens]
+    if len(set(labels)) != len(labels):
+        raise UsageError("two tokens in the token file have the same name=", "give every token its own label: the audit log names it")
+    return tokens
+
+
+def read_token_file(path: str | Path) -> list[Token]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--token-file {path}: no such file", "create it with one token per line")
+    tokens = parse_tokens(path.read_text().splitlines())
+    if not tokens:
+        raise UsageError(f"--token-file {path} holds no token", "write one token per line")
+    return tokens
+
+
+def find(tokens: Iterable[Token], presented: str) -> Token | None:
+    """The token whose digest is that of ``presented``; every entry is compared, in constant time each."""
+    digest = hashlib.sha256(presented.encode()).hexdigest()
+    found = None
+    for token in tokens:
+        if hmac.compare_digest(digest, token.digest) and found is None:
+            found = token
+    return found
+
+
+def require_name(token: Token, name: str) -> None:
+    if not token.covers(name):
+        raise Forbidden(
+            f"the token {token.label!r} may not touch model {name!r} (its names: {','.join(token.names)})",
+            "use a token whose names= covers it",
+        )
