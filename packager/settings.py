@@ -21,6 +21,8 @@ BLOBS = "PACKAGER_BLOBS"  # blob store: a folder or s3://bucket/prefix
 TOKEN = "PACKAGER_TOKEN"  # bearer token for a registry server
 S3_ENDPOINT = "PACKAGER_S3_ENDPOINT"  # an S3-compatible endpoint (MinIO, moto)
 BWRAP = "PACKAGER_BWRAP"  # the bubblewrap binary (default: PATH, then Debian's place)
+VERIFY = "PACKAGER_VERIFY"  # trust policy of pull/predict: required | if-signed | off (packager.registry.signing)
+ACTOR = "PACKAGER_ACTOR"  # who the audit log names for local writes (default local:<user>)
 SKIP_STATIC_CHECKS = "PACKAGER_TEST_SKIP_STATIC_CHECKS"  # tests only; honoured only under a read-only root (the sandbox)
 SANDBOX_MEMORY_GB = "PACKAGER_SANDBOX_MEMORY_GB"
 SANDBOX_CPU_SECONDS = "PACKAGER_SANDBOX_CPU_SECONDS"
@@ -55,6 +57,14 @@ def token() -> str | None:
 
 def s3_endpoint() -> str | None:
     return text(S3_ENDPOINT)
+
+
+def verify_policy() -> str | None:
+    return text(VERIFY)
+
+
+def actor() -> str | None:
+    return text(ACTOR)
 
 
 def bwrap() -> str | None:
@@ -93,5 +103,7 @@ DOCUMENTED = (
     Setting(TOKEN, "bearer token for a registry server"),
     Setting(S3_ENDPOINT, "S3-compatible endpoint URL"),
     Setting(BWRAP, "path of the bubblewrap binary"),
+    Setting(VERIFY, "trust policy of pull and predict: required, if-signed (default) or off"),
+    Setting(ACTOR, "the actor the audit log records for local writes (default local:<user>)"),
     *(Setting(name, "a limit of the sandbox child") for name in SANDBOX_LIMITS),
 )

@@ -35,8 +35,10 @@ def current_actor() -> str:
     given = _ACTOR.get()
     if given:
         return given
-    if os.environ.get("PACKAGER_ACTOR"):
-        return os.environ["PACKAGER_ACTOR"][:128]
+    from packager import settings
+
+    if settings.actor():
+        return str(settings.actor())[:128]
     try:
         return f"local:{getpass.getuser()}"[:128]
     except (KeyError, OSError):  # no passwd entry for this uid (a container)

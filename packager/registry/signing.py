@@ -57,9 +57,9 @@ class Signature:
 
 
 def policy_of(value: str | None) -> str:
-    import os
+    from packager import settings
 
-    chosen = value or os.environ.get("PACKAGER_VERIFY") or DEFAULT_POLICY
+    chosen = value or settings.verify_policy() or DEFAULT_POLICY
     if chosen not in POLICIES:
         raise UsageError(f"--verify {chosen!r} is not a policy", f"use one of {', '.join(POLICIES)} (or PACKAGER_VERIFY)")
     return chosen
