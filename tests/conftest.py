@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -40,7 +40,9 @@ def fixture_dir(fixtures) -> Path:
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None, python_prelude: str = "") -> subprocess.CompletedProcess:
     """Run the real CLI in a subprocess (its exit code and stderr are part of the contract)."""
     code = f"{python_prelude}\nimport sys\nfrom packager.cli import run\nsys.argv = ['packager', *sys.argv[1:]]\nrun()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env or os.environ.copy(), cwd=cwd, timeout=600
+    )
 
 
 @pytest.fixture(scope="session")

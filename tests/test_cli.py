@@ -19,7 +19,9 @@ def _no_partial_dirs(folder: Path) -> bool:
 
 def test_convert_onnx_quantized_end_to_end(fixtures, tmp_path):
     out = tmp_path / "out"
-    result = run_cli("convert", fixtures["mlp"].model, "--to", "onnx", "--quantize", "--sample", fixtures["mlp"].sample, "-o", str(out), "--json")
+    result = run_cli(
+        "convert", fixtures["mlp"].model, "--to", "onnx", "--quantize", "--sample", fixtures["mlp"].sample, "-o", str(out), "--json"
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["status"] == "passed" and row["quantization"] == "dynamic"
@@ -154,7 +156,18 @@ def test_validate_passes_for_the_right_source_and_fails_for_another(fixtures, tm
     good = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["ridge"].model, "--sample", fixtures["ridge"].sample, "--json")
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["status"] == "passed"
-    bad = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["linear"].model, "--sample", fixtures["ridge"].sample, "--atol", "1e-6", "--rtol", "1e-7")
+    bad = run_cli(
+        "validate",
+        str(out / "model.onnx"),
+        "--source",
+        fixtures["linear"].model,
+        "--sample",
+        fixtures["ridge"].sample,
+        "--atol",
+        "1e-6",
+        "--rtol",
+        "1e-7",
+    )
     assert bad.returncode == 9 and "validation failed" in bad.stderr
 
 
@@ -191,7 +204,9 @@ def test_accept_mismatch_keeps_the_artifact_and_records_it(tmp_path):
 
 
 def test_csv_sample_for_a_column_pipeline(fixtures, fixture_dir, tmp_path):
-    result = run_cli("convert", fixtures["columns"].model, "--sample", str(fixture_dir / "customers_sample.csv"), "-o", str(tmp_path / "o"), "--json")
+    result = run_cli(
+        "convert", fixtures["columns"].model, "--sample", str(fixture_dir / "customers_sample.csv"), "-o", str(tmp_path / "o"), "--json"
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["samples"] == 150 and row["label_agreement"] == 1.0

@@ -133,8 +133,10 @@ def test_the_plugins_load_as_packager_converters_and_nothing_is_top_level_conver
     import subprocess
     import sys
 
-    code = ("import sys; from packager.plugins import default_registry; r = default_registry(); "
-            "print(sorted({p.owner for p in r.formats.values()})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'converters'))")
+    code = (
+        "import sys; from packager.plugins import default_registry; r = default_registry(); "
+        "print(sorted({p.owner for p in r.formats.values()})); print(sorted(m for m in sys.modules if m.split('.')[0] == 'converters'))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     owners, bare = result.stdout.splitlines()
     assert bare == "[]", result.stderr

@@ -68,7 +68,10 @@ def test_imported_names_are_not_registered_twice():
 
 
 def test_unknown_pair_lists_what_exists():
-    with pytest.raises(UnsupportedConversion, match="sklearn converts to: coreml, joblib, lightgbm, mleap, onnx, pickle, pmml, skops, xgboost-json, xgboost-ubj"):
+    with pytest.raises(
+        UnsupportedConversion,
+        match="sklearn converts to: coreml, joblib, lightgbm, mleap, onnx, pickle, pmml, skops, xgboost-json, xgboost-ubj",
+    ):
         default_registry().conversion("sklearn", "tflite")
 
 

@@ -3,9 +3,6 @@ native files convert to ONNX, PMML and native files; every artifact is re-checke
 JPMML, the library) against ``model.predict`` on float64 held-out rows, not only through packager's report."""
 from __future__ import annotations
 
-import json
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -117,6 +114,7 @@ def test_xgboost_categorical_splits_refused_with_reason(tmp_path):
     model = xgb.XGBClassifier(n_estimators=5, enable_categorical=True, tree_method="hist").fit(X, y)
     with pytest.raises(UnsupportedConversion, match="onnxmltools .* cannot convert XGBoost categorical splits"):
         from packager.converters.sklearn import sklearn_to_onnx
+
         from packager.conversion import ConvertOptions
         from packager.signature import Signature, TensorSpec
 

@@ -252,7 +252,9 @@ def test_bench_text_column_measures_the_package_and_the_folder_on_texts(classifi
     assert result.returncode == 0, result.stderr
     artifacts = json.loads(result.stdout)["artifacts"]
     assert [a["error"] for a in artifacts] == ["", ""] and [a["baseline"] for a in artifacts] == [True, False]
-    assert all([m["batch_size"] for m in a["measurements"]] == [1, 16] and all(m["runs"] >= 3 for m in a["measurements"]) for a in artifacts)
+    assert all(
+        [m["batch_size"] for m in a["measurements"]] == [1, 16] and all(m["runs"] >= 3 for m in a["measurements"]) for a in artifacts
+    )
     assert "texts of column `text`" in (tmp_path / "b" / "bench.md").read_text()
     wrong = run_cli("bench", str(package.path), "--data", str(tmp_path / "texts.csv"), "--text-column", "body", "-o", str(tmp_path / "c"),
                     "--json")

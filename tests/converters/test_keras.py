@@ -108,7 +108,7 @@ def test_keras_int8_leaves_the_callers_model_alone(models, tmp_path):
     model, sample = models["mlp"]
     before = [w.copy() for w in model.get_weights()]
     convert(model, to="keras", quantize="dynamic", sample=sample, out=tmp_path / "q")
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert not any("quantiz" in type(layer).__name__.lower() or getattr(layer, "quantization_mode", None) for layer in model.layers)
 
 
@@ -172,7 +172,14 @@ TF_QUANTIZED = [("savedmodel", "tflite", "dynamic"), ("pb", "tflite", "static"),
 @pytest.mark.parametrize("source,target,mode", TF_QUANTIZED)
 def test_tensorflow_files_quantize_smaller_and_within_tolerance(tf_files, tmp_path, source, target, mode):
     sample = tf_files["mlp", "sample"]
-    package = convert(tf_files["mlp", source], to=target, quantize=mode, sample=sample, calibration=sample if mode == "static" else None, out=tmp_path / "q")
+    package = convert(
+        tf_files["mlp", source],
+        to=target,
+        quantize=mode,
+        sample=sample,
+        calibration=sample if mode == "static" else None,
+        out=tmp_path / "q",
+    )
     quant = package.manifest.quantization
     assert quant.applied and quant.size_after < quant.size_before, (quant.size_before, quant.size_after)
     status = package.manifest.validation["status"]
@@ -237,6 +244,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
     deviations below wine's proline mean, so every row gets the same class and a converter that broke the scaling for
     real inputs would still 'pass'. The drawn rows reach several classes, as wine's own rows do."""
     from packager.converters.keras_rows import fitted_rows
+
     from packager.plugins import default_registry
 
     model, X = _wine_normalized_classifier()
@@ -254,6 +262,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
 
 def test_validation_rows_cover_an_embedding_vocabulary(tmp_path):
     from packager.converters.keras_rows import fitted_rows
+
     from packager.plugins import default_registry
 
     model = _ids_classifier(5000)

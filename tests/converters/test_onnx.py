@@ -4,11 +4,10 @@ from __future__ import annotations
 import onnx
 import pytest
 
-from packager.validation import FLOAT32, INT8, OutputKind
-
 from packager.conversion import convert
 from packager.errors import NotQuantizable, UnsupportedConversion, UsageError
 from packager.inspection import inspect
+from packager.validation import FLOAT32, INT8, OutputKind
 
 
 def test_dynamic_int8_on_the_mlp_is_smaller_and_within_tolerance(fixtures, tmp_path):
@@ -38,7 +37,14 @@ def test_fp16_on_a_linear_model(fixtures, tmp_path):
 
 def test_static_int8_with_calibration(fixtures, fixture_dir, tmp_path):
     fixture = fixtures["mlp"]
-    package = convert(fixture.model, to="onnx", quantize="static", calibration=fixture_dir / "digits_calibration.npy", sample=fixture.sample, out=tmp_path / "q")
+    package = convert(
+        fixture.model,
+        to="onnx",
+        quantize="static",
+        calibration=fixture_dir / "digits_calibration.npy",
+        sample=fixture.sample,
+        out=tmp_path / "q",
+    )
     ops = {n.op_type for n in onnx.load(str(package.model_path)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
     assert package.manifest.quantization.size_after < package.manifest.quantization.size_before

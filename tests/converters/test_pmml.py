@@ -102,7 +102,8 @@ def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tm
 def test_text_pipeline_is_scored_on_its_strings(tmp_path):
     """A TfidfVectorizer pipeline's PMML was scored on float64(text): `--to all` ended in an internal error
     ("could not convert string to float"). Scored on its strings, JPMML gives a verdict: its tokenization differs
-    from scikit-learn's on these sentences (measured: 97.5% label agreement on synthesized sentences, probabilities off by 0.12 on the held-out ones), which is reported, not crashed on."""
+    from scikit-learn's on these sentences (measured: 97.5% label agreement on synthesized sentences, probabilities off by
+    0.12 on the held-out ones), which is reported, not crashed on."""
     from packager.errors import ValidationFailed
     from tests.zoo.sklearn_models import HELD_OUT, tfidf_logreg
 

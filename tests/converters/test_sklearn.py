@@ -10,7 +10,21 @@ from packager.conversion import convert
 from packager.errors import UnsupportedConversion, UsageError
 from packager.safety import load_pickle
 
-ONNX_MODELS = ["logreg", "forest", "gboost", "histgb", "svc", "knn", "mlp", "linear", "ridge", "forest_regressor", "kmeans", "pca", "columns"]
+ONNX_MODELS = [
+    "logreg",
+    "forest",
+    "gboost",
+    "histgb",
+    "svc",
+    "knn",
+    "mlp",
+    "linear",
+    "ridge",
+    "forest_regressor",
+    "kmeans",
+    "pca",
+    "columns",
+]
 
 
 def _sample_feeds(fixture):
@@ -35,7 +49,10 @@ def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
     model = load_pickle(fixture.model)
     data = _sample_feeds(fixture)
     if package.manifest.signature.columnar:
-        feeds = {c: (data[[c]].to_numpy().astype(str).astype(object) if data[c].dtype.kind in "OUST" else data[[c]].to_numpy(np.float32)) for c in data.columns}
+        feeds = {
+            c: (data[[c]].to_numpy().astype(str).astype(object) if data[c].dtype.kind in "OUST" else data[[c]].to_numpy(np.float32))
+            for c in data.columns
+        }
     else:
         feeds = {"X": data.astype(np.float32)}
     first = session.run(None, feeds)[0]
@@ -65,7 +82,12 @@ def test_column_pipeline_gets_one_onnx_input_per_column(fixtures, tmp_path):
     package = convert(fixtures["columns"].model, to="onnx", sample=fixtures["columns"].sample, out=tmp_path / "pkg")
     proto = onnx.load(str(package.model_path))
     inputs = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
-    assert inputs == {"age": onnx.TensorProto.FLOAT, "income": onnx.TensorProto.FLOAT, "city": onnx.TensorProto.STRING, "plan": onnx.TensorProto.STRING}
+    assert inputs == {
+        "age": onnx.TensorProto.FLOAT,
+        "income": onnx.TensorProto.FLOAT,
+        "city": onnx.TensorProto.STRING,
+        "plan": onnx.TensorProto.STRING,
+    }
     assert package.manifest.signature.columnar
 
 

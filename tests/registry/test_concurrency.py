@@ -18,7 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _spawn(catalog, blobs, package, name, count, *flags):
-    return subprocess.Popen([*PUSHER, catalog, blobs, str(package), name, str(count), *flags], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [*PUSHER, catalog, blobs, str(package), name, str(count), *flags],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 @pytest.mark.slow
@@ -41,9 +47,9 @@ def test_concurrent_pushes_get_distinct_versions(backend, package_dirs, processe
 def test_kill_9_during_push_leaves_a_consistent_registry(tmp_path, fixtures):
     """20 pushes of a ~4 MB package, each killed at a random moment."""
     import numpy as np
+    from sklearn.neural_network import MLPRegressor
 
     from packager.conversion import convert
-    from sklearn.neural_network import MLPRegressor
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((64, 256)).astype(np.float32)
