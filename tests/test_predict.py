@@ -176,6 +176,7 @@ def test_torchscript_runs_with_fixed_threads(tmp_path):
     model, sample = torch_models.lstm_ids()
     package = convert(model, to="torchscript", sample=sample, out=tmp_path / "p")
     np.save(tmp_path / "ids.npy", sample)
+    torch.set_num_threads(2)  # not the tests' default (OMP_NUM_THREADS=1, tests/conftest.py): the predictor must set it
     predictor = load_predictor(resolve(package.path), threads=1)
     predict_file(predictor, tmp_path / "ids.npy", tmp_path / "out.npy", batch_size=10)
     assert torch.get_num_threads() == 1
