@@ -69,13 +69,14 @@ class _Entry:
         run()
 
 
-def invoke_cli(*args: str) -> subprocess.CompletedProcess:
+def invoke_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI in this process (click's CliRunner), for tests where the sandbox is not what they test: the same entry
     point, exit codes, stdout and stderr as run_cli, with the static checks refusing as the sandboxed child would
     (static_checks_here), but without an interpreter start-up and a sandbox child per call. Measured side by side on
     this 2-core machine: `convert logreg.pkl --to onnx` 6.4-9.6 s as a subprocess with its child, 0.5-2.0 s here (and
     `inspect` 3.8-4.4 s against 0.01-0.03 s once the frameworks are imported). Tests of the sandbox, of attacks, of
-    tracebacks (--debug), and those needing their own environment, cwd or plugins keep run_cli: a subprocess each.
+    tracebacks (--debug), and those needing their own cwd, plugins or a variable read at import time keep run_cli: a
+    subprocess each. ``env``: variables set for this call only (packager reads PACKAGER_* when called, not imported).
     The process-wide state the CLI sets (warning filters, logging.disable, os.environ defaults, sys.argv) is restored."""
     from click.testing import CliRunner
 
@@ -83,6 +84,7 @@ def invoke_cli(*args: str) -> subprocess.CompletedProcess:
 
     saved_argv, saved_env, saved_logging, saved_child = sys.argv, dict(os.environ), logging.root.manager.disable, sandbox._CHILD
     sandbox._CHILD = True  # the switch static_checks_here sets: API calls run here, the static checks still refuse
+    os.environ.update(env or {})
     try:
         with warnings.catch_warnings():
             result = CliRunner().invoke(_Entry(), [str(a) for a in args], catch_exceptions=False)

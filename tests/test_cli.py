@@ -215,8 +215,7 @@ def test_csv_sample_for_a_column_pipeline(fixtures, fixture_dir, tmp_path):
 
 
 def test_demo_converts_to_every_reachable_target(tmp_path):
-    env = {**os.environ, "PACKAGER_HOME": str(tmp_path / "home")}
-    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--json", env=env)
+    result = invoke_cli("demo", "-o", str(tmp_path / "demo"), "--json", env={"PACKAGER_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     rows = {r["target"]: r for r in report["results"]}
