@@ -38,9 +38,23 @@ def isolated_registry_home(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def fixtures(tmp_path_factory):
-    """name -> fixtures.build.Fixture (model pickle + sample file)."""
-    return build(tmp_path_factory.mktemp("fixtures"))
+def fixtures(tmp_path_factory, worker_id):
+    """name -> fixtures.build.Fixture (model pickle + sample file). Built once per test run: under xdist the workers
+    share one folder (the first builds it under a lock, the others read its fixtures.json, written last) instead of
+    fitting the same seeded models once per worker. Tests only read these files."""
+    import fcntl
+    import json
+
+    from fixtures.build import Fixture
+
+    if worker_id == "master":  # not under xdist
+        return build(tmp_path_factory.mktemp("fixtures"))
+    shared = tmp_path_factory.getbasetemp().parent / "fixtures"
+    with open(f"{shared}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "fixtures.json").is_file():
+            return build(shared)
+    return {name: Fixture(**fields) for name, fields in json.loads((shared / "fixtures.json").read_text()).items()}
 
 
 @pytest.fixture(scope="session")
@@ -110,15 +124,16 @@ def spark():
 
 @pytest.fixture(scope="session")
 def package_dirs(fixtures, tmp_path_factory):
-    """Two real packages (ONNX and its int8 variant) to push."""
+    """Two real packages (ONNX and its int8 variant) to push. trust=True: the pickles are the session's own fixtures
+    and the registry tests using them are not about loading untrusted files (a sandbox child per conversion)."""
     from packager.conversion import convert
 
     out = tmp_path_factory.mktemp("packages")
     mlp = fixtures["mlp"]
     return {
-        "onnx": convert(mlp.model, to="onnx", sample=mlp.sample, out=out / "onnx").path,
-        "int8": convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=out / "int8").path,
-        "ridge": convert(fixtures["ridge"].model, to="onnx", out=out / "ridge").path,
+        "onnx": convert(mlp.model, to="onnx", sample=mlp.sample, out=out / "onnx", trust=True).path,
+        "int8": convert(mlp.model, to="onnx", quantize="dynamic", sample=mlp.sample, out=out / "int8", trust=True).path,
+        "ridge": convert(fixtures["ridge"].model, to="onnx", out=out / "ridge", trust=True).path,
     }
 
 

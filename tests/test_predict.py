@@ -13,7 +13,7 @@ import pytest
 from packager.conversion import convert
 from packager.errors import UsageError
 from packager.inference import load_predictor, predict_file, resolve
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_every_input_type_streams_through_onnx(wine, tmp_path, kind):
 def test_outputs_to_csv_and_npy(wine, tmp_path, suffix):
     target = tmp_path / f"out.{suffix}"
     args = ["--output", "probabilities"] if suffix == "npy" else []
-    result = run_cli(
+    result = invoke_cli(
         "predict", str(wine["package"]), str(wine["files"]["parquet"]), "-o", str(target), "--batch-size", "50", "--json", *args
     )
     assert result.returncode == 0, result.stderr
@@ -113,7 +113,7 @@ def test_text_inputs_are_parsed_as_the_model_needs_not_as_the_first_block_looks(
 
 
 def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
-    native = run_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
+    native = invoke_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
     assert native.returncode == 0, native.stderr
     np.testing.assert_allclose(
         _probabilities(pd.read_parquet(tmp_path / "native.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-12
@@ -123,7 +123,7 @@ def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
 def test_column_mismatch_is_refused_before_any_work(wine, tmp_path):
     narrow = tmp_path / "narrow.parquet"
     pd.read_parquet(wine["files"]["parquet"]).iloc[:, :5].to_parquet(narrow)
-    result = run_cli("predict", str(wine["package"]), str(narrow), "-o", str(tmp_path / "out.parquet"))
+    result = invoke_cli("predict", str(wine["package"]), str(narrow), "-o", str(tmp_path / "out.parquet"))
     assert result.returncode == UsageError.exit_code
     assert "has 5 columns" in result.stderr and "takes 13 features" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.parquet").exists() and not list(tmp_path.glob(".*partial*"))
@@ -147,12 +147,12 @@ def test_named_columns_are_matched_by_name(fixtures, tmp_path):
 
 
 def test_a_registry_reference_is_pulled_and_run(wine, tmp_path):
-    pushed = run_cli("push", str(wine["package"]), "--name", "wine-forest", "--json")
+    pushed = invoke_cli("push", str(wine["package"]), "--name", "wine-forest", "--json")
     assert pushed.returncode == 0, pushed.stderr
-    result = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"), "--json")
+    result = invoke_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"), "--json")
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "out.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-5)
-    again = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"))
+    again = invoke_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"))
     assert again.returncode == 10 and "--force" in again.stderr
 
 
@@ -267,7 +267,7 @@ def test_a_two_input_model_reads_one_list_column_per_input(tmp_path, kind):
         pq.write_table(pa.table({name: pa.array(list(rows), type=pa.list_(pa.float32())) for name, rows in data.items()}), path)
     else:
         path.write_text("".join(json.dumps({"x": x.tolist(), "y": y.tolist()}) + "\n" for x, y in zip(data["x"], data["y"], strict=True)))
-    result = run_cli("predict", str(package.path), str(path), "-o", str(tmp_path / "out.parquet"), "--batch-size", "10")
+    result = invoke_cli("predict", str(package.path), str(path), "-o", str(tmp_path / "out.parquet"), "--batch-size", "10")
     assert result.returncode == 0, result.stderr
     got = pd.read_parquet(tmp_path / "out.parquet")
     with torch.no_grad():
@@ -282,7 +282,7 @@ def test_a_tensor_input_given_as_scalar_columns_is_refused_before_any_work(tmp_p
     model, data = two_inputs()
     package = convert(model, to="onnx", sample=data, out=tmp_path / "onnx")
     pd.DataFrame({"x": data["x"][:, 0], "y": data["y"][:, 0]}).to_parquet(tmp_path / "flat.parquet")
-    result = run_cli("predict", str(package.path), str(tmp_path / "flat.parquet"), "-o", str(tmp_path / "out.parquet"))
+    result = invoke_cli("predict", str(package.path), str(tmp_path / "flat.parquet"), "-o", str(tmp_path / "out.parquet"))
     assert result.returncode == 2
     assert "hold one value per row" in result.stderr and "list column" in result.stderr
     assert not (tmp_path / "out.parquet").exists()

@@ -11,7 +11,7 @@ import pytest
 from fixtures import keras_models
 from packager.conversion import convert
 from packager.errors import ConversionError, UnsafeModelError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 MODELS = ["mlp", "cnn", "gru_ids", "two_inputs"]
 EXECUTED_TARGETS = ["keras", "hdf5", "savedmodel", "pb", "onnx", "tflite"]
@@ -191,7 +191,7 @@ def test_tensorflow_files_quantize_smaller_and_within_tolerance(tf_files, tmp_pa
 def test_keras_file_through_the_cli_needs_no_sample(models, tmp_path):
     model, _ = models["cnn"]
     model.save(tmp_path / "cnn.keras")
-    result = run_cli("convert", str(tmp_path / "cnn.keras"), "--to", "onnx", "--to", "tflite", "-o", str(tmp_path / "out"), "--json")
+    result = invoke_cli("convert", str(tmp_path / "cnn.keras"), "--to", "onnx", "--to", "tflite", "-o", str(tmp_path / "out"), "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["status"] for r in rows] == ["passed", "passed"]

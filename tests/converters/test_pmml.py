@@ -134,12 +134,12 @@ def test_ensembles_whose_members_scale_the_same_columns_convert_to_pmml(tmp_path
 
     import numpy as np
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
     from tests.zoo.sklearn_round3 import BUILDERS
 
     built = BUILDERS[builder]()
     (tmp_path / "model.pkl").write_bytes(pickle.dumps(built.model))
-    result = run_cli("convert", str(tmp_path / "model.pkl"), "--to", "pmml", "-o", str(tmp_path / "out"))
+    result = invoke_cli("convert", str(tmp_path / "model.pkl"), "--to", "pmml", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "out" / "model.pmml").read_text()
     assert 'name="lr/standardscaler[0]"' in text and 'name="rf/standardscaler[29]"' in text
@@ -161,18 +161,18 @@ def test_predict_writes_a_missing_text_label_as_null(tmp_path):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     iris = load_iris(as_frame=True)
     labels = iris.target_names[iris.target]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(iris.data, labels)
     (tmp_path / "iris.pkl").write_bytes(pickle.dumps(model))
-    assert run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "pmml", "-o", str(tmp_path / "pkg")).returncode == 0
+    assert invoke_cli("convert", str(tmp_path / "iris.pkl"), "--to", "pmml", "-o", str(tmp_path / "pkg")).returncode == 0
     rows = iris.data.iloc[::15].reset_index(drop=True)
     rows.iloc[2, 1] = np.nan
     rows.to_csv(tmp_path / "rows.csv", index=False)
     for suffix in ("csv", "parquet"):
-        result = run_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / f"p.{suffix}"))
+        result = invoke_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / f"p.{suffix}"))
         assert result.returncode == 0, result.stderr
         written = pd.read_csv(tmp_path / "p.csv") if suffix == "csv" else pd.read_parquet(tmp_path / "p.parquet")
         assert written["label"].isna().tolist() == [i == 2 for i in range(len(rows))]

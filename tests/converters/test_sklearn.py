@@ -190,13 +190,13 @@ def test_hgb_fitted_with_nan_converts_where_it_exited_4(tmp_path):
     "cannot be read ... re-export it" (exit 4) by inspect and every convert."""
     import onnxruntime as ort
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("hgb_nan", tmp_path / "hgb.pkl")
     thresholds = np.concatenate([p.nodes["num_threshold"][p.nodes["is_leaf"] == 0] for it in built.model._predictors for p in it])
     assert np.isinf(thresholds).sum() >= 1  # the model has the split that broke it
-    assert run_cli("inspect", str(tmp_path / "hgb.pkl")).returncode == 0
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--to", "onnx", "-o", str(tmp_path / "out"))
+    assert invoke_cli("inspect", str(tmp_path / "hgb.pkl")).returncode == 0
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     label, proba = session.run(None, {"X": built.X_test.astype(np.float32)})
@@ -210,19 +210,19 @@ def test_a_slash_in_a_column_name_keeps_its_name_in_the_onnx_graph(tmp_path):
     fed the user's name: "the sample lacks ...", exit 4, with or without --sample."""
     import onnx
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("wine_slash_column_transformer", tmp_path / "wine.pkl")
     built.X_test.to_csv(tmp_path / "held_out.csv", index=False)
     for extra, out in (((), "a"), (("--sample", str(tmp_path / "held_out.csv")), "b")):
-        result = run_cli("convert", str(tmp_path / "wine.pkl"), "--to", "onnx", "-o", str(tmp_path / out), *extra)
+        result = invoke_cli("convert", str(tmp_path / "wine.pkl"), "--to", "onnx", "-o", str(tmp_path / out), *extra)
         assert result.returncode == 0, result.stderr
     path = tmp_path / "b" / "model.onnx"
     assert "od280/od315_of_diluted_wines" in [i.name for i in onnx.load(str(path)).graph.input]
     label, proba = _ort_columns(path, built.X_test)
     assert np.mean(label == built.model.predict(built.X_test)) == 1.0
     assert np.abs(proba - built.model.predict_proba(built.X_test)).max() < 1e-4
-    predicted = run_cli("predict", str(tmp_path / "b"), str(tmp_path / "held_out.csv"), "-o", str(tmp_path / "p.csv"))
+    predicted = invoke_cli("predict", str(tmp_path / "b"), str(tmp_path / "held_out.csv"), "-o", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr
     import pandas as pd
 
@@ -235,10 +235,10 @@ def test_categorical_hgb_converts_to_onnx_with_set_membership_splits(tmp_path):
     import onnx
     import pandas as pd
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("hgb_categorical", tmp_path / "hgb.pkl")
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     proto = onnx.load(str(tmp_path / "out" / "model.onnx"))
     (ensemble,) = [n for n in proto.graph.node if n.op_type == "TreeEnsemble"]
@@ -261,10 +261,10 @@ def test_categorical_hgb_converts_to_onnx_with_set_membership_splits(tmp_path):
 @pytest.mark.parametrize("builder", ["hgb_categorical_regressor", "hgb_categorical_binary"])
 def test_categorical_hgb_regressor_and_binary_text_labels_convert(tmp_path, builder):
     """Point 12, the other heads: identity-link regression and a binary classifier with text labels."""
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved(builder, tmp_path / "hgb.pkl")
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     outputs = _ort_columns(tmp_path / "out" / "model.onnx", built.X_test)
     # the signature feeds float32: on the same float32 values scikit-learn and the graph agree to 1e-9; on the float64

@@ -10,7 +10,7 @@ import pytest
 from fixtures import torch_models
 from packager.conversion import convert
 from packager.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 MODELS = ["mlp", "cnn", "lstm_ids", "two_inputs"]
 
@@ -231,16 +231,16 @@ def test_torchscript_file_through_the_cli(models, tmp_path):
     model, sample = models["cnn"]
     torch.jit.save(torch.jit.trace(model, torch.from_numpy(sample[:2])), tmp_path / "cnn.pt")
     np.save(tmp_path / "x.npy", sample)
-    result = run_cli(
+    result = invoke_cli(
         "convert", str(tmp_path / "cnn.pt"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "out"), "--json"
     )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["status"] == "passed" and row["max_abs_diff"] < 1e-4
     torch.save(model.state_dict(), tmp_path / "weights.pth")
-    refused = run_cli("convert", str(tmp_path / "weights.pth"), "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o2"))
+    refused = invoke_cli("convert", str(tmp_path / "weights.pth"), "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o2"))
     assert refused.returncode == 2 and "state dict" in refused.stderr and "--model-class" in refused.stderr
-    misplaced = run_cli(
+    misplaced = invoke_cli(
         "convert", str(tmp_path / "cnn.pt"), "--model-class", "m:Net", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o3")
     )
     assert misplaced.returncode == 2 and "--model-class does not apply" in misplaced.stderr
