@@ -19,7 +19,7 @@ def artifacts(fixtures, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
     paths = {}
     for target in ("onnx", "pmml", "joblib", "skops", "mleap"):
-        package = convert(fixtures["digits_linear"].model, to=target, sample=fixtures["digits_linear"].sample, out=out / target)
+        package = convert(fixtures["digits_linear"].model, to=target, sample=fixtures["digits_linear"].sample, out=out / target, trust=True)
         paths[target] = package.model_path
     paths["pickle"] = fixtures["digits_linear"].model
     return paths

@@ -29,7 +29,7 @@ def wine(fixtures, tmp_path_factory):
     frame.to_parquet(files["parquet"], row_group_size=40)
     frame.to_csv(files["csv"], index=False)
     frame.to_json(files["jsonl"], orient="records", lines=True)
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx", trust=True)
     with open(fixture.model, "rb") as fh:
         model = pickle.load(fh)
     return {"X": X, "files": files, "package": package.path, "model": model, "pickle": fixture.model, "root": root}
@@ -132,7 +132,7 @@ def test_column_mismatch_is_refused_before_any_work(wine, tmp_path):
 def test_named_columns_are_matched_by_name(fixtures, tmp_path):
     """A column pipeline: inputs are found by column name, whatever the column order."""
     fixture = fixtures["columns"]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx", trust=True)
     frame = pd.read_parquet(fixture.sample)
     shuffled = tmp_path / "shuffled.parquet"
     frame[list(reversed(frame.columns))].to_parquet(shuffled)

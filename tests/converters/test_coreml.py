@@ -10,7 +10,7 @@ from packager.inspection import inspect
 
 def test_sklearn_above_1_5_1_gets_one_clear_error(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match=r"above scikit-learn 1\.5\.1 \(installed: 1\.9\.0\).*convert to ONNX instead"):
-        convert(fixtures["logreg"].model, to="coreml", out=tmp_path / "pkg")
+        convert(fixtures["logreg"].model, to="coreml", out=tmp_path / "pkg", trust=True)
     assert not (tmp_path / "pkg").exists()
 
 

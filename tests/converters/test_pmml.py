@@ -15,7 +15,7 @@ PMML_MODELS = ["logreg", "forest", "gboost", "histgb", "svc", "knn", "mlp", "lin
 @pytest.mark.parametrize("name", PMML_MODELS)
 def test_pmml_conversion_reproduces_the_model(fixtures, tmp_path, name):
     fixture = fixtures[name]
-    package = convert(fixture.model, to="pmml", sample=fixture.sample, out=tmp_path / "pkg")
+    package = convert(fixture.model, to="pmml", sample=fixture.sample, out=tmp_path / "pkg", trust=True)
     report = package.manifest.validation
     assert report["status"] == "passed" and report["runtime"] == "jpmml-evaluator"
     first = report["outputs"][0]
@@ -27,14 +27,14 @@ def test_pmml_conversion_reproduces_the_model(fixtures, tmp_path, name):
 
 
 def test_outputs_pmml_cannot_express_are_recorded_not_hidden(fixtures, tmp_path):
-    package = convert(fixtures["svc"].model, to="pmml", sample=fixtures["svc"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["svc"].model, to="pmml", sample=fixtures["svc"].sample, out=tmp_path / "pkg", trust=True)
     outputs = {o["name"]: o for o in package.manifest.validation["outputs"]}
     assert outputs["probabilities"]["kind"] == "missing"
     assert "not produced by this format" in outputs["probabilities"]["note"]
 
 
 def test_column_pipeline_keeps_string_fields(fixtures, tmp_path):
-    package = convert(fixtures["columns"].model, to="pmml", sample=fixtures["columns"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["columns"].model, to="pmml", sample=fixtures["columns"].sample, out=tmp_path / "pkg", trust=True)
     info = inspect(package.model_path)
     assert {"age", "income", "city", "plan"} <= set(info["data_fields"])
     assert info["models"] == ["RegressionModel"]
@@ -42,7 +42,7 @@ def test_column_pipeline_keeps_string_fields(fixtures, tmp_path):
 
 def test_pipeline_ending_in_a_transformer_is_refused(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match="ends in a transformer \\(PCA\\)"):
-        convert(fixtures["pca"].model, to="pmml", out=tmp_path / "pkg")
+        convert(fixtures["pca"].model, to="pmml", out=tmp_path / "pkg", trust=True)
     assert not (tmp_path / "pkg").exists()
 
 
@@ -81,7 +81,7 @@ def test_jpmml_reads_the_bytes_that_were_checked_not_the_path_again(fixtures, tm
 
     import packager.safety.xml as xml
 
-    package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["logreg"].model, to="pmml", sample=fixtures["logreg"].sample, out=tmp_path / "pkg", trust=True)
     target = tmp_path / "model.pmml"
     target.write_bytes(package.model_path.read_bytes())
     checked = xml.check_xml

@@ -38,7 +38,7 @@ def _sample_feeds(fixture):
 @pytest.mark.parametrize("name", ONNX_MODELS)
 def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
     fixture = fixtures[name]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "pkg")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "pkg", trust=True)
     report = package.manifest.validation
     assert report["status"] == "passed"
     assert report["samples"] == len(_sample_feeds(fixture))
@@ -66,7 +66,7 @@ def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
 def test_onnx_records_opset_ir_and_dynamic_batch(fixtures, tmp_path):
     import onnx
 
-    package = convert(fixtures["forest"].model, to="onnx", sample=fixtures["forest"].sample, out=tmp_path / "pkg", opset=17)
+    package = convert(fixtures["forest"].model, to="onnx", sample=fixtures["forest"].sample, out=tmp_path / "pkg", opset=17, trust=True)
     conversion = package.manifest.conversion
     assert conversion["opset"]["ai.onnx"] == 17 and conversion["ir_version"] >= 8
     proto = onnx.load(str(package.model_path))
@@ -79,7 +79,7 @@ def test_onnx_records_opset_ir_and_dynamic_batch(fixtures, tmp_path):
 def test_column_pipeline_gets_one_onnx_input_per_column(fixtures, tmp_path):
     import onnx
 
-    package = convert(fixtures["columns"].model, to="onnx", sample=fixtures["columns"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["columns"].model, to="onnx", sample=fixtures["columns"].sample, out=tmp_path / "pkg", trust=True)
     proto = onnx.load(str(package.model_path))
     inputs = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
     assert inputs == {
@@ -92,7 +92,7 @@ def test_column_pipeline_gets_one_onnx_input_per_column(fixtures, tmp_path):
 
 
 def test_column_pipeline_without_sample_uses_encoder_categories(fixtures, tmp_path):
-    package = convert(fixtures["columns"].model, to="onnx", out=tmp_path / "pkg")
+    package = convert(fixtures["columns"].model, to="onnx", out=tmp_path / "pkg", trust=True)
     assert package.manifest.validation["status"] == "passed"
     example = json.loads((package.path / "input_example.json").read_text())
     assert set(example["city"][i][0] for i in range(5)) <= {"paris", "lyon", "lille", "nantes"}
@@ -100,7 +100,7 @@ def test_column_pipeline_without_sample_uses_encoder_categories(fixtures, tmp_pa
 
 @pytest.mark.parametrize("target,suffix", [("pickle", ".pkl"), ("joblib", ".joblib"), ("skops", ".skops")])
 def test_reserialization_is_exact(fixtures, tmp_path, target, suffix):
-    package = convert(fixtures["histgb"].model, to=target, sample=fixtures["histgb"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["histgb"].model, to=target, sample=fixtures["histgb"].sample, out=tmp_path / "pkg", trust=True)
     assert package.model_path.suffix == suffix
     outputs = package.manifest.validation["outputs"]
     assert {o["name"]: (o["max_abs"], o["agreement"]) for o in outputs} == {"label": (None, 1.0), "probabilities": (0.0, 1.0)}
@@ -121,7 +121,7 @@ def test_in_memory_model_and_synthesized_sample(tmp_path):
 def test_sample_with_wrong_width_is_a_usage_error(fixtures, tmp_path):
     np.save(tmp_path / "narrow.npy", np.zeros((5, 3), dtype=np.float32))
     with pytest.raises(UsageError, match="shape \\(5, 3\\), but the model takes 13 features"):
-        convert(fixtures["forest"].model, to="onnx", sample=tmp_path / "narrow.npy", out=tmp_path / "pkg")
+        convert(fixtures["forest"].model, to="onnx", sample=tmp_path / "narrow.npy", out=tmp_path / "pkg", trust=True)
     assert not (tmp_path / "pkg").exists()
 
 
@@ -136,7 +136,7 @@ def test_unsupported_estimator_is_refused_clearly(tmp_path):
 
 
 def test_manifest_contents(fixtures, tmp_path):
-    package = convert(fixtures["logreg"].model, to="onnx", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["logreg"].model, to="onnx", sample=fixtures["logreg"].sample, out=tmp_path / "pkg", trust=True)
     manifest = json.loads((package.path / "manifest.json").read_text())
     assert manifest["source"]["sha256"] and manifest["source"]["details"]["pickled_with_sklearn"] == "1.9.0"
     assert manifest["versions"]["onnxruntime"] and manifest["versions"]["scikit-learn"] == "1.9.0"
@@ -150,8 +150,8 @@ def test_manifest_contents(fixtures, tmp_path):
 
 def test_input_shape_must_agree_with_the_model(fixtures, tmp_path):
     with pytest.raises(UsageError, match="--input-shape gives X shape \\(5,\\), but the model expects \\(13,\\)"):
-        convert(fixtures["forest"].model, to="onnx", input_shape="1,5", out=tmp_path / "pkg")
-    package = convert(fixtures["forest"].model, to="onnx", input_shape="-1,13", out=tmp_path / "ok")
+        convert(fixtures["forest"].model, to="onnx", input_shape="1,5", out=tmp_path / "pkg", trust=True)
+    package = convert(fixtures["forest"].model, to="onnx", input_shape="-1,13", out=tmp_path / "ok", trust=True)
     assert package.manifest.signature.inputs[0].shape == (None, 13)
 
 
