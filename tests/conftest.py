@@ -86,9 +86,10 @@ class _Entry:
 def invoke_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The CLI in this process (click's CliRunner), for tests where the sandbox is not what they test: the same entry
     point, exit codes, stdout and stderr as run_cli, with the static checks refusing as the sandboxed child would
-    (static_checks_here), but without an interpreter start-up and a sandbox child per call. Measured side by side on
-    this 2-core machine: `convert logreg.pkl --to onnx` 6.4-9.6 s as a subprocess with its child, 0.5-2.0 s here (and
-    `inspect` 3.8-4.4 s against 0.01-0.03 s once the frameworks are imported). Tests of the sandbox, of attacks, of
+    (static_checks_here), but without an interpreter start-up and a sandbox child per call. Measured alternately on
+    this 2-core machine: `convert logreg.pkl --to onnx` 6.4-9.6 s as a subprocess with its child, 0.5-2.0 s in this
+    process without a child (and `inspect` 3.8-4.4 s against 0.01-0.03 s once the frameworks are imported); in this
+    process but with the child, 6.2-8.9 s: the child is the cost. Tests of the sandbox, of attacks, of
     tracebacks (--debug), and those needing their own cwd, plugins or a variable read at import time keep run_cli: a
     subprocess each. ``env``: variables set for this call only (packager reads PACKAGER_* when called, not imported).
     The process-wide state the CLI sets (warning filters, logging.disable, os.environ defaults, sys.argv) is restored."""
