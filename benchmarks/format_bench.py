@@ -67,14 +67,32 @@ def build_models(work: Path) -> list[dict]:
     cnn, _ = torch_models.cnn()
     torch.save(cnn.state_dict(), work / "torch_cnn.pth")
     np.save(work / "images.npy", np.random.default_rng(0).standard_normal((4096, 3, 16, 16)).astype(np.float32))
-    models.append({"name": "torch_cnn", "source": work / "torch_cnn.pth", "model_class": "fixtures.torch_models:cnn_module", "data": work / "images.npy",
-                   "sample": work / "images.npy", "sizes": (1, 32, 1024, 4096), "quantize": {"onnx": "dynamic", "torchscript": "static"}})
+    models.append(
+        {
+            "name": "torch_cnn",
+            "source": work / "torch_cnn.pth",
+            "model_class": "fixtures.torch_models:cnn_module",
+            "data": work / "images.npy",
+            "sample": work / "images.npy",
+            "sizes": (1, 32, 1024, 4096),
+            "quantize": {"onnx": "dynamic", "torchscript": "static"},
+        }
+    )
     encoder, ids = torch_models.transformer_encoder()
     torch.save(encoder.state_dict(), work / "transformer.pth")
     np.save(work / "ids.npy", np.concatenate([ids] * 4)[:64])
-    models.append({"name": "transformer", "source": work / "transformer.pth", "model_class": "fixtures.torch_models:transformer_module",
-                   "data": work / "ids.npy", "sample": work / "ids.npy", "sizes": (1, 8, 32), "quantize": {"onnx": "dynamic", "torchscript": "dynamic"},
-                   "targets": ("onnx", "torchscript", "pt2")})
+    models.append(
+        {
+            "name": "transformer",
+            "source": work / "transformer.pth",
+            "model_class": "fixtures.torch_models:transformer_module",
+            "data": work / "ids.npy",
+            "sample": work / "ids.npy",
+            "sizes": (1, 8, 32),
+            "quantize": {"onnx": "dynamic", "torchscript": "dynamic"},
+            "targets": ("onnx", "torchscript", "pt2"),
+        }
+    )
     return models
 
 
@@ -86,14 +104,25 @@ def convert_all(entry: dict, work: Path) -> list[Path]:
 
     registry = default_registry()
     source = load_source(entry["source"], model_class=entry.get("model_class"))
-    targets = entry.get("targets") or [t for t in registry.targets_of(source.framework) if registry.runtime(t) and registry.runtime(t).executes]
+    targets = entry.get("targets") or [
+        t for t in registry.targets_of(source.framework) if registry.runtime(t) and registry.runtime(t).executes
+    ]
     packages = []
     for target in targets:
         for mode in (None, *([entry["quantize"][target]] if target in entry["quantize"] else [])):
             out = work / entry["name"] / (target + (f"-{mode}" if mode else ""))
             try:
                 kwargs = {"calibration": entry["sample"]} if mode == "static" else {}
-                package = convert(entry["source"], to=target, quantize=mode, sample=entry["sample"], model_class=entry.get("model_class"), out=out, overwrite=True, **kwargs)
+                package = convert(
+                    entry["source"],
+                    to=target,
+                    quantize=mode,
+                    sample=entry["sample"],
+                    model_class=entry.get("model_class"),
+                    out=out,
+                    overwrite=True,
+                    **kwargs,
+                )
                 if package.manifest.validation["status"] == "passed":  # structure-checked only: nothing to run
                     packages.append(out)
             except PackagerError as exc:
@@ -121,7 +150,9 @@ def main() -> None:
         for threads in (int(t) for t in args.threads.split(",")):
             print(f"benchmarking {entry['name']} with {threads} thread(s) ...", flush=True)
             settings = BenchSettings(batch_sizes=entry["sizes"], threads=threads, min_seconds=0.2 if args.quick else 1.0)
-            report = run_bench([str(p) for p in packages], entry["data"], settings, baseline=str(entry["source"]), model_class=entry.get("model_class"))
+            report = run_bench(
+                [str(p) for p in packages], entry["data"], settings, baseline=str(entry["source"]), model_class=entry.get("model_class")
+            )
             out = RESULTS / "formats" / f"{entry['name']}-{threads}t"
             write_reports(report, out)
     write_summary(order)
@@ -134,7 +165,13 @@ def write_summary(order: list[str]) -> None:
     for name in order:
         for out in sorted((RESULTS / "formats").glob(f"{name}-*t"), key=lambda p: int(p.name.rsplit("-", 1)[1][:-1])):
             threads = out.name.rsplit("-", 1)[1][:-1]
-            summary += [f"## {name}, {threads} thread(s)", "", (out / "bench.md").read_text(), f"![throughput](formats/{out.name}/bench.png)", ""]
+            summary += [
+                f"## {name}, {threads} thread(s)",
+                "",
+                (out / "bench.md").read_text(),
+                f"![throughput](formats/{out.name}/bench.png)",
+                "",
+            ]
     (RESULTS / "formats.md").write_text("\n".join(summary))
 
 

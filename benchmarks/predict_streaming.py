@@ -96,7 +96,7 @@ def overhead(package: Path, work: Path, rows: int = 2_000_000, batch: int = 1024
     for _ in range(rounds):  # alternated, so drift hits both equally
         bare.append(bare_loop(model, data, work / "bare.parquet", batch))
         ours.append(packager_predict(package, data, work / "ours.parquet", batch))
-    ratio = statistics.median(o / b for o, b in zip(ours, bare))
+    ratio = statistics.median(o / b for o, b in zip(ours, bare, strict=True))
     best = min(ours) / min(bare)
     return {"rows": rows, "batch": batch, "bare_seconds": bare, "predict_seconds": ours, "median_ratio": round(ratio, 4),
             "overhead_percent": round((ratio - 1) * 100, 2), "best_of_each_ratio": round(best, 4), "target_percent": 5.0}
@@ -110,8 +110,15 @@ def streaming(package: Path, work: Path, gigabytes: float) -> dict:
     generated = time.perf_counter() - started
     out = work / "big-out.parquet"
     summary, peak_kb, elapsed = _predict_in_child(package, data, out, batch=16384)
-    result = {"input_bytes": data.stat().st_size, "rows": summary["rows"], "generate_seconds": round(generated, 1), "predict_seconds": round(elapsed, 1),
-              "rows_per_second": round(summary["rows"] / elapsed), "peak_rss_mb": round(peak_kb / 1024, 1), "target_mb": 1024}
+    result = {
+        "input_bytes": data.stat().st_size,
+        "rows": summary["rows"],
+        "generate_seconds": round(generated, 1),
+        "predict_seconds": round(elapsed, 1),
+        "rows_per_second": round(summary["rows"] / elapsed),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "target_mb": 1024,
+    }
     data.unlink()
     out.unlink()
     return result
@@ -128,7 +135,11 @@ def csv_against_parquet(package: Path, work: Path, rows: int = 2_000_000) -> dic
     result: dict = {"rows": rows}
     for data in (parquet, csv):
         summary, peak_kb, elapsed = _predict_in_child(package, data, work / "same-out.parquet", batch=1024)
-        result[data.suffix.lstrip(".")] = {"input_bytes": data.stat().st_size, "peak_rss_mb": round(peak_kb / 1024, 1), "predict_seconds": round(elapsed, 2)}
+        result[data.suffix.lstrip(".")] = {
+            "input_bytes": data.stat().st_size,
+            "peak_rss_mb": round(peak_kb / 1024, 1),
+            "predict_seconds": round(elapsed, 2),
+        }
         data.unlink()
     result["csv_minus_parquet_mb"] = round(result["csv"]["peak_rss_mb"] - result["parquet"]["peak_rss_mb"], 1)
     result["target_mb"] = 50
@@ -137,7 +148,20 @@ def csv_against_parquet(package: Path, work: Path, rows: int = 2_000_000) -> dic
 
 def _predict_in_child(package: Path, data: Path, out: Path, batch: int) -> tuple[dict, int, float]:
     """Run `packager predict --json` in a child process; its summary, peak RSS (KB, VmHWM) and wall time."""
-    command = [sys.executable, "-m", "packager.cli", "predict", str(package), str(data), "-o", str(out), "--force", "--batch-size", str(batch), "--json"]
+    command = [
+        sys.executable,
+        "-m",
+        "packager.cli",
+        "predict",
+        str(package),
+        str(data),
+        "-o",
+        str(out),
+        "--force",
+        "--batch-size",
+        str(batch),
+        "--json",
+    ]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     started = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
@@ -178,8 +202,12 @@ def main() -> None:
         result = json.loads((RESULTS / "predict_streaming.json").read_text())
         result["csv_against_parquet"] = csv_against_parquet(package, WORK)
     else:
-        result = {"machine": describe_machine(1), "overhead": overhead(package, WORK), "streaming": streaming(package, WORK, args.gigabytes),
-                  "csv_against_parquet": csv_against_parquet(package, WORK)}
+        result = {
+            "machine": describe_machine(1),
+            "overhead": overhead(package, WORK),
+            "streaming": streaming(package, WORK, args.gigabytes),
+            "csv_against_parquet": csv_against_parquet(package, WORK),
+        }
     (RESULTS / "predict_streaming.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
     shutil.rmtree(WORK, ignore_errors=True)

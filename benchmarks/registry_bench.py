@@ -40,7 +40,13 @@ def make_package(folder: Path, size_mb: int) -> Path:
     with open(package / "model.bin", "wb") as fh:
         for _ in range(size_mb):
             fh.write(os.urandom(1 << 20))
-    manifest = {"format": "onnx", "model_file": "model.bin", "quantization": {"mode": None, "applied": False}, "validation": {"status": "passed"}, "versions": {}}
+    manifest = {
+        "format": "onnx",
+        "model_file": "model.bin",
+        "quantization": {"mode": None, "applied": False},
+        "validation": {"status": "passed"},
+        "versions": {},
+    }
     (package / "manifest.json").write_text(json.dumps(manifest))
     return package
 
@@ -54,18 +60,18 @@ def transfer(size_mb: int, runs: int, work: Path) -> dict:
     subprocess.run(["cat", str(big)], stdout=subprocess.DEVNULL, check=True)  # same warm page cache for everyone
     for run in range(runs):
         target = work / f"cp-{run}.bin"
-        times["cp"].append(_timed(lambda: subprocess.run(["cp", str(big), str(target)], check=True)))
+        times["cp"].append(_timed(lambda target=target: subprocess.run(["cp", str(big), str(target)], check=True)))
         target.unlink()
-        times["cp+sync"].append(_timed(lambda: subprocess.run(f"cp {big} {target} && sync {target}", shell=True, check=True)))
+        times["cp+sync"].append(_timed(lambda target=target: subprocess.run(f"cp {big} {target} && sync {target}", shell=True, check=True)))
         target.unlink()
         times["sha256sum"].append(_timed(lambda: subprocess.run(["sha256sum", str(big)], check=True, capture_output=True)))
         store = work / f"store-{run}"
         registry = Registry(f"sqlite:///{store / 'catalog.db'}", str(store / "objects"))
         registry.push(package, "warmup-lineage")  # first push of a process also runs pip freeze: keep it out
         registry.delete("warmup-lineage@1"), registry.gc()
-        times["push"].append(_timed(lambda: registry.push(package, "big")))
+        times["push"].append(_timed(lambda registry=registry: registry.push(package, "big")))
         out = work / f"pulled-{run}"
-        times["pull"].append(_timed(lambda: registry.pull("big@1", out)))
+        times["pull"].append(_timed(lambda registry=registry, out=out: registry.pull("big@1", out)))
         shutil.rmtree(out)
         shutil.rmtree(store)
     median = {k: statistics.median(v) for k, v in times.items()}
@@ -92,10 +98,26 @@ def populate(registry, versions: int, per_model: int = 100) -> None:
             rows, metrics, tags, params = [], [], [], []
             for v in range(1, per_model + 1):
                 vid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-                rows.append({"id": vid, "model_id": model_id, "version": v, "created": now, "digest": f"{rng.getrandbits(256):064x}",
-                             "format": rng.choice(["onnx", "pmml", "skops"]), "quantization": rng.choice([None, "dynamic"]),
-                             "validation": "passed", "size": rng.randint(1000, 10**8), "description": None, "manifest": "{}", "lineage": "{}"})
-                metrics += [{"version_id": vid, "key": "accuracy", "value": rng.random()}, {"version_id": vid, "key": "loss", "value": rng.random()}]
+                rows.append(
+                    {
+                        "id": vid,
+                        "model_id": model_id,
+                        "version": v,
+                        "created": now,
+                        "digest": f"{rng.getrandbits(256):064x}",
+                        "format": rng.choice(["onnx", "pmml", "skops"]),
+                        "quantization": rng.choice([None, "dynamic"]),
+                        "validation": "passed",
+                        "size": rng.randint(1000, 10**8),
+                        "description": None,
+                        "manifest": "{}",
+                        "lineage": "{}",
+                    }
+                )
+                metrics += [
+                    {"version_id": vid, "key": "accuracy", "value": rng.random()},
+                    {"version_id": vid, "key": "loss", "value": rng.random()},
+                ]
                 tags.append({"version_id": vid, "key": "team", "value": rng.choice(teams)})
                 params.append({"version_id": vid, "key": "depth", "value": str(rng.randint(2, 12))})
             conn.execute(t.versions.insert(), rows)
@@ -122,7 +144,11 @@ def queries(versions: int, work: Path, repeats: int = 20) -> dict:
     for name, call in cases.items():
         call()
         samples = sorted(_timed(call) * 1000 for _ in range(repeats))
-        latency[name] = {"median_ms": statistics.median(samples), "p95_ms": samples[int(0.95 * (repeats - 1))], "rows": len(call()) if name != "get name@version" else 1}
+        latency[name] = {
+            "median_ms": statistics.median(samples),
+            "p95_ms": samples[int(0.95 * (repeats - 1))],
+            "rows": len(call()) if name != "get name@version" else 1,
+        }
     return {"versions": versions, "populate_s": build, "latency": latency, "target_ms": 50}
 
 
@@ -171,8 +197,12 @@ def main() -> int:
     (args.out / "registry.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, args.out / "registry.png")
     t = result["transfer"]
-    print(f"{t['size_mb']} MB: cp {t['median_s']['cp']:.2f}s  sha256sum {t['median_s']['sha256sum']:.2f}s  "
-          f"cp+sync {t['median_s']['cp+sync']:.2f}s  push {t['median_s']['push']:.2f}s ({t['push_over_cp']:.2f}x cp, {t['push_over_cp_sync']:.2f}x cp+sync)  pull {t['median_s']['pull']:.2f}s ({t['pull_over_cp']:.2f}x cp)")
+    print(
+        f"{t['size_mb']} MB: cp {t['median_s']['cp']:.2f}s  sha256sum {t['median_s']['sha256sum']:.2f}s  "
+        f"cp+sync {t['median_s']['cp+sync']:.2f}s  push {t['median_s']['push']:.2f}s "
+        f"({t['push_over_cp']:.2f}x cp, {t['push_over_cp_sync']:.2f}x cp+sync)"
+        f"  pull {t['median_s']['pull']:.2f}s ({t['pull_over_cp']:.2f}x cp)"
+    )
     for name, value in result["queries"]["latency"].items():
         print(f"{name:<38} median {value['median_ms']:7.1f} ms  p95 {value['p95_ms']:7.1f} ms  rows {value['rows']}")
     return 0

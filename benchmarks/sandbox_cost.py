@@ -69,7 +69,7 @@ def main(runs: int = 10) -> dict:
                                                    "--json", *trust],
         }
         samples = {(name, mode): [] for name in commands for mode in ("sandbox", "trust")}
-        for name, build in commands.items():  # one warm-up each (file cache, .pyc)
+        for build in commands.values():  # one warm-up each (file cache, .pyc)
             _time(build([], -1), work), _time(build(["--trust"], -2), work)
         for i in range(runs):
             for name, build in commands.items():

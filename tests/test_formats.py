@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ def artifacts(fixtures, tmp_path_factory):
     out = tmp_path_factory.mktemp("artifacts")
     paths = {}
     for target in ("onnx", "pmml", "joblib", "skops", "mleap"):
-        package = convert(fixtures["digits_linear"].model, to=target, sample=fixtures["digits_linear"].sample, out=out / target)
+        package = convert(fixtures["digits_linear"].model, to=target, sample=fixtures["digits_linear"].sample, out=out / target, trust=True)
         paths[target] = package.model_path
     paths["pickle"] = fixtures["digits_linear"].model
     return paths
@@ -157,11 +158,10 @@ def test_zip_with_hdf5_after_a_user_block_is_refused(tmp_path):
 
 def test_pickle_with_a_zip_appended_is_refused(tmp_path):
     """A pickle is read from the start, a zip from the end; the zip comment ends with the pickle's STOP byte."""
+    import io
     import pickle
 
     from packager.errors import UnsafeModelError
-
-    import io
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as zf:

@@ -33,7 +33,8 @@ def test_opset_from_the_command_line_reaches_the_written_model(iris_file, tmp_pa
     from packager.cli import main
 
     model, rows = iris_file
-    result = CliRunner().invoke(main, ["convert", str(model), "--opset", "13,ai.onnx.ml=2", "--sample", str(rows), "-o", str(tmp_path / "p")])
+    arguments = ["convert", str(model), "--opset", "13,ai.onnx.ml=2", "--sample", str(rows), "-o", str(tmp_path / "p")]
+    result = CliRunner().invoke(main, arguments)
     assert result.exit_code == 0, result.output
     opsets = _opsets(tmp_path / "p")
     assert opsets["ai.onnx"] == 13 and opsets["ai.onnx.ml"] <= 2  # skl2onnx writes the ML domain's lowest opset that suffices

@@ -13,7 +13,7 @@ import pytest
 from packager.conversion import convert
 from packager.errors import UsageError
 from packager.inference import load_predictor, predict_file, resolve
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def wine(fixtures, tmp_path_factory):
     frame.to_parquet(files["parquet"], row_group_size=40)
     frame.to_csv(files["csv"], index=False)
     frame.to_json(files["jsonl"], orient="records", lines=True)
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx", trust=True)
     with open(fixture.model, "rb") as fh:
         model = pickle.load(fh)
     return {"X": X, "files": files, "package": package.path, "model": model, "pickle": fixture.model, "root": root}
@@ -53,7 +53,9 @@ def test_every_input_type_streams_through_onnx(wine, tmp_path, kind):
 def test_outputs_to_csv_and_npy(wine, tmp_path, suffix):
     target = tmp_path / f"out.{suffix}"
     args = ["--output", "probabilities"] if suffix == "npy" else []
-    result = run_cli("predict", str(wine["package"]), str(wine["files"]["parquet"]), "-o", str(target), "--batch-size", "50", "--json", *args)
+    result = invoke_cli(
+        "predict", str(wine["package"]), str(wine["files"]["parquet"]), "-o", str(target), "--batch-size", "50", "--json", *args
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["rows"] == len(wine["X"])
     got = np.load(target) if suffix == "npy" else _probabilities(pd.read_csv(target))
@@ -72,7 +74,10 @@ def test_npy_output_is_streamed_in_one_pass_and_refuses_what_it_cannot_hold(tmp_
     writer.close()
     assert (tmp_path / "out.npy").stat().st_size == 256 + 3 * batches[0].nbytes and not list(tmp_path.glob(".*"))  # header + rows, no parts
     assert np.array_equal(np.load(tmp_path / "out.npy"), np.concatenate(batches))
-    for bad, message in [([np.array(["cat", "dog"], dtype=object)], "text labels"), ([np.zeros((2, 3)), np.zeros((2, 4))], "changed shape")]:
+    for bad, message in [
+        ([np.array(["cat", "dog"], dtype=object)], "text labels"),
+        ([np.zeros((2, 3)), np.zeros((2, 4))], "changed shape"),
+    ]:
         writer = OutputWriter(tmp_path / "bad.npy")
         with pytest.raises(UsageError, match=message):
             for batch in bad:
@@ -91,7 +96,9 @@ def test_text_inputs_are_parsed_as_the_model_needs_not_as_the_first_block_looks(
     frame = pd.DataFrame(np.round(wine["X"]), columns=[f"f{i}" for i in range(wine["X"].shape[1])])
     frame.iloc[-1, 0] = 2.5
     source = tmp_path / f"rows.{kind}"
-    frame.to_csv(source, index=False) if kind == "csv" else source.write_text(frame.to_json(orient="records", lines=True).replace(".0,", ","))
+    frame.to_csv(source, index=False) if kind == "csv" else source.write_text(
+        frame.to_json(orient="records", lines=True).replace(".0,", ",")
+    )
     predictor = load_predictor(resolve(wine["package"]))
     result = predict_file(predictor, source, tmp_path / "out.parquet", batch_size=64)
     assert result.rows == len(frame)
@@ -106,15 +113,17 @@ def test_text_inputs_are_parsed_as_the_model_needs_not_as_the_first_block_looks(
 
 
 def test_the_pickle_runs_natively_and_agrees_with_onnx(wine, tmp_path):
-    native = run_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
+    native = invoke_cli("predict", wine["pickle"], str(wine["files"]["csv"]), "-o", str(tmp_path / "native.parquet"))
     assert native.returncode == 0, native.stderr
-    np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "native.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-12)
+    np.testing.assert_allclose(
+        _probabilities(pd.read_parquet(tmp_path / "native.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-12
+    )
 
 
 def test_column_mismatch_is_refused_before_any_work(wine, tmp_path):
     narrow = tmp_path / "narrow.parquet"
     pd.read_parquet(wine["files"]["parquet"]).iloc[:, :5].to_parquet(narrow)
-    result = run_cli("predict", str(wine["package"]), str(narrow), "-o", str(tmp_path / "out.parquet"))
+    result = invoke_cli("predict", str(wine["package"]), str(narrow), "-o", str(tmp_path / "out.parquet"))
     assert result.returncode == UsageError.exit_code
     assert "has 5 columns" in result.stderr and "takes 13 features" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out.parquet").exists() and not list(tmp_path.glob(".*partial*"))
@@ -123,7 +132,7 @@ def test_column_mismatch_is_refused_before_any_work(wine, tmp_path):
 def test_named_columns_are_matched_by_name(fixtures, tmp_path):
     """A column pipeline: inputs are found by column name, whatever the column order."""
     fixture = fixtures["columns"]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx", trust=True)
     frame = pd.read_parquet(fixture.sample)
     shuffled = tmp_path / "shuffled.parquet"
     frame[list(reversed(frame.columns))].to_parquet(shuffled)
@@ -138,12 +147,12 @@ def test_named_columns_are_matched_by_name(fixtures, tmp_path):
 
 
 def test_a_registry_reference_is_pulled_and_run(wine, tmp_path):
-    pushed = run_cli("push", str(wine["package"]), "--name", "wine-forest", "--json")
+    pushed = invoke_cli("push", str(wine["package"]), "--name", "wine-forest", "--json")
     assert pushed.returncode == 0, pushed.stderr
-    result = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"), "--json")
+    result = invoke_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"), "--json")
     assert result.returncode == 0, result.stderr
     np.testing.assert_allclose(_probabilities(pd.read_parquet(tmp_path / "out.parquet")), wine["model"].predict_proba(wine["X"]), atol=1e-5)
-    again = run_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"))
+    again = invoke_cli("predict", "wine-forest@1", str(wine["files"]["npy"]), "-o", str(tmp_path / "out.parquet"))
     assert again.returncode == 10 and "--force" in again.stderr
 
 
@@ -167,6 +176,7 @@ def test_torchscript_runs_with_fixed_threads(tmp_path):
     model, sample = torch_models.lstm_ids()
     package = convert(model, to="torchscript", sample=sample, out=tmp_path / "p")
     np.save(tmp_path / "ids.npy", sample)
+    torch.set_num_threads(2)  # not the tests' default (OMP_NUM_THREADS=1, tests/conftest.py): the predictor must set it
     predictor = load_predictor(resolve(package.path), threads=1)
     predict_file(predictor, tmp_path / "ids.npy", tmp_path / "out.npy", batch_size=10)
     assert torch.get_num_threads() == 1
@@ -217,9 +227,9 @@ def test_bench_reports_every_artifact_against_the_baseline(wine, tmp_path):
 
 
 def test_bench_baseline_runs_one_pass_only_where_it_gives_what_predict_gives(wine):
+    from packager.converters.sklearn import Sklearn
     from sklearn.svm import SVC
 
-    from packager.converters.sklearn import Sklearn
     from packager.bench import _baseline_call
 
     plugin, X = Sklearn(), wine["X"][:40]
@@ -234,7 +244,9 @@ def test_bench_baseline_runs_one_pass_only_where_it_gives_what_predict_gives(win
     svc = SVC(probability=True, random_state=0).fit(wine["X"][:, :2], (wine["X"][:, 0] > np.median(wine["X"][:, 0])).astype(int))
     svc_signature = plugin.signature(svc, wine["X"][:8, :2])
     svc_feeds = plugin.feeds(svc, svc_signature, wine["X"][:, :2])
-    assert not np.array_equal(plugin.serve(svc, svc_signature, svc_feeds)["label"], svc.predict(wine["X"][:, :2]))  # seeded: one row differs
+    assert not np.array_equal(
+        plugin.serve(svc, svc_signature, svc_feeds)["label"], svc.predict(wine["X"][:, :2])
+    )  # seeded: one row differs
     chosen = _baseline_call(plugin, svc, svc_signature, svc_feeds)
     assert chosen.__name__ == "predict" and np.array_equal(chosen(svc_feeds)["label"], svc.predict(wine["X"][:, :2]))
 
@@ -254,8 +266,8 @@ def test_a_two_input_model_reads_one_list_column_per_input(tmp_path, kind):
     if kind == "parquet":
         pq.write_table(pa.table({name: pa.array(list(rows), type=pa.list_(pa.float32())) for name, rows in data.items()}), path)
     else:
-        path.write_text("".join(json.dumps({"x": x.tolist(), "y": y.tolist()}) + "\n" for x, y in zip(data["x"], data["y"])))
-    result = run_cli("predict", str(package.path), str(path), "-o", str(tmp_path / "out.parquet"), "--batch-size", "10")
+        path.write_text("".join(json.dumps({"x": x.tolist(), "y": y.tolist()}) + "\n" for x, y in zip(data["x"], data["y"], strict=True)))
+    result = invoke_cli("predict", str(package.path), str(path), "-o", str(tmp_path / "out.parquet"), "--batch-size", "10")
     assert result.returncode == 0, result.stderr
     got = pd.read_parquet(tmp_path / "out.parquet")
     with torch.no_grad():
@@ -270,7 +282,7 @@ def test_a_tensor_input_given_as_scalar_columns_is_refused_before_any_work(tmp_p
     model, data = two_inputs()
     package = convert(model, to="onnx", sample=data, out=tmp_path / "onnx")
     pd.DataFrame({"x": data["x"][:, 0], "y": data["y"][:, 0]}).to_parquet(tmp_path / "flat.parquet")
-    result = run_cli("predict", str(package.path), str(tmp_path / "flat.parquet"), "-o", str(tmp_path / "out.parquet"))
+    result = invoke_cli("predict", str(package.path), str(tmp_path / "flat.parquet"), "-o", str(tmp_path / "out.parquet"))
     assert result.returncode == 2
     assert "hold one value per row" in result.stderr and "list column" in result.stderr
     assert not (tmp_path / "out.parquet").exists()

@@ -44,7 +44,9 @@ def test_quantizing_a_linear_svc_names_what_to_do_and_the_hint_works(tmp_path):
 
     x, y = load_breast_cancer(return_X_y=True)
     (tmp_path / "svc.pkl").write_bytes(pickle.dumps(make_pipeline(StandardScaler(), LinearSVC()).fit(x, y)))
-    refused = run_cli("convert", str(tmp_path / "svc.pkl"), "--to", "onnx", "--quantize", "dynamic", "-o", str(tmp_path / "q"), cwd=tmp_path)
+    refused = run_cli(
+        "convert", str(tmp_path / "svc.pkl"), "--to", "onnx", "--quantize", "dynamic", "-o", str(tmp_path / "q"), cwd=tmp_path
+    )
     assert refused.returncode == 6, refused.stderr
     assert "MatMul weights" in refused.stderr and "--quantize auto" in refused.stderr and "parameters" not in refused.stderr
     assert not (tmp_path / "q").exists()

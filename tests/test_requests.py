@@ -87,7 +87,8 @@ def test_the_child_log_records_are_replayed_as_data(caplog):
     replay("not a list")
     records = [r for r in caplog.records if r.name == "packager.sandbox"]
     assert len(records) == 100 - 1  # capped at 100 entries, the one that is not a dict skipped
-    assert records[0].levelno == logging.INFO and records[0].getMessage().startswith("child x: %s%s%n") and len(records[0].getMessage()) < 1100
+    message = records[0].getMessage()
+    assert records[0].levelno == logging.INFO and message.startswith("child x: %s%s%n") and len(message) < 1100
     assert all(getattr(r, "sandboxed", False) for r in records)
 
 
@@ -101,9 +102,10 @@ def test_the_cli_logging_shows_packager_and_quiets_the_libraries():
         "logging.getLogger('somelib').warning('LIB-WARNING')\nlogging.getLogger('torch.onnx').warning('TORCH-WARNING')\n"
     )
     env = {k: v for k, v in __import__("os").environ.items() if k != "TORCH_LOGS"}
-    quiet = subprocess.run([sys.executable, "-c", code, "quiet"], capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(ROOT)})
+    with_path = {**env, "PYTHONPATH": str(ROOT)}
+    quiet = subprocess.run([sys.executable, "-c", code, "quiet"], capture_output=True, text=True, timeout=300, env=with_path)
     assert quiet.returncode == 0, quiet.stderr
     assert "packager: OWN-WARNING" in quiet.stderr
     assert not any(word in quiet.stderr for word in ("OWN-DEBUG", "LIB-WARNING", "TORCH-WARNING")), quiet.stderr
-    loud = subprocess.run([sys.executable, "-c", code, "debug"], capture_output=True, text=True, timeout=300, env={**env, "PYTHONPATH": str(ROOT)})
+    loud = subprocess.run([sys.executable, "-c", code, "debug"], capture_output=True, text=True, timeout=300, env=with_path)
     assert "packager: OWN-DEBUG" in loud.stderr and "TORCH-WARNING" in loud.stderr, loud.stderr

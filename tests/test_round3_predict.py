@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 
 def _ort(path, feeds):
@@ -30,7 +30,7 @@ def keras_two_inputs(tmp_path_factory):
     model.save(folder / "wine_two_inputs.keras")
     np.savez(folder / "held_out.npz", **held_out)
     expected = np.asarray(model(held_out, training=False))
-    done = run_cli("convert", str(folder / "wine_two_inputs.keras"), "--to", "onnx", "--sample", str(folder / "held_out.npz"),
+    done = invoke_cli("convert", str(folder / "wine_two_inputs.keras"), "--to", "onnx", "--sample", str(folder / "held_out.npz"),
                    "-o", str(folder / "pkg"), "--json")
     assert done.returncode == 0, done.stderr
     return folder, held_out, expected
@@ -70,7 +70,7 @@ def test_tf_module_savedmodel_onnx_output_is_named(tmp_path):
 
     path, held_out, expected = tf_module_savedmodel(tmp_path)
     np.save(tmp_path / "x.npy", held_out)
-    done = run_cli("convert", str(path), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "pkg"), "--json")
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "pkg"), "--json")
     assert done.returncode == 0, done.stderr
     got = _ort(tmp_path / "pkg" / "model.onnx", {"x": held_out})
     assert list(got) == ["progression"]
@@ -94,7 +94,7 @@ def test_keep_columns_pass_ids_through(tmp_path):
     table.insert(0, "id", [f"w{i:03d}" for i in rows.index])
     table["shop"] = 7
     table.to_csv(tmp_path / "rows.csv", index=False)
-    done = run_cli("predict", str(tmp_path / "m.pkl"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / "p.parquet"),
+    done = invoke_cli("predict", str(tmp_path / "m.pkl"), str(tmp_path / "rows.csv"), "-o", str(tmp_path / "p.parquet"),
                    "--keep-columns", "id,shop", "--batch-size", "50")
     assert done.returncode == 0, done.stderr
     out = pd.read_parquet(tmp_path / "p.parquet")
@@ -102,6 +102,6 @@ def test_keep_columns_pass_ids_through(tmp_path):
     assert list(out["id"]) == list(table["id"]) and set(out["shop"]) == {7}
     np.testing.assert_array_equal(out["label"].to_numpy(), model.predict(rows))
     q = tmp_path / "q.csv"
-    missing = run_cli("predict", str(tmp_path / "m.pkl"), str(tmp_path / "rows.csv"), "-o", str(q), "--keep-columns", "id,nope")
+    missing = invoke_cli("predict", str(tmp_path / "m.pkl"), str(tmp_path / "rows.csv"), "-o", str(q), "--keep-columns", "id,nope")
     assert missing.returncode == 2 and "--keep-columns ['nope'] are not columns of rows.csv" in missing.stderr
     assert not q.exists()

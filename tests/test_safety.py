@@ -56,16 +56,39 @@ def test_stack_global_with_memo_indirection_is_resolved(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("dotted", ["builtins.eval", "builtins.exec", "builtins.setattr", "subprocess.Popen", "runpy.run_path",
-                                    "importlib.import_module", "pip.main", "numpy.memmap", "sklearn.utils._testing.assert_run_python_script_without_output",
-                                    "numpy.load", "pandas.read_pickle", "numpy.lib.npyio.load"])
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "builtins.eval",
+        "builtins.exec",
+        "builtins.setattr",
+        "subprocess.Popen",
+        "runpy.run_path",
+        "importlib.import_module",
+        "pip.main",
+        "numpy.memmap",
+        "sklearn.utils._testing.assert_run_python_script_without_output",
+        "numpy.load",
+        "pandas.read_pickle",
+        "numpy.lib.npyio.load",
+    ],
+)
 def test_dangerous_callables_are_refused(dotted):
     module, _, name = dotted.rpartition(".")
     assert import_refusal(module, name) is not None
 
 
-@pytest.mark.parametrize("dotted", ["sklearn.linear_model._logistic.LogisticRegression", "numpy.dtype", "numpy._core.multiarray._reconstruct",
-                                    "numpy.log1p", "copyreg._reconstructor", "sklearn.tree._tree.Tree"])
+@pytest.mark.parametrize(
+    "dotted",
+    [
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "numpy.dtype",
+        "numpy._core.multiarray._reconstruct",
+        "numpy.log1p",
+        "copyreg._reconstructor",
+        "sklearn.tree._tree.Tree",
+    ],
+)
 def test_model_building_blocks_are_allowed(dotted):
     module, _, name = dotted.rpartition(".")
     assert import_refusal(module, name) is None

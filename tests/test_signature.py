@@ -19,7 +19,11 @@ def test_parse_input_shape_rejects_nonsense(bad):
 
 
 def test_signature_round_trips_through_dict():
-    sig = Signature((TensorSpec("age", "float32", (None, 1)), TensorSpec("city", "str", (None, 1))), (TensorSpec("label", "int64", (None,)),), columnar=True)
+    sig = Signature(
+        (TensorSpec("age", "float32", (None, 1)), TensorSpec("city", "str", (None, 1))),
+        (TensorSpec("label", "int64", (None,)),),
+        columnar=True,
+    )
     assert Signature.from_dict(sig.to_dict()) == sig
 
 

@@ -33,7 +33,7 @@ def wine(fixtures, tmp_path_factory, spark):
     bounds = [0, 60, 500, 620, len(frame)]  # unequal sizes: Spark packs the largest file first
     for i, (start, stop) in enumerate(itertools.pairwise(bounds)):
         frame.iloc[start:stop].to_parquet(parts / f"part-{i}.parquet")
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=root / "onnx", trust=True)
     return {"X": X, "single": single, "parts": parts, "package": package.path, "pickle": fixture.model, "rows": len(frame)}
 
 
@@ -76,7 +76,7 @@ def test_columns_are_matched_by_name_strings_included(fixtures, spark, tmp_path)
     from packager.spark_engine import predict_on_spark
 
     fixture = fixtures["columns"]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx", trust=True)
     frame = pd.read_parquet(fixture.sample)
     shuffled = tmp_path / "shuffled.parquet"
     frame[list(reversed(frame.columns))].to_parquet(shuffled)
@@ -178,7 +178,7 @@ def test_csv_text_and_missing_values_read_as_the_local_engine_reads_them(fixture
     from packager.spark_engine import predict_on_spark
 
     fixture = fixtures["columns"]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "onnx", trust=True)
     frame = pd.read_parquet(fixture.sample)
     frame = frame[list(reversed(frame.columns))].astype(object)
     frame.loc[frame.index[3], "city"] = ""

@@ -51,7 +51,9 @@ def test_validate_of_an_int8_package_on_new_rows_fails_where_its_fp32_parent_fai
 
     verdicts = {}
     for name in ("fp32", "int8"):
-        result = run_cli("validate", str(tmp_path / name), "--source", source, "--sample", str(tmp_path / "new.csv"), "--json", cwd=tmp_path)
+        result = run_cli(
+            "validate", str(tmp_path / name), "--source", source, "--sample", str(tmp_path / "new.csv"), "--json", cwd=tmp_path
+        )
         verdicts[name] = (result.returncode, json.loads(result.stdout)["status"], result.stderr)
     assert verdicts["fp32"][:2] == (9, "failed"), verdicts["fp32"]
     assert verdicts["int8"][:2] == (9, "failed"), verdicts["int8"]

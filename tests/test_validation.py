@@ -8,8 +8,23 @@ import numpy as np
 import pytest
 
 from packager.errors import PluginError
-from packager.validation import (FLOAT32, FP16, INT8, Agreement, Cosine, Exact, OutputKind, RelativeToSpread, TopK, Tolerance,
-                                 compare_one, compare_outputs, criteria_table, criterion_for, infer_kind)
+from packager.validation import (
+    FLOAT32,
+    FP16,
+    INT8,
+    Agreement,
+    Cosine,
+    Exact,
+    OutputKind,
+    RelativeToSpread,
+    Tolerance,
+    TopK,
+    compare_one,
+    compare_outputs,
+    criteria_table,
+    criterion_for,
+    infer_kind,
+)
 
 RNG = np.random.default_rng(0)
 LOGITS = RNG.standard_normal((200, 10)) * 3
@@ -102,11 +117,20 @@ def test_cast_effect_is_reported_not_blamed():
     assert not result.passed and result.cast_effect == pytest.approx(3.0)
 
 
-@pytest.mark.parametrize("values,kind", [
-    (np.array(["a", "b"]), OutputKind.LABELS), (np.array([True]), OutputKind.LABELS), (np.arange(3), OutputKind.INTEGER),
-    (PROBS, OutputKind.PROBABILITIES), (LOGITS, OutputKind.SCORES), (REG, OutputKind.REGRESSION), (REG.reshape(-1, 1), OutputKind.REGRESSION),
-    (EMB / np.linalg.norm(EMB, axis=1, keepdims=True), OutputKind.EMBEDDING), (np.zeros((2, 4, 8)), OutputKind.EMBEDDING),
-])
+@pytest.mark.parametrize(
+    "values,kind",
+    [
+        (np.array(["a", "b"]), OutputKind.LABELS),
+        (np.array([True]), OutputKind.LABELS),
+        (np.arange(3), OutputKind.INTEGER),
+        (PROBS, OutputKind.PROBABILITIES),
+        (LOGITS, OutputKind.SCORES),
+        (REG, OutputKind.REGRESSION),
+        (REG.reshape(-1, 1), OutputKind.REGRESSION),
+        (EMB / np.linalg.norm(EMB, axis=1, keepdims=True), OutputKind.EMBEDDING),
+        (np.zeros((2, 4, 8)), OutputKind.EMBEDDING),
+    ],
+)
 def test_infer_kind(values, kind):
     assert infer_kind(values) is kind
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 from tests.zoo.verdict_models import BUILDERS
 
 VALIDATION_FAILED = 9
@@ -47,11 +47,13 @@ def _manifest(folder):
 
 def test_fp16_overflow_fails_convert_and_validate_and_auto_keeps_no_fp16(saved, tmp_path):
     path, rows, built = saved("poly_ridge_raw")
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(tmp_path / "f"))
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(tmp_path / "f"))
     assert done.returncode == VALIDATION_FAILED, done.stderr
     assert "rows give inf in the artifact where the source is finite" in done.stderr
     kept = tmp_path / "kept"
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(kept), "--accept-mismatch")
+    done = invoke_cli(
+        "convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(kept), "--accept-mismatch"
+    )
     assert done.returncode == 0, done.stderr
     import onnxruntime as ort  # the overflow is real: onnxruntime itself gives inf where scikit-learn is finite
 
@@ -59,11 +61,11 @@ def test_fp16_overflow_fails_convert_and_validate_and_auto_keeps_no_fp16(saved, 
     got = session.run(None, {session.get_inputs()[0].name: built.X_test.to_numpy(np.float32)})[0].reshape(-1)
     inf_rows = int(np.isinf(got).sum())
     assert inf_rows >= 1 and np.isfinite(built.model.predict(built.X_test)).all()
-    done = run_cli("validate", str(kept), "--source", str(path), "--sample", str(rows))
+    done = invoke_cli("validate", str(kept), "--source", str(path), "--sample", str(rows))
     assert done.returncode == VALIDATION_FAILED
     assert f"{inf_rows} of {len(got)} rows give inf in the artifact where the source is finite" in done.stdout + done.stderr
     auto = tmp_path / "auto"
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "auto", "--sample", str(rows), "-o", str(auto))
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--quantize", "auto", "--sample", str(rows), "-o", str(auto))
     assert done.returncode == 0, done.stderr
     quantization = _manifest(auto)["quantization"]
     assert not quantization["applied"] and "fp16" in quantization["reason"]  # fp16 not kept, and it says why
@@ -71,20 +73,22 @@ def test_fp16_overflow_fails_convert_and_validate_and_auto_keeps_no_fp16(saved, 
 
 def test_a_quantized_child_of_a_failing_parent_fails_and_the_hint_works(saved, tmp_path):
     path, rows, _ = saved("tfidf_sublinear")
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "dynamic", "--sample", str(rows), "-o", str(tmp_path / "q"))
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--quantize", "dynamic", "--sample", str(rows), "-o", str(tmp_path / "q"))
     assert done.returncode == VALIDATION_FAILED, done.stderr
     assert "its fp32 parent already fails: probabilities:" in done.stderr
     assert "sublinear_tf" in done.stderr and "use --to skops or --to pmml" in done.stderr
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(tmp_path / "h"))
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--quantize", "fp16", "--sample", str(rows), "-o", str(tmp_path / "h"))
     assert done.returncode == VALIDATION_FAILED and "its fp32 parent already fails" in done.stderr  # fp16 TfIdfVectorizer loads
     auto = tmp_path / "auto"
-    done = run_cli("convert", str(path), "--to", "onnx", "--quantize", "auto", "--sample", str(rows), "-o", str(auto), "--accept-mismatch")
+    done = invoke_cli(
+        "convert", str(path), "--to", "onnx", "--quantize", "auto", "--sample", str(rows), "-o", str(auto), "--accept-mismatch"
+    )
     assert done.returncode == 0, done.stderr
     quantization = _manifest(auto)["quantization"]
     assert not quantization["applied"]
     assert quantization["attempts"] and all("its fp32 parent already fails" in a["why"] for a in quantization["attempts"])
     for target in ("skops", "pmml"):  # the hint, followed
-        done = run_cli("convert", str(path), "--to", target, "--sample", str(rows), "-o", str(tmp_path / target))
+        done = invoke_cli("convert", str(path), "--to", target, "--sample", str(rows), "-o", str(tmp_path / target))
         assert done.returncode == 0, (target, done.stderr)
         assert _manifest(tmp_path / target)["validation"]["status"] == "passed"
 
@@ -92,7 +96,7 @@ def test_a_quantized_child_of_a_failing_parent_fails_and_the_hint_works(saved, t
 @pytest.mark.parametrize("target", ["lightgbm", "pickle", "skops"])
 def test_a_rankers_score_is_judged_as_a_score(saved, tmp_path, target):
     path, rows, built = saved("lgbm_ranker")
-    done = run_cli("convert", str(path), "--to", target, "--sample", str(rows), "-o", str(tmp_path / target))
+    done = invoke_cli("convert", str(path), "--to", target, "--sample", str(rows), "-o", str(tmp_path / target))
     assert done.returncode == 0, done.stderr
     (output,) = _manifest(tmp_path / target)["validation"]["outputs"]
     assert output["kind"] == "regression" and output["kind_rule"] == "plugin: LGBMRanker is a ranker"
@@ -102,7 +106,7 @@ def test_a_rankers_score_is_judged_as_a_score(saved, tmp_path, target):
 def test_predict_on_the_source_model_runs_on_the_users_float64(saved, tmp_path):
     path, rows, built = saved("hgb_regressor")
     out = tmp_path / "p.parquet"
-    done = run_cli("predict", str(path), str(rows), "-o", str(out))
+    done = invoke_cli("predict", str(path), str(rows), "-o", str(out))
     assert done.returncode == 0, done.stderr
     got = pd.read_parquet(out)["variable"].to_numpy()
     np.testing.assert_array_equal(got, built.model.predict(pd.read_csv(rows)))  # exactly the model's own predict
@@ -114,7 +118,7 @@ def test_a_keras_sigmoid_output_is_a_probability(tmp_path):
     from tests.zoo.catalog import BY_NAME
 
     saved = BY_NAME["imdb_style_keras_lstm"].build(tmp_path)
-    done = run_cli("convert", str(saved.path), "--to", "keras", "-o", str(tmp_path / "k"))
+    done = invoke_cli("convert", str(saved.path), "--to", "keras", "-o", str(tmp_path / "k"))
     assert done.returncode == 0, done.stderr
     (output,) = _manifest(tmp_path / "k")["validation"]["outputs"]
     assert output["kind"] == "probabilities" and output["kind_rule"] == "plugin: Keras last activation sigmoid"
@@ -130,12 +134,24 @@ def test_a_torch_sequential_ending_in_sigmoid_is_a_probability_and_output_kind_o
     model = torch.nn.Sequential(torch.nn.Linear(30, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1), torch.nn.Sigmoid()).eval()
     torch.jit.save(torch.jit.trace(model, torch.from_numpy(X[:2])), tmp_path / "sig.pt")
     np.save(tmp_path / "rows.npy", X[:100])
-    done = run_cli("convert", str(tmp_path / "sig.pt"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "o"))
+    done = invoke_cli(
+        "convert", str(tmp_path / "sig.pt"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "o")
+    )
     assert done.returncode == 0, done.stderr
     (output,) = _manifest(tmp_path / "o")["validation"]["outputs"]
     assert output["kind"] == "probabilities" and output["kind_rule"] == "plugin: the Sequential's last layer is Sigmoid"
-    done = run_cli("convert", str(tmp_path / "sig.pt"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "e"),
-                   "--output-kind", "output_0=embedding")  # what the failure hint tells a user to type
+    done = invoke_cli(
+        "convert",
+        str(tmp_path / "sig.pt"),
+        "--to",
+        "onnx",
+        "--sample",
+        str(tmp_path / "rows.npy"),
+        "-o",
+        str(tmp_path / "e"),
+        "--output-kind",
+        "output_0=embedding",
+    )  # what the failure hint tells a user to type
     assert done.returncode == 0, done.stderr
     (output,) = _manifest(tmp_path / "e")["validation"]["outputs"]
     assert output["kind"] == "embedding" and output["kind_rule"] == "--output-kind"

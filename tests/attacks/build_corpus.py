@@ -139,15 +139,39 @@ def torch_files(out: Path, marker: str, benign: Path) -> list[Attack]:
                 dst.writestr(item, data)
         return target
 
-    attacks.append(Attack("torchscript_evil_data_pkl.pt", replaced(benign / "script.pt", out / "torchscript_evil_data_pkl.pt", "/data.pkl", evil), "unsafe"))
-    attacks.append(Attack("torchscript_evil_constants.pt", replaced(benign / "script.pt", out / "torchscript_evil_constants.pt", "/constants.pkl", evil), "unsafe"))
+    attacks.append(
+        Attack(
+            "torchscript_evil_data_pkl.pt",
+            replaced(benign / "script.pt", out / "torchscript_evil_data_pkl.pt", "/data.pkl", evil),
+            "unsafe",
+        )
+    )
+    attacks.append(
+        Attack(
+            "torchscript_evil_constants.pt",
+            replaced(benign / "script.pt", out / "torchscript_evil_constants.pt", "/constants.pkl", evil),
+            "unsafe",
+        )
+    )
     attacks.append(Attack("state_dict_evil.pth", replaced(benign / "state.pth", out / "state_dict_evil.pth", "/data.pkl", evil), "unsafe"))
-    attacks.append(Attack("state_dict_nested_load_from_bytes.pth", replaced(benign / "state.pth", out / "state_dict_nested_load_from_bytes.pth", "/data.pkl", _nested_torch_bytes(marker)), "unsafe"))
+    attacks.append(
+        Attack(
+            "state_dict_nested_load_from_bytes.pth",
+            replaced(benign / "state.pth", out / "state_dict_nested_load_from_bytes.pth", "/data.pkl", _nested_torch_bytes(marker)),
+            "unsafe",
+        )
+    )
     shutil.copy(benign / "full_module.pt", out / "full_module_pickle.pt")
     attacks.append(Attack("full_module_pickle.pt", out / "full_module_pickle.pt", "unsafe"))
     nested = replaced(benign / "state.pth", out / "inner.pth", "/data.pkl", evil).read_bytes()
     (out / "inner.pth").unlink()
-    attacks.append(Attack("pt2_nested_evil_archive.pt2", replaced(benign / "program.pt2", out / "pt2_nested_evil_archive.pt2", "/sample_inputs/model.pt", nested), "unsafe"))
+    attacks.append(
+        Attack(
+            "pt2_nested_evil_archive.pt2",
+            replaced(benign / "program.pt2", out / "pt2_nested_evil_archive.pt2", "/sample_inputs/model.pt", nested),
+            "unsafe",
+        )
+    )
     return attacks
 
 
@@ -161,7 +185,12 @@ def _dense(name: str) -> dict:
 
 def _lambda(name: str, marker: str) -> dict:
     code = f"lambda x: (__import__('os').system('touch {marker}'), x)[1]"
-    return {"module": "keras.layers", "class_name": "Lambda", "config": {"name": name, "function": {"class_name": "__lambda__", "config": {"code": code}}}, "registered_name": None}
+    return {
+        "module": "keras.layers",
+        "class_name": "Lambda",
+        "config": {"name": name, "function": {"class_name": "__lambda__", "config": {"code": code}}},
+        "registered_name": None,
+    }
 
 
 def keras_files(out: Path, marker: str) -> list[Attack]:
@@ -169,7 +198,9 @@ def keras_files(out: Path, marker: str) -> list[Attack]:
     top = _keras_config([_dense("d1"), _lambda("evil", marker)])
     sub = _keras_config([_dense("d1"), {"module": "keras", "class_name": "Functional", "config": {"name": "inner", "layers": [
         {"module": "keras.layers", "class_name": "TimeDistributed", "config": {"name": "wrap", "layer": _lambda("deep_evil", marker)}}]}}])
-    custom = _keras_config([{"module": "os", "class_name": "system", "config": {"name": "x", "command": f"touch {marker}"}, "registered_name": "system"}])
+    custom = _keras_config(
+        [{"module": "os", "class_name": "system", "config": {"name": "x", "command": f"touch {marker}"}, "registered_name": "system"}]
+    )
     attacks = []
     for name, config in (("lambda_top_level.keras", top), ("lambda_nested_submodel.keras", sub), ("custom_module_os.keras", custom)):
         _zip(out / name, {"metadata.json": meta, "config.json": json.dumps(config).encode(), "model.weights.h5": b""})
@@ -186,8 +217,15 @@ def keras_files(out: Path, marker: str) -> list[Attack]:
 def xml_files(out: Path, marker: str) -> list[Attack]:
     secret = out / "secret.txt"
     secret.write_text("password=hunter2")
-    xxe = f'<?xml version="1.0"?>\n<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file://{secret}">]>\n<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header description="&leak;"/></PMML>'
-    laughs = '<?xml version="1.0"?>\n<!DOCTYPE PMML [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>\n<PMML version="4.4"><Header description="&d;&d;&d;&d;"/></PMML>'
+    xxe = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE PMML [<!ENTITY leak SYSTEM "file://{secret}">]>\n'
+        '<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><Header description="&leak;"/></PMML>'
+    )
+    laughs = (
+        '<?xml version="1.0"?>\n<!DOCTYPE PMML [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+        '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">]>\n'
+        '<PMML version="4.4"><Header description="&d;&d;&d;&d;"/></PMML>'
+    )
     (out / "xxe.pmml").write_text(xxe)
     (out / "billion_laughs.pmml").write_text(laughs)
     return [Attack("xxe.pmml", out / "xxe.pmml", "unsafe"), Attack("billion_laughs.pmml", out / "billion_laughs.pmml", "unsafe")]
@@ -295,7 +333,10 @@ def families() -> list:
 
     from tests.attacks import families as package
 
-    return [importlib.import_module(f"{package.__name__}.{info.name}") for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)]
+    return [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name)
+    ]
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 effect (creating the marker file) never happens; benign files of every framework still load."""
 from __future__ import annotations
 
-
 import shutil
 
 import pytest

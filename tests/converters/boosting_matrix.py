@@ -155,14 +155,13 @@ def _score_onnx(package: Any, X_test: Any):
         # one matrix input takes every column in order; a columnar graph takes one input per column
         values = X_test.to_numpy() if len(session.get_inputs()) == 1 else X_test[[spec.name]].to_numpy()
         feeds[spec.name] = values.astype(dtype)
-    outputs = {o.name: v for o, v in zip(session.get_outputs(), session.run(None, feeds))}
+    outputs = {o.name: v for o, v in zip(session.get_outputs(), session.run(None, feeds), strict=True)}
     return outputs.get("label"), outputs.get("probabilities"), outputs.get("variable")
 
 
 def _score_pmml(package: Any, X_test: Any):
     import jpmml_evaluator
     import numpy as np
-
     from packager.converters.pmml import pmml_field_names
 
     evaluator = jpmml_evaluator.make_evaluator(str(package.model_path), backend="jpype").verify()

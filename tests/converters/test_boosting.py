@@ -3,9 +3,6 @@ native files convert to ONNX, PMML and native files; every artifact is re-checke
 JPMML, the library) against ``model.predict`` on float64 held-out rows, not only through packager's report."""
 from __future__ import annotations
 
-import json
-import pickle
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +10,7 @@ import pytest
 from packager.conversion import convert
 from packager.errors import InputFileError, UnsupportedConversion
 from packager.formats import detect_format
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 xgb = pytest.importorskip("xgboost")
 lgb = pytest.importorskip("lightgbm")
@@ -117,6 +114,7 @@ def test_xgboost_categorical_splits_refused_with_reason(tmp_path):
     model = xgb.XGBClassifier(n_estimators=5, enable_categorical=True, tree_method="hist").fit(X, y)
     with pytest.raises(UnsupportedConversion, match="onnxmltools .* cannot convert XGBoost categorical splits"):
         from packager.converters.sklearn import sklearn_to_onnx
+
         from packager.conversion import ConvertOptions
         from packager.signature import Signature, TensorSpec
 
@@ -130,7 +128,7 @@ def test_catboost_file_to_onnx_through_the_cli(tmp_path):
     model = cb.CatBoostClassifier(iterations=30, verbose=0, allow_writing_files=False).fit(X, y)
     model.save_model(str(tmp_path / "model.cbm"))
     np.save(tmp_path / "rows.npy", X[:100].astype(np.float32))
-    done = run_cli("convert", str(tmp_path / "model.cbm"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"),
+    done = invoke_cli("convert", str(tmp_path / "model.cbm"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"),
                    "-o", str(tmp_path / "pkg"))
     assert done.returncode == 0, done.stderr
     label, probabilities = _onnx(tmp_path / "pkg" / "model.onnx", {"X": X.astype(np.float32)})
@@ -174,7 +172,7 @@ def test_xgboost_file_converts_through_the_cli(tmp_path, save, name):
     model = xgb.XGBClassifier(n_estimators=20, max_depth=3).fit(X, y)
     save(model, str(tmp_path / name))
     np.save(tmp_path / "rows.npy", X[:120].astype(np.float32))
-    done = run_cli("convert", str(tmp_path / name), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "pkg"))
+    done = invoke_cli("convert", str(tmp_path / name), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"), "-o", str(tmp_path / "pkg"))
     assert done.returncode == 0, done.stderr
     label, probabilities = _onnx(tmp_path / "pkg" / "model.onnx", {"X": X.astype(np.float32)})
     assert (label.reshape(-1) == model.predict(X)).all()
@@ -188,7 +186,7 @@ def test_lightgbm_text_file_converts_and_predicts_through_the_cli(tmp_path):
     model = lgb.LGBMRegressor(n_estimators=30, verbose=-1).fit(X, y)
     model.booster_.save_model(str(tmp_path / "model.txt"))
     np.save(tmp_path / "rows.npy", X)
-    done = run_cli("convert", str(tmp_path / "model.txt"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"),
+    done = invoke_cli("convert", str(tmp_path / "model.txt"), "--to", "onnx", "--sample", str(tmp_path / "rows.npy"),
                    "-o", str(tmp_path / "pkg"))
     assert done.returncode == 0, done.stderr
     (got,) = _onnx(tmp_path / "pkg" / "model.onnx", {"X": X})

@@ -16,7 +16,7 @@ import pytest
 from packager.conversion import convert
 from packager.errors import InputFileError, UnsafeModelError
 from packager.formats import detect_format
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
@@ -227,8 +227,18 @@ def test_predict_text_column_writes_labels_with_scores(classifier_folder, tmp_pa
     texts = [THREE_LENGTHS[i % 3] + f" {WORDS[i % len(WORDS)]}" for i in range(50)]
     pd.DataFrame({"id": range(50), "text": texts}).to_csv(tmp_path / "in.csv", index=False)
     package = convert(classifier_folder, to="onnx", out=tmp_path / "pkg")
-    result = run_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "text", "-o", str(tmp_path / "out.parquet"),
-                     "--batch-size", "16", "--json")
+    result = invoke_cli(
+        "predict",
+        str(package.path),
+        str(tmp_path / "in.csv"),
+        "--text-column",
+        "text",
+        "-o",
+        str(tmp_path / "out.parquet"),
+        "--batch-size",
+        "16",
+        "--json",
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["rows"] == 50 and json.loads(result.stdout)["batches"] == 4
     out = pd.read_parquet(tmp_path / "out.parquet")
@@ -236,7 +246,7 @@ def test_predict_text_column_writes_labels_with_scores(classifier_folder, tmp_pa
     assert out["label"].tolist() == [["negative", "neutral", "positive"][i] for i in logits.argmax(axis=1)]
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(out["score"].to_numpy(), probabilities.max(axis=1), atol=1e-4)
-    wrong = run_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "body", "-o", str(tmp_path / "x.parquet"))
+    wrong = invoke_cli("predict", str(package.path), str(tmp_path / "in.csv"), "--text-column", "body", "-o", str(tmp_path / "x.parquet"))
     assert wrong.returncode == 2 and "no column 'body'" in wrong.stderr and not (tmp_path / "x.parquet").exists()
 
 
@@ -252,7 +262,9 @@ def test_bench_text_column_measures_the_package_and_the_folder_on_texts(classifi
     assert result.returncode == 0, result.stderr
     artifacts = json.loads(result.stdout)["artifacts"]
     assert [a["error"] for a in artifacts] == ["", ""] and [a["baseline"] for a in artifacts] == [True, False]
-    assert all([m["batch_size"] for m in a["measurements"]] == [1, 16] and all(m["runs"] >= 3 for m in a["measurements"]) for a in artifacts)
+    assert all(
+        [m["batch_size"] for m in a["measurements"]] == [1, 16] and all(m["runs"] >= 3 for m in a["measurements"]) for a in artifacts
+    )
     assert "texts of column `text`" in (tmp_path / "b" / "bench.md").read_text()
     wrong = run_cli("bench", str(package.path), "--data", str(tmp_path / "texts.csv"), "--text-column", "body", "-o", str(tmp_path / "c"),
                     "--json")

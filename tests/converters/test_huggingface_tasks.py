@@ -13,7 +13,7 @@ import pytest
 
 from packager.conversion import convert
 from packager.errors import UnsupportedConversion, UsageError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
@@ -127,7 +127,7 @@ def test_token_classifier_predict_writes_one_row_per_text(ner_folder, tmp_path):
     (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
     convert(ner_folder, to="onnx", sample=tmp_path / "texts.txt", out=tmp_path / "onnx")
     pd.DataFrame({"id": range(len(TEXTS)), "text": TEXTS}).to_parquet(tmp_path / "texts.parquet")
-    done = run_cli("predict", str(tmp_path / "onnx"), str(tmp_path / "texts.parquet"), "--text-column", "text", "--keep-columns", "id",
+    done = invoke_cli("predict", str(tmp_path / "onnx"), str(tmp_path / "texts.parquet"), "--text-column", "text", "--keep-columns", "id",
                    "-o", str(tmp_path / "tags.parquet"), "--batch-size", "4")
     assert done.returncode == 0, done.stderr
     table = pd.read_parquet(tmp_path / "tags.parquet")
@@ -139,7 +139,7 @@ def test_token_classifier_predict_writes_one_row_per_text(ner_folder, tmp_path):
         assert list(row["labels"]) == [w["entity"] for w in want]
         np.testing.assert_allclose(row["scores"], [w["score"] for w in want], atol=1e-4)
     texts = str(tmp_path / "texts.parquet")
-    csv = run_cli("predict", str(tmp_path / "onnx"), texts, "--text-column", "text", "-o", str(tmp_path / "tags.csv"))
+    csv = invoke_cli("predict", str(tmp_path / "onnx"), texts, "--text-column", "text", "-o", str(tmp_path / "tags.csv"))
     assert csv.returncode == 0, csv.stderr
     again = pd.read_csv(tmp_path / "tags.csv")
     assert [json.loads(t) for t in again["tokens"]] == [list(t) for t in table["tokens"]]
@@ -188,7 +188,7 @@ def test_image_classifier_folder_to_onnx_on_processor_images(vit_folder, tmp_pat
 def test_image_classifier_sample_of_uint8_images_and_other_targets(vit_folder, tmp_path):
     images = np.random.default_rng(2).integers(0, 256, (6, 48, 64, 3), dtype=np.uint8)
     np.save(tmp_path / "images.npy", images)
-    result = run_cli("convert", str(vit_folder), "--to", "onnx", "--quantize", "fp16", "--sample", str(tmp_path / "images.npy"),
+    result = invoke_cli("convert", str(vit_folder), "--to", "onnx", "--quantize", "fp16", "--sample", str(tmp_path / "images.npy"),
                      "-o", str(tmp_path / "fp16"), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "fp16" / "manifest.json").read_text())["validation"]
@@ -225,7 +225,7 @@ def test_image_processor_with_remote_code_is_refused(vit_folder, tmp_path):
 def test_task_feature_extraction_out_of_a_token_classifier(ner_folder, tmp_path):
     """The encoder of a classifier folder as an embedder: mean pooling over its tokens (its pooler, missing from a token
     classifier's weights, is not used by feature extraction)."""
-    result = run_cli("convert", str(ner_folder), "--task", "feature-extraction", "--to", "onnx", "-o", str(tmp_path / "emb"), "--json")
+    result = invoke_cli("convert", str(ner_folder), "--task", "feature-extraction", "--to", "onnx", "-o", str(tmp_path / "emb"), "--json")
     assert result.returncode == 0, result.stderr
     spec = json.loads((tmp_path / "emb" / "preprocessing.json").read_text())
     assert spec["task"] == "feature-extraction" and spec["pooling"] == "mean" and spec["output_names"] == ["sentence_embedding"]
@@ -243,12 +243,12 @@ def test_task_without_trained_head_weights_is_refused(ner_folder, vit_folder, tm
     in the folder; transformers would initialise it at random and every answer would be noise."""
     with pytest.raises(UnsupportedConversion, match=r"no trained weights for sequence-classification: \['bert.pooler"):
         convert(ner_folder, to="onnx", task="sequence-classification", out=tmp_path / "seq")
-    result = run_cli("convert", str(ner_folder), "--task", "sequence-classification", "-o", str(tmp_path / "cli"))
+    result = invoke_cli("convert", str(ner_folder), "--task", "sequence-classification", "-o", str(tmp_path / "cli"))
     assert result.returncode != 0 and "initialised at random" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "seq").exists() and not (tmp_path / "cli").exists()
     with pytest.raises(UnsupportedConversion, match="no tokenizer files"):
         convert(vit_folder, to="onnx", task="feature-extraction", out=tmp_path / "vit-text")
-    wrong = run_cli("convert", str(ner_folder), "--task", "summarization", "-o", str(tmp_path / "x"))
+    wrong = invoke_cli("convert", str(ner_folder), "--task", "summarization", "-o", str(tmp_path / "x"))
     assert wrong.returncode == 2 and "not one of feature-extraction" in wrong.stderr
 
 

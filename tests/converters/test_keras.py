@@ -11,7 +11,7 @@ import pytest
 from fixtures import keras_models
 from packager.conversion import convert
 from packager.errors import ConversionError, UnsafeModelError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 MODELS = ["mlp", "cnn", "gru_ids", "two_inputs"]
 EXECUTED_TARGETS = ["keras", "hdf5", "savedmodel", "pb", "onnx", "tflite"]
@@ -108,7 +108,7 @@ def test_keras_int8_leaves_the_callers_model_alone(models, tmp_path):
     model, sample = models["mlp"]
     before = [w.copy() for w in model.get_weights()]
     convert(model, to="keras", quantize="dynamic", sample=sample, out=tmp_path / "q")
-    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
     assert not any("quantiz" in type(layer).__name__.lower() or getattr(layer, "quantization_mode", None) for layer in model.layers)
 
 
@@ -172,7 +172,14 @@ TF_QUANTIZED = [("savedmodel", "tflite", "dynamic"), ("pb", "tflite", "static"),
 @pytest.mark.parametrize("source,target,mode", TF_QUANTIZED)
 def test_tensorflow_files_quantize_smaller_and_within_tolerance(tf_files, tmp_path, source, target, mode):
     sample = tf_files["mlp", "sample"]
-    package = convert(tf_files["mlp", source], to=target, quantize=mode, sample=sample, calibration=sample if mode == "static" else None, out=tmp_path / "q")
+    package = convert(
+        tf_files["mlp", source],
+        to=target,
+        quantize=mode,
+        sample=sample,
+        calibration=sample if mode == "static" else None,
+        out=tmp_path / "q",
+    )
     quant = package.manifest.quantization
     assert quant.applied and quant.size_after < quant.size_before, (quant.size_before, quant.size_after)
     status = package.manifest.validation["status"]
@@ -184,7 +191,7 @@ def test_tensorflow_files_quantize_smaller_and_within_tolerance(tf_files, tmp_pa
 def test_keras_file_through_the_cli_needs_no_sample(models, tmp_path):
     model, _ = models["cnn"]
     model.save(tmp_path / "cnn.keras")
-    result = run_cli("convert", str(tmp_path / "cnn.keras"), "--to", "onnx", "--to", "tflite", "-o", str(tmp_path / "out"), "--json")
+    result = invoke_cli("convert", str(tmp_path / "cnn.keras"), "--to", "onnx", "--to", "tflite", "-o", str(tmp_path / "out"), "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [r["status"] for r in rows] == ["passed", "passed"]
@@ -237,6 +244,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
     deviations below wine's proline mean, so every row gets the same class and a converter that broke the scaling for
     real inputs would still 'pass'. The drawn rows reach several classes, as wine's own rows do."""
     from packager.converters.keras_rows import fitted_rows
+
     from packager.plugins import default_registry
 
     model, X = _wine_normalized_classifier()
@@ -254,6 +262,7 @@ def test_validation_rows_follow_a_normalization_layer_without_sample(tmp_path):
 
 def test_validation_rows_cover_an_embedding_vocabulary(tmp_path):
     from packager.converters.keras_rows import fitted_rows
+
     from packager.plugins import default_registry
 
     model = _ids_classifier(5000)

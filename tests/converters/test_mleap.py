@@ -11,7 +11,9 @@ from packager.errors import UnsupportedConversion
 
 
 def test_logistic_regression_round_trips(fixtures, tmp_path):
-    package = convert(fixtures["digits_linear"].model, to="mleap", sample=fixtures["digits_linear"].sample, out=tmp_path / "pkg")
+    package = convert(
+        fixtures["digits_linear"].model, to="mleap", sample=fixtures["digits_linear"].sample, out=tmp_path / "pkg", trust=True
+    )
     report = package.manifest.validation
     assert report["status"] == "passed"
     probabilities = next(o for o in report["outputs"] if o["name"] == "probabilities")
@@ -22,7 +24,7 @@ def test_logistic_regression_round_trips(fixtures, tmp_path):
 
 
 def test_forest_is_structure_checked_and_says_so(fixtures, tmp_path):
-    package = convert(fixtures["forest"].model, to="mleap", sample=fixtures["forest"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["forest"].model, to="mleap", sample=fixtures["forest"].sample, out=tmp_path / "pkg", trust=True)
     report = package.manifest.validation
     assert report["status"] == "structure-checked, not executed"
     assert "random_forest_classifier" in report["details"]["nodes"].values()
@@ -31,7 +33,7 @@ def test_forest_is_structure_checked_and_says_so(fixtures, tmp_path):
 
 def test_column_pipelines_are_refused(fixtures, tmp_path):
     with pytest.raises(UnsupportedConversion, match="no ColumnTransformer"):
-        convert(fixtures["columns"].model, to="mleap", out=tmp_path / "pkg")
+        convert(fixtures["columns"].model, to="mleap", out=tmp_path / "pkg", trust=True)
 
 
 def test_mlinit_parameters_are_read_from_the_signature_not_co_varnames():

@@ -10,7 +10,21 @@ from packager.conversion import convert
 from packager.errors import UnsupportedConversion, UsageError
 from packager.safety import load_pickle
 
-ONNX_MODELS = ["logreg", "forest", "gboost", "histgb", "svc", "knn", "mlp", "linear", "ridge", "forest_regressor", "kmeans", "pca", "columns"]
+ONNX_MODELS = [
+    "logreg",
+    "forest",
+    "gboost",
+    "histgb",
+    "svc",
+    "knn",
+    "mlp",
+    "linear",
+    "ridge",
+    "forest_regressor",
+    "kmeans",
+    "pca",
+    "columns",
+]
 
 
 def _sample_feeds(fixture):
@@ -24,7 +38,7 @@ def _sample_feeds(fixture):
 @pytest.mark.parametrize("name", ONNX_MODELS)
 def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
     fixture = fixtures[name]
-    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "pkg")
+    package = convert(fixture.model, to="onnx", sample=fixture.sample, out=tmp_path / "pkg", trust=True)
     report = package.manifest.validation
     assert report["status"] == "passed"
     assert report["samples"] == len(_sample_feeds(fixture))
@@ -35,7 +49,10 @@ def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
     model = load_pickle(fixture.model)
     data = _sample_feeds(fixture)
     if package.manifest.signature.columnar:
-        feeds = {c: (data[[c]].to_numpy().astype(str).astype(object) if data[c].dtype.kind in "OUST" else data[[c]].to_numpy(np.float32)) for c in data.columns}
+        feeds = {
+            c: (data[[c]].to_numpy().astype(str).astype(object) if data[c].dtype.kind in "OUST" else data[[c]].to_numpy(np.float32))
+            for c in data.columns
+        }
     else:
         feeds = {"X": data.astype(np.float32)}
     first = session.run(None, feeds)[0]
@@ -49,7 +66,7 @@ def test_onnx_conversion_reproduces_the_model(fixtures, tmp_path, name):
 def test_onnx_records_opset_ir_and_dynamic_batch(fixtures, tmp_path):
     import onnx
 
-    package = convert(fixtures["forest"].model, to="onnx", sample=fixtures["forest"].sample, out=tmp_path / "pkg", opset=17)
+    package = convert(fixtures["forest"].model, to="onnx", sample=fixtures["forest"].sample, out=tmp_path / "pkg", opset=17, trust=True)
     conversion = package.manifest.conversion
     assert conversion["opset"]["ai.onnx"] == 17 and conversion["ir_version"] >= 8
     proto = onnx.load(str(package.model_path))
@@ -62,15 +79,20 @@ def test_onnx_records_opset_ir_and_dynamic_batch(fixtures, tmp_path):
 def test_column_pipeline_gets_one_onnx_input_per_column(fixtures, tmp_path):
     import onnx
 
-    package = convert(fixtures["columns"].model, to="onnx", sample=fixtures["columns"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["columns"].model, to="onnx", sample=fixtures["columns"].sample, out=tmp_path / "pkg", trust=True)
     proto = onnx.load(str(package.model_path))
     inputs = {i.name: i.type.tensor_type.elem_type for i in proto.graph.input}
-    assert inputs == {"age": onnx.TensorProto.FLOAT, "income": onnx.TensorProto.FLOAT, "city": onnx.TensorProto.STRING, "plan": onnx.TensorProto.STRING}
+    assert inputs == {
+        "age": onnx.TensorProto.FLOAT,
+        "income": onnx.TensorProto.FLOAT,
+        "city": onnx.TensorProto.STRING,
+        "plan": onnx.TensorProto.STRING,
+    }
     assert package.manifest.signature.columnar
 
 
 def test_column_pipeline_without_sample_uses_encoder_categories(fixtures, tmp_path):
-    package = convert(fixtures["columns"].model, to="onnx", out=tmp_path / "pkg")
+    package = convert(fixtures["columns"].model, to="onnx", out=tmp_path / "pkg", trust=True)
     assert package.manifest.validation["status"] == "passed"
     example = json.loads((package.path / "input_example.json").read_text())
     assert set(example["city"][i][0] for i in range(5)) <= {"paris", "lyon", "lille", "nantes"}
@@ -78,7 +100,7 @@ def test_column_pipeline_without_sample_uses_encoder_categories(fixtures, tmp_pa
 
 @pytest.mark.parametrize("target,suffix", [("pickle", ".pkl"), ("joblib", ".joblib"), ("skops", ".skops")])
 def test_reserialization_is_exact(fixtures, tmp_path, target, suffix):
-    package = convert(fixtures["histgb"].model, to=target, sample=fixtures["histgb"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["histgb"].model, to=target, sample=fixtures["histgb"].sample, out=tmp_path / "pkg", trust=True)
     assert package.model_path.suffix == suffix
     outputs = package.manifest.validation["outputs"]
     assert {o["name"]: (o["max_abs"], o["agreement"]) for o in outputs} == {"label": (None, 1.0), "probabilities": (0.0, 1.0)}
@@ -99,7 +121,7 @@ def test_in_memory_model_and_synthesized_sample(tmp_path):
 def test_sample_with_wrong_width_is_a_usage_error(fixtures, tmp_path):
     np.save(tmp_path / "narrow.npy", np.zeros((5, 3), dtype=np.float32))
     with pytest.raises(UsageError, match="shape \\(5, 3\\), but the model takes 13 features"):
-        convert(fixtures["forest"].model, to="onnx", sample=tmp_path / "narrow.npy", out=tmp_path / "pkg")
+        convert(fixtures["forest"].model, to="onnx", sample=tmp_path / "narrow.npy", out=tmp_path / "pkg", trust=True)
     assert not (tmp_path / "pkg").exists()
 
 
@@ -114,7 +136,7 @@ def test_unsupported_estimator_is_refused_clearly(tmp_path):
 
 
 def test_manifest_contents(fixtures, tmp_path):
-    package = convert(fixtures["logreg"].model, to="onnx", sample=fixtures["logreg"].sample, out=tmp_path / "pkg")
+    package = convert(fixtures["logreg"].model, to="onnx", sample=fixtures["logreg"].sample, out=tmp_path / "pkg", trust=True)
     manifest = json.loads((package.path / "manifest.json").read_text())
     assert manifest["source"]["sha256"] and manifest["source"]["details"]["pickled_with_sklearn"] == "1.9.0"
     assert manifest["versions"]["onnxruntime"] and manifest["versions"]["scikit-learn"] == "1.9.0"
@@ -128,8 +150,8 @@ def test_manifest_contents(fixtures, tmp_path):
 
 def test_input_shape_must_agree_with_the_model(fixtures, tmp_path):
     with pytest.raises(UsageError, match="--input-shape gives X shape \\(5,\\), but the model expects \\(13,\\)"):
-        convert(fixtures["forest"].model, to="onnx", input_shape="1,5", out=tmp_path / "pkg")
-    package = convert(fixtures["forest"].model, to="onnx", input_shape="-1,13", out=tmp_path / "ok")
+        convert(fixtures["forest"].model, to="onnx", input_shape="1,5", out=tmp_path / "pkg", trust=True)
+    package = convert(fixtures["forest"].model, to="onnx", input_shape="-1,13", out=tmp_path / "ok", trust=True)
     assert package.manifest.signature.inputs[0].shape == (None, 13)
 
 
@@ -168,13 +190,13 @@ def test_hgb_fitted_with_nan_converts_where_it_exited_4(tmp_path):
     "cannot be read ... re-export it" (exit 4) by inspect and every convert."""
     import onnxruntime as ort
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("hgb_nan", tmp_path / "hgb.pkl")
     thresholds = np.concatenate([p.nodes["num_threshold"][p.nodes["is_leaf"] == 0] for it in built.model._predictors for p in it])
     assert np.isinf(thresholds).sum() >= 1  # the model has the split that broke it
-    assert run_cli("inspect", str(tmp_path / "hgb.pkl")).returncode == 0
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--to", "onnx", "-o", str(tmp_path / "out"))
+    assert invoke_cli("inspect", str(tmp_path / "hgb.pkl")).returncode == 0
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     label, proba = session.run(None, {"X": built.X_test.astype(np.float32)})
@@ -188,19 +210,19 @@ def test_a_slash_in_a_column_name_keeps_its_name_in_the_onnx_graph(tmp_path):
     fed the user's name: "the sample lacks ...", exit 4, with or without --sample."""
     import onnx
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("wine_slash_column_transformer", tmp_path / "wine.pkl")
     built.X_test.to_csv(tmp_path / "held_out.csv", index=False)
     for extra, out in (((), "a"), (("--sample", str(tmp_path / "held_out.csv")), "b")):
-        result = run_cli("convert", str(tmp_path / "wine.pkl"), "--to", "onnx", "-o", str(tmp_path / out), *extra)
+        result = invoke_cli("convert", str(tmp_path / "wine.pkl"), "--to", "onnx", "-o", str(tmp_path / out), *extra)
         assert result.returncode == 0, result.stderr
     path = tmp_path / "b" / "model.onnx"
     assert "od280/od315_of_diluted_wines" in [i.name for i in onnx.load(str(path)).graph.input]
     label, proba = _ort_columns(path, built.X_test)
     assert np.mean(label == built.model.predict(built.X_test)) == 1.0
     assert np.abs(proba - built.model.predict_proba(built.X_test)).max() < 1e-4
-    predicted = run_cli("predict", str(tmp_path / "b"), str(tmp_path / "held_out.csv"), "-o", str(tmp_path / "p.csv"))
+    predicted = invoke_cli("predict", str(tmp_path / "b"), str(tmp_path / "held_out.csv"), "-o", str(tmp_path / "p.csv"))
     assert predicted.returncode == 0, predicted.stderr
     import pandas as pd
 
@@ -213,10 +235,10 @@ def test_categorical_hgb_converts_to_onnx_with_set_membership_splits(tmp_path):
     import onnx
     import pandas as pd
 
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved("hgb_categorical", tmp_path / "hgb.pkl")
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     proto = onnx.load(str(tmp_path / "out" / "model.onnx"))
     (ensemble,) = [n for n in proto.graph.node if n.op_type == "TreeEnsemble"]
@@ -239,10 +261,10 @@ def test_categorical_hgb_converts_to_onnx_with_set_membership_splits(tmp_path):
 @pytest.mark.parametrize("builder", ["hgb_categorical_regressor", "hgb_categorical_binary"])
 def test_categorical_hgb_regressor_and_binary_text_labels_convert(tmp_path, builder):
     """Point 12, the other heads: identity-link regression and a binary classifier with text labels."""
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
 
     built = _saved(builder, tmp_path / "hgb.pkl")
-    result = run_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
+    result = invoke_cli("convert", str(tmp_path / "hgb.pkl"), "--trust", "--to", "onnx", "-o", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     outputs = _ort_columns(tmp_path / "out" / "model.onnx", built.X_test)
     # the signature feeds float32: on the same float32 values scikit-learn and the graph agree to 1e-9; on the float64

@@ -10,7 +10,7 @@ import pytest
 from fixtures import torch_models
 from packager.conversion import convert
 from packager.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli, run_cli
 
 MODELS = ["mlp", "cnn", "lstm_ids", "two_inputs"]
 
@@ -50,9 +50,16 @@ def test_integer_ids_stay_integers(models, tmp_path):
 
 
 QUANTIZED = [
-    ("mlp", "torchscript", "dynamic"), ("lstm_ids", "torchscript", "dynamic"), ("mlp", "torchscript", "static"), ("cnn", "torchscript", "static"),
-    ("mlp", "onnx", "dynamic"), ("mlp", "onnx", "static"), ("mlp", "onnx", "fp16"),
-    ("mlp", "coreml", "weights"), ("mlp", "coreml", "fp16"), ("mlp", "mlpackage", "weights"),
+    ("mlp", "torchscript", "dynamic"),
+    ("lstm_ids", "torchscript", "dynamic"),
+    ("mlp", "torchscript", "static"),
+    ("cnn", "torchscript", "static"),
+    ("mlp", "onnx", "dynamic"),
+    ("mlp", "onnx", "static"),
+    ("mlp", "onnx", "fp16"),
+    ("mlp", "coreml", "weights"),
+    ("mlp", "coreml", "fp16"),
+    ("mlp", "mlpackage", "weights"),
 ]
 
 
@@ -144,7 +151,9 @@ import torch
 class Net(torch.nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Linear(20, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 5))
+        self.body = torch.nn.Sequential(
+            torch.nn.Linear(20, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(), torch.nn.Linear(256, 5)
+        )
 
     def forward(self, x):
         return self.body(x)
@@ -173,7 +182,9 @@ def test_state_dict_with_model_class_through_the_cli(models, tmp_path):
 
     session = ort.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
     with torch.no_grad():
-        np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: sample})[0], model(torch.from_numpy(sample)).numpy(), atol=1e-4)
+        np.testing.assert_allclose(
+            session.run(None, {session.get_inputs()[0].name: sample})[0], model(torch.from_numpy(sample)).numpy(), atol=1e-4
+        )
     wrong = run_cli("convert", "weights.pth", "--model-class", "mymodels:Other", "-o", "bad", *common, cwd=tmp_path)
     assert wrong.returncode == 2 and "does not fit mymodels:Other" in wrong.stderr and "Traceback" not in wrong.stderr
     missing = run_cli("convert", "weights.pth", "--model-class", "nowhere:Net", "-o", "bad", *common, cwd=tmp_path)
@@ -220,14 +231,18 @@ def test_torchscript_file_through_the_cli(models, tmp_path):
     model, sample = models["cnn"]
     torch.jit.save(torch.jit.trace(model, torch.from_numpy(sample[:2])), tmp_path / "cnn.pt")
     np.save(tmp_path / "x.npy", sample)
-    result = run_cli("convert", str(tmp_path / "cnn.pt"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "out"), "--json")
+    result = invoke_cli(
+        "convert", str(tmp_path / "cnn.pt"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "out"), "--json"
+    )
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(result.stdout)
     assert row["status"] == "passed" and row["max_abs_diff"] < 1e-4
     torch.save(model.state_dict(), tmp_path / "weights.pth")
-    refused = run_cli("convert", str(tmp_path / "weights.pth"), "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o2"))
+    refused = invoke_cli("convert", str(tmp_path / "weights.pth"), "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o2"))
     assert refused.returncode == 2 and "state dict" in refused.stderr and "--model-class" in refused.stderr
-    misplaced = run_cli("convert", str(tmp_path / "cnn.pt"), "--model-class", "m:Net", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o3"))
+    misplaced = invoke_cli(
+        "convert", str(tmp_path / "cnn.pt"), "--model-class", "m:Net", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o3")
+    )
     assert misplaced.returncode == 2 and "--model-class does not apply" in misplaced.stderr
 
 
@@ -252,7 +267,9 @@ def test_an_exported_pt2_file_is_a_source(models, tmp_path, target):
 
     model, sample = models["cnn"]
     batch = torch.export.Dim("batch", min=1, max=1024)
-    torch.export.save(torch.export.export(model.eval(), (torch.from_numpy(sample[:2]),), dynamic_shapes=({0: batch},)), tmp_path / "cnn.pt2")
+    torch.export.save(
+        torch.export.export(model.eval(), (torch.from_numpy(sample[:2]),), dynamic_shapes=({0: batch},)), tmp_path / "cnn.pt2"
+    )
     package = convert(tmp_path / "cnn.pt2", to=target, sample=sample, out=tmp_path / "out")
     assert package.manifest.validation["status"] == "passed"
     with torch.no_grad():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from packager.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import invoke_cli
 
 torch = pytest.importorskip("torch")
 
@@ -33,7 +33,7 @@ def _ort(path, feeds):
 def test_dict_outputs_are_flattened_and_named_by_their_keys(two_inputs, tmp_path):
     """826a172: exit 7, "try another --opset" (onnx) and "use --to onnx" (mlpackage), both wrong."""
     path, npz, held_out, expected = two_inputs
-    done = run_cli("convert", str(path), "--to", "onnx", "--to", "mlpackage", "--sample", str(npz), "-o", str(tmp_path / "o"), "--json")
+    done = invoke_cli("convert", str(path), "--to", "onnx", "--to", "mlpackage", "--sample", str(npz), "-o", str(tmp_path / "o"), "--json")
     assert done.returncode == 0, done.stderr
     rows = {r["target"]: r for r in json.loads(done.stdout)}
     assert rows["onnx"]["status"] == "passed" and rows["onnx"]["max_abs_diff"] < 1e-5
@@ -60,7 +60,9 @@ def test_a_traced_file_the_exporter_cannot_take_names_the_reason_and_a_hint_that
     x = np.random.default_rng(0).standard_normal((32, 16)).astype(np.float32)
     np.save(tmp_path / "x.npy", x)
     torch.jit.save(torch.jit.trace(Spectrum(), torch.from_numpy(x[:2])), tmp_path / "spectrum.pt")
-    done = run_cli("convert", str(tmp_path / "spectrum.pt"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o"))
+    done = invoke_cli(
+        "convert", str(tmp_path / "spectrum.pt"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o")
+    )
     assert done.returncode == 7
     (line,) = done.stderr.strip().splitlines()
     assert "Exporting the operator 'aten::fft_rfft' to ONNX opset version" in line and "is not supported" in line
@@ -109,11 +111,11 @@ def test_input_problems_name_the_input_and_the_hint_works(two_inputs, tmp_path):
     import pandas as pd
 
     path, npz, held_out, expected = two_inputs
-    float_band = run_cli("convert", str(path), "--to", "onnx", "--input-shape", "x:1,13;band:1", "-o", str(tmp_path / "a"))
+    float_band = invoke_cli("convert", str(path), "--to", "onnx", "--input-shape", "x:1,13;band:1", "-o", str(tmp_path / "a"))
     assert float_band.returncode == 2, float_band.stderr
     assert "band float32 (8,)" in float_band.stderr and "'indices'" in float_band.stderr and "re-export" not in float_band.stderr
     assert "--input-shape 'x:1,13:float32;band:1:float32'" in float_band.stderr  # the user's own shapes, dtypes to edit
-    typed = run_cli("convert", str(path), "--to", "onnx", "--input-shape", "x:1,13;band:1:int64", "-o", str(tmp_path / "b"), "--json")
+    typed = invoke_cli("convert", str(path), "--to", "onnx", "--input-shape", "x:1,13;band:1:int64", "-o", str(tmp_path / "b"), "--json")
     assert typed.returncode == 0, typed.stderr
     (row,) = json.loads(typed.stdout)
     assert row["status"] == "passed" and row["data"] == "synthetic"
@@ -121,7 +123,7 @@ def test_input_problems_name_the_input_and_the_hint_works(two_inputs, tmp_path):
     assert {s["name"]: s["dtype"] for s in manifest["signature"]["inputs"]} == {"x": "float32", "band": "int64"}
     table = pd.DataFrame({**{f"f{i}": held_out["x"][:, i] for i in range(13)}, "band": held_out["band"]})
     table.to_parquet(tmp_path / "rows.parquet")
-    parquet = run_cli("convert", str(path), "--to", "onnx", "--sample", str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "c"))
+    parquet = invoke_cli("convert", str(path), "--to", "onnx", "--sample", str(tmp_path / "rows.parquet"), "-o", str(tmp_path / "c"))
     assert parquet.returncode == 2
     (line,) = parquet.stderr.strip().splitlines()
     assert "forward() takes 2 inputs (x, band) but the sample gives 1 (input_0 float32 (36, 14))" in line

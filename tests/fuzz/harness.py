@@ -41,11 +41,44 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SUFFIXES = [".pkl", ".joblib", ".skops", ".onnx", ".pmml", ".zip", ".keras", ".h5", ".pt", ".pt2", ".pth", ".pb", ".bin", ".txt", ".json", ".ubj", ""]
-CONVERT_TO = {"sklearn": "onnx", "joblib": "onnx", "tensorflow": "onnx", "torchscript": "onnx", "keras": "onnx", "trees": "onnx", "boosting": "onnx"}
+SUFFIXES = [
+    ".pkl",
+    ".joblib",
+    ".skops",
+    ".onnx",
+    ".pmml",
+    ".zip",
+    ".keras",
+    ".h5",
+    ".pt",
+    ".pt2",
+    ".pth",
+    ".pb",
+    ".bin",
+    ".txt",
+    ".json",
+    ".ubj",
+    "",
+]
+CONVERT_TO = {
+    "sklearn": "onnx",
+    "joblib": "onnx",
+    "tensorflow": "onnx",
+    "torchscript": "onnx",
+    "keras": "onnx",
+    "trees": "onnx",
+    "boosting": "onnx",
+}
 CONVERT_OPTIONS = {"torchscript": {"input_shape": "2,4"}}  # torch files carry no input shapes; every torch seed takes (N, 4)
-PRELOAD = {"sklearn": "sklearn", "joblib": "sklearn", "tensorflow": "tensorflow", "keras": "tensorflow", "torchscript": "torch", "trees": "skops.io",
-           "boosting": "xgboost"}  # imported before the clock starts
+PRELOAD = {
+    "sklearn": "sklearn",
+    "joblib": "sklearn",
+    "tensorflow": "tensorflow",
+    "keras": "tensorflow",
+    "torchscript": "torch",
+    "trees": "skops.io",
+    "boosting": "xgboost",
+}  # imported before the clock starts
 TIME_LIMIT = {"inspect": 20.0, "convert": 120.0}  # per input; a normal input takes < 2 s (inspect) / 15 s (convert) here
 SAVED_PER_KIND = 3  # reproducers kept per (outcome, message) so one bug does not fill the disk
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
@@ -99,7 +132,8 @@ def run_input(path: Path, action: str, family: str, out: Path) -> str:
     if action == "inspect":
         execute("inspect", {"path": str(path)})
     else:
-        execute("convert", {"path": str(path), "to": CONVERT_TO[family], "out": str(out), "overwrite": True, **CONVERT_OPTIONS.get(family, {})})
+        options = {"path": str(path), "to": CONVERT_TO[family], "out": str(out), "overwrite": True, **CONVERT_OPTIONS.get(family, {})}
+        execute("convert", options)
     return "accepted"
 
 
@@ -244,8 +278,28 @@ def build_seeds(family: str, folder: Path) -> list[dict]:
 
 
 def _child(args: argparse.Namespace, action: str, start: int, stop: int, work: Path, seeds: Path, crashes: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "tests.fuzz.harness", "--worker", "--family", args.family, "--action", action, "--seed", str(args.seed),
-               "--start", str(start), "--stop", str(stop), "--work", str(work), "--seeds", str(seeds), "--crashes", str(crashes)]
+    command = [
+        sys.executable,
+        "-m",
+        "tests.fuzz.harness",
+        "--worker",
+        "--family",
+        args.family,
+        "--action",
+        action,
+        "--seed",
+        str(args.seed),
+        "--start",
+        str(start),
+        "--stop",
+        str(stop),
+        "--work",
+        str(work),
+        "--seeds",
+        str(seeds),
+        "--crashes",
+        str(crashes),
+    ]
     log = (work / "child.log").open("ab")
     limits = None
     if args.bwrap:
@@ -354,7 +408,11 @@ def fuzz_family(args: argparse.Namespace) -> dict:
         seeds = Path(tmp) / "seeds.json"
         report: dict = {"family": args.family, "seed": args.seed, "crash_folder": str(crashes),
                         "seed_seconds": round(time.perf_counter() - started, 1)}
-        plan = [(args.action, args.only, args.only + 1)] if args.only is not None else [("inspect", 0, args.count), ("convert", 0, args.convert)]
+        plan = (
+            [(args.action, args.only, args.only + 1)]
+            if args.only is not None
+            else [("inspect", 0, args.count), ("convert", 0, args.convert)]
+        )
         for action, start, stop in plan:
             if stop <= start:
                 continue

@@ -12,7 +12,6 @@ import gzip
 import io
 import json
 import lzma
-import math
 import pickletools
 import random
 import re
@@ -253,7 +252,11 @@ def mutate_h5(data: bytes, rng: random.Random) -> bytes:
                         shape = tuple(rng.choice((0, 1, 2, 3, 7, 64)) for _ in range(rng.randint(0, 3)))
                         new = np.zeros(shape, getattr(old, "dtype", np.float32))
                     elif kind == "retype":
-                        new = np.asarray(old).astype(rng.choice(("int8", "float64", "S4", "bool")), copy=False) if np.asarray(old).dtype.kind != "O" else old
+                        new = (
+                            np.asarray(old).astype(rng.choice(("int8", "float64", "S4", "bool")), copy=False)
+                            if np.asarray(old).dtype.kind != "O"
+                            else old
+                        )
                     else:
                         new = np.full(np.shape(old), rng.choice(EXTREME_FLOATS), np.float32)
                     handle.create_dataset(name, data=new)
@@ -371,8 +374,11 @@ def mutate_message(message: Any, rng: random.Random, edits: int | None = None) -
             if field.is_repeated and index is None:
                 if len(value) == 0:
                     continue
-                action = rng.choice(("delete", "duplicate", "clear") if field.message_type is None or field.message_type.GetOptions().map_entry
-                                    else ("delete", "duplicate", "clear", "splice"))
+                action = rng.choice(
+                    ("delete", "duplicate", "clear")
+                    if field.message_type is None or field.message_type.GetOptions().map_entry
+                    else ("delete", "duplicate", "clear", "splice")
+                )
                 if field.message_type is not None and field.message_type.GetOptions().map_entry:
                     keys = sorted(value)
                     if action == "clear":

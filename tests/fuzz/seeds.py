@@ -173,7 +173,9 @@ def boosting(out: Path) -> list[dict]:
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
-    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(4)]).assign(c=pd.Categorical(np.random.default_rng(SEED).integers(0, 4, len(X))))
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(4)]).assign(
+        c=pd.Categorical(np.random.default_rng(SEED).integers(0, 4, len(X)))
+    )
     lgb.LGBMClassifier(n_estimators=3, num_leaves=5, verbose=-1).fit(X, y == 1).booster_.save_model(str(out / "binary.txt"))
     lgb.LGBMClassifier(n_estimators=2, num_leaves=5, verbose=-1).fit(frame, y).booster_.save_model(str(out / "multi_cat.txt"))
     lgb.LGBMRegressor(n_estimators=2, num_leaves=4, linear_tree=True, verbose=-1).fit(X, y).booster_.save_model(str(out / "linear.txt"))

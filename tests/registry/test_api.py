@@ -14,7 +14,9 @@ from packager.registry.catalog import schema_revision
 
 def _same_tree(a: Path, b: Path) -> bool:
     names = sorted(p.relative_to(a).as_posix() for p in a.rglob("*") if p.is_file())
-    return names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()) and all(filecmp.cmp(a / n, b / n, shallow=False) for n in names)
+    return names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file()) and all(
+        filecmp.cmp(a / n, b / n, shallow=False) for n in names
+    )
 
 
 def test_push_pull_round_trip_is_byte_identical(registry, package_dirs, tmp_path):
@@ -60,7 +62,11 @@ def test_tags_params_metrics_and_list(registry, package_dirs):
     registry.push(package_dirs["onnx"], "fraud", params={"depth": 6}, metrics={"accuracy": "0.93"}, tags={"team": "risk"})
     registry.push(package_dirs["ridge"], "prices")
     tagged = registry.tag("fraud@1", {"stage": "candidate"}, remove=["team"])
-    assert tagged.tags == {"stage": "candidate", "packager.check": "passed"} and tagged.params == {"depth": "6"} and tagged.metrics == {"accuracy": 0.93}
+    assert (
+        tagged.tags == {"stage": "candidate", "packager.check": "passed"}
+        and tagged.params == {"depth": "6"}
+        and tagged.metrics == {"accuracy": 0.93}
+    )
     assert [v.ref for v in registry.list()] == ["fraud@1", "prices@1"]
     registry.push(package_dirs["int8"], "fraud")
     assert [v.ref for v in registry.list("fraud")] == ["fraud@2", "fraud@1"]
@@ -145,7 +151,12 @@ def test_conversion_lineage_tree(registry, fixtures, tmp_path):
     tree = registry.lineage("mlp@3")
     assert tree["ref"] == "mlp@1"
     assert [c["ref"] for c in tree["children"]] == ["mlp@2"]
-    assert tree["children"][0]["children"][0] == {**tree["children"][0]["children"][0], "ref": "mlp@3", "quantization": "dynamic", "focus": True}
+    assert tree["children"][0]["children"][0] == {
+        **tree["children"][0]["children"][0],
+        "ref": "mlp@3",
+        "quantization": "dynamic",
+        "focus": True,
+    }
 
 
 def test_schema_is_migrated_to_head(local_only):
@@ -186,7 +197,11 @@ def test_pull_never_writes_outside_its_folder(tmp_path, package_dirs):
     registry = Registry(f"sqlite:///{tmp_path / 'c.db'}", str(tmp_path / "objects"))
     info = registry.push(package_dirs["onnx"], "m")
     with registry.engine.begin() as conn:  # a tampered catalog row
-        conn.execute(update(schema.files).where(schema.files.c.version_id == info.id, schema.files.c.path == "model.onnx").values(path="../../escaped.onnx"))
+        conn.execute(
+            update(schema.files)
+            .where(schema.files.c.version_id == info.id, schema.files.c.path == "model.onnx")
+            .values(path="../../escaped.onnx")
+        )
     with pytest.raises(BlobCorrupt, match="outside the package folder"):
         registry.pull("m@1", tmp_path / "deep" / "out")
     assert not (tmp_path / "escaped.onnx").exists() and not (tmp_path / "deep" / "out").exists()

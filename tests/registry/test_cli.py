@@ -42,7 +42,9 @@ def test_push_prints_ref_and_uuid_then_everything_reads_it(home, package_dirs, t
     table = cli(home, "compare", "fraud@1", "fraud@2")
     assert "metric.accuracy" in table.stdout and table.returncode == 0
     pulled = cli(home, "pull", "fraud@2", "-o", str(tmp_path / "pulled"))
-    assert pulled.returncode == 0 and (tmp_path / "pulled" / "model.onnx").read_bytes() == (package_dirs["int8"] / "model.onnx").read_bytes()
+    assert (
+        pulled.returncode == 0 and (tmp_path / "pulled" / "model.onnx").read_bytes() == (package_dirs["int8"] / "model.onnx").read_bytes()
+    )
 
 
 def test_alias_tag_delete_gc_verify(home, package_dirs):
@@ -78,7 +80,21 @@ def test_convert_push_records_lineage(home, fixtures, tmp_path):
     first = cli(home, "convert", mlp.model, "--to", "onnx", "--sample", mlp.sample, "-o", str(tmp_path / "a"), "--push", "mlp", "--json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)[0]["pushed"] == "mlp@2"
-    second = cli(home, "convert", mlp.model, "--to", "onnx", "--quantize", "--sample", mlp.sample, "-o", str(tmp_path / "b"), "--push", "mlp", "--json")
+    second = cli(
+        home,
+        "convert",
+        mlp.model,
+        "--to",
+        "onnx",
+        "--quantize",
+        "--sample",
+        mlp.sample,
+        "-o",
+        str(tmp_path / "b"),
+        "--push",
+        "mlp",
+        "--json",
+    )
     assert json.loads(second.stdout)[0]["pushed"] == "mlp@3"
     tree = cli(home, "lineage", "mlp@3")
     lines = tree.stdout.splitlines()

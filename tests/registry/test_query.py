@@ -25,7 +25,9 @@ def test_bad_expressions_say_what_is_wrong(registry, bad, message):
 
 def test_semantics(registry, package_dirs):
     onnx, int8 = package_dirs["onnx"], package_dirs["int8"]
-    registry.push(onnx, "fraud", metrics={"accuracy": 0.95, "auc": 0.97}, params={"depth": "6"}, tags={"team": "fraud"}, aliases=["production"])
+    registry.push(
+        onnx, "fraud", metrics={"accuracy": 0.95, "auc": 0.97}, params={"depth": "6"}, tags={"team": "fraud"}, aliases=["production"]
+    )
     registry.push(int8, "fraud", metrics={"accuracy": 0.91}, params={"depth": "12"}, tags={"team": "fraud"})
     registry.push(onnx, "churn", metrics={"accuracy": 0.88}, tags={"team": "growth"})
 

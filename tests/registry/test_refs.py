@@ -15,8 +15,25 @@ def test_parse_every_reference_form():
     assert str(ModelRef.parse("fraud@3")) == "fraud@3"
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a/b", "", ".hidden", "x" * 200, "name\x1b[31m", "fraud@", "fraud@sha256:xyz", "fraud@../x", "a b",
-                                 "fraud\n", "fraud@production\n", "fraud@\u00b2", "fraud@12345678901234567890"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "../etc",
+        "a/b",
+        "",
+        ".hidden",
+        "x" * 200,
+        "name\x1b[31m",
+        "fraud@",
+        "fraud@sha256:xyz",
+        "fraud@../x",
+        "a b",
+        "fraud\n",
+        "fraud@production\n",
+        "fraud@\u00b2",
+        "fraud@12345678901234567890",
+    ],
+)
 def test_malformed_references_are_usage_errors(bad):
     with pytest.raises(UsageError):
         ModelRef.parse(bad)

@@ -24,7 +24,8 @@ def keys(tmp_path_factory):
 
 
 def env_for(home: Path, catalog: str | None = None, blobs: str | None = None, **extra: str) -> dict[str, str]:
-    env = {"PACKAGER_HOME": str(home), "PACKAGER_REGISTRY": catalog or "", "PACKAGER_BLOBS": blobs or "", "PACKAGER_VERIFY": "", "PACKAGER_TOKEN": ""}
+    env = {"PACKAGER_HOME": str(home), "PACKAGER_REGISTRY": catalog or "", "PACKAGER_BLOBS": blobs or "",
+           "PACKAGER_VERIFY": "", "PACKAGER_TOKEN": ""}
     return {**env, **extra}
 
 
@@ -248,7 +249,8 @@ def test_registry_made_by_main_8e0a379_migrates_keeps_everything_and_verifies(tm
     assert {v.version: v.aliases for v in versions} == {2: ("production",), 1: ("staging",)}
     assert registry.get("legacy-iris@1").params == {"C": "1.0"} and registry.get("legacy-iris@2").parents == (versions[1].id,)
     history = registry.alias_history("legacy-iris")
-    assert [(e["alias"], e["from"], e["to"], e["actor"]) for e in history] == [("production", None, 2, "migration"), ("staging", None, 1, "migration")]
+    migrated = [("production", None, 2, "migration"), ("staging", None, 1, "migration")]
+    assert [(e["alias"], e["from"], e["to"], e["actor"]) for e in history] == migrated
     env = env_for(tmp_path / "home", catalog, blobs)
     code, out, err = packager("verify", env=env)
     assert code == 0 and "all blobs verified" in out and "audit log: 0 records, chain intact" in out, err

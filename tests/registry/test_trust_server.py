@@ -57,7 +57,7 @@ def test_eight_clients_moving_one_alias_fifty_times_leave_a_consistent_history(c
         events = admin.alias_history("conc", "production")
         assert len(events) == 400
         assert events[0]["from"] is None
-        for earlier, later in zip(events, events[1:]):
+        for earlier, later in zip(events, events[1:], strict=False):
             assert later["from"] == earlier["to"], (earlier, later)  # each move starts where the previous one ended
         final = admin.get("conc@production").version
         assert events[-1]["to"] == final

@@ -20,7 +20,9 @@ def _s(text: str) -> bytes:
     return b"\x8c" + bytes([len(data)]) + data if len(data) < 256 else b"X" + struct.pack("<I", len(data)) + data
 
 
-@pytest.mark.parametrize("make", [lambda: xgboost.XGBClassifier(n_estimators=5), lambda: lightgbm.LGBMClassifier(n_estimators=5, verbose=-1)])
+@pytest.mark.parametrize(
+    "make", [lambda: xgboost.XGBClassifier(n_estimators=5), lambda: lightgbm.LGBMClassifier(n_estimators=5, verbose=-1)]
+)
 def test_pickled_boosting_estimators_load_and_predict_the_same(make, tmp_path):
     from sklearn.datasets import load_breast_cancer
 

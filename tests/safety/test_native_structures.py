@@ -81,7 +81,11 @@ def crafted(tmp_path_factory):
     return root
 
 
-_EXPECTED = {"tree.pkl": f"left_child={CHILD}", "tree.skops": f"left_child={CHILD}", "lgbm.txt": "tree_sizes gives tree 0 999999999999 bytes"}
+_EXPECTED = {
+    "tree.pkl": f"left_child={CHILD}",
+    "tree.skops": f"left_child={CHILD}",
+    "lgbm.txt": "tree_sizes gives tree 0 999999999999 bytes",
+}
 
 
 def _refused(done, name: str, *, worker_log: bool = False) -> None:

@@ -56,8 +56,8 @@ def test_bypass_files_are_refused_by_check_and_by_load(corpus, name):
     files, marker = corpus
     with pytest.raises(UnsafeModelError, match=r"imports \S+ at byte \d+"):
         check_file(files[name], "pickle")
-    from packager.safety.pickles import RestrictedUnpickler
     from packager.safety.bounds import Budget
+    from packager.safety.pickles import RestrictedUnpickler
 
     with pytest.raises(UnsafeModelError, match="imports"):  # the unpickler alone refuses it too (no scan before)
         RestrictedUnpickler(open(files[name], "rb"), name, Budget(name, 100)).load()

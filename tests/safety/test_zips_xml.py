@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from packager.errors import InputFileError, UnsafeModelError
-from packager.safety.zips import check_zip
 from packager.safety.xml import check_xml, parse_xml
+from packager.safety.zips import check_zip
 
 
 def _zip(path: Path, members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> Path:

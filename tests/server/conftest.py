@@ -35,6 +35,15 @@ def server(server_home):
 def pushed(server, package_dirs):
     """ui-model@1 (ONNX) and its int8 child ui-model@2 (alias production), with params and metrics that differ."""
     writer = remote(server, TOKEN)
-    source = writer.push(package_dirs["onnx"], "ui-model", params={"depth": "6"}, metrics={"accuracy": 0.91, "auc": 0.95}, tags={"team": "fraud"})
-    child = writer.push(package_dirs["int8"], "ui-model", params={"depth": "8"}, metrics={"accuracy": 0.93, "auc": 0.95}, parents=[source.id], aliases=["production"])
+    source = writer.push(
+        package_dirs["onnx"], "ui-model", params={"depth": "6"}, metrics={"accuracy": 0.91, "auc": 0.95}, tags={"team": "fraud"}
+    )
+    child = writer.push(
+        package_dirs["int8"],
+        "ui-model",
+        params={"depth": "8"},
+        metrics={"accuracy": 0.93, "auc": 0.95},
+        parents=[source.id],
+        aliases=["production"],
+    )
     return source, child

@@ -33,7 +33,9 @@ def populated_server(tmp_path_factory, package_dirs):
     os.environ["PACKAGER_HOME"], saved = str(home), os.environ.get("PACKAGER_HOME")
     try:
         registry = Registry(f"sqlite:///{home / 'catalog.db'}", str(home / "objects"))
-        source = registry.push(package_dirs["onnx"], "mlp", params={"lr": "0.01"}, metrics={"accuracy": 0.97}, tags={"team": "fraud"}, aliases=["production"])
+        source = registry.push(
+            package_dirs["onnx"], "mlp", params={"lr": "0.01"}, metrics={"accuracy": 0.97}, tags={"team": "fraud"}, aliases=["production"]
+        )
         registry.push(package_dirs["int8"], "mlp", parents=[source.ref], metrics={"accuracy": 0.96})
     finally:
         os.environ.pop("PACKAGER_HOME") if saved is None else os.environ.__setitem__("PACKAGER_HOME", saved)
@@ -50,9 +52,30 @@ def test_no_generated_request_gets_a_server_error_or_an_answer_off_schema(popula
     # one worker: with two, CPython 3.11's ast.parse (used by hypothesis to describe a filter) can raise
     # "SystemError: AST constructor recursion depth mismatch" across threads (python/cpython#106905).
     # Health checks off and a long request timeout: CI runs this beside other tests on 2 cores.
-    command = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(CONFIG), "run", f"{populated_server}/api/v1/openapi.json",
-               "--header", f"Authorization: Bearer {token}", "--checks", "all", "--max-examples", "30", "--seed", "20261127",
-               "--workers", "1", "--suppress-health-check", "all", "--request-timeout", "60", "--report-junit-path", str(tmp_path / "junit.xml"), "--no-color"]
+    command = [
+        str(Path(sys.executable).with_name("schemathesis")),
+        "--config-file",
+        str(CONFIG),
+        "run",
+        f"{populated_server}/api/v1/openapi.json",
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--checks",
+        "all",
+        "--max-examples",
+        "30",
+        "--seed",
+        "20261127",
+        "--workers",
+        "1",
+        "--suppress-health-check",
+        "all",
+        "--request-timeout",
+        "60",
+        "--report-junit-path",
+        str(tmp_path / "junit.xml"),
+        "--no-color",
+    ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     summary = run.stdout[-6000:]
     assert run.returncode == 0, summary

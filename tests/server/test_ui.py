@@ -66,8 +66,13 @@ NASTY = ["", " ", "a" * 1999, "ui-model@99999999999999999999", "ui-model@\u00b2"
 def test_pages_answer_odd_input_without_a_server_error(server, pushed):
     """The pages are outside the OpenAPI schema (so outside the schemathesis run): the same kind of input, by hand."""
     for text in NASTY:
-        for path, params in [("/", {"q": text}), ("/", {"q": "format = onnx", "page": text or "0"}), (f"/models/{quote(text, safe='')}", None),
-                             (f"/versions/{quote(text, safe='')}", None), ("/compare", [("ref", text), ("ref", pushed[0].ref)])]:
+        for path, params in [
+            ("/", {"q": text}),
+            ("/", {"q": "format = onnx", "page": text or "0"}),
+            (f"/models/{quote(text, safe='')}", None),
+            (f"/versions/{quote(text, safe='')}", None),
+            ("/compare", [("ref", text), ("ref", pushed[0].ref)]),
+        ]:
             response = httpx.get(f"{server}{path}", params=params)
             assert response.status_code < 500, (path, params, response.status_code, response.text[:300])
             assert "<script>alert" not in response.text  # escaped wherever it is echoed

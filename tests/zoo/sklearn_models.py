@@ -119,7 +119,7 @@ def tfidf_logreg() -> Built:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
 
-    texts, labels = zip(*SENTENCES)
+    texts, labels = zip(*SENTENCES, strict=True)
     model = Pipeline([("tfidf", TfidfVectorizer()), ("clf", LogisticRegression(C=10, max_iter=1000))]).fit(list(texts), list(labels))
     return Built(model, list(HELD_OUT))
 

@@ -88,7 +88,9 @@ def test_ml_operator_graphs_are_not_quantizable_and_auto_says_why(zoo, tmp_path,
         convert(built.model, to="onnx", quantize="dynamic", sample=built.X_test, out=tmp_path / "int8")
     package = convert(built.model, to="onnx", quantize="auto", sample=built.X_test, out=tmp_path / "auto")
     quantization = package.manifest.quantization
-    assert not quantization.applied and quantization.reason.startswith("kept fp32") and "no operator with int8 weights" in quantization.reason
+    assert (
+        not quantization.applied and quantization.reason.startswith("kept fp32") and "no operator with int8 weights" in quantization.reason
+    )
     assert [a["mode"] for a in quantization.attempts if not a["kept"]][:1] == ["dynamic"]
 
 

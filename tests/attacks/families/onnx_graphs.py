@@ -11,7 +11,6 @@ from tests.attacks.build_corpus import Attack
 
 def _model(out: Path, name: str, *, location: str | None = None, domain: str = "") -> Path:
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "W")

@@ -90,7 +90,9 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
     inner = ("PipelineModel_111111111111", _record(SPARK + "PipelineModel", "PipelineModel_111111111111",
                                                    {"stageUids": ["Evil_0a0b0c0d0e0f"]}))
     folder = add("spark_nested_pipeline_hides_os", [_assembler(), inner])
-    _write_meta(folder / "stages" / "1_PipelineModel_111111111111" / "stages" / "0_Evil_0a0b0c0d0e0f", _record("os.system", "Evil_0a0b0c0d0e0f"))
+    _write_meta(
+        folder / "stages" / "1_PipelineModel_111111111111" / "stages" / "0_Evil_0a0b0c0d0e0f", _record("os.system", "Evil_0a0b0c0d0e0f")
+    )
     folder = add("spark_nested_twice_hides_jvm_class", [inner])
     middle = folder / "stages" / "0_PipelineModel_111111111111"
     _write_meta(middle, _record(SPARK + "PipelineModel", "PipelineModel_111111111111", {"stageUids": ["PipelineModel_222222222222"]}))
@@ -99,7 +101,7 @@ def build(out: Path, marker: str, benign: Path) -> list[Attack]:
         _record(SPARK + "PipelineModel", "PipelineModel_222222222222", {"stageUids": ["Evil_0a0b0c0d0e0f"]})) + "\n")
     deep = out / "spark_nested_too_deep"
     here = _pipeline(deep, [("PipelineModel_000000000000", _record(SPARK + "PipelineModel", "PipelineModel_000000000000"))])
-    for depth in range(12):
+    for _ in range(12):
         stage = here / "stages" / "0_PipelineModel_000000000000"
         _pipeline(stage, [("PipelineModel_000000000000", _record(SPARK + "PipelineModel", "PipelineModel_000000000000"))])
         (stage / "metadata" / "part-00000").write_text(json.dumps(

@@ -77,7 +77,7 @@ class NpzLinearRuntime(Runtime):
             e = np.exp(scores - scores.max(axis=1, keepdims=True))
             probabilities = e / e.sum(axis=1, keepdims=True)
         labels = weights["classes"][probabilities.argmax(axis=1)]
-        return dict(zip(signature.output_names, (labels, probabilities)))
+        return dict(zip(signature.output_names, (labels, probabilities), strict=False))  # a label-only signature takes the labels
 
 
 @converts("sklearn", to="npz-linear", note="third-party plugin: linear models as numpy weights")
