@@ -141,3 +141,79 @@ def test_auto_tries_the_form_an_explicit_mode_quantizes(tmp_path):
     got = _onnx(tmp_path / "a" / "model.onnx", x).ravel()  # every diabetes row, outside packager
     expected = model.predict(x)
     assert np.abs(got - expected).max() / expected.std() < 0.15
+
+
+def _threshold_model(inner: str):
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import FixedThresholdClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import LinearSVC
+
+    x, y = load_breast_cancer(return_X_y=True)
+    estimator = LogisticRegression() if inner == "proba" else LinearSVC()
+    return x, FixedThresholdClassifier(make_pipeline(StandardScaler(), estimator), threshold=0.3 if inner == "proba" else 0.5).fit(x, y)
+
+
+def test_a_fixed_threshold_classifier_follows_the_onnx_hint_to_pmml(tmp_path):
+    """skl2onnx has no converter and its refusal says --to pmml, which failed (JPMML refuses response_method='auto',
+    exit 7). Now PMML converts it, and its label is JPMML's thresholded(y), not the argmax "y" that ignores the
+    threshold (8 of 569 rows differ, inside the 99% criterion on 100 rows: it would have been a false pass)."""
+    from jpmml_evaluator import make_evaluator
+
+    x, model = _threshold_model("proba")
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "x.npy", x[:100])
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o"))
+    assert code == 6 and "--to pmml" in said, said
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "pmml", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "p"))
+    assert code == 0, said
+    label = next(o for o in _manifest(tmp_path / "p")["validation"]["outputs"] if o["name"] == "label")
+    assert label["figures"]["agreement"] == 1.0, label
+    evaluator = make_evaluator(str(tmp_path / "p" / "model.pmml")).verify()  # every row, outside packager
+    import pandas as pd
+
+    names = [f.getName() for f in evaluator.getInputFields()]
+    scored = evaluator.evaluateAll(pd.DataFrame(x, columns=names))
+    np.testing.assert_array_equal(scored["thresholded(y)"].to_numpy().astype(int), model.predict(x))
+    assert (scored["y"].to_numpy().astype(int) != model.predict(x)).sum() > 0  # the column a label must not come from
+
+
+def test_a_threshold_over_decision_function_is_refused_by_pmml_and_no_hint_sends_there(tmp_path):
+    """JPMML thresholds predict_proba only: a LinearSVC inside is refused before the JVM (was exit 7), the ONNX
+    refusal no longer names pmml, and its hint (skops) converts."""
+    x, model = _threshold_model("svc")
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "x.npy", x[:100])
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o"))
+    assert code == 6 and "pmml" not in said.split(". ", 1)[1].split("(PMML cannot")[0] and "--to skops" in said, said
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "pmml", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "p"))
+    assert code == 6 and "thresholds only predict_proba" in said and not (tmp_path / "p").exists(), said
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "skops", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "s"))
+    assert code == 0, said
+
+
+def test_pmml_refuses_labels_beyond_32_bits_and_the_hint_converts(tmp_path):
+    """Labels like 2**40: sklearn2pmml's JVM failed "java.lang.ArithmeticException: integer overflow", exit 7, "run
+    with --debug". JPMML reads class labels as Java ints (2**31 - 1 converts, 2**31 overflows, measured), so PMML is
+    refused before the JVM, naming the label; --to onnx, as the hint says, keeps the labels exactly."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, np.where(y == 1, 2**40, 7))
+    (tmp_path / "m.pkl").write_bytes(pickle.dumps(model))
+    np.save(tmp_path / "x.npy", x[:100])
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "pmml", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "p"))
+    assert code == 6 and "1099511627776" in said and "32-bit" in said and "--to onnx" in said, said
+    assert not (tmp_path / "p").exists()
+    code, said = cli("convert", str(tmp_path / "m.pkl"), "--to", "onnx", "--sample", str(tmp_path / "x.npy"), "-o", str(tmp_path / "o"))
+    assert code == 0, said
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "o" / "model.onnx"), providers=["CPUExecutionProvider"])
+    labels = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
+    np.testing.assert_array_equal(labels, model.predict(x))
