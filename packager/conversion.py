@@ -423,6 +423,8 @@ def _failure_hint(report: ValidationReport, to: str, quant: Quantization, eviden
                 f"{output.name} was judged as {output.kind} from its values alone: if it is an embedding or another kind, "
                 f"say so with {flag}"
             )
+    if any(not o.passed and "cannot judge" in o.note for o in report.outputs):  # the rows, not the converter
+        hints.append("the verdict cannot judge on these rows: give --sample FILE with more rows, whose outputs differ")
     if evidence.data_source == "synthetic":
         hints.append("give --sample FILE with real rows (this check ran on synthetic inputs)")
     if quant.applied and report.parent.get("status") != "failed":
