@@ -536,15 +536,15 @@ def _auto_candidate(registry, to, artifact, mode, calibration_feeds, evidence, j
     if "quantized_in_conversion" in form.details:  # done while converting: its parent is the fp32 artifact
         done = form.details["quantized_in_conversion"]
         return form, Quantization(done["mode"], True, "", done["size_before"], path_size(form.path)), None
-    form_parent = _validate_parent(registry, to, form.path, evidence, judge, trust, step)
-    if form_parent.status == "failed":
-        return f"{why}; the fp32 form --quantize {mode} takes fails: " + "; ".join(form_parent.failures())
-    try:
+    try:  # quantized before its parent is judged: a form with nothing to quantize (a tree ensemble) costs no validation
         candidate, quant = _quantize(registry, to, form, mode, calibration_feeds)
     except PackagerError as exc:
         return f"{why}; its form for --quantize {mode}: {exc.what}"
     if not quant.applied:
         return f"{why}; its form for --quantize {mode}: {quant.reason or 'nothing to quantize'}"
+    form_parent = _validate_parent(registry, to, form.path, evidence, judge, trust, step)
+    if form_parent.status == "failed":
+        return f"{why}; the fp32 form --quantize {mode} takes fails: " + "; ".join(form_parent.failures())
     return candidate, replace(quant, size_before=path_size(artifact.path)), form_parent
 
 
