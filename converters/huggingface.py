@@ -811,7 +811,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
     RangeDim batch. The package keeps the tokenizer (or image processor config) and preprocessing.json."""
     import numpy as np
 
-    from packager.conversion import Artifact
+    from packager.contract import Artifact
     from packager.deps import quiet_output
     from packager.errors import first_line
 

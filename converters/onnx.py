@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.contract import Format, QuantizeResult, Runtime
+from packager.contract import Artifact, ConvertOptions, Format, Framework, QuantizeResult, Runtime
 from packager.deps import require, version_of
 from packager.errors import ConversionError, InputFileError, NotQuantizable, ValidationFailed, first_line
-from packager.plugins import quantizes, runs
+from packager.plugins import converts, framework, quantizes, runs
 from packager.validation import FLOAT32, FP16, INT8, INT8_STATIC, criteria_table
 
 # operators whose weights onnxruntime's quantizers turn into int8 (in the default ai.onnx domain)
@@ -326,3 +326,77 @@ def _fp16(model: Any, dst: Path, onnx: Any, ml_ops: list[str]) -> None:
     blocked = [*DEFAULT_OP_BLOCK_LIST, "TfIdfVectorizer"]
     converted = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=True, op_block_list=blocked)
     onnx.save(converted, str(dst))
+
+
+# ---------------------------------------------------------------- ONNX as a source like any other
+
+
+class OnnxFile(str):
+    """A loaded ONNX source model: the file's path (converters from ONNX take the file, as they do after a previous hop)."""
+
+
+@framework("onnx")
+class OnnxSource(Framework):
+    """An ONNX file as a source model: its declared signature, run in onnxruntime for the expected outputs, converted
+    by the graph's edges from ONNX (``--to onnx`` re-packages it; ``--quantize`` then applies)."""
+
+    file_formats = frozenset({"onnx"})
+    model_is_file = True
+
+    @staticmethod
+    def claims(obj: Any) -> bool:
+        return isinstance(obj, OnnxFile)
+
+    def load(self, path: Path, fmt: str, *, trust: bool = False) -> Any:
+        _session(str(path))  # a file onnxruntime cannot load fails here, as a load error
+        return OnnxFile(path)
+
+    def versions(self) -> dict[str, str]:
+        return {"onnx": version_of("onnx"), "onnxruntime": version_of("onnxruntime")}
+
+    def describe(self, model: Any) -> dict[str, Any]:
+        return {"operators": OnnxRuntime().inspect(Path(model))["operators"]}
+
+    def signature(self, model: Any, sample: Any) -> Any:
+        return OnnxRuntime().signature_of(_session(str(model)))
+
+    def feeds(self, model: Any, signature: Any, sample: Any) -> dict[str, Any]:
+        import numpy as np
+
+        from packager.signature import synthesize
+
+        if sample is None:
+            return synthesize(signature, rows=16, int_high=2)
+        if isinstance(sample, Mapping):
+            return {spec.name: np.asarray(sample[spec.name]) for spec in signature.inputs}
+        values = sample.to_numpy() if hasattr(sample, "to_numpy") else np.asarray(sample)
+        if len(signature.inputs) != 1:
+            raise InputFileError(
+                f"the ONNX model takes {len(signature.inputs)} inputs ({', '.join(signature.input_names)}) and the sample is one array",
+                "give one array per input in an .npz (np.savez('rows.npz', NAME=...))",
+            )
+        spec = signature.inputs[0]
+        return {spec.name: values.astype(spec.dtype) if spec.dtype != "str" else values.astype(object)}
+
+    def predict(self, model: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        return OnnxRuntime().predict(_session(str(model)), signature, feeds)
+
+
+def _session(path: str) -> Any:
+    """One session per file and process (the framework's predict runs for every batch of the evidence)."""
+    cached = _SESSIONS.get(path)
+    if cached is None:
+        cached = _SESSIONS[path] = OnnxRuntime().load(Path(path), trust=True)  # check_file ran before load, untrusted
+    return cached
+
+
+_SESSIONS: dict[str, Any] = {}
+
+
+@converts("onnx", to="onnx", quantize={"dynamic", "static", "fp16"}, note="the file as given (then --quantize, if asked)")
+def onnx_as_is(model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
+    import shutil
+
+    path = Path(out) / "model.onnx"
+    shutil.copyfile(str(model), path)
+    return Artifact(path)

@@ -1,7 +1,9 @@
 """The sandboxed child: ``python -m packager._sandbox_child ANSWER_FD``, started by ``packager.sandbox``
-inside bubblewrap. Reads one JSON request on stdin, runs it through the public API (which, knowing it
-is inside, does the work instead of delegating again), and writes JSON lines on ANSWER_FD: throttled
-progress, then one result or one error. Nothing here is a pickle; nothing here trusts the file."""
+inside bubblewrap. Reads one JSON request on stdin (an operation and its request, ``packager.requests``), executes it
+with that operation's worker (``packager.workers``: the public API is not called again, and no global says "this is
+the child": the worker is simply called here), and writes JSON lines on ANSWER_FD: throttled progress, then one
+result or one error, with the ``packager`` log records of the call. Nothing here is a pickle; nothing here trusts
+the file."""
 
 from __future__ import annotations
 
@@ -11,16 +13,17 @@ import sys
 import time
 import traceback
 
+LOG_RECORDS = 100  # packager's own records of one call: a handful; the parent replays at most this many
 PROGRESS_EVERY = 0.2  # seconds: a batch-1 prediction over millions of rows must not flood the answer pipe
 
 
 def main() -> None:
-    from packager import sandbox
-
-    sandbox._CHILD = True  # set on the imported module (this file runs as __main__), before any request is read
     answer = os.fdopen(int(sys.argv[1]), "w", buffering=1)
-    _quiet()
+    from packager.logs import collect
+
+    records = collect()
     message = _serve(answer)
+    message["log"] = records[:LOG_RECORDS]
     from packager.jsonio import json_default
 
     try:
@@ -60,9 +63,10 @@ def _serve(answer) -> dict:
         warnings.filterwarnings("always", category=PackagerWarning)
         try:
             request = json.loads(sys.stdin.read(1 << 20))
-            from packager.confined import CHILD_CALLS
+            from packager.sandbox import skip_static_checks
+            from packager.workers import execute
 
-            result = CHILD_CALLS[request["function"]](progress, **request["args"])
+            result = execute(request["function"], request["args"], trust=skip_static_checks(), progress=progress)
             return {"result": result, "warnings": _texts(caught)}
         except PackagerError as exc:
             return {"error": _error(exc), "warnings": _texts(caught)}
@@ -110,13 +114,6 @@ def _texts(caught) -> list[str]:
     from packager.errors import PackagerWarning
 
     return [str(w.message) for w in caught if issubclass(w.category, PackagerWarning)]
-
-
-def _quiet() -> None:
-    """Library log lines go to the child's log, not the user's terminal (the CLI does the same)."""
-    import logging
-
-    logging.disable(logging.WARNING)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.errors import PackagerError, UsageError, first_line
+from packager.requests import BenchRequest
 
 
 @dataclass(frozen=True)
@@ -83,20 +84,19 @@ def run_bench(
 ) -> BenchReport:
     """Measure ``baseline`` (if given) and every artifact in ``refs``, each in a fresh sandboxed child process
     (``packager.sandbox``: the files are untrusted; registry references are pulled here first)."""
-    from packager import confined
     from packager.batches import open_source
 
     open_source(data)  # a bad input path fails before any child starts
     if any(b < 1 for b in settings.batch_sizes):
         raise UsageError(f"--batch-sizes {settings.batch_sizes} must be positive", "e.g. --batch-sizes 1,32,1024,16384")
-    results = [confined.bench("baseline", baseline, model_class, data, settings)] if baseline else []
+    results = [_confined("baseline", baseline, model_class, data, settings)] if baseline else []
     for ref in refs:
         try:
             path, label = _local(ref, registry_url, blobs)
         except PackagerError as exc:
             results.append(ArtifactBench(Path(ref).name, "?", "?", None, 0, 0.0, 0.0, False, (), exc.one_line()))
             continue
-        result = confined.bench("artifact", path, None, data, settings)
+        result = _confined("artifact", str(path), None, data, settings)
         results.append(replace(result, label=label) if not result.error else result)
     return BenchReport(settings, describe_machine(settings.threads), str(data), tuple(results))
 
@@ -107,6 +107,28 @@ def _local(ref: str, registry_url: str | None, blobs: str | None) -> tuple[Path,
 
     artifact = resolve(ref, registry_url=registry_url, blobs=blobs)
     return (artifact.path.parent if artifact.manifest is not None else artifact.path), artifact.label or ref
+
+
+def _confined(kind: str, path: str, model_class: str | None, data: str | Path, settings: BenchSettings) -> ArtifactBench:
+    """One measurement in a fresh confined child; a failure is that artifact's error row."""
+    from packager import confined
+
+    request = BenchRequest(kind=kind, path=str(path), data=str(data), model_class=model_class, settings=asdict(settings))
+    try:
+        result = confined.bench(request)
+        measurements = tuple(Measurement(**m) for m in result.pop("measurements", ()))
+        return ArtifactBench(**result, measurements=measurements)
+    except PackagerError as exc:
+        return ArtifactBench(Path(path).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), exc.one_line())
+    except (KeyError, TypeError, ValueError) as exc:  # the child ran untrusted code: a malformed answer is that row's error
+        what = f"the sandboxed model process gave a malformed answer while benchmarking {Path(path).name} ({type(exc).__name__})"
+        return ArtifactBench(Path(path).name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), what)
+
+
+def run_measure(request: BenchRequest) -> ArtifactBench:
+    """The bench worker: one measurement in this process (the child ``_confined`` started)."""
+    settings = BenchSettings(**{**request.settings, "batch_sizes": tuple(request.settings.get("batch_sizes", BenchSettings.batch_sizes))})
+    return _measure_in_child(request.kind, request.path, request.model_class, request.data, settings, None, None)
 
 
 def _measure_in_child(

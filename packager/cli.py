@@ -62,15 +62,11 @@ def _configure_warnings(debug: bool) -> None:
     import warnings
 
     from packager.errors import PackagerWarning
+    from packager.logs import configure
 
+    configure(debug)  # packager's records to stderr; the libraries' (torch.onnx, onnxruntime.quantization) only with --debug
     if debug:
         return
-    import logging
-    import os
-
-    os.environ.setdefault("TQDM_DISABLE", "1")  # converters' progress bars (coremltools) stay off the terminal
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices, whoever imports it
-    logging.disable(logging.WARNING)  # library log lines (torch.onnx, onnxruntime.quantization): our errors say what matters
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("always", category=PackagerWarning)
     warnings.showwarning = lambda message, category, *a, **k: click.echo(f"warning: {message}", err=True)

@@ -1,101 +1,92 @@
-"""What each public API call sends into the sandbox and gets back (see ``packager.sandbox``).
+"""The parent side of each operation that opens an untrusted file: what it sends into the sandbox and gets back
+(``packager.sandbox`` spawns the child, ``packager.workers`` executes the request there).
 
-Parent side: one function per call that opens an untrusted file. It binds what the child must read
-(read-only), gives it a workspace beside the output, and after the child succeeded checks what it wrote
-and renames it into place. It imports no ML framework: the parent only delegates.
-
-Child side (``CHILD_CALLS``): the same public API functions, called inside the child, where they do the
-work with the static checks on (``trust`` is True only with the test-only switch, in a confined child).
+One function per operation. It takes the operation's request (``packager.requests``), binds what the child must read
+(read-only), writes rows given in memory as files, gives the child a workspace beside the output, sends the request as
+JSON, and after the child succeeded checks what it wrote and renames it into place. It returns plain values (paths,
+manifests, dicts), not the operations' result types: this module imports none of the operation modules, so the public
+functions can call it without an import cycle (conversion, confined, inference, inspection, bench and the registry
+formed one when the child re-entered the public functions). It imports no ML framework: the parent only delegates.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from packager import sandbox
+from packager.errors import PackagerError
+from packager.package import Manifest, _replace, check_destination
+from packager.requests import (
+    BenchRequest,
+    CheckRequest,
+    ConvertRequest,
+    InspectRequest,
+    PackageRequest,
+    PredictRequest,
+    ValidateRequest,
+    to_data,
+)
 
 
 def _name(path: Any) -> str:
     return Path(str(path)).name
 
 
-# ---------------------------------------------------------------- parent side
-
-
-def convert(
-    path: str | Path,
-    to: str,
-    *,
-    out: str | Path | None,
-    overwrite: bool,
-    progress: Callable | None,
-    sample: Any,
-    calibration: Any,
-    **options: Any,
-) -> Any:
-    """``conversion.convert`` of a file: the whole pipeline (load, convert, quantize, validate, write) runs in
-    the child, which writes the package into the workspace; the parent renames it into place."""
-    from packager.conversion import Package
-    from packager.package import _replace, check_destination
-
-    path = Path(path)
-    destination = (Path(out) if out else Path.cwd() / f"{path.stem}-{to}").absolute()
-    check_destination(destination, overwrite)
+def convert(request: ConvertRequest, *, progress: Callable[[Any], None] | None = None) -> tuple[Path, Manifest]:
+    """The whole pipeline (load, convert, quantize, validate, write) runs in the child, which writes the package into the
+    workspace; the parent renames it to the destination. Returns the destination and the package's manifest."""
+    assert request.path is not None  # only files cross into the sandbox
+    path = Path(request.path)
+    destination = (Path(request.out) if request.out else Path.cwd() / f"{path.stem}-{request.to}").absolute()
+    check_destination(destination, request.overwrite)
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
-        args = {
-            "path": str(path.absolute()),
-            "to": to,
-            "out": str(target),
-            "sample": ws.data("sample", sample),
-            "calibration": ws.data("calibration", calibration),
-            **_plain_tolerance(options),
-        }
-        result = ws.call("convert", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
+        sent = replace(
+            request,
+            path=str(path.absolute()),
+            out=str(target),
+            overwrite=True,
+            sample=ws.data("sample", request.sample),
+            calibration=ws.data("calibration", request.calibration),
+            tolerance=_plain_tolerance(request.tolerance),
+        )
+        result = ws.call(
+            "convert", to_data(sent), label=f"converting {path.name}", reads=[path, request.sample, request.calibration], progress=progress
+        )
         manifest = _manifest(result)
         sandbox.check_output(target)
         _replace(target, destination)
-    return Package(destination, manifest)
+    return destination, manifest
 
 
 def convert_each(
-    path: str | Path,
-    targets: list[str],
-    base: str | Path,
-    *,
-    progress: Callable | None,
-    model_class: str | None,
-    overwrite: bool = False,
-    sample: Any = None,
-    calibration: Any = None,
-    **options: Any,
-) -> list[Any]:
-    """``conversion.convert_each`` of a file: one child loads it once and writes every target's package into the
-    workspace; the parent checks each and renames it to ``base/TARGET``. Errors come back per target, as data."""
-    from packager.conversion import Package, TargetResult
-    from packager.errors import PackagerError
-    from packager.package import _replace, check_destination
-
-    path, base = Path(path), Path(base).absolute()
-    for target in targets:  # before the work, as for one target (with "all" the targets are known only after loading)
+    request: ConvertRequest, *, progress: Callable[[Any], None] | None = None
+) -> list[tuple[str, tuple[Path, Manifest] | PackagerError]]:
+    """A request with several targets: one child loads the file once and writes every target's package into the
+    workspace; the parent checks each and renames it to ``out/TARGET``. Errors come back per target, as data."""
+    assert request.path is not None and request.out is not None
+    path, base = Path(request.path), Path(request.out).absolute()
+    for target in request.targets:  # before the work, as for one target (with "all" the targets are known only after loading)
         if target != "all":
-            check_destination(base / target, overwrite)
+            check_destination(base / target, request.overwrite)
     base.mkdir(parents=True, exist_ok=True)
-    results = []
+    results: list[tuple[str, tuple[Path, Manifest] | PackagerError]] = []
     with sandbox.workspace(base, path.stem) as ws:
-        args = {
-            "path": str(path.absolute()),
-            "targets": list(targets),
-            "base": str(ws.out / "packages"),
-            "model_class": model_class,
-            "sample": ws.data("sample", sample),
-            "calibration": ws.data("calibration", calibration),
-            **_plain_tolerance(options),
-        }
-        answers = ws.call("convert_each", args, label=f"converting {path.name}", reads=[path, sample, calibration], progress=progress)
+        sent = replace(
+            request,
+            path=str(path.absolute()),
+            out=str(ws.out / "packages"),
+            overwrite=True,
+            sample=ws.data("sample", request.sample),
+            calibration=ws.data("calibration", request.calibration),
+            tolerance=_plain_tolerance(request.tolerance),
+        )
+        reads = [path, request.sample, request.calibration]
+        answers = ws.call("convert", to_data(sent), label=f"converting {path.name}", reads=reads, progress=progress)
         if not isinstance(answers, list):
             raise sandbox.InputFileError(
                 f"the sandboxed conversion of {path.name} gave no list of targets", "the file is not a usable model"
@@ -108,11 +99,11 @@ def convert_each(
                 manifest = _manifest(answer)
                 built, destination = ws.out / "packages" / target, base / target
                 sandbox.check_output(built)
-                check_destination(destination, overwrite)
+                check_destination(destination, request.overwrite)
                 _replace(built, destination)
-                results.append(TargetResult(target, package=Package(destination, manifest)))
+                results.append((target, (destination, manifest)))
             except PackagerError as exc:
-                results.append(TargetResult(target, error=exc))
+                results.append((target, exc))
     return results
 
 
@@ -121,156 +112,86 @@ def _plain_name(target: str) -> bool:
     return bool(target) and target not in (".", "..") and "/" not in target and "\\" not in target and "\0" not in target
 
 
-def _plain_tolerance(options: dict[str, Any]) -> dict[str, Any]:
+def _plain_tolerance(tolerance: Any) -> Any:
     """The API's ``tolerance={output: Criterion}`` as JSON for the child (CLI strings pass as they are)."""
-    from collections.abc import Mapping
-
-    from packager.validation import criterion_to_dict
-
-    tolerance = options.get("tolerance")
     if isinstance(tolerance, Mapping):
-        return {**options, "tolerance": {"criteria": {str(k): criterion_to_dict(v) for k, v in tolerance.items()}}}
-    return options
+        from packager.validation import criterion_to_dict
+
+        return {"criteria": {str(k): criterion_to_dict(v) for k, v in tolerance.items()}}
+    return tolerance
 
 
-def package_source(
-    path: str | Path, out: str | Path, *, sample: Any, input_shape: str | None, model_class: str | None, task: str | None = None
-) -> Any:
-    """``conversion.package_source`` of an untrusted file (``convert --push`` packages the source this way)."""
-    from packager.conversion import Package
-    from packager.package import _replace
-
-    path, destination = Path(path), Path(out).absolute()
+def package_source(request: PackageRequest) -> tuple[Path, Manifest]:
+    """A source file packaged as it is (``convert --push`` packages the source this way)."""
+    path, destination = Path(request.path), Path(request.out).absolute()
     with sandbox.workspace(destination.parent, destination.name) as ws:
         target = ws.out / "package"
-        args = {
-            "path": str(path.absolute()),
-            "out": str(target),
-            "sample": ws.data("sample", sample),
-            "input_shape": input_shape,
-            "model_class": model_class,
-            **({"task": task} if task else {}),
-        }
-        manifest = _manifest(ws.call("package_source", args, label=f"packaging {path.name}", reads=[path, sample]))
+        sent = replace(request, path=str(path.absolute()), out=str(target), sample=ws.data("sample", request.sample))
+        manifest = _manifest(ws.call("package", to_data(sent), label=f"packaging {path.name}", reads=[path, request.sample]))
         sandbox.check_output(target)
         _replace(target, destination)
-    return Package(destination, manifest)
+    return destination, manifest
 
 
 def check(path: str | Path, fmt: str) -> None:
     """``safety.check_file`` in the sandbox: the static checks parse the file (protobuf, HDF5, zip) before any load."""
     path = Path(path)
     with sandbox.workspace() as ws:
-        ws.call("check", {"path": str(path.absolute()), "fmt": fmt}, label=f"checking {path.name}", reads=[path])
+        ws.call("check", to_data(CheckRequest(path=str(path.absolute()), fmt=fmt)), label=f"checking {path.name}", reads=[path])
 
 
-def inspect(path: str | Path, *, sample: Any = None, **options: Any) -> dict[str, Any]:
-    path = Path(path)
+def inspect(request: InspectRequest) -> dict[str, Any]:
+    path = Path(request.path)
     with sandbox.workspace() as ws:
-        args = {"path": str(path.absolute()), "sample": ws.data("sample", sample), **options}
-        info = ws.call("inspect", args, label=f"inspecting {path.name}", reads=[path, sample])
+        sent = replace(request, path=str(path.absolute()), sample=ws.data("sample", request.sample))
+        info = ws.call("inspect", to_data(sent), label=f"inspecting {path.name}", reads=[path, request.sample])
     if not isinstance(info, dict):
         raise sandbox.InputFileError(f"the sandboxed inspection of {path.name} gave no description", "the file is not a usable model")
-    return {**info, "file": str(path)}
+    return {**info, "file": request.path}
 
 
-def validate(
-    artifact: str | Path,
-    source: str | Path,
-    *,
-    sample: Any,
-    quantization: str | None,
-    atol: float | None,
-    rtol: float | None,
-    **options: Any,
-) -> Any:
+def validate(request: ValidateRequest) -> Any:
+    """The child's ValidationReport, rebuilt here."""
     from packager.validation import ValidationReport
 
-    artifact, source = Path(artifact), Path(source)
+    artifact, source = Path(request.artifact), Path(request.source)
     with sandbox.workspace() as ws:
-        args = {
-            "artifact": str(artifact.absolute()),
-            "source": str(source.absolute()),
-            "sample": ws.data("sample", sample),
-            "quantization": quantization,
-            "atol": atol,
-            "rtol": rtol,
-            **options,
-        }
-        result = ws.call("validate", args, label=f"validating {artifact.name} against {source.name}", reads=[artifact, source, sample])
+        sent = replace(
+            request,
+            artifact=str(artifact.absolute()),
+            source=str(source.absolute()),
+            sample=ws.data("sample", request.sample),
+            tolerance=_plain_tolerance(request.tolerance),
+        )
+        label = f"validating {artifact.name} against {source.name}"
+        result = ws.call("validate", to_data(sent), label=label, reads=[artifact, source, request.sample])
     return _checked(lambda: ValidationReport.from_dict(result), f"validating {artifact.name}")
 
 
-def predict(
-    artifact: Any,
-    data: str | Path,
-    output: str | Path,
-    *,
-    batch_size: int,
-    threads: int | None,
-    outputs: list[str] | None,
-    overwrite: bool,
-    progress: Callable | None,
-    text_column: str | None = None,
-    keep_columns: list[str] | None = None,
-) -> Any:
-    """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry
-    reference already pulled by the parent) and the input are bound read-only; the output file is written
-    in the workspace and renamed into place after the child succeeded."""
-    from packager.batches import OutputWriter
-    from packager.inference import PredictResult
-
-    output = Path(output).absolute()
-    OutputWriter(output, overwrite)  # an unsupported suffix or an existing output fails here, before any work
-    model = artifact.path.parent if artifact.manifest is not None else artifact.path
-    label = artifact.label or artifact.path.name
+def predict(request: PredictRequest, *, label: str, progress: Callable[[Any], None] | None = None) -> dict[str, float]:
+    """The whole streamed prediction runs in the child: the model (a package folder or a file, a registry reference
+    already pulled by the parent) and the input are bound read-only; the output file is written in the workspace and
+    renamed into place after the child succeeded. Returns rows, batches, seconds and load_seconds."""
+    output, model = Path(request.output).absolute(), Path(request.model).absolute()
     with sandbox.workspace(output.parent, output.name) as ws:
         target = ws.out / output.name
-        args = {
-            "model": str(model.absolute()),
-            "data": str(Path(data).absolute()),
-            "output": str(target),
-            "batch_size": batch_size,
-            "threads": threads,
-            "outputs": outputs or [],
-            "text_column": text_column,
-            "keep_columns": keep_columns or [],
-        }
-        result = ws.call("predict", args, label=f"predicting with {label}", reads=[model, data], progress=progress)
+        sent = replace(request, model=str(model), data=str(Path(request.data).absolute()), output=str(target), overwrite=True)
+        result = ws.call("predict", to_data(sent), label=f"predicting with {label}", reads=[model, request.data], progress=progress)
         sandbox.check_output(target)
         os.replace(target, output)
-    return _checked(
-        lambda: PredictResult(int(result["rows"]), int(result["batches"]), float(result["seconds"]), output, float(result["load_seconds"])),
-        f"predicting with {label}",
-    )
+    return _checked(lambda: {k: float(result[k]) for k in ("rows", "batches", "seconds", "load_seconds")}, f"predicting with {label}")
 
 
-def bench(kind: str, path: str | Path, model_class: str | None, data: str | Path, settings: Any) -> Any:
-    """One ``packager bench`` measurement in a fresh confined child; a failure is that artifact's error row."""
-    from packager.bench import ArtifactBench, Measurement
-    from packager.errors import PackagerError
-
-    path = Path(path)
-    try:
-        with sandbox.workspace() as ws:
-            args = {
-                "kind": kind,
-                "path": str(path.absolute()),
-                "model_class": model_class,
-                "data": str(Path(data).absolute()),
-                "settings": asdict(settings),
-            }
-            result = ws.call("bench", args, label=f"benchmarking {path.name}", reads=[path, data])
-        result = dict(result)
-        result["measurements"] = tuple(Measurement(**m) for m in result.get("measurements", ()))
-        return _checked(lambda: ArtifactBench(**result), f"benchmarking {path.name}")
-    except PackagerError as exc:
-        return ArtifactBench(path.name, "?", "?", None, 0, 0.0, 0.0, kind == "baseline", (), exc.one_line())
+def bench(request: BenchRequest) -> dict[str, Any]:
+    """One ``packager bench`` measurement in a fresh confined child, as the worker's dict (``bench.ArtifactBench``)."""
+    path = Path(request.path)
+    with sandbox.workspace() as ws:
+        sent = replace(request, path=str(path.absolute()), data=str(Path(request.data).absolute()))
+        result = ws.call("bench", to_data(sent), label=f"benchmarking {path.name}", reads=[path, request.data])
+    return _checked(lambda: dict(result), f"benchmarking {path.name}")
 
 
-def _manifest(result: Any) -> Any:
-    from packager.package import Manifest
-
+def _manifest(result: Any) -> Manifest:
     return _checked(lambda: Manifest.from_dict(result["manifest"]), "reading the package manifest")
 
 
@@ -283,126 +204,3 @@ def _checked(build: Callable[[], Any], label: str) -> Any:
             f"the sandboxed model process gave a malformed answer while {label} ({type(exc).__name__})",
             "the file is not a usable model; nothing was kept",
         ) from None
-
-
-# ---------------------------------------------------------------- child side
-
-
-def _trust() -> bool:
-    return sandbox.skip_static_checks()
-
-
-def _criteria(options: dict[str, Any]) -> dict[str, Any]:
-    """The child side of ``_plain_tolerance``."""
-    from packager.validation import criterion_from_dict
-
-    tolerance = options.get("tolerance")
-    if isinstance(tolerance, dict):
-        return {**options, "tolerance": {name: criterion_from_dict(c) for name, c in dict(tolerance.get("criteria") or {}).items()}}
-    return options
-
-
-def _convert(progress, path: str, out: str, **options) -> dict:
-    from packager.conversion import convert
-
-    options = _criteria(options)
-    package = convert(path, out=out, overwrite=True, trust=_trust(), progress=progress, **options)
-    return {"manifest": package.manifest.to_dict()}
-
-
-def _convert_each(progress, path: str, targets: list[str], base: str, **options) -> list[dict]:
-    from packager.conversion import convert_each
-
-    options = _criteria(options)
-    answers = []
-    for result in convert_each(path, targets, base, trust=_trust(), progress=progress, overwrite=True, **options):
-        if result.package is not None:
-            answers.append({"target": result.target, "manifest": result.package.manifest.to_dict()})
-        else:
-            exc = result.error
-            assert exc is not None  # a result holds a package or an error
-            report = getattr(exc, "report", None)
-            answers.append(
-                {
-                    "target": result.target,
-                    "error": {
-                        "type": type(exc).__name__,
-                        "what": exc.what,
-                        "hint": exc.hint,
-                        **({"report": report.to_dict()} if report is not None else {}),
-                    },
-                }
-            )
-    return answers
-
-
-def _package_source(progress, path: str, out: str, **options) -> dict:
-    from packager.conversion import package_source
-
-    return {"manifest": package_source(path, out, trust=_trust(), **options).manifest.to_dict()}
-
-
-def _check(progress, path: str, fmt: str) -> None:
-    from packager.safety import check_file
-
-    if not _trust():
-        check_file(path, fmt)
-
-
-def _inspect(progress, path: str, **options) -> dict:
-    from packager.inspection import inspect
-
-    return inspect(path, trust=_trust(), **options)
-
-
-def _validate(progress, artifact: str, source: str, **options) -> dict:
-    from packager.inspection import validate
-
-    return validate(artifact, source, trust=_trust(), **options).to_dict()
-
-
-def _predict(
-    progress,
-    model: str,
-    data: str,
-    output: str,
-    batch_size: int,
-    threads: int | None,
-    outputs: list[str],
-    text_column: str | None = None,
-    keep_columns: list[str] | None = None,
-) -> dict:
-    from packager.inference import load_predictor, predict_file, resolve
-
-    predictor = load_predictor(resolve(model), threads=threads, trust=_trust())
-    result = predict_file(
-        predictor,
-        data,
-        output,
-        batch_size=batch_size,
-        outputs=outputs,
-        overwrite=True,
-        progress=progress,
-        text_column=text_column,
-        keep_columns=keep_columns,
-    )
-    return {"rows": result.rows, "batches": result.batches, "seconds": result.seconds, "load_seconds": result.load_seconds}
-
-
-def _bench(progress, kind: str, path: str, model_class: str | None, data: str, settings: dict) -> dict:
-    from packager.bench import BenchSettings, _measure_in_child
-
-    chosen = BenchSettings(**{**settings, "batch_sizes": tuple(settings["batch_sizes"])})
-    return asdict(_measure_in_child(kind, path, model_class, data, chosen, None, None))
-
-
-CHILD_CALLS: dict[str, Callable[..., Any]] = {
-    "convert": _convert,
-    "convert_each": _convert_each,
-    "package_source": _package_source,
-    "inspect": _inspect,
-    "check": _check,
-    "validate": _validate,
-    "predict": _predict,
-    "bench": _bench,
-}

@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect as _inspect
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from packager.errors import PluginError
 
@@ -43,7 +43,7 @@ class ConvertOptions:
     """Options every converter receives. Framework-specific ones (TorchScript's ``script``) are in ``plugin``: a
     conversion declares the names it reads (``@converts(..., options={"script": "help"})``)."""
 
-    opset: int | None = None
+    opset: int | str | None = None  # 17, or "17,ai.onnx.ml=3" (scikit-learn); the plugin parses what it takes
     quantize: str | None = None
     trust: bool = False
     example: Mapping[str, Any] | None = None  # a few sample rows, for converters that trace the model
@@ -131,6 +131,9 @@ class Framework:
     file_formats: frozenset[str] = frozenset()  # the formats whose files this framework loads as source models
     takes_model_class = False  # True when ``load`` accepts ``model_class`` (code for a weights-only file)
     takes_task = False  # True when ``load`` accepts ``task`` (a Hugging Face folder's head)
+    # True when the loaded model is the file itself (ONNX): the framework's conversions then also serve as later hops of
+    # a path in the conversion graph, where a converter receives the file the previous hop wrote (packager.graph)
+    model_is_file = False
 
     @staticmethod
     def claims(obj: Any) -> bool:
@@ -237,6 +240,22 @@ class Runtime:
 
 CONVERTER_PARAMETERS = ("model", "signature", "out", "options")
 QUANTIZER_PARAMETERS = ("src", "dst", "mode", "calibration")
+
+
+class Converter(Protocol):
+    """What ``@converts`` registers (checked by name with ``check_call`` at registration, typed here for mypy)."""
+
+    __qualname__: str
+
+    def __call__(self, model: Any, signature: Any, out: Path, options: ConvertOptions, /) -> Artifact: ...
+
+
+class Quantizer(Protocol):
+    """What ``@quantizes`` registers: ``src`` quantized into ``dst`` in ``mode`` (calibration feeds for static)."""
+
+    __qualname__: str
+
+    def __call__(self, src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None, /) -> QuantizeResult: ...
 
 
 def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, ...], what: str, origin: str) -> None:

@@ -6,6 +6,7 @@ Every step asks the plugin registry; nothing here knows any particular framework
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import tempfile
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -27,6 +28,7 @@ from packager.errors import (
 )
 from packager.evidence import Evidence, gather
 from packager.formats import detect_format
+from packager.graph import as_conversion
 from packager.package import (
     INPUT_EXAMPLE,
     MANIFEST,
@@ -43,6 +45,7 @@ from packager.package import (
     write_json,
 )
 from packager.plugins import PluginRegistry, default_registry
+from packager.requests import ConvertRequest, PackageRequest
 from packager.samples import load_sample
 from packager.signature import Signature
 from packager.validation import (
@@ -61,6 +64,7 @@ from packager.validation import (
     with_parent,
 )
 
+log = logging.getLogger(__name__)
 QUANTIZE_MODES = ("dynamic", "static", "fp16", "weights", "auto")
 Progress = Callable[[str], None]
 
@@ -189,7 +193,7 @@ def convert(
     model_class: str | None = None,
     script: bool = False,
     plugin_options: Mapping[str, Any] | None = None,
-    opset: int | None = None,
+    opset: int | str | None = None,
     trust: bool = False,
     accept_mismatch: bool = False,
     overwrite: bool = False,
@@ -204,65 +208,104 @@ def convert(
 
     ``plugin_options`` are options a converter declares for itself (``@converts(..., options=...)``); ``script=True``
     is the TorchScript converter's ``script`` option, kept as an argument for callers written before.
-    A file is converted in the sandbox (``packager.sandbox``) unless ``trust``."""
-    _check_quantize_args(quantize, calibration)
-    plugin_options = {**({"script": True} if script else {}), **(plugin_options or {})}
-    if isinstance(model_or_path, (str, Path)) and sandbox.confines(trust, registry):
+    A file is converted in the sandbox (``packager.sandbox``) unless ``trust``: this builds the request and submits it."""
+    on_file = isinstance(model_or_path, (str, Path))
+    request = ConvertRequest(
+        path=str(model_or_path) if on_file else None,
+        to=to,
+        out=str(out) if out is not None else None,
+        quantize=quantize,
+        sample=sample,
+        calibration=calibration,
+        input_shape=input_shape,
+        dynamic_axes=dynamic_axes,
+        model_class=model_class,
+        task=task,
+        plugin_options={**({"script": True} if script else {}), **(plugin_options or {})},
+        opset=opset,
+        output_kind=output_kind,
+        tolerance=tolerance,
+        min_agreement=min_agreement,
+        accept_mismatch=accept_mismatch,
+        overwrite=overwrite,
+    )
+    if on_file:
+        return submit(request, trust=trust, progress=progress, registry=registry)
+    _check_quantize_args(request.quantize, request.calibration)
+    if request.out is not None:
+        check_destination(Path(request.out), request.overwrite)
+    source = model_or_path if isinstance(model_or_path, Source) else load_source(model_or_path, registry=registry)
+    return convert_source(source, request, trust=trust, progress=progress, registry=registry)
+
+
+def submit(
+    request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
+) -> Package:
+    """Run a conversion request of a file where it must run: the convert worker in a sandbox child (``packager.confined``)
+    unless ``trust``, else the worker here. Entry points (the API above, the CLI's convert) build the request once and
+    call this; nothing calls it again on the way (one ``convert --quantize`` ran ``convert`` twice: parent, then child)."""
+    _check_quantize_args(request.quantize, request.calibration)
+    confine = sandbox.confines(trust, registry)
+    log.debug("submitting the conversion of %s to %s %s", request.path, request.to, "to a sandbox child" if confine else "here")
+    if confine:
         from packager import confined
 
-        return confined.convert(
-            model_or_path,
-            to,
-            out=out,
-            overwrite=overwrite,
-            progress=progress,
-            sample=sample,
-            calibration=calibration,
-            quantize=quantize,
-            input_shape=input_shape,
-            dynamic_axes=dynamic_axes,
-            model_class=model_class,
-            plugin_options=plugin_options,
-            opset=opset,
-            accept_mismatch=accept_mismatch,
-            output_kind=output_kind,
-            tolerance=tolerance,
-            min_agreement=min_agreement,
-            **({"task": task} if task else {}),
-        )
+        destination, manifest = confined.convert(request, progress=progress)
+        return Package(destination, manifest)
+    return run_convert(request, trust=trust, progress=progress, registry=registry)
+
+
+def run_convert(
+    request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
+) -> Package:
+    """The convert worker (one target): load the file here, with the static checks unless ``trust``, and convert it."""
+    assert request.path is not None  # a request for an object in memory is converted by ``convert`` itself
     registry = registry or default_registry()
     step = progress or (lambda message: None)
-    if out is not None:
-        check_destination(Path(out), overwrite)  # before loading: a TensorFlow model takes seconds to load
+    if request.out is not None:
+        check_destination(Path(request.out), request.overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
-    source = (
-        model_or_path
-        if isinstance(model_or_path, Source)
-        else load_source(model_or_path, trust=trust, model_class=model_class, registry=registry, task=task)
-    )
-    conversion = registry.conversion(source.framework, to)
+    source = load_source(request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
+    return convert_source(source, request, trust=trust, progress=progress, registry=registry)
+
+
+def convert_source(
+    source: Source,
+    request: ConvertRequest,
+    *,
+    trust: bool = False,
+    progress: Progress | None = None,
+    registry: PluginRegistry | None = None,
+) -> Package:
+    """Convert a loaded source to ``request.to``: convert, quantize, validate against the source, write the package."""
+    registry = registry or default_registry()
+    step = progress or (lambda message: None)
+    to, quantize, calibration, sample = request.to, request.quantize, request.calibration, request.sample
+    conversion = as_conversion(registry.route(source.framework, to))  # a path of hops (packager.graph)
     if quantize and quantize != "auto" and quantize not in conversion.quantize:
         raise UnsupportedConversion(
             f"{source.framework} -> {to} does not support --quantize {quantize}",
             f"supported modes: {', '.join(sorted(conversion.quantize)) or 'none'}",
         )
-    plugin_options = _plugin_options(registry, conversion, plugin_options)
+    plugin_options = _plugin_options(registry, conversion, request.plugin_options)
     step("inferring the signature and sample inputs")
+    output_kind, tolerance = request.output_kind, request.tolerance
     evidence = gather_evidence(
         source,
         sample,
-        input_shape,
+        request.input_shape,
         registry,
-        dynamic_axes,
+        request.dynamic_axes,
         calibration=calibration,
         output_kinds=parse_output_kinds(output_kind) if not isinstance(output_kind, Mapping) else output_kind,
     )
     signature, feeds = evidence.signature, evidence.feeds
-    judge = Judge(parse_tolerances(tolerance) if not isinstance(tolerance, Mapping) else dict(tolerance or {}), min_agreement)
-    destination = Path(out) if out else Path.cwd() / f"{_stem(source)}-{to}"
+    judge = Judge(parse_tolerances(tolerance) if not isinstance(tolerance, Mapping) else dict(tolerance or {}), request.min_agreement)
+    destination = Path(request.out) if request.out else Path.cwd() / f"{_stem(source)}-{to}"
     calibration_feeds = _calibration_feeds(registry, source, signature, calibration)
+    opset = request.opset  # "17" from the command line is the opset 17 (torch.onnx takes an int; skl2onnx's parser both)
     options = ConvertOptions(
-        opset=opset,
+        opset=int(opset) if isinstance(opset, str) and opset.strip().isdigit() else opset,
         quantize=None if quantize == "auto" else quantize,  # auto quantizes after conversion: a converter that quantizes
         # while converting (TFLite) took "auto" for a mode and its artifact met no criterion (PluginError, exit 11)
         trust=trust,
@@ -270,7 +313,7 @@ def convert(
         calibration=calibration_feeds,
         plugin=plugin_options,
     )
-    with staging_dir(destination, overwrite) as staging:
+    with staging_dir(destination, request.overwrite) as staging:
         step(f"converting {source.framework} -> {to}")
         artifact = _run_converter(conversion, source.model, signature, staging, options)
         quant, report, parent = Quantization(None, False), None, None
@@ -293,7 +336,7 @@ def convert(
             report = validate_artifact(registry, to, artifact.path, evidence, quant.mode if quant.applied else None, judge, trust)
             if parent is not None and quant.applied:
                 report = with_parent(report, parent)
-        report = _verdict(report, to, accept_mismatch, _failure_hint(report, to, quant, evidence, artifact.details))
+        report = _verdict(report, to, request.accept_mismatch, _failure_hint(report, to, quant, evidence, artifact.details))
         step("writing the package")
         manifest = _write_package(staging, registry, source, conversion, artifact, signature, feeds, quant, report, trust, to)
     return Package(destination.absolute(), manifest)
@@ -333,36 +376,60 @@ def convert_each(
     registry: PluginRegistry | None = None,
     **options: Any,
 ) -> list[TargetResult]:
-    """``convert --to A --to B`` (or ``--to all``): the file is loaded once, in one sandbox child unless ``trust``, and each
-    target is converted into ``base/TARGET``. A target's failure is its result; a failure to load the file fails them all.
+    """``convert --to A --to B`` (or ``--to all``) through the Python API: the file is loaded once and each target is
+    converted into ``base/TARGET`` (see ``submit_each``); ``options`` are ``convert``'s."""
+    script = options.pop("script", False)
+    plugin_options = {**({"script": True} if script else {}), **(options.pop("plugin_options", None) or {})}
+    request = ConvertRequest(
+        path=str(path),
+        targets=tuple(targets),
+        out=str(base),
+        model_class=model_class,
+        task=task,
+        plugin_options=plugin_options,
+        **options,
+    )
+    return submit_each(request, trust=trust, progress=progress, registry=registry)
+
+
+def submit_each(
+    request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
+) -> list[TargetResult]:
+    """A request with several ``targets``: one sandbox child (unless ``trust``) loads the file once and writes every
+    target's package; a target's failure is its result; a failure to load the file fails them all.
     Measured on the zoo: one child per target re-imported the framework and re-loaded the model every time (a Keras model
     to 8 targets: 8 TensorFlow start-ups of ~4 s)."""
+    _check_quantize_args(request.quantize, request.calibration)
     if sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.convert_each(path, targets, base, model_class=model_class, task=task, progress=progress, **options)
+        return [
+            TargetResult(target, error=built) if isinstance(built, PackagerError) else TargetResult(target, package=Package(*built))
+            for target, built in confined.convert_each(request, progress=progress)
+        ]
+    return run_convert_each(request, trust=trust, progress=progress, registry=registry)
+
+
+def run_convert_each(
+    request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
+) -> list[TargetResult]:
+    """The convert worker (several targets): load once here, convert to each target under ``request.out``."""
+    assert request.path is not None and request.out is not None  # built by convert_each / the CLI with a base folder
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     step("loading the source model")
-    source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
+    source = load_source(request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
     results = []
-    for target in registry.targets_of(source.framework) if "all" in targets else targets:
+    for target in registry.targets_of(source.framework) if "all" in request.targets else request.targets:
 
         def target_step(message: str, t: str = target) -> None:
             step(f"{t}: {message}")
 
         try:
-            package = convert(
-                source,
-                to=target,
-                out=Path(base) / target,
-                trust=trust,
-                model_class=model_class,
-                task=task,
-                registry=registry,
-                progress=target_step,
-                **options,
-            )
+            one = replace(request, to=target, targets=(), out=str(Path(request.out) / target))
+            if one.out is not None:
+                check_destination(Path(one.out), one.overwrite)
+            package = convert_source(source, one, trust=trust, progress=target_step, registry=registry)
             results.append(TargetResult(target, package=package))
         except PackagerError as exc:
             results.append(TargetResult(target, error=exc))
@@ -439,7 +506,7 @@ def rejudge_parent(registry: PluginRegistry, source: Any, to: str, evidence: Evi
     package records its parent's verdict on the rows ``convert`` saw, and ``validate --sample NEW`` on the int8 child
     alone passed where the fp32 parent fails on NEW (measured by an outside user: TF-IDF with sublinear_tf, fp32 exit 9,
     int8 exit 0 on the same rows)."""
-    conversion = registry.conversion(source.framework, to)
+    conversion = as_conversion(registry.route(source.framework, to))
     options = ConvertOptions(trust=trust, example={k: v[:4] for k, v in evidence.feeds.items()})
     silent = lambda message: None  # noqa: E731 - validate reports the verdict, not the steps (as convert without progress)
     return _parent_in_conversion(registry, conversion, source.model, evidence.signature, options, to, evidence, judge, trust, silent)
@@ -572,17 +639,23 @@ def package_source(
 ) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
-    from packager.safety.folders import copy_tree
-
+    request = PackageRequest(path=str(path), out=str(out), sample=sample, input_shape=input_shape, model_class=model_class, task=task)
     if sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.package_source(path, out, sample=sample, input_shape=input_shape, model_class=model_class, task=task)
+        return Package(*confined.package_source(request))
+    return run_package_source(request, trust=trust, registry=registry)
+
+
+def run_package_source(request: PackageRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> Package:
+    """The package worker: load the file here (static checks unless ``trust``) and copy it into a package."""
+    from packager.safety.folders import copy_tree
+
     registry = registry or default_registry()
-    path = Path(path)
-    source = load_source(path, trust=trust, model_class=model_class, registry=registry, task=task)
-    signature, feeds, _ = prepare_inputs(source, sample, input_shape, registry=registry)
-    with staging_dir(Path(out), True) as staging:
+    path = Path(request.path)
+    source = load_source(path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
+    signature, feeds, _ = prepare_inputs(source, request.sample, request.input_shape, registry=registry)
+    with staging_dir(Path(request.out), True) as staging:
         target = staging / path.name
         copy_tree(path, target)  # links, devices and FIFOs refused, never followed (issue 21 finding 1)
         write_json(staging / INPUT_EXAMPLE, input_example(feeds))
@@ -607,7 +680,7 @@ def package_source(
             trusted_source=trust,
         )
         write_json(staging / MANIFEST, manifest.to_dict())
-    return Package(Path(out).absolute(), manifest)
+    return Package(Path(request.out).absolute(), manifest)
 
 
 def _stem(source: Source) -> str:

@@ -98,12 +98,3 @@ def quiet_output():
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
     return stack
-
-
-def __getattr__(name: str):
-    """``packager.deps.Runtime`` moved to ``packager.contract.Runtime`` (kept importable for plugins written before)."""
-    if name == "Runtime":
-        from packager.contract import Runtime
-
-        return Runtime
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,7 +6,7 @@ Workers must see the artifact and input paths (a LocalCluster does; a remote clu
 storage or a registry reference each worker can pull).
 
 Containment: a package runs in the workers' own processes only with ``trust`` (``--trust``). Otherwise each
-partition goes through the local engine's sandboxed predict (``packager.confined.predict``: one bubblewrap
+partition goes through the local engine's sandboxed predict (``packager.inference.predict``: one bubblewrap
 child per partition, the partition as a Parquet file in, the predictions as one out), so a file that crashes
 or runs code in its loader does it inside the sandbox, not in a worker (issue 21: a tree pickle with child
 indices of 50,000,000 segfaulted four Dask workers). The driver never loads an untrusted model: it needs
@@ -161,22 +161,20 @@ def _predict_frame(frame: Any, *, artifact: Runnable, batch_size: int, threads: 
 
 
 def _predict_confined(frame: Any, artifact: Runnable, batch_size: int, threads: int | None, outputs: list[str]) -> Any:
-    """The partition as a Parquet file through ``confined.predict`` (the local engine's sandboxed path), read back.
+    """The partition as a Parquet file through the local engine's sandboxed ``predict``, read back.
     Measured: one confined child per partition costs the sandbox start plus one model load (about 2 s here)."""
     import tempfile
 
     import pandas as pd
 
-    from packager import confined
+    from packager.inference import predict
 
     key = (str(artifact.path), artifact.format)
     LOADS[key] = LOADS.get(key, 0) + 1  # each sandboxed partition loads the model once, in its own child
     with tempfile.TemporaryDirectory(prefix="packager-partition-") as folder:
         rows, predictions = Path(folder) / "rows.parquet", Path(folder) / "predictions.parquet"
         frame.to_parquet(rows, index=False)
-        confined.predict(
-            artifact, rows, predictions, batch_size=batch_size, threads=threads, outputs=outputs, overwrite=True, progress=None
-        )
+        predict(artifact, rows, predictions, batch_size=batch_size, threads=threads, outputs=outputs, overwrite=True, trust=False)
         return pd.read_parquet(predictions)
 
 

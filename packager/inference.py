@@ -16,6 +16,7 @@ from packager.errors import UsageError
 from packager.formats import detect_format
 from packager.package import MANIFEST, Manifest, read_manifest
 from packager.plugins import PluginRegistry, default_registry
+from packager.requests import PredictRequest
 from packager.signature import Signature
 
 if TYPE_CHECKING:  # imported where used: pyarrow and tokenizers stay off the import path
@@ -172,33 +173,45 @@ def predict(
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
     output renamed into place after success) unless ``trust``, which loads it here."""
     from packager import sandbox
+    from packager.batches import OutputWriter
 
-    if sandbox.confines(trust):
-        from packager import confined
+    model = artifact.path.parent if artifact.manifest is not None else artifact.path
+    request = PredictRequest(
+        model=str(model),
+        data=str(input_path),
+        output=str(output),
+        batch_size=batch_size,
+        threads=threads,
+        outputs=tuple(outputs or ()),
+        overwrite=overwrite,
+        text_column=text_column,
+        keep_columns=tuple(keep_columns or ()),
+    )
+    if not sandbox.confines(trust):
+        return _predict_loaded(load_predictor(artifact, threads=threads, trust=trust), request, progress)
+    from packager import confined
 
-        return confined.predict(
-            artifact,
-            input_path,
-            output,
-            batch_size=batch_size,
-            threads=threads,
-            outputs=outputs,
-            overwrite=overwrite,
-            progress=progress,
-            text_column=text_column,
-            keep_columns=keep_columns,
-        )
-    predictor = load_predictor(artifact, threads=threads, trust=trust)
+    OutputWriter(Path(output).absolute(), overwrite)  # an unsupported suffix or an existing output fails here, before any work
+    result = confined.predict(request, label=artifact.label or artifact.path.name, progress=progress)
+    return PredictResult(int(result["rows"]), int(result["batches"]), result["seconds"], Path(output).absolute(), result["load_seconds"])
+
+
+def run_predict(request: PredictRequest, *, trust: bool = False, progress: Progress | None = None) -> PredictResult:
+    """The predict worker: resolve and load the model here (static checks unless ``trust``) and stream the data."""
+    return _predict_loaded(load_predictor(resolve(request.model), threads=request.threads, trust=trust), request, progress)
+
+
+def _predict_loaded(predictor: Predictor, request: PredictRequest, progress: Progress | None) -> PredictResult:
     return predict_file(
         predictor,
-        input_path,
-        output,
-        batch_size=batch_size,
-        outputs=outputs,
-        overwrite=overwrite,
+        request.data,
+        request.output,
+        batch_size=request.batch_size,
+        outputs=list(request.outputs),
+        overwrite=request.overwrite,
         progress=progress,
-        text_column=text_column,
-        keep_columns=keep_columns,
+        text_column=request.text_column,
+        keep_columns=list(request.keep_columns),
     )
 
 

@@ -11,6 +11,7 @@ from packager.errors import reading
 from packager.formats import detect_format
 from packager.package import MANIFEST, path_size
 from packager.plugins import PluginRegistry, default_registry
+from packager.requests import InspectRequest, ValidateRequest
 from packager.validation import ValidationReport
 
 
@@ -30,15 +31,27 @@ def inspect(
     Without them, a model that needs them (a torch file has no shapes, a state dict no code) is
     described as far as it can be, with a ``note`` naming the option to add, instead of failing.
     Read in the sandbox unless ``trust``."""
-    from packager.errors import UsageError
-    from packager.safety import check_file
+    request = InspectRequest(path=str(path), sample=sample, input_shape=input_shape, model_class=model_class, dynamic_axes=dynamic_axes)
+    return submit_inspect(request, trust=trust, registry=registry)
 
+
+def submit_inspect(request: InspectRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """Run an inspect request where it must run: the inspect worker in a sandbox child unless ``trust``."""
     if sandbox.confines(trust, registry):
         from packager import confined
 
-        return confined.inspect(path, sample=sample, input_shape=input_shape, model_class=model_class, dynamic_axes=dynamic_axes)
+        return confined.inspect(request)
+    return run_inspect(request, trust=trust, registry=registry)
+
+
+def run_inspect(request: InspectRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> dict[str, Any]:
+    """The inspect worker: read the file here, with the static checks unless ``trust``."""
+    from packager.errors import UsageError
+    from packager.safety import check_file
+
     registry = registry or default_registry()
-    path = Path(path)
+    path = Path(request.path)
+    sample, input_shape, model_class, dynamic_axes = request.sample, request.input_shape, request.model_class, request.dynamic_axes
     fmt = detect_format(path, registry)
     if not trust:
         check_file(path, fmt, registry)
@@ -85,27 +98,46 @@ def validate(
     output to that tolerance; ``tolerance`` (``NAME=atol[,rtol]``) pins one output. Both files are run in
     the sandbox unless ``trust``; a manifest's ``trusted_source`` never counts as trust.
     """
+    request = ValidateRequest(
+        artifact=str(artifact),
+        source=str(source) if isinstance(source, (str, Path)) else "",
+        sample=sample,
+        quantization=quantization,
+        atol=atol,
+        rtol=rtol,
+        tolerance=tolerance,
+        min_agreement=min_agreement,
+        output_kind=output_kind,
+    )
+    if not isinstance(source, (str, Path)):  # a model object: validated here (it cannot cross into a sandbox)
+        return run_validate(request, trust=trust, registry=registry, loaded_source=source)
+    return submit_validate(request, trust=trust, registry=registry)
+
+
+def submit_validate(request: ValidateRequest, *, trust: bool = False, registry: PluginRegistry | None = None) -> ValidationReport:
+    """Run a validate request where it must run: the validate worker in a sandbox child unless ``trust``."""
+    if sandbox.confines(trust, registry):
+        from packager import confined
+
+        report: ValidationReport = confined.validate(request)
+        return report
+    return run_validate(request, trust=trust, registry=registry)
+
+
+def run_validate(
+    request: ValidateRequest, *, trust: bool = False, registry: PluginRegistry | None = None, loaded_source: Any = None
+) -> ValidationReport:
+    """The validate worker: both files read here, with the static checks unless ``trust``."""
     from packager.conversion import Judge, gather_evidence, load_source, validate_artifact
     from packager.package import INPUT_EXAMPLE, check_model_file
     from packager.safety import check_file
     from packager.validation import OutputKind, Tolerance, parse_output_kinds, parse_tolerances
 
-    if isinstance(source, (str, Path)) and sandbox.confines(trust, registry):
-        from packager import confined
-
-        return confined.validate(
-            artifact,
-            source,
-            sample=sample,
-            quantization=quantization,
-            atol=atol,
-            rtol=rtol,
-            tolerance=tolerance,
-            min_agreement=min_agreement,
-            output_kind=output_kind,
-        )
     registry = registry or default_registry()
-    artifact = Path(artifact)
+    artifact = Path(request.artifact)
+    source = loaded_source if loaded_source is not None else request.source
+    sample, quantization, atol, rtol = request.sample, request.quantization, request.atol, request.rtol
+    tolerance, min_agreement, output_kind = request.tolerance, request.min_agreement, request.output_kind
     if artifact.is_dir() and (artifact / MANIFEST).is_file():
         manifest = json.loads((artifact / MANIFEST).read_text())
         artifact = artifact / check_model_file(manifest.get("model_file"))

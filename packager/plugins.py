@@ -10,16 +10,19 @@ loads the modules named in the ``packager.converters`` entry-point group, so the
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import dataclass, field, replace
 from importlib import import_module, metadata
 from types import FunctionType, ModuleType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from packager.contract import (
     CONVERTER_PARAMETERS,
     QUANTIZER_PARAMETERS,
+    Converter,
     Format,
     Framework,
+    Quantizer,
     Runtime,
     check_call,
     check_framework,
@@ -41,9 +44,10 @@ class Conversion:
     source: str
     target: str
     quantize: frozenset[str]
-    func: Callable[..., Any]
+    func: Converter
     note: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
+    prefer: bool = False  # among equally short paths (packager.graph), one through this edge wins
 
     @property
     def name(self) -> str:
@@ -74,7 +78,7 @@ class QuantizerPlugin:
 
     format: str
     modes: frozenset[str]
-    func: Callable[..., Any]
+    func: Quantizer
 
 
 @dataclass(frozen=True)
@@ -85,19 +89,33 @@ class FormatPlugin:
     owner: str
 
 
-def converts(source: str, *, to: str, quantize: Iterable[str] = (), note: str = "", options: Mapping[str, str] | None = None):
-    """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as the source->to conversion.
-
-    ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help."""
-    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {})))
+_T = TypeVar("_T")  # the decorated function or class, returned as it was: marking changes nothing about its type
 
 
-def framework(name: str):
+def converts(
+    source: str,
+    *,
+    to: str,
+    quantize: Iterable[str] = (),
+    note: str = "",
+    options: Mapping[str, str] | None = None,
+    prefer: bool = False,
+) -> Callable[[_T], _T]:
+    """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as an edge of the conversion graph
+    (``packager.graph``): from a source framework (``model`` is the loaded model) or from a format (``model`` is the
+    path of the file or folder the previous hop wrote) to the format ``to``.
+
+    ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help;
+    ``prefer`` makes paths through this edge win over equally short ones."""
+    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {}), prefer))
+
+
+def framework(name: str) -> Callable[[_T], _T]:
     """Mark a class as the loader/predictor of a source framework (``packager.contract.Framework``)."""
     return _mark(lambda obj: FrameworkPlugin(name, obj))
 
 
-def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any):
+def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any) -> Callable[[_T], _T]:
     """Mark a class as the runtime of a target format (``packager.contract.Runtime``; used by validation and inference).
 
     ``criteria`` is how validation judges the format's outputs, one criterion per (output kind, quantization mode),
@@ -118,13 +136,13 @@ def runs(format_name: str | Format, *, criteria: Any = None, **facts: Any):
     return _mark(lambda obj: RuntimePlugin(name, obj, criteria, declared))
 
 
-def quantizes(format_name: str, *, modes: Iterable[str]):
+def quantizes(format_name: str, *, modes: Iterable[str]) -> Callable[[_T], _T]:
     """Mark ``func(src, dst, mode, calibration) -> QuantizeResult`` as the quantizer of a format."""
     return _mark(lambda obj: QuantizerPlugin(format_name, frozenset(modes), obj))
 
 
-def _mark(make_spec: Callable[[Any], Any]):
-    def decorate(obj):
+def _mark(make_spec: Callable[[Any], Any]) -> Callable[[_T], _T]:
+    def decorate(obj: _T) -> _T:
         setattr(obj, _MARK, make_spec(obj))
         return obj
 
@@ -201,7 +219,7 @@ class PluginRegistry:
                 )
         return spec
 
-    def _slot(self, spec: Any) -> tuple[dict, Any]:
+    def _slot(self, spec: Any) -> tuple[dict[Any, Any], Any]:
         if isinstance(spec, Conversion):
             return self.conversions, (spec.source, spec.target)
         if isinstance(spec, FrameworkPlugin):
@@ -236,17 +254,28 @@ class PluginRegistry:
         return [p.format for p in self.formats.values() if p.format.detect is not None]
 
     def conversion(self, source: str, target: str) -> Conversion:
+        """The direct edge source -> target (``route`` finds a path of several)."""
         found = self.conversions.get((source, target))
         if found is None:
-            targets = sorted(t for s, t in self.conversions if s == source)
-            raise UnsupportedConversion(
-                f"no converter from {source} to {target}",
-                f"{source} converts to: {', '.join(targets) or 'nothing'} (see `packager formats`)",
-            )
+            from packager.graph import no_route
+
+            raise no_route(self, source, target)
+        return found
+
+    def route(self, source: str, target: str) -> Any:
+        """The path of conversions from ``source`` to ``target`` (``packager.graph.Route``)."""
+        from packager.graph import find_route, no_route
+
+        found = find_route(self, source, target)
+        if found is None:
+            raise no_route(self, source, target)
         return found
 
     def targets_of(self, source: str) -> list[str]:
-        return sorted(t for s, t in self.conversions if s == source)
+        """Every format ``source`` reaches, directly or through other formats."""
+        from packager.graph import reachable
+
+        return sorted(reachable(self, source))
 
     def framework(self, name: str) -> Framework:
         plugin = self.frameworks.get(name)
@@ -330,4 +359,7 @@ def _load_entry_point(ep: metadata.EntryPoint) -> ModuleType:
 
 @functools.lru_cache(maxsize=1)
 def default_registry() -> PluginRegistry:
-    return load_registry()
+    """The installed plugins, loaded once per process (logged: the acceptance test counts the loads)."""
+    registry = load_registry()
+    logging.getLogger(__name__).debug("loaded the plugins: %d modules", len({p.owner for p in registry.formats.values()}))
+    return registry

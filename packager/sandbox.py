@@ -25,8 +25,10 @@ the same ``packager.errors`` class). A child killed by a signal or a limit becom
 error line. ``trust=True`` (``--trust``) is the only way around the sandbox; trust never comes
 from a file, a manifest or a registry.
 
-This module spawns and maps errors; ``packager.confined`` says what each API call sends and
-gets back, and ``packager._sandbox_child`` is the child's entry point.
+This module spawns and maps errors; ``packager.confined`` says what each operation sends (its request,
+``packager.requests``) and gets back, ``packager._sandbox_child`` is the child's entry point and
+``packager.workers`` executes the request there. Nothing tells a process it is the child: the child simply
+calls the worker, where the parent calls ``confined``.
 """
 
 from __future__ import annotations
@@ -47,25 +49,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from packager import errors
+from packager import errors, settings
 from packager import sandbox_cgroup as cgroup
 from packager import sandbox_view as view
 from packager.errors import InputFileError, MissingDependency, PackagerError, UnsafeModelError, UsageError
 
-ENV_BWRAP = "PACKAGER_BWRAP"  # path of the bwrap binary (default: found on PATH or in BWRAP_PLACES)
+ENV_BWRAP = settings.BWRAP  # path of the bwrap binary (default: found on PATH or in BWRAP_PLACES)
 BWRAP_PLACES = ("/usr/bin/bwrap", "/usr/local/bin/bwrap", "/bin/bwrap")
 # Tests only: the child loads with the static checks off (plain pickle.load, torch.load(weights_only=False),
-# Keras unsafe mode), to prove that the sandbox alone contains a payload. Honoured only by a confined child
-# (``_CHILD`` set by the child entry point AND a read-only root), so it can never weaken an unconfined load.
-ENV_SKIP_CHECKS = "PACKAGER_TEST_SKIP_STATIC_CHECKS"
-ENV_MEMORY = "PACKAGER_SANDBOX_MEMORY_GB"
-ENV_CPU = "PACKAGER_SANDBOX_CPU_SECONDS"
-ENV_FILE = "PACKAGER_SANDBOX_FILE_GB"
-ENV_OPEN_FILES = "PACKAGER_SANDBOX_OPEN_FILES"
-ENV_TIMEOUT = "PACKAGER_SANDBOX_TIMEOUT"
-ENV_PROCESSES = "PACKAGER_SANDBOX_PROCESSES"
+# Keras unsafe mode), to prove that the sandbox alone contains a payload. Read only by the child's entry point
+# (``packager._sandbox_child``) and honoured only under a read-only root, so it can never weaken an unconfined load.
+ENV_SKIP_CHECKS = settings.SKIP_STATIC_CHECKS
+ENV_MEMORY = settings.SANDBOX_MEMORY_GB
+ENV_CPU = settings.SANDBOX_CPU_SECONDS
+ENV_FILE = settings.SANDBOX_FILE_GB
+ENV_OPEN_FILES = settings.SANDBOX_OPEN_FILES
+ENV_TIMEOUT = settings.SANDBOX_TIMEOUT
+ENV_PROCESSES = settings.SANDBOX_PROCESSES
 
-_CHILD = False  # set by packager._sandbox_child: this process is the confined child, API calls run here
 MAX_ANSWER_BYTES = 64 << 20  # a child may print progress and one result; more than this is an attack on the parent
 
 INSTALL_HINT = (
@@ -125,32 +126,25 @@ class Limits:
 
 
 def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise UsageError(f"{name}={raw!r} is not a number", f"unset it or give a number, e.g. {name}={default:g}") from None
-    if value <= 0:
-        raise UsageError(f"{name}={raw!r} is not positive", f"unset it or give a number, e.g. {name}={default:g}")
-    return value
+    return settings.positive_number(name, default)
 
 
-def inside() -> bool:
-    """True in the confined child: the API functions do the work here instead of delegating again."""
-    return _CHILD
+def running_confined() -> bool:
+    """Whether this process runs under a read-only root, as inside bubblewrap (said in messages; read from the file
+    system, not from a flag)."""
+    return bool(os.statvfs("/").f_flag & os.ST_RDONLY)
 
 
 def skip_static_checks() -> bool:
-    """The test-only switch, honoured only in a confined child whose root really is read-only."""
-    return _CHILD and os.environ.get(ENV_SKIP_CHECKS) == "1" and bool(os.statvfs("/").f_flag & os.ST_RDONLY)
+    """The test-only switch, asked only by the child's entry point, and honoured only where the root really is read-only
+    (inside bubblewrap): run unconfined, the checks stay on whatever the environment says."""
+    return settings.skip_static_checks_asked() and running_confined()
 
 
 def confines(trust: bool, registry: Any = None) -> bool:
     """Whether this call must delegate to a sandboxed child. A custom plugin registry cannot cross the
     boundary (it is live code): loading an untrusted file with one is refused rather than run unconfined."""
-    if trust or _CHILD:
+    if trust:
         return False
     if registry is not None:
         from packager.plugins import default_registry
@@ -166,7 +160,7 @@ def confines(trust: bool, registry: Any = None) -> bool:
 def bwrap_path() -> str:
     """The bwrap binary ($PACKAGER_BWRAP, else PATH, else Debian's place: a narrowed PATH must not turn the
     sandbox off), or a one-line MissingDependency (exit 3) saying how to get it."""
-    configured = os.environ.get(ENV_BWRAP)
+    configured = settings.bwrap()
     if configured:
         found = configured if os.access(configured, os.X_OK) and Path(configured).is_file() else None
     else:
@@ -368,6 +362,10 @@ def _spawn(line: list[str], function: str, args: Mapping[str, Any], label: str, 
             raise
         code = process.wait()
         last_line = _last_line(log)
+    if answer is not None:
+        from packager.logs import replay
+
+        replay(answer.get("log"))
     if answer is not None and code == 0 and "error" not in answer:
         _replay_warnings(answer)
         return answer.get("result")

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
+from packager import settings
+
 # Merged-/usr Debian: /bin, /sbin, /lib, /lib64 are links into /usr (recreated as the same links); bound when real folders.
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -82,13 +84,7 @@ ENV_NAMES = frozenset(
         "TF_DETERMINISTIC_OPS",
         "TF_XLA_FLAGS",
         "TF_FORCE_GPU_ALLOW_GROWTH",
-        "PACKAGER_SANDBOX_MEMORY_GB",
-        "PACKAGER_SANDBOX_CPU_SECONDS",
-        "PACKAGER_SANDBOX_FILE_GB",
-        "PACKAGER_SANDBOX_OPEN_FILES",
-        "PACKAGER_SANDBOX_TIMEOUT",
-        "PACKAGER_SANDBOX_PROCESSES",
-        "PACKAGER_TEST_SKIP_STATIC_CHECKS",
+        *settings.SANDBOX_PASSED,
         "PACKAGER_TEST_LISTEN_PORT",
         "PACKAGER_TEST_UNIX_SOCKETS",
         "PACKAGER_TEST_READ_FILES",

@@ -93,7 +93,7 @@ def _config() -> dict[str, str]:
 def _not_started(exc: Exception) -> MissingDependency:
     """Py4J's first line is "An error occurred while calling None...JavaSparkContext."; the JVM's reason (and its
     root cause, e.g. a NullPointerException under ExceptionInInitializerError) are the exception lines after it."""
-    from packager.sandbox import inside
+    from packager.sandbox import running_confined as inside
 
     lines = [line.strip(" :\t") for line in str(exc).splitlines()]  # stack frames start with "at ", reasons do not
     reasons = [line for line in lines if line.startswith(("java.", "Caused by:", "org.apache", "py4j."))]
@@ -113,9 +113,9 @@ def _sandbox_java_options() -> list[str]:
     `java -XshowSettings:system -version` fails that way inside the sandbox). The sandbox bounds memory with
     RLIMIT_AS, not cgroups, so container detection is turned off there only; a trusted run keeps it (a JVM in a
     Docker container must size its heap from the container's limit)."""
-    from packager.sandbox import inside
+    from packager.sandbox import running_confined
 
-    return ["-XX:-UseContainerSupport"] if inside() else []
+    return ["-XX:-UseContainerSupport"] if running_confined() else []
 
 
 def started() -> bool:

@@ -116,7 +116,8 @@ def static_checks_here(monkeypatch):
     child per call. Corpus-wide tests of the checks use it (one child per attack file costs ~1 s of imports and framework
     start-up: 350 s of suite time for the corpus); tests/test_sandbox.py proves the sandbox on its own, with the checks
     off, and test_attacks keeps a sandboxed sample of every family. The test-only skip switch stays off here: it also
-    needs a read-only root."""
+    needs a read-only root. (The public functions ask ``sandbox.confines`` once where to run; answering "here" is what
+    the sandbox child's workers do.)"""
     from packager import sandbox
 
-    monkeypatch.setattr(sandbox, "_CHILD", True)
+    monkeypatch.setattr(sandbox, "confines", lambda trust, registry=None: False)

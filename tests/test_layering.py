@@ -1,9 +1,12 @@
-"""Layers import downwards only, and ``packager``'s modules form no import cycle at module level.
+"""Layers import downwards only, ``packager``'s modules form no import cycle (counting imports inside functions too),
+and the plugins under ``converters/`` import only packager's plugin-facing modules.
 
 The graph is read from the source with ``ast`` (nothing is imported). Upward imports are refused wherever they are,
-inside functions too. The cycle check counts module-level imports only: an import inside a function runs when the
-function is called, after every module has finished initialising, so it cannot meet a half-initialised module; it is
-also how heavy frameworks stay off ``packager --help`` (measured: importing torch alone takes seconds here).
+inside functions too. The cycle check counts imports inside functions as well: such an import cannot meet a
+half-initialised module, but a cycle through one is still a knot of responsibilities (issue 22: conversion, confined,
+inference, inspection, bench and the registry formed one 10-module cycle because the sandbox child called the public
+functions again). Importing one's own parent package is not an edge: Python initialises a package before its
+submodules, so ``from packager.registry import lineage`` inside ``packager.registry.backend`` depends on ``lineage``.
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ def _imports(module: str, *, module_level: bool) -> set[str]:
     path = MODULES[module]
     tree = ast.parse(path.read_text())
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-    nodes = _top_level(tree.body) if module_level else list(ast.walk(tree))
+    nodes = _top_level(tree.body) if module_level else _run_time(tree)
     found = set()
     for node in nodes:
         names = []
@@ -48,9 +51,17 @@ def _imports(module: str, *, module_level: bool) -> set[str]:
             names = [f"{base}.{a.name}" for a in node.names] + [base]
         for name in names:
             target = _resolve(name) if name.startswith("packager") else None
-            if target and target != module:
+            if target and target != module and not module.startswith(target + "."):
                 found.add(target)
     return found
+
+
+def _run_time(tree: ast.Module) -> list[ast.AST]:
+    """Every node that can run: all of the module, functions included, but not ``if TYPE_CHECKING:`` blocks (an
+    annotation's import never runs, so it makes no cycle)."""
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+               for statement in node.body for n in ast.walk(statement)}  # its else branch does run
+    return [n for n in ast.walk(tree) if id(n) not in skipped]
 
 
 def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -96,8 +107,11 @@ def test_the_core_imports_the_registry_only_inside_functions():
     assert eager == []
 
 
-def test_no_import_cycle_at_module_level():
-    graph = {m: _imports(m, module_level=True) for m in MODULES}
+def _graph(module_level: bool) -> dict[str, set[str]]:
+    return {m: _imports(m, module_level=module_level) for m in MODULES}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[str]:
     state: dict[str, int] = {}
     cycles = []
 
@@ -113,7 +127,73 @@ def test_no_import_cycle_at_module_level():
     for module in sorted(graph):
         if module not in state:
             visit(module, [])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycle_at_module_level():
+    assert _cycles(_graph(module_level=True)) == []
+
+
+def test_no_import_cycle_counting_imports_inside_functions():
+    assert _cycles(_graph(module_level=False)) == []
+
+
+def test_the_cycle_check_finds_a_cycle_through_a_function_body():
+    """The check above can fail: requests importing the pipeline inside a function (which imports requests) is a cycle."""
+    graph = _graph(module_level=False)
+    graph["packager.requests"] = graph["packager.requests"] | {"packager.conversion"}
+    assert any("packager.requests" in cycle for cycle in _cycles(graph))
+
+
+# ---------------------------------------------------------------- what a plugin may import
+
+PLUGIN_API = {
+    "packager",  # the package itself (``from packager import safety``)
+    "packager.contract",  # what a plugin promises (Artifact, ConvertOptions, Runtime, Format)
+    "packager.plugins",  # the decorators that mark it
+    "packager.errors",
+    "packager.deps",  # optional frameworks: require(), version_of()
+    "packager.signature",
+    "packager.validation",  # criteria a format declares
+    "packager.columns",
+    "packager.spark_session",
+}
+PLUGIN_API_PACKAGES = ("packager.safety",)  # the static checks a loader runs before loading
+
+
+def _plugin_imports() -> dict[str, set[str]]:
+    """packager modules each plugin file imports (anywhere in it); relative imports stay among the plugins."""
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "converters").glob("*.py")):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names if a.name.split(".")[0] == "packager"}
+            elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").split(".")[0] == "packager":
+                module = node.module or ""
+                names |= {_resolve(f"{module}.{a.name}") or module for a in node.names}
+        found[path.name] = names
+    return found
+
+
+def test_plugins_import_only_the_plugin_api():
+    """A plugin reaches the core through the contract (``packager.contract``), the decorators, the errors, the checks and
+    a few helpers; never the pipeline, the sandbox, the requests, the registry or the CLI (the core calls plugins, not
+    the other way round)."""
+    reached = sorted(
+        f"converters/{name} imports {module}"
+        for name, modules in _plugin_imports().items()
+        for module in modules
+        if module not in PLUGIN_API and not module.startswith(tuple(p + "." for p in PLUGIN_API_PACKAGES)) and module not in PLUGIN_API_PACKAGES
+        and not module.startswith("packager.converters")
+    )
+    assert reached == []
+
+
+def test_the_plugin_import_reader_sees_what_it_must():
+    imports = _plugin_imports()
+    assert "packager.contract" in imports["onnx.py"]
+    assert "packager.safety" in imports["sklearn.py"]  # ``from packager import safety`` names the subpackage
 
 
 def test_the_graph_reader_sees_what_it_must():
@@ -122,6 +202,8 @@ def test_the_graph_reader_sees_what_it_must():
     assert "packager.contract" in _imports("packager.plugins", module_level=True)
     assert "packager.registry.backend" in _imports("packager.inference", module_level=False)
     assert "packager.registry.backend" not in _imports("packager.inference", module_level=True)
+    assert "packager.registry.lineage" in _imports("packager.registry.backend", module_level=True)
+    assert "packager.registry" not in _imports("packager.registry.backend", module_level=False)  # its own parent
 
 
 # ---------------------------------------------------------------- the plugins are packager.converters

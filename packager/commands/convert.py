@@ -6,8 +6,10 @@ from pathlib import Path
 
 import click
 
+from packager.commands._options import request_fields, request_options
 from packager.commands._render import conversion_table, progress_reporter, result_row
 from packager.errors import NotQuantizable, UnsupportedConversion
+from packager.requests import ConvertRequest
 
 
 @click.command("convert")
@@ -21,26 +23,7 @@ from packager.errors import NotQuantizable, UnsupportedConversion
     help="Target format (repeatable); 'all' = every target the source framework reaches.",
 )
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Package directory (one sub-folder per target when several).")
-@click.option(
-    "--quantize",
-    is_flag=False,
-    flag_value="dynamic",
-    default=None,
-    metavar="[dynamic|static|fp16|weights|auto]",
-    help="Quantize the result; bare --quantize means dynamic int8; weights = 8-bit weights only (Core ML).",
-)
-@click.option("--calibration", type=click.Path(path_type=Path), help="Calibration rows for --quantize static (.npy/.csv/.parquet).")
-@click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
-@click.option("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
-@click.option("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
-@click.option(
-    "--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into."
-)
-@click.option(
-    "--task",
-    help="Hugging Face folders: feature-extraction, sequence-classification, token-classification or "
-    "image-classification (default: the config's architecture).",
-)
+@request_options(ConvertRequest)
 @click.option("--script", is_flag=True, help="TorchScript: torch.jit.script instead of trace (keeps data-dependent control flow).")
 @click.option(
     "--option",
@@ -49,60 +32,19 @@ from packager.errors import NotQuantizable, UnsupportedConversion
     metavar="NAME[=VALUE]",
     help="An option a converter declares for itself (see `packager formats`), e.g. --option script (repeatable).",
 )
-@click.option(
-    "--opset",
-    callback=lambda ctx, param, v: int(v) if v and v.strip().isdigit() else v,
-    metavar="N[,DOMAIN=N]",
-    help="ONNX opset to target (default: the converter's), e.g. 17 or 17,ai.onnx.ml=3 (scikit-learn).",
-)
 @click.option("--trust", is_flag=True, help="Load the source even if it imports code outside the allow-list (recorded).")
-@click.option(
-    "--output-kind",
-    "output_kind",
-    multiple=True,
-    metavar="NAME=KIND",
-    help="How to judge an output: labels, probabilities, scores, regression, embedding or integer (repeatable).",
-)
-@click.option(
-    "--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."
-)
-@click.option("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree (overrides the format's).")
-@click.option("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest).")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
 @click.option(
     "--push", "push_name", metavar="NAME", help="Push each package to the registry as a version of NAME (source first, with lineage)."
 )
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push (env PACKAGER_REGISTRY).")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push (env PACKAGER_BLOBS).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def command(
-    source,
-    targets,
-    out,
-    quantize,
-    calibration,
-    sample,
-    input_shape,
-    dynamic_axes,
-    model_class,
-    task,
-    script,
-    plugin_option,
-    opset,
-    trust,
-    output_kind,
-    tolerance,
-    min_agreement,
-    accept_mismatch,
-    force,
-    push_name,
-    registry_url,
-    blobs,
-    as_json,
-):
+def command(source, targets, out, script, plugin_option, trust, push_name, registry_url, blobs, as_json, **fields):
     """Convert SOURCE (a model file) to deployable formats; each is validated in its own runtime."""
+    from dataclasses import replace
+
     from packager.commands._render import emit_json
-    from packager.conversion import TargetResult, convert, convert_each
+    from packager.conversion import TargetResult, submit, submit_each
     from packager.plugins import default_registry
 
     registry = default_registry()
@@ -116,35 +58,26 @@ def command(
     wanted = list(dict.fromkeys(targets))
     several = len(wanted) > 1 or "all" in wanted
     base = out or Path.cwd() / f"{source.stem}-packages" if several else out
-    source_options = {"sample": sample, "input_shape": input_shape, "model_class": model_class, **({"task": task} if task else {})}
-    options = dict(
-        quantize=quantize,
-        sample=sample,
-        calibration=calibration,
-        input_shape=input_shape,
-        dynamic_axes=dynamic_axes,
-        model_class=model_class,
+    request = ConvertRequest(
+        path=str(source),
+        out=str(base) if base is not None else None,
         plugin_options=_plugin_options(plugin_option, script),
-        opset=opset,
-        trust=trust,
-        accept_mismatch=accept_mismatch,
-        output_kind=output_kind,
-        tolerance=tolerance,
-        min_agreement=min_agreement,
-        task=task,
-        overwrite=force,
-        registry=registry,
+        **request_fields(ConvertRequest, fields),
     )
+    source_options = {
+        "sample": request.sample,
+        "input_shape": request.input_shape,
+        "model_class": request.model_class,
+        **({"task": request.task} if request.task else {}),
+    }
     rows, failures = [], []
     with progress_reporter(as_json) as report:
         if several:  # one load (one sandbox child) for every target
-            results = convert_each(source, wanted, base, progress=report, **options)
+            results = submit_each(replace(request, targets=tuple(wanted)), trust=trust, progress=report, registry=registry)
         else:
-            results = [
-                TargetResult(
-                    wanted[0], package=convert(source, to=wanted[0], out=base, progress=lambda m: report(f"{wanted[0]}: {m}"), **options)
-                )
-            ]
+            target = wanted[0]
+            package = submit(replace(request, to=target), trust=trust, progress=lambda m: report(f"{target}: {m}"), registry=registry)
+            results = [TargetResult(target, package=package)]
         for result in results:
             if result.error is not None:
                 by_design = isinstance(result.error, REFUSED_BY_DESIGN)

@@ -23,7 +23,8 @@ def command(as_json, markdown):
     else:
         for r in rows:
             runtime = r.validated_by if r.executes else f"{r.validated_by} (not executed here)"
+            via = f"via {' -> '.join(r.via)}" if r.via else ""
             click.echo(
-                f"{r.source:<10} -> {r.target:<11} {r.extension or 'folder':<10}"
+                f"{r.source:<10} -> {r.target:<11} {via:<9} {r.extension or 'folder':<10}"
                 f" quantize: {','.join(r.quantize) or '-':<22} validated by: {runtime}"
             )

@@ -6,50 +6,22 @@ from pathlib import Path
 
 import click
 
+from packager.commands._options import request_fields, request_options
+from packager.requests import ValidateRequest
+
 
 @click.command("validate")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--source", required=True, type=click.Path(path_type=Path), help="The source model file the artifact was made from.")
-@click.option("--sample", type=click.Path(path_type=Path), help="Sample inputs (.npy/.csv/.parquet); synthesized when absent.")
-@click.option(
-    "--quantized",
-    "quantization",
-    type=click.Choice(["dynamic", "static", "fp16"]),
-    help="Use this quantization mode's tolerance (default: from manifest.json).",
-)
-@click.option("--atol", type=float, help="Override the absolute tolerance.")
-@click.option("--rtol", type=float, help="Override the relative tolerance.")
-@click.option(
-    "--tolerance", "tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."
-)
-@click.option("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree.")
-@click.option(
-    "--output-kind",
-    "output_kind",
-    multiple=True,
-    metavar="NAME=KIND",
-    help="labels, probabilities, scores, regression, embedding, integer.",
-)
+@request_options(ValidateRequest)
 @click.option("--trust", is_flag=True, help="Load files that import code outside the allow-list.")
 @click.option("--json", "as_json", is_flag=True)
-def command(artifact, source, sample, quantization, atol, rtol, tolerance, min_agreement, output_kind, trust, as_json):
+def command(artifact, trust, as_json, **fields):
     """Run ARTIFACT in its own runtime and compare with SOURCE's outputs."""
     from packager.commands._render import emit_json
     from packager.errors import ValidationFailed
-    from packager.inspection import validate
+    from packager.inspection import submit_validate
 
-    report = validate(
-        artifact,
-        source,
-        sample=sample,
-        quantization=quantization,
-        atol=atol,
-        rtol=rtol,
-        tolerance=tolerance,
-        min_agreement=min_agreement,
-        output_kind=output_kind,
-        trust=trust,
-    )
+    report = submit_validate(ValidateRequest(artifact=str(artifact), **request_fields(ValidateRequest, fields)), trust=trust)
     if as_json:
         emit_json(report.to_dict())
     else:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from packager import settings
 from packager.errors import BlobCorrupt, NotFound
 from packager.package import staging_dir
 from packager.registry import schema as t
@@ -38,10 +38,10 @@ class LocalRegistry(RegistryBackend):
 
     def __init__(self, url: str | None = None, blobs: str | None = None):
         home = default_home()
-        self.url = url or os.environ.get("PACKAGER_REGISTRY") or f"sqlite:///{home / 'catalog.db'}"
+        self.url = url or settings.registry_url() or f"sqlite:///{home / 'catalog.db'}"
         if self.url.startswith("sqlite:///"):
             Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        self.blobs = open_blob_store(blobs or os.environ.get("PACKAGER_BLOBS") or str(home / "objects"))
+        self.blobs = open_blob_store(blobs or settings.blobs() or str(home / "objects"))
         self.engine = make_engine(self.url)
         migrate(self.engine)
 

@@ -13,24 +13,25 @@ import abc
 import builtins
 import json
 import math
-import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from packager.errors import BlobCorrupt, InputFileError, UsageError
+from packager.errors import InputFileError, UsageError
 from packager.package import MANIFEST
 from packager.registry import lineage as lineage_capture
 from packager.registry.refs import ModelRef, check_alias, check_key, check_name, check_value
-from packager.registry.versions import FileEntry, VersionInfo
+from packager.registry.versions import FileEntry, VersionInfo, safe_join  # noqa: F401  (safe_join re-exported)
 
 DERIVED_FROM = "derived-from"
 Files = list[tuple[Path, str, str]]  # (path on disk, path in the package, role)
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("PACKAGER_HOME") or Path.home() / ".packager")
+    from packager import settings
+
+    return settings.home()
 
 
 class RegistryBackend(abc.ABC):
@@ -268,13 +269,3 @@ def package_files(package_dir: Path) -> list[tuple[str, Path]]:
         if path.is_file():
             files.append((path.relative_to(package_dir).as_posix(), path))
     return files
-
-
-def safe_join(root: Path, rel: str) -> Path:
-    """``root / rel``, refused when a stored path would land outside ``root``."""
-    target = (root / rel).resolve()
-    if not str(target).startswith(str(root.resolve()) + os.sep):
-        raise BlobCorrupt(
-            f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it"
-        )
-    return target

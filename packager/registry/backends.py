@@ -10,7 +10,6 @@ A factory takes ``(url, blobs=None, **options)`` and returns a ``RegistryBackend
 
 from __future__ import annotations
 
-import os
 from importlib import import_module, metadata
 from typing import Any, Callable
 
@@ -43,7 +42,9 @@ def open_registry(url: str | None = None, blobs: str | None = None, **options: A
     ``blobs`` is the blob store of a local catalog (a folder or ``s3://bucket/prefix``; default
     $PACKAGER_BLOBS, else $PACKAGER_HOME/objects); a server keeps its own, so remote backends ignore it.
     ``options`` go to the backend (``token=``, ``timeout=`` for a server)."""
-    url = url or os.environ.get("PACKAGER_REGISTRY") or f"sqlite:///{default_home() / 'catalog.db'}"
+    from packager import settings
+
+    url = url or settings.registry_url() or f"sqlite:///{default_home() / 'catalog.db'}"
     scheme = url.partition(":")[0].lower() if "://" in url else ""
     factory = _BACKENDS.get(scheme) or _entry_point(scheme)
     if factory is None:

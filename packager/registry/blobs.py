@@ -220,7 +220,9 @@ class S3BlobStore:
         self.bucket, _, prefix = rest.partition("/")
         self.prefix = prefix.strip("/")
         self.url = url
-        endpoint = endpoint_url or os.environ.get("PACKAGER_S3_ENDPOINT") or None
+        from packager import settings
+
+        endpoint = endpoint_url or settings.s3_endpoint()
         self.client = boto3.client("s3", endpoint_url=endpoint)
 
     def _key(self, digest: str) -> str:

@@ -65,7 +65,7 @@ def check_stored(blobs: Any, manifest: Mapping[str, Any], entries: Iterable[Any]
     """``check_package`` on the model file(s) of uploaded ``entries``, copied out of the blob store first (the server's
     half of a remote push: what it records is what it checked)."""
     from packager.package import check_model_file
-    from packager.registry.backend import safe_join
+    from packager.registry.versions import safe_join
 
     model = check_model_file(manifest.get("model_file"))
     with tempfile.TemporaryDirectory(prefix="packager-push-check-") as work:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 from urllib.parse import quote
@@ -34,8 +33,15 @@ class RemoteRegistry(RegistryBackend):
             import httpx
         except ImportError:
             raise MissingDependency("a remote registry needs httpx", "pip install 'packager[server]'") from None
-        self.url = (url or os.environ["PACKAGER_REGISTRY"]).rstrip("/")
-        token = token or os.environ.get("PACKAGER_TOKEN")
+        from packager import settings
+
+        given = url or settings.registry_url()
+        if not given:
+            from packager.errors import UsageError
+
+            raise UsageError("no registry server URL given", f"pass --registry https://HOST or set {settings.REGISTRY}")
+        self.url = given.rstrip("/")
+        token = token or settings.token()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=f"{self.url}/api/v1", headers=headers, timeout=timeout)
         self.bytes_uploaded = 0

@@ -4,8 +4,12 @@ package digest (the sha256 over its (path, file digest) list) that identifies id
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
+
+from packager.errors import BlobCorrupt
 
 
 @dataclass(frozen=True)
@@ -96,3 +100,14 @@ class VersionInfo:
 def package_digest(entries: Iterable[FileEntry]) -> str:
     lines = "\n".join(f"{e.path} {e.digest}" for e in sorted(entries, key=lambda e: e.path) if e.role == "package")
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """``root / rel``, refused when a stored path would land outside ``root`` (here, not in backend: checks and backends
+    both use it, and checks importing backend closed an import cycle)."""
+    target = (root / rel).resolve()
+    if not str(target).startswith(str(root.resolve()) + os.sep):
+        raise BlobCorrupt(
+            f"the catalog lists a file outside the package folder: {rel!r}", "the catalog was tampered with; refusing to write it"
+        )
+    return target

@@ -10,7 +10,8 @@ from typing import Any
 
 from packager.errors import UnsafeModelError
 from packager.safety.allowlist import import_refusal
-from packager.safety.pickles import TRUST_HINT, PickleImport, check_imports, load_joblib, load_pickle, scan_pickle_imports
+from packager.safety.joblib import load_joblib
+from packager.safety.pickles import TRUST_HINT, PickleImport, check_imports, load_pickle, scan_pickle_imports
 
 __all__ = [
     "TRUST_HINT",

@@ -91,8 +91,9 @@ def read_wrapped_array(wrapper: Any, unpickler: RestrictedUnpickler) -> Any:
     return _ensure_native_byte_order(array)
 
 
-def load_joblib(path: Path, *, trust: bool = False) -> Any:
+def load_joblib(path: str | Path, *, trust: bool = False) -> Any:
     """Load a joblib file; unless ``trust``, every import, call and array goes through our checks."""
+    path = Path(path)
     try:
         import joblib
         from joblib.numpy_pickle import _validate_fileobject_and_memmap

@@ -216,13 +216,6 @@ def load_pickle(path: str | Path, *, trust: bool = False) -> Any:
     return guarded_load(unpickler.load, path)
 
 
-def load_joblib(path: str | Path, *, trust: bool = False) -> Any:
-    """Load a joblib file; unless ``trust``, with our unpickler and our own array reader (packager.safety.joblib)."""
-    from packager.safety.joblib import load_joblib as load
-
-    return load(Path(path), trust=trust)
-
-
 def guarded_load(load, path: Path) -> Any:
     try:
         return load()

@@ -12,9 +12,9 @@ the supervisor copies that input to the crash folder, re-runs it alone in a fres
 and restarts the loop after it. Input ``i`` is a pure function of (family, seed, action, i), so any
 input is rebuilt by index alone.
 
-The worker is itself the confined process: it sets ``packager.sandbox._CHILD`` (as
-``packager._sandbox_child`` does), so ``inspect``/``convert`` run in-process with the static checks
-on instead of spawning a sandbox per input (a bwrap child costs ~1 s here: 50 inputs/s would become
+The worker is itself the confined process: it calls the inspect and convert workers
+(``packager.workers.execute``, as ``packager._sandbox_child`` does), in-process with the static checks
+on, instead of spawning a sandbox per input (a bwrap child costs ~1 s here: 50 inputs/s would become
 one), and it runs under bubblewrap with the same confinement and rlimits as that child (read-only
 root, no network, own PID namespace, secrets hidden; writable: its work folder and the crash folder),
 so an input that gets past every check is contained as it would be in production. A signal kills
@@ -94,13 +94,12 @@ def make_input(family: str, seeds: list[dict], seed: int, action: str, index: in
 
 def run_input(path: Path, action: str, family: str, out: Path) -> str:
     """The outcome name: "accepted", a PackagerError class name, or "unexpected:<type>" (raised as-is)."""
-    from packager.conversion import convert
-    from packager.inspection import inspect
+    from packager.workers import execute
 
     if action == "inspect":
-        inspect(path)
+        execute("inspect", {"path": str(path)})
     else:
-        convert(path, to=CONVERT_TO[family], out=out, overwrite=True, **CONVERT_OPTIONS.get(family, {}))
+        execute("convert", {"path": str(path), "to": CONVERT_TO[family], "out": str(out), "overwrite": True, **CONVERT_OPTIONS.get(family, {})})
     return "accepted"
 
 
@@ -127,15 +126,14 @@ def _count_reaching_frameworks(reached: list[bool]) -> None:
 # ------------------------------------------------------------------ the child: a loop over inputs
 
 def worker(args: argparse.Namespace) -> None:
-    from packager import sandbox
     from packager.errors import PackagerError
 
-    sandbox._CHILD = True  # this process is the confined one: API calls do the work here, static checks on (see the docstring)
     work, crashes = Path(args.work), Path(args.crashes)
     seeds = json.loads(Path(args.seeds).read_text())
     __import__(PRELOAD[args.family])
     import packager.conversion  # noqa: F401  (imports are not the first input's time)
     import packager.inspection  # noqa: F401
+    import packager.workers  # noqa: F401
     reached = [False]
     _count_reaching_frameworks(reached)
     saved = collections.Counter()

@@ -24,11 +24,9 @@ REPLAY = r"""
 import faulthandler, json, sys, time, traceback
 from pathlib import Path
 faulthandler.enable()
-from packager import sandbox
-sandbox._CHILD = True  # as packager._sandbox_child: the calls run here, with the static checks on
-from packager.conversion import convert
 from packager.errors import PackagerError
-from packager.inspection import inspect
+from packager.workers import execute  # as packager._sandbox_child: the workers run here, with the static checks on
+import packager.conversion, packager.inspection  # imported before the first input's clock, as the old replay's imports were
 for folder in map(Path, sys.argv[2:]):
     info = json.loads((folder / "info.json").read_text())
     path = next(p for p in folder.iterdir() if p.name not in ("info.json", "child.log"))  # a file, or a SavedModel folder
@@ -37,10 +35,10 @@ for folder in map(Path, sys.argv[2:]):
     began = time.perf_counter()
     try:
         if info["action"] == "inspect":
-            inspect(path)
+            execute("inspect", {"path": str(path)})
         else:
-            convert(path, to="onnx", out=Path(sys.argv[0]).parent / "out", overwrite=True,
-                    **({"input_shape": "2,4"} if info["family"] == "torchscript" else {}))
+            execute("convert", {"path": str(path), "to": "onnx", "out": str(Path(sys.argv[0]).parent / "out"), "overwrite": True,
+                                **({"input_shape": "2,4"} if info["family"] == "torchscript" else {})})
         outcome, what = "accepted", ""
     except PackagerError as exc:
         outcome, what = type(exc).__name__, exc.what

@@ -1,0 +1,89 @@
+"""The ``packager`` logger, configured in one place (instead of ``logging.disable``, which also silenced packager).
+
+Libraries (torch.onnx, onnxruntime.quantization, TensorFlow) log warnings that our one-line errors already say better,
+so the CLI keeps the root logger at ERROR; packager's own records go to stderr as ``packager: ...`` (warnings, and
+everything with ``--debug``, which also lets the libraries speak). In the sandbox child, packager's records are
+collected and sent back with the answer, where the parent logs them under ``packager.sandbox`` (``replay``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+LOGGER = "packager"
+MAX_RECORDS = 100  # per sandboxed call: packager logs a handful of lines per operation
+MAX_CHARS = 1000
+
+
+def configure(debug: bool) -> None:
+    """The CLI's logging: packager's records to stderr, the libraries' below ERROR dropped unless ``debug``.
+
+    The root logger's level quiets the libraries that log through it (onnxruntime.quantization, TensorFlow's Python
+    logger, absl: measured here, none printed at ERROR). torch installs its own stderr handler and level on the
+    ``torch`` logger when imported, past the root's level (measured: a torch.onnx warning still printed), so it is
+    told through its own setting, ``TORCH_LOGS=-all`` (every torch component at ERROR; measured: none printed)."""
+    if not debug:
+        os.environ.setdefault("TQDM_DISABLE", "1")  # converters' progress bars (coremltools) stay off the terminal
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up notices, whoever imports it
+        os.environ.setdefault("TORCH_LOGS", "-all")
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.ERROR)
+    own = logging.getLogger(LOGGER)
+    own.setLevel(logging.DEBUG if debug else logging.WARNING)  # (propagates: a host's handlers, pytest's caplog, see them)
+    if not any(isinstance(h, _Stderr) for h in own.handlers):  # configured twice (CliRunner in one process): one handler
+        handler = _Stderr()
+        handler.setFormatter(logging.Formatter("packager: %(message)s"))
+        own.addHandler(handler)
+
+
+class _Stderr(logging.StreamHandler):
+    """stderr as it is when a record is written: click's CliRunner swaps sys.stderr per call, and a handler holding the
+    first call's stream would write into a closed buffer on the next."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+class _Collector(logging.Handler):
+    def __init__(self, into: list[dict[str, Any]]) -> None:
+        super().__init__(logging.DEBUG)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.into) < MAX_RECORDS:
+            self.into.append({"name": record.name, "level": record.levelno, "message": record.getMessage()[:MAX_CHARS]})
+
+
+def collect() -> list[dict[str, Any]]:
+    """In the sandbox child: the libraries' records below ERROR dropped (as the CLI does), packager's collected into
+    the returned list (sent back with the answer)."""
+    logging.getLogger().setLevel(logging.ERROR)
+    records: list[dict[str, Any]] = []
+    own = logging.getLogger(LOGGER)
+    own.setLevel(logging.DEBUG)
+    own.propagate = False
+    own.addHandler(_Collector(records))
+    return records
+
+
+def replay(records: Any) -> None:
+    """The child's records, logged here under ``packager.sandbox``: strings and levels only, capped (the child ran
+    untrusted code; a record is data, never a format string)."""
+    if not isinstance(records, Iterable) or isinstance(records, (str, bytes)):
+        return
+    log = logging.getLogger(f"{LOGGER}.sandbox")
+    for record in list(records)[:MAX_RECORDS]:
+        if not isinstance(record, dict):
+            continue
+        level = record.get("level")
+        level = level if isinstance(level, int) and logging.DEBUG <= level <= logging.CRITICAL else logging.INFO
+        name, message = str(record.get("name", ""))[:100], str(record.get("message", ""))[:MAX_CHARS]
+        log.log(level, "child %s: %s", name, message, extra={"sandboxed": True})

