@@ -281,7 +281,11 @@ def _skl2onnx_boundary(model: Any):
     except UnsupportedConversion as exc:
         if isinstance(exc.__cause__, (MissingConverter, MissingShapeCalculator)):
             cause = exc.__cause__
-            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(cause, 160)})", exc.hint) from cause
+            from .pmml import threshold_refusal
+
+            refusal = threshold_refusal(model)  # a hint never names a target that refuses the model too
+            hint = f"use --to skops or joblib instead (PMML cannot either: {refusal})" if refusal else exc.hint
+            raise UnsupportedConversion(f"skl2onnx has no ONNX converter for {name} ({first_line(cause, 160)})", hint) from cause
         raise
     except ConversionError as exc:
         text = first_line(exc.__cause__) if exc.__cause__ is not None else ""

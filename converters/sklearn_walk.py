@@ -140,6 +140,9 @@ def _nested(obj: Any, seen: set | None = None):
                 yield from _nested(value, seen)
 
 
+nested = _nested  # public for the PMML plugin (its label and threshold checks walk the same estimators)
+
+
 def _output_methods(model: Any) -> dict[str, Any]:
     """Output name -> bound method, in the order skl2onnx emits the graph outputs."""
     from sklearn.base import is_classifier, is_outlier_detector, is_regressor

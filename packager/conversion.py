@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import tempfile
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -55,6 +57,7 @@ from packager.validation import (
     build_report,
     compare_outputs,
     criterion_for,
+    for_output,
     not_executed_report,
     parent_failure,
     parse_output_kinds,
@@ -333,7 +336,10 @@ def convert_source(
             quant = Quantization(done["mode"], True, "", done["size_before"], path_size(artifact.path))
             parent = _parent_in_conversion(registry, conversion, source.model, signature, options, to, evidence, judge, trust, step)
         elif quantize == "auto":
-            artifact, quant, report = _quantize_auto(registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step)
+            reconvert = partial(_run_converter, conversion, source.model, signature, options=options)
+            artifact, quant, report = _quantize_auto(
+                registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step, reconvert
+            )
         elif quantize:
             parent = _validate_parent(registry, to, artifact.path, evidence, judge, trust, step)
             step(f"quantizing ({quantize})")
@@ -499,6 +505,8 @@ def _failure_hint(report: ValidationReport, to: str, quant: Quantization, eviden
                 f"{output.name} was judged as {output.kind} from its values alone: if it is an embedding or another kind, "
                 f"say so with {flag}"
             )
+    if any(not o.passed and "cannot judge" in o.note for o in report.outputs):  # the rows, not the converter
+        hints.append("the verdict cannot judge on these rows: give --sample FILE with more rows, whose outputs differ")
     if evidence.data_source == "synthetic":
         hints.append("give --sample FILE with real rows (this check ran on synthetic inputs)")
     if quant.applied and report.parent.get("status") != "failed":
@@ -536,11 +544,13 @@ def _parent_in_conversion(registry, conversion, model, signature, options, to, e
         return _validate_parent(registry, to, parent.path, evidence, judge, trust, step)
 
 
-def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step):
+def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, evidence, judge, trust, step, reconvert=None):
     """``--quantize auto``: the int8 modes the format offers (static only with calibration rows), then fp16; the first
     that passes validation with its own criteria is kept, else fp32 stays. Every attempt is recorded with its reason.
     The fp32 parent is judged first: when it fails its own criterion no quantized child is tried (it would carry the
-    same error under a looser criterion)."""
+    same error under a looser criterion). A mode the fp32 artifact has nothing for is tried on the form the converter
+    writes for that mode (``reconvert``), as an explicit ``--quantize MODE`` does: auto recorded "not applicable (only
+    LinearRegressor)" for a Ridge whose explicit int8 MatMul graph passes (outside user)."""
     quantizer = registry.quantizers.get(to)
     offered = (quantizer.modes if quantizer else frozenset()) & conversion.quantize
     modes = [m for m in ("dynamic", "static", "fp16") if m in offered and (m != "static" or calibration_feeds)]
@@ -555,37 +565,74 @@ def _quantize_auto(registry, to, artifact, conversion, calibration_feeds, eviden
         skipped.append({"mode": "static", "kept": False, "why": "not tried: no --calibration rows"})
     for mode in modes:
         step(f"quantizing ({mode}, auto)")
-        try:
-            candidate, quant = _quantize(registry, to, artifact, mode, calibration_feeds)
-        except (NotQuantizable, UnsupportedConversion) as exc:
-            attempts.append({"mode": mode, "kept": False, "why": f"not applicable: {exc.what}"})
-            continue
-        except PackagerError as exc:
-            attempts.append({"mode": mode, "kept": False, "why": f"quantizer failed: {exc.what}"})
-            continue
-        if not quant.applied:
-            attempts.append({"mode": mode, "kept": False, "why": quant.reason or "nothing to quantize"})
-            continue
-        step(f"validating {mode} in the {to} runtime")
-        try:
-            report = validate_artifact(registry, to, candidate.path, evidence, quant.mode, judge, trust)
-        except PackagerError as exc:  # the candidate does not run (a GLM's per-channel int8 MatMul in onnxruntime 1.32)
-            attempts.append({"mode": mode, "kept": False, "why": f"does not run: {errors.first_line(exc)[:300]}"})
-            _discard(candidate.path)
-            continue
-        report = with_parent(report, parent) if parent is not None else report
-        if report.status == "failed":
-            attempts.append({"mode": mode, "kept": False, "why": "failed validation: " + "; ".join(report.failures())})
-            _discard(candidate.path)
-            continue
-        attempts.append({"mode": mode, "kept": True, "why": f"validation {report.status}"})
-        return _adopt(artifact, candidate), replace(quant, attempts=tuple(attempts + skipped)), report
+        with tempfile.TemporaryDirectory(prefix=f".auto-{mode}-", dir=artifact.path.parent) as folder:
+            tried = _auto_candidate(registry, to, artifact, mode, calibration_feeds, evidence, judge, trust, step, reconvert, Path(folder))
+            if isinstance(tried, str):
+                attempts.append({"mode": mode, "kept": False, "why": tried})
+                continue
+            candidate, quant, form_parent = tried
+            step(f"validating {mode} in the {to} runtime")
+            try:
+                report = validate_artifact(registry, to, candidate.path, evidence, quant.mode, judge, trust)
+            except PackagerError as exc:  # the candidate does not run (a GLM's per-channel int8 MatMul in onnxruntime 1.32)
+                attempts.append({"mode": mode, "kept": False, "why": f"does not run: {errors.first_line(exc)[:300]}"})
+                _discard(candidate.path)
+                continue
+            judged_parent = form_parent or parent
+            report = with_parent(report, judged_parent) if judged_parent is not None else report
+            if report.status == "failed":
+                attempts.append({"mode": mode, "kept": False, "why": "failed validation: " + "; ".join(report.failures())})
+                _discard(candidate.path)
+                continue
+            attempts.append({"mode": mode, "kept": True, "why": f"validation {report.status}"})
+            return _adopt(artifact, candidate), replace(quant, attempts=tuple(attempts + skipped)), report
     step(f"validating in the {to} runtime")
     report = parent if parent is not None else validate_artifact(registry, to, artifact.path, evidence, None, judge, trust)
     offers = ", ".join(sorted(conversion.quantize))
     during = f"{to} is quantized while converting, which auto does not try: give --quantize {offers}" if offers else ""
     why = "; ".join(f"{a['mode']}: {a['why']}" for a in attempts + skipped) or during or "the format offers no quantization"
     return artifact, Quantization("auto", False, f"kept fp32 ({why})", before, before, tuple(attempts + skipped)), report
+
+
+def _auto_candidate(registry, to, artifact, mode, calibration_feeds, evidence, judge, trust, step, reconvert, folder):
+    """One mode's quantized candidate for auto, with the parent it must be judged against (None: the fp32 artifact),
+    or the reason there is none. The fp32 artifact first; when it has nothing to quantize in this mode, the form the
+    converter writes for ``--quantize MODE`` (converted into ``folder``), whose own fp32 verdict is its parent."""
+    try:
+        candidate, quant = _quantize(registry, to, artifact, mode, calibration_feeds)
+    except (NotQuantizable, UnsupportedConversion) as exc:
+        why = f"not applicable: {exc.what}"
+    except PackagerError as exc:
+        return f"quantizer failed: {exc.what}"
+    else:
+        if quant.applied:
+            return candidate, quant, None
+        why = quant.reason or "nothing to quantize"
+    if reconvert is None or registry.quantizers.get(to) is None:
+        return why
+    step(f"converting the form --quantize {mode} takes -> {to}")
+    try:
+        form = reconvert(staging=folder, options=_for_mode(reconvert, mode))
+    except PackagerError as exc:
+        return f"{why}; the form for --quantize {mode} cannot be written: {exc.what}"
+    if "quantized_in_conversion" in form.details:  # done while converting: its parent is the fp32 artifact
+        done = form.details["quantized_in_conversion"]
+        return form, Quantization(done["mode"], True, "", done["size_before"], path_size(form.path)), None
+    try:  # quantized before its parent is judged: a form with nothing to quantize (a tree ensemble) costs no validation
+        candidate, quant = _quantize(registry, to, form, mode, calibration_feeds)
+    except PackagerError as exc:
+        return f"{why}; its form for --quantize {mode}: {exc.what}"
+    if not quant.applied:
+        return f"{why}; its form for --quantize {mode}: {quant.reason or 'nothing to quantize'}"
+    form_parent = _validate_parent(registry, to, form.path, evidence, judge, trust, step)
+    if form_parent.status == "failed":
+        return f"{why}; the fp32 form --quantize {mode} takes fails: " + "; ".join(form_parent.failures())
+    return candidate, replace(quant, size_before=path_size(artifact.path)), form_parent
+
+
+def _for_mode(reconvert, mode: str) -> Any:
+    """The conversion options of ``reconvert`` (a partial of ``_run_converter``) with the converter told the mode."""
+    return replace(reconvert.keywords["options"], quantize=mode)
 
 
 def _discard(path: Path) -> None:
@@ -742,7 +789,10 @@ def validate_artifact(
         return not_executed_report(runtime=runtime.name, runtime_version=runtime.version(), details=runtime.check(path, evidence.signature))
     judge = judge or Judge()
     table = registry.criteria(fmt)
-    criteria = {name: judge.criterion(name, criterion_for(table, fmt, kind, mode)) for name, kind in evidence.kinds.items()}
+    declared = {name: judge.criterion(name, criterion_for(table, fmt, kind, mode)) for name, kind in evidence.kinds.items()}
+    criteria = {
+        name: for_output(c, evidence.kinds[name], evidence.expected[name], evidence.scales.get(name)) for name, c in declared.items()
+    }
     handle = runtime.load(path, trust=trust)
     signature, feeds = evidence.signature, evidence.feeds
     actual, batch_sizes = _run_two_batches(runtime, handle, signature, feeds)

@@ -44,6 +44,9 @@ class Evidence:
     kinds: Mapping[str, OutputKind]
     source_predict: Callable[[Mapping[str, Any]], Mapping[str, Any]]  # the source on artifact-typed feeds
     kind_rules: Mapping[str, str] = field(default_factory=dict)  # output -> the rule that decided its kind
+    # regression output -> (per-column spread of the source on rows drawn from the model's fitted statistics, where
+    # it came from), for outputs that do not vary on the validation rows (``model_scales``)
+    scales: Mapping[str, tuple[tuple[float, ...], str]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -102,6 +105,8 @@ def gather(
     kinds.update(output_kinds or {})
     rules.update({name: "--output-kind" for name in output_kinds or {}})
     outputs = tuple(spec_of(name, value) for name, value in expected.items())
+    with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
+        scales = model_scales(source.model, plugin, signature, expected, kinds) if origin != "fitted-statistics" else {}
     return Evidence(
         signature.with_outputs(outputs),
         feeds,
@@ -111,7 +116,44 @@ def gather(
         kinds,
         lambda f: plugin.predict(source.model, signature, f),
         rules,
+        scales,
     )
+
+
+def model_scales(model: Any, plugin: Any, signature: Signature, expected: Mapping[str, Any], kinds: Mapping[str, OutputKind]):
+    """For each regression output whose values do not vary on the validation rows (one row, identical rows), the
+    spread of the source's outputs on rows drawn from the model's fitted statistics: the scale an error is measured
+    against where the rows give none. Empty when the model keeps no statistics (then the criterion says it cannot
+    judge); standard-normal rows are never a scale (unscaled features would make any error look small)."""
+    import numpy as np
+
+    flat = []
+    for name, value in expected.items():
+        array = np.asarray(value)
+        if kinds.get(name) is not OutputKind.REGRESSION or array.dtype.kind not in "fiu" or not array.size:
+            continue
+        columns = array.reshape(len(array), -1).astype(np.float64)
+        if not (np.ptp(columns, axis=0) > 0).all():
+            flat.append(name)
+    if not flat or plugin.fitted_rows_source(model) != "fitted-statistics":
+        return {}
+    drawn = plugin.fitted_rows(model, signature, FITTED_ROWS)
+    if drawn is None:
+        return {}
+    full = plugin.source_input(model, signature, drawn)
+    outputs = plugin.predict(model, signature, full if full is not None else plugin.feeds(model, signature, drawn))
+    scales = {}
+    for name in flat:
+        columns = np.asarray(outputs.get(name), dtype=np.float64)
+        if columns.ndim == 0 or len(columns) < 2:
+            continue
+        stds = columns.reshape(len(columns), -1)
+        stds = np.where(np.isfinite(stds), stds, np.nan)
+        spread = np.nanstd(stds, axis=0)
+        if spread.shape[0] == np.asarray(expected[name]).reshape(len(expected[name]), -1).shape[1] and (spread > 0).any():
+            where = f"the spread of the source's outputs on {len(columns)} rows drawn from the model's fitted statistics"
+            scales[name] = (tuple(float(v) if v > 0 else 0.0 for v in spread), where)
+    return scales
 
 
 def decide_kinds(declared: Mapping[str, Any], expected: Mapping[str, Any]) -> tuple[dict[str, OutputKind], dict[str, str]]:
