@@ -28,7 +28,8 @@ def _held_out(loader):
 def _assert_ir_package(package, route: str) -> None:
     """The package holds the IR alone (no intermediate hop left), and the manifest records every hop."""
     files = sorted(p.relative_to(package.path).as_posix() for p in package.path.rglob("*") if p.is_file())
-    assert files == ["input_example.json", "manifest.json", "openvino/model.bin", "openvino/model.xml", "requirements.txt"], files
+    ir = ["openvino/model.bin", "openvino/model.xml"]  # MLmodel and python_env.yaml: what MLflow loads it by (issue 25)
+    assert files == ["MLmodel", "input_example.json", "manifest.json", *ir, "python_env.yaml", "requirements.txt"], files
     manifest = json.loads((package.path / "manifest.json").read_text())
     conversion = manifest["conversion"]
     assert conversion["route"] == route
