@@ -30,6 +30,11 @@ def create_app(registry: Any, tokens: Iterable[Any] = (), *, read_token: bool = 
 
     given = [t for t in tokens if t]
     tokens = tuple(t for t in given if isinstance(t, Token)) + tuple(parse_tokens(t for t in given if not isinstance(t, Token)))
+    if getattr(registry, "blobs", None) is None:  # the push protocol uploads into a content-addressed blob store
+        raise UsageError(
+            f"packager serve fronts a catalog with a content-addressed blob store; {type(registry).__name__} keeps no such store",
+            "serve a sqlite:// or postgresql:// catalog; an MLflow registry is served by MLflow's own server (PACKAGER_REGISTRY=mlflow:http://…)",
+        )
     if require_signatures:
         if not getattr(registry, "supports_trust", False):
             raise UsageError("--require-signatures needs a registry that keeps signatures", "serve a sqlite:// or postgresql:// catalog")

@@ -366,3 +366,15 @@ def test_mlflow_loads_every_kind_of_package_and_predicts_as_packager_does(target
     ours = mlflow.pyfunc.load_model(str(package.path)).predict(rows)
     assert list(written.columns) == list(ours.columns) and len(ours) == len(rows) > 0
     np.testing.assert_array_equal(written.to_numpy(), ours.to_numpy())
+
+
+def test_packager_serve_refuses_an_mlflow_registry_with_the_reason(store):
+    """`packager serve` uploads pushes into a content-addressed blob store, which an MLflow registry does not have (the
+    server answered HTTP 500 on the first push before this check): refused at start, naming what to do instead."""
+    from packager.errors import UsageError
+    from packager.registry.backends import open_registry
+    from packager.server.app import create_app
+
+    with pytest.raises(UsageError, match="keeps no such store") as refused:
+        create_app(open_registry(f"mlflow:{store}"), ["token"])
+    assert "mlflow:http://" in refused.value.hint
