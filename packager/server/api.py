@@ -267,9 +267,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         "/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage"
     )
     def show(ref: str = REF_PATH, token: Token = READER) -> VersionDetail:
-        info = registry.get(ref)
-        require_name(token, info.name)
-        return info.to_dict()
+        require_name(token, name_of(ref))  # before the lookup: a 404 would tell which other models exist
+        return registry.get(ref).to_dict()
 
     @router.get("/versions/{ref}/lineage", dependencies=read, responses=_errors(404), summary="The derivation tree around a version")
     def lineage(ref: str = REF_PATH, token: Token = READER) -> LineageNode:
@@ -280,8 +279,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         "/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one"
     )
     def children(ref: str = REF_PATH, token: Token = READER) -> list[VersionSummary]:
+        require_name(token, name_of(ref))
         info = registry.get(ref)
-        require_name(token, info.name)
         return [v.to_dict(full=False) for v in visible(token, registry.children_of(info.id))]
 
     @router.get(
@@ -298,8 +297,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         },
     )
     def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512), token: Token = READER) -> Any:
+        require_name(token, name_of(ref))
         info = registry.get(ref)
-        require_name(token, info.name)
         return file_response(registry, info, path, request.headers)
 
     @router.post(
