@@ -283,3 +283,47 @@ def test_a_file_model_signing_leaves_unhashed_is_still_refused(tmp_path, package
     code, _, err = packager("pull", "g@1", "-o", str(tmp_path / "out"), "--verify", "if-signed",
                             env=env_for(tmp_path / "home", catalog, blobs))
     assert code == 12 and ".github/workflow.json" in err and not (tmp_path / "out").exists()
+
+
+def test_a_remote_push_records_the_packages_own_manifest_not_the_request_s_claim(tmp_path, package_dirs, keys):
+    """redteam24: the server recorded the manifest the client sent beside the files, so a token claimed
+    `validation: passed` for a package whose signed manifest.json says failed, and `alias protect --require
+    validated,signed` let it into production. What is recorded now is the stored manifest.json."""
+    import httpx
+
+    from packager.registry.backends import open_registry
+    from packager.registry.signing import sign_folder
+
+    alice, alice_pub = keys["alice"]
+    package = tmp_path / "failed"
+    shutil.copytree(package_dirs["onnx"], package)
+    honest = json.loads((package / "manifest.json").read_text())
+    honest["validation"] = {**(honest.get("validation") or {}), "status": "failed"}
+    (package / "manifest.json").write_text(json.dumps(honest))
+    home = tmp_path / "server"
+    home.mkdir()
+    catalog, blobs = f"sqlite:///{home / 'catalog.db'}", str(home / "objects")
+    env = env_for(tmp_path / "cli", catalog, blobs)
+    assert packager("trust", "add", str(alice_pub), "--name", "alice", env=env)[0] == 0
+    assert packager("push", str(package), "--name", "fraud", "--sign-key", str(alice), "--trust", env=env)[0] == 0
+    assert packager("alias", "protect", "fraud", "production", "--require", "validated,signed", env=env)[0] == 0
+    stored = open_registry(catalog, blobs).get("fraud@1")
+    assert stored.validation == "failed"
+    files = {f.path: {"digest": f.digest, "size": f.size, "role": f.role} for f in stored.files if f.role == "package"}
+    claim = {**honest, "validation": {**honest["validation"], "status": "passed"}}
+    body = {"name": "fraud", "manifest": claim, "files": files, "signature": sign_folder(package, alice).bundle}
+    (home / "tokens").write_text("dev-secret write,alias names=fraud name=dev\n")
+    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    try:
+        with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": "Bearer dev-secret"}, timeout=120) as http:
+            answer = http.post("/versions", json={**body, "aliases": ["production"]})
+            assert answer.status_code == 409 and answer.json()["error"] == "PromotionRefused", answer.text
+            assert "validation is failed" in answer.json()["message"]
+            answer = http.post("/versions", json=body)  # recorded, but as what its files say
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["validation"] == "failed" and answer.json()["manifest"] == honest
+            answer = http.put("/models/fraud/aliases/production", json={"ref": "2"})
+            assert answer.status_code == 409 and answer.json()["error"] == "PromotionRefused", answer.text
+        assert "production" not in {a for v in open_registry(catalog, blobs).list("fraud") for a in v.aliases}
+    finally:
+        stop()
