@@ -327,3 +327,42 @@ def test_a_remote_push_records_the_packages_own_manifest_not_the_request_s_claim
         assert "production" not in {a for v in open_registry(catalog, blobs).list("fraud") for a in v.aliases}
     finally:
         stop()
+
+
+def test_a_trusted_key_s_signature_over_other_files_is_refused_not_shown_as_signed(tmp_path, package_dirs, keys):
+    """redteam24: alice's signature of p@1, replayed onto p@2 (other files) through PUT /versions/{ref}/signature or a
+    REST push, was stored unchecked, and show/list/REST/UI named alice as p@2's signer (pull refused it; a reader
+    did not). Now a trusted key's signature must match the files it is stored with: 409, nothing stored."""
+    import httpx
+
+    from packager.registry.backends import open_registry
+
+    (alice, alice_pub), (bob, _) = keys["alice"], keys["bob"]
+    home = tmp_path / "server"
+    home.mkdir()
+    catalog, blobs = f"sqlite:///{home / 'catalog.db'}", str(home / "objects")
+    env = env_for(tmp_path / "cli", catalog, blobs)
+    assert packager("trust", "add", str(alice_pub), "--name", "alice", env=env)[0] == 0
+    assert packager("push", str(package_dirs["onnx"]), "--name", "p", "--sign-key", str(alice), env=env)[0] == 0
+    assert packager("push", str(package_dirs["int8"]), "--name", "p", env=env)[0] == 0
+    registry = open_registry(catalog, blobs)
+    replayed = registry.signature_bundle("p@1")
+    files = {f.path: {"digest": f.digest, "size": f.size, "role": f.role} for f in registry.get("p@2").files if f.role == "package"}
+    (home / "tokens").write_text("w-secret write name=dev\n")
+    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    try:
+        with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": "Bearer w-secret"}, timeout=120) as http:
+            answer = http.put("/versions/p@2/signature", json={"bundle": replayed})
+            assert answer.status_code == 409 and answer.json()["error"] == "SignatureRefused", answer.text
+            assert "does not match the files" in answer.json()["message"]
+            answer = http.post("/versions", json={"name": "p", "manifest": {"format": "onnx"}, "files": files, "signature": replayed})
+            assert answer.status_code == 409 and answer.json()["error"] == "SignatureRefused", answer.text
+            assert http.get("/versions/p@2").json()["signature"] is None
+            assert [v["version"] for v in http.get("/models/p/versions").json()] == [2, 1]  # the refused push stored nothing
+        code, out, _ = packager("show", "p@2", "--json", env=env)
+        assert code == 0 and json.loads(out)["signature"] is None
+        # an untrusted key's signature is still stored (unjudged: trust may come later), and shown without a signer
+        assert packager("sign", "p@2", "--key", str(bob), env=env)[0] == 0
+        assert json.loads(packager("show", "p@2", "--json", env=env)[1])["signature"]["signer"] is None
+    finally:
+        stop()
