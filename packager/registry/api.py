@@ -483,6 +483,9 @@ class LocalRegistry(RegistryBackend):
 
         def work(conn):
             audit.append(conn, "delete", info.ref, {"id": info.id, "digest": info.digest, "aliases": list(info.aliases)}, None)
+            model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == info.name)).scalar()
+            for alias in info.aliases:  # each removal in the alias's history too: it ended saying the alias still pointed here
+                history.record_move(conn, info.name, model_id, alias, None, None, f"{info.ref} deleted")
             for table, column in (
                 (t.signatures, t.signatures.c.version_id),
                 (t.edges, t.edges.c.child_id),
@@ -496,7 +499,6 @@ class LocalRegistry(RegistryBackend):
             ):
                 conn.execute(delete(table).where(column == info.id))
             conn.execute(delete(t.versions).where(t.versions.c.id == info.id))
-            model_id = conn.execute(select(t.models.c.id).where(t.models.c.name == info.name)).scalar()
             if not conn.execute(select(func.count()).select_from(t.versions).where(t.versions.c.model_id == model_id)).scalar():
                 conn.execute(delete(t.models).where(t.models.c.id == model_id))
 

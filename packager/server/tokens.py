@@ -63,6 +63,10 @@ def parse_line(line: str, number: int = 1) -> Token:
         key, sep, value = field.partition("=")
         if sep and key == "names":
             names = tuple(g for g in value.split(",") if g)
+            if not names:  # an empty list meant "every model": `names=$TEAM` with $TEAM unset failed open (redteam24)
+                raise UsageError(
+                    f"token file line {number}: names= lists no glob", "write names=GLOB[,GLOB], or leave names= out for every model"
+                )
         elif sep and key == "name":
             if not _LABEL.fullmatch(value):
                 raise UsageError(

@@ -366,3 +366,22 @@ def test_a_trusted_key_s_signature_over_other_files_is_refused_not_shown_as_sign
         assert json.loads(packager("show", "p@2", "--json", env=env)[1])["signature"]["signer"] is None
     finally:
         stop()
+
+
+def test_deleting_the_version_an_alias_points_at_is_in_the_alias_history_and_rollback_skips_it(tmp_path, package_dirs):
+    """redteam24: `delete` dropped the alias with its version but wrote no history event, so `alias history` still
+    said production -> p@2 after p@2 and the alias were gone. Now the removal is an event (and an audit record), and
+    rollback returns to the target before the deleted version."""
+    env = env_for(tmp_path / "home", f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))
+    for _ in range(2):
+        assert packager("push", str(package_dirs["onnx"]), "--name", "p", env=env)[0] == 0
+    for version in (1, 2):
+        assert packager("alias", "set", f"p@{version}", "production", env=env)[0] == 0
+    assert packager("delete", "p@2", env=env)[0] == 0
+    events = json.loads(packager("alias", "history", "p", "production", "--json", env=env)[1])
+    assert [(e["from"], e["to"]) for e in events] == [(None, 1), (1, 2), (2, None)] and events[-1]["message"] == "p@2 deleted"
+    code, out, err = packager("alias", "rollback", "p", "production", env=env)
+    assert code == 0 and out.strip() == "p@production -> p@1", err
+    actions = [(r["action"], r["target"]) for r in json.loads(packager("audit", "--name", "p", "--json", env=env)[1])]
+    assert actions[-3:] == [("delete", "p@2"), ("alias.remove", "p@production"), ("alias.set", "p@production")]
+    assert packager("verify", env=env)[0] == 0  # the chain still holds

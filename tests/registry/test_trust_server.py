@@ -323,3 +323,19 @@ def test_a_names_limited_token_reads_only_its_models_through_every_route_and_pag
             assert len(seeded.list("team-a-m")) == 2  # the refused push recorded nothing
     finally:
         stop()
+
+
+@pytest.mark.parametrize("line", ["team-secret write names=", "team-secret write names=, name=team"])
+def test_a_token_whose_names_list_is_empty_is_refused_not_given_every_model(tmp_path, line):
+    """redteam24: `names=` with no glob (a template's `names=$TEAM` with $TEAM unset) parsed as "no limit": the token
+    could write every model. `packager serve` now refuses the file (exit 2, one line, the secret never echoed)."""
+    home = tmp_path / "server"
+    home.mkdir()
+    (home / "tokens").write_text(f"{line}\n")
+    try:
+        url, stop = start_registry_server(home, home / "tokens")
+    except RuntimeError as exc:
+        assert "names= lists no glob" in str(exc) and "team-secret" not in str(exc), exc
+    else:
+        stop()
+        pytest.fail(f"packager serve started with {line!r}: the token reached every model")
