@@ -443,15 +443,16 @@ class LocalRegistry(RegistryBackend):
         with read(self.engine) as conn:
             return [audit.decode(row).to_dict() for row in conn.execute(query)]
 
-    def verify_audit(self) -> dict[str, Any]:
-        """Walk the hash chain: ``{"records", "ok", "first_bad", "reason"}``. Rows come through the driver's cursor in
+    def verify_audit(self, anchor: str | None = None) -> dict[str, Any]:
+        """Walk the hash chain: ``{"records", "ok", "first_bad", "reason", "head"}``; ``anchor`` is a head kept elsewhere
+        (``SEQ:HASH``, as ``head`` gives it), which must still be in the chain. Rows come through the driver's cursor in
         batches: SQLAlchemy's Row objects cost more than the hashing (3.0 s vs 0.5 s for 100,000 records, measured)."""
         query = "SELECT seq, time, actor, action, target, before, after, prev_hash, hash FROM audit ORDER BY seq"
         with read(self.engine) as conn:
             cursor = conn.connection.driver_connection.cursor()
             try:
                 cursor.execute(query)
-                return audit.check_chain(_batches(cursor))
+                return audit.check_chain(_batches(cursor), audit.parse_anchor(anchor) if anchor else None)
             finally:
                 cursor.close()
 

@@ -64,7 +64,7 @@ from packager.server.schemas import (
     VersionDetail,
     VersionSummary,
 )
-from packager.server.tokens import ANONYMOUS, Token, find, prune_lineage, require_name, visible
+from packager.server.tokens import ANONYMOUS, Token, find, prune_lineage, require_every_name, require_name, visible
 
 STATUS = {
     RequestTooLarge: 413,
@@ -166,10 +166,10 @@ def _manifest_schema(manifest: dict[str, Any]) -> dict[str, Any]:
     try:
         return Manifest.model_validate(manifest).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()))
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
         raise InputFileError(
-            f"the package's manifest.json does not match the manifest schema: {where}: {first.get('msg', 'invalid')}",
+            f"the package's manifest.json does not match the manifest schema: {where}: {errors[0]['msg'] if errors else 'invalid'}",
             "push a folder written by `packager convert -o DIR`",
         ) from None
 
@@ -273,7 +273,7 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     @router.get("/versions/{ref}/lineage", dependencies=read, responses=_errors(404), summary="The derivation tree around a version")
     def lineage(ref: str = REF_PATH, token: Token = READER) -> LineageNode:
         require_name(token, name_of(ref))
-        return prune_lineage(token, registry.lineage(ref))
+        return LineageNode.model_validate(prune_lineage(token, registry.lineage(ref)))
 
     @router.get(
         "/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one"
@@ -476,11 +476,13 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     def trust_add(body: TrustedKeyBody, token: Token = ADMIN) -> TrustedKeyInfo:
         from packager.registry.signing import public_key_text
 
+        require_every_name(token, "the trust list")
         with acting(token.label):
             return registry.trust_add(body.name, public_key_text(body.public_key)).to_dict(with_key=True)
 
     @router.delete("/trust/{key_name}", dependencies=admin, responses=_errors(403, 404), summary="Stop trusting a key")
     def trust_remove(key_name: str = KEY_NAME_PATH, token: Token = ADMIN) -> Removed:
+        require_every_name(token, "the trust list")
         with acting(token.label):
             registry.trust_remove(key_name)
         return Removed(removed=key_name)
@@ -500,16 +502,17 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         return visible(token, registry.audit_log(name, since, None), lambda r: r["target"].partition("@")[0])[:limit]
 
     @router.get("/audit/verify", dependencies=read, responses=_errors(), summary="Check the audit log's hash chain")
-    def audit_verify() -> AuditCheck:
-        return registry.verify_audit()
+    def audit_verify(anchor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}:[0-9a-f]{64}$")) -> AuditCheck:
+        return registry.verify_audit(anchor) if anchor else registry.verify_audit()
 
     @router.post("/gc", dependencies=admin, responses=_errors(403), summary="Free blobs no version references")
     def gc(token: Token = ADMIN) -> GcReport:
+        require_every_name(token, "gc")
         with acting(token.label):
             return registry.gc()
 
     @router.get("/verify", dependencies=admin, responses=_errors(403), summary="Re-hash every stored blob")
-    def verify() -> list[Problem]:
-        return registry.verify()
+    def verify(token: Token = ADMIN) -> list[Problem]:
+        return visible(token, registry.verify(), lambda p: p["ref"].partition("@")[0])
 
     return router

@@ -146,3 +146,13 @@ def require_name(token: Token, name: str) -> None:
             f"the token {token.label!r} may not touch model {name!r} (its names: {','.join(token.names)})",
             "use a token whose names= covers it",
         )
+
+
+def require_every_name(token: Token, what: str) -> None:
+    """Trusted keys and gc are registry-wide: a key trusted by a ``names=team-a-*`` admin would make ``--verify required``
+    accept that key's signatures on every team's models, and removing one would refuse theirs (redteam24)."""
+    if token.names:
+        raise Forbidden(
+            f"the token {token.label!r} is limited to {','.join(token.names)} and {what} applies to every model",
+            "use an admin token without names=",
+        )

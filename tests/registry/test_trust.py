@@ -385,3 +385,45 @@ def test_deleting_the_version_an_alias_points_at_is_in_the_alias_history_and_rol
     actions = [(r["action"], r["target"]) for r in json.loads(packager("audit", "--name", "p", "--json", env=env)[1])]
     assert actions[-3:] == [("delete", "p@2"), ("alias.remove", "p@production"), ("alias.set", "p@production")]
     assert packager("verify", env=env)[0] == 0  # the chain still holds
+
+
+def test_a_rewritten_or_truncated_audit_chain_passes_alone_but_not_against_a_kept_head(tmp_path, package_dirs):
+    """redteam24: with write access to the catalog, editing a record and recomputing every later hash, or deleting the
+    newest records, leaves a chain that checks (inherent: nothing inside the database can tell). `packager verify`
+    prints the head; `--anchor HEAD` kept elsewhere catches both (exit 12, naming the record)."""
+    from sqlalchemy import text
+
+    from packager.registry import audit
+    from packager.registry.backends import open_registry
+
+    catalog, blobs = f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects")
+    env = env_for(tmp_path / "home", catalog, blobs)
+    for _ in range(2):
+        assert packager("push", str(package_dirs["onnx"]), "--name", "p", env=env)[0] == 0
+    assert packager("alias", "set", "p@2", "production", env=env)[0] == 0
+    code, out, _ = packager("verify", env=env)
+    head = out.split("head ")[1].split()[0]
+    assert code == 0 and head.startswith("3:") and packager("verify", "--anchor", head, env=env)[0] == 0
+    assert packager("alias", "set", "p@1", "production", env=env)[0] == 0  # a later record: the old head is still in the chain
+    assert packager("verify", "--anchor", head, env=env)[0] == 0
+
+    registry = open_registry(catalog, blobs)
+    with registry.engine.begin() as db:  # who pushed p@1: rewritten, and every hash after it recomputed
+        db.execute(text("UPDATE audit SET actor = 'someone-else' WHERE seq = 1"))
+        prev = audit.GENESIS
+        for r in db.execute(text("SELECT seq, time, actor, action, target, before, after FROM audit ORDER BY seq")).all():
+            digest = audit.record_hash(r.seq, r.time, r.actor, r.action, r.target, r.before, r.after, prev)
+            db.execute(text("UPDATE audit SET prev_hash = :p, hash = :h WHERE seq = :s"), {"p": prev, "h": digest, "s": r.seq})
+            prev = digest
+    assert packager("verify", env=env)[0] == 0  # inherent: alone, the rewritten chain checks
+    code, _, err = packager("verify", "--anchor", head, env=env)
+    assert code == 12 and "record 3 is not the anchored one" in err, err
+
+    fresh = packager("verify", env=env)[1].split("head ")[1].split()[0]
+    with registry.engine.begin() as db:  # the newest record (the move back to p@1) deleted
+        db.execute(text("DELETE FROM audit WHERE seq = 4"))
+    assert packager("verify", env=env)[0] == 0  # inherent: a shorter chain checks
+    code, _, err = packager("verify", "--anchor", fresh, env=env)
+    assert code == 12 and "record 4 (anchored) is missing" in err, err
+    code, _, err = packager("verify", "--anchor", "4:nothex", env=env)
+    assert code == 2 and "is not SEQ:HASH" in err

@@ -101,7 +101,7 @@ def test_editing_any_audit_row_is_caught_by_verify(catalog, tmp_path, package_di
         "push", "alias.set", "push", "alias.move", "tag", "trust.add", "alias.protect", "alias.set", "alias.remove", "delete", "gc",
         "trust.remove",
     ]
-    assert registry.verify_audit() == {"records": 12, "ok": True, "first_bad": None, "reason": ""}
+    assert registry.verify_audit() == {"records": 12, "ok": True, "first_bad": None, "reason": "", "head": f"12:{records[-1]['hash']}"}
 
     env = {"PACKAGER_HOME": str(tmp_path / "home"), "PACKAGER_REGISTRY": url_db, "PACKAGER_BLOBS": blobs}
     caught = 0
@@ -278,7 +278,9 @@ def test_a_names_limited_token_reads_only_its_models_through_every_route_and_pag
     other = seeded.push(package_dirs["onnx"], "shared-m", parents=["team-a-m@1"], trust=True)  # sorts before team-a-m
     seeded.push(package_dirs["int8"], "team-a-m", parents=["shared-m@1"], trust=True)  # lineage a@1 -> shared@1 -> a@2
     seeded.set_alias("shared-m@1", "production")
-    (home / "tokens").write_text("a-secret write,alias names=team-a-* name=team-a\nad-secret admin name=admin\n")
+    (home / "tokens").write_text(
+        "a-secret write,alias names=team-a-* name=team-a\nad-secret admin name=admin\nta-secret admin names=team-a-* name=team-a-admin\n"
+    )
     url, stop = start_registry_server(home, home / "tokens", read_token=True, blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
     team_a, admin = ({"Authorization": f"Bearer {s}"} for s in ("a-secret", "ad-secret"))
     try:
@@ -321,6 +323,17 @@ def test_a_names_limited_token_reads_only_its_models_through_every_route_and_pag
                 assert answer.status_code == 403 and "may not touch model" in answer.text, (path, answer.text[:200])
                 assert not path.startswith("/api") or answer.json()["error"] == "Forbidden"
             assert len(seeded.list("team-a-m")) == 2  # the refused push recorded nothing
+            # an admin limited to team-a-* may not change what every team trusts, nor gc every team's blobs
+            team_admin = {"Authorization": "Bearer ta-secret"}
+            pem = open_registry(catalog, blobs).trust_list(with_keys=True)
+            for method, path, body in (("POST", "/api/v1/trust", {"name": "mine", "public_key": _public_pem(tmp_path)}),
+                                       ("DELETE", "/api/v1/trust/mine", None), ("POST", "/api/v1/gc", None)):
+                answer = http.request(method, path, headers=team_admin, json=body)
+                assert answer.status_code == 403 and "applies to every model" in answer.json()["message"], (path, answer.text)
+            assert open_registry(catalog, blobs).trust_list(with_keys=True) == pem
+            assert http.post("/api/v1/trust", headers=admin, json={"name": "mine", "public_key": _public_pem(tmp_path)}).status_code == 200
+            assert http.delete("/api/v1/trust/mine", headers=team_admin).status_code == 403
+            assert http.delete("/api/v1/trust/mine", headers=admin).status_code == 200
     finally:
         stop()
 
@@ -339,3 +352,7 @@ def test_a_token_whose_names_list_is_empty_is_refused_not_given_every_model(tmp_
     else:
         stop()
         pytest.fail(f"packager serve started with {line!r}: the token reached every model")
+
+
+def _public_pem(folder) -> str:
+    return make_key(folder, "team")[1].read_text()
