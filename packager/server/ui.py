@@ -109,6 +109,8 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
 
     @router.get("/versions/{ref}", response_class=HTMLResponse)
     def version(ref: str, token: Any = READER) -> HTMLResponse:
+        if "@" in ref or len(ref) != 36:  # a name in the reference: checked before the lookup, whose 404 would tell
+            require_name(token, ref.partition("@")[0])
         info = registry.get(ref)
         require_name(token, info.name)
         manifest = dict(info.manifest)

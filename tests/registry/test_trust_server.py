@@ -305,13 +305,14 @@ def test_a_names_limited_token_reads_only_its_models_through_every_route_and_pag
 
             refused = [  # (method, path, json body): each a 403 Forbidden for the team-a token
                 *(("GET", f"/api/v1/versions/{ref}{tail}", None)
-                  for ref in (other.id, "shared-m@1", "shared-m%401", "shared-m@production", "shared-m")
+                  for ref in (other.id, "shared-m@1", "shared-m%401", "shared-m@production", "shared-m", "no-such-model@1")
                   for tail in ("", "/lineage", "/children", "/signature", "/files/manifest.json")),
                 *(("GET", f"/api/v1/models/shared-m/{tail}", None) for tail in ("versions", "alias-history", "alias-rules",
                                                                                f"versions/by-file/{other.files[0].digest}")),
                 ("GET", "/api/v1/audit?name=shared-m", None),
                 ("GET", "/models/shared-m", None),
                 ("GET", f"/versions/{other.id}", None),
+                ("GET", "/versions/no-such-model@1", None),  # 403, not a 404 telling which models exist
                 ("GET", "/audit?name=shared-m", None),
                 ("GET", f"/compare?ref=team-a-m@1&ref={other.id}", None),
                 ("POST", "/api/v1/versions", {"name": "team-a-m", "manifest": {"format": "onnx"}, "parents": ["shared-m@1"],
