@@ -479,18 +479,24 @@ def gc(registry_url, blobs, as_json):
 
 @click.command("verify")
 @registry_options
-def verify(registry_url, blobs, as_json):
+@click.option(
+    "--anchor", metavar="SEQ:HASH", help="A head printed by an earlier verify and kept outside the registry: it must still be in the chain."
+)
+def verify(registry_url, blobs, as_json, anchor):
     """Re-hash every blob and check the audit log's hash chain; exit 12 on a missing or corrupt blob or a broken chain."""
-    from packager.errors import BlobCorrupt
+    from packager.errors import BlobCorrupt, UsageError
 
     registry = open_registry(registry_url, blobs)
+    if anchor and not registry.supports_trust:
+        raise UsageError("--anchor needs a registry with an audit log", "verify a sqlite:// or postgresql:// catalog")
     problems = registry.verify()
-    chain = registry.verify_audit() if registry.supports_trust else None
+    chain = registry.verify_audit(anchor) if registry.supports_trust else None
     if as_json:
         _emit({"problems": problems, **({"audit": chain} if chain is not None else {})})
     else:
         if chain is not None:  # first: the blob summary stays the last line, as scripts read it
-            click.echo(f"audit log: {chain['records']} records, chain intact" if chain["ok"] else f"audit log: {chain['reason']}")
+            intact = f"audit log: {chain['records']} records, chain intact" + (f", head {chain['head']}" if chain["head"] else "")
+            click.echo(intact if chain["ok"] else f"audit log: {chain['reason']}")
         for p in problems:
             click.echo(f"{p['problem']:8} {p['ref']}  {p['path']}  sha256:{p['digest'][:16]}…")
         click.echo("all blobs verified" if not problems else f"{len(problems)} problem(s)")

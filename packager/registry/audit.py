@@ -95,10 +95,11 @@ def append(conn, action: str, target: str, before: Any = None, after: Any = None
     )
 
 
-def check_chain(rows: Iterable[Any]) -> dict[str, Any]:
+def check_chain(rows: Iterable[Any], anchor: tuple[int, str] | None = None) -> dict[str, Any]:
     """Walk the records in ``seq`` order. Returns ``{"records": n, "ok": bool, "first_bad": seq|None, "reason": str}``:
     the first record whose stored hash is not the hash of its fields, whose ``prev_hash`` is not the previous record's
-    hash, or whose ``seq`` skips (a deleted row)."""
+    hash, or whose ``seq`` skips (a deleted row); with ``anchor`` (seq, hash: a head kept outside the registry), also the
+    record at that seq when its hash differs (the chain was rewritten) or it is gone (the newest records were deleted)."""
     prev, expected_seq, count = GENESIS, 1, 0
     for row in rows:
         count += 1
@@ -109,12 +110,28 @@ def check_chain(rows: Iterable[Any]) -> dict[str, Any]:
             return _bad(count, seq, f"record {seq} does not chain to record {seq - 1} (prev_hash differs)")
         if record_hash(seq, time, actor, action, target, before, after, prev_hash) != stored:
             return _bad(count, seq, f"record {seq} ({action} {target}) does not match its hash: it was edited")
+        if anchor is not None and seq == anchor[0] and stored != anchor[1]:
+            return _bad(count, seq, f"record {seq} is not the anchored one: the chain was rewritten up to it")
         prev, expected_seq = stored, seq + 1
-    return {"records": count, "ok": True, "first_bad": None, "reason": ""}
+    if anchor is not None and anchor[0] >= expected_seq:
+        return _bad(count, expected_seq, f"record {anchor[0]} (anchored) is missing: the newest records were deleted")
+    # the head, to keep outside the registry: a chain rewritten from an edited row on, or cut short, still checks here
+    # (nothing in the database can tell), but no longer holds the head kept elsewhere (redteam24)
+    head = f"{expected_seq - 1}:{prev}" if count else ""
+    return {"records": count, "ok": True, "first_bad": None, "reason": "", "head": head}
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not (seq.isascii() and seq.isdigit() and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        from packager.errors import UsageError
+
+        raise UsageError(f"--anchor {text!r} is not SEQ:HASH", "give the head `packager verify` printed, e.g. 1234:<64 hex digits>")
+    return int(seq), digest
 
 
 def _bad(count: int, seq: int, reason: str) -> dict[str, Any]:
-    return {"records": count, "ok": False, "first_bad": seq, "reason": reason}
+    return {"records": count, "ok": False, "first_bad": seq, "reason": reason, "head": ""}
 
 
 def decode(row: Any) -> AuditRecord:

@@ -170,8 +170,8 @@ class RegistryBackend(abc.ABC):
     def audit_log(self, name: str | None = None, since: str | None = None, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         return self._unsupported("the audit log")
 
-    def verify_audit(self) -> dict[str, Any]:
-        """Check the audit log's hash chain: {records, ok, first_bad, reason}."""
+    def verify_audit(self, anchor: str | None = None) -> dict[str, Any]:
+        """Check the audit log's hash chain: {records, ok, first_bad, reason, head}; ``anchor`` (SEQ:HASH) must be in it."""
         return self._unsupported("the audit log")
 
     # ------------------------------------------------------------------ built on the above, for every backend

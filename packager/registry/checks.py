@@ -76,3 +76,38 @@ def check_stored(blobs: Any, manifest: Mapping[str, Any], entries: Iterable[Any]
                 target.parent.mkdir(parents=True, exist_ok=True)
                 blobs.copy_to(entry.digest, target, entry.size)
         return check_package(root, manifest)
+
+
+MAX_MANIFEST_BYTES = 16 << 20  # a manifest with its validation report is a few KB; this bounds what the server parses
+
+
+def stored_manifest(blobs: Any, entries: Iterable[Any], sent: Mapping[str, Any]) -> dict[str, Any]:
+    """The manifest a remote push records: the package's own manifest.json as uploaded (the file a signature covers,
+    a pull writes and a predict reads), not the copy the client sent beside it. Taking the client's word, a token
+    recorded ``validation: passed`` for a package whose signed manifest.json says failed, and a protected alias
+    (``--require validated,signed``) took it (redteam24); the static check also ran on the model file the sent copy
+    named, not the one the package's manifest names. Without a manifest.json the sent copy is kept, minus its
+    validation claim, which nothing in the package backs."""
+    from packager.package import MANIFEST
+
+    entry = next((e for e in entries if e.path == MANIFEST and e.role == "package"), None)
+    if entry is None:
+        return {k: v for k, v in sent.items() if k != "validation"}
+    if entry.size > MAX_MANIFEST_BYTES:
+        raise UsageError(
+            f"the package's {MANIFEST} is {entry.size} bytes", f"a manifest is a few KB; at most {MAX_MANIFEST_BYTES >> 20} MiB"
+        )
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="packager-push-manifest-") as work:
+        target = Path(work) / MANIFEST
+        blobs.copy_to(entry.digest, target, entry.size)
+        try:
+            manifest = json.loads(target.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InputFileError(
+                f"the package's {MANIFEST} is not JSON ({exc})", "push a folder written by `packager convert -o DIR`"
+            ) from None
+    if not isinstance(manifest, dict):
+        raise InputFileError(f"the package's {MANIFEST} is not a JSON object", "push a folder written by `packager convert -o DIR`")
+    return manifest

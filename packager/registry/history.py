@@ -88,16 +88,25 @@ def history(conn, model: str, alias: str | None = None) -> list[dict[str, Any]]:
 
 
 def previous_target(conn, model: str, alias: str) -> int | None:
-    """Where the alias pointed before its latest change (None: it had no earlier target)."""
+    """Where the alias pointed before its latest change (None: it had no earlier target). A version deleted since is
+    passed over for the one before it: deleting the version an alias points at removes the alias (an event whose
+    ``from`` is the deleted version), and rollback then restores the target it had before that version."""
     from sqlalchemy import select
 
-    latest = conn.execute(
+    existing = set(
+        conn.execute(
+            select(t.versions.c.version).join(t.models, t.models.c.id == t.versions.c.model_id).where(t.models.c.name == model)
+        ).scalars()
+    )
+    events = conn.execute(
         select(t.alias_events.c.from_version)
         .where(t.alias_events.c.model == model, t.alias_events.c.alias == alias)
         .order_by(t.alias_events.c.id.desc())
-        .limit(1)
-    ).first()
-    return None if latest is None else latest.from_version
+    )
+    for (version,) in events:
+        if version is None or version in existing:
+            return version
+    return None
 
 
 def check_requires(requires: Iterable[str]) -> list[str]:

@@ -247,8 +247,8 @@ class RemoteRegistry(RegistryBackend):
         params = {k: v for k, v in (("name", name), ("since", since), ("limit", limit)) if v}
         return self._call("GET", "/audit", params=params)
 
-    def verify_audit(self) -> dict[str, Any]:
-        return self._call("GET", "/audit/verify")
+    def verify_audit(self, anchor: str | None = None) -> dict[str, Any]:
+        return self._call("GET", "/audit/verify", params={"anchor": anchor} if anchor else {})
 
     def tag(self, ref: str | ModelRef, tags: Mapping[str, str], remove: Iterable[str] = ()) -> VersionInfo:
         return VersionInfo.from_dict(self._call("PATCH", f"/versions/{_q(ref)}/tags", json={"set": dict(tags), "remove": list(remove)}))

@@ -64,7 +64,7 @@ from packager.server.schemas import (
     VersionDetail,
     VersionSummary,
 )
-from packager.server.tokens import ANONYMOUS, Token, find, require_name
+from packager.server.tokens import ANONYMOUS, Token, find, prune_lineage, require_every_name, require_name, visible
 
 STATUS = {
     RequestTooLarge: 413,
@@ -158,6 +158,22 @@ class AuthFirstRoute(APIRoute):
         await super().handle(scope, receive, send)
 
 
+def _manifest_schema(manifest: dict[str, Any]) -> dict[str, Any]:
+    from pydantic import ValidationError
+
+    from packager.server.schemas import Manifest
+
+    try:
+        return Manifest.model_validate(manifest).model_dump(exclude_unset=True)
+    except ValidationError as exc:
+        errors = exc.errors()
+        where = ".".join(str(p) for p in errors[0]["loc"]) if errors else ""
+        raise InputFileError(
+            f"the package's manifest.json does not match the manifest schema: {where}: {errors[0]['msg'] if errors else 'invalid'}",
+            "push a folder written by `packager convert -o DIR`",
+        ) from None
+
+
 SIZE_HINT = "JSON bodies are small (a manifest, a file list); upload model files one blob at a time to PUT /api/v1/blobs/sha256/{digest}"
 
 
@@ -196,6 +212,7 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     write = [Depends(guard["write"])]
     alias_scope = [Depends(guard["alias"])]
     admin = [Depends(guard["admin"])]
+    READER = Depends(guard["read"])
     WRITER = Depends(guard["write"])
     ALIASER = Depends(guard["alias"])
     ADMIN = Depends(guard["admin"])
@@ -206,11 +223,13 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         return registry.get(ref).name if "@" not in ref and len(ref) == 36 and ref.count("-") == 4 else ref.partition("@")[0]
 
     @router.get("/models", dependencies=read, responses=_errors(), summary="The latest version of every model")
-    def list_models(limit: int | None = LIMIT) -> list[VersionSummary]:
-        return [v.to_dict(full=False) for v in registry.list(None, limit)]
+    def list_models(limit: int | None = LIMIT, token: Token = READER) -> list[VersionSummary]:
+        found = visible(token, registry.list(None, None if token.names else limit))  # one row per model: filtered, then cut
+        return [v.to_dict(full=False) for v in found[:limit]]
 
     @router.get("/models/{name}/versions", dependencies=read, responses=_errors(), summary="Every version of one model, newest first")
-    def list_versions(name: str = NAME_PATH, limit: int | None = LIMIT) -> list[VersionSummary]:
+    def list_versions(name: str = NAME_PATH, limit: int | None = LIMIT, token: Token = READER) -> list[VersionSummary]:
+        require_name(token, name)
         return [v.to_dict(full=False) for v in registry.list(name, limit)]
 
     @router.get(
@@ -219,7 +238,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         responses=_errors(404),
         summary="The oldest version of a model that holds a package file with this digest (how a conversion finds its source)",
     )
-    def by_file(name: str = NAME_PATH, digest: str = Path(pattern=DIGEST)) -> VersionSummary:
+    def by_file(name: str = NAME_PATH, digest: str = Path(pattern=DIGEST), token: Token = READER) -> VersionSummary:
+        require_name(token, name)
         found = registry.find_by_file_digest(name, digest)
         if found is None:
             raise NotFound(f"no version of {name} holds a file with digest {digest[:16]}…", "push the source model first")
@@ -234,24 +254,34 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     def search(
         q: str = Query(min_length=1, max_length=2000, examples=['metric.accuracy > 0.9 and tag.team = "fraud"', "format = onnx"]),
         limit: int = Query(default=100, ge=1, le=10_000),
+        token: Token = READER,
     ) -> list[VersionSummary]:
-        return [v.to_dict(full=False) for v in registry.search(q, limit)]
+        # a names-limited token: the matches are filtered, then cut, so other teams' versions cannot crowd out its own
+        # (up to the search language's own cap on matches, MAX_LIMIT)
+        from packager.registry.query import MAX_LIMIT
+
+        found = visible(token, registry.search(q, MAX_LIMIT if token.names else limit))
+        return [v.to_dict(full=False) for v in found[:limit]]
 
     @router.get(
         "/versions/{ref}", dependencies=read, responses=_errors(404), summary="One version: manifest, files, params, metrics, tags, lineage"
     )
-    def show(ref: str = REF_PATH) -> VersionDetail:
+    def show(ref: str = REF_PATH, token: Token = READER) -> VersionDetail:
+        require_name(token, name_of(ref))  # before the lookup: a 404 would tell which other models exist
         return registry.get(ref).to_dict()
 
     @router.get("/versions/{ref}/lineage", dependencies=read, responses=_errors(404), summary="The derivation tree around a version")
-    def lineage(ref: str = REF_PATH) -> LineageNode:
-        return registry.lineage(ref)
+    def lineage(ref: str = REF_PATH, token: Token = READER) -> LineageNode:
+        require_name(token, name_of(ref))
+        return LineageNode.model_validate(prune_lineage(token, registry.lineage(ref)))
 
     @router.get(
         "/versions/{ref}/children", dependencies=read, responses=_errors(404), summary="The versions derived directly from this one"
     )
-    def children(ref: str = REF_PATH) -> list[VersionSummary]:
-        return [v.to_dict(full=False) for v in registry.children_of(registry.get(ref).id)]
+    def children(ref: str = REF_PATH, token: Token = READER) -> list[VersionSummary]:
+        require_name(token, name_of(ref))
+        info = registry.get(ref)
+        return [v.to_dict(full=False) for v in visible(token, registry.children_of(info.id))]
 
     @router.get(
         "/versions/{ref}/files/{path:path}",
@@ -266,8 +296,10 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
             **_errors(404),
         },
     )
-    def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512)) -> Any:
-        return file_response(registry, registry.get(ref), path, request.headers)
+    def download(request: Request, ref: str = REF_PATH, path: str = Path(pattern=FILE_PATH, max_length=512), token: Token = READER) -> Any:
+        require_name(token, name_of(ref))
+        info = registry.get(ref)
+        return file_response(registry, info, path, request.headers)
 
     @router.post(
         "/blobs/missing", dependencies=write, responses=_errors(), summary="Which of these digests the server lacks (upload only those)"
@@ -306,11 +338,13 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
 
     @router.post("/versions", dependencies=write, responses=_errors(403, 404, 409), summary="Record a version whose blobs are all uploaded")
     def record(body: NewVersion, token: Token = WRITER) -> VersionDetail:
-        from packager.registry.checks import CHECK_TAG, check_stored
+        from packager.registry.checks import CHECK_TAG, check_stored, stored_manifest
         from packager.registry.signing import Signature
         from packager.registry.versions import FileEntry
 
         require_name(token, body.name)
+        for parent in body.parents or ():  # a lineage edge reads the parent: it must be one of the token's models too
+            require_name(token, name_of(parent))
         if body.aliases and not token.allows("alias"):
             raise Forbidden(
                 f"the token {token.label!r} lacks the alias scope that --alias needs",
@@ -321,6 +355,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         entries = [FileEntry(path, f.digest, f.size, f.role) for path, f in body.files.items()]
         manifest = body.manifest.model_dump(exclude_unset=True)
         uploaded = all(registry.blobs.exists(e.digest) for e in entries)  # else record refuses it (BlobCorrupt, 409)
+        if uploaded:  # what is stored is recorded, not what is said beside it; held to the same schema as the body
+            manifest = _manifest_schema(stored_manifest(registry.blobs, entries, manifest))
         verdict = check_stored(registry.blobs, manifest, entries) if uploaded else ""  # the server's own check
         with acting(token.label):
             return registry.record(
@@ -372,11 +408,15 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         responses=_errors(),
         summary="Every set, move and removal of the model's aliases",
     )
-    def alias_history(name: str = NAME_PATH, alias: str | None = Query(default=None, pattern=ALIAS)) -> list[AliasHistoryEntry]:
+    def alias_history(
+        name: str = NAME_PATH, alias: str | None = Query(default=None, pattern=ALIAS), token: Token = READER
+    ) -> list[AliasHistoryEntry]:
+        require_name(token, name)
         return registry.alias_history(name, alias)
 
     @router.get("/models/{name}/alias-rules", dependencies=read, responses=_errors(), summary="Promotion rules per alias")
-    def alias_rules(name: str = NAME_PATH) -> AliasRules:
+    def alias_rules(name: str = NAME_PATH, token: Token = READER) -> AliasRules:
+        require_name(token, name)
         return AliasRules(rules=registry.alias_rules(name))
 
     @router.put(
@@ -415,7 +455,8 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         responses=_errors(404),
         summary="The version's signature bundle (written as model.sig on pull)",
     )
-    def signature(ref: str = REF_PATH) -> SignatureBody:
+    def signature(ref: str = REF_PATH, token: Token = READER) -> SignatureBody:
+        require_name(token, name_of(ref))
         bundle = registry.signature_bundle(ref)
         if bundle is None:
             raise NotFound(f"{ref} is not signed", f"sign it with `packager sign {ref} --key KEY.pem`")
@@ -435,11 +476,13 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
     def trust_add(body: TrustedKeyBody, token: Token = ADMIN) -> TrustedKeyInfo:
         from packager.registry.signing import public_key_text
 
+        require_every_name(token, "the trust list")
         with acting(token.label):
             return registry.trust_add(body.name, public_key_text(body.public_key)).to_dict(with_key=True)
 
     @router.delete("/trust/{key_name}", dependencies=admin, responses=_errors(403, 404), summary="Stop trusting a key")
     def trust_remove(key_name: str = KEY_NAME_PATH, token: Token = ADMIN) -> Removed:
+        require_every_name(token, "the trust list")
         with acting(token.label):
             registry.trust_remove(key_name)
         return Removed(removed=key_name)
@@ -449,20 +492,27 @@ def build_router(registry: Any, tokens: tuple[Token, ...], read_token: bool) -> 
         name: str | None = Query(default=None, pattern=NAME),
         since: str | None = Query(default=None, max_length=40),
         limit: int | None = LIMIT,
+        token: Token = READER,
     ) -> list[AuditEntry]:
-        return registry.audit_log(name, since, limit)
+        if name:
+            require_name(token, name)
+        if not token.names:
+            return registry.audit_log(name, since, limit)
+        # a names-limited token sees the records about its models (targets are model@selector, or a key or "blobs")
+        return visible(token, registry.audit_log(name, since, None), lambda r: r["target"].partition("@")[0])[:limit]
 
     @router.get("/audit/verify", dependencies=read, responses=_errors(), summary="Check the audit log's hash chain")
-    def audit_verify() -> AuditCheck:
-        return registry.verify_audit()
+    def audit_verify(anchor: str | None = Query(default=None, pattern=r"^[0-9]{1,18}:[0-9a-f]{64}$")) -> AuditCheck:
+        return registry.verify_audit(anchor) if anchor else registry.verify_audit()
 
     @router.post("/gc", dependencies=admin, responses=_errors(403), summary="Free blobs no version references")
     def gc(token: Token = ADMIN) -> GcReport:
+        require_every_name(token, "gc")
         with acting(token.label):
             return registry.gc()
 
     @router.get("/verify", dependencies=admin, responses=_errors(403), summary="Re-hash every stored blob")
-    def verify() -> list[Problem]:
-        return registry.verify()
+    def verify(token: Token = ADMIN) -> list[Problem]:
+        return visible(token, registry.verify(), lambda p: p["ref"].partition("@")[0])
 
     return router

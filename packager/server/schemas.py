@@ -227,6 +227,7 @@ class AuditCheck(BaseModel):
     ok: bool
     first_bad: int | None
     reason: str
+    head: str = Field(default="", description="SEQ:HASH of the newest record (keep it elsewhere: see `packager verify --anchor`)")
 
 
 class TagChange(BaseModel):

@@ -4,9 +4,10 @@
 
 ``SCOPES`` is a comma-separated subset of ``read``, ``write`` (push, tag, sign, delete), ``alias`` (set, move,
 remove, roll back) and ``admin`` (everything, plus gc, verify, trust keys, promotion rules). A bare token keeps
-its old meaning: full access. Every valid token may read. ``names=`` limits the models a token may touch (shell
-globs, ``team-a-*``); ``name=`` is the label the audit log records as the actor (default: ``token-<line>``, never
-the secret). ``TOKEN`` may be ``sha256:<hex>``, the digest of the secret, so the file need not hold it.
+its old meaning: full access. Every valid token may read. ``names=`` limits the models a token may touch, reads
+included (shell globs, ``team-a-*``: any other model is a 403, and lists, search and the audit log leave it out);
+``name=`` is the label the audit log records as the actor (default: ``token-<line>``, never the secret). ``TOKEN``
+may be ``sha256:<hex>``, the digest of the secret, so the file need not hold it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import hmac
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Callable, Iterable
 
 from packager.errors import Forbidden, UsageError
 
@@ -62,6 +63,10 @@ def parse_line(line: str, number: int = 1) -> Token:
         key, sep, value = field.partition("=")
         if sep and key == "names":
             names = tuple(g for g in value.split(",") if g)
+            if not names:  # an empty list meant "every model": `names=$TEAM` with $TEAM unset failed open (redteam24)
+                raise UsageError(
+                    f"token file line {number}: names= lists no glob", "write names=GLOB[,GLOB], or leave names= out for every model"
+                )
         elif sep and key == "name":
             if not _LABEL.fullmatch(value):
                 raise UsageError(
@@ -111,9 +116,43 @@ def find(tokens: Iterable[Token], presented: str) -> Token | None:
     return found
 
 
+def visible(token: Token, items: Iterable[Any], name: Callable[[Any], str] = lambda v: v.name) -> list[Any]:
+    """The items (versions, by default) about models the token's names= cover: lists, search and the audit log of a
+    names-limited token show only its models, as reading any other one is a 403."""
+    return [item for item in items if token.covers(name(item))]
+
+
+def prune_lineage(token: Token, tree: dict[str, Any]) -> dict[str, Any]:
+    """The derivation tree with every node outside the token's names= left out (its covered descendants move up to the
+    nearest covered ancestor); the root is then the covered tree holding the focus, which the route already checked."""
+    if not token.names:
+        return tree
+
+    def keep(node: dict[str, Any]) -> list[dict[str, Any]]:
+        kids = [kept for child in node["children"] for kept in keep(child)]
+        if token.covers(node["ref"].partition("@")[0]):
+            return [{**node, "children": sorted(kids, key=lambda n: n["version"])}]
+        return kids
+
+    def holds_focus(node: dict[str, Any]) -> bool:
+        return bool(node["focus"]) or any(holds_focus(child) for child in node["children"])
+
+    return next(root for root in keep(tree) if holds_focus(root))
+
+
 def require_name(token: Token, name: str) -> None:
     if not token.covers(name):
         raise Forbidden(
             f"the token {token.label!r} may not touch model {name!r} (its names: {','.join(token.names)})",
             "use a token whose names= covers it",
+        )
+
+
+def require_every_name(token: Token, what: str) -> None:
+    """Trusted keys and gc are registry-wide: a key trusted by a ``names=team-a-*`` admin would make ``--verify required``
+    accept that key's signatures on every team's models, and removing one would refuse theirs (redteam24)."""
+    if token.names:
+        raise Forbidden(
+            f"the token {token.label!r} is limited to {','.join(token.names)} and {what} applies to every model",
+            "use an admin token without names=",
         )

@@ -27,16 +27,21 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
     env.filters["filesize"] = human_size
     env.filters["num"] = lambda x: "—" if x is None else f"{x:.3g}" if isinstance(x, float) else str(x)
     env.filters["urlencode"] = lambda s: quote(str(s), safe="@")
+    from packager.server.tokens import prune_lineage, require_name, visible
+
     router = APIRouter(dependencies=[Depends(read_guard)], include_in_schema=False)
+    READER = Depends(read_guard)  # the request's token: a names-limited one sees its models only, as over REST
 
     def page(template: str, **context: Any) -> HTMLResponse:
         return HTMLResponse(env.get_template(template).render(**context))  # never the catalog URL: it may hold a password
 
     @router.get("/", response_class=HTMLResponse)
-    def models(q: str = Query(default="", max_length=2000), page_number: int = Query(default=1, ge=1, alias="page")) -> HTMLResponse:
+    def models(
+        q: str = Query(default="", max_length=2000), page_number: int = Query(default=1, ge=1, alias="page"), token: Any = READER
+    ) -> HTMLResponse:
         error = ""
         try:
-            found = registry.search(q, limit=10_000) if q else registry.list()
+            found = visible(token, registry.search(q, limit=10_000) if q else registry.list())
         except PackagerError as exc:
             found, error = [], exc.one_line()
         newest: dict[str, Any] = {}
@@ -61,7 +66,8 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
         return page("models.html", rows=rows, total=len(names), q=q, error=error, page_number=page_number, pages=pages)
 
     @router.get("/models/{name}", response_class=HTMLResponse)
-    def model(name: str) -> HTMLResponse:
+    def model(name: str, token: Any = READER) -> HTMLResponse:
+        require_name(token, name)
         versions = registry.list(name)
         metric_keys = sorted({k for v in versions for k in v.metrics})[:6]
         aliases = sorted((a, v.version) for v in versions for a in v.aliases)
@@ -81,9 +87,14 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
 
     @router.get("/audit", response_class=HTMLResponse)
     def audit(
-        name: str | None = Query(default=None, max_length=128), page_number: int = Query(default=1, ge=1, alias="page")
+        name: str | None = Query(default=None, max_length=128),
+        page_number: int = Query(default=1, ge=1, alias="page"),
+        token: Any = READER,
     ) -> HTMLResponse:
+        if name:
+            require_name(token, name)
         records = registry.audit_log(name or None) if getattr(registry, "supports_trust", False) else []
+        records = visible(token, records, lambda r: r["target"].partition("@")[0])
         chain = registry.verify_audit() if getattr(registry, "supports_trust", False) else None
         newest = list(reversed(records))
         pages = max(1, -(-len(newest) // PAGE))
@@ -97,8 +108,11 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
         )
 
     @router.get("/versions/{ref}", response_class=HTMLResponse)
-    def version(ref: str) -> HTMLResponse:
+    def version(ref: str, token: Any = READER) -> HTMLResponse:
+        if "@" in ref or len(ref) != 36:  # a name in the reference: checked before the lookup, whose 404 would tell
+            require_name(token, ref.partition("@")[0])
         info = registry.get(ref)
+        require_name(token, info.name)
         manifest = dict(info.manifest)
         return page(
             "version.html",
@@ -106,14 +120,16 @@ def build_ui(registry: Any, read_guard: Any) -> APIRouter:
             signature=manifest.get("signature", {"inputs": [], "outputs": []}),
             validation=manifest.get("validation", {}),
             lineage=dict(info.lineage),
-            graph=derivation_svg(registry.lineage(info.ref)),
+            graph=derivation_svg(prune_lineage(token, registry.lineage(info.ref))),
         )
 
     @router.get("/compare", response_class=HTMLResponse)
-    def compare(ref: list[str] = REFS) -> HTMLResponse:
+    def compare(ref: list[str] = REFS, token: Any = READER) -> HTMLResponse:
         if not 2 <= len(ref) <= 5:
             raise UsageError(f"compare takes 2 to 5 versions, got {len(ref)}", "tick 2 to 5 versions on a model page")
         versions = [registry.get(r) for r in ref]
+        for info in versions:
+            require_name(token, info.name)
         return page("compare.html", versions=versions, rows=comparison_rows(versions), chart=metrics_svg(versions))
 
     return router

@@ -258,7 +258,7 @@ def test_registry_made_by_main_8e0a379_migrates_keeps_everything_and_verifies(tm
     assert packager("alias", "set", "legacy-iris@1", "production", env=env)[0] == 0
     assert packager("alias", "rollback", "legacy-iris", "production", env=env)[1].strip() == "legacy-iris@production -> legacy-iris@2"
     code, out, _ = packager("verify", "--json", env=env)
-    assert code == 0 and json.loads(out)["audit"] == {"records": 2, "ok": True, "first_bad": None, "reason": ""}
+    assert code == 0 and {**json.loads(out)["audit"], "head": ""} == {"records": 2, "ok": True, "first_bad": None, "reason": "", "head": ""}
 
 
 def test_a_file_model_signing_leaves_unhashed_is_still_refused(tmp_path, package_dirs, keys):
@@ -283,3 +283,147 @@ def test_a_file_model_signing_leaves_unhashed_is_still_refused(tmp_path, package
     code, _, err = packager("pull", "g@1", "-o", str(tmp_path / "out"), "--verify", "if-signed",
                             env=env_for(tmp_path / "home", catalog, blobs))
     assert code == 12 and ".github/workflow.json" in err and not (tmp_path / "out").exists()
+
+
+def test_a_remote_push_records_the_packages_own_manifest_not_the_request_s_claim(tmp_path, package_dirs, keys):
+    """redteam24: the server recorded the manifest the client sent beside the files, so a token claimed
+    `validation: passed` for a package whose signed manifest.json says failed, and `alias protect --require
+    validated,signed` let it into production. What is recorded now is the stored manifest.json."""
+    import httpx
+
+    from packager.registry.backends import open_registry
+    from packager.registry.signing import sign_folder
+
+    alice, alice_pub = keys["alice"]
+    package = tmp_path / "failed"
+    shutil.copytree(package_dirs["onnx"], package)
+    honest = json.loads((package / "manifest.json").read_text())
+    honest["validation"] = {**(honest.get("validation") or {}), "status": "failed"}
+    (package / "manifest.json").write_text(json.dumps(honest))
+    home = tmp_path / "server"
+    home.mkdir()
+    catalog, blobs = f"sqlite:///{home / 'catalog.db'}", str(home / "objects")
+    env = env_for(tmp_path / "cli", catalog, blobs)
+    assert packager("trust", "add", str(alice_pub), "--name", "alice", env=env)[0] == 0
+    assert packager("push", str(package), "--name", "fraud", "--sign-key", str(alice), "--trust", env=env)[0] == 0
+    assert packager("alias", "protect", "fraud", "production", "--require", "validated,signed", env=env)[0] == 0
+    stored = open_registry(catalog, blobs).get("fraud@1")
+    assert stored.validation == "failed"
+    files = {f.path: {"digest": f.digest, "size": f.size, "role": f.role} for f in stored.files if f.role == "package"}
+    claim = {**honest, "validation": {**honest["validation"], "status": "passed"}}
+    body = {"name": "fraud", "manifest": claim, "files": files, "signature": sign_folder(package, alice).bundle}
+    (home / "tokens").write_text("dev-secret write,alias names=fraud name=dev\n")
+    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    try:
+        with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": "Bearer dev-secret"}, timeout=120) as http:
+            answer = http.post("/versions", json={**body, "aliases": ["production"]})
+            assert answer.status_code == 409 and answer.json()["error"] == "PromotionRefused", answer.text
+            assert "validation is failed" in answer.json()["message"]
+            answer = http.post("/versions", json=body)  # recorded, but as what its files say
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["validation"] == "failed" and answer.json()["manifest"] == honest
+            answer = http.put("/models/fraud/aliases/production", json={"ref": "2"})
+            assert answer.status_code == 409 and answer.json()["error"] == "PromotionRefused", answer.text
+        assert "production" not in {a for v in open_registry(catalog, blobs).list("fraud") for a in v.aliases}
+    finally:
+        stop()
+
+
+def test_a_trusted_key_s_signature_over_other_files_is_refused_not_shown_as_signed(tmp_path, package_dirs, keys):
+    """redteam24: alice's signature of p@1, replayed onto p@2 (other files) through PUT /versions/{ref}/signature or a
+    REST push, was stored unchecked, and show/list/REST/UI named alice as p@2's signer (pull refused it; a reader
+    did not). Now a trusted key's signature must match the files it is stored with: 409, nothing stored."""
+    import httpx
+
+    from packager.registry.backends import open_registry
+
+    (alice, alice_pub), (bob, _) = keys["alice"], keys["bob"]
+    home = tmp_path / "server"
+    home.mkdir()
+    catalog, blobs = f"sqlite:///{home / 'catalog.db'}", str(home / "objects")
+    env = env_for(tmp_path / "cli", catalog, blobs)
+    assert packager("trust", "add", str(alice_pub), "--name", "alice", env=env)[0] == 0
+    assert packager("push", str(package_dirs["onnx"]), "--name", "p", "--sign-key", str(alice), env=env)[0] == 0
+    assert packager("push", str(package_dirs["int8"]), "--name", "p", env=env)[0] == 0
+    registry = open_registry(catalog, blobs)
+    replayed = registry.signature_bundle("p@1")
+    files = {f.path: {"digest": f.digest, "size": f.size, "role": f.role} for f in registry.get("p@2").files if f.role == "package"}
+    (home / "tokens").write_text("w-secret write name=dev\n")
+    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    try:
+        with httpx.Client(base_url=f"{url}/api/v1", headers={"Authorization": "Bearer w-secret"}, timeout=120) as http:
+            answer = http.put("/versions/p@2/signature", json={"bundle": replayed})
+            assert answer.status_code == 409 and answer.json()["error"] == "SignatureRefused", answer.text
+            assert "does not match the files" in answer.json()["message"]
+            answer = http.post("/versions", json={"name": "p", "manifest": {"format": "onnx"}, "files": files, "signature": replayed})
+            assert answer.status_code == 409 and answer.json()["error"] == "SignatureRefused", answer.text
+            assert http.get("/versions/p@2").json()["signature"] is None
+            assert [v["version"] for v in http.get("/models/p/versions").json()] == [2, 1]  # the refused push stored nothing
+        code, out, _ = packager("show", "p@2", "--json", env=env)
+        assert code == 0 and json.loads(out)["signature"] is None
+        # an untrusted key's signature is still stored (unjudged: trust may come later), and shown without a signer
+        assert packager("sign", "p@2", "--key", str(bob), env=env)[0] == 0
+        assert json.loads(packager("show", "p@2", "--json", env=env)[1])["signature"]["signer"] is None
+    finally:
+        stop()
+
+
+def test_deleting_the_version_an_alias_points_at_is_in_the_alias_history_and_rollback_skips_it(tmp_path, package_dirs):
+    """redteam24: `delete` dropped the alias with its version but wrote no history event, so `alias history` still
+    said production -> p@2 after p@2 and the alias were gone. Now the removal is an event (and an audit record), and
+    rollback returns to the target before the deleted version."""
+    env = env_for(tmp_path / "home", f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))
+    for _ in range(2):
+        assert packager("push", str(package_dirs["onnx"]), "--name", "p", env=env)[0] == 0
+    for version in (1, 2):
+        assert packager("alias", "set", f"p@{version}", "production", env=env)[0] == 0
+    assert packager("delete", "p@2", env=env)[0] == 0
+    events = json.loads(packager("alias", "history", "p", "production", "--json", env=env)[1])
+    assert [(e["from"], e["to"]) for e in events] == [(None, 1), (1, 2), (2, None)] and events[-1]["message"] == "p@2 deleted"
+    code, out, err = packager("alias", "rollback", "p", "production", env=env)
+    assert code == 0 and out.strip() == "p@production -> p@1", err
+    actions = [(r["action"], r["target"]) for r in json.loads(packager("audit", "--name", "p", "--json", env=env)[1])]
+    assert actions[-3:] == [("delete", "p@2"), ("alias.remove", "p@production"), ("alias.set", "p@production")]
+    assert packager("verify", env=env)[0] == 0  # the chain still holds
+
+
+def test_a_rewritten_or_truncated_audit_chain_passes_alone_but_not_against_a_kept_head(tmp_path, package_dirs):
+    """redteam24: with write access to the catalog, editing a record and recomputing every later hash, or deleting the
+    newest records, leaves a chain that checks (inherent: nothing inside the database can tell). `packager verify`
+    prints the head; `--anchor HEAD` kept elsewhere catches both (exit 12, naming the record)."""
+    from sqlalchemy import text
+
+    from packager.registry import audit
+    from packager.registry.backends import open_registry
+
+    catalog, blobs = f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects")
+    env = env_for(tmp_path / "home", catalog, blobs)
+    for _ in range(2):
+        assert packager("push", str(package_dirs["onnx"]), "--name", "p", env=env)[0] == 0
+    assert packager("alias", "set", "p@2", "production", env=env)[0] == 0
+    code, out, _ = packager("verify", env=env)
+    head = out.split("head ")[1].split()[0]
+    assert code == 0 and head.startswith("3:") and packager("verify", "--anchor", head, env=env)[0] == 0
+    assert packager("alias", "set", "p@1", "production", env=env)[0] == 0  # a later record: the old head is still in the chain
+    assert packager("verify", "--anchor", head, env=env)[0] == 0
+
+    registry = open_registry(catalog, blobs)
+    with registry.engine.begin() as db:  # who pushed p@1: rewritten, and every hash after it recomputed
+        db.execute(text("UPDATE audit SET actor = 'someone-else' WHERE seq = 1"))
+        prev = audit.GENESIS
+        for r in db.execute(text("SELECT seq, time, actor, action, target, before, after FROM audit ORDER BY seq")).all():
+            digest = audit.record_hash(r.seq, r.time, r.actor, r.action, r.target, r.before, r.after, prev)
+            db.execute(text("UPDATE audit SET prev_hash = :p, hash = :h WHERE seq = :s"), {"p": prev, "h": digest, "s": r.seq})
+            prev = digest
+    assert packager("verify", env=env)[0] == 0  # inherent: alone, the rewritten chain checks
+    code, _, err = packager("verify", "--anchor", head, env=env)
+    assert code == 12 and "record 3 is not the anchored one" in err, err
+
+    fresh = packager("verify", env=env)[1].split("head ")[1].split()[0]
+    with registry.engine.begin() as db:  # the newest record (the move back to p@1) deleted
+        db.execute(text("DELETE FROM audit WHERE seq = 4"))
+    assert packager("verify", env=env)[0] == 0  # inherent: a shorter chain checks
+    code, _, err = packager("verify", "--anchor", fresh, env=env)
+    assert code == 12 and "record 4 (anchored) is missing" in err, err
+    code, _, err = packager("verify", "--anchor", "4:nothex", env=env)
+    assert code == 2 and "is not SEQ:HASH" in err

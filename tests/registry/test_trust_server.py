@@ -101,7 +101,7 @@ def test_editing_any_audit_row_is_caught_by_verify(catalog, tmp_path, package_di
         "push", "alias.set", "push", "alias.move", "tag", "trust.add", "alias.protect", "alias.set", "alias.remove", "delete", "gc",
         "trust.remove",
     ]
-    assert registry.verify_audit() == {"records": 12, "ok": True, "first_bad": None, "reason": ""}
+    assert registry.verify_audit() == {"records": 12, "ok": True, "first_bad": None, "reason": "", "head": f"12:{records[-1]['hash']}"}
 
     env = {"PACKAGER_HOME": str(tmp_path / "home"), "PACKAGER_REGISTRY": url_db, "PACKAGER_BLOBS": blobs}
     caught = 0
@@ -147,16 +147,16 @@ def routes(blob: bytes, files: dict, bundle: str, pem: str) -> list[tuple[str, s
     digest = hashlib.sha256(blob).hexdigest()
     return [
         ("GET", "/models", "read", {}, None),
-        ("GET", "/models/{m}/versions", "read", {}, None),
-        ("GET", f"/models/{{m}}/versions/by-file/{digest}", "read", {}, None),
+        ("GET", "/models/{m}/versions", "read", {}, "{m}"),
+        ("GET", f"/models/{{m}}/versions/by-file/{digest}", "read", {}, "{m}"),
         ("GET", "/search", "read", {"params": {"q": "format = onnx"}}, None),
-        ("GET", "/versions/{m}@1", "read", {}, None),
-        ("GET", "/versions/{m}@1/lineage", "read", {}, None),
-        ("GET", "/versions/{m}@1/children", "read", {}, None),
-        ("GET", "/versions/{m}@1/files/manifest.json", "read", {}, None),
-        ("GET", "/versions/{m}@1/signature", "read", {}, None),
-        ("GET", "/models/{m}/alias-history", "read", {}, None),
-        ("GET", "/models/{m}/alias-rules", "read", {}, None),
+        ("GET", "/versions/{m}@1", "read", {}, "{m}"),
+        ("GET", "/versions/{m}@1/lineage", "read", {}, "{m}"),
+        ("GET", "/versions/{m}@1/children", "read", {}, "{m}"),
+        ("GET", "/versions/{m}@1/files/manifest.json", "read", {}, "{m}"),
+        ("GET", "/versions/{m}@1/signature", "read", {}, "{m}"),
+        ("GET", "/models/{m}/alias-history", "read", {}, "{m}"),
+        ("GET", "/models/{m}/alias-rules", "read", {}, "{m}"),
         ("GET", "/trust", "read", {}, None),
         ("GET", "/audit", "read", {}, None),
         ("GET", "/audit/verify", "read", {}, None),
@@ -260,3 +260,100 @@ def test_token_file_errors_are_one_line_and_never_echo_the_secret(tmp_path):
         assert message in str(caught.value) and "topsecret" not in str(caught.value)
     with pytest.raises(UsageError, match="same name="):
         parse_tokens(["a read name=x", "b write name=x"])
+
+
+def test_a_names_limited_token_reads_only_its_models_through_every_route_and_page(tmp_path, package_dirs):
+    """redteam24: names= limited only writes; a team-a token listed, searched, downloaded and audited every other model,
+    by name, by version id (no name in the URL), URL-encoded, through lineage and children. "shared-m" is the marker:
+    it must never reach the team-a token, and the admin token (the control) must see it."""
+    import httpx
+
+    from packager.registry.backends import open_registry
+
+    home = tmp_path / "server"
+    home.mkdir()
+    catalog, blobs = f"sqlite:///{home / 'catalog.db'}", str(home / "objects")
+    seeded = open_registry(catalog, blobs)
+    seeded.push(package_dirs["onnx"], "team-a-m", trust=True)
+    other = seeded.push(package_dirs["onnx"], "shared-m", parents=["team-a-m@1"], trust=True)  # sorts before team-a-m
+    seeded.push(package_dirs["int8"], "team-a-m", parents=["shared-m@1"], trust=True)  # lineage a@1 -> shared@1 -> a@2
+    seeded.set_alias("shared-m@1", "production")
+    (home / "tokens").write_text(
+        "a-secret write,alias names=team-a-* name=team-a\nad-secret admin name=admin\nta-secret admin names=team-a-* name=team-a-admin\n"
+    )
+    url, stop = start_registry_server(home, home / "tokens", read_token=True, blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    team_a, admin = ({"Authorization": f"Bearer {s}"} for s in ("a-secret", "ad-secret"))
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            listed = {  # route -> what the team-a token gets; each must hold team-a-m and never shared-m
+                "/api/v1/models": http.get("/api/v1/models", headers=team_a, params={"limit": 1}),
+                "/api/v1/search": http.get("/api/v1/search", headers=team_a, params={"q": "format = onnx", "limit": 1}),
+                "/api/v1/audit": http.get("/api/v1/audit", headers=team_a),
+                "/api/v1/versions/team-a-m@2/lineage": http.get("/api/v1/versions/team-a-m@2/lineage", headers=team_a),
+                "/": http.get("/", headers=team_a),
+                "/audit": http.get("/audit", headers=team_a),
+                "/versions/team-a-m@2": http.get("/versions/team-a-m@2", headers=team_a),
+            }
+            for route, answer in listed.items():
+                assert answer.status_code == 200 and "team-a-m" in answer.text and "shared-m" not in answer.text, (route, answer.text[:300])
+                control = http.get(route, headers=admin, params=answer.request.url.params)
+                assert control.status_code == 200 and "shared-m" in control.text, route  # the marker is there to be hidden
+            assert [v["ref"] for v in listed["/api/v1/models"].json()] == ["team-a-m@2"]  # filtered first, then cut to limit
+            assert [v["name"] for v in listed["/api/v1/search"].json()] == ["team-a-m"]
+            assert listed["/api/v1/versions/team-a-m@2/lineage"].json()["ref"] == "team-a-m@1"
+            assert http.get("/api/v1/versions/team-a-m@1/children", headers=team_a).json() == []
+
+            refused = [  # (method, path, json body): each a 403 Forbidden for the team-a token
+                *(("GET", f"/api/v1/versions/{ref}{tail}", None)
+                  for ref in (other.id, "shared-m@1", "shared-m%401", "shared-m@production", "shared-m", "no-such-model@1")
+                  for tail in ("", "/lineage", "/children", "/signature", "/files/manifest.json")),
+                *(("GET", f"/api/v1/models/shared-m/{tail}", None) for tail in ("versions", "alias-history", "alias-rules",
+                                                                               f"versions/by-file/{other.files[0].digest}")),
+                ("GET", "/api/v1/audit?name=shared-m", None),
+                ("GET", "/models/shared-m", None),
+                ("GET", f"/versions/{other.id}", None),
+                ("GET", "/versions/no-such-model@1", None),  # 403, not a 404 telling which models exist
+                ("GET", "/audit?name=shared-m", None),
+                ("GET", f"/compare?ref=team-a-m@1&ref={other.id}", None),
+                ("POST", "/api/v1/versions", {"name": "team-a-m", "manifest": {"format": "onnx"}, "parents": ["shared-m@1"],
+                                              "files": {f.path: {"digest": f.digest, "size": f.size, "role": f.role}
+                                                        for f in other.files if f.role == "package"}}),
+            ]
+            for method, path, body in refused:
+                answer = http.request(method, path, headers=team_a, json=body)
+                assert answer.status_code == 403 and "may not touch model" in answer.text, (path, answer.text[:200])
+                assert not path.startswith("/api") or answer.json()["error"] == "Forbidden"
+            assert len(seeded.list("team-a-m")) == 2  # the refused push recorded nothing
+            # an admin limited to team-a-* may not change what every team trusts, nor gc every team's blobs
+            team_admin = {"Authorization": "Bearer ta-secret"}
+            pem = open_registry(catalog, blobs).trust_list(with_keys=True)
+            for method, path, body in (("POST", "/api/v1/trust", {"name": "mine", "public_key": _public_pem(tmp_path)}),
+                                       ("DELETE", "/api/v1/trust/mine", None), ("POST", "/api/v1/gc", None)):
+                answer = http.request(method, path, headers=team_admin, json=body)
+                assert answer.status_code == 403 and "applies to every model" in answer.json()["message"], (path, answer.text)
+            assert open_registry(catalog, blobs).trust_list(with_keys=True) == pem
+            assert http.post("/api/v1/trust", headers=admin, json={"name": "mine", "public_key": _public_pem(tmp_path)}).status_code == 200
+            assert http.delete("/api/v1/trust/mine", headers=team_admin).status_code == 403
+            assert http.delete("/api/v1/trust/mine", headers=admin).status_code == 200
+    finally:
+        stop()
+
+
+@pytest.mark.parametrize("line", ["team-secret write names=", "team-secret write names=, name=team"])
+def test_a_token_whose_names_list_is_empty_is_refused_not_given_every_model(tmp_path, line):
+    """redteam24: `names=` with no glob (a template's `names=$TEAM` with $TEAM unset) parsed as "no limit": the token
+    could write every model. `packager serve` now refuses the file (exit 2, one line, the secret never echoed)."""
+    home = tmp_path / "server"
+    home.mkdir()
+    (home / "tokens").write_text(f"{line}\n")
+    try:
+        url, stop = start_registry_server(home, home / "tokens")
+    except RuntimeError as exc:
+        assert "names= lists no glob" in str(exc) and "team-secret" not in str(exc), exc
+    else:
+        stop()
+        pytest.fail(f"packager serve started with {line!r}: the token reached every model")
+
+
+def _public_pem(folder) -> str:
+    return make_key(folder, "team")[1].read_text()
