@@ -17,7 +17,7 @@ import time
 import uuid
 from pathlib import Path
 
-from packager.registry.api import Registry
+from packager.registry.backends import open_registry
 
 
 def _flag(flags: list[str], name: str) -> Path | None:
@@ -26,7 +26,7 @@ def _flag(flags: list[str], name: str) -> Path | None:
 
 if __name__ == "__main__":
     catalog, blobs, package, name, count, *flags = sys.argv[1:]
-    registry = Registry(catalog, blobs)
+    registry = open_registry(catalog, blobs or None)  # any backend the URL names (sqlite, postgresql, mlflow)
     if "--unique" in flags:
         copy = Path(tempfile.mkdtemp()) / "package"
         shutil.copytree(package, copy)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from packager.registry.api import Registry
+from packager.registry.backends import open_registry
 
 PUSHER = [sys.executable, "-m", "tests.registry.pusher"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _spawn(catalog, blobs, package, name, count, *flags):
     return subprocess.Popen(
-        [*PUSHER, catalog, blobs, str(package), name, str(count), *flags],
+        [*PUSHER, catalog, blobs or "", str(package), name, str(count), *flags],  # MLflow keeps its own artifacts: no blob URL
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -56,7 +57,7 @@ def test_concurrent_pushes_get_distinct_versions(backend, package_dirs, processe
     test proves the contention it relies on: at least 3 in 4 of the 96 pushes overlap in time with another process's
     push. 12 pushes each still means 96 commits contending for the next version number."""
     catalog, blobs = backend
-    Registry(catalog, blobs)  # migrate once before the race
+    open_registry(catalog, blobs)  # migrate once before the race
     flags = ("--go", str(tmp_path / "go"))
     workers = [
         _spawn(catalog, blobs, package_dirs["ridge"], "race", pushes, "--ready", str(tmp_path / f"ready-{i}"), *flags)
@@ -72,7 +73,7 @@ def test_concurrent_pushes_get_distinct_versions(backend, package_dirs, processe
     spans = [(worker, float(fields[2]), float(fields[3])) for worker, fields in printed]
     contended = sum(any(w != v and s < e2 and s2 < e for v, s2, e2 in spans) for w, s, e in spans)
     assert contended >= 0.75 * len(spans), f"only {contended} of {len(spans)} pushes overlapped another process's push"
-    stored = Registry(catalog, blobs).list("race")
+    stored = open_registry(catalog, blobs).list("race")
     assert len(stored) == processes * pushes and stored[0].version == processes * pushes
 
 
