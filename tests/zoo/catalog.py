@@ -79,10 +79,20 @@ TORCHSCRIPT_EXPORT = Refusal(r"torch.export cannot export a TorchScript module",
                              "torch.export traces Python nn.Modules; a TorchScript file has no Python module to trace")
 OTHER_LIBRARY = {t: Refusal(r"holds (lightgbm|xgboost) models only", f"{t} is the native file of another library's models")
                  for t in ("lightgbm", "xgboost-json", "xgboost-ubj")}
+# the targets issue 22/23 added refuse what they do not take: lleaves compiles LightGBM models, treelite tree ensembles,
+# and OpenVINO's ONNX front end converts no ai.onnx.ml operator (packager rewrites linear models and tree ensembles only)
+COMPILED_TREES = {"lleaves": Refusal(r"an lleaves package holds lightgbm, xgboost models only", "lleaves compiles LightGBM models"),
+                  "treelite": Refusal(r"treelite here compiles RandomForest/ExtraTrees, LightGBM and XGBoost models",
+                                      "treelite + tl2cgen compile tree ensembles; other estimators have no trees")}
+OPENVINO = Refusal(r"hop onnx -> openvino .*(has no conversion rule|has no OpenVINO rewrite|too large for the OpenVINO GEMM|"
+                   r"OpenVINO has no conversion rule|the ONNX graph uses opset)",
+                   "OpenVINO's ONNX front end has no rule for this operator (or this old opset: skl2onnx writes an SVC at opset "
+                   "9), and packager's rewrite covers linear models and trees")
 FRAMEWORK_REFUSED: dict[str, dict[str, Refusal]] = {
     "sklearn": {"coreml": Refusal(r"coremltools disables its scikit-learn converter",
                                   "coremltools disables its scikit-learn converter above scikit-learn 1.5.1 (DESIGN.md)"),
-                "mleap": MLEAP_ESTIMATOR, "pmml": S2P_UNSUPPORTED, **OTHER_LIBRARY},
+                "mleap": MLEAP_ESTIMATOR, "pmml": S2P_UNSUPPORTED, **OTHER_LIBRARY, **COMPILED_TREES, "openvino": OPENVINO},
+    "spark": {"openvino": OPENVINO},
     "torch": {"pt2": TORCHSCRIPT_EXPORT,
               "safetensors": Refusal(r"a TorchScript module carries its code; safetensors holds only the weights",
                                      "safetensors stores tensors only; the zoo's torch models are TorchScript files, whose "
@@ -116,7 +126,11 @@ TF_STDERR = Refusal(r"absl::InitializeLog|oneDNN custom operations",
                     "packager/safety/tensorflow.py imports tensorflow.core outside native_stderr_quiet: TF's start-up lines reach stderr")
 PT2_AGAIN = Refusal(r"Guard failed|pt2",
                     ".pt2 -> .pt2: the dynamic re-export of ExportedProgram.module() fails, the static fallback fixes the batch")
-FRAMEWORK_KNOWN: dict[str, dict[str, Refusal]] = {"sklearn": {"mleap": MLEAP_PIPELINE}}
+FRAMEWORK_KNOWN: dict[str, dict[str, Refusal]] = {
+    "sklearn": {"mleap": MLEAP_PIPELINE},
+    "keras": {"openvino": Refusal(r"ConversionError: hop onnx -> openvino",
+                                  "OpenVINO's ONNX front end fails on tf2onnx's recurrent graph (the BiGRU): exit 7, not a refusal")},
+}
 FUNCTION_TRANSFORMER = Refusal(r"FunctionTransformer is not supported unless the transform function is None",
                                "skl2onnx converts a FunctionTransformer only without a function (identity)")
 MLEAP_ENSEMBLE = Refusal(r"mleap cannot serialise (HistGradientBoostingClassifier|StackingClassifier|VotingClassifier)\b",

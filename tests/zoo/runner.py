@@ -12,7 +12,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from packager.errors import NotQuantizable, UnsupportedConversion
@@ -86,7 +86,10 @@ def run(entry: Entry, saved: Saved, targets: tuple[str, ...], quantize: str | No
 def _judged(entry: Entry, target: str, quantize: str | None, line: str, code: int, *, refusable: bool,
             unlisted_mode: bool = False) -> Outcome:
     """A refusal is by design only when the CLI calls it one (or it is a single target) AND the catalog documents the
-    reason (or the support matrix lists no such quantization mode); anything else is a failure, known or new."""
+    reason (or the support matrix lists no such quantization mode); anything else is a failure, known or new.
+    A target reached through ONNX (openvino) whose ONNX hop failed is judged as ``--to onnx`` is (packager.graph)."""
+    if re.search(r"hop \S+ -> onnx \(", line) and target != "onnx":
+        return replace(_judged(entry, "onnx", quantize, line, code, refusable=refusable, unlisted_mode=unlisted_mode), target=target)
     refusal = entry.refusal(target, quantize)
     documented = (refusal is not None and re.search(refusal.match, line) is not None) or unlisted_mode
     if refusable and documented:
