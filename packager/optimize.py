@@ -6,7 +6,7 @@ The search, in the order it runs:
    rows (every candidate's verdict). The held-out rows are never used to build anything.
 2. Candidates come from the plugin registry, never from a list of format names here: every target the registry reaches
    from the source's framework whose runtime executes on this machine, times the quantization modes that conversion
-   declares (plus none). A new plugin (OpenVINO, a third party's) joins the search by registering.
+   declares (plus none). A new plugin (a new target, a third party's) joins the search by registering.
 3. Each candidate is built with the public ``packager.convert`` and judged there, in its own runtime, against the
    source in full precision on the held-out rows (``accept_mismatch`` so a failing candidate becomes data, not a
    crash). Within budget means: the format's own validation passed and every ``--budget`` bound holds.
@@ -280,7 +280,7 @@ def _search_space(source: Path, formats: Iterable[str] | None, trust: bool) -> t
         runtime = registry.runtime(target)
         if runtime is None or not runtime.executes:
             continue  # nothing here can run it: no latency to measure (Core ML on Linux)
-        route = as_conversion(registry.route(framework, target))  # openvino is reached through onnx (packager.graph)
+        route = as_conversion(registry.route(framework, target))  # a target reached through another format: its route (packager.graph)
         modes = tuple(sorted(m for m in route.quantize if m != "auto"))
         targets.append((target, (None, *modes)))
     # the plain fp32 ONNX first: it is the obvious choice every other candidate must beat, and the first pruning bar
