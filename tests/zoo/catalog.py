@@ -94,6 +94,9 @@ FRAMEWORK_REFUSED: dict[str, dict[str, Refusal]] = {
                 "mleap": MLEAP_ESTIMATOR, "pmml": S2P_UNSUPPORTED, **OTHER_LIBRARY, **COMPILED_TREES, "openvino": OPENVINO},
     "spark": {"openvino": OPENVINO},
     "torch": {"pt2": TORCHSCRIPT_EXPORT,
+              "torchscript+dynamic": Refusal(r"int8 needs the Python nn.Module, not a TorchScript or exported program",
+                                             "torch's dynamic int8 quantizes the Python nn.Module while tracing; a TorchScript "
+                                             "or exported file has none"),
               "safetensors": Refusal(r"a TorchScript module carries its code; safetensors holds only the weights",
                                      "safetensors stores tensors only; the zoo's torch models are TorchScript files, whose "
                                      "code a weights file cannot carry (a state dict or nn.Module converts)")},
@@ -129,7 +132,8 @@ PT2_AGAIN = Refusal(r"Guard failed|pt2",
 FRAMEWORK_KNOWN: dict[str, dict[str, Refusal]] = {
     "sklearn": {"mleap": MLEAP_PIPELINE},
     "keras": {"openvino": Refusal(r"ConversionError: hop onnx -> openvino",
-                                  "OpenVINO's ONNX front end fails on tf2onnx's recurrent graph (the BiGRU): exit 7, not a refusal")},
+                                  "OpenVINO's ONNX front end fails on tf2onnx's recurrent graph (the BiGRU): exit 7, not a refusal"),
+              "tflite+dynamic": RNN_COREML_TFLITE["tflite"]},
 }
 FUNCTION_TRANSFORMER = Refusal(r"FunctionTransformer is not supported unless the transform function is None",
                                "skl2onnx converts a FunctionTransformer only without a function (identity)")
