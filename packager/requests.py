@@ -28,6 +28,16 @@ def cli(*decls: str, **click_kwargs: Any) -> dict[str, Any]:
     return {"cli": {"decls": decls, **click_kwargs}}
 
 
+# flags two requests share, declared once (convert and inspect build the signature the same way; convert and validate
+# judge the same way)
+INPUT_SHAPE = cli("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
+DYNAMIC_AXES = cli("--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources).")
+MODEL_CLASS = cli(
+    "--model-class", metavar="MODULE:CLASS", help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into."
+)
+TOLERANCE = cli("--tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead.")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ConvertRequest:
     """``packager convert``: one source to one target (``to``, written to ``out``) or to several (``targets``, each
@@ -53,23 +63,9 @@ class ConvertRequest:
     sample: Rows = field(
         default=None, metadata=cli("--sample", type="path", help="Sample inputs for the signature and validation (.npy/.csv/.parquet).")
     )
-    input_shape: str | None = field(
-        default=None, metadata=cli("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
-    )
-    dynamic_axes: Any = field(
-        default=None,
-        metadata=cli(
-            "--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources)."
-        ),
-    )
-    model_class: str | None = field(
-        default=None,
-        metadata=cli(
-            "--model-class",
-            metavar="MODULE:CLASS",
-            help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.",
-        ),
-    )
+    input_shape: str | None = field(default=None, metadata=INPUT_SHAPE)
+    dynamic_axes: Any = field(default=None, metadata=DYNAMIC_AXES)
+    model_class: str | None = field(default=None, metadata=MODEL_CLASS)
     task: str | None = field(
         default=None,
         metadata=cli(
@@ -97,8 +93,7 @@ class ConvertRequest:
         ),
     )
     tolerance: tuple[str, ...] | Mapping[str, Any] | None = field(  # NAME=ATOL[,RTOL] strings, or {name: Criterion}
-        default=None,
-        metadata=cli("--tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."),
+        default=None, metadata=TOLERANCE
     )
     min_agreement: float | None = field(
         default=None,
@@ -132,23 +127,9 @@ class InspectRequest:
         default=None,
         metadata=cli("--sample", type="path", help="Sample inputs, for models that carry no input shapes (.npy/.npz/.csv/.parquet)."),
     )
-    input_shape: str | None = field(
-        default=None, metadata=cli("--input-shape", help="Input shape(s) where the model carries none, e.g. 1,20 or ids:1,16;mask:1,16.")
-    )
-    dynamic_axes: str | None = field(
-        default=None,
-        metadata=cli(
-            "--dynamic-axes", help="Axes besides the batch that vary, e.g. 1 (sequence length) or ids:1;mask:1 (PyTorch sources)."
-        ),
-    )
-    model_class: str | None = field(
-        default=None,
-        metadata=cli(
-            "--model-class",
-            metavar="MODULE:CLASS",
-            help="For a PyTorch state dict: the nn.Module class (or factory) to load the weights into.",
-        ),
-    )
+    input_shape: str | None = field(default=None, metadata=INPUT_SHAPE)
+    dynamic_axes: str | None = field(default=None, metadata=DYNAMIC_AXES)
+    model_class: str | None = field(default=None, metadata=MODEL_CLASS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,10 +160,7 @@ class ValidateRequest:
     )
     atol: float | None = field(default=None, metadata=cli("--atol", type=float, help="Override the absolute tolerance."))
     rtol: float | None = field(default=None, metadata=cli("--rtol", type=float, help="Override the relative tolerance."))
-    tolerance: tuple[str, ...] | Mapping[str, Any] | None = field(
-        default=None,
-        metadata=cli("--tolerance", multiple=True, metavar="NAME=ATOL[,RTOL]", help="Judge this output by an absolute tolerance instead."),
-    )
+    tolerance: tuple[str, ...] | Mapping[str, Any] | None = field(default=None, metadata=TOLERANCE)
     min_agreement: float | None = field(
         default=None, metadata=cli("--min-agreement", type=float, help="Fraction of rows whose label / best class must agree.")
     )
