@@ -9,7 +9,7 @@ loads the modules named in the ``packager.converters`` entry-point group, so the
 
 from __future__ import annotations
 
-import functools
+import threading
 import logging
 from dataclasses import dataclass, field, replace
 from importlib import import_module, metadata
@@ -382,9 +382,19 @@ def _load_entry_point(ep: metadata.EntryPoint) -> ModuleType:
     return module
 
 
-@functools.lru_cache(maxsize=1)
+_DEFAULT_LOCK = threading.RLock()
+_DEFAULT: list[PluginRegistry] = []
+
+
 def default_registry() -> PluginRegistry:
-    """The installed plugins, loaded once per process (logged: the acceptance test counts the loads)."""
-    registry = load_registry()
-    logging.getLogger(__name__).debug("loaded the plugins: %d modules", len({p.owner for p in registry.formats.values()}))
-    return registry
+    """The installed plugins, loaded once per process (logged: the acceptance test counts the loads).
+
+    Under a lock, not ``functools.lru_cache``: the server's request threads asked for it at the same moment, lru_cache
+    built two registries, and ``sandbox.confines`` (which compares by identity) refused the second as "a custom plugin
+    registry" (CI, stop 27: one of four push clients got that error from the server)."""
+    with _DEFAULT_LOCK:
+        if not _DEFAULT:
+            registry = load_registry()
+            logging.getLogger(__name__).debug("loaded the plugins: %d modules", len({p.owner for p in registry.formats.values()}))
+            _DEFAULT.append(registry)
+        return _DEFAULT[0]

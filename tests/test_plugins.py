@@ -87,3 +87,14 @@ def test_readme_support_matrix_is_generated_from_the_registry():
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert render_readme(readme, support_matrix()) == readme, "run `make readme` to refresh the README's support matrix"
+
+
+def test_threads_asking_for_the_default_registry_at_once_get_the_same_one():
+    """The server's request threads ask at the same moment; two registries made ``sandbox.confines`` refuse the second as
+    "a custom plugin registry" (CI, stop 27). Run in a fresh process so the registry is not yet loaded."""
+    code = ("import threading; from packager.plugins import default_registry; b = threading.Barrier(8); out = []\n"
+            "def go():\n    b.wait(); out.append(default_registry())\n"
+            "ts = [threading.Thread(target=go) for _ in range(8)]; [t.start() for t in ts]; [t.join() for t in ts]\n"
+            "print(len({id(r) for r in out}), len(out))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["1", "8"]
