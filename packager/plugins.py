@@ -9,8 +9,8 @@ loads the modules named in the ``packager.converters`` entry-point group, so the
 
 from __future__ import annotations
 
-import threading
 import logging
+import threading
 from dataclasses import dataclass, field, replace
 from importlib import import_module, metadata
 from types import FunctionType, ModuleType

@@ -1,6 +1,7 @@
 """The plugin registry: entry points, one-line registrations, duplicates refused, matrix generated."""
 from __future__ import annotations
 
+import subprocess
 import sys
 import types
 
