@@ -19,6 +19,12 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+from packager.logs import LOGGER as PACKAGER_LOGGER
+
+# The server's own refusals go to packager's logger (packager/logs.py: stderr as ``packager: ...``, WARNING and up);
+# uvicorn's records stay on uvicorn's. Nothing here changes another logger's level or calls ``logging.disable``, which
+# is process-wide: it silenced every logger of a host that runs the server in its own process.
+LOGGER = f"{PACKAGER_LOGGER}.server"
 # Descriptors kept free beside the connections: the catalog, blobs, static files, the listening socket,
 # and the sockets asyncio accepts before any protocol sees them (up to the backlog per loop pass, and two
 # or three passes go by before connection_made: with 256 spare and a backlog of 128, a 2,000-socket burst
@@ -101,7 +107,7 @@ def guarded_protocol(limits: Limits, max_connections: int) -> type:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     registry = _Registry()
-    log = logging.getLogger("uvicorn.error")
+    log = logging.getLogger(LOGGER)
 
     class GuardedH11Protocol(H11Protocol):
         _counted: str | None = None
@@ -247,11 +253,11 @@ class RateLimit(logging.Filter):
 
 
 def rate_limit_logs() -> RateLimit:
-    """Installs one ``RateLimit`` on every handler that writes the server's log: uvicorn's, the root
+    """Installs one ``RateLimit`` on every handler that writes the server's log: packager's, uvicorn's, the root
     logger's and ``logging.lastResort`` (where asyncio's "socket.accept() out of system resource" goes)."""
     limit = RateLimit()
     handlers = {logging.lastResort, *logging.getLogger().handlers}
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in (PACKAGER_LOGGER, LOGGER, "uvicorn", "uvicorn.error", "uvicorn.access"):
         handlers.update(logging.getLogger(name).handlers)
     for handler in handlers:
         if handler is not None:
@@ -259,8 +265,8 @@ def rate_limit_logs() -> RateLimit:
     return limit
 
 
-def serve(app: Any, host: str, port: int, limits: Limits) -> None:
-    """``uvicorn.run`` with the limits; the protocol class is uvicorn's own, wrapped."""
+def server(app: Any, host: str, port: int, limits: Limits) -> Any:
+    """A ``uvicorn.Server`` with the limits (not started); the protocol class is uvicorn's own, wrapped."""
     import uvicorn
 
     cap, backlog = descriptor_cap(limits.max_connections)
@@ -273,12 +279,14 @@ def serve(app: Any, host: str, port: int, limits: Limits) -> None:
         timeout_keep_alive=limits.idle_timeout,
         backlog=backlog,
     )
-    server = uvicorn.Server(config)
-    # The CLI silences library warnings (cli.py); a server's operator wants its refusals, a few per minute.
-    logging.disable(logging.INFO)
     rate_limit_logs()  # after Config(), whose dictConfig makes uvicorn's handlers
     if cap < limits.max_connections:
-        logging.getLogger("uvicorn.error").warning(
+        logging.getLogger(LOGGER).warning(
             "--max-connections %d lowered to %d: the descriptor limit (ulimit -n) leaves no more", limits.max_connections, cap
         )
-    server.run()
+    return uvicorn.Server(config)
+
+
+def serve(app: Any, host: str, port: int, limits: Limits) -> None:
+    """``uvicorn.run`` with the limits, until stopped."""
+    server(app, host, port, limits).run()

@@ -264,3 +264,50 @@ def test_a_client_that_does_not_read_or_trickles_its_body_loses_its_slot(serve, 
     assert "did not read its response" in text and "slower than --min-body-rate" in text, text[-2000:]
     assert "Traceback" not in text  # the upload's ClientDisconnect is not logged as a crash
     assert _timed_get(url)[0] == 200
+
+
+def test_the_server_logs_through_packager_and_silences_no_other_logger(caplog):
+    """limits.serve called ``logging.disable(logging.INFO)``: process-wide, so a host running the server in its own
+    process lost every INFO record of every logger from then on. The refusal must arrive on packager's logger, and a
+    record from an unrelated logger must still arrive while the server runs and after it stopped."""
+    import logging
+    import threading
+
+    from packager.server.limits import BUSY_REPLY, LOGGER, Limits, RateLimit, server
+
+    async def app(scope, receive, send):  # the limits act before any request reaches an app
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="packager")
+    other = logging.getLogger("tests.server.another_library")
+    port = free_port()
+    uvicorn_server = server(app, "127.0.0.1", port, Limits(max_per_client=1))
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if uvicorn_server.started:
+                break
+            time.sleep(0.05)
+        assert uvicorn_server.started
+        with socket.create_connection(("127.0.0.1", port)), socket.create_connection(("127.0.0.1", port)) as second:
+            second.settimeout(5)
+            assert second.recv(1000) == BUSY_REPLY  # the per-client cap of 1 refused the second connection
+            other.info("during: an INFO record of another logger")
+    finally:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+        for handler in {logging.lastResort, *logging.getLogger().handlers, *logging.getLogger("packager").handlers}:
+            for f in [f for f in getattr(handler, "filters", []) if isinstance(f, RateLimit)]:
+                handler.removeFilter(f)
+    other.info("after: an INFO record of another logger")
+    refusals = [r for r in caplog.records if r.name == LOGGER and "refused a connection" in r.getMessage()]
+    assert len(refusals) == 1 and "127.0.0.1 already has 1 open" in refusals[0].getMessage()
+    assert [r.getMessage() for r in caplog.records if r.name == other.name] == [
+        "during: an INFO record of another logger",
+        "after: an INFO record of another logger",
+    ]
+    assert not thread.is_alive()
