@@ -16,18 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from packager.errors import PackagerError, UsageError, first_line
-from packager.requests import BenchRequest
-
-
-@dataclass(frozen=True)
-class BenchSettings:
-    batch_sizes: tuple[int, ...] = (1, 32, 1024, 16384)
-    threads: int = 1
-    warmup: int = 3
-    min_runs: int = 10
-    min_seconds: float = 0.5
-    max_seconds: float = 5.0  # per batch size: slow models stop after min(3, ...) runs past this
-    text_column: str | None = None  # the data's texts, tokenized per batch size (transformer packages and folders)
+from packager.requests import BenchRequest, BenchSettings
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ runs is exactly what was proven.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
@@ -183,12 +183,8 @@ def predict(
 ) -> PredictResult:
     """Stream ``input_path`` through ``artifact`` into ``output``: in the sandbox (model and input read-only, the
     output renamed into place after success) unless ``trust``, which loads it here."""
-    from packager import sandbox
-    from packager.batches import OutputWriter
-
-    model = artifact.path.parent if artifact.manifest is not None else artifact.path
     request = PredictRequest(
-        model=str(model),
+        model=str(artifact.path),
         data=str(input_path),
         output=str(output),
         batch_size=batch_size,
@@ -198,11 +194,22 @@ def predict(
         text_column=text_column,
         keep_columns=tuple(keep_columns or ()),
     )
+    return submit_predict(artifact, request, trust=trust, progress=progress)
+
+
+def submit_predict(artifact: Runnable, request: PredictRequest, *, trust: bool = False, progress: Progress | None = None) -> PredictResult:
+    """Run ``request`` on the resolved ``artifact`` (its local folder or file replaces ``request.model``): in the
+    sandbox unless ``trust``. The CLI builds the request from its flags and enters here; ``predict`` is the API's way."""
+    from packager import sandbox
+    from packager.batches import OutputWriter
+
+    request = replace(request, model=str(artifact.path.parent if artifact.manifest is not None else artifact.path))
+    output = request.output
     if not sandbox.confines(trust):
-        return _predict_loaded(load_predictor(artifact, threads=threads, trust=trust), request, progress)
+        return _predict_loaded(load_predictor(artifact, threads=request.threads, trust=trust), request, progress)
     from packager import confined
 
-    OutputWriter(Path(output).absolute(), overwrite)  # an unsupported suffix or an existing output fails here, before any work
+    OutputWriter(Path(output).absolute(), request.overwrite)  # an unsupported suffix or an existing output fails here, before any work
     result = confined.predict(request, label=artifact.label or artifact.path.name, progress=progress)
     return PredictResult(int(result["rows"]), int(result["batches"]), result["seconds"], Path(output).absolute(), result["load_seconds"])
 

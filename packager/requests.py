@@ -179,13 +179,67 @@ class PredictRequest:
 
     model: str
     data: str
-    output: str
-    batch_size: int = 1024
-    threads: int | None = None
-    outputs: tuple[str, ...] = ()
-    overwrite: bool = False
-    text_column: str | None = None
-    keep_columns: tuple[str, ...] = ()
+    output: str = field(
+        metadata=cli(
+            "-o",
+            "--out",
+            "output",
+            type="path",
+            required=True,
+            help="Output file (.parquet, .csv or .npy); with --engine dask or spark, a folder of Parquet parts.",
+        )
+    )
+    batch_size: int = field(
+        default=1024, metadata=cli("--batch-size", show_default=True, help="Rows per batch (memory stays at one batch).")
+    )
+    threads: int | None = field(
+        default=None, metadata=cli("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
+    )
+    outputs: tuple[str, ...] = field(
+        default=(), metadata=cli("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
+    )
+    overwrite: bool = field(default=False, metadata=cli("--force", "overwrite", is_flag=True, help="Replace an existing output."))
+    text_column: str | None = field(
+        default=None,
+        metadata=cli(
+            "--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages)."
+        ),
+    )
+    keep_columns: tuple[str, ...] = field(
+        default=(),
+        metadata=cli(
+            "--keep-columns",
+            metavar="A,B",
+            split=",",
+            help="Input columns (an id, a timestamp) copied into each output row, first: comma-separated names "
+            "(.parquet/.csv/.jsonl/.npz in).",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """How ``packager bench`` measures (the same for every artifact of a run); crosses in ``BenchRequest.settings``."""
+
+    batch_sizes: tuple[int, ...] = field(
+        default=(1, 32, 1024, 16384),
+        metadata=cli("--batch-sizes", split=",", item=int, show_default=True, help="Comma-separated batch sizes."),
+    )
+    threads: int = field(default=1, metadata=cli("--threads", show_default=True, help="Threads for every runtime (fixed and recorded)."))
+    warmup: int = 3
+    min_runs: int = 10
+    min_seconds: float = field(
+        default=0.5, metadata=cli("--min-seconds", show_default=True, help="Measure each batch size at least this long.")
+    )
+    max_seconds: float = 5.0  # per batch size: slow models stop after min(3, ...) runs past this
+    text_column: str | None = field(  # the data's texts, tokenized per batch size (transformer packages and folders)
+        default=None,
+        metadata=cli(
+            "--text-column",
+            help="Benchmark on the texts of this column, tokenized per batch (packages that carry a tokenizer, "
+            "Hugging Face folders as --baseline).",
+        ),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,9 +248,11 @@ class BenchRequest:
 
     kind: str  # "baseline" or "artifact"
     path: str
-    data: str
-    model_class: str | None = None
-    settings: Mapping[str, Any] = field(default_factory=dict)  # ``bench.BenchSettings`` as a dict
+    data: str = field(
+        metadata=cli("--data", type="path", required=True, help="Input rows (.parquet, .csv, .npy, .npz: one array per input, .jsonl).")
+    )
+    model_class: str | None = field(default=None, metadata=MODEL_CLASS)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # ``BenchSettings`` as a dict
 
 
 Request = ConvertRequest | PackageRequest | InspectRequest | CheckRequest | ValidateRequest | PredictRequest | BenchRequest

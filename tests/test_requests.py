@@ -39,9 +39,26 @@ def test_one_convert_runs_the_convert_worker_once_and_loads_the_plugins_once_per
     model, rows = iris_file
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "packager.cli", "--debug", "convert", str(model), "--to", "onnx", "--quantize", "--sample", str(rows),
-         "-o", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+        [
+            sys.executable,
+            "-m",
+            "packager.cli",
+            "--debug",
+            "convert",
+            str(model),
+            "--to",
+            "onnx",
+            "--quantize",
+            "--sample",
+            str(rows),
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stderr.splitlines() if line.startswith("packager: ")]
@@ -109,3 +126,72 @@ def test_the_cli_logging_shows_packager_and_quiets_the_libraries():
     assert not any(word in quiet.stderr for word in ("OWN-DEBUG", "LIB-WARNING", "TORCH-WARNING")), quiet.stderr
     loud = subprocess.run([sys.executable, "-c", code, "debug"], capture_output=True, text=True, timeout=300, env=with_path)
     assert "packager: OWN-DEBUG" in loud.stderr and "TORCH-WARNING" in loud.stderr, loud.stderr
+
+
+def _declared_flags(path: Path) -> set[str]:
+    """The ``--flags`` a module writes in a ``click.option(...)`` or ``cli(...)`` call."""
+    import ast
+
+    flags = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("option", "cli"):
+            flags |= {a.value for a in node.args if isinstance(a, ast.Constant) and str(a.value).startswith("--")}
+    return flags
+
+
+def test_each_request_option_is_written_once_on_its_field_and_nowhere_in_the_commands():
+    """A flag that fills a request field is declared on that field (requests.py) and derived by the command: predict and
+    bench spelled theirs in the command as well as taking the request's defaults in the API (two places per option)."""
+    import click
+
+    from packager.cli import main
+
+    commands = {
+        "convert": (rq.ConvertRequest,),
+        "inspect": (rq.InspectRequest,),
+        "validate": (rq.ValidateRequest,),
+        "predict": (rq.PredictRequest,),
+        "bench": (rq.BenchRequest, rq.BenchSettings),
+    }
+    derived: dict[str, set[str]] = {}
+    for name, classes in commands.items():
+        command = main.get_command(click.Context(main), name)
+        assert command is not None
+        fields = {f.name: f for cls in classes for f in rq.dataclasses.fields(cls) if "cli" in f.metadata}
+        options = [p for p in command.params if isinstance(p, click.Option) and p.name in fields]
+        for option in options:  # the flag and its default are the field's
+            assert set(option.opts) <= set(fields[str(option.name)].metadata["cli"]["decls"]), (name, option.opts)
+        derived[name] = {max(o.opts, key=len) for o in options}
+        written_in_command = _declared_flags(ROOT / "packager" / "commands" / f"{name}.py") & derived[name]
+        assert not written_in_command, f"{name}: {sorted(written_in_command)} spelled in the command as well"
+    assert derived["predict"] == {"--out", "--batch-size", "--threads", "--output", "--force", "--text-column", "--keep-columns"}
+    assert derived["bench"] == {"--data", "--model-class", "--batch-sizes", "--threads", "--min-seconds", "--text-column"}
+
+
+def test_predict_and_bench_flags_keep_their_defaults_and_parse_lists(tmp_path):
+    """The defaults the flags had when the commands spelled them (CLI contract), and the comma lists parsed on the way in:
+    a bad --batch-sizes is one usage line, exit 2, before any work."""
+    import click
+
+    from packager.cli import main
+    from tests.conftest import invoke_cli
+
+    def defaults(name: str) -> dict[str, object]:
+        command = main.get_command(click.Context(main), name)
+        assert command is not None
+        context = click.Context(command)
+        return {max(p.opts, key=len): p.get_default(context) for p in command.params if isinstance(p, click.Option)}
+
+    predict = defaults("predict")
+    assert (predict["--batch-size"], predict["--engine"], predict["--workers"]) == (1024, "local", 2)
+    bench = defaults("bench")
+    assert (bench["--batch-sizes"], bench["--threads"], bench["--min-seconds"]) == ("1,32,1024,16384", 1, 0.5)
+    rows = tmp_path / "rows.npy"
+    np.save(rows, np.zeros((2, 2), np.float32))
+    bad = invoke_cli("bench", str(rows), "--data", str(rows), "--batch-sizes", "1,x", "-o", str(tmp_path / "out"))
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].count("--batch-sizes '1,x' is not a list of numbers") == 1
+    assert not (tmp_path / "out").exists()
+    settings = rq.BenchSettings(batch_sizes=(1, 8))
+    assert rq.from_data(
+        rq.BenchRequest, rq.to_data(rq.BenchRequest(kind="artifact", path="/p", data="/d", settings=rq.dataclasses.asdict(settings)))
+    ).settings["batch_sizes"] == [1, 8]

@@ -6,21 +6,14 @@ from pathlib import Path
 
 import click
 
+from packager.commands._options import request_fields, request_options
+from packager.requests import PredictRequest
+
 
 @click.command("predict")
 @click.argument("model", metavar="REF_OR_PATH")
 @click.argument("data", type=click.Path(path_type=Path), metavar="INPUT")
-@click.option(
-    "-o",
-    "--out",
-    "output",
-    type=click.Path(path_type=Path),
-    required=True,
-    help="Output file (.parquet, .csv or .npy); with --engine dask or spark, a folder of Parquet parts.",
-)
-@click.option("--batch-size", default=1024, show_default=True, help="Rows per batch (memory stays at one batch).")
-@click.option("--threads", type=int, help="Threads for the runtime (default: the runtime's own choice).")
-@click.option("--output", "outputs", multiple=True, metavar="NAME", help="Write only these outputs (repeatable).")
+@request_options(PredictRequest)
 @click.option(
     "--engine",
     type=click.Choice(["local", "dask", "spark"]),
@@ -31,14 +24,7 @@ import click
 @click.option("--scheduler", metavar="ADDRESS", help="With --engine dask: an existing scheduler (default: a LocalCluster).")
 @click.option("--workers", default=2, show_default=True, help="With --engine dask and no --scheduler: LocalCluster workers.")
 @click.option("--master", metavar="URL", help="With --engine spark: Spark's master (default: local[2]).")
-@click.option("--text-column", metavar="NAME", help="Text in this column, tokenized with the package's tokenizer (Hugging Face packages).")
-@click.option(
-    "--keep-columns",
-    metavar="A,B",
-    help="Input columns (an id, a timestamp) copied into each output row, first: comma-separated names (.parquet/.csv/.jsonl/.npz in).",
-)
 @click.option("--trust", is_flag=True, help="Run the model unconfined (no sandbox) and past the allow-list: only for files you trust.")
-@click.option("--force", is_flag=True, help="Replace an existing output.")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for registry references.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for registry references.")
 @click.option(
@@ -49,44 +35,20 @@ import click
     help="For a registry reference: required (signed by a trusted key), if-signed (default), off. A refusal exits 12.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def command(
-    model,
-    data,
-    output,
-    batch_size,
-    threads,
-    outputs,
-    engine,
-    scheduler,
-    workers,
-    master,
-    text_column,
-    keep_columns,
-    trust,
-    force,
-    registry_url,
-    blobs,
-    verify_policy,
-    as_json,
-):
+def command(model, data, engine, scheduler, workers, master, trust, registry_url, blobs, verify_policy, as_json, **fields):
     """Run REF_OR_PATH (a package, a model file, or a registry reference such as fraud@production)
     over INPUT (.csv, .parquet, .npy, .npz with one array per input, .jsonl), streamed in batches."""
     from packager.commands._render import emit_json
+    from packager.errors import UsageError
     from packager.inference import resolve
 
+    request = PredictRequest(model=model, data=str(data), **request_fields(PredictRequest, fields))
     artifact = resolve(model, registry_url=registry_url, blobs=blobs, verify=verify_policy)
     if master and engine != "spark":
-        from packager.errors import UsageError
-
         raise UsageError("--master is Spark's master and needs --engine spark", "add --engine spark, or drop --master")
-    if engine != "local" and text_column:
-        from packager.errors import UsageError
-
+    if engine != "local" and request.text_column:
         raise UsageError("--text-column runs with --engine local only", f"drop --engine {engine}")
-    keep = [c.strip() for c in keep_columns.split(",") if c.strip()] if keep_columns else []
-    if engine != "local" and keep:
-        from packager.errors import UsageError
-
+    if engine != "local" and request.keep_columns:
         raise UsageError("--keep-columns runs with --engine local only", f"drop --engine {engine}")
     if engine == "dask":
         from packager.distributed import predict_on_dask
@@ -94,14 +56,14 @@ def command(
         summary = predict_on_dask(
             artifact,
             data,
-            output,
-            batch_size=batch_size,
-            threads=threads,
-            outputs=list(outputs),
+            Path(request.output),
+            batch_size=request.batch_size,
+            threads=request.threads,
+            outputs=list(request.outputs),
             scheduler=scheduler,
             workers=workers,
             trust=trust,
-            overwrite=force,
+            overwrite=request.overwrite,
         ).to_dict()
     elif engine == "spark":
         from packager.spark_engine import predict_on_spark
@@ -109,16 +71,16 @@ def command(
         summary = predict_on_spark(
             artifact,
             data,
-            output,
-            batch_size=batch_size,
-            threads=threads,
-            outputs=list(outputs),
+            Path(request.output),
+            batch_size=request.batch_size,
+            threads=request.threads,
+            outputs=list(request.outputs),
             master=master,
             trust=trust,
-            overwrite=force,
+            overwrite=request.overwrite,
         ).to_dict()
     else:
-        summary = _run_local(artifact, data, output, batch_size, threads, list(outputs), trust, force, as_json, text_column, keep)
+        summary = _run_local(artifact, request, trust, as_json)
     if as_json:
         emit_json(summary)
     else:
@@ -135,25 +97,13 @@ def command(
         )
 
 
-def _run_local(artifact, data, output, batch_size, threads, outputs, trust, force, quiet, text_column=None, keep=None) -> dict:
+def _run_local(artifact, request: PredictRequest, trust: bool, quiet: bool) -> dict:
     from packager.batches import open_source
-    from packager.inference import predict
+    from packager.inference import submit_predict
 
-    total = open_source(data).rows
+    total = open_source(request.data).rows
     with _progress_bar(total, quiet) as advance:
-        result = predict(
-            artifact,
-            data,
-            output,
-            batch_size=batch_size,
-            threads=threads,
-            outputs=outputs,
-            trust=trust,
-            overwrite=force,
-            progress=advance,
-            text_column=text_column,
-            keep_columns=keep,
-        )
+        result = submit_predict(artifact, request, trust=trust, progress=advance)
     return {
         "rows": result.rows,
         "batches": result.batches,
@@ -162,7 +112,7 @@ def _run_local(artifact, data, output, batch_size, threads, outputs, trust, forc
         "load_seconds": result.load_seconds,
         "output": str(result.output),
         "format": artifact.format,
-        "threads": threads,
+        "threads": request.threads,
     }
 
 
