@@ -16,6 +16,7 @@ from importlib import import_module, metadata
 from types import FunctionType, ModuleType
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
+from packager import entry_points
 from packager.contract import (
     CONVERTER_PARAMETERS,
     QUANTIZER_PARAMETERS,
@@ -360,7 +361,7 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
     """Build a registry from the given module names, or from every installed entry point."""
     registry = PluginRegistry()
     if modules is None:
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        for ep in entry_points.group(ENTRY_POINT_GROUP):
             registry.add_module(_load_entry_point(ep))
     else:
         for name in modules:
@@ -370,15 +371,7 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
 
 
 def _load_entry_point(ep: metadata.EntryPoint) -> ModuleType:
-    try:
-        module = ep.load()
-    except Exception as exc:  # a broken third-party plugin must not take the tool down silently
-        raise PluginError(
-            f"plugin entry point {ep.name} = {ep.value} cannot be loaded ({type(exc).__name__}: {exc})",
-            "fix or uninstall the package that provides it",
-        ) from exc
-    if not isinstance(module, ModuleType):
-        raise PluginError(f"plugin entry point {ep.name} must name a module, not {ep.value}")
+    module: ModuleType = entry_points.load(ep, "plugin", accept=lambda obj: isinstance(obj, ModuleType), must_name="a module")
     return module
 
 

@@ -11,9 +11,10 @@ A factory takes ``(url, blobs=None, **options)`` and returns a ``RegistryBackend
 
 from __future__ import annotations
 
-from importlib import import_module, metadata
+from importlib import metadata
 from typing import Any, Callable
 
+from packager import entry_points
 from packager.errors import PluginError, UsageError
 from packager.registry.backend import RegistryBackend, default_home
 
@@ -52,24 +53,25 @@ def open_registry(url: str | None = None, blobs: str | None = None, **options: A
     if factory is None:
         known = ", ".join(f"{s}://" for s in sorted(_BACKENDS))
         raise UsageError(f"no registry backend for the URL {url.split('@')[-1]!r}", f"use one of {known}")
-    return _load(factory)(url, blobs, **options)
+    return _load(factory, scheme)(url, blobs, **options)
 
 
 def _entry_point(scheme: str) -> str | None:
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == scheme:
-            _BACKENDS[scheme] = ep.value
-            return ep.value
-    return None
+    ep = entry_points.find(ENTRY_POINT_GROUP, scheme)
+    if ep is None:
+        return None
+    _BACKENDS[scheme] = ep.value  # loaded when opened, by the same loader as the table's own entries
+    return ep.value
 
 
-def _load(factory: str | Factory) -> Factory:
+def _load(factory: str | Factory, scheme: str = "") -> Factory:
     if not isinstance(factory, str):
         return factory
-    module, _, attribute = factory.partition(":")
-    try:
-        return getattr(import_module(module), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise PluginError(
-            f"registry backend {factory} cannot be loaded ({type(exc).__name__}: {exc})", "fix or uninstall the package that provides it"
-        ) from exc
+    return _backend(entry_points.reference(ENTRY_POINT_GROUP, scheme or factory, factory))
+
+
+def _backend(ep: metadata.EntryPoint) -> Factory:
+    loaded: Factory = entry_points.load(
+        ep, "registry backend", accept=callable, must_name="a callable that opens a registry (url, blobs, **options)"
+    )
+    return loaded

@@ -17,10 +17,11 @@ import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
-from importlib import import_module, metadata
+from importlib import metadata
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Protocol
 
+from packager import entry_points
 from packager.errors import BlobCorrupt, CatalogError, InputFileError, PluginError, first_line
 
 CHUNK = 8 << 20
@@ -330,14 +331,10 @@ class BlobStoreKind:
     def open(self, url: str) -> BlobStore:
         if not isinstance(self.factory, str):
             return self.factory(url)
-        module, _, attribute = self.factory.partition(":")
-        try:
-            factory = getattr(import_module(module), attribute)
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(
-                f"blob store {self.factory} cannot be loaded ({type(exc).__name__}: {exc})", "fix or uninstall the package that provides it"
-            ) from exc
-        return factory(url)
+        ep = entry_points.reference(BLOB_ENTRY_POINT_GROUP, self.scheme, self.factory)
+        factory = entry_points.load(ep, "blob store", accept=callable, must_name="a callable that opens a store (url)")
+        store: BlobStore = factory(url)
+        return store
 
 
 # boto3 reads these (and ~/.aws, which the sandbox does not bind); PACKAGER_S3_ENDPOINT is an address, not a secret
@@ -359,25 +356,23 @@ def register_blob_store(kind: BlobStoreKind, *, replace: bool = False) -> None:
 
 def blob_store_kinds() -> dict[str, BlobStoreKind]:
     """Every blob store: the table, then the entry points not in it (loaded: their credentials must be known)."""
-    for ep in metadata.entry_points(group=BLOB_ENTRY_POINT_GROUP):
+    for ep in entry_points.group(BLOB_ENTRY_POINT_GROUP):
         if ep.name not in _KINDS:
-            _KINDS[ep.name] = _entry_point(ep)
+            _KINDS[ep.name] = _kind(ep)
     return dict(_KINDS)
 
 
-def _entry_point(ep: metadata.EntryPoint) -> BlobStoreKind:
-    try:
-        kind = ep.load()
-    except Exception as exc:  # a broken third-party plugin must not take the tool down silently
-        raise PluginError(
-            f"blob store entry point {ep.name} = {ep.value} cannot be loaded ({type(exc).__name__}: {exc})",
-            "fix or uninstall the package that provides it",
-        ) from exc
-    if not isinstance(kind, BlobStoreKind) or kind.scheme != ep.name:
-        raise PluginError(
-            f"blob store entry point {ep.name} = {ep.value} must name a BlobStoreKind for the scheme {ep.name!r}",
-            "declare BlobStoreKind(scheme, factory, credentials=...) in the plugin and point the entry point at it",
-        )
+def _kind(ep: metadata.EntryPoint) -> BlobStoreKind:
+    def serves_the_scheme(kind: object) -> bool:
+        return isinstance(kind, BlobStoreKind) and kind.scheme == ep.name
+
+    kind: BlobStoreKind = entry_points.load(
+        ep,
+        "blob store",
+        accept=serves_the_scheme,
+        must_name=f"a BlobStoreKind for the scheme {ep.name!r}",
+        hint="declare BlobStoreKind(scheme, factory, credentials=...) in the plugin and point the entry point at it",
+    )
     return kind
 
 
