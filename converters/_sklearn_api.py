@@ -9,7 +9,7 @@ Nothing here is registered itself: each library's module subclasses these and ma
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from packager.contract import Framework, Runtime
 from packager.deps import version_of
@@ -93,6 +93,17 @@ def boosted_estimator(model: Any, packages: tuple[str, ...], target: str) -> Any
     raise UnsupportedConversion(
         f"{target} holds {', '.join(packages)} models only, not {type(model).__name__}", "use --to onnx, pmml or skops"
     )
+
+
+def holds(*packages: str) -> Callable[[Any], bool]:
+    """``@converts(applies=...)`` for a converter that takes estimators of ``packages`` only: the model is one, or a
+    pipeline ending in one (which the converter still refuses with its reason: that refusal is worth reading)."""
+
+    def applies(model: Any) -> bool:
+        last = model.steps[-1][1] if getattr(model, "steps", None) else model
+        return any(type(m).__module__.split(".")[0] in packages for m in (model, last))
+
+    return applies
 
 
 def save_native(library: str, save: Any, path: Path) -> Any:

@@ -26,6 +26,8 @@ from packager.errors import InputFileError, UnsupportedConversion, converting
 from packager.plugins import converts, runs
 from packager.validation import FLOAT32, criteria_table
 
+from ._sklearn_api import holds
+
 LLEAVES = "lleaves"
 TREELITE = "treelite"
 NPZ_MAGIC = b"PK\x03\x04"
@@ -137,6 +139,14 @@ TREELITE_FORMAT = Format(
 
 
 # ---------------------------------------------------------------- scikit-learn forests as arrays
+
+
+def is_tree_ensemble(model: Any) -> bool:
+    """What ``sklearn_to_treelite`` takes: a RandomForest/ExtraTrees, or a LightGBM/XGBoost estimator (or a pipeline
+    ending in one); ``--to all`` skips treelite for anything else."""
+    forests = ("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")
+    forest = type(model).__module__.startswith("sklearn.ensemble") and type(model).__name__ in forests
+    return forest or holds("lightgbm", "xgboost")(model)
 
 
 def forest_arrays(model: Any) -> dict[str, Any]:
@@ -289,7 +299,13 @@ def _booster_file(model: Any, out: Path, what: str) -> tuple[Path, str]:
     return path, "xgboost"
 
 
-@converts("sklearn", to=LLEAVES, note="LGBMClassifier/LGBMRegressor: LightGBM's text model, LLVM-compiled at load (cached by digest)")
+@converts(
+    "sklearn",
+    to=LLEAVES,
+    note="LGBMClassifier/LGBMRegressor: LightGBM's text model, LLVM-compiled at load (cached by digest)",
+    applies=holds("lightgbm"),
+    applies_to="LightGBM estimators",
+)
 def sklearn_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     path, library = _booster_file(model, out, "an lleaves package")
     if library != "lightgbm":
@@ -302,7 +318,13 @@ def lightgbm_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> 
     return sklearn_to_lleaves(model, signature, out, options)
 
 
-@converts("sklearn", to=TREELITE, note="RandomForest/ExtraTrees (arrays), LightGBM, XGBoost: compiled by tl2cgen at load")
+@converts(
+    "sklearn",
+    to=TREELITE,
+    note="RandomForest/ExtraTrees (arrays), LightGBM, XGBoost: compiled by tl2cgen at load",
+    applies=is_tree_ensemble,
+    applies_to="tree ensembles (RandomForest/ExtraTrees, LightGBM, XGBoost)",
+)
 def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     import numpy as np
 

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from packager.contract import Artifact, Format, Framework, Runtime
 from packager.deps import quiet_output, require, version_of
 from packager.errors import ConversionError, InputFileError, UnsafeModelError, UnsupportedConversion, first_line
-from packager.plugins import converts, framework, runs
+from packager.plugins import adapts, converts, framework, runs
 from packager.safety import TRUST_HINT
 from packager.signature import Signature, TensorSpec
 from packager.validation import INT8, SAME_KERNELS, criteria_table
@@ -234,29 +234,20 @@ def keras_to_savedmodel(model: Any, signature: Signature, out: Path, options) ->
     return Artifact(path, {"converter": "keras Model.export", "keras": version_of("keras")})
 
 
-@converts("keras", to="pb", note="frozen GraphDef from the model's tf.function")
-def keras_to_pb(model: Any, signature: Signature, out: Path, options) -> Any:
-    return tfc.graph_to_frozen_pb(as_graph(model), signature, out, options)
-
-
-@converts("keras", to="onnx", quantize={"dynamic", "static", "fp16"}, note="tf2onnx from a tf.function (from_keras is broken on Keras 3)")
-def keras_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any:
-    return tfc.graph_to_onnx(as_graph(model), signature, out, options)
-
-
-@converts("keras", to="tflite", quantize={"dynamic", "static", "fp16"}, note="TFLiteConverter; post-training int8 (calibrated) and fp16")
-def keras_to_tflite(model: Any, signature: Signature, out: Path, options) -> Any:
-    return tfc.graph_to_tflite(as_graph(model), signature, out, options)
-
-
-@converts("keras", to="coreml", quantize={"weights", "fp16"}, note="coremltools from a concrete function (.mlmodel)")
-def keras_to_coreml(model: Any, signature: Signature, out: Path, options) -> Any:
-    return tfc.graph_to_coreml(as_graph(model), signature, out, options)
-
-
-@converts("keras", to="mlpackage", quantize={"weights"}, note="coremltools ML program from a concrete function")
-def keras_to_mlpackage(model: Any, signature: Signature, out: Path, options) -> Any:
-    return tfc.graph_to_coreml(as_graph(model), signature, out, options, package=True)
+# Keras' model as a TensorFlow graph: TensorFlow's converters to these formats convert it (five one-line wrappers before)
+@adapts(
+    "keras",
+    to="tensorflow",
+    targets={
+        "coreml": "coremltools from a concrete function (.mlmodel)",
+        "mlpackage": "coremltools ML program from a concrete function",
+        "onnx": "tf2onnx from a tf.function (from_keras is broken on Keras 3)",
+        "pb": "frozen GraphDef from the model's tf.function",
+        "tflite": "TFLiteConverter; post-training int8 (calibrated) and fp16",
+    },
+)
+def keras_as_graph(model: Any) -> tfc.TFGraph:
+    return as_graph(model)
 
 
 # ---------------------------------------------------------------- runtimes

@@ -19,10 +19,10 @@ from typing import Any
 from packager.contract import Format, PickleGlobals
 from packager.deps import require
 from packager.errors import InputFileError, first_line
-from packager.plugins import converts, framework, runs
+from packager.plugins import adapts, converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
 
-from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, read_text_head, save_native
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, holds, read_text_head, save_native
 from .shared import TreeConverter
 
 SPLIT_DTYPE = "float64"
@@ -114,7 +114,13 @@ def _save(model: Any, out: Path) -> Any:
     return save_native("lightgbm", estimator.booster_.save_model, out / "model.txt")
 
 
-@converts("sklearn", to=TEXT, note="LGBMClassifier/LGBMRegressor (not a whole pipeline): LightGBM's text model")
+@converts(
+    "sklearn",
+    to=TEXT,
+    note="LGBMClassifier/LGBMRegressor (not a whole pipeline): LightGBM's text model",
+    applies=holds("lightgbm"),
+    applies_to="LightGBM estimators",
+)
 def sklearn_to_lightgbm(model: Any, signature, out: Path, options) -> Any:
     return _save(model, out)
 
@@ -124,18 +130,15 @@ def lightgbm_to_text(model: Any, signature, out: Path, options) -> Any:
     return _save(model, out)
 
 
-@converts("lightgbm", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' LightGBM converter, double thresholds")
-def lightgbm_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from .sklearn import sklearn_to_onnx
-
-    return sklearn_to_onnx(model, signature, out, options)
-
-
-@converts("lightgbm", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
-def lightgbm_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from .pmml import sklearn_to_pmml
-
-    return sklearn_to_pmml(model, signature, out, options)
+# An LGBMClassifier is a scikit-learn estimator: scikit-learn's converters to ONNX (onnxmltools' converter, registered
+# with skl2onnx) and PMML (sklearn2pmml) take it as it is (two one-line wrappers before)
+@adapts(
+    "lightgbm",
+    to="sklearn",
+    targets={"onnx": "onnxmltools' LightGBM converter, double thresholds", "pmml": "sklearn2pmml (Java, AGPL-3.0)"},
+)
+def lightgbm_as_sklearn(model: Any) -> Any:
+    return model
 
 
 # ---------------------------------------------------------------- skl2onnx registration

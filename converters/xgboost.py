@@ -19,10 +19,10 @@ from typing import Any
 from packager.contract import Format, PickleGlobals
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, first_line
-from packager.plugins import converts, framework, runs
+from packager.plugins import adapts, converts, framework, runs
 from packager.validation import SAME_KERNELS, criteria_table
 
-from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, save_native
+from ._sklearn_api import NativeRuntime, SklearnApiFramework, boosted_estimator, float32_trees, holds, save_native
 from .shared import TreeConverter
 
 SPLIT_DTYPE = "float32"
@@ -140,12 +140,24 @@ def _save(model: Any, out: Path, fmt: str) -> Any:
     return save_native("xgboost", estimator.save_model, out / ("model.json" if fmt == JSON else "model.ubj"))
 
 
-@converts("sklearn", to=JSON, note="XGBClassifier/XGBRegressor (not a whole pipeline): XGBoost's own JSON model")
+@converts(
+    "sklearn",
+    to=JSON,
+    note="XGBClassifier/XGBRegressor (not a whole pipeline): XGBoost's own JSON model",
+    applies=holds("xgboost"),
+    applies_to="XGBoost estimators",
+)
 def sklearn_to_xgboost_json(model: Any, signature, out: Path, options) -> Any:
     return _save(model, out, JSON)
 
 
-@converts("sklearn", to=UBJ, note="XGBClassifier/XGBRegressor: XGBoost's binary JSON (UBJSON) model")
+@converts(
+    "sklearn",
+    to=UBJ,
+    note="XGBClassifier/XGBRegressor: XGBoost's binary JSON (UBJSON) model",
+    applies=holds("xgboost"),
+    applies_to="XGBoost estimators",
+)
 def sklearn_to_xgboost_ubj(model: Any, signature, out: Path, options) -> Any:
     return _save(model, out, UBJ)
 
@@ -160,18 +172,15 @@ def xgboost_to_ubj(model: Any, signature, out: Path, options) -> Any:
     return _save(model, out, UBJ)
 
 
-@converts("xgboost", to="onnx", quantize={"dynamic", "static", "fp16"}, note="onnxmltools' XGBoost converter inside skl2onnx")
-def xgboost_to_onnx(model: Any, signature, out: Path, options) -> Any:
-    from .sklearn import sklearn_to_onnx
-
-    return sklearn_to_onnx(model, signature, out, options)
-
-
-@converts("xgboost", to="pmml", note="sklearn2pmml (Java, AGPL-3.0)")
-def xgboost_to_pmml(model: Any, signature, out: Path, options) -> Any:
-    from .pmml import sklearn_to_pmml
-
-    return sklearn_to_pmml(model, signature, out, options)
+# An XGBClassifier is a scikit-learn estimator: scikit-learn's converters to ONNX (onnxmltools' converter, registered
+# with skl2onnx) and PMML (sklearn2pmml) take it as it is (two one-line wrappers before)
+@adapts(
+    "xgboost",
+    to="sklearn",
+    targets={"onnx": "onnxmltools' XGBoost converter inside skl2onnx", "pmml": "sklearn2pmml (Java, AGPL-3.0)"},
+)
+def xgboost_as_sklearn(model: Any) -> Any:
+    return model
 
 
 # ---------------------------------------------------------------- skl2onnx registration

@@ -17,6 +17,7 @@ from packager import __version__, errors, sandbox
 from packager.contract import Artifact, ConvertOptions, Delegated, QuantizeResult  # noqa: F401  (re-exported: plugins written before import them here)
 from packager.errors import (
     ConversionError,
+    NotApplicable,
     NotQuantizable,
     PackagerError,
     PluginError,
@@ -425,6 +426,18 @@ def submit_each(
     return run_convert_each(request, trust=trust, progress=progress, registry=registry)
 
 
+def not_applicable(registry: PluginRegistry, source: Source, target: str) -> NotApplicable | None:
+    """Why ``target`` is skipped by ``--to all`` for this model: the first hop's converter declares the models it takes
+    (``@converts(applies=...)``) and this is not one. Measured: a LogisticRegression to all printed 5 refusals of this
+    kind (lightgbm, lleaves, treelite, xgboost-json, xgboost-ubj), each several lines in the table."""
+    first = registry.route(source.framework, target).hops[0]
+    if first.applies is None or first.applies(source.model):
+        return None
+    return NotApplicable(
+        f"{target} takes {first.applies_to} only, not {type(source.model).__name__}", f"skipped by --to all; --to {target} says why"
+    )
+
+
 def run_convert_each(
     request: ConvertRequest, *, trust: bool = False, progress: Progress | None = None, registry: PluginRegistry | None = None
 ) -> list[TargetResult]:
@@ -435,7 +448,11 @@ def run_convert_each(
     step("loading the source model")
     source = load_source(request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
     results = []
-    for target in registry.targets_of(source.framework) if "all" in request.targets else request.targets:
+    every = "all" in request.targets
+    for target in registry.targets_of(source.framework) if every else request.targets:
+        if every and (skipped := not_applicable(registry, source, target)) is not None:
+            results.append(TargetResult(target, error=skipped))
+            continue
 
         def target_step(message: str, t: str = target) -> None:
             step(f"{t}: {message}")

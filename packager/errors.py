@@ -69,6 +69,11 @@ class UnsupportedConversion(PackagerError):
     exit_code = 6
 
 
+class NotApplicable(UnsupportedConversion):
+    """A target whose converter declares it takes only some models (``@converts(applies=...)``: compiled trees take tree
+    ensembles), asked for by ``--to all`` with another model: skipped, and named in one summary line."""
+
+
 class ConversionError(PackagerError):
     """A converter library failed on a model it claims to support."""
 

@@ -13,6 +13,7 @@ import logging
 import threading
 from dataclasses import dataclass, field, replace
 from importlib import import_module, metadata
+from pathlib import Path
 from types import FunctionType, ModuleType
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
@@ -20,7 +21,9 @@ from packager import entry_points
 from packager.contract import (
     CONVERTER_PARAMETERS,
     QUANTIZER_PARAMETERS,
+    Artifact,
     Converter,
+    ConvertOptions,
     Extension,
     Format,
     Framework,
@@ -50,10 +53,42 @@ class Conversion:
     note: str = ""
     options: Mapping[str, str] = field(default_factory=dict)
     prefer: bool = False  # among equally short paths (packager.graph), one through this edge wins
+    adapter: str = ""  # the adapter this edge goes through (``adapts``), named before the converter it reaches
+    applies: Callable[[Any], bool] | None = None  # the loaded models it takes (None: any); ``--to all`` skips the others
+    applies_to: str = ""  # those models, in words ("tree ensembles")
+
+    @property
+    def name(self) -> str:
+        converter = f"{self.func.__module__}.{self.func.__qualname__}"
+        return f"{self.adapter} -> {converter}" if self.adapter else converter
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A loaded model of framework ``source`` turned into one of framework ``to`` in memory (a Keras model into a
+    TensorFlow graph; an XGBClassifier is already a scikit-learn estimator), so that ``to``'s converters to ``targets``
+    serve ``source`` too. ``targets`` maps each target format opened this way to the note the support matrix shows."""
+
+    source: str
+    to: str
+    targets: Mapping[str, str]
+    func: Callable[[Any], Any]
 
     @property
     def name(self) -> str:
         return f"{self.func.__module__}.{self.func.__qualname__}"
+
+    def edge(self, reached: Conversion, note: str) -> Conversion:
+        """The conversion ``source -> reached.target``: this adapter, then ``reached`` (its quantization modes,
+        options and preference, which are what runs)."""
+        adapt, convert, name = self.func, reached.func, self.name
+
+        def adapted(model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
+            artifact = convert(adapt(model), signature, out, options)
+            return replace(artifact, details={**artifact.details, "adapter": name})  # the manifest says which adapter ran
+
+        adapted.__module__, adapted.__qualname__ = convert.__module__, convert.__qualname__
+        return replace(reached, source=self.source, func=adapted, note=note, adapter=self.name)
 
 
 @dataclass(frozen=True)
@@ -102,14 +137,37 @@ def converts(
     note: str = "",
     options: Mapping[str, str] | None = None,
     prefer: bool = False,
+    applies: Callable[[Any], bool] | None = None,
+    applies_to: str = "",
 ) -> Callable[[_T], _T]:
     """Mark ``func(model, signature, out, options: ConvertOptions) -> Artifact`` as an edge of the conversion graph
     (``packager.graph``): from a source framework (``model`` is the loaded model) or from a format (``model`` is the
     path of the file or folder the previous hop wrote) to the format ``to``.
 
     ``options`` declares the plugin options it reads (``options.option("script")``), name -> one-line help;
-    ``prefer`` makes paths through this edge win over equally short ones."""
-    return _mark(lambda obj: Conversion(source, to, frozenset(quantize), obj, note, dict(options or {}), prefer))
+    ``prefer`` makes paths through this edge win over equally short ones. ``applies(model) -> bool`` says which loaded
+    models the converter takes at all (``applies_to`` in words): ``--to all`` skips the target for the others instead of
+    printing the converter's refusal (asked for by name, the converter still answers with its reason)."""
+    if applies is not None and not applies_to:
+        raise PluginError(f"@converts({source!r}, to={to!r}) gives applies= without applies_to=", "say which models it takes, in words")
+
+    def conversion(func: Any) -> Conversion:
+        return Conversion(source, to, frozenset(quantize), func, note, dict(options or {}), prefer, applies=applies, applies_to=applies_to)
+
+    return _mark(conversion)
+
+
+def adapts(source: str, *, to: str, targets: Mapping[str, str]) -> Callable[[_T], _T]:
+    """Mark ``func(model) -> model`` as an adapter: a loaded ``source`` model becomes a ``to`` model in memory, and
+    ``to``'s converters to each of ``targets`` (format -> matrix note) convert it. Instead of one wrapper converter per
+    target, e.g.::
+
+        @adapts("keras", to="tensorflow", targets={"onnx": "tf2onnx from a tf.function", "tflite": "TFLiteConverter"})
+        def keras_as_graph(model): return graph_from_callable(...)
+
+    The edges are added once every plugin is loaded (``PluginRegistry.add_adapters``); an adapter naming a target its
+    ``to`` framework has no converter for is a PluginError, as is an edge already registered directly."""
+    return _mark(lambda obj: Adapter(source, to, dict(targets), obj))
 
 
 def framework(name: str) -> Callable[[_T], _T]:
@@ -162,6 +220,7 @@ class PluginRegistry:
     quantizers: dict[str, QuantizerPlugin] = field(default_factory=dict)
     formats: dict[str, FormatPlugin] = field(default_factory=dict)
     extensions: dict[tuple[str, str], tuple[Extension, str]] = field(default_factory=dict)  # (point, key) -> (declaration, owner)
+    adapters: dict[tuple[str, str, str], Adapter] = field(default_factory=dict)  # (source, to, adapter) -> adapter
 
     def add_module(self, module: ModuleType) -> None:
         for obj in list(vars(module).values()):
@@ -230,6 +289,8 @@ class PluginRegistry:
         origin = _origin(spec)
         if isinstance(spec, Conversion):
             check_call(spec.func, len(CONVERTER_PARAMETERS), (), "a converter func(model, signature, out, options) -> Artifact", origin)
+        elif isinstance(spec, Adapter):
+            check_call(spec.func, 1, (), "an adapter func(model) -> model", origin)
         elif isinstance(spec, QuantizerPlugin):
             check_call(spec.func, len(QUANTIZER_PARAMETERS), (), "a quantizer func(src, dst, mode, calibration) -> QuantizeResult", origin)
         elif isinstance(spec, FrameworkPlugin):
@@ -248,6 +309,8 @@ class PluginRegistry:
     def _slot(self, spec: Any) -> tuple[dict[Any, Any], Any]:
         if isinstance(spec, Conversion):
             return self.conversions, (spec.source, spec.target)
+        if isinstance(spec, Adapter):
+            return self.adapters, (spec.source, spec.to, spec.name)
         if isinstance(spec, FrameworkPlugin):
             return self.frameworks, spec.name
         if isinstance(spec, RuntimePlugin):
@@ -255,6 +318,21 @@ class PluginRegistry:
         if isinstance(spec, QuantizerPlugin):
             return self.quantizers, spec.format
         raise PluginError(f"unknown plugin declaration {spec!r}")
+
+    def add_adapters(self) -> None:
+        """The edges the adapters open, once every module is loaded (the converter an adapter reaches may come from a
+        plugin loaded after it). Registered like any conversion: a key already taken is an error naming both."""
+        for adapter in self.adapters.values():
+            for target, note in adapter.targets.items():
+                if (adapter.source, target) in self.conversions and self.conversions[(adapter.source, target)].adapter == adapter.name:
+                    continue  # added by an earlier call
+                reached = self.conversions.get((adapter.to, target))
+                if reached is None:
+                    raise PluginError(
+                        f"adapter {adapter.name} opens {adapter.source} -> {target}, but {adapter.to} has no converter to {target}",
+                        f"drop {target} from its targets, or register a {adapter.to} -> {target} converter",
+                    )
+                self.add(adapter.edge(reached, note))
 
     def check_complete(self) -> None:
         """Every format a runtime, a framework, a quantizer or a conversion names has its facts declared."""
@@ -353,7 +431,9 @@ class PluginRegistry:
 
 
 def _origin(spec: Any) -> str:
-    obj = spec.func if isinstance(spec, (Conversion, QuantizerPlugin)) else spec.cls
+    if isinstance(spec, Conversion):
+        return spec.name  # an adapted edge: the adapter and the converter it reaches
+    obj = spec.func if isinstance(spec, (QuantizerPlugin, Adapter)) else spec.cls
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
@@ -366,6 +446,7 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
     else:
         for name in modules:
             registry.add_module(import_module(name))
+    registry.add_adapters()
     registry.check_complete()
     return registry
 

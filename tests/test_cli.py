@@ -238,11 +238,16 @@ def test_one_line_errors_survive_exceptions_without_a_message():
 
 
 def test_to_all_exits_0_when_every_target_passed_or_was_refused_by_design(fixtures, tmp_path):
-    """Core ML and MLeap refuse scikit-learn models by design: an answer, not a failure (was exit 1)."""
+    """Core ML and MLeap refuse scikit-learn models by design: an answer, not a failure (was exit 1). The targets made
+    for other models (``@converts(applies=...)``) are skipped and named in the summary line (tests/test_to_all.py)."""
     result = invoke_cli("convert", fixtures["ridge"].model, "--to", "all", "-o", str(tmp_path / "all"))
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert "passed" in last and "refused by design" in last and "failed" not in last
+    skipped = ["lightgbm", "lleaves", "treelite", "xgboost-json", "xgboost-ubj"]
+    assert last.endswith(f"5 skipped as made for other models ({', '.join(skipped)})"), last
+    assert not any(f" {t} " in line for t in skipped for line in result.stdout.splitlines()[:-1])
+    assert not any((tmp_path / "all" / t).exists() for t in skipped) and (tmp_path / "all" / "onnx" / "model.onnx").is_file()
 
 
 def test_several_targets_exit_with_the_failures_code_and_say_which_failed(fixtures, tmp_path):

@@ -56,6 +56,9 @@ def result_row(target: str, package: Any = None, error: Exception | None = None,
     }
 
 
+SKIPPED = "skipped"  # --to all: a target whose converter takes other models only (packager.errors.NotApplicable)
+
+
 def conversion_table(rows: list[dict[str, Any]]) -> None:
     from rich.markup import escape
     from rich.table import Table
@@ -64,7 +67,8 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
     for column in ("target", "status", "size", "quantization", "max |diff|", "agreement", "data", "validated by", "file / reason"):
         table.add_column(column, overflow="fold")
     styles = {"passed": "green", "failed": "red", "error": "red", "refused": "yellow"}
-    for r in rows:
+    shown = [r for r in rows if r["status"] != SKIPPED]  # named in the summary line instead
+    for r in shown:
         status = f"[{styles.get(r['status'], 'cyan')}]{r['status']}[/]"
         if r["status"] in ("refused", "error"):
             table.add_row(r["target"], status, "", "", "", "", "", "", escape(r["error"]))
@@ -78,7 +82,7 @@ def conversion_table(rows: list[dict[str, Any]]) -> None:
         data = f"{r.get('data') or '—'} ({r['samples']})"
         table.add_row(r["target"], status, size, escape(r["quantization"] or "—"), diff, agree, data, r["runtime"], where)
     console()(table)
-    for r in rows:
+    for r in shown:
         for line in _notes(r):
             console()(escape(f"{r['target']}: {line}"))
     if len(rows) > 1:
@@ -114,11 +118,13 @@ def summary_line(rows: list[dict[str, Any]]) -> str:
     """How many targets passed, were refused by design (documented limits), or failed."""
     from packager.validation import NOT_EXECUTED, PASSED
 
-    counts = {status: sum(r["status"] == status for r in rows) for status in (PASSED, NOT_EXECUTED, "refused")}
+    counts = {status: sum(r["status"] == status for r in rows) for status in (PASSED, NOT_EXECUTED, "refused", SKIPPED)}
     failed = len(rows) - sum(counts.values())
     parts = [f"{counts[PASSED]} passed"]
     parts += [f"{counts[NOT_EXECUTED]} {NOT_EXECUTED}"] if counts[NOT_EXECUTED] else []
     parts += [f"{counts['refused']} refused by design (documented limits)"] if counts["refused"] else []
+    skipped = [r["target"] for r in rows if r["status"] == SKIPPED]
+    parts += [f"{len(skipped)} skipped as made for other models ({', '.join(skipped)})"] if skipped else []
     parts += [f"{failed} failed"] if failed else []
     return ", ".join(parts)
 

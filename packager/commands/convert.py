@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from packager.commands._options import request_fields, request_options
-from packager.commands._render import conversion_table, progress_reporter, result_row
-from packager.errors import NotQuantizable, UnsupportedConversion
+from packager.commands._render import SKIPPED, conversion_table, progress_reporter, result_row
+from packager.errors import NotApplicable, NotQuantizable, UnsupportedConversion
 from packager.requests import ConvertRequest
 
 
@@ -79,6 +79,9 @@ def command(source, targets, out, script, plugin_option, trust, push_name, regis
             package = submit(replace(request, to=target), trust=trust, progress=lambda m: report(f"{target}: {m}"), registry=registry)
             results = [TargetResult(target, package=package)]
         for result in results:
+            if isinstance(result.error, NotApplicable):  # --to all: a target for other models, in the summary line only
+                rows.append({"target": result.target, "status": SKIPPED, "error": result.error.one_line()})
+                continue
             if result.error is not None:
                 by_design = isinstance(result.error, REFUSED_BY_DESIGN)
                 failures += [] if by_design else [result.error]
