@@ -318,6 +318,7 @@ def _rewrite_ml(proto: Any) -> Any:
     """The graph with each known ``ai.onnx.ml`` node replaced by standard operators computing the same outputs."""
     import onnx
 
+    proto = _at_least_opset(proto, MIN_OPSET)
     inferred = onnx.shape_inference.infer_shapes(proto)
     types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]}
     nodes, inits = [], []
@@ -333,10 +334,34 @@ def _rewrite_ml(proto: Any) -> Any:
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
-    default = next((o for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    if default is not None and default.version < 13:
-        raise UnsupportedConversion(f"the ONNX graph uses opset {default.version}", "convert with --opset 13 or newer for OpenVINO")
     return proto
+
+
+MIN_OPSET = 13  # the rewrites' standard operators take their axes as inputs (ReduceSum, Unsqueeze): opset 13 and later
+
+
+def _at_least_opset(proto: Any, version: int) -> Any:
+    """The graph at ``version`` of the standard domain or later, upgraded by ONNX's own version converter (the
+    ``ai.onnx.ml`` nodes are left as they are). Measured: skl2onnx writes a binary SVC as opset 9 (its graph needs no
+    more: SVMClassifier and a Cast), which the rewrites refused; a graph that declares no standard domain at all
+    (CatBoost's exporter: ai.onnx.ml only) gets one."""
+    import onnx
+    from onnx import version_converter
+
+    default = next((o for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if default is None:
+        proto.opset_import.append(onnx.helper.make_opsetid("", version))
+        return proto
+    if default.version >= version:
+        return proto
+    try:
+        return version_converter.convert_version(proto, version)
+    except Exception as exc:  # the converter has no adapter for one of the graph's operators
+        raise UnsupportedConversion(
+            f"the ONNX graph uses opset {default.version} and ONNX's version converter cannot raise it to {version} "
+            f"({type(exc).__name__}: {first_line(exc, 150)})",
+            f"convert with --opset {version} or newer for OpenVINO",
+        ) from exc
 
 
 def _const(name: str, array: Any) -> Any:
@@ -555,7 +580,120 @@ def _numbers(attrs: Mapping[str, Any], key: str, default: Any = None) -> Any:
     return default
 
 
+def _array_feature_extractor(node: Any, attrs: Mapping[str, Any], p: str, dtype: int) -> tuple[list[Any], list[Any]]:
+    """``ArrayFeatureExtractor(X, indices)`` picks columns of the last axis: ``Gather(axis=-1)`` (skl2onnx uses it on
+    the SVC's pairwise scores and to map an index to its class)."""
+    import numpy as np
+    from onnx import helper
+
+    # the indices flattened: ONNX Runtime gives the last axis one entry per index, a scalar index included
+    nodes = [
+        helper.make_node("Reshape", [node.input[1], p + "flat"], [p + "indices"], name=p + "flatten"),
+        helper.make_node("Gather", [node.input[0], p + "indices"], [node.output[0]], axis=-1, name=p + "gather"),
+    ]
+    return nodes, [_const(p + "flat", np.asarray([-1], np.int64))]
+
+
+def _svm_classifier(node: Any, attrs: Mapping[str, Any], p: str, dtype: int) -> tuple[list[Any], list[Any]]:
+    """ONNX Runtime's SVMClassifier (one-vs-one, libsvm's layout) in standard operators: the kernel against every
+    support vector, then for each class pair (i, j) ``dec = sum_i coef[j-1] K + sum_j coef[i] K + rho``; a pair votes
+    for i when dec > 0, else for j, and the label is the first class with the most votes. Scores: the pairwise values
+    (two classes: ``[-dec, dec]``). Probabilities (Platt scaling, ``prob_a``) and a linear-SVC layout without support
+    vectors have no rewrite and are refused."""
+    import numpy as np
+    from onnx import helper
+
+    if attrs.get("prob_a") or attrs.get("post_transform", b"NONE").decode() != "NONE" or not attrs.get("vectors_per_class"):
+        raise UnsupportedConversion(
+            "an SVC with probability=True (Platt scaling) or without support vectors has no OpenVINO rewrite", "keep --to onnx"
+        )
+    per_class = [int(v) for v in attrs["vectors_per_class"]]
+    classes, vectors = len(per_class), int(sum(per_class))
+    sv = np.asarray(attrs["support_vectors"], dtype=np.float32).reshape(vectors, -1)
+    coef = np.asarray(attrs["coefficients"], dtype=np.float32).reshape(classes - 1, vectors)
+    rho = np.asarray(attrs["rho"], dtype=np.float32)
+    start = np.concatenate([[0], np.cumsum(per_class)[:-1]])
+    pairs = [(i, j) for i in range(classes) for j in range(i + 1, classes)]
+    weights = np.zeros((vectors, len(pairs)), dtype=np.float32)
+    votes_i, votes_j = np.zeros((len(pairs), classes), np.float32), np.zeros((len(pairs), classes), np.float32)
+    for k, (i, j) in enumerate(pairs):
+        weights[start[i] : start[i] + per_class[i], k] = coef[j - 1, start[i] : start[i] + per_class[i]]
+        weights[start[j] : start[j] + per_class[j], k] = coef[i, start[j] : start[j] + per_class[j]]
+        votes_i[k, i], votes_j[k, j] = 1.0, 1.0
+    gamma, coef0, degree = (float(v) for v in (list(attrs.get("kernel_params", [])) + [0.0, 0.0, 3.0])[:3])
+    kernel = attrs.get("kernel_type", b"LINEAR").decode()
+    cast, x = _as_float(node.input[0], p, dtype)
+    nodes = [*cast]
+    if kernel == "RBF":  # exp(-gamma |x - sv|^2), the differences summed (not |x|^2 + |sv|^2 - 2 x.sv: cancellation)
+        nodes += [
+            helper.make_node("Unsqueeze", [x, p + "axis1"], [p + "x3"]),
+            helper.make_node("Sub", [p + "x3", p + "sv3"], [p + "diff"]),
+            helper.make_node("Mul", [p + "diff", p + "diff"], [p + "sq"]),
+            helper.make_node("ReduceSum", [p + "sq", p + "axis2"], [p + "d2"], keepdims=0),
+            helper.make_node("Mul", [p + "d2", p + "neg_gamma"], [p + "exponent"]),
+            helper.make_node("Exp", [p + "exponent"], [p + "k"]),
+        ]
+    elif kernel in ("LINEAR", "POLY", "SIGMOID"):
+        nodes.append(helper.make_node("MatMul", [x, p + "svT"], [p + "dot"]))
+        if kernel == "LINEAR":
+            nodes.append(helper.make_node("Identity", [p + "dot"], [p + "k"]))
+        else:
+            nodes += [
+                helper.make_node("Mul", [p + "dot", p + "gamma"], [p + "g"]),
+                helper.make_node("Add", [p + "g", p + "coef0"], [p + "a"]),
+            ]
+            last = (
+                helper.make_node("Pow", [p + "a", p + "degree"], [p + "k"])
+                if kernel == "POLY"
+                else helper.make_node("Tanh", [p + "a"], [p + "k"])
+            )
+            nodes.append(last)
+    else:
+        raise UnsupportedConversion(f"SVM kernel {kernel} has no OpenVINO rewrite", "keep --to onnx for this model")
+    nodes += [
+        helper.make_node("MatMul", [p + "k", p + "w"], [p + "mm"]),
+        helper.make_node("Add", [p + "mm", p + "rho"], [p + "dec"]),
+        helper.make_node("Greater", [p + "dec", p + "zero"], [p + "pos"]),
+        helper.make_node("Cast", [p + "pos"], [p + "posf"], to=1),
+        helper.make_node("Sub", [p + "one", p + "posf"], [p + "negf"]),
+        helper.make_node("MatMul", [p + "posf", p + "vi"], [p + "for_i"]),
+        helper.make_node("MatMul", [p + "negf", p + "vj"], [p + "for_j"]),
+        helper.make_node("Add", [p + "for_i", p + "for_j"], [p + "votes"]),
+    ]
+    if classes == 2:
+        nodes += [
+            helper.make_node("Neg", [p + "dec"], [p + "negdec"]),
+            helper.make_node("Concat", [p + "negdec", p + "dec"], [node.output[1]], axis=1),
+        ]
+    else:
+        nodes.append(helper.make_node("Identity", [p + "dec"], [node.output[1]]))
+    label_nodes, label_inits = _labels(attrs, p + "votes", node.output[0], p)
+    constants = {
+        "axis1": np.asarray([1], np.int64),
+        "axis2": np.asarray([2], np.int64),
+        "sv3": sv[None],
+        "svT": sv.T.copy(),
+        "neg_gamma": np.asarray(-gamma, np.float32),
+        "gamma": np.asarray(gamma, np.float32),
+        "coef0": np.asarray(coef0, np.float32),
+        "degree": np.asarray(degree, np.float32),
+    }
+    used = {name for n in nodes for name in n.input}
+    inits = [
+        *(_const(p + name, value) for name, value in constants.items() if p + name in used),  # this kernel's only
+        _const(p + "w", weights),
+        _const(p + "rho", rho),
+        _const(p + "zero", np.asarray(0.0, np.float32)),
+        _const(p + "one", np.asarray(1.0, np.float32)),
+        _const(p + "vi", votes_i),
+        _const(p + "vj", votes_j),
+    ]
+    return nodes + label_nodes, inits + label_inits
+
+
 _REWRITES = {
+    "ArrayFeatureExtractor": _array_feature_extractor,
+    "SVMClassifier": _svm_classifier,
     "Scaler": _scaler,
     "LinearRegressor": _linear_regressor,
     "LinearClassifier": _linear_classifier,

@@ -116,6 +116,59 @@ def test_tabular_models_reach_openvino_through_onnx_and_match_on_held_out_rows(n
     assert package.manifest.conversion.get("rewritten_ml_operators"), "the classical-ML graph was rewritten for OpenVINO"
 
 
+@pytest.mark.parametrize(
+    "name, kernel",
+    [("load_iris", "rbf"), ("load_wine", "poly")],
+    ids=["iris-rbf", "wine-poly"],
+)
+def test_svc_reaches_openvino_through_rewritten_svm_operators_with_every_label_agreeing(name, kernel, tmp_path):
+    """OpenVINO has no rule for ai.onnx.ml's SVMClassifier and ArrayFeatureExtractor (skl2onnx's SVC graph): both are
+    rewritten into standard operators (refused before: "no conversion rule for ai.onnx.ml.ArrayFeatureExtractor,
+    ai.onnx.ml.SVMClassifier")."""
+    import sklearn.datasets
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X_train, y_train, X_held = _held_out(getattr(sklearn.datasets, name))
+    model = make_pipeline(StandardScaler(), SVC(kernel=kernel)).fit(X_train, y_train)
+    package = convert(model, to="openvino", sample=X_held, out=tmp_path / "pkg", trust=True)
+    _assert_ir_package(package, "sklearn -> onnx -> openvino")
+    outputs = _outputs(package)
+    assert package.manifest.validation["status"] == "passed", outputs
+    assert next(o["agreement"] for o in outputs.values() if o["kind"] == "labels") == 1.0
+    assert "SVMClassifier" in package.manifest.conversion["rewritten_ml_operators"]
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: X_held.astype(np.float32)})
+    labels = next(g for g in got if g.dtype.kind in "iu")
+    assert np.array_equal(labels.ravel(), model.predict(X_held)), "labels of the IR run by OpenVINO itself"
+    scores = next(g for g in got if g.dtype.kind == "f")
+    assert np.abs(scores - model.decision_function(X_held)).max() < 1e-4
+
+
+def test_an_opset_9_svm_graph_is_raised_to_opset_13_and_reaches_openvino(tmp_path):
+    """skl2onnx writes a binary SVC as opset 9 (SVMClassifier and a Cast need no more), which the rewrites (opset 13
+    operators) refused ("the ONNX graph uses opset 9"): ONNX's version converter raises it first. The ONNX file is the
+    source here, so the IR is judged against onnxruntime running that file (through scikit-learn, a binary SVC fails
+    --to onnx already: its scores are (n, 2) against decision_function's (n,), a gap of the ONNX hop)."""
+    import onnx
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X_train, y_train, X_held = _held_out(load_breast_cancer)
+    model = make_pipeline(StandardScaler(), SVC()).fit(X_train, y_train)
+    graph = to_onnx(model, X_train[:1].astype(np.float32), options={id(model.steps[-1][1]): {"zipmap": False}})
+    assert {o.domain: o.version for o in graph.opset_import}[""] == 9
+    onnx.save(graph, tmp_path / "svc.onnx")
+    package = convert(tmp_path / "svc.onnx", to="openvino", sample=X_held.astype(np.float32), out=tmp_path / "pkg", trust=True)
+    assert package.manifest.validation["status"] == "passed", _outputs(package)
+    assert _outputs(package)["label"]["agreement"] == 1.0  # an ONNX source's label: an integer output, judged exactly
+    got = _run_ir(package.path / "openvino", {package.manifest.signature.inputs[0].name: X_held.astype(np.float32)})
+    assert np.array_equal(next(g for g in got if g.dtype.kind in "iu").ravel(), model.predict(X_held))
+
+
 def test_a_pickle_converts_to_openvino_through_the_sandboxed_cli_and_predicts(tmp_path):
     """The whole user path: an untrusted pickle converted in the sandbox child, then predict on the IR package."""
     from sklearn.datasets import load_iris
