@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from packager.contract import Artifact, Format, Runtime
 from packager.deps import require, version_of
 from packager.errors import InputFileError, UnsupportedConversion, converting
-from packager.plugins import converts, runs
+from packager.plugins import adapts, converts, runs
 from packager.validation import FLOAT32, criteria_table
 
 from ._sklearn_api import holds
@@ -313,11 +313,6 @@ def sklearn_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> A
     return Artifact(path, {"converter": "LightGBM save_model (compiled by lleaves at load)", "lleaves": version_of("lleaves")})
 
 
-@converts("lightgbm", to=LLEAVES, note="LLVM-compiled at load (cached by digest)")
-def lightgbm_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
-    return sklearn_to_lleaves(model, signature, out, options)
-
-
 @converts(
     "sklearn",
     to=TREELITE,
@@ -340,14 +335,20 @@ def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> 
     return Artifact(path, details)
 
 
-@converts("lightgbm", to=TREELITE, note="compiled by tl2cgen at load (cached by digest)")
-def lightgbm_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
-    return sklearn_to_treelite(model, signature, out, options)
+# LightGBM and XGBoost files load into their scikit-learn estimators: the scikit-learn edges above compile them (three
+# one-line wrapper converters before)
+@adapts(
+    "lightgbm",
+    to="sklearn",
+    targets={LLEAVES: "LLVM-compiled at load (cached by digest)", TREELITE: "compiled by tl2cgen at load (cached by digest)"},
+)
+def lightgbm_for_compilers(model: Any) -> Any:
+    return model
 
 
-@converts("xgboost", to=TREELITE, note="compiled by tl2cgen at load (cached by digest)")
-def xgboost_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
-    return sklearn_to_treelite(model, signature, out, options)
+@adapts("xgboost", to="sklearn", targets={TREELITE: "compiled by tl2cgen at load (cached by digest)"})
+def xgboost_for_compilers(model: Any) -> Any:
+    return model
 
 
 # ---------------------------------------------------------------- runtimes

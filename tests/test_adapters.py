@@ -17,7 +17,7 @@ from packager.errors import PluginError
 from packager.matrix import support_matrix
 from packager.plugins import adapts, converts, default_registry, load_registry
 
-# (source, target) -> (quantization modes, matrix note) as the nine wrapper converters declared them on main (8ee428c)
+# (source, target) -> (quantization modes, matrix note) as the twelve wrapper converters declared them on main (8ee428c)
 WRAPPERS = {
     ("keras", "coreml"): (("fp16", "weights"), "coremltools from a concrete function (.mlmodel)"),
     ("keras", "mlpackage"): (("weights",), "coremltools ML program from a concrete function"),
@@ -28,6 +28,9 @@ WRAPPERS = {
     ("xgboost", "pmml"): ((), "sklearn2pmml (Java, AGPL-3.0)"),
     ("lightgbm", "onnx"): (("dynamic", "fp16", "static"), "onnxmltools' LightGBM converter, double thresholds"),
     ("lightgbm", "pmml"): ((), "sklearn2pmml (Java, AGPL-3.0)"),
+    ("lightgbm", "lleaves"): ((), "LLVM-compiled at load (cached by digest)"),
+    ("lightgbm", "treelite"): ((), "compiled by tl2cgen at load (cached by digest)"),
+    ("xgboost", "treelite"): ((), "compiled by tl2cgen at load (cached by digest)"),
 }
 
 
