@@ -609,9 +609,29 @@ def _svm_classifier(node: Any, attrs: Mapping[str, Any], p: str, dtype: int) -> 
         )
     per_class = [int(v) for v in attrs["vectors_per_class"]]
     classes, vectors = len(per_class), int(sum(per_class))
-    sv = np.asarray(attrs["support_vectors"], dtype=np.float32).reshape(vectors, -1)
-    coef = np.asarray(attrs["coefficients"], dtype=np.float32).reshape(classes - 1, vectors)
-    rho = np.asarray(attrs["rho"], dtype=np.float32)
+    raw_sv, raw_coef, rho = (np.asarray(attrs.get(k, []), dtype=np.float32) for k in ("support_vectors", "coefficients", "rho"))
+    labels = attrs.get("classlabels_ints") or attrs.get("classlabels_int64s") or attrs.get("classlabels_strings") or ()
+    pair_count = classes * (classes - 1) // 2
+    # the attributes come from the file (an ONNX file is a source): sizes that disagree are a malformed graph, and the
+    # pair weights (vectors x pairs) are capped as the tree matrices are
+    if (
+        classes < 2
+        or min(per_class) < 0
+        or vectors == 0
+        or raw_sv.size % vectors
+        or raw_coef.size != (classes - 1) * vectors
+        or rho.size != pair_count
+        or len(labels) != classes
+    ):
+        raise InputFileError(
+            "the ONNX graph's SVMClassifier attributes disagree in size (support vectors, coefficients, rho, classes)",
+            "re-export the model; keep --to onnx if onnxruntime runs it",
+        )
+    if vectors * pair_count > MAX_TREE_CELLS:
+        raise UnsupportedConversion(
+            f"an SVC with {vectors} support vectors and {classes} classes is too large for the OpenVINO rewrite", "keep --to onnx"
+        )
+    sv, coef = raw_sv.reshape(vectors, -1), raw_coef.reshape(classes - 1, vectors)
     start = np.concatenate([[0], np.cumsum(per_class)[:-1]])
     pairs = [(i, j) for i in range(classes) for j in range(i + 1, classes)]
     weights = np.zeros((vectors, len(pairs)), dtype=np.float32)

@@ -454,3 +454,29 @@ def test_an_onnx_file_is_a_source_like_any_other_and_reaches_openvino_in_one_hop
     assert manifest["conversion"]["converter"] == "packager.converters.openvino.onnx_to_openvino" and "hops" not in manifest["conversion"]
     labels = _run_ir(tmp_path / "pkg" / "openvino", {"X": X[1::2].to_numpy(np.float32)})
     assert np.array_equal(next(g for g in labels if g.dtype.kind in "iu").ravel(), model.predict(X[1::2]))
+
+
+def test_svm_attributes_that_disagree_or_grow_too_large_are_refused_in_one_line(monkeypatch):
+    """An ONNX file is a source: its SVMClassifier attributes are the file's word. Sizes that disagree are a malformed
+    graph (InputFileError, not a reshape traceback), and the pair-weight matrix the rewrite builds is capped."""
+    import copy
+
+    import onnx
+    from packager.converters import openvino as plugin
+    from skl2onnx import to_onnx
+    from sklearn.datasets import load_iris
+    from sklearn.svm import SVC
+
+    from packager.errors import InputFileError, UnsupportedConversion
+
+    X, y = load_iris(return_X_y=True)
+    graph = to_onnx(SVC().fit(X, y), X[:1].astype(np.float32), options={"zipmap": False})
+    tampered = copy.deepcopy(graph)
+    svm = next(n for n in tampered.graph.node if n.op_type == "SVMClassifier")
+    rho = next(a for a in svm.attribute if a.name == "rho")
+    rho.CopyFrom(onnx.helper.make_attribute("rho", [0.5]))
+    with pytest.raises(InputFileError, match="SVMClassifier attributes disagree in size"):
+        plugin._rewrite_ml(tampered)
+    monkeypatch.setattr(plugin, "MAX_TREE_CELLS", 10)
+    with pytest.raises(UnsupportedConversion, match=r"an SVC with \d+ support vectors and 3 classes is too large"):
+        plugin._rewrite_ml(copy.deepcopy(graph))
