@@ -183,6 +183,29 @@ def s3_blobs(s3_endpoint):
     return f"s3://{bucket}/models"
 
 
+# The suites whose subject is the sandbox or the user's path through it: their API calls spawn the real sandbox child.
+# Everywhere else the child is not what the test tests, and it was most of the suite's time (a child per call: ~1-2 s of
+# interpreter and framework start-up idle, 6-9 s under load, against 0.5-2 s here); `sandboxed` marks one test elsewhere
+# that needs the real child. CLI tests through run_cli (a subprocess) always get the real child too.
+SANDBOX_SUITES = ("tests/test_sandbox.py", "tests/attacks/", "tests/safety/", "tests/fuzz/", "tests/test_safety")
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_only_where_it_is_the_subject(request, monkeypatch):
+    """The public functions ask ``sandbox.confines`` once where to run; answering "here" is what the sandbox child's
+    workers do, with the static checks still refusing (as static_checks_here). Not for SANDBOX_SUITES nor `sandboxed`."""
+    where = Path(str(request.node.path)).resolve().relative_to(ROOT).as_posix()
+    if where.startswith(SANDBOX_SUITES) or request.node.get_closest_marker("sandboxed"):
+        return
+    from packager import sandbox
+
+    monkeypatch.setattr(sandbox, "confines", _here)
+
+
+def _here(trust: bool, registry=None) -> bool:
+    return False
+
+
 @pytest.fixture
 def static_checks_here(monkeypatch):
     """Run the API in this process as the sandbox child would: the static checks do all the refusing, with no sandbox
