@@ -1,0 +1,167 @@
+"""MLflow (issue 25), the second round: ``packager predict`` and ``bench --baseline`` on MLflow folders and ``models:/``
+URIs run the flavor's own model; the MLmodel's signature becomes the package's; PMML from a ``models:/`` URI; the URI
+lineage carried outside the folder (a folder cannot forge it). One sqlite store per module, models logged once (MLflow's
+migrations take seconds per new database; logging a model ~1 s)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import invoke_cli
+
+mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.mlflow
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.columns = [f"f{i}" for i in range(X.shape[1])]
+    return X[::2].reset_index(drop=True), y[::2].reset_index(drop=True), X[1::2].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """One sqlite store for the module (MLFLOW_TRACKING_URI set while it lives) holding iris models registered by
+    mlflow.sklearn (a DataFrame: a column schema) and mlflow.xgboost (a numpy array: a tensor schema)."""
+    import xgboost
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("mlflow-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.MlflowClient().create_experiment("t", artifact_location=(root / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=experiment)
+        X, y, held = _iris()
+        with mlflow.start_run():
+            model = LogisticRegression(max_iter=1000).fit(X, y)
+            mlflow.sklearn.log_model(model, name="model", input_example=X[:5], registered_model_name="iris-sklearn")
+        with mlflow.start_run():
+            booster = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(X.to_numpy(), y)
+            mlflow.xgboost.log_model(booster, name="model", input_example=X.to_numpy()[:5], registered_model_name="iris-xgboost")
+        held.to_csv(root / "held.csv", index=False)
+        yield {"uri": uri, "root": root, "held": held, "csv": root / "held.csv"}
+        mlflow.set_tracking_uri(None)
+
+
+def _rows(flavor: str, held):
+    return held if flavor == "sklearn" else held.to_numpy()
+
+
+@pytest.mark.parametrize("flavor", ["sklearn", "xgboost"])
+def test_predict_runs_a_models_uri_and_its_folder_in_the_flavors_own_framework(flavor, logged, tmp_path):
+    """`packager predict models:/iris-FLAVOR/1` (confined: the sandbox child loads the downloaded folder as any
+    untrusted source; the folder here, trusted: the same code without a child) give MLflow's labels on the 75 held-out rows, 100%; bench
+    measures the URI as its baseline and as an artifact (both failed with "it has no runtime" for the mlflow format)."""
+    import pandas as pd
+
+    from packager.inference import predict, resolve
+
+    uri = f"models:/iris-{flavor}/1"
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(_rows(flavor, logged["held"])))
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "folder")))
+    for name, source, trust in (("uri", uri, False), ("folder", folder, True)):  # the URI in the sandbox, as untrusted
+        out = tmp_path / f"{name}.parquet"
+        predict(resolve(source), logged["csv"], out, trust=trust)
+        written = pd.read_parquet(out)
+        assert len(written) == len(expected) == 75
+        assert (written["label"].to_numpy() == expected).mean() == 1.0, name
+        probabilities = written[[c for c in written.columns if c.startswith("probabilities")]].to_numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    done = invoke_cli(
+        "bench", uri, "--baseline", uri, "--data", logged["csv"], "--batch-sizes", "1,32", "--min-seconds", "0.05", "--json",
+        "-o", tmp_path / "bench",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert [a["baseline"] for a in report["artifacts"]] == [True, False]
+    assert all(not a.get("error") and a["measurements"] for a in report["artifacts"]), report["artifacts"]
+    assert report["artifacts"][1]["format"] == "mlflow"
+
+
+def test_the_mlmodel_signature_is_the_package_signature(logged, tmp_path):
+    """convert models:/… --to onnx: the manifest's input carries the MLmodel's column names and type (a column schema:
+    f0..f3 double) or its tensor's dtype and shape (xgboost: float64 (-1, 4)); the ONNX graph takes that dtype; the
+    input_example is the validation data source, named as such."""
+    import onnxruntime as ort
+
+    from packager.conversion import convert
+
+    mlflow_types = {"double": "float64", "float": "float32", "long": "int64"}
+    for flavor in ("sklearn", "xgboost"):
+        uri = f"models:/iris-{flavor}/1"
+        schema = mlflow.models.get_model_info(uri).signature.to_dict()
+        inputs, outputs = json.loads(schema["inputs"]), json.loads(schema["outputs"])
+        package = convert(uri, to="onnx", out=tmp_path / flavor, trust=True)
+        manifest = json.loads((package.path / "manifest.json").read_text())
+        (spec,) = manifest["signature"]["inputs"]
+        if flavor == "sklearn":  # a column schema: the columns are the input's feature names, their type its dtype
+            assert spec["names"] == [c["name"] for c in inputs] == ["f0", "f1", "f2", "f3"]
+            assert {mlflow_types[c["type"]] for c in inputs} == {spec["dtype"]} == {"float64"}
+        else:
+            (tensor,) = inputs
+            assert spec["dtype"] == tensor["tensor-spec"]["dtype"] == "float64"
+            assert spec["shape"] == [None if d < 0 else d for d in tensor["tensor-spec"]["shape"]] == [None, 4]
+        label = next(o for o in manifest["signature"]["outputs"] if o["name"] == "label")
+        declared = outputs[0].get("tensor-spec", {}).get("dtype") or mlflow_types[outputs[0]["type"]]
+        assert label["dtype"] == declared == "int64"
+        session = ort.InferenceSession(str(package.path / "model.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].type == "tensor(double)"
+        assert manifest["validation"]["status"] == "passed" and manifest["validation"]["data_source"] == "input-example"
+
+
+def test_an_mlmodel_signature_that_contradicts_its_model_is_refused(logged, tmp_path):
+    """An MLmodel declaring 5 columns for a model fitted on 4: exit 4 (input file), one line naming both counts; no package."""
+    import yaml
+
+    folder = Path(mlflow.artifacts.download_artifacts("models:/iris-sklearn/1", dst_path=str(tmp_path / "folder")))
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    columns = json.loads(meta["signature"]["inputs"])
+    meta["signature"]["inputs"] = json.dumps([*columns, {"type": "double", "name": "f4", "required": True}])
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    done = invoke_cli("convert", folder, "--to", "onnx", "-o", tmp_path / "pkg", "--trust")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert len(lines) == 1 and "declares 5 columns, but its model takes 4 features" in lines[0], lines
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.java
+def test_pmml_from_a_models_uri_agrees_with_mlflow(logged, tmp_path):
+    """convert models:/iris-sklearn/1 --to pmml (the JVM validates it): labels equal MLflow's on the 75 held-out rows."""
+    import pandas as pd
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    uri = "models:/iris-sklearn/1"
+    package = convert(uri, to="pmml", sample=str(logged["csv"]), out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.format == "pmml"
+    assert package.manifest.source.details["mlflow"]["uri"] == uri
+    predict(resolve(package.path), logged["csv"], tmp_path / "out.parquet", trust=True)
+    labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(logged["held"]))
+    assert len(labels) == 75 and (labels == expected).mean() == 1.0
+
+
+def test_a_local_folder_cannot_forge_mlflow_lineage(logged, tmp_path):
+    """A folder carrying a `packager-mlflow-origin.json` (as the URI download once wrote it) claiming a registry version:
+    its manifest has no such lineage (only what its MLmodel says); the same model by its URI gets the real one."""
+    from packager.conversion import convert
+
+    folder = Path(mlflow.artifacts.download_artifacts("models:/iris-sklearn/1", dst_path=str(tmp_path / "folder")))
+    forged = {"uri": "models:/fraud@champion", "name": "fraud", "version": "7", "run_id": "f" * 32, "tracking_uri": "https://x"}
+    (folder / "packager-mlflow-origin.json").write_text(json.dumps(forged))
+    local = convert(folder, to="onnx", out=tmp_path / "local").manifest.source.details["mlflow"]  # sandboxed
+    assert not {"uri", "name", "version", "tracking_uri"} & set(local), local
+    assert local["run_id"] != forged["run_id"] and local["flavor"] == "sklearn"
+    real = convert("models:/iris-sklearn/1", to="onnx", out=tmp_path / "uri").manifest.source.details["mlflow"]
+    assert real["uri"] == "models:/iris-sklearn/1" and real["name"] == "iris-sklearn" and real["version"] == "1"
+    assert real["tracking_uri"] == logged["uri"] and real["run_id"] == local["run_id"]
