@@ -20,15 +20,16 @@ class Resolved:
     lineage: Mapping[str, Any] = field(default_factory=dict)
 
 
-def resolve_source(source: Any) -> Resolved:
-    """``source`` itself, or for a URI a declared scheme fetches, the local copy (kept until the process exits)."""
+def resolve_source(source: Any, registry: Any = None) -> Resolved:
+    """``source`` itself, or for a URI a declared scheme fetches, the local copy (kept until the process exits).
+    ``registry``: the plugins to ask (default: the installed ones)."""
     if not isinstance(source, (str, Path)) or ":" not in str(source):  # a plain path: no registry look-up
         return Resolved(source)
     from packager.contract import SOURCE_SCHEMES
     from packager.plugins import default_registry
 
     text = str(source)
-    for scheme in default_registry().extensions_of(SOURCE_SCHEMES):
+    for scheme in (registry or default_registry()).extensions_of(SOURCE_SCHEMES):
         if text.startswith(scheme.prefix):
             path, lineage = scheme.resolve(text)
             return Resolved(path, dict(lineage))

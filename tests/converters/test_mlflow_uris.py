@@ -165,3 +165,31 @@ def test_a_local_folder_cannot_forge_mlflow_lineage(logged, tmp_path):
     real = convert("models:/iris-sklearn/1", to="onnx", out=tmp_path / "uri").manifest.source.details["mlflow"]
     assert real["uri"] == "models:/iris-sklearn/1" and real["name"] == "iris-sklearn" and real["version"] == "1"
     assert real["tracking_uri"] == logged["uri"] and real["run_id"] == local["run_id"]
+
+
+def test_uri_schemes_are_the_plugins_declarations_resolved_through_the_registry(tmp_path):
+    """packager.sources names no plugin: models:/ and runs:/ are SourceScheme declarations of the mlflow plugin; a
+    scheme another plugin declares resolves the same way, with its lineage; a second owner of a prefix is refused."""
+    import types
+
+    from packager.contract import SOURCE_SCHEMES, SourceScheme
+    from packager.errors import PluginError
+    from packager.plugins import PluginRegistry, default_registry
+    from packager.sources import resolve_source
+
+    owners = {key: owner for (point, key), (_, owner) in default_registry().extensions.items() if point == SOURCE_SCHEMES}
+    assert owners == {"models:/": "packager.converters.mlflow", "runs:/": "packager.converters.mlflow"}
+    plugin = types.ModuleType("demo_plugin")
+    plugin.DEMO = SourceScheme("demo:/", lambda uri: (tmp_path / uri.rsplit("/", 1)[-1], {"demo": {"uri": uri}}))
+    registry = PluginRegistry()
+    registry.add_module(plugin)
+    resolved = resolve_source("demo:/shelf/model.onnx", registry)
+    assert resolved.path == tmp_path / "model.onnx" and resolved.lineage == {"demo": {"uri": "demo:/shelf/model.onnx"}}
+    assert resolve_source("models:/x/1", registry).path == "models:/x/1"  # not declared in this registry: left as given
+    assert resolve_source(str(tmp_path / "a:b.onnx")).lineage == {}  # a local path with a colon: no scheme, no lineage
+    rival = types.ModuleType("rival_plugin")
+    rival.MODELS = SourceScheme("demo:/", lambda uri: (tmp_path, {}))
+    with pytest.raises(PluginError, match="source-schemes demo:/ is declared twice"):
+        registry.add_module(rival)
+    with pytest.raises(PluginError, match="is not a URI prefix"):
+        SourceScheme("./models", lambda uri: (tmp_path, {}))
