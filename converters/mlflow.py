@@ -342,9 +342,9 @@ def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
         raise _contradiction(meta, f"{len(columns)} columns", f"{width} features")
     types = {t for _, t in columns}
     numeric = None not in types and "str" not in types
-    dtype: str | None = str(np.result_type(*types)) if numeric and len(types) > 1 else (types.pop() if len(types) == 1 else None)
+    common: str | None = str(np.result_type(*types)) if numeric and len(types) > 1 else (types.pop() if len(types) == 1 else None)
     names = tuple(n for n, _ in columns) if all(n for n, _ in columns) else spec.names
-    return replace(inferred, inputs=(replace(spec, dtype=dtype or spec.dtype, names=names),))
+    return replace(inferred, inputs=(replace(spec, dtype=common or spec.dtype, names=names),))
 
 
 def _known_dtype(dtype: str, fallback: str) -> str:
