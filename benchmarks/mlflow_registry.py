@@ -79,6 +79,9 @@ def main() -> None:
         }
         rows = []
         for label, read in reads.items():
+            answers = {kind: read(open_registry(url, str(work / "objects"))) for kind, url in urls.items()}
+            refs = {kind: [(v.ref, v.digest, tuple(v.aliases)) for v in (a if isinstance(a, list) else [a])] for kind, a in answers.items()}
+            assert refs["mlflow"] == refs["embedded"] and refs["mlflow"], (label, refs)  # the same answer, or the timing means nothing
             row = {"read": label}
             for kind, url in urls.items():
                 cold, warm, calls = [], [], 0

@@ -293,7 +293,7 @@ class MlflowRegistry(RegistryBackend):
         _check_types(tree)  # a bad literal is a usage error even when no version exists to compare with
         infos = self._infos(self._versions())
         hits = [info for info in infos if _matches(tree, info)]
-        return sorted(hits, key=lambda v: (v.name, v.version))[:limit]
+        return sorted(hits, key=lambda v: (v.name, -v.version))[:limit]  # the embedded registry's order: newest first
 
     def pull(self, ref: str | ModelRef, out: str | Path, *, overwrite: bool = False) -> Path:
         from packager.package import staging_dir

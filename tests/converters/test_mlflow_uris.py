@@ -264,3 +264,18 @@ def test_a_spark_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, spar
     labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
     expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held), dtype=np.float64)
     assert len(labels) == len(expected) == 284 and (labels == expected).mean() == 1.0
+
+
+def test_search_answers_as_the_embedded_registry_does(logged, package_dirs, tmp_path):
+    """The same pushes to an mlflow: registry and to the embedded one: search returns the same versions in the same
+    order (by name, newest first: with a limit, another order returned other versions), and so does list."""
+    from packager.registry.backends import open_registry
+
+    backends = [open_registry(f"mlflow:{logged['uri']}"), open_registry(f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))]
+    for registry in backends:
+        for name, package in (("order-a", "onnx"), ("order-a", "int8"), ("order-b", "ridge"), ("order-a", "onnx")):
+            registry.push(package_dirs[package], name, tags={"team": "order"}, trust=True)
+    answers = [[(v.ref, v.digest) for v in r.search('tag.team = "order"', limit=3)] for r in backends]
+    assert answers[0] == answers[1] and [ref for ref, _ in answers[0]] == ["order-a@3", "order-a@2", "order-a@1"]
+    listed = [[v.ref for v in r.list("order-a")] for r in backends]
+    assert listed[0] == listed[1] == ["order-a@3", "order-a@2", "order-a@1"]
