@@ -296,10 +296,10 @@ COLUMN_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integ
 
 def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
     """The MLmodel's ``signature.inputs`` (MLflow's schema) laid over the owning plugin's ``inferred`` signature: the
-    column names and types (a column schema) or the tensor names, dtypes and shapes (a tensor schema) are the MLmodel's,
-    the layout (one matrix or one input per column) stays the plugin's, which its converters read. No schema, or one
-    the plugin's inputs cannot take (another number of columns), is refused or ignored: refused when it contradicts the
-    model, ignored when absent or not readable (then the plugin's signature, as for a bare file)."""
+    column names and types (a column schema) or the tensor names and dtypes (a tensor schema) are the MLmodel's; the
+    layout and shapes (one matrix or one input per column) stay the plugin's, which its converters read. A schema that
+    contradicts the model (another number of columns or tensors, other column names, another fixed size) is refused;
+    one that is absent, unreadable or describes the pipeline's texts (mlflow.transformers) leaves the plugin's."""
     from dataclasses import replace
 
     import numpy as np
@@ -314,18 +314,11 @@ def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
     if all(c.get("type") == "tensor" for c in schema):
         if len(schema) != len(inputs):
             raise _contradiction(meta, f"{len(schema)} input tensors", f"{len(inputs)}")
-        specs = []
-        for spec, column in zip(inputs, schema, strict=True):
-            tensor = column.get("tensor-spec") or {}
-            dtype, shape = str(tensor.get("dtype", spec.dtype)), tensor.get("shape")
-            if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
-                shape = tuple(None if d < 0 else d for d in shape)
-                if len(shape) == 1 and len(spec.shape) == 2:  # MLflow's (-1,) for a 1-D tensor the plugin feeds as (n, 1)
-                    shape = spec.shape
-            else:
-                shape = spec.shape
-            specs.append(replace(spec, name=str(column.get("name") or spec.name), dtype=_known_dtype(dtype, spec.dtype), shape=shape))
-        return replace(inferred, inputs=tuple(specs))
+        named = {str(c.get("name")): c for c in schema if c.get("name")}
+        if len(inputs) > 1 and set(named) != {spec.name for spec in inputs}:
+            return inferred  # several tensors not named as the model names them: which is which cannot be told
+        pairs = [(spec, named[spec.name]) for spec in inputs] if len(inputs) > 1 else [(inputs[0], schema[0])]
+        return replace(inferred, inputs=tuple(_tensor(meta, spec, column) for spec, column in pairs))
     columns = [(str(c.get("name", "")), COLUMN_TYPES.get(str(c.get("type")))) for c in schema]
     if any(t == "str" for _, t in columns) and not any(spec.is_text for spec in inputs):
         return inferred  # texts the flavor's pipeline tokenizes (mlflow.transformers): the model itself takes token ids
@@ -345,6 +338,20 @@ def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
     common: str | None = str(np.result_type(*types)) if numeric and len(types) > 1 else (types.pop() if len(types) == 1 else None)
     names = tuple(n for n, _ in columns) if all(n for n, _ in columns) else spec.names
     return replace(inferred, inputs=(replace(spec, dtype=common or spec.dtype, names=names),))
+
+
+def _tensor(meta: Mapping[str, Any], spec: Any, column: Mapping[str, Any]) -> Any:
+    """One input as an MLmodel tensor spec declares it: its name and dtype; the shape stays the plugin's (what its
+    converter exports), and a fixed size the MLmodel contradicts is refused (validation rows are drawn in that shape)."""
+    from dataclasses import replace
+
+    tensor = column.get("tensor-spec") or {}
+    shape = tensor.get("shape")
+    if isinstance(shape, list) and len(shape) == len(spec.shape) and all(isinstance(d, int) for d in shape):
+        if any(d >= 0 and s is not None and d != s for d, s in zip(shape, spec.shape, strict=True)):
+            raise _contradiction(meta, f"a tensor of shape {shape}", f"{[-1 if s is None else s for s in spec.shape]}")
+    name = str(column.get("name") or spec.name)
+    return replace(spec, name=name, dtype=_known_dtype(str(tensor.get("dtype", spec.dtype)), spec.dtype))
 
 
 def _known_dtype(dtype: str, fallback: str) -> str:
