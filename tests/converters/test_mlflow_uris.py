@@ -175,6 +175,13 @@ def test_a_local_folder_cannot_forge_mlflow_lineage(logged, tmp_path):
     real = convert("models:/iris-sklearn/1", to="onnx", out=tmp_path / "uri").manifest.source.details["mlflow"]
     assert real["uri"] == "models:/iris-sklearn/1" and real["name"] == "iris-sklearn" and real["version"] == "1"
     assert real["tracking_uri"] == logged["uri"] and real["run_id"] == local["run_id"]
+    inspected = {}
+    for name, source in (("folder", folder), ("uri", "models:/iris-sklearn/1")):  # inspect carries the same lineage
+        done = invoke_cli("inspect", source, "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        inspected[name] = json.loads(done.stdout)["mlflow"]
+    assert "uri" not in inspected["folder"] and inspected["folder"]["run_id"] == local["run_id"]
+    assert inspected["uri"]["uri"] == "models:/iris-sklearn/1" and inspected["uri"]["version"] == "1"
 
 
 def test_uri_schemes_are_the_plugins_declarations_resolved_through_the_registry(tmp_path):
