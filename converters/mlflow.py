@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from packager.contract import Delegated, Format, Framework
+from packager.contract import Delegated, Format, Framework, Runtime, SourceScheme
 from packager.errors import InputFileError, UnsafeModelError, UsageError, first_line
-from packager.plugins import framework
+from packager.plugins import framework, runs
+from packager.validation import SAME_KERNELS, criteria_table
 
 MLMODEL = "MLmodel"
 MLMODEL_LIMIT = 1 << 20  # an MLmodel is a few hundred bytes; a YAML bomb needs size
@@ -288,18 +289,90 @@ def _tensor_dtype(meta: Mapping[str, Any]) -> str | None:
         return None
 
 
+# MLflow's column types (mlflow.types.DataType) -> signature dtypes; a type not here (binary, datetime, objects) keeps
+# what the owning plugin inferred
+COLUMN_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32", "boolean": "bool", "string": "str"}
+
+
+def mlmodel_signature(meta: Mapping[str, Any], inferred: Any) -> Any:
+    """The MLmodel's ``signature.inputs`` (MLflow's schema) laid over the owning plugin's ``inferred`` signature: the
+    column names and types (a column schema) or the tensor names and dtypes (a tensor schema) are the MLmodel's; the
+    layout and shapes (one matrix or one input per column) stay the plugin's, which its converters read. A schema that
+    contradicts the model (another number of columns or tensors, other column names, another fixed size) is refused;
+    one that is absent, unreadable or describes the pipeline's texts (mlflow.transformers) leaves the plugin's."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    try:
+        schema = json.loads((meta.get("signature") or {}).get("inputs") or "[]")
+    except (ValueError, TypeError, AttributeError):
+        return inferred
+    if not isinstance(schema, list) or not schema or not all(isinstance(c, dict) for c in schema):
+        return inferred
+    inputs = list(inferred.inputs)
+    if all(c.get("type") == "tensor" for c in schema):
+        if len(schema) != len(inputs):
+            raise _contradiction(meta, f"{len(schema)} input tensors", f"{len(inputs)}")
+        named = {str(c.get("name")): c for c in schema if c.get("name")}
+        if len(inputs) > 1 and set(named) != {spec.name for spec in inputs}:
+            return inferred  # several tensors not named as the model names them: which is which cannot be told
+        pairs = [(spec, named[spec.name]) for spec in inputs] if len(inputs) > 1 else [(inputs[0], schema[0])]
+        return replace(inferred, inputs=tuple(_tensor(meta, spec, column) for spec, column in pairs))
+    columns = [(str(c.get("name", "")), COLUMN_TYPES.get(str(c.get("type")))) for c in schema]
+    if any(t == "str" for _, t in columns) and not any(spec.is_text for spec in inputs):
+        return inferred  # texts the flavor's pipeline tokenizes (mlflow.transformers): the model itself takes token ids
+    if inferred.columnar or len(inputs) > 1:  # one input per column, in the plugin's order: matched by name
+        declared = dict(columns)
+        if set(declared) != {spec.name for spec in inputs}:
+            unknown = sorted(set(declared) - {spec.name for spec in inputs})[:3]
+            missing = sorted({spec.name for spec in inputs} - set(declared))[:3]
+            raise _contradiction(meta, f"{len(columns)} columns (not in the model: {unknown})", f"{len(inputs)} (not declared: {missing})")
+        return replace(inferred, inputs=tuple(replace(spec, dtype=declared[spec.name] or spec.dtype) for spec in inputs))
+    (spec,) = inputs
+    width = spec.shape[-1] if len(spec.shape) == 2 else None
+    if width is not None and width != len(columns):
+        raise _contradiction(meta, f"{len(columns)} columns", f"{width} features")
+    types = {t for _, t in columns}
+    numeric = None not in types and "str" not in types
+    common: str | None = str(np.result_type(*types)) if numeric and len(types) > 1 else (types.pop() if len(types) == 1 else None)
+    names = tuple(n for n, _ in columns) if all(n for n, _ in columns) else spec.names
+    return replace(inferred, inputs=(replace(spec, dtype=common or spec.dtype, names=names),))
+
+
+def _tensor(meta: Mapping[str, Any], spec: Any, column: Mapping[str, Any]) -> Any:
+    """One input as an MLmodel tensor spec declares it: its name and dtype; the shape stays the plugin's (what its
+    converter exports), and a fixed size the MLmodel contradicts is refused (validation rows are drawn in that shape)."""
+    from dataclasses import replace
+
+    tensor = column.get("tensor-spec") or {}
+    shape = tensor.get("shape")
+    if isinstance(shape, list) and len(shape) == len(spec.shape) and all(isinstance(d, int) for d in shape):
+        if any(d >= 0 and s is not None and d != s for d, s in zip(shape, spec.shape, strict=True)):
+            raise _contradiction(meta, f"a tensor of shape {shape}", f"{[-1 if s is None else s for s in spec.shape]}")
+    name = str(column.get("name") or spec.name)
+    return replace(spec, name=name, dtype=_known_dtype(str(tensor.get("dtype", spec.dtype)), spec.dtype))
+
+
+def _known_dtype(dtype: str, fallback: str) -> str:
+    from packager.signature import INPUT_DTYPES
+
+    return dtype if dtype in INPUT_DTYPES or dtype == "str" else fallback
+
+
+def _contradiction(meta: Mapping[str, Any], declared: str, takes: str) -> InputFileError:
+    return InputFileError(
+        f"the MLmodel's signature declares {declared}, but its model takes {takes}",
+        "the MLmodel does not describe its model: re-log it with MLflow (mlflow.models.infer_signature)",
+    )
+
+
 def lineage(folder: Folder) -> dict[str, Any]:
     """What the MLmodel says about where the model came from, for the manifest's source details."""
     keep = ("run_id", "artifact_path", "model_uuid", "model_id", "mlflow_version", "utc_time_created")
     found = {k: folder.meta[k] for k in keep if isinstance(folder.meta.get(k), (str, int, float))}
-    origin = folder.root / ORIGIN
-    if origin.is_file() and origin.stat().st_size < 65536:  # written by resolve_uri beside what it downloaded
-        try:
-            found.update(
-                {k: v for k, v in json.loads(origin.read_text()).items() if k in ("uri", "name", "version", "run_id", "tracking_uri")}
-            )
-        except ValueError:
-            pass
+    # the URI, registry version and tracking store are not the folder's to say: they come with the request, from the
+    # download (``resolve_uri``), so a folder cannot claim a registry version it was never (issue 25 review)
     return {"mlflow": {"flavor": folder.flavor, **found}}
 
 
@@ -330,7 +403,8 @@ class MlflowFolder(Framework):
         model = plugin.load(inner, inner_fmt, trust=trust)
         if not plugin.claims(model):
             name = registry.framework_for_object(model)
-        return Delegated(name, model, read_example(folder), lineage(folder))
+        meta = folder.meta
+        return Delegated(name, model, read_example(folder), lineage(folder), lambda inferred: mlmodel_signature(meta, inferred))
 
     def signature(self, model: Any, sample: Any) -> Any:
         raise UsageError("an MLflow folder is loaded through its flavor's plugin", "this is a packager defect if you see it")
@@ -346,19 +420,48 @@ MLFLOW = Format(
     check=check_mlflow_folder,
 )
 
-# ---------------------------------------------------------------- models:/ and runs:/ URIs
 
-ORIGIN = "packager-mlflow-origin.json"
+@runs(MLFLOW, criteria=criteria_table({None: SAME_KERNELS}))  # the flavor's own model, as MLflow would run it
+class MlflowRuntime(Runtime):
+    """``packager predict`` and ``bench`` on an MLflow folder (or a ``models:/`` URI downloaded to one): the model its
+    native flavor names, loaded and run by the plugin that owns it (``MlflowFolder.load``: the same checks as convert).
+    The signature is the MLmodel's when it has one (``signature_of``), else the owning plugin's."""
+
+    name, distribution = "mlflow (the flavor's own framework)", "mlflow"
+    takes_source_input = True  # the model itself runs: floats as read, not cast to float32 (issue 26)
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        from packager.plugins import default_registry
+
+        registry = default_registry()
+        carried = MlflowFolder().load(Path(path), "mlflow", trust=trust)
+        plugin = registry.framework(carried.framework)
+        plugin.limit_threads(threads)
+        return plugin, carried.model, read_folder(Path(path))
+
+    def predict(self, handle: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        plugin, model, _ = handle
+        return dict(plugin.predict(model, signature, feeds))
+
+    def signature_of(self, handle: Any) -> Any:
+        plugin, model, folder = handle
+        return mlmodel_signature(folder.meta, plugin.signature(model, read_example(folder)))
+
+    def details(self, handle: Any) -> dict[str, Any]:
+        return {"framework": handle[0].__class__.__name__, "flavor": handle[2].flavor}
+
+
+# ---------------------------------------------------------------- models:/ and runs:/ URIs
 
 
 def is_uri(source: Any) -> bool:
     return isinstance(source, (str, Path)) and str(source).startswith(URI_SCHEMES)
 
 
-def resolve_uri(uri: str) -> Path:
+def resolve_uri(uri: str) -> tuple[Path, dict[str, Any]]:
     """Download ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``runs:/RUN_ID/PATH`` with MLflow's client (against
-    ``MLFLOW_TRACKING_URI``) into a temporary folder kept for this process, with the URI, run id and model version
-    written beside the MLmodel for the package's lineage."""
+    ``MLFLOW_TRACKING_URI``) into a temporary folder kept for this process; returns it with the lineage (the URI, run
+    id, model version and tracking store) that ``packager.sources`` carries in the request, outside the folder."""
     from packager.deps import require
 
     mlflow = require("mlflow", "mlflow", "models:/ and runs:/ sources")
@@ -384,8 +487,11 @@ def resolve_uri(uri: str) -> Path:
         )
     meta = _yaml(local / MLMODEL)
     origin.setdefault("run_id", meta.get("run_id"))
-    (local / ORIGIN).write_text(json.dumps(origin))
-    return local
+    return local, {"mlflow": origin}
+
+
+MODELS_URIS = SourceScheme("models:/", resolve_uri)  # packager.sources asks the registry for these (no core import)
+RUNS_URIS = SourceScheme("runs:/", resolve_uri)
 
 
 def _model_version(mlflow: Any, uri: str) -> dict[str, Any]:

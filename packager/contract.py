@@ -144,6 +144,29 @@ class Extension:
 
 
 PICKLE_GLOBALS = "pickle-globals"
+SOURCE_SCHEMES = "source-schemes"
+
+
+@dataclass(frozen=True)
+class SourceScheme(Extension):
+    """A URI prefix whose sources a plugin fetches to this machine (the mlflow plugin's ``models:/`` and ``runs:/``),
+    for ``packager.sources``: the core knows no scheme by name. ``resolve(uri)`` runs in the parent, before any sandbox
+    starts (the child sees neither the network nor a tracking store), and returns the local file or folder and the
+    lineage the manifest's source records (``{"mlflow": {"uri": ..., "version": ...}}``). The lineage travels in the
+    request (``ConvertRequest.lineage``), never in the downloaded files: a local folder could carry forged ones."""
+
+    prefix: str
+    resolve: Callable[[str], tuple[Path, Mapping[str, Any]]]
+
+    point: ClassVar[str] = SOURCE_SCHEMES
+
+    def __post_init__(self) -> None:
+        if ":" not in self.prefix or self.prefix.startswith(("/", ".")):
+            raise PluginError(f"source scheme {self.prefix!r} is not a URI prefix", "declare e.g. SourceScheme('models:/', resolve)")
+
+    @property
+    def key(self) -> str:
+        return self.prefix
 
 
 @dataclass(frozen=True)
@@ -358,9 +381,13 @@ def check_runtime(cls: type[Runtime], origin: str) -> None:
 class Delegated:
     """What a container format's ``Framework.load`` returns (an MLflow model folder): the model it holds, the framework
     that owns that model (which then converts, predicts and describes it), and what the container says about it:
-    ``example`` (validation rows, reported as "input-example") and ``details`` (lineage for the manifest's source)."""
+    ``example`` (validation rows, reported as "input-example"), ``details`` (lineage for the manifest's source) and
+    ``declares`` (its signature)."""
 
     framework: str
     model: Any
     example: Any = None
     details: Mapping[str, Any] = field(default_factory=dict)
+    # what the container declares about the inputs, applied to the owning plugin's inferred signature (an MLmodel's
+    # schema: its column names and types); None: the plugin's signature as inferred
+    declares: Callable[[Any], Any] | None = None

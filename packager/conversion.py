@@ -50,7 +50,7 @@ from packager.plugins import PluginRegistry, default_registry
 from packager.requests import ConvertRequest, PackageRequest
 from packager.samples import load_sample
 from packager.signature import Signature
-from packager.sources import local_source
+from packager.sources import resolve_source
 from packager.validation import (
     Criterion,
     OutputKind,
@@ -80,6 +80,7 @@ class Source:
     model: Any
     info: SourceInfo
     example: Any = None  # rows the source carries (an MLflow folder's input_example): validation data after --sample
+    declares: Any = None  # the container's signature over the plugin's (``Delegated.declares``: an MLmodel's schema)
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,12 @@ def load_source(
     model_class: str | None = None,
     registry: PluginRegistry | None = None,
     task: str | None = None,
+    lineage: Mapping[str, Any] | None = None,
 ) -> Source:
     """Load a model file through its framework plugin (safely), or wrap an in-memory model.
     ``model_class`` ("module:Class") is the code a weights-only file (a torch state dict) is loaded into; ``task``
-    (e.g. "token-classification") picks the head of a model folder whose config names another or none."""
+    (e.g. "token-classification") picks the head of a model folder whose config names another or none; ``lineage`` is
+    what fetching the file from a URI recorded (``packager.sources``), merged into the source's details."""
     registry = registry or default_registry()
     if isinstance(model_or_path, (str, Path)):
         from packager.safety import check_file
@@ -136,12 +139,22 @@ def load_source(
             if not plugin.claims(model):  # a pickle holding another framework's estimator (a CatBoostClassifier)
                 name = registry.framework_for_object(model)
                 plugin = registry.framework(name)
-            details = {**plugin.describe(model), **carried.details}
+            details = _merged({**plugin.describe(model), **carried.details}, lineage or {})
         digest = sha256_file(path) if path.is_file() else None
-        return Source(name, model, SourceInfo(name, _class_name(model), path.name, fmt, digest, details), carried.example)
+        info = SourceInfo(name, _class_name(model), path.name, fmt, digest, details)
+        return Source(name, model, info, carried.example, carried.declares)
     name = registry.framework_for_object(model_or_path)
     plugin = registry.framework(name)
     return Source(name, model_or_path, SourceInfo(name, _class_name(model_or_path), None, None, None, plugin.describe(model_or_path)))
+
+
+def _merged(details: Mapping[str, Any], lineage: Mapping[str, Any]) -> dict[str, Any]:
+    """``details`` with ``lineage`` laid over, one level deep (``{"mlflow": {...}}`` from the folder and from the URI)."""
+    merged = dict(details)
+    for key, value in lineage.items():
+        known = merged.get(key)
+        merged[key] = {**known, **value} if isinstance(known, Mapping) and isinstance(value, Mapping) else value
+    return merged
 
 
 def _class_name(obj: Any) -> str:
@@ -183,6 +196,7 @@ def gather_evidence(
         input_shape=input_shape,
         dynamic_axes=dynamic_axes,
         output_kinds=output_kinds,
+        declares=source.declares,
     )
 
 
@@ -263,11 +277,14 @@ def submit(
 
 
 def local_request(request: Any) -> Any:
-    """The request with a ``models:/`` or ``runs:/`` path downloaded (``packager.sources``): in the parent, outside the
-    sandbox, which has no network and no tracking store; a local path is returned as it was."""
+    """The request with a URI path fetched (``packager.sources``: ``models:/``, ``runs:/``) and the lineage the fetch
+    learned: in the parent, outside the sandbox, which has no network and no tracking store. A local path is returned as
+    it was, with no lineage, whatever files the folder holds (the lineage comes from the fetch, never from the folder)."""
     path = getattr(request, "path", None)
-    resolved = local_source(path) if path is not None else None
-    return request if resolved is None or str(resolved) == path else replace(request, path=str(resolved))
+    if path is None:
+        return request
+    resolved = resolve_source(path)
+    return request if str(resolved.path) == path else replace(request, path=str(resolved.path), lineage=resolved.lineage)
 
 
 def run_convert(
@@ -280,7 +297,9 @@ def run_convert(
     if request.out is not None:
         check_destination(Path(request.out), request.overwrite)  # before loading: a TensorFlow model takes seconds to load
     step("loading the source model")
-    source = load_source(request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
+    source = load_source(
+        request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task, lineage=request.lineage
+    )
     return convert_source(source, request, trust=trust, progress=progress, registry=registry)
 
 
@@ -446,7 +465,9 @@ def run_convert_each(
     registry = registry or default_registry()
     step = progress or (lambda message: None)
     step("loading the source model")
-    source = load_source(request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
+    source = load_source(
+        request.path, trust=trust, model_class=request.model_class, registry=registry, task=request.task, lineage=request.lineage
+    )
     results = []
     every = "all" in request.targets
     for target in registry.targets_of(source.framework) if every else request.targets:
@@ -671,8 +692,16 @@ def package_source(
 ) -> Package:
     """Package a source model file as it is (no conversion), so a registry can hold it as the root of a lineage.
     The file is loaded in the sandbox unless ``trust``; ``task`` is the head ``convert --task`` loaded the folder with."""
-    path = local_source(path)  # models:/ and runs:/ are downloaded here, outside the sandbox
-    request = PackageRequest(path=str(path), out=str(out), sample=sample, input_shape=input_shape, model_class=model_class, task=task)
+    resolved = resolve_source(path)  # models:/ and runs:/ are downloaded here, outside the sandbox
+    request = PackageRequest(
+        path=str(resolved.path),
+        out=str(out),
+        sample=sample,
+        input_shape=input_shape,
+        model_class=model_class,
+        task=task,
+        lineage=resolved.lineage,
+    )
     if sandbox.confines(trust, registry):
         from packager import confined
 
@@ -686,7 +715,7 @@ def run_package_source(request: PackageRequest, *, trust: bool = False, registry
 
     registry = registry or default_registry()
     path = Path(request.path)
-    source = load_source(path, trust=trust, model_class=request.model_class, registry=registry, task=request.task)
+    source = load_source(path, trust=trust, model_class=request.model_class, registry=registry, task=request.task, lineage=request.lineage)
     signature, feeds, _ = prepare_inputs(source, request.sample, request.input_shape, registry=registry)
     with staging_dir(Path(request.out), True) as staging:
         target = staging / path.name

@@ -63,6 +63,7 @@ def gather(
     input_shape: str | None = None,
     dynamic_axes: Any = None,
     output_kinds: Mapping[str, OutputKind] | None = None,
+    declares: Any = None,
 ) -> Evidence:
     """Signature, validation rows (first available source in the documented order) and the source's outputs."""
     from packager.samples import load_sample
@@ -82,6 +83,8 @@ def gather(
     label = f"the model in {source.info.file}" if source.info.file else f"the {source.framework} model"
     with reading(label, "it loaded, but is not a usable fitted model; re-export it from the training code"):
         signature = plugin.signature(source.model, data)
+        if declares is not None:  # the container's own signature (an MLmodel's), before the user's flags
+            signature = declares(signature)
         if input_shape:
             signature = apply_input_shape(signature, parse_input_specs(input_shape))
         if dynamic_axes:

@@ -68,7 +68,7 @@ def run_inspect(request: InspectRequest, *, trust: bool = False, registry: Plugi
 
         given = sample is not None or input_shape or model_class or dynamic_axes
         try:
-            source = load_source(path, trust=trust, model_class=model_class, registry=registry)
+            source = load_source(path, trust=trust, model_class=model_class, registry=registry, lineage=request.lineage)
             info.update({"framework": source.framework, "model_class": source.info.model_class, **source.info.details})
             signature, _, _ = prepare_inputs(source, sample, input_shape, registry, dynamic_axes)
             info["signature"] = signature.to_dict()

