@@ -153,10 +153,12 @@ def _compare(want: dict[str, Any], got: dict[str, Any]) -> dict[str, dict[str, f
     changes = {}
     for name, values in want.items():
         a, b = np.asarray(values, dtype=object), np.asarray(got[name], dtype=object)
+        fa: Any = None
+        fb: Any = None
         try:
             fa, fb = np.asarray(values, dtype=np.float64), np.asarray(got[name], dtype=np.float64)
         except (TypeError, ValueError):
-            fa = fb = None
+            pass  # strings, ragged lists: compared as labels below
         if fa is None or fb is None or fa.shape != fb.shape or not np.issubdtype(np.asarray(values).dtype, np.floating):
             flipped = float(np.mean([x != y for x, y in zip(a.tolist(), b.tolist(), strict=True)])) if len(a) else 0.0
             changes[name] = {"abs": 0.0 if flipped == 0 else float("inf"), "rel": 0.0 if flipped == 0 else float("inf"), "flipped": flipped}

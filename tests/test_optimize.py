@@ -194,6 +194,7 @@ def test_budget_refuses_inexact_candidates_and_chooses_an_exact_one(cancer, tmp_
         budget=["max_rel_diff<=1e-3"],
         trust=True,
         min_seconds=0.1,
+        runtime_settings=False,  # not this test's subject: two bench children fewer
     )
     ids = {c["id"]: c for c in _json(out)["candidates"]}
     # float32 ONNX is relatively far off on the smallest probabilities (measured 2.3 relative), skops is the source itself
@@ -205,7 +206,9 @@ def test_budget_refuses_inexact_candidates_and_chooses_an_exact_one(cancer, tmp_
 def test_no_candidate_within_budget_writes_the_report_and_no_best(cancer, tmp_path):
     folder, *_ = cancer
     out = tmp_path / "none"
-    result = optimize(folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], budget=["max_abs_diff<=0"], trust=True)
+    result = optimize(
+        folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], budget=["max_abs_diff<=0"], trust=True, min_seconds=0.1
+    )
     assert result.chosen is None and _json(out)["chosen"] is None and not (out / "best").exists()
     assert {c["status"] for c in _json(out)["candidates"]} <= {"over-budget", "refused"}
 
@@ -213,7 +216,9 @@ def test_no_candidate_within_budget_writes_the_report_and_no_best(cancer, tmp_pa
 def test_pruning_stops_measuring_a_candidate_slower_than_the_best(cancer, tmp_path):
     folder, *_ = cancer
     out = tmp_path / "pruned"
-    optimize(folder / "forest.pkl", folder / "rows.parquet", out, formats=["onnx", "pickle"], trust=True, min_seconds=0.1)
+    optimize(
+        folder / "forest.pkl", folder / "rows.parquet", out, formats=["onnx", "pickle"], trust=True, min_seconds=0.1, runtime_settings=False
+    )
     ids = {c["id"]: c for c in _json(out)["candidates"]}
     # scikit-learn's predict of one row is ~100x ONNX Runtime's (measured: 1.4 ms vs 0.006 ms): pruned after its short run
     assert ids["pickle"]["status"] == "pruned" and ids["pickle"]["reason"].startswith("short run")
@@ -292,3 +297,45 @@ def test_bad_input_is_one_line_and_writes_nothing(cancer, tmp_path):
     )
     assert done.returncode == UsageError.exit_code and not out.exists()
     assert done.stderr.strip().count("\n") == 0 and "agreement is bounded with >=" in done.stderr
+
+
+def test_transformer_fusion_variant_fuses_attention_and_keeps_the_outputs(tmp_path):
+    """onnxruntime.transformers' fusion on a tiny real BERT (2 layers, hidden 64, random init): the copy's graph has
+    fused Attention/SkipLayerNormalization nodes, its manifest records them and the new file digests, and it is judged
+    against its parent on every row in onnxruntime (changed outputs beyond float reordering would be over budget)."""
+    import onnx
+    import torch
+    import transformers
+
+    from packager.conversion import convert
+    from packager.optimize_runtime import MAX_REL_CHANGE, Setting, build_variant, judge_variant, settings_for
+    from packager.package import sha256_file
+
+    folder = tmp_path / "bert"
+    folder.mkdir()
+    words = "the a movie film was great bad plot acting i loved this and but where is station train".split()
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True).save_pretrained(str(folder))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(words) + 5, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+        max_position_embeddings=64,
+    )  # fmt: skip
+    transformers.BertModel(config).eval().save_pretrained(str(folder))
+    texts = tmp_path / "texts.parquet"
+    pd.DataFrame({"text": [" ".join(words[i : i + 3 + i % 9]) for i in range(12)]}).to_parquet(texts)
+    parent = convert(folder, to="onnx", sample=str(texts), out=tmp_path / "fp32", trust=True).path
+    assert [s.suffix for s in settings_for(str(parent), "onnx", None, 1)] == ["ort-basic", "ort-extended", "fusion"]
+    assert [s.suffix for s in settings_for(str(parent), "onnx", "dynamic", 2)] == ["ort-basic", "ort-extended", "parallel"]
+    variant, done = build_variant(str(parent), Setting("fusion", fuse=True), tmp_path / "fused")
+    manifest = json.loads((variant / "manifest.json").read_text())
+    ops = {n.op_type for n in onnx.load(str(variant / manifest["model_file"])).graph.node}
+    # two residual LayerNorms and one Gelu per layer (attention itself is not matched in torch.onnx's export of it)
+    assert done["transformer_fusion"] == {"SkipLayerNormalization": 4, "BiasGelu": 2} and {"SkipLayerNormalization", "BiasGelu"} <= ops
+    assert manifest["conversion"]["transformer_fusion"] == done["transformer_fusion"]
+    assert manifest["files"][manifest["model_file"]] == sha256_file(variant / manifest["model_file"])
+    assert manifest["files"][manifest["model_file"]] != sha256_file(parent / manifest["model_file"])
+    fidelity = {"cosine": 0.9999, "max_abs_diff": 1e-6}
+    measured, why = judge_variant(variant, str(parent), texts, fidelity, "text", 1)
+    assert why == "" and measured["change_vs_parent_rel"] <= MAX_REL_CHANGE
+    assert measured["cosine"] <= 0.9999 and measured["max_abs_diff"] >= 1e-6  # the parent's figures, moved by the change
