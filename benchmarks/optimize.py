@@ -260,6 +260,8 @@ def main() -> None:
     parser.add_argument("--only", default="rf,lgbm,xgb,logistic")
     parser.add_argument("--objectives", default="throughput,latency")
     parser.add_argument("--trust", action="store_true", help="convert in-process (models built here): faster under load")
+    parser.add_argument("--plan", help="model:objective steps in order, e.g. lgbm:throughput,rf:latency (overrides --only)")
+    parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -275,15 +277,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-optimize-") as tmp:
         work = Path(tmp)
         models = build(work)
-        for name in args.only.split(","):
+        plan = (
+            [tuple(step.split(":")) for step in args.plan.split(",")]
+            if args.plan
+            else [(n, o) for n in args.only.split(",") for o in args.objectives.split(",") if not (n == "logistic" and o == "throughput")]
+        )
+        skip = set(args.skip.split(",")) if args.skip else set()
+        for name, objective in plan:
             model, formats, budget = models[name]
+            formats = [f for f in formats if f not in skip]
             data = work / ("cancer.parquet" if name == "logistic" else "rows.parquet")
-            for objective in args.objectives.split(","):
-                if name == "logistic" and objective == "throughput":
-                    continue
-                rows.append(run(name, model, formats, budget, data, objective, work / f"out-{name}-{objective}", args.trust))
-                (RESULTS / "optimize.json").write_text(json.dumps(rows, indent=2) + "\n")
-                (RESULTS / "optimize.md").write_text(markdown(rows))
+            rows.append(run(name, model, formats, budget, data, objective, work / f"out-{name}-{objective}", args.trust))
+            (RESULTS / "optimize.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (RESULTS / "optimize.md").write_text(markdown(rows))
     print(markdown(rows))
 
 

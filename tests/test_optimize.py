@@ -246,7 +246,7 @@ def test_time_budget_tries_the_first_candidate_then_stops(cancer, tmp_path):
     for stream in (done.stdout, done.stderr):  # no cursor movement, no colour, no carriage return
         assert "\x1b[" not in stream and "\r" not in stream
     assert done.stderr.splitlines()[0].startswith("data: 284 calibration rows, 285 held-out rows")
-    assert "[1/4] onnx: converting and judging on held-out rows" in done.stderr.splitlines()
+    assert "[1/5] onnx: converting and judging on held-out rows" in done.stderr.splitlines()
     assert f"time budget reached: not tried {', '.join(not_tried)}" in done.stderr
     rows = [line.split("|")[1:-1] for line in done.stdout.splitlines() if line.startswith("| ")]
     header, table = [c.strip() for c in rows[0]], {r[0].strip(): [c.strip() for c in r] for r in rows[1:]}
