@@ -30,7 +30,10 @@ import click
     help="agreement, top1, cosine, r2 (>=); max_abs_diff, max_rel_diff (<=). Repeatable.",
 )
 @click.option("--formats", help="Comma-separated targets to search (default: every target the plugins reach and can run here).")
-@click.option("--time-budget", help="Stop trying candidates after this long (15m, 90s, 1h) and choose the best so far.")
+@click.option(
+    "--time-budget",
+    help="Finish within about this long (15m, 90s, 1h): stop trying candidates in time for the final run; choose the best so far.",
+)
 @click.option("--text-column", help="Text models: the data's column of texts.")
 @click.option(
     "--push", "push_name", metavar="NAME", help="Push best/ as a version of NAME, derived from the source version, with the report."
