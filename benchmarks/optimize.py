@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def build(work: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
-    """name -> (model file, formats to search, budget)."""
+def build(work: Path, names: set[str]) -> dict[str, tuple[Path, list[str], list[str]]]:
+    """name -> (model file, formats to search, budget); only the models in ``names`` are trained."""
     import lightgbm as lgb
     import pandas as pd
     import xgboost as xgb
@@ -43,10 +43,13 @@ def build(work: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
     X, y = make_classification(40_000, 20, n_informative=12, random_state=0)
     pd.DataFrame(X[20_000:].astype("float32"), columns=[f"f{i}" for i in range(20)]).to_parquet(work / "rows.parquet")
     Xt, yt = X[:20_000], y[:20_000]
-    rf = RandomForestClassifier(200, max_depth=12, random_state=0, n_jobs=1).fit(Xt, yt)
-    (work / "rf.pkl").write_bytes(pickle.dumps(rf))
-    lgb.LGBMClassifier(n_estimators=500, verbose=-1).fit(Xt, yt).booster_.save_model(str(work / "lgbm.txt"))
-    xgb.XGBClassifier(n_estimators=500, max_depth=6).fit(Xt, yt).save_model(str(work / "xgb.json"))
+    if "rf" in names:
+        rf = RandomForestClassifier(200, max_depth=12, random_state=0, n_jobs=1).fit(Xt, yt)
+        (work / "rf.pkl").write_bytes(pickle.dumps(rf))
+    if "lgbm" in names:
+        lgb.LGBMClassifier(n_estimators=500, verbose=-1).fit(Xt, yt).booster_.save_model(str(work / "lgbm.txt"))
+    if "xgb" in names:
+        xgb.XGBClassifier(n_estimators=500, max_depth=6).fit(Xt, yt).save_model(str(work / "xgb.json"))
     Xc, yc = load_breast_cancer(return_X_y=True, as_frame=True)
     (work / "logistic.pkl").write_bytes(pickle.dumps(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(Xc, yc)))
     Xc.to_parquet(work / "cancer.parquet")
@@ -260,6 +263,7 @@ def main() -> None:
     parser.add_argument("--only", default="rf,lgbm,xgb,logistic")
     parser.add_argument("--objectives", default="throughput,latency")
     parser.add_argument("--trust", action="store_true", help="convert in-process (models built here): faster under load")
+    parser.add_argument("--suffix", default="", help="results file name suffix (optimize<suffix>.json/.md)")
     parser.add_argument("--plan", help="model:objective steps in order, e.g. lgbm:throughput,rf:latency (overrides --only)")
     parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
@@ -276,7 +280,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="bench-optimize-") as tmp:
         work = Path(tmp)
-        models = build(work)
+        models = build(work, set(args.plan.replace(":", ",").split(",")) if args.plan else set(args.only.split(",")))
         plan = (
             [tuple(step.split(":")) for step in args.plan.split(",")]
             if args.plan
@@ -288,8 +292,8 @@ def main() -> None:
             formats = [f for f in formats if f not in skip]
             data = work / ("cancer.parquet" if name == "logistic" else "rows.parquet")
             rows.append(run(name, model, formats, budget, data, objective, work / f"out-{name}-{objective}", args.trust))
-            (RESULTS / "optimize.json").write_text(json.dumps(rows, indent=2) + "\n")
-            (RESULTS / "optimize.md").write_text(markdown(rows))
+            (RESULTS / f"optimize{args.suffix}.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (RESULTS / f"optimize{args.suffix}.md").write_text(markdown(rows))
     print(markdown(rows))
 
 
