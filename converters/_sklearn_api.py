@@ -71,22 +71,26 @@ class NativeRuntime(Runtime):
         from packager.plugins import default_registry
 
         plugin = default_registry().framework(self.framework)
-        return _Loaded((plugin, plugin.load(Path(path), self.native_format, trust=trust)))
+        return Loaded((plugin, plugin.load(Path(path), self.native_format, trust=trust)))
 
     def predict(self, handle: Any, signature: Any, feeds: Any) -> dict[str, Any]:
-        """The framework's single-pass ``serve`` (every output from one call) once it gave ``predict``'s outputs on the
-        first batch, as bench's native baseline does: XGBoost's predict then predict_proba walked the 500 trees twice,
-        and its package ran at 0.35x the native baseline at 16,384 rows (benchmarks/results/optimize.md)."""
-        plugin, model = handle
-        if getattr(handle, "single_pass", None) is None:
-            exact = plugin.predict(model, signature, feeds)
-            if isinstance(handle, _Loaded):
-                handle.single_pass = _same(plugin.serve(model, signature, feeds), exact)
-            return exact
-        return plugin.serve(model, signature, feeds) if handle.single_pass else plugin.predict(model, signature, feeds)
+        return single_pass_predict(handle, signature, feeds)
 
 
-class _Loaded(tuple):
+def single_pass_predict(handle: Any, signature: Any, feeds: Any) -> dict[str, Any]:
+    """The framework's single-pass ``serve`` (every output from one call) once it gave ``predict``'s outputs on the
+    first batch, as bench's native baseline does: predict then predict_proba walk the trees twice, and XGBoost's package
+    ran at 0.35x, a pickled forest's at 0.63x the native baseline at 16,384 rows (benchmarks/results/optimize.md)."""
+    plugin, model = handle
+    if getattr(handle, "single_pass", None) is None:
+        exact = plugin.predict(model, signature, feeds)
+        if isinstance(handle, Loaded):
+            handle.single_pass = _same(plugin.serve(model, signature, feeds), exact)
+        return exact
+    return plugin.serve(model, signature, feeds) if handle.single_pass else plugin.predict(model, signature, feeds)
+
+
+class Loaded(tuple):
     """(plugin, model), and whether the plugin's ``serve`` gives its ``predict``'s outputs (decided on the first batch)."""
 
     single_pass: bool | None = None
