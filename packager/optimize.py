@@ -560,6 +560,9 @@ def _final(
     from packager.bench import run_bench
 
     finalists = [c for c in done if c.within_budget and c.status in ("measured", "judged")]
+    if not finalists:  # nothing to compare it with: the native model's process would measure for nobody
+        keys = ("latency_ms", "p95_ms", "rows_per_s", "size_bytes", "peak_rss_mb")
+        return {"format": "", "runtime": "", **dict.fromkeys(keys), "skipped": "no candidate within budget"}, done
     report = run_bench(
         [c.package for c in finalists], calibration, _settings(batch, threads, text_column, False, min_seconds), baseline=str(source)
     )

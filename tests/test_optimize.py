@@ -211,6 +211,9 @@ def test_no_candidate_within_budget_writes_the_report_and_no_best(cancer, tmp_pa
     )
     assert result.chosen is None and _json(out)["chosen"] is None and not (out / "best").exists()
     assert {c["status"] for c in _json(out)["candidates"]} <= {"over-budget", "refused"}
+    # nothing to compare the native model with: its process is not started, and the report says so
+    assert _json(out)["baseline"]["skipped"] == "no candidate within budget" and _json(out)["baseline"]["latency_ms"] is None
+    assert "Baseline (native): not measured (no candidate within budget)." in (out / "optimize.md").read_text()
 
 
 def test_pruning_stops_measuring_a_candidate_slower_than_the_best(cancer, tmp_path):
