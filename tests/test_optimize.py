@@ -381,3 +381,11 @@ def test_native_package_predicts_in_one_pass_like_the_native_baseline(cancer, tm
     labels = [v for v in served.values() if np.ndim(v) == 1][0]
     np.testing.assert_array_equal(labels, forest.predict(X))
     np.testing.assert_array_equal([v for v in served.values() if np.ndim(v) == 2][0], forest.predict_proba(X))
+    # a linear model's label is its decision function's sign, not its probabilities' argmax (ties): two passes kept
+    predictor = load_predictor(resolve(folder / "logistic.pkl"), threads=1, trust=True)
+    predictor(
+        {name: X[[name]].to_numpy() for name in predictor.signature.input_names}
+        if len(predictor.signature.input_names) > 1
+        else {predictor.signature.input_names[0]: X.to_numpy()}
+    )
+    assert predictor.handle.single_pass is False
