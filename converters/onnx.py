@@ -65,6 +65,13 @@ class OnnxRuntime(Runtime):
         options.log_severity_level = 4  # failures surface as our errors, not as log lines
         if threads:
             options.intra_op_num_threads = threads
+        settings = package_settings(Path(path))
+        if "graph_optimization_level" in settings:
+            options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_LEVELS[settings["graph_optimization_level"]])
+        if settings.get("execution_mode") == "parallel":
+            options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+            if threads:
+                options.inter_op_num_threads = threads
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:
@@ -118,6 +125,46 @@ class OnnxRuntime(Runtime):
             "outputs": [_value_info(v) for v in proto.graph.output],
             "operators": sorted({n.op_type for n in proto.graph.node}),
         }
+
+
+# Session settings a package may carry (``conversion.runtime_options`` in its manifest, written by ``packager optimize``):
+# they change speed, never the graph's meaning, so predict/bench/serve on the package run what optimize measured.
+GRAPH_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",  # onnxruntime's default
+}
+EXECUTION_MODES = ("sequential", "parallel")
+
+
+def check_runtime_options(options: Any) -> dict[str, str]:
+    """A manifest's ``runtime_options`` for onnxruntime, checked against the closed set above (a manifest is
+    untrusted text: an unknown key or value is refused, never passed on)."""
+    if not isinstance(options, Mapping):
+        raise InputFileError(f"runtime_options {options!r} is not a mapping", "re-create the package with `packager optimize`")
+    allowed = {"graph_optimization_level": tuple(GRAPH_LEVELS), "execution_mode": EXECUTION_MODES}
+    for key, value in options.items():
+        if key not in allowed or value not in allowed[key]:
+            raise InputFileError(
+                f"runtime_options {key}={value!r} is not an onnxruntime setting packager knows",
+                "known: " + "; ".join(f"{k}: {', '.join(v)}" for k, v in allowed.items()),
+            )
+    return {str(k): str(v) for k, v in options.items()}
+
+
+def package_settings(path: Path) -> dict[str, str]:
+    """The runtime settings recorded by the package that holds ``path`` ({} for a bare file or a package without
+    any): read at every load, so a copied, pushed or pulled package keeps them."""
+    from packager.package import MANIFEST, read_manifest
+
+    folder = path.parent
+    if not (folder / MANIFEST).is_file():
+        return {}
+    manifest = read_manifest(folder)
+    if manifest.model_file != path.name:
+        return {}
+    return check_runtime_options(manifest.conversion.get("runtime_options") or {})
 
 
 def _io(session: Any) -> tuple[dict[str, str], list[str]]:

@@ -12,6 +12,8 @@ from packager.plugins import runs
 from packager.safety import check_pickle_file, check_zip_file
 from packager.validation import SAME_KERNELS, criteria_table
 
+from ._sklearn_api import Loaded, single_pass_predict
+
 
 class _PythonObjectRuntime(Runtime):
     format = ""
@@ -25,11 +27,10 @@ class _PythonObjectRuntime(Runtime):
 
         registry = default_registry()
         plugin = registry.framework(registry.framework_for_format(self.format))
-        return plugin, plugin.load(path, self.format, trust=trust)
+        return Loaded((plugin, plugin.load(path, self.format, trust=trust)))
 
     def predict(self, handle: Any, signature, feeds) -> dict[str, Any]:
-        plugin, model = handle
-        return plugin.predict(model, signature, feeds)
+        return single_pass_predict(handle, signature, feeds)
 
 
 SAME_OBJECT_CRITERIA = criteria_table({None: SAME_KERNELS})  # the very estimator, re-serialized

@@ -12,6 +12,9 @@ The search, in the order it runs:
    crash). Within budget means: the format's own validation passed and every ``--budget`` bound holds.
 4. Within-budget candidates get a short measurement (``packager.bench``: fresh process, warm-up, fixed threads); one
    already slower at the objective than the best so far by more than the noise margin is pruned.
+   An ONNX candidate that was measured (not pruned) is followed by its runtime-settings variants (graph optimization
+   level, execution mode, the transformer fusion: ``packager.optimize_runtime``), judged against it on the held-out
+   rows and measured the same way; the settings chosen are written into ``best/`` and read by the ONNX runtime.
 5. The survivors, the plain fp32 ONNX candidate and the source's native predict (the baseline) are measured again side
    by side in one ``bench`` run; the best at the objective is chosen, with two rules that keep the choice honest: a
    quantized candidate must beat its own fp32 parent at the objective and not be larger; and the report says when the
@@ -37,9 +40,16 @@ from packager.optimize_budget import Bound, default_budget, fidelity, judge, par
 OBJECTIVES = ("latency", "throughput", "size")
 PRUNE_MARGIN = 1.5  # a short measurement under load varies by up to ~30% here; 1.5x slower than the best is not noise
 SPLIT_SEED = 0
+# the side-by-side run measures this many of the best short runs (plus the plain fp32 ONNX), each a fresh process (~3-6 s
+# here before it measures): in the MiniLM search (load 12) the 4th best short run was 3.3x the best (12.85 vs 3.91 ms),
+# while one candidate's short and side-by-side figures differed by up to 2.5x under that load
+FINALISTS = 3
 STATUSES = ("measured", "over-budget", "pruned", "refused", "failed")
 
 Progress = Callable[[str], None]
+# (candidate id, steps done of STEPS, what it is doing or how it ended): what the console draws one bar per candidate from
+Steps = Callable[[str, int, str], None]
+STEPS = 3  # built, judged, measured
 
 
 @dataclass(frozen=True)
@@ -139,15 +149,19 @@ def optimize(
     trust: bool = False,
     overwrite: bool = False,
     min_seconds: float = 0.5,
+    runtime_settings: bool = True,
     registry_url: str | None = None,
     blobs: str | None = None,
     progress: Progress | None = None,
+    steps: Steps | None = None,
 ) -> OptimizeResult:
     """Search every artifact packager can make from ``source`` for the best at ``objective`` within ``budget`` on
-    ``data``'s held-out rows, and write ``out`` (report files + ``best/``). See the module docstring for the steps."""
+    ``data``'s held-out rows, and write ``out`` (report files + ``best/``). See the module docstring for the steps.
+    ``runtime_settings=False`` leaves out the onnxruntime settings variants (packager.optimize_runtime)."""
     from packager.package import check_destination, staging_dir
 
     say = progress or (lambda message: None)
+    mark = steps or (lambda candidate, done, what: None)
     started = time.monotonic()
     if objective not in OBJECTIVES:
         raise UsageError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "e.g. --objective throughput")
@@ -181,43 +195,74 @@ def optimize(
         budget_source = "given" if bounds else "default"
         not_tried: list[str] = []
         best_quick: float | None = None
-        for index, candidate in enumerate(plan, 1):
+        leader = ""  # the candidate with the best short run so far
+        bench_seconds: list[float] = []  # wall time of each short run (a fresh process): what a finalist will cost
+        variants: dict[str, tuple[str, Any]] = {}  # variant id -> (its parent's package, its setting)
+        index = 0
+        while index < len(plan):
+            candidate, index = plan[index], index + 1
             # the first candidate (fp32 ONNX where reachable) is always tried: the obvious choice to compare against
-            if deadline is not None and index > 1 and time.monotonic() > deadline:
+            # the side-by-side run still follows: keep its measured cost in hand (a short run's process each, and the baseline's)
+            reserve = (min(len(bench_seconds), FINALISTS + 1) + 1) * (sum(bench_seconds) / len(bench_seconds)) if bench_seconds else 0.0
+            if deadline is not None and index > 1 and time.monotonic() + reserve > deadline:
                 not_tried = [c.id for c in plan[index - 1 :]]
                 say(f"time budget reached: not tried {', '.join(not_tried)}")
                 break
-            say(f"[{index}/{len(plan)}] {candidate.id}: converting and judging on held-out rows")
-            candidate = _build(candidate, source, staging / "candidates", held_out, calibration, trust)
-            if candidate.status in ("refused", "failed"):
+            step = f"[{index}/{len(plan)}] {candidate.id}"
+            mark(candidate.id, 0, "building")
+            if candidate.id in variants:
+                say(f"{step}: the parent with other runtime settings, compared with it on held-out rows")
+                candidate = _build_variant(candidate, *variants[candidate.id], staging / "candidates", held_out, text_column, threads)
+            else:
+                say(f"{step}: converting and judging on held-out rows")
+                candidate = _build(candidate, source, staging / "candidates", held_out, calibration, trust)
+            if candidate.status in ("refused", "failed", "over-budget"):
                 done.append(candidate)
-                say(f"[{index}/{len(plan)}] {candidate.id}: {candidate.status}: {candidate.reason}")
+                say(f"{step}: {candidate.status}: {candidate.reason}")
+                mark(candidate.id, STEPS, candidate.status)
                 continue
+            mark(candidate.id, 1, "judging")
             if not bounds:
                 bounds = default_budget(_kinds(candidate.package))
                 say(f"budget (default for the outputs' kinds): {', '.join(map(str, bounds)) or 'the validation criteria only'}")
             candidate = _within(candidate, bounds)
             if not candidate.within_budget:
                 done.append(candidate)
-                say(f"[{index}/{len(plan)}] {candidate.id}: over budget: {candidate.reason}")
+                say(f"{step}: over budget: {candidate.reason}")
+                mark(candidate.id, STEPS, "over-budget")
                 continue
-            if objective == "size":
-                done.append(candidate)
-                continue
-            candidate = _quick(candidate, calibration, batch, threads, text_column, objective)
-            score = _score(candidate, objective)
-            if score is None:
-                done.append(candidate)
-                continue
-            if best_quick is not None and _worse(score, best_quick, objective, PRUNE_MARGIN):
-                candidate = replace(
-                    candidate, status="pruned", reason=f"short run {_say(score, objective)} vs best {_say(best_quick, objective)}"
-                )
-                say(f"[{index}/{len(plan)}] {candidate.id}: pruned ({candidate.reason})")
-            elif best_quick is None or not _worse(score, best_quick, objective, 1.0):
-                best_quick = score
+            mark(candidate.id, 2, "measuring")
+            if objective != "size":
+                measuring = time.monotonic()
+                candidate = _quick(candidate, calibration, batch, threads, text_column, objective)
+                bench_seconds.append(time.monotonic() - measuring)
+                score = _score(candidate, objective)
+                if score is None:
+                    done.append(candidate)
+                    mark(candidate.id, STEPS, candidate.status)
+                    continue
+                if best_quick is not None and _worse(score, best_quick, objective, PRUNE_MARGIN):
+                    candidate = replace(
+                        candidate, status="pruned", reason=f"short run {_say(score, objective)} vs best {_say(best_quick, objective)}"
+                    )
+                    say(f"{step}: pruned ({candidate.reason})")
+                elif best_quick is None or not _worse(score, best_quick, objective, 1.0):
+                    best_quick, leader = score, candidate.id
+                    say(f"{step}: {_say(score, objective)} (short run, the best so far)")
+                else:
+                    say(f"{step}: {_say(score, objective)} (short run)")
             done.append(candidate)
+            score = _score(candidate, objective)
+            mark(
+                candidate.id, STEPS, "pruned" if candidate.status == "pruned" else _say(score, objective) if score is not None else "judged"
+            )
+            if runtime_settings and leader == candidate.id and candidate.id not in variants:
+                # only the best so far: settings moved speed by <= ~10% in our runs, they do not lift a trailing candidate
+                found = _variants(candidate, threads)  # its runtime settings, tried next
+                variants.update({v.id: (candidate.package, setting) for v, setting in found})
+                plan[index:index] = [v for v, _ in found]
         say("measuring the finalists and the native baseline side by side")
+        done = _finalists(done, objective)
         baseline, done = _final(source, done, calibration, batch, threads, text_column, min_seconds)
         chosen, why, done = _choose(done, baseline, objective)
         done = _mark_pareto(done, objective)
@@ -378,6 +423,44 @@ def _build(candidate: Candidate, source: Path, folder: Path, held_out: Path, cal
     )
 
 
+def _variants(parent: Candidate, threads: int) -> list[tuple[Candidate, Any]]:
+    """The parent's runtime-settings variants (packager.optimize_runtime), each with its setting: ONNX only."""
+    from packager.optimize_runtime import settings_for, variant_candidate
+
+    try:
+        settings = settings_for(parent.package, parent.format, parent.quantize, threads)
+    except Exception:  # a graph onnx cannot read here was already judged and measured: it just has no variants
+        return []
+    return [(variant_candidate(parent, s), s) for s in settings]
+
+
+def _build_variant(
+    candidate: Candidate, parent: str, setting: Any, folder: Path, held_out: Path, text_column: str | None, threads: int
+) -> Candidate:
+    """Build a runtime-settings variant and bound its fidelity from its parent's (packager.optimize_runtime)."""
+    from packager.errors import NotQuantizable
+    from packager.optimize_runtime import build_variant, judge_variant
+
+    try:
+        path, done = build_variant(parent, setting, folder / candidate.id)
+        measured, why = judge_variant(path, parent, held_out, dict(candidate.fidelity), text_column, threads)
+    except NotQuantizable as exc:
+        return replace(candidate, status="refused", reason=exc.one_line(), package="")
+    except PackagerError as exc:
+        return replace(candidate, status="failed", reason=exc.one_line(), package="")
+    except Exception as exc:  # onnxruntime.transformers' bug is one failed candidate, not a lost search
+        return replace(candidate, status="failed", reason=f"{type(exc).__name__}: {first_line(exc)}", package="")
+    change = measured.pop("change_vs_parent_rel", None)
+    options = {**candidate.options, **{k: v for k, v in done.items() if k != "transformer_fusion"}, "change_vs_parent_rel": change}
+    if "transformer_fusion" in done:
+        options["transformer_fusion"] = done["transformer_fusion"]
+    from packager.package import path_size, read_manifest
+
+    size = path_size(path / read_manifest(path).model_file)
+    built = replace(candidate, package=str(path), fidelity=measured, options=options, size_bytes=size, status="judged")
+    return replace(built, status="over-budget", reason=why) if why else built
+
+
 def _kinds(package: str) -> list[str]:
     from packager.package import read_manifest
 
@@ -452,6 +535,24 @@ def _say(score: float, objective: str) -> str:
 # ---------------------------------------------------------------- the side-by-side run and the choice
 
 
+def _finalists(done: list[Candidate], objective: str) -> list[Candidate]:
+    """At most FINALISTS candidates (by their short run) go to the side-by-side run, plus the plain fp32 ONNX: each
+    is one more fresh process there. The rest are pruned, their short-run figures kept."""
+    if objective == "size":
+        return done
+    ranked = sorted(
+        (c for c in done if c.within_budget and c.status == "measured" and _score(c, objective) is not None),
+        key=lambda c: -(_score(c, objective) or 0) if objective == "throughput" else (_score(c, objective) or 0),
+    )
+    kept = {c.id for c in ranked[:FINALISTS]} | {"onnx"}
+    return [
+        c
+        if c.id in kept or c not in ranked
+        else replace(c, status="pruned", reason=f"short run {_say(_score(c, objective) or 0, objective)}: not among the {FINALISTS} best")
+        for c in done
+    ]
+
+
 def _final(
     source: Path, done: list[Candidate], calibration: Path, batch: int, threads: int, text_column: str | None, min_seconds: float
 ) -> tuple[dict[str, Any], list[Candidate]]:
@@ -459,6 +560,9 @@ def _final(
     from packager.bench import run_bench
 
     finalists = [c for c in done if c.within_budget and c.status in ("measured", "judged")]
+    if not finalists:  # nothing to compare it with: the native model's process would measure for nobody
+        keys = ("latency_ms", "p95_ms", "rows_per_s", "size_bytes", "peak_rss_mb")
+        return {"format": "", "runtime": "", **dict.fromkeys(keys), "skipped": "no candidate within budget"}, done
     report = run_bench(
         [c.package for c in finalists], calibration, _settings(batch, threads, text_column, False, min_seconds), baseline=str(source)
     )

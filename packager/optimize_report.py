@@ -38,8 +38,11 @@ def markdown(result: Any) -> str:
         f"Objective: **{result.objective}** at batch size {result.batch_size}, {result.threads} thread(s); budget "
         f"({result.budget_source}): {', '.join(map(str, result.budget)) or 'the validation criteria only'}; "
         f"{result.data.get('held_out_rows')} held-out rows judge, {result.data.get('calibration_rows')} calibrate and measure.",
-        f"Baseline (native {b.get('runtime', '')}): p50 {_num(b.get('latency_ms'), '.4g')} ms, {_num(b.get('rows_per_s'), ',.0f')} rows/s, "
-        f"{_num(b.get('size_bytes'), ',')} bytes{'; error: ' + b['error'] if b.get('error') else ''}.",
+        f"Baseline (native): not measured ({b['skipped']})."
+        if b.get("skipped")
+        else f"Baseline (native {b.get('runtime', '')}): p50 {_num(b.get('latency_ms'), '.4g')} ms, "
+        f"{_num(b.get('rows_per_s'), ',.0f')} rows/s, {_num(b.get('size_bytes'), ',')} bytes"
+        f"{'; error: ' + b['error'] if b.get('error') else ''}.",
         f"Chosen: **{result.chosen or 'none'}** — {result.why}.",
         "",
         "| candidate | status | runtime | within budget | fidelity | p50 ms | p95 ms | rows/s | × native | size | peak RSS MB "

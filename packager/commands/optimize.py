@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -27,7 +30,10 @@ import click
     help="agreement, top1, cosine, r2 (>=); max_abs_diff, max_rel_diff (<=). Repeatable.",
 )
 @click.option("--formats", help="Comma-separated targets to search (default: every target the plugins reach and can run here).")
-@click.option("--time-budget", help="Stop trying candidates after this long (15m, 90s, 1h) and choose the best so far.")
+@click.option(
+    "--time-budget",
+    help="Finish within about this long (15m, 90s, 1h): stop trying candidates in time for the final run; choose the best so far.",
+)
 @click.option("--text-column", help="Text models: the data's column of texts.")
 @click.option(
     "--push", "push_name", metavar="NAME", help="Push best/ as a version of NAME, derived from the source version, with the report."
@@ -38,6 +44,7 @@ import click
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push.")
 @click.option("--json", "as_json", is_flag=True, help="Print optimize.json.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr (the table or --json still printed).")
 def command(
     source,
     data,
@@ -56,6 +63,7 @@ def command(
     registry_url,
     blobs,
     as_json,
+    quiet,
 ):
     """Search every format, quantization and runtime packager can make from SOURCE for the fastest artifact within the
     accuracy budget, judged on held-out rows of --data; write the report and OUT/best/ (an ordinary package)."""
@@ -69,26 +77,27 @@ def command(
     parse_duration(time_budget)
     if aliases and not push_name:
         raise UsageError("--alias needs --push NAME", "e.g. --push fraud --alias staging")
-    say = (lambda message: click.echo(message, err=True)) if not as_json else None
-    result = optimize(
-        source,
-        data,
-        out,
-        objective=objective,
-        batch_size=batch_size,
-        threads=threads,
-        budget=budget,
-        formats=formats.split(",") if formats else None,
-        time_budget=time_budget,
-        text_column=text_column,
-        push=push_name,
-        aliases=aliases,
-        trust=trust,
-        overwrite=overwrite,
-        registry_url=registry_url,
-        blobs=blobs,
-        progress=say,
-    )
+    with _console(quiet or as_json) as (say, steps):
+        result = optimize(
+            source,
+            data,
+            out,
+            objective=objective,
+            batch_size=batch_size,
+            threads=threads,
+            budget=budget,
+            formats=formats.split(",") if formats else None,
+            time_budget=time_budget,
+            text_column=text_column,
+            push=push_name,
+            aliases=aliases,
+            trust=trust,
+            overwrite=overwrite,
+            registry_url=registry_url,
+            blobs=blobs,
+            progress=say,
+            steps=steps,
+        )
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -103,3 +112,38 @@ def command(
             f"no candidate is within the budget on the held-out rows ({result.why}); the report is in {result.out}",
             "loosen --budget, widen --formats, or give a longer --time-budget",
         )
+
+
+@contextlib.contextmanager
+def _console(quiet: bool) -> Iterator[tuple[Callable[[str], None] | None, Callable[[str, int, str], None] | None]]:
+    """On a terminal: one rich progress bar per candidate (built, judged, measured) with the messages printed above
+    the bars. Not a terminal (a log, a pipe, CI): one plain line per step on stderr, nothing redrawn, so stdout (the
+    table, or --json) and stderr stay readable by a program. ``quiet``/--json: nothing on stderr."""
+    if quiet:
+        yield None, None
+        return
+    if not sys.stderr.isatty():
+        yield (lambda message: click.echo(message, err=True)), None
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from packager.optimize import STEPS
+
+    with Progress(
+        TextColumn("{task.fields[name]}", style="bold"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[what]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    ) as bars:
+        tasks: dict[str, Any] = {}
+
+        def steps(candidate: str, done: int, what: str) -> None:
+            if candidate not in tasks:
+                tasks[candidate] = bars.add_task(candidate, total=STEPS, name=escape(candidate), what="")
+            bars.update(tasks[candidate], completed=done, what=escape(what))
+
+        yield (lambda message: bars.console.print(escape(message), highlight=False)), steps

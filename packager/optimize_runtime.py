@@ -1,0 +1,186 @@
+"""Runtime-settings candidates of ``packager optimize``: the same ONNX graph run with other onnxruntime settings
+(graph optimization level, execution mode) or rewritten by ``onnxruntime.transformers``' fusion. They change speed,
+not what the model computes, so each is a variant of a candidate already judged against the source (its parent).
+
+A variant is not taken on faith: its outputs on every held-out row are compared with its parent's, in its own runtime
+with its settings. Floats may move by float32 reordering (fused kernels sum in another order); a variant whose outputs
+move by more than ``MAX_REL_CHANGE`` of the parent's magnitude is over budget. Its fidelity is the parent's, moved by
+what was measured (errors grow by the change, scores shrink by it, label agreement by the rows whose label changed):
+a bound that holds for the variant, never a copy of the parent's figures.
+
+The settings are written into the package (``conversion.runtime_options``), and the ONNX runtime reads them at every
+load (``converters.onnx.package_settings``), so ``OUT/best`` runs in predict/bench/serve as it was measured here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+LEVELS = ("basic", "extended")  # "all" is onnxruntime's default: that is the parent itself
+# fused operators of onnxruntime.transformers' BERT-family optimizer; none fused: the graph is not a transformer's
+FUSED = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu", "FastGelu", "Gelu")
+MAX_REL_CHANGE = 1e-3  # fused float32 kernels moved MiniLM's embeddings by ~1e-6 relative here; 1e-3 is a change of meaning
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One runtime setting to try on a parent candidate."""
+
+    suffix: str
+    options: dict[str, str] = field(default_factory=dict)
+    fuse: bool = False
+
+
+def settings_for(package: str, fmt: str, quantize: str | None, threads: int) -> list[Setting]:
+    """The variants worth building from an ONNX candidate: the two lower graph levels, the parallel executor when
+    there are threads to run it, and the transformer fusion for an fp32 graph with attention (fusing a quantized
+    graph finds nothing: its MatMuls are already integer operators)."""
+    if fmt != "onnx":
+        return []
+    found = [Setting(f"ort-{level}", {"graph_optimization_level": level}) for level in LEVELS]
+    if threads > 1:  # with one thread the parallel executor has nobody to run in parallel
+        found.append(Setting("parallel", {"execution_mode": "parallel"}))
+    if quantize is None and _has_attention(Path(package)):
+        found.append(Setting("fusion", fuse=True))
+    return found
+
+
+def _has_attention(package: Path) -> bool:
+    import onnx
+
+    from packager.package import read_manifest
+
+    model = onnx.load(str(package / read_manifest(package).model_file), load_external_data=False)
+    ops = {n.op_type for n in model.graph.node}
+    return {"Softmax", "MatMul"} <= ops
+
+
+def build_variant(parent_package: str, setting: Setting, folder: Path) -> tuple[Path, dict[str, Any]]:
+    """Copy the parent package to ``folder`` with ``setting`` applied; return it and what was done (recorded)."""
+    from packager.package import MANIFEST, digest_files, read_manifest
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(parent_package, folder)
+    manifest = read_manifest(folder)
+    done: dict[str, Any] = dict(setting.options)
+    if setting.fuse:
+        done["transformer_fusion"] = _fuse(folder / manifest.model_file)
+    data = json.loads((folder / MANIFEST).read_text())
+    conversion = dict(data.get("conversion") or {})
+    if setting.options:
+        conversion["runtime_options"] = {**(conversion.get("runtime_options") or {}), **setting.options}
+    if setting.fuse:
+        conversion["transformer_fusion"] = done["transformer_fusion"]
+        data["files"] = {k: v for k, v in digest_files(folder).items() if k != MANIFEST}
+    data["conversion"] = conversion
+    (folder / MANIFEST).write_text(json.dumps(data, indent=2) + "\n")
+    return folder, done
+
+
+def _fuse(model: Path) -> dict[str, int]:
+    """``onnxruntime.transformers.optimizer.optimize_model`` (offline fusion only, opt_level 0: onnxruntime still
+    applies its own graph optimizations at load), written over the copy's model file."""
+    from onnxruntime.transformers import optimizer
+
+    from packager.errors import NotQuantizable
+
+    fused = optimizer.optimize_model(str(model), model_type="bert", opt_level=0, use_gpu=False)
+    stats = {k: int(v) for k, v in (fused.get_fused_operator_statistics() or {}).items() if k in FUSED and v}
+    if not stats:
+        raise NotQuantizable("the transformer fusion found nothing to fuse in this graph", "it is not a BERT-family encoder")
+    fused.save_model_to_file(str(model))
+    return stats
+
+
+def judge_variant(
+    variant: Path, parent: str, held_out: Path, parent_fidelity: dict[str, float | None], text_column: str | None, threads: int
+) -> tuple[dict[str, float | None], str]:
+    """The variant's fidelity against the source, bounded from its parent's and the change measured between the two on
+    every held-out row (both in onnxruntime here: ONNX files are data, checked as any package is); and a reason when
+    the change is beyond float32 reordering ('' otherwise)."""
+    import numpy as np
+
+    changes = _compare(_outputs(Path(parent), held_out, text_column, threads), _outputs(variant, held_out, text_column, threads))
+    rel = max((c["rel"] for c in changes.values()), default=0.0)
+    abs_ = max((c["abs"] for c in changes.values()), default=0.0)
+    flipped = max((c["flipped"] for c in changes.values()), default=0.0)
+    measured = dict(parent_fidelity)
+    for key in ("max_abs_diff", "max_rel_diff"):
+        if measured.get(key) is not None:
+            measured[key] = float(measured[key] or 0.0) + (abs_ if key == "max_abs_diff" else rel)
+    for key in ("cosine", "r2"):
+        if measured.get(key) is not None:
+            measured[key] = float(measured[key] or 0.0) - 2 * rel
+    for key in ("agreement", "top1"):
+        if measured.get(key) is not None:
+            measured[key] = float(measured[key] or 0.0) - flipped
+    measured["change_vs_parent_rel"] = float(np.float64(rel))
+    if rel > MAX_REL_CHANGE or flipped > 0:
+        worst = max(changes, key=lambda k: (changes[k]["flipped"], changes[k]["rel"]))
+        return measured, (
+            f"the settings changed output {worst!r} vs its parent: {changes[worst]['rel']:.3g} relative, "
+            f"{changes[worst]['flipped']:.3%} of rows' labels (allowed: {MAX_REL_CHANGE:g}, none)"
+        )
+    return measured, ""
+
+
+def _outputs(package: Path, rows: Path, text_column: str | None, threads: int) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from packager.inference import load_predictor, predict_file, resolve
+
+    predictor = load_predictor(resolve(package), threads=threads)
+    out = package.with_name(package.name + ".outputs.parquet")
+    predict_file(predictor, rows, out, batch_size=256, text_column=text_column, overwrite=True)
+    table = pq.read_table(out)
+    out.unlink()
+    return {name: table.column(name).to_pylist() for name in table.column_names}
+
+
+def _compare(want: dict[str, Any], got: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per output: the largest absolute and relative (to the parent's largest magnitude) change, and the share of rows
+    whose label (a non-float output, or a float row's argmax) changed."""
+    import numpy as np
+
+    from packager.errors import ValidationFailed
+
+    if set(want) != set(got):
+        raise ValidationFailed(f"the variant's outputs {sorted(got)} are not its parent's {sorted(want)}", "report this as a bug")
+    changes = {}
+    for name, values in want.items():
+        a, b = np.asarray(values, dtype=object), np.asarray(got[name], dtype=object)
+        fa: Any = None
+        fb: Any = None
+        try:
+            fa, fb = np.asarray(values, dtype=np.float64), np.asarray(got[name], dtype=np.float64)
+        except (TypeError, ValueError):
+            pass  # strings, ragged lists: compared as labels below
+        if fa is None or fb is None or fa.shape != fb.shape or not np.issubdtype(np.asarray(values).dtype, np.floating):
+            flipped = float(np.mean([x != y for x, y in zip(a.tolist(), b.tolist(), strict=True)])) if len(a) else 0.0
+            changes[name] = {"abs": 0.0 if flipped == 0 else float("inf"), "rel": 0.0 if flipped == 0 else float("inf"), "flipped": flipped}
+            continue
+        diff = float(np.max(np.abs(fa - fb))) if fa.size else 0.0
+        scale = max(float(np.max(np.abs(fa))) if fa.size else 0.0, 1e-12)
+        flipped = float(np.mean(fa.argmax(axis=-1) != fb.argmax(axis=-1))) if fa.ndim == 2 and fa.shape[1] > 1 else 0.0
+        changes[name] = {"abs": diff, "rel": diff / scale, "flipped": flipped}
+    return changes
+
+
+def variant_candidate(parent: Any, setting: Setting) -> Any:
+    """The variant's row in the search (a ``packager.optimize.Candidate``)."""
+    return replace(
+        parent,
+        id=f"{parent.id}+{setting.suffix}",
+        options={**parent.options, "parent": parent.id, **setting.options, **({"transformer_fusion": True} if setting.fuse else {})},
+        status="",
+        reason="",
+        latency_ms=None,
+        p95_ms=None,
+        rows_per_s=None,
+        peak_rss_mb=None,
+        package="",
+    )
