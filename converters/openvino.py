@@ -457,19 +457,41 @@ def _tree_regressor(node: Any, attrs: Mapping[str, Any], p: str, dtype: int) -> 
 
 
 def _tree_classifier(node: Any, attrs: Mapping[str, Any], p: str, dtype: int) -> tuple[list[Any], list[Any]]:
-    """ONNX Runtime's binary case (two labels, weights for one class only): scores ``[-s, s]`` before the transform."""
+    """ONNX Runtime's binary case (two labels, weights for one class only): scores ``[1 - s, s]`` when every weight is
+    non-negative, else ``[-s, s]`` before the transform."""
+    import numpy as np
+
     labels = list(attrs.get("classlabels_int64s") or attrs.get("classlabels_strings") or ())
     ids = set(attrs["class_ids"])
     binary = len(labels) == 2 and len(ids) == 1
+    post = attrs.get("post_transform", b"NONE").decode()
+    # ONNX Runtime's binary case has two forms: weights all >= 0 (a forest's leaf probabilities of class 1) give
+    # [1 - s, s]; mixed weights (boosted margins) give [-s, s] before the transform. Only the second was rewritten: a
+    # scaled binary RandomForest on breast cancer came out [-p, p], 59.5% label agreement (validation refused it).
+    positive = binary and bool(np.all(np.asarray(_numbers(attrs, "class_weights"), dtype=np.float64) >= 0))
+    if positive and post != "NONE":
+        raise UnsupportedConversion(
+            f"a binary tree ensemble with non-negative weights and a {post} transform has no OpenVINO rewrite",
+            "keep --to onnx for this model",
+        )
     weights = ("class_treeids", "class_nodeids", "class_ids", "class_weights")
-    nodes, inits = _trees(node.input[0], attrs, weights, 1 if binary else len(labels), p, dtype, binary=binary)
-    nodes += _post(attrs.get("post_transform", b"NONE").decode(), p + "raw", node.output[1], p)
+    nodes, inits = _trees(
+        node.input[0],
+        attrs,
+        weights,
+        1 if binary else len(labels),
+        p,
+        dtype,
+        binary="probability" if positive else "margin" if binary else "",
+    )
+    nodes += _post(post, p + "raw", node.output[1], p)
     label_nodes, label_inits = _labels(attrs, p + "raw", node.output[0], p)
     return nodes + label_nodes, inits + label_inits
 
 
-def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: int, p: str, dtype: int, binary: bool = False):
-    """The GEMM form of a tree ensemble: ``raw`` (N, width) = sum over trees of the reached leaf's values + base."""
+def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: int, p: str, dtype: int, binary: str = ""):
+    """The GEMM form of a tree ensemble: ``raw`` (N, width) = sum over trees of the reached leaf's values + base.
+    ``binary``: "" (one column per class or target), "margin" (scores [-s, s]) or "probability" (scores [1 - s, s])."""
     import numpy as np
     from onnx import helper
 
@@ -559,11 +581,17 @@ def _trees(x_in: str, attrs: Mapping[str, Any], keys: tuple[str, ...], width: in
         _const(p + "base", base),
     ]
     del N
-    if binary:  # ONNX Runtime: the one score s becomes [-s, s] (then the transform: sigmoid gives [1-p, p])
+    if binary == "margin":  # ONNX Runtime: the one score s becomes [-s, s] (then the transform: sigmoid gives [1-p, p])
         nodes += [
             helper.make_node("Neg", [p + "raw1"], [p + "neg"]),
             helper.make_node("Concat", [p + "neg", p + "raw1"], [p + "raw"], axis=1),
         ]
+    elif binary == "probability":  # weights all >= 0: the score s is P(class 1), ONNX Runtime writes [1 - s, s]
+        nodes += [
+            helper.make_node("Sub", [p + "one", p + "raw1"], [p + "neg"]),
+            helper.make_node("Concat", [p + "neg", p + "raw1"], [p + "raw"], axis=1),
+        ]
+        inits.append(_const(p + "one", np.asarray([1.0], dtype=float_type)))
     return nodes, inits
 
 

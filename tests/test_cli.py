@@ -258,3 +258,23 @@ def test_several_targets_exit_with_the_failures_code_and_say_which_failed(fixtur
     rows = json.loads(result.stdout)
     assert result.returncode == 2 and [r["status"] for r in rows] == ["error", "error"]
     assert all(r["error"].startswith(("UsageError", "SampleError")) for r in rows)
+
+
+def test_a_library_that_prints_does_not_break_json_output_with_trust(tmp_path):
+    """With --trust the work runs in this process: tl2cgen prints its compile log ("Parallel compilation enabled") to
+    stdout, which made `convert --to all --json` unparseable (the zoo catalog, iris RandomForest). Library prints now go
+    to stderr while a command works; stdout is packager's answer only."""
+    import pickle
+
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    from tests.conftest import invoke_cli
+
+    x, y = load_iris(return_X_y=True)
+    (tmp_path / "forest.pkl").write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=4, max_depth=3, random_state=0).fit(x, y)))
+    done = invoke_cli("convert", tmp_path / "forest.pkl", "--to", "treelite", "-o", tmp_path / "out", "--trust", "--json")
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(done.stdout)
+    assert row["target"] == "treelite" and row["status"] == "passed"
+    assert "compilation" in done.stderr.lower()  # the library did print, and it went to stderr

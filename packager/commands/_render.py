@@ -8,6 +8,19 @@ from typing import Any, Callable, Iterator
 from packager.render import human_size  # noqa: F401  (commands render sizes through here)
 
 
+@contextlib.contextmanager
+def library_prints_to_stderr() -> Iterator[None]:
+    """Around a command's work: what a library prints goes to stderr, so stdout holds only packager's answer. With
+    --trust the work runs in this process (a sandbox child's stdout never reaches the user), and tl2cgen's compile log
+    ("Parallel compilation enabled; ...") printed before the rows made `convert --to all --json` unparseable (found by
+    the zoo catalog run in-process, iris RandomForest and LightGBM ranker); onnxmltools prints a Spark model's
+    coefficients the same way. Python-level writes only: a library writing to file descriptor 1 itself is not caught."""
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
 def emit_json(data: Any) -> None:
     """``--json`` output of every command."""
     import click

@@ -29,17 +29,18 @@ from packager.requests import BenchRequest, BenchSettings
 def command(models, baseline, out, registry_url, blobs, as_json, **fields):
     """Latency p50/p95/p99, throughput, load time, peak memory and size of each artifact at each batch size."""
     from packager.bench import markdown, run_bench, write_reports
-    from packager.commands._render import emit_json
+    from packager.commands._render import emit_json, library_prints_to_stderr
 
-    report = run_bench(
-        list(models),
-        fields["data"],
-        BenchSettings(**request_fields(BenchSettings, fields)),
-        baseline=str(baseline) if baseline else None,
-        model_class=fields["model_class"],
-        registry_url=registry_url,
-        blobs=blobs,
-    )
+    with library_prints_to_stderr():
+        report = run_bench(
+            list(models),
+            fields["data"],
+            BenchSettings(**request_fields(BenchSettings, fields)),
+            baseline=str(baseline) if baseline else None,
+            model_class=fields["model_class"],
+            registry_url=registry_url,
+            blobs=blobs,
+        )
     paths = write_reports(report, out)
     if as_json:
         emit_json(report.to_dict())

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from packager.commands._options import request_fields, request_options
-from packager.commands._render import SKIPPED, conversion_table, progress_reporter, result_row
+from packager.commands._render import SKIPPED, conversion_table, library_prints_to_stderr, progress_reporter, result_row
 from packager.errors import NotApplicable, NotQuantizable, UnsupportedConversion
 from packager.requests import ConvertRequest
 
@@ -71,7 +71,7 @@ def command(source, targets, out, script, plugin_option, trust, push_name, regis
         **({"task": request.task} if request.task else {}),
     }
     rows, failures = [], []
-    with progress_reporter(as_json) as report:
+    with progress_reporter(as_json) as report, library_prints_to_stderr():
         if several:  # one load (one sandbox child) for every target
             results = submit_each(replace(request, targets=tuple(wanted)), trust=trust, progress=report, registry=registry)
         else:

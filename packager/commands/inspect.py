@@ -19,10 +19,11 @@ def command(file, trust, as_json, **fields):
     """Show FILE's format, framework, signature, size (and opset / IR version for ONNX).
 
     The signature options are those of `convert`; without them, what needs them is named in a note."""
-    from packager.commands._render import emit_json, human_size
+    from packager.commands._render import emit_json, human_size, library_prints_to_stderr
     from packager.inspection import submit_inspect
 
-    info = submit_inspect(InspectRequest(path=str(file), **request_fields(InspectRequest, fields)), trust=trust)
+    with library_prints_to_stderr():
+        info = submit_inspect(InspectRequest(path=str(file), **request_fields(InspectRequest, fields)), trust=trust)
     if as_json:
         emit_json(info)
         return

@@ -67,7 +67,7 @@ def command(
 ):
     """Search every format, quantization and runtime packager can make from SOURCE for the fastest artifact within the
     accuracy budget, judged on held-out rows of --data; write the report and OUT/best/ (an ordinary package)."""
-    from packager.commands._render import emit_json
+    from packager.commands._render import emit_json, library_prints_to_stderr
     from packager.errors import UsageError
     from packager.optimize import optimize, parse_duration
     from packager.optimize_budget import parse_budget
@@ -77,7 +77,7 @@ def command(
     parse_duration(time_budget)
     if aliases and not push_name:
         raise UsageError("--alias needs --push NAME", "e.g. --push fraud --alias staging")
-    with _console(quiet or as_json) as (say, steps):
+    with _console(quiet or as_json) as (say, steps), library_prints_to_stderr():
         result = optimize(
             source,
             data,

@@ -99,10 +99,11 @@ def command(model, data, engine, scheduler, workers, master, trust, registry_url
 
 def _run_local(artifact, request: PredictRequest, trust: bool, quiet: bool) -> dict:
     from packager.batches import open_source
+    from packager.commands._render import library_prints_to_stderr
     from packager.inference import submit_predict
 
     total = open_source(request.data).rows
-    with _progress_bar(total, quiet) as advance:
+    with _progress_bar(total, quiet) as advance, library_prints_to_stderr():
         result = submit_predict(artifact, request, trust=trust, progress=advance)
     return {
         "rows": result.rows,

@@ -17,11 +17,12 @@ from packager.requests import ValidateRequest
 @click.option("--json", "as_json", is_flag=True)
 def command(artifact, trust, as_json, **fields):
     """Run ARTIFACT in its own runtime and compare with SOURCE's outputs."""
-    from packager.commands._render import emit_json
+    from packager.commands._render import emit_json, library_prints_to_stderr
     from packager.errors import ValidationFailed
     from packager.inspection import submit_validate
 
-    report = submit_validate(ValidateRequest(artifact=str(artifact), **request_fields(ValidateRequest, fields)), trust=trust)
+    with library_prints_to_stderr():
+        report = submit_validate(ValidateRequest(artifact=str(artifact), **request_fields(ValidateRequest, fields)), trust=trust)
     if as_json:
         emit_json(report.to_dict())
     else:

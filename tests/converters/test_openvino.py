@@ -64,6 +64,8 @@ def _tabular_models():
     lightgbm = pytest.importorskip("lightgbm")
     return {
         "sklearn-forest-iris": (RandomForestClassifier(30, random_state=0), load_iris, "sklearn"),
+        # binary forest: ONNX Runtime's [1 - p, p] form (the rewrite wrote [-p, p]: 59.5% label agreement, refused)
+        "sklearn-forest-binary-cancer": (RandomForestClassifier(25, random_state=0), load_breast_cancer, "sklearn"),
         "sklearn-logistic-iris": (make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)), load_iris, "sklearn"),
         "sklearn-ridge-diabetes": (make_pipeline(StandardScaler(), Ridge()), load_diabetes, "sklearn"),
         "xgboost-iris": (xgboost.XGBClassifier(n_estimators=40, max_depth=3), load_iris, "xgboost"),
@@ -74,6 +76,7 @@ def _tabular_models():
 
 TABULAR = [
     "sklearn-forest-iris",
+    "sklearn-forest-binary-cancer",
     "sklearn-logistic-iris",
     "sklearn-ridge-diabetes",
     "xgboost-iris",

@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from tests.conftest import invoke_cli
 from tests.zoo.catalog import CATALOG, EMBEDDING, LABELS, Saved
 from tests.zoo.runner import BY_DESIGN, FAILED, PASSED, run
 
@@ -32,6 +33,14 @@ def zoo_files(tmp_path_factory):
             cache[entry.name] = entry.build(folder)
         return cache[entry.name]
     return get
+
+
+def _cli_here(*args: str):
+    """The CLI in this process (tests/conftest.py's invoke_cli: same entry point, exit codes and output, the static checks
+    refusing as the sandbox child would). The zoo tests conversions of real-world models, not the sandbox (tests/attacks
+    and tests/test_sandbox.py do); a subprocess and a sandbox child per command were ~640 s of the suite under load. The
+    zoo report (benchmarks/results/zoo.md) still runs every command as a user types it."""
+    return invoke_cli(*args, env={"HF_HUB_OFFLINE": "1"})
 
 
 def _params(command_is_slow: bool):
@@ -56,7 +65,7 @@ def _check(outcomes, exit_code, saved, quantized, single):
 @pytest.mark.parametrize("entry", _params(False))
 def test_onnx_int8_headline(zoo_files, tmp_path, entry):
     saved = zoo_files(entry)
-    outcomes, stderr = run(entry, saved, ("onnx",), "dynamic", tmp_path / "out")
+    outcomes, stderr = run(entry, saved, ("onnx",), "dynamic", tmp_path / "out", call=_cli_here)
     (outcome,) = outcomes
     assert outcome.status in (PASSED, BY_DESIGN, FAILED)
     _check(outcomes, outcome.exit_code, saved, quantized=True, single=True)
@@ -70,7 +79,7 @@ def test_onnx_int8_headline(zoo_files, tmp_path, entry):
 @pytest.mark.parametrize("entry", _params(True))
 def test_every_target_headline(zoo_files, tmp_path, entry):
     saved = zoo_files(entry)
-    outcomes, _ = run(entry, saved, ("all",), None, tmp_path / "out")
+    outcomes, _ = run(entry, saved, ("all",), None, tmp_path / "out", call=_cli_here)
     _check(outcomes, outcomes[0].exit_code, saved, quantized=False, single=False)
     if not any(o.known for o in outcomes if o.target == "all"):
         assert {"onnx"} <= {o.target for o in outcomes if o.status == PASSED} or entry.refusal("onnx", None)
