@@ -156,15 +156,9 @@ def check_runtime_options(options: Any) -> dict[str, str]:
 def package_settings(path: Path) -> dict[str, str]:
     """The runtime settings recorded by the package that holds ``path`` ({} for a bare file or a package without
     any): read at every load, so a copied, pushed or pulled package keeps them."""
-    from packager.package import MANIFEST, read_manifest
+    from packager.contract import package_conversion_record
 
-    folder = path.parent
-    if not (folder / MANIFEST).is_file():
-        return {}
-    manifest = read_manifest(folder)
-    if manifest.model_file != path.name:
-        return {}
-    return check_runtime_options(manifest.conversion.get("runtime_options") or {})
+    return check_runtime_options(package_conversion_record(path).get("runtime_options") or {})
 
 
 def _io(session: Any) -> tuple[dict[str, str], list[str]]:

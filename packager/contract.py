@@ -335,6 +335,19 @@ class Quantizer(Protocol):
     def __call__(self, src: Path, dst: Path, mode: str, calibration: Mapping[str, Any] | None, /) -> QuantizeResult: ...
 
 
+def package_conversion_record(model_file: Path) -> Mapping[str, Any]:
+    """The ``conversion`` record of the package that holds ``model_file`` ({} for a bare file, or a package whose model
+    is another file): a runtime reads what its package says about running it (``packager optimize`` records the
+    onnxruntime settings it measured) through the plugin API, not the package writer."""
+    from packager.package import MANIFEST, read_manifest
+
+    folder = model_file.parent
+    if not (folder / MANIFEST).is_file():
+        return {}
+    manifest = read_manifest(folder)
+    return manifest.conversion if manifest.model_file == model_file.name else {}
+
+
 def check_call(func: Callable[..., Any], positional: int, keywords: tuple[str, ...], what: str, origin: str) -> None:
     """``func`` must accept ``positional`` positional arguments and the given keywords (its declared contract)."""
     try:
