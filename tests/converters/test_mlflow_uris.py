@@ -398,6 +398,18 @@ def test_a_keras_models_uri_converts_to_onnx_and_agrees_with_mlflow(how, logged,
     assert ours.shape == theirs.shape == (75, 3), written.columns
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert (ours.argmax(axis=1) == theirs.argmax(axis=1)).mean() == 1.0
+    if how != "keras":
+        return
+    # the same folder with a model.keras whose Lambda layer touches a marker: refused before Keras loads it (exit 5)
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "folder")))
+    marker = tmp_path / "ran"
+    touch = eval(f"lambda x: __import__('pathlib').Path({str(marker)!r}).touch() or x")  # source text: keras saves its code
+    keras.Sequential([keras.Input((4,)), keras.layers.Lambda(touch), keras.layers.Dense(3)]).save(folder / "data" / "model.keras")
+    marker.unlink()  # building the model ran the layer once: the layer does touch it
+    done = invoke_cli("convert", folder, "--to", "onnx", "--sample", logged["csv"], "-o", tmp_path / "hostile")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 5 and len(lines) == 1 and "Lambda layer" in lines[0], done.stderr[-2000:]
+    assert not marker.exists() and not (tmp_path / "hostile").exists()
 
 
 @pytest.mark.java
