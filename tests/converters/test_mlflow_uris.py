@@ -398,6 +398,11 @@ def test_a_keras_models_uri_converts_to_onnx_and_agrees_with_mlflow(how, logged,
     assert ours.shape == theirs.shape == (75, 3), written.columns
     np.testing.assert_allclose(ours, theirs, atol=1e-5)
     assert (ours.argmax(axis=1) == theirs.argmax(axis=1)).mean() == 1.0
+    # predict on the URI runs the flavor's own model (TensorFlow's kernels: as MLflow's); the exported SavedModel was
+    # fed the CSV's float64, which its float32 tf.function refused
+    predict(resolve(uri), logged["csv"], tmp_path / "own.parquet", trust=True)
+    own = pd.read_parquet(tmp_path / "own.parquet")
+    np.testing.assert_allclose(own[[c for c in own.columns if c != "label"]].to_numpy(dtype=np.float64), theirs, rtol=1e-6, atol=1e-7)
     if how != "keras":
         return
     # the same folder with a model.keras whose Lambda layer touches a marker: refused before Keras loads it (exit 5)
