@@ -420,8 +420,9 @@ def test_a_keras_models_uri_converts_to_onnx_and_agrees_with_mlflow(how, logged,
 @pytest.mark.java
 @pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
 def test_pmml_from_a_tree_models_uri_agrees_with_mlflow(flavor, logged, tmp_path):
-    """convert models:/iris-xgboost/1 and models:/iris-lightgbm/1 (mlflow.lightgbm's default: a skops file) --to pmml
-    (the JVM validates it): labels equal MLflow's pyfunc on the 75 held-out rows, 100%."""
+    """convert models:/iris-xgboost/1 and models:/iris-lightgbm/1 (mlflow.lightgbm's default: a skops file, through
+    packager's skops allow-list, not the MLmodel's) --to pmml without --trust (the JVM validates it): labels equal
+    MLflow's pyfunc on the 75 held-out rows, 100%."""
     from packager.conversion import convert
 
     X, y, held = _iris()
@@ -432,7 +433,7 @@ def test_pmml_from_a_tree_models_uri_agrees_with_mlflow(flavor, logged, tmp_path
             model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1, n_jobs=1).fit(X.to_numpy(), y)
             mlflow.lightgbm.log_model(model, name="model", input_example=X.to_numpy()[:5], registered_model_name="iris-lightgbm")
     uri = f"models:/iris-{flavor}/1"
-    package = convert(uri, to="pmml", sample=str(logged["csv"]), out=tmp_path / "pkg", trust=True)
+    package = convert(uri, to="pmml", sample=str(logged["csv"]), out=tmp_path / "pkg")
     assert package.validation["status"] == "passed" and package.manifest.format == "pmml"
     assert package.manifest.source.details["mlflow"]["flavor"] == flavor
     expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held.to_numpy())).ravel()
