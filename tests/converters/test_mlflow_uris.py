@@ -299,7 +299,7 @@ def test_search_answers_as_the_embedded_registry_does(logged, package_dirs, tmp_
     assert listed[0] == listed[1] == ["order-a@3", "order-a@2", "order-a@1"]
 
 
-def _labels(package: Path, csv: Path, out: Path) -> np.ndarray:
+def _labels(package: Path | str, csv: Path, out: Path) -> np.ndarray:
     import pandas as pd
 
     from packager.inference import predict, resolve
@@ -311,7 +311,7 @@ def _labels(package: Path, csv: Path, out: Path) -> np.ndarray:
 def test_a_catboost_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, tmp_path):
     """mlflow.catboost (a 10-iteration CatBoostClassifier on iris, a .cbm file) registered, converted from models:/ to
     ONNX without --trust (the .cbm passes the catboost format's check): labels equal MLflow's pyfunc on the 75 held-out
-    rows, 100%."""
+    rows, 100%, and so do those of `predict` on the URI (CatBoost itself)."""
     import catboost
 
     from packager.conversion import convert
@@ -326,12 +326,14 @@ def test_a_catboost_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, t
     expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held)).ravel()
     labels = _labels(package.path, logged["csv"], tmp_path / "out.parquet")
     assert len(labels) == len(expected) == 75 and (labels == expected).mean() == 1.0
+    own = _labels(uri, logged["csv"], tmp_path / "own.parquet")  # predict on the URI: CatBoost itself
+    assert (own == expected).mean() == 1.0
 
 
 def test_an_onnx_models_uri_is_the_same_graph_and_agrees_with_mlflow(logged, tmp_path):
     """mlflow.onnx (skl2onnx's LogisticRegression on iris, float32, no ZipMap) registered, converted from models:/ to
     ONNX: the package's labels and probabilities equal MLflow's own onnx pyfunc on the 75 held-out rows (the same
-    graph in the same runtime: labels 100%, probabilities to float32 rounding)."""
+    graph in the same runtime: labels 100%, probabilities to float32 rounding); `predict` on the URI gives its labels."""
     from skl2onnx import to_onnx
     from sklearn.linear_model import LogisticRegression
 
@@ -356,6 +358,7 @@ def test_an_onnx_models_uri_is_the_same_graph_and_agrees_with_mlflow(logged, tmp
     assert len(written) == len(theirs["label"]) == 75 and (written["label"].to_numpy() == theirs["label"]).mean() == 1.0
     assert probabilities.shape == theirs["probabilities"].shape == (75, 3)
     np.testing.assert_allclose(probabilities, theirs["probabilities"], rtol=1e-6, atol=1e-7)
+    assert (_labels(uri, logged["csv"], tmp_path / "own.parquet") == theirs["label"]).mean() == 1.0  # the URI's own runtime
 
 
 @pytest.mark.slow
