@@ -318,7 +318,7 @@ def test_a_catboost_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, t
 
     X, y, held = _iris()
     with mlflow.start_run():
-        model = catboost.CatBoostClassifier(iterations=10, depth=3, verbose=0, thread_count=1).fit(X, y)
+        model = catboost.CatBoostClassifier(iterations=10, depth=3, verbose=0, thread_count=1, allow_writing_files=False).fit(X, y)
         mlflow.catboost.log_model(model, name="model", input_example=X[:5], registered_model_name="iris-catboost")
     uri = "models:/iris-catboost/1"
     package = convert(uri, to="onnx", out=tmp_path / "pkg")
