@@ -43,7 +43,7 @@ FLAVORS: dict[str, tuple[tuple[str, ...], frozenset[str]]] = {
     "lightgbm": (("data",), frozenset({"lightgbm", "skops", "pickle"})),
     "catboost": (("data",), frozenset({"catboost", "cbm"})),
     "keras": (("data",), frozenset({"keras", "hdf5", "savedmodel"})),
-    "tensorflow": (("saved_model_dir",), frozenset({"savedmodel"})),
+    "tensorflow": (("saved_model_dir", "data"), frozenset({"savedmodel", "keras", "hdf5"})),  # MLflow 3: data/model.keras
     "transformers": (("model_binary",), frozenset({"huggingface"})),
     "spark": (("model_data",), frozenset({"spark"})),
     "pytorch": (("model_data",), frozenset({"pt2", "torchscript", "torch"})),
@@ -134,6 +134,9 @@ def read_folder(root: Path) -> Folder:
         )
     if flavor == "pytorch" and inner.is_dir():
         inner = _torch_file(root, inner)
+    if flavor in ("keras", "tensorflow") and inner.is_dir():  # MLflow 3, both flavors: data/ holds model.keras (or .h5),
+        # or, keras with save_exported_model=True, model/ (a SavedModel with a "serve" endpoint)
+        inner = next((inner / n for n in ("model.keras", "model.h5", "model") if (inner / n).exists()), inner)
     return Folder(root, meta, flavor, inner)
 
 

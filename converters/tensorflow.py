@@ -94,8 +94,20 @@ class TFGraph:
 
     def __call__(self, feeds: Mapping[str, Any]) -> dict[str, Any]:
         tf = tf_module()
-        args = [tf.constant(feeds[spec.name]) for spec in self.inputs]
+        args = [tf.constant(_as_input(feeds[spec.name], spec.dtype)) for spec in self.inputs]
         return {name: value.numpy() for name, value in zip(self.output_names, self.function(*args), strict=True)}
+
+
+def _as_input(values: Any, dtype: str) -> Any:
+    """Floats in the float type the graph's input_signature fixes: the graph takes no other (a float64 CSV read at full
+    precision for the source model, ``packager predict`` on an MLflow keras SavedModel, was refused by tf.function's
+    binding); other kinds are left as given, for TensorFlow to refuse by name rather than be truncated here."""
+    import numpy as np
+
+    array = np.asarray(values)
+    if array.dtype.kind == "f" and dtype in ("float16", "float32", "float64"):
+        return array.astype(dtype, copy=False)
+    return array
 
 
 def tensor_specs(inputs: tuple[TensorSpec, ...]) -> list[Any]:

@@ -303,3 +303,148 @@ def test_search_answers_as_the_embedded_registry_does(logged, package_dirs, tmp_
     assert answers[0] == answers[1] and [ref for ref, _ in answers[0]] == ["order-a@3", "order-a@2", "order-a@1"]
     listed = [[v.ref for v in r.list("order-a")] for r in backends]
     assert listed[0] == listed[1] == ["order-a@3", "order-a@2", "order-a@1"]
+
+
+def _labels(package: Path | str, csv: Path, out: Path) -> np.ndarray:
+    import pandas as pd
+
+    from packager.inference import predict, resolve
+
+    predict(resolve(package), csv, out, trust=True)
+    return pd.read_parquet(out)["label"].to_numpy()
+
+
+def test_a_catboost_models_uri_converts_to_onnx_and_agrees_with_mlflow(logged, tmp_path):
+    """mlflow.catboost (a 10-iteration CatBoostClassifier on iris, a .cbm file) registered, converted from models:/ to
+    ONNX without --trust (the .cbm passes the catboost format's check): labels equal MLflow's pyfunc on the 75 held-out
+    rows, 100%, and so do those of `predict` on the URI (CatBoost itself)."""
+    import catboost
+
+    from packager.conversion import convert
+
+    X, y, held = _iris()
+    with mlflow.start_run():
+        model = catboost.CatBoostClassifier(iterations=10, depth=3, verbose=0, thread_count=1, allow_writing_files=False).fit(X, y)
+        mlflow.catboost.log_model(model, name="model", input_example=X[:5], registered_model_name="iris-catboost")
+    uri = "models:/iris-catboost/1"
+    package = convert(uri, to="onnx", out=tmp_path / "pkg")
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "catboost"
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held)).ravel()
+    labels = _labels(package.path, logged["csv"], tmp_path / "out.parquet")
+    assert len(labels) == len(expected) == 75 and (labels == expected).mean() == 1.0
+    own = _labels(uri, logged["csv"], tmp_path / "own.parquet")  # predict on the URI: CatBoost itself
+    assert (own == expected).mean() == 1.0
+
+
+def test_an_onnx_models_uri_is_the_same_graph_and_agrees_with_mlflow(logged, tmp_path):
+    """mlflow.onnx (skl2onnx's LogisticRegression on iris, float32, no ZipMap) registered, converted from models:/ to
+    ONNX: the package's labels and probabilities equal MLflow's own onnx pyfunc on the 75 held-out rows (the same
+    graph in the same runtime: labels 100%, probabilities to float32 rounding); `predict` on the URI gives its labels."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    from packager.conversion import convert
+
+    X, y, held = _iris()
+    rows = X.to_numpy(dtype=np.float32)
+    graph = to_onnx(LogisticRegression(max_iter=1000).fit(rows, y), rows[:1], options={"zipmap": False})
+    with mlflow.start_run():
+        mlflow.onnx.log_model(graph, name="model", input_example=rows[:5], registered_model_name="iris-onnx")
+    uri = "models:/iris-onnx/1"
+    package = convert(uri, to="onnx", out=tmp_path / "pkg")
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == "onnx"
+    theirs = mlflow.pyfunc.load_model(uri).predict(held.to_numpy(dtype=np.float32))
+    import pandas as pd
+
+    from packager.inference import predict, resolve
+
+    predict(resolve(package.path), logged["csv"], tmp_path / "out.parquet", trust=True)
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    probabilities = written[[c for c in written.columns if c.startswith("probabilities")]].to_numpy()
+    assert len(written) == len(theirs["label"]) == 75 and (written["label"].to_numpy() == theirs["label"]).mean() == 1.0
+    assert probabilities.shape == theirs["probabilities"].shape == (75, 3)
+    np.testing.assert_allclose(probabilities, theirs["probabilities"], rtol=1e-6, atol=1e-7)
+    assert (_labels(uri, logged["csv"], tmp_path / "own.parquet") == theirs["label"]).mean() == 1.0  # the URI's own runtime
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["tensorflow", "keras", "keras-exported"])
+def test_a_keras_models_uri_converts_to_onnx_and_agrees_with_mlflow(how, logged, tmp_path):
+    """A tiny Keras 3 model (Dense 8 relu, Dense 3 softmax, on iris) logged by mlflow.tensorflow, by mlflow.keras and by
+    mlflow.keras with save_exported_model=True (data/model.keras, or data/model/, a SavedModel; packager read the
+    tensorflow flavor's saved_model_dir only, and took the keras flavor's data folder for the model: both refused),
+    converted from models:/ to ONNX without --trust (the archive's or SavedModel's own check): the probabilities agree
+    with MLflow's pyfunc on the 75 held-out rows (within 1e-5) and so do the argmax labels, 100%."""
+    import keras
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    from packager.conversion import convert
+    from packager.inference import predict, resolve
+
+    X, y, held = _iris()
+    rows = X.to_numpy(dtype=np.float32)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    model.fit(rows, y.to_numpy(), epochs=20, verbose=0)
+    name, flavor = f"iris-{how}", how.split("-")[0]
+    with mlflow.start_run():
+        if flavor == "tensorflow":
+            mlflow.tensorflow.log_model(model, name="model", input_example=rows[:5], registered_model_name=name)
+        else:  # mlflow.keras with an input_example fails in MLflow 3.17.2 (it writes the example before the folder exists)
+            signature = infer_signature(rows[:5], model.predict(rows[:5], verbose=0))
+            exported = how == "keras-exported"
+            mlflow.keras.log_model(model, name="model", signature=signature, save_exported_model=exported, registered_model_name=name)
+    uri = f"models:/{name}/1"
+    package = convert(uri, to="onnx", sample=str(logged["csv"]), out=tmp_path / "pkg")
+    assert package.validation["status"] == "passed" and package.manifest.source.details["mlflow"]["flavor"] == flavor
+    predict(resolve(package.path), logged["csv"], tmp_path / "out.parquet", trust=True)
+    written = pd.read_parquet(tmp_path / "out.parquet")
+    ours = written[[c for c in written.columns if c != "label"]].to_numpy(dtype=np.float64)
+    theirs = mlflow.pyfunc.load_model(uri).predict(held.to_numpy(dtype=np.float32))
+    theirs = np.asarray(next(iter(theirs.values())) if isinstance(theirs, dict) else theirs, dtype=np.float64)
+    assert ours.shape == theirs.shape == (75, 3), written.columns
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    assert (ours.argmax(axis=1) == theirs.argmax(axis=1)).mean() == 1.0
+    # predict on the URI runs the flavor's own model (TensorFlow's kernels: as MLflow's); the exported SavedModel was
+    # fed the CSV's float64, which its float32 tf.function refused
+    predict(resolve(uri), logged["csv"], tmp_path / "own.parquet", trust=True)
+    own = pd.read_parquet(tmp_path / "own.parquet")
+    np.testing.assert_allclose(own[[c for c in own.columns if c != "label"]].to_numpy(dtype=np.float64), theirs, rtol=1e-6, atol=1e-7)
+    if how != "keras":
+        return
+    # the same folder with a model.keras whose Lambda layer touches a marker: refused before Keras loads it (exit 5)
+    folder = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(tmp_path / "folder")))
+    marker = tmp_path / "ran"
+    touch = eval(f"lambda x: __import__('pathlib').Path({str(marker)!r}).touch() or x")  # source text: keras saves its code
+    keras.Sequential([keras.Input((4,)), keras.layers.Lambda(touch), keras.layers.Dense(3)]).save(folder / "data" / "model.keras")
+    marker.unlink()  # building the model ran the layer once: the layer does touch it
+    done = invoke_cli("convert", folder, "--to", "onnx", "--sample", logged["csv"], "-o", tmp_path / "hostile")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 5 and len(lines) == 1 and "Lambda layer" in lines[0], done.stderr[-2000:]
+    assert not marker.exists() and not (tmp_path / "hostile").exists()
+
+
+@pytest.mark.java
+@pytest.mark.parametrize("flavor", ["xgboost", "lightgbm"])
+def test_pmml_from_a_tree_models_uri_agrees_with_mlflow(flavor, logged, tmp_path):
+    """convert models:/iris-xgboost/1 and models:/iris-lightgbm/1 (mlflow.lightgbm's default: a skops file, through
+    packager's skops allow-list, not the MLmodel's) --to pmml without --trust (the JVM validates it): labels equal
+    MLflow's pyfunc on the 75 held-out rows, 100%."""
+    from packager.conversion import convert
+
+    X, y, held = _iris()
+    if flavor == "lightgbm":
+        import lightgbm
+
+        with mlflow.start_run():
+            model = lightgbm.LGBMClassifier(n_estimators=20, num_leaves=7, verbose=-1, n_jobs=1).fit(X.to_numpy(), y)
+            mlflow.lightgbm.log_model(model, name="model", input_example=X.to_numpy()[:5], registered_model_name="iris-lightgbm")
+    uri = f"models:/iris-{flavor}/1"
+    package = convert(uri, to="pmml", sample=str(logged["csv"]), out=tmp_path / "pkg")
+    assert package.validation["status"] == "passed" and package.manifest.format == "pmml"
+    assert package.manifest.source.details["mlflow"]["flavor"] == flavor
+    expected = np.asarray(mlflow.pyfunc.load_model(uri).predict(held.to_numpy())).ravel()
+    labels = _labels(package.path, logged["csv"], tmp_path / "out.parquet")
+    assert len(labels) == len(expected) == 75 and (labels == expected).mean() == 1.0
