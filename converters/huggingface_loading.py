@@ -69,7 +69,11 @@ def _offline() -> None:
 
 def _transformers():
     _offline()
-    return require("transformers", "huggingface", "Hugging Face models")
+    transformers = require("transformers", "huggingface", "Hugging Face models")
+    # its "Loading weights: 100%|####|" bar on stderr: the sandbox child sets TQDM_DISABLE, but with --trust the load
+    # runs in the user's process and a passing convert printed it (the CLI contract: a pass prints nothing on stderr)
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
 
 
 @dataclass(frozen=True)
