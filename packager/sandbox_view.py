@@ -13,6 +13,7 @@ import glob
 import os
 import re
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -123,7 +124,10 @@ def code_paths() -> list[str]:
     code = Path(packager.__file__).resolve().parent
     paths = {Path(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
     paths |= {Path(os.path.realpath(sys.executable)).parent, code, code.parent / "converters"}
-    unsafe = {Path.cwd(), Path.home(), Path("/")}
+    # /tmp too: a sys.path entry of /tmp (PYTHONPATH=/tmp:...) was bound read-only over the child's private /tmp, which
+    # showed the host's /tmp inside and left the child no writable temp dir (torch, Spark's JVM: "No usable temporary
+    # directory"); entries below it (a test's own folder) are still listed one by one
+    unsafe = {Path.cwd(), Path.home(), Path("/"), Path("/tmp"), Path(tempfile.gettempdir())}
     for entry in sys.path:
         path = Path(entry) if entry and os.path.isabs(entry) else None
         if path is None or not path.exists():

@@ -656,3 +656,24 @@ def test_dask_untrusted_sandboxed_and_trusted_equal_the_local_engine(iris, iris_
     assert len(local) == 40 and list(dask.columns) == list(local.columns) == list(trusted.columns)
     pd.testing.assert_frame_equal(dask, local)
     pd.testing.assert_frame_equal(trusted, local)
+
+
+def test_tmp_on_the_python_path_is_not_bound_over_the_private_tmp(tmp_path, monkeypatch):
+    """PYTHONPATH=/tmp:... bound the host's /tmp read-only over the child's private /tmp: the host's temp files were
+    visible inside, and torch and Spark's JVM found no writable temp dir (15 failures of a profiling run). A folder
+    below /tmp on the path is still bound (it may hold the user's code)."""
+    import shutil
+    import tempfile
+
+    below = tmp_path / "site"
+    below.mkdir()
+    monkeypatch.syspath_prepend(str(below))
+    monkeypatch.syspath_prepend(tempfile.gettempdir())
+    monkeypatch.syspath_prepend("/tmp")
+    model = tmp_path / "m.pkl"
+    model.write_bytes(b"x")
+    with sandbox.workspace() as ws:
+        args = sandbox.command(shutil.which("bwrap"), ws, [model], 3)
+    binds = [args[i + 1] for i, a in enumerate(args) if a in ("--bind", "--ro-bind")]
+    assert "/tmp" not in binds and tempfile.gettempdir() not in binds
+    assert str(below) in binds
