@@ -7,15 +7,13 @@ against what the wrappers declared, and one adapted conversion is checked end to
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
 from packager.errors import PluginError
 from packager.matrix import support_matrix
 from packager.plugins import adapts, converts, default_registry, load_registry
+from tests.test_contract import _module  # one module built in memory and registered in sys.modules (shared helper)
 
 # (source, target) -> (quantization modes, matrix note) as the twelve wrapper converters declared them on main (8ee428c)
 WRAPPERS = {
@@ -70,21 +68,12 @@ def test_an_adapted_conversion_runs_the_adapter_then_the_converter_and_validates
     assert np.abs(got - model.predict(X[1::2], verbose=0)).max() < 1e-5
 
 
-def _module(name: str, monkeypatch, **members) -> str:
-    module = types.ModuleType(name)
-    for key, value in members.items():
-        value.__module__, value.__qualname__ = name, key
-        setattr(module, key, value)
-    monkeypatch.setitem(sys.modules, name, module)
-    return name
-
-
 def test_an_adapter_to_a_target_its_framework_lacks_is_a_plugin_error_naming_it(monkeypatch):
     @adapts("xgboost", to="sklearn", targets={"tidy22-nowhere": "a format scikit-learn does not reach"})
     def as_sklearn(model):
         return model
 
-    name = _module("tidy22_adapter", monkeypatch, as_sklearn=as_sklearn)
+    name = _module(monkeypatch, "tidy22_adapter", as_sklearn=as_sklearn)
     with pytest.raises(PluginError) as caught:
         load_registry(["packager.converters.sklearn", "packager.converters.pickles", name])
     assert caught.value.what == (
@@ -101,7 +90,7 @@ def test_an_adapter_edge_that_is_also_a_converter_is_registered_twice(monkeypatc
     def direct(model, signature, out, options):
         return out
 
-    name = _module("tidy22_twice", monkeypatch, as_sklearn=as_sklearn, direct=direct)
+    name = _module(monkeypatch, "tidy22_twice", as_sklearn=as_sklearn, direct=direct)
     twice = r"\('tidy22fw', 'onnx'\) is registered twice \(tidy22_twice.direct and tidy22_twice.as_sklearn -> packager.converters.sklearn"
     with pytest.raises(PluginError, match=twice):
         load_registry(["packager.converters.sklearn", "packager.converters.pickles", "packager.converters.onnx", name])
@@ -112,6 +101,6 @@ def test_an_adapter_must_take_one_model(monkeypatch):
     def wrong(model, signature):
         return model
 
-    name = _module("tidy22_wrong", monkeypatch, wrong=wrong)
+    name = _module(monkeypatch, "tidy22_wrong", wrong=wrong)
     with pytest.raises(PluginError, match="tidy22_wrong.wrong does not fit the contract of an adapter func"):
         load_registry(["packager.converters.sklearn", "packager.converters.pickles", name])
