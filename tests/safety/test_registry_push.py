@@ -31,7 +31,7 @@ def _package(root: Path, fmt: str, model_file: str, data: bytes) -> Path:
     return root
 
 
-def _onnx(external: bool) -> bytes:
+def _onnx(external: bool, doc: str = "") -> bytes:
     weight = numpy_helper.from_array(__import__("numpy").ones(4, dtype="float32"), "w")
     if external:
         weight.ClearField("raw_data")
@@ -43,7 +43,7 @@ def _onnx(external: bool) -> bytes:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
     )
     graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g", *io, [weight])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9).SerializeToString()
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9, doc_string=doc).SerializeToString()
 
 
 def _stored(home: Path) -> tuple[int, list[Path]]:
@@ -116,3 +116,29 @@ def test_push_with_trust_stores_it_and_says_it_was_not_checked(tmp_path):
     stored = LocalRegistry(f"sqlite:///{home / 'catalog.db'}", str(home / "objects")).get("mine")
     assert stored.tags["packager.check"] == "not run: pushed with trust"
     assert not Path("/tmp/pwned-x").exists()
+
+
+def test_the_same_bytes_are_checked_once_per_process_and_a_changed_or_hostile_file_every_time(tmp_path, monkeypatch):
+    """Pushing one package under several names re-ran the sandboxed check each time (~1.1 s a push here). A pass is
+    remembered by the content's digest; a file with one byte changed is checked again, a refusal is refused again."""
+    from packager import sandbox
+    from packager.registry.api import LocalRegistry
+
+    children = []
+    real_run = sandbox.run
+    monkeypatch.setattr(sandbox, "run", lambda *a, **k: children.append(a) or real_run(*a, **k))
+    registry = LocalRegistry(f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects"))
+    data = _onnx(external=False, doc="checked once")  # bytes no other test pushes (a pass is remembered per process)
+    package = _package(tmp_path / "first", "onnx", "model.onnx", data)
+    for name in ("a", "b", "c"):
+        assert registry.get(registry.push(package, name).id).tags["packager.check"] == "passed"
+    assert len(children) == 1
+    changed = _package(tmp_path / "changed", "onnx", "model.onnx", _onnx(external=False, doc="checked twice"))
+    registry.push(changed, "a")
+    assert len(children) == 2
+    hostile = _package(tmp_path / "hostile", "onnx", "model.onnx", _onnx(external=True))
+    for _ in range(2):
+        with pytest.raises(UnsafeModelError, match="tensor 'w'"):
+            registry.push(hostile, "evil")
+    assert len(children) == 4
+    assert [v.version for v in registry.list("a")] in ([1, 2], [2, 1]) and registry.list("evil") == []
