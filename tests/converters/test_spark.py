@@ -157,11 +157,13 @@ def test_a_label_indexer_first_pipeline_scores_rows_without_the_label(spark, tmp
     import pandas as pd
 
     from packager.conversion import convert
-    from tests.conftest import run_cli
+    from tests.conftest import invoke_cli
     from tests.zoo.dl_round3 import spark_label_indexer_first
 
     forest, rows, model = spark_label_indexer_first(spark, tmp_path, forest=True)
-    done = run_cli("convert", str(forest), "--to", "onnx", "--sample", str(rows), "-o", str(tmp_path / "onnx"), "--json")
+    # in this process: the label-indexer semantics are under test here, the sandboxed Spark child is
+    # test_untrusted_folder_converts_inside_the_sandbox's (a subprocess and a JVM in its child: ~25 s of this test)
+    done = invoke_cli("convert", str(forest), "--to", "onnx", "--sample", str(rows), "-o", str(tmp_path / "onnx"), "--json")
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)
     assert row["status"] == "passed" and row["label_agreement"] == 1.0 and row["data"] == "sample"
