@@ -77,7 +77,7 @@ def sklearn_to_pmml(model: Any, signature, out: Path, options) -> Any:
         pipeline = s2p.make_pmml_pipeline(model, active_fields=fields, target_fields=[TARGET_FIELD])
         with _captured_output() as jvm_lines:
             try:
-                s2p.sklearn2pmml(pipeline, str(path))
+                s2p.sklearn2pmml(pipeline, str(path), java_opts=list(CONVERTER_JVM_OPTIONS))
                 failure = None
             except Exception as exc:
                 failure = exc
@@ -262,6 +262,11 @@ class PmmlRuntime(Runtime):
         models = [child.tag.replace(ns, "") for child in root if child.tag.replace(ns, "").endswith("Model")]
         return {"pmml_version": root.get("version"), "models": models, "data_fields": fields}
 
+
+# The converter's JVM lives for one conversion: the C1 compiler only and a single GC thread suit that. Measured on this
+# 2-core machine, interleaved, under load: a 20-tree forest 8.7-12.1 s -> 2.2-7.7 s, a 200-tree forest (30 MB of PMML)
+# 32.7-38.7 s -> 28.5-30.4 s. Same PMML bytes (the options change how the JVM compiles, not what the converter does).
+CONVERTER_JVM_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 HEAP_PER_MODEL_BYTE = 40  # measured: a 12 MB RandomForest (200 trees) PMML scores 8,192-row batches in a 512 MB heap
 HEAP_MIN_MB, HEAP_MAX_MB = 256, 1024
