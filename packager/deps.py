@@ -40,7 +40,7 @@ def distribution_of(name: str) -> str | None:
 
     The module ``tensorflow`` comes from ``tensorflow-cpu`` on CPU images (the pinned stack here), ``sklearn`` from
     ``scikit-learn``: pinning the module's name would write ``tensorflow==not installed``, which pip rejects."""
-    for candidate in (name, *_module_providers().get(name.replace("-", "_"), [])):
+    for candidate in (name, *module_providers().get(name.replace("-", "_"), [])):
         try:
             return _canonical(metadata.distribution(candidate).metadata["Name"])
         except metadata.PackageNotFoundError:
@@ -54,7 +54,7 @@ def _canonical(name: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _module_providers() -> Mapping[str, list[str]]:
+def module_providers() -> Mapping[str, list[str]]:
     """import package -> distributions (reads every installed RECORD once: ~0.1-0.5 s, hence cached)."""
     return metadata.packages_distributions()
 
