@@ -30,6 +30,7 @@ from packager.errors import (
 from packager.evidence import Evidence, gather
 from packager.formats import detect_format
 from packager.graph import as_conversion
+from packager.heap import frozen_while
 from packager.package import (
     INPUT_EXAMPLE,
     MANIFEST,
@@ -303,6 +304,7 @@ def run_convert(
     return convert_source(source, request, trust=trust, progress=progress, registry=registry)
 
 
+@frozen_while
 def convert_source(
     source: Source,
     request: ConvertRequest,

@@ -9,6 +9,7 @@ from typing import Any
 from packager import sandbox
 from packager.errors import reading
 from packager.formats import detect_format
+from packager.heap import frozen_while
 from packager.package import MANIFEST, path_size
 from packager.plugins import PluginRegistry, default_registry
 from packager.requests import InspectRequest, ValidateRequest
@@ -134,6 +135,7 @@ def submit_validate(request: ValidateRequest, *, trust: bool = False, registry: 
     return run_validate(request, trust=trust, registry=registry)
 
 
+@frozen_while
 def run_validate(
     request: ValidateRequest, *, trust: bool = False, registry: PluginRegistry | None = None, loaded_source: Any = None
 ) -> ValidationReport:
