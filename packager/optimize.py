@@ -593,7 +593,8 @@ def _choose(done: list[Candidate], baseline: dict[str, Any], objective: str) -> 
             updated.append(c)
             continue
         parent = by_id.get(c.format) if c.quantize else None
-        if parent is not None and parent.size_bytes is not None and c.size_bytes is not None and c.size_bytes > parent.size_bytes:
+        # larger by more than a recorded setting: an IR that records bf16 compute is its parent's file + 67 bytes of XML
+        if parent is not None and parent.size_bytes is not None and c.size_bytes is not None and c.size_bytes > parent.size_bytes + 256:
             c = replace(c, reason=f"not chosen: {c.size_bytes:,} bytes, larger than its fp32 parent's {parent.size_bytes:,}")
         elif (
             parent is not None
