@@ -134,7 +134,7 @@ def side_by_side(runs: dict[str, Callable[[dict], Any]], tokenize: Callable[[lis
                 samples[name].append((time.perf_counter() - started) / count * 1000)
         med = {k: statistics.median(v) for k, v in samples.items()}
         base = med["onnx_fp32"]
-        peers_only = {k: v for k, v in med.items() if k.endswith("_peer") or k == "pytorch_eager"}
+        peers_only = {k: v for k, v in med.items() if "_peer" in k or k == "pytorch_eager"}
         fastest_peer = min(peers_only, key=peers_only.__getitem__)
         figures[f"{batch}x{tokens}"] = {
             "ms": {k: round(v, 3) for k, v in med.items()},
