@@ -11,9 +11,10 @@ tree's path matrix, Equal to find the leaf, MatMul against the leaf values), lin
 rewrite is a one-line error naming the operator; a rewrite that computed something else would be caught by the
 validation of the final artifact against the original source, which the pipeline always runs.
 
-Quantization: fp16 weights (``save_model``) and int8 weights (``--quantize weights``: NNCF's ``compress_weights``,
-int8 asymmetric per output channel; the CPU plugin runs the MatMuls on the compressed weights). On all-MiniLM-L6-v2 the
-int8-weights IR is the fastest artifact measured (issue 23; benchmarks/results/optimize.md).
+Quantization: fp16 weights (``save_model``), int8 weights (``--quantize weights``: NNCF's ``compress_weights``, int8
+asymmetric per output channel), bf16 compute recorded in the IR (``bf16``), or both (``weights-bf16``). On
+all-MiniLM-L6-v2, int8 weights + bf16 is the fastest artifact packager makes (0.44-0.55x fp32 ONNX's time; issue 23,
+benchmarks/results/optimize.md).
 
 Over 500 lines, for a reason: the acceptance of issue 22 is one plugin file and 0 core files for this format, so the
 ``ai.onnx.ml`` rewrite (the second half) lives here; it is the first thing to move out should a second ONNX consumer
@@ -344,7 +345,7 @@ def quantize_openvino(src: Path, dst: Path, mode: str, calibration: Mapping[str,
       so it halves the files, not the arithmetic;
     - ``weights``: int8 weights through NNCF (``_int8_weights``);
     - ``bf16``: bf16 compute, recorded in the IR (``PRECISION_KEY``) for the runtime; the weights stay f32. The CPU
-      plugin's own default on CPUs with AVX512_BF16 (MiniLM 32x32: 0.51x the time of f32, measured);
+      plugin's own default on CPUs with AVX512_BF16 (MiniLM 32x32, OpenVINO's own IR: 0.51x the time of f32, measured);
     - ``weights-bf16``: both."""
     ov = _ov()
     if mode not in QUANTIZE_MODES:
@@ -375,8 +376,9 @@ def quantize_openvino(src: Path, dst: Path, mode: str, calibration: Mapping[str,
 def _int8_weights(model: Any) -> tuple[Any, dict[str, Any]]:
     """``nncf.compress_weights`` in its default mode, INT8_ASYM per output channel: data-free (no calibration rows), the
     weights of MatMul, Convolution and embedding Gather stored as u8 with a scale and zero point per channel; the
-    activations stay f32. On MiniLM (measured): min cosine 0.9988 against the fp32 source; 0.48-0.66x the time of fp32
-    ONNX at 1x32 .. 32x128, where onnxruntime's int8 is 0.71-1.18x.
+    activations stay f32. On MiniLM (measured side by side, load ~15): min cosine 0.9991 against the fp32 source on
+    held-out sentences; 0.57 / 0.58 / 0.53 / 0.45 of fp32 ONNX's time at 1x32 / 1x128 / 32x32 / 32x128, where
+    onnxruntime's int8 is 0.73 / 0.88 / 1.03 / 0.91.
 
     An IR in which NNCF compressed nothing (no weighted operator) is refused, never packaged as "int8"."""
     import logging
