@@ -571,10 +571,13 @@ def test_int8_weights_package_predicts_and_benches_like_any_package(int8_weights
     direct = _run_ir(folder / "pkg" / "openvino", {"x": rows})[0]
     assert predicted.shape == direct.shape and np.allclose(predicted, direct, rtol=1e-5, atol=1e-6)
     data = str(folder / "held.npy")
-    bench = invoke_cli("bench", str(folder / "pkg"), "--data", data, "--batch-sizes", "8", "--min-seconds", "0.2", "--json")
+    bench = invoke_cli(
+        "bench", str(folder / "pkg"), "--data", data, "--batch-sizes", "8", "--min-seconds", "0.2", "-o", str(tmp_path / "bench"), "--json"
+    )  # fmt: skip
     assert bench.returncode == 0, bench.stderr
     report = json.loads(bench.stdout)
     assert report["artifacts"][0]["measurements"][0]["p50_ms"] > 0, report
+    assert (tmp_path / "bench" / "bench.json").is_file() and not (Path.cwd() / "bench-results").exists()
 
 
 def test_int8_weights_of_an_ir_without_weights_is_refused_in_one_line_and_nothing_is_written(tmp_path):
