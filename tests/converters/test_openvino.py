@@ -483,3 +483,178 @@ def test_svm_attributes_that_disagree_or_grow_too_large_are_refused_in_one_line(
     monkeypatch.setattr(plugin, "MAX_TREE_CELLS", 10)
     with pytest.raises(UnsupportedConversion, match=r"an SVC with \d+ support vectors and 3 classes is too large"):
         plugin._rewrite_ml(copy.deepcopy(graph))
+
+
+# ---------------------------------------------------------------- int8 weights (NNCF): issue 23
+
+
+def _onnx_mlp(path: Path, layers: tuple[int, ...]) -> None:
+    """A float32 MLP built here (seeded weights, ReLU between MatMul+Add layers): an ONNX source with real weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    nodes, inits, current = [], [], "x"
+    for i, (n_in, n_out) in enumerate(zip(layers[:-1], layers[1:], strict=True)):
+        inits += [
+            numpy_helper.from_array((rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)).astype(np.float32), f"w{i}"),
+            numpy_helper.from_array(rng.normal(scale=0.1, size=n_out).astype(np.float32), f"b{i}"),
+        ]
+        nodes += [helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"]), helper.make_node("Add", [f"m{i}", f"b{i}"], [f"a{i}"])]
+        current = f"a{i}"
+        if i < len(layers) - 2:
+            nodes.append(helper.make_node("Relu", [current], [f"r{i}"]))
+            current = f"r{i}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, layers[0]])],
+        [helper.make_tensor_value_info(current, TensorProto.FLOAT, [None, layers[-1]])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+@pytest.fixture(scope="module")
+def int8_weights(tmp_path_factory):
+    """An ONNX MLP (32 -> 256 -> 256 -> 8) through `convert --to openvino --quantize weights` in this process."""
+    from tests.conftest import invoke_cli
+
+    pytest.importorskip("nncf")
+    folder = tmp_path_factory.mktemp("int8w")
+    _onnx_mlp(folder / "mlp.onnx", (32, 256, 256, 8))
+    rows = np.random.default_rng(1).normal(size=(96, 32)).astype(np.float32)
+    np.save(folder / "held.npy", rows)
+    result = invoke_cli(
+        "convert", str(folder / "mlp.onnx"), "--to", "openvino", "--quantize", "weights", "--sample", str(folder / "held.npy"),
+        "--out", str(folder / "pkg"), "--trust", "--json",
+    )  # fmt: skip
+    return folder, rows, result
+
+
+def test_int8_weights_are_nncf_int8_in_the_ir_and_judged_against_the_source_with_the_int8_criterion(int8_weights):
+    """The IR's weights are u8 (a quarter of the fp32 bytes), the package was judged in OpenVINO against the ONNX source
+    in full precision on the held-out rows with the int8 criterion (its fp32 parent with the fp32 one), and OpenVINO
+    itself, run outside packager, agrees with onnxruntime on the source."""
+    import onnxruntime as ort
+
+    folder, rows, result = int8_weights
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((folder / "pkg" / "manifest.json").read_text())
+    quant = manifest["quantization"]
+    assert quant["applied"] and quant["mode"] == "weights" and quant["size_after"] < 0.35 * quant["size_before"], quant
+    assert manifest["conversion"]["quantization"]["tool"].startswith("nncf ")
+    validation = manifest["validation"]
+    assert validation["status"] == "passed" and validation["samples"] == len(rows) and validation["runtime"] == "openvino"
+    assert validation["criteria"] == {"a2": "top-1 agrees on >= 98.00% of confident rows, top-5 overlap >= 90.00%"}
+    assert validation["parent"]["status"] == "passed" and "max |diff| <= 0.001 x spread" in validation["parent"]["criteria"]["a2"]
+    xml = (folder / "pkg" / "openvino" / "model.xml").read_text()
+    weights = re.findall(r'element_type="(\w+)" shape="(256, 32|256, 256|8, 256)"', xml)
+    assert sorted(weights) == [("u8", "256, 256"), ("u8", "256, 32"), ("u8", "8, 256")], weights  # every weight matrix, none left f32
+    want = ort.InferenceSession(str(folder / "mlp.onnx")).run(None, {"x": rows})[0]
+    got = _run_ir(folder / "pkg" / "openvino", {"x": rows})[0]
+    spread = want.max() - want.min()
+    assert np.abs(got - want).max() < 0.02 * spread and 0 < np.abs(got - want).max()  # int8: close, not bit-equal
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.98
+
+
+def test_int8_weights_package_predicts_and_benches_like_any_package(int8_weights, tmp_path):
+    import pandas as pd
+
+    from tests.conftest import invoke_cli
+
+    folder, rows, _ = int8_weights
+    out = tmp_path / "out.csv"
+    result = invoke_cli("predict", str(folder / "pkg"), str(folder / "held.npy"), "-o", str(out), "--trust")
+    assert result.returncode == 0, result.stderr
+    predicted = pd.read_csv(out).to_numpy(np.float64)
+    direct = _run_ir(folder / "pkg" / "openvino", {"x": rows})[0]
+    assert predicted.shape == direct.shape and np.allclose(predicted, direct, rtol=1e-5, atol=1e-6)
+    data = str(folder / "held.npy")
+    bench = invoke_cli(
+        "bench", str(folder / "pkg"), "--data", data, "--batch-sizes", "8", "--min-seconds", "0.2", "-o", str(tmp_path / "bench"), "--json"
+    )  # fmt: skip
+    assert bench.returncode == 0, bench.stderr
+    report = json.loads(bench.stdout)
+    assert report["artifacts"][0]["measurements"][0]["p50_ms"] > 0, report
+    assert (tmp_path / "bench" / "bench.json").is_file() and not (Path.cwd() / "bench-results").exists()
+
+
+def test_int8_weights_of_an_ir_without_weights_is_refused_in_one_line_and_nothing_is_written(tmp_path):
+    """Nothing for NNCF to compress: never a package that says "int8" over fp32 weights."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from tests.conftest import invoke_cli
+
+    pytest.importorskip("nncf")
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 8])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(tmp_path / "relu.onnx"))
+    np.save(tmp_path / "rows.npy", np.ones((4, 8), np.float32))
+    result = invoke_cli(
+        "convert", str(tmp_path / "relu.onnx"), "--to", "openvino", "--quantize", "weights", "--sample", str(tmp_path / "rows.npy"),
+        "--out", str(tmp_path / "pkg"), "--trust",
+    )  # fmt: skip
+    assert result.returncode == 8, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "NNCF found no MatMul, Convolution or embedding weights" in lines[0], result.stderr
+    assert not (tmp_path / "pkg").exists()
+
+
+def test_optimize_searches_openvino_int8_weights_and_bf16_as_candidates(tmp_path):
+    """The mode is registered on the edge, so the search space holds it without optimize naming the format."""
+    from packager.optimize import _candidates, _search_space
+
+    _onnx_mlp(tmp_path / "mlp.onnx", (8, 16, 2))
+    framework, targets = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)
+    assert framework == "onnx" and targets == [("openvino", (None, "bf16", "fp16", "weights", "weights-bf16"))]
+    ids = [c.id for c in _candidates(*targets[0])]
+    assert ids == ["openvino", "openvino-bf16", "openvino-fp16", "openvino-weights", "openvino-weights-bf16"]
+
+
+def _cpu_has_bf16() -> bool:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def test_bf16_compute_is_recorded_in_the_ir_run_by_the_runtime_and_judged_against_the_source(int8_weights, tmp_path):
+    """``--quantize weights-bf16``: int8 weights and bf16 compute. The precision lives in the IR (covered by the
+    package's digests), the runtime compiles with it, and the verdict is the int8 criterion against the source."""
+    import onnxruntime as ort
+
+    from packager.plugins import default_registry
+
+    folder, rows, _ = int8_weights
+    package = convert(folder / "mlp.onnx", to="openvino", quantize="weights-bf16", sample=rows, out=tmp_path / "pkg", trust=True)
+    assert package.manifest.quantization.mode == "weights-bf16" and package.manifest.validation["status"] == "passed"
+    xml = (package.path / "openvino" / "model.xml").read_text()
+    assert re.search(r'<packager>\s*<inference_precision value="bf16"', xml), "the precision is recorded in the IR"
+    runtime = default_registry().runtime("openvino")
+    handle = runtime.load(package.path / "openvino", threads=1)
+    assert runtime.details(handle)["inference_precision"] == ("bf16" if _cpu_has_bf16() else "f32")
+    assert package.manifest.validation["details"]["inference_precision"] == runtime.details(handle)["inference_precision"]
+    want = ort.InferenceSession(str(folder / "mlp.onnx")).run(None, {"x": rows})[0]
+    got = next(iter(runtime.predict(handle, package.manifest.signature, {"x": rows}).values()))
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.98 and np.abs(got - want).max() < 0.05 * (want.max() - want.min())
+
+
+def test_an_ir_recording_an_unknown_inference_precision_is_refused_in_one_line(int8_weights, tmp_path):
+    """The XML is the user's: a precision packager never validated (f16 compute, a typo) is refused at load."""
+    import shutil
+
+    from packager.errors import InputFileError
+    from packager.plugins import default_registry
+
+    folder, _, _ = int8_weights
+    ir = tmp_path / "ir"
+    shutil.copytree(folder / "pkg" / "openvino", ir)
+    text = (ir / "model.xml").read_text()
+    recorded = '<rt_info>\n<packager>\n<inference_precision value="f16" />\n</packager>'
+    (ir / "model.xml").write_text(text.replace("<rt_info>", recorded, 1))
+    with pytest.raises(InputFileError, match=r"records inference precision 'f16', not one of f32, bf16"):
+        default_registry().runtime("openvino").load(ir, threads=1)
