@@ -66,7 +66,31 @@ UNSAFE_HINT = "packager refuses IRs it cannot check; re-export the model with op
 
 
 def _ov():
-    return require("openvino", "openvino", "OpenVINO IR")
+    """openvino, imported without its usage telemetry. `import openvino` initialises a Google Analytics client that
+    sends unless a consent file declines or the process runs "in CI" (openvino_telemetry's OptInChecker), and writes
+    ~/intel/openvino_ga_cid and ~/intel/stats on the way (measured with a fresh HOME). Nothing may leave the machine at
+    run time, nor land in the user's home: the import runs with its documented CI switch, and the consent checks the
+    converter makes later (convert_model re-initialises the client) answer "declined"."""
+    import os
+    import sys
+
+    if "openvino" not in sys.modules:
+        saved = os.environ.get("CI")
+        os.environ["CI"] = "true"
+        try:
+            require("openvino", "openvino", "OpenVINO IR")
+        finally:
+            if saved is None:
+                os.environ.pop("CI", None)
+            else:
+                os.environ["CI"] = saved
+    module = sys.modules["openvino"]
+    try:
+        from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker  # type: ignore[import-untyped]
+    except ImportError:  # no telemetry package: nothing to decline
+        return module
+    OptInChecker.check = lambda self, *args, **kwargs: ConsentCheckResult.DECLINED
+    return module
 
 
 # ---------------------------------------------------------------- the format: detection and the structure check

@@ -5,6 +5,7 @@ source on held-out rows. An IR is also an untrusted input: hostile ones are refu
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -658,3 +659,32 @@ def test_an_ir_recording_an_unknown_inference_precision_is_refused_in_one_line(i
     (ir / "model.xml").write_text(text.replace("<rt_info>", recorded, 1))
     with pytest.raises(InputFileError, match=r"records inference precision 'f16', not one of f32, bf16"):
         default_registry().runtime("openvino").load(ir, threads=1)
+
+
+def test_openvino_sends_no_telemetry_and_writes_nothing_in_the_users_home(tmp_path):
+    """`import openvino` starts a Google Analytics client (openvino_telemetry) and wrote ~/intel/openvino_ga_cid and
+    ~/intel/stats; convert_model re-initialises it. packager imports it with its CI switch and declines every consent
+    check after: a conversion in a fresh HOME leaves that HOME empty, and the client says it is declined."""
+    import subprocess
+    import sys
+
+    code = """
+import onnx
+from onnx import TensorProto, helper
+from converters.openvino import _ov
+from openvino_telemetry.utils.opt_in_checker import ConsentCheckResult, OptInChecker
+graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), "relu.onnx")
+_ov().convert_model("relu.onnx")
+assert OptInChecker().check(False, False) == ConsentCheckResult.DECLINED
+print("converted")
+"""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "TF_BUILD", "JENKINS_URL")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "HOME": str(home), "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "converted" in done.stdout, done.stderr[-2000:]
+    assert list(home.rglob("*")) == []
+    assert "CI" not in env
