@@ -283,3 +283,39 @@ def test_categorical_hgb_regressor_and_binary_text_labels_convert(tmp_path, buil
         assert np.abs(outputs[1] - built.model.predict_proba(rounded)).max() < 1e-9
         close = np.abs(outputs[1] - built.model.predict_proba(built.X_test)).max(axis=1) <= 1e-4 + 1e-3 * np.abs(outputs[1]).max(axis=1)
         assert close.sum() >= len(close) - 1  # 44 of 45 rows: the one float32 split flip named above
+
+
+def test_skl2onnx_graph_check_visits_each_node_once_and_still_names_a_node_never_added():
+    """skl2onnx's OnnxOperator._verify_add_to_ walked every path of an algebra graph: a QuantileTransformer (binary search
+    steps reusing the previous node) took 45.3 s to convert, 3.0 s with the patch (measured side by side). The patched
+    check on a chain of 20 diamonds (2**20 paths) reads each node's inputs once, and still raises for a node whose
+    graph was never produced."""
+    from skl2onnx.algebra.onnx_operator import OnnxOperator
+
+    from converters.sklearn_skl2onnx import _patch_skl2onnx_graph_check
+
+    _patch_skl2onnx_graph_check()
+    reads = []
+
+    class Node:
+        _verify_add_to_ = OnnxOperator._verify_add_to_
+
+        def __init__(self, name, inputs, state="added"):
+            self.name, self._inputs, self.state = name, inputs, state
+
+        @property
+        def inputs(self):
+            reads.append(self.name)
+            return self._inputs
+
+    def chain(bottom):
+        node = bottom
+        for depth in range(20):
+            left, right = Node(f"l{depth}", [node]), Node(f"r{depth}", [node])
+            node = Node(f"top{depth}", [left, right])
+        return node
+
+    chain(Node("x", ["input"]))._verify_add_to_()
+    assert len(reads) == len(set(reads)) == 1 + 3 * 20
+    with pytest.raises(RuntimeError, match="Graph was not produced for operator 'Node'"):
+        chain(Node("x", ["input"], state=None))._verify_add_to_()
