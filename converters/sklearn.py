@@ -43,6 +43,7 @@ from .sklearn_skl2onnx import (
     _patch_skl2onnx_bool_attributes,
     _patch_skl2onnx_graph_check,
     _patch_skl2onnx_pipeline_options,
+    _patch_skl2onnx_qda_label,
     _refuse_categorical_splits,
     _save_onnx,
     _skl2onnx_boundary,
@@ -264,6 +265,7 @@ def sklearn_to_onnx(model: Any, signature: Signature, out: Path, options) -> Any
     _patch_skl2onnx_bool_attributes()
     _patch_skl2onnx_pipeline_options()
     _patch_skl2onnx_graph_check()
+    _patch_skl2onnx_qda_label()
     estimator, converted = _convertible(model)
     if is_categorical_hgb(estimator):  # skl2onnx has no categorical split: our own TreeEnsemble graph (ai.onnx.ml 5)
         proto = hgb_to_onnx(estimator, signature, parse_opset(options.opset))

@@ -263,7 +263,49 @@ def _patch_skl2onnx_graph_check() -> None:
             pending.extend(i for i in node.inputs if hasattr(i, "_verify_add_to_"))
 
     verify_add_to._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
-    OnnxOperator._verify_add_to_ = verify_add_to  # type: ignore[method-assign]
+    OnnxOperator._verify_add_to_ = verify_add_to
+
+
+def _patch_skl2onnx_qda_label() -> None:
+    """skl2onnx 1.20 declares QuadraticDiscriminantAnalysis's label as [1, N] and computes it so (ArrayFeatureExtractor
+    over an ArgMax that keeps its axis): 80 rows gave labels of shape (1, 80) where every other classifier gives (80,),
+    which validation now refuses ("label: shape (1, 1) != expected (80,)"; the Nov 27 coverage table had passed it
+    before shapes were compared). The same converter, its label reshaped to (N,) and declared so."""
+    from onnx import TensorProto
+    from skl2onnx.common import _registration
+    from skl2onnx.common.data_types import Int64TensorType, StringTensorType
+
+    name = "SklearnQuadraticDiscriminantAnalysis"
+    registered = _registration.get_converter(name)
+    if getattr(registered._fct, "_packager_patched", False):
+        return
+    calculate = _registration.get_shape_calculator(name)
+
+    def shapes(operator):
+        calculate(operator)
+        label = operator.outputs[0]
+        label.type = (StringTensorType if isinstance(label.type, StringTensorType) else Int64TensorType)([None])
+
+    def convert(scope, operator, container):
+        label, row = operator.outputs[0].full_name, scope.get_unique_variable_name("label_1xn")
+        add_node = container.add_node
+
+        def writing_the_row(op_type, inputs, outputs, *args, **kwargs):  # the converter's label node writes `row`
+            outputs = [row if o == label else o for o in ([outputs] if isinstance(outputs, str) else outputs)]
+            return add_node(op_type, inputs, outputs, *args, **kwargs)
+
+        container.add_node = writing_the_row
+        try:
+            registered(scope, operator, container)
+        finally:
+            del container.add_node  # the instance attribute goes: the class's method again
+        shape = scope.get_unique_variable_name("label_shape")
+        container.add_initializer(shape, TensorProto.INT64, [1], [-1])
+        container.add_node("Reshape", [row, shape], [label], name=scope.get_unique_operator_name("LabelAsColumn"))
+
+    convert._packager_patched = True  # type: ignore[attr-defined]  # marks our patch so it is applied once
+    _registration.register_shape_calculator(name, shapes, overwrite=True)
+    _registration.register_converter(name, convert, overwrite=True, options=registered.get_allowed_options())
 
 
 def _onnx_initial_types(signature: Signature) -> list:

@@ -832,7 +832,8 @@ def validate_artifact(
     the rest) and a dynamic sequence axis at a second length."""
     runtime = registry.runtime(fmt)
     if runtime is None:
-        raise UnsupportedConversion(f"no runtime is registered for {fmt}", "install the plugin that runs this format")
+        unknown = UnsupportedConversion(f"no runtime is registered for {fmt}", "install the plugin that runs this format")
+        raise registry.missing(unknown, fmt)
     if not runtime.can_execute(path):
         return not_executed_report(runtime=runtime.name, runtime_version=runtime.version(), details=runtime.check(path, evidence.signature))
     judge = judge or Judge()

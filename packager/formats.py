@@ -56,10 +56,11 @@ def detect_format(path: str | Path, registry: Any = None) -> str:
         return found
     by_ext = _by_extension(registry, path)
     hint = f"its extension says {by_ext}, but the content does not match" if by_ext else "the content matches no known model format"
-    raise InputFileError(
+    unknown = InputFileError(
         f"{path.name} is not a model file packager can read ({_describe(head)})",
         f"{hint}; the file may be truncated or corrupt — re-export it from the training code",
     )
+    raise registry.missing(unknown, path.suffix.lstrip("."))  # a third-party plugin that failed to load may read it
 
 
 def _ask_plugins(path: Path, head: bytes, found: str | None, registry: Any, container: str) -> str | None:
@@ -203,10 +204,11 @@ def _detect_directory(path: Path) -> str | None:
 
 def _no_directory_format(path: Path, registry: Any) -> str:
     folders = sorted(p.format.title or p.format.name for p in registry.formats.values() if p.format.directory)
-    raise InputFileError(
+    unknown = InputFileError(
         f"{path} is a directory that holds no model packager recognises",
         f"give a model file or one of these folders: {'; '.join(folders) or 'none are installed'}",
     )
+    raise registry.missing(unknown)
 
 
 def _sniff_container(path: Path, head: bytes) -> tuple[str, str | None]:

@@ -119,7 +119,10 @@ def load_predictor(
         hint = "convert it to ONNX and run that"
         if runtime is None and isinstance(plugin, dict) and plugin.get("distribution"):
             hint = f"install {plugin['distribution']}=={plugin.get('version', '')} (the plugin that wrote it), or {hint}"
-        raise UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", hint)
+        unrunnable = UnsupportedConversion(f"cannot run {artifact.label or artifact.path.name} ({artifact.format}): {why}", hint)
+        if runtime is not None:
+            raise unrunnable
+        raise registry.missing(unrunnable, artifact.format, plugin.get("distribution", "") if isinstance(plugin, dict) else "")
     if not trust:
         from packager.safety import check_file, formats_to_check
 

@@ -17,6 +17,8 @@ from typing import Any
 LOGGER = "packager"
 MAX_RECORDS = 100  # per sandboxed call: packager logs a handful of lines per operation
 MAX_CHARS = 1000
+ONCE_PER_PROCESS = frozenset({"packager.entry_points"})  # loggers whose records are said once (``warn_once``)
+_SAID: set[tuple[str, str]] = set()
 
 
 def configure(debug: bool) -> None:
@@ -74,6 +76,16 @@ def collect() -> list[dict[str, Any]]:
     return records
 
 
+def warn_once(name: str, message: str) -> None:
+    """A warning on logger ``name`` (one of ``ONCE_PER_PROCESS``) said once per process, here or replayed from a
+    sandboxed child: a broken third-party plugin is skipped by the CLI and again by every child it starts, and the
+    user needs one line about it, not one per process."""
+    if (name, message) in _SAID:
+        return
+    _SAID.add((name, message))
+    logging.getLogger(name).warning("%s", message)
+
+
 def replay(records: Any) -> None:
     """The child's records, logged here under ``packager.sandbox``: strings and levels only, capped (the child ran
     untrusted code; a record is data, never a format string)."""
@@ -86,4 +98,8 @@ def replay(records: Any) -> None:
         level = record.get("level")
         level = level if isinstance(level, int) and logging.DEBUG <= level <= logging.CRITICAL else logging.INFO
         name, message = str(record.get("name", ""))[:100], str(record.get("message", ""))[:MAX_CHARS]
+        if name in ONCE_PER_PROCESS:
+            if (name, message) in _SAID or len(_SAID) >= MAX_RECORDS:  # bounded: a child's records are untrusted data
+                continue
+            _SAID.add((name, message))
         log.log(level, "child %s: %s", name, message, extra={"sandboxed": True})

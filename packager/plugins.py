@@ -34,7 +34,7 @@ from packager.contract import (
     check_runtime,
     with_defaults,
 )
-from packager.errors import PluginError, UnsupportedConversion
+from packager.errors import PackagerError, PluginError, UnsupportedConversion
 
 ENTRY_POINT_GROUP = "packager.converters"
 _MARK = "__packager_plugin__"
@@ -221,6 +221,12 @@ class PluginRegistry:
     formats: dict[str, FormatPlugin] = field(default_factory=dict)
     extensions: dict[tuple[str, str], tuple[Extension, str]] = field(default_factory=dict)  # (point, key) -> (declaration, owner)
     adapters: dict[tuple[str, str, str], Adapter] = field(default_factory=dict)  # (source, to, adapter) -> adapter
+    skipped: list[entry_points.Skipped] = field(default_factory=list)  # third parties' plugins that failed to load
+
+    def missing(self, error: PackagerError, *wanted: str) -> PackagerError:
+        """``error`` (a format, framework, runtime or route not found) naming the skipped plugins that may be why; one
+        whose name is in ``wanted`` is the cause (``entry_points.explain``)."""
+        return entry_points.explain(error, self.skipped, *wanted)
 
     def add_module(self, module: ModuleType) -> None:
         for obj in list(vars(module).values()):
@@ -363,7 +369,7 @@ class PluginRegistry:
         if found is None:
             from packager.graph import no_route
 
-            raise no_route(self, source, target)
+            raise self.missing(no_route(self, source, target), target, source)
         return found
 
     def route(self, source: str, target: str) -> Any:
@@ -372,7 +378,7 @@ class PluginRegistry:
 
         found = find_route(self, source, target)
         if found is None:
-            raise no_route(self, source, target)
+            raise self.missing(no_route(self, source, target), target, source)
         return found
 
     def targets_of(self, source: str) -> list[str]:
@@ -384,7 +390,7 @@ class PluginRegistry:
     def framework(self, name: str) -> Framework:
         plugin = self.frameworks.get(name)
         if plugin is None:
-            raise UnsupportedConversion(f"no plugin loads {name} models", "see `packager formats`")
+            raise self.missing(UnsupportedConversion(f"no plugin loads {name} models", "see `packager formats`"), name)
         return plugin.cls()
 
     def runtime(self, format_name: str) -> Runtime | None:
@@ -412,10 +418,11 @@ class PluginRegistry:
         for name, plugin in self.frameworks.items():
             if plugin.cls.claims(obj):
                 return name
-        raise UnsupportedConversion(
+        unknown = UnsupportedConversion(
             f"no plugin recognises an object of type {type(obj).__module__}.{type(obj).__qualname__}",
             f"supported frameworks: {', '.join(sorted(self.frameworks))}",
         )
+        raise self.missing(unknown, type(obj).__module__.partition(".")[0])
 
     def loads_as_source(self, format_name: str) -> bool:
         return any(format_name in p.cls.file_formats for p in self.frameworks.values())
@@ -424,10 +431,8 @@ class PluginRegistry:
         for name, plugin in self.frameworks.items():
             if format_name in plugin.cls.file_formats:
                 return name
-        raise UnsupportedConversion(
-            f"no plugin loads {format_name} files as a source model",
-            "see `packager formats` for the source formats",
-        )
+        unknown = UnsupportedConversion(f"no plugin loads {format_name} files as a source model", "see `packager formats`")
+        raise self.missing(unknown, format_name)
 
 
 def _origin(spec: Any) -> str:
@@ -438,11 +443,17 @@ def _origin(spec: Any) -> str:
 
 
 def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
-    """Build a registry from the given module names, or from every installed entry point."""
+    """Build a registry from the given module names, or from every installed entry point. A third party's entry point
+    that fails to load is skipped with a warning and kept in ``registry.skipped`` (``entry_points.load_or_skip``);
+    packager's own, or a named module, fail loudly."""
     registry = PluginRegistry()
     if modules is None:
         for ep in entry_points.group(ENTRY_POINT_GROUP):
-            registry.add_module(_load_entry_point(ep))
+            loaded = entry_points.load_or_skip(ep, "plugin", accept=_is_module, must_name="a module")
+            if isinstance(loaded, entry_points.Skipped):
+                registry.skipped.append(loaded)
+            else:
+                registry.add_module(loaded)
     else:
         for name in modules:
             registry.add_module(import_module(name))
@@ -451,8 +462,12 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
     return registry
 
 
+def _is_module(obj: object) -> bool:
+    return isinstance(obj, ModuleType)
+
+
 def _load_entry_point(ep: metadata.EntryPoint) -> ModuleType:
-    module: ModuleType = entry_points.load(ep, "plugin", accept=lambda obj: isinstance(obj, ModuleType), must_name="a module")
+    module: ModuleType = entry_points.load(ep, "plugin", accept=_is_module, must_name="a module")
     return module
 
 

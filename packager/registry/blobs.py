@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Protocol
+from typing import Any, BinaryIO, Callable, Iterator, Protocol
 
 from packager import entry_points
 from packager.errors import BlobCorrupt, CatalogError, InputFileError, PluginError, first_line
@@ -355,25 +355,38 @@ def register_blob_store(kind: BlobStoreKind, *, replace: bool = False) -> None:
 
 
 def blob_store_kinds() -> dict[str, BlobStoreKind]:
-    """Every blob store: the table, then the entry points not in it (loaded: their credentials must be known)."""
+    """Every blob store: the table, then the entry points not in it (loaded: their credentials must be known). A third
+    party's store that fails to load is skipped with a warning (every sandboxed call asks for the credentials, so one
+    broken store stopped every command) and not tried again in this process; its URLs get the reason."""
     for ep in entry_points.group(BLOB_ENTRY_POINT_GROUP):
-        if ep.name not in _KINDS:
-            _KINDS[ep.name] = _kind(ep)
+        if ep.name not in _KINDS and ep.name not in _SKIPPED:
+            loaded = _kind(ep, skip=True)
+            if isinstance(loaded, entry_points.Skipped):
+                _SKIPPED[ep.name] = loaded
+            else:
+                _KINDS[ep.name] = loaded
     return dict(_KINDS)
 
 
-def _kind(ep: metadata.EntryPoint) -> BlobStoreKind:
+_SKIPPED: dict[str, entry_points.Skipped] = {}  # scheme -> the third party's store that failed to load
+
+
+def _kind(ep: metadata.EntryPoint, *, skip: bool = False) -> Any:
+    """The BlobStoreKind ``ep`` names (or, with ``skip``, an ``entry_points.Skipped`` for a third party's that fails)."""
+
     def serves_the_scheme(kind: object) -> bool:
         return isinstance(kind, BlobStoreKind) and kind.scheme == ep.name
 
-    kind: BlobStoreKind = entry_points.load(
+    must_name = f"a BlobStoreKind for the scheme {ep.name!r}"
+    if skip:
+        return entry_points.load_or_skip(ep, "blob store", accept=serves_the_scheme, must_name=must_name)
+    return entry_points.load(
         ep,
         "blob store",
         accept=serves_the_scheme,
-        must_name=f"a BlobStoreKind for the scheme {ep.name!r}",
+        must_name=must_name,
         hint="declare BlobStoreKind(scheme, factory, credentials=...) in the plugin and point the entry point at it",
     )
-    return kind
 
 
 def hidden_credentials() -> frozenset[str]:
@@ -388,5 +401,6 @@ def open_blob_store(url: str) -> BlobStore:
     kind = _KINDS.get(scheme) or blob_store_kinds().get(scheme)
     if kind is None:
         known = ", ".join(f"{s}://" for s in sorted(blob_store_kinds()))
-        raise InputFileError(f"unsupported blob store URL {url!r}", f"use a folder path or one of {known}")
+        unknown = InputFileError(f"unsupported blob store URL {url!r}", f"use a folder path or one of {known}")
+        raise entry_points.explain(unknown, _SKIPPED.values(), scheme)
     return kind.open(url[len("file://") :] if scheme == "file" else url)

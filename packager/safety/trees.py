@@ -27,8 +27,11 @@ TREE_CLASS = ("sklearn.tree._tree", "Tree")
 PREDICTOR_CLASS = ("sklearn.ensemble._hist_gradient_boosting.predictor", "TreePredictor")
 
 
-def _refuse(label: str, what: str) -> UnsafeModelError:
-    return UnsafeModelError(f"{label}: {what}", HINT)
+def _refuse(label: str, what: str, hint: str = HINT) -> UnsafeModelError:
+    return UnsafeModelError(f"{label}: {what}", hint)
+
+
+SCHEMA_HINT = "the file is crafted or corrupt; re-export the model from the training code"
 
 
 def _is_class(cls: Any, dotted: tuple[str, str]) -> bool:
@@ -335,13 +338,20 @@ def check_skops_trees(path: Any, label: str) -> None:
     """Every ``Tree`` and ``TreePredictor`` in a .skops archive's schema, its constructor arguments and state read from
     the schema and the ``.npy`` members (no pickle) and checked as the unpickler checks them, before ``skops.io.load``
     runs ``Tree.__setstate__``. A tree state built from anything but plain JSON values and arrays is refused: this reader
-    cannot judge it."""
+    cannot judge it.
+
+    Two facts of any schema that ``skops.io.load`` trusts are checked on the way (fuzzing, issue 22's re-run: the
+    trees family's two hangs, inputs 6357 and 9138, confirmed alone): skops builds one object per ``__id__`` and
+    hands the first one built to every node of that id, so one mutated integer (4 -> 4294967297 in a column index)
+    became a numpy ``SeedSequence``'s ``pool_size`` elsewhere, whose mixing is quadratic in it (no answer in 25 s).
+    Nodes sharing an id must hold one value, and a random generator's ``pool_size`` is at most ``MAX_SEED_POOL``."""
     import json
     import zipfile
 
     with zipfile.ZipFile(path) as archive:
         schema = json.loads(archive.read("schema.json"))
         todo = [schema]
+        values: dict[Any, Any] = {}  # __id__ -> the JSON content skops will give every node of that id
         while todo:
             node = todo.pop()
             if isinstance(node, list):
@@ -349,6 +359,17 @@ def check_skops_trees(path: Any, label: str) -> None:
                 continue
             if not isinstance(node, dict):
                 continue
+            if node.get("__loader__") == "JsonNode" and "__id__" in node:
+                first = values.setdefault(_hashable(node["__id__"]), node.get("content"))
+                if first != node.get("content"):
+                    raise _refuse(
+                        label,
+                        f"two values share the object id {node['__id__']} in schema.json ({first!r:.40} and "
+                        f"{node.get('content')!r:.40}); skops would give both nodes the first",
+                        SCHEMA_HINT,
+                    )
+            if node.get("__loader__") == "RandomGeneratorNode":
+                _check_seed_pool(node, label)
             dotted = (node.get("__module__"), node.get("__class__"))
             if dotted == TREE_CLASS:
                 args = _skops_value(node.get("__reduce__", {}).get("args"), archive, label)
@@ -358,6 +379,29 @@ def check_skops_trees(path: Any, label: str) -> None:
             elif dotted == PREDICTOR_CLASS:
                 check_predictor_state(_skops_value(node.get("content"), archive, label), label)
             todo.extend(node.values())
+
+
+MAX_SEED_POOL = 1024  # numpy's SeedSequence pool: 4 words by default; mixing it costs pool_size**2
+
+
+def _hashable(value: Any) -> Any:
+    return value if isinstance(value, (int, str)) else repr(value)
+
+
+def _check_seed_pool(node: dict[str, Any], label: str) -> None:
+    import json
+
+    seed = node.get("content", {}).get("seed_seq", {}) if isinstance(node.get("content"), dict) else {}
+    pool = seed.get("content", {}).get("pool_size") if isinstance(seed, dict) and isinstance(seed.get("content"), dict) else None
+    if isinstance(pool, dict) and pool.get("__loader__") == "JsonNode":
+        try:
+            size = json.loads(pool["content"])
+        except (TypeError, ValueError, KeyError):
+            raise _refuse(label, "a random generator's pool_size is not a JSON number", SCHEMA_HINT) from None
+        if not isinstance(size, int) or not 0 < size <= MAX_SEED_POOL:
+            raise _refuse(
+                label, f"a random generator's pool_size is {size!r:.40}; numpy's is 4 (at most {MAX_SEED_POOL} accepted)", SCHEMA_HINT
+            )
 
 
 def _skops_value(node: Any, archive: Any, label: str) -> Any:

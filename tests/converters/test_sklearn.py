@@ -118,6 +118,29 @@ def test_in_memory_model_and_synthesized_sample(tmp_path):
     assert package.manifest.validation["samples"] == 200
 
 
+@pytest.mark.parametrize("labels", ["int", "text"])
+def test_quadratic_discriminant_analysis_labels_come_out_one_per_row(tmp_path, labels):
+    """skl2onnx computes and declares QDA's label as (1, N); patched to (N,) like every classifier's (the Nov 27 coverage
+    table passed it before shapes were compared; after, validation failed 'label: shape (1, 1) != expected (80,)')."""
+    import onnxruntime as ort
+    from sklearn.datasets import load_wine
+    from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_wine(return_X_y=True)
+    X = X.astype(np.float32)
+    y = np.array(["barolo", "grignolino", "barbera"])[y] if labels == "text" else y
+    model = make_pipeline(StandardScaler(), QuadraticDiscriminantAnalysis(reg_param=0.1)).fit(X[::2], y[::2])
+    package = convert(model, to="onnx", sample=X[1::2], out=tmp_path / "pkg")
+    assert package.manifest.validation["status"] == "passed"
+    session = ort.InferenceSession(str(tmp_path / "pkg" / "model.onnx"))
+    label, probabilities = session.run(None, {session.get_inputs()[0].name: X[1::2]})
+    assert label.shape == (89,) and probabilities.shape == (89, 3)
+    assert (label == model.predict(X[1::2])).all()
+    np.testing.assert_allclose(probabilities, model.predict_proba(X[1::2]), atol=1e-4)
+
+
 def test_sample_with_wrong_width_is_a_usage_error(fixtures, tmp_path):
     np.save(tmp_path / "narrow.npy", np.zeros((5, 3), dtype=np.float32))
     with pytest.raises(UsageError, match="shape \\(5, 3\\), but the model takes 13 features"):

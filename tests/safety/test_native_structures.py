@@ -352,3 +352,52 @@ def test_push_runs_the_structure_check_of_a_lightgbm_text_model(tmp_path):
     with pytest.raises(UnsafeModelError, match="tree_sizes gives tree 0 999999999999 bytes"):
         registry.push(package, "m")
     assert not [p for p in (tmp_path / "objects").rglob("*") if p.is_file() and "incoming" not in p.parts]
+
+
+def _rewrite_schema(path: Path, edit) -> Path:
+    """The .skops archive at ``path`` with its schema.json passed through ``edit`` (the .npy members unchanged)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    schema = json.loads(members["schema.json"])
+    edit(schema)
+    members["schema.json"] = json.dumps(schema).encode()
+    out = path.with_name("edited.skops")
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return out
+
+
+def _seed_sequence(schema: dict) -> dict:
+    return schema["content"]["content"]["_feature_subsample_rng"]["content"]["seed_seq"]["content"]
+
+
+@pytest.mark.parametrize("attack", ["shared_id", "own_node"])
+def test_skops_refuses_a_seed_pool_that_would_hang_its_load(tmp_path, attack):
+    """Fuzz finding (trees 6357/9138): skops gives every node of one ``__id__`` the first value built, so a number
+    changed anywhere reached a numpy SeedSequence's ``pool_size``, whose mixing is quadratic (no answer in 25 s).
+    Both forms are refused before skops builds anything; the genuine file loads."""
+    import skops.io as sio
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from converters.sklearn import load_skops
+
+    X, y = _iris()
+    model = HistGradientBoostingClassifier(max_iter=3, random_state=0).fit(X, y)
+    sio.dump(model, tmp_path / "hgb.skops")
+    assert (load_skops(tmp_path / "hgb.skops").predict(X) == model.predict(X)).all()
+
+    def edit(schema: dict) -> None:
+        pool = _seed_sequence(schema)["pool_size"]
+        if attack == "own_node":
+            pool.update(content="4294967297", __id__=1)  # an id nothing else has
+        else:  # the pool keeps "4"; another node of its id (the same small int) is built first with another value
+            content = schema["content"]["content"]  # built in key order: the new attribute first
+            schema["content"]["content"] = {"tables22_first": {**pool, "content": "4294967297"}, **content}
+
+    with pytest.raises(UnsafeModelError) as refused:
+        load_skops(_rewrite_schema(tmp_path / "hgb.skops", edit))
+    wanted = "pool_size is 4294967297" if attack == "own_node" else "two values share the object id"
+    assert wanted in refused.value.what, refused.value.what
