@@ -239,6 +239,70 @@ def side_by_side(folder: Path, best: Path, fp32: Path | None, work: Path, texts:
     return figures
 
 
+def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
+    """LightGBM 500 trees at 16,384 rows, 1 thread, in one process, interleaved rounds, medians: native LightGBM (the
+    scikit-learn estimator's predict_proba, what bench's baseline calls), lleaves called directly on the numpy array
+    (its own compile, default flags), and packager's lleaves package through ``load_predictor`` (the float32 feeds
+    bench gives it: the cast to float64, the output shaping). Where packager's path loses against lleaves, it shows."""
+    import statistics
+
+    import numpy as np
+
+    from packager.conversion import convert, load_source
+    from packager.inference import load_predictor, resolve
+
+    build(work, {"lgbm"})
+    import pandas as pd
+
+    rows = pd.read_parquet(work / "rows.parquet").to_numpy()[:16_384]
+    source = load_source(str(work / "lgbm.txt"))
+    native = source.model
+    native.set_params(n_jobs=1)
+    started = time.monotonic()
+    package = convert(work / "lgbm.txt", to="lleaves", out=work / "lgbm-lleaves", sample=rows[:256], trust=True, overwrite=True)
+    compile_seconds = time.monotonic() - started
+    predictor = load_predictor(resolve(package.path), threads=1, trust=True)
+    import lleaves
+
+    from converters.compiled_trees import _new_pass_manager_for_lleaves
+
+    _new_pass_manager_for_lleaves()  # llvmlite 0.50 has no legacy pass manager: lleaves alone cannot compile here
+    direct = lleaves.Model(model_file=str(work / "lgbm.txt"))
+    direct.compile()
+    x64 = np.ascontiguousarray(rows, dtype=np.float64)
+    feeds = {predictor.signature.input_names[0]: np.ascontiguousarray(rows, dtype=np.float32)}
+    expected = native.predict_proba(rows)[:, 1]
+    diff = {
+        "lleaves_direct": float(np.max(np.abs(direct.predict(x64, n_jobs=1) - expected))),
+        "packager_lleaves": float(np.max(np.abs(predictor(feeds)["probabilities"][:, 1] - expected))),
+    }
+    runs = {
+        "native_lightgbm": lambda: native.predict_proba(rows),
+        "lleaves_direct": lambda: direct.predict(x64, n_jobs=1),
+        "packager_lleaves": lambda: predictor(feeds),
+    }
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    result = {
+        "rows": len(rows),
+        "ms": {k: round(v * 1000, 2) for k, v in med.items()},
+        "x_native": {k: round(med["native_lightgbm"] / v, 2) for k, v in med.items()},
+        "packager_vs_direct": round(med["lleaves_direct"] / med["packager_lleaves"], 3),
+        "max_abs_diff": diff,
+        "convert_and_compile_s": round(compile_seconds, 1),
+        "load": round(os.getloadavg()[0], 1),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# `packager optimize` on the issue 23 anchors",
@@ -270,8 +334,14 @@ def main() -> None:
     parser.add_argument("--plan", help="model:objective steps in order, e.g. lgbm:throughput,rf:latency (overrides --only)")
     parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
+    parser.add_argument("--lleaves", action="store_true", help="only: native LightGBM vs lleaves direct vs packager's lleaves")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.lleaves:
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-lleaves-") as tmp:
+            figures = lleaves_side_by_side(Path(tmp))
+        (RESULTS / "optimize_lleaves.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
     rows: list[dict] = []
     if args.minilm:
         with tempfile.TemporaryDirectory(prefix="bench-optimize-minilm-") as tmp:
