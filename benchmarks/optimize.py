@@ -303,6 +303,58 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
     return result
 
 
+def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5) -> dict:
+    """tl2cgen's build options, compile time against speed: a RandomForest of ``trees`` depth-12 trees (the anchor's
+    forest when 200), 1 thread, 16,384 rows, every library and scikit-learn's own predict_proba timed in interleaved
+    rounds (medians). A config is ``parallel_comp:gcc flag:quantize:annotate`` (annotate: tl2cgen.annotate_branch on
+    2,048 training rows, the calibration rows' role), e.g. ``20:-O2:0:1``; an empty flag keeps tl2cgen's -O3."""
+    import statistics
+
+    import numpy as np
+    import tl2cgen
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from converters.compiled_trees import _treelite_forest, forest_arrays
+
+    X, y = make_classification(40_000, 20, n_informative=12, random_state=0)
+    rf = RandomForestClassifier(trees, max_depth=12, random_state=0, n_jobs=1).fit(X[:20_000], y[:20_000])
+    model = _treelite_forest(forest_arrays(rf))
+    rows = np.ascontiguousarray(X[20_000 : 20_000 + 16_384])
+    built: dict[str, dict] = {}
+    runs = {"native": lambda: rf.predict_proba(rows)}
+    for config in configs:
+        comp, flag, quantize, annotate = config.split(":")
+        params: dict = {"parallel_comp": int(comp), "quantize": int(quantize)}
+        started = time.perf_counter()
+        if annotate == "1":
+            tl2cgen.annotate_branch(model, tl2cgen.DMatrix(X[:2048]), path=str(work / "annotation.json"), nthread=1)
+            params["annotate_in"] = str(work / "annotation.json")
+        library = work / f"forest-{len(built)}.so"
+        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(library), params=params, options=[flag] if flag else None)
+        predictor = tl2cgen.Predictor(str(library), nthread=1)
+        out = np.asarray(predictor.predict(tl2cgen.DMatrix(rows))).reshape(len(rows), -1)
+        built[config] = {"compile_s": round(time.perf_counter() - started, 1), "load": round(os.getloadavg()[0], 1)}
+        built[config]["max_abs_diff"] = float(np.max(np.abs(out[:, -1] - rf.predict_proba(rows)[:, 1])))
+        runs[config] = lambda p=predictor: p.predict(tl2cgen.DMatrix(rows))
+        print(config, built[config], flush=True)
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    for config in built:
+        built[config]["x_native"] = round(med["native"] / med[config], 2)
+    result = {"trees": trees, "nodes": int(sum(e.tree_.node_count for e in rf.estimators_)), "native_ms": round(med["native"] * 1000, 1)}
+    result["configs"] = built
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# `packager optimize` on the issue 23 anchors",
@@ -335,8 +387,15 @@ def main() -> None:
     parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
     parser.add_argument("--lleaves", action="store_true", help="only: native LightGBM vs lleaves direct vs packager's lleaves")
+    parser.add_argument("--treelite-options", help="only: tl2cgen builds compared, TREES=config,config (see treelite_options)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.treelite_options:
+        trees, configs = args.treelite_options.split("=")
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-treelite-") as tmp:
+            figures = treelite_options(Path(tmp), int(trees), configs.split(","))
+        (RESULTS / f"optimize_treelite_options_{trees}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
     if args.lleaves:
         with tempfile.TemporaryDirectory(prefix="bench-optimize-lleaves-") as tmp:
             figures = lleaves_side_by_side(Path(tmp))

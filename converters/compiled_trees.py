@@ -5,12 +5,16 @@ TreeEnsemble) spends its time on branches and memory indirection; compiled to st
 several times faster at large batches (the issue's anchors, 1 thread: LightGBM 500 trees 12.4x native with lleaves,
 RandomForest 200 trees 1.94x with treelite at 16,384 rows).
 
+Measured here (benchmarks/results/optimize.md): lleaves runs LightGBM 500 trees at ~5x native at 16,384 rows, exactly
+as fast as lleaves called directly; treelite's compiled forests win only while the forest's code fits in cache.
+
 A package holds data, never native code. ``lleaves`` packages hold the LightGBM text model; ``treelite`` packages hold
 the LightGBM text model, the XGBoost JSON model, or (scikit-learn forests) the trees' arrays in an ``.npz`` written
 without pickles. The runtime compiles at load time into a cache keyed by the model file's digest and the compiler's
 version (``$PACKAGER_HOME/cache/compiled/<digest>``), so a pulled package never brings a shared library with it: the
-library loaded is always one this machine built from checked data. Any other file in a package is ignored by the
-runtime (it opens only the cache path it computed).
+library loaded is always one this machine built from checked data, by the process that checked it: a sandboxed child
+gets what its parent built read-only (``shared_with_child``) and builds anything else in its private home. Any other
+file in a package is ignored by the runtime (it opens only the cache path it computed).
 """
 
 from __future__ import annotations
@@ -481,9 +485,14 @@ class LleavesRuntime(Runtime):
         return _outputs(signature, model.predict(x, n_jobs=threads))
 
 
-# How tl2cgen builds. One translation unit per tree (up to 200): with 2 units (one per core, as before) gcc -O3 on
-# RandomForest 200 trees of depth 12 (293,492 nodes) had not finished after 35 min; gcc's time grows faster than the
-# size of a unit. tl2cgen's own -O3 kept: -O1 built those 200 trees in 657 s (load 19) and ran at 0.24x native.
+# How tl2cgen builds (benchmarks/optimize.py --treelite-options; 2-core machine, load 14-19, 1 thread, 16,384 rows).
+# One translation unit per tree (up to 200): with 2 units (one per core, as before) gcc -O3 on RandomForest 200 trees
+# of depth 12 (293,492 nodes) had not finished after 35 min; per tree, 200 trees built at -O1 in 657 s. The options
+# change little at run time, so tl2cgen's own -O3 is kept. RandomForest 20 trees of depth 12 (28,672 nodes), each
+# against scikit-learn's predict_proba in the same interleaved rounds: -O1 77 s, 1.01x; -O2 120 s, 1.13x; -O3 102 s,
+# 0.89x; -O2 + quantize 89 s, 0.64x; -O2 + annotate_branch (2,048 training rows) 117 s, 1.03x: noise around 1x, and
+# quantize slower. The 200-tree library (9.6 MB of code, row by row through every tree) ran at 0.24x: compiled
+# if-else code beats a tree walker only while the forest's code stays in cache.
 TL2CGEN_PARAMS = {"parallel_comp": 200}
 TL2CGEN_OPTIONS: list[str] = []
 
