@@ -242,8 +242,9 @@ def side_by_side(folder: Path, best: Path, fp32: Path | None, work: Path, texts:
 def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
     """LightGBM 500 trees at 16,384 rows, 1 thread, in one process, interleaved rounds, medians: native LightGBM (the
     scikit-learn estimator's predict_proba, what bench's baseline calls), lleaves called directly on the numpy array
-    (its own compile, default flags), and packager's lleaves package through ``load_predictor`` (the float32 feeds
-    bench gives it: the cast to float64, the output shaping). Where packager's path loses against lleaves, it shows."""
+    (its own compile, default flags; once with 1 thread, once with its default of one thread per core), and packager's
+    lleaves package through ``load_predictor`` (the float32 feeds bench gives it: the cast to float64, the output
+    shaping). Where packager's path loses against lleaves, it shows."""
     import statistics
 
     import numpy as np
@@ -280,6 +281,8 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
         "native_lightgbm": lambda: native.predict_proba(rows),
         "lleaves_direct": lambda: direct.predict(x64, n_jobs=1),
         "packager_lleaves": lambda: predictor(feeds),
+        # lleaves' own default, n_jobs=None: one thread per core (2 here): how its README and a quick try call it
+        "lleaves_direct_all_cores": lambda: direct.predict(x64),
     }
     samples: dict[str, list[float]] = {k: [] for k in runs}
     for fn in runs.values():

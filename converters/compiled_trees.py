@@ -485,16 +485,17 @@ class LleavesRuntime(Runtime):
         return _outputs(signature, model.predict(x, n_jobs=threads))
 
 
-# How tl2cgen builds (benchmarks/optimize.py --treelite-options; 2-core machine, load 14-19, 1 thread, 16,384 rows).
-# One translation unit per tree (up to 200): with 2 units (one per core, as before) gcc -O3 on RandomForest 200 trees
-# of depth 12 (293,492 nodes) had not finished after 35 min; per tree, 200 trees built at -O1 in 657 s. The options
-# change little at run time, so tl2cgen's own -O3 is kept. RandomForest 20 trees of depth 12 (28,672 nodes), each
-# against scikit-learn's predict_proba in the same interleaved rounds: -O1 77 s, 1.01x; -O2 120 s, 1.13x; -O3 102 s,
-# 0.89x; -O2 + quantize 89 s, 0.64x; -O2 + annotate_branch (2,048 training rows) 117 s, 1.03x: noise around 1x, and
-# quantize slower. The 200-tree library (9.6 MB of code, row by row through every tree) ran at 0.24x: compiled
-# if-else code beats a tree walker only while the forest's code stays in cache.
+# How tl2cgen builds (benchmarks/optimize.py --treelite-options, results/optimize_treelite_options_20.json; 2-core
+# machine, load 10-19, 1 thread, 16,384 rows). One translation unit per tree (up to 200): with 2 units (one per core,
+# as before) gcc -O3 on RandomForest 200 trees of depth 12 (293,492 nodes) had not finished after 35 min; one per tree,
+# -O1 built them in 657 s at load 19. -O1 rather than tl2cgen's -O3: the same speed in half the build. RandomForest 20
+# trees of depth 12 (28,672 nodes), each against scikit-learn's predict_proba in the same interleaved rounds, two runs:
+# -O1 60 / 77 s, 1.11x / 1.01x; -O2 90 / 120 s, 1.10x / 1.13x; -O3 140 / 102 s, 1.15x / 0.89x; -O2 + quantize
+# 46 / 89 s, 0.61x / 0.64x; -O2 + annotate_branch (2,048 training rows) 40 / 117 s, 0.90x / 1.03x. Not measured on
+# the shallower LightGBM/XGBoost trees. The 200-tree library (9.6 MB of code, each row through every tree) ran at
+# 0.24x: compiled if-else code beats a tree walker only while the forest's code stays in cache.
 TL2CGEN_PARAMS = {"parallel_comp": 200}
-TL2CGEN_OPTIONS: list[str] = []
+TL2CGEN_OPTIONS = ["-O1"]
 
 
 @runs(TREELITE_FORMAT, criteria=COMPILED_CRITERIA)
