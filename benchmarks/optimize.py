@@ -323,11 +323,11 @@ def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
 
-    from converters.compiled_trees import _treelite_forest, forest_arrays
+    from converters.compiled_trees import forest_arrays, treelite_forest
 
     X, y = make_classification(40_000, 20, n_informative=12, random_state=0)
     rf = RandomForestClassifier(trees, max_depth=12, random_state=0, n_jobs=1).fit(X[:20_000], y[:20_000])
-    model = _treelite_forest(forest_arrays(rf))
+    model = treelite_forest(forest_arrays(rf))
     rows = np.ascontiguousarray(X[20_000 : 20_000 + 16_384])
     built: dict[str, dict] = {}
     runs = {"native": lambda: rf.predict_proba(rows)}
