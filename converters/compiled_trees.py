@@ -5,12 +5,16 @@ TreeEnsemble) spends its time on branches and memory indirection; compiled to st
 several times faster at large batches (the issue's anchors, 1 thread: LightGBM 500 trees 12.4x native with lleaves,
 RandomForest 200 trees 1.94x with treelite at 16,384 rows).
 
+Measured here (benchmarks/results/optimize.md): lleaves runs LightGBM 500 trees at ~5x native at 16,384 rows, exactly
+as fast as lleaves called directly; treelite's compiled forests win only while the forest's code fits in cache.
+
 A package holds data, never native code. ``lleaves`` packages hold the LightGBM text model; ``treelite`` packages hold
 the LightGBM text model, the XGBoost JSON model, or (scikit-learn forests) the trees' arrays in an ``.npz`` written
 without pickles. The runtime compiles at load time into a cache keyed by the model file's digest and the compiler's
 version (``$PACKAGER_HOME/cache/compiled/<digest>``), so a pulled package never brings a shared library with it: the
-library loaded is always one this machine built from checked data. Any other file in a package is ignored by the
-runtime (it opens only the cache path it computed).
+library loaded is always one this machine built from checked data, by the process that checked it: a sandboxed child
+gets what its parent built read-only (``shared_with_child``) and builds anything else in its private home. Any other
+file in a package is ignored by the runtime (it opens only the cache path it computed).
 """
 
 from __future__ import annotations
@@ -26,24 +30,12 @@ from packager.errors import InputFileError, UnsupportedConversion, converting
 from packager.plugins import adapts, converts, runs
 from packager.validation import FLOAT32, criteria_table
 
+from ._forest_arrays import forest_arrays, read_forest, treelite_forest
 from ._sklearn_api import holds
 
 LLEAVES = "lleaves"
 TREELITE = "treelite"
 NPZ_MAGIC = b"PK\x03\x04"
-FOREST_KINDS = ("forest-classifier", "forest-regressor")
-_FOREST_ARRAYS = {
-    "children_left": "int64",
-    "children_right": "int64",
-    "feature": "int64",
-    "threshold": "float64",
-    "value": "float64",
-    "missing_go_to_left": "uint8",
-    "n_node_samples": "int64",
-    "weighted_n_node_samples": "float64",
-    "impurity": "float64",
-}
-
 # Compiled code computes what the library computes, in float64 (lleaves use_fp64) or in the model's own threshold type
 # (treelite), but sums trees in another order: judged as float32 artifacts are, not as the same kernels.
 COMPILED_CRITERIA = criteria_table({None: FLOAT32})
@@ -66,11 +58,29 @@ def _digest(path: Path, compiler: str) -> str:
 
 
 def compiled_path(path: Path, compiler: str, name: str) -> Path:
-    """The cache file for ``path`` compiled by ``compiler`` (its name and version): keyed by content, so a changed model
-    never reuses a stale library and two packages holding one model share one compilation."""
+    """The cache file for ``path`` compiled by ``compiler`` (its name, version and options): keyed by content, so a
+    changed model never reuses a stale library and two packages holding one model share one compilation.
+
+    Who writes here: only a process that compiled the library itself from the file it checked. A sandboxed child sees
+    its own private cache (under its private home), plus, read-only, the one folder its parent built for it
+    (``Runtime.shared_with_child``, bound by ``sandbox.Workspace.share``): what a child writes is never loaded by
+    another process."""
     folder = cache_root() / _digest(Path(path), compiler)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     return folder / name
+
+
+def _build_once(target: Path, build: Any) -> None:
+    """``build(staging)`` then a rename: a library is whole or absent (a half-written one, from a process killed or a
+    concurrent build, is never loaded)."""
+    if target.is_file():
+        return
+    staging = target.with_name(f".{target.stem}-{os.getpid()}{target.suffix}")
+    try:
+        build(staging)
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- what a file holds
@@ -147,129 +157,6 @@ def is_tree_ensemble(model: Any) -> bool:
     forests = ("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")
     forest = type(model).__module__.startswith("sklearn.ensemble") and type(model).__name__ in forests
     return forest or holds("lightgbm", "xgboost")(model)
-
-
-def forest_arrays(model: Any) -> dict[str, Any]:
-    """A RandomForest/ExtraTrees (classifier or regressor) as plain arrays: what treelite's scikit-learn importer reads."""
-    import numpy as np
-    from sklearn.ensemble import ExtraTreesClassifier, ExtraTreesRegressor, RandomForestClassifier, RandomForestRegressor
-
-    if not isinstance(model, (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)):
-        raise UnsupportedConversion(
-            f"treelite here compiles RandomForest/ExtraTrees, LightGBM and XGBoost models, not {type(model).__name__}",
-            "use --to onnx for other models",
-        )
-    classifier = isinstance(model, (RandomForestClassifier, ExtraTreesClassifier))
-    if classifier and (model.n_outputs_ != 1 or not np.issubdtype(np.asarray(model.classes_).dtype, np.number)):
-        raise UnsupportedConversion(
-            "treelite here compiles single-output forests with numeric class labels", "use --to onnx for this forest"
-        )
-    trees = [e.tree_ for e in model.estimators_]
-    out: dict[str, Any] = {
-        "kind": np.array(FOREST_KINDS[0] if classifier else FOREST_KINDS[1]),
-        "n_features": np.array(model.n_features_in_, dtype=np.int64),
-        "n_outputs": np.array(model.n_outputs_, dtype=np.int64),
-        "node_count": np.array([t.node_count for t in trees], dtype=np.int64),
-        "classes": np.asarray(model.classes_ if classifier else [], dtype=np.float64),
-    }
-    for name, dtype in _FOREST_ARRAYS.items():
-        parts = [np.asarray(getattr(t, name)) for t in trees]
-        out[name] = np.concatenate([p.reshape(p.shape[0], -1) if name == "value" else p for p in parts]).astype(dtype)
-    return out
-
-
-def read_forest(path: Path) -> dict[str, Any]:
-    """The forest's arrays, every index checked: children inside the tree (or -1 at leaves), features below
-    n_features, shapes consistent. treelite's importer trusts these arrays (a wrong child index reads out of bounds)."""
-    import numpy as np
-
-    def bad(why: str) -> InputFileError:
-        return InputFileError(f"{Path(path).name}: {why}", "re-create the package with `packager convert --to treelite`")
-
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except Exception as exc:  # a zip or array header numpy refuses
-        raise bad(f"not a readable forest .npz ({type(exc).__name__})") from None
-    need = {"kind", "n_features", "n_outputs", "node_count", "classes", *_FOREST_ARRAYS}
-    if set(data) != need:
-        raise bad(f"holds arrays {sorted(data)}, expected {sorted(need)}")
-    kind = str(data["kind"])
-    if kind not in FOREST_KINDS:
-        raise bad(f"unknown forest kind {kind!r}")
-    counts = data["node_count"]
-    if counts.ndim != 1 or counts.dtype != np.int64 or len(counts) == 0 or (counts < 1).any():
-        raise bad("node_count must be positive int64 counts, one per tree")
-    total, n_features = int(counts.sum()), int(data["n_features"])
-    if data["n_outputs"] != 1 or n_features < 1:
-        raise bad("only single-output forests with at least one feature are read")
-    for name, dtype in _FOREST_ARRAYS.items():
-        array = data[name]
-        if array.dtype != np.dtype(dtype) or array.shape[0] != total or (name != "value" and array.ndim != 1):
-            raise bad(f"{name} must be {dtype} with {total} rows")
-    n_classes = len(data["classes"]) if kind == FOREST_KINDS[0] else 1
-    if data["value"].ndim != 2 or data["value"].shape[1] != n_classes or (kind == FOREST_KINDS[0] and n_classes < 2):
-        raise bad(f"value must have {n_classes} columns")
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    for t, (start, end) in enumerate(zip(offsets[:-1], offsets[1:], strict=True)):
-        left, right, feature = data["children_left"][start:end], data["children_right"][start:end], data["feature"][start:end]
-        size = end - start
-        leaf = left == -1
-        if not np.array_equal(leaf, right == -1):
-            raise bad(f"tree {t}: a node has one child")
-        inner = ~leaf
-        if (
-            (left[inner] <= np.arange(size)[inner])
-            | (left[inner] >= size)
-            | (right[inner] <= np.arange(size)[inner])
-            | (right[inner] >= size)
-        ).any():
-            raise bad(f"tree {t}: a child index points outside the tree or backwards")
-        if ((feature[inner] < 0) | (feature[inner] >= n_features)).any():
-            raise bad(f"tree {t}: a split feature is outside 0..{n_features - 1}")
-    return data
-
-
-def _treelite_forest(data: Mapping[str, Any]) -> Any:
-    """A treelite Model from checked forest arrays, through the C entry points its scikit-learn importer calls."""
-    import ctypes
-
-    import numpy as np
-    from treelite.core import _LIB, _check_call
-    from treelite.model import Model
-    from treelite.sklearn.importer import ArrayOfArrays
-    from treelite.util import c_array
-
-    counts = data["node_count"]
-    offsets = np.concatenate([[0], np.cumsum(counts)])
-    n_classes = len(data["classes"]) if str(data["kind"]) == FOREST_KINDS[0] else 1
-    arrays = {name: ArrayOfArrays(dtype=np.dtype(dtype).type if dtype != "uint8" else np.uint8) for name, dtype in _FOREST_ARRAYS.items()}
-    for start, end in zip(offsets[:-1], offsets[1:], strict=True):
-        for name, dtype in _FOREST_ARRAYS.items():
-            part = data[name][start:end]
-            arrays[name].add(np.ascontiguousarray(part.reshape(-1, 1, n_classes) if name == "value" else part, dtype=dtype))
-    handle = ctypes.c_void_p()
-    common = [arrays[n].as_c_array() for n in _FOREST_ARRAYS]
-    trees, features = ctypes.c_int(len(counts)), ctypes.c_int(int(data["n_features"]))
-    node_count = c_array(ctypes.c_int64, [int(c) for c in counts])
-    if str(data["kind"]) == FOREST_KINDS[0]:
-        classes = np.array([n_classes], dtype=np.int32)
-        _check_call(
-            _LIB.TreeliteLoadSKLearnRandomForestClassifierEx(
-                trees,
-                features,
-                ctypes.c_int(1),
-                classes.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)),
-                node_count,
-                *common,
-                ctypes.byref(handle),
-            )
-        )
-    else:
-        _check_call(
-            _LIB.TreeliteLoadSKLearnRandomForestRegressorEx(trees, features, ctypes.c_int(1), node_count, *common, ctypes.byref(handle))
-        )
-    return Model(handle=handle)
 
 
 # ---------------------------------------------------------------- conversions
@@ -432,7 +319,9 @@ class LleavesRuntime(Runtime):
     thread_control = "session"
     takes_source_input = True  # the compiled model reads float64, as LightGBM does
 
-    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+    def _compiled(self, path: Path) -> tuple[Any, Path]:
+        """The compiled model, and its cache file: loaded when present, else compiled into a staging file renamed into
+        place (lleaves writes its cache in place, unchecked: a half-written object file would be loaded next time)."""
         check_lleaves_file(Path(path))
         lleaves = require("lleaves", "trees", "compiled LightGBM models")
         _new_pass_manager_for_lleaves()
@@ -440,8 +329,18 @@ class LleavesRuntime(Runtime):
         key = f"lleaves {version_of('lleaves')} llvmlite {version_of('llvmlite')}"
         cache = compiled_path(Path(path), key, "model.o")
         with converting("lleaves could not compile the model", "use the lightgbm or onnx package of this model"):
-            model.compile(cache=str(cache))
+            if cache.is_file():
+                model.compile(cache=str(cache))
+            else:
+                _build_once(cache, lambda staging: model.compile(cache=str(staging)))
+        return model, cache
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        model, _ = self._compiled(Path(path))
         return model, threads or 1
+
+    def shared_with_child(self, path: Path) -> list[Path]:
+        return [self._compiled(Path(path))[1].parent]
 
     def predict(self, handle: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -449,6 +348,19 @@ class LleavesRuntime(Runtime):
         model, threads = handle
         x = np.asarray(next(iter(feeds.values())), dtype=np.float64)
         return _outputs(signature, model.predict(x, n_jobs=threads))
+
+
+# How tl2cgen builds (benchmarks/optimize.py --treelite-options, results/optimize_treelite_options_20.json; 2-core
+# machine, load 10-19, 1 thread, 16,384 rows). One translation unit per tree (up to 200): with 2 units (one per core,
+# as before) gcc -O3 on RandomForest 200 trees of depth 12 (293,492 nodes) had not finished after 35 min; one per tree,
+# -O1 built them in 657 s at load 19. -O1 rather than tl2cgen's -O3: the same speed in half the build. RandomForest 20
+# trees of depth 12 (28,672 nodes), each against scikit-learn's predict_proba in the same interleaved rounds, two runs:
+# -O1 60 / 77 s, 1.11x / 1.01x; -O2 90 / 120 s, 1.10x / 1.13x; -O3 140 / 102 s, 1.15x / 0.89x; -O2 + quantize
+# 46 / 89 s, 0.61x / 0.64x; -O2 + annotate_branch (2,048 training rows) 40 / 117 s, 0.90x / 1.03x. Not measured on
+# the shallower LightGBM/XGBoost trees. The 200-tree library (9.6 MB of code, each row through every tree) ran at
+# 0.24x: compiled if-else code beats a tree walker only while the forest's code stays in cache.
+TL2CGEN_PARAMS = {"parallel_comp": 200}
+TL2CGEN_OPTIONS = ["-O1"]
 
 
 @runs(TREELITE_FORMAT, criteria=COMPILED_CRITERIA)
@@ -468,33 +380,42 @@ class TreeliteRuntime(Runtime):
 
         return [requirement("treelite"), requirement("tl2cgen")]
 
-    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
-        path = Path(path)
+    def _library(self, path: Path) -> tuple[Path, Any]:
+        """The compiled library (built when absent) and the forest's class labels (None for LightGBM/XGBoost files)."""
         kind = _kind(path)
         check_treelite_file(path)
+        classes = read_forest(path)["classes"] if kind == "forest-npz" else None
+        key = f"tl2cgen {version_of('tl2cgen')} treelite {version_of('treelite')} {sorted(TL2CGEN_PARAMS.items())} {TL2CGEN_OPTIONS}"
+        library = compiled_path(path, key, "model.so")
+        if library.is_file():
+            return library, classes
         treelite = require("treelite", "trees", "compiled tree ensembles")
         tl2cgen = require("tl2cgen", "trees", "compiled tree ensembles")
-        classes = None
         with converting("treelite could not read the model", "use the onnx package of this model"):
             if kind == "lightgbm":
                 model = treelite.frontend.load_lightgbm_model(str(path))
             elif kind == "xgboost-json":
                 model = treelite.frontend.load_xgboost_model(str(path), format_choice="json")
             else:
-                data = read_forest(path)
-                classes = data["classes"]
-                model = _treelite_forest(data)
-        key = f"tl2cgen {version_of('tl2cgen')} treelite {version_of('treelite')}"
-        library = compiled_path(path, key, "model.so")
-        if not library.is_file():
-            staging = library.with_name(f".model-{os.getpid()}.so")
+                model = treelite_forest(read_forest(path))
+
+        def build(staging: Path) -> None:
             with converting("tl2cgen could not compile the model", "check that gcc is installed, or use the onnx package"):
                 tl2cgen.export_lib(
-                    model, toolchain="gcc", libpath=str(staging), params={"parallel_comp": max(1, os.cpu_count() or 1)}, verbose=False
+                    model, toolchain="gcc", libpath=str(staging), params=dict(TL2CGEN_PARAMS), options=list(TL2CGEN_OPTIONS), verbose=False
                 )
-            os.replace(staging, library)  # whole or absent: a half-written library is never loaded
+
+        _build_once(library, build)
+        return library, classes
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        library, classes = self._library(Path(path))
+        tl2cgen = require("tl2cgen", "trees", "compiled tree ensembles")
         predictor = tl2cgen.Predictor(str(library), nthread=threads or 1, verbose=False)
         return predictor, classes, tl2cgen
+
+    def shared_with_child(self, path: Path) -> list[Path]:
+        return [self._library(Path(path))[0].parent]
 
     def predict(self, handle: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
         import numpy as np

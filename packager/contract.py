@@ -312,6 +312,13 @@ class Runtime:
         """The signature a bare file declares itself (ONNX, TFLite), or None."""
         return None
 
+    def shared_with_child(self, path: Path) -> list[Path]:
+        """Native code this runtime builds at load (a compiled tree ensemble), built HERE, in the parent, from the file
+        it checked, before a sandboxed child loads ``path``: the folders returned (under the packager home) are bound
+        read-only into the child, which loads what they hold instead of building it again. A child never writes
+        anything another process loads. Default: nothing to share."""
+        return []
+
 
 # ---------------------------------------------------------------- registration checks
 

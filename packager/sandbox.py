@@ -182,8 +182,17 @@ class Workspace:
     def __init__(self, root: Path):
         self.root = root
         self.out, self.tmp, self.inputs, self.etc = root / "out", root / "tmp", root / "in", root / "etc"
+        self.shared: dict[str, str] = {}  # host folder -> where the child sees it, read-only
         for folder in (self.out, self.tmp, self.inputs, self.etc, self.tmp / "home"):
             folder.mkdir()
+
+    def share(self, folder: Path) -> None:
+        """Show the child a folder of the packager home (what a runtime built for it: ``Runtime.shared_with_child``)
+        read-only, at the same place under the child's own packager home, where its load looks first. Read-only by
+        the mount: a child that ran hostile code cannot change what the next process loads from there."""
+        folder = Path(folder).absolute()
+        relative = folder.relative_to(settings.home().absolute())  # ValueError for anything outside the home
+        self.shared[str(folder)] = str(Path(CHILD_HOME) / settings.HOME_FOLDER / relative)
 
     def data(self, name: str, value: Any) -> str | None:
         """A path the child can read for ``value``: a path as given, or an in-memory array written as a file."""
@@ -285,6 +294,8 @@ def command(bwrap: str, workspace: Workspace, reads: Iterable[Any], answer_fd: i
         args += ["--ro-bind", path, path]
     root = str(workspace.root)
     args += ["--bind", root, root, "--ro-bind", str(workspace.inputs), str(workspace.inputs)]
+    for host, inside in workspace.shared.items():  # after /tmp: they appear inside the child's private home
+        args += ["--ro-bind", host, inside]
     args += ["--ro-bind", str(workspace.etc), str(workspace.etc)]
     cwd = Path.cwd()
     chdir = str(cwd) if view.visible(cwd, [*code, *reads]) else str(workspace.out)
@@ -299,8 +310,11 @@ def _reads(reads: Iterable[Any]) -> list[str]:
     return sorted({str(p) for p in paths if p.exists()}, key=len)
 
 
+CHILD_HOME = "/tmp/home"  # in the private /tmp (Workspace makes it): a payload's ~/ stays there
+
+
 def _child_env() -> dict[str, str]:
-    return view.environment(home="/tmp/home")  # in the private /tmp (Workspace makes it): a payload's ~/ stays there
+    return view.environment(home=CHILD_HOME)
 
 
 def run(

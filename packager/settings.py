@@ -39,8 +39,11 @@ def text(name: str) -> str | None:
     return os.environ.get(name) or None
 
 
+HOME_FOLDER = ".packager"  # the packager home under the user's home when PACKAGER_HOME is not set (a sandbox child's)
+
+
 def home() -> Path:
-    return Path(text(HOME) or Path.home() / ".packager")
+    return Path(text(HOME) or Path.home() / HOME_FOLDER)
 
 
 def registry_url() -> str | None:

@@ -5,6 +5,7 @@ brings native code (a shared library placed in it is never loaded: its construct
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -132,3 +133,103 @@ def test_a_forest_file_with_a_bad_child_index_is_refused_before_treelite_reads_i
     os.replace(bad, path)
     with pytest.raises(InputFileError, match="split feature is outside"):
         default_registry().runtime("treelite").load(path)
+
+
+# ---------------------------------------------------------------- the compile cache shared with sandboxed children
+
+
+def _forest_package(data, tmp_path, seed):
+    Xc, yc, *_ = data
+    model = RandomForestClassifier(8, max_depth=4, random_state=seed).fit(Xc, yc)
+    return model, convert(model, "treelite", out=tmp_path / f"forest{seed}", sample=Xc[:100])  # in-process: compiled here
+
+
+def test_a_sandboxed_bench_child_loads_the_library_its_parent_built(data, tmp_path, monkeypatch):
+    """The child runs without a compiler on its PATH: it can only have loaded the library its parent built and bound
+    read-only. Control: a model its parent could not build (no gcc for the parent either) fails in the child."""
+    import sys
+    from dataclasses import asdict
+
+    import pandas as pd
+
+    from packager import confined
+    from packager.requests import BenchRequest, BenchSettings
+
+    Xc, *_ = data
+    rows = tmp_path / "rows.parquet"
+    pd.DataFrame(Xc[:64], columns=[f"x{i}" for i in range(Xc.shape[1])]).to_parquet(rows)
+    _, built = _forest_package(data, tmp_path, 11)
+    settings = asdict(BenchSettings(batch_sizes=(16,), warmup=1, min_runs=2, min_seconds=0.0))
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # no gcc, for the parent and the child
+    result = confined.bench(BenchRequest(kind="artifact", path=str(built.path), data=str(rows), settings=settings))
+    assert result["error"] == "" and result["measurements"][0]["rows_per_second"] > 0
+    (folder,) = default_registry().runtime("treelite").shared_with_child(built.path / built.manifest.model_file)
+    shutil.rmtree(folder)  # the control: nothing built, and no compiler for the parent either
+    failed = confined.bench(BenchRequest(kind="artifact", path=str(built.path), data=str(rows), settings=settings))
+    assert "tl2cgen could not compile the model" in failed["error"] and not (folder / "model.so").exists()
+
+
+def test_a_child_that_ran_hostile_code_cannot_plant_a_library_the_next_load_picks_up(data, tmp_path, monkeypatch):
+    """The attacker has code execution in a sandboxed child that sees the parent's compiled forest (the read-only
+    share every bench child of that package gets): it overwrites, replaces and adds libraries at the child's view of
+    the cache and at the host path. Nothing lands: the library's bytes are unchanged, the next trusted load predicts
+    with the real forest, and the poisoned library's constructor marker never appears (it does when loaded directly)."""
+    import ctypes
+    import hashlib
+    import json
+    import pickle
+
+    from converters.compiled_trees import cache_root
+    from packager import sandbox
+    from packager.requests import InspectRequest, to_data
+    from tests.attacks.build_corpus import _Reduce
+
+    Xc, *_ = data
+    model, package = _forest_package(data, tmp_path, 21)
+    runtime = default_registry().runtime("treelite")
+    (folder,) = runtime.shared_with_child(package.path / package.manifest.model_file)
+    library = folder / "model.so"
+    digest = hashlib.sha256(library.read_bytes()).hexdigest()
+    marker = tmp_path / "PWNED"
+    source = tmp_path / "evil.c"
+    body = f'FILE *f = fopen("{marker}", "w"); if (f) fclose(f);'
+    source.write_text(f"#include <stdio.h>\n__attribute__((constructor)) static void own(void) {{ {body} }}\n")
+    evil = tmp_path / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    inside = f"/tmp/home/.packager/{folder.relative_to(cache_root().parent.parent)}"
+    code = f"""
+import json, os, shutil
+payload = open({str(evil)!r}, "rb").read()
+tried = {{}}
+for target in ({inside!r} + "/model.so", {str(library)!r}, {inside!r} + "/lib.so", {str(folder)!r} + "/lib.so"):
+    for how in ("write", "replace"):
+        try:
+            if how == "write":
+                open(target, "wb").write(payload)
+            else:
+                open("/tmp/staged.so", "wb").write(payload)
+                os.replace("/tmp/staged.so", target)
+            tried[target + " " + how] = "done"
+        except OSError as exc:
+            tried[target + " " + how] = type(exc).__name__
+json.dump({{"seen": os.path.isfile({inside!r} + "/model.so"), "tried": tried}}, open("/tmp/attempts.json", "w"))
+"""
+    hostile = tmp_path / "hostile.pkl"
+    hostile.write_bytes(pickle.dumps(_Reduce(exec, code), protocol=4))
+    monkeypatch.setenv(sandbox.ENV_SKIP_CHECKS, "1")  # the test-only switch: the child unpickles it unchecked
+    with sandbox.workspace() as ws:
+        ws.share(folder)
+        try:
+            ws.call("inspect", to_data(InspectRequest(path=str(hostile))), label="hostile", reads=[hostile, evil])
+        except Exception:
+            pass  # the payload returns no model: the child's error is expected; what it tried is in its /tmp
+        attempts = json.loads((ws.tmp / "attempts.json").read_text())
+    assert attempts["seen"]  # the hostile code ran, and saw the parent's library
+    assert attempts["tried"] and "done" not in attempts["tried"].values()
+    assert sorted(p.name for p in folder.iterdir()) == ["model.so"]
+    assert hashlib.sha256(library.read_bytes()).hexdigest() == digest
+    outputs = _run(package, Xc[:50])
+    np.testing.assert_array_equal(outputs["label"], model.predict(Xc[:50]))
+    assert not marker.exists()
+    ctypes.CDLL(str(evil))  # the payload is real: loading it does write the marker
+    assert marker.exists()
