@@ -119,6 +119,7 @@ SPARK_CONTAINMENT = frozenset({"spark_stage_sql_reads_file", "spark_stage_sql_tr
 
 
 @pytest.mark.slow
+@pytest.mark.longest
 @pytest.mark.parametrize("entry", ["inspect", "convert"])
 def test_every_code_running_attack_is_contained_with_static_checks_off(entry, hostile_world, tmp_path, monkeypatch, unchecked):
     """With the static checks off only the sandbox stands. A payload may then run, and a load may even succeed (a
