@@ -454,6 +454,9 @@ def load_registry(modules: Iterable[str] | None = None) -> PluginRegistry:
                 registry.skipped.append(loaded)
             else:
                 registry.add_module(loaded)
+        # by name: the warnings and the errors naming them read the same whatever order the distributions were found in
+        # (importlib.metadata's order differed between two runs of the suite)
+        registry.skipped.sort(key=lambda skipped: (skipped.name, skipped.distribution))
     else:
         for name in modules:
             registry.add_module(import_module(name))
