@@ -93,6 +93,35 @@ def make_bucket(endpoint: str, bucket: str) -> None:
     boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=bucket)
 
 
+def serve_registry_in_thread(catalog: str, blobs: str | None, token_file: Path) -> tuple[str, callable]:
+    """The same app and limits `packager serve` runs (create_app over open_registry, limits.server), in a thread of
+    this process: for tests of the registry contract over HTTP, where the server's own process is not what they test.
+    A `packager serve` subprocess per test cost 1.7-2 s of set-up (interpreter, imports, migrations) over ~70 remote
+    registry tests. Tests of the command, its flags, its process or its memory use start_registry_server."""
+    import threading
+
+    from packager.registry.backends import open_registry
+    from packager.server.app import create_app, read_tokens
+    from packager.server.limits import Limits, server
+
+    port = free_port()
+    uvicorn_server = server(create_app(open_registry(catalog, blobs), read_tokens(token_file)), "127.0.0.1", port, Limits())
+    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
+    thread.start()
+    for _ in range(600):
+        if uvicorn_server.started or not thread.is_alive():
+            break
+        time.sleep(0.05)
+    if not uvicorn_server.started:
+        raise RuntimeError("the registry server thread did not start within 30 s")
+
+    def stop() -> None:
+        uvicorn_server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://127.0.0.1:{port}", stop
+
+
 def start_registry_server(home: Path, token_file: Path | None = None, read_token: bool = False, blobs: str | None = None,
                           env: dict[str, str] | None = None) -> tuple[str, callable]:
     """`packager serve` in a subprocess on a free loopback port, over the registry in ``home`` (blobs

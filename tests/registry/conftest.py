@@ -41,12 +41,12 @@ def registry(request, backend, tmp_path):
         return open_registry(catalog, blobs)
     if catalog.startswith("mlflow:"):
         pytest.skip("packager serve refuses an MLflow registry (no blob store to upload into; MLflow serves its own)")
-    from tests.services import start_registry_server
+    from tests.services import serve_registry_in_thread
 
     home = tmp_path / "server-home"
     home.mkdir()
     (home / "tokens").write_text(TOKEN + "\n")
-    url, stop = start_registry_server(home, home / "tokens", blobs=blobs, env={"PACKAGER_REGISTRY": catalog})
+    url, stop = serve_registry_in_thread(catalog, blobs, home / "tokens")
     request.addfinalizer(stop)
     return open_registry(url, token=TOKEN)
 
