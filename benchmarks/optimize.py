@@ -221,7 +221,6 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
     (its own compile, default flags; once with 1 thread, once with its default of one thread per core), and packager's
     lleaves package through ``load_predictor`` (the float32 feeds bench gives it: the cast to float64, the output
     shaping). Where packager's path loses against lleaves, it shows."""
-    import statistics
 
     import numpy as np
 
@@ -260,15 +259,7 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
         # lleaves' own default, n_jobs=None: one thread per core (2 here): how its README and a quick try call it
         "lleaves_direct_all_cores": lambda: direct.predict(x64),
     }
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = _interleaved_medians(runs, rounds)
     result = {
         "rows": len(rows),
         "ms": {k: round(v * 1000, 2) for k, v in med.items()},
@@ -282,12 +273,27 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
     return result
 
 
+def _interleaved_medians(runs: dict, rounds: int) -> dict[str, float]:
+    """Each callable once to warm up, then ``rounds`` rounds calling every one in turn: median seconds per name (side by
+    side, so the machine's load falls on all of them alike)."""
+    import statistics
+
+    samples: dict[str, list[float]] = {k: [] for k in runs}
+    for fn in runs.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
 def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5) -> dict:
     """tl2cgen's build options, compile time against speed: a RandomForest of ``trees`` depth-12 trees (the anchor's
     forest when 200), 1 thread, 16,384 rows, every library and scikit-learn's own predict_proba timed in interleaved
     rounds (medians). A config is ``parallel_comp:gcc flag:quantize:annotate`` (annotate: tl2cgen.annotate_branch on
     2,048 training rows, the calibration rows' role), e.g. ``20:-O2:0:1``; an empty flag keeps tl2cgen's -O3."""
-    import statistics
 
     import numpy as np
     import tl2cgen
@@ -317,15 +323,7 @@ def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5
         built[config]["max_abs_diff"] = float(np.max(np.abs(out[:, -1] - rf.predict_proba(rows)[:, 1])))
         runs[config] = lambda p=predictor: p.predict(tl2cgen.DMatrix(rows))
         print(config, built[config], flush=True)
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med = _interleaved_medians(runs, rounds)
     for config in built:
         built[config]["x_native"] = round(med["native"] / med[config], 2)
     result = {"trees": trees, "nodes": int(sum(e.tree_.node_count for e in rf.estimators_)), "native_ms": round(med["native"] * 1000, 1)}

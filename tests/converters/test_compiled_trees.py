@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
@@ -89,16 +90,22 @@ def test_compilation_is_cached_by_digest_and_a_changed_model_compiles_again(data
     assert len(set(cache_root().glob("*/model.so")) - before) == 2  # another digest, another library
 
 
+def _marker_library(folder: Path, marker: Path) -> Path:
+    """A shared library whose constructor writes ``marker``: what an attacker would have a loader pick up."""
+    source = folder / "evil.c"
+    body = f'FILE *f = fopen("{marker}", "w"); if (f) fclose(f);'
+    source.write_text(f"#include <stdio.h>\n__attribute__((constructor)) static void own(void) {{ {body} }}\n")
+    evil = folder / "evil.so"
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    return evil
+
+
 def test_a_shared_library_in_a_package_is_never_loaded(data, tmp_path):
     """The attacker's package carries model.so (and lib variants) whose constructor writes a marker: predicting with
     the package works and the marker never appears, because the runtime loads only what it compiled into its cache."""
     Xc, yc, *_ = data
     marker = tmp_path / "PWNED"
-    source = tmp_path / "evil.c"
-    body = f'FILE *f = fopen("{marker}", "w"); if (f) fclose(f);'
-    source.write_text(f"#include <stdio.h>\n__attribute__((constructor)) static void own(void) {{ {body} }}\n")
-    evil = tmp_path / "evil.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    evil = _marker_library(tmp_path, marker)
     for target, model in (
         ("treelite", RandomForestClassifier(10, max_depth=4, random_state=3).fit(Xc, yc)),
         ("lleaves", lgb.LGBMClassifier(n_estimators=10, verbose=-1).fit(Xc, yc)),
@@ -191,11 +198,7 @@ def test_a_child_that_ran_hostile_code_cannot_plant_a_library_the_next_load_pick
     library = folder / "model.so"
     digest = hashlib.sha256(library.read_bytes()).hexdigest()
     marker = tmp_path / "PWNED"
-    source = tmp_path / "evil.c"
-    body = f'FILE *f = fopen("{marker}", "w"); if (f) fclose(f);'
-    source.write_text(f"#include <stdio.h>\n__attribute__((constructor)) static void own(void) {{ {body} }}\n")
-    evil = tmp_path / "evil.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(evil), str(source)], check=True)
+    evil = _marker_library(tmp_path, marker)
     inside = f"/tmp/home/.packager/{folder.relative_to(cache_root().parent.parent)}"
     code = f"""
 import json, os, shutil
