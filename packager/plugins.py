@@ -495,11 +495,16 @@ def default_registry() -> PluginRegistry:
 def _distributions_providing(top_level: str) -> list[str]:
     """The distributions that install the import package ``top_level``, from the cached map of every installed RECORD
     (``packages_distributions()`` read them all on every package written: 0.4-2 s a target, measured on a Keras model to
-    9 targets). A package not in the map is looked up once more in a fresh one: a plugin installed since."""
+    9 targets). A package not in the map is looked up once more in a fresh one (a plugin installed since), once per
+    name: a module no distribution installs (a plugin on sys.path) would otherwise re-read them all at every write."""
     from packager.deps import module_providers
 
     names = module_providers().get(top_level)
-    if names is None:
+    if names is None and top_level not in _REFRESHED_FOR:
+        _REFRESHED_FOR.add(top_level)
         module_providers.cache_clear()
-        names = module_providers().get(top_level, [])
-    return list(names)
+        names = module_providers().get(top_level)
+    return list(names or [])
+
+
+_REFRESHED_FOR: set[str] = set()  # import packages the map was re-read for (see _distributions_providing)
