@@ -68,6 +68,19 @@ from .sklearn_walk import (
 _PICKLED_WITH: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
+def _container_hint(model: Any) -> str:
+    """Where a dict, list or tuple holds the model (a common way to save a model with its metadata), the hint names the
+    entry to save on its own, rather than telling the user to pickle what they believe they pickled."""
+    entries = model.items() if isinstance(model, dict) else enumerate(model) if isinstance(model, (list, tuple)) else ()
+    for key, value in entries:
+        if Sklearn.claims(value) or _claimed_elsewhere(value):
+            return (
+                f"its entry [{key!r}] is a {type(value).__qualname__}: save that object on its own "
+                f"(joblib.dump(obj[{key!r}], 'model.joblib')) and convert that file"
+            )
+    return ""
+
+
 @framework("sklearn")
 class Sklearn(Framework):
     """The scikit-learn source framework."""
@@ -92,7 +105,7 @@ class Sklearn(Framework):
         if not self.claims(model) and not _claimed_elsewhere(model):
             raise UnsupportedConversion(
                 f"{path.name} holds a {type(model).__module__}.{type(model).__qualname__}, not a scikit-learn estimator",
-                "pickle the fitted estimator or pipeline itself",
+                _container_hint(model) or "pickle the fitted estimator or pipeline itself",
             )
         pickled_with = [
             str(getattr(w.message, "original_sklearn_version", ""))

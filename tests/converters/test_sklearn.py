@@ -342,3 +342,21 @@ def test_skl2onnx_graph_check_visits_each_node_once_and_still_names_a_node_never
     assert len(reads) == len(set(reads)) == 1 + 3 * 20
     with pytest.raises(RuntimeError, match="Graph was not produced for operator 'Node'"):
         chain(Node("x", ["input"], state=None))._verify_add_to_()
+
+
+def test_a_pickled_dict_holding_the_model_names_the_entry_to_save(fixtures, tmp_path):
+    """A model saved inside a dict with its metadata is a common habit: the hint names the entry, exit 6, no output."""
+    import pickle
+
+    from tests.conftest import invoke_cli
+
+    model = load_pickle(fixtures["logreg"].model, trust=True)
+    (tmp_path / "bundle.pkl").write_bytes(pickle.dumps({"classes": [0, 1], "model": model}))
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps([1, 2, 3]))
+    bundle = invoke_cli("convert", str(tmp_path / "bundle.pkl"), "--to", "onnx", "-o", str(tmp_path / "a"))
+    plain = invoke_cli("convert", str(tmp_path / "plain.pkl"), "--to", "onnx", "-o", str(tmp_path / "b"))
+    assert bundle.returncode == plain.returncode == 6
+    assert "bundle.pkl holds a builtins.dict, not a scikit-learn estimator" in bundle.stderr
+    assert f"its entry ['model'] is a {type(model).__qualname__}: save that object on its own" in bundle.stderr
+    assert "pickle the fitted estimator or pipeline itself" in plain.stderr and "entry" not in plain.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
