@@ -133,9 +133,8 @@ def test_a_transformer_is_quantized_as_one_with_smooth_quant_alpha_chosen_on_the
     _onnx_attention(tmp_path / "attention.onnx")
     rng = np.random.default_rng(4)
     calibration, held = (rng.normal(size=(n, 12, 32)).astype(np.float32) for n in (48, 32))
-    package = convert(
-        tmp_path / "attention.onnx", to="openvino", quantize="static", calibration=calibration, sample=held, out=tmp_path / "pkg", trust=True
-    )
+    source, out = tmp_path / "attention.onnx", tmp_path / "pkg"
+    package = convert(source, to="openvino", quantize="static", calibration=calibration, sample=held, out=out, trust=True)
     details = package.manifest.conversion["quantization"]
     assert details["model_type"] == "transformer" and details["calibration_rows"] == 48
     errors = {float(a): e for a, e in details["calibration_mean_rel_error"].items()}
@@ -159,7 +158,8 @@ def test_optimize_builds_the_static_candidates_with_its_calibration_half(tmp_pat
     assert framework == "onnx" and "static" in targets[0][1] and "static-bf16" in targets[0][1]
     rng = np.random.default_rng(5)
     for name, n in (("calibration", 64), ("held_out", 48)):
-        pd.DataFrame(rng.normal(size=(n, 8)).astype(np.float32), columns=[f"f{i}" for i in range(8)]).to_parquet(tmp_path / f"{name}.parquet")
+        rows = pd.DataFrame(rng.normal(size=(n, 8)).astype(np.float32), columns=[f"f{i}" for i in range(8)])
+        rows.to_parquet(tmp_path / f"{name}.parquet")
     built = _build(
         Candidate("openvino-static", "openvino", "static"),
         tmp_path / "mlp.onnx",
