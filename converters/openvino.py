@@ -12,8 +12,9 @@ rewrite is a one-line error naming the operator; a rewrite that computed somethi
 validation of the final artifact against the original source, which the pipeline always runs.
 
 Quantization: fp16 weights (``save_model``), int8 weights (``--quantize weights``: NNCF's ``compress_weights``, int8
-asymmetric per output channel), bf16 compute recorded in the IR (``bf16``), or both (``weights-bf16``). On
-all-MiniLM-L6-v2, int8 weights + bf16 is the fastest artifact packager makes (0.44-0.55x fp32 ONNX's time; issue 23,
+asymmetric per output channel), bf16 compute recorded in the IR (``bf16``), or both (``weights-bf16``); static int8,
+activations too, from calibration rows (``static``: NNCF's ``quantize``; ``static-bf16``: with bf16 for what stays in
+float). On all-MiniLM-L6-v2, static int8 is the fastest artifact packager makes (issue 23,
 benchmarks/results/optimize.md).
 
 Over 500 lines, for a reason: the acceptance of issue 22 is one plugin file and 0 core files for this format, so the
@@ -339,7 +340,7 @@ def _numpy(element_type: Any) -> str:
     "onnx",
     to="openvino",
     quantize={"fp16", "weights", "bf16", "weights-bf16", "static", "static-bf16"},
-    note="openvino.convert_model; classical-ML operators rewritten to standard ONNX first; int8 weights through NNCF",
+    note="openvino.convert_model; classical-ML operators rewritten to standard ONNX first; int8 through NNCF",
 )
 def onnx_to_openvino(model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
     """``model`` is the ONNX file the previous hop wrote. fp32 weights (``save_model`` compresses to fp16 by default,
