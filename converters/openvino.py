@@ -476,8 +476,9 @@ SMOOTH_QUANT_ALPHAS = (0.95, 0.85, 0.7)
 def _int8_static(model: Any, calibration: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """``nncf.quantize``: int8 weights (symmetric, per channel) and activations (per tensor, ranges from the calibration
     rows) as FakeQuantize operators that the CPU plugin runs as int8 kernels (VNNI/AMX where the CPU has them). On
-    all-MiniLM-L6-v2, 1 thread, side by side: 0.67-0.84x the time of OpenVINO's own int8-weights IR at 1x32 ... 32x128
-    (benchmarks/results/optimize.md).
+    all-MiniLM-L6-v2, 1 thread, side by side (``static-bf16``): 0.51-0.93x the time of the fastest peer (OpenVINO's own
+    IR from the torch module, NNCF int8 weights) at 1x32 / 1x128 / 32x32 / 32x128, 0.70x int8 weights + bf16 at batch
+    32: int8 matmuls beat bf16 where the model is compute bound (benchmarks/results/optimize.md).
 
     A transformer (an attention block: MatMul of two activations into Softmax, or ScaledDotProductAttention) is quantized
     with ``model_type=TRANSFORMER`` (NNCF keeps LayerNorm, Softmax and the attention's activation MatMuls' sensitive
