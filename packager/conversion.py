@@ -753,9 +753,9 @@ def _stem(source: Source) -> str:
 
 
 def calibrated(mode: str | None) -> bool:
-    """A mode that sets int8 activation ranges from calibration rows: ``static`` and its variants (OpenVINO's
-    ``static-bf16``). The convention every quantizer follows, so the checks here and optimize's --data split need no
-    list of formats."""
+    """A mode that sets int8 activation ranges from calibration rows: ``static`` and its variants (``static-*``, e.g. a
+    plugin's ``static-bf16``). The convention every quantizer follows, so the checks here and optimize's --data split
+    need no list of formats."""
     return bool(mode) and (mode == "static" or str(mode).startswith("static-"))
 
 
