@@ -86,6 +86,11 @@ def test_static_without_calibration_is_one_line_naming_what_to_pass_and_writes_n
         quantize_openvino(folder / "pkg" / "openvino", tmp_path / "q", "static", None)
     assert caught.value.exit_code == 8 and "pass --calibration FILE" in caught.value.one_line()
     assert not (tmp_path / "q").exists()
+    rows = np.ones((8, 32), np.float32)
+    rows[3, 5] = np.nan  # one bad value would widen (or poison) a range: refused before NNCF sees it
+    with pytest.raises(NotQuantizable, match=r"calibration rows of \['x'\] hold NaN or infinite values"):
+        quantize_openvino(folder / "pkg" / "openvino", tmp_path / "q", "static-bf16", {"x": rows})
+    assert not (tmp_path / "q").exists()
 
 
 def _onnx_attention(path: Path, width: int = 32, tokens: int = 12) -> None:
