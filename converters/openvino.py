@@ -492,28 +492,28 @@ def _int8_static(model: Any, calibration: Mapping[str, Any]) -> tuple[Any, dict[
     rows = _calibration_rows(model, calibration)
     transformer = _is_transformer(model)
     dataset = nncf.Dataset(rows)
-    tries: list[tuple[float | None, Any]] = []
-    for alpha in SMOOTH_QUANT_ALPHAS if transformer else (None,):
+    alphas = SMOOTH_QUANT_ALPHAS if transformer else (None,)
+    reference = _outputs(ov.Core(), model, rows) if len(alphas) > 1 else []
+    errors: dict[float | None, float] = {}
+    alpha: float | None = None
+    quantized: Any = None  # the best so far: one quantized copy held at a time besides the source
+    for tried in alphas:
         options: dict[str, Any] = {"subset_size": len(rows)}
-        if alpha is not None:
-            smooth = nncf.AdvancedSmoothQuantParameters(matmul=alpha)
+        if tried is not None:
+            smooth = nncf.AdvancedSmoothQuantParameters(matmul=tried)
             options |= {
                 "model_type": nncf.ModelType.TRANSFORMER,
                 "advanced_parameters": nncf.AdvancedQuantizationParameters(smooth_quant_alphas=smooth),
             }
         try:
             with quiet_output():
-                tries.append((alpha, nncf.quantize(model.clone(), dataset, **options)))
+                candidate = nncf.quantize(model.clone(), dataset, **options)
         except Exception as exc:
             raise ConversionError(f"nncf.quantize failed: {first_line(exc, 300)}", "keep --quantize weights or none") from exc
-    errors = {}
-    if len(tries) > 1:
-        core = ov.Core()
-        reference = _outputs(core, model, rows)
-        errors = {alpha: _mean_error(reference, _outputs(core, quantized, rows)) for alpha, quantized in tries}
-        alpha, quantized = min(tries, key=lambda t: errors[t[0]])
-    else:
-        alpha, quantized = tries[0]
+        if reference:
+            errors[tried] = _mean_error(reference, _outputs(ov.Core(), candidate, rows))
+        if quantized is None or errors[tried] < errors[alpha]:
+            alpha, quantized = tried, candidate
     fake = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
     if fake == 0:
         raise NotQuantizable(
