@@ -4,8 +4,9 @@ Measured at batch x tokens 1x32 / 1x128 / 32x32 / 32x128, 1 thread, 5 interleave
 round, so load hits all alike), median per artifact; every time is also given as a ratio to packager's fp32 ONNX.
 
 Packager's rows are packages run through ``packager.inference.load_predictor`` (the runtime ``predict``/``bench`` use):
-the chosen one (``optimize``'s best/), fp32 ONNX, int8 ONNX (``--quantize dynamic``), OpenVINO fp32 and OpenVINO int8
-weights (``--quantize weights``).
+the chosen one (``optimize``'s best/), fp32 ONNX, int8 ONNX (``--quantize dynamic``), OpenVINO fp32, OpenVINO int8
+weights (``--quantize weights``, ``weights-bf16``) and OpenVINO static int8 (``--quantize static``, ``static-bf16``,
+calibrated on optimize's calibration half of the sentences).
 
 The peers are built without packager, the way each tool's documentation does it, from the same torch module (the
 folder's model with its sentence-transformers pooling, so every row computes the same embedding):
@@ -141,6 +142,7 @@ def side_by_side(runs: dict[str, Callable[[dict], Any]], tokenize: Callable[[lis
             "vs_onnx_fp32": {k: round(v / base, 3) for k, v in med.items()},
             "fastest_peer": fastest_peer,
             "chosen_vs_fastest_peer": round(med["chosen"] / peers_only[fastest_peer], 3),
+            "vs_fastest_peer": {k: round(v / peers_only[fastest_peer], 3) for k, v in med.items()},
             "eager_vs_chosen": round(med["pytorch_eager"] / med["chosen"], 3),
             "load": round(os.getloadavg()[0], 1),
         }

@@ -200,18 +200,33 @@ def peers(folder: Path, best: Path, work: Path, texts: list[str]) -> dict:
     from packager.optimize import SPLIT_SEED
 
     (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
+    rows = pd.read_parquet(work / "sentences.parquet")["text"].tolist()
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))  # optimize's split: its held-out half
+    held_out = [rows[i] for i in sorted(order[len(rows) // 2 :])]
+    calibration = work / "calibration.parquet"  # optimize's calibration half: what its static candidates calibrate on
+    pd.DataFrame({"text": [rows[i] for i in sorted(order[: len(rows) // 2])]}).to_parquet(calibration)
     packages = {}
     for name, to, quantize in (
         ("onnx_fp32", "onnx", None),
         ("onnx_int8", "onnx", "dynamic"),
         ("openvino_fp32", "openvino", None),
         ("openvino_int8_weights", "openvino", "weights"),
+        ("openvino_weights_bf16", "openvino", "weights-bf16"),
+        ("openvino_static", "openvino", "static"),
+        ("openvino_static_bf16", "openvino", "static-bf16"),
     ):
         out = work / f"minilm-{name}"
-        packages[name] = convert(folder, to=to, quantize=quantize, sample=str(work / "texts.txt"), out=out, overwrite=True, trust=True).path
-    rows = pd.read_parquet(work / "sentences.parquet")["text"].tolist()
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(rows))  # optimize's split: its held-out half
-    held_out = [rows[i] for i in sorted(order[len(rows) // 2 :])]
+        static = quantize is not None and quantize.startswith("static")
+        packages[name] = convert(
+            folder,
+            to=to,
+            quantize=quantize,
+            sample=str(work / "texts.txt"),
+            calibration=str(calibration) if static else None,
+            out=out,
+            overwrite=True,
+            trust=True,
+        ).path
     return measure(folder, best, packages, held_out, " ".join(texts))
 
 

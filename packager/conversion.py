@@ -752,15 +752,22 @@ def _stem(source: Source) -> str:
     return Path(source.info.file).stem if source.info.file else type(source.model).__name__.lower()
 
 
+def calibrated(mode: str | None) -> bool:
+    """A mode that sets int8 activation ranges from calibration rows: ``static`` and its variants (``static-*``, e.g. a
+    plugin's ``static-bf16``). The convention every quantizer follows, so the checks here and optimize's --data split
+    need no list of formats."""
+    return bool(mode) and (mode == "static" or str(mode).startswith("static-"))
+
+
 def _check_quantize_args(quantize: str | None, calibration: Any, registry: Any) -> None:
     modes = sorted(registry.quantize_modes() | {AUTO})  # what registered quantizers and quantizing converters offer
     if quantize and quantize not in modes:
         raise UsageError(f"unknown quantization mode {quantize!r}", f"choose one of {', '.join(modes)}")
-    if quantize == "static" and calibration is None:
+    if calibrated(quantize) and calibration is None:
         raise UsageError(
-            "--quantize static needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)"
+            f"--quantize {quantize} needs calibration data", "pass --calibration FILE (.npy, .csv or .parquet rows like the model's input)"
         )
-    if calibration is not None and quantize not in ("static", "auto"):
+    if calibration is not None and not calibrated(quantize) and quantize != "auto":
         raise UsageError("--calibration is only used with --quantize static or auto", "add --quantize static or drop --calibration")
 
 

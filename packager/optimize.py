@@ -381,7 +381,7 @@ def _split(data: Path, folder: Path, text_column: str | None) -> tuple[Path, Pat
 
 def _build(candidate: Candidate, source: Path, folder: Path, held_out: Path, calibration: Path, trust: bool) -> Candidate:
     """Convert (and quantize) through the public API, judged on the held-out rows; refusals and failures become rows."""
-    from packager.conversion import convert
+    from packager.conversion import calibrated, convert
     from packager.errors import NotQuantizable, UnsupportedConversion
     from packager.package import path_size
 
@@ -393,7 +393,7 @@ def _build(candidate: Candidate, source: Path, folder: Path, held_out: Path, cal
             out=path,
             quantize=candidate.quantize,
             sample=str(held_out),
-            calibration=str(calibration) if candidate.quantize == "static" else None,
+            calibration=str(calibration) if calibrated(candidate.quantize) else None,
             accept_mismatch=True,
             trust=trust,
         )

@@ -563,7 +563,7 @@ def test_quantize_modes_are_what_registered_quantizers_offer():
         return QuantizeResult(True)
 
     assert default_registry().quantize_modes() >= {"dynamic", "static", "fp16", "weights"}
-    offered = "auto, bf16, dynamic, fp16, static, weights, weights-bf16"
+    offered = "auto, bf16, dynamic, fp16, static, static-bf16, weights, weights-bf16"
     with pytest.raises(UsageError, match=f"unknown quantization mode 'int4'.*choose one of {offered}"):
         _check_quantize_args("int4", None, default_registry())
     registry = PluginRegistry()

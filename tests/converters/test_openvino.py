@@ -613,9 +613,12 @@ def test_optimize_searches_openvino_int8_weights_and_bf16_as_candidates(tmp_path
 
     _onnx_mlp(tmp_path / "mlp.onnx", (8, 16, 2))
     framework, targets = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)
-    assert framework == "onnx" and targets == [("openvino", (None, "bf16", "fp16", "weights", "weights-bf16"))]
+    assert framework == "onnx" and targets == [("openvino", (None, "bf16", "fp16", "static", "static-bf16", "weights", "weights-bf16"))]
     ids = [c.id for c in _candidates(*targets[0])]
-    assert ids == ["openvino", "openvino-bf16", "openvino-fp16", "openvino-weights", "openvino-weights-bf16"]
+    assert ids == [
+        "openvino", "openvino-bf16", "openvino-fp16", "openvino-static", "openvino-static-bf16",
+        "openvino-weights", "openvino-weights-bf16",
+    ]  # fmt: skip
 
 
 def _cpu_has_bf16() -> bool:
