@@ -145,3 +145,16 @@ def treelite_forest(data: Mapping[str, Any]) -> Any:
             _LIB.TreeliteLoadSKLearnRandomForestRegressorEx(trees, features, ctypes.c_int(1), node_count, *common, ctypes.byref(handle))
         )
     return Model(handle=handle)
+
+
+def total_nodes(model: Any) -> int:
+    """Nodes (splits and leaves) of a forest or a LightGBM/XGBoost estimator (or a pipeline ending in one): what
+    tl2cgen turns into code, so what its gcc build time and code size grow with."""
+    estimator = model.steps[-1][1] if getattr(model, "steps", None) else model
+    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
+        return int(sum(e.tree_.node_count for e in estimator.estimators_))
+    if hasattr(estimator, "booster_"):  # LightGBM: a tree of n leaves has 2n - 1 nodes
+        return int(sum(2 * t["num_leaves"] - 1 for t in estimator.booster_.dump_model()["tree_info"]))
+    if hasattr(estimator, "get_booster"):  # XGBoost: one line per node in the text dump
+        return int(sum(len([line for line in tree.splitlines() if line.strip()]) for tree in estimator.get_booster().get_dump()))
+    return 0
