@@ -261,15 +261,15 @@ def _onedal_applies(model: Any) -> bool:
     other models; ``--to onedal`` names the missing package."""
     from packager.deps import NOT_INSTALLED
 
-    return is_tree_ensemble(model) and version_of(DAL) != NOT_INSTALLED
+    return is_tree_ensemble(model) and not holds("lightgbm")(model) and version_of(DAL) != NOT_INSTALLED
 
 
 @converts(
     "sklearn",
     to=ONEDAL,
-    note="RandomForest/ExtraTrees (arrays), LightGBM, XGBoost: run by oneDAL, its model built at load",
+    note="RandomForest/ExtraTrees (arrays), XGBoost: run by oneDAL, its model built at load",
     applies=_onedal_applies,
-    applies_to="tree ensembles (RandomForest/ExtraTrees, LightGBM, XGBoost) where scikit-learn-intelex is installed",
+    applies_to="RandomForest/ExtraTrees and XGBoost models, where scikit-learn-intelex is installed",
 )
 def sklearn_to_onedal(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     """The treelite package's data; the oneDAL model is built once here so what oneDAL refuses (a LightGBM categorical
