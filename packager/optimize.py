@@ -719,6 +719,9 @@ def _vs_native(scores: list[float], native: list[float], objective: str) -> str:
     a candidate within the spread of the two is never called faster (or slower)."""
     if not scores or not native:
         return ""
+    if len(scores) < 2 or len(native) < 2:  # one round has no spread: only a gap beyond CLEAR (what ended the rounds) counts
+        a, b = scores[0], native[0]
+        return "faster" if _worse(b, a, objective, CLEAR) else "slower" if _worse(a, b, objective, CLEAR) else "level"
     if objective == "throughput":  # rows/s: more is better
         faster, slower = min(scores) > max(native), max(scores) < min(native)
     else:  # milliseconds: less is better
