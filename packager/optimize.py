@@ -274,7 +274,7 @@ def optimize(
             )
             if runtime_settings and leader == candidate.id and candidate.id not in variants:
                 # only the best so far: settings moved speed by <= ~10% in our runs, they do not lift a trailing candidate
-                found = _variants(candidate, threads)  # its runtime settings, tried next
+                found = _variants(candidate, threads, batch)  # its runtime settings, tried next
                 variants.update({v.id: (candidate.package, setting) for v, setting in found})
                 plan[index:index] = [v for v, _ in found]
         say("measuring the finalists and the native baseline side by side")
@@ -470,12 +470,12 @@ def _build(
     )
 
 
-def _variants(parent: Candidate, threads: int) -> list[tuple[Candidate, Any]]:
+def _variants(parent: Candidate, threads: int, batch: int | None = None) -> list[tuple[Candidate, Any]]:
     """The parent's runtime-settings variants (packager.optimize_runtime), each with its setting: ONNX only."""
     from packager.optimize_runtime import settings_for, variant_candidate
 
     try:
-        settings = settings_for(parent.package, parent.format, parent.quantize, threads)
+        settings = settings_for(parent.package, parent.format, parent.quantize, threads, batch)
     except Exception:  # a graph onnx cannot read here was already judged and measured: it just has no variants
         return []
     return [(variant_candidate(parent, s), s) for s in settings]

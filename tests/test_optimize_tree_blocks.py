@@ -38,7 +38,8 @@ def test_tree_blocks_keep_every_output_of_the_parent(tmp_path, name, load, make)
     cut = len(X) * 2 // 3
     model = make(X[:cut], y[:cut])
     parent = convert(model, "onnx", out=tmp_path / "parent", sample=X[:50]).path
-    assert "tree-blocks" in [s.suffix for s in settings_for(str(parent), "onnx", None, 1)]
+    assert "tree-blocks" in [s.suffix for s in settings_for(str(parent), "onnx", None, 1, 16384)]
+    assert "tree-blocks" not in [s.suffix for s in settings_for(str(parent), "onnx", None, 1, 1)]  # 0.11x at batch 1
     variant, done = build_variant(str(parent), Setting("tree-blocks", tree_blocks=True), tmp_path / "variant")
     trees = len(model.estimators_)
     assert done == {"tree_blocks": trees}
