@@ -165,6 +165,7 @@ def optimize(
     overwrite: bool = False,
     min_seconds: float = 0.5,
     runtime_settings: bool = True,
+    rounds: int = ROUNDS,
     registry_url: str | None = None,
     blobs: str | None = None,
     progress: Progress | None = None,
@@ -172,7 +173,8 @@ def optimize(
 ) -> OptimizeResult:
     """Search every artifact packager can make from ``source`` for the best at ``objective`` within ``budget`` on
     ``data``'s held-out rows, and write ``out`` (report files + ``best/``). See the module docstring for the steps.
-    ``runtime_settings=False`` leaves out the onnxruntime settings variants (packager.optimize_runtime)."""
+    ``runtime_settings=False`` leaves out the onnxruntime settings variants (packager.optimize_runtime); ``rounds`` caps
+    the side-by-side rounds (1: one run decides, as before the rounds; tests whose subject is not the choice)."""
     from packager.package import check_destination, staging_dir
 
     say = progress or (lambda message: None)
@@ -279,7 +281,7 @@ def optimize(
                 plan[index:index] = [v for v, _ in found]
         say("measuring the finalists and the native baseline side by side")
         done = _finalists(done, objective, source_format)
-        baseline, done, rounds = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective)
+        baseline, done, side = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective, rounds)
         chosen, why, done = _choose(done, baseline, objective)
         done = _mark_pareto(done, objective)
         result = OptimizeResult(
@@ -297,7 +299,7 @@ def optimize(
             time.monotonic() - started,
             None,
             split,
-            rounds,
+            side,
         )
         from packager.optimize_report import write_report
 
@@ -610,6 +612,7 @@ def _final(
     text_column: str | None,
     min_seconds: float,
     objective: str = "latency",
+    max_rounds: int = ROUNDS,
 ) -> tuple[dict[str, Any], list[Candidate], dict[str, Any]]:
     """The native source (baseline) and every measured within-budget candidate, side by side, in up to ROUNDS
     interleaved rounds (see ROUNDS and CLEAR): each keeps the median of its rounds and the rounds themselves."""
@@ -622,8 +625,8 @@ def _final(
     settings = _settings(batch, threads, text_column, False, min_seconds)
     runs: dict[str, list[Any]] = {c.id: [] for c in finalists}
     base_runs: list[Any] = []
-    contenders, with_base, stopped = list(finalists), True, f"{ROUNDS} rounds"
-    rounds = ROUNDS if objective != "size" else 1  # a size does not vary between runs
+    rounds = max(1, max_rounds) if objective != "size" else 1  # a size does not vary between runs
+    contenders, with_base, stopped = list(finalists), True, f"{rounds} round(s) asked for" if rounds == 1 else ""
     for number in range(rounds):
         order = contenders if number % 2 == 0 else contenders[::-1]
         packages = [c.package for c in order]
@@ -675,7 +678,7 @@ def _still_in_doubt(
     if _worse(native, best, objective, CLEAR):
         return [], False, f"1 round: the best is more than {CLEAR}x ahead of native"
     close = [c for c in finalists if scored[c.id] is not None and not _worse(scored[c.id] or 0, best, objective, CLEAR)]
-    return close, True, f"{ROUNDS} rounds: native and the finalists within {CLEAR}x of the best"
+    return close, True, f"more rounds: native and the finalists within {CLEAR}x of the best"
 
 
 def _median_run(runs: list[Any], objective: str) -> Any:

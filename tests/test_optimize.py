@@ -151,6 +151,25 @@ def test_the_side_by_side_rounds_are_recorded_and_medians_reported(logistic_sear
     assert chosen["vs_native"] in ("faster", "level")  # never a package measured slower than native
 
 
+def test_a_package_running_the_native_library_takes_three_interleaved_rounds_with_native(cancer, tmp_path):
+    """The pickle package runs scikit-learn itself: within 2.5x of native after round one, so both take three rounds
+    (fresh processes, order reversed in round two); each reports its median round, and the verdict follows the ranges."""
+    folder, *_ = cancer
+    out = tmp_path / "rounds"
+    result = optimize(
+        folder / "forest.pkl", folder / "rows.parquet", out, objective="throughput", batch_size=64, formats=["pickle"],
+        trust=True, min_seconds=0.05, runtime_settings=False,
+    )  # fmt: skip
+    report = _json(out)
+    assert report["side_by_side"]["rounds"] == 3 and report["side_by_side"]["stopped"].startswith("more rounds")
+    native = report["baseline"]["round_scores"]
+    pickle_row = {c["id"]: c for c in report["candidates"]}["pickle"]
+    assert len(native) == 3 and len(pickle_row["round_scores"]) == 3 and all(v > 0 for v in native + pickle_row["round_scores"])
+    assert pickle_row["rows_per_s"] == sorted(pickle_row["round_scores"])[1] and report["baseline"]["rows_per_s"] == sorted(native)[1]
+    assert pickle_row["vs_native"] == _range_verdict(pickle_row["round_scores"], native, "throughput")
+    assert (result.chosen == "pickle") == (pickle_row["vs_native"] != "slower")
+
+
 def test_a_package_slower_than_native_beyond_the_spread_is_never_chosen():
     from packager.optimize import Candidate, _choose, _vs_native
 
@@ -237,6 +256,7 @@ def test_budget_refuses_inexact_candidates_and_chooses_an_exact_one(cancer, tmp_
         trust=True,
         min_seconds=0.1,
         runtime_settings=False,  # not this test's subject: two bench children fewer
+        rounds=1,  # nor the rounds (3 rounds: 26 s instead of 10 here)
     )
     ids = {c["id"]: c for c in _json(out)["candidates"]}
     # float32 ONNX is relatively far off on the smallest probabilities (measured 2.3 relative), skops is the source itself
