@@ -44,6 +44,8 @@ def _run(package, X):
         ("forest-multi", "multi", lambda X, y: RandomForestClassifier(25, max_depth=6, random_state=0).fit(X, y)),
         ("extra-reg", "regression", lambda X, y: ExtraTreesRegressor(20, max_depth=7, random_state=0).fit(X, y)),
         ("xgboost", "binary", lambda X, y: xgb.XGBClassifier(n_estimators=40, max_depth=4).fit(X, y)),
+        ("xgboost-multi", "multi", lambda X, y: xgb.XGBClassifier(n_estimators=15, max_depth=3).fit(X, y)),
+        ("xgboost-reg", "regression", lambda X, y: xgb.XGBRegressor(n_estimators=30, max_depth=4).fit(X, y)),
     ],
 )
 def test_onedal_matches_the_native_library_on_unseen_rows(data, tmp_path, name, task, make):
@@ -112,3 +114,20 @@ def test_a_forest_file_with_a_bad_child_index_is_refused_before_onedal_reads_it(
     np.savez(path, **arrays)
     with pytest.raises(InputFileError, match="a child index points outside the tree"):
         default_registry().runtime("onedal").load(path)
+
+
+def test_a_sandboxed_bench_child_runs_the_onedal_package(data, tmp_path):
+    """Where optimize measures it: a fresh sandboxed child loads oneDAL (its libraries outside site-packages) and
+    builds the model from the package's arrays; nothing is shared from the parent (nothing was compiled)."""
+    import pandas as pd
+
+    from packager.bench import run_bench
+    from packager.requests import BenchSettings
+
+    X, y = data["binary"]
+    package = convert(RandomForestClassifier(10, max_depth=5, random_state=0).fit(X, y), "onedal", out=tmp_path / "p", sample=X[:50])
+    assert default_registry().runtime("onedal").shared_with_child(package.path / package.manifest.model_file) == []
+    pd.DataFrame(X.astype(np.float32)).rename(columns=str).to_parquet(tmp_path / "rows.parquet")
+    report = run_bench([str(package.path)], tmp_path / "rows.parquet", BenchSettings(batch_sizes=(64,), min_seconds=0.05))
+    (row,) = report.artifacts
+    assert not row.error and row.format == "onedal" and row.measurements[0].rows_per_second > 0
