@@ -281,7 +281,7 @@ def optimize(
                 plan[index:index] = [v for v, _ in found]
         say("measuring the finalists and the native baseline side by side")
         done = _finalists(done, objective, source_format)
-        baseline, done, side = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective, rounds)
+        baseline, done, side = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective, rounds, deadline)
         chosen, why, done = _choose(done, baseline, objective)
         done = _mark_pareto(done, objective)
         result = OptimizeResult(
@@ -613,9 +613,11 @@ def _final(
     min_seconds: float,
     objective: str = "latency",
     max_rounds: int = ROUNDS,
+    deadline: float | None = None,
 ) -> tuple[dict[str, Any], list[Candidate], dict[str, Any]]:
     """The native source (baseline) and every measured within-budget candidate, side by side, in up to ROUNDS
-    interleaved rounds (see ROUNDS and CLEAR): each keeps the median of its rounds and the rounds themselves."""
+    interleaved rounds (see ROUNDS and CLEAR): each keeps the median of its rounds and the rounds themselves. Rounds
+    that would end past ``deadline`` (--time-budget; a round costs about what the first one did) are not started."""
     from packager.bench import run_bench
 
     finalists = [c for c in done if c.within_budget and c.status in ("measured", "judged")]
@@ -627,7 +629,11 @@ def _final(
     base_runs: list[Any] = []
     rounds = max(1, max_rounds) if objective != "size" else 1  # a size does not vary between runs
     contenders, with_base, stopped = list(finalists), True, f"{rounds} round(s) asked for" if rounds == 1 else ""
+    started = time.monotonic()
     for number in range(rounds):
+        if number == 1 and deadline is not None and time.monotonic() + (time.monotonic() - started) * (rounds - 1) > deadline:
+            stopped = "1 round: the time budget has no room for more"
+            break
         order = contenders if number % 2 == 0 else contenders[::-1]
         packages = [c.package for c in order]
         if number % 2 == 0:  # the baseline first in even rounds, last in odd ones

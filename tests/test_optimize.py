@@ -170,6 +170,21 @@ def test_a_package_running_the_native_library_takes_three_interleaved_rounds_wit
     assert (result.chosen == "pickle") == (pickle_row["vs_native"] != "slower")
 
 
+def test_the_time_budget_leaves_no_room_for_more_rounds(cancer, tmp_path):
+    """Past --time-budget the side-by-side run keeps its one round (a verdict needing a gap beyond CLEAR) and says so."""
+    folder, *_ = cancer
+    out = tmp_path / "late"
+    optimize(
+        folder / "forest.pkl", folder / "rows.parquet", out, objective="throughput", batch_size=64, formats=["pickle"],
+        trust=True, min_seconds=0.05, runtime_settings=False, time_budget=0.001,
+    )  # fmt: skip
+    report = _json(out)
+    assert report["side_by_side"]["rounds"] == 1 and report["side_by_side"]["stopped"] == "1 round: the time budget has no room for more"
+    (row,) = [c for c in report["candidates"] if c["id"] == "pickle"]
+    native = report["baseline"]["round_scores"]
+    assert len(row["round_scores"]) == 1 and row["vs_native"] == _range_verdict(row["round_scores"], native, "throughput")
+
+
 def test_a_package_slower_than_native_beyond_the_spread_is_never_chosen():
     from packager.optimize import Candidate, _choose, _vs_native
 
