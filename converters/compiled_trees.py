@@ -30,7 +30,7 @@ from packager.errors import InputFileError, UnsupportedConversion, converting
 from packager.plugins import adapts, converts, runs
 from packager.validation import FLOAT32, criteria_table
 
-from ._forest_arrays import forest_arrays, read_forest, total_nodes, treelite_forest
+from ._forest_arrays import forest_arrays, read_forest, treelite_forest, worth_building
 from ._sklearn_api import holds
 
 LLEAVES = "lleaves"
@@ -216,7 +216,7 @@ def sklearn_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> A
 def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     import numpy as np
 
-    _worth_building(model, options.option("search_seconds"))
+    worth_building(model, options.option("search_seconds"))
     details = {"converter": "packager forest arrays / library save_model (compiled by tl2cgen at load)", "treelite": version_of("treelite")}
     top = type(model).__module__.split(".")[0]
     if top in ("lightgbm", "xgboost") or (
@@ -227,33 +227,6 @@ def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> 
     path = out / "forest.npz"
     np.savez(path, **forest_arrays(model))
     return Artifact(path, details)
-
-
-# gcc time per node (one unit per tree, -O1): 657 s for 293,492 nodes at load 19, 60 s for 28,672 at load 16 (2.1-2.2
-# ms); and speed: 28,672 nodes (0.95 MB of code, inside this CPU's 1 MB L2) ran at ~1.1x native, 293,492 (9.6 MB) at
-# 0.24x. Above WIN_NODES (3.5x the largest forest measured to win; an estimate between two measurements) a search
-# skips treelite: minutes of gcc for a library that walks each row through more code than the cache holds.
-SECONDS_PER_NODE, WIN_NODES = 0.0023, 100_000
-
-
-def _worth_building(model: Any, search_seconds: Any) -> None:
-    """Only in an optimize search (``search_seconds`` given): refuse, with the estimate, a forest whose build cannot
-    finish in the time left or whose code cannot win. An explicit ``--to treelite`` always builds."""
-    if search_seconds is None:
-        return
-    nodes = total_nodes(model)
-    estimate = nodes * SECONDS_PER_NODE
-    if nodes > WIN_NODES:
-        raise UnsupportedConversion(
-            f"skipped in the search: {nodes:,} nodes (~{estimate:.0f} s of gcc) compile to code far beyond the cache, "
-            f"measured 0.24x native at 293,492 nodes",
-            "--to treelite builds it anyway; onedal or onnx run large forests",
-        )
-    if str(search_seconds) != "none" and estimate > float(search_seconds):
-        raise UnsupportedConversion(
-            f"skipped in the search: ~{estimate:.0f} s of gcc for {nodes:,} nodes, {float(search_seconds):.0f} s left",
-            "give a longer --time-budget",
-        )
 
 
 def _onedal_applies(model: Any) -> bool:

@@ -242,7 +242,7 @@ def test_a_search_skips_treelite_builds_that_cannot_fit_the_time_left_or_cannot_
     """optimize passes ``search_seconds``: the converter estimates gcc's time from the node count (2.3 ms a node,
     measured) and refuses, before writing anything, a forest whose code cannot win (over 100,000 nodes: the 293,492-node
     forest ran at 0.24x native) or whose build cannot finish in the time left. Without the option it builds."""
-    from converters.compiled_trees import SECONDS_PER_NODE, WIN_NODES
+    from converters._forest_arrays import SECONDS_PER_NODE, WIN_NODES
     from packager.errors import UnsupportedConversion
 
     rng = np.random.default_rng(0)
