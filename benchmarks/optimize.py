@@ -20,6 +20,7 @@ side by side at batch x tokens 1x32/1x128/32x32/32x128. The written summary is b
     python benchmarks/optimize.py --trust [--plan lgbm:throughput,rf:latency] [--skip treelite] [--suffix _x]
     python benchmarks/optimize.py --trust --minilm both
     python benchmarks/optimize.py --lleaves
+    python benchmarks/optimize.py --onedal      # needs the onedal extra (scikit-learn-intelex)
     python benchmarks/optimize.py --treelite-options 20=20:-O1:0:0,20::0:0,20:-O2:0:0,20:-O2:1:0,20:-O2:0:1
 """
 
@@ -65,9 +66,9 @@ def build(work: Path, names: set[str]) -> dict[str, tuple[Path, list[str], list[
     Xc.to_parquet(work / "cancer.parquet")
     budget = ["max_abs_diff<=1e-5"]
     return {
-        "rf": (work / "rf.pkl", ["onnx", "treelite", "pickle"], budget),
-        "lgbm": (work / "lgbm.txt", ["onnx", "lleaves", "treelite", "lightgbm"], budget),
-        "xgb": (work / "xgb.json", ["onnx", "treelite", "xgboost-json"], budget),
+        "rf": (work / "rf.pkl", ["onnx", "onedal", "treelite", "pickle"], budget),
+        "lgbm": (work / "lgbm.txt", ["onnx", "lleaves", "treelite", "lightgbm"], budget),  # onedal refuses LightGBM
+        "xgb": (work / "xgb.json", ["onnx", "onedal", "treelite", "xgboost-json"], budget),
         "logistic": (work / "logistic.pkl", ["onnx", "skops"], []),
     }
 
@@ -104,9 +105,19 @@ def run(name: str, model: Path, formats: list[str], budget: list[str], data: Pat
         "chosen_x_native": ratio(chosen),
         "onnx_x_native": ratio(onnx) if onnx is not None and onnx.status == "measured" else None,
         "candidates": {
-            c.id: {"status": c.status, "x_native": ratio(c), "fidelity": c.fidelity, "size": c.size_bytes, "reason": c.reason[:160]}
+            c.id: {
+                "status": c.status,
+                "x_native": ratio(c),
+                "fidelity": c.fidelity,
+                "size": c.size_bytes,
+                "reason": c.reason[:160],
+                "round_scores": list(c.round_scores),
+                "vs_native": c.vs_native,
+            }
             for c in result.candidates
         },
+        "native_round_scores": result.baseline.get("round_scores"),
+        "side_by_side": result.side_by_side,
         "native_rows_per_s": base,
         "seconds": round(time.monotonic() - started, 1),
         "load_before": round(load, 1),
@@ -288,6 +299,52 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
     return result
 
 
+def onedal_side_by_side(work: Path, rounds: int = 5) -> dict:
+    """oneDAL against the native library, 16,384 rows, 1 thread, one process, interleaved rounds, medians: RandomForest
+    200 trees (depth 12) and XGBoost 500 trees through packager's onedal package (``load_predictor``, float32 feeds as
+    bench gives them), and LightGBM 500 trees through daal4py's own converter (for the record: packager refuses
+    LightGBM, whose float64 thresholds oneDAL's float32 comparisons do not keep). Build (load) seconds and the max abs
+    difference from the native probabilities on the same rows."""
+    import daal4py
+    import numpy as np
+    import pandas as pd
+
+    from packager.conversion import convert, load_source
+    from packager.inference import load_predictor, resolve
+
+    build(work, {"rf", "xgb", "lgbm"})
+    rows = pd.read_parquet(work / "rows.parquet").to_numpy()[:16_384]
+    daal4py.daalinit(1)
+    result: dict = {"rows": len(rows)}
+    for name, file in (("rf", "rf.pkl"), ("xgb", "xgb.json"), ("lgbm", "lgbm.txt")):
+        native = load_source(str(work / file), trust=True).model
+        native.set_params(n_jobs=1)
+        expected = native.predict_proba(rows)[:, 1]
+        started = time.monotonic()
+        if name == "lgbm":
+            model = daal4py.mb.convert_model(native.booster_)
+            call = lambda m=model: m.predict_proba(rows)  # noqa: E731
+            got = model.predict_proba(rows)[:, 1]
+        else:
+            package = convert(work / file, to="onedal", out=work / f"{name}-onedal", sample=rows[:256], trust=True, overwrite=True)
+            predictor = load_predictor(resolve(package.path), threads=1, trust=True)
+            feeds = {predictor.signature.input_names[0]: np.ascontiguousarray(rows, dtype=np.float32)}
+            call = lambda p=predictor, f=feeds: p(f)  # noqa: E731
+            got = predictor(feeds)["probabilities"][:, 1]
+        built = time.monotonic() - started
+        med = _interleaved_medians({"native": lambda n=native: n.predict_proba(rows), "onedal": call}, rounds)
+        result[name] = {
+            "native_ms": round(med["native"] * 1000, 1),
+            "onedal_ms": round(med["onedal"] * 1000, 1),
+            "x_native": round(med["native"] / med["onedal"], 2),
+            "max_abs_diff": float(np.max(np.abs(got - expected))),
+            "convert_and_load_s": round(built, 1),
+            "load": round(os.getloadavg()[0], 1),
+        }
+        print(name, result[name], flush=True)
+    return result
+
+
 def _interleaved_medians(runs: dict, rounds: int) -> dict[str, float]:
     """Each callable once to warm up, then ``rounds`` rounds calling every one in turn: median seconds per name (side by
     side, so the machine's load falls on all of them alike)."""
@@ -379,6 +436,7 @@ def main() -> None:
     parser.add_argument("--skip", help="formats left out of every search, e.g. treelite (its gcc -O3 build of deep forests)")
     parser.add_argument("--minilm", choices=["full", "5m", "both"], help="only MiniLM: the full search, --time-budget 5m, or both")
     parser.add_argument("--lleaves", action="store_true", help="only: native LightGBM vs lleaves direct vs packager's lleaves")
+    parser.add_argument("--onedal", action="store_true", help="only: native vs oneDAL (RF 200, XGBoost 500, LightGBM 500)")
     parser.add_argument("--treelite-options", help="only: tl2cgen builds compared, TREES=config,config (see treelite_options)")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -387,6 +445,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-optimize-treelite-") as tmp:
             figures = treelite_options(Path(tmp), int(trees), configs.split(","))
         (RESULTS / f"optimize_treelite_options_{trees}.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
+    if args.onedal:
+        with tempfile.TemporaryDirectory(prefix="bench-optimize-onedal-") as tmp:
+            figures = onedal_side_by_side(Path(tmp))
+        (RESULTS / "optimize_onedal.json").write_text(json.dumps(figures, indent=2) + "\n")
         return
     if args.lleaves:
         with tempfile.TemporaryDirectory(prefix="bench-optimize-lleaves-") as tmp:

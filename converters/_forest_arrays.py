@@ -1,7 +1,7 @@
 """A scikit-learn RandomForest/ExtraTrees as plain arrays (the ``.npz`` a treelite package holds, written without
 pickles), read back with every index checked, and handed to treelite's C entry points: the forest half of
 ``converters.compiled_trees``, which registers the formats, converters and runtimes (split out to keep that module
-under 500 lines)."""
+under 500 lines); and, for an optimize search, whether treelite's gcc build of a forest is worth starting."""
 
 from __future__ import annotations
 
@@ -145,3 +145,43 @@ def treelite_forest(data: Mapping[str, Any]) -> Any:
             _LIB.TreeliteLoadSKLearnRandomForestRegressorEx(trees, features, ctypes.c_int(1), node_count, *common, ctypes.byref(handle))
         )
     return Model(handle=handle)
+
+
+def total_nodes(model: Any) -> int:
+    """Nodes (splits and leaves) of a forest or a LightGBM/XGBoost estimator (or a pipeline ending in one): what
+    tl2cgen turns into code, so what its gcc build time and code size grow with."""
+    estimator = model.steps[-1][1] if getattr(model, "steps", None) else model
+    if hasattr(estimator, "estimators_") and hasattr(estimator.estimators_[0], "tree_"):
+        return int(sum(e.tree_.node_count for e in estimator.estimators_))
+    if hasattr(estimator, "booster_"):  # LightGBM: a tree of n leaves has 2n - 1 nodes
+        return int(sum(2 * t["num_leaves"] - 1 for t in estimator.booster_.dump_model()["tree_info"]))
+    if hasattr(estimator, "get_booster"):  # XGBoost: one line per node in the text dump
+        return int(sum(len([line for line in tree.splitlines() if line.strip()]) for tree in estimator.get_booster().get_dump()))
+    return 0
+
+
+# gcc time per node (one unit per tree, -O1): 657 s for 293,492 nodes at load 19, 60 s for 28,672 at load 16 (2.1-2.2
+# ms); and speed: 28,672 nodes (0.95 MB of code, inside this CPU's 1 MB L2) ran at ~1.1x native, 293,492 (9.6 MB) at
+# 0.24x. Above WIN_NODES (3.5x the largest forest measured to win; an estimate between two measurements) a search
+# skips treelite: minutes of gcc for a library that walks each row through more code than the cache holds.
+SECONDS_PER_NODE, WIN_NODES = 0.0023, 100_000
+
+
+def worth_building(model: Any, search_seconds: Any) -> None:
+    """Only in an optimize search (``search_seconds`` given): refuse, with the estimate, a forest whose build cannot
+    finish in the time left or whose code cannot win. An explicit ``--to treelite`` always builds."""
+    if search_seconds is None:
+        return
+    nodes = total_nodes(model)
+    estimate = nodes * SECONDS_PER_NODE
+    if nodes > WIN_NODES:
+        raise UnsupportedConversion(
+            f"skipped in the search: {nodes:,} nodes (~{estimate:.0f} s of gcc) compile to code far beyond the cache, "
+            f"measured 0.24x native at 293,492 nodes",
+            "--to treelite builds it anyway; onedal or onnx run large forests",
+        )
+    if str(search_seconds) != "none" and estimate > float(search_seconds):
+        raise UnsupportedConversion(
+            f"skipped in the search: ~{estimate:.0f} s of gcc for {nodes:,} nodes, {float(search_seconds):.0f} s left",
+            "give a longer --time-budget",
+        )

@@ -30,11 +30,12 @@ from packager.errors import InputFileError, UnsupportedConversion, converting
 from packager.plugins import adapts, converts, runs
 from packager.validation import FLOAT32, criteria_table
 
-from ._forest_arrays import forest_arrays, read_forest, treelite_forest
+from ._forest_arrays import forest_arrays, read_forest, treelite_forest, worth_building
 from ._sklearn_api import holds
 
 LLEAVES = "lleaves"
 TREELITE = "treelite"
+ONEDAL = "onedal"
 NPZ_MAGIC = b"PK\x03\x04"
 # Compiled code computes what the library computes, in float64 (lleaves use_fp64) or in the model's own threshold type
 # (treelite), but sums trees in another order: judged as float32 artifacts are, not as the same kernels.
@@ -146,6 +147,10 @@ TREELITE_FORMAT = Format(
     detect=_is_never,
     check=check_treelite_file,
 )
+# the same files as a treelite package; oneDAL builds its model from them in memory at load (converters._onedal)
+ONEDAL_FORMAT = Format(
+    ONEDAL, title="tree ensemble run by oneDAL (daal4py), built at load", suffix=".npz", detect=_is_never, check=check_treelite_file
+)
 
 
 # ---------------------------------------------------------------- scikit-learn forests as arrays
@@ -206,10 +211,12 @@ def sklearn_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> A
     note="RandomForest/ExtraTrees (arrays), LightGBM, XGBoost: compiled by tl2cgen at load",
     applies=is_tree_ensemble,
     applies_to="tree ensembles (RandomForest/ExtraTrees, LightGBM, XGBoost)",
+    options={"search_seconds": "set by optimize: seconds left (or none); refuse what cannot build in time or cannot win"},
 )
 def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     import numpy as np
 
+    worth_building(model, options.option("search_seconds"))
     details = {"converter": "packager forest arrays / library save_model (compiled by tl2cgen at load)", "treelite": version_of("treelite")}
     top = type(model).__module__.split(".")[0]
     if top in ("lightgbm", "xgboost") or (
@@ -222,18 +229,54 @@ def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> 
     return Artifact(path, details)
 
 
+def _onedal_applies(model: Any) -> bool:
+    """A tree ensemble, where oneDAL is installed (the onedal extra): ``--to all`` skips it elsewhere, as it skips
+    other models; ``--to onedal`` names the missing package."""
+    from packager.deps import NOT_INSTALLED
+
+    return is_tree_ensemble(model) and not holds("lightgbm")(model) and version_of(DAL) != NOT_INSTALLED
+
+
+@converts(
+    "sklearn",
+    to=ONEDAL,
+    note="RandomForest/ExtraTrees (arrays), XGBoost: run by oneDAL, its model built at load",
+    applies=_onedal_applies,
+    applies_to="RandomForest/ExtraTrees and XGBoost models, where scikit-learn-intelex is installed",
+)
+def sklearn_to_onedal(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
+    """The treelite package's data; the oneDAL model is built once here so what oneDAL refuses (a LightGBM categorical
+    or linear tree) fails the conversion, not a later load."""
+    if not is_tree_ensemble(model):
+        raise UnsupportedConversion(
+            f"onedal runs RandomForest/ExtraTrees, LightGBM and XGBoost models, not {type(model).__name__}", "use --to onnx"
+        )
+    if holds("lightgbm")(model):
+        raise UnsupportedConversion(LIGHTGBM_FLOAT32, "use --to lleaves (5-7x native here) or treelite")
+    require("daal4py", "onedal", "the onedal tree-ensemble runtime")  # before anything is written
+    artifact = sklearn_to_treelite(model, signature, out, options)
+    with converting("oneDAL could not build this model", "use --to onnx or treelite"):
+        OnedalRuntime().load(artifact.path)
+    return Artifact(artifact.path, {"converter": "packager forest arrays / library save_model (run by oneDAL)", "daal4py": version_of(DAL)})
+
+
 # LightGBM and XGBoost files load into their scikit-learn estimators: the scikit-learn edges above compile them (three
 # one-line wrapper converters before)
 @adapts(
     "lightgbm",
     to="sklearn",
-    targets={LLEAVES: "LLVM-compiled at load (cached by digest)", TREELITE: "compiled by tl2cgen at load (cached by digest)"},
+    targets={
+        LLEAVES: "LLVM-compiled at load (cached by digest)",
+        TREELITE: "compiled by tl2cgen at load (cached by digest)",
+    },
 )
 def lightgbm_for_compilers(model: Any) -> Any:
     return model
 
 
-@adapts("xgboost", to="sklearn", targets={TREELITE: "compiled by tl2cgen at load (cached by digest)"})
+@adapts(
+    "xgboost", to="sklearn", targets={TREELITE: "compiled by tl2cgen at load (cached by digest)", ONEDAL: "run by oneDAL (built at load)"}
+)
 def xgboost_for_compilers(model: Any) -> Any:
     return model
 
@@ -425,3 +468,39 @@ class TreeliteRuntime(Runtime):
         dtype = np.float32 if predictor.threshold_type == "float32" else np.float64
         scores = predictor.predict(tl2cgen.DMatrix(np.ascontiguousarray(x, dtype=dtype)))
         return _outputs(signature, np.asarray(scores).reshape(x.shape[0], -1), classes)
+
+
+# oneDAL compares float32 rows with float32 thresholds: LightGBM's double thresholds (native predict compares in
+# float64) sent breast_cancer rows near a split the other way (max diff 0.021 in probability, 1.47 in a regression):
+# refused; XGBoost's thresholds are float32 with "<" and scikit-learn's are rounded down to float32 (converters._onedal)
+LIGHTGBM_FLOAT32 = "onedal compares in float32 and LightGBM's thresholds are float64: rows near a split would go the other way"
+DAL = "scikit-learn-intelex"  # the distribution that ships daal4py (and, through its dependency daal, oneDAL)
+
+
+@runs(ONEDAL_FORMAT, criteria=COMPILED_CRITERIA)
+class OnedalRuntime(Runtime):
+    """A forest, LightGBM or XGBoost model run by oneDAL's tree predictor (converters._onedal: why, and the figures)."""
+
+    name, distribution = "onedal", DAL
+    thread_control = "process"  # daalinit sets oneDAL's process-wide thread count
+    takes_source_input = True
+
+    def load(self, path: Path, *, trust: bool = False, threads: int | None = None) -> Any:
+        from ._onedal import booster_model, forest_models, set_threads
+
+        kind = _kind(Path(path))
+        if kind == "lightgbm":
+            raise UnsupportedConversion(LIGHTGBM_FLOAT32, "use the lleaves or treelite package of this model")
+        check_treelite_file(Path(path))
+        set_threads(threads)
+        with converting("oneDAL could not build the model", "use the onnx or treelite package of this model"):
+            if kind == "forest-npz":
+                data = read_forest(Path(path))
+                return forest_models(data), data["classes"]
+            return booster_model(Path(path)), None
+
+    def predict(self, handle: Any, signature: Any, feeds: Mapping[str, Any]) -> dict[str, Any]:
+        from ._onedal import scores
+
+        models, classes = handle
+        return _outputs(signature, scores(models, next(iter(feeds.values()))), classes)

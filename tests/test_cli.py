@@ -246,8 +246,8 @@ def test_to_all_exits_0_when_every_target_passed_or_was_refused_by_design(fixtur
     assert result.returncode == 0, result.stdout + result.stderr
     last = result.stdout.strip().splitlines()[-1]
     assert "passed" in last and "refused by design" in last and "failed" not in last
-    skipped = ["lightgbm", "lleaves", "treelite", "xgboost-json", "xgboost-ubj"]
-    assert last.endswith(f"5 skipped as made for other models ({', '.join(skipped)})"), last
+    skipped = ["lightgbm", "lleaves", "onedal", "treelite", "xgboost-json", "xgboost-ubj"]
+    assert last.endswith(f"6 skipped as made for other models ({', '.join(skipped)})"), last
     assert not any(f" {t} " in line for t in skipped for line in result.stdout.splitlines()[:-1])
     assert not any((tmp_path / "all" / t).exists() for t in skipped) and (tmp_path / "all" / "onnx" / "model.onnx").is_file()
 

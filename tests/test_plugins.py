@@ -69,7 +69,7 @@ def test_imported_names_are_not_registered_twice():
 
 
 def test_unknown_pair_lists_what_exists():
-    targets = "coreml, joblib, lightgbm, lleaves, mleap, onnx, openvino, pickle, pmml, skops, treelite, xgboost-json, xgboost-ubj"
+    targets = "coreml, joblib, lightgbm, lleaves, mleap, onedal, onnx, openvino, pickle, pmml, skops, treelite, xgboost-json, xgboost-ubj"
     with pytest.raises(UnsupportedConversion, match=f"sklearn converts to: {targets}"):  # openvino through onnx: the graph
         default_registry().conversion("sklearn", "tflite")
 

@@ -58,6 +58,11 @@ def test_the_declared_models_are_the_ones_the_converters_take():
         "xgb pipeline": make_pipeline(StandardScaler(), xgb.XGBClassifier()),
     }
     verdicts = {t: sorted(name for name, model in models.items() if takes[t](model)) for t in SKIPPED}  # type: ignore[misc]
+    from packager.deps import NOT_INSTALLED, version_of
+
+    onedal = edges[("sklearn", "onedal")].applies  # oneDAL where its extra is installed; never LightGBM (float64 splits)
+    installed = version_of("scikit-learn-intelex") != NOT_INSTALLED
+    assert sorted(n for n, m in models.items() if onedal(m)) == (["forest", "xgb", "xgb pipeline"] if installed else [])
     assert verdicts == {
         "lightgbm": ["lgbm"],
         "lleaves": ["lgbm"],

@@ -109,8 +109,8 @@ def command(
         from packager.errors import ValidationFailed
 
         raise ValidationFailed(
-            f"no candidate is within the budget on the held-out rows ({result.why}); the report is in {result.out}",
-            "loosen --budget, widen --formats, or give a longer --time-budget",
+            f"no candidate was chosen ({result.why}); the report is in {result.out}",
+            "loosen --budget, widen --formats, give a longer --time-budget, or deploy the native model where it is faster",
         )
 
 

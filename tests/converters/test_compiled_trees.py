@@ -236,3 +236,25 @@ json.dump({{"seen": os.path.isfile({inside!r} + "/model.so"), "tried": tried}}, 
     assert not marker.exists()
     ctypes.CDLL(str(evil))  # the payload is real: loading it does write the marker
     assert marker.exists()
+
+
+def test_a_search_skips_treelite_builds_that_cannot_fit_the_time_left_or_cannot_win(tmp_path):
+    """optimize passes ``search_seconds``: the converter estimates gcc's time from the node count (2.3 ms a node,
+    measured) and refuses, before writing anything, a forest whose code cannot win (over 100,000 nodes: the 293,492-node
+    forest ran at 0.24x native) or whose build cannot finish in the time left. Without the option it builds."""
+    from converters._forest_arrays import SECONDS_PER_NODE, WIN_NODES
+    from packager.errors import UnsupportedConversion
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5000, 5)), rng.integers(0, 2, 5000)  # random labels: deep trees, many nodes
+    big = RandomForestClassifier(60, random_state=0, n_jobs=1).fit(X, y)
+    nodes = sum(e.tree_.node_count for e in big.estimators_)
+    assert nodes > WIN_NODES
+    with pytest.raises(UnsupportedConversion, match=f"skipped in the search: {nodes:,} nodes .* beyond the cache"):
+        convert(big, "treelite", out=tmp_path / "big", sample=X[:20], plugin_options={"search_seconds": "none"})
+    small = RandomForestClassifier(8, max_depth=6, random_state=0).fit(X, y)
+    small_nodes = sum(e.tree_.node_count for e in small.estimators_)
+    assert small_nodes * SECONDS_PER_NODE > 0.5
+    with pytest.raises(UnsupportedConversion, match=f"~{small_nodes * SECONDS_PER_NODE:.0f} s of gcc for {small_nodes:,} nodes, 0 s left"):
+        convert(small, "treelite", out=tmp_path / "small", sample=X[:20], plugin_options={"search_seconds": "0"})
+    assert not (tmp_path / "big").exists() and not (tmp_path / "small").exists()
