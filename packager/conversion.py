@@ -851,6 +851,10 @@ def validate_artifact(
     }
     handle = runtime.load(path, trust=trust)
     signature, feeds = evidence.signature, evidence.feeds
+    if getattr(runtime, "takes_source_input", False) and evidence.source_feeds is not None:
+        # fed as ``predict`` will feed it: a runtime judged on float32 rows and run on float64 ones passed a forest
+        # that was 4.66 off (treelite, found by an outside user)
+        feeds = evidence.source_feeds
     actual, batch_sizes = _run_two_batches(runtime, handle, signature, feeds)
     # a format may drop auxiliary outputs (PMML: SVC probabilities); the first output is never optional
     optional = frozenset(list(evidence.expected)[1:]) if runtime.may_omit_auxiliary_outputs else frozenset()

@@ -47,6 +47,9 @@ class Evidence:
     # regression output -> (per-column spread of the source on rows drawn from the model's fitted statistics, where
     # it came from), for outputs that do not vary on the validation rows (``model_scales``)
     scales: Mapping[str, tuple[tuple[float, ...], str]] = field(default_factory=dict)
+    # the input as the user feeds the source (float64, NaN, strings): what ``predict`` gives a runtime that takes the
+    # source's input (``Runtime.takes_source_input``), so its verdict is on what it will be fed; None: ``feeds`` are it
+    source_feeds: Mapping[str, Any] | None = None
 
     @property
     def rows(self) -> int:
@@ -120,6 +123,7 @@ def gather(
         lambda f: plugin.predict(source.model, signature, f),
         rules,
         scales,
+        full,
     )
 
 
