@@ -98,8 +98,11 @@ def scores(models: Any, x: Any) -> Any:
     rows = np.ascontiguousarray(x, dtype=np.float32)
     if isinstance(models, list):
         d4p = daal4py()
-        predict = d4p.gbt_regression_prediction(fptype="float")
-        return np.column_stack([np.asarray(predict.compute(rows, m).prediction).reshape(-1) for m in models])
+        # one prediction object per model: reused, it answered every column with the first model it was given
+        # (a 3-class iris forest: probabilities 1.0 off, caught by the zoo's validation)
+        return np.column_stack(
+            [np.asarray(d4p.gbt_regression_prediction(fptype="float").compute(rows, m).prediction).reshape(-1) for m in models]
+        )
     if models.is_classifier_:
         return np.asarray(models.predict_proba(rows))
     return np.asarray(models.predict(rows)).reshape(rows.shape[0], -1)

@@ -24,6 +24,8 @@ pytest.importorskip("daal4py")
 def data():
     Xc, yc = load_breast_cancer(return_X_y=True)
     Xi, yi = load_iris(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(yi))  # iris is sorted by class: its first 2/3 held two classes
+    Xi, yi = Xi[order], yi[order]
     Xr, yr = load_diabetes(return_X_y=True)
     return {"binary": (Xc, yc), "multi": (Xi, yi), "regression": (Xr, yr)}
 
@@ -52,6 +54,7 @@ def test_onedal_matches_the_native_library_on_unseen_rows(data, tmp_path, name, 
     X, y = data[task]
     cut = len(X) * 2 // 3
     model = make(X[:cut], y[:cut])
+    assert len(getattr(model, "classes_", ())) == {"binary": 2, "multi": 3, "regression": 0}[task]
     package = convert(model, "onedal", out=tmp_path / name, sample=X[:100])
     assert package.manifest.validation["status"] == "passed" and package.manifest.format == "onedal"
     assert not [p for p in package.path.rglob("*") if p.suffix in (".so", ".o", ".dll", ".dylib")]  # data only
