@@ -317,6 +317,7 @@ def optimize(
         baseline, done, side = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective, rounds, deadline)
         chosen, why, done = _choose(done, baseline, objective)
         done = _mark_pareto(done, objective)
+        done = [replace(c, reason=_plain(c.reason, Path(data).name)) for c in done]  # the verdicts' notes too (--sample)
         result = OptimizeResult(
             destination.absolute(),
             objective,
