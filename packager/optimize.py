@@ -429,6 +429,7 @@ def _check_data(source: Path, data: Path, text_column: str | None, bounds: tuple
     import pyarrow.parquet as pq
 
     from packager.batches import iter_batches, open_source
+    from packager.errors import SampleError, ValidationFailed
     from packager.inspection import inspect
     from packager.optimize_budget import unjudgeable
 
@@ -468,6 +469,13 @@ def _check_data(source: Path, data: Path, text_column: str | None, bounds: tuple
                 what = f"--text-column {text_column}: {source.name} does not take these texts ({what})"
                 hint = "--text-column is for text models (a Hugging Face folder); leave it out for a model of numeric features"
             raise type(exc)(what if "--data" in what else f"--data {data.name}: {what}", hint) from exc
+        except ValidationFailed as exc:  # an ONNX (or other runtime) source's own run said "the converter produced a graph
+            # that fails" (exit 9): nothing was converted yet, the source itself cannot take these rows
+            why = first_line(exc).split(". ")[0].replace(" on the sample", "")
+            raise SampleError(
+                f"--data {data.name}: {source.name} itself fails on its rows ({why})",
+                "give --data rows like the ones the model was made for (its columns, types and shapes)",
+            ) from exc
     kinds = info.get("output_kinds")
     if kinds:
         for bound in bounds:

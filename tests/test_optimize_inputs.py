@@ -134,6 +134,17 @@ def test_data_and_budgets_the_source_cannot_answer_are_one_error_before_any_cand
         assert time.monotonic() - started < 30 and not out.exists(), (data, options)  # no search ran (one took minutes)
 
 
+def test_an_onnx_source_failing_on_the_data_is_a_sample_error_not_exit_9(models, tmp_path):
+    """An ONNX file as the source: onnxruntime refusing the rows said "the converter produced a graph that fails"
+    (ValidationFailed, exit 9) though nothing was converted yet."""
+    from packager.conversion import convert
+
+    package = convert(models / "ridge.pkl", "onnx", out=tmp_path / "pkg", sample=models / "diab.parquet", trust=True)
+    with pytest.raises(SampleError, match=re.escape("--data wine.parquet: model.onnx itself fails on its rows (onnxruntime")):
+        optimize(package.path / "model.onnx", models / "wine.parquet", tmp_path / "o", formats=["openvino"], trust=True)
+    assert not (tmp_path / "o").exists()
+
+
 def test_wrong_columns_are_a_usage_error_through_the_sandbox(models, tmp_path):
     """The real CLI, the source loaded and run in the sandbox child (no --trust): one line, exit 2, nothing written."""
     out = tmp_path / "o"
