@@ -5,7 +5,9 @@ The public API is imported lazily so that ``import packager`` (and the CLI's ``-
 
 from __future__ import annotations
 
+import sys
 from importlib import import_module
+from types import ModuleType
 from typing import Any
 
 __version__ = "0.1.0"
@@ -33,7 +35,30 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'packager' has no attribute {name!r}")
+    if module == f"{__name__}.{name}":  # the function shares its submodule's name: the attribute is that module, callable
+        return import_module(module)
     return getattr(import_module(module), name)
+
+
+class _CallableModule(ModuleType):
+    """A submodule named like the function it exports (``packager.optimize``). Importing a submodule sets it as the
+    package's attribute (the import system does, on first import, wherever it happens: the CLI, a test, the user's
+    ``import packager.optimize``), replacing the lazy function: a second ``packager.optimize(...)`` then raised
+    "'module' object is not callable". Calling the module calls its function, so the public API works in any import
+    order, and ``import packager.optimize as m; m.OptimizeResult`` still gives the module."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+class _Package(ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, ModuleType) and _EXPORTS.get(name) == value.__name__ == f"{self.__name__}.{name}":
+            value.__class__ = _CallableModule
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def _checkout_plugins() -> None:

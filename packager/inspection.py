@@ -65,14 +65,16 @@ def run_inspect(request: InspectRequest, *, trust: bool = False, registry: Plugi
         with reading(f"{path.name} ({fmt})"):
             info.update(runtime.inspect(path))
     if registry.loads_as_source(fmt):
-        from packager.conversion import load_source, prepare_inputs
+        from packager.conversion import gather_evidence, load_source
 
         given = sample is not None or input_shape or model_class or dynamic_axes
         try:
             source = load_source(path, trust=trust, model_class=model_class, registry=registry, lineage=request.lineage)
             info.update({"framework": source.framework, "model_class": source.info.model_class, **source.info.details})
-            signature, _, _ = prepare_inputs(source, sample, input_shape, registry, dynamic_axes)
-            info["signature"] = signature.to_dict()
+            evidence = gather_evidence(source, sample, input_shape, registry, dynamic_axes)
+            info["signature"] = evidence.signature.to_dict()
+            if sample is not None:  # the kinds on the user's rows, as convert's validation decides them (optimize's budget)
+                info["output_kinds"] = {name: kind.value for name, kind in evidence.kinds.items()}
         except UsageError as exc:
             if given:
                 raise

@@ -27,6 +27,7 @@ The search, in the order it runs:
 from __future__ import annotations
 
 import json
+import numbers
 import re
 import shutil
 import time
@@ -53,6 +54,7 @@ ROUNDS = 3
 # finalists within CLEAR of the best take the other rounds. CLEAR is above the 0.54-1.25x (2.3x) spread of one
 # library against itself between single sandboxed runs at load 8-10.
 CLEAR = 2.5
+MAX_TIME_BUDGET = 7 * 24 * 3600  # the MiniLM search, the longest here, takes ~15 min; a week is a typo, not a budget
 STATUSES = ("measured", "over-budget", "pruned", "refused", "failed")
 
 Progress = Callable[[str], None]
@@ -130,21 +132,53 @@ class OptimizeResult:
         }
 
 
-def parse_duration(text: str | None) -> float | None:
-    """``15m``, ``90s``, ``1h``, ``1h30m`` or plain seconds -> seconds."""
-    if text is None or str(text).strip() == "":
+def parse_duration(text: str | float | None) -> float | None:
+    """``15m``, ``90s``, ``1h``, ``1h30m``, plain seconds, or a number of seconds (the API) -> seconds. Refused: zero,
+    negative, NaN, infinite, and more than MAX_TIME_BUDGET (the API took -1, 0.0 and nan; the CLI took 1e20 hours)."""
+    if text is None or (isinstance(text, str) and text.strip() == ""):
         return None
-    text = str(text).strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise UsageError(f"--time-budget {text!r} is not a duration", "e.g. --time-budget 15m, 90s or 1h30m (or a number of seconds)")
+    if isinstance(text, (int, float)):
+        seconds, text = float(text), str(text)
+    elif re.fullmatch(r"\d+(\.\d+)?", text := text.strip()):
         seconds = float(text)
     else:
         parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
         if not parts or "".join(n + u for n, u in parts) != text:
             raise UsageError(f"--time-budget {text!r} is not a duration", "e.g. --time-budget 15m, 90s or 1h30m")
         seconds = sum(float(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
-    if seconds <= 0:
+    if not seconds > 0:  # NaN too
         raise UsageError(f"--time-budget {text!r} must be positive", "e.g. --time-budget 5m")
+    if seconds > MAX_TIME_BUDGET:
+        raise UsageError(
+            f"--time-budget {text!r} is more than {MAX_TIME_BUDGET // 3600:.0f}h", "leave --time-budget out to try every candidate"
+        )
     return seconds
+
+
+def _count(flag: str, value: Any) -> int:
+    """A positive whole number (--batch-size, --threads): the API took threads=1.5 (every candidate then failed in bench
+    with a TypeError) and the CLI's --batch-size 0 silently meant the default."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise UsageError(f"{flag} {value!r} is not a positive whole number", f"e.g. {flag} 1")
+    return int(value)
+
+
+def _formats(formats: str | Iterable[str] | None) -> list[str] | None:
+    """The targets to search: None for all; a single string is one target (``formats="onnx"`` was read as n, o, x);
+    a list naming none (the CLI's ``--formats ''``) is refused rather than meaning every target."""
+    if formats is None:
+        return None
+    items = [formats] if isinstance(formats, str) else list(formats)
+    if not all(isinstance(f, str) for f in items):
+        raise UsageError(f"--formats {formats!r}: each target is a name", "e.g. formats=['onnx', 'openvino']")
+    wanted = [f.strip() for f in items if f.strip()]
+    if not wanted:
+        raise UsageError(
+            f"--formats {','.join(items)!r} names no target", "e.g. --formats onnx,openvino, or leave it out to search every target"
+        )
+    return wanted
 
 
 def optimize(
@@ -155,8 +189,8 @@ def optimize(
     objective: str = "latency",
     batch_size: int | None = None,
     threads: int = 1,
-    budget: Iterable[str] | None = None,
-    formats: Iterable[str] | None = None,
+    budget: str | Iterable[str] | None = None,
+    formats: str | Iterable[str] | None = None,
     time_budget: str | float | None = None,
     text_column: str | None = None,
     push: str | None = None,
@@ -182,15 +216,12 @@ def optimize(
     started = time.monotonic()
     if objective not in OBJECTIVES:
         raise UsageError(f"--objective {objective!r} is not one of {', '.join(OBJECTIVES)}", "e.g. --objective throughput")
-    batch = int(batch_size) if batch_size else (16384 if objective == "throughput" else 1)
-    if batch < 1 or threads < 1:
-        raise UsageError(f"--batch-size {batch} and --threads {threads} must be positive", "e.g. --batch-size 1 --threads 1")
+    batch = _count("--batch-size", batch_size) if batch_size is not None else (16384 if objective == "throughput" else 1)
+    threads = _count("--threads", threads)
     bounds = parse_budget(budget or ())
-    deadline = (
-        None
-        if time_budget is None
-        else started + (time_budget if isinstance(time_budget, (int, float)) else parse_duration(time_budget) or 0)
-    )
+    seconds = parse_duration(time_budget) if time_budget is not None else None
+    deadline = None if seconds is None else started + seconds
+    wanted = _formats(formats)
     if push:
         from packager.registry.refs import check_name
 
@@ -202,7 +233,8 @@ def optimize(
         raise InputFileError(f"{source}: no such file or folder", "give the trained model to optimize")
     destination = Path(out)
     check_destination(destination, overwrite)
-    framework, targets, source_format = _search_space(source, formats, trust)
+    info = _check_data(source, Path(data), text_column, bounds, trust)
+    framework, targets, source_format = _search_space(source, wanted, trust, info)
     with staging_dir(destination, overwrite) as staging:
         calibration, held_out, split = _split(Path(data), staging / "data", text_column)
         say(f"data: {split['calibration_rows']} calibration rows, {split['held_out_rows']} held-out rows (seed {SPLIT_SEED})")
@@ -234,6 +266,7 @@ def optimize(
                 say(f"{step}: converting and judging on held-out rows")
                 search = _search_options(framework, candidate.format, deadline)
                 candidate = _build(candidate, source, staging / "candidates", held_out, calibration, trust, search)
+            candidate = replace(candidate, reason=_plain(candidate.reason, Path(data).name))
             if candidate.status in ("refused", "failed", "over-budget"):
                 done.append(candidate)
                 say(f"{step}: {candidate.status}: {candidate.reason}")
@@ -284,6 +317,7 @@ def optimize(
         baseline, done, side = _final(source, done, calibration, batch, threads, text_column, min_seconds, objective, rounds, deadline)
         chosen, why, done = _choose(done, baseline, objective)
         done = _mark_pareto(done, objective)
+        done = [replace(c, reason=_plain(c.reason, Path(data).name)) for c in done]  # the verdicts' notes too (--sample)
         result = OptimizeResult(
             destination.absolute(),
             objective,
@@ -309,8 +343,14 @@ def optimize(
         shutil.rmtree(staging / "candidates", ignore_errors=True)
         shutil.rmtree(staging / "data", ignore_errors=True)
     result = replace(result, out=destination.absolute())
-    if chosen is None:
-        return result
+    if chosen is None:  # as the CLI's exit 9: a search that chose nothing must not look like a result (best/ is absent)
+        from packager.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"no candidate was chosen ({result.why}); the report is in {result.out}",
+            "loosen --budget, widen --formats, give a longer --time-budget, or deploy the native model where it is faster",
+            report=result,
+        )
     if push:
         result = replace(result, pushed=_push(result, source, push, aliases, trust, registry_url, blobs))
         (destination / "optimize.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
@@ -320,15 +360,18 @@ def optimize(
 # ---------------------------------------------------------------- search space
 
 
-def _search_space(source: Path, formats: Iterable[str] | None, trust: bool) -> tuple[str, list[tuple[str, tuple[str | None, ...]]], str]:
+def _search_space(
+    source: Path, formats: Iterable[str] | None, trust: bool, info: dict[str, Any] | None = None
+) -> tuple[str, list[tuple[str, tuple[str | None, ...]]], str]:
     """The source's framework, every (target, quantize modes) the registry reaches from it and can run here, and the
-    source's own format (its package runs the native library: always a finalist)."""
+    source's own format (its package runs the native library: always a finalist). ``info``: the source's inspection
+    when the caller has it (``_check_data``), else it is inspected here."""
     from packager.graph import as_conversion
     from packager.inspection import inspect
     from packager.plugins import default_registry
 
     registry = default_registry()
-    info = inspect(str(source), trust=trust)
+    info = info if info is not None else inspect(str(source), trust=trust)
     fmt = info.get("format", "")
     framework = registry.framework_for_format(fmt) if registry.loads_as_source(fmt) else info.get("framework", "")
     wanted = {f.strip() for f in formats or () if f.strip()}
@@ -368,6 +411,90 @@ def _candidates(target: str, modes: tuple[str | None, ...]) -> list[Candidate]:
 
 
 # ---------------------------------------------------------------- data
+
+
+CHECK_ROWS = 64  # rows of --data the source runs on before the search: spread over the file, a second or two here
+
+
+def _check_data(source: Path, data: Path, text_column: str | None, bounds: tuple[Bound, ...], trust: bool) -> dict[str, Any]:
+    """The user's data and budget against the source, once, before any candidate is built: the source runs on
+    CHECK_ROWS rows of ``data`` (in the sandbox unless ``trust``, through ``inspect``), so wrong or missing columns,
+    text where numbers go, or NaN the model rejects are one error naming --data (they were a failed row per candidate
+    naming held_out.parquet, then exit 9 "loosen --budget" minutes later); each budget metric must be one the source's
+    outputs give (their kinds as the validation decides them). Returns the inspection (``_search_space`` reuses it)."""
+    import tempfile
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from packager.batches import iter_batches, open_source
+    from packager.errors import SampleError, ValidationFailed
+    from packager.inspection import inspect
+    from packager.optimize_budget import unjudgeable
+
+    rows = open_source(data)
+    if rows.kind not in ("parquet", "csv", "jsonl"):
+        raise UsageError(f"--data {data.name}: optimize splits rows of a table", "give a .parquet, .csv or .jsonl file")
+    batches = list(iter_batches(rows, 65_536))
+    table = pa.Table.from_batches(batches) if batches else None
+    if table is None:
+        raise UsageError(f"--data {data.name} has no rows", "give at least 4 rows (hundreds judge better)")
+    if table.num_rows < 4:
+        raise UsageError(
+            f"--data {data.name} has {table.num_rows} rows: too few to split into calibration and held-out rows",
+            "give at least 4 rows (hundreds judge better)",
+        )
+    if text_column is not None:
+        if text_column not in table.column_names:
+            raise UsageError(f"--data has no column {text_column!r}", f"it has {sorted(table.column_names)[:20]}")
+        kind = table.schema.field(text_column).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise UsageError(
+                f"--text-column {text_column}: the column holds {kind}, not text",
+                "--text-column is for text models (a Hugging Face folder); leave it out for a model of numeric features",
+            )
+        table = table.select([text_column]).rename_columns(["text"])  # the column a text model's sample is read from
+    picked = np.unique(np.linspace(0, table.num_rows - 1, min(CHECK_ROWS, table.num_rows)).astype(np.int64))
+    with tempfile.TemporaryDirectory(prefix="packager-optimize-") as folder:
+        head = Path(folder) / f"{data.stem}.parquet"
+        pq.write_table(table.take(pa.array(picked)), head)
+        try:
+            info = inspect(str(source), trust=trust, sample=str(head))
+        except UsageError as exc:  # SampleError too: the source itself fails on these rows, so the data is what is wrong
+            what = exc.what.replace(head.name, f"--data {data.name}")
+            what = what.replace("the sample inputs", f"rows of --data {data.name}").replace("the sample", f"--data {data.name}")
+            hint = exc.hint.replace("--sample FILE", "--data FILE").replace("--sample", "--data")
+            if text_column is not None:
+                what = f"--text-column {text_column}: {source.name} does not take these texts ({what})"
+                hint = "--text-column is for text models (a Hugging Face folder); leave it out for a model of numeric features"
+            raise type(exc)(what if "--data" in what else f"--data {data.name}: {what}", hint) from exc
+        except ValidationFailed as exc:  # an ONNX (or other runtime) source's own run said "the converter produced a graph
+            # that fails" (exit 9): nothing was converted yet, the source itself cannot take these rows
+            why = first_line(exc).split(". ")[0].replace(" on the sample", "")
+            raise SampleError(
+                f"--data {data.name}: {source.name} itself fails on its rows ({why})",
+                "give --data rows like the ones the model was made for (its columns, types and shapes)",
+            ) from exc
+    kinds = info.get("output_kinds")
+    if kinds:
+        for bound in bounds:
+            given = unjudgeable(bound, kinds.values())
+            if given is not None:
+                outputs = ", ".join(f"{name} ({kind})" for name, kind in kinds.items())
+                raise UsageError(
+                    f"--budget {bound}: {source.name}'s outputs ({outputs}) give no {bound.metric}",
+                    f"bound what they give: {', '.join(given)}",
+                )
+    return info
+
+
+def _plain(reason: str, data: str) -> str:
+    """A candidate's reason as the user can act on it: the search's own files and convert's flag are named as what
+    they are in optimize (the held-out rows of --data; --data, not --sample, which optimize does not have)."""
+    for name, rows in (("held_out.parquet", "held-out"), ("calibration.parquet", "calibration")):
+        reason = reason.replace(name, f"the {rows} rows of {data}")
+    return reason.replace("--sample FILE", "--data FILE").replace("--sample", "--data")
 
 
 def _split(data: Path, folder: Path, text_column: str | None) -> tuple[Path, Path, dict[str, Any]]:

@@ -51,10 +51,11 @@ class Bound:
         return measured <= self.value if self.op == "<=" else measured >= self.value
 
 
-def parse_budget(texts: Iterable[str]) -> tuple[Bound, ...]:
-    """``["agreement>=0.999", "max_abs_diff<=1e-5"]`` -> bounds; a wrong metric, direction or number is a UsageError."""
+def parse_budget(texts: str | Iterable[str]) -> tuple[Bound, ...]:
+    """``["agreement>=0.999", "max_abs_diff<=1e-5"]`` -> bounds; a wrong metric, direction or number, or a value the
+    metric can never reach (``r2>=2``), is a UsageError. A single string is one bound (it was split into characters)."""
     bounds = []
-    for text in texts:
+    for text in [texts] if isinstance(texts, str) else texts:
         match = _BOUND.match(text or "")
         if not match:
             raise UsageError(
@@ -74,8 +75,31 @@ def parse_budget(texts: Iterable[str]) -> tuple[Bound, ...]:
             raise UsageError(f"--budget {text!r}: {raw!r} is not a number", "e.g. --budget agreement>=0.999") from None
         if value != value or value in (float("inf"), float("-inf")) or (METRICS[metric] == "<=" and value < 0):
             raise UsageError(f"--budget {text!r}: {raw} is not a usable bound", "give a finite, non-negative error bound")
+        if METRICS[metric] == ">=" and value > 1:  # a share of rows, a cosine, an R²: none exceeds 1
+            raise UsageError(f"--budget {text!r}: {metric} is at most 1, so no candidate can meet it", f"e.g. --budget {metric}>=0.99")
         bounds.append(Bound(metric, op, value))
     return tuple(bounds)
+
+
+# The output kinds whose validation criterion reports each metric (packager.validation: Agreement and Exact give
+# agreement only; Tolerance max_abs and, over classes, agreement; TopK top1 and max_abs; RelativeToSpread max_abs and
+# r2; Cosine cosine and max_abs). max_rel_diff is computed for any numeric output, so it is never refused by kind.
+GIVEN_BY = {
+    "agreement": {"labels", "probabilities", "integer"},
+    "top1": {"scores"},
+    "cosine": {"embedding"},
+    "r2": {"regression"},
+    "max_abs_diff": {"probabilities", "scores", "regression", "embedding"},
+}
+
+
+def unjudgeable(bound: Bound, kinds: Iterable[str]) -> list[str] | None:
+    """None when some output of these kinds gives ``bound``'s metric; else the metrics they do give (a bound no output
+    gives fails every candidate: "r2 not measured" on a classifier, refused after the whole search)."""
+    kinds = set(kinds)
+    if bound.metric not in GIVEN_BY or GIVEN_BY[bound.metric] & kinds:
+        return None
+    return [m for m in METRICS if m not in GIVEN_BY or GIVEN_BY[m] & kinds]
 
 
 def default_budget(kinds: Iterable[str]) -> tuple[Bound, ...]:

@@ -127,7 +127,9 @@ def check_destination(destination: Path, overwrite: bool) -> None:
     """OutputExists when ``destination`` holds something and may not be replaced (callers check before slow work).
     The message names the path as the caller gave it."""
     if destination.exists() and not overwrite and (destination.is_file() or any(destination.iterdir())):
-        raise OutputExists(f"{destination} already exists and is not empty", "choose another -o, or pass --force to replace it")
+        raise OutputExists(
+            f"{destination} already exists and is not empty", "choose another -o, or pass --force (overwrite=True in Python) to replace it"
+        )
 
 
 @contextlib.contextmanager

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from packager.errors import InputFileError, UsageError
+from packager.errors import InputFileError, UsageError, ValidationFailed
 from packager.optimize import optimize, parse_duration
 from packager.optimize_budget import Bound, default_budget, fidelity, judge, parse_budget
 from tests.conftest import run_cli
@@ -308,9 +308,11 @@ def _range_verdict(scores, native, objective):
 def test_no_candidate_within_budget_writes_the_report_and_no_best(cancer, tmp_path):
     folder, *_ = cancer
     out = tmp_path / "none"
-    result = optimize(
-        folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], budget=["max_abs_diff<=0"], trust=True, min_seconds=0.1
-    )
+    with pytest.raises(ValidationFailed, match="no candidate was chosen") as raised:  # as the CLI's exit 9
+        optimize(
+            folder / "logistic.pkl", folder / "rows.parquet", out, formats=["onnx"], budget=["max_abs_diff<=0"], trust=True, min_seconds=0.1
+        )
+    result = raised.value.report
     assert result.chosen is None and _json(out)["chosen"] is None and not (out / "best").exists()
     assert {c["status"] for c in _json(out)["candidates"]} <= {"over-budget", "refused"}
     # nothing to compare the native model with: its process is not started, and the report says so

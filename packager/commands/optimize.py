@@ -40,7 +40,7 @@ import click
 )
 @click.option("--alias", "aliases", multiple=True, help="With --push: point this alias at the pushed version (repeatable).")
 @click.option("--trust", is_flag=True, help="Load the source without the sandbox (only for models you made).")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option("--force", "--overwrite", "overwrite", is_flag=True, help="Replace OUT if it exists (as convert's --force).")
 @click.option("--registry", "registry_url", envvar="PACKAGER_REGISTRY", help="Catalog URL for --push.")
 @click.option("--blobs", envvar="PACKAGER_BLOBS", help="Blob store for --push.")
 @click.option("--json", "as_json", is_flag=True, help="Print optimize.json.")
@@ -68,8 +68,8 @@ def command(
     """Search every format, quantization and runtime packager can make from SOURCE for the fastest artifact within the
     accuracy budget, judged on held-out rows of --data; write the report and OUT/best/ (an ordinary package)."""
     from packager.commands._render import emit_json, library_prints_to_stderr
-    from packager.errors import UsageError
-    from packager.optimize import optimize, parse_duration
+    from packager.errors import UsageError, ValidationFailed
+    from packager.optimize import OptimizeResult, optimize, parse_duration
     from packager.optimize_budget import parse_budget
     from packager.optimize_report import markdown
 
@@ -77,27 +77,33 @@ def command(
     parse_duration(time_budget)
     if aliases and not push_name:
         raise UsageError("--alias needs --push NAME", "e.g. --push fraud --alias staging")
+    failed: ValidationFailed | None = None
     with _console(quiet or as_json) as (say, steps), library_prints_to_stderr():
-        result = optimize(
-            source,
-            data,
-            out,
-            objective=objective,
-            batch_size=batch_size,
-            threads=threads,
-            budget=budget,
-            formats=formats.split(",") if formats else None,
-            time_budget=time_budget,
-            text_column=text_column,
-            push=push_name,
-            aliases=aliases,
-            trust=trust,
-            overwrite=overwrite,
-            registry_url=registry_url,
-            blobs=blobs,
-            progress=say,
-            steps=steps,
-        )
+        try:
+            result = optimize(
+                source,
+                data,
+                out,
+                objective=objective,
+                batch_size=batch_size,
+                threads=threads,
+                budget=budget,
+                formats=formats.split(",") if formats is not None else None,
+                time_budget=time_budget,
+                text_column=text_column,
+                push=push_name,
+                aliases=aliases,
+                trust=trust,
+                overwrite=overwrite,
+                registry_url=registry_url,
+                blobs=blobs,
+                progress=say,
+                steps=steps,
+            )
+        except ValidationFailed as exc:  # nothing chosen: the table is still printed, then exit 9
+            if not isinstance(exc.report, OptimizeResult):
+                raise
+            result, failed = exc.report, exc
     if as_json:
         emit_json(result.to_dict())
     else:
@@ -105,13 +111,8 @@ def command(
         click.echo(f"written: {result.out / 'optimize.json'}, optimize.md, optimize.png" + (f", {result.best}/" if result.chosen else ""))
         if result.pushed:
             click.echo(f"pushed: {result.pushed}")
-    if result.chosen is None:
-        from packager.errors import ValidationFailed
-
-        raise ValidationFailed(
-            f"no candidate was chosen ({result.why}); the report is in {result.out}",
-            "loosen --budget, widen --formats, give a longer --time-budget, or deploy the native model where it is faster",
-        )
+    if failed is not None:
+        raise failed
 
 
 @contextlib.contextmanager
