@@ -172,11 +172,11 @@ def _formats(formats: str | Iterable[str] | None) -> list[str] | None:
         return None
     items = [formats] if isinstance(formats, str) else list(formats)
     if not all(isinstance(f, str) for f in items):
-        raise UsageError(f"--formats {formats!r}: each target is a name", "e.g. formats=['onnx', 'openvino']")
+        raise UsageError(f"--formats {formats!r}: each target is a name", "e.g. formats=['onnx', 'pmml']")
     wanted = [f.strip() for f in items if f.strip()]
     if not wanted:
         raise UsageError(
-            f"--formats {','.join(items)!r} names no target", "e.g. --formats onnx,openvino, or leave it out to search every target"
+            f"--formats {','.join(items)!r} names no target", "e.g. --formats onnx,pmml, or leave it out to search every target"
         )
     return wanted
 
