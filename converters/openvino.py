@@ -1109,8 +1109,9 @@ def hf_to_openvino(model: Any, signature: Any, out: Path, options: ConvertOption
     What runs: nothing is loaded here. ``model`` is the ``TextModel`` the huggingface plugin already loaded (checked folder,
     offline, remote code only with --trust); ``convert_model`` traces ``model.module`` (packager's wrapper around it) with
     ``torch.jit.trace(strict=False)`` on the first validation rows (``options.example``): the tracer runs the module's
-    ``forward`` once on those token tensors, the same code validation runs on the source, in the same process (the
-    sandbox child unless --trust). Nothing is scripted (``torch.jit.script`` only runs without an example input).
+    ``forward`` on those token tensors (3 calls, counted: the trace and torch's re-runs to check it), the same code
+    validation runs on the source, in the same process (the sandbox child unless --trust). Nothing is scripted
+    (``torch.jit.script`` only runs without an example input) and nothing is read from the folder again.
 
     Each input's shape comes from the signature (None -> a dynamic dimension), so any batch and length runs; an IR
     whose inputs came out static where the signature is dynamic is refused rather than packaged."""
