@@ -619,7 +619,7 @@ def test_optimize_searches_openvino_int8_weights_and_bf16_as_candidates(tmp_path
     from packager.optimize import _candidates, _search_space
 
     _onnx_mlp(tmp_path / "mlp.onnx", (8, 16, 2))
-    framework, targets = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)
+    framework, targets, _ = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)  # (framework, targets, source format)
     assert framework == "onnx" and targets == [("openvino", (None, "bf16", "fp16", "static", "static-bf16", "weights", "weights-bf16"))]
     ids = [c.id for c in _candidates(*targets[0])]
     assert ids == [
