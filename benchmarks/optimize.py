@@ -223,7 +223,7 @@ def peers(folder: Path, best: Path, work: Path, texts: list[str]) -> dict:
     import pandas as pd
     from minilm_peers import measure
 
-    from packager.conversion import convert
+    from packager.conversion import convert, load_source
     from packager.optimize import SPLIT_SEED
 
     (work / "texts.txt").write_text("\n".join(texts[:16]) + "\n")
@@ -254,6 +254,17 @@ def peers(folder: Path, best: Path, work: Path, texts: list[str]) -> dict:
             overwrite=True,
             trust=True,
         ).path
+    # the IRs the OpenVINO modes had before the direct huggingface -> openvino edge: through the ONNX export (attention
+    # decomposed), calibrated on the same rows
+    tokenize = load_source(folder, trust=True).model.tokenize
+    np.savez(work / "feeds.npz", **tokenize(texts[:16]))
+    np.savez(work / "calibration.npz", **tokenize([rows[i] for i in sorted(order[: len(rows) // 2])]))
+    for name, quantize in (("openvino_weights_bf16_via_onnx", "weights-bf16"), ("openvino_static_bf16_via_onnx", "static-bf16")):
+        packages[name] = convert(
+            packages["onnx_fp32"] / "model.onnx", to="openvino", quantize=quantize, sample=str(work / "feeds.npz"),
+            calibration=str(work / "calibration.npz") if quantize.startswith("static") else None,
+            out=work / f"minilm-{name}", overwrite=True, trust=True,
+        ).path  # fmt: skip
     return measure(folder, best, packages, held_out, " ".join(texts))
 
 

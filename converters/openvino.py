@@ -1,7 +1,9 @@
-"""OpenVINO IR as a target and an untrusted input: one edge of the conversion graph (ONNX -> OpenVINO), a CPU runtime,
-fp16 and int8-weights quantizers, and the structure check an IR passes before OpenVINO parses it.
+"""OpenVINO IR as a target and an untrusted input: two edges of the conversion graph (ONNX -> OpenVINO, and Hugging Face
+-> OpenVINO through OpenVINO's PyTorch front end, at the end of this file), a CPU runtime, fp16 and int8-weights
+quantizers, and the structure check an IR passes before OpenVINO parses it.
 
-Every source that reaches ONNX reaches OpenVINO through ``packager.graph``; nothing in the core names this format.
+Every source that reaches ONNX reaches OpenVINO through ``packager.graph``; a Hugging Face folder takes its direct edge
+(the graph prefers a direct edge), which keeps attention fused. Nothing in the core names this format.
 
 OpenVINO's ONNX front end (2026.4) converts no classical-ML operator but ``Normalizer``: a scikit-learn, XGBoost or
 LightGBM graph (``TreeEnsembleClassifier``, ``LinearClassifier``, ``Scaler``...) fails with "No conversion rule found"
@@ -233,6 +235,13 @@ class OpenVinoRuntime(Runtime):
         config: dict[str, Any] = {"NUM_STREAMS": 1}
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
+        if threads == 1:
+            # The CPU plugin pins its inference thread to one core by default (ENABLE_CPU_PINNING); on a host whose cores
+            # other processes share, the pinned thread waits for its core while another is free. Measured on
+            # all-MiniLM-L6-v2 int8 weights + bf16, the same IR side by side, 11 interleaved rounds, load 4 on 2 cores:
+            # unpinned 0.99 / 0.98 / 0.83 / 0.80 of the pinned time at 1x32 / 1x128 / 32x32 / 32x128 (a second run at
+            # load 5-11: 0.94 / 0.93 / 0.93 / 0.83). Numbers unchanged (the same kernels). Not measured with more threads.
+            config["ENABLE_CPU_PINNING"] = False
         try:
             core = ov.Core()
             model = core.read_model(str(xml), str(xml.with_suffix(".bin")))
@@ -1073,3 +1082,113 @@ _REWRITES = {
     "TreeEnsembleRegressor": _tree_regressor,
     "TreeEnsembleClassifier": _tree_classifier,
 }
+
+
+# ---------------------------------------------------------------- the edge Hugging Face -> OpenVINO (PyTorch front end)
+
+# A direct edge: ``packager.graph`` takes the direct edge from a source over any longer path, so a Hugging Face folder
+# reaches OpenVINO here and no longer through its ONNX export (huggingface -> onnx -> openvino stays the fallback below).
+ATTENTION = "ScaledDotProductAttention"
+
+
+@converts(
+    "huggingface",
+    to="openvino",
+    quantize=set(QUANTIZE_MODES),
+    note="openvino.convert_model on the loaded torch module (PyTorch front end: attention stays one "
+    "ScaledDotProductAttention), dynamic batch and sequence; the ONNX route when the front end refuses the module; "
+    "tokenizer + preprocessing packaged",
+)
+def hf_to_openvino(model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
+    """Why not through ONNX: the ONNX export decomposes each attention block (MiniLM: 48 MatMul + 6 Softmax in the IR),
+    OpenVINO's PyTorch front end keeps it as one ``ScaledDotProductAttention`` (36 MatMul), which the CPU plugin runs as
+    one fused kernel. Measured on all-MiniLM-L6-v2 (benchmarks/results/optimize.md): with both IRs at f32, the front
+    end's is 0.94-1.02x the time of the one converted from ONNX, and the peers a user would build this way were up to
+    1.10x faster than packager's choice at batch 32.
+
+    What runs: nothing is loaded here. ``model`` is the ``TextModel`` the huggingface plugin already loaded (checked folder,
+    offline, remote code only with --trust); ``convert_model`` traces ``model.module`` (packager's wrapper around it) with
+    ``torch.jit.trace(strict=False)`` on the first validation rows (``options.example``): the tracer runs the module's
+    ``forward`` on those token tensors (3 calls, counted: the trace and torch's re-runs to check it), the same code
+    validation runs on the source, in the same process (the sandbox child unless --trust). Nothing is scripted
+    (``torch.jit.script`` only runs without an example input) and nothing is read from the folder again.
+
+    Each input's shape comes from the signature (None -> a dynamic dimension), so any batch and length runs; an IR
+    whose inputs came out static where the signature is dynamic is refused rather than packaged."""
+    from packager.errors import PackagerError
+
+    from .huggingface_package import write_text_files
+
+    ov = _ov()
+    require("torch", "torch", "OpenVINO's PyTorch front end")
+    try:
+        converted = _from_torch(ov, model, signature, options)
+    except Exception as exc:  # the front end cannot take this module (an operator it lacks, a graph it cannot trace)
+        missing = re.findall(r"No conversion rule found for operations: ([^\n]+)", str(exc))
+        reason = f"no conversion rule for {missing[0].strip()}" if missing else f"{type(exc).__name__}: {first_line(exc, 200)}"
+        try:
+            artifact = _through_onnx(model, signature, out, options)
+        except PackagerError as onnx_exc:
+            onnx_exc.what = f"OpenVINO's PyTorch front end failed ({reason}), and so did the ONNX route: {onnx_exc.what}"
+            onnx_exc.args = (f"{onnx_exc.what}. {onnx_exc.hint}" if onnx_exc.hint else onnx_exc.what,)
+            raise
+        return Artifact(artifact.path, {**artifact.details, "front_end": "onnx (the PyTorch front end failed)", "front_end_error": reason})
+    folder = Path(out) / FOLDER
+    folder.mkdir()
+    ov.save_model(converted, str(folder / XML), compress_to_fp16=False)  # fp32: save_model's fp16 default is a quantization
+    counts: dict[str, int] = {}
+    for op in converted.get_ops():
+        counts[op.get_type_name()] = counts.get(op.get_type_name(), 0) + 1
+    details = {
+        "openvino": ov.__version__,
+        "front_end": "pytorch (torch.jit.trace)",
+        "operations": {name: counts.get(name, 0) for name in (ATTENTION, "MatMul", "Softmax")},
+    }
+    return Artifact(folder, {**details, **write_text_files(model, out)})
+
+
+def _from_torch(ov: Any, model: Any, signature: Any, options: ConvertOptions) -> Any:
+    """The module through OpenVINO's PyTorch front end, its inputs and outputs named as the signature and the
+    preprocessing say (the front end names them after the traced graph's values: ``input.1``, ``attention_mask.1``)."""
+    from packager.deps import quiet_output
+
+    from .huggingface_export import _example
+
+    torch = require("torch", "torch", "OpenVINO's PyTorch front end")
+    specs = list(signature.inputs)
+    types = {"int64": ov.Type.i64, "int32": ov.Type.i32, "float32": ov.Type.f32}
+    shapes = [(ov.PartialShape([-1 if d is None else int(d) for d in spec.shape]), types[spec.dtype]) for spec in specs]
+    with quiet_output(), torch.no_grad():  # the tracer's TracerWarnings and transformers' notices
+        converted = ov.convert_model(model.module, example_input=_example(model, options), input=shapes)
+    for port, spec in zip(converted.inputs, specs, strict=True):
+        port.get_tensor().set_names({spec.name})
+        dims = port.get_partial_shape()
+        static = [i for i, d in enumerate(spec.shape) if d is None and dims[i].is_static]
+        if static:
+            raise ConversionError(f"the PyTorch front end fixed dimensions {static} of input {spec.name}", "use the ONNX route")
+    for port, name in zip(converted.outputs, model.preprocessing.outputs, strict=True):
+        port.get_tensor().set_names({name})
+    return converted
+
+
+def _through_onnx(model: Any, signature: Any, out: Path, options: ConvertOptions) -> Artifact:
+    """The route a Hugging Face folder took before this edge: its ONNX export (``hf_to_onnx``, which also packages the
+    tokenizer and preprocessing), then ``onnx_to_openvino``, the intermediate file removed. Only the last step
+    quantizes (the pipeline does, after this edge returns), as ``packager.graph.run_route`` does for a chain."""
+    import shutil
+    from dataclasses import replace
+
+    from .huggingface import hf_to_onnx
+
+    hop = Path(out) / ".onnx-hop"
+    hop.mkdir()
+    try:
+        exported = hf_to_onnx(model, signature, hop, replace(options, quantize=None))
+        artifact = onnx_to_openvino(Path(exported.path), signature, out, options)
+        for member in hop.iterdir():  # tokenizer.json, preprocessing.json...: they describe the model, not the file
+            if not member.name.startswith(Path(exported.path).name):
+                shutil.move(str(member), str(Path(out) / member.name))
+    finally:
+        shutil.rmtree(hop, ignore_errors=True)
+    details = {k: v for k, v in exported.details.items() if k not in ("quantization", "quantized_in_conversion")}
+    return Artifact(artifact.path, {**details, **artifact.details, "via": "onnx"})

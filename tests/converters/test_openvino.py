@@ -285,7 +285,7 @@ def test_minilm_folder_reaches_openvino_with_sentence_embeddings_at_cosine_0999(
 
 
 def _run_ir_on_texts(package: Path, texts: list[str]) -> np.ndarray:
-    """The packaged IR on the packaged tokenizer (carried over from the ONNX hop), run by OpenVINO itself."""
+    """The packaged IR on the packaged tokenizer, run by OpenVINO itself."""
     import tokenizers
 
     tokenizer = tokenizers.Tokenizer.from_file(str(package / "tokenizer.json"))
@@ -300,8 +300,9 @@ def _run_ir_on_texts(package: Path, texts: list[str]) -> np.ndarray:
 
 
 def _assert_ir_package_with_tokenizer(package) -> None:
-    conversion = package.manifest.conversion
-    assert conversion["route"] == "huggingface -> onnx -> openvino"
+    conversion = package.manifest.conversion  # the direct edge: OpenVINO's PyTorch front end, attention kept whole
+    assert conversion["converter"] == "packager.converters.openvino.hf_to_openvino" and conversion["front_end"].startswith("pytorch")
+    assert conversion["operations"]["ScaledDotProductAttention"] == 6, conversion["operations"]
     assert (package.path / "openvino" / "model.xml").is_file() and not (package.path / ".hops").exists()
 
 
@@ -316,6 +317,10 @@ def test_every_source_that_reaches_onnx_reaches_openvino_through_it():
     for source in registry.frameworks:
         if "onnx" in registry.targets_of(source):
             route = registry.route(source, "openvino")
+            if source == "huggingface":  # its direct edge through OpenVINO's PyTorch front end (tests/converters/test_openvino_hf.py)
+                assert [h.name for h in route.hops] == ["packager.converters.openvino.hf_to_openvino"]
+                reached.append(source)
+                continue
             assert route.via == (() if source == "onnx" else ("onnx",)), source
             assert route.hops[-1].name == "packager.converters.openvino.onnx_to_openvino", source
             reached.append(source)
@@ -428,6 +433,8 @@ def test_the_runtime_honours_threads_per_loaded_model_as_the_onnx_runtime_does(g
     assert runtime.thread_control == registry.runtime("onnx").thread_control == "session"
     one, two = runtime.load(genuine_ir, threads=1), runtime.load(genuine_ir, threads=2)
     assert one.compiled.get_property("INFERENCE_NUM_THREADS") == 1 and two.compiled.get_property("INFERENCE_NUM_THREADS") == 2
+    # one thread runs unpinned (measured faster on shared cores, converters/openvino.py); more threads keep the default
+    assert one.compiled.get_property("ENABLE_CPU_PINNING") is False and two.compiled.get_property("ENABLE_CPU_PINNING") is True
     assert str(one.compiled.get_property("INFERENCE_PRECISION_HINT")) in ("f32", "<Type: 'float32'>")
     rows = np.load(genuine_ir.parent.parent / "rows.npy")
     signature = runtime.signature_of(one)
@@ -612,7 +619,7 @@ def test_optimize_searches_openvino_int8_weights_and_bf16_as_candidates(tmp_path
     from packager.optimize import _candidates, _search_space
 
     _onnx_mlp(tmp_path / "mlp.onnx", (8, 16, 2))
-    framework, targets, _ = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)
+    framework, targets, _ = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)  # (framework, targets, source format)
     assert framework == "onnx" and targets == [("openvino", (None, "bf16", "fp16", "static", "static-bf16", "weights", "weights-bf16"))]
     ids = [c.id for c in _candidates(*targets[0])]
     assert ids == [

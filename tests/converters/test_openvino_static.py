@@ -159,7 +159,7 @@ def test_optimize_builds_the_static_candidates_with_its_calibration_half(tmp_pat
     from packager.optimize import Candidate, _build, _search_space
 
     _onnx_mlp(tmp_path / "mlp.onnx", (8, 64, 4))
-    framework, targets, _ = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)
+    framework, targets, _ = _search_space(tmp_path / "mlp.onnx", ["openvino"], trust=True)  # (framework, targets, source format)
     assert framework == "onnx" and "static" in targets[0][1] and "static-bf16" in targets[0][1]
     rng = np.random.default_rng(5)
     for name, n in (("calibration", 64), ("held_out", 48)):
