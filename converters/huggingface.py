@@ -31,7 +31,7 @@ from packager.safety.folders import copy_plain
 from packager.signature import Signature, TensorSpec
 from packager.validation import OutputKind
 
-from .huggingface_export import _example, _register_coreml_new_ones, int8_for_transformers
+from .huggingface_export import _register_coreml_new_ones, example_inputs, int8_for_transformers
 from .huggingface_loading import BUILTIN_TEXTS, TextModel, load_folder, texts_of, validation_images
 from .huggingface_package import run_module, write_text_files
 
@@ -158,7 +158,7 @@ def hf_to_onnx(model: TextModel, signature: Signature, out: Path, options) -> An
     torch = require("torch", "torch", "ONNX export")
     onnx = require("onnx", "torch", "ONNX export")
     names, outputs = list(model.preprocessing.input_names), list(model.preprocessing.outputs)
-    example, path, failures = _example(model, options), out / "model.onnx", []
+    example, path, failures = example_inputs(model, options), out / "model.onnx", []
     per_token = model.preprocessing.task == "token-classification"
     for dynamo in (False, True):
         try:
@@ -265,7 +265,7 @@ def hf_to_mlpackage(model: TextModel, signature: Signature, out: Path, options) 
         shape = (ct.RangeDim(1, 4096), ct.RangeDim(1, preprocessing.max_length))
         inputs = [ct.TensorType(name=n, shape=shape, dtype=np.int32) for n in preprocessing.input_names]
     try:
-        traced = trace_torch(model.module, _example(model, options))
+        traced = trace_torch(model.module, example_inputs(model, options))
         with quiet_output():
             converted = ct.convert(
                 traced, inputs=inputs, outputs=[ct.TensorType(name=o) for o in preprocessing.outputs], convert_to="mlprogram"

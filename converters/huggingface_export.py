@@ -14,7 +14,9 @@ from packager.errors import ConversionError, first_line
 from .huggingface_loading import TextModel
 
 
-def _example(model: TextModel, options) -> tuple:
+def example_inputs(model: TextModel, options) -> tuple:
+    """The torch tensors a trace or export runs the module on: the first validation rows, in the tokenizer's input order
+    (the ONNX export and the OpenVINO front end share them)."""
     import numpy as np
 
     torch = require("torch", "torch", "Hugging Face models")

@@ -1152,14 +1152,14 @@ def _from_torch(ov: Any, model: Any, signature: Any, options: ConvertOptions) ->
     preprocessing say (the front end names them after the traced graph's values: ``input.1``, ``attention_mask.1``)."""
     from packager.deps import quiet_output
 
-    from .huggingface_export import _example
+    from .huggingface_export import example_inputs
 
     torch = require("torch", "torch", "OpenVINO's PyTorch front end")
     specs = list(signature.inputs)
     types = {"int64": ov.Type.i64, "int32": ov.Type.i32, "float32": ov.Type.f32}
     shapes = [(ov.PartialShape([-1 if d is None else int(d) for d in spec.shape]), types[spec.dtype]) for spec in specs]
     with quiet_output(), torch.no_grad():  # the tracer's TracerWarnings and transformers' notices
-        converted = ov.convert_model(model.module, example_input=_example(model, options), input=shapes)
+        converted = ov.convert_model(model.module, example_input=example_inputs(model, options), input=shapes)
     for port, spec in zip(converted.inputs, specs, strict=True):
         port.get_tensor().set_names({spec.name})
         dims = port.get_partial_shape()
