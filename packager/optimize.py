@@ -191,6 +191,9 @@ def optimize(
         if time_budget is None
         else started + (time_budget if isinstance(time_budget, (int, float)) else parse_duration(time_budget) or 0)
     )
+    from packager.bench import check_threads
+
+    check_threads(threads)
     if push:
         from packager.registry.refs import check_name
 

@@ -1,0 +1,102 @@
+"""Issue 23's outside test of `packager optimize` (D6-D15): each defect the tester hit, on tiny models, in this
+process where the sandbox is not the subject."""
+
+from __future__ import annotations
+
+import ast
+import os
+import pickle
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from packager.errors import UsageError
+from tests.conftest import invoke_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A 4-feature LogisticRegression and 400 rows as Parquet."""
+    folder = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 4)).astype(np.float32), columns=list("abcd"))
+    y = (X["a"] + X["b"] > 0).astype(int)
+    (folder / "lr.pkl").write_bytes(pickle.dumps(LogisticRegression().fit(X, y)))
+    X.to_parquet(folder / "rows.parquet")
+    return folder
+
+
+def test_sigterm_removes_the_staging_folder_like_ctrl_c(tiny, tmp_path):
+    """D6: SIGTERM in the middle of a search (the staging folder already holds the user's rows) ends the run with exit
+    143 and removes `.OUT.XXXX.partial/`: Python's default SIGTERM killed the process without running the cleanup."""
+    out = tmp_path / "o_int"
+    code = "import sys\nfrom packager.cli import run\nsys.argv = ['packager', *sys.argv[1:]]\nrun()"
+    args = ["optimize", str(tiny / "lr.pkl"), "--data", str(tiny / "rows.parquet"), "-o", str(out), "--trust", "--formats", "onnx"]
+    process = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".o_int.*.partial/data/held_out.parquet")):
+            assert process.poll() is None and time.monotonic() < deadline, "the search ended before its staging folder was seen"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the candidates' sandboxed children
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill() if process.poll() is None else None
+    assert process.returncode == 143, stderr
+    assert "terminated" in stderr
+    assert [p.name for p in tmp_path.iterdir()] == [], "a half-written folder was left"
+
+
+def test_thread_count_above_the_cpus_is_refused_in_one_line(tiny, tmp_path):
+    """D7: --threads 1000 ran for over 300 s on 2 cores; now optimize, bench and predict refuse more than the CPUs."""
+    cpus = len(os.sched_getaffinity(0))
+    too_many = str(cpus + 1)
+    out = tmp_path / "o"
+    done = invoke_cli("optimize", tiny / "lr.pkl", "--data", tiny / "rows.parquet", "-o", out, "--trust", "--threads", too_many)
+    assert done.returncode == UsageError.exit_code and not out.exists()
+    assert done.stderr.strip().count("\n") == 0 and f"{cpus} CPU(s)" in done.stderr, done.stderr
+    benched = invoke_cli("bench", tiny / "lr.pkl", "--data", tiny / "rows.parquet", "--threads", too_many)
+    assert benched.returncode == UsageError.exit_code and f"--threads {too_many} is more than" in benched.stderr, benched.stderr
+    output = tmp_path / "p.parquet"
+    predicted = invoke_cli("predict", tiny / "lr.pkl", tiny / "rows.parquet", "-o", output, "--trust", "--threads", too_many)
+    assert predicted.returncode == UsageError.exit_code and f"--threads {too_many} is more than" in predicted.stderr, predicted.stderr
+    assert not output.exists()
+
+
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][\w.]*(?:\(|\[|\}|!|:|\.)")
+
+
+def test_no_string_piece_of_an_f_string_lacks_its_f_prefix():
+    """D8: `show` printed "{validation.get('runtime_version')}" raw: the second half of an implicitly concatenated
+    f-string had no f prefix. Python joins such pieces into one f-string node whose literal parts keep the braces; ruff's
+    RUF027 does not look inside concatenations (checked: it found neither of the two in commands/registry.py)."""
+    found = []
+    for folder in ("packager", "converters", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.JoinedStr):
+                    parts = [p.value for p in node.values if isinstance(p, ast.Constant) and isinstance(p.value, str)]
+                    found += [f"{path.relative_to(ROOT)}:{node.lineno}: {p.strip()[:60]}" for p in parts if _PLACEHOLDER.search(p)]
+    assert found == []
+
+
+def test_show_prints_the_validation_and_environment_values(package_dirs, tmp_path):
+    """D8: the table of `show` has the runtime version, sample count and platform, not their expressions."""
+    env = {"PACKAGER_HOME": str(tmp_path / "home"), "COLUMNS": "400"}
+    assert invoke_cli("push", package_dirs["onnx"], "--name", "m", env=env).returncode == 0
+    shown = invoke_cli("show", "m@1", env=env)
+    assert shown.returncode == 0, shown.stderr
+    import onnxruntime
+
+    assert "{" not in shown.stdout and f"{onnxruntime.__version__}," in shown.stdout, shown.stdout
