@@ -197,10 +197,11 @@ def _load_baseline(path: str, model_class: str | None, settings: BenchSettings, 
     sample = _head(load_sample(data))
     texts = _texts(data, settings.text_column) if settings.text_column else None
     signature = plugin.signature(source.model, sample if texts is None else texts[:8])
+    runtime = native_runtime(source.model, source.framework, plugin.versions())
     info = {
-        "label": f"{Path(path).name} (native {source.framework})",
+        "label": f"{Path(path).name} (native {runtime.split()[0]})",
         "format": source.info.format or source.framework,
-        "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(),
+        "runtime": runtime,
         "quantization": None,
         "size_bytes": path_size(Path(path)),
         "load_seconds": round(loaded, 4),
@@ -298,6 +299,24 @@ def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSetting
     ms = np.array(latencies) * 1000
     p50, p95, p99 = (round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99))
     return Measurement(size, len(latencies), p50, p95, p99, round(size * len(latencies) / sum(latencies), 1))
+
+
+BOOSTING_LIBRARIES = ("lightgbm", "xgboost", "catboost")
+
+
+def native_runtime(model: Any, framework: str, versions: dict[str, str]) -> str:
+    """The library whose predict the baseline runs, with its version. A LightGBM text model or an XGBoost JSON file
+    is loaded through the framework plugin "sklearn" (as LGBMRegressor, XGBClassifier) but runs LightGBM's or XGBoost's
+    own code: optimize called that baseline "native sklearn" (issue 23, D9)."""
+    library = type(model).__module__.split(".")[0]
+    if library in BOOSTING_LIBRARIES:
+        from packager.deps import version_of
+
+        return f"{library} {version_of(library)}"
+    return f"{framework} {versions.get(framework) or versions.get(_DISTRIBUTIONS.get(framework, ''), '')}".strip()
+
+
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # a framework name whose plugin reports its version under the distribution's
 
 
 def usable_cpus() -> int:

@@ -100,3 +100,29 @@ def test_show_prints_the_validation_and_environment_values(package_dirs, tmp_pat
     import onnxruntime
 
     assert "{" not in shown.stdout and f"{onnxruntime.__version__}," in shown.stdout, shown.stdout
+
+
+@pytest.mark.parametrize("library", ["lightgbm", "xgboost"])
+def test_the_native_baseline_of_a_booster_file_names_its_library(library, tiny):
+    """D9: a LightGBM text model / an XGBoost JSON file's baseline was labelled "native sklearn" (the plugin that loads
+    them); the code that runs is the booster's."""
+    from packager.bench import run_measure
+    from packager.deps import version_of
+    from packager.requests import BenchRequest
+
+    rows = pd.read_parquet(tiny / "rows.parquet")
+    target = (rows["a"] > 0).astype(int)
+    if library == "lightgbm":
+        import lightgbm
+
+        path = tiny / "model.txt"
+        lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(rows, target).booster_.save_model(path)
+    else:
+        import xgboost
+
+        path = tiny / "model.json"
+        xgboost.XGBClassifier(n_estimators=5, max_depth=2).fit(rows, target).save_model(path)
+    settings = {"batch_sizes": (1,), "min_runs": 3, "min_seconds": 0.01, "warmup": 1}
+    result = run_measure(BenchRequest(kind="baseline", path=str(path), data=str(tiny / "rows.parquet"), settings=settings))
+    assert result.error == "" and result.measurements, result.error
+    assert result.runtime == f"{library} {version_of(library)}" and f"(native {library})" in result.label
