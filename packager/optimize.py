@@ -195,14 +195,13 @@ def optimize(
 
     check_threads(threads)
     if push:
+        from packager import settings
+        from packager.registry.api import check_catalog_folder
         from packager.registry.refs import check_name
 
         check_name(push)
-    source = Path(source)
-    if not source.exists():
-        from packager.errors import InputFileError
-
-        raise InputFileError(f"{source}: no such file or folder", "give the trained model to optimize")
+        check_catalog_folder(registry_url or settings.registry_url())  # before the search, not after it
+    source = _source_model(source, registry_url, blobs)
     destination = Path(out)
     check_destination(destination, overwrite)
     framework, targets, source_format = _search_space(source, formats, trust)
@@ -323,6 +322,28 @@ def optimize(
 # ---------------------------------------------------------------- search space
 
 
+def _source_model(source: str | Path, registry_url: str | None, blobs: str | None) -> Path:
+    """The model to search from, found as ``predict`` finds it: a model file or folder as given; a packager package (an
+    earlier OUT/best) or a registry reference (``winerf@1``, pulled into the cache with the trust policy's check) is its
+    model file. Given as a path, a package was read as the MLflow folder its MLmodel makes it ("not reachable from a
+    mlflow model"), and a registry reference was "no such file or folder" (issue 23, D14)."""
+    from packager.inference import resolve
+    from packager.package import MANIFEST
+
+    path = Path(source)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return resolve(path).path
+    if path.exists():
+        return path
+    if ":" not in str(source) and (any(sep in str(source) for sep in ("/", "\\")) or path.suffix):
+        from packager.errors import InputFileError
+
+        raise InputFileError(
+            f"{source}: no such file or folder", "give the trained model, a package folder or a registry reference (name@version)"
+        )
+    return resolve(str(source), registry_url=registry_url, blobs=blobs).path
+
+
 def _search_space(source: Path, formats: Iterable[str] | None, trust: bool) -> tuple[str, list[tuple[str, tuple[str | None, ...]]], str]:
     """The source's framework, every (target, quantize modes) the registry reaches from it and can run here, and the
     source's own format (its package runs the native library: always a finalist)."""
@@ -338,9 +359,12 @@ def _search_space(source: Path, formats: Iterable[str] | None, trust: bool) -> t
     reachable = registry.targets_of(framework)
     unknown = sorted(wanted - set(reachable))
     if unknown:
-        raise UsageError(
-            f"--formats {', '.join(unknown)}: not reachable from a {framework} model", f"{framework} converts to: {', '.join(reachable)}"
+        hint = (
+            f"{framework} converts to: {', '.join(reachable)}"
+            if reachable
+            else f"packager converts a {framework} model to no other format: optimize the trained model it was made from"
         )
+        raise UsageError(f"--formats {', '.join(unknown)}: not reachable from a {framework} model", hint)
     targets = []
     for target in reachable:
         if wanted and target not in wanted:

@@ -126,3 +126,50 @@ def test_the_native_baseline_of_a_booster_file_names_its_library(library, tiny):
     result = run_measure(BenchRequest(kind="baseline", path=str(path), data=str(tiny / "rows.parquet"), settings=settings))
     assert result.error == "" and result.measurements, result.error
     assert result.runtime == f"{library} {version_of(library)}" and f"(native {library})" in result.label
+
+
+def test_a_registry_url_in_a_missing_folder_is_refused_not_created(tiny, package_dirs, tmp_path):
+    """D15: `--push NAME --registry sqlite:////nonexistent/x.db` made /nonexistent/ and a fresh catalog and said it
+    pushed. A catalog named by the user must be in an existing folder; optimize says so before its search."""
+    url = f"sqlite:///{tmp_path / 'nonexistent' / 'x.db'}"
+    env = {"PACKAGER_HOME": str(tmp_path / "home")}
+    pushed = invoke_cli("push", package_dirs["onnx"], "--name", "m", "--registry", url, env=env)
+    assert pushed.returncode == 13 and pushed.stderr.strip().count("\n") == 0, pushed.stderr
+    assert "folder" in pushed.stderr and "does not exist" in pushed.stderr
+    out = tmp_path / "o"
+    args = ["--data", tiny / "rows.parquet", "-o", out, "--trust", "--push", "m", "--registry", url]
+    started = time.perf_counter()
+    done = invoke_cli("optimize", tiny / "lr.pkl", *args, env=env)
+    assert done.returncode == 13 and "does not exist" in done.stderr and time.perf_counter() - started < 5, done.stderr
+    assert not (tmp_path / "nonexistent").exists() and not out.exists()
+    (tmp_path / "new").mkdir()  # an existing folder: the first push starts the registry there
+    first = invoke_cli("push", package_dirs["onnx"], "--name", "m", "--registry", f"sqlite:///{tmp_path / 'new' / 'x.db'}", env=env)
+    assert first.returncode == 0 and (tmp_path / "new" / "x.db").is_file(), first.stderr
+
+
+def test_a_registry_reference_or_a_package_is_optimized_from_its_model(tiny, tmp_path):
+    """D14: `optimize winerf@1` said "no such file or folder" (predict accepts registry references) and an earlier
+    OUT/best was read as an MLflow folder, "not reachable from a mlflow model. mlflow converts to:" and nothing. Both
+    now reach the package's model (ONNX here: the unknown format is refused naming ONNX's targets); an MLflow folder,
+    which packager converts to nothing, is told what to do instead of an empty list."""
+    import shutil
+
+    from packager.conversion import convert
+    from packager.errors import InputFileError
+    from packager.optimize import optimize
+
+    package = convert(tiny / "lr.pkl", to="onnx", out=tmp_path / "pkg", trust=True).path
+    url, blobs = f"sqlite:///{tmp_path / 'catalog.db'}", str(tmp_path / "objects")
+    assert invoke_cli("push", package, "--name", "lr", "--registry", url, "--blobs", blobs).returncode == 0
+    rows = tiny / "rows.parquet"
+    for source in ("lr@1", package):
+        with pytest.raises(UsageError, match=r"not reachable from a onnx model\. onnx converts to: onnx, openvino"):
+            optimize(source, rows, tmp_path / "o", formats=["nope"], trust=True, registry_url=url, blobs=blobs)
+    mlflow_only = tmp_path / "mlflow_folder"
+    shutil.copytree(package, mlflow_only)
+    (mlflow_only / "manifest.json").unlink()
+    with pytest.raises(UsageError, match="converts a mlflow model to no other format: optimize the trained model it was made from"):
+        optimize(mlflow_only, rows, tmp_path / "o", formats=["openvino"], trust=True)
+    with pytest.raises(InputFileError, match="no such file or folder"):
+        optimize(tmp_path / "missing.pkl", rows, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
