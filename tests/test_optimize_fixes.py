@@ -173,3 +173,41 @@ def test_a_registry_reference_or_a_package_is_optimized_from_its_model(tiny, tmp
     with pytest.raises(InputFileError, match="no such file or folder"):
         optimize(tmp_path / "missing.pkl", rows, tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def _result(candidates, budget=("agreement>=0.99",), chosen="onnx"):
+    from packager.optimize import OptimizeResult
+    from packager.optimize_budget import parse_budget
+
+    baseline = {"latency_ms": 0.7, "rows_per_s": 1400.0}
+    return OptimizeResult(Path("."), "latency", 1, 1, parse_budget(budget), "given", baseline, tuple(candidates), chosen, "test")
+
+
+def test_the_pareto_plot_tells_fp32_from_int8_and_draws_what_is_over_budget(tmp_path):
+    """D11: the y axis was the worst score, 1.0 for fp32 (max diff 3e-7) and int8 (1.4e-2) alike under an agreement
+    budget; over-budget candidates were not drawn; an empty plot had no message. The figures are the tester's."""
+    from PIL import Image
+
+    from packager.optimize import Candidate
+    from packager.optimize_report import plot, plot_axes
+
+    def row(id, quantize, agreement, diff, latency, size, within=True):
+        fidelity = {"agreement": agreement, "max_abs_diff": diff, "max_rel_diff": diff * 10}
+        status = "measured" if within else "over-budget"
+        return Candidate(id, "onnx", quantize, status=status, fidelity=fidelity, within_budget=within, latency_ms=latency, size_bytes=size)
+
+    fp32, int8 = row("onnx", None, 1.0, 3e-7, 0.0064, 868), row("onnx-dynamic", "dynamic", 1.0, 1.4e-2, 0.008, 1842)
+    lossy = row("onnx-fp16", "fp16", 0.9, 0.4, None, 1779, within=False)  # judged over budget, never timed
+    axes = plot_axes(_result([int8, lossy, fp32]))
+    by_id = {p.id: p for p in axes.points}
+    assert axes.metric == "max_abs_diff" and "agreement does not tell" in axes.note
+    assert by_id["onnx"].distance == pytest.approx(3e-7) and by_id["onnx-dynamic"].distance == pytest.approx(1.4e-2)
+    assert by_id["onnx-fp16"].speed is None and not by_id["onnx-fp16"].within_budget and by_id["onnx"].chosen
+    assert [p.number for p in axes.points][0] == 1 and axes.points[0].id == "onnx"  # the chosen one is number 1
+    both = plot_axes(_result([fp32, row("onnx-static", "static", 0.95, 0.02, 0.009, 3260)], budget=("agreement>=0.99",)))
+    assert both.metric == "agreement" and both.line == pytest.approx(0.01)  # the budget's metric tells them apart: its line
+    assert {p.id: p.distance for p in both.points}["onnx-static"] == pytest.approx(0.05)
+    for name, candidates in (("full", [int8, lossy, fp32]), ("empty", [])):
+        plot(_result(candidates), tmp_path / f"{name}.png")
+        assert Image.open(tmp_path / f"{name}.png").size[0] > 1000
+    assert plot_axes(_result([])).points == ()
