@@ -211,3 +211,47 @@ def test_the_pareto_plot_tells_fp32_from_int8_and_draws_what_is_over_budget(tmp_
         plot(_result(candidates), tmp_path / f"{name}.png")
         assert Image.open(tmp_path / f"{name}.png").size[0] > 1000
     assert plot_axes(_result([])).points == ()
+
+
+def test_the_report_states_the_objectives_figures_and_what_pruning_compared():
+    """D12: at batch 1 the rows/s column (bench's mean) read 102,788 beside a p50 of 0.0064 ms (156,250 rows/s at p50)
+    and "× native" divided the means while the latency choice is by p50; a finalist cut named no figures it was cut by."""
+    from packager.optimize import Candidate, _finalists
+    from packager.optimize_report import markdown
+
+    def row(id, p50, mean_rate):
+        fidelity = {"agreement": 1.0}
+        return Candidate(id, "onnx", None, status="measured", fidelity=fidelity, within_budget=True, latency_ms=p50, rows_per_s=mean_rate)
+
+    result = _result([row("onnx", 0.0064, 102788.5), row("onnx-fp16", 0.0128, 70000.0)])
+    table = markdown(result)
+    assert "rows/s at p50" in table and "× native (p50)" in table
+    onnx = next(line for line in table.splitlines() if line.startswith("| **onnx**"))
+    assert "| 156,250 |" in onnx and "| 109.37× |" in onnx  # 1 row / 0.0064 ms; native p50 0.7 ms / 0.0064 ms
+    ranked = [row(f"c{i}", 0.01 * i, 1.0) for i in range(1, 6)]
+    cut = {c.id: c for c in _finalists(ranked, "latency")}
+    assert cut["c4"].status == "pruned" and "not among the 3 best short runs (c1 0.01 ms, c2 0.02 ms, c3 0.03 ms)" in cut["c4"].reason
+    assert all(cut[f"c{i}"].status == "measured" for i in (1, 2, 3))
+
+
+def test_few_held_out_rows_warn_and_the_counter_keeps_its_denominator(tiny, tmp_path):
+    """D12: 2 held-out rows (from 4) judged the budget with no warning; the progress counter went [1/19] then [2/21]
+    when the leader's runtime-setting variants were inserted. 60 rows: 30 held out, warned in the report and on
+    stderr; the variants are sub-steps [1a/N]."""
+    from packager.errors import PackagerWarning
+    from packager.optimize import optimize
+
+    rows = tmp_path / "sixty.parquet"
+    pd.read_parquet(tiny / "rows.parquet").head(60).to_parquet(rows)
+    said: list[str] = []
+    with pytest.warns(PackagerWarning, match="only 30 held-out rows judge the budget"):
+        result = optimize(
+            tiny / "lr.pkl", rows, tmp_path / "o", formats=["onnx"], trust=True, min_seconds=0.05, rounds=1, progress=said.append
+        )
+    steps = [re.match(r"\[(\d+)([a-z]?)/(\d+)\] (\S+):", m) for m in said]
+    steps = [m.groups() for m in steps if m]
+    assert len({total for _, _, total, _ in steps}) == 1, steps  # one denominator
+    assert any(letter for _, letter, _, name in steps if "+ort-" in name)
+    assert all(not letter for _, letter, _, name in steps if "+" not in name)
+    assert "only 30 held-out rows judge the budget" in (tmp_path / "o" / "optimize.md").read_text()
+    assert result.data["held_out_rows"] == 30
