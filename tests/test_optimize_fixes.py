@@ -255,3 +255,30 @@ def test_few_held_out_rows_warn_and_the_counter_keeps_its_denominator(tiny, tmp_
     assert all(not letter for _, letter, _, name in steps if "+" not in name)
     assert "only 30 held-out rows judge the budget" in (tmp_path / "o" / "optimize.md").read_text()
     assert result.data["held_out_rows"] == 30
+
+
+def test_the_treelite_version_notice_is_dropped_and_the_compiled_model_agrees(tmp_path, capfd):
+    """D13: tl2cgen's bundled treelite 4.1.2 writes "Currently running Treelite version 4.1.2 / The model checkpoint was
+    generated from Treelite version 4.8.1" to file descriptor 2 on every compile (C++, past Python's redirections).
+    Harmless here: the compiled model equals LightGBM; the filter drops those lines and keeps every other one."""
+    lightgbm = pytest.importorskip("lightgbm")
+    treelite = pytest.importorskip("treelite")
+    tl2cgen = pytest.importorskip("tl2cgen")
+    from packager.logs import TREELITE_VERSION_NOTICE, native_stderr_without
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    booster = lightgbm.LGBMRegressor(n_estimators=5, verbose=-1).fit(X, X[:, 0] * 2).booster_
+    booster.save_model(tmp_path / "m.txt")
+    model = treelite.frontend.load_lightgbm_model(str(tmp_path / "m.txt"))
+    capfd.readouterr()
+    with native_stderr_without(TREELITE_VERSION_NOTICE):
+        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp_path / "m.so"), params={}, verbose=False)
+        os.write(2, b"a native error line that must stay\n")
+    err = capfd.readouterr().err
+    assert "Treelite version" not in err and "a native error line that must stay" in err, err
+    predicted = tl2cgen.Predictor(str(tmp_path / "m.so"), nthread=1, verbose=False).predict(tl2cgen.DMatrix(X)).ravel()
+    np.testing.assert_allclose(predicted, booster.predict(X), rtol=0, atol=1e-12)
+    if treelite.__version__ != "4.1.2":  # without the filter the notice is there (only while the two versions differ)
+        tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp_path / "again.so"), params={}, verbose=False)
+        assert "Currently running Treelite version" in capfd.readouterr().err
