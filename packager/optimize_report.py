@@ -84,6 +84,8 @@ def markdown(result: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+UNTIMED_X = 0.035  # axes fraction where candidates over budget before their timing are drawn, inside the left strip
+STRIP = 0.2  # the strip's width: this share of the timed figures' span (log x), left of them
 SCORES = ("agreement", "top1", "cosine", "r2")  # 1 is perfect: plotted as 1 - score
 ERRORS = ("max_abs_diff", "max_rel_diff")  # 0 is perfect
 
@@ -194,14 +196,14 @@ def plot(result: Any, path: Path) -> None:
             if p.speed:
                 ax.scatter([p.speed], [y], zorder=4 if p.chosen else 3, **style)
             else:  # over budget before its timing: on the left edge at its fidelity
-                ax.scatter([0.01], [y], transform=ax.get_yaxis_transform(), clip_on=False, zorder=3, **style)
+                ax.scatter([UNTIMED_X], [y], transform=ax.get_yaxis_transform(), clip_on=False, zorder=3, **style)
             spot = (math.log10(p.speed) if p.speed else -99.0, math.log10(y))
             near = next((k for k in labels if abs(k[0] - spot[0]) < x_near and abs(k[1] - spot[1]) < y_near), spot)
             labels.setdefault(near, (p.speed, y, []))[2].append(str(p.number))
         for x, y, numbers in labels.values():
             text = ",".join(sorted(numbers, key=int))
             if x is None:
-                ax.annotate(text, (0.01, y), xycoords=ax.get_yaxis_transform(), fontsize=8, xytext=(6, 3), textcoords="offset points")
+                ax.annotate(text, (UNTIMED_X, y), xycoords=ax.get_yaxis_transform(), fontsize=8, xytext=(6, 3), textcoords="offset points")
             else:
                 ax.annotate(text, (x, y), fontsize=8, xytext=(6, 3), textcoords="offset points")
         if axes.line is not None:
@@ -210,6 +212,12 @@ def plot(result: Any, path: Path) -> None:
         if base:
             ax.axvline(base, linestyle="--", color="grey", label="native baseline")
         ax.set_xscale("log")
+        if any(not p.speed for p in axes.points):  # a strip on the left for them, apart from every timed figure
+            marks = [math.log10(v) for v in [*(p.speed for p in timed), base] if v]
+            low_x, span = min(marks), max(max(marks) - min(marks), 0.3)
+            ax.set_xlim(10 ** (low_x - span * STRIP), 10 ** (max(marks) + span * 0.05))
+            ax.axvspan(10 ** (low_x - span * STRIP), 10 ** (low_x - span * STRIP / 2), color="0.92", zorder=0)
+            ax.text(UNTIMED_X / 2, 0.5, "not timed", transform=ax.transAxes, rotation=90, va="center", fontsize=7, color="grey")
         ax.set_yscale("log")
         tops = [max(p.distance, floor) for p in axes.points] + ([axes.line] if axes.line else [])
         ax.set_ylim(floor / 2, max(tops) * 2)  # the untimed points (drawn in axis coordinates) do not widen it themselves
