@@ -77,6 +77,7 @@ def run_bench(
     from packager.sources import local_source
 
     open_source(data)  # a bad input path fails before any child starts
+    check_threads(settings.threads)
     baseline = str(local_source(baseline)) if baseline else baseline
     if any(b < 1 for b in settings.batch_sizes):
         raise UsageError(f"--batch-sizes {settings.batch_sizes} must be positive", "e.g. --batch-sizes 1,32,1024,16384")
@@ -196,10 +197,11 @@ def _load_baseline(path: str, model_class: str | None, settings: BenchSettings, 
     sample = _head(load_sample(data))
     texts = _texts(data, settings.text_column) if settings.text_column else None
     signature = plugin.signature(source.model, sample if texts is None else texts[:8])
+    runtime = native_runtime(source.model, source.framework, plugin.versions())
     info = {
-        "label": f"{Path(path).name} (native {source.framework})",
+        "label": f"{Path(path).name} (native {runtime.split()[0]})",
         "format": source.info.format or source.framework,
-        "runtime": f"{source.framework} {plugin.versions().get(source.framework, '')}".strip(),
+        "runtime": runtime,
         "quantization": None,
         "size_bytes": path_size(Path(path)),
         "load_seconds": round(loaded, 4),
@@ -297,6 +299,41 @@ def _measure(call: Any, feeds: dict[str, Any], size: int, settings: BenchSetting
     ms = np.array(latencies) * 1000
     p50, p95, p99 = (round(float(np.percentile(ms, q)), 4) for q in (50, 95, 99))
     return Measurement(size, len(latencies), p50, p95, p99, round(size * len(latencies) / sum(latencies), 1))
+
+
+BOOSTING_LIBRARIES = ("lightgbm", "xgboost", "catboost")
+
+
+def native_runtime(model: Any, framework: str, versions: dict[str, str]) -> str:
+    """The library whose predict the baseline runs, with its version. A LightGBM text model or an XGBoost JSON file
+    is loaded through the framework plugin "sklearn" (as LGBMRegressor, XGBClassifier) but runs LightGBM's or XGBoost's
+    own code: optimize called that baseline "native sklearn" (issue 23, D9)."""
+    library = type(model).__module__.split(".")[0]
+    if library in BOOSTING_LIBRARIES:
+        from packager.deps import version_of
+
+        return f"{library} {version_of(library)}"
+    return f"{framework} {versions.get(framework) or versions.get(_DISTRIBUTIONS.get(framework, ''), '')}".strip()
+
+
+_DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # a framework name whose plugin reports its version under the distribution's
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask: a container or taskset gives fewer than the machine has)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def check_threads(threads: int | None) -> None:
+    """Refuse more runtime threads than usable CPUs: ``optimize --threads 1000`` ran over 300 s where 1 thread took 30 s
+    (1000 onnxruntime threads spinning on 2 cores, issue 23 D7); no runtime is faster with more threads than CPUs."""
+    cpus = usable_cpus()
+    if threads is not None and threads > cpus:
+        raise UsageError(
+            f"--threads {threads} is more than the {cpus} CPU(s) this machine gives packager", f"use --threads {cpus} or fewer"
+        )
 
 
 def describe_machine(threads: int) -> dict[str, Any]:

@@ -76,11 +76,42 @@ def _configure_warnings(debug: bool) -> None:
     warnings.showwarning = lambda message, category, *a, **k: click.echo(f"warning: {message}", err=True)
 
 
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, as shells report it
+TERMINATED_EXIT = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt so the same ``finally`` blocks run: the
+    staging folders (``package.staging_dir``, ``.NAME.partial`` outputs) are removed and sandboxed children killed.
+    Python's default SIGTERM ends the process at once, which left ``.OUT.XXXX.partial/`` holding copies of the
+    user's rows (issue 23, D6)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    raise Terminated()
+
+
 def run() -> None:
-    """Entry point: PackagerErrors become one line on stderr and their exit code."""
-    from packager.errors import PackagerError
+    """Entry point: PackagerErrors become one line on stderr and their exit code; SIGTERM cleans up as Ctrl-C does."""
+    import signal
+    import threading
 
     debug = "--debug" in sys.argv[1:]
+    main_thread = threading.current_thread() is threading.main_thread()  # only the main thread may set a handler
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        _run(debug)
+    finally:  # an in-process caller (the tests' invoke_cli) gets its own handler back
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _run(debug: bool) -> None:
+    from packager.errors import PackagerError
+
     try:
         main.main(standalone_mode=False)
     except PackagerError as exc:
@@ -90,16 +121,19 @@ def run() -> None:
             raise
         click.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt (and so Terminated) into Abort
+        terminated = isinstance(exc.__cause__, Terminated)
+        click.echo("terminated" if terminated else "aborted", err=True)
+        sys.exit(TERMINATED_EXIT if terminated else INTERRUPTED_EXIT)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except Terminated:
+        sys.exit(TERMINATED_EXIT)
     except KeyboardInterrupt:
-        sys.exit(130)
+        sys.exit(INTERRUPTED_EXIT)
     except Exception as exc:  # a bug: say so in one line, keep the traceback for --debug
         if debug:
             raise

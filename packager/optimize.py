@@ -45,6 +45,8 @@ SPLIT_SEED = 0
 # here before it measures): in the MiniLM search (load 12) the 4th best short run was 3.3x the best (12.85 vs 3.91 ms),
 # while one candidate's short and side-by-side figures differed by up to 2.5x under that load
 FINALISTS = 3
+# fewer held-out rows than this judge the budget with a loud warning: 2 rows (from 4) passed "agreement>=0.99" silently
+MIN_HELD_OUT = 50
 # The side-by-side run is repeated in interleaved rounds (each a fresh process per artifact, the order reversed every
 # other round against drift); medians decide and the spread (min..max over rounds) is recorded. The same XGBoost code
 # measured 0.88x and 1.25x of itself in two single runs (r10, load 8-10): a single run cannot say "faster than native".
@@ -222,15 +224,17 @@ def optimize(
     seconds = parse_duration(time_budget) if time_budget is not None else None
     deadline = None if seconds is None else started + seconds
     wanted = _formats(formats)
+    from packager.bench import check_threads
+
+    check_threads(threads)
     if push:
+        from packager import settings
+        from packager.registry.api import check_catalog_folder
         from packager.registry.refs import check_name
 
         check_name(push)
-    source = Path(source)
-    if not source.exists():
-        from packager.errors import InputFileError
-
-        raise InputFileError(f"{source}: no such file or folder", "give the trained model to optimize")
+        check_catalog_folder(registry_url or settings.registry_url())  # before the search, not after it
+    source = _source_model(source, registry_url, blobs)
     destination = Path(out)
     check_destination(destination, overwrite)
     info = _check_data(source, Path(data), text_column, bounds, trust)
@@ -238,6 +242,16 @@ def optimize(
     with staging_dir(destination, overwrite) as staging:
         calibration, held_out, split = _split(Path(data), staging / "data", text_column)
         say(f"data: {split['calibration_rows']} calibration rows, {split['held_out_rows']} held-out rows (seed {SPLIT_SEED})")
+        if split["held_out_rows"] < MIN_HELD_OUT:
+            import warnings
+
+            from packager.errors import PackagerWarning
+
+            split["warning"] = (
+                f"only {split['held_out_rows']} held-out rows judge the budget: a candidate wrong on 1 row in "
+                f"{split['held_out_rows'] + 1} can pass; give at least {2 * MIN_HELD_OUT} rows in --data"
+            )
+            warnings.warn(split["warning"], PackagerWarning, stacklevel=2)
         plan = [c for target, modes in targets for c in _candidates(target, modes)]
         say(f"search space: {len(plan)} candidates from {framework} ({', '.join(sorted({c.format for c in plan}))})")
         done: list[Candidate] = []
@@ -248,6 +262,9 @@ def optimize(
         bench_seconds: list[float] = []  # wall time of each short run (a fresh process): what a finalist will cost
         variants: dict[str, tuple[str, Any]] = {}  # variant id -> (its parent's package, its setting)
         index = 0
+        # the progress counter counts the planned candidates; a leader's runtime-setting variants, found during the
+        # search and inserted after it, are its sub-steps "[1a/19]": the denominator changed as they came ([1/19], [2/21])
+        planned, counted, sub = len(plan), 0, 0
         while index < len(plan):
             candidate, index = plan[index], index + 1
             # the first candidate (fp32 ONNX where reachable) is always tried: the obvious choice to compare against
@@ -257,7 +274,8 @@ def optimize(
                 not_tried = [c.id for c in plan[index - 1 :]]
                 say(f"time budget reached: not tried {', '.join(not_tried)}")
                 break
-            step = f"[{index}/{len(plan)}] {candidate.id}"
+            counted, sub = (counted, sub + 1) if candidate.id in variants else (counted + 1, 0)
+            step = f"[{counted}{chr(ord('a') + sub - 1) if sub else ''}/{planned}] {candidate.id}"
             mark(candidate.id, 0, "building")
             if candidate.id in variants:
                 say(f"{step}: the parent with other runtime settings, compared with it on held-out rows")
@@ -360,6 +378,28 @@ def optimize(
 # ---------------------------------------------------------------- search space
 
 
+def _source_model(source: str | Path, registry_url: str | None, blobs: str | None) -> Path:
+    """The model to search from, found as ``predict`` finds it: a model file or folder as given; a packager package (an
+    earlier OUT/best) or a registry reference (``winerf@1``, pulled into the cache with the trust policy's check) is its
+    model file. Given as a path, a package was read as the MLflow folder its MLmodel makes it ("not reachable from a
+    mlflow model"), and a registry reference was "no such file or folder" (issue 23, D14)."""
+    from packager.inference import resolve
+    from packager.package import MANIFEST
+
+    path = Path(source)
+    if path.is_dir() and (path / MANIFEST).is_file():
+        return resolve(path).path
+    if path.exists():
+        return path
+    if ":" not in str(source) and (any(sep in str(source) for sep in ("/", "\\")) or path.suffix):
+        from packager.errors import InputFileError
+
+        raise InputFileError(
+            f"{source}: no such file or folder", "give the trained model, a package folder or a registry reference (name@version)"
+        )
+    return resolve(str(source), registry_url=registry_url, blobs=blobs).path
+
+
 def _search_space(
     source: Path, formats: Iterable[str] | None, trust: bool, info: dict[str, Any] | None = None
 ) -> tuple[str, list[tuple[str, tuple[str | None, ...]]], str]:
@@ -378,9 +418,12 @@ def _search_space(
     reachable = registry.targets_of(framework)
     unknown = sorted(wanted - set(reachable))
     if unknown:
-        raise UsageError(
-            f"--formats {', '.join(unknown)}: not reachable from a {framework} model", f"{framework} converts to: {', '.join(reachable)}"
+        hint = (
+            f"{framework} converts to: {', '.join(reachable)}"
+            if reachable
+            else f"packager converts a {framework} model to no other format: optimize the trained model it was made from"
         )
+        raise UsageError(f"--formats {', '.join(unknown)}: not reachable from a {framework} model", hint)
     targets = []
     for target in reachable:
         if wanted and target not in wanted:
@@ -722,10 +765,18 @@ def _finalists(done: list[Candidate], objective: str, source_format: str = "") -
         key=lambda c: -(_score(c, objective) or 0) if objective == "throughput" else (_score(c, objective) or 0),
     )
     kept = {c.id for c in ranked[:FINALISTS]} | {"onnx"} | {c.id for c in ranked if c.format == source_format and not c.quantize}
+    # the reason names the short runs it was ranked against: the finalists' figures in the report come from the later
+    # side-by-side run, so a pruned short run (1,576,621 rows/s) could read higher than two finalists' (issue 23, D12)
+    best = ", ".join(f"{c.id} {_say(_score(c, objective) or 0, objective)}" for c in ranked[:FINALISTS])
     return [
         c
         if c.id in kept or c not in ranked
-        else replace(c, status="pruned", reason=f"short run {_say(_score(c, objective) or 0, objective)}: not among the {FINALISTS} best")
+        else replace(
+            c,
+            status="pruned",
+            reason=f"short run {_say(_score(c, objective) or 0, objective)}: not among the {FINALISTS} best short runs ({best}); "
+            "the finalists' figures are from the later side-by-side run",
+        )
         for c in done
     ]
 

@@ -222,11 +222,11 @@ def show(ref, registry_url, blobs, as_json):
         "metrics": _pairs(info.metrics),
         "tags": _pairs(info.tags),
         "validation": f"{validation.get('status')} ({validation.get('runtime')}"
-        " {validation.get('runtime_version')}, {validation.get('samples')} samples)",
+        f" {validation.get('runtime_version')}, {validation.get('samples')} samples)",
         "source": f"{info.manifest.get('source', {}).get('file')} sha256:{str(info.manifest.get('source', {}).get('sha256'))[:16]}…",
         "code": f"{git.get('commit', '—')} {git.get('branch') or ''}{' (dirty)' if git.get('dirty') else ''} {git.get('remote') or ''}",
         "environment": f"Python {info.lineage.get('environment', {}).get('python')}"
-        " on {info.lineage.get('environment', {}).get('platform')}",
+        f" on {info.lineage.get('environment', {}).get('platform')}",
         "data": ", ".join(d["uri"] for d in info.lineage.get("data", [])) or "—",
         "derived from": ", ".join(info.parents) or "—",
         "files": "\n".join(f"{f.path}  {human_size(f.size)}  sha256:{f.digest[:16]}…" for f in info.files),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from packager import settings
-from packager.errors import BlobCorrupt, NotFound, SignatureRefused, UsageError
+from packager.errors import BlobCorrupt, CatalogError, NotFound, SignatureRefused, UsageError
 from packager.package import staging_dir
 from packager.registry import audit, history
 from packager.registry import schema as t
@@ -34,6 +34,20 @@ __all__ = ["LocalRegistry", "Registry", "default_home"]
 Registry = open_registry  # the public name of the README and of earlier releases: open a registry by URL
 
 
+def check_catalog_folder(url: str | None) -> None:
+    """A SQLite catalog URL the user gave must name a file in an existing folder: a typo must not become a new registry
+    (`--registry sqlite:////nonexistent/x.db` made /nonexistent/ and an empty catalog, and the push "succeeded" into it,
+    issue 23 D15). A new registry starts where its folder exists (the first push creates the catalog file); only the
+    embedded default under $PACKAGER_HOME is created with its folders. Other URLs (PostgreSQL, a server) pass."""
+    if url and url.startswith("sqlite:///"):
+        folder = Path(url[len("sqlite:///") :].split("?")[0]).parent
+        if not folder.is_dir():
+            raise CatalogError(
+                f"registry {url}: folder {folder} does not exist",
+                "correct --registry / PACKAGER_REGISTRY, or create the folder first to start a new registry there",
+            )
+
+
 class LocalRegistry(RegistryBackend):
     """A registry in a catalog database and a blob store. ``url``: catalog database URL (default:
     SQLite under $PACKAGER_HOME); ``blobs``: a folder or ``s3://bucket/prefix`` (default: $PACKAGER_HOME/objects)."""
@@ -43,9 +57,11 @@ class LocalRegistry(RegistryBackend):
 
     def __init__(self, url: str | None = None, blobs: str | None = None):
         home = default_home()
-        self.url = url or settings.registry_url() or f"sqlite:///{home / 'catalog.db'}"
-        if self.url.startswith("sqlite:///"):
-            Path(self.url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        embedded = f"sqlite:///{home / 'catalog.db'}"
+        self.url = url or settings.registry_url() or embedded
+        if self.url == embedded:  # the embedded default under $PACKAGER_HOME is made on first use
+            home.mkdir(parents=True, exist_ok=True)
+        check_catalog_folder(self.url)
         self.blobs = open_blob_store(blobs or settings.blobs() or str(home / "objects"))
         self.engine = make_engine(self.url)
         migrate(self.engine)

@@ -31,6 +31,7 @@ def env_for(home: Path, catalog: str | None = None, blobs: str | None = None, **
 
 def test_signed_push_passes_openssf_verify_and_any_tampering_is_caught(tmp_path, package_dirs, keys):
     (alice, alice_pub), _ = keys["alice"], keys["bob"]
+    (tmp_path / "reg").mkdir()  # a registry URL names an existing folder
     catalog, blobs = f"sqlite:///{tmp_path / 'reg' / 'catalog.db'}", str(tmp_path / "reg" / "objects")
     home = env_for(tmp_path / "home-a", catalog, blobs)
     code, out, err = packager("push", str(package_dirs["onnx"]), "--name", "fraud", "--sign-key", str(alice), env=home)
