@@ -443,7 +443,14 @@ class TreeliteRuntime(Runtime):
                 model = treelite_forest(read_forest(path))
 
         def build(staging: Path) -> None:
-            with converting("tl2cgen could not compile the model", "check that gcc is installed, or use the onnx package"):
+            from packager.logs import TREELITE_VERSION_NOTICE, native_stderr_without
+
+            # tl2cgen 1.0's bundled treelite 4.1.2 prints a version notice reading a treelite 4.8 model, to fd 2 on every
+            # build: harmless (a compiled LightGBM model: max |diff| 0.0 against LightGBM and treelite's own gtil)
+            with (
+                native_stderr_without(TREELITE_VERSION_NOTICE),
+                converting("tl2cgen could not compile the model", "check that gcc is installed, or use the onnx package"),
+            ):
                 tl2cgen.export_lib(
                     model, toolchain="gcc", libpath=str(staging), params=dict(TL2CGEN_PARAMS), options=list(TL2CGEN_OPTIONS), verbose=False
                 )

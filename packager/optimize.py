@@ -241,6 +241,9 @@ def optimize(
     framework, targets, source_format = _search_space(source, wanted, trust, info)
     with staging_dir(destination, overwrite) as staging:
         calibration, held_out, split = _split(Path(data), staging / "data", text_column)
+        # the split files hold the texts under TEXT: a Hugging Face package tokenizes that column; any other text model
+        # (a scikit-learn TF-IDF pipeline) reads it as its one input column, as the table it is
+        text_column = TEXT if text_column and framework == "huggingface" else None
         say(f"data: {split['calibration_rows']} calibration rows, {split['held_out_rows']} held-out rows (seed {SPLIT_SEED})")
         if split["held_out_rows"] < MIN_HELD_OUT:
             import warnings
@@ -540,6 +543,9 @@ def _plain(reason: str, data: str) -> str:
     return reason.replace("--sample FILE", "--data FILE").replace("--sample", "--data")
 
 
+TEXT = "text"  # the name the split files give the --text-column (the name a text model's sample reader looks for)
+
+
 def _split(data: Path, folder: Path, text_column: str | None) -> tuple[Path, Path, dict[str, Any]]:
     """Calibration and held-out halves of the data's rows (a seeded permutation), as Parquet files."""
     import numpy as np
@@ -561,6 +567,8 @@ def _split(data: Path, folder: Path, text_column: str | None) -> tuple[Path, Pat
             f"--data {data.name} has {rows} rows: too few to split into calibration and held-out rows",
             "give at least 4 rows (hundreds judge better)",
         )
+    if text_column:  # only the texts, as 'text': a text model's sample reader took 'text' or the only string column
+        table = table.select([text_column]).rename_columns([TEXT])
     order = np.random.default_rng(SPLIT_SEED).permutation(rows)
     half = rows // 2
     folder.mkdir(parents=True)

@@ -217,3 +217,33 @@ def test_output_exists_names_a_flag_every_command_that_raises_it_has(models, tmp
         command = main.get_command(context, name)
         assert command is not None
         assert any("--force" in p.opts for p in command.params), name
+
+
+def test_text_column_picks_the_texts_among_several_string_columns(tmp_path):
+    """--text-column names the texts; the candidates were built and judged on every column, so a table with an id
+    column beside the texts failed every candidate ("the sample has 2 text columns") and nothing was chosen."""
+    import joblib
+    import pandas as pd
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from packager.optimize import optimize
+
+    texts = ["the cat sat on the mat", "dogs love long walks", "stocks fell sharply today", "the market rallied at noon"] * 12
+    labels = [0, 0, 1, 1] * 12
+    joblib.dump(make_pipeline(TfidfVectorizer(), LogisticRegression()).fit(texts, labels), tmp_path / "tfidf.joblib")
+    pd.DataFrame({"id": [f"row-{i}" for i in range(len(texts))], "body": texts}).to_parquet(tmp_path / "d.parquet")
+    result = optimize(
+        tmp_path / "tfidf.joblib",
+        tmp_path / "d.parquet",
+        tmp_path / "out",
+        formats=["onnx"],
+        text_column="body",
+        trust=True,
+        runtime_settings=False,
+        rounds=1,
+        min_seconds=0.05,
+    )
+    assert result.chosen is not None and (tmp_path / "out" / "best").is_dir()
+    assert all(c.status != "failed" for c in result.candidates), [c.reason for c in result.candidates]
