@@ -22,6 +22,7 @@ directory (object files written beside and renamed into place, so a killed build
 
     python benchmarks/lleaves_shapes.py build cancer syn20 ...     # train + compile (cache: --cache DIR)
     python benchmarks/lleaves_shapes.py measure cancer syn20 ...   # writes benchmarks/results/lleaves_shapes.json
+    python benchmarks/lleaves_shapes.py build|measure syn20_l7 --without avx512|vectorizers   # what vectors are worth
 """
 
 from __future__ import annotations
@@ -104,21 +105,58 @@ def train(name: str, cache: Path) -> Path:
     return path
 
 
-def compiled(model_file: Path):
-    """The lleaves model, compiled with its default flags (as packager's lleaves runtime does) or loaded from the cache."""
+def without(vectors: str | None) -> str | None:
+    """lleaves' ``target_cpu_features`` for the host less AVX-512 (``avx512``: code generated for AVX2 at most); None
+    keeps lleaves' default, the host's features. (The optimizer's cost model still sees the host CPU: packager's shim.)"""
+    if vectors != "avx512":
+        return None
+    import llvmlite.binding as llvm
+
+    flags = llvm.get_host_cpu_features().flatten().split(",")
+    return ",".join("-" + f[1:] if f.startswith("+avx512") else f for f in flags)
+
+
+class _NoVectorizers:
+    """packager's optimizer pass for lleaves (converters/compiled_trees.py) with LLVM's loop and SLP vectorizers off."""
+
+    def run(self, module) -> None:
+        import llvmlite.binding as llvm
+
+        llvm.initialize_native_target()
+        llvm.initialize_native_asmprinter()
+        machine = llvm.Target.from_triple(llvm.get_process_triple()).create_target_machine(
+            cpu=llvm.get_host_cpu_name(), reloc="pic", codemodel="large"
+        )
+        options = llvm.create_pipeline_tuning_options(speed_level=3)
+        options.loop_vectorization = options.slp_vectorization = False
+        builder = llvm.create_pass_builder(machine, options)
+        builder.getModulePassManager().run(module, builder)
+
+
+def compiled(model_file: Path, vectors: str | None = None):
+    """The lleaves model, compiled with its default flags (as packager's lleaves runtime does) or loaded from the cache;
+    ``vectors``: compiled without that vector extension (``without``), a probe of what the vectorizer is worth."""
     import lleaves
 
     from converters.compiled_trees import _new_pass_manager_for_lleaves
 
     _new_pass_manager_for_lleaves()  # llvmlite 0.50 has no legacy pass manager: lleaves alone cannot compile here
     model = lleaves.Model(model_file=str(model_file))
-    obj = model_file.with_suffix(".o")
+    obj = model_file.with_suffix(f".no-{vectors}.o" if vectors else ".o")
     if obj.is_file():
-        model.compile(cache=str(obj))
+        model.compile(cache=str(obj), target_cpu_features=without(vectors))
     else:
-        staging = model_file.with_suffix(".o.part")
+        from lleaves.compiler import tree_compiler
+
+        staging = obj.with_suffix(".part")
         started = time.monotonic()
-        model.compile(cache=str(staging))
+        usual = tree_compiler.llvm.ModulePassManager
+        if vectors == "vectorizers":
+            tree_compiler.llvm.ModulePassManager = _NoVectorizers
+        try:
+            model.compile(cache=str(staging), target_cpu_features=without(vectors))
+        finally:
+            tree_compiler.llvm.ModulePassManager = usual
         staging.rename(obj)
         print(f"  compiled {model_file.name} in {time.monotonic() - started:.0f} s (load {os.getloadavg()[0]:.1f})", flush=True)
     return model
@@ -161,7 +199,7 @@ def interleaved(runs: dict, rounds: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def measure(name: str, cache: Path, rounds: int) -> dict:
+def measure(name: str, cache: Path, rounds: int, vectors: str | None = None) -> dict:
     import numpy as np
 
     _, _, leaves, kind = SHAPES[name]
@@ -175,7 +213,7 @@ def measure(name: str, cache: Path, rounds: int) -> dict:
             return estimator.predict(rows, num_iteration=num_iteration)
         return estimator.predict_proba(rows, num_iteration=num_iteration)[:, 1]
 
-    full, one = compiled(model_file), compiled(cache / f"{name}_1tree.txt")
+    full, one = compiled(model_file, vectors), compiled(cache / f"{name}_1tree.txt", vectors)
     expected = native()
     diff = float(np.max(np.abs(full.predict(rows, n_jobs=1) - expected)))
     load_before = os.getloadavg()[0]
@@ -195,6 +233,7 @@ def measure(name: str, cache: Path, rounds: int) -> dict:
         "features": rows.shape[1],
         "num_leaves": leaves or 31,
         "kind": kind,
+        "lleaves_without": vectors,
         **shape_of(booster),
         "ms": ms,
         "x_native": round(med["native"] / med["lleaves"], 2),
@@ -216,19 +255,21 @@ def main() -> None:
     parser.add_argument("shapes", nargs="+", choices=sorted(SHAPES))
     parser.add_argument("--cache", type=Path, default=Path("/tmp/lleaves-shapes"))
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--without", choices=["avx512", "vectorizers"], help="compile lleaves without this vector extension")
     args = parser.parse_args()
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.step == "build":
         for name in args.shapes:
             started = time.monotonic()
             model_file = train(name, args.cache)
-            compiled(args.cache / f"{name}_1tree.txt")
-            compiled(model_file)
+            compiled(args.cache / f"{name}_1tree.txt", args.without)
+            compiled(model_file, args.without)
             print(f"{name}: built in {time.monotonic() - started:.0f} s", flush=True)
         return
     found = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for name in args.shapes:
-        found.setdefault(name, []).append(measure(name, args.cache, args.rounds))
+        key = f"{name} without {args.without}" if args.without else name
+        found.setdefault(key, []).append(measure(name, args.cache, args.rounds, args.without))
         RESULTS.write_text(json.dumps(found, indent=1) + "\n")
 
 
