@@ -156,10 +156,13 @@ def test_a_package_running_the_native_library_takes_three_interleaved_rounds_wit
     (fresh processes, order reversed in round two); each reports its median round, and the verdict follows the ranges."""
     folder, *_ = cancer
     out = tmp_path / "rounds"
-    result = optimize(
-        folder / "forest.pkl", folder / "rows.parquet", out, objective="throughput", batch_size=64, formats=["pickle"],
-        trust=True, min_seconds=0.05, runtime_settings=False,
-    )  # fmt: skip
+    try:
+        result = optimize(
+            folder / "forest.pkl", folder / "rows.parquet", out, objective="throughput", batch_size=64, formats=["pickle"],
+            trust=True, min_seconds=0.05, runtime_settings=False,
+        )  # fmt: skip
+    except ValidationFailed as nothing_chosen:  # under load the package can measure slower than native beyond the spread
+        result = nothing_chosen.report
     report = _json(out)
     assert report["side_by_side"]["rounds"] == 3 and report["side_by_side"]["stopped"].startswith("more rounds")
     native = report["baseline"]["round_scores"]
