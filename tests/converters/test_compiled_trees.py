@@ -265,10 +265,12 @@ def test_a_forest_fed_float64_rows_answers_as_scikit_learn_and_validation_judges
     row between float32(x) and a threshold went the other way (a diabetes forest: 4.66 off on 22 of 442 rows, found
     by an outside user), and validation, which fed the signature's float32, passed it. Now the runtime casts as
     scikit-learn does, and validation feeds a runtime that takes the source's input what predict will feed it."""
+    import joblib
     from packager.converters.compiled_trees import TreeliteRuntime
     from sklearn.ensemble import RandomForestRegressor
 
     from packager.errors import ValidationFailed
+    from tests.conftest import invoke_cli
 
     _, _, Xr, yr = data
     model = RandomForestRegressor(30, max_depth=6, random_state=0).fit(Xr, yr)
@@ -276,6 +278,11 @@ def test_a_forest_fed_float64_rows_answers_as_scikit_learn_and_validation_judges
     assert package.manifest.validation["status"] == "passed"
     outputs = _run(package, Xr)  # float64 rows, as predict reads them from a table
     assert np.max(np.abs(outputs["variable"] - model.predict(Xr))) <= 1e-9 * np.abs(yr).max()
+    # `validate` reads the package's format from its manifest (a forest.npz is a zip to content sniffing: it was exit 4)
+    joblib.dump(model, tmp_path / "rf.joblib")
+    np.save(tmp_path / "rows.npy", Xr)
+    done = invoke_cli("validate", str(package.path), "--source", str(tmp_path / "rf.joblib"), "--sample", str(tmp_path / "rows.npy"))
+    assert done.returncode == 0 and "passed" in done.stdout, done.stderr
 
     load = TreeliteRuntime.load
     monkeypatch.setattr(TreeliteRuntime, "load", lambda self, path, **kw: (*load(self, path, **kw)[:3], False))  # the old cast
