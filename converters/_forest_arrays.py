@@ -34,6 +34,10 @@ def forest_arrays(model: Any) -> dict[str, Any]:
             f"treelite here compiles RandomForest/ExtraTrees, LightGBM and XGBoost models, not {type(model).__name__}",
             "use --to onnx for other models",
         )
+    if model.n_outputs_ != 1:  # a multi-output regressor passed here and failed at load as an unreadable package (exit 4)
+        raise UnsupportedConversion(
+            f"{type(model).__name__} has {model.n_outputs_} outputs: the compiled tree runtimes take one", "use --to onnx for this forest"
+        )
     classifier = isinstance(model, (RandomForestClassifier, ExtraTreesClassifier))
     if classifier and (model.n_outputs_ != 1 or not np.issubdtype(np.asarray(model.classes_).dtype, np.number)):
         raise UnsupportedConversion(

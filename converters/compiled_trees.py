@@ -161,7 +161,8 @@ def is_tree_ensemble(model: Any) -> bool:
     ending in one); ``--to all`` skips treelite for anything else."""
     forests = ("RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")
     forest = type(model).__module__.startswith("sklearn.ensemble") and type(model).__name__ in forests
-    return forest or holds("lightgbm", "xgboost")(model)
+    # a multi-output forest: the forest arrays hold one output (it failed at validation as an unreadable package, exit 4)
+    return (forest and getattr(model, "n_outputs_", 1) == 1) or holds("lightgbm", "xgboost")(model)
 
 
 # ---------------------------------------------------------------- conversions
@@ -210,7 +211,7 @@ def sklearn_to_lleaves(model: Any, signature: Any, out: Path, options: Any) -> A
     to=TREELITE,
     note="RandomForest/ExtraTrees (arrays), LightGBM, XGBoost: compiled by tl2cgen at load",
     applies=is_tree_ensemble,
-    applies_to="tree ensembles (RandomForest/ExtraTrees, LightGBM, XGBoost)",
+    applies_to="tree ensembles (single-output RandomForest/ExtraTrees, LightGBM, XGBoost)",
     options={"search_seconds": "set by optimize: seconds left (or none); refuse what cannot build in time or cannot win"},
 )
 def sklearn_to_treelite(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
@@ -242,14 +243,14 @@ def _onedal_applies(model: Any) -> bool:
     to=ONEDAL,
     note="RandomForest/ExtraTrees (arrays), XGBoost: run by oneDAL, its model built at load",
     applies=_onedal_applies,
-    applies_to="RandomForest/ExtraTrees and XGBoost models, where scikit-learn-intelex is installed",
+    applies_to="single-output RandomForest/ExtraTrees and XGBoost models, where scikit-learn-intelex is installed",
 )
 def sklearn_to_onedal(model: Any, signature: Any, out: Path, options: Any) -> Artifact:
     """The treelite package's data; the oneDAL model is built once here so what oneDAL refuses (a LightGBM categorical
     or linear tree) fails the conversion, not a later load."""
     if not is_tree_ensemble(model):
         raise UnsupportedConversion(
-            f"onedal runs RandomForest/ExtraTrees, LightGBM and XGBoost models, not {type(model).__name__}", "use --to onnx"
+            f"onedal runs single-output RandomForest/ExtraTrees and XGBoost models, not this {type(model).__name__}", "use --to onnx"
         )
     if holds("lightgbm")(model):
         raise UnsupportedConversion(LIGHTGBM_FLOAT32, "use --to lleaves (5-7x native here) or treelite")

@@ -289,3 +289,17 @@ def test_a_forest_fed_float64_rows_answers_as_scikit_learn_and_validation_judges
     with pytest.raises(ValidationFailed, match=r"variable: max \|diff\|"):
         convert(model, "treelite", out=tmp_path / "old", sample=Xr)
     assert not (tmp_path / "old").exists()
+
+
+@pytest.mark.parametrize("target", ["treelite", "onedal"])
+def test_a_multi_output_forest_is_refused_as_unsupported_before_anything_is_written(data, tmp_path, target):
+    """It passed the converter and failed at load as an unreadable package (exit 4, "re-create it with --to treelite")."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    from packager.errors import UnsupportedConversion
+
+    _, _, Xr, yr = data
+    model = RandomForestRegressor(3, max_depth=3, random_state=0).fit(Xr, np.c_[yr, np.sqrt(yr)])
+    with pytest.raises(UnsupportedConversion, match="use --to onnx") as refused:
+        convert(model, target, out=tmp_path / "p", sample=Xr[:50])
+    assert refused.value.exit_code == 6 and not (tmp_path / "p").exists()

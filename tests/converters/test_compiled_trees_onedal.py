@@ -88,7 +88,7 @@ def test_thresholds_between_float32_values_split_float32_rows_as_scikit_learn_do
 
 def test_a_model_without_trees_is_refused_with_its_reason(data, tmp_path):
     X, y = data["binary"]
-    with pytest.raises(UnsupportedConversion, match="onedal runs RandomForest/ExtraTrees, LightGBM and XGBoost models, not Logistic"):
+    with pytest.raises(UnsupportedConversion, match="single-output RandomForest/ExtraTrees and XGBoost models, not this Logistic"):
         convert(LogisticRegression(max_iter=50).fit(X, y), "onedal", out=tmp_path / "p", sample=X[:20])
     assert not (tmp_path / "p").exists()
 
