@@ -168,11 +168,12 @@ def _count(flag: str, value: Any) -> int:
 
 
 def _formats(formats: str | Iterable[str] | None) -> list[str] | None:
-    """The targets to search: None for all; a single string is one target (``formats="onnx"`` was read as n, o, x);
-    a list naming none (the CLI's ``--formats ''``) is refused rather than meaning every target."""
+    """The targets to search: None for all; a string is the CLI's comma-separated list (``formats="onnx"`` was read as
+    n, o, x; ``"onnx,pickle"`` as one unknown target); a list naming none (``--formats ''``) is refused rather than
+    meaning every target."""
     if formats is None:
         return None
-    items = [formats] if isinstance(formats, str) else list(formats)
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
     if not all(isinstance(f, str) for f in items):
         raise UsageError(f"--formats {formats!r}: each target is a name", "e.g. formats=['onnx', 'pmml']")
     wanted = [f.strip() for f in items if f.strip()]

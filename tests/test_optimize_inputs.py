@@ -180,6 +180,7 @@ def test_option_values_are_refused_up_front(models, tmp_path):
         ({"formats": ""}, "--formats '' names no target"),
         ({"formats": []}, "--formats '' names no target"),
         ({"formats": "onnxx"}, "--formats onnxx: not reachable from a sklearn model"),  # one name, not o, n, x
+        ({"formats": "onnx,onnxx"}, "--formats onnxx: not reachable from a sklearn model"),  # a list, as on the CLI
     ]:
         with pytest.raises(UsageError, match=message):
             optimize(ridge, rows, out, **{"trust": True, **options})
