@@ -19,6 +19,8 @@ from packager.plugins import default_registry
 
 pytest.importorskip("daal4py")
 
+from tests.converters.test_compiled_trees import _run  # noqa: E402  (the package in its runtime, as predict runs it)
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -28,15 +30,6 @@ def data():
     Xi, yi = Xi[order], yi[order]
     Xr, yr = load_diabetes(return_X_y=True)
     return {"binary": (Xc, yc), "multi": (Xi, yi), "regression": (Xr, yr)}
-
-
-def _run(package, X):
-    from packager.package import read_manifest
-
-    manifest = read_manifest(package.path)
-    runtime = default_registry().runtime(manifest.format)
-    handle = runtime.load(package.path / manifest.model_file, threads=1)
-    return runtime.predict(handle, manifest.signature, {manifest.signature.input_names[0]: X})
 
 
 @pytest.mark.parametrize(
