@@ -16,7 +16,7 @@ from .huggingface_loading import TextModel
 
 def example_inputs(model: TextModel, options) -> tuple:
     """The torch tensors a trace or export runs the module on: the first validation rows, in the tokenizer's input order
-    (the ONNX export and the OpenVINO front end share them)."""
+    (the ONNX export and the direct conversions share them)."""
     import numpy as np
 
     torch = require("torch", "torch", "Hugging Face models")

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from packager.cpus import check_threads
 from packager.errors import PackagerError, UsageError, first_line
 from packager.requests import BenchRequest, BenchSettings
 
@@ -317,23 +318,6 @@ def native_runtime(model: Any, framework: str, versions: dict[str, str]) -> str:
 
 
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}  # a framework name whose plugin reports its version under the distribution's
-
-
-def usable_cpus() -> int:
-    """The CPUs this process may run on (its affinity mask: a container or taskset gives fewer than the machine has)."""
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def check_threads(threads: int | None) -> None:
-    """Refuse more runtime threads than usable CPUs: ``optimize --threads 1000`` ran over 300 s where 1 thread took 30 s
-    (1000 onnxruntime threads spinning on 2 cores, issue 23 D7); no runtime is faster with more threads than CPUs."""
-    cpus = usable_cpus()
-    if threads is not None and threads > cpus:
-        raise UsageError(
-            f"--threads {threads} is more than the {cpus} CPU(s) this machine gives packager", f"use --threads {cpus} or fewer"
-        )
 
 
 def describe_machine(threads: int) -> dict[str, Any]:

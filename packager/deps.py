@@ -18,10 +18,26 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        interrupted = _interruption(exc)
+        if interrupted is not None:  # Ctrl-C or SIGTERM inside a C extension's import surfaces as an ImportError
+            raise interrupted from None  # (onnxruntime: "initialization failed"): the run was stopped, nothing is missing
         raise MissingDependency(
             f"{purpose} needs the Python package {module.split('.')[0]!r}, which is not installed ({exc})",
             f"pip install 'packager[{extra}]'",
         ) from None
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (or SIGTERM's subclass of it) an import error wraps, if any: a signal arriving while a C
+    extension initialises is reported as that extension failing to import (a SIGTERM test saw a search carry on)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 NOT_INSTALLED = "not installed"

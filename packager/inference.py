@@ -205,7 +205,7 @@ def submit_predict(artifact: Runnable, request: PredictRequest, *, trust: bool =
     sandbox unless ``trust``. The CLI builds the request from its flags and enters here; ``predict`` is the API's way."""
     from packager import sandbox
     from packager.batches import OutputWriter
-    from packager.bench import check_threads
+    from packager.cpus import check_threads
 
     check_threads(request.threads)
     request = replace(request, model=str(artifact.path.parent if artifact.manifest is not None else artifact.path))

@@ -225,7 +225,7 @@ def optimize(
     seconds = parse_duration(time_budget) if time_budget is not None else None
     deadline = None if seconds is None else started + seconds
     wanted = _formats(formats)
-    from packager.bench import check_threads
+    from packager.cpus import check_threads
 
     check_threads(threads)
     if push:

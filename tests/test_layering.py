@@ -180,6 +180,7 @@ PLUGIN_API = {
     "packager.spark_session",
     "packager.formats",  # container sniffing and its helpers for Format.detect (zip_names, looks_like_xml...)
     "packager.settings",  # PACKAGER_* read in one place (the compiled-tree cache lives under the home)
+    "packager.logs",  # native_stderr_without: a library's known, harmless notices dropped from fd 2
 }
 PLUGIN_API_PACKAGES = ("packager.safety",)  # the static checks a loader runs before loading
 

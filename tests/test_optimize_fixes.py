@@ -282,3 +282,22 @@ def test_the_treelite_version_notice_is_dropped_and_the_compiled_model_agrees(tm
     if treelite.__version__ != "4.1.2":  # without the filter the notice is there (only while the two versions differ)
         tl2cgen.export_lib(model, toolchain="gcc", libpath=str(tmp_path / "again.so"), params={}, verbose=False)
         assert "Currently running Treelite version" in capfd.readouterr().err
+
+
+def test_an_import_interrupted_by_a_signal_is_the_interruption_not_a_missing_dependency(tmp_path, monkeypatch):
+    """pybind11 reports a KeyboardInterrupt (or SIGTERM's Terminated) raised while its extension initialises as
+    ``ImportError: initialization failed`` from it: require() said "not installed", and the search carried on past the
+    SIGTERM (the fresh-clone run of the test above). Nothing is missing there: the run was stopped."""
+    from packager.cli import Terminated
+    from packager.deps import require
+    from packager.errors import MissingDependency
+
+    (tmp_path / "interrupted_ext.py").write_text(
+        "from packager.cli import Terminated\nraise ImportError('initialization failed') from Terminated()\n"
+    )
+    (tmp_path / "broken_ext.py").write_text("raise ImportError('initialization failed')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(Terminated):
+        require("interrupted_ext", "sklearn", "a test")
+    with pytest.raises(MissingDependency, match="initialization failed"):
+        require("broken_ext", "sklearn", "a test")
