@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # inputs to inspect per family in CI (convert gets 1/20 of it), from the rates in tests/fuzz/README.md: about a minute
 # per family with its seeds and imports, so the fuzz tests together stay within 4 minutes on 2 workers. The
 # 10,000-input runs are `make fuzz`.
-CI_COUNT = {"sklearn": 1500, "joblib": 1500, "torchscript": 1000, "keras": 600, "tensorflow": 400, "trees": 400, "boosting": 400}
+CI_COUNT = {"sklearn": 1000, "joblib": 1500, "torchscript": 1000, "keras": 400, "tensorflow": 250, "trees": 400, "boosting": 400}
 
 # the share of inputs that must get past our checks into a framework's reader. Boosting is lower: since c56741f the
 # LightGBM/XGBoost structure checks (packager/safety/boosting.py) are declared Format checks and refuse malformed trees
