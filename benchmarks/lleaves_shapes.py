@@ -41,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.optimize import interleaved_medians  # noqa: E402  (the same side-by-side medians as the optimize anchors)
+
 RESULTS = ROOT / "benchmarks" / "results" / "lleaves_shapes.json"
 ROWS = 16_384
 TREES = 500
@@ -187,18 +190,6 @@ def shape_of(booster) -> dict:
     }
 
 
-def interleaved(runs: dict, rounds: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {k: [] for k in runs}
-    for fn in runs.values():
-        fn()
-    for _ in range(rounds):
-        for name, fn in runs.items():
-            t = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in samples.items()}
-
-
 def measure(name: str, cache: Path, rounds: int, vectors: str | None = None) -> dict:
     import numpy as np
 
@@ -217,7 +208,7 @@ def measure(name: str, cache: Path, rounds: int, vectors: str | None = None) -> 
     expected = native()
     diff = float(np.max(np.abs(full.predict(rows, n_jobs=1) - expected)))
     load_before = os.getloadavg()[0]
-    med = interleaved(
+    med = interleaved_medians(
         {
             "native": native,
             "native_1tree": lambda: native(1),

@@ -312,7 +312,7 @@ def lleaves_side_by_side(work: Path, rounds: int = 5) -> dict:
         # lleaves' own default, n_jobs=None: one thread per core (2 here): how its README and a quick try call it
         "lleaves_direct_all_cores": lambda: direct.predict(x64),
     }
-    med = _interleaved_medians(runs, rounds)
+    med = interleaved_medians(runs, rounds)
     result = {
         "rows": len(rows),
         "ms": {k: round(v * 1000, 2) for k, v in med.items()},
@@ -359,7 +359,7 @@ def onedal_side_by_side(work: Path, rounds: int = 5) -> dict:
             call = lambda p=predictor, f=feeds: p(f)  # noqa: E731
             got = predictor(feeds)["probabilities"][:, 1]
         built = time.monotonic() - started
-        med = _interleaved_medians({"native": lambda n=native: n.predict_proba(rows), "onedal": call}, rounds)
+        med = interleaved_medians({"native": lambda n=native: n.predict_proba(rows), "onedal": call}, rounds)
         result[name] = {
             "native_ms": round(med["native"] * 1000, 1),
             "onedal_ms": round(med["onedal"] * 1000, 1),
@@ -372,7 +372,7 @@ def onedal_side_by_side(work: Path, rounds: int = 5) -> dict:
     return result
 
 
-def _interleaved_medians(runs: dict, rounds: int) -> dict[str, float]:
+def interleaved_medians(runs: dict, rounds: int) -> dict[str, float]:
     """Each callable once to warm up, then ``rounds`` rounds calling every one in turn: median seconds per name (side by
     side, so the machine's load falls on all of them alike)."""
     import statistics
@@ -422,7 +422,7 @@ def treelite_options(work: Path, trees: int, configs: list[str], rounds: int = 5
         built[config]["max_abs_diff"] = float(np.max(np.abs(out[:, -1] - rf.predict_proba(rows)[:, 1])))
         runs[config] = lambda p=predictor: p.predict(tl2cgen.DMatrix(rows))
         print(config, built[config], flush=True)
-    med = _interleaved_medians(runs, rounds)
+    med = interleaved_medians(runs, rounds)
     for config in built:
         built[config]["x_native"] = round(med["native"] / med[config], 2)
     result = {"trees": trees, "nodes": int(sum(e.tree_.node_count for e in rf.estimators_)), "native_ms": round(med["native"] * 1000, 1)}

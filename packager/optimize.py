@@ -956,18 +956,12 @@ def _choose(done: list[Candidate], baseline: dict[str, Any], objective: str) -> 
         updated.append(c)
     if not eligible:
         return None, "no candidate was measured within budget (see each candidate's reason)", updated
-    best = eligible[0]
-    for c in eligible[1:]:
-        if _better(c, best, objective):
-            best = c
+    best = _best_of(eligible, objective)
     if best.vs_native == "slower":  # every eligible package's median is behind; one level with native is the choice
         level = [c for c in eligible if c.vs_native in ("level", "faster")]
         if not level:
             return None, "the native model is faster than every package beyond the spread of the rounds: deploy it as is", updated
-        best = level[0]
-        for c in level[1:]:
-            if _better(c, best, objective):
-                best = c
+        best = _best_of(level, objective)
     why = f"best {objective} within budget: {_say(_score(best, objective) or 0, objective)}"
     if best.vs_native:
         rounds = len(best.round_scores)
@@ -994,6 +988,15 @@ def _choose(done: list[Candidate], baseline: dict[str, Any], objective: str) -> 
 def _allowed(parent_bytes: int) -> float:
     """The size a quantized candidate may have and still count as not larger than its fp32 parent."""
     return parent_bytes * 1.01 + 512
+
+
+def _best_of(candidates: list[Candidate], objective: str) -> Candidate:
+    """The first candidate no later one is better than (``_better``), in the given order."""
+    best = candidates[0]
+    for c in candidates[1:]:
+        if _better(c, best, objective):
+            best = c
+    return best
 
 
 def _better(a: Candidate, b: Candidate, objective: str) -> bool:
